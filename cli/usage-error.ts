@@ -2,3 +2,12 @@
 export class UsageError extends Error {
   override name = 'UsageError';
 }
+
+/** Runs node:util parseArgs (or similar) and turns its errors into usage errors (exit 2). */
+export function parseFlags<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!);
+  }
+}

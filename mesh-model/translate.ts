@@ -1,0 +1,50 @@
+import { objectKey, type K8sObject } from './k8s-objects.ts';
+import type { CompiledRoute, MeshModel, MeshService } from './model.ts';
+import { servicePortKey } from './model.ts';
+import { readService } from './services.ts';
+import { compileRoute } from './compile-route.ts';
+
+const ROUTE_KINDS = new Set(['HTTPRoute', 'GRPCRoute']);
+
+/**
+ * Kubernetes objects → mesh model. Pure: the controller feeds it from informers, the sidecar's standalone
+ * mode and `sluice route explain` from files. Unknown kinds are ignored; broken objects become warnings.
+ */
+export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
+  const warnings: string[] = [];
+  const services = new Map<string, MeshService>();
+  const servicesByIp = new Map<string, MeshService>();
+  for (const obj of objects) {
+    if (obj.kind !== 'Service' || !isCoreApi(obj.apiVersion)) continue;
+    const svc = readService(obj, warnings);
+    if (!svc) continue;
+    services.set(objectKey(svc.namespace, svc.name), svc);
+    for (const ip of svc.clusterIPs) servicesByIp.set(ip, svc);
+  }
+
+  const routes: CompiledRoute[] = [];
+  const attached = new Map<string, CompiledRoute[]>();
+  for (const obj of objects) {
+    if (!ROUTE_KINDS.has(obj.kind ?? '') || !obj.apiVersion?.startsWith('gateway.networking.k8s.io/')) continue;
+    const route = compileRoute(obj, obj.kind as CompiledRoute['kind'], services);
+    if (typeof route === 'string') {
+      warnings.push(route);
+      continue;
+    }
+    routes.push(route);
+    if (route.rules.length === 0) continue;
+    for (const a of route.attachments) {
+      for (const port of a.ports) {
+        const key = servicePortKey(a.service.namespace, a.service.name, port);
+        const list = attached.get(key);
+        if (list) list.push(route);
+        else attached.set(key, [route]);
+      }
+    }
+  }
+  return { services, servicesByIp, routes, attached, warnings };
+}
+
+function isCoreApi(apiVersion: string | undefined): boolean {
+  return apiVersion === undefined || apiVersion === 'v1';
+}
