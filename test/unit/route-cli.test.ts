@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+// The CLI as users run it: a real process, the contract on stdout, exit codes, stderr one line.
+function sluice(...args: string[]) {
+  const r = spawnSync(process.execPath, ['bin/sluice.js', ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const KEYS = ['service', 'route', 'ruleIndex', 'action', 'status', 'location', 'backends', 'request', 'responseHeaders', 'warnings'];
+
+describe('sluice route explain (CLI contract)', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
+    writeFileSync(join(dir, 'broken.yaml'), 'kind: Service\nmetadata: {name: [\n');
+    writeFileSync(
+      join(dir, 'grpc.yaml'),
+      `apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {clusterIP: 10.96.1.1, ports: [{port: 50051, name: grpc}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: cart, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: cart}]
+  rules:
+    - matches: [{method: {service: shop.Cart, method: Add}}]
+      backendRefs: [{name: cart, port: 50051}]
+`,
+    );
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints exactly one JSON object with the contract keys', () => {
+    const r = sluice('route', 'explain', '-f', 'examples/reviews', '--from', 'shop', '-H', 'X-Tester: true', '--output', 'json', 'GET', 'http://reviews/x?y=1');
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(out), KEYS);
+    assert.deepEqual(out.route, { kind: 'HTTPRoute', namespace: 'shop', name: 'reviews', type: 'producer' });
+    assert.deepEqual(out.request, { method: 'GET', path: '/x?y=1', headers: { host: 'reviews', 'x-tester': 'true' } });
+  });
+
+  it('explains GRPCRoute requests', () => {
+    const r = sluice('route', 'explain', '-f', join(dir, 'grpc.yaml'), '--from', 'shop', '--output', 'json', 'POST', 'http://cart:50051/shop.Cart/Add');
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { route: { kind: string }; action: string };
+    assert.equal(out.route.kind, 'GRPCRoute');
+    assert.equal(out.action, 'forward');
+  });
+
+  it('a 404 is an explained request (exit 0)', () => {
+    const r = sluice('route', 'explain', '-f', join(dir, 'grpc.yaml'), '--from', 'shop', '--output', 'json', 'POST', 'http://cart:50051/shop.Cart/Remove');
+    assert.equal(r.code, 0);
+    assert.equal((JSON.parse(r.stdout) as { status: number }).status, 404);
+  });
+
+  const bad: [string, string[], RegExp][] = [
+    ['unparseable YAML', ['-f', 'BROKEN', '--from', 'x', 'GET', 'http://a/'], /broken\.yaml:\d+:\d+/],
+    ['unknown Service', ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'http://nope/'], /unknown Service shop\/nope/],
+    ['malformed URL', ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'not a url'], /malformed URL/],
+    ['unknown port', ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'http://reviews:81/'], /has no port 81/],
+    ['missing file', ['-f', '/nonexistent', '--from', 'shop', 'GET', 'http://reviews/'], /no such file/],
+    ['missing --from', ['-f', 'examples/reviews', 'GET', 'http://reviews/'], /--from/],
+    ['malformed header', ['-f', 'examples/reviews', '--from', 'shop', '-H', 'novalue', 'GET', 'http://reviews/'], /malformed header/],
+    ['unknown flag', ['--bogus'], /Unknown option/],
+  ];
+  for (const [name, args, message] of bad) {
+    it(`${name} → exit 2, one line on stderr, nothing on stdout`, () => {
+      const r = sluice('route', 'explain', ...args.map((a) => (a === 'BROKEN' ? join(dir, 'broken.yaml') : a)));
+      assert.equal(r.code, 2);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    });
+  }
+});
+
+describe('sluice route test', () => {
+  it('runs the shipped example and passes', () => {
+    const r = sluice('route', 'test', 'examples/reviews/routes.test.yaml');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /5 passed, 0 failed/);
+  });
+
+  it('fails with a readable diff when an expectation is wrong', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-rt-'));
+    try {
+      const file = join(dir, 't.yaml');
+      writeFileSync(
+        file,
+        `manifests: [${join(process.cwd(), 'examples/reviews/mesh.yaml')}]\nfrom: shop\ncases:\n  - name: wrong\n    request: {url: http://reviews/}\n    expect: {backend: reviews-v1}\n`,
+      );
+      const r = sluice('route', 'test', file);
+      assert.equal(r.code, 1);
+      assert.match(r.stdout, /FAIL {2}wrong/);
+      assert.match(r.stdout, /backend: expected \["reviews-v1"\]/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
