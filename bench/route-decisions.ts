@@ -6,8 +6,18 @@ import { findMatch, type RouteRequest } from '../mesh-model/request-match.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 
 const objects: K8sObject[] = [
-  { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'app', name: 'svc' }, spec: { clusterIP: '10.96.0.1', ports: [{ port: 80 }] } },
-  { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'app', name: 'v1' }, spec: { ports: [{ port: 80 }] } },
+  {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: 'app', name: 'svc' },
+    spec: { clusterIP: '10.96.0.1', ports: [{ port: 80 }] },
+  },
+  {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: 'app', name: 'v1' },
+    spec: { ports: [{ port: 80 }] },
+  },
 ];
 for (let r = 0; r < 100; r++) {
   objects.push({
@@ -34,9 +44,16 @@ const model = buildMeshModel(objects);
 const svc = model.services.get('app/svc')!;
 const routing = buildPortRouting(model, 'app', svc, 80);
 
-const mk = (path: string, headers: Record<string, string> = {}): RouteRequest => ({ method: 'GET', path, query: '', headers });
+const mk = (path: string, headers: Record<string, string> = {}): RouteRequest => ({
+  method: 'GET',
+  path,
+  query: '',
+  headers,
+});
 const mixes: Record<string, RouteRequest[]> = {
-  'prefix hit (mixed routes)': Array.from({ length: 100 }, (_, i) => mk(`/api${i}/items${(i % 5) * 2}/x`, { 'x-tenant': `t${(i % 5) * 2}` })),
+  'prefix hit (mixed routes)': Array.from({ length: 100 }, (_, i) =>
+    mk(`/api${i}/items${(i % 5) * 2}/x`, { 'x-tenant': `t${(i % 5) * 2}` }),
+  ),
   'exact hit': Array.from({ length: 100 }, (_, i) => mk(`/api${i}/items${(i % 5) * 2 + 1}`)),
   'miss (404)': Array.from({ length: 100 }, (_, i) => mk(`/nothing/${i}`)),
   'miss inside a busy segment': Array.from({ length: 100 }, (_, i) => mk(`/api${i}/other`)),
@@ -56,8 +73,10 @@ function measure(reqs: RouteRequest[]): number {
   return n / seconds;
 }
 
-console.log(`Service with ${model.routes.length} routes x 10 rules (${routing.wildcard.length} wildcard entries), node ${process.version}`);
-for (const [name, reqs] of Object.entries(mixes)) measure(reqs); // warm-up
+console.log(
+  `Service with ${model.routes.length} routes x 10 rules (${routing.wildcard.length} wildcard entries), node ${process.version}`,
+);
+for (const reqs of Object.values(mixes)) measure(reqs); // warm-up
 for (const [name, reqs] of Object.entries(mixes)) {
   console.log(`${name.padEnd(30)} ${(measure(reqs) / 1e6).toFixed(2)} M decisions/s`);
 }

@@ -42,11 +42,18 @@ export function formatExplanation(e: Explanation & { details: ExplanationDetails
   if (responseEdits.length > 0) lines.push('Response headers:', ...responseEdits.map((l) => `  ${l}`));
   const d = e.details;
   for (const f of d.backendFilters) {
-    lines.push(`Backend ${f.backend}:`, ...edit('request', f.request).concat(edit('response', f.response)).map((l) => `  ${l}`));
+    lines.push(
+      `Backend ${f.backend}:`,
+      ...edit('request', f.request)
+        .concat(edit('response', f.response))
+        .map((l) => `  ${l}`),
+    );
   }
-  for (const m of d.mirrors) lines.push(`Mirror:    ${m.backend.namespace}/${m.backend.name}:${m.backend.port} (${m.percent}%)`);
+  for (const m of d.mirrors)
+    lines.push(`Mirror:    ${m.backend.namespace}/${m.backend.name}:${m.backend.port} (${m.percent}%)`);
   if (d.requestTimeoutMs !== null) lines.push(`Timeout:   request ${d.requestTimeoutMs} ms`);
-  if (d.backendRequestTimeoutMs !== null) lines.push(`Timeout:   backend request ${d.backendRequestTimeoutMs} ms`);
+  if (d.backendRequestTimeoutMs !== null)
+    lines.push(`Timeout:   backend request ${d.backendRequestTimeoutMs} ms`);
   if (d.retry) {
     lines.push(
       `Retry:     attempts ${d.retry.attempts ?? 'default'}, backoff ${d.retry.backoffMs ?? 'default'} ms, codes ${d.retry.codes.join(',') || 'none'}`,

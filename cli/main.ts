@@ -45,7 +45,9 @@ try {
     process.stderr.write(`sluice: ${err.message}\n`);
     process.exitCode = 2;
   } else {
-    process.stderr.write(`sluice: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `sluice: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exitCode = 1;
   }
 }

@@ -10,7 +10,6 @@ const USAGE = `usage:
   sluice route explain -f FILE_OR_DIR [-f ...] --from NAMESPACE [-H 'Name: value']... [--output json] METHOD URL
   sluice route test FILE...`;
 
-
 export function parseHeaderFlag(text: string): [string, string] {
   const colon = text.indexOf(':');
   const name = colon === -1 ? '' : text.slice(0, colon).trim();
@@ -20,18 +19,18 @@ export function parseHeaderFlag(text: string): [string, string] {
   return [name, text.slice(colon + 1).trim()];
 }
 
-async function explainCommand(args: string[]): Promise<number> {
+function explainCommand(args: string[]): number {
   const { values, positionals } = parseFlags(() =>
     parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      file: { type: 'string', short: 'f', multiple: true },
-      from: { type: 'string' },
-      header: { type: 'string', short: 'H', multiple: true },
-      output: { type: 'string', short: 'o' },
-    },
-  }),
+      args,
+      allowPositionals: true,
+      options: {
+        file: { type: 'string', short: 'f', multiple: true },
+        from: { type: 'string' },
+        header: { type: 'string', short: 'H', multiple: true },
+        output: { type: 'string', short: 'o' },
+      },
+    }),
   );
   if (!values.file?.length) throw new UsageError('route explain needs at least one -f FILE_OR_DIR');
   if (!values.from) throw new UsageError('route explain needs --from NAMESPACE (the client namespace)');
@@ -49,7 +48,9 @@ async function explainCommand(args: string[]): Promise<number> {
       headers: (values.header ?? []).map(parseHeaderFlag),
     });
     process.stdout.write(
-      values.output === 'json' ? `${JSON.stringify(explanationJson(result), null, 2)}\n` : formatExplanation(result),
+      values.output === 'json'
+        ? `${JSON.stringify(explanationJson(result), null, 2)}\n`
+        : formatExplanation(result),
     );
     return 0;
   } catch (err) {
@@ -58,18 +59,18 @@ async function explainCommand(args: string[]): Promise<number> {
   }
 }
 
-export async function main(args: string[]): Promise<number> {
+export function main(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case 'explain':
-      return explainCommand(rest);
+      return Promise.resolve(explainCommand(rest));
     case 'test':
       if (rest.length === 0 || rest.includes('-h') || rest.includes('--help')) throw new UsageError(USAGE);
-      return runRouteTests(rest);
+      return Promise.resolve(runRouteTests(rest));
     case '-h':
     case '--help':
       process.stdout.write(`${USAGE}\n`);
-      return 0;
+      return Promise.resolve(0);
     default:
       throw new UsageError(sub === undefined ? USAGE : `unknown route subcommand '${sub}'\n${USAGE}`);
   }

@@ -11,7 +11,7 @@ import { isObject } from '../mesh-model/k8s-objects.ts';
 interface TestCase {
   name?: string;
   from?: string;
-  request?: { method?: string; url?: string; headers?: Record<string, string> };
+  request?: { method?: string; url?: string; headers?: Record<string, unknown> };
   expect?: {
     action?: Explanation['action'];
     status?: number;
@@ -34,21 +34,35 @@ function backendName(b: { namespace: string; name: string }, namespace: string):
 export function checkCase(e: Explanation, expect: NonNullable<TestCase['expect']>): string[] {
   const diffs: string[] = [];
   const check = (what: string, want: unknown, got: unknown): void => {
-    if (JSON.stringify(want) !== JSON.stringify(got)) diffs.push(`${what}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
+    if (JSON.stringify(want) !== JSON.stringify(got))
+      diffs.push(`${what}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
   };
   const ns = e.service.namespace;
   if (expect.action !== undefined) check('action', expect.action, e.action);
   if (expect.status !== undefined) check('status', expect.status, e.status);
   if (expect.route !== undefined) {
-    const got = e.route ? (expect.route?.includes('/') ? `${e.route.namespace}/${e.route.name}` : e.route.name) : null;
+    const got = e.route
+      ? expect.route?.includes('/')
+        ? `${e.route.namespace}/${e.route.name}`
+        : e.route.name
+      : null;
     check('route', expect.route, got);
   }
   if (expect.ruleIndex !== undefined) check('ruleIndex', expect.ruleIndex, e.ruleIndex);
   const live = e.backends.filter((b) => b.weight > 0);
-  if (expect.backend !== undefined) check('backend', [expect.backend], live.map((b) => backendName(b, ns)));
+  if (expect.backend !== undefined)
+    check(
+      'backend',
+      [expect.backend],
+      live.map((b) => backendName(b, ns)),
+    );
   if (expect.backends !== undefined) {
     const got = Object.fromEntries(live.map((b) => [backendName(b, ns), b.weight]));
-    check('backends', Object.fromEntries(Object.entries(expect.backends).sort()), Object.fromEntries(Object.entries(got).sort()));
+    check(
+      'backends',
+      Object.fromEntries(Object.entries(expect.backends).sort()),
+      Object.fromEntries(Object.entries(got).sort()),
+    );
   }
   if (expect.location !== undefined) check('location', expect.location, e.location);
   if (expect.path !== undefined) check('path', expect.path, e.request.path);
@@ -69,14 +83,15 @@ function loadTestFile(file: string): { manifests: string[]; from: string | undef
   } catch (err) {
     throw new UsageError(`${file}: ${(err as Error).message.split('\n')[0]!}`);
   }
-  if (!isObject(doc) || !Array.isArray(doc.cases)) throw new UsageError(`${file}: expected a mapping with 'cases'`);
+  if (!isObject(doc) || !Array.isArray(doc.cases))
+    throw new UsageError(`${file}: expected a mapping with 'cases'`);
   const manifests = Array.isArray(doc.manifests) ? doc.manifests : [];
   if (manifests.length === 0 || !manifests.every((m) => typeof m === 'string')) {
     throw new UsageError(`${file}: 'manifests' must list files or directories`);
   }
   const base = dirname(file);
   return {
-    manifests: (manifests as string[]).map((m) => resolve(base, m)),
+    manifests: (manifests).map((m) => resolve(base, m)),
     from: typeof doc.from === 'string' ? doc.from : undefined,
     cases: doc.cases as TestCase[],
   };

@@ -8,6 +8,6 @@ export function parseFlags<T>(parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!);
+    throw new UsageError((err as Error).message.split('\n')[0]);
   }
 }

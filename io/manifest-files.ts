@@ -40,10 +40,14 @@ export function parseManifests(text: string, source: string): K8sObject[] {
     const value: unknown = doc.toJS({ maxAliasCount: 100 });
     if (value === null || value === undefined) continue;
     if (!isObject(value)) throw new ManifestError(`${source}: a document is not an object`);
-    if (value.kind === 'List' || (typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items))) {
-      for (const item of Array.isArray(value.items) ? value.items : []) if (isObject(item)) out.push(item as K8sObject);
+    if (
+      value.kind === 'List' ||
+      (typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items))
+    ) {
+      for (const item of Array.isArray(value.items) ? value.items : [])
+        if (isObject(item)) out.push(item);
     } else {
-      out.push(value as K8sObject);
+      out.push(value);
     }
   }
   return out;

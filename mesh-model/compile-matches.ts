@@ -46,7 +46,8 @@ function compileStringMatchers(
   const seen = new Set<string>();
   for (const spec of Array.isArray(specs) ? specs : []) {
     if (typeof spec.name !== 'string' || spec.name === '') return `${what} match without a name`;
-    if (what === 'header' && !HEADER_NAME.test(spec.name)) return `invalid header name ${JSON.stringify(spec.name)}`;
+    if (what === 'header' && !HEADER_NAME.test(spec.name))
+      return `invalid header name ${JSON.stringify(spec.name)}`;
     if (typeof spec.value !== 'string') return `${what} match ${spec.name} without a value`;
     // Header names are case-insensitive; query param names are not. Only the first entry of a name counts.
     const name = what === 'header' ? spec.name.toLowerCase() : spec.name;
@@ -104,7 +105,8 @@ export function compileGrpcMatch(spec: GrpcRouteMatchSpec): GrpcMatch | string {
   if (m === undefined) return { ...DEFAULT_GRPC_MATCH, headers };
   const service = m.service === '' ? undefined : m.service;
   const method = m.method === '' ? undefined : m.method;
-  if (service === undefined && method === undefined) return "one or both of 'service' or 'method' must be specified";
+  if (service === undefined && method === undefined)
+    return "one or both of 'service' or 'method' must be specified";
   const type = m.type ?? 'Exact';
   if (type === 'Exact') {
     if (service !== undefined && (typeof service !== 'string' || !GRPC_SERVICE.test(service))) {

@@ -1,4 +1,11 @@
-import { isObject, isShaped, objectKey, type BackendRef, type K8sObject, type RouteSpec } from './k8s-objects.ts';
+import {
+  isObject,
+  isShaped,
+  objectKey,
+  type BackendRef,
+  type K8sObject,
+  type RouteSpec,
+} from './k8s-objects.ts';
 import type {
   BackendTarget,
   CompiledRoute,
@@ -13,7 +20,12 @@ import type {
   RouteProblem,
 } from './model.ts';
 import { compileFilters } from './compile-filters.ts';
-import { compileGrpcMatch, compileHttpMatch, DEFAULT_GRPC_MATCH, DEFAULT_HTTP_MATCH } from './compile-matches.ts';
+import {
+  compileGrpcMatch,
+  compileHttpMatch,
+  DEFAULT_GRPC_MATCH,
+  DEFAULT_HTTP_MATCH,
+} from './compile-matches.ts';
 import { parseDuration } from './duration.ts';
 
 const MAX_WEIGHT = 1_000_000;
@@ -28,7 +40,8 @@ export function resolveBackend(
   routeNamespace: string,
   services: ReadonlyMap<string, MeshService>,
 ): BackendTarget {
-  const namespace = typeof ref?.namespace === 'string' && ref.namespace !== '' ? ref.namespace : routeNamespace;
+  const namespace =
+    typeof ref?.namespace === 'string' && ref.namespace !== '' ? ref.namespace : routeNamespace;
   const name = typeof ref?.name === 'string' ? ref.name : '';
   const port = Number.isInteger(ref?.port) ? ref!.port! : 0;
   const weight = ref?.weight ?? 1;
@@ -104,7 +117,8 @@ function attachParents(
     let ports = svc.ports;
     if (ref.sectionName !== undefined) {
       ports = ports.filter((p) => p.name === ref.sectionName);
-      if (ports.length === 0) return fail(`Service ${svc.namespace}/${svc.name} has no port named ${ref.sectionName}`);
+      if (ports.length === 0)
+        return fail(`Service ${svc.namespace}/${svc.name} has no port named ${ref.sectionName}`);
     }
     if (ref.port !== undefined) {
       ports = ports.filter((p) => p.port === ref.port);
@@ -171,14 +185,19 @@ export function compileRoute(
     for (const b of [...result.rule.backends, ...result.rule.mirrors.map((m) => m.backend)]) {
       if (b.invalid) unresolvedRefs.push(`rule ${index}: ${b.invalid}`);
     }
-    if (result.unresolvedFilter) unresolvedRefs.push(`rule ${index}: InvalidKind: ${result.unresolvedFilter}`);
+    if (result.unresolvedFilter)
+      unresolvedRefs.push(`rule ${index}: InvalidKind: ${result.unresolvedFilter}`);
   });
   route.rules = rules;
   route.entries = entries;
   if (specRules.length === 0) {
     problems.push({ type: 'Accepted', reason: 'UnsupportedValue', message: 'route has no rules' });
   } else if (rules.length === 0) {
-    problems.push({ type: 'Accepted', reason: 'UnsupportedValue', message: `all rules invalid: ${dropped.join('; ')}` });
+    problems.push({
+      type: 'Accepted',
+      reason: 'UnsupportedValue',
+      message: `all rules invalid: ${dropped.join('; ')}`,
+    });
   } else if (dropped.length > 0) {
     problems.push({
       type: 'PartiallyInvalid',
@@ -201,7 +220,8 @@ function compileRule(
   services: ReadonlyMap<string, MeshService>,
 ): { rule: CompiledRule; entries: MatchEntry[]; unresolvedFilter: string | undefined } | string {
   if (!isShaped(spec)) return 'rule must be an object';
-  const resolve = (ref: BackendRef | undefined): BackendTarget => resolveBackend(ref, route.namespace, services);
+  const resolve = (ref: BackendRef | undefined): BackendTarget =>
+    resolveBackend(ref, route.namespace, services);
   const filters = compileFilters(spec.filters, kind, resolve);
   if (typeof filters === 'string') return filters;
 
@@ -223,14 +243,19 @@ function compileRule(
     target.responseHeaders = own.responseHeaders;
     backends.push(target);
   }
-  if (filters.redirect && backends.length > 0) return 'RequestRedirect filter must not be used together with backendRefs';
+  if (filters.redirect && backends.length > 0)
+    return 'RequestRedirect filter must not be used together with backendRefs';
 
   const timeouts = isShaped(spec.timeouts) ? spec.timeouts : {};
   const requestTimeoutMs = compileTimeout(timeouts.request, 'request');
   if (typeof requestTimeoutMs === 'string') return requestTimeoutMs;
   const backendRequestTimeoutMs = compileTimeout(timeouts.backendRequest, 'backendRequest');
   if (typeof backendRequestTimeoutMs === 'string') return backendRequestTimeoutMs;
-  if (requestTimeoutMs && backendRequestTimeoutMs !== undefined && backendRequestTimeoutMs > requestTimeoutMs) {
+  if (
+    requestTimeoutMs &&
+    backendRequestTimeoutMs !== undefined &&
+    backendRequestTimeoutMs > requestTimeoutMs
+  ) {
     return 'backendRequest timeout cannot be longer than request timeout';
   }
   const retry = compileRetry(spec.retry);

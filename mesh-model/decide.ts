@@ -9,7 +9,12 @@ export type Decision =
   | { action: 'forward'; entry: MatchEntry };
 
 const PASSTHROUGH: Decision = { action: 'passthrough' };
-const NOT_FOUND: Decision = { action: 'reject', status: 404, reason: 'no route rule matches the request', entry: undefined };
+const NOT_FOUND: Decision = {
+  action: 'reject',
+  status: 404,
+  reason: 'no route rule matches the request',
+  entry: undefined,
+};
 
 /**
  * The routing decision for one request. The proxy's hot path calls findMatch directly and reads the rule;

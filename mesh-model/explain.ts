@@ -58,7 +58,8 @@ function resolveService(model: MeshModel, host: string, from: string): MeshServi
   let namespace = from;
   if (parts.length > 1) {
     const rest = `.${parts.slice(2).join('.')}`.replace(/^\.$/, '');
-    if (!SERVICE_SUFFIXES.includes(rest)) throw new ExplainInputError(`cannot resolve host '${host}' to a Service`);
+    if (!SERVICE_SUFFIXES.includes(rest))
+      throw new ExplainInputError(`cannot resolve host '${host}' to a Service`);
     namespace = parts[1]!;
   }
   const svc = model.services.get(`${namespace}/${name}`);
@@ -90,12 +91,16 @@ function editToJson(edit: HeaderEdit | undefined): Explanation['responseHeaders'
 
 function flatten(headers: HeaderMap): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(',') : v;
+  for (const [k, v] of Object.entries(headers))
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(',') : v;
   return out;
 }
 
 /** Explains what the mesh does with one request, offline. Pure; the same code path the sidecar uses. */
-export function explain(model: MeshModel, input: ExplainRequest): Explanation & { details: ExplanationDetails } {
+export function explain(
+  model: MeshModel,
+  input: ExplainRequest,
+): Explanation & { details: ExplanationDetails } {
   const url = parseUrl(input.url);
   const method = input.method.toUpperCase();
   if (!/^[A-Z]+$/.test(method)) throw new ExplainInputError(`invalid method '${input.method}'`);
@@ -116,7 +121,8 @@ export function explain(model: MeshModel, input: ExplainRequest): Explanation & 
   const decision = decide(routing, { method, path, query, headers });
 
   const warnings = [...model.warnings];
-  for (const { route, reason } of routing.ignored) warnings.push(`${route.kind} ${route.namespace}/${route.name} ignored: ${reason}`);
+  for (const { route, reason } of routing.ignored)
+    warnings.push(`${route.kind} ${route.namespace}/${route.name} ignored: ${reason}`);
   const out: Explanation & { details: ExplanationDetails } = {
     service: { namespace: service.namespace, name: service.name, port },
     route: null,
@@ -152,7 +158,8 @@ export function explain(model: MeshModel, input: ExplainRequest): Explanation & 
   const route = rule.route;
   out.route = { kind: route.kind, namespace: route.namespace, name: route.name, type: routing.type! };
   out.ruleIndex = rule.index;
-  for (const p of route.problems) warnings.push(`${route.kind} ${route.namespace}/${route.name}: ${p.type} ${p.reason}: ${p.message}`);
+  for (const p of route.problems)
+    warnings.push(`${route.kind} ${route.namespace}/${route.name}: ${p.type} ${p.reason}: ${p.message}`);
   if (decision.action === 'reject') return out;
 
   const clientHost = String(headers.host);
@@ -166,7 +173,11 @@ export function explain(model: MeshModel, input: ExplainRequest): Explanation & 
   d.requestTimeoutMs = rule.requestTimeoutMs ?? null;
   d.backendRequestTimeoutMs = rule.backendRequestTimeoutMs ?? null;
   d.retry = rule.retry
-    ? { attempts: rule.retry.attempts ?? null, backoffMs: rule.retry.backoffMs ?? null, codes: [...rule.retry.codes] }
+    ? {
+        attempts: rule.retry.attempts ?? null,
+        backoffMs: rule.retry.backoffMs ?? null,
+        codes: [...rule.retry.codes],
+      }
     : null;
   if (decision.action === 'redirect') {
     out.status = decision.status;
@@ -179,11 +190,21 @@ export function explain(model: MeshModel, input: ExplainRequest): Explanation & 
     });
     return out;
   }
-  out.backends = rule.backends.map((b) => ({ namespace: b.namespace, name: b.name, port: b.port, weight: b.weight }));
+  out.backends = rule.backends.map((b) => ({
+    namespace: b.namespace,
+    name: b.name,
+    port: b.port,
+    weight: b.weight,
+  }));
   for (const b of rule.backends) {
-    if (b.invalid && b.weight > 0) warnings.push(`backend ${b.namespace}/${b.name}:${b.port} gets a 500 for its share: ${b.invalid}`);
+    if (b.invalid && b.weight > 0)
+      warnings.push(`backend ${b.namespace}/${b.name}:${b.port} gets a 500 for its share: ${b.invalid}`);
     if (b.requestHeaders || b.responseHeaders) {
-      d.backendFilters.push({ backend: `${b.namespace}/${b.name}:${b.port}`, request: b.requestHeaders, response: b.responseHeaders });
+      d.backendFilters.push({
+        backend: `${b.namespace}/${b.name}:${b.port}`,
+        request: b.requestHeaders,
+        response: b.responseHeaders,
+      });
     }
   }
   d.mirrors = rule.mirrors.map((m) => ({

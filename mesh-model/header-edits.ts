@@ -13,13 +13,16 @@ export function compileHeaderEdit(spec: HeaderModifierSpec | undefined): HeaderE
     [spec?.add, add],
   ] as const) {
     for (const h of Array.isArray(list) ? list : []) {
-      if (typeof h.name !== 'string' || !HEADER_NAME.test(h.name)) return `invalid header name ${JSON.stringify(h.name)}`;
-      if (typeof h.value !== 'string' || /[\r\n\0]/.test(h.value)) return `invalid value for header ${h.name}`;
+      if (typeof h.name !== 'string' || !HEADER_NAME.test(h.name))
+        return `invalid header name ${JSON.stringify(h.name)}`;
+      if (typeof h.value !== 'string' || /[\r\n\0]/.test(h.value))
+        return `invalid value for header ${h.name}`;
       out.push([h.name.toLowerCase(), h.value]);
     }
   }
   for (const name of Array.isArray(spec?.remove) ? spec.remove : []) {
-    if (typeof name !== 'string' || !HEADER_NAME.test(name)) return `invalid header name ${JSON.stringify(name)}`;
+    if (typeof name !== 'string' || !HEADER_NAME.test(name))
+      return `invalid header name ${JSON.stringify(name)}`;
     remove.push(name.toLowerCase());
   }
   return { set, add, remove };

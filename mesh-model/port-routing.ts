@@ -1,4 +1,11 @@
-import type { CompiledRoute, HttpMatch, MatchEntry, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
+import type {
+  CompiledRoute,
+  MatchEntry,
+  MeshModel,
+  MeshService,
+  RouteKind,
+  RouteType,
+} from './model.ts';
 import { servicePortKey } from './model.ts';
 import { compareGrpcEntries, compareHttpEntries } from './precedence.ts';
 
@@ -32,13 +39,19 @@ export function buildPortRouting(
 ): PortRouting {
   const attached = model.attached.get(servicePortKey(service.namespace, service.name, port)) ?? [];
   const ignored: { route: CompiledRoute; reason: string }[] = [];
-  const consumer = attached.filter((r) => r.namespace === clientNamespace && r.namespace !== service.namespace);
+  const consumer = attached.filter(
+    (r) => r.namespace === clientNamespace && r.namespace !== service.namespace,
+  );
   const producer = attached.filter((r) => r.namespace === service.namespace);
-  const type: RouteType | undefined = consumer.length > 0 ? 'consumer' : producer.length > 0 ? 'producer' : undefined;
+  const type: RouteType | undefined =
+    consumer.length > 0 ? 'consumer' : producer.length > 0 ? 'producer' : undefined;
   let chosen = type === 'consumer' ? consumer : producer;
   if (type === 'consumer') {
     for (const r of producer) {
-      ignored.push({ route: r, reason: `producer route overridden by consumer routes in namespace ${clientNamespace}` });
+      ignored.push({
+        route: r,
+        reason: `producer route overridden by consumer routes in namespace ${clientNamespace}`,
+      });
     }
   }
   const kind: RouteKind | undefined = chosen.some((r) => r.kind === 'GRPCRoute')
@@ -48,7 +61,8 @@ export function buildPortRouting(
       : undefined;
   if (kind === 'GRPCRoute') {
     for (const r of chosen) {
-      if (r.kind === 'HTTPRoute') ignored.push({ route: r, reason: 'a GRPCRoute on the same Service port takes precedence' });
+      if (r.kind === 'HTTPRoute')
+        ignored.push({ route: r, reason: 'a GRPCRoute on the same Service port takes precedence' });
     }
     chosen = chosen.filter((r) => r.kind === 'GRPCRoute');
   }
@@ -67,7 +81,10 @@ function indexBySegment(sorted: MatchEntry[]): Pick<PortRouting, 'bySegment' | '
   const segmentOf = (e: MatchEntry): string | undefined => {
     const m = e.match;
     if (m.kind === 'GRPCRoute') return undefined;
-    if ((m as HttpMatch).pathType === 'RegularExpression' || (m.pathType === 'PathPrefix' && m.path === '/')) {
+    if (
+      (m).pathType === 'RegularExpression' ||
+      (m.pathType === 'PathPrefix' && m.path === '/')
+    ) {
       return undefined;
     }
     return firstSegment(m.path);
@@ -78,6 +95,10 @@ function indexBySegment(sorted: MatchEntry[]): Pick<PortRouting, 'bySegment' | '
     if (s !== undefined) segments.add(s);
   }
   const bySegment = new Map<string, MatchEntry[]>();
-  for (const s of segments) bySegment.set(s, sorted.filter((e) => segmentOf(e) === s || segmentOf(e) === undefined));
+  for (const s of segments)
+    bySegment.set(
+      s,
+      sorted.filter((e) => segmentOf(e) === s || segmentOf(e) === undefined),
+    );
   return { bySegment, wildcard: sorted.filter((e) => segmentOf(e) === undefined) };
 }

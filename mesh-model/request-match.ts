@@ -79,7 +79,8 @@ function grpcMatches(m: GrpcMatch, req: RouteRequest): boolean {
     if (m.regex) {
       if (!m.regex.matches(path.slice(1))) return false;
     } else {
-      if (m.service !== undefined && (slash - 1 !== m.service.length || !path.startsWith(m.service, 1))) return false;
+      if (m.service !== undefined && (slash - 1 !== m.service.length || !path.startsWith(m.service, 1)))
+        return false;
       if (m.method !== undefined && path.slice(slash + 1) !== m.method) return false;
     }
   }

@@ -25,7 +25,8 @@ export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
   const routes: CompiledRoute[] = [];
   const attached = new Map<string, CompiledRoute[]>();
   for (const obj of objects) {
-    if (!ROUTE_KINDS.has(obj.kind ?? '') || !obj.apiVersion?.startsWith('gateway.networking.k8s.io/')) continue;
+    if (!ROUTE_KINDS.has(obj.kind ?? '') || !obj.apiVersion?.startsWith('gateway.networking.k8s.io/'))
+      continue;
     const route = compileRoute(obj, obj.kind as CompiledRoute['kind'], services);
     if (typeof route === 'string') {
       warnings.push(route);

@@ -1,7 +1,12 @@
 // Builders for Kubernetes objects in unit tests of the pure route engine.
 import type { K8sObject, RouteRuleSpec, ParentReference } from '../../mesh-model/k8s-objects.ts';
 
-export function service(namespace: string, name: string, ports: (number | [number, string])[], clusterIP?: string): K8sObject {
+export function service(
+  namespace: string,
+  name: string,
+  ports: (number | [number, string])[],
+  clusterIP?: string,
+): K8sObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -19,7 +24,12 @@ export interface RouteOptions {
   created?: string;
 }
 
-export function route(namespace: string, name: string, rules: RouteRuleSpec[], opts: RouteOptions = {}): K8sObject {
+export function route(
+  namespace: string,
+  name: string,
+  rules: RouteRuleSpec[],
+  opts: RouteOptions = {},
+): K8sObject {
   return {
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: opts.kind ?? 'HTTPRoute',
@@ -28,6 +38,11 @@ export function route(namespace: string, name: string, rules: RouteRuleSpec[], o
   };
 }
 
-export function backend(name: string, weight?: number, port = 80, namespace?: string): NonNullable<RouteRuleSpec['backendRefs']>[number] {
+export function backend(
+  name: string,
+  weight?: number,
+  port = 80,
+  namespace?: string,
+): NonNullable<RouteRuleSpec['backendRefs']>[number] {
   return { name, port, ...(weight === undefined ? {} : { weight }), ...(namespace ? { namespace } : {}) };
 }

@@ -10,7 +10,18 @@ function sluice(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const KEYS = ['service', 'route', 'ruleIndex', 'action', 'status', 'location', 'backends', 'request', 'responseHeaders', 'warnings'];
+const KEYS = [
+  'service',
+  'route',
+  'ruleIndex',
+  'action',
+  'status',
+  'location',
+  'backends',
+  'request',
+  'responseHeaders',
+  'warnings',
+];
 
 describe('sluice route explain (CLI contract)', () => {
   let dir: string;
@@ -38,16 +49,44 @@ spec:
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('prints exactly one JSON object with the contract keys', () => {
-    const r = sluice('route', 'explain', '-f', 'examples/reviews', '--from', 'shop', '-H', 'X-Tester: true', '--output', 'json', 'GET', 'http://reviews/x?y=1');
+    const r = sluice(
+      'route',
+      'explain',
+      '-f',
+      'examples/reviews',
+      '--from',
+      'shop',
+      '-H',
+      'X-Tester: true',
+      '--output',
+      'json',
+      'GET',
+      'http://reviews/x?y=1',
+    );
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.deepEqual(Object.keys(out), KEYS);
     assert.deepEqual(out.route, { kind: 'HTTPRoute', namespace: 'shop', name: 'reviews', type: 'producer' });
-    assert.deepEqual(out.request, { method: 'GET', path: '/x?y=1', headers: { host: 'reviews', 'x-tester': 'true' } });
+    assert.deepEqual(out.request, {
+      method: 'GET',
+      path: '/x?y=1',
+      headers: { host: 'reviews', 'x-tester': 'true' },
+    });
   });
 
   it('explains GRPCRoute requests', () => {
-    const r = sluice('route', 'explain', '-f', join(dir, 'grpc.yaml'), '--from', 'shop', '--output', 'json', 'POST', 'http://cart:50051/shop.Cart/Add');
+    const r = sluice(
+      'route',
+      'explain',
+      '-f',
+      join(dir, 'grpc.yaml'),
+      '--from',
+      'shop',
+      '--output',
+      'json',
+      'POST',
+      'http://cart:50051/shop.Cart/Add',
+    );
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { route: { kind: string }; action: string };
     assert.equal(out.route.kind, 'GRPCRoute');
@@ -55,24 +94,51 @@ spec:
   });
 
   it('a 404 is an explained request (exit 0)', () => {
-    const r = sluice('route', 'explain', '-f', join(dir, 'grpc.yaml'), '--from', 'shop', '--output', 'json', 'POST', 'http://cart:50051/shop.Cart/Remove');
+    const r = sluice(
+      'route',
+      'explain',
+      '-f',
+      join(dir, 'grpc.yaml'),
+      '--from',
+      'shop',
+      '--output',
+      'json',
+      'POST',
+      'http://cart:50051/shop.Cart/Remove',
+    );
     assert.equal(r.code, 0);
     assert.equal((JSON.parse(r.stdout) as { status: number }).status, 404);
   });
 
   const bad: [string, string[], RegExp][] = [
     ['unparseable YAML', ['-f', 'BROKEN', '--from', 'x', 'GET', 'http://a/'], /broken\.yaml:\d+:\d+/],
-    ['unknown Service', ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'http://nope/'], /unknown Service shop\/nope/],
+    [
+      'unknown Service',
+      ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'http://nope/'],
+      /unknown Service shop\/nope/,
+    ],
     ['malformed URL', ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'not a url'], /malformed URL/],
-    ['unknown port', ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'http://reviews:81/'], /has no port 81/],
+    [
+      'unknown port',
+      ['-f', 'examples/reviews', '--from', 'shop', 'GET', 'http://reviews:81/'],
+      /has no port 81/,
+    ],
     ['missing file', ['-f', '/nonexistent', '--from', 'shop', 'GET', 'http://reviews/'], /no such file/],
     ['missing --from', ['-f', 'examples/reviews', 'GET', 'http://reviews/'], /--from/],
-    ['malformed header', ['-f', 'examples/reviews', '--from', 'shop', '-H', 'novalue', 'GET', 'http://reviews/'], /malformed header/],
+    [
+      'malformed header',
+      ['-f', 'examples/reviews', '--from', 'shop', '-H', 'novalue', 'GET', 'http://reviews/'],
+      /malformed header/,
+    ],
     ['unknown flag', ['--bogus'], /Unknown option/],
   ];
   for (const [name, args, message] of bad) {
     it(`${name} → exit 2, one line on stderr, nothing on stdout`, () => {
-      const r = sluice('route', 'explain', ...args.map((a) => (a === 'BROKEN' ? join(dir, 'broken.yaml') : a)));
+      const r = sluice(
+        'route',
+        'explain',
+        ...args.map((a) => (a === 'BROKEN' ? join(dir, 'broken.yaml') : a)),
+      );
       assert.equal(r.code, 2);
       assert.equal(r.stdout, '');
       assert.match(r.stderr, message);

@@ -15,7 +15,10 @@ const base: K8sObject[] = [
   service('other', 'remote', [80]),
 ];
 
-function run(objects: K8sObject[], req: { url?: string; method?: string; from?: string; headers?: Record<string, string> } = {}) {
+function run(
+  objects: K8sObject[],
+  req: { url?: string; method?: string; from?: string; headers?: Record<string, string> } = {},
+) {
   return explain(buildMeshModel([...base, ...objects]), {
     from: req.from ?? 'app',
     method: req.method ?? 'GET',
@@ -26,7 +29,10 @@ function run(objects: K8sObject[], req: { url?: string; method?: string; from?: 
 
 function target(e: Explanation): string {
   if (e.action !== 'forward') return `${e.action}${e.status === null ? '' : ` ${e.status}`}`;
-  return e.backends.filter((b) => b.weight > 0).map((b) => b.name).join('+');
+  return e.backends
+    .filter((b) => b.weight > 0)
+    .map((b) => b.name)
+    .join('+');
 }
 
 describe('route engine: attachment (GAMMA)', () => {
@@ -34,10 +40,25 @@ describe('route engine: attachment (GAMMA)', () => {
     { name: 'no port attaches to every port', parent: {}, url: 'http://svc:8080/', want: 'v1' },
     { name: 'port limits to that port', parent: { port: 8080 }, url: 'http://svc/', want: 'passthrough' },
     { name: 'port limits to that port (match)', parent: { port: 8080 }, url: 'http://svc:8080/', want: 'v1' },
-    { name: 'sectionName names a Service port', parent: { sectionName: 'admin' }, url: 'http://svc:8080/', want: 'v1' },
-    { name: 'sectionName other port', parent: { sectionName: 'admin' }, url: 'http://svc/', want: 'passthrough' },
+    {
+      name: 'sectionName names a Service port',
+      parent: { sectionName: 'admin' },
+      url: 'http://svc:8080/',
+      want: 'v1',
+    },
+    {
+      name: 'sectionName other port',
+      parent: { sectionName: 'admin' },
+      url: 'http://svc/',
+      want: 'passthrough',
+    },
     { name: 'group core accepted', parent: { group: 'core' }, url: 'http://svc/', want: 'v1' },
-    { name: 'unknown sectionName attaches nowhere', parent: { sectionName: 'nope' }, url: 'http://svc/', want: 'passthrough' },
+    {
+      name: 'unknown sectionName attaches nowhere',
+      parent: { sectionName: 'nope' },
+      url: 'http://svc/',
+      want: 'passthrough',
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -49,12 +70,20 @@ describe('route engine: attachment (GAMMA)', () => {
   }
 
   it('reports a parent that does not exist', () => {
-    const model = buildMeshModel([...base, route('app', 'r', [{ backendRefs: [backend('v1')] }], { parentRefs: [{ kind: 'Service', name: 'ghost' }] })]);
+    const model = buildMeshModel([
+      ...base,
+      route('app', 'r', [{ backendRefs: [backend('v1')] }], {
+        parentRefs: [{ kind: 'Service', name: 'ghost' }],
+      }),
+    ]);
     assert.equal(model.routes[0]!.problems[0]!.reason, 'NoMatchingParent');
   });
 
   it('producer route applies to clients in every namespace', () => {
-    const e = run([route('app', 'r', [{ backendRefs: [backend('v2')] }])], { from: 'elsewhere', url: 'http://svc.app/' });
+    const e = run([route('app', 'r', [{ backendRefs: [backend('v2')] }])], {
+      from: 'elsewhere',
+      url: 'http://svc.app/',
+    });
     assert.equal(target(e), 'v2');
     assert.equal(e.route?.type, 'producer');
   });
@@ -78,21 +107,34 @@ describe('route engine: attachment (GAMMA)', () => {
   });
 
   it('mesh backendRefs cross namespaces without a ReferenceGrant', () => {
-    assert.equal(target(run([route('app', 'r', [{ backendRefs: [backend('remote', 1, 80, 'other')] }])])), 'remote');
+    assert.equal(
+      target(run([route('app', 'r', [{ backendRefs: [backend('remote', 1, 80, 'other')] }])])),
+      'remote',
+    );
   });
 
   it('no route → passthrough to the Service; routes but no match → 404', () => {
     const none = run([]);
     assert.equal(none.action, 'passthrough');
     assert.deepEqual(none.backends, [{ namespace: 'app', name: 'svc', port: 80, weight: 1 }]);
-    const miss = run([route('app', 'r', [{ matches: [{ path: { type: 'Exact', value: '/only' } }], backendRefs: [backend('v1')] }])]);
+    const miss = run([
+      route('app', 'r', [
+        { matches: [{ path: { type: 'Exact', value: '/only' } }], backendRefs: [backend('v1')] },
+      ]),
+    ]);
     assert.equal(target(miss), 'reject 404');
     assert.equal(miss.route, null);
   });
 
   it('resolves the Service by clusterIP and by every DNS form', () => {
     const r = [route('app', 'r', [{ backendRefs: [backend('v1')] }])];
-    for (const url of ['http://10.96.0.10/', 'http://svc/', 'http://svc.app/', 'http://svc.app.svc/', 'http://svc.app.svc.cluster.local/']) {
+    for (const url of [
+      'http://10.96.0.10/',
+      'http://svc/',
+      'http://svc.app/',
+      'http://svc.app.svc/',
+      'http://svc.app.svc.cluster.local/',
+    ]) {
       assert.equal(target(run(r, { url })), 'v1', url);
     }
   });
@@ -128,7 +170,10 @@ describe('route engine: match precedence (HTTPRouteRule.matches)', () => {
       name: 'method match beats none for equal paths',
       routes: [
         route('app', 'a', [
-          { matches: [{ path: { value: '/x' }, headers: [{ name: 'a', value: '1' }] }], backendRefs: [backend('v1')] },
+          {
+            matches: [{ path: { value: '/x' }, headers: [{ name: 'a', value: '1' }] }],
+            backendRefs: [backend('v1')],
+          },
           { matches: [{ path: { value: '/x' }, method: 'GET' }], backendRefs: [backend('v2')] },
         ]),
       ],
@@ -140,7 +185,17 @@ describe('route engine: match precedence (HTTPRouteRule.matches)', () => {
       routes: [
         route('app', 'a', [
           { matches: [{ headers: [{ name: 'a', value: '1' }] }], backendRefs: [backend('v1')] },
-          { matches: [{ headers: [{ name: 'a', value: '1' }, { name: 'b', value: '2' }] }], backendRefs: [backend('v2')] },
+          {
+            matches: [
+              {
+                headers: [
+                  { name: 'a', value: '1' },
+                  { name: 'b', value: '2' },
+                ],
+              },
+            ],
+            backendRefs: [backend('v2')],
+          },
         ]),
       ],
       req: { headers: { a: '1', b: '2' } },
@@ -151,7 +206,17 @@ describe('route engine: match precedence (HTTPRouteRule.matches)', () => {
       routes: [
         route('app', 'a', [
           { matches: [{ queryParams: [{ name: 'q', value: '1' }] }], backendRefs: [backend('v1')] },
-          { matches: [{ queryParams: [{ name: 'q', value: '1' }, { name: 'r', value: '2' }] }], backendRefs: [backend('v2')] },
+          {
+            matches: [
+              {
+                queryParams: [
+                  { name: 'q', value: '1' },
+                  { name: 'r', value: '2' },
+                ],
+              },
+            ],
+            backendRefs: [backend('v2')],
+          },
         ]),
       ],
       req: { url: 'http://svc/?q=1&r=2' },
@@ -167,7 +232,10 @@ describe('route engine: match precedence (HTTPRouteRule.matches)', () => {
     },
     {
       name: 'then namespace/name alphabetical',
-      routes: [route('app', 'b', [{ backendRefs: [backend('v1')] }]), route('app', 'a', [{ backendRefs: [backend('v2')] }])],
+      routes: [
+        route('app', 'b', [{ backendRefs: [backend('v1')] }]),
+        route('app', 'a', [{ backendRefs: [backend('v2')] }]),
+      ],
       want: 'v2',
     },
     {
@@ -179,7 +247,9 @@ describe('route engine: match precedence (HTTPRouteRule.matches)', () => {
       name: 'precedence spans routes: a newer route with a longer prefix wins',
       routes: [
         route('app', 'old', [{ backendRefs: [backend('v1')] }], { created: T1 }),
-        route('app', 'new', [{ matches: [{ path: { value: '/api' } }], backendRefs: [backend('v2')] }], { created: T2 }),
+        route('app', 'new', [{ matches: [{ path: { value: '/api' } }], backendRefs: [backend('v2')] }], {
+          created: T2,
+        }),
       ],
       req: { url: 'http://svc/api/x' },
       want: 'v2',
@@ -220,14 +290,22 @@ describe('route engine: matching semantics', () => {
   }
 
   it('Exact path does not match a longer path or a trailing slash', () => {
-    const r = [route('app', 'a', [{ matches: [{ path: { type: 'Exact', value: '/x' } }], backendRefs: [backend('v1')] }])];
+    const r = [
+      route('app', 'a', [
+        { matches: [{ path: { type: 'Exact', value: '/x' } }], backendRefs: [backend('v1')] },
+      ]),
+    ];
     assert.equal(target(run(r, { url: 'http://svc/x' })), 'v1');
     assert.equal(target(run(r, { url: 'http://svc/x/' })), 'reject 404');
     assert.equal(target(run(r, { url: 'http://svc/x?y=1' })), 'v1');
   });
 
   it('header names are case-insensitive, values case-sensitive', () => {
-    const r = [route('app', 'a', [{ matches: [{ headers: [{ name: 'X-Env', value: 'Prod' }] }], backendRefs: [backend('v1')] }])];
+    const r = [
+      route('app', 'a', [
+        { matches: [{ headers: [{ name: 'X-Env', value: 'Prod' }] }], backendRefs: [backend('v1')] },
+      ]),
+    ];
     assert.equal(target(run(r, { headers: { 'x-ENV': 'Prod' } })), 'v1');
     assert.equal(target(run(r, { headers: { 'x-env': 'prod' } })), 'reject 404');
   });
@@ -235,14 +313,28 @@ describe('route engine: matching semantics', () => {
   it('only the first of repeated header match names is considered', () => {
     const r = [
       route('app', 'a', [
-        { matches: [{ headers: [{ name: 'x', value: '1' }, { name: 'X', value: '2' }] }], backendRefs: [backend('v1')] },
+        {
+          matches: [
+            {
+              headers: [
+                { name: 'x', value: '1' },
+                { name: 'X', value: '2' },
+              ],
+            },
+          ],
+          backendRefs: [backend('v1')],
+        },
       ]),
     ];
     assert.equal(target(run(r, { headers: { x: '1' } })), 'v1');
   });
 
   it('query params use the first value of a repeated name and are case-sensitive', () => {
-    const r = [route('app', 'a', [{ matches: [{ queryParams: [{ name: 'v', value: 'a b' }] }], backendRefs: [backend('v1')] }])];
+    const r = [
+      route('app', 'a', [
+        { matches: [{ queryParams: [{ name: 'v', value: 'a b' }] }], backendRefs: [backend('v1')] },
+      ]),
+    ];
     assert.equal(target(run(r, { url: 'http://svc/?v=a%20b&v=c' })), 'v1');
     assert.equal(target(run(r, { url: 'http://svc/?v=c&v=a+b' })), 'reject 404');
     assert.equal(target(run(r, { url: 'http://svc/?V=a+b' })), 'reject 404');
@@ -257,9 +349,18 @@ describe('route engine: matching semantics', () => {
   it('RegularExpression path, header and query matches (full match)', () => {
     const r = [
       route('app', 'a', [
-        { matches: [{ path: { type: 'RegularExpression', value: '/users/[0-9]+' } }], backendRefs: [backend('v1')] },
-        { matches: [{ headers: [{ type: 'RegularExpression', name: 'x', value: 'canary-.*' }] }], backendRefs: [backend('v2')] },
-        { matches: [{ queryParams: [{ type: 'RegularExpression', name: 'id', value: '[a-f]{3}' }] }], backendRefs: [backend('v3')] },
+        {
+          matches: [{ path: { type: 'RegularExpression', value: '/users/[0-9]+' } }],
+          backendRefs: [backend('v1')],
+        },
+        {
+          matches: [{ headers: [{ type: 'RegularExpression', name: 'x', value: 'canary-.*' }] }],
+          backendRefs: [backend('v2')],
+        },
+        {
+          matches: [{ queryParams: [{ type: 'RegularExpression', name: 'id', value: '[a-f]{3}' }] }],
+          backendRefs: [backend('v3')],
+        },
       ]),
     ];
     assert.equal(target(run(r, { url: 'http://svc/users/42' })), 'v1');
@@ -270,7 +371,14 @@ describe('route engine: matching semantics', () => {
   });
 
   it('catastrophic-backtracking patterns run in linear time', () => {
-    const r = [route('app', 'a', [{ matches: [{ headers: [{ type: 'RegularExpression', name: 'x', value: '(a+)+$' }] }], backendRefs: [backend('v1')] }])];
+    const r = [
+      route('app', 'a', [
+        {
+          matches: [{ headers: [{ type: 'RegularExpression', name: 'x', value: '(a+)+$' }] }],
+          backendRefs: [backend('v1')],
+        },
+      ]),
+    ];
     const started = process.hrtime.bigint();
     assert.equal(target(run(r, { headers: { x: `${'a'.repeat(50_000)}!` } })), 'reject 404');
     // Not a timing assertion on speed, a guard against exponential blow-up (which would take ages).
@@ -280,20 +388,30 @@ describe('route engine: matching semantics', () => {
   it('regex syntax RE2 does not support drops the rule with a problem', () => {
     const model = buildMeshModel([
       ...base,
-      route('app', 'a', [{ matches: [{ path: { type: 'RegularExpression', value: '(a)\\1' } }], backendRefs: [backend('v1')] }]),
+      route('app', 'a', [
+        { matches: [{ path: { type: 'RegularExpression', value: '(a)\\1' } }], backendRefs: [backend('v1')] },
+      ]),
     ]);
     assert.equal(model.routes[0]!.problems[0]!.type, 'Accepted');
   });
 
   it('a rule without matches is PathPrefix / and a backendRef without weight has weight 1', () => {
-    const e = run([route('app', 'a', [{ backendRefs: [backend('v1'), backend('v2', 3)] }])], { url: 'http://svc/any/path' });
-    assert.deepEqual(e.backends.map((b) => b.weight), [1, 3]);
+    const e = run([route('app', 'a', [{ backendRefs: [backend('v1'), backend('v2', 3)] }])], {
+      url: 'http://svc/any/path',
+    });
+    assert.deepEqual(
+      e.backends.map((b) => b.weight),
+      [1, 3],
+    );
   });
 });
 
 describe('route engine: backends', () => {
   it('weight 0 never gets traffic; shares follow weights', () => {
-    const model = buildMeshModel([...base, route('app', 'a', [{ backendRefs: [backend('v1', 90), backend('v2', 10), backend('v3', 0)] }])]);
+    const model = buildMeshModel([
+      ...base,
+      route('app', 'a', [{ backendRefs: [backend('v1', 90), backend('v2', 10), backend('v3', 0)] }]),
+    ]);
     const rule = model.routes[0]!.rules[0]!;
     const counts: Record<string, number> = {};
     for (let i = 0; i < 1000; i++) {
@@ -307,9 +425,14 @@ describe('route engine: backends', () => {
     const objs = [route('app', 'a', [{ backendRefs: [backend('v1'), backend('ghost')] }])];
     const e = run(objs);
     assert.equal(e.action, 'forward');
-    assert.deepEqual(e.backends.map((b) => b.name), ['v1', 'ghost']);
+    assert.deepEqual(
+      e.backends.map((b) => b.name),
+      ['v1', 'ghost'],
+    );
     assert.ok(e.warnings.some((w) => w.includes('ghost')));
-    const problem = buildMeshModel([...base, ...objs]).routes[0]!.problems.find((p) => p.type === 'ResolvedRefs');
+    const problem = buildMeshModel([...base, ...objs]).routes[0]!.problems.find(
+      (p) => p.type === 'ResolvedRefs',
+    );
     assert.equal(problem?.reason, 'BackendNotFound');
   });
 
@@ -320,13 +443,16 @@ describe('route engine: backends', () => {
     ['every weight 0', [backend('v1', 0)]],
   ];
   for (const [name, refs] of fail500) {
-    it(`${name} → 500`, () => assert.equal(target(run([route('app', 'a', [{ backendRefs: refs }])])), 'reject 500'));
+    it(`${name} → 500`, () =>
+      assert.equal(target(run([route('app', 'a', [{ backendRefs: refs }])])), 'reject 500'));
   }
 });
 
 describe('route engine: filters', () => {
   const withFilters = (filters: object[], extra: object = {}) => [
-    route('app', 'a', [{ matches: [{ path: { value: '/old' } }], filters, backendRefs: [backend('v1')], ...extra }]),
+    route('app', 'a', [
+      { matches: [{ path: { value: '/old' } }], filters, backendRefs: [backend('v1')], ...extra },
+    ]),
   ];
 
   it('RequestHeaderModifier set/add/remove (names case-insensitive)', () => {
@@ -350,7 +476,12 @@ describe('route engine: filters', () => {
 
   it('ResponseHeaderModifier at rule level is reported', () => {
     const e = run(
-      withFilters([{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'X-A', value: '1' }], remove: ['Server'] } }]),
+      withFilters([
+        {
+          type: 'ResponseHeaderModifier',
+          responseHeaderModifier: { set: [{ name: 'X-A', value: '1' }], remove: ['Server'] },
+        },
+      ]),
       { url: 'http://svc/old' },
     );
     assert.deepEqual(e.responseHeaders, { set: { 'x-a': '1' }, add: {}, remove: ['server'] });
@@ -362,7 +493,15 @@ describe('route engine: filters', () => {
       route('app', 'a', [
         {
           backendRefs: [
-            { ...backend('v1'), filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-b', value: 'v1' }] } }] },
+            {
+              ...backend('v1'),
+              filters: [
+                {
+                  type: 'RequestHeaderModifier',
+                  requestHeaderModifier: { set: [{ name: 'x-b', value: 'v1' }] },
+                },
+              ],
+            },
           ],
         },
       ]),
@@ -370,20 +509,78 @@ describe('route engine: filters', () => {
     assert.deepEqual(model.routes[0]!.rules[0]!.backends[0]!.requestHeaders?.set, [['x-b', 'v1']]);
   });
 
-  const redirects: { name: string; redirect: object; url: string; matchPath?: string; want: [number, string] }[] = [
-    { name: 'default 302 keeps host, port and path', redirect: {}, url: 'http://svc/old/x?q=1', want: [302, 'http://svc/old/x?q=1'] },
-    { name: 'hostname', redirect: { hostname: 'example.com' }, url: 'http://svc:8080/old', want: [302, 'http://example.com:8080/old'] },
-    { name: 'scheme https uses 443, omitted', redirect: { scheme: 'https', statusCode: 301 }, url: 'http://svc:8080/old', want: [301, 'https://svc/old'] },
-    { name: 'explicit port', redirect: { port: 8443, scheme: 'https' }, url: 'http://svc/old', want: [302, 'https://svc:8443/old'] },
-    { name: 'explicit port 80 on http omitted', redirect: { port: 80 }, url: 'http://svc:8080/old', want: [302, 'http://svc/old'] },
-    { name: 'ReplaceFullPath', redirect: { path: { type: 'ReplaceFullPath', replaceFullPath: '/new' }, statusCode: 307 }, url: 'http://svc/old/x', want: [307, 'http://svc/new'] },
-    { name: 'ReplacePrefixMatch', redirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, statusCode: 308 }, url: 'http://svc/old/x', want: [308, 'http://svc/new/x'] },
-    { name: 'ReplacePrefixMatch with /', redirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' }, statusCode: 303 }, url: 'http://svc/old/x', want: [303, 'http://svc/x'] },
-    { name: 'ReplacePrefixMatch of the whole path', redirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new/' } }, url: 'http://svc/old', want: [302, 'http://svc/new'] },
+  const redirects: {
+    name: string;
+    redirect: object;
+    url: string;
+    matchPath?: string;
+    want: [number, string];
+  }[] = [
+    {
+      name: 'default 302 keeps host, port and path',
+      redirect: {},
+      url: 'http://svc/old/x?q=1',
+      want: [302, 'http://svc/old/x?q=1'],
+    },
+    {
+      name: 'hostname',
+      redirect: { hostname: 'example.com' },
+      url: 'http://svc:8080/old',
+      want: [302, 'http://example.com:8080/old'],
+    },
+    {
+      name: 'scheme https uses 443, omitted',
+      redirect: { scheme: 'https', statusCode: 301 },
+      url: 'http://svc:8080/old',
+      want: [301, 'https://svc/old'],
+    },
+    {
+      name: 'explicit port',
+      redirect: { port: 8443, scheme: 'https' },
+      url: 'http://svc/old',
+      want: [302, 'https://svc:8443/old'],
+    },
+    {
+      name: 'explicit port 80 on http omitted',
+      redirect: { port: 80 },
+      url: 'http://svc:8080/old',
+      want: [302, 'http://svc/old'],
+    },
+    {
+      name: 'ReplaceFullPath',
+      redirect: { path: { type: 'ReplaceFullPath', replaceFullPath: '/new' }, statusCode: 307 },
+      url: 'http://svc/old/x',
+      want: [307, 'http://svc/new'],
+    },
+    {
+      name: 'ReplacePrefixMatch',
+      redirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, statusCode: 308 },
+      url: 'http://svc/old/x',
+      want: [308, 'http://svc/new/x'],
+    },
+    {
+      name: 'ReplacePrefixMatch with /',
+      redirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' }, statusCode: 303 },
+      url: 'http://svc/old/x',
+      want: [303, 'http://svc/x'],
+    },
+    {
+      name: 'ReplacePrefixMatch of the whole path',
+      redirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new/' } },
+      url: 'http://svc/old',
+      want: [302, 'http://svc/new'],
+    },
   ];
   for (const c of redirects) {
     it(`RequestRedirect: ${c.name}`, () => {
-      const objs = [route('app', 'a', [{ matches: [{ path: { value: '/old' } }], filters: [{ type: 'RequestRedirect', requestRedirect: c.redirect }] }])];
+      const objs = [
+        route('app', 'a', [
+          {
+            matches: [{ path: { value: '/old' } }],
+            filters: [{ type: 'RequestRedirect', requestRedirect: c.redirect }],
+          },
+        ]),
+      ];
       const e = run(objs, { url: c.url });
       assert.equal(e.action, 'redirect');
       assert.deepEqual([e.status, e.location], c.want);
@@ -391,10 +588,30 @@ describe('route engine: filters', () => {
   }
 
   const rewrites: [string, object, string, string][] = [
-    ['ReplaceFullPath', { path: { type: 'ReplaceFullPath', replaceFullPath: '/v2/all' } }, 'http://svc/old/x?q=1', '/v2/all?q=1'],
-    ['ReplacePrefixMatch', { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } }, 'http://svc/old/x', '/new/x'],
-    ['ReplacePrefixMatch trailing slash', { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new/' } }, 'http://svc/old/', '/new/'],
-    ['ReplacePrefixMatch to /', { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } }, 'http://svc/old', '/'],
+    [
+      'ReplaceFullPath',
+      { path: { type: 'ReplaceFullPath', replaceFullPath: '/v2/all' } },
+      'http://svc/old/x?q=1',
+      '/v2/all?q=1',
+    ],
+    [
+      'ReplacePrefixMatch',
+      { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } },
+      'http://svc/old/x',
+      '/new/x',
+    ],
+    [
+      'ReplacePrefixMatch trailing slash',
+      { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new/' } },
+      'http://svc/old/',
+      '/new/',
+    ],
+    [
+      'ReplacePrefixMatch to /',
+      { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } },
+      'http://svc/old',
+      '/',
+    ],
   ];
   for (const [name, rewrite, url, path] of rewrites) {
     it(`URLRewrite: ${name}`, () => {
@@ -404,7 +621,9 @@ describe('route engine: filters', () => {
   }
 
   it('URLRewrite hostname sets Host', () => {
-    const e = run(withFilters([{ type: 'URLRewrite', urlRewrite: { hostname: 'internal.example' } }]), { url: 'http://svc/old' });
+    const e = run(withFilters([{ type: 'URLRewrite', urlRewrite: { hostname: 'internal.example' } }]), {
+      url: 'http://svc/old',
+    });
     assert.equal(e.request.headers.host, 'internal.example');
   });
 
@@ -413,33 +632,93 @@ describe('route engine: filters', () => {
       withFilters(
         [
           { type: 'RequestMirror', requestMirror: { backendRef: backend('v2'), percent: 25 } },
-          { type: 'RequestMirror', requestMirror: { backendRef: backend('v3'), fraction: { numerator: 1, denominator: 8 } } },
+          {
+            type: 'RequestMirror',
+            requestMirror: { backendRef: backend('v3'), fraction: { numerator: 1, denominator: 8 } },
+          },
         ],
-        { timeouts: { request: '10s', backendRequest: '2s500ms' }, retry: { attempts: 3, backoff: '100ms', codes: [503] } },
+        {
+          timeouts: { request: '10s', backendRequest: '2s500ms' },
+          retry: { attempts: 3, backoff: '100ms', codes: [503] },
+        },
       ),
       { url: 'http://svc/old' },
     );
-    assert.deepEqual(e.details.mirrors.map((m) => [m.backend.name, m.percent]), [['v2', 25], ['v3', 12.5]]);
+    assert.deepEqual(
+      e.details.mirrors.map((m) => [m.backend.name, m.percent]),
+      [
+        ['v2', 25],
+        ['v3', 12.5],
+      ],
+    );
     assert.equal(e.details.requestTimeoutMs, 10_000);
     assert.equal(e.details.backendRequestTimeoutMs, 2500);
     assert.deepEqual(e.details.retry, { attempts: 3, backoffMs: 100, codes: [503] });
   });
 
   const invalid: [string, object][] = [
-    ['redirect together with backendRefs', { matches: [{ path: { value: '/old' } }], filters: [{ type: 'RequestRedirect', requestRedirect: {} }], backendRefs: [backend('v1')] }],
-    ['redirect and rewrite together', { filters: [{ type: 'RequestRedirect', requestRedirect: {} }, { type: 'URLRewrite', urlRewrite: {} }] }],
-    ['repeated RequestHeaderModifier', { filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: {} }, { type: 'RequestHeaderModifier', requestHeaderModifier: {} }], backendRefs: [backend('v1')] }],
-    ['ReplacePrefixMatch without a PathPrefix match', { matches: [{ path: { type: 'Exact', value: '/x' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/y' } } }], backendRefs: [backend('v1')] }],
+    [
+      'redirect together with backendRefs',
+      {
+        matches: [{ path: { value: '/old' } }],
+        filters: [{ type: 'RequestRedirect', requestRedirect: {} }],
+        backendRefs: [backend('v1')],
+      },
+    ],
+    [
+      'redirect and rewrite together',
+      {
+        filters: [
+          { type: 'RequestRedirect', requestRedirect: {} },
+          { type: 'URLRewrite', urlRewrite: {} },
+        ],
+      },
+    ],
+    [
+      'repeated RequestHeaderModifier',
+      {
+        filters: [
+          { type: 'RequestHeaderModifier', requestHeaderModifier: {} },
+          { type: 'RequestHeaderModifier', requestHeaderModifier: {} },
+        ],
+        backendRefs: [backend('v1')],
+      },
+    ],
+    [
+      'ReplacePrefixMatch without a PathPrefix match',
+      {
+        matches: [{ path: { type: 'Exact', value: '/x' } }],
+        filters: [
+          {
+            type: 'URLRewrite',
+            urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/y' } },
+          },
+        ],
+        backendRefs: [backend('v1')],
+      },
+    ],
     ['unsupported filter type', { filters: [{ type: 'CORS', cors: {} }], backendRefs: [backend('v1')] }],
-    ['backendRequest longer than request timeout', { timeouts: { request: '1s', backendRequest: '2s' }, backendRefs: [backend('v1')] }],
+    [
+      'backendRequest longer than request timeout',
+      { timeouts: { request: '1s', backendRequest: '2s' }, backendRefs: [backend('v1')] },
+    ],
     ['invalid duration', { timeouts: { request: '1 second' }, backendRefs: [backend('v1')] }],
-    ['invalid path value', { matches: [{ path: { type: 'Exact', value: '/a//b' } }], backendRefs: [backend('v1')] }],
-    ['redirect status not allowed', { filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 200 } }] }],
+    [
+      'invalid path value',
+      { matches: [{ path: { type: 'Exact', value: '/a//b' } }], backendRefs: [backend('v1')] },
+    ],
+    [
+      'redirect status not allowed',
+      { filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 200 } }] },
+    ],
     ['weight out of range', { backendRefs: [backend('v1', -1)] }],
   ];
   for (const [name, rule] of invalid) {
     it(`invalid rule is dropped and reported: ${name}`, () => {
-      const model = buildMeshModel([...base, route('app', 'a', [rule as never, { backendRefs: [backend('v3')] }])]);
+      const model = buildMeshModel([
+        ...base,
+        route('app', 'a', [rule, { backendRefs: [backend('v3')] }]),
+      ]);
       const r = model.routes[0]!;
       assert.equal(r.rules.length, 1);
       assert.equal(r.problems[0]!.type, 'PartiallyInvalid');
@@ -454,18 +733,35 @@ describe('route engine: filters', () => {
   });
 
   it('ExtensionRef cannot be resolved: the rule answers 500 instead of skipping the filter', () => {
-    assert.equal(target(run([route('app', 'a', [{ filters: [{ type: 'ExtensionRef', extensionRef: {} }], backendRefs: [backend('v1')] }])])), 'reject 500');
+    assert.equal(
+      target(
+        run([
+          route('app', 'a', [
+            { filters: [{ type: 'ExtensionRef', extensionRef: {} }], backendRefs: [backend('v1')] },
+          ]),
+        ]),
+      ),
+      'reject 500',
+    );
   });
 });
 
 describe('route engine: GRPCRoute', () => {
   const grpc = (name: string, rules: object[], created?: string) =>
-    route('app', name, rules as never, { kind: 'GRPCRoute', ...(created ? { created } : {}) });
+    route('app', name, rules, { kind: 'GRPCRoute', ...(created ? { created } : {}) });
 
-  const cases: { name: string; rules: object[]; path: string; headers?: Record<string, string>; want: string }[] = [
+  const cases: {
+    name: string;
+    rules: object[];
+    path: string;
+    headers?: Record<string, string>;
+    want: string;
+  }[] = [
     {
       name: 'service and method exact',
-      rules: [{ matches: [{ method: { service: 'shop.Cart', method: 'Add' } }], backendRefs: [backend('v1')] }],
+      rules: [
+        { matches: [{ method: { service: 'shop.Cart', method: 'Add' } }], backendRefs: [backend('v1')] },
+      ],
       path: '/shop.Cart/Add',
       want: 'v1',
     },
@@ -495,7 +791,10 @@ describe('route engine: GRPCRoute', () => {
       name: 'more header matches win on a tie',
       rules: [
         { matches: [{ method: { service: 's.S' } }], backendRefs: [backend('v1')] },
-        { matches: [{ method: { service: 's.S' }, headers: [{ name: 'env', value: 'canary' }] }], backendRefs: [backend('v2')] },
+        {
+          matches: [{ method: { service: 's.S' }, headers: [{ name: 'env', value: 'canary' }] }],
+          backendRefs: [backend('v2')],
+        },
       ],
       path: '/s.S/M',
       headers: { env: 'canary' },
@@ -503,28 +802,52 @@ describe('route engine: GRPCRoute', () => {
     },
     {
       name: 'regular expression on service and method',
-      rules: [{ matches: [{ method: { type: 'RegularExpression', service: 'shop\\..*', method: 'Get.*' } }], backendRefs: [backend('v1')] }],
+      rules: [
+        {
+          matches: [{ method: { type: 'RegularExpression', service: 'shop\\..*', method: 'Get.*' } }],
+          backendRefs: [backend('v1')],
+        },
+      ],
       path: '/shop.Cart/GetAll',
       want: 'v1',
     },
-    { name: 'no matches matches every request', rules: [{ backendRefs: [backend('v2')] }], path: '/any.Svc/Any', want: 'v2' },
+    {
+      name: 'no matches matches every request',
+      rules: [{ backendRefs: [backend('v2')] }],
+      path: '/any.Svc/Any',
+      want: 'v2',
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const e = run([grpc('g', c.rules)], { method: 'POST', url: `http://svc${c.path}`, headers: { 'content-type': 'application/grpc', ...c.headers } });
+      const e = run([grpc('g', c.rules)], {
+        method: 'POST',
+        url: `http://svc${c.path}`,
+        headers: { 'content-type': 'application/grpc', ...c.headers },
+      });
       assert.equal(target(e), c.want);
     });
   }
 
   it('GRPCRoute takes precedence over HTTPRoute on the same Service port; they never merge', () => {
-    const objs = [grpc('g', [{ matches: [{ method: { service: 'a.B' } }], backendRefs: [backend('v1')] }]), route('app', 'h', [{ backendRefs: [backend('v2')] }])];
+    const objs = [
+      grpc('g', [{ matches: [{ method: { service: 'a.B' } }], backendRefs: [backend('v1')] }]),
+      route('app', 'h', [{ backendRefs: [backend('v2')] }]),
+    ];
     const e = run(objs, { method: 'POST', url: 'http://svc/other.Svc/X' });
     assert.equal(target(e), 'reject 404');
-    assert.ok(run(objs, { method: 'POST', url: 'http://svc/a.B/M' }).warnings.some((w) => w.includes('HTTPRoute app/h ignored')));
+    assert.ok(
+      run(objs, { method: 'POST', url: 'http://svc/a.B/M' }).warnings.some((w) =>
+        w.includes('HTTPRoute app/h ignored'),
+      ),
+    );
   });
 
   it('HTTPRoute-only filters on a GRPCRoute drop the rule', () => {
-    const model = buildMeshModel([...base, grpc('g', [{ filters: [{ type: 'URLRewrite', urlRewrite: {} }], backendRefs: [backend('v1')] }])]);
+    const model = buildMeshModel([
+      ...base,
+      grpc('g', [{ filters: [{ type: 'URLRewrite', urlRewrite: {} }], backendRefs: [backend('v1')] }]),
+    ]);
     assert.equal(model.routes[0]!.problems[0]!.type, 'Accepted');
   });
 });
@@ -535,12 +858,45 @@ describe('route engine: untrusted input never throws', () => {
     42,
     { kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1' },
     { kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', metadata: { name: 'x' }, spec: 'nope' },
-    { kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', metadata: { name: 'x' }, spec: { rules: [null, 1, { matches: 'x' }], parentRefs: [null, 'svc'] } },
-    { kind: 'Service', apiVersion: 'v1', metadata: { name: 's' }, spec: { ports: [null, { port: 'eighty' }, { port: 99999 }] } },
-    { kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', metadata: { name: 'y', namespace: 'app' }, spec: { parentRefs: [{ kind: 'Service', name: 'svc' }], rules: [{ matches: [{ headers: [{ name: 5 }] }], filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'bad name', value: 1 }] } }] }] } },
+    {
+      kind: 'HTTPRoute',
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      metadata: { name: 'x' },
+      spec: { rules: [null, 1, { matches: 'x' }], parentRefs: [null, 'svc'] },
+    },
+    {
+      kind: 'Service',
+      apiVersion: 'v1',
+      metadata: { name: 's' },
+      spec: { ports: [null, { port: 'eighty' }, { port: 99999 }] },
+    },
+    {
+      kind: 'HTTPRoute',
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      metadata: { name: 'y', namespace: 'app' },
+      spec: {
+        parentRefs: [{ kind: 'Service', name: 'svc' }],
+        rules: [
+          {
+            matches: [{ headers: [{ name: 5 }] }],
+            filters: [
+              {
+                type: 'RequestHeaderModifier',
+                requestHeaderModifier: { set: [{ name: 'bad name', value: 1 }] },
+              },
+            ],
+          },
+        ],
+      },
+    },
   ];
   it('builds a model from junk objects', () => {
-    assert.doesNotThrow(() => buildMeshModel([...base, ...(junk.filter((j) => typeof j === 'object' && j !== null) as K8sObject[])]));
-    assert.equal(run(junk.filter((j) => typeof j === 'object' && j !== null) as K8sObject[]).action, 'passthrough');
+    assert.doesNotThrow(() =>
+      buildMeshModel([...base, ...(junk.filter((j) => typeof j === 'object' && j !== null) as K8sObject[])]),
+    );
+    assert.equal(
+      run(junk.filter((j) => typeof j === 'object' && j !== null) as K8sObject[]).action,
+      'passthrough',
+    );
   });
 });
