@@ -1,0 +1,86 @@
+import { isObject, objectKey, type K8sObject } from './k8s-objects.ts';
+import type { MeshService } from './model.ts';
+import { servicePortKey } from './model.ts';
+
+/** One address a Service port can send to, with the identity its sidecar must present (if meshed). */
+export interface Endpoint {
+  address: string;
+  port: number;
+  ready: boolean;
+  /** SPIFFE ID of the workload when its pod runs a Sluice sidecar; undefined → plaintext. */
+  identity: string | undefined;
+  pod: string | undefined;
+}
+
+/** The container name the injector adds; a Pod with it is meshed. */
+export const PROXY_CONTAINER = 'sluice-proxy';
+
+export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+interface PodInfo {
+  identity: string | undefined;
+}
+
+function readPods(objects: readonly K8sObject[], trustDomain: string): Map<string, PodInfo> {
+  const pods = new Map<string, PodInfo>();
+  for (const obj of objects) {
+    if (obj.kind !== 'Pod' || typeof obj.metadata?.name !== 'string') continue;
+    const namespace = obj.metadata.namespace ?? 'default';
+    const spec = isObject(obj.spec) ? obj.spec : {};
+    const containers = Array.isArray(spec.containers) ? spec.containers : [];
+    const meshed = containers.some((c) => isObject(c) && c.name === PROXY_CONTAINER);
+    const sa = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
+    pods.set(objectKey(namespace, obj.metadata.name), { identity: meshed ? spiffeId(trustDomain, namespace, sa) : undefined });
+  }
+  return pods;
+}
+
+/**
+ * EndpointSlices (+ Pods for identities) → endpoints per Service port, keyed like the routing tables
+ * (`namespace/name:port`). Slice ports are matched to Service ports by name, as kube-proxy does.
+ */
+export function buildEndpoints(
+  objects: readonly K8sObject[],
+  services: ReadonlyMap<string, MeshService>,
+  trustDomain: string,
+): Map<string, Endpoint[]> {
+  const pods = readPods(objects, trustDomain);
+  const out = new Map<string, Endpoint[]>();
+  for (const obj of objects) {
+    if (obj.kind !== 'EndpointSlice') continue;
+    const raw = obj as unknown as Record<string, unknown>;
+    const namespace = obj.metadata?.namespace ?? 'default';
+    const svcName = obj.metadata?.labels?.['kubernetes.io/service-name'];
+    const svc = typeof svcName === 'string' ? services.get(objectKey(namespace, svcName)) : undefined;
+    if (!svc) continue;
+    const slicePorts = Array.isArray(raw.ports) ? raw.ports.filter(isObject) : [];
+    for (const sp of svc.ports) {
+      const match = slicePorts.find((p) => (p.name ?? '') === (sp.name ?? ''));
+      const port = match && Number.isInteger(match.port) ? (match.port as number) : typeof sp.targetPort === 'number' ? sp.targetPort : undefined;
+      if (port === undefined) continue;
+      const key = servicePortKey(namespace, svc.name, sp.port);
+      const list = out.get(key) ?? [];
+      for (const ep of Array.isArray(raw.endpoints) ? raw.endpoints.filter(isObject) : []) {
+        const conditions = isObject(ep.conditions) ? ep.conditions : {};
+        const ref = isObject(ep.targetRef) ? ep.targetRef : undefined;
+        const podKey = ref?.kind === 'Pod' && typeof ref.name === 'string' ? objectKey(typeof ref.namespace === 'string' ? ref.namespace : namespace, ref.name) : undefined;
+        const pod = podKey ? pods.get(podKey) : undefined;
+        for (const address of Array.isArray(ep.addresses) ? ep.addresses : []) {
+          if (typeof address !== 'string') continue;
+          list.push({
+            address,
+            port,
+            // The API defaults ready to true when unset ("unknown state should be interpreted as ready").
+            ready: conditions.ready !== false && conditions.terminating !== true,
+            identity: pod?.identity,
+            pod: podKey,
+          });
+        }
+      }
+      out.set(key, list);
+    }
+  }
+  return out;
+}

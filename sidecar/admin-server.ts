@@ -1,0 +1,57 @@
+import http from 'node:http';
+import type { ProxyView } from '../mesh-model/proxy-view.ts';
+import type { ProxyMetrics } from './metrics.ts';
+
+export interface AdminState {
+  ready(): { ok: boolean; reason: string };
+  metrics: ProxyMetrics;
+  view(): ProxyView | undefined;
+  identity(): { spiffeId: string; notAfter: Date } | undefined;
+}
+
+/** A JSON summary of what the proxy is running with (GET /config_dump). */
+export function configDump(state: AdminState): unknown {
+  const view = state.view();
+  const identity = state.identity();
+  return {
+    identity: identity ? { spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString() } : null,
+    config: view
+      ? {
+          version: view.version,
+          namespace: view.namespace,
+          trustDomain: view.trustDomain,
+          destinations: [...view.byDestination].map(([dst, r]) => ({
+            destination: dst,
+            service: `${r.service.namespace}/${r.service.name}:${r.port}`,
+            routing: r.type ?? 'passthrough',
+            kind: r.kind ?? null,
+            routes: r.routes.map((route) => `${route.kind} ${route.namespace}/${route.name}`),
+          })),
+          endpoints: Object.fromEntries([...view.endpoints].map(([k, eps]) => [k, eps.map((e) => ({ ...e }))])),
+          routeProblems: view.model.routes
+            .filter((r) => r.problems.length > 0)
+            .map((r) => ({ route: `${r.kind} ${r.namespace}/${r.name}`, problems: r.problems })),
+          warnings: view.model.warnings,
+        }
+      : null,
+  };
+}
+
+/** Admin port: /live, /ready, /metrics (Prometheus text), /config_dump. Not captured by iptables. */
+export function createAdminServer(state: AdminState): http.Server {
+  return http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (status: number, type: string, body: string): void => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
+    if (path === '/live') return send(200, 'text/plain', 'live\n');
+    if (path === '/ready') {
+      const r = state.ready();
+      return send(r.ok ? 200 : 503, 'text/plain', `${r.reason}\n`);
+    }
+    if (path === '/metrics') return send(200, 'text/plain; version=0.0.4', state.metrics.render());
+    if (path === '/config_dump') return send(200, 'application/json', `${JSON.stringify(configDump(state), null, 2)}\n`);
+    send(404, 'text/plain', 'not found: try /live, /ready, /metrics, /config_dump\n');
+  });
+}

@@ -1,0 +1,72 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readManifests } from '../io/manifest-files.ts';
+import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
+
+/**
+ * Where a proxy's configuration comes from. Each source turns its input into the same ProxyView with the
+ * same pure translation; the proxy swaps views atomically, so a reload never drops a connection.
+ * Sources: standalone manifests on disk (this file); the controller's stream (later).
+ */
+export interface ConfigSource {
+  readonly name: string;
+  start(onView: (view: ProxyView) => void, onError: (err: Error) => void): void;
+  stop(): void;
+}
+
+export interface StandaloneOptions {
+  dir: string;
+  namespace: string;
+  trustDomain: string;
+  debounceMs?: number;
+  pollMs?: number;
+}
+
+/**
+ * Builds the view from Kubernetes manifests in a directory (Services, EndpointSlices, Pods, HTTPRoutes,
+ * GRPCRoutes) and rebuilds it when files change. A broken edit keeps the last good view and reports.
+ */
+export class StandaloneConfigSource implements ConfigSource {
+  readonly name = 'manifests';
+  readonly #o: StandaloneOptions;
+  #watcher: FSWatcher | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #lastText = '';
+
+  constructor(options: StandaloneOptions) {
+    this.#o = options;
+  }
+
+  start(onView: (view: ProxyView) => void, onError: (err: Error) => void): void {
+    const load = (): void => {
+      try {
+        const objects = readManifests([this.#o.dir]);
+        const text = JSON.stringify(objects);
+        if (text === this.#lastText) return;
+        this.#lastText = text;
+        onView(buildProxyView(objects, this.#o.namespace, this.#o.trustDomain));
+      } catch (err) {
+        onError(err instanceof Error ? err : new Error(String(err)));
+      }
+    };
+    load();
+    const schedule = (): void => {
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(load, this.#o.debounceMs ?? 100);
+    };
+    try {
+      this.#watcher = watch(this.#o.dir, { recursive: true }, schedule);
+      this.#watcher.on('error', () => undefined);
+    } catch {
+      // fs.watch is best effort (e.g. some network filesystems); the poll below still picks changes up.
+    }
+    this.#poll = setInterval(load, this.#o.pollMs ?? 5000);
+    this.#poll.unref();
+  }
+
+  stop(): void {
+    this.#watcher?.close();
+    clearTimeout(this.#timer);
+    clearInterval(this.#poll);
+  }
+}

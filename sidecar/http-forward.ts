@@ -1,0 +1,340 @@
+import http from 'node:http';
+import https from 'node:https';
+import http2 from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Endpoint } from '../mesh-model/endpoints.ts';
+import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
+import type { PortRouting } from '../mesh-model/port-routing.ts';
+import type { BackendTarget, CompiledRule, MatchEntry } from '../mesh-model/model.ts';
+import { findMatch, type RouteRequest } from '../mesh-model/request-match.ts';
+import { modifyPath, pickBackend, redirectLocation } from '../mesh-model/request-filters.ts';
+import { applyHeaderEdit, type HeaderMap } from '../mesh-model/header-edits.ts';
+import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
+import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import type { LoadBalancer } from './load-balancer.ts';
+import type { UpstreamPools } from './upstream-pools.ts';
+import type { ProxyMetrics } from './metrics.ts';
+
+const MAX_CONNECT_ATTEMPTS = 3;
+const RETRYABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE', 'ERR_SPIFFE_ID_MISMATCH', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_INVALID_SESSION']);
+
+export interface ForwardDeps {
+  pools: UpstreamPools;
+  lb: LoadBalancer;
+  metrics: ProxyMetrics;
+}
+
+/** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
+export interface Target {
+  routeLabel: string;
+  backendLabel: string;
+  endpoints: readonly Endpoint[];
+  rule: CompiledRule | undefined;
+  backend: BackendTarget | undefined;
+  entry: MatchEntry | undefined;
+}
+
+function splitUrl(url: string): { path: string; query: string } {
+  const q = url.indexOf('?');
+  return q === -1 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
+}
+
+export type OutboundPlan =
+  | { kind: 'reply'; code: number; message: string; cause: string; routeLabel: string; location?: string }
+  | { kind: 'forward'; target: Target; request: UpstreamRequest };
+
+/**
+ * The routing half of an outbound request: the shared route engine's decision turned into either a local
+ * reply (404, 500, redirect) or a target plus the request as it goes upstream (filters applied).
+ * `routing` is undefined for destinations that are not Services (sent as-is).
+ */
+export function planOutbound(
+  view: ProxyView,
+  routing: PortRouting | undefined,
+  destination: { address: string; port: number },
+  req: DownstreamRequest,
+): OutboundPlan {
+  const url = req.url || '/';
+  const { path, query } = splitUrl(url);
+  const h2 = req.httpVersionMajor === 2;
+  const method = req.method ?? 'GET';
+  const host = String((h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`);
+  let target: Target;
+  if (!routing) {
+    const ep: Endpoint = { address: destination.address, port: destination.port, ready: true, identity: undefined, pod: undefined };
+    target = { routeLabel: 'none', backendLabel: 'passthrough', endpoints: [ep], rule: undefined, backend: undefined, entry: undefined };
+  } else if (routing.type === undefined) {
+    const svc = routing.service;
+    target = {
+      routeLabel: 'none',
+      backendLabel: `${svc.namespace}/${svc.name}:${routing.port}`,
+      endpoints: endpointsFor(view, svc.namespace, svc.name, routing.port),
+      rule: undefined,
+      backend: undefined,
+      entry: undefined,
+    };
+  } else {
+    const routeReq: RouteRequest = { method, path, query, headers: req.headers };
+    const entry = findMatch(routing, routeReq);
+    if (!entry) return { kind: 'reply', code: 404, message: `no route rule matches ${method} ${path}`, cause: 'no_route', routeLabel: 'none' };
+    const rule = entry.rule;
+    const routeLabel = `${rule.route.namespace}/${rule.route.name}`;
+    if (rule.fails) {
+      return { kind: 'reply', code: 500, message: `route ${routeLabel} rule ${rule.index}: ${rule.fails}`, cause: 'invalid_rule', routeLabel };
+    }
+    if (rule.redirect) {
+      const location = redirectLocation(rule.redirect, entry, { scheme: 'http', host, path, query, port: routing.port });
+      return { kind: 'reply', code: rule.redirect.statusCode, message: `redirect to ${location}`, cause: 'redirect', routeLabel, location };
+    }
+    const backend = pickBackend(rule, Math.random())!;
+    const backendLabel = `${backend.namespace}/${backend.name}:${backend.port}`;
+    if (backend.invalid) {
+      return { kind: 'reply', code: 500, message: `backend ${backendLabel} is invalid: ${backend.invalid}`, cause: 'invalid_backend', routeLabel };
+    }
+    target = {
+      routeLabel,
+      backendLabel,
+      endpoints: endpointsFor(view, backend.namespace, backend.name, backend.port),
+      rule,
+      backend,
+      entry,
+    };
+  }
+
+  const headers = forwardHeaders(req.headers, !h2 && req.headers.upgrade !== undefined);
+  let upstreamPath = url;
+  let authority = host;
+  const rule = target.rule;
+  if (rule) {
+    if (rule.requestHeaders) applyHeaderEdit(headers, rule.requestHeaders);
+    if (target.backend?.requestHeaders) applyHeaderEdit(headers, target.backend.requestHeaders);
+    if (rule.rewrite?.hostname) authority = rule.rewrite.hostname;
+    if (rule.rewrite?.path) {
+      upstreamPath = modifyPath(rule.rewrite.path, target.entry!, path) + (query === '' ? '' : `?${query}`);
+    }
+  }
+  if (!h2) headers.host = authority;
+  return { kind: 'forward', target, request: { method, path: upstreamPath, authority, headers, h2 } };
+}
+
+/** Routes and forwards one outbound HTTP request (HTTP/1.1 or HTTP/2). */
+export function forwardOutbound(
+  deps: ForwardDeps,
+  view: ProxyView,
+  routing: PortRouting | undefined,
+  destination: { address: string; port: number },
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+): void {
+  const started = performance.now();
+  const plan = planOutbound(view, routing, destination, req);
+  const record = (routeLabel: string, backendLabel: string, code: number): void => {
+    deps.metrics.requests.inc(['outbound', routeLabel, backendLabel, String(code)]);
+    deps.metrics.latency.observe(['outbound', routeLabel, backendLabel], (performance.now() - started) / 1000);
+  };
+  if (plan.kind === 'reply') {
+    if (plan.location !== undefined) {
+      record(plan.routeLabel, 'redirect', plan.code);
+      const out = res as http.ServerResponse;
+      out.writeHead(plan.code, { location: plan.location, 'content-length': 0 });
+      out.end();
+      return;
+    }
+    deps.metrics.errors.inc(['outbound', plan.cause]);
+    record(plan.routeLabel, 'none', plan.code);
+    return localReply(req, res, plan.code, plan.message);
+  }
+  const { target, request } = plan;
+  const rule = target.rule;
+  const editResponse = (h: HeaderMap): void => {
+    if (rule?.responseHeaders) applyHeaderEdit(h, rule.responseHeaders);
+    if (target.backend?.responseHeaders) applyHeaderEdit(h, target.backend.responseHeaders);
+  };
+  sendWithRetries(
+    deps,
+    target,
+    request,
+    req,
+    res,
+    editResponse,
+    (code) => record(target.routeLabel, target.backendLabel, code),
+    (code, message, cause) => {
+      deps.metrics.errors.inc(['outbound', cause]);
+      record(target.routeLabel, target.backendLabel, code);
+      localReply(req, res, code, message);
+    },
+  );
+}
+
+export interface UpstreamRequest {
+  method: string;
+  path: string;
+  authority: string;
+  headers: HeaderMap;
+  h2: boolean;
+}
+
+/**
+ * Sends to an endpoint picked by the load balancer; a connection that fails before any request bytes were
+ * sent is retried on another endpoint. Applies the rule's request and backendRequest timeouts.
+ */
+export function sendWithRetries(
+  deps: ForwardDeps,
+  target: Pick<Target, 'endpoints' | 'backendLabel' | 'rule'>,
+  request: UpstreamRequest,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  editResponse: (headers: HeaderMap) => void,
+  finish: (code: number) => void,
+  fail: (code: number, message: string, cause: string) => void,
+): void {
+  const tried = new Set<Endpoint>();
+  const rule = target.rule;
+  let cancel: (() => void) | undefined;
+  let done = false;
+  const timers: NodeJS.Timeout[] = [];
+  const end = (): void => {
+    done = true;
+    for (const t of timers) clearTimeout(t);
+  };
+  const timeout = (ms: number | undefined, what: string): void => {
+    if (!ms) return;
+    timers.push(
+      setTimeout(() => {
+        if (done) return;
+        end();
+        cancel?.();
+        fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
+      }, ms),
+    );
+  };
+  timeout(rule?.requestTimeoutMs, 'request');
+  res.on('close', () => {
+    if (!done) {
+      end();
+      cancel?.();
+    }
+  });
+
+  let lastError: string | undefined;
+  const attempt = (): void => {
+    const ep = deps.lb.pick(target.endpoints, tried);
+    if (!ep) {
+      end();
+      if (lastError) return fail(502, lastError, 'upstream');
+      const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
+      return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
+    }
+    tried.add(ep);
+    const stats = deps.lb.start(ep);
+    const t0 = performance.now();
+    timeout(rule?.backendRequestTimeoutMs, 'backendRequest');
+    const handlers: UpstreamHandlers = {
+      response(status, headers, body) {
+        if (done) return void body.destroy();
+        const out = forwardResponseHeaders(headers);
+        editResponse(out);
+        (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
+        body.pipe(res as NodeJS.WritableStream, { end: false });
+        body.on('end', () => {
+          const trailers = trailersOf(body);
+          if (trailers) res.addTrailers(trailers);
+          res.end();
+          end();
+          deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+          finish(status);
+        });
+        body.on('error', () => {
+          end();
+          res.destroy();
+        });
+      },
+      error(err, retryable) {
+        if (done) return;
+        const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+        lastError = `upstream ${code} from ${ep.address}:${ep.port} (${target.backendLabel}): ${err.message}`;
+        if (retryable && RETRYABLE.has(code) && tried.size < MAX_CONNECT_ATTEMPTS) {
+          deps.lb.failed(stats);
+          return attempt();
+        }
+        deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+        end();
+        fail(502, lastError, 'upstream');
+      },
+    };
+    try {
+      cancel = request.h2 ? sendH2(deps, ep, request, req, handlers) : sendH1(deps, ep, request, req, handlers);
+    } catch (err) {
+      handlers.error(err as Error, true);
+    }
+  };
+  attempt();
+}
+
+interface UpstreamHandlers {
+  response(status: number, headers: IncomingHttpHeaders, body: Readable): void;
+  /** `retryable`: no byte of the request reached the endpoint, so another endpoint may be tried. */
+  error(err: Error, retryable: boolean): void;
+}
+
+function trailersOf(body: Readable): http.OutgoingHttpHeaders | undefined {
+  const t = (body as Readable & { sluiceTrailers?: http.OutgoingHttpHeaders; trailers?: http.IncomingHttpHeaders }).sluiceTrailers ??
+    (body as { trailers?: IncomingHttpHeaders }).trailers;
+  return t && Object.keys(t).length > 0 ? t : undefined;
+}
+
+function sendH1(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: DownstreamRequest, h: UpstreamHandlers): () => void {
+  const upReq = (ep.identity ? https : http).request({
+    agent: deps.pools.agent(ep),
+    host: ep.address,
+    port: ep.port,
+    method: r.method,
+    path: r.path,
+    headers: r.headers as http.OutgoingHttpHeaders,
+    setHost: false,
+  });
+  let sent = false;
+  upReq.on('socket', (socket) => {
+    const start = (): void => {
+      sent = true;
+      (req as Readable).pipe(upReq);
+    };
+    if (upReq.reusedSocket) start();
+    else socket.once(ep.identity ? 'secureConnect' : 'connect', start);
+  });
+  upReq.on('response', (upRes) => h.response(upRes.statusCode ?? 502, upRes.headers, upRes));
+  upReq.on('error', (err) => {
+    // A reused keep-alive connection can be closed by the server just as we send: safe to retry bodyless.
+    const bodyless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    h.error(err, !sent || (upReq.reusedSocket && bodyless));
+  });
+  return () => upReq.destroy();
+}
+
+function sendH2(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: DownstreamRequest, h: UpstreamHandlers): () => void {
+  const session = deps.pools.session(ep);
+  const stream = session.request({
+    ...(r.headers as http2.OutgoingHttpHeaders),
+    ':method': r.method,
+    ':path': r.path,
+    ':authority': r.authority,
+    ':scheme': ep.identity ? 'https' : 'http',
+  });
+  let sent = false;
+  const start = (): void => {
+    sent = true;
+    (req as Readable).pipe(stream);
+  };
+  if (session.connecting) session.once('connect', start);
+  else start();
+  stream.on('response', (headers) => {
+    const status = Number(headers[':status'] ?? 502);
+    stream.on('trailers', (trailers) => {
+      (stream as unknown as { sluiceTrailers: http2.IncomingHttpHeaders }).sluiceTrailers = trailers;
+    });
+    h.response(status, headers as IncomingHttpHeaders, stream);
+  });
+  stream.on('error', (err) => h.error(err, !sent));
+  return () => stream.close(http2.constants.NGHTTP2_CANCEL);
+}

@@ -1,0 +1,52 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderMap } from '../mesh-model/header-edits.ts';
+
+/** Header a sidecar sets to the caller's verified SPIFFE ID on inbound requests (and strips if forged). */
+export const PEER_IDENTITY_HEADER = 'x-sluice-peer-identity';
+
+// RFC 9110 §7.6.1 connection-specific headers, plus HTTP/2 pseudo-headers (re-created per hop).
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'http2-settings',
+]);
+
+/**
+ * Copies end-to-end request headers for the next hop: drops hop-by-hop headers, those the Connection header
+ * names, and pseudo-headers. Keeps `te: trailers` (gRPC needs it). Keeps upgrade headers when `upgrade` is set.
+ */
+export function forwardHeaders(headers: IncomingHttpHeaders, upgrade = false): HeaderMap {
+  const out: HeaderMap = {};
+  const connection = headers.connection;
+  const named = connection ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 58 /* ':' */) continue;
+    if (HOP_BY_HOP.has(name) || named?.has(name)) {
+      if (name === 'te' && /\btrailers\b/i.test(String(headers.te))) out.te = 'trailers';
+      continue;
+    }
+    out[name] = headers[name];
+  }
+  if (upgrade) {
+    out.connection = 'upgrade';
+    out.upgrade = headers.upgrade;
+  }
+  return out;
+}
+
+/** Response headers for the downstream hop: drops hop-by-hop and pseudo-headers. */
+export function forwardResponseHeaders(headers: IncomingHttpHeaders): HeaderMap {
+  const out: HeaderMap = {};
+  const connection = headers.connection;
+  const named = connection ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 58 || HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    out[name] = headers[name];
+  }
+  return out;
+}

@@ -1,0 +1,93 @@
+import type { Endpoint } from '../mesh-model/endpoints.ts';
+
+/**
+ * Per-endpoint load statistics, kept across config reloads (keyed by address:port), for
+ * power-of-two-choices with peak-EWMA latency: each pick compares two random endpoints by
+ * ewma_latency × (in_flight + 1). Peak EWMA jumps up at once on a slow response and decays smoothly, so
+ * a degrading endpoint sheds load quickly; in-flight requests make the estimate react before responses
+ * arrive. An endpoint whose connection failed sits out a short backoff.
+ */
+export interface EndpointStats {
+  ewmaNs: number;
+  lastUpdate: number;
+  inFlight: number;
+  failedUntil: number;
+}
+
+const DECAY_NS = 10e9; // time constant: 10 s
+const INITIAL_NS = 1e6; // unknown endpoints start at 1 ms, so new ones get tried soon
+const FAILURE_BACKOFF_MS = 5000;
+const scratch: Endpoint[] = [];
+
+export class LoadBalancer {
+  readonly #stats = new Map<string, EndpointStats>();
+
+  stats(ep: Endpoint): EndpointStats {
+    const key = `${ep.address}:${ep.port}`;
+    let s = this.#stats.get(key);
+    if (!s) {
+      s = { ewmaNs: INITIAL_NS, lastUpdate: 0, inFlight: 0, failedUntil: 0 };
+      this.#stats.set(key, s);
+    }
+    return s;
+  }
+
+  #cost(ep: Endpoint): number {
+    const s = this.stats(ep);
+    return s.ewmaNs * (s.inFlight + 1);
+  }
+
+  /**
+   * Picks among ready endpoints not in `exclude`, preferring those not in failure backoff; undefined when
+   * none is left.
+   */
+  pick(endpoints: readonly Endpoint[], exclude?: ReadonlySet<Endpoint>, now = Date.now()): Endpoint | undefined {
+    const healthy = scratch;
+    healthy.length = 0;
+    let fallback: Endpoint | undefined;
+    for (const ep of endpoints) {
+      if (!ep.ready || exclude?.has(ep)) continue;
+      if (this.stats(ep).failedUntil <= now) healthy.push(ep);
+      else fallback ??= ep;
+    }
+    const n = healthy.length;
+    if (n <= 1) return healthy[0] ?? fallback;
+    const i = Math.floor(Math.random() * n);
+    let j = Math.floor(Math.random() * (n - 1));
+    if (j >= i) j++;
+    const a = healthy[i]!;
+    const b = healthy[j]!;
+    return this.#cost(a) <= this.#cost(b) ? a : b;
+  }
+
+  start(ep: Endpoint): EndpointStats {
+    const s = this.stats(ep);
+    s.inFlight++;
+    return s;
+  }
+
+  /** Records a finished request's latency (peak EWMA). */
+  finish(s: EndpointStats, latencyNs: number, now = performance.now()): void {
+    s.inFlight = Math.max(0, s.inFlight - 1);
+    const elapsedNs = s.lastUpdate === 0 ? DECAY_NS : (now - s.lastUpdate) * 1e6;
+    s.lastUpdate = now;
+    if (latencyNs > s.ewmaNs) s.ewmaNs = latencyNs;
+    else {
+      const w = Math.exp(-elapsedNs / DECAY_NS);
+      s.ewmaNs = s.ewmaNs * w + latencyNs * (1 - w);
+    }
+  }
+
+  /** A connect failure: the request is retried elsewhere and this endpoint sits out a backoff. */
+  failed(s: EndpointStats, now = Date.now()): void {
+    s.inFlight = Math.max(0, s.inFlight - 1);
+    s.failedUntil = now + FAILURE_BACKOFF_MS;
+  }
+
+  /** Drops statistics of endpoints that no longer exist. */
+  retain(live: Iterable<Endpoint>): void {
+    const keep = new Set<string>();
+    for (const ep of live) keep.add(`${ep.address}:${ep.port}`);
+    for (const key of this.#stats.keys()) if (!keep.has(key)) this.#stats.delete(key);
+  }
+}

@@ -1,0 +1,76 @@
+// Prometheus text exposition for the proxy. Label values come from config (route and backend names) and
+// status codes, never from request data, so series stay bounded.
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+function labelText(names: readonly string[], values: readonly string[]): string {
+  return names.map((n, i) => `${n}="${values[i]!.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`).join(',');
+}
+
+class Counter {
+  readonly #series = new Map<string, number>();
+  readonly name: string;
+  readonly help: string;
+  readonly labels: readonly string[];
+  constructor(name: string, help: string, labels: readonly string[]) {
+    this.name = name;
+    this.help = help;
+    this.labels = labels;
+  }
+
+  inc(values: readonly string[], by = 1): void {
+    const key = labelText(this.labels, values);
+    this.#series.set(key, (this.#series.get(key) ?? 0) + by);
+  }
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
+    for (const [k, v] of this.#series) out.push(`${this.name}{${k}} ${v}`);
+  }
+}
+
+class Histogram {
+  readonly #series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  readonly name: string;
+  readonly help: string;
+  readonly labels: readonly string[];
+  constructor(name: string, help: string, labels: readonly string[]) {
+    this.name = name;
+    this.help = help;
+    this.labels = labels;
+  }
+
+  observe(values: readonly string[], seconds: number): void {
+    const key = labelText(this.labels, values);
+    let s = this.#series.get(key);
+    if (!s) {
+      s = { counts: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]!) s.counts[i]!++;
+    s.sum += seconds;
+    s.count++;
+  }
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
+    for (const [k, s] of this.#series) {
+      LATENCY_BUCKETS.forEach((le, i) => out.push(`${this.name}_bucket{${k},le="${le}"} ${s.counts[i]!}`));
+      out.push(`${this.name}_bucket{${k},le="+Inf"} ${s.count}`, `${this.name}_sum{${k}} ${s.sum}`, `${this.name}_count{${k}} ${s.count}`);
+    }
+  }
+}
+
+export class ProxyMetrics {
+  readonly requests = new Counter('sluice_requests_total', 'HTTP requests handled', ['direction', 'route', 'backend', 'code']);
+  readonly latency = new Histogram('sluice_request_duration_seconds', 'HTTP request latency', ['direction', 'route', 'backend']);
+  readonly errors = new Counter('sluice_errors_total', 'Requests that failed in the proxy, by cause', ['direction', 'cause']);
+  readonly connections = new Counter('sluice_connections_total', 'Accepted connections by detected protocol', ['direction', 'protocol']);
+  readonly reloads = new Counter('sluice_config_reloads_total', 'Config snapshots applied', ['source']);
+
+  render(): string {
+    const out: string[] = [];
+    for (const m of [this.requests, this.latency, this.errors, this.connections, this.reloads]) m.render(out);
+    return `${out.join('\n')}\n`;
+  }
+}

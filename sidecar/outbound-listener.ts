@@ -1,0 +1,83 @@
+import net from 'node:net';
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ProxyView } from '../mesh-model/proxy-view.ts';
+import { destinationKey, endpointsFor } from '../mesh-model/proxy-view.ts';
+import type { Endpoint } from '../mesh-model/endpoints.ts';
+import { originalDestination } from './original-dst.ts';
+import { sniff } from './protocol-sniff.ts';
+import { connectionInfo, setConnectionInfo } from './connection-info.ts';
+import { createHttpServers, type HttpServers } from './http-servers.ts';
+import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.ts';
+import { forwardUpgrade } from './upgrade-forward.ts';
+import { localReply } from './local-reply.ts';
+import { pipeSockets } from './tcp-pipe.ts';
+
+export interface OutboundOptions {
+  deps: ForwardDeps;
+  view: () => ProxyView | undefined;
+  detectTimeoutMs: number;
+  /** Local ports of the proxy itself: a connection addressed to them would loop. */
+  ownPorts: ReadonlySet<number>;
+}
+
+// Service ports whose appProtocol says "not HTTP" skip detection (server-first protocols would wait for it).
+const OPAQUE_APP_PROTOCOLS = new Set(['tcp', 'mysql', 'redis', 'mongodb', 'postgresql', 'kubernetes.io/tcp']);
+
+/**
+ * The outbound listener: connections the pod's apps open, redirected here by iptables. Reads the original
+ * destination, detects the protocol and either routes HTTP by destination Service or relays opaque bytes.
+ */
+export function createOutboundListener(o: OutboundOptions): { server: net.Server; http: HttpServers } {
+  const handle = (req: Parameters<Parameters<typeof createHttpServers>[0]>[0], res: Parameters<Parameters<typeof createHttpServers>[0]>[1]): void => {
+    const info = connectionInfo(req.socket as net.Socket);
+    const view = o.view();
+    if (!info || !view) return localReply(req, res, 503, 'proxy not ready: no configuration yet');
+    forwardOutbound(o.deps, view, view.byDestination.get(destinationKey(info.address, info.port)), info, req, res);
+  };
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const info = connectionInfo(req.socket as net.Socket);
+    const view = o.view();
+    if (!info || !view) return void socket.destroy();
+    const plan = planOutbound(view, view.byDestination.get(destinationKey(info.address, info.port)), info, req);
+    if (plan.kind === 'reply') {
+      const location = plan.location ? `location: ${plan.location}\r\n` : '';
+      return void socket.end(`HTTP/1.1 ${plan.code} x\r\n${location}content-length: 0\r\nconnection: close\r\n\r\n`);
+    }
+    forwardUpgrade(o.deps, plan.target.endpoints, plan.request, socket, head, (code) => {
+      o.deps.metrics.requests.inc(['outbound', plan.target.routeLabel, plan.target.backendLabel, String(code)]);
+    });
+  };
+  const servers = createHttpServers(handle, onUpgrade);
+
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    const dst = originalDestination(socket);
+    if (!dst || (o.ownPorts.has(dst.port) && dst.address === socket.localAddress)) {
+      // Not redirected by iptables (someone dialled the proxy port directly): nowhere to send it.
+      return void socket.destroy();
+    }
+    setConnectionInfo(socket, { address: dst.address, port: dst.port, peerIdentity: undefined });
+    const view = o.view();
+    const routing = view?.byDestination.get(destinationKey(dst.address, dst.port));
+    const port = routing?.service.ports.find((p) => p.port === routing.port);
+    const opaque = port?.appProtocol !== undefined && OPAQUE_APP_PROTOCOLS.has(port.appProtocol.toLowerCase());
+    void (async () => {
+      const protocol = opaque ? 'tcp' : (await sniff(socket, o.detectTimeoutMs)).protocol;
+      o.deps.metrics.connections.inc(['outbound', protocol]);
+      if (protocol === 'http1') {
+        servers.http1.emit('connection', socket);
+        return void socket.resume();
+      }
+      if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
+      // Opaque TCP (including the app's own TLS): to a Service's endpoint (mTLS if meshed) or as addressed.
+      const endpoints: readonly Endpoint[] =
+        routing && view ? endpointsFor(view, routing.service.namespace, routing.service.name, routing.port) : [];
+      const ep: Endpoint | undefined = routing ? o.deps.lb.pick(endpoints) : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
+      if (!ep) return void socket.destroy();
+      const upstream = o.deps.pools.connectTcp(ep);
+      pipeSockets(socket, upstream);
+    })();
+  });
+  return { server, http: servers };
+}

@@ -1,0 +1,158 @@
+import type net from 'node:net';
+import type http from 'node:http';
+import type { ProxyView } from '../mesh-model/proxy-view.ts';
+import { loadIdentityDir, watchIdentityDir, type IdentityWatcher } from '../pki/identity-dir.ts';
+import { MeshTlsCredentials } from '../pki/tls-options.ts';
+import type { Identity } from '../pki/identity.ts';
+import type { ConfigSource } from './config-source.ts';
+import { createOutboundListener } from './outbound-listener.ts';
+import { createInboundListener, type MtlsMode } from './inbound-listener.ts';
+import { createAdminServer } from './admin-server.ts';
+import { LoadBalancer } from './load-balancer.ts';
+import { UpstreamPools } from './upstream-pools.ts';
+import { ProxyMetrics } from './metrics.ts';
+import type { HttpServers } from './http-servers.ts';
+
+export interface ProxyOptions {
+  source: ConfigSource;
+  identityDir: string;
+  mode: MtlsMode;
+  outboundPort: number;
+  inboundPort: number;
+  adminPort: number;
+  /** Address the listeners bind: "::" (dual stack) by default. */
+  bind: string;
+  /** Where the app listens for inbound traffic. */
+  appAddress: string;
+  detectTimeoutMs: number;
+  drainMs: number;
+  log: (message: string) => void;
+}
+
+/** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
+export class SidecarProxy {
+  readonly metrics = new ProxyMetrics();
+  readonly lb = new LoadBalancer();
+  readonly #o: ProxyOptions;
+  #view: ProxyView | undefined;
+  #credentials: MeshTlsCredentials | undefined;
+  #identityWatcher: IdentityWatcher | undefined;
+  #draining = false;
+  readonly #pools: UpstreamPools;
+  readonly #servers: net.Server[] = [];
+  readonly #httpServers: HttpServers[] = [];
+  #admin: http.Server | undefined;
+
+  constructor(options: ProxyOptions) {
+    this.#o = options;
+    this.#pools = new UpstreamPools(() => this.#credentials);
+  }
+
+  get view(): ProxyView | undefined {
+    return this.#view;
+  }
+
+  get identity(): Identity | undefined {
+    return this.#credentials?.identity;
+  }
+
+  async start(): Promise<void> {
+    const o = this.#o;
+    this.#admin = createAdminServer({
+      metrics: this.metrics,
+      view: () => this.#view,
+      identity: () => this.#credentials?.identity,
+      ready: () => {
+        if (this.#draining) return { ok: false, reason: 'draining' };
+        if (!this.#credentials) return { ok: false, reason: 'no workload certificate loaded' };
+        if (!this.#view) return { ok: false, reason: 'no configuration loaded' };
+        return { ok: true, reason: `ready (config version ${this.#view.version})` };
+      },
+    });
+    await listen(this.#admin, o.adminPort, o.bind);
+
+    const identity = await loadIdentityDir(o.identityDir);
+    this.#credentials = new MeshTlsCredentials(identity);
+    o.log(`identity ${identity.spiffeId} valid until ${identity.notAfter.toISOString()}`);
+    this.#identityWatcher = watchIdentityDir(o.identityDir, {
+      initial: identity,
+      onChange: (next) => {
+        this.#credentials?.update(next);
+        this.#pools.reset();
+        o.log(`identity rotated: ${next.spiffeId} valid until ${next.notAfter.toISOString()}`);
+      },
+      onError: (err) => o.log(`identity directory unusable, keeping the current certificate: ${err.message}`),
+    });
+
+    o.source.start(
+      (view) => {
+        this.#view = view;
+        this.lb.retain([...view.endpoints.values()].flat());
+        this.metrics.reloads.inc([o.source.name]);
+        o.log(`config version ${view.version}: ${view.byDestination.size} destinations, ${view.model.routes.length} routes`);
+        for (const w of view.model.warnings) o.log(`config warning: ${w}`);
+      },
+      (err) => o.log(`config not applied, keeping the previous one: ${err.message}`),
+    );
+
+    const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics };
+    const outbound = createOutboundListener({
+      deps,
+      view: () => this.#view,
+      detectTimeoutMs: o.detectTimeoutMs,
+      ownPorts: new Set([o.outboundPort, o.inboundPort, o.adminPort]),
+    });
+    const inbound = createInboundListener({
+      deps,
+      credentials: () => this.#credentials,
+      trustDomain: () => this.#credentials?.identity.trustDomain,
+      mode: o.mode,
+      detectTimeoutMs: o.detectTimeoutMs,
+      appAddress: o.appAddress,
+    });
+    this.#servers.push(outbound.server, inbound.server);
+    this.#httpServers.push(outbound.http, inbound.http);
+    await listen(outbound.server, o.outboundPort, o.bind);
+    await listen(inbound.server, o.inboundPort, o.bind);
+    o.log(`listening: outbound ${o.outboundPort}, inbound ${o.inboundPort} (${o.mode}), admin ${o.adminPort}`);
+  }
+
+  /** Graceful drain: not ready, no new connections, open ones get up to drainMs to finish. */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    const closed = Promise.all(this.#servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    for (const h of this.#httpServers) h.drain();
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, this.#o.drainMs).unref())]);
+    this.stop();
+  }
+
+  stop(): void {
+    this.#o.source.stop();
+    this.#identityWatcher?.close();
+    this.#pools.destroy();
+    for (const s of this.#servers) s.close();
+    for (const h of this.#httpServers) {
+      h.http1.closeAllConnections();
+      h.h2.close();
+    }
+    this.#admin?.closeAllConnections();
+    this.#admin?.close();
+  }
+}
+
+function listen(server: net.Server | http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      // A pod without IPv6 cannot bind "::": fall back to IPv4 only.
+      if (host === '::' && (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL')) {
+        server.off('error', onError);
+        listen(server, port, '0.0.0.0').then(resolve, reject);
+      } else reject(err);
+    };
+    server.once('error', onError);
+    server.listen({ port, host }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,99 @@
+import http from 'node:http';
+import https from 'node:https';
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Endpoint } from '../mesh-model/endpoints.ts';
+import { MESH_ALPN, type MeshTlsCredentials } from '../pki/tls-options.ts';
+
+export const ALPN_HTTP1 = ['http/1.1', MESH_ALPN];
+export const ALPN_H2 = ['h2', MESH_ALPN];
+export const ALPN_TCP = [MESH_ALPN];
+
+function hostFor(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+/**
+ * Keep-alive connection pools per endpoint: an http.Agent for HTTP/1.1 and one multiplexed session for
+ * HTTP/2. Meshed endpoints (with an identity) get mTLS checked against that identity; others plaintext.
+ * On certificate rotation the pools are replaced: new requests use new connections, open ones finish.
+ */
+export class UpstreamPools {
+  readonly #agents = new Map<string, http.Agent>();
+  readonly #sessions = new Map<string, http2.ClientHttp2Session>();
+  readonly #credentials: () => MeshTlsCredentials | undefined;
+
+  constructor(credentials: () => MeshTlsCredentials | undefined) {
+    this.#credentials = credentials;
+  }
+
+  #tlsOptions(ep: Endpoint, alpn: string[]): tls.ConnectionOptions {
+    const creds = this.#credentials();
+    if (!creds) throw Object.assign(new Error('no workload certificate loaded'), { code: 'ENOIDENTITY' });
+    return creds.clientOptions({ expectedSpiffeId: ep.identity!, alpnProtocols: alpn });
+  }
+
+  /** The HTTP/1.1 agent for an endpoint. */
+  agent(ep: Endpoint): http.Agent {
+    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    let agent = this.#agents.get(key);
+    if (!agent) {
+      const common = { keepAlive: true, scheduling: 'lifo' as const, keepAliveMsecs: 1000, timeout: 60_000 };
+      agent = ep.identity ? new https.Agent({ ...common, ...this.#tlsOptions(ep, ALPN_HTTP1) }) : new http.Agent(common);
+      this.#agents.set(key, agent);
+    }
+    return agent;
+  }
+
+  /** A live HTTP/2 session to an endpoint (h2 over mTLS, or h2c). */
+  session(ep: Endpoint): http2.ClientHttp2Session {
+    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    const existing = this.#sessions.get(key);
+    if (existing && !existing.closed && !existing.destroyed) return existing;
+    const authority = `${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`;
+    // Our own TLS connection: http2.connect would replace the ALPN list, dropping the mesh marker.
+    const tlsOptions = ep.identity ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_H2) } : undefined;
+    const session = http2.connect(authority, {
+      peerMaxConcurrentStreams: 1000,
+      ...(tlsOptions ? { createConnection: () => tls.connect(tlsOptions) } : {}),
+    });
+    const forget = (): void => {
+      if (this.#sessions.get(key) === session) this.#sessions.delete(key);
+    };
+    session.on('close', forget);
+    session.on('goaway', forget);
+    session.on('error', forget);
+    session.setTimeout(120_000, () => session.close());
+    session.unref();
+    this.#sessions.set(key, session);
+    return session;
+  }
+
+  /** A raw connection for opaque TCP: mTLS with the mesh ALPN to meshed endpoints, plain otherwise. */
+  connectTcp(ep: Endpoint): net.Socket {
+    return ep.identity
+      ? tls.connect({ host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_TCP) })
+      : net.connect({ host: ep.address, port: ep.port });
+  }
+
+  /**
+   * Rotation: new requests open new connections with the new certificate; idle connections close now,
+   * busy ones after their request (HTTP/2 sessions get GOAWAY, which lets open streams finish).
+   */
+  reset(): void {
+    for (const a of this.#agents.values()) {
+      for (const list of Object.values(a.freeSockets)) for (const socket of list ?? []) socket.destroy();
+      (a as unknown as { options: { keepAlive: boolean } }).options.keepAlive = false;
+    }
+    this.#agents.clear();
+    for (const s of this.#sessions.values()) s.close();
+    this.#sessions.clear();
+  }
+
+  /** Shutdown: close everything. */
+  destroy(): void {
+    for (const a of this.#agents.values()) a.destroy();
+    this.reset();
+  }
+}

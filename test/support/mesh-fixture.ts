@@ -1,0 +1,168 @@
+/**
+ * A small mesh in network namespaces for integration tests: pods with real iptables capture, sidecars
+ * running `sluice proxy` as the proxy uid with standalone manifests, echo apps, and a client pod from which
+ * tests send traffic to Service ClusterIPs. Everything is torn down by destroy(), also after failures.
+ */
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { stringify } from 'yaml';
+import { NetnsHarness, nodeBin, type Pod } from './netns.ts';
+import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';
+import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
+import { writeIdentityDir } from '../../pki/identity-dir.ts';
+import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
+import type { ClientResult } from './mesh-client.ts';
+
+export const PROXY_UID = 1337;
+export const TRUST_DOMAIN = 'cluster.local';
+export const APP_PORT = 9080;
+
+export interface MeshPodSpec {
+  name: string;
+  namespace: string;
+  serviceAccount: string;
+  meshed: boolean;
+  mode?: 'STRICT' | 'PERMISSIVE';
+  /** Certificate for another service account than the manifests claim (to test identity checks). */
+  certServiceAccount?: string;
+  /** Extra app: a TCP echo server on this port. */
+  tcpPort?: number;
+}
+
+export interface MeshPod extends Pod {
+  spec: MeshPodSpec;
+  identityDir: string | undefined;
+  sidecar: ChildProcess | undefined;
+  logs: string[];
+}
+
+export class MeshFixture {
+  readonly harness: NetnsHarness;
+  readonly dir: string;
+  readonly manifestsDir: string;
+  readonly ca: CertificateAuthority;
+  readonly pods = new Map<string, MeshPod>();
+
+  private constructor(harness: NetnsHarness, dir: string, ca: CertificateAuthority) {
+    this.harness = harness;
+    this.dir = dir;
+    this.manifestsDir = join(dir, 'manifests');
+    this.ca = ca;
+  }
+
+  static async create(): Promise<MeshFixture> {
+    const harness = await NetnsHarness.create({ ipv6: false });
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-mesh-'));
+    chmodSync(dir, 0o755);
+    const ca = await loadCa(await createCa({ trustDomain: TRUST_DOMAIN }));
+    const f = new MeshFixture(harness, dir, ca);
+    mkdirSync(f.manifestsDir, { mode: 0o755 });
+    return f;
+  }
+
+  /** Creates a pod: network namespace, identity, echo app (+ TCP echo), and for meshed pods iptables. */
+  async addPod(spec: MeshPodSpec): Promise<MeshPod> {
+    const pod: MeshPod = { ...(await this.harness.createPod(spec.name)), spec, identityDir: undefined, sidecar: undefined, logs: [] };
+    this.pods.set(spec.name, pod);
+    const app = this.harness.exec(pod, nodeBin, ['test/support/echo-server.ts', '--name', spec.name, '--port', String(APP_PORT)]);
+    this.capture(pod, app, 'app');
+    if (spec.tcpPort) {
+      const tcp = this.harness.exec(pod, nodeBin, [
+        '-e',
+        `require('net').createServer({allowHalfOpen:true},s=>{let b='';s.on('data',d=>b+=d);s.on('end',()=>s.end('tcp-echo:'+b.toUpperCase()))}).listen(${spec.tcpPort})`,
+      ]);
+      this.capture(pod, tcp, 'tcp');
+    }
+    if (spec.meshed) {
+      pod.identityDir = join(this.dir, `identity-${spec.name}`);
+      const keys = await generateKeyPair();
+      const sa = spec.certServiceAccount ?? spec.serviceAccount;
+      const certPem = await issueWorkloadCert({
+        ca: this.ca,
+        spiffeId: `spiffe://${TRUST_DOMAIN}/ns/${spec.namespace}/sa/${sa}`,
+        publicKey: keys.publicKey,
+      });
+      await writeIdentityDir(pod.identityDir, { certPem, keyPem: await privateKeyToPem(keys.privateKey), bundlePem: this.ca.certPem });
+      chownRecursive(pod.identityDir, PROXY_UID);
+      await this.harness.runIn(pod, nodeBin, ['bin/sluice.js', 'init-iptables', '--proxy-uid', String(PROXY_UID)]);
+    }
+    await this.harness.waitForPort(pod, pod.ip, APP_PORT);
+    return pod;
+  }
+
+  /** Writes the manifests every sidecar reads (atomically, as a config change would land). */
+  writeManifests(objects: K8sObject[]): void {
+    const text = objects.map((o) => stringify(o)).join('---\n');
+    const tmp = join(this.dir, 'manifests.tmp');
+    writeFileSync(tmp, text);
+    chmodSync(tmp, 0o644);
+    renameSync(tmp, join(this.manifestsDir, 'mesh.yaml'));
+  }
+
+  /** Starts the sidecars of all meshed pods and waits until each is ready. */
+  async startSidecars(): Promise<void> {
+    for (const pod of this.pods.values()) {
+      if (!pod.spec.meshed) continue;
+      const child = this.harness.exec(
+        pod,
+        nodeBin,
+        ['bin/sluice.js', 'proxy', '--manifests', this.manifestsDir, '--identity', pod.identityDir!, '--mode', pod.spec.mode ?? 'PERMISSIVE', '--namespace', pod.spec.namespace],
+        { uid: PROXY_UID },
+      );
+      pod.sidecar = child;
+      this.capture(pod, child, 'sidecar');
+    }
+    for (const pod of this.pods.values()) if (pod.spec.meshed) await this.waitReady(pod);
+  }
+
+  async waitReady(pod: MeshPod, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.admin(pod, '/ready').catch(() => ({ status: 0, body: '' }));
+      if (r.status === 200) return;
+      if (Date.now() > deadline) throw new Error(`sidecar in ${pod.name} not ready: ${r.body}\n${pod.logs.join('')}`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+
+  /** GET on a sidecar's admin port, from inside its pod. */
+  async admin(pod: MeshPod, path: string): Promise<{ status: number; body: string }> {
+    const out = await this.harness.runIn(pod, nodeBin, [
+      '-e',
+      `fetch('http://127.0.0.1:15021${path}').then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:String(e)})))`,
+    ]);
+    return JSON.parse(out) as { status: number; body: string };
+  }
+
+  /** Runs the mesh client in a pod (as an app, so its traffic is captured). */
+  async client(podName: string, plan: Record<string, unknown>, timeoutMs = 60_000): Promise<ClientResult[]> {
+    const pod = this.pods.get(podName)!;
+    const out = await this.harness.runIn(pod, nodeBin, ['test/support/mesh-client.ts', JSON.stringify(plan)], { timeoutMs });
+    return (JSON.parse(out) as { results: ClientResult[] }).results;
+  }
+
+  private capture(pod: MeshPod, child: ChildProcess, label: string): void {
+    const push = (chunk: Buffer): void => {
+      pod.logs.push(`[${label}] ${chunk.toString()}`);
+      if (pod.logs.length > 500) pod.logs.shift();
+    };
+    child.stdout?.on('data', push);
+    child.stderr?.on('data', push);
+  }
+
+  logs(): string {
+    return [...this.pods.values()].map((p) => `--- ${p.name}\n${p.logs.join('')}`).join('\n');
+  }
+
+  async destroy(): Promise<void> {
+    await this.harness.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function chownRecursive(dir: string, uid: number): void {
+  chownSync(dir, uid, uid);
+  for (const f of ['cert.pem', 'key.pem', 'bundle.pem']) chownSync(join(dir, f), uid, uid);
+}
