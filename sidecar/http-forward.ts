@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
@@ -147,6 +147,7 @@ export function forwardOutbound(
   }
   const { target, request } = plan;
   const rule = target.rule;
+  if (rule && rule.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, rule, request);
   const editResponse = (h: HeaderMap): void => {
     if (rule?.responseHeaders) applyHeaderEdit(h, rule.responseHeaders);
     if (target.backend?.responseHeaders) applyHeaderEdit(h, target.backend.responseHeaders);
@@ -175,9 +176,18 @@ export interface UpstreamRequest {
   h2: boolean;
 }
 
+const DEFAULT_RETRY_ATTEMPTS = 1;
+const DEFAULT_RETRY_BACKOFF_MS = 25;
+
+function isBodyless(req: DownstreamRequest): boolean {
+  if (req.httpVersionMajor === 2) return req.method === 'GET' || req.method === 'HEAD' || (req as http2.Http2ServerRequest).stream.endAfterHeaders;
+  return req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+}
+
 /**
- * Sends to an endpoint picked by the load balancer; a connection that fails before any request bytes were
- * sent is retried on another endpoint. Applies the rule's request and backendRequest timeouts.
+ * Sends to an endpoint picked by the load balancer. A connection that fails before any request byte was
+ * sent is retried on another endpoint. The rule's retry policy (response codes) is applied to requests
+ * without a body, which can be replayed without buffering. Applies request and backendRequest timeouts.
  */
 export function sendWithRetries(
   deps: ForwardDeps,
@@ -191,25 +201,25 @@ export function sendWithRetries(
 ): void {
   const tried = new Set<Endpoint>();
   const rule = target.rule;
+  const retry = rule?.retry && isBodyless(req) ? rule.retry : undefined;
+  let retriesLeft = retry ? (retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
   let cancel: (() => void) | undefined;
   let done = false;
-  const timers: NodeJS.Timeout[] = [];
+  let requestTimer: NodeJS.Timeout | undefined;
+  let attemptTimer: NodeJS.Timeout | undefined;
+  let lastError: string | undefined;
   const end = (): void => {
     done = true;
-    for (const t of timers) clearTimeout(t);
+    clearTimeout(requestTimer);
+    clearTimeout(attemptTimer);
   };
-  const timeout = (ms: number | undefined, what: string): void => {
-    if (!ms) return;
-    timers.push(
-      setTimeout(() => {
-        if (done) return;
-        end();
-        cancel?.();
-        fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
-      }, ms),
-    );
+  const timedOut = (ms: number, what: string) => (): void => {
+    if (done) return;
+    end();
+    cancel?.();
+    fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
   };
-  timeout(rule?.requestTimeoutMs, 'request');
+  if (rule?.requestTimeoutMs) requestTimer = setTimeout(timedOut(rule.requestTimeoutMs, 'request'), rule.requestTimeoutMs);
   res.on('close', () => {
     if (!done) {
       end();
@@ -217,7 +227,6 @@ export function sendWithRetries(
     }
   });
 
-  let lastError: string | undefined;
   const attempt = (): void => {
     const ep = deps.lb.pick(target.endpoints, tried);
     if (!ep) {
@@ -229,10 +238,23 @@ export function sendWithRetries(
     tried.add(ep);
     const stats = deps.lb.start(ep);
     const t0 = performance.now();
-    timeout(rule?.backendRequestTimeoutMs, 'backendRequest');
+    const backendMs = rule?.backendRequestTimeoutMs;
+    clearTimeout(attemptTimer);
+    if (backendMs) attemptTimer = setTimeout(timedOut(backendMs, 'backendRequest'), backendMs);
     const handlers: UpstreamHandlers = {
       response(status, headers, body) {
         if (done) return void body.destroy();
+        if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
+          retriesLeft--;
+          body.resume();
+          deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+          clearTimeout(attemptTimer);
+          tried.clear();
+          setTimeout(() => {
+            if (!done) attempt();
+          }, retry.backoffMs ?? DEFAULT_RETRY_BACKOFF_MS);
+          return;
+        }
         const out = forwardResponseHeaders(headers);
         editResponse(out);
         (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
@@ -298,7 +320,9 @@ function sendH1(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: Downst
   upReq.on('socket', (socket) => {
     const start = (): void => {
       sent = true;
-      (req as Readable).pipe(upReq);
+      // A retry of a bodyless request finds the downstream request already ended.
+      if ((req as Readable).readableEnded) upReq.end();
+      else (req as Readable).pipe(upReq);
     };
     if (upReq.reusedSocket) start();
     else socket.once(ep.identity ? 'secureConnect' : 'connect', start);
@@ -324,7 +348,8 @@ function sendH2(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: Downst
   let sent = false;
   const start = (): void => {
     sent = true;
-    (req as Readable).pipe(stream);
+    if ((req as Readable).readableEnded) stream.end();
+    else (req as Readable).pipe(stream);
   };
   if (session.connecting) session.once('connect', start);
   else start();
@@ -337,4 +362,27 @@ function sendH2(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: Downst
   });
   stream.on('error', (err) => h.error(err, !sent));
   return () => stream.close(http2.constants.NGHTTP2_CANCEL);
+}
+
+/**
+ * RequestMirror: copies of the request go to the mirror backends (each at its configured fraction) and
+ * their responses are discarded. Only bodyless requests are mirrored: replaying a body would mean
+ * buffering it or slowing the real request to the mirror's pace.
+ */
+function mirror(deps: ForwardDeps, view: ProxyView, rule: CompiledRule, request: UpstreamRequest): void {
+  for (const m of rule.mirrors) {
+    if (m.backend.invalid || Math.random() >= m.fraction) continue;
+    const ep = deps.lb.pick(endpointsFor(view, m.backend.namespace, m.backend.name, m.backend.port));
+    if (!ep) continue;
+    const ignore: UpstreamHandlers = { response: (_s, _h, body) => void body.resume(), error: () => undefined };
+    const ended = Object.assign(new PassThrough(), { headers: {}, httpVersionMajor: request.h2 ? 2 : 1 });
+    ended.end();
+    ended.resume();
+    try {
+      if (request.h2) sendH2(deps, ep, request, ended as unknown as DownstreamRequest, ignore);
+      else sendH1(deps, ep, request, ended as unknown as DownstreamRequest, ignore);
+    } catch {
+      // a mirror never affects the real request
+    }
+  }
 }

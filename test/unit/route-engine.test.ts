@@ -715,10 +715,7 @@ describe('route engine: filters', () => {
   ];
   for (const [name, rule] of invalid) {
     it(`invalid rule is dropped and reported: ${name}`, () => {
-      const model = buildMeshModel([
-        ...base,
-        route('app', 'a', [rule, { backendRefs: [backend('v3')] }]),
-      ]);
+      const model = buildMeshModel([...base, route('app', 'a', [rule, { backendRefs: [backend('v3')] }])]);
       const r = model.routes[0]!;
       assert.equal(r.rules.length, 1);
       assert.equal(r.problems[0]!.type, 'PartiallyInvalid');

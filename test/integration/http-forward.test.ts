@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { buildProxyView } from '../../mesh-model/proxy-view.ts';
+import { forwardOutbound } from '../../sidecar/http-forward.ts';
+import { createHttpServers } from '../../sidecar/http-servers.ts';
+import { LoadBalancer } from '../../sidecar/load-balancer.ts';
+import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
+import { ProxyMetrics } from '../../sidecar/metrics.ts';
+import { httpRoute, serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
+
+// The forwarding path on loopback with real sockets (no capture needed): the outbound HTTP server is
+// driven directly with a fixed destination, upstreams are small HTTP servers with scripted behaviour.
+
+interface Upstream {
+  port: number;
+  hits: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
+  close(): Promise<void>;
+}
+
+async function upstream(behaviour: (n: number, req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<Upstream> {
+  const hits: Upstream['hits'] = [];
+  const server = http.createServer((req, res) => {
+    hits.push({ method: req.method!, url: req.url!, headers: req.headers });
+    req.resume();
+    behaviour(hits.length, req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    hits,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+describe('HTTP forwarding (loopback)', () => {
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0)) await c();
+  });
+
+  async function proxyFor(objects: K8sObject[], vip: string): Promise<string> {
+    const view = buildProxyView(objects, 'app', 'cluster.local');
+    const deps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics: new ProxyMetrics() };
+    const servers = createHttpServers((req, res) => forwardOutbound(deps, view, view.byDestination.get(`${vip}:80`), { address: vip, port: 80 }, req, res));
+    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      deps.pools.destroy();
+      servers.http1.closeAllConnections();
+      servers.http1.close();
+    });
+    return `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`;
+  }
+
+  const pod = (name: string) => ({ name, namespace: 'app', ip: '127.0.0.1', serviceAccount: 'default', meshed: false });
+  const mesh = (rules: unknown[], ports: Record<string, number>): K8sObject[] => [
+    ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, ports.svc!]], [pod('a')]),
+    ...Object.entries(ports).filter(([n]) => n !== 'svc').flatMap(([n, p]) => serviceWithEndpoints('app', n, `10.96.1.${p % 200}`, [[80, p]], [pod(n)])),
+    httpRoute('app', 'r', 'svc', rules),
+  ];
+
+  async function fetchText(url: string, init?: RequestInit): Promise<{ status: number; text: string }> {
+    const r = await fetch(url, init);
+    return { status: r.status, text: await r.text() };
+  }
+
+  it('retries a bodyless request on a listed status code', async () => {
+    const flaky = await upstream((n, _req, res) => res.writeHead(n === 1 ? 503 : 200).end(`attempt ${n}`));
+    closers.push(flaky.close);
+    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'flaky', port: 80 }], retry: { codes: [503], attempts: 2, backoff: '10ms' } }], { svc: flaky.port, flaky: flaky.port }), '10.96.0.1');
+    assert.deepEqual(await fetchText(`${url}/`), { status: 200, text: 'attempt 2' });
+  });
+
+  it('does not retry when the policy has no matching code, nor requests with a body', async () => {
+    const flaky = await upstream((n, _req, res) => res.writeHead(503).end(`attempt ${n}`));
+    closers.push(flaky.close);
+    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'flaky', port: 80 }], retry: { codes: [503], attempts: 3 } }], { svc: flaky.port, flaky: flaky.port }), '10.96.0.1');
+    assert.equal((await fetchText(`${url}/`, { method: 'POST', body: 'x' })).status, 503);
+    assert.equal(flaky.hits.length, 1);
+  });
+
+  it('request timeout → 504 with a reason', async () => {
+    const slow = await upstream((_n, _req, res) => setTimeout(() => res.end('late'), 2000).unref());
+    closers.push(slow.close);
+    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'slow', port: 80 }], timeouts: { request: '200ms' } }], { svc: slow.port, slow: slow.port }), '10.96.0.1');
+    const r = await fetchText(`${url}/`);
+    assert.equal(r.status, 504);
+    assert.match(r.text, /request timeout after 200 ms/);
+  });
+
+  it('mirrors bodyless requests to the mirror backend and ignores its answer', async () => {
+    const main = await upstream((_n, _req, res) => res.end('main'));
+    const shadow = await upstream((_n, _req, res) => res.writeHead(500).end('shadow'));
+    closers.push(main.close, shadow.close);
+    const url = await proxyFor(
+      mesh([{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 80 } } }], backendRefs: [{ name: 'main', port: 80 }] }], {
+        svc: main.port,
+        main: main.port,
+        shadow: shadow.port,
+      }),
+      '10.96.0.1',
+    );
+    assert.deepEqual(await fetchText(`${url}/m?x=1`), { status: 200, text: 'main' });
+    for (let i = 0; i < 50 && shadow.hits.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(shadow.hits[0]?.url, '/m?x=1');
+  });
+
+  it('connection refused on one endpoint is retried on another', async () => {
+    const good = await upstream((_n, _req, res) => res.end('ok'));
+    closers.push(good.close);
+    const dead = await upstream(() => undefined);
+    await dead.close();
+    const objects = [
+      ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, good.port]], [pod('a')]),
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'svc-dead', namespace: 'app', labels: { 'kubernetes.io/service-name': 'svc' } },
+        ports: [{ port: dead.port }],
+        endpoints: [{ addresses: ['127.0.0.2'], conditions: { ready: true } }],
+      } as K8sObject,
+    ];
+    const url = await proxyFor(objects, '10.96.0.1');
+    for (let i = 0; i < 10; i++) assert.equal((await fetchText(`${url}/`)).status, 200);
+  });
+
+  it('upstream that resets the connection → 502 naming the cause; proxy keeps serving', async () => {
+    const rude = await upstream((n, req, res) => (n === 1 ? req.socket.destroy() : res.end('fine')));
+    closers.push(rude.close);
+    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'rude', port: 80 }] }], { svc: rude.port, rude: rude.port }), '10.96.0.1');
+    const first = await fetchText(`${url}/`, { method: 'POST', body: 'x' });
+    assert.equal(first.status, 502);
+    assert.match(first.text, /upstream ECONNRESET/);
+    assert.equal((await fetchText(`${url}/`)).text, 'fine');
+  });
+
+  it('malformed requests get 400, oversized headers 431, and the proxy keeps serving', async () => {
+    const ok = await upstream((_n, _req, res) => res.end('ok'));
+    closers.push(ok.close);
+    const url = new URL(await proxyFor(mesh([{ backendRefs: [{ name: 'ok', port: 80 }] }], { svc: ok.port, ok: ok.port }), '10.96.0.1'));
+    const raw = async (payload: string): Promise<string> => {
+      const net = await import('node:net');
+      return new Promise((resolve) => {
+        const s = net.connect(Number(url.port), '127.0.0.1', () => s.end(payload));
+        let out = '';
+        s.on('data', (d: Buffer) => (out += d.toString()));
+        s.on('close', () => resolve(out));
+        s.on('error', () => resolve(out));
+      });
+    };
+    assert.match(await raw('GET / HTTP/1.1\r\nbad header line\r\n\r\n'), /^HTTP\/1.1 400/);
+    assert.match(await raw(`GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`), /^HTTP\/1.1 431/);
+    await raw('GET / HTT'); // abruptly closed mid-request
+    assert.equal((await fetchText(url.href)).text, 'ok');
+  });
+});

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import tls from 'node:tls';
+import net from 'node:net';
+import { classify, clientHelloAlpn } from '../../sidecar/protocol-sniff.ts';
+import { LoadBalancer } from '../../sidecar/load-balancer.ts';
+import { forwardHeaders, forwardResponseHeaders } from '../../sidecar/http-headers.ts';
+import { ProxyMetrics } from '../../sidecar/metrics.ts';
+import type { Endpoint } from '../../mesh-model/endpoints.ts';
+
+describe('protocol detection', () => {
+  const cases: [string, Buffer, string | undefined][] = [
+    ['HTTP/1.1 request line', Buffer.from('GET / HTTP/1.1\r\n'), 'http1'],
+    ['long method', Buffer.from('OPTIONS * HTTP/1.1\r\n'), 'http1'],
+    ['partial method', Buffer.from('GE'), undefined],
+    ['h2c preface', Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), 'h2c'],
+    ['partial h2c preface', Buffer.from('PRI * HTTP/2'), undefined],
+    ['TLS handshake', Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), 'tls'],
+    ['binary protocol', Buffer.from([0x00, 0x01, 0x02, 0x03]), 'tcp'],
+    ['lowercase text', Buffer.from('hello world'), 'tcp'],
+    ['redis-like', Buffer.from('*1\r\n$4\r\nPING\r\n'), 'tcp'],
+  ];
+  for (const [name, head, want] of cases) it(name, () => assert.equal(classify(head), want));
+
+  it('reads the ALPN list of a real ClientHello and rejects truncated ones without throwing', async () => {
+    const hello = await new Promise<Buffer>((resolve) => {
+      const server = net.createServer((s) => {
+        s.once('data', (d: Buffer) => {
+          resolve(d);
+          s.destroy();
+          server.close();
+        });
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const port = (server.address() as net.AddressInfo).port;
+        tls.connect({ port, host: '127.0.0.1', ALPNProtocols: ['h2', 'sluice/1'] }).on('error', () => undefined);
+      });
+    });
+    assert.deepEqual(clientHelloAlpn(hello), ['h2', 'sluice/1']);
+    for (let n = 0; n < hello.length; n += 7) assert.equal(clientHelloAlpn(hello.subarray(0, n)), undefined);
+    const junk = Buffer.from(hello);
+    for (let i = 5; i < junk.length; i += 3) junk[i] = 0xff;
+    assert.doesNotThrow(() => clientHelloAlpn(junk));
+  });
+});
+
+describe('load balancer (P2C + peak EWMA)', () => {
+  const ep = (n: number, ready = true): Endpoint => ({ address: `10.0.0.${n}`, port: 80, ready, identity: undefined, pod: undefined });
+
+  it('never picks unready or excluded endpoints', () => {
+    const lb = new LoadBalancer();
+    const eps = [ep(1, false), ep(2), ep(3)];
+    for (let i = 0; i < 200; i++) assert.notEqual(lb.pick(eps, new Set([eps[2]!]))?.address, '10.0.0.1');
+    assert.equal(lb.pick([ep(1, false)]), undefined);
+  });
+
+  it('sends most traffic away from a slow endpoint', () => {
+    const lb = new LoadBalancer();
+    const eps = [ep(1), ep(2), ep(3)];
+    const counts = new Map<string, number>();
+    let now = 1;
+    for (let i = 0; i < 3000; i++) {
+      const chosen = lb.pick(eps)!;
+      counts.set(chosen.address, (counts.get(chosen.address) ?? 0) + 1);
+      const s = lb.start(chosen);
+      lb.finish(s, chosen.address === '10.0.0.1' ? 50e6 : 1e6, (now += 1));
+    }
+    assert.ok((counts.get('10.0.0.1') ?? 0) < 300, JSON.stringify([...counts]));
+  });
+
+  it('skips an endpoint in failure backoff while others are healthy, uses it as last resort', () => {
+    const lb = new LoadBalancer();
+    const eps = [ep(1), ep(2)];
+    lb.failed(lb.start(eps[0]!));
+    for (let i = 0; i < 50; i++) assert.equal(lb.pick(eps)?.address, '10.0.0.2');
+    assert.equal(lb.pick([eps[0]!])?.address, '10.0.0.1');
+  });
+});
+
+describe('hop-by-hop headers', () => {
+  it('drops connection-specific headers and those Connection names, keeps te: trailers', () => {
+    const out = forwardHeaders({
+      connection: 'keep-alive, x-hop',
+      'keep-alive': 'timeout=5',
+      'x-hop': '1',
+      'transfer-encoding': 'chunked',
+      te: 'trailers, deflate',
+      upgrade: 'websocket',
+      'proxy-connection': 'x',
+      'x-end': 'kept',
+      ':path': '/h2-pseudo',
+    });
+    assert.deepEqual(out, { te: 'trailers', 'x-end': 'kept' });
+  });
+
+  it('keeps the upgrade handshake for upgrades', () => {
+    assert.deepEqual(forwardHeaders({ connection: 'Upgrade', upgrade: 'websocket', host: 'a' }, true), {
+      host: 'a',
+      connection: 'upgrade',
+      upgrade: 'websocket',
+    });
+  });
+
+  it('response side', () => {
+    assert.deepEqual(forwardResponseHeaders({ 'keep-alive': 'x', ':status': '200', 'content-type': 'a' }), { 'content-type': 'a' });
+  });
+});
+
+describe('metrics', () => {
+  it('renders Prometheus text with escaped labels and cumulative buckets', () => {
+    const m = new ProxyMetrics();
+    m.requests.inc(['outbound', 'ns/"r"', 'ns/b:80', '200']);
+    m.latency.observe(['outbound', 'r', 'b'], 0.003);
+    const text = m.render();
+    assert.match(text, /sluice_requests_total\{direction="outbound",route="ns\/\\"r\\"",backend="ns\/b:80",code="200"\} 1/);
+    assert.match(text, /sluice_request_duration_seconds_bucket\{direction="outbound",route="r",backend="b",le="0.0025"\} 0/);
+    assert.match(text, /sluice_request_duration_seconds_bucket\{direction="outbound",route="r",backend="b",le="0.005"\} 1/);
+    assert.match(text, /sluice_request_duration_seconds_count\{direction="outbound",route="r",backend="b"\} 1/);
+  });
+});
