@@ -1,0 +1,120 @@
+/**
+ * HTTP load generator for the benchmarks, run as a process (inside a netns pod for the mesh benchmark):
+ *
+ *   node bench/load-generator.ts '{"url":"http://10.96.0.10/?size=1024","protocol":"h1","mode":"rate",
+ *                                  "rps":1000,"durationMs":10000,"connections":16}'
+ *
+ * mode "rate": open loop at a fixed rate; latency is measured from each request's scheduled start, so a
+ * stall shows up as latency instead of silently lowering the rate (no coordinated omission).
+ * mode "max": closed loop, `connections` requests in flight, as fast as they complete.
+ * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs }.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+
+interface Spec {
+  url: string;
+  protocol: 'h1' | 'h2';
+  mode: 'rate' | 'max';
+  rps?: number;
+  durationMs: number;
+  connections: number;
+  warmupMs?: number;
+}
+
+const spec = JSON.parse(process.argv[2] ?? '{}') as Spec;
+const url = new URL(spec.url);
+const agent = new http.Agent({ keepAlive: true, maxSockets: spec.connections });
+const sessions: http2.ClientHttp2Session[] = [];
+if (spec.protocol === 'h2') {
+  for (let i = 0; i < Math.max(1, Math.ceil(spec.connections / 100)); i++) {
+    const s = http2.connect(url.origin);
+    s.on('error', () => undefined);
+    sessions.push(s);
+  }
+}
+let rr = 0;
+
+function send(): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (spec.protocol === 'h1') {
+      const req = http.get({ host: url.hostname, port: url.port || 80, path: url.pathname + url.search, agent }, (res) => {
+        res.on('data', () => undefined);
+        res.on('end', () => resolve(res.statusCode === 200));
+        res.on('error', () => resolve(false));
+      });
+      req.on('error', () => resolve(false));
+    } else {
+      const session = sessions[rr++ % sessions.length]!;
+      const stream = session.request({ ':path': url.pathname + url.search });
+      let status = 0;
+      stream.on('response', (h) => (status = Number(h[':status'])));
+      stream.on('data', () => undefined);
+      stream.on('end', () => resolve(status === 200));
+      stream.on('error', () => resolve(false));
+      stream.end();
+    }
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function run(durationMs: number, record: boolean) {
+  const latencies: number[] = [];
+  let sent = 0;
+  let ok = 0;
+  let errors = 0;
+  const start = performance.now();
+  const end = start + durationMs;
+  const finish = (scheduled: number, good: boolean): void => {
+    if (!record) return;
+    if (good) ok++;
+    else errors++;
+    latencies.push(performance.now() - scheduled);
+  };
+  if (spec.mode === 'max') {
+    const worker = async (): Promise<void> => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        sent++;
+        finish(t, await send());
+      }
+    };
+    await Promise.all(Array.from({ length: spec.connections }, worker));
+  } else {
+    const interval = 1000 / (spec.rps ?? 1000);
+    const pending: Promise<void>[] = [];
+    for (let i = 0; ; i++) {
+      const scheduled = start + i * interval;
+      if (scheduled >= end) break;
+      const wait = scheduled - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      sent++;
+      pending.push(send().then((good) => finish(scheduled, good)));
+      if (pending.length > 10_000) await Promise.all(pending.splice(0));
+    }
+    await Promise.all(pending);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    sent,
+    ok,
+    errors,
+    seconds,
+    rps: ok / seconds,
+    p50Ms: percentile(latencies, 50),
+    p90Ms: percentile(latencies, 90),
+    p99Ms: percentile(latencies, 99),
+    maxMs: latencies.at(-1) ?? NaN,
+  };
+}
+
+await run(spec.warmupMs ?? 1000, false);
+const result = await run(spec.durationMs, true);
+for (const s of sessions) s.close();
+agent.destroy();
+process.stdout.write(`${JSON.stringify(result)}\n`);
