@@ -7,7 +7,6 @@ import {
   privateKeyToPem,
   requireP256PublicKey,
   SIGNING_ALGORITHM,
-  verifyCsr,
 } from './keys.ts';
 import { parseCertificates } from './pem.ts';
 import { parseSubjectAltName } from './peer-identity.ts';
@@ -18,6 +17,7 @@ import {
   validateTrustDomain,
 } from './spiffe-id.ts';
 import { x509 } from './x509-lib.ts';
+import { verifyCsr } from './csr.ts';
 
 export interface CaPem {
   readonly certPem: string;

@@ -2,14 +2,10 @@ import type { webcrypto } from 'node:crypto';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { PkiError } from './errors.ts';
 import { parsePemBlocks, toPem } from './pem.ts';
-import { x509 } from './x509-lib.ts';
 
 /** Every key in the mesh is ECDSA P-256; every signature is ECDSA with SHA-256. */
 export const KEY_ALGORITHM: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
 export const SIGNING_ALGORITHM: webcrypto.EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
-
-const MAX_CSR_BYTES = 16 * 1024;
-const SUBJECT_ALT_NAME_OID = '2.5.29.17';
 
 /** A fresh, extractable P-256 key pair (extractable so that it can be written as key.pem). */
 export async function generateKeyPair(): Promise<webcrypto.CryptoKeyPair> {
@@ -79,63 +75,4 @@ export async function importPrivateKeyPem(
   const pkcs8 = info.key.export({ type: 'pkcs8', format: 'der' });
   const privateKey = await globalThis.crypto.subtle.importKey('pkcs8', pkcs8, KEY_ALGORITHM, false, ['sign']);
   return { ...info, privateKey };
-}
-
-/**
- * A PKCS#10 CSR signed with `keys`. The SPIFFE ID, if given, is carried as a requested URI SAN for
- * information only: the CA decides the identity it certifies, never the requester.
- */
-export async function createCsr(params: {
-  keys: webcrypto.CryptoKeyPair;
-  spiffeId?: string;
-}): Promise<string> {
-  const extensions = params.spiffeId
-    ? [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: params.spiffeId }])]
-    : [];
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: 'O=sluice',
-    keys: params.keys,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions,
-  });
-  return csr.toString('pem') + '\n';
-}
-
-export interface VerifiedCsr {
-  /** DER SubjectPublicKeyInfo of the requester's (P-256) key. */
-  readonly publicKeySpki: Uint8Array;
-  /** URI SANs the requester asked for (informational). */
-  readonly requestedUris: string[];
-}
-
-/** Parses a PEM CSR, checks its self-signature (proof of possession) and that its key is P-256. */
-export async function verifyCsr(pem: string): Promise<VerifiedCsr> {
-  if (pem.length > MAX_CSR_BYTES) throw new PkiError(`CSR is larger than ${MAX_CSR_BYTES} bytes`);
-  const blocks = parsePemBlocks(pem, 'CSR');
-  if (blocks.length !== 1 || blocks[0]!.label !== 'CERTIFICATE REQUEST') {
-    throw new PkiError('CSR: expected exactly one CERTIFICATE REQUEST PEM block');
-  }
-  let csr: x509.Pkcs10CertificateRequest;
-  let valid: boolean;
-  let spki: Uint8Array;
-  try {
-    csr = new x509.Pkcs10CertificateRequest(blocks[0]!.der);
-    spki = new Uint8Array(csr.publicKey.rawData);
-    valid = await csr.verify();
-  } catch (err) {
-    throw new PkiError(`CSR cannot be parsed (${(err as Error).message})`);
-  }
-  if (!valid) throw new PkiError('CSR signature does not verify');
-  requireP256PublicKey(spki, 'CSR');
-  let requestedUris: string[] = [];
-  try {
-    const ext = csr.getExtension(SUBJECT_ALT_NAME_OID);
-    if (ext) {
-      const san = new x509.SubjectAlternativeNameExtension(ext.rawData);
-      requestedUris = san.names.items.filter((n) => n.type === 'url').map((n) => n.value);
-    }
-  } catch {
-    throw new PkiError('CSR: subjectAltName extension cannot be parsed');
-  }
-  return { publicKeySpki: spki, requestedUris };
 }

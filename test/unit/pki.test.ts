@@ -3,7 +3,8 @@ import { KeyObject, X509Certificate } from 'node:crypto';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';
 import { PkiError } from '../../pki/errors.ts';
 import { parseIdentity } from '../../pki/identity.ts';
-import { createCsr, generateKeyPair, privateKeyToPem, publicKeyToPem, verifyCsr } from '../../pki/keys.ts';
+import { generateKeyPair, privateKeyToPem, publicKeyToPem } from '../../pki/keys.ts';
+import { createCsr, verifyCsr } from '../../pki/csr.ts';
 import { parseCertificates } from '../../pki/pem.ts';
 import { parseSubjectAltName, spiffeIdFromCertificate } from '../../pki/peer-identity.ts';
 import {
