@@ -8,7 +8,7 @@ function labelText(names: readonly string[], values: readonly string[]): string 
 }
 
 class Counter {
-  readonly #series = new Map<string, number>();
+  readonly #series = new Map<string, { labels: string; value: number }>();
   readonly name: string;
   readonly help: string;
   readonly labels: readonly string[];
@@ -18,19 +18,22 @@ class Counter {
     this.labels = labels;
   }
 
+  // Keyed by the raw values joined; the escaped label text is built once per series, not per request.
   inc(values: readonly string[], by = 1): void {
-    const key = labelText(this.labels, values);
-    this.#series.set(key, (this.#series.get(key) ?? 0) + by);
+    const key = values.join('\u0001');
+    const series = this.#series.get(key);
+    if (series) series.value += by;
+    else this.#series.set(key, { labels: labelText(this.labels, values), value: by });
   }
 
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
-    for (const [k, v] of this.#series) out.push(`${this.name}{${k}} ${v}`);
+    for (const s of this.#series.values()) out.push(`${this.name}{${s.labels}} ${s.value}`);
   }
 }
 
 class Histogram {
-  readonly #series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  readonly #series = new Map<string, { labels: string; counts: number[]; sum: number; count: number }>();
   readonly name: string;
   readonly help: string;
   readonly labels: readonly string[];
@@ -41,21 +44,28 @@ class Histogram {
   }
 
   observe(values: readonly string[], seconds: number): void {
-    const key = labelText(this.labels, values);
+    const key = values.join('\u0001');
     let s = this.#series.get(key);
     if (!s) {
-      s = { counts: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
+      s = { labels: labelText(this.labels, values), counts: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
       this.#series.set(key, s);
     }
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]!) s.counts[i]!++;
+    // Cumulative buckets are summed at render time; one increment per observation here.
+    const i = LATENCY_BUCKETS.findIndex((le) => seconds <= le);
+    if (i !== -1) s.counts[i]!++;
     s.sum += seconds;
     s.count++;
   }
 
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
-    for (const [k, s] of this.#series) {
-      LATENCY_BUCKETS.forEach((le, i) => out.push(`${this.name}_bucket{${k},le="${le}"} ${s.counts[i]!}`));
+    for (const s of this.#series.values()) {
+      const k = s.labels;
+      let cumulative = 0;
+      LATENCY_BUCKETS.forEach((le, i) => {
+        cumulative += s.counts[i]!;
+        out.push(`${this.name}_bucket{${k},le="${le}"} ${cumulative}`);
+      });
       out.push(`${this.name}_bucket{${k},le="+Inf"} ${s.count}`, `${this.name}_sum{${k}} ${s.sum}`, `${this.name}_count{${k}} ${s.count}`);
     }
   }
