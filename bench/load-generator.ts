@@ -38,11 +38,14 @@ let rr = 0;
 function send(): Promise<boolean> {
   return new Promise((resolve) => {
     if (spec.protocol === 'h1') {
-      const req = http.get({ host: url.hostname, port: url.port || 80, path: url.pathname + url.search, agent }, (res) => {
-        res.on('data', () => undefined);
-        res.on('end', () => resolve(res.statusCode === 200));
-        res.on('error', () => resolve(false));
-      });
+      const req = http.get(
+        { host: url.hostname, port: url.port || 80, path: url.pathname + url.search, agent },
+        (res) => {
+          res.on('data', () => undefined);
+          res.on('end', () => resolve(res.statusCode === 200));
+          res.on('error', () => resolve(false));
+        },
+      );
       req.on('error', () => resolve(false));
     } else {
       const session = sessions[rr++ % sessions.length]!;

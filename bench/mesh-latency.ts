@@ -40,19 +40,50 @@ async function main(): Promise<void> {
   if (reason) throw new Error(reason);
   const mesh = await MeshFixture.create();
   try {
-    const client = await mesh.addPod({ name: 'client', namespace: 'bench', serviceAccount: 'client', meshed: true });
-    const server = await mesh.addPod({ name: 'server', namespace: 'bench', serviceAccount: 'server', meshed: true });
-    const dclient = await mesh.addPod({ name: 'dclient', namespace: 'bench', serviceAccount: 'x', meshed: false });
-    const dserver = await mesh.addPod({ name: 'dserver', namespace: 'bench', serviceAccount: 'x', meshed: false });
-    const refs = [client, server].map((p) => ({ name: p.name, namespace: 'bench', ip: p.ip, serviceAccount: p.spec.serviceAccount, meshed: true }));
-    mesh.writeManifests([...refs.map(podObject), ...serviceWithEndpoints('bench', 'server', VIP, [[80, APP_PORT, 'http']], [refs[1]!])]);
+    const client = await mesh.addPod({
+      name: 'client',
+      namespace: 'bench',
+      serviceAccount: 'client',
+      meshed: true,
+    });
+    const server = await mesh.addPod({
+      name: 'server',
+      namespace: 'bench',
+      serviceAccount: 'server',
+      meshed: true,
+    });
+    const dclient = await mesh.addPod({
+      name: 'dclient',
+      namespace: 'bench',
+      serviceAccount: 'x',
+      meshed: false,
+    });
+    const dserver = await mesh.addPod({
+      name: 'dserver',
+      namespace: 'bench',
+      serviceAccount: 'x',
+      meshed: false,
+    });
+    const refs = [client, server].map((p) => ({
+      name: p.name,
+      namespace: 'bench',
+      ip: p.ip,
+      serviceAccount: p.spec.serviceAccount,
+      meshed: true,
+    }));
+    mesh.writeManifests([
+      ...refs.map(podObject),
+      ...serviceWithEndpoints('bench', 'server', VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
+    ]);
     await mesh.startSidecars();
     const sidecars = [client, server].map((p) => p.sidecar!.pid!);
     await new Promise((r) => setTimeout(r, 2000));
     const idle = sidecars.map((pid) => procStats(pid).rssMb);
 
     const load = async (pod: MeshPod, spec: Record<string, unknown>): Promise<LoadResult> => {
-      const out = await mesh.harness.runIn(pod, nodeBin, ['bench/load-generator.ts', JSON.stringify(spec)], { timeoutMs: 120_000 });
+      const out = await mesh.harness.runIn(pod, nodeBin, ['bench/load-generator.ts', JSON.stringify(spec)], {
+        timeoutMs: 120_000,
+      });
       return JSON.parse(out) as LoadResult;
     };
     const rows: string[][] = [];
@@ -67,19 +98,23 @@ async function main(): Promise<void> {
       const before = sidecars.map(procStats);
       const meshRate = await load(client, { ...rate, url: meshUrl });
       const after = sidecars.map(procStats);
-      const cpuPer1k = after.map((a, i) => (a.cpuSeconds - before[i]!.cpuSeconds) / meshRate.seconds / (meshRate.rps / 1000));
-      cpuRows.push(`${protocol}: client sidecar ${cpuPer1k[0]!.toFixed(3)} vCPU, server sidecar ${cpuPer1k[1]!.toFixed(3)} vCPU per 1,000 rps`);
+      const cpuPer1k = after.map(
+        (a, i) => (a.cpuSeconds - before[i]!.cpuSeconds) / meshRate.seconds / (meshRate.rps / 1000),
+      );
+      cpuRows.push(
+        `${protocol}: client sidecar ${cpuPer1k[0]!.toFixed(3)} vCPU, server sidecar ${cpuPer1k[1]!.toFixed(3)} vCPU per 1,000 rps`,
+      );
       const directMax = await load(dclient, { ...max, url: directUrl });
-      let sampling = true;
+      const sampling = { on: true };
       const sampler = (async () => {
-        while (sampling) {
+        while (sampling.on) {
           const rss = sidecars.map((pid) => procStats(pid).rssMb);
           peakRss = peakRss.map((p, i) => Math.max(p, rss[i]!));
           await new Promise((r) => setTimeout(r, 200));
         }
       })();
       const meshMax = await load(client, { ...max, url: meshUrl });
-      sampling = false;
+      sampling.on = false;
       await sampler;
       const f = (n: number): string => n.toFixed(2);
       rows.push([
@@ -90,12 +125,16 @@ async function main(): Promise<void> {
         `${directRate.errors + meshRate.errors + directMax.errors + meshMax.errors}`,
       ]);
     }
-    console.log(`Sluice mesh benchmark, node ${process.version}, ${RATE_SECONDS}s at 1,000 rps and ${MAX_SECONDS}s max load, 16 connections, 1 KiB responses`);
+    console.log(
+      `Sluice mesh benchmark, node ${process.version}, ${RATE_SECONDS}s at 1,000 rps and ${MAX_SECONDS}s max load, 16 connections, 1 KiB responses`,
+    );
     console.log('direct / mesh (added)');
     console.log(['protocol', 'p50 ms @1k rps', 'p99 ms @1k rps', 'max rps', 'errors'].join(' | '));
     for (const r of rows) console.log(r.join(' | '));
     for (const c of cpuRows) console.log(c);
-    console.log(`sidecar RSS idle: client ${idle[0]!.toFixed(1)} MB, server ${idle[1]!.toFixed(1)} MB; peak under max load: client ${peakRss[0]!.toFixed(1)} MB, server ${peakRss[1]!.toFixed(1)} MB`);
+    console.log(
+      `sidecar RSS idle: client ${idle[0]!.toFixed(1)} MB, server ${idle[1]!.toFixed(1)} MB; peak under max load: client ${peakRss[0]!.toFixed(1)} MB, server ${peakRss[1]!.toFixed(1)} MB`,
+    );
   } finally {
     await mesh.destroy();
   }

@@ -91,7 +91,7 @@ function loadTestFile(file: string): { manifests: string[]; from: string | undef
   }
   const base = dirname(file);
   return {
-    manifests: (manifests).map((m) => resolve(base, m)),
+    manifests: manifests.map((m) => resolve(base, m)),
     from: typeof doc.from === 'string' ? doc.from : undefined,
     cases: doc.cases as TestCase[],
   };

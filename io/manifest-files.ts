@@ -44,8 +44,7 @@ export function parseManifests(text: string, source: string): K8sObject[] {
       value.kind === 'List' ||
       (typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items))
     ) {
-      for (const item of Array.isArray(value.items) ? value.items : [])
-        if (isObject(item)) out.push(item);
+      for (const item of Array.isArray(value.items) ? value.items : []) if (isObject(item)) out.push(item);
     } else {
       out.push(value);
     }

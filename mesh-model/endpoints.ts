@@ -31,8 +31,13 @@ function readPods(objects: readonly K8sObject[], trustDomain: string): Map<strin
     const spec = isObject(obj.spec) ? obj.spec : {};
     const containers = Array.isArray(spec.containers) ? spec.containers : [];
     const meshed = containers.some((c) => isObject(c) && c.name === PROXY_CONTAINER);
-    const sa = typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== '' ? spec.serviceAccountName : 'default';
-    pods.set(objectKey(namespace, obj.metadata.name), { identity: meshed ? spiffeId(trustDomain, namespace, sa) : undefined });
+    const sa =
+      typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== ''
+        ? spec.serviceAccountName
+        : 'default';
+    pods.set(objectKey(namespace, obj.metadata.name), {
+      identity: meshed ? spiffeId(trustDomain, namespace, sa) : undefined,
+    });
   }
   return pods;
 }
@@ -58,14 +63,22 @@ export function buildEndpoints(
     const slicePorts = Array.isArray(raw.ports) ? raw.ports.filter(isObject) : [];
     for (const sp of svc.ports) {
       const match = slicePorts.find((p) => (p.name ?? '') === (sp.name ?? ''));
-      const port = match && Number.isInteger(match.port) ? (match.port as number) : typeof sp.targetPort === 'number' ? sp.targetPort : undefined;
+      const port =
+        match && Number.isInteger(match.port)
+          ? (match.port as number)
+          : typeof sp.targetPort === 'number'
+            ? sp.targetPort
+            : undefined;
       if (port === undefined) continue;
       const key = servicePortKey(namespace, svc.name, sp.port);
       const list = out.get(key) ?? [];
       for (const ep of Array.isArray(raw.endpoints) ? raw.endpoints.filter(isObject) : []) {
         const conditions = isObject(ep.conditions) ? ep.conditions : {};
         const ref = isObject(ep.targetRef) ? ep.targetRef : undefined;
-        const podKey = ref?.kind === 'Pod' && typeof ref.name === 'string' ? objectKey(typeof ref.namespace === 'string' ? ref.namespace : namespace, ref.name) : undefined;
+        const podKey =
+          ref?.kind === 'Pod' && typeof ref.name === 'string'
+            ? objectKey(typeof ref.namespace === 'string' ? ref.namespace : namespace, ref.name)
+            : undefined;
         const pod = podKey ? pods.get(podKey) : undefined;
         for (const address of Array.isArray(ep.addresses) ? ep.addresses : []) {
           if (typeof address !== 'string') continue;

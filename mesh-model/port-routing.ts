@@ -1,11 +1,4 @@
-import type {
-  CompiledRoute,
-  MatchEntry,
-  MeshModel,
-  MeshService,
-  RouteKind,
-  RouteType,
-} from './model.ts';
+import type { CompiledRoute, MatchEntry, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
 import { servicePortKey } from './model.ts';
 import { compareGrpcEntries, compareHttpEntries } from './precedence.ts';
 
@@ -81,10 +74,7 @@ function indexBySegment(sorted: MatchEntry[]): Pick<PortRouting, 'bySegment' | '
   const segmentOf = (e: MatchEntry): string | undefined => {
     const m = e.match;
     if (m.kind === 'GRPCRoute') return undefined;
-    if (
-      (m).pathType === 'RegularExpression' ||
-      (m.pathType === 'PathPrefix' && m.path === '/')
-    ) {
+    if (m.pathType === 'RegularExpression' || (m.pathType === 'PathPrefix' && m.path === '/')) {
       return undefined;
     }
     return firstSegment(m.path);

@@ -25,7 +25,11 @@ export function destinationKey(address: string, port: number): string {
 }
 
 /** Kubernetes objects → per-proxy view. Pure apart from the version counter. */
-export function buildProxyView(objects: readonly K8sObject[], namespace: string, trustDomain: string): ProxyView {
+export function buildProxyView(
+  objects: readonly K8sObject[],
+  namespace: string,
+  trustDomain: string,
+): ProxyView {
   const model = buildMeshModel(objects);
   const byDestination = new Map<string, PortRouting>();
   for (const svc of model.services.values()) {
@@ -45,6 +49,11 @@ export function buildProxyView(objects: readonly K8sObject[], namespace: string,
   };
 }
 
-export function endpointsFor(view: ProxyView, namespace: string, name: string, port: number): readonly Endpoint[] {
+export function endpointsFor(
+  view: ProxyView,
+  namespace: string,
+  name: string,
+  port: number,
+): readonly Endpoint[] {
   return view.endpoints.get(servicePortKey(namespace, name, port)) ?? [];
 }

@@ -27,7 +27,9 @@ export function configDump(state: AdminState): unknown {
             kind: r.kind ?? null,
             routes: r.routes.map((route) => `${route.kind} ${route.namespace}/${route.name}`),
           })),
-          endpoints: Object.fromEntries([...view.endpoints].map(([k, eps]) => [k, eps.map((e) => ({ ...e }))])),
+          endpoints: Object.fromEntries(
+            [...view.endpoints].map(([k, eps]) => [k, eps.map((e) => ({ ...e }))]),
+          ),
           routeProblems: view.model.routes
             .filter((r) => r.problems.length > 0)
             .map((r) => ({ route: `${r.kind} ${r.namespace}/${r.name}`, problems: r.problems })),
@@ -51,7 +53,8 @@ export function createAdminServer(state: AdminState): http.Server {
       return send(r.ok ? 200 : 503, 'text/plain', `${r.reason}\n`);
     }
     if (path === '/metrics') return send(200, 'text/plain; version=0.0.4', state.metrics.render());
-    if (path === '/config_dump') return send(200, 'application/json', `${JSON.stringify(configDump(state), null, 2)}\n`);
+    if (path === '/config_dump')
+      return send(200, 'application/json', `${JSON.stringify(configDump(state), null, 2)}\n`);
     send(404, 'text/plain', 'not found: try /live, /ready, /metrics, /config_dump\n');
   });
 }

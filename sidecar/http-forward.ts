@@ -17,7 +17,17 @@ import type { UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
 const MAX_CONNECT_ATTEMPTS = 3;
-const RETRYABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE', 'ERR_SPIFFE_ID_MISMATCH', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_INVALID_SESSION']);
+const RETRYABLE = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EPIPE',
+  'ERR_SPIFFE_ID_MISMATCH',
+  'ERR_HTTP2_GOAWAY_SESSION',
+  'ERR_HTTP2_INVALID_SESSION',
+]);
 
 export interface ForwardDeps {
   pools: UpstreamPools;
@@ -59,11 +69,26 @@ export function planOutbound(
   const { path, query } = splitUrl(url);
   const h2 = req.httpVersionMajor === 2;
   const method = req.method ?? 'GET';
-  const host = String((h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`);
+  const host = String(
+    (h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`,
+  );
   let target: Target;
   if (!routing) {
-    const ep: Endpoint = { address: destination.address, port: destination.port, ready: true, identity: undefined, pod: undefined };
-    target = { routeLabel: 'none', backendLabel: 'passthrough', endpoints: [ep], rule: undefined, backend: undefined, entry: undefined };
+    const ep: Endpoint = {
+      address: destination.address,
+      port: destination.port,
+      ready: true,
+      identity: undefined,
+      pod: undefined,
+    };
+    target = {
+      routeLabel: 'none',
+      backendLabel: 'passthrough',
+      endpoints: [ep],
+      rule: undefined,
+      backend: undefined,
+      entry: undefined,
+    };
   } else if (routing.type === undefined) {
     const svc = routing.service;
     target = {
@@ -77,20 +102,52 @@ export function planOutbound(
   } else {
     const routeReq: RouteRequest = { method, path, query, headers: req.headers };
     const entry = findMatch(routing, routeReq);
-    if (!entry) return { kind: 'reply', code: 404, message: `no route rule matches ${method} ${path}`, cause: 'no_route', routeLabel: 'none' };
+    if (!entry)
+      return {
+        kind: 'reply',
+        code: 404,
+        message: `no route rule matches ${method} ${path}`,
+        cause: 'no_route',
+        routeLabel: 'none',
+      };
     const rule = entry.rule;
     const routeLabel = `${rule.route.namespace}/${rule.route.name}`;
     if (rule.fails) {
-      return { kind: 'reply', code: 500, message: `route ${routeLabel} rule ${rule.index}: ${rule.fails}`, cause: 'invalid_rule', routeLabel };
+      return {
+        kind: 'reply',
+        code: 500,
+        message: `route ${routeLabel} rule ${rule.index}: ${rule.fails}`,
+        cause: 'invalid_rule',
+        routeLabel,
+      };
     }
     if (rule.redirect) {
-      const location = redirectLocation(rule.redirect, entry, { scheme: 'http', host, path, query, port: routing.port });
-      return { kind: 'reply', code: rule.redirect.statusCode, message: `redirect to ${location}`, cause: 'redirect', routeLabel, location };
+      const location = redirectLocation(rule.redirect, entry, {
+        scheme: 'http',
+        host,
+        path,
+        query,
+        port: routing.port,
+      });
+      return {
+        kind: 'reply',
+        code: rule.redirect.statusCode,
+        message: `redirect to ${location}`,
+        cause: 'redirect',
+        routeLabel,
+        location,
+      };
     }
     const backend = pickBackend(rule, Math.random())!;
     const backendLabel = `${backend.namespace}/${backend.name}:${backend.port}`;
     if (backend.invalid) {
-      return { kind: 'reply', code: 500, message: `backend ${backendLabel} is invalid: ${backend.invalid}`, cause: 'invalid_backend', routeLabel };
+      return {
+        kind: 'reply',
+        code: 500,
+        message: `backend ${backendLabel} is invalid: ${backend.invalid}`,
+        cause: 'invalid_backend',
+        routeLabel,
+      };
     }
     target = {
       routeLabel,
@@ -131,7 +188,10 @@ export function forwardOutbound(
   const plan = planOutbound(view, routing, destination, req);
   const record = (routeLabel: string, backendLabel: string, code: number): void => {
     deps.metrics.requests.inc(['outbound', routeLabel, backendLabel, String(code)]);
-    deps.metrics.latency.observe(['outbound', routeLabel, backendLabel], (performance.now() - started) / 1000);
+    deps.metrics.latency.observe(
+      ['outbound', routeLabel, backendLabel],
+      (performance.now() - started) / 1000,
+    );
   };
   if (plan.kind === 'reply') {
     if (plan.location !== undefined) {
@@ -180,7 +240,12 @@ const DEFAULT_RETRY_ATTEMPTS = 1;
 const DEFAULT_RETRY_BACKOFF_MS = 25;
 
 function isBodyless(req: DownstreamRequest): boolean {
-  if (req.httpVersionMajor === 2) return req.method === 'GET' || req.method === 'HEAD' || (req as http2.Http2ServerRequest).stream.endAfterHeaders;
+  if (req.httpVersionMajor === 2)
+    return (
+      req.method === 'GET' ||
+      req.method === 'HEAD' ||
+      (req as http2.Http2ServerRequest).stream.endAfterHeaders
+    );
   return req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
 }
 
@@ -219,7 +284,8 @@ export function sendWithRetries(
     cancel?.();
     fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
   };
-  if (rule?.requestTimeoutMs) requestTimer = setTimeout(timedOut(rule.requestTimeoutMs, 'request'), rule.requestTimeoutMs);
+  if (rule?.requestTimeoutMs)
+    requestTimer = setTimeout(timedOut(rule.requestTimeoutMs, 'request'), rule.requestTimeoutMs);
   res.on('close', () => {
     if (!done) {
       end();
@@ -286,7 +352,9 @@ export function sendWithRetries(
       },
     };
     try {
-      cancel = request.h2 ? sendH2(deps, ep, request, req, handlers) : sendH1(deps, ep, request, req, handlers);
+      cancel = request.h2
+        ? sendH2(deps, ep, request, req, handlers)
+        : sendH1(deps, ep, request, req, handlers);
     } catch (err) {
       handlers.error(err as Error, true);
     }
@@ -301,12 +369,19 @@ interface UpstreamHandlers {
 }
 
 function trailersOf(body: Readable): http.OutgoingHttpHeaders | undefined {
-  const t = (body as Readable & { sluiceTrailers?: http.OutgoingHttpHeaders; trailers?: http.IncomingHttpHeaders }).sluiceTrailers ??
-    (body as { trailers?: IncomingHttpHeaders }).trailers;
+  const t =
+    (body as Readable & { sluiceTrailers?: http.OutgoingHttpHeaders; trailers?: http.IncomingHttpHeaders })
+      .sluiceTrailers ?? (body as { trailers?: IncomingHttpHeaders }).trailers;
   return t && Object.keys(t).length > 0 ? t : undefined;
 }
 
-function sendH1(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: DownstreamRequest, h: UpstreamHandlers): () => void {
+function sendH1(
+  deps: ForwardDeps,
+  ep: Endpoint,
+  r: UpstreamRequest,
+  req: DownstreamRequest,
+  h: UpstreamHandlers,
+): () => void {
   const upReq = (ep.identity ? https : http).request({
     agent: deps.pools.agent(ep),
     host: ep.address,
@@ -330,13 +405,20 @@ function sendH1(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: Downst
   upReq.on('response', (upRes) => h.response(upRes.statusCode ?? 502, upRes.headers, upRes));
   upReq.on('error', (err) => {
     // A reused keep-alive connection can be closed by the server just as we send: safe to retry bodyless.
-    const bodyless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    const bodyless =
+      req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
     h.error(err, !sent || (upReq.reusedSocket && bodyless));
   });
   return () => upReq.destroy();
 }
 
-function sendH2(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: DownstreamRequest, h: UpstreamHandlers): () => void {
+function sendH2(
+  deps: ForwardDeps,
+  ep: Endpoint,
+  r: UpstreamRequest,
+  req: DownstreamRequest,
+  h: UpstreamHandlers,
+): () => void {
   const session = deps.pools.session(ep);
   const stream = session.request({
     ...(r.headers as http2.OutgoingHttpHeaders),
@@ -354,13 +436,13 @@ function sendH2(deps: ForwardDeps, ep: Endpoint, r: UpstreamRequest, req: Downst
   if (session.connecting) session.once('connect', start);
   else start();
   stream.on('response', (headers) => {
-    const status = Number(headers[':status'] ?? 502);
-    stream.on('trailers', (trailers) => {
+    const status = headers[':status'] ?? 502;
+    stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
       (stream as unknown as { sluiceTrailers: http2.IncomingHttpHeaders }).sluiceTrailers = trailers;
     });
-    h.response(status, headers as IncomingHttpHeaders, stream);
+    h.response(status, headers, stream);
   });
-  stream.on('error', (err) => h.error(err, !sent));
+  stream.on('error', (err: Error) => h.error(err, !sent));
   return () => stream.close(http2.constants.NGHTTP2_CANCEL);
 }
 
@@ -374,7 +456,10 @@ function mirror(deps: ForwardDeps, view: ProxyView, rule: CompiledRule, request:
     if (m.backend.invalid || Math.random() >= m.fraction) continue;
     const ep = deps.lb.pick(endpointsFor(view, m.backend.namespace, m.backend.name, m.backend.port));
     if (!ep) continue;
-    const ignore: UpstreamHandlers = { response: (_s, _h, body) => void body.resume(), error: () => undefined };
+    const ignore: UpstreamHandlers = {
+      response: (_s, _h, body) => void body.resume(),
+      error: () => undefined,
+    };
     const ended = Object.assign(new PassThrough(), { headers: {}, httpVersionMajor: request.h2 ? 2 : 1 });
     ended.end();
     ended.resume();

@@ -23,7 +23,14 @@ const HOP_BY_HOP = new Set([
 export function forwardHeaders(headers: IncomingHttpHeaders, upgrade = false): HeaderMap {
   const out: HeaderMap = {};
   const connection = headers.connection;
-  const named = connection ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  const named = connection
+    ? new Set(
+        connection
+          .toLowerCase()
+          .split(',')
+          .map((s) => s.trim()),
+      )
+    : undefined;
   for (const name in headers) {
     if (name.charCodeAt(0) === 58 /* ':' */) continue;
     if (HOP_BY_HOP.has(name) || named?.has(name)) {
@@ -43,7 +50,14 @@ export function forwardHeaders(headers: IncomingHttpHeaders, upgrade = false): H
 export function forwardResponseHeaders(headers: IncomingHttpHeaders): HeaderMap {
   const out: HeaderMap = {};
   const connection = headers.connection;
-  const named = connection ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  const named = connection
+    ? new Set(
+        connection
+          .toLowerCase()
+          .split(',')
+          .map((s) => s.trim()),
+      )
+    : undefined;
   for (const name in headers) {
     if (name.charCodeAt(0) === 58 || HOP_BY_HOP.has(name) || named?.has(name)) continue;
     out[name] = headers[name];

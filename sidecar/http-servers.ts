@@ -17,15 +17,29 @@ export interface HttpServers {
   drain(): void;
 }
 
-export function createHttpServers(handler: RequestHandler, onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void): HttpServers {
-  const http1 = http.createServer({ maxHeaderSize: 64 * 1024, requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 60_000 }, handler);
+export function createHttpServers(
+  handler: RequestHandler,
+  onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void,
+): HttpServers {
+  const http1 = http.createServer(
+    { maxHeaderSize: 64 * 1024, requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 60_000 },
+    handler,
+  );
   http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (!socket.writable) return void socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? '431 Request Header Fields Too Large'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? '408 Request Timeout'
+          : '400 Bad Request';
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
   if (onUpgrade) http1.on('upgrade', onUpgrade);
-  const h2 = http2.createServer({ maxHeaderListPairs: 256, maxSessionMemory: 64, settings: { maxConcurrentStreams: 1000 } }, handler);
+  const h2 = http2.createServer(
+    { maxHeaderListPairs: 256, maxSessionMemory: 64, settings: { maxConcurrentStreams: 1000 } },
+    handler,
+  );
   h2.on('sessionError', () => undefined);
   h2.setTimeout(120_000);
   const sessions = new Set<http2.ServerHttp2Session>();

@@ -33,22 +33,37 @@ export interface InboundOptions {
  * the request reaches the app on loopback at its original port with the identity header set. Plaintext
  * (and a workload's own TLS) passes in PERMISSIVE mode and is refused in STRICT mode.
  */
-export function createInboundListener(o: InboundOptions): { server: net.Server; http: HttpServers; tlsServer: tls.Server | undefined } {
-  const appEndpoint = (info: ConnectionInfo): Endpoint => ({ address: o.appAddress, port: info.port, ready: true, identity: undefined, pod: undefined });
+export function createInboundListener(o: InboundOptions): {
+  server: net.Server;
+  http: HttpServers;
+  tlsServer: tls.Server | undefined;
+} {
+  const appEndpoint = (info: ConnectionInfo): Endpoint => ({
+    address: o.appAddress,
+    port: info.port,
+    ready: true,
+    identity: undefined,
+    pod: undefined,
+  });
 
   const requestHeaders = (req: DownstreamRequest, info: ConnectionInfo) => {
-    const headers = forwardHeaders(req.headers, req.httpVersionMajor !== 2 && req.headers.upgrade !== undefined);
+    const headers = forwardHeaders(
+      req.headers,
+      req.httpVersionMajor !== 2 && req.headers.upgrade !== undefined,
+    );
     if (info.peerIdentity) headers[PEER_IDENTITY_HEADER] = info.peerIdentity;
     else delete headers[PEER_IDENTITY_HEADER]; // never trust a caller-supplied identity
     return headers;
   };
 
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
-    const info = connectionInfo(req.socket as net.Socket);
+    const info = connectionInfo(req.socket);
     if (!info) return localReply(req, res, 500, 'connection without destination');
     const started = performance.now();
     const h2 = req.httpVersionMajor === 2;
-    const authority = String((h2 ? req.headers[':authority'] : req.headers.host) ?? `${o.appAddress}:${info.port}`);
+    const authority = String(
+      (h2 ? req.headers[':authority'] : req.headers.host) ?? `${o.appAddress}:${info.port}`,
+    );
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
     const label = `app:${info.port}`;
@@ -72,13 +87,20 @@ export function createInboundListener(o: InboundOptions): { server: net.Server; 
     );
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const info = connectionInfo(req.socket as net.Socket);
+    const info = connectionInfo(req.socket);
     if (!info) return void socket.destroy();
     const headers = requestHeaders(req, info);
     headers.host = req.headers.host;
-    forwardUpgrade(o.deps, [appEndpoint(info)], { method: req.method ?? 'GET', path: req.url ?? '/', authority: '', headers, h2: false }, socket, head, (code) => {
-      o.deps.metrics.requests.inc(['inbound', 'none', `app:${info.port}`, String(code)]);
-    });
+    forwardUpgrade(
+      o.deps,
+      [appEndpoint(info)],
+      { method: req.method ?? 'GET', path: req.url ?? '/', authority: '', headers, h2: false },
+      socket,
+      head,
+      (code) => {
+        o.deps.metrics.requests.inc(['inbound', 'none', `app:${info.port}`, String(code)]);
+      },
+    );
   };
   const servers = createHttpServers(handle, onUpgrade);
 
@@ -107,7 +129,7 @@ export function createInboundListener(o: InboundOptions): { server: net.Server; 
       o.deps.metrics.connections.inc(['inbound', `mtls-${tlsSocket.alpnProtocol || 'none'}`]);
       if (tlsSocket.alpnProtocol === 'h2') servers.h2.emit('connection', tlsSocket);
       else if (tlsSocket.alpnProtocol === 'http/1.1') servers.http1.emit('connection', tlsSocket);
-      else if (tlsSocket.alpnProtocol === MESH_ALPN) toApp(tlsSocket as unknown as net.Socket, info);
+      else if (tlsSocket.alpnProtocol === MESH_ALPN) toApp(tlsSocket, info);
       else tlsSocket.destroy();
     });
   }

@@ -41,7 +41,11 @@ export class LoadBalancer {
    * Picks among ready endpoints not in `exclude`, preferring those not in failure backoff; undefined when
    * none is left.
    */
-  pick(endpoints: readonly Endpoint[], exclude?: ReadonlySet<Endpoint>, now = Date.now()): Endpoint | undefined {
+  pick(
+    endpoints: readonly Endpoint[],
+    exclude?: ReadonlySet<Endpoint>,
+    now = Date.now(),
+  ): Endpoint | undefined {
     const healthy = scratch;
     healthy.length = 0;
     let fallback: Endpoint | undefined;

@@ -4,7 +4,9 @@
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 function labelText(names: readonly string[], values: readonly string[]): string {
-  return names.map((n, i) => `${n}="${values[i]!.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`).join(',');
+  return names
+    .map((n, i) => `${n}="${values[i]!.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`)
+    .join(',');
 }
 
 class Counter {
@@ -66,16 +68,36 @@ class Histogram {
         cumulative += s.counts[i]!;
         out.push(`${this.name}_bucket{${k},le="${le}"} ${cumulative}`);
       });
-      out.push(`${this.name}_bucket{${k},le="+Inf"} ${s.count}`, `${this.name}_sum{${k}} ${s.sum}`, `${this.name}_count{${k}} ${s.count}`);
+      out.push(
+        `${this.name}_bucket{${k},le="+Inf"} ${s.count}`,
+        `${this.name}_sum{${k}} ${s.sum}`,
+        `${this.name}_count{${k}} ${s.count}`,
+      );
     }
   }
 }
 
 export class ProxyMetrics {
-  readonly requests = new Counter('sluice_requests_total', 'HTTP requests handled', ['direction', 'route', 'backend', 'code']);
-  readonly latency = new Histogram('sluice_request_duration_seconds', 'HTTP request latency', ['direction', 'route', 'backend']);
-  readonly errors = new Counter('sluice_errors_total', 'Requests that failed in the proxy, by cause', ['direction', 'cause']);
-  readonly connections = new Counter('sluice_connections_total', 'Accepted connections by detected protocol', ['direction', 'protocol']);
+  readonly requests = new Counter('sluice_requests_total', 'HTTP requests handled', [
+    'direction',
+    'route',
+    'backend',
+    'code',
+  ]);
+  readonly latency = new Histogram('sluice_request_duration_seconds', 'HTTP request latency', [
+    'direction',
+    'route',
+    'backend',
+  ]);
+  readonly errors = new Counter('sluice_errors_total', 'Requests that failed in the proxy, by cause', [
+    'direction',
+    'cause',
+  ]);
+  readonly connections = new Counter(
+    'sluice_connections_total',
+    'Accepted connections by detected protocol',
+    ['direction', 'protocol'],
+  );
   readonly reloads = new Counter('sluice_config_reloads_total', 'Config snapshots applied', ['source']);
 
   render(): string {

@@ -29,23 +29,45 @@ const OPAQUE_APP_PROTOCOLS = new Set(['tcp', 'mysql', 'redis', 'mongodb', 'postg
  * destination, detects the protocol and either routes HTTP by destination Service or relays opaque bytes.
  */
 export function createOutboundListener(o: OutboundOptions): { server: net.Server; http: HttpServers } {
-  const handle = (req: Parameters<Parameters<typeof createHttpServers>[0]>[0], res: Parameters<Parameters<typeof createHttpServers>[0]>[1]): void => {
-    const info = connectionInfo(req.socket as net.Socket);
+  const handle = (
+    req: Parameters<Parameters<typeof createHttpServers>[0]>[0],
+    res: Parameters<Parameters<typeof createHttpServers>[0]>[1],
+  ): void => {
+    const info = connectionInfo(req.socket);
     const view = o.view();
     if (!info || !view) return localReply(req, res, 503, 'proxy not ready: no configuration yet');
-    forwardOutbound(o.deps, view, view.byDestination.get(destinationKey(info.address, info.port)), info, req, res);
+    forwardOutbound(
+      o.deps,
+      view,
+      view.byDestination.get(destinationKey(info.address, info.port)),
+      info,
+      req,
+      res,
+    );
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const info = connectionInfo(req.socket as net.Socket);
+    const info = connectionInfo(req.socket);
     const view = o.view();
     if (!info || !view) return void socket.destroy();
-    const plan = planOutbound(view, view.byDestination.get(destinationKey(info.address, info.port)), info, req);
+    const plan = planOutbound(
+      view,
+      view.byDestination.get(destinationKey(info.address, info.port)),
+      info,
+      req,
+    );
     if (plan.kind === 'reply') {
       const location = plan.location ? `location: ${plan.location}\r\n` : '';
-      return void socket.end(`HTTP/1.1 ${plan.code} x\r\n${location}content-length: 0\r\nconnection: close\r\n\r\n`);
+      return void socket.end(
+        `HTTP/1.1 ${plan.code} x\r\n${location}content-length: 0\r\nconnection: close\r\n\r\n`,
+      );
     }
     forwardUpgrade(o.deps, plan.target.endpoints, plan.request, socket, head, (code) => {
-      o.deps.metrics.requests.inc(['outbound', plan.target.routeLabel, plan.target.backendLabel, String(code)]);
+      o.deps.metrics.requests.inc([
+        'outbound',
+        plan.target.routeLabel,
+        plan.target.backendLabel,
+        String(code),
+      ]);
     });
   };
   const servers = createHttpServers(handle, onUpgrade);
@@ -61,7 +83,8 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
     const view = o.view();
     const routing = view?.byDestination.get(destinationKey(dst.address, dst.port));
     const port = routing?.service.ports.find((p) => p.port === routing.port);
-    const opaque = port?.appProtocol !== undefined && OPAQUE_APP_PROTOCOLS.has(port.appProtocol.toLowerCase());
+    const opaque =
+      port?.appProtocol !== undefined && OPAQUE_APP_PROTOCOLS.has(port.appProtocol.toLowerCase());
     void (async () => {
       const protocol = opaque ? 'tcp' : (await sniff(socket, o.detectTimeoutMs)).protocol;
       o.deps.metrics.connections.inc(['outbound', protocol]);
@@ -72,8 +95,12 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
       if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
       // Opaque TCP (including the app's own TLS): to a Service's endpoint (mTLS if meshed) or as addressed.
       const endpoints: readonly Endpoint[] =
-        routing && view ? endpointsFor(view, routing.service.namespace, routing.service.name, routing.port) : [];
-      const ep: Endpoint | undefined = routing ? o.deps.lb.pick(endpoints) : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
+        routing && view
+          ? endpointsFor(view, routing.service.namespace, routing.service.name, routing.port)
+          : [];
+      const ep: Endpoint | undefined = routing
+        ? o.deps.lb.pick(endpoints)
+        : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
       if (!ep) return void socket.destroy();
       const upstream = o.deps.pools.connectTcp(ep);
       pipeSockets(socket, upstream);

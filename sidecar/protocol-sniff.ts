@@ -17,7 +17,8 @@ export function classify(head: Buffer): SniffedProtocol | undefined {
     return head[1] === 0x03 ? 'tls' : 'tcp';
   }
   const n = Math.min(head.length, H2_PREFACE.length);
-  if (head.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return n === H2_PREFACE.length ? 'h2c' : undefined;
+  if (head.subarray(0, n).equals(H2_PREFACE.subarray(0, n)))
+    return n === H2_PREFACE.length ? 'h2c' : undefined;
   const space = head.indexOf(0x20);
   if (space === -1) return head.length < 11 && /^[A-Z]*$/.test(head.toString('latin1')) ? undefined : 'tcp';
   return METHOD.test(head.toString('latin1', 0, space + 1)) ? 'http1' : 'tcp';
@@ -27,7 +28,10 @@ export function classify(head: Buffer): SniffedProtocol | undefined {
  * Reads from a fresh socket until the protocol is known or `timeoutMs` passes (server-first protocols send
  * nothing: they are opaque TCP). The bytes read are pushed back, so the next reader sees the whole stream.
  */
-export function sniff(socket: Socket, timeoutMs: number): Promise<{ protocol: SniffedProtocol; head: Buffer }> {
+export function sniff(
+  socket: Socket,
+  timeoutMs: number,
+): Promise<{ protocol: SniffedProtocol; head: Buffer }> {
   return new Promise((resolve) => {
     let head: Buffer = Buffer.alloc(0);
     const finish = (protocol: SniffedProtocol): void => {

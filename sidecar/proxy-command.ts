@@ -19,7 +19,8 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
 function port(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`--${name} must be a port number, got '${value}'`);
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new UsageError(`--${name} must be a port number, got '${value}'`);
   return n;
 }
 
@@ -47,10 +48,12 @@ export async function main(args: string[]): Promise<number | undefined> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  if (!values.manifests) throw new UsageError('proxy needs --manifests DIR (the controller source comes later)');
+  if (!values.manifests)
+    throw new UsageError('proxy needs --manifests DIR (the controller source comes later)');
   if (!values.identity) throw new UsageError('proxy needs --identity DIR');
   const mode = (values.mode ?? 'PERMISSIVE').toUpperCase();
-  if (mode !== 'STRICT' && mode !== 'PERMISSIVE') throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
+  if (mode !== 'STRICT' && mode !== 'PERMISSIVE')
+    throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
   let identity;
   try {
     identity = await loadIdentityDir(values.identity);
@@ -59,9 +62,14 @@ export async function main(args: string[]): Promise<number | undefined> {
   }
   const workload = parseWorkloadSpiffeId(identity.spiffeId);
   const namespace = values.namespace ?? workload.namespace;
-  const log = (message: string): void => void process.stderr.write(`${new Date().toISOString()} sluice-proxy ${message}\n`);
+  const log = (message: string): void =>
+    void process.stderr.write(`${new Date().toISOString()} sluice-proxy ${message}\n`);
   const proxy = new SidecarProxy({
-    source: new StandaloneConfigSource({ dir: values.manifests, namespace, trustDomain: identity.trustDomain }),
+    source: new StandaloneConfigSource({
+      dir: values.manifests,
+      namespace,
+      trustDomain: identity.trustDomain,
+    }),
     identityDir: values.identity,
     mode,
     outboundPort: port(values['outbound-port'], 15001, 'outbound-port'),

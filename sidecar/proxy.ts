@@ -89,7 +89,9 @@ export class SidecarProxy {
         this.#view = view;
         this.lb.retain([...view.endpoints.values()].flat());
         this.metrics.reloads.inc([o.source.name]);
-        o.log(`config version ${view.version}: ${view.byDestination.size} destinations, ${view.model.routes.length} routes`);
+        o.log(
+          `config version ${view.version}: ${view.byDestination.size} destinations, ${view.model.routes.length} routes`,
+        );
         for (const w of view.model.warnings) o.log(`config warning: ${w}`);
       },
       (err) => o.log(`config not applied, keeping the previous one: ${err.message}`),
@@ -114,7 +116,9 @@ export class SidecarProxy {
     this.#httpServers.push(outbound.http, inbound.http);
     await listen(outbound.server, o.outboundPort, o.bind);
     await listen(inbound.server, o.inboundPort, o.bind);
-    o.log(`listening: outbound ${o.outboundPort}, inbound ${o.inboundPort} (${o.mode}), admin ${o.adminPort}`);
+    o.log(
+      `listening: outbound ${o.outboundPort}, inbound ${o.inboundPort} (${o.mode}), admin ${o.adminPort}`,
+    );
   }
 
   /** Graceful drain: not ready, no new connections, open ones get up to drainMs to finish. */

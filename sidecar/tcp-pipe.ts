@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 const IDLE_TIMEOUT_MS = 60 * 60 * 1000;
 
@@ -6,7 +7,7 @@ const IDLE_TIMEOUT_MS = 60 * 60 * 1000;
  * Joins two sockets byte for byte, half-close aware (one side ending its writes does not cut the other
  * direction). Any error or full close on one side tears down both.
  */
-export function pipeSockets(a: Socket, b: Socket, onClose?: () => void): void {
+export function pipeSockets(a: Duplex, b: Duplex, onClose?: () => void): void {
   let closed = false;
   const close = (): void => {
     if (closed) return;
@@ -18,7 +19,8 @@ export function pipeSockets(a: Socket, b: Socket, onClose?: () => void): void {
   for (const s of [a, b]) {
     s.on('error', close);
     s.on('close', close);
-    s.setTimeout(IDLE_TIMEOUT_MS, close);
+    if ('setTimeout' in s && typeof s.setTimeout === 'function')
+      (s as Socket).setTimeout(IDLE_TIMEOUT_MS, close);
   }
   a.pipe(b);
   b.pipe(a);

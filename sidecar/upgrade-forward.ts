@@ -9,7 +9,9 @@ import { pipeSockets } from './tcp-pipe.ts';
 
 function rawReply(socket: Duplex, status: number, message: string): void {
   const body = `${message}\n`;
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 function headBlock(status: number, headers: http.IncomingHttpHeaders): string {
@@ -48,15 +50,23 @@ export function forwardUpgrade(
     setHost: false,
   });
   upReq.on('upgrade', (upRes, upSocket: Socket, upHead: Buffer) => {
-    client.write(headBlock(101, { ...forwardResponseHeaders(upRes.headers), connection: 'upgrade', upgrade: upRes.headers.upgrade }));
+    client.write(
+      headBlock(101, {
+        ...forwardResponseHeaders(upRes.headers),
+        connection: 'upgrade',
+        upgrade: upRes.headers.upgrade,
+      }),
+    );
     if (upHead.length > 0) client.write(upHead);
     if (head.length > 0) upSocket.write(head);
     onDone(101);
-    pipeSockets(client as Socket, upSocket);
+    pipeSockets(client, upSocket);
   });
   upReq.on('response', (upRes) => {
     onDone(upRes.statusCode ?? 502);
-    client.write(headBlock(upRes.statusCode ?? 502, { ...forwardResponseHeaders(upRes.headers), connection: 'close' }));
+    client.write(
+      headBlock(upRes.statusCode ?? 502, { ...forwardResponseHeaders(upRes.headers), connection: 'close' }),
+    );
     upRes.pipe(client);
   });
   upReq.on('error', (err: NodeJS.ErrnoException) => {

@@ -40,7 +40,9 @@ export class UpstreamPools {
     let agent = this.#agents.get(key);
     if (!agent) {
       const common = { keepAlive: true, scheduling: 'lifo' as const, keepAliveMsecs: 1000, timeout: 60_000 };
-      agent = ep.identity ? new https.Agent({ ...common, ...this.#tlsOptions(ep, ALPN_HTTP1) }) : new http.Agent(common);
+      agent = ep.identity
+        ? new https.Agent({ ...common, ...this.#tlsOptions(ep, ALPN_HTTP1) })
+        : new http.Agent(common);
       this.#agents.set(key, agent);
     }
     return agent;
@@ -53,7 +55,9 @@ export class UpstreamPools {
     if (existing && !existing.closed && !existing.destroyed) return existing;
     const authority = `${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`;
     // Our own TLS connection: http2.connect would replace the ALPN list, dropping the mesh marker.
-    const tlsOptions = ep.identity ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_H2) } : undefined;
+    const tlsOptions = ep.identity
+      ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_H2) }
+      : undefined;
     const session = http2.connect(authority, {
       peerMaxConcurrentStreams: 1000,
       ...(tlsOptions ? { createConnection: () => tls.connect(tlsOptions) } : {}),

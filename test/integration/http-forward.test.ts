@@ -19,7 +19,9 @@ interface Upstream {
   close(): Promise<void>;
 }
 
-async function upstream(behaviour: (n: number, req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<Upstream> {
+async function upstream(
+  behaviour: (n: number, req: http.IncomingMessage, res: http.ServerResponse) => void,
+): Promise<Upstream> {
   const hits: Upstream['hits'] = [];
   const server = http.createServer((req, res) => {
     hits.push({ method: req.method!, url: req.url!, headers: req.headers });
@@ -30,7 +32,11 @@ async function upstream(behaviour: (n: number, req: http.IncomingMessage, res: h
   return {
     port: (server.address() as AddressInfo).port,
     hits,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -42,8 +48,14 @@ describe('HTTP forwarding (loopback)', () => {
 
   async function proxyFor(objects: K8sObject[], vip: string): Promise<string> {
     const view = buildProxyView(objects, 'app', 'cluster.local');
-    const deps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics: new ProxyMetrics() };
-    const servers = createHttpServers((req, res) => forwardOutbound(deps, view, view.byDestination.get(`${vip}:80`), { address: vip, port: 80 }, req, res));
+    const deps = {
+      pools: new UpstreamPools(() => undefined),
+      lb: new LoadBalancer(),
+      metrics: new ProxyMetrics(),
+    };
+    const servers = createHttpServers((req, res) =>
+      forwardOutbound(deps, view, view.byDestination.get(`${vip}:80`), { address: vip, port: 80 }, req, res),
+    );
     await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
     closers.push(() => {
       deps.pools.destroy();
@@ -53,10 +65,18 @@ describe('HTTP forwarding (loopback)', () => {
     return `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`;
   }
 
-  const pod = (name: string) => ({ name, namespace: 'app', ip: '127.0.0.1', serviceAccount: 'default', meshed: false });
+  const pod = (name: string) => ({
+    name,
+    namespace: 'app',
+    ip: '127.0.0.1',
+    serviceAccount: 'default',
+    meshed: false,
+  });
   const mesh = (rules: unknown[], ports: Record<string, number>): K8sObject[] => [
     ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, ports.svc!]], [pod('a')]),
-    ...Object.entries(ports).filter(([n]) => n !== 'svc').flatMap(([n, p]) => serviceWithEndpoints('app', n, `10.96.1.${p % 200}`, [[80, p]], [pod(n)])),
+    ...Object.entries(ports)
+      .filter(([n]) => n !== 'svc')
+      .flatMap(([n, p]) => serviceWithEndpoints('app', n, `10.96.1.${p % 200}`, [[80, p]], [pod(n)])),
     httpRoute('app', 'r', 'svc', rules),
   ];
 
@@ -67,23 +87,46 @@ describe('HTTP forwarding (loopback)', () => {
 
   it('retries a bodyless request on a listed status code', async () => {
     const flaky = await upstream((n, _req, res) => res.writeHead(n === 1 ? 503 : 200).end(`attempt ${n}`));
-    closers.push(flaky.close);
-    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'flaky', port: 80 }], retry: { codes: [503], attempts: 2, backoff: '10ms' } }], { svc: flaky.port, flaky: flaky.port }), '10.96.0.1');
+    closers.push(() => flaky.close());
+    const url = await proxyFor(
+      mesh(
+        [
+          {
+            backendRefs: [{ name: 'flaky', port: 80 }],
+            retry: { codes: [503], attempts: 2, backoff: '10ms' },
+          },
+        ],
+        { svc: flaky.port, flaky: flaky.port },
+      ),
+      '10.96.0.1',
+    );
     assert.deepEqual(await fetchText(`${url}/`), { status: 200, text: 'attempt 2' });
   });
 
   it('does not retry when the policy has no matching code, nor requests with a body', async () => {
     const flaky = await upstream((n, _req, res) => res.writeHead(503).end(`attempt ${n}`));
-    closers.push(flaky.close);
-    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'flaky', port: 80 }], retry: { codes: [503], attempts: 3 } }], { svc: flaky.port, flaky: flaky.port }), '10.96.0.1');
+    closers.push(() => flaky.close());
+    const url = await proxyFor(
+      mesh([{ backendRefs: [{ name: 'flaky', port: 80 }], retry: { codes: [503], attempts: 3 } }], {
+        svc: flaky.port,
+        flaky: flaky.port,
+      }),
+      '10.96.0.1',
+    );
     assert.equal((await fetchText(`${url}/`, { method: 'POST', body: 'x' })).status, 503);
     assert.equal(flaky.hits.length, 1);
   });
 
   it('request timeout → 504 with a reason', async () => {
     const slow = await upstream((_n, _req, res) => setTimeout(() => res.end('late'), 2000).unref());
-    closers.push(slow.close);
-    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'slow', port: 80 }], timeouts: { request: '200ms' } }], { svc: slow.port, slow: slow.port }), '10.96.0.1');
+    closers.push(() => slow.close());
+    const url = await proxyFor(
+      mesh([{ backendRefs: [{ name: 'slow', port: 80 }], timeouts: { request: '200ms' } }], {
+        svc: slow.port,
+        slow: slow.port,
+      }),
+      '10.96.0.1',
+    );
     const r = await fetchText(`${url}/`);
     assert.equal(r.status, 504);
     assert.match(r.text, /request timeout after 200 ms/);
@@ -92,13 +135,24 @@ describe('HTTP forwarding (loopback)', () => {
   it('mirrors bodyless requests to the mirror backend and ignores its answer', async () => {
     const main = await upstream((_n, _req, res) => res.end('main'));
     const shadow = await upstream((_n, _req, res) => res.writeHead(500).end('shadow'));
-    closers.push(main.close, shadow.close);
+    closers.push(
+      () => main.close(),
+      () => shadow.close(),
+    );
     const url = await proxyFor(
-      mesh([{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 80 } } }], backendRefs: [{ name: 'main', port: 80 }] }], {
-        svc: main.port,
-        main: main.port,
-        shadow: shadow.port,
-      }),
+      mesh(
+        [
+          {
+            filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'shadow', port: 80 } } }],
+            backendRefs: [{ name: 'main', port: 80 }],
+          },
+        ],
+        {
+          svc: main.port,
+          main: main.port,
+          shadow: shadow.port,
+        },
+      ),
       '10.96.0.1',
     );
     assert.deepEqual(await fetchText(`${url}/m?x=1`), { status: 200, text: 'main' });
@@ -108,7 +162,7 @@ describe('HTTP forwarding (loopback)', () => {
 
   it('connection refused on one endpoint is retried on another', async () => {
     const good = await upstream((_n, _req, res) => res.end('ok'));
-    closers.push(good.close);
+    closers.push(() => good.close());
     const dead = await upstream(() => undefined);
     await dead.close();
     const objects = [
@@ -127,8 +181,11 @@ describe('HTTP forwarding (loopback)', () => {
 
   it('upstream that resets the connection → 502 naming the cause; proxy keeps serving', async () => {
     const rude = await upstream((n, req, res) => (n === 1 ? req.socket.destroy() : res.end('fine')));
-    closers.push(rude.close);
-    const url = await proxyFor(mesh([{ backendRefs: [{ name: 'rude', port: 80 }] }], { svc: rude.port, rude: rude.port }), '10.96.0.1');
+    closers.push(() => rude.close());
+    const url = await proxyFor(
+      mesh([{ backendRefs: [{ name: 'rude', port: 80 }] }], { svc: rude.port, rude: rude.port }),
+      '10.96.0.1',
+    );
     const first = await fetchText(`${url}/`, { method: 'POST', body: 'x' });
     assert.equal(first.status, 502);
     assert.match(first.text, /upstream ECONNRESET/);
@@ -137,8 +194,13 @@ describe('HTTP forwarding (loopback)', () => {
 
   it('malformed requests get 400, oversized headers 431, and the proxy keeps serving', async () => {
     const ok = await upstream((_n, _req, res) => res.end('ok'));
-    closers.push(ok.close);
-    const url = new URL(await proxyFor(mesh([{ backendRefs: [{ name: 'ok', port: 80 }] }], { svc: ok.port, ok: ok.port }), '10.96.0.1'));
+    closers.push(() => ok.close());
+    const url = new URL(
+      await proxyFor(
+        mesh([{ backendRefs: [{ name: 'ok', port: 80 }] }], { svc: ok.port, ok: ok.port }),
+        '10.96.0.1',
+      ),
+    );
     const raw = async (payload: string): Promise<string> => {
       const net = await import('node:net');
       return new Promise((resolve) => {
@@ -150,7 +212,10 @@ describe('HTTP forwarding (loopback)', () => {
       });
     };
     assert.match(await raw('GET / HTTP/1.1\r\nbad header line\r\n\r\n'), /^HTTP\/1.1 400/);
-    assert.match(await raw(`GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`), /^HTTP\/1.1 431/);
+    assert.match(
+      await raw(`GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`),
+      /^HTTP\/1.1 431/,
+    );
     await raw('GET / HTT'); // abruptly closed mid-request
     assert.equal((await fetchText(url.href)).text, 'ok');
   });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import tls from 'node:tls';
 import { MeshFixture, APP_PORT, TRUST_DOMAIN, type MeshPod } from '../support/mesh-fixture.ts';
 import { httpRoute, podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
@@ -26,7 +25,9 @@ const VIP = {
 function names(results: ClientResult[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const r of results) {
-    const key = r.error ? `error:${r.error}` : `${r.status}:${(r.json as { name?: string } | undefined)?.name ?? ''}`;
+    const key = r.error
+      ? `error:${r.error}`
+      : `${r.status}:${(r.json as { name?: string } | undefined)?.name ?? ''}`;
     counts[key] = (counts[key] ?? 0) + 1;
   }
   return counts;
@@ -40,8 +41,13 @@ describe('sidecar data plane in network namespaces', function () {
 
   function manifests(reviewsRules?: unknown[]): K8sObject[] {
     const r = (name: string): PodRef => refs.get(name)!;
-    const svc = (name: string, vip: string, pods: string[], ports: [number, number, string?][] = [[80, APP_PORT, 'http']], appProtocol?: string) =>
-      serviceWithEndpoints(NS, name, vip, ports, pods.map(r), appProtocol);
+    const svc = (
+      name: string,
+      vip: string,
+      pods: string[],
+      ports: [number, number, string?][] = [[80, APP_PORT, 'http']],
+      appProtocol?: string,
+    ) => serviceWithEndpoints(NS, name, vip, ports, pods.map(r), appProtocol);
     return [
       ...[...refs.values()].map(podObject),
       ...svc('reviews', VIP.reviews, ['v1', 'v2']),
@@ -54,30 +60,87 @@ describe('sidecar data plane in network namespaces', function () {
       ...svc('nomatch', VIP.nomatch, ['v1']),
       ...svc('client', VIP.client, ['client']),
       ...svc('impostor', VIP.impostor, ['impostor']),
-      httpRoute(NS, 'reviews', 'reviews', reviewsRules ?? [
-        { matches: [{ headers: [{ name: 'x-canary', value: 'always' }] }], backendRefs: [{ name: 'reviews-v2', port: 80 }] },
-        { matches: [{ path: { type: 'PathPrefix', value: '/v1-only' } }], backendRefs: [{ name: 'reviews-v1', port: 80 }] },
-        { matches: [{ queryParams: [{ name: 'pin', value: 'v2' }] }], backendRefs: [{ name: 'reviews-v2', port: 80 }] },
+      httpRoute(
+        NS,
+        'reviews',
+        'reviews',
+        reviewsRules ?? [
+          {
+            matches: [{ headers: [{ name: 'x-canary', value: 'always' }] }],
+            backendRefs: [{ name: 'reviews-v2', port: 80 }],
+          },
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/v1-only' } }],
+            backendRefs: [{ name: 'reviews-v1', port: 80 }],
+          },
+          {
+            matches: [{ queryParams: [{ name: 'pin', value: 'v2' }] }],
+            backendRefs: [{ name: 'reviews-v2', port: 80 }],
+          },
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+            filters: [
+              {
+                type: 'RequestRedirect',
+                requestRedirect: {
+                  path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' },
+                  statusCode: 301,
+                },
+              },
+            ],
+          },
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+            filters: [
+              {
+                type: 'URLRewrite',
+                urlRewrite: {
+                  hostname: 'reviews.internal',
+                  path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v2/api' },
+                },
+              },
+              {
+                type: 'RequestHeaderModifier',
+                requestHeaderModifier: {
+                  set: [{ name: 'x-set', value: 'yes' }],
+                  add: [{ name: 'x-add', value: 'b' }],
+                  remove: ['x-drop'],
+                },
+              },
+              {
+                type: 'ResponseHeaderModifier',
+                responseHeaderModifier: { set: [{ name: 'x-resp', value: 'from-route' }] },
+              },
+            ],
+            backendRefs: [{ name: 'reviews-v1', port: 80 }],
+          },
+          {
+            backendRefs: [
+              { name: 'reviews-v1', port: 80, weight: 70 },
+              { name: 'reviews-v2', port: 80, weight: 30 },
+            ],
+          },
+        ],
+      ),
+      httpRoute(NS, 'nomatch', 'nomatch', [
         {
-          matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
-          filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, statusCode: 301 } }],
-        },
-        {
-          matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
-          filters: [
-            { type: 'URLRewrite', urlRewrite: { hostname: 'reviews.internal', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v2/api' } } },
-            { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-set', value: 'yes' }], add: [{ name: 'x-add', value: 'b' }], remove: ['x-drop'] } },
-            { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-resp', value: 'from-route' }] } },
-          ],
+          matches: [{ path: { type: 'Exact', value: '/only' } }],
           backendRefs: [{ name: 'reviews-v1', port: 80 }],
         },
-        { backendRefs: [{ name: 'reviews-v1', port: 80, weight: 70 }, { name: 'reviews-v2', port: 80, weight: 30 }] },
       ]),
-      httpRoute(NS, 'nomatch', 'nomatch', [{ matches: [{ path: { type: 'Exact', value: '/only' } }], backendRefs: [{ name: 'reviews-v1', port: 80 }] }]),
-      httpRoute(NS, 'cart', 'cart', [
-        { matches: [{ method: { service: 'shop.Cart', method: 'Add' } }], backendRefs: [{ name: 'reviews-v2', port: 80 }] },
-        { backendRefs: [{ name: 'reviews-v1', port: 80 }] },
-      ], 'GRPCRoute'),
+      httpRoute(
+        NS,
+        'cart',
+        'cart',
+        [
+          {
+            matches: [{ method: { service: 'shop.Cart', method: 'Add' } }],
+            backendRefs: [{ name: 'reviews-v2', port: 80 }],
+          },
+          { backendRefs: [{ name: 'reviews-v1', port: 80 }] },
+        ],
+        'GRPCRoute',
+      ),
     ];
   }
 
@@ -94,26 +157,39 @@ describe('sidecar data plane in network namespaces', function () {
     ];
     for (const s of specs) {
       const pod = await mesh.addPod({ ...s, namespace: NS });
-      refs.set(s.name, { name: s.name, namespace: NS, ip: pod.ip, serviceAccount: s.serviceAccount, meshed: s.meshed });
+      refs.set(s.name, {
+        name: s.name,
+        namespace: NS,
+        ip: pod.ip,
+        serviceAccount: s.serviceAccount,
+        meshed: s.meshed,
+      });
     }
     mesh.writeManifests(manifests());
     await mesh.startSidecars();
   });
 
   after(async function () {
-    if (this.currentTest?.state === 'failed' || process.env.SLUICE_TEST_LOGS) console.log(mesh?.logs());
-    await mesh?.destroy();
+    const built = mesh as MeshFixture | undefined; // undefined when before() failed or skipped
+    if (process.env.SLUICE_TEST_LOGS) console.log(built?.logs());
+    await built?.destroy();
   });
 
   afterEach(function () {
-    if (this.currentTest?.state === 'failed' && mesh) console.log(mesh.logs().slice(-20_000));
+    if (this.currentTest?.state === 'failed')
+      console.log((mesh as MeshFixture | undefined)?.logs().slice(-20_000));
   });
 
   const get = (path: string, headers: Record<string, string> = {}, vip = VIP.reviews, port = 80) =>
     mesh.client('client', { kind: 'http1', url: `http://${vip}:${port}${path}`, headers });
 
   it('weighted split 70/30 within tolerance over 400 requests', async () => {
-    const results = await mesh.client('client', { kind: 'http1', url: `http://${VIP.reviews}/`, count: 400, concurrency: 8 });
+    const results = await mesh.client('client', {
+      kind: 'http1',
+      url: `http://${VIP.reviews}/`,
+      count: 400,
+      concurrency: 8,
+    });
     const counts = names(results);
     const v1 = counts['200:v1'] ?? 0;
     const v2 = counts['200:v2'] ?? 0;
@@ -155,7 +231,10 @@ describe('sidecar data plane in network namespaces', function () {
 
   it('mTLS: the server app sees the client workload identity; plaintext to un-meshed endpoints', async () => {
     const [meshed] = await get('/v1-only');
-    assert.equal((meshed!.json as { peerIdentity: string }).peerIdentity, `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`);
+    assert.equal(
+      (meshed!.json as { peerIdentity: string }).peerIdentity,
+      `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`,
+    );
     const [plain] = await get('/', {}, VIP.plain);
     assert.equal((plain!.json as { peerIdentity: string | null }).peerIdentity, null);
   });
@@ -175,10 +254,16 @@ describe('sidecar data plane in network namespaces', function () {
   });
 
   it('gRPC through the mesh with GRPCRoute method matching and trailers', async () => {
-    const [add] = await mesh.client('client', { kind: 'grpc', url: `http://${VIP.cart}:50051/shop.Cart/Add` });
+    const [add] = await mesh.client('client', {
+      kind: 'grpc',
+      url: `http://${VIP.cart}:50051/shop.Cart/Add`,
+    });
     assert.equal(add!.grpcStatus, 0, JSON.stringify(add));
     assert.equal((add!.json as { name: string }).name, 'v2');
-    const [other] = await mesh.client('client', { kind: 'grpc', url: `http://${VIP.cart}:50051/shop.Cart/List` });
+    const [other] = await mesh.client('client', {
+      kind: 'grpc',
+      url: `http://${VIP.cart}:50051/shop.Cart/List`,
+    });
     assert.equal((other!.json as { name: string }).name, 'v1');
   });
 
@@ -189,14 +274,21 @@ describe('sidecar data plane in network namespaces', function () {
   });
 
   it('opaque TCP passes through (mTLS tunnel to a meshed endpoint)', async () => {
-    const [r] = await mesh.client('client', { kind: 'tcp', url: `tcp://${VIP.tcp}:7000`, body: 'not http at all' });
+    const [r] = await mesh.client('client', {
+      kind: 'tcp',
+      url: `tcp://${VIP.tcp}:7000`,
+      body: 'not http at all',
+    });
     assert.equal(r!.text, 'tcp-echo:NOT HTTP AT ALL');
   });
 
   it('an app calling its own Service goes through the proxy', async () => {
     const [r] = await get('/', {}, VIP.client);
     assert.equal((r!.json as { name: string }).name, 'client');
-    assert.equal((r!.json as { peerIdentity: string }).peerIdentity, `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`);
+    assert.equal(
+      (r!.json as { peerIdentity: string }).peerIdentity,
+      `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`,
+    );
   });
 
   it('STRICT mode refuses plaintext and accepts mesh mTLS', async () => {
@@ -214,11 +306,14 @@ describe('sidecar data plane in network namespaces', function () {
     const { generateKeyPair, privateKeyToPem } = await import('../../pki/keys.ts');
     const other = await loadCa(await createCa({ trustDomain: TRUST_DOMAIN }));
     const keys = await generateKeyPair();
-    const cert = await issueWorkloadCert({ ca: other, spiffeId: `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`, publicKey: keys.publicKey });
+    const cert = await issueWorkloadCert({
+      ca: other,
+      spiffeId: `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`,
+      publicKey: keys.publicKey,
+    });
     const script = `const tls=require('tls');const s=tls.connect({host:'${refs.get('strict')!.ip}',port:${APP_PORT},cert:${JSON.stringify(cert)},key:${JSON.stringify(await privateKeyToPem(keys.privateKey))},ca:${JSON.stringify(other.certPem)},ALPNProtocols:['http/1.1','sluice/1'],minVersion:'TLSv1.3',rejectUnauthorized:false},()=>{s.write('GET / HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n')});let d='';s.on('data',c=>d+=c);s.on('close',()=>console.log(d.startsWith('HTTP/1.1 200')?'accepted':'refused'));s.on('error',()=>{})`;
     const out = await mesh.harness.run(mesh.pods.get('plain')!, nodeBin, ['-e', script]);
     assert.match(out.stdout, /refused/);
-    void tls;
   });
 
   it('a server whose certificate is not the identity the config names gets no traffic (502)', async () => {
@@ -228,11 +323,25 @@ describe('sidecar data plane in network namespaces', function () {
   });
 
   it('config reload under load: zero failed requests', async () => {
-    const load = mesh.client('client', { kind: 'http1', url: `http://${VIP.reviews}/`, durationMs: 4000, concurrency: 4 });
+    const load = mesh.client('client', {
+      kind: 'http1',
+      url: `http://${VIP.reviews}/`,
+      durationMs: 4000,
+      concurrency: 4,
+    });
     for (let i = 0; i < 4; i++) {
       await new Promise((r) => setTimeout(r, 700));
       const w = i % 2 === 0 ? 1 : 99;
-      mesh.writeManifests(manifests([{ backendRefs: [{ name: 'reviews-v1', port: 80, weight: w }, { name: 'reviews-v2', port: 80, weight: 100 - w }] }]));
+      mesh.writeManifests(
+        manifests([
+          {
+            backendRefs: [
+              { name: 'reviews-v1', port: 80, weight: w },
+              { name: 'reviews-v2', port: 80, weight: 100 - w },
+            ],
+          },
+        ]),
+      );
     }
     const results = await load;
     const failed = results.filter((r) => r.error || r.status !== 200);
@@ -249,9 +358,14 @@ describe('sidecar data plane in network namespaces', function () {
     assert.equal((await mesh.admin(client, '/live')).status, 200);
     assert.equal((await mesh.admin(client, '/ready')).status, 200);
     const metrics = (await mesh.admin(client, '/metrics')).body;
-    assert.match(metrics, /sluice_requests_total\{direction="outbound",route="shop\/reviews",backend="shop\/reviews-v1:80",code="200"\} \d+/);
+    assert.match(
+      metrics,
+      /sluice_requests_total\{direction="outbound",route="shop\/reviews",backend="shop\/reviews-v1:80",code="200"\} \d+/,
+    );
     assert.match(metrics, /sluice_request_duration_seconds_bucket\{/);
-    const dump = JSON.parse((await mesh.admin(client, '/config_dump')).body) as { config: { namespace: string } };
+    const dump = JSON.parse((await mesh.admin(client, '/config_dump')).body) as {
+      config: { namespace: string };
+    };
     assert.equal(dump.config.namespace, NS);
   });
 });

@@ -55,11 +55,15 @@ function parse(text: string): { json?: unknown; text: string } {
 
 function http1(): Promise<ClientResult> {
   return new Promise((resolve) => {
-    const req = http.request(plan.url, { method: plan.method ?? 'GET', headers: plan.headers, agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, ...parse(body) }));
-    });
+    const req = http.request(
+      plan.url,
+      { method: plan.method ?? 'GET', headers: plan.headers, agent },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, ...parse(body) }));
+      },
+    );
     req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
     req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
     req.end(plan.body);
@@ -69,7 +73,11 @@ function http1(): Promise<ClientResult> {
 function h2(): Promise<ClientResult> {
   return new Promise((resolve) => {
     const u = new URL(plan.url);
-    const stream = h2session().request({ ':method': plan.method ?? 'GET', ':path': u.pathname + u.search, ...plan.headers });
+    const stream = h2session().request({
+      ':method': plan.method ?? 'GET',
+      ':path': u.pathname + u.search,
+      ...plan.headers,
+    });
     let status = 0;
     let headers: Record<string, unknown> = {};
     let body = '';
@@ -87,7 +95,12 @@ function h2(): Promise<ClientResult> {
 async function grpc(): Promise<ClientResult> {
   try {
     const r = await grpcCall(h2session(), new URL(plan.url).pathname, plan.headers ?? {});
-    return { status: r.status, headers: { ...r.headers, ...r.trailers }, json: r.reply, grpcStatus: r.grpcStatus };
+    return {
+      status: r.status,
+      headers: { ...r.headers, ...r.trailers },
+      json: r.reply,
+      grpcStatus: r.grpcStatus,
+    };
   } catch (err) {
     return { error: (err as Error).message };
   }
@@ -104,7 +117,9 @@ function ws(): Promise<ClientResult> {
     let upgraded = false;
     socket.setTimeout(10_000, () => socket.destroy(new Error('timeout')));
     socket.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
-    socket.write(`GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    socket.write(
+      `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
     socket.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       if (!upgraded) {

@@ -64,9 +64,21 @@ export class MeshFixture {
 
   /** Creates a pod: network namespace, identity, echo app (+ TCP echo), and for meshed pods iptables. */
   async addPod(spec: MeshPodSpec): Promise<MeshPod> {
-    const pod: MeshPod = { ...(await this.harness.createPod(spec.name)), spec, identityDir: undefined, sidecar: undefined, logs: [] };
+    const pod: MeshPod = {
+      ...(await this.harness.createPod(spec.name)),
+      spec,
+      identityDir: undefined,
+      sidecar: undefined,
+      logs: [],
+    };
     this.pods.set(spec.name, pod);
-    const app = this.harness.exec(pod, nodeBin, ['test/support/echo-server.ts', '--name', spec.name, '--port', String(APP_PORT)]);
+    const app = this.harness.exec(pod, nodeBin, [
+      'test/support/echo-server.ts',
+      '--name',
+      spec.name,
+      '--port',
+      String(APP_PORT),
+    ]);
     this.capture(pod, app, 'app');
     if (spec.tcpPort) {
       const tcp = this.harness.exec(pod, nodeBin, [
@@ -84,9 +96,18 @@ export class MeshFixture {
         spiffeId: `spiffe://${TRUST_DOMAIN}/ns/${spec.namespace}/sa/${sa}`,
         publicKey: keys.publicKey,
       });
-      await writeIdentityDir(pod.identityDir, { certPem, keyPem: await privateKeyToPem(keys.privateKey), bundlePem: this.ca.certPem });
+      await writeIdentityDir(pod.identityDir, {
+        certPem,
+        keyPem: await privateKeyToPem(keys.privateKey),
+        bundlePem: this.ca.certPem,
+      });
       chownRecursive(pod.identityDir, PROXY_UID);
-      await this.harness.runIn(pod, nodeBin, ['bin/sluice.js', 'init-iptables', '--proxy-uid', String(PROXY_UID)]);
+      await this.harness.runIn(pod, nodeBin, [
+        'bin/sluice.js',
+        'init-iptables',
+        '--proxy-uid',
+        String(PROXY_UID),
+      ]);
     }
     await this.harness.waitForPort(pod, pod.ip, APP_PORT);
     return pod;
@@ -108,7 +129,18 @@ export class MeshFixture {
       const child = this.harness.exec(
         pod,
         nodeBin,
-        ['bin/sluice.js', 'proxy', '--manifests', this.manifestsDir, '--identity', pod.identityDir!, '--mode', pod.spec.mode ?? 'PERMISSIVE', '--namespace', pod.spec.namespace],
+        [
+          'bin/sluice.js',
+          'proxy',
+          '--manifests',
+          this.manifestsDir,
+          '--identity',
+          pod.identityDir!,
+          '--mode',
+          pod.spec.mode ?? 'PERMISSIVE',
+          '--namespace',
+          pod.spec.namespace,
+        ],
         { uid: PROXY_UID },
       );
       pod.sidecar = child;
@@ -122,7 +154,8 @@ export class MeshFixture {
     for (;;) {
       const r = await this.admin(pod, '/ready').catch(() => ({ status: 0, body: '' }));
       if (r.status === 200) return;
-      if (Date.now() > deadline) throw new Error(`sidecar in ${pod.name} not ready: ${r.body}\n${pod.logs.join('')}`);
+      if (Date.now() > deadline)
+        throw new Error(`sidecar in ${pod.name} not ready: ${r.body}\n${pod.logs.join('')}`);
       await new Promise((res) => setTimeout(res, 200));
     }
   }
@@ -139,7 +172,12 @@ export class MeshFixture {
   /** Runs the mesh client in a pod (as an app, so its traffic is captured). */
   async client(podName: string, plan: Record<string, unknown>, timeoutMs = 60_000): Promise<ClientResult[]> {
     const pod = this.pods.get(podName)!;
-    const out = await this.harness.runIn(pod, nodeBin, ['test/support/mesh-client.ts', JSON.stringify(plan)], { timeoutMs });
+    const out = await this.harness.runIn(
+      pod,
+      nodeBin,
+      ['test/support/mesh-client.ts', JSON.stringify(plan)],
+      { timeoutMs },
+    );
     return (JSON.parse(out) as { results: ClientResult[] }).results;
   }
 

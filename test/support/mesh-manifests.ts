@@ -54,7 +54,11 @@ export function serviceWithEndpoints(
       kind: 'EndpointSlice',
       metadata: { name: `${name}-1`, namespace, labels: { 'kubernetes.io/service-name': name } },
       addressType: 'IPv4',
-      ports: ports.map(([, targetPort, portName]) => ({ port: targetPort, protocol: 'TCP', ...(portName ? { name: portName } : {}) })),
+      ports: ports.map(([, targetPort, portName]) => ({
+        port: targetPort,
+        protocol: 'TCP',
+        ...(portName ? { name: portName } : {}),
+      })),
       endpoints: pods.map((p) => ({
         addresses: [p.ip],
         conditions: { ready: true },
@@ -64,7 +68,13 @@ export function serviceWithEndpoints(
   ];
 }
 
-export function httpRoute(namespace: string, name: string, parent: string, rules: unknown[], kind = 'HTTPRoute'): K8sObject {
+export function httpRoute(
+  namespace: string,
+  name: string,
+  parent: string,
+  rules: unknown[],
+  kind = 'HTTPRoute',
+): K8sObject {
   return {
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind,

@@ -32,7 +32,9 @@ describe('protocol detection', () => {
       });
       server.listen(0, '127.0.0.1', () => {
         const port = (server.address() as net.AddressInfo).port;
-        tls.connect({ port, host: '127.0.0.1', ALPNProtocols: ['h2', 'sluice/1'] }).on('error', () => undefined);
+        tls
+          .connect({ port, host: '127.0.0.1', ALPNProtocols: ['h2', 'sluice/1'] })
+          .on('error', () => undefined);
       });
     });
     assert.deepEqual(clientHelloAlpn(hello), ['h2', 'sluice/1']);
@@ -44,7 +46,13 @@ describe('protocol detection', () => {
 });
 
 describe('load balancer (P2C + peak EWMA)', () => {
-  const ep = (n: number, ready = true): Endpoint => ({ address: `10.0.0.${n}`, port: 80, ready, identity: undefined, pod: undefined });
+  const ep = (n: number, ready = true): Endpoint => ({
+    address: `10.0.0.${n}`,
+    port: 80,
+    ready,
+    identity: undefined,
+    pod: undefined,
+  });
 
   it('never picks unready or excluded endpoints', () => {
     const lb = new LoadBalancer();
@@ -101,7 +109,9 @@ describe('hop-by-hop headers', () => {
   });
 
   it('response side', () => {
-    assert.deepEqual(forwardResponseHeaders({ 'keep-alive': 'x', ':status': '200', 'content-type': 'a' }), { 'content-type': 'a' });
+    assert.deepEqual(forwardResponseHeaders({ 'keep-alive': 'x', ':status': '200', 'content-type': 'a' }), {
+      'content-type': 'a',
+    });
   });
 });
 
@@ -111,9 +121,21 @@ describe('metrics', () => {
     m.requests.inc(['outbound', 'ns/"r"', 'ns/b:80', '200']);
     m.latency.observe(['outbound', 'r', 'b'], 0.003);
     const text = m.render();
-    assert.match(text, /sluice_requests_total\{direction="outbound",route="ns\/\\"r\\"",backend="ns\/b:80",code="200"\} 1/);
-    assert.match(text, /sluice_request_duration_seconds_bucket\{direction="outbound",route="r",backend="b",le="0.0025"\} 0/);
-    assert.match(text, /sluice_request_duration_seconds_bucket\{direction="outbound",route="r",backend="b",le="0.005"\} 1/);
-    assert.match(text, /sluice_request_duration_seconds_count\{direction="outbound",route="r",backend="b"\} 1/);
+    assert.match(
+      text,
+      /sluice_requests_total\{direction="outbound",route="ns\/\\"r\\"",backend="ns\/b:80",code="200"\} 1/,
+    );
+    assert.match(
+      text,
+      /sluice_request_duration_seconds_bucket\{direction="outbound",route="r",backend="b",le="0.0025"\} 0/,
+    );
+    assert.match(
+      text,
+      /sluice_request_duration_seconds_bucket\{direction="outbound",route="r",backend="b",le="0.005"\} 1/,
+    );
+    assert.match(
+      text,
+      /sluice_request_duration_seconds_count\{direction="outbound",route="r",backend="b"\} 1/,
+    );
   });
 });
