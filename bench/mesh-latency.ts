@@ -4,6 +4,7 @@
  *   mesh:    client app → client sidecar → mTLS → server sidecar → server app   (via the Service VIP)
  * HTTP/1.1 keep-alive and HTTP/2, 1 KiB responses: latency at a fixed 1,000 rps and max rps, plus each
  * sidecar's RSS (idle and under max load) and CPU per 1,000 rps. Prints a table; no assertions.
+ * The sidecars run the compiled output (npm run build), as a production image would.
  */
 import { readFileSync } from 'node:fs';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
       ...refs.map(podObject),
       ...serviceWithEndpoints('bench', 'server', VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
     ]);
-    await mesh.startSidecars();
+    await mesh.startSidecars({ compiled: true });
     const sidecars = [client, server].map((p) => p.sidecar!.pid!);
     await new Promise((r) => setTimeout(r, 2000));
     const idle = sidecars.map((pid) => procStats(pid).rssMb);

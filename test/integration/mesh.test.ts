@@ -368,4 +368,17 @@ describe('sidecar data plane in network namespaces', function () {
     };
     assert.equal(dump.config.namespace, NS);
   });
+
+  it('SIGTERM drains: not ready, in-flight requests finish, then the sidecar exits', async () => {
+    const strict = mesh.pods.get('strict')!;
+    const inflight = get('/?delay=1500', {}, VIP.strict);
+    await new Promise((r) => setTimeout(r, 400));
+    const exited = new Promise((r) => strict.sidecar!.once('exit', r));
+    strict.sidecar!.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await mesh.admin(strict, '/ready')).status, 503);
+    const [r] = await inflight;
+    assert.equal(r!.status, 200, JSON.stringify(r));
+    assert.equal(await exited, 0);
+  });
 });

@@ -122,15 +122,19 @@ export class MeshFixture {
     renameSync(tmp, join(this.manifestsDir, 'mesh.yaml'));
   }
 
-  /** Starts the sidecars of all meshed pods and waits until each is ready. */
-  async startSidecars(): Promise<void> {
+  /**
+   * Starts the sidecars of all meshed pods and waits until each is ready. `compiled`: run the tsc output in
+   * dist/ (what a production image runs) instead of the TypeScript sources.
+   */
+  async startSidecars(options: { compiled?: boolean } = {}): Promise<void> {
+    const entry = options.compiled ? 'dist/cli/main.js' : 'bin/sluice.js';
     for (const pod of this.pods.values()) {
       if (!pod.spec.meshed) continue;
       const child = this.harness.exec(
         pod,
         nodeBin,
         [
-          'bin/sluice.js',
+          entry,
           'proxy',
           '--manifests',
           this.manifestsDir,

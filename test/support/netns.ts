@@ -25,8 +25,9 @@
  * bridge-nf-call-iptables=1 (as on this machine); it must not drop it (its policy here is ACCEPT).
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -144,7 +145,7 @@ export class NetnsHarness {
   exec(pod: Pod, command: string, args: string[] = [], options: ExecOptions = {}): ChildProcess {
     const child = spawn('ip', ['netns', 'exec', pod.ns, ...asUser(options), command, ...args], {
       stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...options.env },
+      env: childEnv(options),
       cwd: options.cwd ?? repoRoot,
     });
     this.children.add(child);
@@ -263,6 +264,26 @@ export class NetnsHarness {
     );
     liveHarnesses.delete(this);
   }
+}
+
+let scratchCoverageDir: string | undefined;
+
+/**
+ * The environment for a child: ours plus `options.env`. Under c8, a process running as another user cannot
+ * write to our coverage directory (and says so on stderr); Node passes NODE_V8_COVERAGE on to children even
+ * when it is removed, so such children get a world-writable scratch directory instead.
+ */
+function childEnv(options: ExecOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  if (env.NODE_V8_COVERAGE && options.uid !== undefined && options.uid !== process.getuid?.()) {
+    if (scratchCoverageDir === undefined) {
+      scratchCoverageDir = mkdtempSync(join(tmpdir(), 'sluice-coverage-'));
+      chmodSync(scratchCoverageDir, 0o1777);
+      process.on('exit', () => rmSync(scratchCoverageDir!, { recursive: true, force: true }));
+    }
+    env.NODE_V8_COVERAGE = scratchCoverageDir;
+  }
+  return env;
 }
 
 function asUser(options: ExecOptions): string[] {
