@@ -13,6 +13,7 @@ import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
 
 const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 8);
+const RPS = Number(process.env.BENCH_RPS ?? 1000);
 const VIP = '10.96.0.10';
 
 interface LoadResult {
@@ -27,13 +28,14 @@ interface LoadResult {
   maxMs: number;
 }
 
-function procStats(pid: number): { rssMb: number; cpuSeconds: number } {
+function procStats(pid: number): { rssMb: number; cpuSeconds: number; userSeconds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-  return { rssMb: rssKb / 1024, cpuSeconds: ticks / 100 };
+  const user = Number(fields[11]); // utime, clock ticks
+  const ticks = user + Number(fields[12]); // + stime: the kernel's network path is charged here too
+  return { rssMb: rssKb / 1024, cpuSeconds: ticks / 100, userSeconds: user / 100 };
 }
 
 async function main(): Promise<void> {
@@ -93,17 +95,18 @@ async function main(): Promise<void> {
     for (const protocol of ['h1', 'h2'] as const) {
       const directUrl = `http://${dserver.ip}:${APP_PORT}/?size=1024`;
       const meshUrl = `http://${VIP}/?size=1024`;
-      const rate = { protocol, mode: 'rate', rps: 1000, durationMs: RATE_SECONDS * 1000, connections: 16 };
+      const rate = { protocol, mode: 'rate', rps: RPS, durationMs: RATE_SECONDS * 1000, connections: 16 };
       const max = { protocol, mode: 'max', durationMs: MAX_SECONDS * 1000, connections: 16 };
       const directRate = await load(dclient, { ...rate, url: directUrl });
       const before = sidecars.map(procStats);
       const meshRate = await load(client, { ...rate, url: meshUrl });
       const after = sidecars.map(procStats);
-      const cpuPer1k = after.map(
-        (a, i) => (a.cpuSeconds - before[i]!.cpuSeconds) / meshRate.seconds / (meshRate.rps / 1000),
-      );
+      const per1k = (field: 'cpuSeconds' | 'userSeconds', i: number): string =>
+        ((after[i]![field] - before[i]![field]) / meshRate.seconds / (meshRate.rps / 1000)).toFixed(3);
       cpuRows.push(
-        `${protocol}: client sidecar ${cpuPer1k[0]!.toFixed(3)} vCPU, server sidecar ${cpuPer1k[1]!.toFixed(3)} vCPU per 1,000 rps`,
+        `${protocol}: vCPU per 1,000 rps at ${RPS} rps, total (user space only): ` +
+          `client sidecar ${per1k('cpuSeconds', 0)} (${per1k('userSeconds', 0)}), ` +
+          `server sidecar ${per1k('cpuSeconds', 1)} (${per1k('userSeconds', 1)})`,
       );
       const directMax = await load(dclient, { ...max, url: directUrl });
       const sampling = { on: true };
@@ -130,7 +133,7 @@ async function main(): Promise<void> {
       `Sluice mesh benchmark, node ${process.version}, ${RATE_SECONDS}s at 1,000 rps and ${MAX_SECONDS}s max load, 16 connections, 1 KiB responses`,
     );
     console.log('direct / mesh (added)');
-    console.log(['protocol', 'p50 ms @1k rps', 'p99 ms @1k rps', 'max rps', 'errors'].join(' | '));
+    console.log(['protocol', `p50 ms @${RPS} rps`, `p99 ms @${RPS} rps`, 'max rps', 'errors'].join(' | '));
     for (const r of rows) console.log(r.join(' | '));
     for (const c of cpuRows) console.log(c);
     console.log(
