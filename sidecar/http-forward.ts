@@ -375,6 +375,12 @@ function trailersOf(body: Readable): http.OutgoingHttpHeaders | undefined {
   return t && Object.keys(t).length > 0 ? t : undefined;
 }
 
+/** Streams the downstream body upstream; a retried bodyless request has already ended, so just end. */
+function sendBody(req: DownstreamRequest, upstream: NodeJS.WritableStream): void {
+  if ((req as Readable).readableEnded) upstream.end();
+  else (req as Readable).pipe(upstream);
+}
+
 function sendH1(
   deps: ForwardDeps,
   ep: Endpoint,
@@ -395,9 +401,7 @@ function sendH1(
   upReq.on('socket', (socket) => {
     const start = (): void => {
       sent = true;
-      // A retry of a bodyless request finds the downstream request already ended.
-      if ((req as Readable).readableEnded) upReq.end();
-      else (req as Readable).pipe(upReq);
+      sendBody(req, upReq);
     };
     if (upReq.reusedSocket) start();
     else socket.once(ep.identity ? 'secureConnect' : 'connect', start);
@@ -405,9 +409,7 @@ function sendH1(
   upReq.on('response', (upRes) => h.response(upRes.statusCode ?? 502, upRes.headers, upRes));
   upReq.on('error', (err) => {
     // A reused keep-alive connection can be closed by the server just as we send: safe to retry bodyless.
-    const bodyless =
-      req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
-    h.error(err, !sent || (upReq.reusedSocket && bodyless));
+    h.error(err, !sent || (upReq.reusedSocket && isBodyless(req)));
   });
   return () => upReq.destroy();
 }
@@ -430,8 +432,7 @@ function sendH2(
   let sent = false;
   const start = (): void => {
     sent = true;
-    if ((req as Readable).readableEnded) stream.end();
-    else (req as Readable).pipe(stream);
+    sendBody(req, stream);
   };
   if (session.connecting) session.once('connect', start);
   else start();

@@ -16,21 +16,20 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/** Header names the Connection header declares hop-by-hop (beyond the standard ones). */
+function namedByConnection(headers: IncomingHttpHeaders): Set<string> | undefined {
+  const connection = headers.connection;
+  if (!connection || connection === 'keep-alive' || connection === 'close') return undefined;
+  return new Set(connection.split(',').map((s) => s.trim().toLowerCase()));
+}
+
 /**
  * Copies end-to-end request headers for the next hop: drops hop-by-hop headers, those the Connection header
  * names, and pseudo-headers. Keeps `te: trailers` (gRPC needs it). Keeps upgrade headers when `upgrade` is set.
  */
 export function forwardHeaders(headers: IncomingHttpHeaders, upgrade = false): HeaderMap {
   const out: HeaderMap = {};
-  const connection = headers.connection;
-  const named = connection
-    ? new Set(
-        connection
-          .toLowerCase()
-          .split(',')
-          .map((s) => s.trim()),
-      )
-    : undefined;
+  const named = namedByConnection(headers);
   for (const name in headers) {
     if (name.charCodeAt(0) === 58 /* ':' */) continue;
     if (HOP_BY_HOP.has(name) || named?.has(name)) {
@@ -49,15 +48,7 @@ export function forwardHeaders(headers: IncomingHttpHeaders, upgrade = false): H
 /** Response headers for the downstream hop: drops hop-by-hop and pseudo-headers. */
 export function forwardResponseHeaders(headers: IncomingHttpHeaders): HeaderMap {
   const out: HeaderMap = {};
-  const connection = headers.connection;
-  const named = connection
-    ? new Set(
-        connection
-          .toLowerCase()
-          .split(',')
-          .map((s) => s.trim()),
-      )
-    : undefined;
+  const named = namedByConnection(headers);
   for (const name in headers) {
     if (name.charCodeAt(0) === 58 || HOP_BY_HOP.has(name) || named?.has(name)) continue;
     out[name] = headers[name];

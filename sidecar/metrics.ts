@@ -9,8 +9,7 @@ function labelText(names: readonly string[], values: readonly string[]): string 
     .join(',');
 }
 
-class Counter {
-  readonly #series = new Map<string, { labels: string; value: number }>();
+abstract class Metric {
   readonly name: string;
   readonly help: string;
   readonly labels: readonly string[];
@@ -19,6 +18,10 @@ class Counter {
     this.help = help;
     this.labels = labels;
   }
+}
+
+class Counter extends Metric {
+  readonly #series = new Map<string, { labels: string; value: number }>();
 
   // Keyed by the raw values joined; the escaped label text is built once per series, not per request.
   inc(values: readonly string[], by = 1): void {
@@ -34,16 +37,8 @@ class Counter {
   }
 }
 
-class Histogram {
+class Histogram extends Metric {
   readonly #series = new Map<string, { labels: string; counts: number[]; sum: number; count: number }>();
-  readonly name: string;
-  readonly help: string;
-  readonly labels: readonly string[];
-  constructor(name: string, help: string, labels: readonly string[]) {
-    this.name = name;
-    this.help = help;
-    this.labels = labels;
-  }
 
   observe(values: readonly string[], seconds: number): void {
     const key = values.join('\u0001');

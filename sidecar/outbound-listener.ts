@@ -10,7 +10,7 @@ import { connectionInfo, setConnectionInfo } from './connection-info.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
-import { localReply } from './local-reply.ts';
+import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
 
 export interface OutboundOptions {
@@ -29,10 +29,7 @@ const OPAQUE_APP_PROTOCOLS = new Set(['tcp', 'mysql', 'redis', 'mongodb', 'postg
  * destination, detects the protocol and either routes HTTP by destination Service or relays opaque bytes.
  */
 export function createOutboundListener(o: OutboundOptions): { server: net.Server; http: HttpServers } {
-  const handle = (
-    req: Parameters<Parameters<typeof createHttpServers>[0]>[0],
-    res: Parameters<Parameters<typeof createHttpServers>[0]>[1],
-  ): void => {
+  const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const info = connectionInfo(req.socket);
     const view = o.view();
     if (!info || !view) return localReply(req, res, 503, 'proxy not ready: no configuration yet');
