@@ -247,6 +247,20 @@ describe('sidecar data plane in network namespaces', function () {
     assert.equal((JSON.parse(out) as { peerIdentity: string | null }).peerIdentity, null);
   });
 
+  it('request and response bodies stream through both sidecars (HTTP/1.1 and HTTP/2)', async () => {
+    const bytes = 8 * 1024 * 1024;
+    for (const kind of ['http1', 'h2']) {
+      const [r] = await mesh.client('client', {
+        kind,
+        method: 'POST',
+        url: `http://${VIP.v1}/echo-body`,
+        bodyBytes: bytes,
+      });
+      assert.equal(r!.status, 200, `${kind}: ${JSON.stringify(r).slice(0, 300)}`);
+      assert.equal(r!.text?.length, bytes, kind);
+    }
+  });
+
   it('HTTP/2 (h2c) through the mesh', async () => {
     const [r] = await mesh.client('client', { kind: 'h2', url: `http://${VIP.reviews}/v1-only` });
     assert.equal(r!.status, 200);

@@ -3,7 +3,7 @@
  * by iptables) and prints one JSON document with every result.
  *
  *   node test/support/mesh-client.ts '<json plan>'
- *   plan: { kind: 'http1'|'h2'|'grpc'|'ws'|'tcp', url, method?, headers?, body?, count?, concurrency?,
+ *   plan: { kind: 'http1'|'h2'|'grpc'|'ws'|'tcp', url, method?, headers?, body?, bodyBytes?, count?, concurrency?,
  *           intervalMs?, durationMs? }
  *   output: { results: [{ status, headers, json, text, grpcStatus, error }] }
  */
@@ -19,6 +19,8 @@ interface Plan {
   method?: string;
   headers?: Record<string, string>;
   body?: string;
+  /** Send a generated body of this many bytes, in 64 KiB chunks (streaming); the reply reports its length. */
+  bodyBytes?: number;
   count?: number;
   concurrency?: number;
   /** Keep sending for this long (overrides count). */
@@ -45,6 +47,21 @@ const h2session = (): http2.ClientHttp2Session => {
   return session;
 };
 
+/** Writes `total` bytes in 64 KiB chunks, honouring backpressure, then ends the stream. */
+function writeChunks(out: NodeJS.WritableStream, total: number): void {
+  const chunk = Buffer.alloc(64 * 1024, 'y');
+  let left = total;
+  const pump = (): void => {
+    while (left > 0) {
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      if (!out.write(chunk.subarray(0, n))) return void out.once('drain', pump);
+    }
+    out.end();
+  };
+  pump();
+}
+
 function parse(text: string): { json?: unknown; text: string } {
   try {
     return { json: JSON.parse(text), text };
@@ -66,7 +83,8 @@ function http1(): Promise<ClientResult> {
     );
     req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
     req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-    req.end(plan.body);
+    if (plan.bodyBytes === undefined) return void req.end(plan.body);
+    writeChunks(req, plan.bodyBytes);
   });
 }
 
@@ -88,7 +106,8 @@ function h2(): Promise<ClientResult> {
     stream.setEncoding('utf8').on('data', (c: string) => (body += c));
     stream.on('end', () => resolve({ status, headers, ...parse(body) }));
     stream.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
-    stream.end(plan.body);
+    if (plan.bodyBytes === undefined) return void stream.end(plan.body);
+    writeChunks(stream, plan.bodyBytes);
   });
 }
 
