@@ -13,7 +13,7 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
   --outbound-port N      default 15001    --inbound-port N   default 15006
   --admin-port N         default 15021    --bind ADDR        default ::
   --app-address ADDR     where the app listens for inbound traffic, default 127.0.0.1
-  --detect-timeout-ms N  protocol detection wait, default 500
+  --detect-timeout-ms N  protocol detection wait, default 5000
   --drain-seconds N      graceful drain on SIGTERM, default 5`;
 
 function port(value: string | undefined, fallback: number, name: string): number {
@@ -77,7 +77,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     adminPort: port(values['admin-port'], 15021, 'admin-port'),
     bind: values.bind ?? '::',
     appAddress: values['app-address'] ?? '127.0.0.1',
-    detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 500),
+    detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
     drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
     log,
   });
