@@ -16,16 +16,25 @@ const NOT_FOUND: Decision = {
   entry: undefined,
 };
 
-/**
- * The routing decision for one request. The proxy's hot path calls findMatch directly and reads the rule;
- * this wrapper names the outcome for explain, tests and status.
- */
-export function decide(routing: PortRouting, req: RouteRequest): Decision {
-  if (routing.type === undefined) return PASSTHROUGH;
-  const entry = findMatch(routing, req);
-  if (!entry) return NOT_FOUND;
+// A decision depends only on the matched entry, so each is built once (no allocation per request).
+const decisions = new WeakMap<MatchEntry, Decision>();
+
+function decisionFor(entry: MatchEntry): Decision {
   const rule = entry.rule;
   if (rule.fails) return { action: 'reject', status: 500, reason: rule.fails, entry };
   if (rule.redirect) return { action: 'redirect', status: rule.redirect.statusCode, entry };
   return { action: 'forward', entry };
+}
+
+/** The routing decision for one request: the sidecar, `route explain` and `route test` all call this. */
+export function decide(routing: PortRouting, req: RouteRequest): Decision {
+  if (routing.type === undefined) return PASSTHROUGH;
+  const entry = findMatch(routing, req);
+  if (!entry) return NOT_FOUND;
+  let decision = decisions.get(entry);
+  if (!decision) {
+    decision = decisionFor(entry);
+    decisions.set(entry, decision);
+  }
+  return decision;
 }

@@ -7,7 +7,7 @@ import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { BackendTarget, CompiledRule, MatchEntry } from '../mesh-model/model.ts';
-import { findMatch, type RouteRequest } from '../mesh-model/request-match.ts';
+import { decide } from '../mesh-model/decide.ts';
 import { modifyPath, pickBackend, redirectLocation } from '../mesh-model/request-filters.ts';
 import { applyHeaderEdit, type HeaderMap } from '../mesh-model/header-edits.ts';
 import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
@@ -72,92 +72,10 @@ export function planOutbound(
   const host = String(
     (h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`,
   );
-  let target: Target;
-  if (!routing) {
-    const ep: Endpoint = {
-      address: destination.address,
-      port: destination.port,
-      ready: true,
-      identity: undefined,
-      pod: undefined,
-    };
-    target = {
-      routeLabel: 'none',
-      backendLabel: 'passthrough',
-      endpoints: [ep],
-      rule: undefined,
-      backend: undefined,
-      entry: undefined,
-    };
-  } else if (routing.type === undefined) {
-    const svc = routing.service;
-    target = {
-      routeLabel: 'none',
-      backendLabel: `${svc.namespace}/${svc.name}:${routing.port}`,
-      endpoints: endpointsFor(view, svc.namespace, svc.name, routing.port),
-      rule: undefined,
-      backend: undefined,
-      entry: undefined,
-    };
-  } else {
-    const routeReq: RouteRequest = { method, path, query, headers: req.headers };
-    const entry = findMatch(routing, routeReq);
-    if (!entry)
-      return {
-        kind: 'reply',
-        code: 404,
-        message: `no route rule matches ${method} ${path}`,
-        cause: 'no_route',
-        routeLabel: 'none',
-      };
-    const rule = entry.rule;
-    const routeLabel = `${rule.route.namespace}/${rule.route.name}`;
-    if (rule.fails) {
-      return {
-        kind: 'reply',
-        code: 500,
-        message: `route ${routeLabel} rule ${rule.index}: ${rule.fails}`,
-        cause: 'invalid_rule',
-        routeLabel,
-      };
-    }
-    if (rule.redirect) {
-      const location = redirectLocation(rule.redirect, entry, {
-        scheme: 'http',
-        host,
-        path,
-        query,
-        port: routing.port,
-      });
-      return {
-        kind: 'reply',
-        code: rule.redirect.statusCode,
-        message: `redirect to ${location}`,
-        cause: 'redirect',
-        routeLabel,
-        location,
-      };
-    }
-    const backend = pickBackend(rule, Math.random())!;
-    const backendLabel = `${backend.namespace}/${backend.name}:${backend.port}`;
-    if (backend.invalid) {
-      return {
-        kind: 'reply',
-        code: 500,
-        message: `backend ${backendLabel} is invalid: ${backend.invalid}`,
-        cause: 'invalid_backend',
-        routeLabel,
-      };
-    }
-    target = {
-      routeLabel,
-      backendLabel,
-      endpoints: endpointsFor(view, backend.namespace, backend.name, backend.port),
-      rule,
-      backend,
-      entry,
-    };
-  }
+  const target = routing
+    ? routeTarget(view, routing, method, path, query, req, host)
+    : asAddressed(destination);
+  if ('kind' in target) return target;
 
   const headers = forwardHeaders(req.headers, !h2 && req.headers.upgrade !== undefined);
   let upstreamPath = url;
@@ -173,6 +91,83 @@ export function planOutbound(
   }
   if (!h2) headers.host = authority;
   return { kind: 'forward', target, request: { method, path: upstreamPath, authority, headers, h2 } };
+}
+
+/** A destination that is not a Service: forwarded to the address the app dialled. */
+function asAddressed(destination: { address: string; port: number }): Target {
+  const ep: Endpoint = {
+    address: destination.address,
+    port: destination.port,
+    ready: true,
+    identity: undefined,
+    pod: undefined,
+  };
+  return {
+    routeLabel: 'none',
+    backendLabel: 'passthrough',
+    endpoints: [ep],
+    rule: undefined,
+    backend: undefined,
+    entry: undefined,
+  };
+}
+
+/** The route engine's decision for a Service destination, as a target or a local reply. */
+function routeTarget(
+  view: ProxyView,
+  routing: PortRouting,
+  method: string,
+  path: string,
+  query: string,
+  req: DownstreamRequest,
+  host: string,
+): Target | Extract<OutboundPlan, { kind: 'reply' }> {
+  const decision = decide(routing, { method, path, query, headers: req.headers });
+  if (decision.action === 'passthrough') {
+    const svc = routing.service;
+    return {
+      routeLabel: 'none',
+      backendLabel: `${svc.namespace}/${svc.name}:${routing.port}`,
+      endpoints: endpointsFor(view, svc.namespace, svc.name, routing.port),
+      rule: undefined,
+      backend: undefined,
+      entry: undefined,
+    };
+  }
+  const entry = decision.entry;
+  const routeLabel = entry ? `${entry.rule.route.namespace}/${entry.rule.route.name}` : 'none';
+  if (decision.action === 'reject') {
+    const where = entry ? `route ${routeLabel} rule ${entry.rule.index}: ` : '';
+    const reason = entry ? decision.reason : `${decision.reason} (${method} ${path})`;
+    const cause = decision.status === 404 ? 'no_route' : 'invalid_rule';
+    return { kind: 'reply', code: decision.status, message: where + reason, cause, routeLabel };
+  }
+  const rule = decision.entry.rule;
+  if (decision.action === 'redirect') {
+    const location = redirectLocation(rule.redirect!, decision.entry, {
+      scheme: 'http',
+      host,
+      path,
+      query,
+      port: routing.port,
+    });
+    return {
+      kind: 'reply',
+      code: decision.status,
+      message: `redirect to ${location}`,
+      cause: 'redirect',
+      routeLabel,
+      location,
+    };
+  }
+  const backend = pickBackend(rule, Math.random())!;
+  const backendLabel = `${backend.namespace}/${backend.name}:${backend.port}`;
+  if (backend.invalid) {
+    const message = `backend ${backendLabel} is invalid: ${backend.invalid}`;
+    return { kind: 'reply', code: 500, message, cause: 'invalid_backend', routeLabel };
+  }
+  const endpoints = endpointsFor(view, backend.namespace, backend.name, backend.port);
+  return { routeLabel, backendLabel, endpoints, rule, backend, entry: decision.entry };
 }
 
 /** Routes and forwards one outbound HTTP request (HTTP/1.1 or HTTP/2). */
