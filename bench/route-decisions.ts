@@ -2,7 +2,8 @@
 // 1M/s). Run: npm run bench:routes. Prints decisions/s for several request mixes; no assertion.
 import { buildMeshModel } from '../mesh-model/translate.ts';
 import { buildPortRouting } from '../mesh-model/port-routing.ts';
-import { findMatch, type RouteRequest } from '../mesh-model/request-match.ts';
+import type { RouteRequest } from '../mesh-model/request-match.ts';
+import { decide } from '../mesh-model/decide.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 
 const objects: K8sObject[] = [
@@ -65,7 +66,7 @@ function measure(reqs: RouteRequest[]): number {
   const deadline = process.hrtime.bigint() + 1_000_000_000n;
   const started = process.hrtime.bigint();
   while (process.hrtime.bigint() < deadline) {
-    for (let i = 0; i < 10_000; i++) if (findMatch(routing, reqs[i % reqs.length]!)) sink++;
+    for (let i = 0; i < 10_000; i++) if (decide(routing, reqs[i % reqs.length]!).action === 'forward') sink++;
     n += 10_000;
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
