@@ -145,8 +145,9 @@ export interface CompiledRoute {
   rules: readonly CompiledRule[];
   /** Every rule's matches, already defaulted (a rule without matches matches everything). */
   entries: readonly MatchEntry[];
+  /** The Service parentRefs this route attached to (Gateway parents belong to the gateway translation). */
   attachments: readonly ParentAttachment[];
-  /** Number of parentRefs that are not Services (Gateways): handled by the gateway translation. */
+  /** Condition-shaped problems, for `route explain` warnings now and route status later. */
   problems: RouteProblem[];
 }
 

@@ -14,7 +14,7 @@ export interface ProxyView {
   byDestination: ReadonlyMap<string, PortRouting>;
   /** Endpoints per Service port, keyed by `namespace/name:port`. */
   endpoints: ReadonlyMap<string, readonly Endpoint[]>;
-  /** Identities allowed by the trust bundle's domain: spiffe://TD/... */
+  /** Increases with every view built in this process (shown in /ready and /config_dump). */
   version: number;
 }
 
