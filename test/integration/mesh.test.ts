@@ -20,6 +20,7 @@ const VIP = {
   nomatch: '10.96.0.60',
   client: '10.96.0.70',
   impostor: '10.96.0.80',
+  ipv6: 'fd96::10',
 };
 
 function names(results: ClientResult[]): Record<string, number> {
@@ -38,6 +39,7 @@ describe('sidecar data plane in network namespaces', function () {
   const reason = netnsUnavailableReason();
   let mesh: MeshFixture;
   const refs = new Map<string, PodRef>();
+  const ipv6Of = new Map<string, string>();
 
   function manifests(reviewsRules?: unknown[]): K8sObject[] {
     const r = (name: string): PodRef => refs.get(name)!;
@@ -60,6 +62,13 @@ describe('sidecar data plane in network namespaces', function () {
       ...svc('nomatch', VIP.nomatch, ['v1']),
       ...svc('client', VIP.client, ['client']),
       ...svc('impostor', VIP.impostor, ['impostor']),
+      ...serviceWithEndpoints(
+        NS,
+        'reviews-ipv6',
+        VIP.ipv6,
+        [[80, APP_PORT, 'http']],
+        [{ ...r('v2'), ip: ipv6Of.get('v2')! }],
+      ),
       httpRoute(
         NS,
         'reviews',
@@ -146,7 +155,7 @@ describe('sidecar data plane in network namespaces', function () {
 
   before(async function () {
     if (reason) return this.skip();
-    mesh = await MeshFixture.create();
+    mesh = await MeshFixture.create({ ipv6: true });
     const specs = [
       { name: 'client', serviceAccount: 'client', meshed: true },
       { name: 'v1', serviceAccount: 'reviews', meshed: true, tcpPort: 7000 },
@@ -164,6 +173,7 @@ describe('sidecar data plane in network namespaces', function () {
         serviceAccount: s.serviceAccount,
         meshed: s.meshed,
       });
+      if (pod.ip6) ipv6Of.set(s.name, pod.ip6);
     }
     mesh.writeManifests(manifests());
     await mesh.startSidecars();
@@ -259,6 +269,14 @@ describe('sidecar data plane in network namespaces', function () {
       assert.equal(r!.status, 200, `${kind}: ${JSON.stringify(r).slice(0, 300)}`);
       assert.equal(r!.text?.length, bytes, kind);
     }
+  });
+
+  it('IPv6: an IPv6 ClusterIP is captured, routed and reaches an IPv6 endpoint over mTLS', async () => {
+    const [r] = await mesh.client('client', { kind: 'http1', url: `http://[${VIP.ipv6}]/` });
+    assert.equal(r!.status, 200, JSON.stringify(r));
+    const echo = r!.json as { name: string; peerIdentity: string };
+    assert.equal(echo.name, 'v2');
+    assert.equal(echo.peerIdentity, `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`);
   });
 
   it('HTTP/2 (h2c) through the mesh', async () => {

@@ -52,8 +52,9 @@ export class MeshFixture {
     this.ca = ca;
   }
 
-  static async create(): Promise<MeshFixture> {
-    const harness = await NetnsHarness.create({ ipv6: false });
+  /** `ipv6`: pods get an IPv6 address too (and init-iptables programs ip6tables). */
+  static async create(options: { ipv6?: boolean } = {}): Promise<MeshFixture> {
+    const harness = await NetnsHarness.create({ ipv6: options.ipv6 ?? false });
     const dir = mkdtempSync(join(tmpdir(), 'sluice-mesh-'));
     chmodSync(dir, 0o755);
     const ca = await loadCa(await createCa({ trustDomain: TRUST_DOMAIN }));

@@ -53,7 +53,7 @@ export function serviceWithEndpoints(
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
       metadata: { name: `${name}-1`, namespace, labels: { 'kubernetes.io/service-name': name } },
-      addressType: 'IPv4',
+      addressType: pods[0]?.ip.includes(':') ? 'IPv6' : 'IPv4',
       ports: ports.map(([, targetPort, portName]) => ({
         port: targetPort,
         protocol: 'TCP',
