@@ -1,8 +1,8 @@
 import http from 'node:http';
-import https from 'node:https';
 import http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
@@ -27,6 +27,8 @@ const RETRYABLE = new Set([
   'ERR_SPIFFE_ID_MISMATCH',
   'ERR_HTTP2_GOAWAY_SESSION',
   'ERR_HTTP2_INVALID_SESSION',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
 export interface ForwardDeps {
@@ -383,30 +385,42 @@ function sendH1(
   req: DownstreamRequest,
   h: UpstreamHandlers,
 ): () => void {
-  const upReq = (ep.identity ? https : http).request({
-    agent: deps.pools.agent(ep),
-    host: ep.address,
-    port: ep.port,
-    method: r.method,
-    path: r.path,
-    headers: r.headers as http.OutgoingHttpHeaders,
-    setHost: false,
-  });
-  let sent = false;
-  upReq.on('socket', (socket) => {
-    const start = (): void => {
-      sent = true;
-      sendBody(req, upReq);
-    };
-    if (upReq.reusedSocket) start();
-    else socket.once(ep.identity ? 'secureConnect' : 'connect', start);
-  });
-  upReq.on('response', (upRes) => h.response(upRes.statusCode ?? 502, upRes.headers, upRes));
-  upReq.on('error', (err) => {
-    // A reused keep-alive connection can be closed by the server just as we send: safe to retry bodyless.
-    h.error(err, !sent || (upReq.reusedSocket && isBodyless(req)));
-  });
-  return () => upReq.destroy();
+  // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
+  const { expect: _expect, ...headers } = r.headers;
+  const bodyless = isBodyless(req) || (req as Readable).readableEnded;
+  let controller: Dispatcher.DispatchController | undefined;
+  let body: Readable | undefined;
+  deps.pools.pool(ep).dispatch(
+    {
+      origin: undefined,
+      path: r.path,
+      method: r.method as Dispatcher.HttpMethod,
+      headers: headers as Record<string, string | string[]>,
+      body: bodyless ? null : (req as Readable),
+    },
+    {
+      onRequestStart(c) {
+        controller = c;
+      },
+      onResponseStart(c, status, responseHeaders) {
+        body = new Readable({ read: () => c.resume() });
+        h.response(status, responseHeaders as IncomingHttpHeaders, body);
+      },
+      onResponseData(c, chunk) {
+        if (!body!.push(chunk)) c.pause();
+      },
+      onResponseEnd(_c, trailers) {
+        (body as Readable & { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers = trailers as IncomingHttpHeaders;
+        body!.push(null);
+      },
+      onResponseError(_c, err) {
+        if (body) body.destroy(err);
+        // Retryable while no request byte can have been sent: no body, or a body nobody has read yet.
+        else h.error(err, bodyless || !(req as Readable).readableDidRead);
+      },
+    },
+  );
+  return () => controller?.abort(new Error('request cancelled'));
 }
 
 function sendH2(

@@ -3,6 +3,7 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
+import { Pool } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { MESH_ALPN, type MeshTlsCredentials } from '../pki/tls-options.ts';
 
@@ -21,6 +22,7 @@ function hostFor(address: string): string {
  */
 export class UpstreamPools {
   readonly #agents = new Map<string, http.Agent>();
+  readonly #pools = new Map<string, Pool>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
 
@@ -46,6 +48,32 @@ export class UpstreamPools {
       this.#agents.set(key, agent);
     }
     return agent;
+  }
+
+  /** The HTTP/1.1 connection pool for an endpoint (undici; mTLS through our own connector). */
+  pool(ep: Endpoint): Pool {
+    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    let pool = this.#pools.get(key);
+    if (!pool) {
+      const tlsOptions = ep.identity ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_HTTP1) } : undefined;
+      pool = new Pool(`${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`, {
+        pipelining: 1,
+        keepAliveTimeout: 4_000,
+        connect: (_opts, callback) => {
+          // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
+          const socket = tlsOptions ? tls.connect(tlsOptions) : net.connect({ host: ep.address, port: ep.port, noDelay: true });
+          const ready = tlsOptions ? 'secureConnect' : 'connect';
+          const onError = (err: Error): void => callback(err, null);
+          socket.once('error', onError);
+          socket.once(ready, () => {
+            socket.off('error', onError);
+            callback(null, socket);
+          });
+        },
+      });
+      this.#pools.set(key, pool);
+    }
+    return pool;
   }
 
   /** A live HTTP/2 session to an endpoint (h2 over mTLS, or h2c). */
@@ -91,6 +119,8 @@ export class UpstreamPools {
       (a as unknown as { options: { keepAlive: boolean } }).options.keepAlive = false;
     }
     this.#agents.clear();
+    for (const p of this.#pools.values()) void p.close().catch(() => undefined);
+    this.#pools.clear();
     for (const s of this.#sessions.values()) s.close();
     this.#sessions.clear();
   }
@@ -98,6 +128,7 @@ export class UpstreamPools {
   /** Shutdown: close everything. */
   destroy(): void {
     for (const a of this.#agents.values()) a.destroy();
+    for (const p of this.#pools.values()) void p.destroy().catch(() => undefined);
     this.reset();
   }
 }
