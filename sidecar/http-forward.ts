@@ -392,11 +392,10 @@ function sendH1(
   let body: Readable | undefined;
   deps.pools.pool(ep).dispatch(
     {
-      origin: undefined,
       path: r.path,
-      method: r.method as Dispatcher.HttpMethod,
+      method: r.method,
       headers: headers as Record<string, string | string[]>,
-      body: bodyless ? null : (req as Readable),
+      body: bodyless ? null : req,
     },
     {
       onRequestStart(c) {
@@ -404,13 +403,13 @@ function sendH1(
       },
       onResponseStart(c, status, responseHeaders) {
         body = new Readable({ read: () => c.resume() });
-        h.response(status, responseHeaders as IncomingHttpHeaders, body);
+        h.response(status, responseHeaders, body);
       },
       onResponseData(c, chunk) {
         if (!body!.push(chunk)) c.pause();
       },
       onResponseEnd(_c, trailers) {
-        (body as Readable & { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers = trailers as IncomingHttpHeaders;
+        (body as Readable & { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers = trailers;
         body!.push(null);
       },
       onResponseError(_c, err) {

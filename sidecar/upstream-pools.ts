@@ -55,13 +55,17 @@ export class UpstreamPools {
     const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
     let pool = this.#pools.get(key);
     if (!pool) {
-      const tlsOptions = ep.identity ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_HTTP1) } : undefined;
+      const tlsOptions = ep.identity
+        ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_HTTP1) }
+        : undefined;
       pool = new Pool(`${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`, {
         pipelining: 1,
         keepAliveTimeout: 4_000,
         connect: (_opts, callback) => {
           // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
-          const socket = tlsOptions ? tls.connect(tlsOptions) : net.connect({ host: ep.address, port: ep.port, noDelay: true });
+          const socket = tlsOptions
+            ? tls.connect(tlsOptions)
+            : net.connect({ host: ep.address, port: ep.port, noDelay: true });
           const ready = tlsOptions ? 'secureConnect' : 'connect';
           const onError = (err: Error): void => callback(err, null);
           socket.once('error', onError);
