@@ -372,12 +372,6 @@ function trailersOf(body: Readable): http.OutgoingHttpHeaders | undefined {
   return t && Object.keys(t).length > 0 ? t : undefined;
 }
 
-/** Streams the downstream body upstream; a retried bodyless request has already ended, so just end. */
-function sendBody(req: DownstreamRequest, upstream: NodeJS.WritableStream): void {
-  if ((req as Readable).readableEnded) upstream.end();
-  else (req as Readable).pipe(upstream);
-}
-
 function sendH1(
   deps: ForwardDeps,
   ep: Endpoint,
@@ -440,7 +434,9 @@ function sendH2(
   let sent = false;
   const start = (): void => {
     sent = true;
-    sendBody(req, stream);
+    // A retry of a bodyless request finds the downstream request already ended.
+    if ((req as Readable).readableEnded) stream.end();
+    else (req as Readable).pipe(stream);
   };
   if (session.connecting) session.once('connect', start);
   else start();

@@ -80,6 +80,22 @@ describe('HTTP forwarding (loopback)', () => {
     httpRoute('app', 'r', 'svc', rules),
   ];
 
+  /** Service svc with two endpoints: the given port, and one that refuses connections. */
+  async function withRefusingEndpoint(goodPort: number): Promise<K8sObject[]> {
+    const dead = await upstream(() => undefined);
+    await dead.close();
+    return [
+      ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, goodPort]], [pod('a')]),
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'svc-dead', namespace: 'app', labels: { 'kubernetes.io/service-name': 'svc' } },
+        ports: [{ port: dead.port }],
+        endpoints: [{ addresses: ['127.0.0.2'], conditions: { ready: true } }],
+      } as K8sObject,
+    ];
+  }
+
   async function fetchText(url: string, init?: RequestInit): Promise<{ status: number; text: string }> {
     const r = await fetch(url, init);
     return { status: r.status, text: await r.text() };
@@ -163,18 +179,7 @@ describe('HTTP forwarding (loopback)', () => {
   it('connection refused on one endpoint is retried on another', async () => {
     const good = await upstream((_n, _req, res) => res.end('ok'));
     closers.push(() => good.close());
-    const dead = await upstream(() => undefined);
-    await dead.close();
-    const objects = [
-      ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, good.port]], [pod('a')]),
-      {
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: { name: 'svc-dead', namespace: 'app', labels: { 'kubernetes.io/service-name': 'svc' } },
-        ports: [{ port: dead.port }],
-        endpoints: [{ addresses: ['127.0.0.2'], conditions: { ready: true } }],
-      } as K8sObject,
-    ];
+    const objects = await withRefusingEndpoint(good.port);
     const url = await proxyFor(objects, '10.96.0.1');
     for (let i = 0; i < 10; i++) assert.equal((await fetchText(`${url}/`)).status, 200);
   });
@@ -190,18 +195,7 @@ describe('HTTP forwarding (loopback)', () => {
       });
     });
     closers.push(() => good.close());
-    const dead = await upstream(() => undefined);
-    await dead.close();
-    const objects: K8sObject[] = [
-      ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, good.port]], [pod('a')]),
-      {
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: { name: 'svc-dead', namespace: 'app', labels: { 'kubernetes.io/service-name': 'svc' } },
-        ports: [{ port: dead.port }],
-        endpoints: [{ addresses: ['127.0.0.2'], conditions: { ready: true } }],
-      } as K8sObject,
-    ];
+    const objects = await withRefusingEndpoint(good.port);
     // A fresh proxy each time, so the dead endpoint is not yet in backoff and gets picked about half the time.
     for (let i = 0; i < 8; i++) {
       const url = await proxyFor(objects, '10.96.0.1');
