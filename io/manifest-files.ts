@@ -52,14 +52,17 @@ export function parseManifests(text: string, source: string): K8sObject[] {
   return out;
 }
 
-export function readManifests(paths: readonly string[]): K8sObject[] {
-  return paths.flatMap(listManifestFiles).flatMap((file) => {
-    let text;
+/** The text of every manifest file under `paths`, in a stable order. */
+export function readManifestTexts(paths: readonly string[]): { file: string; text: string }[] {
+  return paths.flatMap(listManifestFiles).map((file) => {
     try {
-      text = readFileSync(file, 'utf8');
+      return { file, text: readFileSync(file, 'utf8') };
     } catch (err) {
       throw new ManifestError(`cannot read ${file}: ${(err as Error).message}`);
     }
-    return parseManifests(text, file);
   });
+}
+
+export function readManifests(paths: readonly string[]): K8sObject[] {
+  return readManifestTexts(paths).flatMap(({ file, text }) => parseManifests(text, file));
 }

@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { readManifests } from '../io/manifest-files.ts';
+import { parseManifests, readManifestTexts } from '../io/manifest-files.ts';
 import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
 
 /**
@@ -40,10 +40,12 @@ export class StandaloneConfigSource implements ConfigSource {
   start(onView: (view: ProxyView) => void, onError: (err: Error) => void): void {
     const load = (): void => {
       try {
-        const objects = readManifests([this.#o.dir]);
-        const text = JSON.stringify(objects);
-        if (text === this.#lastText) return;
-        this.#lastText = text;
+        // Compare raw file contents first: an unchanged directory (every poll, most watch events) is not parsed.
+        const files = readManifestTexts([this.#o.dir]);
+        const snapshot = files.map((f) => `${f.file}\0${f.text}`).join('\0');
+        if (snapshot === this.#lastText) return;
+        this.#lastText = snapshot; // a broken edit is reported once, not on every poll
+        const objects = files.flatMap(({ file, text }) => parseManifests(text, file));
         onView(buildProxyView(objects, this.#o.namespace, this.#o.trustDomain));
       } catch (err) {
         onError(err instanceof Error ? err : new Error(String(err)));

@@ -183,13 +183,8 @@ export function forwardOutbound(
 ): void {
   const started = performance.now();
   const plan = planOutbound(view, routing, destination, req);
-  const record = (routeLabel: string, backendLabel: string, code: number): void => {
-    deps.metrics.requests.inc(['outbound', routeLabel, backendLabel, String(code)]);
-    deps.metrics.latency.observe(
-      ['outbound', routeLabel, backendLabel],
-      (performance.now() - started) / 1000,
-    );
-  };
+  const record = (routeLabel: string, backendLabel: string, code: number): void =>
+    deps.metrics.request('outbound', routeLabel, backendLabel, code, started);
   if (plan.kind === 'reply') {
     if (plan.location !== undefined) {
       record(plan.routeLabel, 'redirect', plan.code);

@@ -67,10 +67,7 @@ export function createInboundListener(o: InboundOptions): {
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
     const label = `app:${info.port}`;
-    const record = (code: number): void => {
-      o.deps.metrics.requests.inc(['inbound', 'none', label, String(code)]);
-      o.deps.metrics.latency.observe(['inbound', 'none', label], (performance.now() - started) / 1000);
-    };
+    const record = (code: number): void => o.deps.metrics.request('inbound', 'none', label, code, started);
     sendWithRetries(
       o.deps,
       { endpoints: [appEndpoint(info)], backendLabel: label, rule: undefined },

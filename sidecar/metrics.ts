@@ -95,6 +95,12 @@ export class ProxyMetrics {
   );
   readonly reloads = new Counter('sluice_config_reloads_total', 'Config snapshots applied', ['source']);
 
+  /** One finished request: its count by status code and its latency since `startedMs` (performance.now()). */
+  request(direction: string, route: string, backend: string, code: number, startedMs: number): void {
+    this.requests.inc([direction, route, backend, String(code)]);
+    this.latency.observe([direction, route, backend], (performance.now() - startedMs) / 1000);
+  }
+
   render(): string {
     const out: string[] = [];
     for (const m of [this.requests, this.latency, this.errors, this.connections, this.reloads]) m.render(out);

@@ -48,6 +48,20 @@ spec:
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  const explainGrpc = (url: string) =>
+    sluice(
+      'route',
+      'explain',
+      '-f',
+      join(dir, 'grpc.yaml'),
+      '--from',
+      'shop',
+      '--output',
+      'json',
+      'POST',
+      url,
+    );
+
   it('prints exactly one JSON object with the contract keys', () => {
     const r = sluice(
       'route',
@@ -75,18 +89,7 @@ spec:
   });
 
   it('explains GRPCRoute requests', () => {
-    const r = sluice(
-      'route',
-      'explain',
-      '-f',
-      join(dir, 'grpc.yaml'),
-      '--from',
-      'shop',
-      '--output',
-      'json',
-      'POST',
-      'http://cart:50051/shop.Cart/Add',
-    );
+    const r = explainGrpc('http://cart:50051/shop.Cart/Add');
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { route: { kind: string }; action: string };
     assert.equal(out.route.kind, 'GRPCRoute');
@@ -94,18 +97,7 @@ spec:
   });
 
   it('a 404 is an explained request (exit 0)', () => {
-    const r = sluice(
-      'route',
-      'explain',
-      '-f',
-      join(dir, 'grpc.yaml'),
-      '--from',
-      'shop',
-      '--output',
-      'json',
-      'POST',
-      'http://cart:50051/shop.Cart/Remove',
-    );
+    const r = explainGrpc('http://cart:50051/shop.Cart/Remove');
     assert.equal(r.code, 0);
     assert.equal((JSON.parse(r.stdout) as { status: number }).status, 404);
   });
