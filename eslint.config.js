@@ -4,7 +4,7 @@ import prettier from 'eslint-config-prettier';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'coverage/', 'dist/', '.cache/'] },
+  { ignores: ['node_modules/', 'coverage/', 'dist/', '.cache/', '.cluster/'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {

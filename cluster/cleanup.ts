@@ -1,0 +1,204 @@
+import { existsSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLUSTER } from './cluster-config.ts';
+import { findDaemons, stopProcesses } from './daemons.ts';
+import { run } from './exec.ts';
+
+/** What `down` removed, for the progress output. */
+export interface CleanupReport {
+  processes: number;
+  podProcesses: number;
+  mounts: number;
+  iptablesRules: number;
+  cgroups: number;
+  links: string[];
+}
+
+/** The stop order: the node agents first (so nothing restarts containers), the datastore last. */
+const STOP_ORDER = [
+  'kubelet',
+  'kube-proxy',
+  'containerd',
+  'kube-scheduler',
+  'kube-controller-manager',
+  'kube-apiserver',
+  'etcd',
+];
+
+const CGROUP_ROOT = '/sys/fs/cgroup';
+
+/** Every cgroup directory named kubepods* (kubelet's pod cgroups) in every hierarchy, deepest first. */
+function podCgroups(): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, inPods: boolean): void => {
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of entries) {
+      const path = join(dir, name);
+      const pods = inPods || name.startsWith('kubepods');
+      try {
+        if (!statSync(path).isDirectory()) continue;
+      } catch {
+        continue;
+      }
+      if (pods) walk(path, true);
+      else if (dir === CGROUP_ROOT) walk(path, false);
+      if (pods) found.push(path);
+    }
+  };
+  walk(CGROUP_ROOT, false);
+  return found.sort((a, b) => b.split('/').length - a.split('/').length);
+}
+
+function pidsIn(cgroups: readonly string[]): number[] {
+  const pids = new Set<number>();
+  for (const dir of cgroups) {
+    try {
+      for (const line of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')) {
+        if (line) pids.add(Number(line));
+      }
+    } catch {
+      // gone already
+    }
+  }
+  return [...pids];
+}
+
+/** Mount points at or under any of `roots`, deepest first. */
+export function mountsUnder(roots: readonly string[]): string[] {
+  const points = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\(\d{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8))))
+    .filter((p) => roots.some((root) => p === root || p.startsWith(`${root}/`)));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * iptables-restore input deleting the rules the CNI plugins added for our pod network (they carry a
+ * comment naming it) and the chains only those rules jump to. Pure, so it is unit-tested.
+ */
+export function cniIptablesCleanup(save: string, network: string): { script: string; rules: number } {
+  const marker = `name: \\"${network}\\"`;
+  const out: string[] = [];
+  let table = '';
+  let deletes: string[] = [];
+  const chains = new Set<string>();
+  let rules = 0;
+  const flush = (): void => {
+    if (!table || (deletes.length === 0 && chains.size === 0)) return;
+    out.push(
+      `*${table}`,
+      ...deletes,
+      ...[...chains].map((c) => `-F ${c}`),
+      ...[...chains].map((c) => `-X ${c}`),
+      'COMMIT',
+    );
+  };
+  for (const line of save.split('\n')) {
+    if (line.startsWith('*')) {
+      flush();
+      table = line.slice(1);
+      deletes = [];
+      chains.clear();
+    } else if (line.startsWith('-A ') && line.includes(marker)) {
+      deletes.push(`-D ${line.slice(3)}`);
+      rules++;
+      const target = /-j (CNI-(?!HOSTPORT)[\w-]+)/.exec(line)?.[1];
+      if (target) chains.add(target);
+    }
+  }
+  flush();
+  return { script: out.length > 0 ? `${out.join('\n')}\n` : '', rules };
+}
+
+async function removeCniIptables(): Promise<number> {
+  let removed = 0;
+  for (const [save, restore] of [
+    ['iptables-save', 'iptables-restore'],
+    ['ip6tables-save', 'ip6tables-restore'],
+  ] as const) {
+    const dump = await run(save, []).catch(() => undefined);
+    if (!dump) continue;
+    const { script, rules } = cniIptablesCleanup(dump.stdout, CLUSTER.cniNetwork);
+    if (!script) continue;
+    await run(restore, ['--noflush'], { input: script });
+    removed += rules;
+  }
+  return removed;
+}
+
+/**
+ * Removes everything a cluster run created on the host — processes (also of a crashed run), pod
+ * processes, mounts, pod cgroups, iptables rules, the bridge — in an order where nothing restarts
+ * what was just removed. Safe to call when nothing is running.
+ */
+export async function cleanupHost(opts: {
+  stateDir: string;
+  dataDir: string;
+  runDir: string;
+  kubeProxy?: string;
+  kubeProxyConfig?: string;
+}): Promise<CleanupReport> {
+  const report: CleanupReport = {
+    processes: 0,
+    podProcesses: 0,
+    mounts: 0,
+    iptablesRules: 0,
+    cgroups: 0,
+    links: [],
+  };
+  let daemons = findDaemons(opts.stateDir);
+  const stop = async (name: string): Promise<void> => {
+    const pids = daemons.get(name) ?? [];
+    report.processes += pids.length;
+    await stopProcesses(pids);
+  };
+  await stop('kubelet');
+  // Containers do not carry our marker: find them by kubelet's pod cgroups.
+  const podPids = pidsIn(podCgroups());
+  report.podProcesses = podPids.length;
+  await stopProcesses(podPids, 0);
+  for (const name of STOP_ORDER.slice(1)) await stop(name);
+  daemons = findDaemons(opts.stateDir); // shims and anything unknown that is left
+  for (const name of daemons.keys()) await stop(name);
+
+  if (opts.kubeProxy && existsSync(opts.kubeProxy)) {
+    await run(
+      opts.kubeProxy,
+      [
+        '--cleanup',
+        ...(opts.kubeProxyConfig && existsSync(opts.kubeProxyConfig)
+          ? [`--config=${opts.kubeProxyConfig}`]
+          : []),
+      ],
+      {
+        okCodes: [1],
+      },
+    ).catch(() => undefined);
+  }
+  report.iptablesRules = await removeCniIptables();
+
+  for (const point of mountsUnder([opts.dataDir, opts.runDir])) {
+    await run('umount', ['--lazy', point]).catch(() => undefined);
+    report.mounts++;
+  }
+  for (const dir of podCgroups()) {
+    try {
+      rmdirSync(dir);
+      report.cgroups++;
+    } catch {
+      // still busy or gone
+    }
+  }
+  if (existsSync(`/sys/class/net/${CLUSTER.bridge}`)) {
+    await run('ip', ['link', 'delete', CLUSTER.bridge]);
+    report.links.push(CLUSTER.bridge);
+  }
+  return report;
+}

@@ -1,0 +1,20 @@
+/** The fixed shape of the local cluster: one node, IPv4, kind-like address ranges. */
+export const CLUSTER = {
+  name: 'sluice',
+  nodeName: 'sluice-node',
+  kubernetesVersion: 'v1.36.3',
+  etcdVersion: 'v3.6.16',
+  containerdVersion: 'v2.4.2',
+  podCidr: '10.244.0.0/16',
+  nodePodCidr: '10.244.0.0/24',
+  serviceCidr: '10.96.0.0/16',
+  apiServiceIp: '10.96.0.1',
+  dnsServiceIp: '10.96.0.10',
+  clusterDomain: 'cluster.local',
+  bridge: 'sluice0',
+  cniNetwork: 'sluice-pods',
+  apiServerPort: 6443,
+  etcdClientPort: 2379,
+  etcdPeerPort: 2380,
+  serviceAccountIssuer: 'https://kubernetes.default.svc.cluster.local',
+} as const;

@@ -1,0 +1,100 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { ClusterError } from './errors.ts';
+import { run } from './exec.ts';
+
+/** Debian packages the cluster needs, each with a file that shows it is installed. */
+const PACKAGES: readonly (readonly [file: string, pkg: string])[] = [
+  ['/usr/sbin/iptables', 'iptables'],
+  ['/usr/sbin/conntrack', 'conntrack'],
+  ['/usr/sbin/runc', 'runc'],
+  ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
+  ['/usr/bin/buildah', 'buildah'],
+  ['/usr/sbin/debootstrap', 'debootstrap'],
+  ['/usr/bin/nsenter', 'util-linux'],
+  ['/usr/bin/mount', 'mount'],
+  ['/bin/ip', 'iproute2'],
+];
+
+/** Installs what is missing with apt-get; returns the packages installed. */
+export async function ensureHostPackages(): Promise<string[]> {
+  const missing = [...new Set(PACKAGES.filter(([file]) => !existsSync(file)).map(([, pkg]) => pkg))];
+  if (missing.length === 0) return [];
+  if (!existsSync('/usr/bin/apt-get')) {
+    throw new ClusterError(`missing Debian packages (${missing.join(' ')}) and no apt-get to install them`);
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  await run('apt-get', ['update', '-qq'], { env, timeoutMs: 600_000 });
+  await run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+    env,
+    timeoutMs: 600_000,
+  });
+  return missing;
+}
+
+export function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new ClusterError(
+      'the local cluster needs root (it runs containers, mounts filesystems, changes iptables)',
+    );
+  }
+}
+
+/** The IPv4 address of the interface that carries the default route (or the first global one). */
+export async function detectNodeIp(): Promise<string> {
+  interface Route {
+    dev?: string;
+    prefsrc?: string;
+  }
+  interface Addr {
+    ifname: string;
+    addr_info: { family: string; local: string; scope: string }[];
+  }
+  const routes = JSON.parse(
+    (await run('ip', ['-j', '-4', 'route', 'show', 'default'])).stdout || '[]',
+  ) as Route[];
+  const addrs = JSON.parse((await run('ip', ['-j', '-4', 'addr', 'show'])).stdout) as Addr[];
+  const global = (a: Addr) => a.addr_info.filter((i) => i.family === 'inet' && i.scope === 'global');
+  const defaultDev = routes.find((r) => r.dev)?.dev;
+  const preferred = routes.find((r) => r.prefsrc)?.prefsrc;
+  if (preferred) return preferred;
+  const candidates = [
+    ...addrs.filter((a) => a.ifname === defaultDev),
+    ...addrs.filter((a) => a.ifname !== defaultDev),
+  ];
+  const ip = candidates.flatMap(global).find((i) => !i.local.startsWith('10.244.'))?.local;
+  if (!ip) throw new ClusterError('no global IPv4 address on this host for the node to use');
+  return ip;
+}
+
+/** Kernel settings the node needs. Returns the previous values so that `down` can restore them. */
+export const SYSCTLS: Readonly<Record<string, string>> = {
+  'net.ipv4.ip_forward': '1',
+  'net.bridge.bridge-nf-call-iptables': '1',
+  'net.bridge.bridge-nf-call-ip6tables': '1',
+};
+
+const sysctlPath = (key: string): string => `/proc/sys/${key.replaceAll('.', '/')}`;
+
+export async function applySysctls(): Promise<Record<string, string>> {
+  if (!existsSync(sysctlPath('net.bridge.bridge-nf-call-iptables'))) {
+    await run('modprobe', ['br_netfilter']).catch(() => undefined);
+  }
+  const previous: Record<string, string> = {};
+  for (const [key, value] of Object.entries(SYSCTLS)) {
+    const path = sysctlPath(key);
+    if (!existsSync(path)) throw new ClusterError(`kernel setting ${key} is missing (module br_netfilter?)`);
+    previous[key] = readFileSync(path, 'utf8').trim();
+    if (previous[key] !== value) writeFileSync(path, value);
+  }
+  return previous;
+}
+
+export function restoreSysctls(previous: Readonly<Record<string, string>>): void {
+  for (const [key, value] of Object.entries(previous)) {
+    try {
+      writeFileSync(sysctlPath(key), value);
+    } catch {
+      // the setting went away (module unloaded): nothing to restore
+    }
+  }
+}
