@@ -34,6 +34,7 @@ export const BUILDS = {
       versionFlags('k8s.io/client-go/pkg/version', CLUSTER.kubernetesVersion),
     ].join(' '),
     binaries: K8S_COMPONENTS,
+    coldBuildMinutes: 15,
   },
   etcd: {
     name: 'etcd',
@@ -50,6 +51,16 @@ export const BUILDS = {
     ),
     ldflags: `-s -w -X github.com/containerd/containerd/v2/version.Version=${CLUSTER.containerdVersion}`,
     binaries: ['containerd', 'containerd-shim-runc-v2', 'ctr'],
+  },
+  runc: {
+    name: 'runc',
+    moduleDir: moduleDir('runc'),
+    packages: ['github.com/opencontainers/runc'],
+    // runc's nsexec is C, and seccomp filters need libseccomp: the one build with cgo.
+    cgo: true,
+    tags: ['seccomp'],
+    ldflags: `-s -w -X main.version=${CLUSTER.runcVersion.replace(/^v/, '')}`,
+    binaries: ['runc'],
   },
   coredns: {
     name: 'coredns',

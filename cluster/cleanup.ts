@@ -79,24 +79,33 @@ export function mountsUnder(roots: readonly string[]): string[] {
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
+/** Chains kubelet makes on its own (kube-proxy --cleanup leaves them). */
+export const KUBELET_CHAINS = ['KUBE-FIREWALL', 'KUBE-KUBELET-CANARY', 'KUBE-IPTABLES-HINT'];
+
 /**
- * iptables-restore input deleting the rules the CNI plugins added for our pod network (they carry a
- * comment naming it) and the chains only those rules jump to. Pure, so it is unit-tested.
+ * iptables-restore input deleting what the cluster left in the host's tables: the rules the CNI plugins
+ * added for our pod network (they carry a comment naming it), the chains only those rules jump to, and
+ * the chains in `chains` with every rule that jumps to them. Pure, so it is unit-tested.
  */
-export function cniIptablesCleanup(save: string, network: string): { script: string; rules: number } {
+export function iptablesCleanup(
+  save: string,
+  network: string,
+  chains: readonly string[] = KUBELET_CHAINS,
+): { script: string; rules: number } {
   const marker = `name: \\"${network}\\"`;
   const out: string[] = [];
   let table = '';
   let deletes: string[] = [];
-  const chains = new Set<string>();
+  const doomed = new Set<string>();
   let rules = 0;
   const flush = (): void => {
-    if (!table || (deletes.length === 0 && chains.size === 0)) return;
+    if (deletes.length === 0 && doomed.size === 0) return;
+    const names = [...doomed];
     out.push(
       `*${table}`,
       ...deletes,
-      ...[...chains].map((c) => `-F ${c}`),
-      ...[...chains].map((c) => `-X ${c}`),
+      ...names.map((c) => `-F ${c}`),
+      ...names.map((c) => `-X ${c}`),
       'COMMIT',
     );
   };
@@ -105,19 +114,26 @@ export function cniIptablesCleanup(save: string, network: string): { script: str
       flush();
       table = line.slice(1);
       deletes = [];
-      chains.clear();
-    } else if (line.startsWith('-A ') && line.includes(marker)) {
+      doomed.clear();
+    } else if (line.startsWith(':')) {
+      const chain = line.slice(1).split(' ')[0] ?? '';
+      if (chains.includes(chain)) doomed.add(chain);
+    } else if (line.startsWith('-A ')) {
+      const [, chain = ''] = line.split(' ');
+      const target = /-j ([\w-]+)/.exec(line)?.[1] ?? '';
+      const ours = line.includes(marker);
+      if (ours && target.startsWith('CNI-') && !target.startsWith('CNI-HOSTPORT')) doomed.add(target);
+      // Rules inside doomed chains go with the flush; rules elsewhere that are ours or jump to them go now.
+      if (doomed.has(chain) || (!ours && !chains.includes(target))) continue;
       deletes.push(`-D ${line.slice(3)}`);
       rules++;
-      const target = /-j (CNI-(?!HOSTPORT)[\w-]+)/.exec(line)?.[1];
-      if (target) chains.add(target);
     }
   }
   flush();
   return { script: out.length > 0 ? `${out.join('\n')}\n` : '', rules };
 }
 
-async function removeCniIptables(): Promise<number> {
+async function removeIptablesLeftovers(): Promise<number> {
   let removed = 0;
   for (const [save, restore] of [
     ['iptables-save', 'iptables-restore'],
@@ -125,7 +141,7 @@ async function removeCniIptables(): Promise<number> {
   ] as const) {
     const dump = await run(save, []).catch(() => undefined);
     if (!dump) continue;
-    const { script, rules } = cniIptablesCleanup(dump.stdout, CLUSTER.cniNetwork);
+    const { script, rules } = iptablesCleanup(dump.stdout, CLUSTER.cniNetwork);
     if (!script) continue;
     await run(restore, ['--noflush'], { input: script });
     removed += rules;
@@ -182,7 +198,7 @@ export async function cleanupHost(opts: {
       },
     ).catch(() => undefined);
   }
-  report.iptablesRules = await removeCniIptables();
+  report.iptablesRules = await removeIptablesLeftovers();
 
   for (const point of mountsUnder([opts.dataDir, opts.runDir])) {
     await run('umount', ['--lazy', point]).catch(() => undefined);

@@ -5,6 +5,7 @@ export const CLUSTER = {
   kubernetesVersion: 'v1.36.3',
   etcdVersion: 'v3.6.16',
   containerdVersion: 'v2.4.2',
+  runcVersion: 'v1.5.2',
   podCidr: '10.244.0.0/16',
   nodePodCidr: '10.244.0.0/24',
   serviceCidr: '10.96.0.0/16',

@@ -1,4 +1,4 @@
-import { clusterFiles, type ClusterBinaries } from './components.ts';
+import { clusterFiles } from './components.ts';
 import { clusterComponents } from './control-plane.ts';
 import { findDaemons, isAlive } from './daemons.ts';
 import { kubectl } from './kubectl.ts';

@@ -9,7 +9,14 @@ import type { ClusterBinaries, ClusterFiles } from './components.ts';
 import { clusterComponents } from './control-plane.ts';
 import { findDaemons, isAlive, logFile, startDaemon, waitUntil } from './daemons.ts';
 import { goBuild } from './go-build.ts';
-import { applySysctls, detectNodeIp, ensureHostPackages, requireRoot, restoreSysctls } from './host.ts';
+import {
+  applySysctls,
+  detectNodeIp,
+  hasSysResourceCapability,
+  ensureHostPackages,
+  requireRoot,
+  restoreSysctls,
+} from './host.ts';
 import { buildImages, importImages } from './images.ts';
 import { kubeconfigFor } from './kubeconfig.ts';
 import { kubectl, kubectlPath } from './kubectl.ts';
@@ -33,7 +40,7 @@ async function buildBinaries(paths: ClusterPaths, progress: Progress): Promise<C
     containerd: dirs.containerd!,
     coredns: dirs.coredns!,
     cniDir: '/usr/lib/cni',
-    runc: '/usr/sbin/runc',
+    runc: join(dirs.runc!, 'runc'),
   };
 }
 
@@ -45,7 +52,10 @@ function writeConfiguration(paths: ClusterPaths, files: ClusterFiles, bin: Clust
   }
   writeFileSync(paths.kubeconfig, kubeconfigFor(paths.pkiDir, 'admin', server), { mode: 0o600 });
   mkdirSync(files.configDir, { recursive: true });
-  writeFileSync(files.containerdConfig, components.containerdConfigToml(bin, files));
+  writeFileSync(
+    files.containerdConfig,
+    components.containerdConfigToml(bin, files, { restrictOomScoreAdj: !hasSysResourceCapability() }),
+  );
   writeFileSync(files.kubeletConfig, components.kubeletConfigYaml(files));
   writeFileSync(files.kubeProxyConfig, components.kubeProxyConfigYaml(files));
   mkdirSync(files.cniConfDir, { recursive: true });

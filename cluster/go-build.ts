@@ -1,7 +1,19 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { access, mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import {
+  access,
+  chmod,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  utimes,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { ClusterError } from './errors.ts';
@@ -150,6 +162,7 @@ export async function goBuild(
   await mkdir(paths.logDir, { recursive: true });
   await rm(binDir, { recursive: true, force: true }); // an entry with missing binaries
   const tmpDir = await mkdtemp(join(binRoot, `.tmp-${cacheEntryName(build.name, key)}-${process.pid}-`));
+  await chmod(tmpDir, 0o755); // mkdtemp makes it 0700
   const logFile = join(paths.logDir, `build-${build.name}.log`);
   const estimate = build.coldBuildMinutes
     ? ` (cold builds take ~${build.coldBuildMinutes} min on 2 cores)`

@@ -6,7 +6,10 @@ import { run } from './exec.ts';
 const PACKAGES: readonly (readonly [file: string, pkg: string])[] = [
   ['/usr/sbin/iptables', 'iptables'],
   ['/usr/sbin/conntrack', 'conntrack'],
-  ['/usr/sbin/runc', 'runc'],
+  // runc is built with cgo against libseccomp (cluster/go/runc).
+  ['/usr/include/seccomp.h', 'libseccomp-dev'],
+  ['/usr/bin/gcc', 'gcc'],
+  ['/usr/bin/pkg-config', 'pkg-config'],
   ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
   ['/usr/bin/buildah', 'buildah'],
   ['/usr/sbin/debootstrap', 'debootstrap'],
@@ -97,4 +100,12 @@ export function restoreSysctls(previous: Readonly<Record<string, string>>): void
       // the setting went away (module unloaded): nothing to restore
     }
   }
+}
+
+const CAP_SYS_RESOURCE = 24n;
+
+/** Whether this process may lower oom_score_adj (some sandboxes drop CAP_SYS_RESOURCE even for root). */
+export function hasSysResourceCapability(): boolean {
+  const line = readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)$/m)?.[1] ?? '0';
+  return ((BigInt(`0x${line}`) >> CAP_SYS_RESOURCE) & 1n) === 1n;
 }

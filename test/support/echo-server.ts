@@ -33,6 +33,8 @@ const FILLER = Buffer.alloc(64 * 1024, 'x');
 
 export interface EchoReply {
   name: string;
+  /** Which pod answered (EchoServerOptions.pod); absent when not set. */
+  pod?: string;
   method: string;
   /** Request target as received, query included. */
   path: string;
@@ -52,6 +54,8 @@ export interface EchoServerOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
+  /** Reported as `pod` in every reply, so a client can tell replicas apart (the image sets the pod name). */
+  pod?: string;
 }
 
 export interface EchoServer {
@@ -72,12 +76,12 @@ interface EchoResponse extends Writable {
 class BadRequest extends Error {}
 
 export async function startEchoServer(options: EchoServerOptions): Promise<EchoServer> {
-  const { name } = options;
+  const { name, pod } = options;
   const host = options.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
 
   const onRequest = (req: EchoRequest, res: EchoResponse): void => {
-    handleRequest(name, req, res).catch(() => {
+    handleRequest(name, pod, req, res).catch(() => {
       res.destroy();
     });
   };
@@ -142,7 +146,12 @@ function routeByPreface(socket: net.Socket, h1: http.Server, h2: http2.Http2Serv
   socket.on('data', onData);
 }
 
-async function handleRequest(name: string, req: EchoRequest, res: EchoResponse): Promise<void> {
+async function handleRequest(
+  name: string,
+  pod: string | undefined,
+  req: EchoRequest,
+  res: EchoResponse,
+): Promise<void> {
   req.on('error', () => undefined);
   res.setHeader('x-echo-name', name);
   let params: EchoParams;
@@ -156,7 +165,7 @@ async function handleRequest(name: string, req: EchoRequest, res: EchoResponse):
 
   const contentType = headerValue(req.headers['content-type']) ?? '';
   if (/^application\/grpc(\+|;|$)/.test(contentType)) {
-    await answerGrpc(name, req, res, params);
+    await answerGrpc(name, pod, req, res, params);
     return;
   }
   if (params.pathname === '/echo-body') {
@@ -182,7 +191,7 @@ async function handleRequest(name: string, req: EchoRequest, res: EchoResponse):
     else res.end();
     return;
   }
-  const reply = describeRequest(name, req, bodyLength);
+  const reply = describeRequest(name, pod, req, bodyLength);
   if (bodyAllowed) sendJson(res, params.status, reply);
   else {
     res.writeHead(params.status);
@@ -234,7 +243,12 @@ function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function describeRequest(name: string, req: EchoRequest, bodyLength: number): EchoReply {
+function describeRequest(
+  name: string,
+  pod: string | undefined,
+  req: EchoRequest,
+  bodyLength: number,
+): EchoReply {
   const headers: Record<string, string | string[]> = {};
   for (const [key, value] of Object.entries(req.headers as IncomingHttpHeaders)) {
     if (!key.startsWith(':') && value !== undefined) headers[key.toLowerCase()] = value;
@@ -243,6 +257,7 @@ function describeRequest(name: string, req: EchoRequest, bodyLength: number): Ec
   const authority = isH2 ? (headerValue(req.headers[':authority']) ?? req.headers.host) : req.headers.host;
   return {
     name,
+    ...(pod === undefined ? {} : { pod }),
     method: req.method ?? '',
     path: req.url ?? '',
     authority: authority ?? null,
@@ -304,6 +319,7 @@ function writeFiller(res: EchoResponse, size: number): void {
 
 async function answerGrpc(
   name: string,
+  pod: string | undefined,
   req: EchoRequest,
   res: EchoResponse,
   params: EchoParams,
@@ -311,7 +327,7 @@ async function answerGrpc(
   const body = await readBody(req, MAX_GRPC_MESSAGE_BYTES + 5);
   await sleep(params.delayMs, res);
   if (res.destroyed) return;
-  const reply = describeRequest(name, req, body.length);
+  const reply = describeRequest(name, pod, req, body.length);
   res.writeHead(200, {
     'content-type': 'application/grpc',
     // Announce trailers so an HTTP/1.1 hop (chunked) carries them too; HTTP/2 ignores this header.

@@ -1,0 +1,3 @@
+module sluice.dev/cluster/pause
+
+go 1.26

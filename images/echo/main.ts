@@ -1,0 +1,81 @@
+/**
+ * Entry point of the sluice-echo image: the test echo server (test/support/echo-server.ts) on one or more
+ * ports. Flags win over environment variables:
+ *   --name NAME    / ECHO_NAME    reported as `name` and x-echo-name (default: the pod name)
+ *   --ports LIST   / ECHO_PORTS   comma-separated ports (default 8080)
+ *   --host HOST    / ECHO_HOST    listen address (default 0.0.0.0)
+ * The pod name (POD_NAME, else HOSTNAME, which Kubernetes sets to it) is reported as `pod` in every reply.
+ */
+import { parseArgs } from 'node:util';
+import { startEchoServer } from '../../test/support/echo-server.ts';
+import type { EchoServer } from '../../test/support/echo-server.ts';
+
+const USAGE =
+  'usage: echo [--name NAME] [--ports PORT[,PORT...]] [--host HOST]  (or ECHO_NAME, ECHO_PORTS, ECHO_HOST)';
+
+interface EchoSettings {
+  name: string;
+  pod: string | undefined;
+  ports: number[];
+  host: string;
+}
+
+/** Settings from flags and environment; a string is the error to print. */
+export function echoSettings(argv: string[], env: NodeJS.ProcessEnv): EchoSettings | string {
+  let values: { name?: string | undefined; ports?: string | undefined; host?: string | undefined };
+  try {
+    values = parseArgs({
+      args: argv,
+      options: { name: { type: 'string' }, ports: { type: 'string' }, host: { type: 'string' } },
+      strict: true,
+    }).values;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+  const pod = nonEmpty(env.POD_NAME) ?? nonEmpty(env.HOSTNAME);
+  const name = nonEmpty(values.name) ?? nonEmpty(env.ECHO_NAME) ?? pod ?? 'echo';
+  const portList = nonEmpty(values.ports) ?? nonEmpty(env.ECHO_PORTS) ?? '8080';
+  const ports: number[] = [];
+  for (const word of portList.split(',')) {
+    const port = /^\d{1,5}$/.test(word.trim()) ? Number(word.trim()) : NaN;
+    if (!(port >= 1 && port <= 65535)) return `bad port '${word}' in '${portList}'`;
+    if (!ports.includes(port)) ports.push(port);
+  }
+  return { name, pod, ports, host: nonEmpty(values.host) ?? nonEmpty(env.ECHO_HOST) ?? '0.0.0.0' };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+async function main(): Promise<number> {
+  const settings = echoSettings(process.argv.slice(2), process.env);
+  if (typeof settings === 'string') {
+    process.stderr.write(`echo: ${settings}\n${USAGE}\n`);
+    return 2;
+  }
+  const servers: EchoServer[] = [];
+  try {
+    for (const port of settings.ports) {
+      servers.push(
+        await startEchoServer({ name: settings.name, pod: settings.pod, port, host: settings.host }),
+      );
+    }
+  } catch (err) {
+    process.stderr.write(`echo: cannot listen: ${err instanceof Error ? err.message : String(err)}\n`);
+    await Promise.all(servers.map((server) => server.close()));
+    return 1;
+  }
+  const where = servers.map((server) => `${server.host}:${server.port}`).join(', ');
+  process.stdout.write(`echo ${settings.name} (pod ${settings.pod ?? '-'}) listening on ${where}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  await Promise.all(servers.map((server) => server.close()));
+  return 0;
+}
+
+if (import.meta.main) {
+  process.exitCode = await main();
+}

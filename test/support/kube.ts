@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { kubectl as runKubectl, kubectlPath } from '../../cluster/kubectl.ts';
+import { clusterPaths } from '../../cluster/paths.ts';
+import type { RunOptions, RunResult } from '../../cluster/exec.ts';
+
+const paths = clusterPaths();
+
+/** kubectl against the local cluster (`npm run cluster:up`), as the cluster admin. */
+export function kubectl(args: readonly string[], options?: RunOptions): Promise<RunResult> {
+  return runKubectl(paths, args, options);
+}
+
+/** Fails the suite at once, with the command to run, when the local cluster is not up. */
+export async function requireCluster(): Promise<void> {
+  if (!existsSync(kubectlPath(paths)) || !existsSync(paths.kubeconfig)) {
+    throw new Error(
+      'the local cluster is not running: run `npm run cluster:up` (npm run e2e does it for you)',
+    );
+  }
+  await kubectl(['get', '--raw', '/readyz'], { timeoutMs: 10_000 });
+}
+
+export function apply(objects: readonly object[], namespace?: string): Promise<RunResult> {
+  const list = { apiVersion: 'v1', kind: 'List', items: objects };
+  return kubectl([...(namespace ? ['-n', namespace] : []), 'apply', '-f', '-'], {
+    input: JSON.stringify(list),
+  });
+}
+
+/** A fresh namespace for one suite; `delete()` removes it and waits until it is gone. */
+export async function testNamespace(prefix: string, labels: Record<string, string> = {}) {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await apply([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }]);
+  return {
+    name,
+    delete: () =>
+      kubectl(['delete', 'namespace', name, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 }),
+  };
+}
+
+/** Polls until `check` returns a value, or fails with what it last saw. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Error | undefined;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error instanceof Error ? error : new Error(String(error));
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: not true after ${timeoutMs / 1000} s${last ? ` (${last.message})` : ''}`);
+    }
+    await sleep(500);
+  }
+}
