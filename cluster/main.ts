@@ -32,6 +32,11 @@ async function main(command: string | undefined): Promise<number> {
   }
 }
 
+// `cluster:status | head` closes the pipe early: that is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+});
+
 try {
   process.exitCode = await main(process.argv[2]);
 } catch (error) {
