@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLUSTER } from './cluster-config.ts';
 import { findDaemons, stopProcesses } from './daemons.ts';
@@ -150,16 +150,61 @@ async function removeIptablesLeftovers(): Promise<number> {
 }
 
 /**
+ * Paths kubelet, containerd and libcni hard-code outside our directories. We remove our entries, and the
+ * directories when they end up empty (a system containerd or kubelet keeps its own).
+ */
+function removeHardcodedLeftovers(podLogsDir: string): void {
+  const remove = (dir: string, mine: (entry: string) => boolean): void => {
+    for (const entry of safeReaddir(dir))
+      if (mine(entry)) rmSync(join(dir, entry), { force: true, recursive: true });
+  };
+  remove('/var/log/containers', (link) => {
+    try {
+      return readlinkSync(join('/var/log/containers', link)).startsWith(`${podLogsDir}/`);
+    } catch {
+      return false;
+    }
+  });
+  remove('/var/lib/cni/results', (file) => file.startsWith(`${CLUSTER.cniNetwork}-`));
+  // Shim sockets and kubelet's device-plugin socket have no owner in their names: ours are the only
+  // ones when nothing else is in the directory next to them.
+  if (safeReaddir('/run/containerd').every((e) => e === 's'))
+    rmSync('/run/containerd', { recursive: true, force: true });
+  remove('/var/lib/kubelet/device-plugins', (file) => file === 'kubelet.sock');
+  for (const dir of [
+    '/var/log/containers',
+    '/var/lib/cni/results',
+    '/var/lib/cni',
+    '/var/lib/kubelet/device-plugins',
+    '/var/lib/kubelet',
+  ]) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // not empty, or absent
+    }
+  }
+}
+
+export function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/**
  * Removes everything a cluster run created on the host — processes (also of a crashed run), pod
  * processes, mounts, pod cgroups, iptables rules, the bridge — in an order where nothing restarts
  * what was just removed. Safe to call when nothing is running.
  */
 export async function cleanupHost(opts: {
-  stateDir: string;
   dataDir: string;
   runDir: string;
   kubeProxy?: string;
   kubeProxyConfig?: string;
+  podLogsDir: string;
 }): Promise<CleanupReport> {
   const report: CleanupReport = {
     processes: 0,
@@ -169,7 +214,7 @@ export async function cleanupHost(opts: {
     cgroups: 0,
     links: [],
   };
-  let daemons = findDaemons(opts.stateDir);
+  let daemons = findDaemons();
   const stop = async (name: string): Promise<void> => {
     const pids = daemons.get(name) ?? [];
     report.processes += pids.length;
@@ -181,7 +226,7 @@ export async function cleanupHost(opts: {
   report.podProcesses = podPids.length;
   await stopProcesses(podPids, 0);
   for (const name of STOP_ORDER.slice(1)) await stop(name);
-  daemons = findDaemons(opts.stateDir); // shims and anything unknown that is left
+  daemons = findDaemons(); // shims and anything unknown that is left
   for (const name of daemons.keys()) await stop(name);
 
   if (opts.kubeProxy && existsSync(opts.kubeProxy)) {
@@ -212,6 +257,7 @@ export async function cleanupHost(opts: {
       // still busy or gone
     }
   }
+  removeHardcodedLeftovers(opts.podLogsDir);
   if (existsSync(`/sys/class/net/${CLUSTER.bridge}`)) {
     await run('ip', ['link', 'delete', CLUSTER.bridge]);
     report.links.push(CLUSTER.bridge);

@@ -1,5 +1,6 @@
-import { readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { safeReaddir } from './cleanup.ts';
 import { clusterFiles } from './components.ts';
 import { removeRun } from './cluster-up.ts';
 import { requireRoot } from './host.ts';
@@ -23,12 +24,4 @@ export async function clusterDown(progress: Progress): Promise<void> {
     if (entry !== 'logs') rmSync(join(paths.stateDir, entry), { recursive: true, force: true });
   }
   progress.detail(`logs kept in ${paths.logDir}`);
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }

@@ -13,7 +13,7 @@ export async function clusterStatus(out: NodeJS.WritableStream = process.stdout)
     out.write('cluster: not running (run `npm run cluster:up`)\n');
     return 1;
   }
-  const daemons = findDaemons(paths.stateDir);
+  const daemons = findDaemons();
   let healthy = true;
   const bin = state.binaries;
   for (const component of clusterComponents(bin, clusterFiles(paths), state.nodeIp)) {

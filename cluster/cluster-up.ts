@@ -86,7 +86,7 @@ async function ensureImages(
 async function runningHealthy(paths: ClusterPaths, files: ClusterFiles, state: ClusterState | undefined) {
   if (!state?.binaries) return false;
   const bin = state.binaries;
-  const daemons = findDaemons(paths.stateDir);
+  const daemons = findDaemons();
   for (const component of clusterComponents(bin, files, state.nodeIp)) {
     if (!(daemons.get(component.spec.name) ?? []).some(isAlive)) return false;
     if (!(await component.ready())) return false;
@@ -97,7 +97,12 @@ async function runningHealthy(paths: ClusterPaths, files: ClusterFiles, state: C
 /** Removes a previous run's processes, mounts, rules and data (keeps logs, certificates and caches). */
 export async function removeRun(paths: ClusterPaths, files: ClusterFiles, state: ClusterState | undefined) {
   const kubeProxy = state?.binaries ? join(state.binaries.kubernetes, 'kube-proxy') : undefined;
-  const report = await cleanupHost({ ...paths, kubeProxy, kubeProxyConfig: files.kubeProxyConfig });
+  const report = await cleanupHost({
+    ...paths,
+    kubeProxy,
+    kubeProxyConfig: files.kubeProxyConfig,
+    podLogsDir: files.podLogsDir,
+  });
   if (state) restoreSysctls(state.sysctls);
   rmSync(paths.dataDir, { recursive: true, force: true });
   rmSync(paths.runDir, { recursive: true, force: true });
@@ -120,7 +125,7 @@ export async function clusterUp(progress: Progress): Promise<void> {
     await progress.step('images', () => ensureImages(paths, files, bin, progress));
     return;
   }
-  if (previous || findDaemons(paths.stateDir).size > 0 || existsSync(paths.dataDir)) {
+  if (previous || findDaemons().size > 0 || existsSync(paths.dataDir)) {
     await progress.step('removing what is left of the previous run', async () => {
       const report = await removeRun(paths, files, previous);
       progress.detail(
@@ -146,7 +151,7 @@ export async function clusterUp(progress: Progress): Promise<void> {
   for (const component of clusterComponents(bin, files, nodeIp)) {
     const { name } = component.spec;
     await progress.step(`start ${name}`, async () => {
-      const pid = startDaemon(component.spec, paths.stateDir, paths.logDir);
+      const pid = startDaemon(component.spec, paths.logDir);
       await waitUntil(name, component.ready, {
         timeoutMs: component.timeoutMs,
         pid,

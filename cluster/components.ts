@@ -30,6 +30,7 @@ export function clusterFiles(paths: ClusterPaths) {
     cniStateDir: join(paths.dataDir, 'cni', 'ipam'),
     etcdData: join(paths.dataDir, 'etcd'),
     kubeletRoot: join(paths.dataDir, 'kubelet'),
+    podLogsDir: join(paths.dataDir, 'pod-logs'),
     containerdRoot: join(paths.dataDir, 'containerd'),
     containerdState: join(paths.runDir, 'containerd'),
     runcRoot: join(paths.runDir, 'runc'),
@@ -265,6 +266,7 @@ export function kubeletConfigYaml(files: ClusterFiles): string {
     clusterDNS: [CLUSTER.dnsServiceIp],
     clusterDomain: CLUSTER.clusterDomain,
     podCIDR: CLUSTER.nodePodCidr,
+    podLogsDir: files.podLogsDir,
     healthzBindAddress: '127.0.0.1',
     healthzPort: 10248,
     // Images are imported locally and cannot be pulled again: never garbage-collect them.

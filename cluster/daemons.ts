@@ -14,8 +14,9 @@ export interface DaemonSpec {
 }
 
 /**
- * Every daemon carries this variable (value `<stateDir>#<name>`), and so do the processes it starts
- * (containerd's shims). It lets `down` and a later `up` find them even when the previous run crashed.
+ * Every daemon carries this variable (value: its name), and so do the processes it starts (containerd's
+ * shims). It lets `down` and a later `up` find them even when the previous run crashed, whichever checkout
+ * started them: the cluster's ports and directories are fixed, so a host has at most one.
  */
 const MARKER = 'SLUICE_CLUSTER_DAEMON';
 
@@ -23,14 +24,14 @@ export function logFile(logDir: string, name: string): string {
   return join(logDir, `${name}.log`);
 }
 
-export function startDaemon(spec: DaemonSpec, stateDir: string, logDir: string): number {
+export function startDaemon(spec: DaemonSpec, logDir: string): number {
   mkdirSync(logDir, { recursive: true });
   const fd = openSync(logFile(logDir, spec.name), 'a');
   try {
     const child = spawn(spec.command, spec.args, {
       detached: true,
       stdio: ['ignore', fd, fd],
-      env: { ...process.env, ...spec.env, [MARKER]: `${stateDir}#${spec.name}` },
+      env: { ...process.env, ...spec.env, [MARKER]: spec.name },
     });
     child.unref();
     if (child.pid === undefined) throw new ClusterError(`${spec.name}: could not start ${spec.command}`);
@@ -40,10 +41,10 @@ export function startDaemon(spec: DaemonSpec, stateDir: string, logDir: string):
   }
 }
 
-/** The processes started for the cluster in `stateDir`, by daemon name (a name may have several: shims). */
-export function findDaemons(stateDir: string): Map<string, number[]> {
+/** The processes of the cluster, by daemon name (a name may have several: containerd and its shims). */
+export function findDaemons(): Map<string, number[]> {
   const found = new Map<string, number[]>();
-  const prefix = `${MARKER}=${stateDir}#`;
+  const prefix = `${MARKER}=`;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     let environ: string;
