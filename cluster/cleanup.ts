@@ -165,7 +165,15 @@ function removeHardcodedLeftovers(podLogsDir: string): void {
       return false;
     }
   });
-  remove('/var/lib/cni/results', (file) => file.startsWith(`${CLUSTER.cniNetwork}-`));
+  // libcni caches one result per sandbox and network: ours, and containerd's loopback for the same sandbox.
+  const prefix = `${CLUSTER.cniNetwork}-`;
+  const sandboxes = safeReaddir('/var/lib/cni/results')
+    .filter((file) => file.startsWith(prefix))
+    .map((file) => file.slice(prefix.length).split('-')[0]);
+  remove('/var/lib/cni/results', (file) => {
+    const [, sandbox] = /^cni-loopback-([0-9a-f]+)-/.exec(file) ?? [];
+    return file.startsWith(prefix) || (sandbox !== undefined && sandboxes.includes(sandbox));
+  });
   // Shim sockets and kubelet's device-plugin socket have no owner in their names: ours are the only
   // ones when nothing else is in the directory next to them.
   if (safeReaddir('/run/containerd').every((e) => e === 's'))
