@@ -20,6 +20,7 @@ COPY io io
 COPY pki pki
 COPY mesh-model mesh-model
 COPY sidecar sidecar
+COPY controller controller
 # bin/sluice.js runs the .ts sources; the image runs the compiled ones through the same path.
 RUN npm run build -- --sourceMap false \
  && mkdir -p dist/bin \
