@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gatewayApiCrdSource } from '../../cluster/gateway-api.ts';
 import { kubectl as runKubectl, kubectlPath } from '../../cluster/kubectl.ts';
 import { clusterPaths } from '../../cluster/paths.ts';
 import type { RunOptions, RunResult } from '../../cluster/exec.ts';
@@ -60,4 +61,28 @@ export async function eventually<T>(
     }
     await sleep(500);
   }
+}
+
+const ROUTE_CRDS = ['crd/httproutes.gateway.networking.k8s.io', 'crd/grpcroutes.gateway.networking.k8s.io'];
+
+/** Installs the Gateway API CRDs (standard channel) unless the cluster already serves routes. */
+export async function ensureGatewayApiCrds(): Promise<void> {
+  const { code } = await kubectl(['get', ...ROUTE_CRDS], { okCodes: [1] });
+  if (code !== 0) {
+    // Server-side: the HTTPRoute CRD is too big for client-side apply's last-applied annotation.
+    await kubectl(
+      [
+        'apply',
+        '--server-side',
+        '--force-conflicts',
+        '--field-manager=sluice-e2e',
+        '-f',
+        gatewayApiCrdSource(),
+      ],
+      { timeoutMs: 60_000 },
+    );
+  }
+  await kubectl(['wait', '--for=condition=Established', ...ROUTE_CRDS, '--timeout=60s'], {
+    timeoutMs: 70_000,
+  });
 }

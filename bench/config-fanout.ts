@@ -1,0 +1,391 @@
+/**
+ * Config fan-out (ADR 0005): the controller's hub + HTTP/2 mTLS server with N subscribed sidecar streams on
+ * loopback, a mesh of 1,000 Services (each with an EndpointSlice and 2 Pods) and 1,000 routes.
+ * Measures the time from an upsert to the delta being applied in every subscriber (p50/p99 over all
+ * subscribers and rounds; the 50 ms debounce is included), the same for a batch changing every route,
+ * snapshot time for N connecting clients, and the controller process's CPU and RSS. Prints numbers; no
+ * assertions.
+ *
+ * Run: node bench/config-fanout.ts   (env: BENCH_CLIENTS=1000 BENCH_PROCS=1 BENCH_ROUNDS=20
+ * BENCH_NAMESPACES=100 BENCH_SERVICES=1000)
+ *
+ * The controller runs in this process; the subscribers run in BENCH_PROCS child processes, so that the
+ * CPU and RSS printed for the controller are its own. Subscribers are the sidecar's ConfigStream (TLS,
+ * HTTP/2, NDJSON splitting, frame checks, version chain) without the object map and view rebuild: N
+ * parsed copies of the mesh would not fit in one process. The view rebuild a sidecar pays per change is
+ * measured separately at the start.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { ConfigHub, type PushInfo } from '../controller/config-hub.ts';
+import { ConfigServer } from '../controller/config-server.ts';
+import { controllerSpiffeId } from '../controller/config-protocol.ts';
+import { inScope, stripObject } from '../controller/config-scope.ts';
+import type { K8sObject } from '../mesh-model/k8s-objects.ts';
+import { buildProxyView } from '../mesh-model/proxy-view.ts';
+import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../pki/ca.ts';
+import { parseIdentity, type Identity, type IdentityPem } from '../pki/identity.ts';
+import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
+import { MeshTlsCredentials } from '../pki/tls-options.ts';
+import { ConfigStream } from '../sidecar/controller-config-source.ts';
+import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
+
+const TD = 'cluster.local';
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
+const PROCS = Math.max(1, Number(process.env.BENCH_PROCS ?? 1));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
+const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 100);
+const SERVICES = Number(process.env.BENCH_SERVICES ?? 1000);
+const MARKER = 'bench-marker';
+
+type ToChild = { type: 'start'; port: number; clients: { pem: IdentityPem }[] } | { type: 'stop' };
+type ToParent =
+  | { type: 'connected'; clients: number; failed: number; snapshotBytes: number }
+  | { type: 'applied'; generation: number; appliedAt: string[] }
+  | { type: 'stats'; cpuSeconds: number; rssMb: number };
+
+function route(
+  namespace: string,
+  name: string,
+  parent: [string, string],
+  path: string,
+  generation = 1,
+): K8sObject {
+  return {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { namespace, name, generation, creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: {
+      parentRefs: [{ kind: 'Service', namespace: parent[0], name: parent[1] }],
+      rules: [
+        {
+          matches: [
+            { path: { type: 'PathPrefix', value: path } },
+            { headers: [{ name: 'x-canary', value: 'yes' }] },
+          ],
+          backendRefs: [
+            { name: parent[1], namespace: parent[0], port: 80, weight: 90 },
+            { name: parent[1], namespace: parent[0], port: 80, weight: 10 },
+          ],
+          timeouts: { request: '5s' },
+        },
+      ],
+    },
+  };
+}
+
+/** 1,000 Services with slices and meshed Pods; routes: one producer route per Service, except that 10% of
+ * the routes are consumer routes (a namespace's override for a Service elsewhere). Generation `g` marks a
+ * mass change. */
+function mesh(generation = 1): K8sObject[] {
+  const objects: K8sObject[] = [];
+  for (let s = 0; s < SERVICES; s++) {
+    const ns = `ns-${s % NAMESPACES}`;
+    const name = `svc-${s}`;
+    const ip = (k: number): string => `10.${1 + (s >> 8)}.${s & 255}.${k}`;
+    const pods = [1, 2].map((k) => ({
+      name: `${name}-${k}`,
+      namespace: ns,
+      ip: ip(k),
+      serviceAccount: name,
+      meshed: true,
+    }));
+    objects.push(
+      ...serviceWithEndpoints(ns, name, `10.96.${s >> 8}.${s & 255}`, [[80, 8080, 'http']], pods),
+      ...pods.map(podObject),
+    );
+    objects.push(
+      s % 10 === 9
+        ? route(
+            `ns-${(s + 1) % NAMESPACES}`,
+            `consumer-${s}`,
+            [ns, name],
+            `/c${s}/g${generation}`,
+            generation,
+          )
+        : route(ns, `route-${s}`, [ns, name], `/r${s}/g${generation}`, generation),
+    );
+  }
+  return objects;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function ms(n: number): string {
+  return `${n.toFixed(1)} ms`;
+}
+
+async function identityPem(ca: CertificateAuthority, spiffeId: string): Promise<IdentityPem> {
+  const keys = await generateKeyPair();
+  const certPem = await issueWorkloadCert({ ca, spiffeId, publicKey: keys.publicKey });
+  return { certPem, keyPem: await privateKeyToPem(keys.privateKey), bundlePem: ca.certPem };
+}
+
+// ---------------------------------------------------------------- subscriber process
+
+function runChild(): void {
+  const streams: ConfigStream[] = [];
+  const send = (m: ToParent): void => void process.send!(m);
+  process.on('message', (raw) => {
+    const m = raw as ToChild;
+    if (m.type === 'stop') {
+      for (const s of streams) s.stop();
+      const cpu = process.cpuUsage();
+      send({
+        type: 'stats',
+        cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        rssMb: process.memoryUsage().rss / 2 ** 20,
+      });
+      setTimeout(() => process.exit(0), 50);
+      return;
+    }
+    const applied = new Map<number, string[]>();
+    let connected = 0;
+    let failed = 0;
+    let snapshotBytes = 0;
+    const total = m.clients.length;
+    const reportConnect = (): void => {
+      if (connected + failed === total)
+        send({ type: 'connected', clients: connected, failed, snapshotBytes });
+    };
+    // Connect in batches: a thousand simultaneous handshakes only measure the handshake queue.
+    const start = (i: number): void => {
+      if (i >= total) return;
+      const identity: Identity = parseIdentity(m.clients[i]!.pem);
+      let first = true;
+      const stream: ConfigStream = new ConfigStream(
+        {
+          address: `127.0.0.1:${m.port}`,
+          identity,
+          controllerSpiffeId: controllerSpiffeId(TD),
+          watchdogMs: 120_000,
+        },
+        {
+          onSnapshot: (frame) => {
+            if (!first) return;
+            first = false;
+            connected++;
+            snapshotBytes = Math.max(snapshotBytes, JSON.stringify(frame.objects).length);
+            reportConnect();
+            start(i + batch);
+          },
+          onDelta: (frame) => {
+            const at = process.hrtime.bigint().toString();
+            for (const o of frame.upserts) {
+              if (o.metadata?.name !== MARKER) continue;
+              const g = o.metadata.generation ?? 0;
+              const list = applied.get(g) ?? [];
+              list.push(at);
+              applied.set(g, list);
+              if (list.length === connected) send({ type: 'applied', generation: g, appliedAt: list });
+            }
+          },
+          onDisconnect: (reason) => {
+            if (first) {
+              first = false;
+              failed++;
+              process.stderr.write(`client ${i}: ${reason}\n`);
+              stream.stop();
+              reportConnect();
+              start(i + batch);
+            }
+          },
+        },
+      );
+      streams.push(stream);
+      stream.start();
+    };
+    const batch = 25;
+    for (let i = 0; i < batch; i++) start(i);
+  });
+}
+
+// ---------------------------------------------------------------- controller process
+
+async function runController(): Promise<void> {
+  console.log(
+    `config fan-out: ${CLIENTS} subscribers in ${PROCS} process(es), ${NAMESPACES} namespaces, ` +
+      `${SERVICES} Services (+${SERVICES} EndpointSlices, ${2 * SERVICES} Pods), ${SERVICES} routes`,
+  );
+  const objects = mesh();
+
+  // What a sidecar pays per applied change: a full view rebuild of its scope.
+  const scope = objects.map((o) => stripObject(o)!).filter((o) => inScope(o, 'ns-1'));
+  const rebuilds: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const t = performance.now();
+    buildProxyView(scope, 'ns-1', TD);
+    rebuilds.push(performance.now() - t);
+  }
+  rebuilds.sort((a, b) => a - b);
+  console.log(
+    `sidecar view rebuild (${scope.length} objects in scope): median ${ms(percentile(rebuilds, 50))}`,
+  );
+
+  const ca = await loadCa(await createCa({ trustDomain: TD }));
+  const controller = parseIdentity(await identityPem(ca, controllerSpiffeId(TD)));
+  const perNamespace: IdentityPem[] = [];
+  for (let n = 0; n < NAMESPACES; n++)
+    perNamespace.push(await identityPem(ca, `spiffe://${TD}/ns/ns-${n}/sa/app`));
+
+  const pushes: PushInfo[] = [];
+  let drops = 0;
+  const hub = new ConfigHub({ metrics: { onPush: (p) => pushes.push(p), onDrop: () => drops++ } });
+  const loadStart = performance.now();
+  for (const o of objects) hub.upsert(o);
+  hub.upsert(route('ns-0', MARKER, ['ns-0', 'svc-0'], '/marker', 0));
+  hub.markSynced();
+  console.log(
+    `controller: ${hub.stats().objects} objects stripped and indexed in ${ms(performance.now() - loadStart)}`,
+  );
+  const server = new ConfigServer({
+    hub,
+    credentials: new MeshTlsCredentials(controller),
+    port: 0,
+    host: '127.0.0.1',
+  });
+  const port = await server.listen();
+
+  let peakRss = 0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+  const rssMb = (): string => {
+    const m = process.memoryUsage();
+    const mib = (n: number): string => (n / 2 ** 20).toFixed(0);
+    return `${mib(m.rss)} MiB (JS heap ${mib(m.heapUsed)}, buffers ${mib(m.arrayBuffers)})`;
+  };
+  console.log(`controller RSS before subscribers: ${rssMb()}`);
+
+  const children: ChildProcess[] = [];
+  const listeners = new Set<(m: ToParent) => void>();
+  const perChild = Math.ceil(CLIENTS / PROCS);
+  for (let p = 0; p < PROCS; p++) {
+    const count = Math.min(perChild, CLIENTS - p * perChild);
+    if (count <= 0) break;
+    const child = fork(fileURLToPath(import.meta.url), ['--subscribers'], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    child.on('message', (m) => {
+      for (const l of listeners) l(m as ToParent);
+    });
+    children.push(child);
+    const clients = Array.from({ length: count }, (_, i) => ({
+      pem: perNamespace[(p * perChild + i) % NAMESPACES]!,
+    }));
+    child.send({ type: 'start', port, clients } satisfies ToChild);
+  }
+  const collect = <T extends ToParent>(type: T['type'], count: number, timeoutMs: number): Promise<T[]> =>
+    new Promise((resolve, reject) => {
+      const got: T[] = [];
+      const timer = setTimeout(() => {
+        listeners.delete(listener);
+        reject(new Error(`timed out waiting for ${count} '${type}' messages (got ${got.length})`));
+      }, timeoutMs);
+      const listener = (m: ToParent): void => {
+        if (m.type !== type) return;
+        got.push(m as T);
+        if (got.length === count) {
+          clearTimeout(timer);
+          listeners.delete(listener);
+          resolve(got);
+        }
+      };
+      listeners.add(listener);
+    });
+
+  let cpu = process.cpuUsage();
+  const cpuSince = (): string => {
+    const d = process.cpuUsage(cpu);
+    cpu = process.cpuUsage();
+    return `${((d.user + d.system) / 1e6).toFixed(2)} s`;
+  };
+  const connectStart = performance.now();
+  const connected = await collect<Extract<ToParent, { type: 'connected' }>>(
+    'connected',
+    children.length,
+    600_000,
+  );
+  const ok = connected.reduce((n, c) => n + c.clients, 0);
+  const failed = connected.reduce((n, c) => n + c.failed, 0);
+  console.log(
+    `snapshots: ${ok} subscribers connected and applied their snapshot (${failed} failed) in ` +
+      `${ms(performance.now() - connectStart)}; snapshot ~${(connected[0]!.snapshotBytes / 2 ** 20).toFixed(1)} MiB; ` +
+      `controller CPU ${cpuSince()}, RSS ${rssMb()} (${server.streams} streams)`,
+  );
+
+  const round = async (generation: number, change: () => void): Promise<number[]> => {
+    const waiting = collect<Extract<ToParent, { type: 'applied' }>>('applied', children.length, 60_000);
+    const t0 = process.hrtime.bigint();
+    change();
+    const replies = await waiting;
+    return replies.flatMap((r) => r.appliedAt.map((t) => Number(BigInt(t) - t0) / 1e6));
+  };
+
+  const single: number[] = [];
+  const slowest: number[] = [];
+  const pushStart = pushes.length;
+  for (let r = 1; r <= ROUNDS; r++) {
+    const lat = await round(r, () => hub.upsert(route('ns-0', MARKER, ['ns-0', 'svc-0'], `/marker/${r}`, r)));
+    single.push(...lat);
+    slowest.push(Math.max(...lat));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const cpuSingle = cpuSince();
+  single.sort((a, b) => a - b);
+  slowest.sort((a, b) => a - b);
+  const fanout = pushes.slice(pushStart).map((p) => p.latencyMs);
+  fanout.sort((a, b) => a - b);
+  console.log(
+    `one route changed (${ROUNDS} rounds, ${single.length} applications): upsert → applied ` +
+      `p50 ${ms(percentile(single, 50))}, p99 ${ms(percentile(single, 99))}, max ${ms(single.at(-1)!)}; ` +
+      `last subscriber per round p50 ${ms(percentile(slowest, 50))}; controller first change → last write ` +
+      `p50 ${ms(percentile(fanout, 50))}; controller CPU ${cpuSingle}, RSS ${rssMb()}`,
+  );
+
+  // Every route changes at once (a rollout touching all of them), in one batch.
+  const mass: number[] = [];
+  const massFrames: PushInfo[] = [];
+  const next = mesh(2);
+  for (let r = 0; r < 3; r++) {
+    const g = ROUNDS + 1 + r;
+    const before = pushes.length;
+    const routes = (r % 2 === 0 ? next : objects).filter((o) => o.kind === 'HTTPRoute');
+    const lat = await round(g, () => {
+      for (const o of routes) hub.upsert(o);
+      hub.upsert(route('ns-0', MARKER, ['ns-0', 'svc-0'], `/marker/${g}`, g));
+    });
+    mass.push(...lat);
+    massFrames.push(...pushes.slice(before));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  mass.sort((a, b) => a - b);
+  const bytesPerSub =
+    massFrames.reduce((n, p) => n + p.bytes, 0) /
+    Math.max(
+      1,
+      massFrames.reduce((n, p) => n + p.subscribers, 0),
+    );
+  console.log(
+    `all ${SERVICES} routes changed (3 batches): upsert → applied p50 ${ms(percentile(mass, 50))}, ` +
+      `p99 ${ms(percentile(mass, 99))}, max ${ms(mass.at(-1)!)}; ~${(bytesPerSub / 1024).toFixed(0)} KiB per ` +
+      `subscriber per batch; controller CPU ${cpuSince()}, RSS ${rssMb()}`,
+  );
+
+  clearInterval(sampler);
+  const stats = collect<Extract<ToParent, { type: 'stats' }>>('stats', children.length, 10_000);
+  for (const c of children) c.send({ type: 'stop' } satisfies ToChild);
+  const childStats = await stats;
+  console.log(
+    `controller peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB, slow subscribers dropped: ${drops}; ` +
+      `subscriber processes: CPU ${childStats.map((s) => `${s.cpuSeconds.toFixed(1)} s`).join(', ')}, ` +
+      `RSS ${childStats.map((s) => `${s.rssMb.toFixed(0)} MiB`).join(', ')}`,
+  );
+  await server.close();
+  hub.close();
+}
+
+if (process.argv.includes('--subscribers')) runChild();
+else await runController();

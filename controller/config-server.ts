@@ -1,0 +1,168 @@
+// The controller's config endpoint (ADR 0005): GET /v1/config over HTTP/2 with mutual TLS, answered with the
+// NDJSON stream of the caller's namespace scope. The namespace comes only from the client certificate's
+// SPIFFE ID (spiffe://<trust domain>/ns/<namespace>/sa/<service account>).
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { authenticatePeer } from '../pki/peer-identity.ts';
+import type { MeshTlsCredentials } from '../pki/tls-options.ts';
+import type { ConfigHub, ConfigSubscriber } from './config-hub.ts';
+import { CONFIG_CONTENT_TYPE, CONFIG_PATH, CONFIG_PORT, PING_LINE } from './config-protocol.ts';
+
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
+
+export interface ConfigServerOptions {
+  hub: ConfigHub;
+  /** The controller's identity; its bundle is the trust bundle client certificates must chain to. */
+  credentials: MeshTlsCredentials;
+  /** Clients must be workloads of this trust domain; default: the controller's own. */
+  trustDomain?: string;
+  /** Default 15012; 0 picks a free port. */
+  port?: number;
+  /** Default "::". */
+  host?: string;
+  /** A ping frame goes to every stream this often; default 15 s. */
+  pingIntervalMs?: number;
+  /** How long close() lets streams end cleanly before cutting sessions; default 2 s. */
+  closeTimeoutMs?: number;
+  log?: (message: string) => void;
+}
+
+interface OpenStream {
+  stream: http2.ServerHttp2Stream;
+  unsubscribe: () => void;
+}
+
+function reply(stream: http2.ServerHttp2Stream, status: number, text: string, extra = {}): void {
+  if (stream.destroyed || stream.headersSent) return;
+  stream.respond({ [HTTP2_HEADER_STATUS]: status, 'content-type': 'text/plain', ...extra });
+  stream.end(`${text}\n`);
+}
+
+export class ConfigServer {
+  readonly #o: ConfigServerOptions;
+  readonly #server: http2.Http2SecureServer;
+  readonly #open = new Set<OpenStream>();
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  #ping: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ConfigServerOptions) {
+    this.#o = options;
+    this.#server = http2.createSecureServer({
+      ...options.credentials.serverOptions({ alpnProtocols: ['h2'] }),
+      allowHTTP1: false,
+      // A sidecar needs one stream; more from one connection only multiply snapshots.
+      settings: { maxConcurrentStreams: 8 },
+    });
+    options.credentials.track(this.#server);
+    this.#server.on('session', (session) => {
+      this.#sessions.add(session);
+      session.on('error', () => undefined);
+      session.once('close', () => this.#sessions.delete(session));
+    });
+    this.#server.on('stream', (stream, headers) => this.#onStream(stream, headers));
+    // Failed handshakes (unknown CA, no client certificate) are the client's problem; nothing to do here.
+    this.#server.on('tlsClientError', () => undefined);
+  }
+
+  async listen(): Promise<number> {
+    const server = this.#server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#o.port ?? CONFIG_PORT, this.#o.host ?? '::', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err: Error) => this.#o.log?.(`config server: ${err.message}`));
+    const interval = this.#o.pingIntervalMs ?? 15_000;
+    this.#ping = setInterval(() => {
+      for (const s of this.#open) if (!s.stream.destroyed) s.stream.write(PING_LINE);
+    }, interval);
+    this.#ping.unref();
+    return this.port;
+  }
+
+  get port(): number {
+    return (this.#server.address() as AddressInfo).port;
+  }
+
+  /** Streams open now. */
+  get streams(): number {
+    return this.#open.size;
+  }
+
+  #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => undefined);
+    if (this.#closing) return reply(stream, 503, 'controller shutting down');
+    const rawPath = headers[HTTP2_HEADER_PATH];
+    const path = typeof rawPath === 'string' ? rawPath.split('?')[0] : undefined;
+    if (path !== CONFIG_PATH) return reply(stream, 404, `not found: the config stream is GET ${CONFIG_PATH}`);
+    if (headers[HTTP2_HEADER_METHOD] !== 'GET') {
+      return reply(stream, 405, 'method not allowed: use GET', { allow: 'GET' });
+    }
+    let namespace: string;
+    try {
+      const trustDomain = this.#o.trustDomain ?? this.#o.credentials.identity.trustDomain;
+      namespace = authenticatePeer(stream.session!.socket as TLSSocket, trustDomain).namespace;
+    } catch (err) {
+      return reply(stream, 403, `forbidden: ${(err as Error).message.replace(/[\r\n]+/g, ' ')}`);
+    }
+    const hub = this.#o.hub;
+    if (!hub.synced) return reply(stream, 503, 'controller has not synced yet', { 'retry-after': '1' });
+    stream.respond({
+      [HTTP2_HEADER_STATUS]: 200,
+      'content-type': CONFIG_CONTENT_TYPE,
+      'cache-control': 'no-store',
+    });
+    const subscriber: ConfigSubscriber = {
+      namespace,
+      write: (frame) => {
+        if (!stream.destroyed && !stream.closed) stream.write(frame);
+      },
+      bufferedBytes: () => stream.writableLength,
+      drop: (reason) => {
+        this.#o.log?.(`config stream for namespace ${namespace} dropped: ${reason}`);
+        stream.close(NGHTTP2_CANCEL);
+      },
+    };
+    let unsubscribe: () => void;
+    try {
+      unsubscribe = hub.subscribe(subscriber);
+    } catch (err) {
+      stream.close(NGHTTP2_CANCEL);
+      this.#o.log?.(`config stream for namespace ${namespace} refused: ${(err as Error).message}`);
+      return;
+    }
+    const open: OpenStream = { stream, unsubscribe };
+    this.#open.add(open);
+    stream.once('close', () => {
+      this.#open.delete(open);
+      unsubscribe();
+    });
+  }
+
+  /**
+   * Graceful close: no new connections, every open stream is ended (the sidecars keep their views and
+   * reconnect, to another replica or to this one after a restart), sessions get closeTimeoutMs to finish.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#ping);
+      const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      for (const { stream, unsubscribe } of this.#open) {
+        unsubscribe();
+        if (!stream.destroyed) stream.end();
+      }
+      for (const session of this.#sessions) session.close();
+      const timeout = new Promise<void>((resolve) =>
+        setTimeout(resolve, this.#o.closeTimeoutMs ?? 2000).unref(),
+      );
+      await Promise.race([closed, timeout]);
+      for (const session of this.#sessions) session.destroy();
+      await closed;
+    })();
+    return this.#closing;
+  }
+}
