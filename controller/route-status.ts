@@ -331,7 +331,7 @@ function keepTransitionTimes(desired: RouteParentStatus, previous: unknown): Rou
 }
 
 /** Structural equality of JSON values; key order does not matter, undefined members count as absent. */
-function sameJson(a: unknown, b: unknown): boolean {
+export function sameJson(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (Array.isArray(a) || Array.isArray(b)) {
     return (

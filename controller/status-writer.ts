@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CustomObjectsApi, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
 import { isObject } from '../mesh-model/k8s-objects.ts';
 import { apiStatus, callOptions, describeApiError } from './api-call.ts';
-import type { RouteObject } from './route-status.ts';
+import { sameJson, type RouteObject } from './route-status.ts';
 
 export const ROUTE_GROUP = 'gateway.networking.k8s.io';
 export const ROUTE_VERSION = 'v1';
@@ -146,19 +146,6 @@ export function createMergePatch(from: unknown, to: Record<string, unknown>): Re
     }
   }
   return patch;
-}
-
-function sameJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return (
-      Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => sameJson(v, b[i]))
-    );
-  }
-  if (!isObject(a) || !isObject(b)) return false;
-  const keys = (o: Record<string, unknown>): string[] => Object.keys(o).filter((k) => o[k] !== undefined);
-  const ka = keys(a);
-  return ka.length === keys(b).length && ka.every((k) => sameJson(a[k], b[k]));
 }
 
 /**

@@ -77,6 +77,8 @@ describe('local cluster smoke test', function () {
   this.timeout(300_000);
   let ns: Awaited<ReturnType<typeof testNamespace>> | undefined;
   const namespace = (): string => ns!.name;
+  /** kubectl in the suite's namespace. */
+  const k = (...args: string[]) => kubectl(['-n', namespace(), ...args], { timeoutMs: 190_000 });
 
   before(async () => {
     await requireCluster();
@@ -95,29 +97,14 @@ describe('local cluster smoke test', function () {
 
   it('runs a Deployment of sluice-echo:dev behind a Service', async () => {
     await apply([...echoDeployment('echo'), toolbox], namespace());
-    await kubectl(['-n', namespace(), 'rollout', 'status', 'deployment/echo', '--timeout=180s'], {
-      timeoutMs: 190_000,
-    });
-    await kubectl(['-n', namespace(), 'wait', '--for=condition=Ready', 'pod/toolbox', '--timeout=180s'], {
-      timeoutMs: 190_000,
-    });
+    await k('rollout', 'status', 'deployment/echo', '--timeout=180s');
+    await k('wait', '--for=condition=Ready', 'pod/toolbox', '--timeout=180s');
   });
 
   it('reaches the Service by its DNS name through the ClusterIP from another pod', async () => {
     const url = `http://echo.${namespace()}.svc.${CLUSTER.clusterDomain}/hello`;
     const reply = await eventually('curl through the Service', async () => {
-      const { stdout } = await kubectl([
-        '-n',
-        namespace(),
-        'exec',
-        'toolbox',
-        '--',
-        'curl',
-        '-sS',
-        '--max-time',
-        '5',
-        url,
-      ]);
+      const { stdout } = await k('exec', 'toolbox', '--', 'curl', '-sS', '--max-time', '5', url);
       return JSON.parse(stdout) as { name: string; path: string };
     });
     assert.equal(reply.name, 'echo');
@@ -125,56 +112,21 @@ describe('local cluster smoke test', function () {
   });
 
   it('resolves the Service name to its ClusterIP inside pods', async () => {
-    const { stdout: clusterIp } = await kubectl([
-      '-n',
-      namespace(),
-      'get',
-      'svc',
-      'echo',
-      '-o',
-      'jsonpath={.spec.clusterIP}',
-    ]);
-    const { stdout } = await kubectl([
-      '-n',
-      namespace(),
-      'exec',
-      'toolbox',
-      '--',
-      'getent',
-      'hosts',
-      `echo.${namespace()}`,
-    ]);
+    const { stdout: clusterIp } = await k('get', 'svc', 'echo', '-o', 'jsonpath={.spec.clusterIP}');
+    const { stdout } = await k('exec', 'toolbox', '--', 'getent', 'hosts', `echo.${namespace()}`);
     assert.equal(stdout.trim().split(/\s+/)[0], clusterIp);
   });
 
   it('reaches pod IPs from the host', async () => {
-    const { stdout } = await kubectl([
-      '-n',
-      namespace(),
-      'get',
-      'pods',
-      '-l',
-      'app=echo',
-      '-o',
-      'jsonpath={.items[0].status.podIP}',
-    ]);
+    const { stdout } = await k('get', 'pods', '-l', 'app=echo', '-o', 'jsonpath={.items[0].status.podIP}');
     const reply = JSON.parse(await hostGet(`http://${stdout}:${ECHO_PORT}/from-host`)) as { path: string };
     assert.equal(reply.path, '/from-host');
   });
 
   it('serves kubectl exec and kubectl logs', async () => {
-    const { stdout } = await kubectl([
-      '-n',
-      namespace(),
-      'exec',
-      'toolbox',
-      '--',
-      'sh',
-      '-c',
-      'echo exec-works; hostname',
-    ]);
+    const { stdout } = await k('exec', 'toolbox', '--', 'sh', '-c', 'echo exec-works; hostname');
     assert.deepEqual(stdout.trim().split('\n'), ['exec-works', 'toolbox']);
-    const logs = await kubectl(['-n', namespace(), 'logs', 'deployment/echo', '--tail=50']);
+    const logs = await k('logs', 'deployment/echo', '--tail=50');
     assert.match(logs.stdout, /echo/i);
   });
 
