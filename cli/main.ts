@@ -16,6 +16,10 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMai
     summary: "program the pod's nat table to capture traffic (init container)",
     load: async () => (await import('../sidecar/init-iptables-command.ts')).main,
   },
+  controller: {
+    summary: 'run the control plane: config stream to sidecars, route status, mesh CA',
+    load: async () => (await import('../controller/controller-command.ts')).main,
+  },
   ca: {
     summary: 'development CA: create a CA and issue SPIFFE workload certificates',
     load: async () => (await import('../pki/ca-command.ts')).main,

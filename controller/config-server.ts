@@ -26,7 +26,16 @@ export interface ConfigServerOptions {
   /** How long close() lets streams end cleanly before cutting sessions; default 2 s. */
   closeTimeoutMs?: number;
   log?: (message: string) => void;
+  /**
+   * More endpoints on the same server, by path (the CA's POST /v1/certificate). They authenticate their
+   * callers themselves, so with any of them TLS also admits clients without a trusted certificate (a
+   * workload asking for its first one has none); GET /v1/config still requires one (authenticatePeer
+   * checks that the chain was verified).
+   */
+  routes?: ReadonlyMap<string, RouteHandler>;
 }
+
+export type RouteHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void;
 
 interface OpenStream {
   stream: http2.ServerHttp2Stream;
@@ -51,6 +60,7 @@ export class ConfigServer {
     this.#o = options;
     this.#server = http2.createSecureServer({
       ...options.credentials.serverOptions({ alpnProtocols: ['h2'] }),
+      ...(options.routes?.size ? { rejectUnauthorized: false } : {}),
       allowHTTP1: false,
       // A sidecar needs one stream; more from one connection only multiply snapshots.
       settings: { maxConcurrentStreams: 8 },
@@ -98,6 +108,8 @@ export class ConfigServer {
     if (this.#closing) return reply(stream, 503, 'controller shutting down');
     const rawPath = headers[HTTP2_HEADER_PATH];
     const path = typeof rawPath === 'string' ? rawPath.split('?')[0] : undefined;
+    const route = path === undefined ? undefined : this.#o.routes?.get(path);
+    if (route) return route(stream, headers);
     if (path !== CONFIG_PATH) return reply(stream, 404, `not found: the config stream is GET ${CONFIG_PATH}`);
     if (headers[HTTP2_HEADER_METHOD] !== 'GET') {
       return reply(stream, 405, 'method not allowed: use GET', { allow: 'GET' });

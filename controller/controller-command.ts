@@ -1,0 +1,133 @@
+// `sluice controller`: the control plane process (see controller.ts). Runs until SIGTERM/SIGINT, then
+// steps down (releasing the Lease), ends the config streams and exits 0.
+import { parseArgs } from 'node:util';
+import { parseFlags, UsageError } from '../cli/usage-error.ts';
+import { validateTrustDomain } from '../pki/spiffe-id.ts';
+import { CONFIG_PORT } from './config-protocol.ts';
+import {
+  ADMIN_PORT,
+  Controller,
+  DEFAULT_CONTROL_PLANE_NAMESPACE,
+  DEFAULT_TRUST_DOMAIN,
+} from './controller.ts';
+import { jsonLogger } from './json-log.ts';
+import { KubeConfigError, loadKubeConfig } from './kube/kube-config.ts';
+
+const USAGE = `usage: sluice controller [options]
+  --trust-domain TD    SPIFFE trust domain (env SLUICE_TRUST_DOMAIN), default ${DEFAULT_TRUST_DOMAIN}
+  --namespace NS       control-plane namespace: Lease, CA Secret (env POD_NAMESPACE), default ${DEFAULT_CONTROL_PLANE_NAMESPACE}
+  --port N             config stream and certificate port (HTTP/2, TLS), default ${CONFIG_PORT}
+  --admin-port N       /ready, /live, /metrics (HTTP), default ${ADMIN_PORT}
+  --kubeconfig FILE    API server credentials; default: in-cluster service account, $KUBECONFIG, ~/.kube/config`;
+
+export interface ControllerFlags {
+  readonly trustDomain: string;
+  readonly namespace: string;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly kubeconfig: string | undefined;
+  readonly help: boolean;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+function port(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isInteger(n) || n < 1 || n > 65535) {
+    throw new UsageError(`--${name} must be a port number, got '${value}'`);
+  }
+  return n;
+}
+
+/** Flags and environment → settings; every problem is a UsageError. */
+export function parseControllerFlags(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ControllerFlags {
+  const { values, positionals } = parseFlags(() =>
+    parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: {
+        'trust-domain': { type: 'string' },
+        namespace: { type: 'string' },
+        port: { type: 'string' },
+        'admin-port': { type: 'string' },
+        kubeconfig: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }),
+  );
+  if (positionals.length > 0) throw new UsageError(`controller takes no arguments, got '${positionals[0]}'`);
+  const trustDomainText = values['trust-domain'] ?? (env.SLUICE_TRUST_DOMAIN || DEFAULT_TRUST_DOMAIN);
+  let trustDomain: string;
+  try {
+    trustDomain = validateTrustDomain(trustDomainText);
+  } catch (err) {
+    throw new UsageError(`--trust-domain: ${(err as Error).message}`);
+  }
+  const namespace = values.namespace ?? (env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE);
+  if (!DNS_LABEL.test(namespace)) {
+    throw new UsageError(`--namespace must be a Kubernetes namespace name, got '${namespace}'`);
+  }
+  const configPort = port(values.port, CONFIG_PORT, 'port');
+  const adminPort = port(values['admin-port'], ADMIN_PORT, 'admin-port');
+  if (configPort === adminPort) throw new UsageError('--port and --admin-port must differ');
+  if (values.kubeconfig === '') throw new UsageError('--kubeconfig needs a file name');
+  return {
+    trustDomain,
+    namespace,
+    port: configPort,
+    adminPort,
+    kubeconfig: values.kubeconfig,
+    help: values.help ?? false,
+  };
+}
+
+export async function main(args: string[]): Promise<number | undefined> {
+  const flags = parseControllerFlags(args);
+  if (flags.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const log = jsonLogger();
+  let loaded;
+  try {
+    loaded = loadKubeConfig(flags.kubeconfig === undefined ? {} : { kubeconfigPath: flags.kubeconfig });
+  } catch (err) {
+    if (err instanceof KubeConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  log.info('controller starting', {
+    api: loaded.server,
+    credentials: loaded.source,
+    namespace: flags.namespace,
+    trustDomain: flags.trustDomain,
+    port: flags.port,
+    adminPort: flags.adminPort,
+  });
+  const controller = new Controller({
+    kubeConfig: loaded.kubeConfig,
+    log,
+    namespace: flags.namespace,
+    trustDomain: flags.trustDomain,
+    configPort: flags.port,
+    adminPort: flags.adminPort,
+    ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
+  });
+  try {
+    await controller.start();
+  } catch (err) {
+    log.error('controller failed to start', { error: (err as Error).message });
+    await controller.stop();
+    return 1;
+  }
+  const shutdown = (signal: string): void => {
+    log.info('shutting down', { signal });
+    void controller.stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  return undefined;
+}
