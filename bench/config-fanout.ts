@@ -9,15 +9,11 @@
  * Run: node bench/config-fanout.ts   (env: BENCH_CLIENTS=1000 BENCH_PROCS=1 BENCH_ROUNDS=20
  * BENCH_NAMESPACES=100 BENCH_SERVICES=1000)
  *
- * The controller runs in this process; the subscribers run in BENCH_PROCS child processes, so that the
- * CPU and RSS printed for the controller are its own. Subscribers are the sidecar's ConfigStream (TLS,
- * HTTP/2, NDJSON splitting, frame checks, version chain) without the object map and view rebuild: N
- * parsed copies of the mesh would not fit in one process. The view rebuild a sidecar pays per change is
- * measured separately at the start.
+ * The controller runs in this process; the subscribers (config-subscribers.ts) run in BENCH_PROCS child
+ * processes, so that the CPU and RSS printed for the controller are its own. The view rebuild a sidecar
+ * pays per change (subscribers skip it) is measured separately at the start.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { ConfigHub, type PushInfo } from '../controller/config-hub.ts';
 import { ConfigServer } from '../controller/config-server.ts';
 import { controllerSpiffeId } from '../controller/config-protocol.ts';
@@ -25,11 +21,11 @@ import { inScope, stripObject } from '../controller/config-scope.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 import { buildProxyView } from '../mesh-model/proxy-view.ts';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../pki/ca.ts';
-import { parseIdentity, type Identity, type IdentityPem } from '../pki/identity.ts';
+import { parseIdentity, type IdentityPem } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
-import { ConfigStream } from '../sidecar/controller-config-source.ts';
 import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
+import { startSubscribers, type FromSubscribers } from './config-subscribers.ts';
 
 const TD = 'cluster.local';
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
@@ -38,12 +34,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
 const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 100);
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 1000);
 const MARKER = 'bench-marker';
-
-type ToChild = { type: 'start'; port: number; clients: { pem: IdentityPem }[] } | { type: 'stop' };
-type ToParent =
-  | { type: 'connected'; clients: number; failed: number; snapshotBytes: number }
-  | { type: 'applied'; generation: number; appliedAt: string[] }
-  | { type: 'stats'; cpuSeconds: number; rssMb: number };
 
 function route(
   namespace: string,
@@ -125,85 +115,6 @@ async function identityPem(ca: CertificateAuthority, spiffeId: string): Promise<
   return { certPem, keyPem: await privateKeyToPem(keys.privateKey), bundlePem: ca.certPem };
 }
 
-// ---------------------------------------------------------------- subscriber process
-
-function runChild(): void {
-  const streams: ConfigStream[] = [];
-  const send = (m: ToParent): void => void process.send!(m);
-  process.on('message', (raw) => {
-    const m = raw as ToChild;
-    if (m.type === 'stop') {
-      for (const s of streams) s.stop();
-      const cpu = process.cpuUsage();
-      send({
-        type: 'stats',
-        cpuSeconds: (cpu.user + cpu.system) / 1e6,
-        rssMb: process.memoryUsage().rss / 2 ** 20,
-      });
-      setTimeout(() => process.exit(0), 50);
-      return;
-    }
-    const applied = new Map<number, string[]>();
-    let connected = 0;
-    let failed = 0;
-    let snapshotBytes = 0;
-    const total = m.clients.length;
-    const reportConnect = (): void => {
-      if (connected + failed === total)
-        send({ type: 'connected', clients: connected, failed, snapshotBytes });
-    };
-    // Connect in batches: a thousand simultaneous handshakes only measure the handshake queue.
-    const start = (i: number): void => {
-      if (i >= total) return;
-      const identity: Identity = parseIdentity(m.clients[i]!.pem);
-      let first = true;
-      const stream: ConfigStream = new ConfigStream(
-        {
-          address: `127.0.0.1:${m.port}`,
-          identity,
-          controllerSpiffeId: controllerSpiffeId(TD),
-          watchdogMs: 120_000,
-        },
-        {
-          onSnapshot: (frame) => {
-            if (!first) return;
-            first = false;
-            connected++;
-            snapshotBytes = Math.max(snapshotBytes, JSON.stringify(frame.objects).length);
-            reportConnect();
-            start(i + batch);
-          },
-          onDelta: (frame) => {
-            const at = process.hrtime.bigint().toString();
-            for (const o of frame.upserts) {
-              if (o.metadata?.name !== MARKER) continue;
-              const g = o.metadata.generation ?? 0;
-              const list = applied.get(g) ?? [];
-              list.push(at);
-              applied.set(g, list);
-              if (list.length === connected) send({ type: 'applied', generation: g, appliedAt: list });
-            }
-          },
-          onDisconnect: (reason) => {
-            if (first) {
-              first = false;
-              failed++;
-              process.stderr.write(`client ${i}: ${reason}\n`);
-              stream.stop();
-              reportConnect();
-              start(i + batch);
-            }
-          },
-        },
-      );
-      streams.push(stream);
-      stream.start();
-    };
-    const batch = 25;
-    for (let i = 0; i < batch; i++) start(i);
-  });
-}
-
 // ---------------------------------------------------------------- controller process
 
 async function runController(): Promise<void> {
@@ -259,43 +170,15 @@ async function runController(): Promise<void> {
   };
   console.log(`controller RSS before subscribers: ${rssMb()}`);
 
-  const children: ChildProcess[] = [];
-  const listeners = new Set<(m: ToParent) => void>();
-  const perChild = Math.ceil(CLIENTS / PROCS);
-  for (let p = 0; p < PROCS; p++) {
-    const count = Math.min(perChild, CLIENTS - p * perChild);
-    if (count <= 0) break;
-    const child = fork(fileURLToPath(import.meta.url), ['--subscribers'], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    child.on('message', (m) => {
-      for (const l of listeners) l(m as ToParent);
-    });
-    children.push(child);
-    const clients = Array.from({ length: count }, (_, i) => ({
-      pem: perNamespace[(p * perChild + i) % NAMESPACES]!,
-    }));
-    child.send({ type: 'start', port, clients } satisfies ToChild);
-  }
-  const collect = <T extends ToParent>(type: T['type'], count: number, timeoutMs: number): Promise<T[]> =>
-    new Promise((resolve, reject) => {
-      const got: T[] = [];
-      const timer = setTimeout(() => {
-        listeners.delete(listener);
-        reject(new Error(`timed out waiting for ${count} '${type}' messages (got ${got.length})`));
-      }, timeoutMs);
-      const listener = (m: ToParent): void => {
-        if (m.type !== type) return;
-        got.push(m as T);
-        if (got.length === count) {
-          clearTimeout(timer);
-          listeners.delete(listener);
-          resolve(got);
-        }
-      };
-      listeners.add(listener);
-    });
-
+  const pool = startSubscribers({
+    port,
+    controllerSpiffeId: controllerSpiffeId(TD),
+    marker: MARKER,
+    clients: Array.from({ length: CLIENTS }, (_, i) => perNamespace[i % NAMESPACES]!),
+    procs: PROCS,
+  });
+  const { children } = pool;
+  const collect = pool.collect.bind(pool);
   let cpu = process.cpuUsage();
   const cpuSince = (): string => {
     const d = process.cpuUsage(cpu);
@@ -303,7 +186,7 @@ async function runController(): Promise<void> {
     return `${((d.user + d.system) / 1e6).toFixed(2)} s`;
   };
   const connectStart = performance.now();
-  const connected = await collect<Extract<ToParent, { type: 'connected' }>>(
+  const connected = await collect<Extract<FromSubscribers, { type: 'connected' }>>(
     'connected',
     children.length,
     600_000,
@@ -317,7 +200,11 @@ async function runController(): Promise<void> {
   );
 
   const round = async (generation: number, change: () => void): Promise<number[]> => {
-    const waiting = collect<Extract<ToParent, { type: 'applied' }>>('applied', children.length, 60_000);
+    const waiting = collect<Extract<FromSubscribers, { type: 'applied' }>>(
+      'applied',
+      children.length,
+      60_000,
+    );
     const t0 = process.hrtime.bigint();
     change();
     const replies = await waiting;
@@ -375,9 +262,7 @@ async function runController(): Promise<void> {
   );
 
   clearInterval(sampler);
-  const stats = collect<Extract<ToParent, { type: 'stats' }>>('stats', children.length, 10_000);
-  for (const c of children) c.send({ type: 'stop' } satisfies ToChild);
-  const childStats = await stats;
+  const childStats = await pool.stop();
   console.log(
     `controller peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB, slow subscribers dropped: ${drops}; ` +
       `subscriber processes: CPU ${childStats.map((s) => `${s.cpuSeconds.toFixed(1)} s`).join(', ')}, ` +
@@ -387,5 +272,4 @@ async function runController(): Promise<void> {
   hub.close();
 }
 
-if (process.argv.includes('--subscribers')) runChild();
-else await runController();
+await runController();
