@@ -32,7 +32,7 @@ import type { Logger } from './json-log.ts';
 import { SupervisedInformer } from './kube/supervised-informer.ts';
 import { RESOURCES, type ResourceType } from './kube/resources.ts';
 import type { KubeObject } from './kube/object-cache.ts';
-import { apiCaSecretStore, apiTokenReviewer } from './kube-adapters.ts';
+import { apiCaSecretStore, apiConfigMapStore, apiTokenReviewer } from './kube-adapters.ts';
 import { electionIdentity, LeaderElector } from './leader-election.ts';
 import {
   conditionTime,
@@ -42,6 +42,7 @@ import {
   type RouteObject,
 } from './route-status.ts';
 import { StatusWriter, type RouteStatus } from './status-writer.ts';
+import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
 import { DEFAULT_AUDIENCE, renewAt, WorkloadCa, type IssuingCa, type RefusalCode } from './workload-ca.ts';
 
 export const DEFAULT_CONTROL_PLANE_NAMESPACE = 'sluice-system';
@@ -113,6 +114,7 @@ export class Controller {
   readonly #hub: ConfigHub;
   readonly #writer: StatusWriter;
   readonly #elector: LeaderElector;
+  readonly #bundles: TrustBundlePublisher;
   readonly #pushLatency = new Histogram(PUSH_LATENCY_BUCKETS);
   readonly #counters = {
     pushes: 0,
@@ -169,6 +171,12 @@ export class Controller {
       kubeConfig: options.kubeConfig,
       log: (message) => this.#log.warn(message, { component: 'status' }),
     });
+    this.#bundles = new TrustBundlePublisher({
+      store: apiConfigMapStore(options.kubeConfig),
+      controlPlane: options.namespace,
+      namespaces: () => this.#informers.namespaces.list().flatMap((ns) => ns.metadata?.name ?? []),
+      log: (message, fields) => this.#log.info(message, { component: 'trust-bundle', ...fields }),
+    });
     this.#elector = new LeaderElector({
       kubeConfig: options.kubeConfig,
       namespace: options.namespace,
@@ -179,9 +187,13 @@ export class Controller {
       ...(options.retryPeriodMs === undefined ? {} : { retryPeriodMs: options.retryPeriodMs }),
       onStartedLeading: (signal) => {
         this.#writer.start(signal);
+        this.#bundles.start(signal);
         this.#rebuild('became leader');
       },
-      onStoppedLeading: () => this.#writer.stop(),
+      onStoppedLeading: () => {
+        void this.#writer.stop();
+        this.#bundles.stop();
+      },
       log: (message) => this.#log.info(message, { component: 'leader-election' }),
     });
   }
@@ -234,6 +246,8 @@ export class Controller {
   #onChange(name: Watched, type: 'add' | 'update' | 'delete', object: KubeObject): void {
     if (type === 'delete') this.#hub.remove(object);
     else this.#hub.upsert(object);
+    if (name === 'namespaces' && type === 'add' && object.metadata?.name)
+      this.#bundles.namespaceAdded(object.metadata.name);
     if (MODEL_INPUTS.has(name)) this.#scheduleRebuild();
   }
 
@@ -313,6 +327,7 @@ export class Controller {
       }
     }
     if (!issuer || signal.aborted) return;
+    this.#bundles.setBundle(issuer.trustBundlePem);
     try {
       const identity = await this.#issueOwnIdentity(issuer);
       this.#credentials = new MeshTlsCredentials(identity);
@@ -555,6 +570,18 @@ export class Controller {
         'gauge',
         '1 while the watch is open',
         perInformer((i) => (i.stats.watching ? 1 : 0)),
+      ),
+      ...renderFamily(
+        'sluice_trust_bundle_writes_total',
+        'counter',
+        'Trust bundle ConfigMap checks by outcome',
+        [
+          { labels: { outcome: 'created' }, value: this.#bundles.stats.created },
+          { labels: { outcome: 'updated' }, value: this.#bundles.stats.updated },
+          { labels: { outcome: 'unchanged' }, value: this.#bundles.stats.unchanged },
+          { labels: { outcome: 'foreign' }, value: this.#bundles.stats.foreign },
+          { labels: { outcome: 'failed' }, value: this.#bundles.stats.failed },
+        ],
       ),
       ...renderFamily(
         'sluice_ca_certificates_total',

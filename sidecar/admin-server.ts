@@ -7,6 +7,8 @@ export interface AdminState {
   metrics: ProxyMetrics;
   view(): ProxyView | undefined;
   identity(): { spiffeId: string; notAfter: Date } | undefined;
+  /** Where config and identity come from, with their state. */
+  sources?(): Record<string, unknown>;
 }
 
 /** A JSON summary of what the proxy is running with (GET /config_dump). */
@@ -15,6 +17,7 @@ export function configDump(state: AdminState): unknown {
   const identity = state.identity();
   return {
     identity: identity ? { spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString() } : null,
+    sources: state.sources?.() ?? null,
     config: view
       ? {
           version: view.version,

@@ -11,6 +11,8 @@ export interface ConfigSource {
   readonly name: string;
   start(onView: (view: ProxyView) => void, onError: (err: Error) => void): void;
   stop(): void;
+  /** For /config_dump: the source's connection state, if it has one. */
+  readonly state?: unknown;
 }
 
 export interface StandaloneOptions {

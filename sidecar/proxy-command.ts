@@ -1,14 +1,23 @@
 import { parseArgs } from 'node:util';
 import { parseFlags, UsageError } from '../cli/usage-error.ts';
+import { controllerSpiffeId } from '../controller/config-protocol.ts';
 import { loadIdentityDir } from '../pki/identity-dir.ts';
-import { parseWorkloadSpiffeId } from '../pki/spiffe-id.ts';
-import { StandaloneConfigSource } from './config-source.ts';
-import { SidecarProxy } from './proxy.ts';
+import { parseSpiffeId, parseWorkloadSpiffeId } from '../pki/spiffe-id.ts';
+import { StandaloneConfigSource, type ConfigSource } from './config-source.ts';
+import { ControllerConfigSource } from './controller-config-source.ts';
+import { ControllerIdentity } from './controller-identity.ts';
+import { identityDirSource, SidecarProxy, type IdentitySource } from './proxy.ts';
 
 const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
+       sluice proxy --controller HOST:PORT --token-file FILE --ca-bundle-file FILE [options]
   --manifests DIR        standalone config: Kubernetes manifests (Services, EndpointSlices, Pods, routes)
   --identity DIR         cert.pem, key.pem, bundle.pem (see docs/identity-dir.md)
   --namespace NS         the pod's namespace (default: from the certificate's SPIFFE ID)
+  --controller HOST:PORT config stream and workload certificates from sluice controller (port 15012)
+  --token-file FILE      the pod's projected service-account token (audience sluice.dev/mesh)
+  --ca-bundle-file FILE  trust bundle to verify the controller (ConfigMap sluice-ca-root, key ca.crt)
+  --controller-identity ID  SPIFFE ID of the controller, default spiffe://TD/ns/sluice-system/sa/sluice-controller
+  --trust-domain TD      default cluster.local
   --mode MODE            inbound mTLS: PERMISSIVE (default) or STRICT
   --outbound-port N      default 15001    --inbound-port N   default 15006
   --admin-port N         default 15021    --bind ADDR        default ::
@@ -31,6 +40,11 @@ export async function main(args: string[]): Promise<number | undefined> {
       options: {
         manifests: { type: 'string' },
         identity: { type: 'string' },
+        controller: { type: 'string' },
+        'token-file': { type: 'string' },
+        'ca-bundle-file': { type: 'string' },
+        'controller-identity': { type: 'string' },
+        'trust-domain': { type: 'string' },
         namespace: { type: 'string' },
         mode: { type: 'string' },
         'outbound-port': { type: 'string' },
@@ -48,29 +62,16 @@ export async function main(args: string[]): Promise<number | undefined> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  if (!values.manifests)
-    throw new UsageError('proxy needs --manifests DIR (the controller source comes later)');
-  if (!values.identity) throw new UsageError('proxy needs --identity DIR');
   const mode = (values.mode ?? 'PERMISSIVE').toUpperCase();
   if (mode !== 'STRICT' && mode !== 'PERMISSIVE')
     throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
-  let identity;
-  try {
-    identity = await loadIdentityDir(values.identity);
-  } catch (err) {
-    throw new UsageError(`--identity ${values.identity}: ${(err as Error).message}`);
-  }
-  const workload = parseWorkloadSpiffeId(identity.spiffeId);
-  const namespace = values.namespace ?? workload.namespace;
   const log = (message: string): void =>
     void process.stderr.write(`${new Date().toISOString()} sluice-proxy ${message}\n`);
+  const { source, identity } =
+    values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
   const proxy = new SidecarProxy({
-    source: new StandaloneConfigSource({
-      dir: values.manifests,
-      namespace,
-      trustDomain: identity.trustDomain,
-    }),
-    identityDir: values.identity,
+    source,
+    identity,
     mode,
     outboundPort: port(values['outbound-port'], 15001, 'outbound-port'),
     inboundPort: port(values['inbound-port'], 15006, 'inbound-port'),
@@ -92,4 +93,83 @@ export async function main(args: string[]): Promise<number | undefined> {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
   return undefined;
+}
+
+interface SourceFlags {
+  manifests?: string | undefined;
+  identity?: string | undefined;
+  namespace?: string | undefined;
+  controller?: string | undefined;
+  'token-file'?: string | undefined;
+  'ca-bundle-file'?: string | undefined;
+  'controller-identity'?: string | undefined;
+  'trust-domain'?: string | undefined;
+}
+type Sources = { source: ConfigSource; identity: IdentitySource };
+
+async function standaloneSources(values: SourceFlags, log: (message: string) => void): Promise<Sources> {
+  for (const flag of ['token-file', 'ca-bundle-file', 'controller-identity'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --controller`);
+  }
+  if (!values.manifests) throw new UsageError('proxy needs --manifests DIR or --controller HOST:PORT');
+  if (!values.identity) throw new UsageError('proxy needs --identity DIR');
+  let identity;
+  try {
+    identity = await loadIdentityDir(values.identity);
+  } catch (err) {
+    throw new UsageError(`--identity ${values.identity}: ${(err as Error).message}`);
+  }
+  const workload = parseWorkloadSpiffeId(identity.spiffeId);
+  return {
+    source: new StandaloneConfigSource({
+      dir: values.manifests,
+      namespace: values.namespace ?? workload.namespace,
+      trustDomain: identity.trustDomain,
+    }),
+    identity: identityDirSource(values.identity, log),
+  };
+}
+
+function controllerSources(values: SourceFlags, log: (message: string) => void): Sources {
+  if (values.namespace !== undefined) {
+    throw new UsageError('--namespace goes with --manifests (with --controller the certificate names it)');
+  }
+  for (const flag of ['manifests', 'identity'] as const) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(
+        `--${flag} and --controller are alternatives: use --manifests/--identity or --controller`,
+      );
+    }
+  }
+  const address = values.controller!;
+  const tokenFile = values['token-file'];
+  const caBundleFile = values['ca-bundle-file'];
+  if (!tokenFile) throw new UsageError('--controller needs --token-file FILE (the projected token)');
+  if (!caBundleFile) throw new UsageError('--controller needs --ca-bundle-file FILE (the trust bundle)');
+  const expected =
+    values['controller-identity'] ?? controllerSpiffeId(values['trust-domain'] ?? 'cluster.local');
+  try {
+    parseSpiffeId(expected);
+  } catch (err) {
+    throw new UsageError(`--controller-identity: ${(err as Error).message}`);
+  }
+  try {
+    const identity = new ControllerIdentity({
+      address,
+      tokenFile,
+      caBundleFile,
+      controllerSpiffeId: expected,
+      log,
+    });
+    return {
+      identity,
+      source: new ControllerConfigSource({
+        address,
+        identity: () => identity.current,
+        controllerSpiffeId: expected,
+      }),
+    };
+  } catch (err) {
+    throw new UsageError(`--controller: ${(err as Error).message}`);
+  }
 }

@@ -13,9 +13,37 @@ import { UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
 
+/** Where the workload identity comes from: an identity directory or the controller's CA. */
+export interface IdentitySource {
+  readonly name: string;
+  /** Resolves with the first identity; rotated ones go to onRotated. */
+  start(onRotated: (identity: Identity) => void): Promise<Identity>;
+  stop(): void;
+  /** For /config_dump. */
+  readonly state?: unknown;
+}
+
+/** An identity directory, watched for rotation (the previous identity stays when the files are unusable). */
+export function identityDirSource(dir: string, log: (message: string) => void): IdentitySource {
+  let watcher: IdentityWatcher | undefined;
+  return {
+    name: 'directory',
+    async start(onRotated) {
+      const identity = await loadIdentityDir(dir);
+      watcher = watchIdentityDir(dir, {
+        initial: identity,
+        onChange: onRotated,
+        onError: (err) => log(`identity directory unusable, keeping the current certificate: ${err.message}`),
+      });
+      return identity;
+    },
+    stop: () => watcher?.close(),
+  };
+}
+
 export interface ProxyOptions {
   source: ConfigSource;
-  identityDir: string;
+  identity: IdentitySource;
   mode: MtlsMode;
   outboundPort: number;
   inboundPort: number;
@@ -36,7 +64,6 @@ export class SidecarProxy {
   readonly #o: ProxyOptions;
   #view: ProxyView | undefined;
   #credentials: MeshTlsCredentials | undefined;
-  #identityWatcher: IdentityWatcher | undefined;
   #draining = false;
   readonly #pools: UpstreamPools;
   readonly #servers: net.Server[] = [];
@@ -62,27 +89,29 @@ export class SidecarProxy {
       metrics: this.metrics,
       view: () => this.#view,
       identity: () => this.#credentials?.identity,
+      sources: () => ({
+        config: { name: o.source.name, ...stateOf(o.source.state) },
+        identity: { name: o.identity.name, ...stateOf(o.identity.state) },
+      }),
       ready: () => {
         if (this.#draining) return { ok: false, reason: 'draining' };
         if (!this.#credentials) return { ok: false, reason: 'no workload certificate loaded' };
-        if (!this.#view) return { ok: false, reason: 'no configuration loaded' };
+        if (this.#credentials.identity.notAfter.getTime() <= Date.now()) {
+          return { ok: false, reason: 'workload certificate expired' };
+        }
+        if (!this.#view) return { ok: false, reason: `no configuration loaded from ${o.source.name}` };
         return { ok: true, reason: `ready (config version ${this.#view.version})` };
       },
     });
     await listen(this.#admin, o.adminPort, o.bind);
 
-    const identity = await loadIdentityDir(o.identityDir);
+    const identity = await o.identity.start((next) => {
+      this.#credentials?.update(next);
+      this.#pools.reset();
+      o.log(`identity rotated: ${next.spiffeId} valid until ${next.notAfter.toISOString()}`);
+    });
     this.#credentials = new MeshTlsCredentials(identity);
     o.log(`identity ${identity.spiffeId} valid until ${identity.notAfter.toISOString()}`);
-    this.#identityWatcher = watchIdentityDir(o.identityDir, {
-      initial: identity,
-      onChange: (next) => {
-        this.#credentials?.update(next);
-        this.#pools.reset();
-        o.log(`identity rotated: ${next.spiffeId} valid until ${next.notAfter.toISOString()}`);
-      },
-      onError: (err) => o.log(`identity directory unusable, keeping the current certificate: ${err.message}`),
-    });
 
     o.source.start(
       (view) => {
@@ -132,7 +161,7 @@ export class SidecarProxy {
 
   stop(): void {
     this.#o.source.stop();
-    this.#identityWatcher?.close();
+    this.#o.identity.stop();
     this.#pools.destroy();
     for (const s of this.#servers) s.close();
     for (const h of this.#httpServers) {
@@ -142,6 +171,10 @@ export class SidecarProxy {
     this.#admin?.closeAllConnections();
     this.#admin?.close();
   }
+}
+
+function stateOf(state: unknown): Record<string, unknown> {
+  return typeof state === 'object' && state !== null ? { ...state } : {};
 }
 
 function listen(server: net.Server | http.Server, port: number, host: string): Promise<void> {

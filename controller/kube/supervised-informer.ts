@@ -357,6 +357,7 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
 
   /** List items come without apiVersion and kind; watch events have them. Give both the same shape. */
   #typed(item: KubeObject): T {
+    dropBookkeeping(item);
     if (item.apiVersion !== undefined && item.kind !== undefined) return item as T;
     return { apiVersion: apiVersionOf(this.#resource), kind: this.#resource.kind, ...item } as T;
   }
@@ -495,4 +496,18 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
     const key = meta?.namespace ? `${meta.namespace}/${meta.name ?? ''}` : (meta?.name ?? '');
     this.#log(`informer ${this.name}: listener failed on ${change.type} ${key}: ${errorLine(error)}`);
   }
+}
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * Drops what no consumer of the cache reads but can be most of an object's size: managedFields (server-side
+ * apply and every status write grow it) and kubectl's last-applied copy of the whole object.
+ */
+function dropBookkeeping(item: KubeObject): void {
+  const metadata = item.metadata as
+    { managedFields?: unknown; annotations?: Record<string, string> } | undefined;
+  if (!metadata) return;
+  delete metadata.managedFields;
+  if (metadata.annotations && LAST_APPLIED in metadata.annotations) delete metadata.annotations[LAST_APPLIED];
 }

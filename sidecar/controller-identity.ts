@@ -1,0 +1,324 @@
+// The sidecar's workload identity from the controller's CA: a fresh P-256 key and CSR, POST /v1/certificate
+// with the pod's projected service-account token, over TLS that checks the controller against the mounted
+// trust bundle (ConfigMap sluice-ca-root) and its SPIFFE ID. Renewed at renewAt(); a failed request is
+// retried with jittered exponential backoff while the current certificate stays in use until it expires.
+// The token and bundle files are read again for every request: the kubelet rotates both.
+import http2 from 'node:http2';
+import { open } from 'node:fs/promises';
+import { CERTIFICATE_PATH } from '../controller/certificate-endpoint.ts';
+import { CONFIG_PORT } from '../controller/config-protocol.ts';
+import { renewAt } from '../controller/workload-ca.ts';
+import { createCsr } from '../pki/csr.ts';
+import { parseIdentity, type Identity } from '../pki/identity.ts';
+import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
+import { parseSpiffeId } from '../pki/spiffe-id.ts';
+import { checkServerSpiffeId } from '../pki/tls-options.ts';
+import type { IdentitySource } from './proxy.ts';
+
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, HTTP2_HEADER_AUTHORIZATION } =
+  http2.constants;
+const MAX_FILE_BYTES = 64 * 1024;
+const MAX_ANSWER_BYTES = 256 * 1024;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface ControllerIdentityOptions {
+  /** The controller: "host:port" or "host" (port 15012). */
+  readonly address: string;
+  /** The projected service-account token (audience sluice.dev/mesh). */
+  readonly tokenFile: string;
+  /** PEM trust bundle the controller's certificate must chain to. */
+  readonly caBundleFile: string;
+  /** SPIFFE ID the controller must present. */
+  readonly controllerSpiffeId: string;
+  readonly log: (message: string) => void;
+  /** Retry backoff, doubled per failure with jitter; default 1 s to 30 s. */
+  readonly backoffMinMs?: number;
+  readonly backoffMaxMs?: number;
+  /** Deadline of one certificate request; default 15 s. */
+  readonly requestTimeoutMs?: number;
+  readonly random?: () => number;
+}
+
+/** What the admin endpoint shows about the identity source. */
+export interface ControllerIdentityState {
+  readonly address: string;
+  readonly spiffeId: string | undefined;
+  readonly notAfter: string | undefined;
+  readonly nextRequest: string | undefined;
+  readonly issued: number;
+  readonly failures: number;
+  readonly lastError: string | undefined;
+}
+
+/** The authority to connect to: "https://host:port", with the default port filled in. */
+export function controllerUrl(address: string): string {
+  const bad = new Error(`controller address ${JSON.stringify(address)} is not host[:port]`);
+  // A non-special scheme keeps an explicit :443 (https:// would drop it as the default port).
+  let url: URL;
+  try {
+    url = new URL(address.replace(/^https:\/\//i, 'sluice://'));
+  } catch {
+    try {
+      url = new URL(`sluice://${address}`);
+    } catch {
+      throw bad;
+    }
+  }
+  if (url.protocol !== 'sluice:' || url.hostname === '' || url.username !== '') throw bad;
+  if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') throw bad;
+  return `https://${url.hostname}:${url.port === '' ? CONFIG_PORT : url.port}`;
+}
+
+/** Delay before retry number `attempt` (0-based): half fixed, half random, so sidecars spread out. */
+export function retryDelayMs(attempt: number, minMs: number, maxMs: number, random: () => number): number {
+  const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return base / 2 + Math.min(Math.max(random(), 0), 1) * (base / 2);
+}
+
+/**
+ * Turns the controller's answer into an identity with our key, or a one-line reason it is not one. The
+ * certificate must chain to the bundle in the answer, match the key, and be in the controller's trust domain.
+ */
+export function identityFromAnswer(
+  status: number,
+  body: string,
+  keyPem: string,
+  trustDomain: string,
+  now = new Date(),
+): Identity | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return `controller answered ${status} with a body that is not JSON`;
+  }
+  const answer = typeof value === 'object' && value !== null && !Array.isArray(value) ? value : {};
+  const field = (name: string): string | undefined => {
+    const v = (answer as Record<string, unknown>)[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+  if (status !== 200) {
+    const why = [field('error'), field('message')].filter((s) => s).join(': ');
+    return `controller answered ${status}${why ? `: ${why.split('\n', 1)[0]!.slice(0, 300)}` : ''}`;
+  }
+  const certPem = field('certChain');
+  const bundlePem = field('trustBundle');
+  if (!certPem || !bundlePem) return 'controller answer has no certChain or trustBundle';
+  let identity: Identity;
+  try {
+    identity = parseIdentity({ certPem, keyPem, bundlePem }, now);
+  } catch (err) {
+    return `controller answer unusable: ${(err as Error).message}`;
+  }
+  if (identity.trustDomain !== trustDomain) {
+    return `certificate is for trust domain ${identity.trustDomain}, expected ${trustDomain}`;
+  }
+  return identity;
+}
+
+async function readSmallFile(path: string, what: string): Promise<string> {
+  let file;
+  try {
+    file = await open(path, 'r');
+  } catch (err) {
+    throw new Error(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+      cause: err,
+    });
+  }
+  try {
+    if ((await file.stat()).size > MAX_FILE_BYTES) throw new Error(`${what} ${path} is too large`);
+    return await file.readFile('utf8');
+  } finally {
+    await file.close();
+  }
+}
+
+/** Keeps a workload certificate from the controller's CA current. */
+export class ControllerIdentity implements IdentitySource {
+  readonly name = 'controller';
+  readonly #o: ControllerIdentityOptions;
+  readonly #url: string;
+  readonly #trustDomain: string;
+  #current: Identity | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #nextAt: Date | undefined;
+  #session: http2.ClientHttp2Session | undefined;
+  #attempt = 0;
+  #issued = 0;
+  #failures = 0;
+  #lastError: string | undefined;
+  #stopped = false;
+  #onRotated: ((identity: Identity) => void) | undefined;
+  readonly #first: Promise<Identity>;
+  #resolveFirst: ((identity: Identity) => void) | undefined;
+  #rejectFirst: ((error: Error) => void) | undefined;
+
+  constructor(options: ControllerIdentityOptions) {
+    this.#o = options;
+    this.#url = controllerUrl(options.address);
+    this.#trustDomain = parseSpiffeId(options.controllerSpiffeId).trustDomain;
+    this.#first = new Promise((resolve, reject) => {
+      this.#resolveFirst = resolve;
+      this.#rejectFirst = reject;
+    });
+    this.#first.catch(() => undefined); // a stop before the first certificate is not an unhandled rejection
+  }
+
+  get current(): Identity | undefined {
+    return this.#current;
+  }
+
+  get state(): ControllerIdentityState {
+    return {
+      address: this.#url,
+      spiffeId: this.#current?.spiffeId,
+      notAfter: this.#current?.notAfter.toISOString(),
+      nextRequest: this.#nextAt?.toISOString(),
+      issued: this.#issued,
+      failures: this.#failures,
+      lastError: this.#lastError,
+    };
+  }
+
+  /**
+   * Requests the first certificate (retrying until it gets one); resolves with it, rejects on stop().
+   * Renewed certificates go to onRotated.
+   */
+  start(onRotated?: (identity: Identity) => void): Promise<Identity> {
+    this.#onRotated = onRotated;
+    if (this.#nextAt === undefined && !this.#stopped) this.#schedule(0);
+    return this.#first;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#session?.destroy();
+    this.#rejectFirst?.(new Error('stopped before a workload certificate was issued'));
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    const delay = Math.min(Math.max(0, delayMs), MAX_TIMER_MS);
+    this.#nextAt = new Date(Date.now() + delay);
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#renew(), delay);
+    // Before the first certificate the timer keeps the process alive; after it, the listeners do.
+    if (this.#current) this.#timer.unref();
+  }
+
+  async #renew(): Promise<void> {
+    let identity: Identity;
+    try {
+      identity = await this.#request();
+    } catch (err) {
+      if (this.#stopped) return;
+      this.#failures++;
+      this.#lastError = (err as Error).message;
+      const delay = retryDelayMs(
+        this.#attempt++,
+        this.#o.backoffMinMs ?? 1000,
+        this.#o.backoffMaxMs ?? 30_000,
+        this.#o.random ?? Math.random,
+      );
+      const current = this.#current;
+      const keeping = current
+        ? current.notAfter.getTime() > Date.now()
+          ? `; keeping the current certificate (valid until ${current.notAfter.toISOString()})`
+          : '; the current certificate has expired'
+        : '';
+      this.#o.log(
+        `workload certificate request failed: ${this.#lastError}${keeping}; retry in ${Math.round(delay)} ms`,
+      );
+      this.#schedule(delay);
+      return;
+    }
+    if (this.#stopped) return;
+    this.#attempt = 0;
+    this.#issued++;
+    this.#lastError = undefined;
+    const first = this.#current === undefined;
+    this.#current = identity;
+    this.#o.log(
+      `workload certificate ${first ? 'issued' : 'renewed'}: ${identity.spiffeId} valid until ${identity.notAfter.toISOString()}`,
+    );
+    this.#schedule(renewAt(identity.notBefore, identity.notAfter).getTime() - Date.now());
+    if (first) this.#resolveFirst?.(identity);
+    else this.#onRotated?.(identity);
+  }
+
+  async #request(): Promise<Identity> {
+    const [token, bundlePem] = await Promise.all([
+      readSmallFile(this.#o.tokenFile, 'token file'),
+      readSmallFile(this.#o.caBundleFile, 'trust bundle file'),
+    ]);
+    if (token.trim() === '') throw new Error(`token file ${this.#o.tokenFile} is empty`);
+    const keys = await generateKeyPair();
+    const keyPem = await privateKeyToPem(keys.privateKey);
+    const csr = await createCsr({ keys });
+    const { status, body } = await this.#post(token.trim(), bundlePem, JSON.stringify({ csr }));
+    const result = identityFromAnswer(status, body, keyPem, this.#trustDomain);
+    if (typeof result === 'string') throw new Error(result);
+    return result;
+  }
+
+  #post(token: string, bundlePem: string, payload: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      let session: http2.ClientHttp2Session;
+      try {
+        session = http2.connect(this.#url, {
+          ca: bundlePem,
+          minVersion: 'TLSv1.3',
+          checkServerIdentity: checkServerSpiffeId(this.#o.controllerSpiffeId),
+          ALPNProtocols: ['h2'],
+        });
+      } catch (err) {
+        reject(new Error(`cannot connect to ${this.#url}: ${(err as Error).message}`));
+        return;
+      }
+      this.#session = session;
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined = undefined;
+      const finish = (error: Error | undefined, answer?: { status: number; body: string }): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        session.destroy();
+        if (this.#session === session) this.#session = undefined;
+        if (error) reject(error);
+        else resolve(answer!);
+      };
+      const timeoutMs = this.#o.requestTimeoutMs ?? 15_000;
+      timer = setTimeout(
+        () => finish(new Error(`no answer from ${this.#url} in ${timeoutMs / 1000} s`)),
+        timeoutMs,
+      );
+      session.on('error', (err: Error) =>
+        finish(new Error(`connection to ${this.#url} failed: ${err.message}`)),
+      );
+      session.on('close', () => finish(new Error(`connection to ${this.#url} closed before an answer`)));
+      const req = session.request({
+        [HTTP2_HEADER_METHOD]: 'POST',
+        [HTTP2_HEADER_PATH]: CERTIFICATE_PATH,
+        [HTTP2_HEADER_AUTHORIZATION]: `Bearer ${token}`,
+        'content-type': 'application/json',
+      });
+      let status = 0;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('response', (headers) => (status = Number(headers[HTTP2_HEADER_STATUS])));
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) finish(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`));
+        else chunks.push(chunk);
+      });
+      req.on('end', () => finish(undefined, { status, body: Buffer.concat(chunks).toString('utf8') }));
+      req.on('error', (err: Error) => {
+        const cause = err.cause instanceof Error ? err.cause : err;
+        finish(new Error(`request to ${this.#url} failed: ${cause.message}`));
+      });
+      req.on('close', () => finish(new Error(`stream to ${this.#url} closed before an answer`)));
+      req.end(payload);
+    });
+  }
+}

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { createCa, issueWorkloadCert, loadCa } from '../../pki/ca.ts';
+import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
+import { controllerUrl, identityFromAnswer, retryDelayMs } from '../../sidecar/controller-identity.ts';
+
+describe('controller identity (pure parts)', function () {
+  it('controllerUrl fills in the port and refuses what is not host[:port]', function () {
+    assert.equal(controllerUrl('10.0.0.1:15012'), 'https://10.0.0.1:15012');
+    assert.equal(
+      controllerUrl('sluice-controller.sluice-system'),
+      'https://sluice-controller.sluice-system:15012',
+    );
+    assert.equal(controllerUrl('[fd00::1]:9'), 'https://[fd00::1]:9');
+    assert.equal(controllerUrl('https://ctl:443'), 'https://ctl:443');
+    for (const bad of ['', 'a b', 'ctl:99999', 'ctl/path', 'user@ctl']) {
+      assert.throws(() => controllerUrl(bad), /is not host\[:port\]/, bad);
+    }
+  });
+
+  it('retryDelayMs doubles per attempt up to the cap, half of it jittered', function () {
+    assert.equal(
+      retryDelayMs(0, 1000, 30_000, () => 0),
+      500,
+    );
+    assert.equal(
+      retryDelayMs(0, 1000, 30_000, () => 1),
+      1000,
+    );
+    assert.equal(
+      retryDelayMs(3, 1000, 30_000, () => 0.5),
+      6000,
+    );
+    assert.equal(
+      retryDelayMs(50, 1000, 30_000, () => 1),
+      30_000,
+    );
+    assert.equal(
+      retryDelayMs(50, 1000, 30_000, () => 7),
+      30_000,
+      'a bad random source is clamped',
+    );
+  });
+
+  describe('identityFromAnswer', function () {
+    let keyPem = '';
+    let certChain = '';
+    let trustBundle = '';
+
+    before(async function () {
+      const caPem = await createCa({ trustDomain: 'cluster.local' });
+      const ca = await loadCa(caPem);
+      const keys = await generateKeyPair();
+      keyPem = await privateKeyToPem(keys.privateKey);
+      certChain = await issueWorkloadCert({
+        ca,
+        spiffeId: 'spiffe://cluster.local/ns/app/sa/web',
+        publicKey: keys.publicKey,
+        validityHours: 1,
+      });
+      trustBundle = caPem.certPem;
+    });
+
+    it('accepts a certificate for our key', function () {
+      const identity = identityFromAnswer(
+        200,
+        JSON.stringify({ certChain, trustBundle }),
+        keyPem,
+        'cluster.local',
+      );
+      assert.ok(typeof identity !== 'string', typeof identity === 'string' ? identity : '');
+      assert.equal(identity.spiffeId, 'spiffe://cluster.local/ns/app/sa/web');
+    });
+
+    it('refuses a certificate for another key or trust domain', async function () {
+      const other = await privateKeyToPem((await generateKeyPair()).privateKey);
+      const body = JSON.stringify({ certChain, trustBundle });
+      assert.match(identityFromAnswer(200, body, other, 'cluster.local') as string, /does not match/);
+      assert.match(
+        identityFromAnswer(200, body, keyPem, 'example.org') as string,
+        /trust domain cluster.local/,
+      );
+    });
+
+    it('turns refusals and garbage into one-line reasons, never a throw', function () {
+      const refusal = JSON.stringify({ error: 'Unauthenticated', message: 'token expired\nmore' });
+      assert.equal(
+        identityFromAnswer(401, refusal, keyPem, 'cluster.local'),
+        'controller answered 401: Unauthenticated: token expired',
+      );
+      assert.equal(
+        identityFromAnswer(502, '<html>', keyPem, 'cluster.local'),
+        'controller answered 502 with a body that is not JSON',
+      );
+      for (const body of ['null', '[]', '{}', '{"certChain":5}', '{"certChain":"x","trustBundle":"y"}']) {
+        const result = identityFromAnswer(200, body, keyPem, 'cluster.local');
+        assert.equal(typeof result, 'string', body);
+        assert.ok(!(result as string).includes('\n'), body);
+      }
+    });
+  });
+});
