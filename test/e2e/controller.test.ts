@@ -16,14 +16,19 @@ import { checkServerSpiffeId } from '../../pki/tls-options.ts';
 import { ControllerConfigSource } from '../../sidecar/controller-config-source.ts';
 import {
   apply,
+  CONTROL_NAMESPACE,
+  controllerRollout,
+  deployController,
   ensureGatewayApiCrds,
+  getJson,
+  plainService,
+  removeController,
   eventually,
   kubectl,
   requireCluster,
   testNamespace,
 } from '../support/kube.ts';
 
-const CONTROL_NS = 'sluice-system';
 const AUDIENCE = 'sluice.dev/mesh';
 const TRUST_DOMAIN = 'cluster.local';
 const SELECTOR = 'app.kubernetes.io/name=sluice-controller';
@@ -39,15 +44,6 @@ interface ParentStatus {
   controllerName: string;
   parentRef: { kind?: string; name: string };
   conditions: Condition[];
-}
-
-function service(name: string): object {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name },
-    spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-  };
 }
 
 function httpRoute(name: string, backend: string, extraParents: object[] = []): object {
@@ -78,12 +74,8 @@ function sleeperPod(name: string, serviceAccount: string): object {
   };
 }
 
-async function json(args: readonly string[]): Promise<Record<string, unknown>> {
-  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as Record<string, unknown>;
-}
-
 async function parents(namespace: string, route: string): Promise<ParentStatus[]> {
-  const obj = await json(['-n', namespace, 'get', 'httproute', route]);
+  const obj = await getJson(['-n', namespace, 'get', 'httproute', route]);
   const status = obj.status as { parents?: ParentStatus[] } | undefined;
   return status?.parents ?? [];
 }
@@ -171,7 +163,7 @@ async function token(
 }
 
 async function controllerPods(): Promise<{ name: string; ip: string; ready: boolean }[]> {
-  const list = await json(['-n', CONTROL_NS, 'get', 'pods', '-l', SELECTOR]);
+  const list = await getJson(['-n', CONTROL_NAMESPACE, 'get', 'pods', '-l', SELECTOR]);
   const items = list.items as {
     metadata: { name: string; deletionTimestamp?: string };
     status: { podIP?: string; conditions?: { type: string; status: string }[] };
@@ -183,12 +175,6 @@ async function controllerPods(): Promise<{ name: string; ip: string; ready: bool
       ip: p.status.podIP ?? '',
       ready: p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
     }));
-}
-
-async function rollout(): Promise<void> {
-  await kubectl(['-n', CONTROL_NS, 'rollout', 'status', 'deployment/sluice-controller', '--timeout=180s'], {
-    timeoutMs: 190_000,
-  });
 }
 
 describe('controller deployed from manifests/', function () {
@@ -204,16 +190,13 @@ describe('controller deployed from manifests/', function () {
   before(async function () {
     await requireCluster();
     await ensureGatewayApiCrds();
-    await kubectl(['apply', '-k', 'manifests/'], { timeoutMs: 60_000 });
-    // Re-importing sluice:dev does not replace running pods: restart them so the suite tests this checkout.
-    await kubectl(['-n', CONTROL_NS, 'rollout', 'restart', 'deployment/sluice-controller']);
-    await rollout();
+    await deployController();
     ns = await testNamespace('ctl');
-    const secret = await json(['-n', CONTROL_NS, 'get', 'secret', 'sluice-ca']);
+    const secret = await getJson(['-n', CONTROL_NAMESPACE, 'get', 'secret', 'sluice-ca']);
     bundlePem = Buffer.from((secret.data as Record<string, string>)['ca.crt']!, 'base64').toString('utf8');
-    const svc = await json(['-n', CONTROL_NS, 'get', 'service', 'sluice-controller']);
+    const svc = await getJson(['-n', CONTROL_NAMESPACE, 'get', 'service', 'sluice-controller']);
     serviceAddress = hostPort((svc.spec as { clusterIP: string }).clusterIP, 15012);
-    await apply([service('svc'), service('v1')], ns.name);
+    await apply([plainService('svc'), plainService('v1')], ns.name);
     await kubectl(['-n', ns.name, 'create', 'serviceaccount', 'workload']);
     await apply([sleeperPod('workload', 'workload')], ns.name);
   });
@@ -221,8 +204,7 @@ describe('controller deployed from manifests/', function () {
   after(async function () {
     source?.stop();
     await ns?.delete();
-    // Other suites write route status as sluice.dev/mesh themselves: leave no controller behind.
-    await kubectl(['delete', '-k', 'manifests/', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+    await removeController();
   });
 
   it('marks a route with a Service parent Accepted and ResolvedRefs', async function () {
@@ -389,7 +371,7 @@ describe('controller deployed from manifests/', function () {
     const oldPods = (await controllerPods()).map((p) => p.name);
     const disconnectsBefore = source.state.disconnects;
 
-    await kubectl(['-n', CONTROL_NS, 'delete', 'pods', '-l', SELECTOR, '--wait=false']);
+    await kubectl(['-n', CONTROL_NAMESPACE, 'delete', 'pods', '-l', SELECTOR, '--wait=false']);
     await eventually(
       'replacement pods ready',
       async () => {
@@ -399,7 +381,7 @@ describe('controller deployed from manifests/', function () {
       },
       180_000,
     );
-    await rollout();
+    await controllerRollout();
     // A change made after the restart reaches the sidecar through a new stream and is written to status.
     await apply([httpRoute('after-restart', 'v1')], ns!.name);
     await eventually(

@@ -17,18 +17,16 @@ import {
 } from '../../controller/status-writer.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import { buildMeshModel } from '../../mesh-model/translate.ts';
-import { apply, ensureGatewayApiCrds, kubectl, requireCluster, testNamespace } from '../support/kube.ts';
+import {
+  apply,
+  ensureGatewayApiCrds,
+  kubectl,
+  plainService,
+  requireCluster,
+  testNamespace,
+} from '../support/kube.ts';
 
 const GATEWAY_CONTROLLER = 'example.net/gateway-controller';
-
-function service(name: string): object {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name },
-    spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-  };
-}
 
 function route(kind: 'HTTPRoute' | 'GRPCRoute', name: string): object {
   return {
@@ -103,7 +101,7 @@ describe('route status writer on the local cluster', function () {
     await ensureGatewayApiCrds();
     ns = await testNamespace('status');
     await apply(
-      [service('svc'), service('v1'), route('HTTPRoute', 'web'), route('GRPCRoute', 'rpc')],
+      [plainService('svc'), plainService('v1'), route('HTTPRoute', 'web'), route('GRPCRoute', 'rpc')],
       ns.name,
     );
     services = await Promise.all(['svc', 'v1'].map((name) => get('service', name)));

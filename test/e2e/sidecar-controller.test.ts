@@ -10,18 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   apply,
+  CONTROL_NAMESPACE,
+  deployController,
   ensureGatewayApiCrds,
+  getJson,
+  plainService,
+  removeController,
   eventually,
   kubectl,
   requireCluster,
   testNamespace,
 } from '../support/kube.ts';
-
-const CONTROL_NS = 'sluice-system';
-
-async function json(args: readonly string[]): Promise<Record<string, unknown>> {
-  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as Record<string, unknown>;
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -43,15 +42,6 @@ function httpRoute(name: string): object {
       parentRefs: [{ group: '', kind: 'Service', name: 'svc', port: 80 }],
       rules: [{ backendRefs: [{ name: 'v1', port: 80 }] }],
     },
-  };
-}
-
-function service(name: string): object {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name },
-    spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
   };
 }
 
@@ -83,16 +73,12 @@ describe('sluice proxy --controller (host process)', function () {
   before(async function () {
     await requireCluster();
     await ensureGatewayApiCrds();
-    await kubectl(['apply', '-k', 'manifests/'], { timeoutMs: 60_000 });
-    await kubectl(['-n', CONTROL_NS, 'rollout', 'restart', 'deployment/sluice-controller']);
-    await kubectl(['-n', CONTROL_NS, 'rollout', 'status', 'deployment/sluice-controller', '--timeout=180s'], {
-      timeoutMs: 190_000,
-    });
+    await deployController();
     ns = await testNamespace('sc');
     dir = mkdtempSync(join(tmpdir(), 'sluice-sidecar-controller-'));
-    const secret = await json(['-n', CONTROL_NS, 'get', 'secret', 'sluice-ca']);
+    const secret = await getJson(['-n', CONTROL_NAMESPACE, 'get', 'secret', 'sluice-ca']);
     bundleFromSecret = Buffer.from((secret.data as Record<string, string>)['ca.crt']!, 'base64').toString();
-    await apply([service('svc'), service('v1'), httpRoute('first')], ns.name);
+    await apply([plainService('svc'), plainService('v1'), httpRoute('first')], ns.name);
     await kubectl(['-n', ns.name, 'create', 'serviceaccount', 'workload']);
     await apply(
       [
@@ -123,12 +109,12 @@ describe('sluice proxy --controller (host process)', function () {
     child?.kill('SIGTERM');
     if (dir) rmSync(dir, { recursive: true, force: true });
     await ns?.delete();
-    await kubectl(['delete', '-k', 'manifests/', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+    await removeController();
   });
 
   it('publishes the trust bundle ConfigMap in the test namespace', async function () {
     let seen = 'no ConfigMap';
-    await eventually(`ConfigMap sluice-ca-root with the bundle of ${CONTROL_NS}`, async () => {
+    await eventually(`ConfigMap sluice-ca-root with the bundle of ${CONTROL_NAMESPACE}`, async () => {
       const { code, stdout } = await kubectl(
         ['-n', ns!.name, 'get', 'configmap', 'sluice-ca-root', '-o', 'json'],
         { okCodes: [1] },
@@ -140,14 +126,14 @@ describe('sluice proxy --controller (host process)', function () {
       };
       const owner = cm.metadata.annotations?.['sluice.dev/control-plane'];
       seen = `owner ${owner ?? 'none'}, ${cm.data?.['ca.crt'] === bundleFromSecret ? 'same' : 'another'} bundle`;
-      return owner === CONTROL_NS && cm.data?.['ca.crt'] === bundleFromSecret ? true : undefined;
+      return owner === CONTROL_NAMESPACE && cm.data?.['ca.crt'] === bundleFromSecret ? true : undefined;
     }).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}; last seen: ${seen}`);
     });
   });
 
   it('gets a certificate and config from the controller, and follows a route change', async function () {
-    const cm = await json(['-n', ns!.name, 'get', 'configmap', 'sluice-ca-root']);
+    const cm = await getJson(['-n', ns!.name, 'get', 'configmap', 'sluice-ca-root']);
     const bundleFile = join(dir, 'ca.crt');
     writeFileSync(bundleFile, (cm.data as Record<string, string>)['ca.crt']!);
     const { stdout: token } = await kubectl([
@@ -167,7 +153,7 @@ describe('sluice proxy --controller (host process)', function () {
     ]);
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, token.trim());
-    const svc = await json(['-n', CONTROL_NS, 'get', 'service', 'sluice-controller']);
+    const svc = await getJson(['-n', CONTROL_NAMESPACE, 'get', 'service', 'sluice-controller']);
     const ip = (svc.spec as { clusterIP: string }).clusterIP;
     const address = isIP(ip) === 6 ? `[${ip}]:15012` : `${ip}:15012`;
     adminPort = await freePort();

@@ -86,3 +86,39 @@ export async function ensureGatewayApiCrds(): Promise<void> {
     timeoutMs: 70_000,
   });
 }
+
+/** `kubectl get ... -o json`, parsed. */
+export async function getJson(args: readonly string[]): Promise<Record<string, unknown>> {
+  return JSON.parse((await kubectl([...args, '-o', 'json'])).stdout) as Record<string, unknown>;
+}
+
+/** A Service without a selector (port 80 → 8080): a route parent or backend that needs no pods. */
+export function plainService(name: string): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+  };
+}
+
+export const CONTROL_NAMESPACE = 'sluice-system';
+
+/** Applies manifests/ as a user would and waits for the controller; restarts it so it runs this checkout's image. */
+export async function deployController(): Promise<void> {
+  await kubectl(['apply', '-k', 'manifests/'], { timeoutMs: 60_000 });
+  await kubectl(['-n', CONTROL_NAMESPACE, 'rollout', 'restart', 'deployment/sluice-controller']);
+  await controllerRollout();
+}
+
+export async function controllerRollout(): Promise<void> {
+  await kubectl(
+    ['-n', CONTROL_NAMESPACE, 'rollout', 'status', 'deployment/sluice-controller', '--timeout=180s'],
+    { timeoutMs: 190_000 },
+  );
+}
+
+/** Other suites write route status as sluice.dev/mesh themselves: leave no controller behind. */
+export async function removeController(): Promise<void> {
+  await kubectl(['delete', '-k', 'manifests/', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
+}
