@@ -269,6 +269,8 @@ export class StatusWriter {
   readonly #o: StatusWriterOptions;
   readonly #api: CustomObjectsApi;
   readonly #queue: CoalescingQueue<WriteRequest>;
+  /** Per route: the resourceVersion our last write started from, and the object it returned. */
+  readonly #written = new Map<string, { from: string; object: RouteObject }>();
   readonly #bucket: TokenBucket;
   readonly #counts = {
     get: 0,
@@ -394,7 +396,7 @@ export class StatusWriter {
     const where = `${ref.kind} ${ref.namespace}/${ref.name}`;
     const maxConflicts = this.#o.maxConflicts ?? 5;
     const maxAttempts = this.#o.maxAttempts ?? 3;
-    let current = request.object && resourceVersionOf(request.object) ? request.object : undefined;
+    let current = this.#latest(key, request.object);
     let conflicts = 0;
     let failures = 0;
     for (;;) {
@@ -413,7 +415,9 @@ export class StatusWriter {
         const statusPatch = createMergePatch(current.status, status);
         if (Object.keys(statusPatch).length === 0) return { outcome: 'unchanged', object: current };
         if (!rv) throw new Error('the route has no resourceVersion');
-        return { outcome: 'written', object: await this.#patch(ref, rv, statusPatch, signal) };
+        const written = await this.#patch(ref, rv, statusPatch, signal);
+        this.#written.set(key, { from: rv, object: written });
+        return { outcome: 'written', object: written };
       } catch (error) {
         if (aborted(signal)) return { outcome: 'stopped' };
         const code = apiStatus(error);
@@ -442,6 +446,20 @@ export class StatusWriter {
         await sleep(backoff, undefined, { signal }).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * The object to compute from. Callers pass objects from an informer cache, which lags our own writes: an
+   * object still at the version our last write started from would only earn a 409 and a re-read, so the
+   * object that write returned is used instead (until the caller's copy moves on).
+   */
+  #latest(key: string, given: RouteObject | undefined): RouteObject | undefined {
+    const rv = given ? resourceVersionOf(given) : undefined;
+    if (!given || !rv) return undefined;
+    const written = this.#written.get(key);
+    if (written?.from === rv) return written.object;
+    this.#written.delete(key);
+    return given;
   }
 
   async #takeToken(signal: AbortSignal): Promise<void> {
