@@ -103,7 +103,7 @@ export async function removeRun(paths: ClusterPaths, files: ClusterFiles, state:
     kubeProxyConfig: files.kubeProxyConfig,
     podLogsDir: files.podLogsDir,
   });
-  if (state) restoreSysctls(state.sysctls);
+  restoreSysctls(paths.dataDir);
   rmSync(paths.dataDir, { recursive: true, force: true });
   rmSync(paths.runDir, { recursive: true, force: true });
   rmSync(join(paths.stateDir, 'state.json'), { force: true });
@@ -141,10 +141,9 @@ export async function clusterUp(progress: Progress): Promise<void> {
     if (issued.length > 0) progress.detail(`issued ${issued.join(', ')}`);
     writeConfiguration(paths, files, bin);
   });
-  const sysctls = await applySysctls();
+  await applySysctls(paths.dataDir);
   writeState(paths.stateDir, {
     nodeIp,
-    sysctls: previous?.sysctls ?? sysctls,
     binaries: bin,
     startedAt: new Date().toISOString(),
   });

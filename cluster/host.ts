@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ClusterError } from './errors.ts';
 import { run } from './exec.ts';
 
@@ -69,7 +70,7 @@ export async function detectNodeIp(): Promise<string> {
   return ip;
 }
 
-/** Kernel settings the node needs. Returns the previous values so that `down` can restore them. */
+/** Kernel settings the node needs. */
 export const SYSCTLS: Readonly<Record<string, string>> = {
   'net.ipv4.ip_forward': '1',
   'net.bridge.bridge-nf-call-iptables': '1',
@@ -78,7 +79,13 @@ export const SYSCTLS: Readonly<Record<string, string>> = {
 
 const sysctlPath = (key: string): string => `/proc/sys/${key.replaceAll('.', '/')}`;
 
-export async function applySysctls(): Promise<Record<string, string>> {
+/**
+ * The host's values before the cluster changed them are kept in the cluster's data directory (fixed per
+ * host), so whichever checkout runs `down` restores them, also after another checkout's `up`.
+ */
+const savedSysctls = (dataDir: string): string => join(dataDir, 'host-sysctls.json');
+
+export async function applySysctls(dataDir: string): Promise<void> {
   if (!existsSync(sysctlPath('net.bridge.bridge-nf-call-iptables'))) {
     await run('modprobe', ['br_netfilter']).catch(() => undefined);
   }
@@ -89,11 +96,21 @@ export async function applySysctls(): Promise<Record<string, string>> {
     previous[key] = readFileSync(path, 'utf8').trim();
     if (previous[key] !== value) writeFileSync(path, value);
   }
-  return previous;
+  if (!existsSync(savedSysctls(dataDir))) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(savedSysctls(dataDir), JSON.stringify(previous));
+  }
 }
 
-export function restoreSysctls(previous: Readonly<Record<string, string>>): void {
+export function restoreSysctls(dataDir: string): void {
+  let previous: Record<string, string>;
+  try {
+    previous = JSON.parse(readFileSync(savedSysctls(dataDir), 'utf8')) as Record<string, string>;
+  } catch {
+    return; // nothing was changed, or it is already restored
+  }
   for (const [key, value] of Object.entries(previous)) {
+    if (!(key in SYSCTLS)) continue;
     try {
       writeFileSync(sysctlPath(key), value);
     } catch {

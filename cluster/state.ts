@@ -5,8 +5,6 @@ import type { ClusterBinaries } from './components.ts';
 /** What `up` recorded for `down` and `status`. */
 export interface ClusterState {
   readonly nodeIp: string;
-  /** Kernel settings as they were before the first `up`, restored by `down`. */
-  readonly sysctls: Readonly<Record<string, string>>;
   readonly binaries?: ClusterBinaries;
   readonly startedAt?: string;
 }
