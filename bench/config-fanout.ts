@@ -26,6 +26,8 @@ import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
 import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
 import { startSubscribers, type FromSubscribers } from './config-subscribers.ts';
+import { canaryRule } from './config-bench-routes.ts';
+import { percentile } from './stats.ts';
 
 const TD = 'cluster.local';
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
@@ -48,19 +50,7 @@ function route(
     metadata: { namespace, name, generation, creationTimestamp: '2026-01-01T00:00:00Z' },
     spec: {
       parentRefs: [{ kind: 'Service', namespace: parent[0], name: parent[1] }],
-      rules: [
-        {
-          matches: [
-            { path: { type: 'PathPrefix', value: path } },
-            { headers: [{ name: 'x-canary', value: 'yes' }] },
-          ],
-          backendRefs: [
-            { name: parent[1], namespace: parent[0], port: 80, weight: 90 },
-            { name: parent[1], namespace: parent[0], port: 80, weight: 10 },
-          ],
-          timeouts: { request: '5s' },
-        },
-      ],
+      rules: [canaryRule(parent, path)],
     },
   };
 }
@@ -98,11 +88,6 @@ function mesh(generation = 1): K8sObject[] {
     );
   }
   return objects;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 function ms(n: number): string {

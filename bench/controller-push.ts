@@ -19,7 +19,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
-import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { clusterPaths } from '../cluster/paths.ts';
@@ -32,6 +31,9 @@ import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { ensureGatewayApiCrds, kubectl, requireCluster } from '../test/support/kube.ts';
 import { startSubscribers, type FromSubscribers, type SubscriberPool } from './config-subscribers.ts';
+import { freePort } from '../test/support/free-port.ts';
+import { canaryRule } from './config-bench-routes.ts';
+import { percentile } from './stats.ts';
 
 const TD = 'cluster.local';
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
@@ -54,11 +56,6 @@ const ns = (n: number): string => `sluice-bench-${n}`;
 const mib = (kb: number): string => `${(kb / 1024).toFixed(0)} MiB`;
 const ms = (n: number): string => `${n.toFixed(0)} ms`;
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 // ---------------------------------------------------------------- the bench objects
 
 function route(namespace: string, name: string, parent: [string, string], path: string): object {
@@ -68,22 +65,8 @@ function route(namespace: string, name: string, parent: [string, string], path: 
     metadata: { namespace, name, labels: { [BENCH_LABEL]: BENCH_LABEL_VALUE } },
     spec: {
       parentRefs: [{ group: '', kind: 'Service', namespace: parent[0], name: parent[1] }],
-      rules: [routeRule(parent, path)],
+      rules: [canaryRule(parent, path)],
     },
-  };
-}
-
-function routeRule(parent: [string, string], path: string): object {
-  return {
-    matches: [
-      { path: { type: 'PathPrefix', value: path } },
-      { headers: [{ name: 'x-canary', value: 'yes' }] },
-    ],
-    backendRefs: [
-      { name: parent[1], namespace: parent[0], port: 80, weight: 90 },
-      { name: parent[1], namespace: parent[0], port: 80, weight: 10 },
-    ],
-    timeouts: { request: '5s' },
   };
 }
 
@@ -213,17 +196,6 @@ function procSample(pid: number): ProcSample {
     peakRssKb: kb('VmHWM'),
     cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100,
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const snapshotDir = HEAP_SNAPSHOT ? mkdtempSync(join(tmpdir(), 'sluice-bench-heap-')) : '';
@@ -530,7 +502,7 @@ async function run(): Promise<void> {
     );
     const t0 = process.hrtime.bigint();
     const patched = await apiRequest('PATCH', markerPath, {
-      spec: { rules: [routeRule([ns(0), 'svc-0'], `/marker/${r}`)] },
+      spec: { rules: [canaryRule([ns(0), 'svc-0'], `/marker/${r}`)] },
     });
     generation = generationOf(patched);
     if (generation !== expected) throw new Error(`marker generation ${generation}, expected ${expected}`);

@@ -12,6 +12,7 @@
  */
 import http from 'node:http';
 import http2 from 'node:http2';
+import { percentile } from './stats.ts';
 
 interface Spec {
   url: string;
@@ -59,11 +60,6 @@ function send(): Promise<boolean> {
       stream.end();
     }
   });
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 async function run(durationMs: number, record: boolean) {
