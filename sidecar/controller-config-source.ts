@@ -80,6 +80,20 @@ function parseAddress(address: string): string {
   return `https://${url.hostname}:${url.port === '' ? CONFIG_PORT : url.port}`;
 }
 
+/** The state of a stream that has not connected yet. */
+function disconnectedState(address: string): ConfigStreamState {
+  return {
+    address,
+    connected: false,
+    version: undefined,
+    lastUpdate: undefined,
+    lastError: undefined,
+    snapshots: 0,
+    deltas: 0,
+    disconnects: 0,
+  };
+}
+
 /**
  * The connection part: opens the stream, splits and checks frames, enforces the version chain, watches for
  * silence and reconnects. Frames are handed to the handlers; nothing is stored here.
@@ -100,16 +114,7 @@ export class ConfigStream {
     this.#o = options;
     this.#handlers = handlers;
     this.#authority = parseAddress(options.address);
-    this.#state = {
-      address: this.#authority,
-      connected: false,
-      version: undefined,
-      lastUpdate: undefined,
-      lastError: undefined,
-      snapshots: 0,
-      deltas: 0,
-      disconnects: 0,
-    };
+    this.#state = disconnectedState(this.#authority);
   }
 
   get state(): Readonly<ConfigStreamState> {
@@ -303,16 +308,7 @@ export class ControllerConfigSource implements ConfigSource {
   /** For the admin endpoint. */
   get state(): ControllerSourceState {
     return {
-      ...(this.#stream?.state ?? {
-        address: this.#o.address,
-        connected: false,
-        version: undefined,
-        lastUpdate: undefined,
-        lastError: undefined,
-        snapshots: 0,
-        deltas: 0,
-        disconnects: 0,
-      }),
+      ...(this.#stream?.state ?? disconnectedState(this.#o.address)),
       objects: this.#objects.size,
     };
   }

@@ -20,6 +20,9 @@ import {
   controllerRollout,
   deployController,
   ensureGatewayApiCrds,
+  FOREIGN_ENTRY,
+  GATEWAY_CONTROLLER,
+  GATEWAY_PARENT,
   getJson,
   plainService,
   removeController,
@@ -32,7 +35,6 @@ import {
 const AUDIENCE = 'sluice.dev/mesh';
 const TRUST_DOMAIN = 'cluster.local';
 const SELECTOR = 'app.kubernetes.io/name=sluice-controller';
-const GATEWAY_CONTROLLER = 'example.net/gateway-controller';
 
 interface Condition {
   type: string;
@@ -228,21 +230,9 @@ describe('controller deployed from manifests/', function () {
   });
 
   it("keeps another controller's entry on a shared route", async function () {
-    const gateway = { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge' };
+    const gateway = GATEWAY_PARENT;
+    const foreign = FOREIGN_ENTRY;
     await apply([httpRoute('shared', 'v1', [gateway])], ns!.name);
-    const foreign = {
-      parentRef: gateway,
-      controllerName: GATEWAY_CONTROLLER,
-      conditions: [
-        {
-          type: 'Accepted',
-          status: 'True',
-          reason: 'Accepted',
-          message: 'attached by the gateway',
-          lastTransitionTime: '2026-01-01T00:00:00Z',
-        },
-      ],
-    };
     // A merge patch replaces the list: if ours was there, it is gone until the controller puts it back.
     await kubectl([
       '-n',

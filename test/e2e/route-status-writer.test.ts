@@ -20,13 +20,13 @@ import { buildMeshModel } from '../../mesh-model/translate.ts';
 import {
   apply,
   ensureGatewayApiCrds,
+  FOREIGN_ENTRY,
+  GATEWAY_CONTROLLER,
   kubectl,
   plainService,
   requireCluster,
   testNamespace,
 } from '../support/kube.ts';
-
-const GATEWAY_CONTROLLER = 'example.net/gateway-controller';
 
 function route(kind: 'HTTPRoute' | 'GRPCRoute', name: string): object {
   return {
@@ -42,21 +42,6 @@ function route(kind: 'HTTPRoute' | 'GRPCRoute', name: string): object {
     },
   };
 }
-
-/** Another controller's entry, for the Gateway parent. */
-const foreignEntry = {
-  parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge' },
-  controllerName: GATEWAY_CONTROLLER,
-  conditions: [
-    {
-      type: 'Accepted',
-      status: 'True',
-      reason: 'Accepted',
-      message: 'attached by the gateway',
-      lastTransitionTime: '2026-01-01T00:00:00Z',
-    },
-  ],
-};
 
 describe('route status writer on the local cluster', function () {
   this.timeout(120_000);
@@ -125,7 +110,7 @@ describe('route status writer on the local cluster', function () {
       '--subresource=status',
       '--type=merge',
       '-p',
-      JSON.stringify({ status: { parents: [foreignEntry] } }),
+      JSON.stringify({ status: { parents: [FOREIGN_ENTRY] } }),
     ]);
     const before = writer.metrics();
     const result = await writer.write(stale, compute);
@@ -137,7 +122,7 @@ describe('route status writer on the local cluster', function () {
     assert.deepEqual(controllers(parents), [GATEWAY_CONTROLLER, MESH_CONTROLLER_NAME].sort());
     assert.deepEqual(
       parents.find((p) => p.controllerName === GATEWAY_CONTROLLER),
-      foreignEntry,
+      FOREIGN_ENTRY,
     );
     const ours = parents.find((p) => p.controllerName === MESH_CONTROLLER_NAME);
     assert.ok(ours);

@@ -122,3 +122,22 @@ export async function controllerRollout(): Promise<void> {
 export async function removeController(): Promise<void> {
   await kubectl(['delete', '-k', 'manifests/', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
 }
+
+/** Another (gateway) controller, whose status entries the mesh must leave alone. */
+export const GATEWAY_CONTROLLER = 'example.net/gateway-controller';
+export const GATEWAY_PARENT = { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge' };
+
+/** That controller's status entry for the Gateway parent. */
+export const FOREIGN_ENTRY = {
+  parentRef: GATEWAY_PARENT,
+  controllerName: GATEWAY_CONTROLLER,
+  conditions: [
+    {
+      type: 'Accepted',
+      status: 'True',
+      reason: 'Accepted',
+      message: 'attached by the gateway',
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+    },
+  ],
+};
