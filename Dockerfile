@@ -21,6 +21,7 @@ COPY pki pki
 COPY mesh-model mesh-model
 COPY sidecar sidecar
 COPY controller controller
+COPY injector injector
 # bin/sluice.js runs the .ts sources; the image runs the compiled ones through the same path.
 RUN npm run build -- --sourceMap false \
  && mkdir -p dist/bin \

@@ -7,13 +7,20 @@
  * assertions.
  *
  * Run: node bench/config-fanout.ts   (env: BENCH_CLIENTS=1000 BENCH_PROCS=1 BENCH_ROUNDS=20
- * BENCH_NAMESPACES=100 BENCH_SERVICES=1000)
+ * BENCH_MASS_ROUNDS=3 BENCH_NAMESPACES=100 BENCH_SERVICES=1000)
  *
- * The controller runs in this process; the subscribers (config-subscribers.ts) run in BENCH_PROCS child
+ * The controller runs in this process, with the NODE_OPTIONS and MALLOC_* settings of
+ * manifests/controller-deployment.yaml (the bench starts itself again with them; BENCH_DEPLOYMENT_ENV=0 to
+ * run with your own); the subscribers (config-subscribers.ts) run in BENCH_PROCS child
  * processes, so that the CPU and RSS printed for the controller are its own. The view rebuild a sidecar
  * pays per change (subscribers skip it) is measured separately at the start.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import koffi from 'koffi';
 import { ConfigHub, type PushInfo } from '../controller/config-hub.ts';
 import { ConfigServer } from '../controller/config-server.ts';
 import { controllerSpiffeId } from '../controller/config-protocol.ts';
@@ -25,7 +32,7 @@ import { parseIdentity, type IdentityPem } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
 import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
-import { startSubscribers, type FromSubscribers } from './config-subscribers.ts';
+import { controllerRuntimeEnv, startSubscribers, type FromSubscribers } from './config-subscribers.ts';
 import { canaryRule } from './config-bench-routes.ts';
 import { percentile } from './stats.ts';
 
@@ -35,7 +42,9 @@ const PROCS = Math.max(1, Number(process.env.BENCH_PROCS ?? 1));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
 const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 100);
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 1000);
+const MASS_ROUNDS = Number(process.env.BENCH_MASS_ROUNDS ?? 3);
 const MARKER = 'bench-marker';
+const REEXECUTED = 'SLUICE_BENCH_DEPLOYMENT_ENV_APPLIED';
 
 function route(
   namespace: string,
@@ -94,6 +103,78 @@ function ms(n: number): string {
   return `${n.toFixed(1)} ms`;
 }
 
+const mib = (n: number): string => (n / 2 ** 20).toFixed(0);
+
+/** Kernel's view of the process: anonymous memory (heaps, malloc) apart from mapped files (the binary). */
+function procStatusMib(field: string): string {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? mib(Number(m[1]) * 1024) : '?';
+  } catch {
+    return '?';
+  }
+}
+
+/**
+ * RSS and where it is: JS heap used/committed, external (Buffers and other memory V8 is told about),
+ * ArrayBuffers (Buffers alone). Under `node --expose-gc` a full GC runs first, so the heap numbers are live
+ * data and the rest of RSS is V8 slack, malloc fragmentation or native memory (TLS, HTTP/2).
+ */
+function memoryLine(): string {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const m = process.memoryUsage();
+  return (
+    `${mib(m.rss)} MiB (anon ${procStatusMib('RssAnon')}, file ${procStatusMib('RssFile')}; ` +
+    `JS heap ${mib(m.heapUsed)}/${mib(m.heapTotal)} (new space ${mib(space('new_space'))}), ` +
+    `external ${mib(m.external)}, buffers ${mib(m.arrayBuffers)}` +
+    `${gc ? ', after a full GC' : ''}${mallocLine()})`
+  );
+}
+
+function space(name: string): number {
+  return v8.getHeapSpaceStatistics().find((s) => s.space_name === name)?.space_size ?? 0;
+}
+
+/** BENCH_MALLOC=1: glibc's malloc in use / free (mallinfo2), and RSS after malloc_trim(0) gave free pages back. */
+const glibc = process.env.BENCH_MALLOC === '1' ? loadMallocStats() : undefined;
+
+function loadMallocStats(): { info: () => number[]; trim: () => void } {
+  const libc = koffi.load('libc.so.6');
+  const fields = [
+    'arena',
+    'ordblks',
+    'smblks',
+    'hblks',
+    'hblkhd',
+    'usmblks',
+    'fsmblks',
+    'uordblks',
+    'fordblks',
+    'keepcost',
+  ];
+  const Mallinfo2 = koffi.struct('mallinfo2', Object.fromEntries(fields.map((f) => [f, 'size_t'])));
+  const mallinfo2 = libc.func('mallinfo2', Mallinfo2, []) as () => Record<string, number | bigint>;
+  const mallocTrim = libc.func('int malloc_trim(size_t)') as (pad: number) => number;
+  return {
+    info: () => {
+      const i = mallinfo2();
+      return ['arena', 'hblkhd', 'uordblks', 'fordblks'].map((f) => Number(i[f]));
+    },
+    trim: () => void mallocTrim(0),
+  };
+}
+
+function mallocLine(): string {
+  if (!glibc) return '';
+  const [arena, mmapped, used, free] = glibc.info() as [number, number, number, number];
+  glibc.trim();
+  return (
+    `; malloc arena ${mib(arena)} (used ${mib(used)}, free ${mib(free)}), mmapped ${mib(mmapped)}; ` +
+    `RSS after malloc_trim ${mib(process.memoryUsage().rss)}`
+  );
+}
+
 async function identityPem(ca: CertificateAuthority, spiffeId: string): Promise<IdentityPem> {
   const keys = await generateKeyPair();
   const certPem = await issueWorkloadCert({ ca, spiffeId, publicKey: keys.publicKey });
@@ -148,11 +229,7 @@ async function runController(): Promise<void> {
 
   let peakRss = 0;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
-  const rssMb = (): string => {
-    const m = process.memoryUsage();
-    const mib = (n: number): string => (n / 2 ** 20).toFixed(0);
-    return `${mib(m.rss)} MiB (JS heap ${mib(m.heapUsed)}, buffers ${mib(m.arrayBuffers)})`;
-  };
+  const rssMb = (): string => memoryLine();
   console.log(`controller RSS before subscribers: ${rssMb()}`);
 
   const pool = startSubscribers({
@@ -205,7 +282,8 @@ async function runController(): Promise<void> {
     slowest.push(Math.max(...lat));
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  const cpuSingle = cpuSince();
+  const cpuSingleUs = process.cpuUsage(cpu);
+  const cpuSingle = `${cpuSince()} (${((cpuSingleUs.user + cpuSingleUs.system) / 1e3 / ROUNDS).toFixed(0)} ms per change)`;
   single.sort((a, b) => a - b);
   slowest.sort((a, b) => a - b);
   const fanout = pushes.slice(pushStart).map((p) => p.latencyMs);
@@ -221,7 +299,7 @@ async function runController(): Promise<void> {
   const mass: number[] = [];
   const massFrames: PushInfo[] = [];
   const next = mesh(2);
-  for (let r = 0; r < 3; r++) {
+  for (let r = 0; r < MASS_ROUNDS; r++) {
     const g = ROUNDS + 1 + r;
     const before = pushes.length;
     const routes = (r % 2 === 0 ? next : objects).filter((o) => o.kind === 'HTTPRoute');
@@ -240,11 +318,13 @@ async function runController(): Promise<void> {
       1,
       massFrames.reduce((n, p) => n + p.subscribers, 0),
     );
-  console.log(
-    `all ${SERVICES} routes changed (3 batches): upsert → applied p50 ${ms(percentile(mass, 50))}, ` +
-      `p99 ${ms(percentile(mass, 99))}, max ${ms(mass.at(-1)!)}; ~${(bytesPerSub / 1024).toFixed(0)} KiB per ` +
-      `subscriber per batch; controller CPU ${cpuSince()}, RSS ${rssMb()}`,
-  );
+  if (mass.length > 0) {
+    console.log(
+      `all ${SERVICES} routes changed (${MASS_ROUNDS} batches): upsert → applied p50 ${ms(percentile(mass, 50))}, ` +
+        `p99 ${ms(percentile(mass, 99))}, max ${ms(mass.at(-1)!)}; ~${(bytesPerSub / 1024).toFixed(0)} KiB per ` +
+        `subscriber per batch; controller CPU ${cpuSince()}, RSS ${rssMb()}`,
+    );
+  }
 
   clearInterval(sampler);
   const childStats = await pool.stop();
@@ -257,4 +337,16 @@ async function runController(): Promise<void> {
   hub.close();
 }
 
-await runController();
+// The controller runs with the Deployment's Node and glibc settings: the bench starts itself again with them
+// (BENCH_DEPLOYMENT_ENV=0 runs it as started, e.g. to try other flags).
+if (process.env.BENCH_DEPLOYMENT_ENV === '0' || process.env[REEXECUTED] === '1') {
+  await runController();
+} else {
+  const env = controllerRuntimeEnv();
+  console.log(`controller runtime (manifests/controller-deployment.yaml): ${JSON.stringify(env)}`);
+  const run = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+    stdio: 'inherit',
+    env: { ...process.env, ...env, [REEXECUTED]: '1' },
+  });
+  process.exitCode = run.status ?? 1;
+}

@@ -9,7 +9,9 @@
  * the host) at which each of its streams applied it.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 import { parseIdentity, type Identity, type IdentityPem } from '../pki/identity.ts';
 import { ConfigStream } from '../sidecar/controller-config-source.ts';
 
@@ -22,6 +24,33 @@ export type FromSubscribers =
   | { type: 'stats'; cpuSeconds: number; rssMb: number };
 
 const CHILD_FLAG = '--config-subscribers';
+
+/** What the controller Deployment sets for Node and glibc; the benchmarks run their controller with it. */
+const RUNTIME_VARIABLES = /^(NODE_OPTIONS|MALLOC_\w+)$/;
+
+/**
+ * The NODE_OPTIONS and MALLOC_* values of the controller container in manifests/controller-deployment.yaml
+ * (V8 heap sizes, glibc arenas), so that the benchmarks measure the memory settings production runs with.
+ */
+export function controllerRuntimeEnv(): Record<string, string> {
+  const manifest = fileURLToPath(new URL('../manifests/controller-deployment.yaml', import.meta.url));
+  const doc = parse(readFileSync(manifest, 'utf8')) as {
+    spec?: {
+      template?: { spec?: { containers?: { name?: string; env?: { name: string; value?: string }[] }[] } };
+    };
+  };
+  const container = doc.spec?.template?.spec?.containers?.find((c) => c.name === 'controller');
+  const env: Record<string, string> = {};
+  for (const v of container?.env ?? []) {
+    if (RUNTIME_VARIABLES.test(v.name) && typeof v.value === 'string') env[v.name] = v.value;
+  }
+  return env;
+}
+
+/** The environment without the controller's runtime settings: subscribers stand in for sidecars. */
+function sidecarEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !RUNTIME_VARIABLES.test(name)));
+}
 
 function runChild(): void {
   const streams: ConfigStream[] = [];
@@ -131,6 +160,9 @@ export function startSubscribers(params: {
     if (clients.length === 0) break;
     const child = fork(fileURLToPath(import.meta.url), [CHILD_FLAG], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // Not the controller's V8 flags and allocator settings (fork would pass on both).
+      execArgv: [],
+      env: sidecarEnv(),
     });
     child.on('message', (m) => {
       for (const l of listeners) l(m as FromSubscribers);

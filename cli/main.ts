@@ -16,6 +16,14 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMai
     summary: "program the pod's nat table to capture traffic (init container)",
     load: async () => (await import('../sidecar/init-iptables-command.ts')).main,
   },
+  'wait-ready': {
+    summary: "wait until the local proxy is ready (a classic sidecar's postStart hook)",
+    load: async () => (await import('../sidecar/wait-ready-command.ts')).main,
+  },
+  injector: {
+    summary: 'run the sidecar injector (mutating admission webhook)',
+    load: async () => (await import('../injector/injector-command.ts')).main,
+  },
   controller: {
     summary: 'run the control plane: config stream to sidecars, route status, mesh CA',
     load: async () => (await import('../controller/controller-command.ts')).main,

@@ -119,14 +119,16 @@ export function stripObject(input: unknown): K8sObject | undefined {
       });
     }
     case 'Pod': {
-      const containers = spec && Array.isArray(spec.containers) ? spec.containers : [];
+      // Only names: the model recognises a meshed Pod by its sidecar container's name.
+      const names = (list: unknown): Record<string, unknown>[] | undefined =>
+        Array.isArray(list) ? list.filter(isObject).map((c) => pick(c, ['name'])) : undefined;
       return withoutUndefined({
         ...base,
         metadata: { name, namespace },
         spec: withoutUndefined({
           serviceAccountName: spec?.serviceAccountName,
-          // Only names: the model recognises a meshed Pod by its sidecar container's name.
-          containers: containers.filter(isObject).map((c) => pick(c, ['name'])),
+          initContainers: names(spec?.initContainers),
+          containers: names(spec?.containers) ?? [],
         }),
       });
     }

@@ -39,7 +39,95 @@ export type RouteHandler = (stream: http2.ServerHttp2Stream, headers: http2.Inco
 
 interface OpenStream {
   stream: http2.ServerHttp2Stream;
+  writer: PacedWriter;
   unsubscribe: () => void;
+}
+
+/** Most bytes handed to a stream at once: one TLS record's worth (see PacedWriter). */
+const PIECE_BYTES = 16 * 1024;
+
+/**
+ * Hands a stream's frames to HTTP/2 at most PIECE_BYTES at a time, the next piece once the previous one
+ * has been written to the socket. Node's TLS layer keeps the largest burst of ciphertext it ever buffered
+ * for a connection allocated until the connection closes; written whole, a snapshot bursts as far as the
+ * peer's flow-control window (64 KiB), which cost 1,000 streams about 65 MiB of RSS in
+ * bench/config-fanout.ts. The queue holds the hub's shared Buffers (and views of them), not copies.
+ */
+class PacedWriter {
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #queue: Buffer[] = [];
+  /** Bytes of #queue[0] already handed to the stream. */
+  #offset = 0;
+  /** Bytes queued here, not yet handed to the stream. */
+  #queued = 0;
+  #writing = false;
+  #ending = false;
+
+  constructor(stream: http2.ServerHttp2Stream) {
+    this.#stream = stream;
+  }
+
+  /** Frames queued here or in the stream, not yet taken by the socket. */
+  get bufferedBytes(): number {
+    return this.#queued + this.#stream.writableLength;
+  }
+
+  write(frame: Buffer): void {
+    if (this.#ending || frame.length === 0 || this.#gone()) return;
+    this.#queue.push(frame);
+    this.#queued += frame.length;
+    this.#pump();
+  }
+
+  /** Ends the stream once everything queued is written. */
+  end(): void {
+    this.#ending = true;
+    this.#pump();
+  }
+
+  /** Forgets what is queued (the stream is being reset or has closed). */
+  discard(): void {
+    this.#queue.length = 0;
+    this.#offset = 0;
+    this.#queued = 0;
+  }
+
+  #gone(): boolean {
+    return this.#stream.destroyed || this.#stream.closed;
+  }
+
+  readonly #pump = (): void => {
+    if (this.#writing) return;
+    if (this.#gone()) return this.discard();
+    let budget = PIECE_BYTES;
+    let last: Buffer | undefined;
+    while (budget > 0 && this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      const end = Math.min(head.length, this.#offset + budget);
+      if (last) this.#stream.write(last);
+      last = this.#offset === 0 && end === head.length ? head : head.subarray(this.#offset, end);
+      budget -= end - this.#offset;
+      this.#queued -= end - this.#offset;
+      if (end === head.length) {
+        this.#queue.shift();
+        this.#offset = 0;
+      } else {
+        this.#offset = end;
+      }
+    }
+    if (last) {
+      this.#writing = true;
+      this.#stream.write(last, this.#written);
+    } else if (this.#ending && !this.#gone()) {
+      this.#stream.end();
+    }
+  };
+
+  readonly #written = (err?: Error | null): void => {
+    this.#writing = false;
+    if (err) return this.discard();
+    this.#pump();
+  };
 }
 
 function reply(stream: http2.ServerHttp2Stream, status: number, text: string, extra = {}): void {
@@ -88,7 +176,7 @@ export class ConfigServer {
     server.on('error', (err: Error) => this.#o.log?.(`config server: ${err.message}`));
     const interval = this.#o.pingIntervalMs ?? 15_000;
     this.#ping = setInterval(() => {
-      for (const s of this.#open) if (!s.stream.destroyed) s.stream.write(PING_LINE);
+      for (const s of this.#open) s.writer.write(PING_LINE);
     }, interval);
     this.#ping.unref();
     return this.port;
@@ -128,14 +216,14 @@ export class ConfigServer {
       'content-type': CONFIG_CONTENT_TYPE,
       'cache-control': 'no-store',
     });
+    const writer = new PacedWriter(stream);
     const subscriber: ConfigSubscriber = {
       namespace,
-      write: (frame) => {
-        if (!stream.destroyed && !stream.closed) stream.write(frame);
-      },
-      bufferedBytes: () => stream.writableLength,
+      write: (frame) => writer.write(frame),
+      bufferedBytes: () => writer.bufferedBytes,
       drop: (reason) => {
         this.#o.log?.(`config stream for namespace ${namespace} dropped: ${reason}`);
+        writer.discard();
         stream.close(NGHTTP2_CANCEL);
       },
     };
@@ -147,10 +235,11 @@ export class ConfigServer {
       this.#o.log?.(`config stream for namespace ${namespace} refused: ${(err as Error).message}`);
       return;
     }
-    const open: OpenStream = { stream, unsubscribe };
+    const open: OpenStream = { stream, writer, unsubscribe };
     this.#open.add(open);
     stream.once('close', () => {
       this.#open.delete(open);
+      writer.discard();
       unsubscribe();
     });
   }
@@ -163,9 +252,9 @@ export class ConfigServer {
     this.#closing ??= (async () => {
       clearInterval(this.#ping);
       const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-      for (const { stream, unsubscribe } of this.#open) {
+      for (const { writer, unsubscribe } of this.#open) {
         unsubscribe();
-        if (!stream.destroyed) stream.end();
+        writer.end();
       }
       for (const session of this.#sessions) session.close();
       const timeout = new Promise<void>((resolve) =>

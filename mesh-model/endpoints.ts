@@ -12,7 +12,8 @@ export interface Endpoint {
   pod: string | undefined;
 }
 
-/** The container name the injector adds; a Pod with it is meshed. */
+/** The container name the injector adds (a native sidecar in initContainers, or a classic one in
+ * containers on clusters without native sidecars); a Pod with it is meshed. */
 export const PROXY_CONTAINER = 'sluice-proxy';
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
@@ -29,8 +30,9 @@ function readPods(objects: readonly K8sObject[], trustDomain: string): Map<strin
     if (obj.kind !== 'Pod' || typeof obj.metadata?.name !== 'string') continue;
     const namespace = obj.metadata.namespace ?? 'default';
     const spec = isObject(obj.spec) ? obj.spec : {};
-    const containers = Array.isArray(spec.containers) ? spec.containers : [];
-    const meshed = containers.some((c) => isObject(c) && c.name === PROXY_CONTAINER);
+    const meshed = [spec.initContainers, spec.containers].some(
+      (list) => Array.isArray(list) && list.some((c) => isObject(c) && c.name === PROXY_CONTAINER),
+    );
     const sa =
       typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== ''
         ? spec.serviceAccountName

@@ -242,3 +242,6 @@ export async function issueWorkloadCert(params: IssueWorkloadCertParams): Promis
   });
   return cert.toString('pem') + '\n';
 }
+
+// For certificates made outside the mesh CA (the injector's webhook CA): the same serials and key identifiers.
+export { keyIdentifier, randomSerial };

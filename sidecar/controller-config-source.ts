@@ -6,7 +6,6 @@ import http2 from 'node:http2';
 import type { SecureContext } from 'node:tls';
 import {
   CONFIG_PATH,
-  CONFIG_PORT,
   LineSplitter,
   MAX_FRAME_BYTES,
   controllerSpiffeId,
@@ -21,6 +20,7 @@ import type { Identity } from '../pki/identity.ts';
 import { parseWorkloadSpiffeId, type WorkloadIdentity } from '../pki/spiffe-id.ts';
 import { clientTlsOptions, createMeshSecureContext } from '../pki/tls-options.ts';
 import type { ConfigSource } from './config-source.ts';
+import { controllerUrl } from './controller-identity.ts';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS } = http2.constants;
 const MAX_ERROR_BODY = 512;
@@ -69,17 +69,6 @@ export interface ConfigStreamState {
   disconnects: number;
 }
 
-function parseAddress(address: string): string {
-  const text = /^https:\/\//i.test(address) ? address : `https://${address}`;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error(`controller address ${JSON.stringify(address)} is not host[:port]`);
-  }
-  return `https://${url.hostname}:${url.port === '' ? CONFIG_PORT : url.port}`;
-}
-
 /** The state of a stream that has not connected yet. */
 function disconnectedState(address: string): ConfigStreamState {
   return {
@@ -113,7 +102,7 @@ export class ConfigStream {
   constructor(options: ConfigStreamOptions, handlers: ConfigStreamHandlers) {
     this.#o = options;
     this.#handlers = handlers;
-    this.#authority = parseAddress(options.address);
+    this.#authority = controllerUrl(options.address);
     this.#state = disconnectedState(this.#authority);
   }
 
@@ -302,7 +291,7 @@ export class ControllerConfigSource implements ConfigSource {
 
   constructor(options: ControllerConfigSourceOptions) {
     this.#o = options;
-    parseAddress(options.address); // a bad address is a usage error, reported at construction
+    controllerUrl(options.address); // a bad address is a usage error, reported at construction
   }
 
   /** For the admin endpoint. */

@@ -53,16 +53,13 @@ export interface ControllerIdentityState {
 /** The authority to connect to: "https://host:port", with the default port filled in. */
 export function controllerUrl(address: string): string {
   const bad = new Error(`controller address ${JSON.stringify(address)} is not host[:port]`);
-  // A non-special scheme keeps an explicit :443 (https:// would drop it as the default port).
+  // A non-special scheme keeps an explicit :443 (https:// would drop it as the default port). Only
+  // "https://" is stripped: "host.ns.svc:15012" alone would parse as a URL of scheme "host.ns.svc".
   let url: URL;
   try {
-    url = new URL(address.replace(/^https:\/\//i, 'sluice://'));
+    url = new URL(`sluice://${address.replace(/^https:\/\//i, '')}`);
   } catch {
-    try {
-      url = new URL(`sluice://${address}`);
-    } catch {
-      throw bad;
-    }
+    throw bad;
   }
   if (url.protocol !== 'sluice:' || url.hostname === '' || url.username !== '') throw bad;
   if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') throw bad;

@@ -18,7 +18,7 @@ import {
   apply,
   CONTROL_NAMESPACE,
   controllerRollout,
-  deployController,
+  deploySluice,
   ensureGatewayApiCrds,
   FOREIGN_ENTRY,
   GATEWAY_CONTROLLER,
@@ -192,7 +192,7 @@ describe('controller deployed from manifests/', function () {
   before(async function () {
     await requireCluster();
     await ensureGatewayApiCrds();
-    await deployController();
+    await deploySluice();
     ns = await testNamespace('ctl');
     const secret = await getJson(['-n', CONTROL_NAMESPACE, 'get', 'secret', 'sluice-ca']);
     bundlePem = Buffer.from((secret.data as Record<string, string>)['ca.crt']!, 'base64').toString('utf8');

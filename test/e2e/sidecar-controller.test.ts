@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import {
   apply,
   CONTROL_NAMESPACE,
-  deployController,
+  deploySluice,
   ensureGatewayApiCrds,
   getJson,
   plainService,
@@ -63,7 +63,7 @@ describe('sluice proxy --controller (host process)', function () {
   before(async function () {
     await requireCluster();
     await ensureGatewayApiCrds();
-    await deployController();
+    await deploySluice();
     ns = await testNamespace('sc');
     dir = mkdtempSync(join(tmpdir(), 'sluice-sidecar-controller-'));
     const secret = await getJson(['-n', CONTROL_NAMESPACE, 'get', 'secret', 'sluice-ca']);

@@ -104,11 +104,35 @@ export function plainService(name: string): object {
 
 export const CONTROL_NAMESPACE = 'sluice-system';
 
-/** Applies manifests/ as a user would and waits for the controller; restarts it so it runs this checkout's image. */
-export async function deployController(): Promise<void> {
+/**
+ * Applies manifests/ as a user would and waits for the controller and the injector (restarted, so they run
+ * this checkout's image) and for the injector to have put its CA into the webhook configuration.
+ */
+export async function deploySluice(): Promise<void> {
   await kubectl(['apply', '-k', 'manifests/'], { timeoutMs: 60_000 });
-  await kubectl(['-n', CONTROL_NAMESPACE, 'rollout', 'restart', 'deployment/sluice-controller']);
+  await kubectl([
+    '-n',
+    CONTROL_NAMESPACE,
+    'rollout',
+    'restart',
+    'deployment/sluice-controller',
+    'deployment/sluice-injector',
+  ]);
   await controllerRollout();
+  await kubectl(
+    ['-n', CONTROL_NAMESPACE, 'rollout', 'status', 'deployment/sluice-injector', '--timeout=180s'],
+    { timeoutMs: 190_000 },
+  );
+  await eventually('the injector wrote its caBundle', async () => {
+    const { stdout } = await kubectl([
+      'get',
+      'mutatingwebhookconfiguration',
+      'sluice-injector',
+      '-o',
+      'jsonpath={.webhooks[*].clientConfig.caBundle}',
+    ]);
+    return stdout.trim() === '' ? undefined : true;
+  });
 }
 
 export async function controllerRollout(): Promise<void> {

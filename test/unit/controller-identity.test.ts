@@ -10,6 +10,10 @@ describe('controller identity (pure parts)', function () {
       controllerUrl('sluice-controller.sluice-system'),
       'https://sluice-controller.sluice-system:15012',
     );
+    assert.equal(
+      controllerUrl('sluice-controller.sluice-system.svc:15012'),
+      'https://sluice-controller.sluice-system.svc:15012',
+    );
     assert.equal(controllerUrl('[fd00::1]:9'), 'https://[fd00::1]:9');
     assert.equal(controllerUrl('https://ctl:443'), 'https://ctl:443');
     for (const bad of ['', 'a b', 'ctl:99999', 'ctl/path', 'user@ctl']) {

@@ -1,0 +1,180 @@
+// `sluice injector`: the mutating admission webhook that adds the Sluice init container and proxy to pods
+// in labelled namespaces (see pod-injection.ts). Runs until SIGTERM/SIGINT.
+import { CoreV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
+import { parseArgs } from 'node:util';
+import { parseFlags, UsageError } from '../cli/usage-error.ts';
+import { callOptions, describeApiError } from '../controller/api-call.ts';
+import { CONFIG_PORT } from '../controller/config-protocol.ts';
+import { DEFAULT_CONTROL_PLANE_NAMESPACE, DEFAULT_TRUST_DOMAIN } from '../controller/controller.ts';
+import { jsonLogger, type Logger } from '../controller/json-log.ts';
+import { KubeConfigError, loadKubeConfig } from '../controller/kube/kube-config.ts';
+import { validateTrustDomain } from '../pki/spiffe-id.ts';
+import type { InjectionSettings } from './pod-injection.ts';
+import { WebhookCertificate } from './webhook-certificate.ts';
+import { ADMIN_PORT, InjectorServer, WEBHOOK_PORT } from './webhook-server.ts';
+
+const USAGE = `usage: sluice injector [options]
+  --proxy-image IMAGE   image of the injected containers (env SLUICE_PROXY_IMAGE); default: this pod's image
+  --controller ADDR     what injected proxies connect to, default sluice-controller.NAMESPACE.svc:${CONFIG_PORT}
+  --sidecar-mode MODE   native (init container, restartPolicy Always), classic, or auto (default: native
+                        when the API server is Kubernetes ≥ 1.29)
+  --mtls-mode MODE      inbound mTLS of injected proxies: PERMISSIVE (default) or STRICT; a pod's
+                        sluice.dev/mtls-mode annotation wins
+  --trust-domain TD     SPIFFE trust domain (env SLUICE_TRUST_DOMAIN), default ${DEFAULT_TRUST_DOMAIN}
+  --namespace NS        control-plane namespace (env POD_NAMESPACE), default ${DEFAULT_CONTROL_PLANE_NAMESPACE}
+  --port N              webhook HTTPS port, default ${WEBHOOK_PORT}
+  --admin-port N        /ready, /live, /metrics (HTTP), default ${ADMIN_PORT}
+  --kubeconfig FILE     API server credentials; default: in-cluster service account, $KUBECONFIG, ~/.kube/config`;
+
+/** Native sidecars are on by default from Kubernetes 1.29 (beta), GA in 1.33. */
+const NATIVE_SIDECAR_MINOR = 29;
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Within the Deployment's terminationGracePeriodSeconds (15). */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+function port(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 65535)
+    throw new UsageError(`--${name} must be a port number, got '${value}'`);
+  return n;
+}
+
+function choice<T extends string>(
+  value: string | undefined,
+  allowed: readonly T[],
+  name: string,
+): T | undefined {
+  if (value === undefined) return undefined;
+  const found = allowed.find((a) => a.toLowerCase() === value.toLowerCase());
+  if (found === undefined)
+    throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${value}'`);
+  return found;
+}
+
+/** The API server's minor version, tolerant of provider suffixes ("31+"). */
+export function serverMinorVersion(version: { major?: string; minor?: string }): number | undefined {
+  if (version.major?.replace(/\D/g, '') !== '1') return undefined;
+  const minor = Number.parseInt(version.minor?.replace(/\D/g, '') ?? '', 10);
+  return Number.isInteger(minor) ? minor : undefined;
+}
+
+async function nativeSidecars(kubeConfig: KubeConfig, log: Logger): Promise<boolean> {
+  const version = await kubeConfig
+    .makeApiClient(VersionApi)
+    .getCode(callOptions({ timeoutMs: REQUEST_TIMEOUT_MS }));
+  const minor = serverMinorVersion(version);
+  const native = minor === undefined || minor >= NATIVE_SIDECAR_MINOR;
+  log.info('sidecar mode chosen from the API server version', {
+    version: version.gitVersion,
+    mode: native ? 'native' : 'classic',
+  });
+  return native;
+}
+
+/** The image (and pull policy) of this pod's injector container: what the injected containers run. */
+async function ownImage(
+  kubeConfig: KubeConfig,
+  namespace: string,
+): Promise<{ image: string; pullPolicy: string }> {
+  const podName = process.env.POD_NAME;
+  if (!podName)
+    throw new UsageError('--proxy-image (or SLUICE_PROXY_IMAGE) is needed outside a pod (no POD_NAME)');
+  const pod = await kubeConfig
+    .makeApiClient(CoreV1Api)
+    .readNamespacedPod({ namespace, name: podName }, callOptions({ timeoutMs: REQUEST_TIMEOUT_MS }));
+  const container = pod.spec?.containers.find((c) => c.args?.[0] === 'injector') ?? pod.spec?.containers[0];
+  if (!container?.image) throw new Error(`pod ${namespace}/${podName} has no container image`);
+  return { image: container.image, pullPolicy: container.imagePullPolicy ?? 'IfNotPresent' };
+}
+
+export async function main(args: string[]): Promise<number | undefined> {
+  const { values, positionals } = parseFlags(() =>
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        'proxy-image': { type: 'string' },
+        controller: { type: 'string' },
+        'sidecar-mode': { type: 'string' },
+        'mtls-mode': { type: 'string' },
+        'trust-domain': { type: 'string' },
+        namespace: { type: 'string' },
+        port: { type: 'string' },
+        'admin-port': { type: 'string' },
+        kubeconfig: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }),
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`injector takes no arguments, got '${positionals[0]}'`);
+  let trustDomain: string;
+  try {
+    trustDomain = validateTrustDomain(
+      values['trust-domain'] ?? (process.env.SLUICE_TRUST_DOMAIN || DEFAULT_TRUST_DOMAIN),
+    );
+  } catch (err) {
+    throw new UsageError(`--trust-domain: ${(err as Error).message}`);
+  }
+  const namespace = values.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE);
+  const sidecarMode = choice(values['sidecar-mode'], ['auto', 'native', 'classic'], 'sidecar-mode') ?? 'auto';
+  const mtlsMode = choice(values['mtls-mode'], ['PERMISSIVE', 'STRICT'], 'mtls-mode') ?? 'PERMISSIVE';
+  const webhookPort = port(values.port, WEBHOOK_PORT, 'port');
+  const adminPort = port(values['admin-port'], ADMIN_PORT, 'admin-port');
+  let kubeConfig: KubeConfig;
+  try {
+    kubeConfig = loadKubeConfig(
+      values.kubeconfig === undefined ? {} : { kubeconfigPath: values.kubeconfig },
+    ).kubeConfig;
+  } catch (err) {
+    if (err instanceof KubeConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+
+  const log = jsonLogger();
+  const certificate = new WebhookCertificate({ kubeConfig, namespace, log });
+  let server: InjectorServer | undefined;
+  try {
+    const configured = values['proxy-image'] ?? process.env.SLUICE_PROXY_IMAGE;
+    const image = configured
+      ? { image: configured, pullPolicy: 'IfNotPresent' }
+      : await ownImage(kubeConfig, namespace);
+    const settings: InjectionSettings = {
+      image: image.image,
+      imagePullPolicy: image.pullPolicy,
+      controllerAddress: values.controller ?? `sluice-controller.${namespace}.svc:${CONFIG_PORT}`,
+      trustDomain,
+      nativeSidecars:
+        sidecarMode === 'auto' ? await nativeSidecars(kubeConfig, log) : sidecarMode === 'native',
+      mtlsMode,
+    };
+    log.info('injector starting', { ...settings, namespace });
+    server = new InjectorServer({
+      settings,
+      log,
+      certificate: await certificate.start(),
+      port: webhookPort,
+      adminPort,
+    });
+    certificate.onChange((serving) => server?.setCertificate(serving));
+    await server.start();
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    log.error('injector failed to start', { error: describeApiError(err) });
+    certificate.stop();
+    await server?.stop();
+    return 1;
+  }
+  const shutdown = (signal: string): void => {
+    log.info('shutting down', { signal });
+    certificate.stop();
+    void server.stop(SHUTDOWN_GRACE_MS).then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  return undefined;
+}

@@ -1,0 +1,242 @@
+// What the webhook does to one Pod: skip it (and say why) or return the JSON patch that adds the capture
+// init container, the proxy and their volumes. Pure: the AdmissionReview handling and I/O live elsewhere.
+import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
+import { isObject } from '../mesh-model/k8s-objects.ts';
+import { defaultCaptureConfig } from '../sidecar/init-iptables.ts';
+import { parseInitIptablesArgs } from '../sidecar/init-iptables-command.ts';
+
+export const INIT_CONTAINER = 'sluice-init';
+export const INJECT_ANNOTATION = 'sluice.dev/inject';
+export const STATUS_ANNOTATION = 'sluice.dev/status';
+export const MTLS_MODE_ANNOTATION = 'sluice.dev/mtls-mode';
+export const TOKEN_AUDIENCE = 'sluice.dev/mesh';
+export const TOKEN_DIR = '/var/run/sluice/token';
+export const CA_DIR = '/var/run/sluice/ca';
+const TOKEN_VOLUME = 'sluice-token';
+const CA_VOLUME = 'sluice-ca';
+const CA_CONFIGMAP = 'sluice-ca-root';
+const CA_KEY = 'ca.crt';
+
+/** Pod annotations → `sluice init-iptables` flags of the same names. */
+const CAPTURE_ANNOTATIONS = [
+  'exclude-inbound-ports',
+  'exclude-outbound-ports',
+  'exclude-outbound-cidrs',
+  'include-outbound-cidrs',
+] as const;
+
+export interface InjectionSettings {
+  readonly image: string;
+  readonly imagePullPolicy: string;
+  /** host:port of the controller's config and certificate endpoint. */
+  readonly controllerAddress: string;
+  readonly trustDomain: string;
+  /** Proxy as an init container with restartPolicy Always (Kubernetes ≥ 1.29); else a classic sidecar
+   * whose postStart hook holds the app containers until the proxy is ready. */
+  readonly nativeSidecars: boolean;
+  /** Default inbound mTLS mode; a pod may override it with the sluice.dev/mtls-mode annotation. */
+  readonly mtlsMode: 'PERMISSIVE' | 'STRICT';
+}
+
+export type SkipReason = 'opted-out' | 'host-network' | 'already-injected';
+
+export type JsonPatchOp = { op: 'add'; path: string; value: unknown };
+
+export type InjectionDecision =
+  | { readonly action: 'inject'; readonly patch: JsonPatchOp[] }
+  | { readonly action: 'skip'; readonly reason: SkipReason }
+  /** The pod asks for something we cannot do (a bad annotation): refuse it with this message. */
+  | { readonly action: 'deny'; readonly message: string };
+
+const PROXY_UID = defaultCaptureConfig.proxyUid;
+const PORTS = {
+  inbound: defaultCaptureConfig.inboundPort,
+  outbound: defaultCaptureConfig.outboundPort,
+  admin: defaultCaptureConfig.adminPort,
+};
+
+function containerNames(spec: Record<string, unknown>, field: 'containers' | 'initContainers'): string[] {
+  const list = spec[field];
+  return Array.isArray(list) ? list.filter(isObject).map((c) => String(c.name)) : [];
+}
+
+/** `/` and `~` in a JSON pointer segment (RFC 6901). */
+function pointerSegment(key: string): string {
+  return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+function stringAnnotations(metadata: Record<string, unknown>): Record<string, string> {
+  const raw = isObject(metadata.annotations) ? metadata.annotations : {};
+  return Object.fromEntries(
+    Object.entries(raw).filter((e): e is [string, string] => typeof e[1] === 'string'),
+  );
+}
+
+/** init-iptables arguments from the pod's annotations (checked as the init container will parse them),
+ * or the message of the first bad one. */
+export function captureArgs(annotations: Record<string, string>): string[] | string {
+  const args = [
+    'init-iptables',
+    `--proxy-uid=${PROXY_UID}`,
+    `--inbound-port=${PORTS.inbound}`,
+    `--outbound-port=${PORTS.outbound}`,
+    `--admin-port=${PORTS.admin}`,
+  ];
+  for (const name of CAPTURE_ANNOTATIONS) {
+    const value = annotations[`sluice.dev/${name}`]?.trim();
+    if (value === undefined) continue;
+    const arg = `--${name}=${value}`;
+    try {
+      parseInitIptablesArgs([arg]);
+    } catch (err) {
+      return `annotation sluice.dev/${name}: ${(err as Error).message.replace(/^init-iptables: --[a-z-]+:? /, '')}`;
+    }
+    args.push(arg);
+  }
+  return args;
+}
+
+function mtlsMode(annotations: Record<string, string>, fallback: string): string | { error: string } {
+  const value = annotations[MTLS_MODE_ANNOTATION];
+  if (value === undefined) return fallback;
+  const mode = value.trim().toUpperCase();
+  return mode === 'STRICT' || mode === 'PERMISSIVE'
+    ? mode
+    : { error: `annotation ${MTLS_MODE_ANNOTATION}: must be STRICT or PERMISSIVE, got '${value}'` };
+}
+
+const RESTRICTED = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+function initContainer(settings: InjectionSettings, args: string[]): Record<string, unknown> {
+  return {
+    name: INIT_CONTAINER,
+    image: settings.image,
+    imagePullPolicy: settings.imagePullPolicy,
+    args,
+    // Root with only the two network capabilities, in the pod's own network namespace.
+    securityContext: {
+      ...RESTRICTED,
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+    },
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+  };
+}
+
+function fieldEnv(name: string, fieldPath: string): Record<string, unknown> {
+  return { name, valueFrom: { fieldRef: { fieldPath } } };
+}
+
+function proxyContainer(settings: InjectionSettings, mode: string): Record<string, unknown> {
+  const ready = { httpGet: { path: '/ready', port: PORTS.admin } };
+  return {
+    name: PROXY_CONTAINER,
+    image: settings.image,
+    imagePullPolicy: settings.imagePullPolicy,
+    args: [
+      'proxy',
+      `--controller=${settings.controllerAddress}`,
+      `--token-file=${TOKEN_DIR}/token`,
+      `--ca-bundle-file=${CA_DIR}/${CA_KEY}`,
+      `--trust-domain=${settings.trustDomain}`,
+      `--mode=${mode}`,
+    ],
+    ...(settings.nativeSidecars
+      ? { restartPolicy: 'Always' }
+      : {
+          // Classic sidecar: kubelet starts the next container only when this hook returns.
+          lifecycle: {
+            postStart: {
+              exec: { command: ['node', '/app/bin/sluice.js', 'wait-ready', `--port=${PORTS.admin}`] },
+            },
+          },
+        }),
+    env: [
+      fieldEnv('POD_NAME', 'metadata.name'),
+      fieldEnv('POD_NAMESPACE', 'metadata.namespace'),
+      fieldEnv('POD_IP', 'status.podIP'),
+      fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
+    ],
+    ports: [{ name: 'sluice-admin', containerPort: PORTS.admin, protocol: 'TCP' }],
+    startupProbe: { ...ready, periodSeconds: 1, failureThreshold: 120 },
+    readinessProbe: { ...ready, periodSeconds: 5 },
+    livenessProbe: { httpGet: { path: '/live', port: PORTS.admin }, periodSeconds: 10, failureThreshold: 3 },
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    securityContext: {
+      ...RESTRICTED,
+      runAsUser: PROXY_UID,
+      runAsGroup: PROXY_UID,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    },
+    volumeMounts: [
+      { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
+      { name: CA_VOLUME, mountPath: CA_DIR, readOnly: true },
+    ],
+  };
+}
+
+const VOLUMES = [
+  {
+    name: TOKEN_VOLUME,
+    projected: {
+      sources: [
+        { serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: 3600, path: 'token' } },
+      ],
+    },
+  },
+  { name: CA_VOLUME, configMap: { name: CA_CONFIGMAP, items: [{ key: CA_KEY, path: CA_KEY }] } },
+];
+
+/** Adds `items` at the front of (or, with `append`, after) the array at `path`, creating it if absent. */
+function addToArray(path: string, existing: unknown, items: unknown[], append = false): JsonPatchOp[] {
+  if (!Array.isArray(existing) || existing.length === 0) return [{ op: 'add', path, value: items }];
+  return items.map((value, i) => ({ op: 'add', path: `${path}/${append ? '-' : String(i)}`, value }));
+}
+
+export function decideInjection(
+  pod: Record<string, unknown>,
+  settings: InjectionSettings,
+): InjectionDecision {
+  const metadata = isObject(pod.metadata) ? pod.metadata : {};
+  const spec = isObject(pod.spec) ? pod.spec : {};
+  const annotations = stringAnnotations(metadata);
+  const optOut = annotations[INJECT_ANNOTATION]?.trim().toLowerCase();
+  if (optOut === 'disabled' || optOut === 'false') return { action: 'skip', reason: 'opted-out' };
+  if (spec.hostNetwork === true) return { action: 'skip', reason: 'host-network' };
+  const names = [...containerNames(spec, 'initContainers'), ...containerNames(spec, 'containers')];
+  if (names.includes(PROXY_CONTAINER) || names.includes(INIT_CONTAINER)) {
+    return { action: 'skip', reason: 'already-injected' };
+  }
+  const args = captureArgs(annotations);
+  if (typeof args === 'string') return { action: 'deny', message: args };
+  const mode = mtlsMode(annotations, settings.mtlsMode);
+  if (typeof mode !== 'string') return { action: 'deny', message: mode.error };
+
+  const proxy = proxyContainer(settings, mode);
+  const init = initContainer(settings, args);
+  const patch: JsonPatchOp[] = [];
+  if (!isObject(metadata.annotations)) patch.push({ op: 'add', path: '/metadata/annotations', value: {} });
+  patch.push({
+    op: 'add',
+    path: `/metadata/annotations/${pointerSegment(STATUS_ANNOTATION)}`,
+    value: 'injected',
+  });
+  // Native: capture first, then the proxy, then the pod's own init containers (which are then meshed).
+  patch.push(
+    ...addToArray(
+      '/spec/initContainers',
+      spec.initContainers,
+      settings.nativeSidecars ? [init, proxy] : [init],
+    ),
+  );
+  if (!settings.nativeSidecars) patch.push(...addToArray('/spec/containers', spec.containers, [proxy]));
+  patch.push(...addToArray('/spec/volumes', spec.volumes, VOLUMES, true));
+  return { action: 'inject', patch };
+}
