@@ -7,7 +7,9 @@
  * assertions.
  *
  * Run: node bench/config-fanout.ts   (env: BENCH_CLIENTS=1000 BENCH_PROCS=1 BENCH_ROUNDS=20
- * BENCH_MASS_ROUNDS=3 BENCH_NAMESPACES=100 BENCH_SERVICES=1000)
+ * BENCH_MASS_ROUNDS=3 BENCH_NAMESPACES=100 BENCH_SERVICES=1000; BENCH_MALLOC=1 adds glibc's malloc
+ * statistics and trims after each, which lowers the RSS printed after it; `node --expose-gc` collects
+ * garbage before each memory line)
  *
  * The controller runs in this process, with the NODE_OPTIONS and MALLOC_* settings of
  * manifests/controller-deployment.yaml (the bench starts itself again with them; BENCH_DEPLOYMENT_ENV=0 to

@@ -30,7 +30,12 @@ import type { IdentityPem } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { ensureGatewayApiCrds, kubectl, requireCluster } from '../test/support/kube.ts';
-import { startSubscribers, type FromSubscribers, type SubscriberPool } from './config-subscribers.ts';
+import {
+  controllerRuntimeEnv,
+  startSubscribers,
+  type FromSubscribers,
+  type SubscriberPool,
+} from './config-subscribers.ts';
 import { freePort } from '../test/support/free-port.ts';
 import { canaryRule } from './config-bench-routes.ts';
 import { percentile } from './stats.ts';
@@ -280,7 +285,12 @@ function startController(configPort: number, adminPort: number): ControllerProce
       '--admin-port',
       String(adminPort),
     ],
-    { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, POD_NAME: 'sluice-bench' } },
+    {
+      cwd: repo,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // The Deployment's V8 and malloc settings (NODE_OPTIONS, MALLOC_ARENA_MAX).
+      env: { ...process.env, ...controllerRuntimeEnv(), POD_NAME: 'sluice-bench' },
+    },
   );
   const logged = new Map<string, Record<string, unknown>>();
   let rest = '';

@@ -92,9 +92,39 @@ async function installGatewayApi(k: DemoCluster, progress: Progress): Promise<vo
   });
 }
 
+/**
+ * The local cluster rebuilds the images under the same tags (`cluster up`), which running pods do not
+ * notice: restart what ran before this run so it shows this checkout's code. A user's cluster is left alone.
+ */
+async function staleOnLocalCluster(
+  k: DemoCluster,
+  namespace: string,
+  deployments: readonly string[],
+): Promise<string[]> {
+  if (!k.local) return [];
+  const { stdout } = await k.kubectl([
+    '-n',
+    namespace,
+    'get',
+    'deployments',
+    '-o',
+    'name',
+    '--ignore-not-found',
+  ]);
+  return deployments.filter((d) => stdout.split('\n').includes(`deployment.apps/${d}`));
+}
+
+async function restart(k: DemoCluster, namespace: string, stale: readonly string[], progress: Progress) {
+  if (stale.length === 0) return;
+  await k.kubectl(['-n', namespace, 'rollout', 'restart', ...stale.map((d) => `deployment/${d}`)]);
+  progress.detail(`restarted ${stale.join(', ')} (the local images may have been rebuilt)`);
+}
+
 async function installSluice(k: DemoCluster, progress: Progress): Promise<void> {
   await progress.step('Sluice control plane (kubectl apply -k manifests/)', async () => {
+    const stale = await staleOnLocalCluster(k, CONTROL_NAMESPACE, CONTROL_DEPLOYMENTS);
     await k.kubectl(['apply', '-k', join(REPO_DIR, 'manifests')], { timeoutMs: 120_000 });
+    await restart(k, CONTROL_NAMESPACE, stale, progress);
     await waitForRollouts(k, CONTROL_NAMESPACE, CONTROL_DEPLOYMENTS, progress);
     progress.detail(`${CONTROL_DEPLOYMENTS.join(', ')}: rolled out`);
     await waitFor(
@@ -129,7 +159,9 @@ async function deploySample(k: DemoCluster, progress: Progress): Promise<string>
       },
       `The controller publishes it: kubectl -n ${CONTROL_NAMESPACE} logs deploy/sluice-controller`,
     );
+    const stale = await staleOnLocalCluster(k, NAMESPACE, SAMPLE_DEPLOYMENTS);
     await k.kubectl(['apply', '-k', SAMPLE_DIR], { timeoutMs: 60_000 });
+    await restart(k, NAMESPACE, stale, progress);
     await waitForRollouts(k, NAMESPACE, SAMPLE_DEPLOYMENTS, progress);
     const pods = items(await getJson(k, ['-n', NAMESPACE, 'get', 'pods']));
     const unmeshed = podsWithoutSidecar(pods);

@@ -30,6 +30,10 @@ export function configDump(state: AdminState): unknown {
             kind: r.kind ?? null,
             routes: r.routes.map((route) => `${route.kind} ${route.namespace}/${route.name}`),
           })),
+          routes: view.model.routes.map((r) => ({
+            route: `${r.kind} ${r.namespace}/${r.name}`,
+            generation: r.generation,
+          })),
           endpoints: Object.fromEntries(
             [...view.endpoints].map(([k, eps]) => [k, eps.map((e) => ({ ...e }))]),
           ),

@@ -323,9 +323,21 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
 
   it('converges within seconds when a route is deleted and re-created', async () => {
     await kubectl(['-n', server.name, 'delete', 'httproute', 'echo']);
-    await eventually('both versions answer without the route', async () => {
-      const names = countNames(await send(server.name, serverUrl, 30));
-      return names['echo-v1'] && names['echo-v2'] ? names : undefined;
+    await eventually('the client sidecar dropped the route', async () => {
+      const { stdout } = await kubectl([
+        '-n',
+        server.name,
+        'exec',
+        'deploy/client',
+        '-c',
+        'app',
+        '--',
+        'curl',
+        '-sS',
+        'localhost:15021/config_dump',
+      ]);
+      const routes = (JSON.parse(stdout) as { config: { routes: { route: string }[] } }).config.routes;
+      return routes.some((r) => r.route === `HTTPRoute ${server.name}/echo`) ? undefined : true;
     });
     const started = Date.now();
     await apply([route('echo', { name: 'echo' }, [{ backendRefs: [backend('echo-v2')] }])], server.name);
