@@ -4,6 +4,7 @@
 // certificate yet); who the caller is comes from the token alone (WorkloadCa, TokenReview).
 import http2 from 'node:http2';
 import type { RouteHandler } from './config-server.ts';
+import type { TokenBucket } from './token-bucket.ts';
 import type { IssuedCertificate, IssueResult, RefusalCode, WorkloadCa } from './workload-ca.ts';
 
 export const CERTIFICATE_PATH = '/v1/certificate';
@@ -90,7 +91,12 @@ function respondJson(
 export interface CertificateEndpointOptions {
   readonly ca: WorkloadCa;
   /** Called once per request with what happened (for logs and metrics); never with the token. */
-  readonly onResult?: (result: IssueResult | { ok: false; code: 'InvalidArgument'; message: string }) => void;
+  readonly onResult?: (
+    result: IssueResult | { ok: false; code: 'InvalidArgument' | 'Unavailable'; message: string },
+  ) => void;
+  /** Requests over this rate get 429 with Retry-After before their token is reviewed (a mass restart of
+   * pods must not turn into a storm of TokenReviews). */
+  readonly limiter?: TokenBucket;
 }
 
 export function certificateHandler(options: CertificateEndpointOptions): RouteHandler {
@@ -115,6 +121,17 @@ export function certificateHandler(options: CertificateEndpointOptions): RouteHa
         401,
         { error: 'Unauthenticated', message: 'send the pod service-account token as Authorization: Bearer' },
         { 'www-authenticate': 'Bearer' },
+      );
+    }
+    const waitMs = options.limiter?.tryTake() ?? 0;
+    if (waitMs > 0) {
+      const message = 'too many certificate requests: retry later';
+      options.onResult?.({ ok: false, code: 'Unavailable', message });
+      return respondJson(
+        stream,
+        429,
+        { error: 'Unavailable', message },
+        { 'retry-after': String(Math.ceil(waitMs / 1000)) },
       );
     }
     const chunks: Buffer[] = [];

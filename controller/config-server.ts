@@ -1,7 +1,6 @@
 // The controller's config endpoint (ADR 0005): GET /v1/config over HTTP/2 with mutual TLS, answered with the
 // NDJSON stream of the caller's namespace scope. The namespace comes only from the client certificate's
 // SPIFFE ID (spiffe://<trust domain>/ns/<namespace>/sa/<service account>).
-import { constants as cryptoConstants } from 'node:crypto';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -11,7 +10,6 @@ import type { ConfigHub, ConfigSubscriber } from './config-hub.ts';
 import { CONFIG_CONTENT_TYPE, CONFIG_PATH, CONFIG_PORT, PING_LINE } from './config-protocol.ts';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
-const { SSL_OP_NO_TICKET } = cryptoConstants;
 
 export interface ConfigServerOptions {
   hub: ConfigHub;
@@ -155,8 +153,6 @@ export class ConfigServer {
       ...options.credentials.serverOptions({ alpnProtocols: ['h2'] }),
       ...(options.routes?.size ? { rejectUnauthorized: false } : {}),
       allowHTTP1: false,
-      // Sidecars never resume sessions; without this every connection gets (and holds) TLS 1.3 tickets.
-      secureOptions: SSL_OP_NO_TICKET,
       // A sidecar needs one stream; more from one connection only multiply snapshots.
       settings: { maxConcurrentStreams: 8 },
     });

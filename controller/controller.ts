@@ -32,6 +32,7 @@ import type { Logger } from './json-log.ts';
 import { SupervisedInformer } from './kube/supervised-informer.ts';
 import { RESOURCES, type ResourceType } from './kube/resources.ts';
 import type { KubeObject } from './kube/object-cache.ts';
+import { TokenBucket } from './token-bucket.ts';
 import { apiCaSecretStore, apiConfigMapStore, apiTokenReviewer } from './kube-adapters.ts';
 import { electionIdentity, LeaderElector } from './leader-election.ts';
 import {
@@ -50,6 +51,10 @@ export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 export const ADMIN_PORT = 15014;
 export const LEASE_NAME = 'sluice-controller';
 const CONTROLLER_CERT_HOURS = 24;
+/** Certificate requests per second (and burst) before 429: each costs a TokenReview unless cached. A
+ * rollout of 200 pods gets its certificates at once; a restart of thousands is spread over seconds. */
+const CERTIFICATE_QPS = 50;
+const CERTIFICATE_BURST = 200;
 
 /** What the controller watches, by the name used in logs and metrics. */
 const WATCHED = {
@@ -348,6 +353,7 @@ export class Controller {
             CERTIFICATE_PATH,
             certificateHandler({
               ca,
+              limiter: new TokenBucket(CERTIFICATE_QPS, CERTIFICATE_BURST),
               onResult: (result) => {
                 const outcome: RefusalCode | 'Issued' = result.ok ? 'Issued' : result.code;
                 this.#certificates.set(outcome, (this.#certificates.get(outcome) ?? 0) + 1);

@@ -27,6 +27,7 @@ import { CustomObjectsApi, PatchStrategy, type KubeConfig } from '@kubernetes/cl
 import { isObject } from '../mesh-model/k8s-objects.ts';
 import { apiStatus, callOptions, describeApiError } from './api-call.ts';
 import { sameJson, type RouteObject } from './route-status.ts';
+import { TokenBucket } from './token-bucket.ts';
 
 export const ROUTE_GROUP = 'gateway.networking.k8s.io';
 export const ROUTE_VERSION = 'v1';
@@ -82,7 +83,8 @@ export interface StatusWriterOptions {
   log: (message: string) => void;
   /** Routes written at the same time (10). */
   concurrency?: number;
-  /** Sustained API requests per second (20) and burst (40). */
+  /** Sustained API requests per second (50) and burst (100):
+   * 1,000 new routes get their status in about 20 s. API Priority and Fairness guards the server. */
   qps?: number;
   burst?: number;
   /** Re-reads after a 409 before giving up (5). */
@@ -229,33 +231,6 @@ export class CoalescingQueue<T> {
   }
 }
 
-/** A token bucket: `reserve()` takes a token and says how long to wait for it (tokens may go negative). */
-export class TokenBucket {
-  readonly #qps: number;
-  readonly #burst: number;
-  readonly #now: () => number;
-  #tokens: number;
-  #last: number;
-
-  constructor(qps: number, burst: number, now: () => number = () => performance.now()) {
-    if (!(qps > 0) || !(burst >= 1))
-      throw new RangeError('rate limit: qps must be positive, burst at least 1');
-    this.#qps = qps;
-    this.#burst = burst;
-    this.#now = now;
-    this.#tokens = burst;
-    this.#last = now();
-  }
-
-  reserve(): number {
-    const now = this.#now();
-    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) * this.#qps) / 1000);
-    this.#last = now;
-    this.#tokens -= 1;
-    return this.#tokens >= 0 ? 0 : (-this.#tokens * 1000) / this.#qps;
-  }
-}
-
 // ---- the writer ----
 
 interface WriteRequest {
@@ -292,7 +267,7 @@ export class StatusWriter {
     this.#queue = new CoalescingQueue(options.concurrency ?? 10, (key, request) =>
       this.#process(key, request),
     );
-    this.#bucket = new TokenBucket(options.qps ?? 20, options.burst ?? 40);
+    this.#bucket = new TokenBucket(options.qps ?? 50, options.burst ?? 100);
   }
 
   get active(): boolean {

@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict';
+import { TokenBucket } from '../../../controller/token-bucket.ts';
 import { KubeConfig } from '@kubernetes/client-node';
-import {
-  CoalescingQueue,
-  StatusWriter,
-  TokenBucket,
-  createMergePatch,
-} from '../../../controller/status-writer.ts';
+import { CoalescingQueue, StatusWriter, createMergePatch } from '../../../controller/status-writer.ts';
 
 /** A promise with its resolve, to hold a queue worker until the test lets it go. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -105,7 +101,7 @@ describe('status writer: coalescing queue', () => {
   });
 });
 
-describe('status writer: rate limit', () => {
+describe('token bucket', () => {
   it('allows a burst, then one request per 1/qps', () => {
     let now = 0;
     const bucket = new TokenBucket(10, 3, () => now);
@@ -120,6 +116,16 @@ describe('status writer: rate limit', () => {
       [bucket.reserve(), bucket.reserve(), bucket.reserve(), bucket.reserve()],
       [0, 0, 0, 100],
     );
+  });
+
+  it('turns callers away without taking a token when empty (tryTake)', () => {
+    let now = 0;
+    const bucket = new TokenBucket(10, 2, () => now);
+    assert.deepEqual([bucket.tryTake(), bucket.tryTake()], [0, 0]);
+    assert.equal(bucket.tryTake(), 100, 'empty: the next token in 100 ms');
+    assert.equal(bucket.tryTake(), 100, 'a refusal costs nothing');
+    now = 100;
+    assert.equal(bucket.tryTake(), 0);
   });
 
   it('rejects nonsense limits', () => {
