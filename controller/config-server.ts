@@ -44,17 +44,19 @@ interface OpenStream {
 }
 
 /**
- * Most bytes handed to a stream at once (see PacedWriter). 16 KiB kept another ~15 MiB per 1,000 streams
- * off the RSS but cost 20-60 % more CPU for snapshots and large deltas; 32 KiB costs what unpaced writes do.
+ * Most bytes handed to a stream at once (see PacedWriter): about one TLS record. 32 KiB pieces kept 15-30 MiB
+ * more per 1,000 streams and cost as much CPU.
  */
-const PIECE_BYTES = 32 * 1024;
+const PIECE_BYTES = 16 * 1024;
 
 /**
  * Hands a stream's frames to HTTP/2 at most PIECE_BYTES at a time, the next piece once the previous one
  * has been written to the socket. Node's TLS layer keeps memory for the largest burst of ciphertext it
  * ever buffered for a connection until the connection closes; written whole, a snapshot bursts as far as
  * the peer's flow-control window (64 KiB), which cost 1,000 streams 60-100 MiB of RSS in
- * bench/config-fanout.ts. The queue holds the hub's shared Buffers (and views of them), not copies.
+ * bench/config-fanout.ts. The price is CPU when much is sent (1,000 snapshots or a delta of every route:
+ * 20-60 % more); small deltas cost the same. The queue holds the hub's shared Buffers (and views of them),
+ * not copies.
  */
 class PacedWriter {
   readonly #stream: http2.ServerHttp2Stream;
