@@ -9,6 +9,8 @@ import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 
 export const CONFIG_PATH = '/v1/config';
 export const CONFIG_PORT = 15012;
+export const DEFAULT_CONTROL_PLANE_NAMESPACE = 'sluice-system';
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 export const CONFIG_CONTENT_TYPE = 'application/x-ndjson';
 export const CONTROLLER_NAMESPACE = 'sluice-system';
 export const CONTROLLER_SERVICE_ACCOUNT = 'sluice-controller';

@@ -1,15 +1,10 @@
 // `sluice controller`: the control plane process (see controller.ts). Runs until SIGTERM/SIGINT, then
 // steps down (releasing the Lease), ends the config streams and exits 0.
 import { parseArgs } from 'node:util';
-import { parseFlags, UsageError } from '../cli/usage-error.ts';
+import { parseFlags, portFlag, UsageError } from '../cli/usage-error.ts';
 import { validateTrustDomain } from '../pki/spiffe-id.ts';
-import { CONFIG_PORT } from './config-protocol.ts';
-import {
-  ADMIN_PORT,
-  Controller,
-  DEFAULT_CONTROL_PLANE_NAMESPACE,
-  DEFAULT_TRUST_DOMAIN,
-} from './controller.ts';
+import { CONFIG_PORT, DEFAULT_CONTROL_PLANE_NAMESPACE, DEFAULT_TRUST_DOMAIN } from './config-protocol.ts';
+import { ADMIN_PORT, Controller } from './controller.ts';
 import { jsonLogger } from './json-log.ts';
 import { KubeConfigError, loadKubeConfig } from './kube/kube-config.ts';
 
@@ -30,15 +25,6 @@ export interface ControllerFlags {
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-
-function port(value: string | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isInteger(n) || n < 1 || n > 65535) {
-    throw new UsageError(`--${name} must be a port number, got '${value}'`);
-  }
-  return n;
-}
 
 /** Flags and environment → settings; every problem is a UsageError. */
 export function parseControllerFlags(
@@ -71,8 +57,8 @@ export function parseControllerFlags(
   if (!DNS_LABEL.test(namespace)) {
     throw new UsageError(`--namespace must be a Kubernetes namespace name, got '${namespace}'`);
   }
-  const configPort = port(values.port, CONFIG_PORT, 'port');
-  const adminPort = port(values['admin-port'], ADMIN_PORT, 'admin-port');
+  const configPort = portFlag(values.port, CONFIG_PORT, 'port');
+  const adminPort = portFlag(values['admin-port'], ADMIN_PORT, 'admin-port');
   if (configPort === adminPort) throw new UsageError('--port and --admin-port must differ');
   if (values.kubeconfig === '') throw new UsageError('--kubeconfig needs a file name');
   return {

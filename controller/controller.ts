@@ -46,8 +46,6 @@ import { StatusWriter, type RouteStatus } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
 import { DEFAULT_AUDIENCE, renewAt, WorkloadCa, type IssuingCa, type RefusalCode } from './workload-ca.ts';
 
-export const DEFAULT_CONTROL_PLANE_NAMESPACE = 'sluice-system';
-export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 export const ADMIN_PORT = 15014;
 export const LEASE_NAME = 'sluice-controller';
 const CONTROLLER_CERT_HOURS = 24;

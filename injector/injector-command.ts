@@ -2,10 +2,13 @@
 // in labelled namespaces (see pod-injection.ts). Runs until SIGTERM/SIGINT.
 import { CoreV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
 import { parseArgs } from 'node:util';
-import { parseFlags, UsageError } from '../cli/usage-error.ts';
+import { parseFlags, portFlag, UsageError } from '../cli/usage-error.ts';
 import { callOptions, describeApiError } from '../controller/api-call.ts';
-import { CONFIG_PORT } from '../controller/config-protocol.ts';
-import { DEFAULT_CONTROL_PLANE_NAMESPACE, DEFAULT_TRUST_DOMAIN } from '../controller/controller.ts';
+import {
+  CONFIG_PORT,
+  DEFAULT_CONTROL_PLANE_NAMESPACE,
+  DEFAULT_TRUST_DOMAIN,
+} from '../controller/config-protocol.ts';
 import { jsonLogger, type Logger } from '../controller/json-log.ts';
 import { KubeConfigError, loadKubeConfig } from '../controller/kube/kube-config.ts';
 import { validateTrustDomain } from '../pki/spiffe-id.ts';
@@ -31,14 +34,6 @@ const NATIVE_SIDECAR_MINOR = 29;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Within the Deployment's terminationGracePeriodSeconds (15). */
 const SHUTDOWN_GRACE_MS = 5_000;
-
-function port(value: string | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 65535)
-    throw new UsageError(`--${name} must be a port number, got '${value}'`);
-  return n;
-}
 
 function choice<T extends string>(
   value: string | undefined,
@@ -123,8 +118,8 @@ export async function main(args: string[]): Promise<number | undefined> {
   const namespace = values.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE);
   const sidecarMode = choice(values['sidecar-mode'], ['auto', 'native', 'classic'], 'sidecar-mode') ?? 'auto';
   const mtlsMode = choice(values['mtls-mode'], ['PERMISSIVE', 'STRICT'], 'mtls-mode') ?? 'PERMISSIVE';
-  const webhookPort = port(values.port, WEBHOOK_PORT, 'port');
-  const adminPort = port(values['admin-port'], ADMIN_PORT, 'admin-port');
+  const webhookPort = portFlag(values.port, WEBHOOK_PORT, 'port');
+  const adminPort = portFlag(values['admin-port'], ADMIN_PORT, 'admin-port');
   let kubeConfig: KubeConfig;
   try {
     kubeConfig = loadKubeConfig(

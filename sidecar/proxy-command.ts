@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseFlags, UsageError } from '../cli/usage-error.ts';
+import { parseFlags, portFlag, UsageError } from '../cli/usage-error.ts';
 import { controllerSpiffeId } from '../controller/config-protocol.ts';
 import { loadIdentityDir } from '../pki/identity-dir.ts';
 import { parseSpiffeId, parseWorkloadSpiffeId } from '../pki/spiffe-id.ts';
@@ -24,14 +24,6 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
   --app-address ADDR     where the app listens for inbound traffic, default 127.0.0.1
   --detect-timeout-ms N  protocol detection wait, default 5000
   --drain-seconds N      graceful drain on SIGTERM, default 5`;
-
-function port(value: string | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535)
-    throw new UsageError(`--${name} must be a port number, got '${value}'`);
-  return n;
-}
 
 export async function main(args: string[]): Promise<number | undefined> {
   const { values } = parseFlags(() =>
@@ -73,9 +65,9 @@ export async function main(args: string[]): Promise<number | undefined> {
     source,
     identity,
     mode,
-    outboundPort: port(values['outbound-port'], 15001, 'outbound-port'),
-    inboundPort: port(values['inbound-port'], 15006, 'inbound-port'),
-    adminPort: port(values['admin-port'], 15021, 'admin-port'),
+    outboundPort: portFlag(values['outbound-port'], 15001, 'outbound-port'),
+    inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
+    adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
     bind: values.bind ?? '::',
     appAddress: values['app-address'] ?? '127.0.0.1',
     detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
