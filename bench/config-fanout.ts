@@ -35,15 +35,9 @@ import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
 import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
 import { controllerRuntimeEnv, startSubscribers, type FromSubscribers } from './config-subscribers.ts';
-import { canaryRule } from './config-bench-routes.ts';
+import { canaryRule, CLIENTS, NAMESPACES, PROCS, ROUNDS, SERVICES, TD } from './config-bench-routes.ts';
 import { percentile } from './stats.ts';
 
-const TD = 'cluster.local';
-const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
-const PROCS = Math.max(1, Number(process.env.BENCH_PROCS ?? 1));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
-const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 100);
-const SERVICES = Number(process.env.BENCH_SERVICES ?? 1000);
 const MASS_ROUNDS = Number(process.env.BENCH_MASS_ROUNDS ?? 3);
 const MARKER = 'bench-marker';
 const REEXECUTED = 'SLUICE_BENCH_DEPLOYMENT_ENV_APPLIED';

@@ -37,15 +37,9 @@ import {
   type SubscriberPool,
 } from './config-subscribers.ts';
 import { freePort } from '../test/support/free-port.ts';
-import { canaryRule } from './config-bench-routes.ts';
+import { canaryRule, CLIENTS, NAMESPACES, PROCS, ROUNDS, SERVICES, TD } from './config-bench-routes.ts';
 import { percentile } from './stats.ts';
 
-const TD = 'cluster.local';
-const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
-const PROCS = Math.max(1, Number(process.env.BENCH_PROCS ?? 1));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
-const NAMESPACES = Number(process.env.BENCH_NAMESPACES ?? 100);
-const SERVICES = Number(process.env.BENCH_SERVICES ?? 1000);
 const SYSTEM_NS = 'sluice-bench-system';
 const BENCH_LABEL = 'sluice.dev/bench';
 const BENCH_LABEL_VALUE = 'controller-push';

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { gatewayApiCrdSource } from '../../cluster/gateway-api.ts';
 import { kubectl as runKubectl, kubectlPath } from '../../cluster/kubectl.ts';
 import { clusterPaths } from '../../cluster/paths.ts';
 import type { RunOptions, RunResult } from '../../cluster/exec.ts';
+import { eventually } from '../../cluster/eventually.ts';
+
+export { eventually };
 
 const paths = clusterPaths();
 
@@ -39,28 +41,6 @@ export async function testNamespace(prefix: string, labels: Record<string, strin
     delete: () =>
       kubectl(['delete', 'namespace', name, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 }),
   };
-}
-
-/** Polls until `check` returns a value, or fails with what it last saw. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: Error | undefined;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error instanceof Error ? error : new Error(String(error));
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not true after ${timeoutMs / 1000} s${last ? ` (${last.message})` : ''}`);
-    }
-    await sleep(500);
-  }
 }
 
 const ROUTE_CRDS = ['crd/httproutes.gateway.networking.k8s.io', 'crd/grpcroutes.gateway.networking.k8s.io'];
