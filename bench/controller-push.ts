@@ -321,6 +321,16 @@ function metric(text: string, name: string): number {
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
 }
 
+/** RSS and V8 heap of the controller from its own /metrics. */
+async function memoryText(c: ControllerProcess): Promise<string> {
+  const text = (await admin(c, '/metrics')).text;
+  const m = (name: string): string => `${(metric(text, name) / 2 ** 20).toFixed(0)} MiB`;
+  return (
+    `RSS ${m('process_resident_memory_bytes')}, JS heap used ${m('nodejs_heap_size_used_bytes')} of ` +
+    `${m('nodejs_heap_size_total_bytes')}, external ${m('nodejs_external_memory_bytes')}`
+  );
+}
+
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -435,6 +445,7 @@ async function run(): Promise<void> {
     `ready ${ms(readyMs)} after spawn (informers listed in ${String(synced?.ms)} ms: ` +
       `${JSON.stringify(synced?.objects)})`,
   );
+  row('controller memory when ready', await memoryText(c));
   await Promise.race([exitedEarly, waitStatusIdle(c, 600_000)]);
   const statusMetrics = (await admin(c, '/metrics')).text;
   row(
@@ -444,7 +455,7 @@ async function run(): Promise<void> {
       `${metric(statusMetrics, 'sluice_status_conflicts_total')} conflicts`,
   );
   const idle = procSample(c.child.pid!);
-  row('controller idle after sync', `RSS ${mib(idle.rssKb)}, CPU so far ${idle.cpuSeconds.toFixed(1)} s`);
+  row('controller idle after sync', `${await memoryText(c)}, CPU so far ${idle.cpuSeconds.toFixed(1)} s`);
 
   const secret = JSON.parse(
     (await kubectl(['get', 'secret', '-n', SYSTEM_NS, CA_SECRET_NAME, '-o', 'json'])).stdout,
@@ -483,7 +494,7 @@ async function run(): Promise<void> {
   );
   await sleep(3000);
   const withStreams = procSample(c.child.pid!);
-  row(`controller with ${ok} streams`, `RSS ${mib(withStreams.rssKb)}`);
+  row(`controller with ${ok} streams`, await memoryText(c));
   const smaps = readFileSync(`/proc/${c.child.pid!}/smaps_rollup`, 'utf8');
   const smap = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(smaps)?.[1]);
   row(

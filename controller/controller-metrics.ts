@@ -79,3 +79,24 @@ export function renderFamily(
     ...samples.map((s) => `${name}${labelText(s.labels)} ${numberText(s.value)}`),
   ];
 }
+
+/** The process's own memory and CPU, under the names Prometheus client libraries use. */
+export function processFamilies(): string[] {
+  const memory = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  return [
+    ...renderFamily('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes', [
+      { value: memory.rss },
+    ]),
+    ...renderFamily('process_cpu_seconds_total', 'counter', 'User and system CPU time in seconds', [
+      { value: (cpu.user + cpu.system) / 1e6 },
+    ]),
+    ...renderFamily('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use', [{ value: memory.heapUsed }]),
+    ...renderFamily('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap committed', [
+      { value: memory.heapTotal },
+    ]),
+    ...renderFamily('nodejs_external_memory_bytes', 'gauge', 'Memory of C++ objects bound to JS objects', [
+      { value: memory.external },
+    ]),
+  ];
+}

@@ -27,7 +27,13 @@ import { CERTIFICATE_PATH, certificateHandler } from './certificate-endpoint.ts'
 import { ConfigHub } from './config-hub.ts';
 import { CONFIG_PORT, CONTROLLER_SERVICE_ACCOUNT } from './config-protocol.ts';
 import { ConfigServer } from './config-server.ts';
-import { Histogram, PUSH_LATENCY_BUCKETS, renderFamily, type Sample } from './controller-metrics.ts';
+import {
+  Histogram,
+  processFamilies,
+  PUSH_LATENCY_BUCKETS,
+  renderFamily,
+  type Sample,
+} from './controller-metrics.ts';
 import type { Logger } from './json-log.ts';
 import { SupervisedInformer } from './kube/supervised-informer.ts';
 import { RESOURCES, type ResourceType } from './kube/resources.ts';
@@ -593,6 +599,7 @@ export class Controller {
         'Workload certificate requests by outcome',
         [...this.#certificates].map(([outcome, value]) => ({ labels: { outcome }, value })),
       ),
+      ...processFamilies(),
     ];
     return `${lines.join('\n')}\n`;
   }

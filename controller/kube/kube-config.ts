@@ -12,6 +12,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { PooledKubeConfig } from './pooled-kube-config.ts';
 
 /** Where the kubelet mounts the service account; client-node's loadFromCluster reads the same place. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -81,7 +82,7 @@ function loadInCluster(kubeConfig: KubeConfig, prefix: string): void {
 }
 
 export function loadKubeConfig(options: LoadKubeConfigOptions = {}): LoadedKubeConfig {
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   const env = process.env;
   const prefix = options.rootPrefix ?? '';
   const inPod =
