@@ -18,12 +18,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { clusterPaths } from '../cluster/paths.ts';
 import { CA_SECRET_NAME, loadCaSecret } from '../controller/ca-root-secret.ts';
 import { CONTROLLER_SERVICE_ACCOUNT } from '../controller/config-protocol.ts';
+import { MERGE_PATCH } from '../controller/kube/kube-api.ts';
 import { loadKubeConfig } from '../controller/kube/kube-config.ts';
 import { issueWorkloadCert } from '../pki/ca.ts';
 import type { IdentityPem } from '../pki/identity.ts';
@@ -142,34 +142,10 @@ async function deleteBenchNamespaces(): Promise<number> {
 
 // ---------------------------------------------------------------- API requests as the cluster admin
 
-const kubeConfig = loadKubeConfig({ kubeconfigPath: paths.kubeconfig }).kubeConfig;
-const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+const api = loadKubeConfig({ kubeconfigPath: paths.kubeconfig }).api;
 
-async function apiRequest(method: string, path: string, body?: object): Promise<Record<string, unknown>> {
-  const server = new URL(kubeConfig.getCurrentCluster()!.server);
-  const options: https.RequestOptions = {
-    method,
-    host: server.hostname,
-    port: server.port,
-    path,
-    agent,
-    headers: body ? { 'content-type': 'application/merge-patch+json' } : {},
-  };
-  await kubeConfig.applyToHTTPSOptions(options);
-  return new Promise((resolve, reject) => {
-    const req = https.request(options, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200)
-          reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 200)}`));
-        else resolve(JSON.parse(text) as Record<string, unknown>);
-      });
-    });
-    req.on('error', reject);
-    req.end(body ? JSON.stringify(body) : undefined);
-  });
+function apiRequest(method: string, path: string, body?: object): Promise<Record<string, unknown>> {
+  return api.request(method, path, { ...(body ? { body, contentType: MERGE_PATCH } : {}) });
 }
 
 const markerPath = `/apis/${ROUTES_API}/namespaces/${ns(0)}/httproutes/${MARKER}`;
@@ -383,7 +359,7 @@ function cleanup(): Promise<void> {
       await controller.exited;
       clearTimeout(timer);
     }
-    agent.destroy();
+    api.close();
     if (snapshotDir) rmSync(snapshotDir, { recursive: true, force: true });
     if (createdNamespaces) {
       const seconds = await deleteBenchNamespaces();

@@ -21,7 +21,7 @@ const ACCEPTED_TYPES: readonly string[] = [CA_SECRET_TYPE, 'Opaque'];
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const MAX_CHAIN = 8;
 
-/** A Secret as sent to the API server (structurally a @kubernetes/client-node V1Secret). */
+/** A Secret as sent to the API server. */
 export interface CaSecret {
   readonly apiVersion: 'v1';
   readonly kind: 'Secret';

@@ -51,9 +51,9 @@ function pickEach(list: unknown, fields: readonly string[], keepOthers: boolean)
 }
 
 /**
- * metav1.Time as the API server writes it (RFC 3339, seconds). @kubernetes/client-node's typed list calls
- * turn timestamps into Date objects while its watch events keep strings; route precedence compares these
- * as text, so both must end up in the same form.
+ * metav1.Time as the API server writes it (RFC 3339, seconds). Objects that went through a typed client
+ * (client-node's list calls, in tools and tests) carry Date objects instead; route precedence compares
+ * these as text, so both must end up in the same form.
  */
 export function normalizeTimestamp(value: unknown): unknown {
   if (value instanceof Date) {

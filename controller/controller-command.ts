@@ -80,7 +80,10 @@ export async function main(args: string[]): Promise<number | undefined> {
   const log = jsonLogger();
   let loaded;
   try {
-    loaded = loadKubeConfig(flags.kubeconfig === undefined ? {} : { kubeconfigPath: flags.kubeconfig });
+    loaded = loadKubeConfig({
+      userAgent: 'sluice-controller',
+      ...(flags.kubeconfig === undefined ? {} : { kubeconfigPath: flags.kubeconfig }),
+    });
   } catch (err) {
     if (err instanceof KubeConfigError) throw new UsageError(err.message);
     throw err;
@@ -94,7 +97,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     adminPort: flags.adminPort,
   });
   const controller = new Controller({
-    kubeConfig: loaded.kubeConfig,
+    api: loaded.api,
     log,
     namespace: flags.namespace,
     trustDomain: flags.trustDomain,

@@ -12,7 +12,7 @@
 //   more often and only matter to the sidecars, which get them through the hub.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeApi } from './kube/kube-api.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import type { MeshModel } from '../mesh-model/model.ts';
 import { buildMeshModel } from '../mesh-model/translate.ts';
@@ -21,7 +21,7 @@ import { parseIdentity, type Identity } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
-import { describeApiError } from './api-call.ts';
+import { describeApiError } from './kube/kube-api.ts';
 import { CA_SECRET_NAME, loadOrCreateCaSecret } from './ca-root-secret.ts';
 import { CERTIFICATE_PATH, certificateHandler } from './certificate-endpoint.ts';
 import { ConfigHub } from './config-hub.ts';
@@ -76,7 +76,7 @@ type Watched = keyof typeof WATCHED;
 const MODEL_INPUTS: ReadonlySet<Watched> = new Set(['services', 'httproutes', 'grpcroutes']);
 
 export interface ControllerOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly api: KubeApi;
   readonly log: Logger;
   /** The control-plane namespace: the Lease, the CA Secret, the controller's own identity. */
   readonly namespace: string;
@@ -155,7 +155,7 @@ export class Controller {
       Object.entries(WATCHED).map(([name, resource]) => [
         name,
         new SupervisedInformer({
-          kubeConfig: options.kubeConfig,
+          api: options.api,
           resource,
           ...(options.relistMs === undefined ? {} : { resyncIntervalMs: options.relistMs }),
           log: informerLog,
@@ -177,17 +177,17 @@ export class Controller {
       },
     });
     this.#writer = new StatusWriter({
-      kubeConfig: options.kubeConfig,
+      api: options.api,
       log: (message) => this.#log.warn(message, { component: 'status' }),
     });
     this.#bundles = new TrustBundlePublisher({
-      store: apiConfigMapStore(options.kubeConfig),
+      store: apiConfigMapStore(options.api),
       controlPlane: options.namespace,
       namespaces: () => this.#informers.namespaces.list().flatMap((ns) => ns.metadata?.name ?? []),
       log: (message, fields) => this.#log.info(message, { component: 'trust-bundle', ...fields }),
     });
     this.#elector = new LeaderElector({
-      kubeConfig: options.kubeConfig,
+      api: options.api,
       namespace: options.namespace,
       leaseName: LEASE_NAME,
       identity: electionIdentity(options.podName),
@@ -320,7 +320,7 @@ export class Controller {
     let issuer: IssuingCa | undefined;
     while (!signal.aborted && !issuer) {
       try {
-        const result = await loadOrCreateCaSecret(apiCaSecretStore(this.#o.kubeConfig), {
+        const result = await loadOrCreateCaSecret(apiCaSecretStore(this.#o.api), {
           namespace: this.#o.namespace,
           trustDomain: this.#o.trustDomain,
         });
@@ -343,7 +343,7 @@ export class Controller {
       this.#scheduleRenewal(issuer, identity);
       const ca = new WorkloadCa({
         issuer,
-        reviewer: apiTokenReviewer(this.#o.kubeConfig),
+        reviewer: apiTokenReviewer(this.#o.api),
         audience: this.#o.audience ?? DEFAULT_AUDIENCE,
       });
       const server = new ConfigServer({

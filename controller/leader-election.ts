@@ -30,8 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoordinationV1Api, V1Lease, V1MicroTime, type KubeConfig } from '@kubernetes/client-node';
-import { apiStatus, callOptions, describeApiError } from './api-call.ts';
+import { apiStatus, describeApiError, type KubeApi, type RequestOptions } from './kube/kube-api.ts';
 
 export const DEFAULT_LEASE_NAME = 'sluice-controller-leader';
 export const DEFAULT_LEASE_DURATION_MS = 15_000;
@@ -40,8 +39,7 @@ export const DEFAULT_RETRY_PERIOD_MS = 2_000;
 /** Retry periods are stretched by up to this factor at random, so candidates do not retry in lockstep. */
 const JITTER = 0.2;
 
-/** The spec of a Lease as read: times are the API server's text (the client types them as Date but does
- * not parse them), or V1MicroTime when we wrote them. */
+/** The spec of a Lease as read: times are the API server's text (MicroTime, RFC 3339 with microseconds). */
 export interface LeaseSpec {
   holderIdentity?: string;
   leaseDurationSeconds?: number;
@@ -50,7 +48,7 @@ export interface LeaseSpec {
   leaseTransitions?: number;
 }
 
-/** A Lease as this module handles it: structurally a V1Lease, converted at the API boundary. */
+/** A Lease (coordination.k8s.io/v1) as this module handles it. */
 export interface Lease {
   apiVersion?: string;
   kind?: string;
@@ -58,9 +56,9 @@ export interface Lease {
   spec?: LeaseSpec;
 }
 
-/** The client's model classes are plain data; its serializer reads any object of the right shape. */
-function toV1Lease(lease: Lease): V1Lease {
-  return Object.assign(new V1Lease(), lease);
+/** metav1.MicroTime as the API server writes it: RFC 3339 with microseconds. */
+export function microTime(epochMs: number): string {
+  return new Date(epochMs).toISOString().replace(/Z$/, '000Z');
 }
 
 /** The leader election fields of a Lease, as read from the API server (times are RFC 3339 text). */
@@ -87,10 +85,7 @@ export function electionIdentity(podName: string = process.env.POD_NAME ?? hostn
 }
 
 function timeText(value: unknown): string | undefined {
-  // The client types Lease times as Date, but hands back the API server's text unparsed.
-  if (typeof value === 'string') return value;
-  if (value instanceof Date && !Number.isNaN(value.getTime())) return value.toISOString();
-  return undefined;
+  return typeof value === 'string' ? value : undefined;
 }
 
 /** The record of a Lease as read; tolerant of a Lease someone else wrote badly. */
@@ -162,7 +157,7 @@ export function nextLeaseSpec(
   leaseDurationSeconds: number,
   wallNow: number,
 ): LeaseSpec {
-  const now = new V1MicroTime(wallNow);
+  const now = microTime(wallNow);
   const spec = current ?? {};
   if (spec.holderIdentity === identity) {
     return { ...spec, leaseDurationSeconds, renewTime: now };
@@ -197,7 +192,7 @@ export function checkTimings(leaseDurationMs: number, renewDeadlineMs: number, r
 }
 
 export interface LeaderElectorOptions {
-  kubeConfig: KubeConfig;
+  api: KubeApi;
   /** The control-plane namespace, where the Lease lives. */
   namespace: string;
   leaseName?: string;
@@ -220,7 +215,6 @@ export interface LeaderElectorOptions {
 export class LeaderElector {
   readonly identity: string;
   readonly #o: LeaderElectorOptions;
-  readonly #api: CoordinationV1Api;
   readonly #leaseName: string;
   readonly #leaseDurationMs: number;
   readonly #renewDeadlineMs: number;
@@ -250,7 +244,6 @@ export class LeaderElector {
     checkTimings(this.#leaseDurationMs, this.#renewDeadlineMs, this.#retryPeriodMs);
     if (options.identity === '') throw new RangeError('leader election: identity must not be empty');
     this.#now = options.now ?? (() => performance.now());
-    this.#api = options.kubeConfig.makeApiClient(CoordinationV1Api);
   }
 
   get isLeader(): boolean {
@@ -316,9 +309,24 @@ export class LeaderElector {
     }
   }
 
-  #call(signal: AbortSignal) {
+  #call(signal: AbortSignal): RequestOptions {
     // Each request gets at most half the renew deadline, so a hung one leaves time for another try.
-    return callOptions({ signal, timeoutMs: this.#renewDeadlineMs / 2 });
+    return { signal, timeoutMs: this.#renewDeadlineMs / 2 };
+  }
+
+  #leasesPath(): string {
+    return `/apis/coordination.k8s.io/v1/namespaces/${this.#o.namespace}/leases`;
+  }
+
+  #read(options: RequestOptions): Promise<Lease> {
+    return this.#o.api.request<Lease>('GET', `${this.#leasesPath()}/${this.#leaseName}`, options);
+  }
+
+  #replace(body: Lease, options: RequestOptions): Promise<Lease> {
+    return this.#o.api.request<Lease>('PUT', `${this.#leasesPath()}/${this.#leaseName}`, {
+      ...options,
+      body,
+    });
   }
 
   #observe(lease: Lease | undefined): void {
@@ -348,12 +356,7 @@ export class LeaderElector {
           ...this.#ourLease,
           spec: nextLeaseSpec(this.#ourLease.spec, this.identity, seconds, Date.now()),
         };
-        return this.#wrote(
-          await this.#api.replaceNamespacedLease(
-            { namespace, name, body: toV1Lease(body) },
-            this.#call(signal),
-          ),
-        );
+        return this.#wrote(await this.#replace(body, this.#call(signal)));
       } catch (error) {
         // 409: someone else wrote it; 404: someone deleted it. Either way, read and decide afresh.
         const status = apiStatus(error);
@@ -363,7 +366,7 @@ export class LeaderElector {
 
     let current: Lease | undefined;
     try {
-      current = await this.#api.readNamespacedLease({ namespace, name }, this.#call(signal));
+      current = await this.#read(this.#call(signal));
     } catch (error) {
       if (apiStatus(error) !== 404) throw error;
     }
@@ -377,7 +380,7 @@ export class LeaderElector {
       };
       try {
         return this.#wrote(
-          await this.#api.createNamespacedLease({ namespace, body: toV1Lease(body) }, this.#call(signal)),
+          await this.#o.api.request<Lease>('POST', this.#leasesPath(), { ...this.#call(signal), body }),
         );
       } catch (error) {
         if (apiStatus(error) === 409) return false;
@@ -393,12 +396,7 @@ export class LeaderElector {
     }
     const body = { ...current, spec: nextLeaseSpec(current.spec, this.identity, seconds, Date.now()) };
     try {
-      return this.#wrote(
-        await this.#api.replaceNamespacedLease(
-          { namespace, name, body: toV1Lease(body) },
-          this.#call(signal),
-        ),
-      );
+      return this.#wrote(await this.#replace(body, this.#call(signal)));
     } catch (error) {
       if (apiStatus(error) === 409) return false;
       throw error;
@@ -467,7 +465,7 @@ export class LeaderElector {
     let lease = this.#ourLease;
     for (let attempt = 0; attempt < 2 && lease; attempt++) {
       if (lease.spec?.holderIdentity !== this.identity) return;
-      const now = new V1MicroTime(Date.now());
+      const now = microTime(Date.now());
       const body: Lease = {
         ...lease,
         spec: {
@@ -479,10 +477,7 @@ export class LeaderElector {
         },
       };
       try {
-        this.#ourLease = await this.#api.replaceNamespacedLease(
-          { namespace, name, body: toV1Lease(body) },
-          callOptions({ timeoutMs: this.#renewDeadlineMs / 2 }),
-        );
+        this.#ourLease = await this.#replace(body, { timeoutMs: this.#renewDeadlineMs / 2 });
         this.#o.log(`leader election: ${this.identity} released lease ${namespace}/${name}`);
         return;
       } catch (error) {
@@ -494,10 +489,7 @@ export class LeaderElector {
         }
       }
       try {
-        lease = await this.#api.readNamespacedLease(
-          { namespace, name },
-          callOptions({ timeoutMs: this.#renewDeadlineMs / 2 }),
-        );
+        lease = await this.#read({ timeoutMs: this.#renewDeadlineMs / 2 });
       } catch (error) {
         if (apiStatus(error) !== 404) {
           this.#o.log(`leader election: releasing lease ${namespace}/${name}: ${describeApiError(error)}`);

@@ -23,9 +23,14 @@
 // - Writes happen only between start() and stop() (only the leader writes status). Requests made while
 //   stopped resolve 'stopped' at once; stop() drops what is queued and aborts what is in flight.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CustomObjectsApi, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
 import { isObject } from '../mesh-model/k8s-objects.ts';
-import { apiStatus, callOptions, describeApiError } from './api-call.ts';
+import {
+  apiStatus,
+  describeApiError,
+  MERGE_PATCH,
+  type KubeApi,
+  type RequestOptions,
+} from './kube/kube-api.ts';
 import { sameJson, type RouteObject } from './route-status.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -79,7 +84,7 @@ export interface StatusWriterMetrics {
 }
 
 export interface StatusWriterOptions {
-  kubeConfig: KubeConfig;
+  api: KubeApi;
   log: (message: string) => void;
   /** Routes written at the same time (10). */
   concurrency?: number;
@@ -242,7 +247,6 @@ interface WriteRequest {
 
 export class StatusWriter {
   readonly #o: StatusWriterOptions;
-  readonly #api: CustomObjectsApi;
   readonly #queue: CoalescingQueue<WriteRequest>;
   /** Per route: the resourceVersion our last write started from, and the object it returned. */
   readonly #written = new Map<string, { from: string; object: RouteObject }>();
@@ -263,7 +267,6 @@ export class StatusWriter {
 
   constructor(options: StatusWriterOptions) {
     this.#o = options;
-    this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi);
     this.#queue = new CoalescingQueue(options.concurrency ?? 10, (key, request) =>
       this.#process(key, request),
     );
@@ -442,23 +445,18 @@ export class StatusWriter {
     if (wait > 0) await sleep(wait, undefined, { signal });
   }
 
-  #options(signal: AbortSignal, contentType?: string) {
-    return callOptions({ signal, timeoutMs: this.#o.requestTimeoutMs ?? 10_000, contentType });
+  #options(signal: AbortSignal): RequestOptions {
+    return { signal, timeoutMs: this.#o.requestTimeoutMs ?? 10_000 };
+  }
+
+  #path(ref: RouteRef): string {
+    return `/apis/${ROUTE_GROUP}/${ROUTE_VERSION}/namespaces/${ref.namespace}/${PLURALS[ref.kind]}/${ref.name}`;
   }
 
   async #get(ref: RouteRef, signal: AbortSignal): Promise<RouteObject> {
     await this.#takeToken(signal);
     this.#counts.get++;
-    const object: unknown = await this.#api.getNamespacedCustomObject(
-      {
-        group: ROUTE_GROUP,
-        version: ROUTE_VERSION,
-        namespace: ref.namespace,
-        plural: PLURALS[ref.kind],
-        name: ref.name,
-      },
-      this.#options(signal),
-    );
+    const object = await this.#o.api.request('GET', this.#path(ref), this.#options(signal));
     if (!isObject(object)) throw new Error('the API server returned no object');
     return object;
   }
@@ -471,18 +469,12 @@ export class StatusWriter {
   ): Promise<RouteObject> {
     await this.#takeToken(signal);
     this.#counts.patch++;
-    const object: unknown = await this.#api.patchNamespacedCustomObjectStatus(
-      {
-        group: ROUTE_GROUP,
-        version: ROUTE_VERSION,
-        namespace: ref.namespace,
-        plural: PLURALS[ref.kind],
-        name: ref.name,
-        body: { metadata: { resourceVersion }, status },
-        fieldManager: this.#o.fieldManager ?? 'sluice-controller',
-      },
-      this.#options(signal, PatchStrategy.MergePatch),
-    );
+    const object = await this.#o.api.request('PATCH', `${this.#path(ref)}/status`, {
+      ...this.#options(signal),
+      query: { fieldManager: this.#o.fieldManager ?? 'sluice-controller' },
+      body: { metadata: { resourceVersion }, status },
+      contentType: MERGE_PATCH,
+    });
     if (!isObject(object)) throw new Error('the API server returned no object');
     return object;
   }

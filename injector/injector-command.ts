@@ -1,9 +1,8 @@
 // `sluice injector`: the mutating admission webhook that adds the Sluice init container and proxy to pods
 // in labelled namespaces (see pod-injection.ts). Runs until SIGTERM/SIGINT.
-import { CoreV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
 import { parseArgs } from 'node:util';
 import { parseFlags, portFlag, UsageError } from '../cli/usage-error.ts';
-import { callOptions, describeApiError } from '../controller/api-call.ts';
+import { describeApiError, type KubeApi } from '../controller/kube/kube-api.ts';
 import {
   CONFIG_PORT,
   DEFAULT_CONTROL_PLANE_NAMESPACE,
@@ -54,10 +53,18 @@ export function serverMinorVersion(version: { major?: string; minor?: string }):
   return Number.isInteger(minor) ? minor : undefined;
 }
 
-async function nativeSidecars(kubeConfig: KubeConfig, log: Logger): Promise<boolean> {
-  const version = await kubeConfig
-    .makeApiClient(VersionApi)
-    .getCode(callOptions({ timeoutMs: REQUEST_TIMEOUT_MS }));
+interface ServerVersion {
+  major?: string;
+  minor?: string;
+  gitVersion?: string;
+}
+
+interface PodSpec {
+  spec?: { containers?: { args?: string[]; image?: string; imagePullPolicy?: string }[] };
+}
+
+async function nativeSidecars(api: KubeApi, log: Logger): Promise<boolean> {
+  const version = await api.request<ServerVersion>('GET', '/version', { timeoutMs: REQUEST_TIMEOUT_MS });
   const minor = serverMinorVersion(version);
   const native = minor === undefined || minor >= NATIVE_SIDECAR_MINOR;
   log.info('sidecar mode chosen from the API server version', {
@@ -68,17 +75,15 @@ async function nativeSidecars(kubeConfig: KubeConfig, log: Logger): Promise<bool
 }
 
 /** The image (and pull policy) of this pod's injector container: what the injected containers run. */
-async function ownImage(
-  kubeConfig: KubeConfig,
-  namespace: string,
-): Promise<{ image: string; pullPolicy: string }> {
+async function ownImage(api: KubeApi, namespace: string): Promise<{ image: string; pullPolicy: string }> {
   const podName = process.env.POD_NAME;
   if (!podName)
     throw new UsageError('--proxy-image (or SLUICE_PROXY_IMAGE) is needed outside a pod (no POD_NAME)');
-  const pod = await kubeConfig
-    .makeApiClient(CoreV1Api)
-    .readNamespacedPod({ namespace, name: podName }, callOptions({ timeoutMs: REQUEST_TIMEOUT_MS }));
-  const container = pod.spec?.containers.find((c) => c.args?.[0] === 'injector') ?? pod.spec?.containers[0];
+  const pod = await api.request<PodSpec>('GET', `/api/v1/namespaces/${namespace}/pods/${podName}`, {
+    timeoutMs: REQUEST_TIMEOUT_MS,
+  });
+  const containers = pod.spec?.containers ?? [];
+  const container = containers.find((c) => c.args?.[0] === 'injector') ?? containers[0];
   if (!container?.image) throw new Error(`pod ${namespace}/${podName} has no container image`);
   return { image: container.image, pullPolicy: container.imagePullPolicy ?? 'IfNotPresent' };
 }
@@ -120,31 +125,31 @@ export async function main(args: string[]): Promise<number | undefined> {
   const mtlsMode = choice(values['mtls-mode'], ['PERMISSIVE', 'STRICT'], 'mtls-mode') ?? 'PERMISSIVE';
   const webhookPort = portFlag(values.port, WEBHOOK_PORT, 'port');
   const adminPort = portFlag(values['admin-port'], ADMIN_PORT, 'admin-port');
-  let kubeConfig: KubeConfig;
+  let api: KubeApi;
   try {
-    kubeConfig = loadKubeConfig(
-      values.kubeconfig === undefined ? {} : { kubeconfigPath: values.kubeconfig },
-    ).kubeConfig;
+    api = loadKubeConfig({
+      userAgent: 'sluice-injector',
+      ...(values.kubeconfig === undefined ? {} : { kubeconfigPath: values.kubeconfig }),
+    }).api;
   } catch (err) {
     if (err instanceof KubeConfigError) throw new UsageError(err.message);
     throw err;
   }
 
   const log = jsonLogger();
-  const certificate = new WebhookCertificate({ kubeConfig, namespace, log });
+  const certificate = new WebhookCertificate({ api, namespace, log });
   let server: InjectorServer | undefined;
   try {
     const configured = values['proxy-image'] ?? process.env.SLUICE_PROXY_IMAGE;
     const image = configured
       ? { image: configured, pullPolicy: 'IfNotPresent' }
-      : await ownImage(kubeConfig, namespace);
+      : await ownImage(api, namespace);
     const settings: InjectionSettings = {
       image: image.image,
       imagePullPolicy: image.pullPolicy,
       controllerAddress: values.controller ?? `sluice-controller.${namespace}.svc:${CONFIG_PORT}`,
       trustDomain,
-      nativeSidecars:
-        sidecarMode === 'auto' ? await nativeSidecars(kubeConfig, log) : sidecarMode === 'native',
+      nativeSidecars: sidecarMode === 'auto' ? await nativeSidecars(api, log) : sidecarMode === 'native',
       mtlsMode,
     };
     log.info('injector starting', { ...settings, namespace });

@@ -8,14 +8,7 @@
 // and copies ca.crt into the caBundle of each webhook that calls our Service. Secret writes are
 // conditional on the resourceVersion, so two replicas racing to renew settle on one result.
 import { X509Certificate } from 'node:crypto';
-import {
-  AdmissionregistrationV1Api,
-  CoreV1Api,
-  PatchStrategy,
-  V1Secret,
-  type KubeConfig,
-} from '@kubernetes/client-node';
-import { apiStatus, callOptions, describeApiError } from '../controller/api-call.ts';
+import { describeApiError, JSON_PATCH, unlessStatus, type KubeApi } from '../controller/kube/kube-api.ts';
 import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../controller/ca-root-secret.ts';
 import type { Logger } from '../controller/json-log.ts';
 import { keyIdentifier, randomSerial } from '../pki/ca.ts';
@@ -76,7 +69,7 @@ export interface CertificatePlan {
   readonly reason: string;
 }
 
-/** The Secret as sent to the API server (structurally a @kubernetes/client-node V1Secret). */
+/** The Secret as sent to the API server. */
 export interface WebhookTlsSecret {
   readonly apiVersion: 'v1';
   readonly kind: 'Secret';
@@ -391,55 +384,44 @@ export function caBundleMatches(configuration: unknown, caBundlePem: string, ser
 }
 
 /** The Secret and MutatingWebhookConfiguration through the core and admissionregistration.k8s.io/v1 APIs. */
-export function apiWebhookTlsStore(kubeConfig: KubeConfig): WebhookTlsStore {
-  const core = kubeConfig.makeApiClient(CoreV1Api);
-  const admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
-  const options = (contentType?: string): ReturnType<typeof callOptions> =>
-    callOptions({ timeoutMs: REQUEST_TIMEOUT_MS, ...(contentType === undefined ? {} : { contentType }) });
-  const unless = async <T>(call: () => Promise<T>, statuses: number[], otherwise: T): Promise<T> => {
-    try {
-      return await call();
-    } catch (error) {
-      const status = apiStatus(error);
-      if (status !== undefined && statuses.includes(status)) return otherwise;
-      throw error;
-    }
-  };
+export function apiWebhookTlsStore(api: KubeApi): WebhookTlsStore {
+  const options = { timeoutMs: REQUEST_TIMEOUT_MS };
+  const secrets = (namespace: string): string => `/api/v1/namespaces/${namespace}/secrets`;
+  const webhooks = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
   return {
     getSecret: (namespace, name) =>
-      unless(() => core.readNamespacedSecret({ namespace, name }, options()), [404], undefined),
+      unlessStatus(api.request('GET', `${secrets(namespace)}/${name}`, options), [404], undefined),
     createSecret: (secret) =>
-      unless(
-        async () => {
-          const body = Object.assign(new V1Secret(), secret);
-          await core.createNamespacedSecret({ namespace: secret.metadata.namespace, body }, options());
-          return true;
-        },
+      unlessStatus(
+        api
+          .request('POST', secrets(secret.metadata.namespace), { ...options, body: secret })
+          .then(() => true),
         [409],
         false,
       ),
     replaceSecret: (secret) =>
-      unless(
-        async () => {
-          const { name, namespace } = secret.metadata;
-          const body = Object.assign(new V1Secret(), secret);
-          await core.replaceNamespacedSecret({ name, namespace, body }, options());
-          return true;
-        },
+      unlessStatus(
+        api
+          .request('PUT', `${secrets(secret.metadata.namespace)}/${secret.metadata.name}`, {
+            ...options,
+            body: secret,
+          })
+          .then(() => true),
         [404, 409],
         false,
       ),
     getWebhookConfiguration: (name) =>
-      unless(() => admission.readMutatingWebhookConfiguration({ name }, options()), [404], undefined),
+      unlessStatus(api.request('GET', `${webhooks}/${name}`, options), [404], undefined),
     patchWebhookConfiguration: (name, patch) =>
-      unless(
-        async () => {
-          await admission.patchMutatingWebhookConfiguration(
-            { name, body: patch, fieldManager: 'sluice-injector' },
-            options(PatchStrategy.JsonPatch),
-          );
-          return true;
-        },
+      unlessStatus(
+        api
+          .request('PATCH', `${webhooks}/${name}`, {
+            ...options,
+            query: { fieldManager: 'sluice-injector' },
+            body: patch,
+            contentType: JSON_PATCH,
+          })
+          .then(() => true),
         // 422: a test operation failed (the webhooks changed since they were read).
         [404, 409, 422],
         false,
@@ -449,8 +431,8 @@ export function apiWebhookTlsStore(kubeConfig: KubeConfig): WebhookTlsStore {
 
 /** Where the Secret and the MutatingWebhookConfiguration live: the API server, or a store (tests). */
 export type WebhookTlsSource =
-  | { readonly kubeConfig: KubeConfig; readonly store?: undefined }
-  | { readonly store: WebhookTlsStore; readonly kubeConfig?: undefined };
+  | { readonly api: KubeApi; readonly store?: undefined }
+  | { readonly store: WebhookTlsStore; readonly api?: undefined };
 
 export type WebhookCertificateOptions = WebhookTlsSource & {
   /** The injector's namespace (the Secret's and the Service's). */
@@ -495,7 +477,7 @@ export class WebhookCertificate {
   #lastSync: WebhookSync | undefined;
 
   constructor(options: WebhookCertificateOptions) {
-    this.#store = options.store ?? apiWebhookTlsStore(options.kubeConfig);
+    this.#store = options.store ?? apiWebhookTlsStore(options.api);
     this.#log = options.log;
     const service = options.serviceName ?? WEBHOOK_SERVICE;
     this.#names = servingDnsNames(service, options.namespace);

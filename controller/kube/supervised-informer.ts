@@ -2,9 +2,9 @@
 // reset, server timeout, 410 Gone, a stream gone silent) leads back to watching, and a periodic relist
 // repairs whatever the watch may have missed.
 //
-// Decision: list+watch is implemented here, over client-node's KubeConfig (address, TLS material,
-// credentials; see api-request.ts), not with client-node's makeInformer/ListWatch or its Watch class.
-// ListWatch (2.0.1, dist/cache.js) cannot be supervised cleanly:
+// Decision: list+watch is implemented here, over kube-api.ts, not with @kubernetes/client-node's
+// makeInformer/ListWatch or its Watch class (client-node is not used at all any more: ADR 0005). ListWatch
+// (2.0.1, dist/cache.js) could not be supervised cleanly:
 //  - Any error but 410 or its own client-side timeout ends it for good: doneHandler calls the `error`
 //    callbacks and returns without reconnecting; a failed list does the same.
 //  - stop() aborts the request and the resulting AbortError goes to the same `error` callbacks,
@@ -20,8 +20,7 @@
 // credentials are asked for again on every request, so rotated tokens are picked up.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { errorLine, getJson, KubeApiError, openGet, responseError } from './api-request.ts';
+import { errorLine, KubeApiError, responseError, type KubeApi } from './kube-api.ts';
 import { Backoff, DEFAULT_BACKOFF, stretch, type BackoffOptions } from './backoff.ts';
 import { isKubeObject, ObjectCache, type ChangeEvent, type KubeObject } from './object-cache.ts';
 import { apiVersionOf, collectionPath, describeResource, type ResourceType } from './resources.ts';
@@ -35,7 +34,7 @@ import {
 } from './watch-protocol.ts';
 
 export interface SupervisedInformerOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly api: KubeApi;
   readonly resource: ResourceType;
   /** Only this namespace (namespaced types only); all namespaces when unset. */
   readonly namespace?: string;
@@ -114,7 +113,7 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
   /** "services in ns-1 (app=x)", for logs. */
   readonly name: string;
 
-  readonly #kubeConfig: KubeConfig;
+  readonly #api: KubeApi;
   readonly #resource: ResourceType;
   readonly #path: string;
   readonly #selectors: { labelSelector?: string; fieldSelector?: string };
@@ -155,7 +154,7 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
   };
 
   constructor(options: SupervisedInformerOptions) {
-    this.#kubeConfig = options.kubeConfig;
+    this.#api = options.api;
     this.#resource = options.resource;
     this.#path = collectionPath(options.resource, options.namespace);
     this.#selectors = {
@@ -340,7 +339,8 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
     if (this.#stopController.signal.aborted) onStop();
     this.#stopController.signal.addEventListener('abort', onStop, { once: true });
     try {
-      return await getJson(this.#kubeConfig, this.#path, query, {
+      return await this.#api.request('GET', this.#path, {
+        query,
         signal: controller.signal,
         maxBytes: MAX_LIST_PAGE_BYTES,
       });
@@ -399,7 +399,7 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
     let connectedAt: number | undefined;
     let end: WatchEnd | undefined;
     try {
-      const res = await openGet(this.#kubeConfig, this.#path, query, controller.signal);
+      const res = await this.#api.open('GET', this.#path, { query, signal: controller.signal });
       if (res.statusCode !== 200) throw await responseError(res, `watch ${this.#path}`);
       connectedAt = Date.now();
       this.#stats.watching = true;

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { clusterPaths } from '../../cluster/paths.ts';
+import type { KubeApi } from '../../controller/kube/kube-api.ts';
+import { loadKubeConfig } from '../../controller/kube/kube-config.ts';
 import { DEFAULT_LEASE_NAME, LeaderElector, electionIdentity } from '../../controller/leader-election.ts';
 import { eventually, kubectl, requireCluster, testNamespace } from '../support/kube.ts';
 
@@ -63,7 +64,7 @@ interface LeaseJson {
 describe('leader election on the local cluster', function () {
   this.timeout(120_000);
   let ns: Awaited<ReturnType<typeof testNamespace>> | undefined;
-  const kubeConfig = new KubeConfig();
+  let api: KubeApi;
   const candidates: Candidate[] = [];
   /** Who leads right now, by the callbacks, and the most that ever led at once. */
   const leading = new Set<string>();
@@ -73,7 +74,7 @@ describe('leader election on the local cluster', function () {
     const terms: Candidate['terms'] = [];
     const logs: string[] = [];
     const elector = new LeaderElector({
-      kubeConfig,
+      api,
       namespace: ns!.name,
       identity: electionIdentity(name),
       log: (message) => logs.push(message),
@@ -113,7 +114,7 @@ describe('leader election on the local cluster', function () {
 
   before(async () => {
     await requireCluster();
-    kubeConfig.loadFromFile(clusterPaths().kubeconfig);
+    api = loadKubeConfig({ kubeconfigPath: clusterPaths().kubeconfig }).api;
     ns = await testNamespace('lease');
   });
 
@@ -210,20 +211,11 @@ describe('leader election on the local cluster', function () {
   });
 
   it('the API server becomes unreachable while leading: stops leading by the renew deadline', async () => {
-    const direct = kubeConfig.getCurrentCluster();
-    assert.ok(direct);
-    relay = await apiRelay(new URL(direct.server));
-    const viaRelay = new KubeConfig();
-    viaRelay.loadFromOptions({
-      clusters: kubeConfig.clusters.map((c) => ({ ...c, server: relay!.url })),
-      users: kubeConfig.users,
-      contexts: kubeConfig.contexts,
-      currentContext: kubeConfig.currentContext,
-    });
+    relay = await apiRelay(new URL(api.server));
     const logs: string[] = [];
     let term: AbortSignal | undefined;
     const elector = new LeaderElector({
-      kubeConfig: viaRelay,
+      api: api.withServer(relay.url),
       namespace: ns!.name,
       leaseName: 'outage',
       identity: electionIdentity('controller-d'),

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { KubeConfig } from '@kubernetes/client-node';
 import { clusterPaths } from '../../cluster/paths.ts';
+import type { KubeApi } from '../../controller/kube/kube-api.ts';
+import { loadKubeConfig } from '../../controller/kube/kube-config.ts';
 import {
   MESH_CONTROLLER_NAME,
   conditionTime,
@@ -46,7 +47,7 @@ function route(kind: 'HTTPRoute' | 'GRPCRoute', name: string): object {
 describe('route status writer on the local cluster', function () {
   this.timeout(120_000);
   let ns: Awaited<ReturnType<typeof testNamespace>> | undefined;
-  const kubeConfig = new KubeConfig();
+  let api: KubeApi;
   let writer: StatusWriter;
   let services: K8sObject[] = [];
   const logs: string[] = [];
@@ -82,7 +83,7 @@ describe('route status writer on the local cluster', function () {
 
   before(async () => {
     await requireCluster();
-    kubeConfig.loadFromFile(clusterPaths().kubeconfig);
+    api = loadKubeConfig({ kubeconfigPath: clusterPaths().kubeconfig }).api;
     await ensureGatewayApiCrds();
     ns = await testNamespace('status');
     await apply(
@@ -90,7 +91,7 @@ describe('route status writer on the local cluster', function () {
       ns.name,
     );
     services = await Promise.all(['svc', 'v1'].map((name) => get('service', name)));
-    writer = new StatusWriter({ kubeConfig, log: (message) => logs.push(message) });
+    writer = new StatusWriter({ api, log: (message) => logs.push(message) });
     writer.start();
   });
 

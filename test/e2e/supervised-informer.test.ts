@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { clusterPaths } from '../../cluster/paths.ts';
+import type { KubeApi } from '../../controller/kube/kube-api.ts';
 import { loadKubeConfig } from '../../controller/kube/kube-config.ts';
 import { RESOURCES } from '../../controller/kube/resources.ts';
 import {
@@ -28,23 +28,14 @@ interface Seen {
 
 const kubeconfigPath = clusterPaths().kubeconfig;
 
-/** The admin kubeconfig of the local cluster, pointed at `server` when given. */
-function kubeConfigFor(server?: string): KubeConfig {
-  const { kubeConfig } = loadKubeConfig({ kubeconfigPath });
-  if (server === undefined) return kubeConfig;
-  const current = kubeConfig.getCurrentCluster()!;
-  const redirected = new KubeConfig();
-  redirected.loadFromOptions({
-    clusters: kubeConfig.clusters.map((c) => (c.name === current.name ? { ...c, server } : c)),
-    users: kubeConfig.users,
-    contexts: kubeConfig.contexts,
-    currentContext: kubeConfig.currentContext,
-  });
-  return redirected;
+/** The local cluster's API as its admin, at `server` when given (a proxy in front of it). */
+function apiFor(server?: string): KubeApi {
+  const { api } = loadKubeConfig({ kubeconfigPath });
+  return server === undefined ? api : api.withServer(server);
 }
 
 function apiServerAddress(): { host: string; port: number } {
-  const url = new URL(kubeConfigFor().getCurrentCluster()!.server);
+  const url = new URL(apiFor().server);
   return { host: url.hostname, port: Number(url.port || 443) };
 }
 
@@ -79,7 +70,7 @@ describe('supervised informer against the local cluster', function () {
   });
 
   /** A started ConfigMap informer on the test namespace, recording events and log lines. */
-  function configMapInformer(options: Partial<SupervisedInformerOptions> & { kubeConfig: KubeConfig }) {
+  function configMapInformer(options: Partial<SupervisedInformerOptions> & { api: KubeApi }) {
     const logs: string[] = [];
     const seen: Seen[] = [];
     const informer = new SupervisedInformer<ConfigMap>({
@@ -131,7 +122,7 @@ describe('supervised informer against the local cluster', function () {
 
   it('lists, then delivers add, update and delete in order with old and new objects', async () => {
     await apply([configMap('before-start', 'a')], namespace());
-    const { informer, seen, find, logs } = configMapInformer({ kubeConfig: kubeConfigFor() });
+    const { informer, seen, find, logs } = configMapInformer({ api: apiFor() });
     await informer.synced;
     assert.equal(informer.get(namespace(), 'before-start')?.data?.value, 'a');
     assert.ok(find('add', 'before-start'), 'the list delivers adds');
@@ -164,7 +155,7 @@ describe('supervised informer against the local cluster', function () {
       spec: { ports: [{ port: 80 }] },
     });
     const informer = new SupervisedInformer({
-      kubeConfig: kubeConfigFor(),
+      api: apiFor(),
       resource: RESOURCES.services,
       labelSelector: `sluice-test=${label}`,
       log: () => undefined,
@@ -186,7 +177,7 @@ describe('supervised informer against the local cluster', function () {
 
   it('watches a cluster-scoped type through a field selector', async () => {
     const informer = new SupervisedInformer({
-      kubeConfig: kubeConfigFor(),
+      api: apiFor(),
       resource: RESOURCES.namespaces,
       fieldSelector: `metadata.name=${namespace()}`,
       log: () => undefined,
@@ -212,7 +203,7 @@ describe('supervised informer against the local cluster', function () {
     if (code !== 0) this.skip();
     const start = (resource: SupervisedInformerOptions['resource']) => {
       const informer = new SupervisedInformer({
-        kubeConfig: kubeConfigFor(),
+        api: apiFor(),
         resource,
         namespace: namespace(),
         log: () => undefined,
@@ -255,7 +246,7 @@ describe('supervised informer against the local cluster', function () {
   it('recovers when the watch connection is reset, and sees later changes', async () => {
     const proxy = await tcpProxy();
     const { informer, find, logs } = configMapInformer({
-      kubeConfig: kubeConfigFor(`https://127.0.0.1:${proxy.port}`),
+      api: apiFor(`https://127.0.0.1:${proxy.port}`),
     });
     await informer.synced;
     await until('watching', () => (informer.stats.watching ? true : undefined));
@@ -281,7 +272,7 @@ describe('supervised informer against the local cluster', function () {
 
   it('restarts cleanly at a short server-side timeout', async () => {
     const { informer, find, logs } = configMapInformer({
-      kubeConfig: kubeConfigFor(),
+      api: apiFor(),
       watchTimeoutSeconds: 1,
     });
     await informer.synced;
@@ -296,7 +287,7 @@ describe('supervised informer against the local cluster', function () {
   it('has the watchdog restart a stream that went silent', async () => {
     const proxy = await tcpProxy();
     const { informer, find, logs } = configMapInformer({
-      kubeConfig: kubeConfigFor(`https://127.0.0.1:${proxy.port}`),
+      api: apiFor(`https://127.0.0.1:${proxy.port}`),
       watchdogMs: 2000,
     });
     await informer.synced;
@@ -321,7 +312,7 @@ describe('supervised informer against the local cluster', function () {
     );
     const proxy = await tcpProxy();
     const { informer, find, seen } = configMapInformer({
-      kubeConfig: kubeConfigFor(`https://127.0.0.1:${proxy.port}`),
+      api: apiFor(`https://127.0.0.1:${proxy.port}`),
       watchdogMs: 60_000,
       resyncIntervalMs: 0,
     });
@@ -348,7 +339,7 @@ describe('supervised informer against the local cluster', function () {
   });
 
   it('resyncs periodically without inventing changes', async () => {
-    const { informer, seen } = configMapInformer({ kubeConfig: kubeConfigFor(), resyncIntervalMs: 700 });
+    const { informer, seen } = configMapInformer({ api: apiFor(), resyncIntervalMs: 700 });
     await informer.synced;
     const afterList = seen.length;
     await until('2 resyncs', () => (informer.stats.relists >= 2 ? true : undefined), 10_000);
@@ -357,9 +348,9 @@ describe('supervised informer against the local cluster', function () {
   });
 
   it('relists on 410 Expired from the API server', async () => {
-    const proxy = await ApiFaultProxy.start(kubeConfigFor());
+    const proxy = await ApiFaultProxy.start(apiFor());
     cleanups.push(() => proxy.close());
-    const { informer, find, logs } = configMapInformer({ kubeConfig: proxy.kubeConfig() });
+    const { informer, find, logs } = configMapInformer({ api: proxy.api() });
     await informer.synced;
     await until('watching', () => (proxy.openWatches === 1 ? true : undefined));
     proxy.expireWatches();
@@ -378,7 +369,7 @@ describe('supervised informer against the local cluster', function () {
     await sleep(1); // mocha arms its test timer after the test function starts
     const before = process.getActiveResourcesInfo();
     const count = (list: string[], type: string): number => list.filter((t) => t === type).length;
-    const { informer, find, logs } = configMapInformer({ kubeConfig: kubeConfigFor() });
+    const { informer, find, logs } = configMapInformer({ api: apiFor() });
     informer.on(() => {
       throw new Error('listener bug');
     });
@@ -411,7 +402,7 @@ describe('supervised informer against the local cluster', function () {
     // Nothing listens on port 1: every list fails at once.
     const logs: string[] = [];
     const informer = new SupervisedInformer({
-      kubeConfig: kubeConfigFor('https://127.0.0.1:1'),
+      api: apiFor('https://127.0.0.1:1'),
       resource: RESOURCES.configMaps,
       log: (line) => logs.push(line),
     }).start();

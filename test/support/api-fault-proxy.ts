@@ -1,6 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { fixedCredentials } from '../../controller/kube/kube-credentials.ts';
+import { KubeApi } from '../../controller/kube/kube-api.ts';
 
 interface ActiveWatch {
   readonly res: ServerResponse;
@@ -9,22 +9,22 @@ interface ActiveWatch {
 
 /**
  * A plain-HTTP reverse proxy on loopback in front of the real API server (it adds the credentials of
- * `upstream`), for the one failure TCP-level tricks cannot produce quickly: the API server telling a watch
+ * `upstream`, GET only: what informers send), for the one failure TCP-level tricks cannot produce quickly: the API server telling a watch
  * its resource version has expired. expireWatches() ends every open watch response the way the API server
  * does — one ERROR event holding a 410 Expired Status, then the end of the stream.
  */
 export class ApiFaultProxy {
   readonly #server: http.Server;
-  readonly #upstream: KubeConfig;
+  readonly #upstream: KubeApi;
   readonly #watches = new Set<ActiveWatch>();
   readonly requests: string[] = [];
 
-  private constructor(server: http.Server, upstream: KubeConfig) {
+  private constructor(server: http.Server, upstream: KubeApi) {
     this.#server = server;
     this.#upstream = upstream;
   }
 
-  static async start(upstream: KubeConfig): Promise<ApiFaultProxy> {
+  static async start(upstream: KubeApi): Promise<ApiFaultProxy> {
     const server = http.createServer();
     const proxy = new ApiFaultProxy(server, upstream);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -39,16 +39,11 @@ export class ApiFaultProxy {
     return proxy;
   }
 
-  /** A KubeConfig for clients of the proxy: plain HTTP, no credentials of its own. */
-  kubeConfig(): KubeConfig {
+  /** A client of the proxy: plain HTTP, no credentials of its own. */
+  api(): KubeApi {
     const address = this.#server.address();
     if (address === null || typeof address === 'string') throw new Error('proxy not listening');
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromClusterAndUser(
-      { name: 'fault-proxy', server: `http://127.0.0.1:${address.port}`, skipTLSVerify: true },
-      { name: 'via-proxy' },
-    );
-    return kubeConfig;
+    return new KubeApi({ server: `http://127.0.0.1:${address.port}`, credentials: fixedCredentials({}) });
   }
 
   /** Open watch responses right now. */
@@ -79,29 +74,20 @@ export class ApiFaultProxy {
   }
 
   async #forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const cluster = this.#upstream.getCurrentCluster();
-    if (!cluster) throw new Error('upstream kubeconfig has no cluster');
     this.requests.push(req.url ?? '');
-    const options: https.RequestOptions = {};
-    await this.#upstream.applyToHTTPSOptions(options);
     const isWatch = new URL(req.url ?? '/', 'http://x').searchParams.get('watch');
-    const upstreamReq = https.request(new URL(req.url ?? '/', cluster.server), {
-      ...options,
-      method: req.method ?? 'GET',
-      headers: { ...(options.headers as Record<string, string>), accept: req.headers.accept ?? '*/*' },
+    const aborted = new AbortController();
+    res.on('close', () => aborted.abort());
+    const upstream = await this.#upstream.open(req.method ?? 'GET', req.url ?? '/', {
+      signal: aborted.signal,
     });
-    upstreamReq.on('error', () => res.destroy());
-    res.on('close', () => upstreamReq.destroy());
-    upstreamReq.on('response', (upstream) => {
-      res.writeHead(upstream.statusCode ?? 502, upstream.headers);
-      const watch = { res, upstream };
-      if (isWatch === '1' || isWatch === 'true') {
-        this.#watches.add(watch);
-        res.on('close', () => this.#watches.delete(watch));
-      }
-      upstream.on('error', () => res.destroy());
-      upstream.pipe(res);
-    });
-    req.pipe(upstreamReq);
+    res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+    const watch = { res, upstream };
+    if (isWatch === '1' || isWatch === 'true') {
+      this.#watches.add(watch);
+      res.on('close', () => this.#watches.delete(watch));
+    }
+    upstream.on('error', () => res.destroy());
+    upstream.pipe(res);
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { TokenBucket } from '../../../controller/token-bucket.ts';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeApi } from '../../../controller/kube/kube-api.ts';
+import { fixedCredentials } from '../../../controller/kube/kube-credentials.ts';
 import { CoalescingQueue, StatusWriter, createMergePatch } from '../../../controller/status-writer.ts';
 
 /** A promise with its resolve, to hold a queue worker until the test lets it go. */
@@ -166,17 +167,11 @@ describe('status writer: merge patch of the status', () => {
 
 describe('status writer: while not started', () => {
   // Never contacted: nothing is written before start().
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'c', server: 'https://127.0.0.1:9', skipTLSVerify: true }],
-    users: [{ name: 'u', token: 't' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
+  const api = new KubeApi({ server: 'https://127.0.0.1:9', credentials: fixedCredentials({}) });
 
   it('drops requests (only the leader writes) and rejects things that are not routes', async () => {
     const logs: string[] = [];
-    const writer = new StatusWriter({ kubeConfig, log: (m) => logs.push(m) });
+    const writer = new StatusWriter({ api, log: (m) => logs.push(m) });
     const compute = () => ({ parents: [] });
     const ref = { kind: 'HTTPRoute' as const, namespace: 'app', name: 'r' };
     assert.deepEqual(await writer.write(ref, compute), { outcome: 'stopped' });

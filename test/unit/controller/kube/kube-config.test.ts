@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { RequestOptions } from 'node:https';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -32,9 +31,7 @@ function kubeconfigYaml(server: string, namespace?: string): string {
 }
 
 async function authorization(loaded: ReturnType<typeof loadKubeConfig>): Promise<unknown> {
-  const options: RequestOptions = {};
-  await loaded.kubeConfig.applyToHTTPSOptions(options);
-  return (options.headers as Record<string, unknown> | undefined)?.Authorization;
+  return (await loaded.api.credentials()).authorization;
 }
 
 describe('kube/kube-config', () => {
@@ -91,21 +88,15 @@ describe('kube/kube-config', () => {
     assert.equal(loaded.namespace, 'sluice-system');
     assert.equal(await authorization(loaded), 'Bearer token-1');
 
-    // client-node's tokenFile provider keeps its copy for 60 s, then reads the file again.
+    // The copy is kept for 60 s, then the file is read again.
     writeFileSync(join(`${root}${SERVICE_ACCOUNT_DIR}`, 'token'), 'token-2');
     assert.equal(await authorization(loaded), 'Bearer token-1', 'cached within the minute');
-    const RealDate = Date;
-    const later = RealDate.now() + 61_000;
-    globalThis.Date = class extends RealDate {
-      constructor(...args: unknown[]) {
-        if (args.length === 0) super(later);
-        else super(...(args as [number]));
-      }
-    } as DateConstructor;
+    const realNow = Date.now;
+    Date.now = () => realNow() + 61_000;
     try {
       assert.equal(await authorization(loaded), 'Bearer token-2', 're-read after a minute');
     } finally {
-      globalThis.Date = RealDate;
+      Date.now = realNow;
     }
   });
 
@@ -119,6 +110,79 @@ describe('kube/kube-config', () => {
     assert.equal(loaded.inCluster, false);
     assert.equal(loaded.server, 'https://10.9.9.9:6443');
     assert.equal(loaded.namespace, undefined);
+  });
+
+  it('reads client certificates, tls-server-name and relative paths, and merges KUBECONFIG files first-wins', async () => {
+    const first = join(dir, 'first');
+    const second = join(dir, 'second');
+    writeFileSync(join(dir, 'client.crt'), 'CERT');
+    writeFileSync(
+      first,
+      [
+        'clusters:',
+        '- name: c1',
+        '  cluster: {server: "https://10.0.0.1:6443", tls-server-name: api.internal}',
+        'users:',
+        '- name: u1',
+        `  user: {client-certificate: client.crt, client-key-data: ${Buffer.from('KEY').toString('base64')}}`,
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      second,
+      kubeconfigYaml('https://10.9.9.9:6443').replace('user: {token: static-token}', 'user: {}'),
+    );
+    process.env.KUBECONFIG = [first, second].join(':');
+    const loaded = loadKubeConfig();
+    assert.equal(loaded.server, 'https://10.0.0.1:6443', 'c1 from the first file');
+    assert.deepEqual(await loaded.api.credentials(), { certPem: 'CERT', keyPem: 'KEY' });
+  });
+
+  it('runs an exec credential plugin and keeps its token until it expires', async () => {
+    const plugin = join(dir, 'plugin.sh');
+    const count = join(dir, 'runs');
+    writeFileSync(
+      plugin,
+      [
+        '#!/bin/sh',
+        `echo run >> ${count}`,
+        'case "$KUBERNETES_EXEC_INFO" in *ExecCredential*) ;; *) exit 3 ;; esac',
+        `echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"'$PLUGIN_TOKEN'","expirationTimestamp":"2999-01-01T00:00:00Z"}}'`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const file = join(dir, 'config');
+    writeFileSync(
+      file,
+      kubeconfigYaml('https://127.0.0.1:6443').replace(
+        'user: {token: static-token}',
+        `user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: ./plugin.sh, env: [{name: PLUGIN_TOKEN, value: from-plugin}]}}`,
+      ),
+    );
+    const loaded = loadKubeConfig({ kubeconfigPath: file });
+    const tokens = await Promise.all([authorization(loaded), authorization(loaded), authorization(loaded)]);
+    assert.deepEqual(tokens, Array(3).fill('Bearer from-plugin'));
+    assert.equal(
+      readFileSync(count, 'utf8'),
+      'run\n',
+      'one run for concurrent requests and the cached token',
+    );
+  });
+
+  it('refuses legacy auth-provider users with a pointer to exec plugins', () => {
+    const file = join(dir, 'config');
+    writeFileSync(
+      file,
+      kubeconfigYaml('https://127.0.0.1:6443').replace(
+        'user: {token: static-token}',
+        'user: {auth-provider: {name: gcp}}',
+      ),
+    );
+    assert.throws(
+      () => loadKubeConfig({ kubeconfigPath: file }),
+      /auth-provider is not supported; use an exec/,
+    );
   });
 
   it('falls back to ~/.kube/config', () => {
