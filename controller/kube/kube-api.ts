@@ -209,7 +209,7 @@ export class KubeApi {
     return new KubeApi({ ...this.#o, server });
   }
 
-  /** Closes idle connections; requests in flight finish. */
+  /** Closes every connection; requests still in flight fail. */
   close(): void {
     this.#agent?.destroy();
     this.#agent = undefined;
