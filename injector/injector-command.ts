@@ -59,7 +59,7 @@ interface ServerVersion {
   gitVersion?: string;
 }
 
-interface PodSpec {
+interface OwnPod {
   spec?: { containers?: { args?: string[]; image?: string; imagePullPolicy?: string }[] };
 }
 
@@ -79,7 +79,7 @@ async function ownImage(api: KubeApi, namespace: string): Promise<{ image: strin
   const podName = process.env.POD_NAME;
   if (!podName)
     throw new UsageError('--proxy-image (or SLUICE_PROXY_IMAGE) is needed outside a pod (no POD_NAME)');
-  const pod = await api.request<PodSpec>('GET', `/api/v1/namespaces/${namespace}/pods/${podName}`, {
+  const pod = await api.request<OwnPod>('GET', `/api/v1/namespaces/${namespace}/pods/${podName}`, {
     timeoutMs: REQUEST_TIMEOUT_MS,
   });
   const containers = pod.spec?.containers ?? [];
