@@ -6,7 +6,7 @@ import { validateTrustDomain } from '../pki/spiffe-id.ts';
 import { CONFIG_PORT, DEFAULT_CONTROL_PLANE_NAMESPACE, DEFAULT_TRUST_DOMAIN } from './config-protocol.ts';
 import { ADMIN_PORT, Controller } from './controller.ts';
 import { jsonLogger } from './json-log.ts';
-import { KubeConfigError, loadKubeConfig } from './kube/kube-config.ts';
+import { loadKubeConfig } from './kube/kube-config.ts';
 
 const USAGE = `usage: sluice controller [options]
   --trust-domain TD    SPIFFE trust domain (env SLUICE_TRUST_DOMAIN), default ${DEFAULT_TRUST_DOMAIN}
@@ -78,16 +78,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     return 0;
   }
   const log = jsonLogger();
-  let loaded;
-  try {
-    loaded = loadKubeConfig({
-      userAgent: 'sluice-controller',
-      ...(flags.kubeconfig === undefined ? {} : { kubeconfigPath: flags.kubeconfig }),
-    });
-  } catch (err) {
-    if (err instanceof KubeConfigError) throw new UsageError(err.message);
-    throw err;
-  }
+  const loaded = loadKubeConfig({ userAgent: 'sluice-controller', kubeconfigPath: flags.kubeconfig });
   log.info('controller starting', {
     api: loaded.server,
     credentials: loaded.source,

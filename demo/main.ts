@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { tail } from '../cluster/exec.ts';
-import { GATEWAY_API_VERSION, gatewayApiCrdSource } from '../cluster/gateway-api.ts';
+import { ensureGatewayApiCrds, GATEWAY_API_VERSION, gatewayApiCrdSource } from '../cluster/gateway-api.ts';
 import { REPO_DIR } from '../cluster/paths.ts';
 import { Progress } from '../cluster/progress.ts';
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
@@ -33,7 +33,7 @@ import {
   withWeights,
   type Weights,
 } from './split-report.ts';
-import { getJson, items, waitFor, waitForRollouts, type Json } from './waits.ts';
+import { getJson, items, waitFor, waitForRollouts } from './waits.ts';
 
 const USAGE = 'usage: npm run demo [-- --down [--keep-cluster]]';
 const CONTROL_NAMESPACE = 'sluice-system';
@@ -49,7 +49,6 @@ const TARGET_URL = `http://${PARENT_SERVICE}:${PARENT_PORT}/`;
 const REQUESTS = 300;
 const CLIENT_IDENTITY = `spiffe://cluster.local/ns/${NAMESPACE}/sa/client`;
 const SAMPLE_DIR = join(REPO_DIR, 'demo', 'manifests');
-const ROUTE_CRDS = ['crd/httproutes.gateway.networking.k8s.io', 'crd/grpcroutes.gateway.networking.k8s.io'];
 const ADMIN_PORT = 15021;
 /** curl's own exit codes (a failed request among many), passed through by kubectl exec. */
 const CURL_EXIT_CODES = Array.from({ length: 99 }, (_, i) => i + 1);
@@ -71,24 +70,14 @@ async function chooseCluster(progress: Progress): Promise<DemoCluster> {
 
 async function installGatewayApi(k: DemoCluster, progress: Progress): Promise<void> {
   await progress.step(`Gateway API CRDs (${GATEWAY_API_VERSION}, standard channel)`, async () => {
-    const { stdout } = await k.kubectl(['get', ...ROUTE_CRDS, '-o', 'json', '--ignore-not-found']);
-    const present = stdout.trim() === '' ? [] : items(JSON.parse(stdout) as Json);
-    if (present.length === ROUTE_CRDS.length) {
-      const annotations = (present[0] as { metadata?: { annotations?: Record<string, string> } }).metadata
-        ?.annotations;
-      const version = annotations?.['gateway.networking.k8s.io/bundle-version'] ?? 'unknown version';
-      progress.detail(`already installed (${version}): left as they are`);
-    } else {
-      const source = gatewayApiCrdSource();
-      progress.detail(`kubectl apply --server-side -f ${source}`);
-      // Server-side: the HTTPRoute CRD is too big for client-side apply's last-applied annotation.
-      await k.kubectl(['apply', '--server-side', '--field-manager=sluice-demo', '-f', source], {
-        timeoutMs: 120_000,
-      });
-    }
-    await k.kubectl(['wait', '--for=condition=Established', ...ROUTE_CRDS, '--timeout=60s'], {
-      timeoutMs: 70_000,
+    const found = await ensureGatewayApiCrds((args, options) => k.kubectl(args, options), {
+      fieldManager: 'sluice-demo',
     });
+    progress.detail(
+      'installedVersion' in found
+        ? `already installed (${found.installedVersion}): left as they are`
+        : `kubectl apply --server-side -f ${found.appliedFrom}`,
+    );
   });
 }
 

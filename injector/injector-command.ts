@@ -9,7 +9,7 @@ import {
   DEFAULT_TRUST_DOMAIN,
 } from '../controller/config-protocol.ts';
 import { jsonLogger, type Logger } from '../controller/json-log.ts';
-import { KubeConfigError, loadKubeConfig } from '../controller/kube/kube-config.ts';
+import { loadKubeConfig } from '../controller/kube/kube-config.ts';
 import { validateTrustDomain } from '../pki/spiffe-id.ts';
 import type { InjectionSettings } from './pod-injection.ts';
 import { WebhookCertificate } from './webhook-certificate.ts';
@@ -125,16 +125,7 @@ export async function main(args: string[]): Promise<number | undefined> {
   const mtlsMode = choice(values['mtls-mode'], ['PERMISSIVE', 'STRICT'], 'mtls-mode') ?? 'PERMISSIVE';
   const webhookPort = portFlag(values.port, WEBHOOK_PORT, 'port');
   const adminPort = portFlag(values['admin-port'], ADMIN_PORT, 'admin-port');
-  let api: KubeApi;
-  try {
-    api = loadKubeConfig({
-      userAgent: 'sluice-injector',
-      ...(values.kubeconfig === undefined ? {} : { kubeconfigPath: values.kubeconfig }),
-    }).api;
-  } catch (err) {
-    if (err instanceof KubeConfigError) throw new UsageError(err.message);
-    throw err;
-  }
+  const { api } = loadKubeConfig({ userAgent: 'sluice-injector', kubeconfigPath: values.kubeconfig });
 
   const log = jsonLogger();
   const certificate = new WebhookCertificate({ api, namespace, log });

@@ -133,7 +133,8 @@ export class KubeApi {
   readonly #o: KubeApiOptions;
   readonly #plain: boolean;
   #agent: http.Agent | undefined;
-  #agentCert: string | undefined;
+  /** The credentials the Agent's TLS context was built with (their client certificate, if any). */
+  #agentCredentials: Credentials | undefined;
 
   constructor(options: KubeApiOptions) {
     this.#o = options;
@@ -216,12 +217,13 @@ export class KubeApi {
   }
 
   #agentFor(credentials: Credentials): http.Agent {
-    const cert =
-      credentials.certPem === undefined ? undefined : `${credentials.certPem}\n${credentials.keyPem}`;
-    if (this.#agent && cert === this.#agentCert) return this.#agent;
+    const built = this.#agentCredentials;
+    if (this.#agent && built?.certPem === credentials.certPem && built?.keyPem === credentials.keyPem) {
+      return this.#agent;
+    }
     const retired = this.#agent;
     if (retired) setTimeout(() => retired.destroy(), RETIRED_AGENT_MS).unref();
-    this.#agentCert = cert;
+    this.#agentCredentials = credentials;
     if (this.#plain) {
       this.#agent = new http.Agent({ keepAlive: true });
     } else {

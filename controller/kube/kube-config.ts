@@ -12,6 +12,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { UsageError } from '../../cli/usage-error.ts';
 import { KubeApi } from './kube-api.ts';
 import {
   execCredentials,
@@ -24,13 +25,14 @@ import {
 /** Where the kubelet mounts the service account. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-export class KubeConfigError extends Error {
+/** A usage error: the CLI prints it as one line and exits 2. */
+export class KubeConfigError extends UsageError {
   override name = 'KubeConfigError';
 }
 
 export interface LoadKubeConfigOptions {
   /** A kubeconfig file given explicitly (a --kubeconfig flag); it wins over everything else. */
-  readonly kubeconfigPath?: string;
+  readonly kubeconfigPath?: string | undefined;
   /** Use this context instead of the file's current-context. */
   readonly context?: string;
   /** Prefix for the service-account files (tests only). */

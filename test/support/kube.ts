@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { gatewayApiCrdSource } from '../../cluster/gateway-api.ts';
+import { ensureGatewayApiCrds as ensureCrds } from '../../cluster/gateway-api.ts';
 import { kubectl as runKubectl, kubectlPath } from '../../cluster/kubectl.ts';
 import { clusterPaths } from '../../cluster/paths.ts';
 import type { RunOptions, RunResult } from '../../cluster/exec.ts';
@@ -43,28 +43,9 @@ export async function testNamespace(prefix: string, labels: Record<string, strin
   };
 }
 
-const ROUTE_CRDS = ['crd/httproutes.gateway.networking.k8s.io', 'crd/grpcroutes.gateway.networking.k8s.io'];
-
-/** Installs the Gateway API CRDs (standard channel) unless the cluster already serves routes. */
+/** The Gateway API CRDs on the local cluster (installed once, kept between runs). */
 export async function ensureGatewayApiCrds(): Promise<void> {
-  const { code } = await kubectl(['get', ...ROUTE_CRDS], { okCodes: [1] });
-  if (code !== 0) {
-    // Server-side: the HTTPRoute CRD is too big for client-side apply's last-applied annotation.
-    await kubectl(
-      [
-        'apply',
-        '--server-side',
-        '--force-conflicts',
-        '--field-manager=sluice-e2e',
-        '-f',
-        gatewayApiCrdSource(),
-      ],
-      { timeoutMs: 60_000 },
-    );
-  }
-  await kubectl(['wait', '--for=condition=Established', ...ROUTE_CRDS, '--timeout=60s'], {
-    timeoutMs: 70_000,
-  });
+  await ensureCrds(kubectl, { fieldManager: 'sluice-e2e', forceConflicts: true });
 }
 
 /** `kubectl get ... -o json`, parsed. */
