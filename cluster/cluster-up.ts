@@ -78,7 +78,12 @@ async function ensureImages(
   bin: ClusterBinaries,
   progress: Progress,
 ) {
-  const images = await buildImages({ paths, progress, corednsBinary: join(bin.coredns, 'coredns') });
+  const images = await buildImages({
+    paths,
+    progress,
+    corednsBinary: join(bin.coredns, 'coredns'),
+    ociRuntime: bin.runc,
+  });
   await importImages(images, { ctr: join(bin.containerd, 'ctr'), address: files.containerdSocket, progress });
 }
 

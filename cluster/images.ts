@@ -48,6 +48,11 @@ export interface BuildImagesOptions {
   readonly progress: Progress;
   /** Static CoreDNS binary to put into sluice-coredns:dev. */
   readonly corednsBinary: string;
+  /**
+   * The OCI runtime buildah runs RUN steps with: the runc the cluster builds, so images need no runtime
+   * package on the host (Debian's buildah without recommends has none: `exec: no command`).
+   */
+  readonly ociRuntime: string;
   /** Image names ('sluice:dev' or just 'sluice') to build; default all. */
   readonly only?: readonly string[];
   /** Rebuild even when the inputs are unchanged, without buildah's layer cache. */
@@ -144,11 +149,17 @@ export async function buildImages(options: BuildImagesOptions): Promise<BuiltIma
   await mkdir(dirs.logDir, { recursive: true });
   const selected = IMAGES.filter((image) => selectImages(options.only).includes(image.name));
   const force = options.force ?? false;
+  if (!(await exists(options.ociRuntime))) {
+    throw new ImageError(
+      `buildah's OCI runtime is missing at ${options.ociRuntime} (the cluster's runc build)`,
+    );
+  }
+  const buildah = buildahWith(options.ociRuntime);
 
   let baseImageId: string | null = null;
   if (selected.some((image) => image.nodeBase)) {
     baseImageId = await progress.step(`image ${NODE_BASE_IMAGE}`, () =>
-      ensureNodeBase(paths, dirs, progress, force),
+      ensureNodeBase(paths, dirs, progress, force, buildah),
     );
   }
 
@@ -163,6 +174,7 @@ export async function buildImages(options: BuildImagesOptions): Promise<BuiltIma
           force,
           baseImageId,
           corednsBinary: options.corednsBinary,
+          buildah,
         }),
       ),
     );
@@ -177,6 +189,7 @@ interface BuildContext {
   readonly force: boolean;
   readonly baseImageId: string | null;
   readonly corednsBinary: string;
+  readonly buildah: Buildah;
 }
 
 interface ArchiveState {
@@ -226,12 +239,12 @@ async function buildImage(image: ImageSpec, ctx: BuildContext): Promise<BuiltIma
     args.push('--secret', `id=npm-ca,src=${extraCa}`);
   }
   args.push(contextDir);
-  await run('buildah', args, { what: `buildah bud for ${image.name}`, log });
+  await ctx.buildah(args, { what: `buildah bud for ${image.name}`, log });
   const imageId = (await readFile(iidFile, 'utf8')).trim();
 
   const partial = `${archive}.partial`;
   await rm(partial, { force: true });
-  await run('buildah', ['push', '--quiet', reference, `docker-archive:${partial}:${reference}`], {
+  await ctx.buildah(['push', '--quiet', reference, `docker-archive:${partial}:${reference}`], {
     what: `buildah push of ${image.name} to a docker archive`,
     log,
   });
@@ -310,7 +323,13 @@ find /usr/share/locale -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm 
 `;
 
 /** Builds the node base unless an image with the same inputs label exists; returns its image ID. */
-async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progress, force: boolean) {
+async function ensureNodeBase(
+  paths: ClusterPaths,
+  dirs: Layout,
+  progress: Progress,
+  force: boolean,
+  buildah: Buildah,
+) {
   await mkdir(dirs.baseDir, { recursive: true });
   const log = join(dirs.logDir, 'sluice-node-base.log');
   await rm(log, { force: true });
@@ -334,8 +353,7 @@ async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progr
     )
     .digest('hex')
     .slice(0, 32);
-  const existing = await run(
-    'buildah',
+  const existing = await buildah(
     [
       'inspect',
       '--type',
@@ -348,21 +366,21 @@ async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progr
   ).catch(() => null);
   if (!force && existing?.trim() === inputsHash) {
     progress.detail(`up to date (node ${nodeVersion})`);
-    return imageIdOf(NODE_BASE_IMAGE, log);
+    return imageIdOf(buildah, NODE_BASE_IMAGE, log);
   }
 
   const npmDir = await mkdtemp(join(dirs.baseDir, 'npm-'));
   const container = 'sluice-node-base-work';
-  await run('buildah', ['rm', container], { what: 'buildah rm', log }).catch(() => undefined);
+  await buildah(['rm', container], { what: 'buildah rm', log }).catch(() => undefined);
   try {
     await run('tar', ['-xzf', npmTarball, '-C', npmDir, '--strip-components=1', '--no-same-owner'], {
       what: `unpacking ${npmTarball}`,
       log,
     });
-    const buildah = (what: string, ...args: string[]) => run('buildah', args, { what, log });
-    await buildah('buildah from scratch', 'from', '--name', container, 'scratch');
-    await buildah('buildah add of the Debian rootfs', 'add', container, rootfs, '/');
-    await buildah(
+    const step = (what: string, ...args: string[]) => buildah(args, { what, log });
+    await step('buildah from scratch', 'from', '--name', container, 'scratch');
+    await step('buildah add of the Debian rootfs', 'add', container, rootfs, '/');
+    await step(
       'buildah copy of node',
       'copy',
       '--chmod',
@@ -371,8 +389,8 @@ async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progr
       nodeBinary,
       '/usr/local/bin/node',
     );
-    await buildah('buildah copy of npm', 'copy', container, npmDir, '/usr/local/lib/node_modules/npm');
-    await buildah(
+    await step('buildah copy of npm', 'copy', container, npmDir, '/usr/local/lib/node_modules/npm');
+    await step(
       'setting up the node base',
       'run',
       '--network',
@@ -385,7 +403,7 @@ async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progr
     );
 
     const insideNode = (
-      await buildah(
+      await step(
         'node --version in the base',
         'run',
         '--network',
@@ -397,16 +415,7 @@ async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progr
       )
     ).trim();
     const insideNpm = (
-      await buildah(
-        'npm --version in the base',
-        'run',
-        '--network',
-        'none',
-        container,
-        '--',
-        'npm',
-        '--version',
-      )
+      await step('npm --version in the base', 'run', '--network', 'none', container, '--', 'npm', '--version')
     ).trim();
     if (insideNode !== nodeVersion || !/^11\./.test(insideNpm)) {
       throw new ImageError(
@@ -415,7 +424,7 @@ async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progr
     }
     progress.detail(`node ${insideNode}, npm ${insideNpm}`);
 
-    await buildah(
+    await step(
       'buildah config of the node base',
       'config',
       '--env',
@@ -430,16 +439,16 @@ async function ensureNodeBase(paths: ClusterPaths, dirs: Layout, progress: Progr
       `org.opencontainers.image.description=local stand-in for ${OFFICIAL_NODE_IMAGE}`,
       container,
     );
-    await buildah('buildah commit of the node base', 'commit', '--quiet', container, NODE_BASE_IMAGE);
+    await step('buildah commit of the node base', 'commit', '--quiet', container, NODE_BASE_IMAGE);
   } finally {
-    await run('buildah', ['rm', container], { what: 'buildah rm', log }).catch(() => undefined);
+    await buildah(['rm', container], { what: 'buildah rm', log }).catch(() => undefined);
     await rm(npmDir, { recursive: true, force: true });
   }
-  return imageIdOf(NODE_BASE_IMAGE, log);
+  return imageIdOf(buildah, NODE_BASE_IMAGE, log);
 }
 
-async function imageIdOf(image: string, log: string): Promise<string> {
-  const id = await run('buildah', ['inspect', '--type', 'image', '--format', '{{.FromImageID}}', image], {
+async function imageIdOf(buildah: Buildah, image: string, log: string): Promise<string> {
+  const id = await buildah(['inspect', '--type', 'image', '--format', '{{.FromImageID}}', image], {
     what: `buildah inspect of ${image}`,
     log,
   });
@@ -581,6 +590,13 @@ async function exists(path: string): Promise<boolean> {
 async function sizeOf(path: string): Promise<string> {
   const { size } = await stat(path);
   return `${(size / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+type Buildah = (args: readonly string[], options: RunOptions) => Promise<string>;
+
+function buildahWith(ociRuntime: string): Buildah {
+  const env = { ...process.env, BUILDAH_RUNTIME: ociRuntime };
+  return (args, options) => run('buildah', args, { ...options, env });
 }
 
 interface RunOptions {
