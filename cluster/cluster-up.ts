@@ -9,14 +9,8 @@ import type { ClusterBinaries, ClusterFiles } from './components.ts';
 import { clusterComponents } from './control-plane.ts';
 import { findDaemons, isAlive, logFile, startDaemon, waitUntil } from './daemons.ts';
 import { goBuild } from './go-build.ts';
-import {
-  applySysctls,
-  detectNodeIp,
-  hasSysResourceCapability,
-  ensureHostPackages,
-  requireRoot,
-  restoreSysctls,
-} from './host.ts';
+import { applySysctls, detectNodeIp, hasSysResourceCapability, requireRoot, restoreSysctls } from './host.ts';
+import { ensureHostPackages } from './host-packages.ts';
 import { buildImages, importImages } from './images.ts';
 import { kubeconfigFor } from './kubeconfig.ts';
 import { kubectl, kubectlPath } from './kubectl.ts';
@@ -120,7 +114,7 @@ export async function clusterUp(progress: Progress): Promise<void> {
   const paths = clusterPaths();
   const files = components.clusterFiles(paths);
   await progress.step('host packages', async () => {
-    const installed = await ensureHostPackages();
+    const installed = await ensureHostPackages('cluster');
     if (installed.length > 0) progress.detail(`installed ${installed.join(' ')}`);
   });
   const previous = readState(paths.stateDir);

@@ -3,38 +3,6 @@ import { join } from 'node:path';
 import { ClusterError } from './errors.ts';
 import { run } from './exec.ts';
 
-/** Debian packages the cluster needs, each with a file that shows it is installed. */
-const PACKAGES: readonly (readonly [file: string, pkg: string])[] = [
-  ['/usr/sbin/iptables', 'iptables'],
-  ['/usr/sbin/conntrack', 'conntrack'],
-  // runc is built with cgo against libseccomp (cluster/go/runc).
-  ['/usr/include/seccomp.h', 'libseccomp-dev'],
-  ['/usr/bin/gcc', 'gcc'],
-  ['/usr/bin/pkg-config', 'pkg-config'],
-  ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
-  ['/usr/bin/buildah', 'buildah'],
-  ['/usr/sbin/debootstrap', 'debootstrap'],
-  ['/usr/bin/nsenter', 'util-linux'],
-  ['/usr/bin/mount', 'mount'],
-  ['/bin/ip', 'iproute2'],
-];
-
-/** Installs what is missing with apt-get; returns the packages installed. */
-export async function ensureHostPackages(): Promise<string[]> {
-  const missing = [...new Set(PACKAGES.filter(([file]) => !existsSync(file)).map(([, pkg]) => pkg))];
-  if (missing.length === 0) return [];
-  if (!existsSync('/usr/bin/apt-get')) {
-    throw new ClusterError(`missing Debian packages (${missing.join(' ')}) and no apt-get to install them`);
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  await run('apt-get', ['update', '-qq'], { env, timeoutMs: 600_000 });
-  await run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    env,
-    timeoutMs: 600_000,
-  });
-  return missing;
-}
-
 export function requireRoot(): void {
   if (process.getuid?.() !== 0) {
     throw new ClusterError(
