@@ -5,7 +5,7 @@ import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
 /**
  * Where a proxy's configuration comes from. Each source turns its input into the same ProxyView with the
  * same pure translation; the proxy swaps views atomically, so a reload never drops a connection.
- * Sources: standalone manifests on disk (this file); the controller's stream (later).
+ * Sources: standalone manifests on disk (this file); the controller's stream (controller-config-source.ts).
  */
 export interface ConfigSource {
   readonly name: string;

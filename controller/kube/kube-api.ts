@@ -2,7 +2,7 @@
 // credentials asked for on every request (a rotated token is used by the next one), and every request
 // the caller's to abort, before or after the response headers.
 //
-// Decision (ADR 0005): the controller and the injector talk to the API server through this module, not
+// Decision (ADR 0007): the controller and the injector talk to the API server through this module, not
 // @kubernetes/client-node. Loading client-node costs a Node process about 67 MiB of RSS (24 MiB of JS
 // heap for its thousands of generated modules, measured on Node 24) before a request is made, and its
 // typed clients open a new TLS connection for every request. What the daemons need is small: GET,

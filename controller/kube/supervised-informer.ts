@@ -3,7 +3,7 @@
 // repairs whatever the watch may have missed.
 //
 // Decision: list+watch is implemented here, over kube-api.ts, not with @kubernetes/client-node's
-// makeInformer/ListWatch or its Watch class (client-node is not used at all any more: ADR 0005). ListWatch
+// makeInformer/ListWatch or its Watch class (client-node is not used at all any more: ADR 0007). ListWatch
 // (2.0.1, dist/cache.js) could not be supervised cleanly:
 //  - Any error but 410 or its own client-side timeout ends it for good: doneHandler calls the `error`
 //    callbacks and returns without reconnecting; a failed list does the same.
