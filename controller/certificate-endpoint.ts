@@ -4,7 +4,7 @@
 // certificate yet); who the caller is comes from the token alone (WorkloadCa, TokenReview).
 import http2 from 'node:http2';
 import type { RouteHandler } from './config-server.ts';
-import type { TokenBucket } from './token-bucket.ts';
+import type { TokenBucket } from '../lib/token-bucket.ts';
 import type { IssuedCertificate, IssueResult, RefusalCode, WorkloadCa } from './workload-ca.ts';
 
 export const CERTIFICATE_PATH = '/v1/certificate';

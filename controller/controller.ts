@@ -12,7 +12,7 @@
 //   more often and only matter to the sidecars, which get them through the hub.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { KubeApi } from './kube/kube-api.ts';
+import type { KubeApi } from '../lib/kube/kube-api.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import type { MeshModel } from '../mesh-model/model.ts';
 import { buildMeshModel } from '../mesh-model/translate.ts';
@@ -21,11 +21,11 @@ import { parseIdentity, type Identity } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
-import { describeApiError } from './kube/kube-api.ts';
+import { describeApiError } from '../lib/kube/kube-api.ts';
 import { CA_SECRET_NAME, loadOrCreateCaSecret } from './ca-root-secret.ts';
 import { CERTIFICATE_PATH, certificateHandler } from './certificate-endpoint.ts';
 import { ConfigHub } from './config-hub.ts';
-import { CONFIG_PORT, CONTROLLER_SERVICE_ACCOUNT } from './config-protocol.ts';
+import { CONFIG_PORT, CONTROLLER_SERVICE_ACCOUNT } from '../protocol/config-protocol.ts';
 import { ConfigServer } from './config-server.ts';
 import {
   Histogram,
@@ -33,12 +33,12 @@ import {
   PUSH_LATENCY_BUCKETS,
   renderFamily,
   type Sample,
-} from './controller-metrics.ts';
-import type { Logger } from './json-log.ts';
-import { SupervisedInformer } from './kube/supervised-informer.ts';
-import { RESOURCES, type ResourceType } from './kube/resources.ts';
-import type { KubeObject } from './kube/object-cache.ts';
-import { TokenBucket } from './token-bucket.ts';
+} from '../lib/prometheus-text.ts';
+import type { Logger } from '../lib/json-log.ts';
+import { SupervisedInformer } from '../lib/kube/supervised-informer.ts';
+import { RESOURCES, type ResourceType } from '../lib/kube/resources.ts';
+import type { KubeObject } from '../lib/kube/object-cache.ts';
+import { TokenBucket } from '../lib/token-bucket.ts';
 import { apiCaSecretStore, apiConfigMapStore, apiTokenReviewer } from './kube-adapters.ts';
 import { electionIdentity, LeaderElector } from './leader-election.ts';
 import {

@@ -30,7 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { apiStatus, describeApiError, type KubeApi, type RequestOptions } from './kube/kube-api.ts';
+import { apiStatus, describeApiError, type KubeApi, type RequestOptions } from '../lib/kube/kube-api.ts';
 
 export const DEFAULT_LEASE_NAME = 'sluice-controller-leader';
 export const DEFAULT_LEASE_DURATION_MS = 15_000;

@@ -30,9 +30,9 @@ import {
   MERGE_PATCH,
   type KubeApi,
   type RequestOptions,
-} from './kube/kube-api.ts';
+} from '../lib/kube/kube-api.ts';
 import { sameJson, type RouteObject } from './route-status.ts';
-import { TokenBucket } from './token-bucket.ts';
+import { TokenBucket } from '../lib/token-bucket.ts';
 
 export const ROUTE_GROUP = 'gateway.networking.k8s.io';
 export const ROUTE_VERSION = 'v1';

@@ -3,7 +3,7 @@
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 import { isObject } from '../mesh-model/k8s-objects.ts';
 import { defaultCaptureConfig } from '../sidecar/init-iptables.ts';
-import { parseInitIptablesArgs } from '../sidecar/init-iptables-command.ts';
+import { parseInitIptablesArgs } from '../cli/init-iptables-command.ts';
 
 export const INIT_CONTAINER = 'sluice-init';
 export const INJECT_ANNOTATION = 'sluice.dev/inject';

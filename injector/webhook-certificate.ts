@@ -8,9 +8,9 @@
 // and copies ca.crt into the caBundle of each webhook that calls our Service. Secret writes are
 // conditional on the resourceVersion, so two replicas racing to renew settle on one result.
 import { X509Certificate } from 'node:crypto';
-import { describeApiError, JSON_PATCH, unlessStatus, type KubeApi } from '../controller/kube/kube-api.ts';
+import { describeApiError, JSON_PATCH, unlessStatus, type KubeApi } from '../lib/kube/kube-api.ts';
 import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../controller/ca-root-secret.ts';
-import type { Logger } from '../controller/json-log.ts';
+import type { Logger } from '../lib/json-log.ts';
 import { keyIdentifier, randomSerial } from '../pki/ca.ts';
 import {
   generateKeyPair,

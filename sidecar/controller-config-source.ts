@@ -12,8 +12,8 @@ import {
   parseFrame,
   type DeltaFrame,
   type SnapshotFrame,
-} from '../controller/config-protocol.ts';
-import { resourceKey } from '../controller/config-scope.ts';
+} from '../protocol/config-protocol.ts';
+import { resourceKey } from '../protocol/config-scope.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { Identity } from '../pki/identity.ts';

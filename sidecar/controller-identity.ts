@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import { open } from 'node:fs/promises';
 import { CERTIFICATE_PATH } from '../controller/certificate-endpoint.ts';
-import { CONFIG_PORT } from '../controller/config-protocol.ts';
+import { CONFIG_PORT } from '../protocol/config-protocol.ts';
 import { renewAt } from '../controller/workload-ca.ts';
 import { createCsr } from '../pki/csr.ts';
 import { parseIdentity, type Identity } from '../pki/identity.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { clusterPaths } from '../../cluster/paths.ts';
-import type { KubeApi } from '../../controller/kube/kube-api.ts';
-import { loadKubeConfig } from '../../controller/kube/kube-config.ts';
+import type { KubeApi } from '../../lib/kube/kube-api.ts';
+import { loadKubeConfig } from '../../lib/kube/kube-config.ts';
 import {
   MESH_CONTROLLER_NAME,
   conditionTime,

@@ -5,7 +5,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { ConfigHub } from '../../controller/config-hub.ts';
 import { ConfigServer } from '../../controller/config-server.ts';
-import { CONFIG_PATH, controllerSpiffeId } from '../../controller/config-protocol.ts';
+import { CONFIG_PATH, controllerSpiffeId } from '../../protocol/config-protocol.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import type { ProxyView } from '../../mesh-model/proxy-view.ts';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';

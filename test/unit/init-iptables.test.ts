@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { UsageError } from '../../cli/usage-error.ts';
+import { UsageError } from '../../lib/usage-error.ts';
 import {
   chainRules,
   defaultCaptureConfig,
@@ -12,7 +12,7 @@ import {
   restoreInput,
   type CaptureConfig,
 } from '../../sidecar/init-iptables.ts';
-import { familiesFor, parseInitIptablesArgs } from '../../sidecar/init-iptables-command.ts';
+import { familiesFor, parseInitIptablesArgs } from '../../cli/init-iptables-command.ts';
 
 const config = (overrides: Partial<CaptureConfig> = {}): CaptureConfig => ({
   ...defaultCaptureConfig,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import type { LogFields, Logger } from '../../controller/json-log.ts';
+import type { LogFields, Logger } from '../../lib/json-log.ts';
 import { x509 } from '../../pki/x509-lib.ts';
 import { parseCertificates } from '../../pki/pem.ts';
 import {

@@ -1,7 +1,7 @@
 /** `sluice init-iptables`: the init container that turns on transparent capture in a pod (see init-iptables.ts). */
 import { networkInterfaces } from 'node:os';
 import { parseArgs } from 'node:util';
-import { UsageError } from '../cli/usage-error.ts';
+import { UsageError } from '../lib/usage-error.ts';
 import {
   applyCapture,
   CaptureError,
@@ -13,7 +13,7 @@ import {
   removalInput,
   type CaptureConfig,
   type IpFamily,
-} from './init-iptables.ts';
+} from '../sidecar/init-iptables.ts';
 
 export type Ipv6Mode = 'auto' | 'on' | 'off';
 

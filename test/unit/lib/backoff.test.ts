@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Backoff, DEFAULT_BACKOFF, stretch } from '../../../../controller/kube/backoff.ts';
+import { Backoff, DEFAULT_BACKOFF, stretch } from '../../../lib/backoff.ts';
 
 /** Returns the given values in turn, like Math.random would. */
 function sequence(...values: number[]): () => number {

@@ -21,7 +21,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorLine, KubeApiError, responseError, type KubeApi } from './kube-api.ts';
-import { Backoff, DEFAULT_BACKOFF, stretch, type BackoffOptions } from './backoff.ts';
+import { Backoff, DEFAULT_BACKOFF, stretch, type BackoffOptions } from '../backoff.ts';
 import { isKubeObject, ObjectCache, type ChangeEvent, type KubeObject } from './object-cache.ts';
 import { apiVersionOf, collectionPath, describeResource, type ResourceType } from './resources.ts';
 import {
