@@ -1,29 +1,18 @@
 /** `sluice init-iptables`: the init container that turns on transparent capture in a pod (see init-iptables.ts). */
 import { networkInterfaces } from 'node:os';
-import { parseArgs } from 'node:util';
-import { UsageError } from '../lib/usage-error.ts';
+import {
+  defaultCaptureConfig,
+  parseInitIptablesArgs,
+  type IpFamily,
+  type Ipv6Mode,
+} from '../protocol/capture-config.ts';
 import {
   applyCapture,
   CaptureError,
-  defaultCaptureConfig,
   hasRoutableIpv6,
-  parseCidr,
-  parsePortSpec,
   restoreInput,
   removalInput,
-  type CaptureConfig,
-  type IpFamily,
 } from '../sidecar/init-iptables.ts';
-
-export type Ipv6Mode = 'auto' | 'on' | 'off';
-
-export interface InitIptablesOptions {
-  config: CaptureConfig;
-  ipv6: Ipv6Mode;
-  dryRun: boolean;
-  remove: boolean;
-  help: boolean;
-}
 
 const d = defaultCaptureConfig;
 
@@ -46,101 +35,6 @@ sidecar. Safe to run more than once. Needs root or CAP_NET_ADMIN in the pod's ne
   --dry-run                      print the iptables-restore input instead of applying it
   --remove                       remove Sluice's chains and jumps instead
 `;
-
-export function parseInitIptablesArgs(args: string[]): InitIptablesOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        'inbound-port': { type: 'string' },
-        'outbound-port': { type: 'string' },
-        'admin-port': { type: 'string' },
-        'proxy-uid': { type: 'string' },
-        'proxy-gid': { type: 'string' },
-        'exclude-inbound-ports': { type: 'string' },
-        'exclude-outbound-ports': { type: 'string' },
-        'exclude-outbound-cidrs': { type: 'string' },
-        'include-outbound-cidrs': { type: 'string' },
-        ipv6: { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        remove: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError(
-      `init-iptables: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`,
-    );
-  }
-  const v = parsed.values;
-  const include = v['include-outbound-cidrs']?.trim();
-  const config: CaptureConfig = {
-    inboundPort: port(v['inbound-port'], d.inboundPort, '--inbound-port'),
-    outboundPort: port(v['outbound-port'], d.outboundPort, '--outbound-port'),
-    adminPort: port(v['admin-port'], d.adminPort, '--admin-port'),
-    proxyUid: id(v['proxy-uid'], '--proxy-uid') ?? d.proxyUid,
-    proxyGid: id(v['proxy-gid'], '--proxy-gid'),
-    excludeInboundPorts: list(v['exclude-inbound-ports'], parsePortSpec, '--exclude-inbound-ports', 'port'),
-    excludeOutboundPorts: list(
-      v['exclude-outbound-ports'],
-      parsePortSpec,
-      '--exclude-outbound-ports',
-      'port',
-    ),
-    excludeOutboundCidrs: list(v['exclude-outbound-cidrs'], parseCidr, '--exclude-outbound-cidrs', 'CIDR'),
-    includeOutboundCidrs:
-      include === undefined || include === '*'
-        ? '*'
-        : list(include, parseCidr, '--include-outbound-cidrs', 'CIDR'),
-  };
-  if (config.inboundPort === config.outboundPort) {
-    throw new UsageError('init-iptables: --inbound-port and --outbound-port must differ');
-  }
-  const ipv6 = v.ipv6 ?? 'auto';
-  if (ipv6 !== 'auto' && ipv6 !== 'on' && ipv6 !== 'off') {
-    throw new UsageError(`init-iptables: --ipv6 must be auto, on or off, not '${ipv6}'`);
-  }
-  return { config, ipv6, dryRun: v['dry-run'] ?? false, remove: v.remove ?? false, help: v.help ?? false };
-}
-
-function port(text: string | undefined, fallback: number, flag: string): number {
-  if (text === undefined) return fallback;
-  const value = parsePortSpec(text.trim());
-  if (value === undefined || value.includes(':')) {
-    throw new UsageError(`init-iptables: ${flag} must be a port number (1-65535), not '${text}'`);
-  }
-  return Number(value);
-}
-
-function id(text: string | undefined, flag: string): number | undefined {
-  if (text === undefined) return undefined;
-  const trimmed = text.trim();
-  if (!/^\d{1,10}$/.test(trimmed) || Number(trimmed) > 0xfffffffe) {
-    throw new UsageError(`init-iptables: ${flag} must be a numeric id, not '${text}'`);
-  }
-  return Number(trimmed);
-}
-
-function list(
-  text: string | undefined,
-  parse: (item: string) => string | undefined,
-  flag: string,
-  what: string,
-): string[] {
-  if (text === undefined) return [];
-  const items = text
-    .split(',')
-    .map((item) => item.trim())
-    .filter((item) => item !== '');
-  return items.map((item) => {
-    const value = parse(item);
-    if (value === undefined) throw new UsageError(`init-iptables: ${flag}: '${item}' is not a valid ${what}`);
-    return value;
-  });
-}
 
 export function familiesFor(mode: Ipv6Mode, podHasIpv6: () => boolean): IpFamily[] {
   if (mode === 'on' || (mode === 'auto' && podHasIpv6())) return [4, 6];

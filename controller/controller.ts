@@ -23,7 +23,8 @@ import { workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
 import { describeApiError } from '../lib/kube/kube-api.ts';
 import { CA_SECRET_NAME, loadOrCreateCaSecret } from './ca-root-secret.ts';
-import { CERTIFICATE_PATH, certificateHandler } from './certificate-endpoint.ts';
+import { certificateHandler } from './certificate-endpoint.ts';
+import { CERTIFICATE_PATH, renewAt } from '../protocol/certificate-protocol.ts';
 import { ConfigHub } from './config-hub.ts';
 import { CONFIG_PORT, CONTROLLER_SERVICE_ACCOUNT } from '../protocol/config-protocol.ts';
 import { ConfigServer } from './config-server.ts';
@@ -50,7 +51,7 @@ import {
 } from './route-status.ts';
 import { StatusWriter, type RouteStatus } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
-import { DEFAULT_AUDIENCE, renewAt, WorkloadCa, type IssuingCa, type RefusalCode } from './workload-ca.ts';
+import { DEFAULT_AUDIENCE, WorkloadCa, type IssuingCa, type RefusalCode } from './workload-ca.ts';
 
 export const ADMIN_PORT = 15014;
 export const LEASE_NAME = 'sluice-controller';

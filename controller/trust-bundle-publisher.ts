@@ -3,7 +3,7 @@
 // start() when leading, stop() when not. Each namespace is read once per pass (GET by name, no ConfigMap
 // watch: a cluster-wide ConfigMap cache would cost far more than one GET per namespace and resync) and
 // written only when the ConfigMap is missing or its ca.crt differs.
-import { MANAGED_BY_LABEL, PART_OF_LABEL } from './ca-root-secret.ts';
+import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 
 export const TRUST_BUNDLE_CONFIGMAP = 'sluice-ca-root';
 export const TRUST_BUNDLE_KEY = 'ca.crt';

@@ -15,9 +15,6 @@ export const MAX_TOKEN_BYTES = 16 * 1024;
 export const MAX_CSR_BYTES = 16 * 1024;
 export const MIN_VALIDITY_HOURS = 10 / 60;
 export const MAX_VALIDITY_HOURS = 7 * 24;
-/** Sidecars renew at this fraction of a certificate's lifetime, give or take RENEW_JITTER of it. */
-export const RENEW_FRACTION = 0.7;
-export const RENEW_JITTER = 0.05;
 
 // Keys of UserInfo.extra set by the API server for pod-bound service-account tokens.
 export const POD_NAME_KEY = 'authentication.kubernetes.io/pod-name';
@@ -386,33 +383,4 @@ export class WorkloadCa {
       notAfter: leaf.validToDate,
     };
   }
-}
-
-// ---- Renewal (sidecar side) ----
-
-/**
- * When a sidecar should renew a certificate: at `fraction` of its lifetime, moved by up to `jitter` of the
- * lifetime either way so that sidecars started together do not all renew at once. A certificate whose
- * lifetime is not positive is due at once (returns notBefore).
- */
-export function renewAt(
-  notBefore: Date,
-  notAfter: Date,
-  fraction = RENEW_FRACTION,
-  jitter = RENEW_JITTER,
-  random: () => number = Math.random,
-): Date {
-  const start = notBefore.getTime();
-  const end = notAfter.getTime();
-  if (!Number.isFinite(start) || !Number.isFinite(end)) throw new RangeError('renewAt: invalid date');
-  if (!(fraction > 0 && fraction < 1))
-    throw new RangeError(`renewAt: fraction must be in (0, 1), got ${fraction}`);
-  if (!(jitter >= 0 && jitter <= Math.min(fraction, 1 - fraction))) {
-    throw new RangeError(
-      `renewAt: jitter must be in [0, ${Math.min(fraction, 1 - fraction)}], got ${jitter}`,
-    );
-  }
-  if (end <= start) return new Date(start);
-  const r = Math.min(Math.max(random(), 0), 1);
-  return new Date(start + (end - start) * (fraction + (2 * r - 1) * jitter));
 }

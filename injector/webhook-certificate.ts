@@ -9,7 +9,7 @@
 // conditional on the resourceVersion, so two replicas racing to renew settle on one result.
 import { X509Certificate } from 'node:crypto';
 import { describeApiError, JSON_PATCH, unlessStatus, type KubeApi } from '../lib/kube/kube-api.ts';
-import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../controller/ca-root-secret.ts';
+import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 import type { Logger } from '../lib/json-log.ts';
 import { keyIdentifier, randomSerial } from '../pki/ca.ts';
 import {

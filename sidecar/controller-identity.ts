@@ -5,9 +5,8 @@
 // The token and bundle files are read again for every request: the kubelet rotates both.
 import http2 from 'node:http2';
 import { open } from 'node:fs/promises';
-import { CERTIFICATE_PATH } from '../controller/certificate-endpoint.ts';
 import { CONFIG_PORT } from '../protocol/config-protocol.ts';
-import { renewAt } from '../controller/workload-ca.ts';
+import { CERTIFICATE_PATH, renewAt } from '../protocol/certificate-protocol.ts';
 import { createCsr } from '../pki/csr.ts';
 import { parseIdentity, type Identity } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { isIP } from 'node:net';
-import { MESH_CONTROLLER_NAME } from '../../controller/route-status.ts';
+import { MESH_CONTROLLER_NAME } from '../../mesh-model/controller-name.ts';
 import { controllerSpiffeId } from '../../protocol/config-protocol.ts';
 import type { ProxyView } from '../../mesh-model/proxy-view.ts';
 import { createCsr } from '../../pki/csr.ts';

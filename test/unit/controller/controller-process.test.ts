@@ -10,7 +10,7 @@ import { parseControllerFlags } from '../../../cli/controller-command.ts';
 import { Histogram, renderFamily } from '../../../lib/prometheus-text.ts';
 import { routeStatusUpdate } from '../../../controller/controller.ts';
 import { formatLogLine } from '../../../lib/json-log.ts';
-import { MESH_CONTROLLER_NAME } from '../../../controller/route-status.ts';
+import { MESH_CONTROLLER_NAME } from '../../../mesh-model/controller-name.ts';
 import { buildMeshModel } from '../../../mesh-model/translate.ts';
 import { backend, route, service } from '../../support/manifests.ts';
 
