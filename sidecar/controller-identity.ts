@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import { open } from 'node:fs/promises';
 import { CONFIG_PORT } from '../protocol/config-protocol.ts';
 import { CERTIFICATE_PATH, renewAt } from '../protocol/certificate-protocol.ts';
-import { createCsr } from '../pki/csr.ts';
+import { createCsr } from '../pki/create-csr.ts';
 import { parseIdentity, type Identity } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { parseSpiffeId } from '../pki/spiffe-id.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type { webcrypto } from 'node:crypto';
 import { createCa, loadCa } from '../../../pki/ca.ts';
-import { createCsr } from '../../../pki/csr.ts';
+import { createCsr } from '../../../pki/create-csr.ts';
 import { parseIdentity } from '../../../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem, SIGNING_ALGORITHM } from '../../../pki/keys.ts';
 import { parsePemBlocks, toPem } from '../../../pki/pem.ts';
