@@ -52,6 +52,7 @@ import {
 import { StatusWriter, type RouteStatus } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
 import { DEFAULT_AUDIENCE, WorkloadCa, type IssuingCa, type RefusalCode } from './workload-ca.ts';
+import { Backoff } from '../lib/backoff.ts';
 
 export const ADMIN_PORT = 15014;
 export const LEASE_NAME = 'sluice-controller';
@@ -317,7 +318,7 @@ export class Controller {
 
   async #startConfigServer(): Promise<void> {
     const signal = this.#stopping.signal;
-    let delay = 1000;
+    const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0 });
     let issuer: IssuingCa | undefined;
     while (!signal.aborted && !issuer) {
       try {
@@ -331,9 +332,9 @@ export class Controller {
           notAfter: issuer.ca.cert.validToDate.toISOString(),
         });
       } catch (error) {
+        const delay = backoff.next();
         this.#log.error('mesh CA unavailable; retrying', { error: describeApiError(error), retryMs: delay });
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
-        delay = Math.min(delay * 2, 30_000);
       }
     }
     if (!issuer || signal.aborted) return;

@@ -21,6 +21,7 @@ import {
 } from '../pki/keys.ts';
 import { parseCertificates } from '../pki/pem.ts';
 import { x509 } from '../pki/x509-lib.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 export const WEBHOOK_SERVICE = 'sluice-injector';
 export const WEBHOOK_TLS_SECRET = 'sluice-injector-tls';
@@ -555,7 +556,10 @@ export class WebhookCertificate {
 
   #retryDelay(): number {
     this.#failures++;
-    return Math.min(this.#intervalMs, FIRST_RETRY_MS * 2 ** (this.#failures - 1));
+    return Math.min(
+      this.#intervalMs,
+      backoffDelay(this.#failures - 1, { initialMs: FIRST_RETRY_MS, maxMs: Infinity, jitter: 0 }),
+    );
   }
 
   /** One check; with `strict`, a failure to get a certificate rejects, otherwise it is logged. */

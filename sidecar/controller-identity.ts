@@ -13,6 +13,7 @@ import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { parseSpiffeId } from '../pki/spiffe-id.ts';
 import { checkServerSpiffeId } from '../pki/tls-options.ts';
 import type { IdentitySource } from './proxy.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, HTTP2_HEADER_AUTHORIZATION } =
   http2.constants;
@@ -67,8 +68,8 @@ export function controllerUrl(address: string): string {
 
 /** Delay before retry number `attempt` (0-based): half fixed, half random, so sidecars spread out. */
 export function retryDelayMs(attempt: number, minMs: number, maxMs: number, random: () => number): number {
-  const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
-  return base / 2 + Math.min(Math.max(random(), 0), 1) * (base / 2);
+  // random() = 0 gives the shortest delay.
+  return backoffDelay(attempt, { initialMs: minMs, maxMs, jitter: 0.5 }, () => 1 - random());
 }
 
 /**
