@@ -28,13 +28,7 @@ import { CERTIFICATE_PATH, renewAt } from '../protocol/certificate-protocol.ts';
 import { ConfigHub } from './config-hub.ts';
 import { CONFIG_PORT, CONTROLLER_SERVICE_ACCOUNT } from '../protocol/config-protocol.ts';
 import { ConfigServer } from './config-server.ts';
-import {
-  Histogram,
-  processFamilies,
-  PUSH_LATENCY_BUCKETS,
-  renderFamily,
-  type Sample,
-} from '../lib/prometheus-text.ts';
+import { Histogram, processFamilies, renderFamily, type Sample } from '../lib/prometheus-text.ts';
 import type { Logger } from '../lib/json-log.ts';
 import { SupervisedInformer } from '../lib/kube/supervised-informer.ts';
 import { RESOURCES, type ResourceType } from '../lib/kube/resources.ts';
@@ -57,6 +51,8 @@ import { Backoff } from '../lib/backoff.ts';
 export const ADMIN_PORT = 15014;
 export const LEASE_NAME = 'sluice-controller';
 const CONTROLLER_CERT_HOURS = 24;
+/** Config push latency buckets, seconds: the debounce alone is 50 ms, a slow fan-out takes seconds. */
+const PUSH_LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Certificate requests per second (and burst) before 429: each costs a TokenReview unless cached. A
  * rollout of 200 pods gets its certificates at once; a restart of thousands is spread over seconds. */
 const CERTIFICATE_QPS = 50;

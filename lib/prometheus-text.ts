@@ -1,18 +1,53 @@
-// Prometheus text exposition (format 0.0.4) for the controller's /metrics. Label values come from our
-// own names (resource types, outcomes), never from requests, so series stay bounded.
+// Prometheus text exposition (format 0.0.4), for the controller's, the injector's and the proxy's /metrics.
+// Callers keep label values to their own names (resource types, outcomes, route names, status codes), never
+// request data, so series stay bounded.
 
-/** Config push latency buckets, seconds: the debounce alone is 50 ms, a slow fan-out takes seconds. */
-export const PUSH_LATENCY_BUCKETS: readonly number[] = [
-  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-];
-
-function escapeLabel(value: string): string {
+export function escapeLabel(value: string): string {
   return value.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }
 
+/** `a="x",b="y"`, without braces (empty for no labels). */
+export function labelPairs(names: readonly string[], values: readonly string[]): string {
+  return names.map((n, i) => `${n}="${escapeLabel(values[i]!)}"`).join(',');
+}
+
 function labelText(labels: Readonly<Record<string, string>> | undefined): string {
-  const parts = Object.entries(labels ?? {}).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-  return parts.length === 0 ? '' : `{${parts.join(',')}}`;
+  const pairs = labelPairs(Object.keys(labels ?? {}), Object.values(labels ?? {}));
+  return pairs === '' ? '' : `{${pairs}}`;
+}
+
+/** The HELP and TYPE lines of a family. */
+export function familyHeader(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): string[] {
+  return [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`];
+}
+
+/** One sample line; `pairs` as from labelPairs(). */
+export function sampleLine(name: string, pairs: string, value: number): string {
+  return `${name}${pairs === '' ? '' : `{${pairs}}`} ${numberText(value)}`;
+}
+
+/** The lines of one histogram series: per-bucket (non-cumulative) `counts`, summed here. */
+export function histogramLines(
+  name: string,
+  pairs: string,
+  buckets: readonly number[],
+  counts: readonly number[],
+  sum: number,
+  count: number,
+): string[] {
+  const prefix = pairs === '' ? '' : `${pairs},`;
+  const out: string[] = [];
+  let cumulative = 0;
+  buckets.forEach((le, i) => {
+    cumulative += counts[i]!;
+    out.push(`${name}_bucket{${prefix}le="${le}"} ${cumulative}`);
+  });
+  out.push(
+    `${name}_bucket{${prefix}le="+Inf"} ${count}`,
+    sampleLine(`${name}_sum`, pairs, sum),
+    sampleLine(`${name}_count`, pairs, count),
+  );
+  return out;
 }
 
 function numberText(value: number): string {
@@ -46,18 +81,10 @@ export class Histogram {
   }
 
   render(name: string, help: string): string[] {
-    const out = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
-    let cumulative = 0;
-    this.buckets.forEach((le, i) => {
-      cumulative += this.#counts[i]!;
-      out.push(`${name}_bucket{le="${le}"} ${cumulative}`);
-    });
-    out.push(
-      `${name}_bucket{le="+Inf"} ${this.#count}`,
-      `${name}_sum ${this.#sum}`,
-      `${name}_count ${this.#count}`,
-    );
-    return out;
+    return [
+      ...familyHeader(name, 'histogram', help),
+      ...histogramLines(name, '', this.buckets, this.#counts, this.#sum, this.#count),
+    ];
   }
 }
 
@@ -74,8 +101,7 @@ export function renderFamily(
   samples: readonly Sample[],
 ): string[] {
   return [
-    `# HELP ${name} ${help}`,
-    `# TYPE ${name} ${type}`,
+    ...familyHeader(name, type, help),
     ...samples.map((s) => `${name}${labelText(s.labels)} ${numberText(s.value)}`),
   ];
 }
