@@ -12,6 +12,7 @@ import { PkiError } from '../pki/errors.ts';
 import { parseCertificates } from '../pki/pem.ts';
 import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 import type { IssuingCa } from './workload-ca.ts';
+import { isRecord } from '../lib/is-record.ts';
 
 export const CA_SECRET_NAME = 'sluice-ca';
 export const CA_SECRET_TYPE = 'kubernetes.io/tls';
@@ -65,10 +66,6 @@ export function buildCaSecret(params: {
       [CA_SECRET_KEYS.bundle]: base64(params.certPem),
     },
   };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {

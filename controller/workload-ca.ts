@@ -8,6 +8,7 @@ import { verifyCsr } from '../pki/csr.ts';
 import { parsePemBlocks, toPem } from '../pki/pem.ts';
 import { parseSpiffeId, workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { x509 } from '../pki/x509-lib.ts';
+import { isRecord } from '../lib/is-record.ts';
 
 /** The audience sidecars' projected tokens are minted for; the TokenReview must confirm it. */
 export const DEFAULT_AUDIENCE = 'sluice.dev/mesh';
@@ -66,10 +67,6 @@ export function tokenReviewRequest(token: string, audiences: readonly string[]):
 /** The API server's answer did not look like a TokenReview (not the same as "token not authenticated"). */
 export class TokenReviewError extends Error {
   override name = 'TokenReviewError';
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function stringOr(value: unknown, fallback: string): string {

@@ -22,6 +22,7 @@ import {
 import { parseCertificates } from '../pki/pem.ts';
 import { x509 } from '../pki/x509-lib.ts';
 import { backoffDelay } from '../lib/backoff.ts';
+import { isRecord } from '../lib/is-record.ts';
 
 export const WEBHOOK_SERVICE = 'sluice-injector';
 export const WEBHOOK_TLS_SECRET = 'sluice-injector-tls';
@@ -121,10 +122,6 @@ export function servingDnsNames(service: string, namespace: string): string[] {
     `${service}.${namespace}.svc.cluster.local`,
     `${service}.${namespace}`,
   ];
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function message(error: unknown): string {
