@@ -39,6 +39,7 @@ import {
 import { freePort } from '../test/support/free-port.ts';
 import { canaryRule, CLIENTS, NAMESPACES, PROCS, ROUNDS, SERVICES, TD } from './config-bench-routes.ts';
 import { percentile } from './stats.ts';
+import { eventually } from '../lib/eventually.ts';
 
 const SYSTEM_NS = 'sluice-bench-system';
 const BENCH_LABEL = 'sluice.dev/bench';
@@ -308,16 +309,7 @@ async function memoryText(c: ControllerProcess): Promise<string> {
 }
 
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not done after ${timeoutMs / 1000} s`);
-    await sleep(50);
-  }
+  await eventually(what, check, timeoutMs, 50);
 }
 
 /** Waits until the status writer has nothing queued or in flight for 2 s in a row. */

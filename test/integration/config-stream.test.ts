@@ -15,6 +15,7 @@ import { x509 } from '../../pki/x509-lib.ts';
 import { clientTlsOptions, createMeshSecureContext, MeshTlsCredentials } from '../../pki/tls-options.ts';
 import { ControllerConfigSource } from '../../sidecar/controller-config-source.ts';
 import { podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { eventually } from '../../lib/eventually.ts';
 
 const TD = 'cluster.local';
 const CONTROLLER_ID = controllerSpiffeId(TD);
@@ -80,15 +81,8 @@ function meshObjects(): K8sObject[] {
   ];
 }
 
-async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 4000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const waitFor = <T>(what: string, check: () => T | undefined | false, timeoutMs = 4000): Promise<T> =>
+  eventually(what, check, timeoutMs, 10);
 
 /** TLS material signed by the mesh CA but without a SPIFFE ID (a DNS name only): not a workload. */
 async function nonWorkloadPem(ca: CertificateAuthority): Promise<Identity> {
