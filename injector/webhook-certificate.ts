@@ -11,14 +11,8 @@ import { X509Certificate } from 'node:crypto';
 import { describeApiError, JSON_PATCH, unlessStatus, type KubeApi } from '../lib/kube/kube-api.ts';
 import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 import type { Logger } from '../lib/json-log.ts';
-import { keyIdentifier, randomSerial } from '../pki/ca.ts';
-import {
-  generateKeyPair,
-  importPrivateKeyPem,
-  privateKeyToPem,
-  readPrivateKeyPem,
-  SIGNING_ALGORITHM,
-} from '../pki/keys.ts';
+import { issueCertificate, issuerOf, selfSignedCaCertificate } from '../pki/certificates.ts';
+import { generateKeyPair, importPrivateKeyPem, privateKeyToPem, readPrivateKeyPem } from '../pki/keys.ts';
 import { parseCertificates } from '../pki/pem.ts';
 import { x509 } from '../pki/x509-lib.ts';
 import { backoffDelay } from '../lib/backoff.ts';
@@ -234,10 +228,6 @@ export function planCertificate(secret: unknown, now: Date, names: readonly stri
   return examine(secret, now, names).plan;
 }
 
-function pem(cert: x509.X509Certificate): string {
-  return cert.toString('pem') + '\n';
-}
-
 /** A fresh self-signed webhook CA: CN sluice-injector-ca, CA:TRUE pathLen 0, keyCertSign. */
 export async function createWebhookCa(params: {
   now?: Date;
@@ -245,21 +235,14 @@ export async function createWebhookCa(params: {
 }): Promise<{ certPem: string; keyPem: string }> {
   const now = params.now?.getTime() ?? Date.now();
   const keys = await generateKeyPair();
-  const publicKey = new Uint8Array(await globalThis.crypto.subtle.exportKey('spki', keys.publicKey));
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomSerial(),
+  const certPem = await selfSignedCaCertificate({
     name: `CN=${WEBHOOK_CA_COMMON_NAME}`,
+    keys,
     notBefore: new Date(now - BACKDATE_MS),
     notAfter: new Date(now + (params.validityDays ?? DEFAULT_WEBHOOK_CA_DAYS) * DAY_MS),
-    keys,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.SubjectKeyIdentifierExtension(keyIdentifier(publicKey)),
-    ],
+    pathLength: 0,
   });
-  return { certPem: pem(cert), keyPem: await privateKeyToPem(keys.privateKey) };
+  return { certPem, keyPem: await privateKeyToPem(keys.privateKey) };
 }
 
 /**
@@ -276,38 +259,24 @@ export async function issueServingCert(params: {
   const [first] = params.dnsNames;
   if (first === undefined) throw new Error('a serving certificate needs at least one DNS name');
   const now = params.now?.getTime() ?? Date.now();
-  const caCert = new x509.X509Certificate(params.caCertPem);
+  const caCert = new X509Certificate(params.caCertPem);
   const caKey = await importPrivateKeyPem(params.caKeyPem, WEBHOOK_TLS_KEYS.caKey);
-  const caNotAfter = caCert.notAfter.getTime();
+  const caNotAfter = caCert.validToDate.getTime();
   if (caNotAfter <= now) throw new Error('the webhook CA has expired');
   const notAfter = new Date(
     Math.min(now + (params.validityDays ?? DEFAULT_SERVING_CERT_DAYS) * DAY_MS, caNotAfter),
   );
   const keys = await generateKeyPair();
-  const publicKey = new Uint8Array(await globalThis.crypto.subtle.exportKey('spki', keys.publicKey));
-  const caKeyId =
-    caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId ?? keyIdentifier(caKey.publicKeySpki);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
+  const certPem = await issueCertificate({
     subject: `CN=${first}`,
-    issuer: caCert.subjectName,
-    notBefore: new Date(Math.max(now - BACKDATE_MS, caCert.notBefore.getTime())),
-    notAfter,
+    issuer: issuerOf(params.caCertPem, caKey.privateKey),
     publicKey: keys.publicKey,
-    signingKey: caKey.privateKey,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectKeyIdentifierExtension(keyIdentifier(publicKey)),
-      new x509.AuthorityKeyIdentifierExtension(caKeyId),
-      new x509.SubjectAlternativeNameExtension(
-        params.dnsNames.map((value) => ({ type: 'dns' as const, value })),
-      ),
-    ],
+    notBefore: new Date(Math.max(now - BACKDATE_MS, caCert.validFromDate.getTime())),
+    notAfter,
+    extendedKeyUsages: ['serverAuth'],
+    subjectAltNames: params.dnsNames.map((value) => ({ type: 'dns' as const, value })),
   });
-  return { certPem: pem(cert), keyPem: await privateKeyToPem(keys.privateKey), notAfter };
+  return { certPem, keyPem: await privateKeyToPem(keys.privateKey), notAfter };
 }
 
 /** The CA bundle to write: `first`, then the other unexpired CA certificates of the old bundle. */
