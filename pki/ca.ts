@@ -2,12 +2,7 @@ import type { webcrypto } from 'node:crypto';
 import { X509Certificate } from 'node:crypto';
 import { issueCertificate, keyIdentifier, selfSignedCaCertificate } from './certificates.ts';
 import { PkiError } from './errors.ts';
-import {
-  generateKeyPair,
-  importPrivateKeyPem,
-  privateKeyToPem,
-  requireP256PublicKey,
-} from './keys.ts';
+import { generateKeyPair, importPrivateKeyPem, privateKeyToPem, requireP256PublicKey } from './keys.ts';
 import { parseCertificates } from './pem.ts';
 import { parseSubjectAltName } from './peer-identity.ts';
 import {
