@@ -24,6 +24,7 @@ import { ControllerIdentity, loadMeshCa } from './mesh-identity.ts';
 import { RouteStatusLoop } from './route-status-loop.ts';
 import { StatusWriter } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
+import { errorText } from '../lib/error-text.ts';
 
 export { ADMIN_PORT };
 export { routeStatusUpdate } from './route-status-loop.ts';
@@ -67,10 +68,6 @@ export interface ControllerOptions {
   readonly leaseDurationMs?: number;
   readonly renewDeadlineMs?: number;
   readonly retryPeriodMs?: number;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message.split('\n', 1)[0]! : String(error);
 }
 
 export class Controller {

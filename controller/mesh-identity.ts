@@ -13,6 +13,7 @@ import { CONTROLLER_SERVICE_ACCOUNT } from '../protocol/config-protocol.ts';
 import { CA_SECRET_NAME, loadOrCreateCaSecret } from './ca-root-secret.ts';
 import { apiCaSecretStore } from './kube-adapters.ts';
 import type { IssuingCa } from './workload-ca.ts';
+import { errorText } from '../lib/error-text.ts';
 
 const CONTROLLER_CERT_HOURS = 24;
 
@@ -47,10 +48,6 @@ export async function loadMeshCa(
     }
   }
   return undefined;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message.split('\n', 1)[0]! : String(error);
 }
 
 /** The controller's own SPIFFE identity (its service account), for the config port's TLS. */

@@ -15,6 +15,7 @@ import {
   type RouteObject,
 } from './route-status.ts';
 import type { RouteStatus, StatusWriter } from './status-writer.ts';
+import { errorText } from '../lib/error-text.ts';
 
 /** The status to write for a route given the model, or undefined when the route's status is already right. */
 export function routeStatusUpdate(
@@ -41,10 +42,6 @@ export interface RouteStatusLoopOptions {
   readonly debounceMs?: number;
   /** Counts rebuilds and queued routes (for /metrics). */
   readonly counters: { modelRebuilds: number; statusEnqueued: number };
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message.split('\n', 1)[0]! : String(error);
 }
 
 function routeName(route: K8sObject): string {
