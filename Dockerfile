@@ -16,6 +16,8 @@ RUN --mount=type=secret,id=npm-ca \
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin bin
 COPY cli cli
+COPY lib lib
+COPY protocol protocol
 COPY io io
 COPY pki pki
 COPY mesh-model mesh-model

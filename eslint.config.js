@@ -2,6 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 import globals from 'globals';
+import { layoutRules } from './eslint.layout.js';
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'coverage/', 'dist/', '.cache/', '.cluster/'] },
@@ -20,6 +21,7 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
     },
   },
+  ...layoutRules,
   { files: ['**/*.js', '**/*.cjs'], ...tseslint.configs.disableTypeChecked },
   {
     files: ['**/*.cjs'],

@@ -22,9 +22,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { clusterPaths } from '../cluster/paths.ts';
 import { CA_SECRET_NAME, loadCaSecret } from '../controller/ca-root-secret.ts';
-import { CONTROLLER_SERVICE_ACCOUNT } from '../controller/config-protocol.ts';
-import { MERGE_PATCH } from '../controller/kube/kube-api.ts';
-import { loadKubeConfig } from '../controller/kube/kube-config.ts';
+import { CONTROLLER_SERVICE_ACCOUNT } from '../protocol/config-protocol.ts';
+import { MERGE_PATCH } from '../lib/kube/kube-api.ts';
+import { loadKubeConfig } from '../lib/kube/kube-config.ts';
 import { issueWorkloadCert } from '../pki/ca.ts';
 import type { IdentityPem } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
@@ -39,6 +39,7 @@ import {
 import { freePort } from '../test/support/free-port.ts';
 import { canaryRule, CLIENTS, NAMESPACES, PROCS, ROUNDS, SERVICES, TD } from './config-bench-routes.ts';
 import { percentile } from './stats.ts';
+import { eventually } from '../lib/eventually.ts';
 
 const SYSTEM_NS = 'sluice-bench-system';
 const BENCH_LABEL = 'sluice.dev/bench';
@@ -308,16 +309,7 @@ async function memoryText(c: ControllerProcess): Promise<string> {
 }
 
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not done after ${timeoutMs / 1000} s`);
-    await sleep(50);
-  }
+  await eventually(what, check, timeoutMs, 50);
 }
 
 /** Waits until the status writer has nothing queued or in flight for 2 s in a row. */

@@ -28,7 +28,7 @@ import * as grpc from '@grpc/grpc-js';
 import http2Proxy from 'http2-proxy';
 import { H2CClient, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
-import { encodeStringField1, grpcCall, startEchoServer } from '../test/support/echo-server.ts';
+import { encodeStringField1, grpcCall, startEchoServer } from '../images/echo/echo-server.ts';
 
 type Protocol = 'h1' | 'h2';
 type Library = 'direct' | 'undici' | 'http2-proxy' | 'node';

@@ -1,4 +1,4 @@
-import { UsageError } from './usage-error.ts';
+import { UsageError } from '../lib/usage-error.ts';
 
 type CommandMain = (args: string[]) => Promise<number | undefined>;
 
@@ -10,27 +10,27 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMai
   },
   proxy: {
     summary: 'run the sidecar / gateway proxy',
-    load: async () => (await import('../sidecar/proxy-command.ts')).main,
+    load: async () => (await import('./proxy-command.ts')).main,
   },
   'init-iptables': {
     summary: "program the pod's nat table to capture traffic (init container)",
-    load: async () => (await import('../sidecar/init-iptables-command.ts')).main,
+    load: async () => (await import('./init-iptables-command.ts')).main,
   },
   'wait-ready': {
     summary: "wait until the local proxy is ready (a classic sidecar's postStart hook)",
-    load: async () => (await import('../sidecar/wait-ready-command.ts')).main,
+    load: async () => (await import('./wait-ready-command.ts')).main,
   },
   injector: {
     summary: 'run the sidecar injector (mutating admission webhook)',
-    load: async () => (await import('../injector/injector-command.ts')).main,
+    load: async () => (await import('./injector-command.ts')).main,
   },
   controller: {
     summary: 'run the control plane: config stream to sidecars, route status, mesh CA',
-    load: async () => (await import('../controller/controller-command.ts')).main,
+    load: async () => (await import('./controller-command.ts')).main,
   },
   ca: {
     summary: 'development CA: create a CA and issue SPIFFE workload certificates',
-    load: async () => (await import('../pki/ca-command.ts')).main,
+    load: async () => (await import('./ca-command.ts')).main,
   },
 };
 

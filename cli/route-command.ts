@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parseFlags, UsageError } from './usage-error.ts';
+import { parseFlags, UsageError } from '../lib/usage-error.ts';
 import { ManifestError, readManifests } from '../io/manifest-files.ts';
 import { buildMeshModel } from '../mesh-model/translate.ts';
 import { explain, ExplainInputError, explanationJson } from '../mesh-model/explain.ts';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { UsageError } from './usage-error.ts';
+import { UsageError } from '../lib/usage-error.ts';
 import { ManifestError, readManifests } from '../io/manifest-files.ts';
 import { buildMeshModel } from '../mesh-model/translate.ts';
 import { explain, ExplainInputError, type Explanation } from '../mesh-model/explain.ts';

@@ -1,15 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import type { webcrypto } from 'node:crypto';
+import { generateKeyPair, importPrivateKeyPem, privateKeyToPem, publicKeyToPem } from '../pki/keys.ts';
 import {
-  generateKeyPair,
-  importPrivateKeyPem,
-  privateKeyToPem,
-  publicKeyToPem,
-  SIGNING_ALGORITHM,
-} from '../pki/keys.ts';
-import { x509 } from '../pki/x509-lib.ts';
+  issueCertificate,
+  issuerOf,
+  selfSignedCaCertificate,
+  type ExtendedKeyUsage,
+} from '../pki/certificates.ts';
 import { CLUSTER } from './cluster-config.ts';
 
 /** A certificate the cluster needs: who it names and what it may be used for. */
@@ -64,14 +63,7 @@ export function clusterCertSpecs(nodeIp: string): CertSpec[] {
 
 interface LoadedCa {
   readonly certPem: string;
-  readonly cert: x509.X509Certificate;
   readonly key: webcrypto.CryptoKey;
-}
-
-function serial(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
-  return bytes.toString('hex');
 }
 
 function subject(spec: { commonName: string; organization?: string }): string {
@@ -84,25 +76,18 @@ async function ensureCa(dir: string): Promise<LoadedCa> {
   if (!existsSync(certFile) || !existsSync(keyFile)) {
     const keys = await generateKeyPair();
     const now = Date.now();
-    const cert = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: serial(),
+    const caPem = await selfSignedCaCertificate({
       name: 'CN=sluice-cluster-ca',
+      keys,
       notBefore: new Date(now - 3600_000),
       notAfter: new Date(now + CA_DAYS * DAY_MS),
-      keys,
-      signingAlgorithm: SIGNING_ALGORITHM,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      ],
     });
     writeFileSync(keyFile, await privateKeyToPem(keys.privateKey), { mode: 0o600 });
-    writeFileSync(certFile, cert.toString('pem') + '\n');
+    writeFileSync(certFile, caPem);
   }
   const certPem = readFileSync(certFile, 'utf8');
   const key = await importPrivateKeyPem(readFileSync(keyFile, 'utf8'), 'cluster CA key');
-  return { certPem, cert: new x509.X509Certificate(certPem), key: key.privateKey };
+  return { certPem, key: key.privateKey };
 }
 
 /** True when an existing leaf still fits its spec (same SANs, signed by this CA) and is not about to expire. */
@@ -122,34 +107,23 @@ function leafIsCurrent(certFile: string, spec: CertSpec, caPem: string): boolean
 async function issueLeaf(ca: LoadedCa, spec: CertSpec): Promise<{ certPem: string; keyPem: string }> {
   const keys = await generateKeyPair();
   const now = Date.now();
-  const usages: string[] = [];
-  if (spec.server) usages.push(x509.ExtendedKeyUsage.serverAuth);
-  if (spec.client) usages.push(x509.ExtendedKeyUsage.clientAuth);
-  const names = [
-    ...(spec.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
-    ...(spec.ips ?? []).map((value) => ({ type: 'ip' as const, value })),
-  ];
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
+  const usages: ExtendedKeyUsage[] = [];
+  if (spec.server) usages.push('serverAuth');
+  if (spec.client) usages.push('clientAuth');
+  const certPem = await issueCertificate({
     subject: subject(spec),
-    issuer: ca.cert.subject,
+    issuer: issuerOf(ca.certPem, ca.key),
+    publicKey: keys.publicKey,
     notBefore: new Date(now - 3600_000),
     notAfter: new Date(now + LEAF_DAYS * DAY_MS),
-    publicKey: keys.publicKey,
-    signingKey: ca.key,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-        true,
-      ),
-      new x509.ExtendedKeyUsageExtension(usages),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
-      ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names)] : []),
+    extendedKeyUsages: usages,
+    keyEncipherment: true,
+    subjectAltNames: [
+      ...(spec.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+      ...(spec.ips ?? []).map((value) => ({ type: 'ip' as const, value })),
     ],
   });
-  return { certPem: cert.toString('pem') + '\n', keyPem: await privateKeyToPem(keys.privateKey) };
+  return { certPem, keyPem: await privateKeyToPem(keys.privateKey) };
 }
 
 /**

@@ -10,13 +10,13 @@ import type { X509Certificate } from 'node:crypto';
 import { createCa, loadCa } from '../pki/ca.ts';
 import { PkiError } from '../pki/errors.ts';
 import { parseCertificates } from '../pki/pem.ts';
+import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 import type { IssuingCa } from './workload-ca.ts';
+import { isRecord } from '../lib/is-record.ts';
 
 export const CA_SECRET_NAME = 'sluice-ca';
 export const CA_SECRET_TYPE = 'kubernetes.io/tls';
 export const CA_SECRET_KEYS = { cert: 'tls.crt', key: 'tls.key', bundle: 'ca.crt' } as const;
-export const PART_OF_LABEL = 'app.kubernetes.io/part-of';
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 const ACCEPTED_TYPES: readonly string[] = [CA_SECRET_TYPE, 'Opaque'];
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const MAX_CHAIN = 8;
@@ -66,10 +66,6 @@ export function buildCaSecret(params: {
       [CA_SECRET_KEYS.bundle]: base64(params.certPem),
     },
   };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {

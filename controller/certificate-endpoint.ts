@@ -4,10 +4,9 @@
 // certificate yet); who the caller is comes from the token alone (WorkloadCa, TokenReview).
 import http2 from 'node:http2';
 import type { RouteHandler } from './config-server.ts';
-import type { TokenBucket } from './token-bucket.ts';
+import type { TokenBucket } from '../lib/token-bucket.ts';
 import type { IssuedCertificate, IssueResult, RefusalCode, WorkloadCa } from './workload-ca.ts';
 
-export const CERTIFICATE_PATH = '/v1/certificate';
 /** A CSR is under 1 KiB; the CA refuses CSRs over 16 KiB anyway, so a larger body is not read. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 30_000;

@@ -5,7 +5,13 @@
 // HTTP/2 streams to ConfigSubscriber.
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { objectScope, resourceKey, scopeIncludes, stripObject, type ObjectScope } from './config-scope.ts';
+import {
+  objectScope,
+  resourceKey,
+  scopeIncludes,
+  stripObject,
+  type ObjectScope,
+} from '../protocol/config-scope.ts';
 
 /** One sidecar stream, as the hub sees it. */
 export interface ConfigSubscriber {

@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { authenticatePeer } from '../pki/peer-identity.ts';
 import type { MeshTlsCredentials } from '../pki/tls-options.ts';
 import type { ConfigHub, ConfigSubscriber } from './config-hub.ts';
-import { CONFIG_CONTENT_TYPE, CONFIG_PATH, CONFIG_PORT, PING_LINE } from './config-protocol.ts';
+import { CONFIG_CONTENT_TYPE, CONFIG_PATH, CONFIG_PORT, PING_LINE } from '../protocol/config-protocol.ts';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
 

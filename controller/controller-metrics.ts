@@ -1,102 +1,167 @@
-// Prometheus text exposition (format 0.0.4) for the controller's /metrics. Label values come from our
-// own names (resource types, outcomes), never from requests, so series stay bounded.
+// The controller's /metrics text: leadership, config distribution, route status, informers, trust bundles,
+// workload certificates and the process (rendered by lib/prometheus-text.ts).
+import type { SupervisedInformer } from '../lib/kube/supervised-informer.ts';
+import { Histogram, processFamilies, renderFamily, type Sample } from '../lib/prometheus-text.ts';
+import type { ConfigHubStats } from './config-hub.ts';
+import type { StatusWriter } from './status-writer.ts';
+import type { TrustBundlePublisher } from './trust-bundle-publisher.ts';
 
 /** Config push latency buckets, seconds: the debounce alone is 50 ms, a slow fan-out takes seconds. */
 export const PUSH_LATENCY_BUCKETS: readonly number[] = [
   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
 
-function escapeLabel(value: string): string {
-  return value.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
+/** The controller's own counters (the other figures come from its parts). */
+export interface ControllerCounters {
+  pushes: number;
+  pushedBytes: number;
+  snapshots: number;
+  slowSubscriberDrops: number;
+  modelRebuilds: number;
+  statusEnqueued: number;
 }
 
-function labelText(labels: Readonly<Record<string, string>> | undefined): string {
-  const parts = Object.entries(labels ?? {}).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-  return parts.length === 0 ? '' : `{${parts.join(',')}}`;
+export function newCounters(): ControllerCounters {
+  return {
+    pushes: 0,
+    pushedBytes: 0,
+    snapshots: 0,
+    slowSubscriberDrops: 0,
+    modelRebuilds: 0,
+    statusEnqueued: 0,
+  };
 }
 
-function numberText(value: number): string {
-  if (Number.isNaN(value)) return 'NaN';
-  if (value === Infinity) return '+Inf';
-  if (value === -Infinity) return '-Inf';
-  return String(value);
+export interface ControllerMetricsInput {
+  readonly isLeader: boolean;
+  readonly ready: boolean;
+  readonly pushLatency: Histogram;
+  readonly counters: Readonly<ControllerCounters>;
+  readonly hub: ConfigHubStats;
+  readonly status: ReturnType<StatusWriter['metrics']>;
+  readonly informers: Readonly<Record<string, SupervisedInformer>>;
+  readonly bundles: TrustBundlePublisher['stats'];
+  /** Workload certificate requests by outcome. */
+  readonly certificates: ReadonlyMap<string, number>;
 }
 
-export class Histogram {
-  readonly buckets: readonly number[];
-  readonly #counts: number[];
-  #sum = 0;
-  #count = 0;
-
-  constructor(buckets: readonly number[]) {
-    this.buckets = [...buckets].sort((a, b) => a - b);
-    this.#counts = this.buckets.map(() => 0);
-  }
-
-  observe(value: number): void {
-    if (!Number.isFinite(value)) return;
-    const i = this.buckets.findIndex((le) => value <= le);
-    if (i !== -1) this.#counts[i]!++;
-    this.#sum += value;
-    this.#count++;
-  }
-
-  get count(): number {
-    return this.#count;
-  }
-
-  render(name: string, help: string): string[] {
-    const out = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
-    let cumulative = 0;
-    this.buckets.forEach((le, i) => {
-      cumulative += this.#counts[i]!;
-      out.push(`${name}_bucket{le="${le}"} ${cumulative}`);
-    });
-    out.push(
-      `${name}_bucket{le="+Inf"} ${this.#count}`,
-      `${name}_sum ${this.#sum}`,
-      `${name}_count ${this.#count}`,
-    );
-    return out;
-  }
-}
-
-export interface Sample {
-  readonly labels?: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-/** A counter or gauge family: HELP, TYPE and one line per sample. */
-export function renderFamily(
-  name: string,
-  type: 'counter' | 'gauge',
-  help: string,
-  samples: readonly Sample[],
-): string[] {
-  return [
-    `# HELP ${name} ${help}`,
-    `# TYPE ${name} ${type}`,
-    ...samples.map((s) => `${name}${labelText(s.labels)} ${numberText(s.value)}`),
+export function controllerMetricsText(m: ControllerMetricsInput): string {
+  const { hub, status, bundles } = m;
+  const informers = Object.entries(m.informers).map(([name, informer]) => ({
+    name,
+    stats: informer.stats,
+    objects: informer.list().length,
+  }));
+  const perInformer = (value: (s: (typeof informers)[number]) => number): Sample[] =>
+    informers.map((i) => ({ labels: { resource: i.name }, value: value(i) }));
+  const c = m.counters;
+  const lines = [
+    ...renderFamily('sluice_controller_is_leader', 'gauge', '1 while this replica holds the Lease', [
+      { value: m.isLeader ? 1 : 0 },
+    ]),
+    ...renderFamily(
+      'sluice_controller_ready',
+      'gauge',
+      '1 when informers synced and config server listening',
+      [{ value: m.ready ? 1 : 0 }],
+    ),
+    ...m.pushLatency.render(
+      'sluice_config_push_latency_seconds',
+      'From the first change of a batch to the last frame handed to a subscriber',
+    ),
+    ...renderFamily('sluice_config_pushes_total', 'counter', 'Config batches pushed', [{ value: c.pushes }]),
+    ...renderFamily('sluice_config_pushed_bytes_total', 'counter', 'Bytes handed to subscribers in deltas', [
+      { value: c.pushedBytes },
+    ]),
+    ...renderFamily('sluice_config_snapshots_total', 'counter', 'Snapshots sent', [{ value: c.snapshots }]),
+    ...renderFamily('sluice_config_subscribers', 'gauge', 'Open config streams', [
+      { value: hub.subscribers },
+    ]),
+    ...renderFamily('sluice_config_objects', 'gauge', 'Stripped objects held for sidecars', [
+      { value: hub.objects },
+    ]),
+    ...renderFamily(
+      'sluice_config_queued_bytes',
+      'gauge',
+      'Bytes queued towards subscribers (total, largest)',
+      [
+        { labels: { stat: 'total' }, value: hub.totalQueuedBytes },
+        { labels: { stat: 'max' }, value: hub.maxQueuedBytes },
+      ],
+    ),
+    ...renderFamily(
+      'sluice_config_dropped_subscribers_total',
+      'counter',
+      'Subscribers dropped for falling behind',
+      [{ value: hub.dropped }],
+    ),
+    ...renderFamily('sluice_status_queue_depth', 'gauge', 'Route status writes waiting', [
+      { value: status.queueDepth },
+    ]),
+    ...renderFamily('sluice_status_in_flight', 'gauge', 'Route status writes in progress', [
+      { value: status.inFlight },
+    ]),
+    ...renderFamily('sluice_status_writes_total', 'counter', 'Route status requests by outcome', [
+      { labels: { outcome: 'written' }, value: status.writes },
+      { labels: { outcome: 'unchanged' }, value: status.unchanged },
+      { labels: { outcome: 'deleted' }, value: status.deleted },
+      { labels: { outcome: 'superseded' }, value: status.superseded },
+      { labels: { outcome: 'dropped' }, value: status.dropped },
+      { labels: { outcome: 'failed' }, value: status.errors },
+    ]),
+    ...renderFamily('sluice_status_conflicts_total', 'counter', 'Status writes that hit 409 Conflict', [
+      { value: status.conflicts },
+    ]),
+    ...renderFamily('sluice_status_api_requests_total', 'counter', 'API requests of the status writer', [
+      { labels: { verb: 'get' }, value: status.requests.get },
+      { labels: { verb: 'patch' }, value: status.requests.patch },
+    ]),
+    ...renderFamily('sluice_model_rebuilds_total', 'counter', 'Mesh model rebuilds', [
+      { value: c.modelRebuilds },
+    ]),
+    ...renderFamily(
+      'sluice_informer_objects',
+      'gauge',
+      'Objects in each informer cache',
+      perInformer((i) => i.objects),
+    ),
+    ...renderFamily(
+      'sluice_informer_restarts_total',
+      'counter',
+      'Watch restarts after failures',
+      perInformer((i) => i.stats.restarts),
+    ),
+    ...renderFamily(
+      'sluice_informer_relists_total',
+      'counter',
+      'Lists after the first',
+      perInformer((i) => i.stats.relists),
+    ),
+    ...renderFamily(
+      'sluice_informer_watching',
+      'gauge',
+      '1 while the watch is open',
+      perInformer((i) => (i.stats.watching ? 1 : 0)),
+    ),
+    ...renderFamily(
+      'sluice_trust_bundle_writes_total',
+      'counter',
+      'Trust bundle ConfigMap checks by outcome',
+      [
+        { labels: { outcome: 'created' }, value: bundles.created },
+        { labels: { outcome: 'updated' }, value: bundles.updated },
+        { labels: { outcome: 'unchanged' }, value: bundles.unchanged },
+        { labels: { outcome: 'foreign' }, value: bundles.foreign },
+        { labels: { outcome: 'failed' }, value: bundles.failed },
+      ],
+    ),
+    ...renderFamily(
+      'sluice_ca_certificates_total',
+      'counter',
+      'Workload certificate requests by outcome',
+      [...m.certificates].map(([outcome, value]) => ({ labels: { outcome }, value })),
+    ),
+    ...processFamilies(),
   ];
-}
-
-/** The process's own memory and CPU, under the names Prometheus client libraries use. */
-export function processFamilies(): string[] {
-  const memory = process.memoryUsage();
-  const cpu = process.cpuUsage();
-  return [
-    ...renderFamily('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes', [
-      { value: memory.rss },
-    ]),
-    ...renderFamily('process_cpu_seconds_total', 'counter', 'User and system CPU time in seconds', [
-      { value: (cpu.user + cpu.system) / 1e6 },
-    ]),
-    ...renderFamily('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use', [{ value: memory.heapUsed }]),
-    ...renderFamily('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap committed', [
-      { value: memory.heapTotal },
-    ]),
-    ...renderFamily('nodejs_external_memory_bytes', 'gauge', 'Memory of C++ objects bound to JS objects', [
-      { value: memory.external },
-    ]),
-  ];
+  return `${lines.join('\n')}\n`;
 }

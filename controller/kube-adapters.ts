@@ -1,5 +1,5 @@
 // The Kubernetes calls behind the CA's interfaces (TokenReviewer, CaSecretStore, ConfigMapStore).
-import { describeApiError, unlessStatus, type KubeApi } from './kube/kube-api.ts';
+import { describeApiError, unlessStatus, type KubeApi } from '../lib/kube/kube-api.ts';
 import type { CaSecret, CaSecretStore } from './ca-root-secret.ts';
 import type { BundleConfigMap, ConfigMapStore } from './trust-bundle-publisher.ts';
 import { tokenReviewRequest, tokenReviewResult, type TokenReviewer } from './workload-ca.ts';

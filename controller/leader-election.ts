@@ -30,7 +30,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { apiStatus, describeApiError, type KubeApi, type RequestOptions } from './kube/kube-api.ts';
+import { stretch } from '../lib/backoff.ts';
+import { apiStatus, describeApiError, type KubeApi, type RequestOptions } from '../lib/kube/kube-api.ts';
 
 export const DEFAULT_LEASE_NAME = 'sluice-controller-leader';
 export const DEFAULT_LEASE_DURATION_MS = 15_000;
@@ -283,7 +284,7 @@ export class LeaderElector {
     const signal = this.#stopping.signal;
     while (!signal.aborted) {
       await this.#tryRound();
-      const wait = this.#retryPeriodMs * (1 + Math.random() * JITTER);
+      const wait = stretch(this.#retryPeriodMs, JITTER);
       await sleep(wait, undefined, { signal }).catch(() => undefined);
     }
   }

@@ -18,11 +18,11 @@
 //   RefNotPermitted is never produced here.
 // - Conditions always come in the order Accepted, ResolvedRefs, PartiallyInvalid; observedGeneration is the
 //   route's metadata.generation (the model is recompiled from the object when it describes another one).
+import { MESH_CONTROLLER_NAME } from '../mesh-model/controller-name.ts';
 import { compileRoute } from '../mesh-model/compile-route.ts';
 import { isObject, isShaped, type K8sObject, type ParentReference } from '../mesh-model/k8s-objects.ts';
 import type { CompiledRoute, MeshModel, RouteKind, RouteProblem } from '../mesh-model/model.ts';
 
-export const MESH_CONTROLLER_NAME = 'sluice.dev/mesh';
 /** status.parents maxItems. */
 export const MAX_PARENT_STATUSES = 32;
 /** Condition message maxLength (the API counts characters; UTF-16 length is never smaller). */

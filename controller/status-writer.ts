@@ -30,9 +30,10 @@ import {
   MERGE_PATCH,
   type KubeApi,
   type RequestOptions,
-} from './kube/kube-api.ts';
+} from '../lib/kube/kube-api.ts';
 import { sameJson, type RouteObject } from './route-status.ts';
-import { TokenBucket } from './token-bucket.ts';
+import { TokenBucket } from '../lib/token-bucket.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 export const ROUTE_GROUP = 'gateway.networking.k8s.io';
 export const ROUTE_VERSION = 'v1';
@@ -420,7 +421,11 @@ export class StatusWriter {
         }
         current = undefined;
         if (this.#queue.hasPending(key)) return { outcome: 'superseded' };
-        const backoff = (this.#o.backoffMs ?? 500) * 2 ** (failures - 1);
+        const backoff = backoffDelay(failures - 1, {
+          initialMs: this.#o.backoffMs ?? 500,
+          maxMs: Infinity,
+          jitter: 0,
+        });
         await sleep(backoff, undefined, { signal }).catch(() => undefined);
       }
     }

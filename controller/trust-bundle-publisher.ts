@@ -3,7 +3,8 @@
 // start() when leading, stop() when not. Each namespace is read once per pass (GET by name, no ConfigMap
 // watch: a cluster-wide ConfigMap cache would cost far more than one GET per namespace and resync) and
 // written only when the ConfigMap is missing or its ca.crt differs.
-import { MANAGED_BY_LABEL, PART_OF_LABEL } from './ca-root-secret.ts';
+import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 export const TRUST_BUNDLE_CONFIGMAP = 'sluice-ca-root';
 export const TRUST_BUNDLE_KEY = 'ca.crt';
@@ -171,7 +172,7 @@ export class TrustBundlePublisher {
           this.#o.log('trust bundle not published; next try at the resync', { namespace, error: reason });
           continue;
         }
-        const delay = 1000 * 2 ** attempts * (0.5 + Math.random() / 2);
+        const delay = backoffDelay(attempts, { initialMs: 1000, maxMs: Infinity, jitter: 0.5 });
         setTimeout(() => this.#enqueue(namespace, attempts + 1), delay).unref();
       }
     }

@@ -8,6 +8,7 @@ import { verifyCsr } from '../pki/csr.ts';
 import { parsePemBlocks, toPem } from '../pki/pem.ts';
 import { parseSpiffeId, workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { x509 } from '../pki/x509-lib.ts';
+import { isRecord } from '../lib/is-record.ts';
 
 /** The audience sidecars' projected tokens are minted for; the TokenReview must confirm it. */
 export const DEFAULT_AUDIENCE = 'sluice.dev/mesh';
@@ -15,9 +16,6 @@ export const MAX_TOKEN_BYTES = 16 * 1024;
 export const MAX_CSR_BYTES = 16 * 1024;
 export const MIN_VALIDITY_HOURS = 10 / 60;
 export const MAX_VALIDITY_HOURS = 7 * 24;
-/** Sidecars renew at this fraction of a certificate's lifetime, give or take RENEW_JITTER of it. */
-export const RENEW_FRACTION = 0.7;
-export const RENEW_JITTER = 0.05;
 
 // Keys of UserInfo.extra set by the API server for pod-bound service-account tokens.
 export const POD_NAME_KEY = 'authentication.kubernetes.io/pod-name';
@@ -69,10 +67,6 @@ export function tokenReviewRequest(token: string, audiences: readonly string[]):
 /** The API server's answer did not look like a TokenReview (not the same as "token not authenticated"). */
 export class TokenReviewError extends Error {
   override name = 'TokenReviewError';
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function stringOr(value: unknown, fallback: string): string {
@@ -386,33 +380,4 @@ export class WorkloadCa {
       notAfter: leaf.validToDate,
     };
   }
-}
-
-// ---- Renewal (sidecar side) ----
-
-/**
- * When a sidecar should renew a certificate: at `fraction` of its lifetime, moved by up to `jitter` of the
- * lifetime either way so that sidecars started together do not all renew at once. A certificate whose
- * lifetime is not positive is due at once (returns notBefore).
- */
-export function renewAt(
-  notBefore: Date,
-  notAfter: Date,
-  fraction = RENEW_FRACTION,
-  jitter = RENEW_JITTER,
-  random: () => number = Math.random,
-): Date {
-  const start = notBefore.getTime();
-  const end = notAfter.getTime();
-  if (!Number.isFinite(start) || !Number.isFinite(end)) throw new RangeError('renewAt: invalid date');
-  if (!(fraction > 0 && fraction < 1))
-    throw new RangeError(`renewAt: fraction must be in (0, 1), got ${fraction}`);
-  if (!(jitter >= 0 && jitter <= Math.min(fraction, 1 - fraction))) {
-    throw new RangeError(
-      `renewAt: jitter must be in [0, ${Math.min(fraction, 1 - fraction)}], got ${jitter}`,
-    );
-  }
-  if (end <= start) return new Date(start);
-  const r = Math.min(Math.max(random(), 0), 1);
-  return new Date(start + (end - start) * (fraction + (2 * r - 1) * jitter));
 }

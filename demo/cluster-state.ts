@@ -1,6 +1,6 @@
 // What the demo waits for, read from objects as kubectl returns them (untrusted JSON, every field optional).
 // Pure: the polling lives in demo/main.ts.
-import { MESH_CONTROLLER_NAME } from '../controller/route-status.ts';
+import { MESH_CONTROLLER_NAME } from '../mesh-model/controller-name.ts';
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 
 type Json = Record<string, unknown>;

@@ -1,3 +1,4 @@
+import { isRecord } from '../lib/is-record.ts';
 // The demo's measurement, pure: the curl command that sends the requests, its output → one reply per request,
 // replies → the traffic split table, and the route with other weights.
 
@@ -56,10 +57,6 @@ function toReply(status: number, body: string): Reply {
   const firstLine = body.trim().split('\n')[0] ?? '';
   const text = firstLine.length > 80 ? `${firstLine.slice(0, 77)}...` : firstLine;
   return { backend: null, peerIdentity: null, failure: `HTTP ${status}${text ? `: ${text}` : ''}` };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export type Weights = Readonly<Record<string, number>>;

@@ -1,6 +1,6 @@
 // Waiting for a cluster to get somewhere, with messages that say what is missing and where to look.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { eventually } from '../cluster/eventually.ts';
+import { eventually } from '../lib/eventually.ts';
 import { containerProblems, isImageProblem, rolloutOf, type ContainerProblem } from './cluster-state.ts';
 import type { DemoCluster } from './demo-cluster.ts';
 

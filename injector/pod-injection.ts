@@ -2,8 +2,7 @@
 // init container, the proxy and their volumes. Pure: the AdmissionReview handling and I/O live elsewhere.
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 import { isObject } from '../mesh-model/k8s-objects.ts';
-import { defaultCaptureConfig } from '../sidecar/init-iptables.ts';
-import { parseInitIptablesArgs } from '../sidecar/init-iptables-command.ts';
+import { defaultCaptureConfig, parseInitIptablesArgs } from '../protocol/capture-config.ts';
 
 export const INIT_CONTAINER = 'sluice-init';
 export const INJECT_ANNOTATION = 'sluice.dev/inject';

@@ -2,8 +2,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { renderFamily, type Sample } from '../controller/controller-metrics.ts';
-import type { Logger } from '../controller/json-log.ts';
+import { renderFamily, type Sample } from '../lib/prometheus-text.ts';
+import type { Logger } from '../lib/json-log.ts';
 import { answerReview, type Outcome } from './admission-review.ts';
 import type { InjectionSettings } from './pod-injection.ts';
 

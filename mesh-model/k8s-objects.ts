@@ -127,9 +127,7 @@ export function objectKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export { isRecord as isObject } from '../lib/is-record.ts';
 
 /** Like isObject, but keeps the declared shape of a value that is typed yet untrusted. */
 export function isShaped<T extends object>(value: T | null | undefined): value is T {

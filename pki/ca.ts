@@ -1,13 +1,8 @@
 import type { webcrypto } from 'node:crypto';
-import { X509Certificate, createHash, createPublicKey, randomBytes } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
+import { issueCertificate, keyIdentifier, selfSignedCaCertificate } from './certificates.ts';
 import { PkiError } from './errors.ts';
-import {
-  generateKeyPair,
-  importPrivateKeyPem,
-  privateKeyToPem,
-  requireP256PublicKey,
-  SIGNING_ALGORITHM,
-} from './keys.ts';
+import { generateKeyPair, importPrivateKeyPem, privateKeyToPem, requireP256PublicKey } from './keys.ts';
 import { parseCertificates } from './pem.ts';
 import { parseSubjectAltName } from './peer-identity.ts';
 import {
@@ -45,26 +40,6 @@ const MAX_CA_DAYS = 100 * 365;
 const MAX_WORKLOAD_HOURS = 366 * 24;
 const DNS_NAME = /^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
-/** RFC 5280 4.2.1.2 method 1: SHA-1 of the public key bits, here the uncompressed P-256 point. */
-function keyIdentifier(spkiDer: Uint8Array): string {
-  const jwk = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' }).export({
-    format: 'jwk',
-  });
-  const point = Buffer.concat([
-    Buffer.from([4]),
-    Buffer.from(jwk.x ?? '', 'base64url'),
-    Buffer.from(jwk.y ?? '', 'base64url'),
-  ]);
-  return createHash('sha1').update(point).digest('hex');
-}
-
-/** A random positive 128-bit serial number (hex), as RFC 5280 and the CA/B baseline ask. */
-function randomSerial(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
-  return bytes.toString('hex');
-}
-
 function checkRange(value: number, max: number, what: string): number {
   if (!Number.isFinite(value) || value <= 0 || value > max) {
     throw new PkiError(`${what} must be a number greater than 0 and at most ${max}, got ${value}`);
@@ -82,23 +57,14 @@ export async function createCa(params: {
   const days = checkRange(params.validityDays ?? DEFAULT_CA_DAYS, MAX_CA_DAYS, 'CA validity (days)');
   const now = params.now?.getTime() ?? Date.now();
   const keys = await generateKeyPair();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomSerial(),
+  const certPem = await selfSignedCaCertificate({
     name: 'O=sluice',
+    keys,
     notBefore: new Date(now - CLOCK_SKEW_MS),
     notAfter: new Date(now + days * 24 * HOUR_MS),
-    keys,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.SubjectKeyIdentifierExtension(
-        keyIdentifier(new Uint8Array(await globalThis.crypto.subtle.exportKey('spki', keys.publicKey))),
-      ),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: trustDomainSpiffeId(trustDomain) }]),
-    ],
+    subjectAltNames: [{ type: 'url', value: trustDomainSpiffeId(trustDomain) }],
   });
-  return { certPem: cert.toString('pem') + '\n', keyPem: await privateKeyToPem(keys.privateKey) };
+  return { certPem, keyPem: await privateKeyToPem(keys.privateKey) };
 }
 
 /** The trust domain named by a certificate's URI SAN spiffe://td (no path), if it has one. */
@@ -212,36 +178,18 @@ export async function issueWorkloadCert(params: IssueWorkloadCertParams): Promis
   if (caNotAfter <= now) throw new PkiError('the CA certificate has expired');
   const notAfter = Math.min(now + hours * HOUR_MS, caNotAfter);
   const spki = await subjectPublicKey(params);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
+  return issueCertificate({
     // An empty subject (RFC 5280 4.1.2.6) keeps the leaf from looking self-issued; the SAN carries the name.
     subject: '',
-    issuer: ca.issuerName,
+    issuer: { name: ca.issuerName, keyId: ca.authorityKeyId, signingKey: ca.signingKey },
+    publicKey: spki,
     notBefore: new Date(Math.max(now - CLOCK_SKEW_MS, ca.cert.validFromDate.getTime())),
     notAfter: new Date(notAfter),
-    publicKey: spki,
-    signingKey: ca.signingKey,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([
-        x509.ExtendedKeyUsage.serverAuth,
-        x509.ExtendedKeyUsage.clientAuth,
-      ]),
-      new x509.SubjectKeyIdentifierExtension(keyIdentifier(spki)),
-      new x509.AuthorityKeyIdentifierExtension(ca.authorityKeyId),
-      new x509.SubjectAlternativeNameExtension(
-        [
-          { type: 'url', value: params.spiffeId },
-          ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
-        ],
-        true,
-      ),
+    extendedKeyUsages: ['serverAuth', 'clientAuth'],
+    subjectAltNames: [
+      { type: 'url', value: params.spiffeId },
+      ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
     ],
+    criticalSubjectAltNames: true,
   });
-  return cert.toString('pem') + '\n';
 }
-
-// For certificates made outside the mesh CA (the injector's webhook CA): the same serials and key identifiers.
-export { keyIdentifier, randomSerial };

@@ -1,33 +1,12 @@
-// Certificate signing requests. Kept apart from keys.ts so that processes that only load identities (the
-// sidecar) do not load @peculiar/x509.
+// Verifying certificate signing requests (the CA's side). Kept apart from keys.ts and create-csr.ts so that
+// processes that only load identities and request certificates (the sidecar) do not load @peculiar/x509.
 import { PkiError } from './errors.ts';
 import { parsePemBlocks } from './pem.ts';
 import { x509 } from './x509-lib.ts';
-import { requireP256PublicKey, SIGNING_ALGORITHM } from './keys.ts';
-import type { webcrypto } from 'node:crypto';
+import { requireP256PublicKey } from './keys.ts';
 
 const MAX_CSR_BYTES = 16 * 1024;
 const SUBJECT_ALT_NAME_OID = '2.5.29.17';
-
-/**
- * A PKCS#10 CSR signed with `keys`. The SPIFFE ID, if given, is carried as a requested URI SAN for
- * information only: the CA decides the identity it certifies, never the requester.
- */
-export async function createCsr(params: {
-  keys: webcrypto.CryptoKeyPair;
-  spiffeId?: string;
-}): Promise<string> {
-  const extensions = params.spiffeId
-    ? [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: params.spiffeId }])]
-    : [];
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: 'O=sluice',
-    keys: params.keys,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions,
-  });
-  return csr.toString('pem') + '\n';
-}
 
 export interface VerifiedCsr {
   /** DER SubjectPublicKeyInfo of the requester's (P-256) key. */

@@ -12,8 +12,8 @@ import {
   parseFrame,
   type DeltaFrame,
   type SnapshotFrame,
-} from '../controller/config-protocol.ts';
-import { resourceKey } from '../controller/config-scope.ts';
+} from '../protocol/config-protocol.ts';
+import { resourceKey } from '../protocol/config-scope.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { Identity } from '../pki/identity.ts';
@@ -21,6 +21,7 @@ import { parseWorkloadSpiffeId, type WorkloadIdentity } from '../pki/spiffe-id.t
 import { clientTlsOptions, createMeshSecureContext } from '../pki/tls-options.ts';
 import type { ConfigSource } from './config-source.ts';
 import { controllerUrl } from './controller-identity.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS } = http2.constants;
 const MAX_ERROR_BODY = 512;
@@ -260,12 +261,12 @@ export class ConfigStream {
   #scheduleRetry(reason: string): void {
     this.#state.lastError = reason;
     if (this.#stopped) return;
-    const min = this.#o.backoffMinMs ?? 500;
-    const max = this.#o.backoffMaxMs ?? 30_000;
-    const base = Math.min(max, min * 2 ** Math.min(this.#attempt, 30));
-    this.#attempt++;
     // Half fixed, half random: reconnects after a controller restart spread out, none comes too soon.
-    const delay = base / 2 + (this.#o.random ?? Math.random)() * (base / 2);
+    const delay = backoffDelay(
+      this.#attempt++,
+      { initialMs: this.#o.backoffMinMs ?? 500, maxMs: this.#o.backoffMaxMs ?? 30_000, jitter: 0.5 },
+      this.#o.random,
+    );
     clearTimeout(this.#retry);
     this.#retry = setTimeout(() => this.#connect(), delay);
   }

@@ -5,15 +5,15 @@
 // The token and bundle files are read again for every request: the kubelet rotates both.
 import http2 from 'node:http2';
 import { open } from 'node:fs/promises';
-import { CERTIFICATE_PATH } from '../controller/certificate-endpoint.ts';
-import { CONFIG_PORT } from '../controller/config-protocol.ts';
-import { renewAt } from '../controller/workload-ca.ts';
-import { createCsr } from '../pki/csr.ts';
+import { CONFIG_PORT } from '../protocol/config-protocol.ts';
+import { CERTIFICATE_PATH, renewAt } from '../protocol/certificate-protocol.ts';
+import { createCsr } from '../pki/create-csr.ts';
 import { parseIdentity, type Identity } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { parseSpiffeId } from '../pki/spiffe-id.ts';
 import { checkServerSpiffeId } from '../pki/tls-options.ts';
 import type { IdentitySource } from './proxy.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, HTTP2_HEADER_AUTHORIZATION } =
   http2.constants;
@@ -68,8 +68,8 @@ export function controllerUrl(address: string): string {
 
 /** Delay before retry number `attempt` (0-based): half fixed, half random, so sidecars spread out. */
 export function retryDelayMs(attempt: number, minMs: number, maxMs: number, random: () => number): number {
-  const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
-  return base / 2 + Math.min(Math.max(random(), 0), 1) * (base / 2);
+  // random() = 0 gives the shortest delay.
+  return backoffDelay(attempt, { initialMs: minMs, maxMs, jitter: 0.5 }, () => 1 - random());
 }
 
 /**

@@ -204,20 +204,20 @@ export function forwardOutbound(
     if (rule?.responseHeaders) applyHeaderEdit(h, rule.responseHeaders);
     if (target.backend?.responseHeaders) applyHeaderEdit(h, target.backend.responseHeaders);
   };
-  sendWithRetries(
+  sendWithRetries({
     deps,
     target,
     request,
     req,
     res,
     editResponse,
-    (code) => record(target.routeLabel, target.backendLabel, code),
-    (code, message, cause) => {
+    finish: (code) => record(target.routeLabel, target.backendLabel, code),
+    fail: (code, message, cause) => {
       deps.metrics.errors.inc(['outbound', cause]);
       record(target.routeLabel, target.backendLabel, code);
       localReply(req, res, code, message);
     },
-  );
+  });
 }
 
 export interface UpstreamRequest {
@@ -246,16 +246,22 @@ function isBodyless(req: DownstreamRequest): boolean {
  * sent is retried on another endpoint. The rule's retry policy (response codes) is applied to requests
  * without a body, which can be replayed without buffering. Applies request and backendRequest timeouts.
  */
-export function sendWithRetries(
-  deps: ForwardDeps,
-  target: Pick<Target, 'endpoints' | 'backendLabel' | 'rule'>,
-  request: UpstreamRequest,
-  req: DownstreamRequest,
-  res: DownstreamResponse,
-  editResponse: (headers: HeaderMap) => void,
-  finish: (code: number) => void,
-  fail: (code: number, message: string, cause: string) => void,
-): void {
+export interface SendOptions {
+  readonly deps: ForwardDeps;
+  readonly target: Pick<Target, 'endpoints' | 'backendLabel' | 'rule'>;
+  readonly request: UpstreamRequest;
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
+  /** Applied to the upstream response's headers before they are sent on. */
+  readonly editResponse: (headers: HeaderMap) => void;
+  /** The response went out with this status. */
+  readonly finish: (code: number) => void;
+  /** No upstream answered: reply locally with this status. */
+  readonly fail: (code: number, message: string, cause: string) => void;
+}
+
+export function sendWithRetries(options: SendOptions): void {
+  const { deps, target, request, req, res, editResponse, finish, fail } = options;
   const tried = new Set<Endpoint>();
   const rule = target.rule;
   const retry = rule?.retry && isBodyless(req) ? rule.retry : undefined;

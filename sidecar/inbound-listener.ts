@@ -68,20 +68,20 @@ export function createInboundListener(o: InboundOptions): {
     if (!h2) headers.host = authority;
     const label = `app:${info.port}`;
     const record = (code: number): void => o.deps.metrics.request('inbound', 'none', label, code, started);
-    sendWithRetries(
-      o.deps,
-      { endpoints: [appEndpoint(info)], backendLabel: label, rule: undefined },
-      { method: req.method ?? 'GET', path: req.url || '/', authority, headers, h2 },
+    sendWithRetries({
+      deps: o.deps,
+      target: { endpoints: [appEndpoint(info)], backendLabel: label, rule: undefined },
+      request: { method: req.method ?? 'GET', path: req.url || '/', authority, headers, h2 },
       req,
       res,
-      () => undefined,
-      record,
-      (code, message, cause) => {
+      editResponse: () => undefined,
+      finish: record,
+      fail: (code, message, cause) => {
         o.deps.metrics.errors.inc(['inbound', cause]);
         record(code);
         localReply(req, res, code, message);
       },
-    );
+    });
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const info = connectionInfo(req.socket);

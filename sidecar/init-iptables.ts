@@ -34,35 +34,7 @@
  */
 import { spawn } from 'node:child_process';
 import { isIPv4, isIPv6 } from 'node:net';
-
-export type IpFamily = 4 | 6;
-
-export interface CaptureConfig {
-  inboundPort: number;
-  outboundPort: number;
-  /** The proxy's admin/health port: reachable from outside without being redirected. */
-  adminPort: number;
-  proxyUid: number;
-  proxyGid: number | undefined;
-  /** Port numbers or ranges in iptables syntax ("8080", "9000:9100"). */
-  excludeInboundPorts: string[];
-  excludeOutboundPorts: string[];
-  excludeOutboundCidrs: string[];
-  /** '*' captures every destination; otherwise only these CIDRs (an empty list captures no outbound traffic). */
-  includeOutboundCidrs: '*' | string[];
-}
-
-export const defaultCaptureConfig: CaptureConfig = {
-  inboundPort: 15006,
-  outboundPort: 15001,
-  adminPort: 15021,
-  proxyUid: 1337,
-  proxyGid: undefined,
-  excludeInboundPorts: [],
-  excludeOutboundPorts: [],
-  excludeOutboundCidrs: [],
-  includeOutboundCidrs: '*',
-};
+import type { CaptureConfig, IpFamily } from '../protocol/capture-config.ts';
 
 export const chains = {
   inbound: 'SLUICE_INBOUND',
@@ -167,27 +139,6 @@ function deletionOf(appendRule: string): string {
 
 export function cidrsOfFamily(cidrs: readonly string[], family: IpFamily): string[] {
   return cidrs.filter((cidr) => (family === 4 ? isIPv4 : isIPv6)(cidr.split('/')[0] ?? ''));
-}
-
-/** Validates "a.b.c.d", "a.b.c.d/n", "x::y" or "x::y/n"; returns it with an explicit prefix length. */
-export function parseCidr(text: string): string | undefined {
-  const [address = '', prefix, ...rest] = text.split('/');
-  if (rest.length > 0) return undefined;
-  const max = isIPv4(address) ? 32 : isIPv6(address) ? 128 : 0;
-  if (max === 0) return undefined;
-  if (prefix === undefined) return `${address}/${max}`;
-  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > max) return undefined;
-  return `${address}/${Number(prefix)}`;
-}
-
-/** Validates a port ("8080") or a range ("9000-9100" or "9000:9100"); returns it in iptables syntax. */
-export function parsePortSpec(text: string): string | undefined {
-  const match = /^(\d{1,5})(?:[-:](\d{1,5}))?$/.exec(text);
-  if (!match) return undefined;
-  const low = Number(match[1]);
-  const high = match[2] === undefined ? low : Number(match[2]);
-  if (low < 1 || high > 65535 || high < low) return undefined;
-  return low === high ? String(low) : `${low}:${high}`;
 }
 
 /** True when the pod has an IPv6 address beyond loopback and link-local, i.e. IPv6 traffic can leave it. */

@@ -1,13 +1,9 @@
 // Prometheus text exposition for the proxy. Label values come from config (route and backend names) and
 // status codes, never from request data, so series stay bounded.
 
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+import { familyHeader, histogramLines, labelPairs, sampleLine } from '../lib/prometheus-text.ts';
 
-function labelText(names: readonly string[], values: readonly string[]): string {
-  return names
-    .map((n, i) => `${n}="${values[i]!.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`)
-    .join(',');
-}
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 abstract class Metric {
   readonly name: string;
@@ -28,12 +24,12 @@ class Counter extends Metric {
     const key = values.join('\u0001');
     const series = this.#series.get(key);
     if (series) series.value += by;
-    else this.#series.set(key, { labels: labelText(this.labels, values), value: by });
+    else this.#series.set(key, { labels: labelPairs(this.labels, values), value: by });
   }
 
   render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
-    for (const s of this.#series.values()) out.push(`${this.name}{${s.labels}} ${s.value}`);
+    out.push(...familyHeader(this.name, 'counter', this.help));
+    for (const s of this.#series.values()) out.push(sampleLine(this.name, s.labels, s.value));
   }
 }
 
@@ -44,7 +40,7 @@ class Histogram extends Metric {
     const key = values.join('\u0001');
     let s = this.#series.get(key);
     if (!s) {
-      s = { labels: labelText(this.labels, values), counts: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
+      s = { labels: labelPairs(this.labels, values), counts: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
       this.#series.set(key, s);
     }
     // Cumulative buckets are summed at render time; one increment per observation here.
@@ -55,19 +51,9 @@ class Histogram extends Metric {
   }
 
   render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
+    out.push(...familyHeader(this.name, 'histogram', this.help));
     for (const s of this.#series.values()) {
-      const k = s.labels;
-      let cumulative = 0;
-      LATENCY_BUCKETS.forEach((le, i) => {
-        cumulative += s.counts[i]!;
-        out.push(`${this.name}_bucket{${k},le="${le}"} ${cumulative}`);
-      });
-      out.push(
-        `${this.name}_bucket{${k},le="+Inf"} ${s.count}`,
-        `${this.name}_sum{${k}} ${s.sum}`,
-        `${this.name}_count{${k}} ${s.count}`,
-      );
+      out.push(...histogramLines(this.name, s.labels, LATENCY_BUCKETS, s.counts, s.sum, s.count));
     }
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Entry point of the sluice-echo image: the test echo server (test/support/echo-server.ts) on one or more
+ * Entry point of the sluice-echo image: the test echo server (images/echo/echo-server.ts) on one or more
  * ports. Flags win over environment variables:
  *   --name NAME    / ECHO_NAME    reported as `name` and x-echo-name (default: the pod name)
  *   --ports LIST   / ECHO_PORTS   comma-separated ports (default 8080)
@@ -7,8 +7,8 @@
  * The pod name (POD_NAME, else HOSTNAME, which Kubernetes sets to it) is reported as `pod` in every reply.
  */
 import { parseArgs } from 'node:util';
-import { startEchoServer } from '../../test/support/echo-server.ts';
-import type { EchoServer } from '../../test/support/echo-server.ts';
+import { startEchoServer } from './echo-server.ts';
+import type { EchoServer } from './echo-server.ts';
 
 const USAGE =
   'usage: echo [--name NAME] [--ports PORT[,PORT...]] [--host HOST]  (or ECHO_NAME, ECHO_PORTS, ECHO_HOST)';

@@ -8,7 +8,7 @@
  * bad usage. Not a general gRPC client: it speaks only the echo server's message shape.
  */
 import { parseArgs } from 'node:util';
-import { grpcCall } from '../../test/support/echo-server.ts';
+import { grpcCall } from '../echo/echo-server.ts';
 
 const USAGE = 'usage: grpc-call URL METHOD [-H name:value]... [--timeout MS]';
 

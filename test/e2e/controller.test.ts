@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { isIP } from 'node:net';
-import { MESH_CONTROLLER_NAME } from '../../controller/route-status.ts';
-import { controllerSpiffeId } from '../../controller/config-protocol.ts';
+import { MESH_CONTROLLER_NAME } from '../../mesh-model/controller-name.ts';
+import { controllerSpiffeId } from '../../protocol/config-protocol.ts';
 import type { ProxyView } from '../../mesh-model/proxy-view.ts';
-import { createCsr } from '../../pki/csr.ts';
+import { createCsr } from '../../pki/create-csr.ts';
 import { parseIdentity, type Identity } from '../../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
 import { checkServerSpiffeId } from '../../pki/tls-options.ts';

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clusterPaths } from '../../cluster/paths.ts';
-import type { KubeApi } from '../../controller/kube/kube-api.ts';
-import { loadKubeConfig } from '../../controller/kube/kube-config.ts';
+import type { KubeApi } from '../../lib/kube/kube-api.ts';
+import { loadKubeConfig } from '../../lib/kube/kube-config.ts';
 import { DEFAULT_LEASE_NAME, LeaderElector, electionIdentity } from '../../controller/leader-election.ts';
 import { eventually, kubectl, requireCluster, testNamespace } from '../support/kube.ts';
 

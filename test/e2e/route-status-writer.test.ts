@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { clusterPaths } from '../../cluster/paths.ts';
-import type { KubeApi } from '../../controller/kube/kube-api.ts';
-import { loadKubeConfig } from '../../controller/kube/kube-config.ts';
+import type { KubeApi } from '../../lib/kube/kube-api.ts';
+import { loadKubeConfig } from '../../lib/kube/kube-config.ts';
 import {
-  MESH_CONTROLLER_NAME,
   conditionTime,
   desiredParentStatuses,
   mergeRouteStatus,
@@ -11,6 +10,7 @@ import {
   type RouteObject,
   type RouteParentStatus,
 } from '../../controller/route-status.ts';
+import { MESH_CONTROLLER_NAME } from '../../mesh-model/controller-name.ts';
 import {
   StatusWriter,
   type ComputeStatus,

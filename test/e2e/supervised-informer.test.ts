@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clusterPaths } from '../../cluster/paths.ts';
-import type { KubeApi } from '../../controller/kube/kube-api.ts';
-import { loadKubeConfig } from '../../controller/kube/kube-config.ts';
-import { RESOURCES } from '../../controller/kube/resources.ts';
-import {
-  SupervisedInformer,
-  type SupervisedInformerOptions,
-} from '../../controller/kube/supervised-informer.ts';
-import type { KubeObject } from '../../controller/kube/object-cache.ts';
+import type { KubeApi } from '../../lib/kube/kube-api.ts';
+import { loadKubeConfig } from '../../lib/kube/kube-config.ts';
+import { RESOURCES } from '../../lib/kube/resources.ts';
+import { SupervisedInformer, type SupervisedInformerOptions } from '../../lib/kube/supervised-informer.ts';
+import type { KubeObject } from '../../lib/kube/object-cache.ts';
 import { ApiFaultProxy } from '../support/api-fault-proxy.ts';
 import { apply, kubectl, requireCluster, testNamespace } from '../support/kube.ts';
 import { TcpProxy } from '../support/tcp-proxy.ts';

@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { UsageError } from '../../cli/usage-error.ts';
-import { main } from '../../pki/ca-command.ts';
+import { UsageError } from '../../lib/usage-error.ts';
+import { main } from '../../cli/ca-command.ts';
 import { loadIdentityDir } from '../../pki/identity-dir.ts';
 
 /** Runs `sluice ca ...` in this process, keeping its stdout out of the test report. */

@@ -5,7 +5,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { ConfigHub } from '../../controller/config-hub.ts';
 import { ConfigServer } from '../../controller/config-server.ts';
-import { CONFIG_PATH, controllerSpiffeId } from '../../controller/config-protocol.ts';
+import { CONFIG_PATH, controllerSpiffeId } from '../../protocol/config-protocol.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import type { ProxyView } from '../../mesh-model/proxy-view.ts';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';
@@ -15,6 +15,7 @@ import { x509 } from '../../pki/x509-lib.ts';
 import { clientTlsOptions, createMeshSecureContext, MeshTlsCredentials } from '../../pki/tls-options.ts';
 import { ControllerConfigSource } from '../../sidecar/controller-config-source.ts';
 import { podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { eventually } from '../../lib/eventually.ts';
 
 const TD = 'cluster.local';
 const CONTROLLER_ID = controllerSpiffeId(TD);
@@ -80,15 +81,8 @@ function meshObjects(): K8sObject[] {
   ];
 }
 
-async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 4000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const waitFor = <T>(what: string, check: () => T | undefined | false, timeoutMs = 4000): Promise<T> =>
+  eventually(what, check, timeoutMs, 10);
 
 /** TLS material signed by the mesh CA but without a SPIFFE ID (a DNS name only): not a workload. */
 async function nonWorkloadPem(ca: CertificateAuthority): Promise<Identity> {

@@ -5,10 +5,10 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { decodeStringField1, grpcCall, startEchoServer } from '../support/echo-server.ts';
-import type { EchoReply, EchoServer } from '../support/echo-server.ts';
+import { decodeStringField1, grpcCall, startEchoServer } from '../../images/echo/echo-server.ts';
+import type { EchoReply, EchoServer } from '../../images/echo/echo-server.ts';
 
-const echoServerPath = fileURLToPath(new URL('../support/echo-server.ts', import.meta.url));
+const echoServerPath = fileURLToPath(new URL('../../images/echo/echo-server.ts', import.meta.url));
 
 describe('echo server (test tooling)', () => {
   let server: EchoServer;

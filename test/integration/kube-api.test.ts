@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { apiStatus, KubeApi, MERGE_PATCH } from '../../controller/kube/kube-api.ts';
-import { createWebhookCa, issueServingCert } from '../../injector/webhook-certificate.ts';
+import { apiStatus, KubeApi, MERGE_PATCH } from '../../lib/kube/kube-api.ts';
+import { createWebhookCa, issueServingCert } from '../../injector/webhook-tls.ts';
 
 interface Seen {
   method: string;

@@ -1,6 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { fixedCredentials } from '../../controller/kube/kube-credentials.ts';
-import { KubeApi } from '../../controller/kube/kube-api.ts';
+import { fixedCredentials } from '../../lib/kube/kube-credentials.ts';
+import { KubeApi } from '../../lib/kube/kube-api.ts';
 
 interface ActiveWatch {
   readonly res: ServerResponse;

@@ -4,7 +4,7 @@ import { ensureGatewayApiCrds as ensureCrds } from '../../cluster/gateway-api.ts
 import { kubectl as runKubectl, kubectlPath } from '../../cluster/kubectl.ts';
 import { clusterPaths } from '../../cluster/paths.ts';
 import type { RunOptions, RunResult } from '../../cluster/exec.ts';
-import { eventually } from '../../cluster/eventually.ts';
+import { eventually } from '../../lib/eventually.ts';
 
 export { eventually };
 

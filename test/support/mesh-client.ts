@@ -11,7 +11,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { randomBytes, createHash } from 'node:crypto';
-import { grpcCall } from './echo-server.ts';
+import { grpcCall } from '../../images/echo/echo-server.ts';
 
 interface Plan {
   kind: 'http1' | 'h2' | 'grpc' | 'ws' | 'tcp';

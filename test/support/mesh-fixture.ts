@@ -74,7 +74,7 @@ export class MeshFixture {
     };
     this.pods.set(spec.name, pod);
     const app = this.harness.exec(pod, nodeBin, [
-      'test/support/echo-server.ts',
+      'images/echo/echo-server.ts',
       '--name',
       spec.name,
       '--port',

@@ -1,18 +1,21 @@
 import assert from 'node:assert/strict';
-import { UsageError } from '../../cli/usage-error.ts';
+import { UsageError } from '../../lib/usage-error.ts';
 import {
   chainRules,
-  defaultCaptureConfig,
   existingHooks,
   hasRoutableIpv6,
   hookRules,
-  parseCidr,
-  parsePortSpec,
   removalInput,
   restoreInput,
-  type CaptureConfig,
 } from '../../sidecar/init-iptables.ts';
-import { familiesFor, parseInitIptablesArgs } from '../../sidecar/init-iptables-command.ts';
+import { familiesFor } from '../../cli/init-iptables-command.ts';
+import {
+  defaultCaptureConfig,
+  parseCidr,
+  parseInitIptablesArgs,
+  parsePortSpec,
+  type CaptureConfig,
+} from '../../protocol/capture-config.ts';
 
 const config = (overrides: Partial<CaptureConfig> = {}): CaptureConfig => ({
   ...defaultCaptureConfig,

@@ -4,7 +4,8 @@ import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '
 import { PkiError } from '../../pki/errors.ts';
 import { parseIdentity } from '../../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem, publicKeyToPem } from '../../pki/keys.ts';
-import { createCsr, verifyCsr } from '../../pki/csr.ts';
+import { createCsr } from '../../pki/create-csr.ts';
+import { verifyCsr } from '../../pki/csr.ts';
 import { parseCertificates } from '../../pki/pem.ts';
 import { parseSubjectAltName, spiffeIdFromCertificate } from '../../pki/peer-identity.ts';
 import {

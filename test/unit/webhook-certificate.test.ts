@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import type { LogFields, Logger } from '../../controller/json-log.ts';
+import type { LogFields, Logger } from '../../lib/json-log.ts';
 import { x509 } from '../../pki/x509-lib.ts';
 import { parseCertificates } from '../../pki/pem.ts';
+import { WebhookCertificate, type WebhookTlsStore } from '../../injector/webhook-certificate.ts';
 import {
   caBundleMatches,
   caBundlePatch,
@@ -10,12 +11,10 @@ import {
   issueServingCert,
   planCertificate,
   servingDnsNames,
-  WebhookCertificate,
   type JsonPatchOperation,
   type ServingCert,
   type WebhookTlsSecret,
-  type WebhookTlsStore,
-} from '../../injector/webhook-certificate.ts';
+} from '../../injector/webhook-tls.ts';
 
 const NS = 'sluice-system';
 const NAMES = servingDnsNames('sluice-injector', NS);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ConfigHub, type ConfigSubscriber, type PushInfo } from '../../../controller/config-hub.ts';
-import { parseFrame, type ConfigFrame, type DeltaFrame } from '../../../controller/config-protocol.ts';
+import { parseFrame, type ConfigFrame, type DeltaFrame } from '../../../protocol/config-protocol.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
 
 /** A subscriber that records what it is sent; its queue size is set by the test. */

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
-import { UsageError } from '../../../cli/usage-error.ts';
+import { UsageError } from '../../../lib/usage-error.ts';
 import {
   bearerToken,
   certificateResponse,
   parseCertificateRequest,
   refusalHttpStatus,
 } from '../../../controller/certificate-endpoint.ts';
-import { parseControllerFlags } from '../../../controller/controller-command.ts';
-import { Histogram, renderFamily } from '../../../controller/controller-metrics.ts';
+import { parseControllerFlags } from '../../../cli/controller-command.ts';
+import { Histogram, renderFamily } from '../../../lib/prometheus-text.ts';
 import { routeStatusUpdate } from '../../../controller/controller.ts';
-import { formatLogLine } from '../../../controller/json-log.ts';
-import { MESH_CONTROLLER_NAME } from '../../../controller/route-status.ts';
+import { formatLogLine } from '../../../lib/json-log.ts';
+import { MESH_CONTROLLER_NAME } from '../../../mesh-model/controller-name.ts';
 import { buildMeshModel } from '../../../mesh-model/translate.ts';
 import { backend, route, service } from '../../support/manifests.ts';
 

@@ -8,7 +8,6 @@ import type {
 } from '../../../mesh-model/k8s-objects.ts';
 import {
   MAX_CONDITION_MESSAGE,
-  MESH_CONTROLLER_NAME,
   capText,
   conditionTime,
   desiredParentStatuses,
@@ -19,6 +18,7 @@ import {
   type RouteObject,
   type RouteParentStatus,
 } from '../../../controller/route-status.ts';
+import { MESH_CONTROLLER_NAME } from '../../../mesh-model/controller-name.ts';
 
 // Expectations come from the Gateway API v1.6.1 standard CRDs (RouteParentStatus schema) and the condition
 // types and reasons documented in the v1.6.1 API (apis/v1/shared_types.go), not from another mesh.

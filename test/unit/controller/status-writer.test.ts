@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { TokenBucket } from '../../../controller/token-bucket.ts';
-import { KubeApi } from '../../../controller/kube/kube-api.ts';
-import { fixedCredentials } from '../../../controller/kube/kube-credentials.ts';
+import { TokenBucket } from '../../../lib/token-bucket.ts';
+import { KubeApi } from '../../../lib/kube/kube-api.ts';
+import { fixedCredentials } from '../../../lib/kube/kube-credentials.ts';
 import { CoalescingQueue, StatusWriter, createMergePatch } from '../../../controller/status-writer.ts';
 
 /** A promise with its resolve, to hold a queue worker until the test lets it go. */

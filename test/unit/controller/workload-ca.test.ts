@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type { webcrypto } from 'node:crypto';
 import { createCa, loadCa } from '../../../pki/ca.ts';
-import { createCsr } from '../../../pki/csr.ts';
+import { createCsr } from '../../../pki/create-csr.ts';
 import { parseIdentity } from '../../../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem, SIGNING_ALGORITHM } from '../../../pki/keys.ts';
 import { parsePemBlocks, toPem } from '../../../pki/pem.ts';
@@ -13,7 +13,6 @@ import {
   MAX_TOKEN_BYTES,
   POD_NAME_KEY,
   POD_UID_KEY,
-  renewAt,
   serviceAccountOf,
   tokenReviewRequest,
   tokenReviewResult,
@@ -26,6 +25,7 @@ import {
   type TokenReviewer,
   type TokenReviewResult,
 } from '../../../controller/workload-ca.ts';
+import { renewAt } from '../../../protocol/certificate-protocol.ts';
 
 const TD = 'cluster.local';
 const HOUR = 3600_000;
@@ -488,7 +488,7 @@ describe('controller/workload-ca: TokenReview objects', () => {
   });
 });
 
-describe('controller/workload-ca: renewAt', () => {
+describe('protocol/certificate-protocol: renewAt', () => {
   const start = new Date('2030-01-01T00:00:00Z');
   const end = new Date(start.getTime() + 24 * HOUR);
 

@@ -1,19 +1,37 @@
-/** `sluice init-iptables`: the init container that turns on transparent capture in a pod (see init-iptables.ts). */
-import { networkInterfaces } from 'node:os';
+// The pod's capture settings: what `sluice init-iptables` is told on its command line, which the injector
+// writes (and validates, with the same parser) and the init container reads (sidecar/init-iptables.ts).
+import { isIPv4, isIPv6 } from 'node:net';
 import { parseArgs } from 'node:util';
-import { UsageError } from '../cli/usage-error.ts';
-import {
-  applyCapture,
-  CaptureError,
-  defaultCaptureConfig,
-  hasRoutableIpv6,
-  parseCidr,
-  parsePortSpec,
-  restoreInput,
-  removalInput,
-  type CaptureConfig,
-  type IpFamily,
-} from './init-iptables.ts';
+import { UsageError } from '../lib/usage-error.ts';
+
+export type IpFamily = 4 | 6;
+
+export interface CaptureConfig {
+  inboundPort: number;
+  outboundPort: number;
+  /** The proxy's admin/health port: reachable from outside without being redirected. */
+  adminPort: number;
+  proxyUid: number;
+  proxyGid: number | undefined;
+  /** Port numbers or ranges in iptables syntax ("8080", "9000:9100"). */
+  excludeInboundPorts: string[];
+  excludeOutboundPorts: string[];
+  excludeOutboundCidrs: string[];
+  /** '*' captures every destination; otherwise only these CIDRs (an empty list captures no outbound traffic). */
+  includeOutboundCidrs: '*' | string[];
+}
+
+export const defaultCaptureConfig: CaptureConfig = {
+  inboundPort: 15006,
+  outboundPort: 15001,
+  adminPort: 15021,
+  proxyUid: 1337,
+  proxyGid: undefined,
+  excludeInboundPorts: [],
+  excludeOutboundPorts: [],
+  excludeOutboundCidrs: [],
+  includeOutboundCidrs: '*',
+};
 
 export type Ipv6Mode = 'auto' | 'on' | 'off';
 
@@ -27,25 +45,26 @@ export interface InitIptablesOptions {
 
 const d = defaultCaptureConfig;
 
-const usage = `usage: sluice init-iptables [OPTIONS]
+/** Validates "a.b.c.d", "a.b.c.d/n", "x::y" or "x::y/n"; returns it with an explicit prefix length. */
+export function parseCidr(text: string): string | undefined {
+  const [address = '', prefix, ...rest] = text.split('/');
+  if (rest.length > 0) return undefined;
+  const max = isIPv4(address) ? 32 : isIPv6(address) ? 128 : 0;
+  if (max === 0) return undefined;
+  if (prefix === undefined) return `${address}/${max}`;
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > max) return undefined;
+  return `${address}/${Number(prefix)}`;
+}
 
-Programs the pod's nat table (IPv4 and, when the pod has IPv6, IPv6) so that TCP traffic goes through the
-sidecar. Safe to run more than once. Needs root or CAP_NET_ADMIN in the pod's network namespace.
-
-  --inbound-port PORT            where inbound connections are redirected (default ${d.inboundPort})
-  --outbound-port PORT           where outbound connections are redirected (default ${d.outboundPort})
-  --admin-port PORT              proxy admin/health port, never redirected (default ${d.adminPort})
-  --proxy-uid UID                traffic of this uid is not captured (default ${d.proxyUid})
-  --proxy-gid GID                traffic of this gid is not captured either (default: none)
-  --exclude-inbound-ports LIST   ports or ranges (8080,9000-9100) not redirected inbound
-  --exclude-outbound-ports LIST  destination ports or ranges not redirected outbound
-  --exclude-outbound-cidrs LIST  destination CIDRs not redirected outbound
-  --include-outbound-cidrs LIST  only these destinations are redirected outbound ('*' = all, the default;
-                                 '' = none)
-  --ipv6 auto|on|off             program ip6tables too (auto: when the pod has a non-link-local IPv6 address)
-  --dry-run                      print the iptables-restore input instead of applying it
-  --remove                       remove Sluice's chains and jumps instead
-`;
+/** Validates a port ("8080") or a range ("9000-9100" or "9000:9100"); returns it in iptables syntax. */
+export function parsePortSpec(text: string): string | undefined {
+  const match = /^(\d{1,5})(?:[-:](\d{1,5}))?$/.exec(text);
+  if (!match) return undefined;
+  const low = Number(match[1]);
+  const high = match[2] === undefined ? low : Number(match[2]);
+  if (low < 1 || high > 65535 || high < low) return undefined;
+  return low === high ? String(low) : `${low}:${high}`;
+}
 
 export function parseInitIptablesArgs(args: string[]): InitIptablesOptions {
   let parsed;
@@ -140,46 +159,4 @@ function list(
     if (value === undefined) throw new UsageError(`init-iptables: ${flag}: '${item}' is not a valid ${what}`);
     return value;
   });
-}
-
-export function familiesFor(mode: Ipv6Mode, podHasIpv6: () => boolean): IpFamily[] {
-  if (mode === 'on' || (mode === 'auto' && podHasIpv6())) return [4, 6];
-  return [4];
-}
-
-export async function main(args: string[]): Promise<number> {
-  const options = parseInitIptablesArgs(args);
-  if (options.help) {
-    process.stdout.write(usage);
-    return 0;
-  }
-  const families = familiesFor(options.ipv6, () => hasRoutableIpv6(networkInterfaces()));
-
-  if (options.dryRun) {
-    for (const family of families) {
-      const tool = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
-      const input = options.remove ? removalInput() : restoreInput(options.config, family);
-      process.stdout.write(`# ${tool} --noflush\n${input}`);
-    }
-    return 0;
-  }
-
-  try {
-    for (const family of families) {
-      await applyCapture(options.config, family, { remove: options.remove });
-    }
-  } catch (err) {
-    if (!(err instanceof CaptureError)) throw err;
-    process.stderr.write(`sluice init-iptables: ${err.message}\n`);
-    return 1;
-  }
-  const c = options.config;
-  const what = families.map((f) => `IPv${f}`).join(' and ');
-  process.stdout.write(
-    options.remove
-      ? `sluice init-iptables: removed capture rules (${what})\n`
-      : `sluice init-iptables: capturing ${what} TCP: inbound -> :${c.inboundPort}, outbound -> :${c.outboundPort}, ` +
-          `proxy uid ${c.proxyUid}${c.proxyGid === undefined ? '' : ` gid ${c.proxyGid}`} not captured\n`,
-  );
-  return 0;
 }

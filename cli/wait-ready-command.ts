@@ -3,7 +3,7 @@
 // after the hook returns, so the app never runs before its traffic can flow.
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { parseFlags, UsageError } from '../cli/usage-error.ts';
+import { parseFlags, UsageError } from '../lib/usage-error.ts';
 
 const USAGE = `usage: sluice wait-ready [--port N] [--timeout-seconds N]
   --port N             the proxy's admin port, default 15021

@@ -5,7 +5,7 @@ import {
   ObjectCache,
   type ChangeEvent,
   type KubeObject,
-} from '../../../../controller/kube/object-cache.ts';
+} from '../../../../lib/kube/object-cache.ts';
 
 function cm(namespace: string, name: string, rv: string, uid = `uid-${namespace}-${name}`): KubeObject {
   return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace, name, resourceVersion: rv, uid } };

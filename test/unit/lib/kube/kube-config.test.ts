@@ -2,11 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  KubeConfigError,
-  loadKubeConfig,
-  SERVICE_ACCOUNT_DIR,
-} from '../../../../controller/kube/kube-config.ts';
+import { KubeConfigError, loadKubeConfig, SERVICE_ACCOUNT_DIR } from '../../../../lib/kube/kube-config.ts';
 
 const ENV_KEYS = ['KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT', 'KUBECONFIG', 'HOME'] as const;
 

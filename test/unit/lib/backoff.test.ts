@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Backoff, DEFAULT_BACKOFF, stretch } from '../../../../controller/kube/backoff.ts';
+import { Backoff, DEFAULT_BACKOFF, stretch } from '../../../lib/backoff.ts';
 
 /** Returns the given values in turn, like Math.random would. */
 function sequence(...values: number[]): () => number {
@@ -7,7 +7,7 @@ function sequence(...values: number[]): () => number {
   return () => values[i++ % values.length]!;
 }
 
-describe('kube/backoff', () => {
+describe('lib/backoff', () => {
   it('doubles from 200 ms up to the 30 s cap (ceilings, random 0)', () => {
     const backoff = new Backoff(DEFAULT_BACKOFF, () => 0);
     const delays = Array.from({ length: 10 }, () => backoff.next());

@@ -5,7 +5,7 @@ import {
   objectScope,
   resourceKey,
   stripObject,
-} from '../../../controller/config-scope.ts';
+} from '../../../protocol/config-scope.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
 import { buildProxyView, type ProxyView } from '../../../mesh-model/proxy-view.ts';
 import { PROXY_CONTAINER } from '../../../mesh-model/endpoints.ts';

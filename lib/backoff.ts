@@ -1,5 +1,6 @@
-// Retry delays for the informer: exponential with jitter, so that many informers (and many controller
-// replicas) that lose the API server at the same moment do not come back in lock-step.
+// The one retry backoff (informers, status writes, trust bundles, the mesh CA, the webhook certificate, the
+// sidecar's controller streams): exponential with jitter, so that many clients that lose a server at the same
+// moment do not come back in lock-step.
 
 export interface BackoffOptions {
   /** The ceiling of the first delay. */
@@ -45,16 +46,29 @@ export class Backoff {
     return Math.min(this.#maxMs, this.#initialMs * this.#factor ** Math.min(attempt, 64));
   }
 
+  /** The delay before retry number `attempt` (0-based), without counting it. */
+  delayMs(attempt: number): number {
+    const r = Math.min(1, Math.max(0, this.#random()));
+    return Math.round(this.ceilingMs(attempt) * (1 - this.#jitter * r));
+  }
+
   /** The delay before the next retry; each call grows the following one. */
   next(): number {
-    const ceiling = this.ceilingMs();
-    this.#attempt++;
-    return Math.round(ceiling * (1 - this.#jitter * this.#random()));
+    return this.delayMs(this.#attempt++);
   }
 
   reset(): void {
     this.#attempt = 0;
   }
+}
+
+/** The delay before retry number `attempt` (0-based) under `options`: for callers that count attempts. */
+export function backoffDelay(
+  attempt: number,
+  options: BackoffOptions,
+  random: () => number = Math.random,
+): number {
+  return new Backoff(options, random).delayMs(attempt);
 }
 
 /** `baseMs` stretched by a random part in [0, fraction): spreads periodic work (resyncs, watch timeouts). */

@@ -1,12 +1,12 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from '../cli/usage-error.ts';
-import { createCa, DEFAULT_CA_DAYS, DEFAULT_WORKLOAD_HOURS, issueWorkloadCert, loadCa } from './ca.ts';
-import { PkiError } from './errors.ts';
-import { ensureDir, writeFileAtomic, writeIdentityDir } from './identity-dir.ts';
-import { generateKeyPair, privateKeyToPem } from './keys.ts';
-import { workloadSpiffeId } from './spiffe-id.ts';
+import { UsageError } from '../lib/usage-error.ts';
+import { createCa, DEFAULT_CA_DAYS, DEFAULT_WORKLOAD_HOURS, issueWorkloadCert, loadCa } from '../pki/ca.ts';
+import { PkiError } from '../pki/errors.ts';
+import { ensureDir, writeFileAtomic, writeIdentityDir } from '../pki/identity-dir.ts';
+import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
+import { workloadSpiffeId } from '../pki/spiffe-id.ts';
 
 export const CA_CERT_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';

@@ -5,8 +5,8 @@ import {
   LineSplitter,
   parseWatchEvent,
   watchWasHealthy,
-} from '../../../../controller/kube/watch-protocol.ts';
-import { collectionPath, describeResource, RESOURCES } from '../../../../controller/kube/resources.ts';
+} from '../../../../lib/kube/watch-protocol.ts';
+import { collectionPath, describeResource, RESOURCES } from '../../../../lib/kube/resources.ts';
 
 describe('kube/watch-protocol', () => {
   it('splits a stream into lines across chunk boundaries, skipping blank lines', () => {

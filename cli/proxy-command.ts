@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
-import { parseFlags, portFlag, UsageError } from '../cli/usage-error.ts';
-import { controllerSpiffeId } from '../controller/config-protocol.ts';
+import { parseFlags, portFlag, UsageError } from '../lib/usage-error.ts';
+import { controllerSpiffeId } from '../protocol/config-protocol.ts';
 import { loadIdentityDir } from '../pki/identity-dir.ts';
 import { parseSpiffeId, parseWorkloadSpiffeId } from '../pki/spiffe-id.ts';
-import { StandaloneConfigSource, type ConfigSource } from './config-source.ts';
-import { ControllerConfigSource } from './controller-config-source.ts';
-import { ControllerIdentity } from './controller-identity.ts';
-import { identityDirSource, SidecarProxy, type IdentitySource } from './proxy.ts';
+import { StandaloneConfigSource, type ConfigSource } from '../sidecar/config-source.ts';
+import { ControllerConfigSource } from '../sidecar/controller-config-source.ts';
+import { ControllerIdentity } from '../sidecar/controller-identity.ts';
+import { identityDirSource, SidecarProxy, type IdentitySource } from '../sidecar/proxy.ts';
 
 const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
        sluice proxy --controller HOST:PORT --token-file FILE --ca-bundle-file FILE [options]

@@ -12,7 +12,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { UsageError } from '../../cli/usage-error.ts';
+import { UsageError } from '../usage-error.ts';
 import { KubeApi } from './kube-api.ts';
 import {
   execCredentials,

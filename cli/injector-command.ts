@@ -1,19 +1,19 @@
 // `sluice injector`: the mutating admission webhook that adds the Sluice init container and proxy to pods
 // in labelled namespaces (see pod-injection.ts). Runs until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
-import { parseFlags, portFlag, UsageError } from '../cli/usage-error.ts';
-import { describeApiError, type KubeApi } from '../controller/kube/kube-api.ts';
+import { parseFlags, portFlag, UsageError } from '../lib/usage-error.ts';
+import { describeApiError, type KubeApi } from '../lib/kube/kube-api.ts';
 import {
   CONFIG_PORT,
   DEFAULT_CONTROL_PLANE_NAMESPACE,
   DEFAULT_TRUST_DOMAIN,
-} from '../controller/config-protocol.ts';
-import { jsonLogger, type Logger } from '../controller/json-log.ts';
-import { loadKubeConfig } from '../controller/kube/kube-config.ts';
+} from '../protocol/config-protocol.ts';
+import { jsonLogger, type Logger } from '../lib/json-log.ts';
+import { loadKubeConfig } from '../lib/kube/kube-config.ts';
 import { validateTrustDomain } from '../pki/spiffe-id.ts';
-import type { InjectionSettings } from './pod-injection.ts';
-import { WebhookCertificate } from './webhook-certificate.ts';
-import { ADMIN_PORT, InjectorServer, WEBHOOK_PORT } from './webhook-server.ts';
+import type { InjectionSettings } from '../injector/pod-injection.ts';
+import { WebhookCertificate } from '../injector/webhook-certificate.ts';
+import { ADMIN_PORT, InjectorServer, WEBHOOK_PORT } from '../injector/webhook-server.ts';
 
 const USAGE = `usage: sluice injector [options]
   --proxy-image IMAGE   image of the injected containers (env SLUICE_PROXY_IMAGE); default: this pod's image

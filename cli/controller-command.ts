@@ -1,12 +1,16 @@
 // `sluice controller`: the control plane process (see controller.ts). Runs until SIGTERM/SIGINT, then
 // steps down (releasing the Lease), ends the config streams and exits 0.
 import { parseArgs } from 'node:util';
-import { parseFlags, portFlag, UsageError } from '../cli/usage-error.ts';
+import { parseFlags, portFlag, UsageError } from '../lib/usage-error.ts';
 import { validateTrustDomain } from '../pki/spiffe-id.ts';
-import { CONFIG_PORT, DEFAULT_CONTROL_PLANE_NAMESPACE, DEFAULT_TRUST_DOMAIN } from './config-protocol.ts';
-import { ADMIN_PORT, Controller } from './controller.ts';
-import { jsonLogger } from './json-log.ts';
-import { loadKubeConfig } from './kube/kube-config.ts';
+import {
+  CONFIG_PORT,
+  DEFAULT_CONTROL_PLANE_NAMESPACE,
+  DEFAULT_TRUST_DOMAIN,
+} from '../protocol/config-protocol.ts';
+import { ADMIN_PORT, Controller } from '../controller/controller.ts';
+import { jsonLogger } from '../lib/json-log.ts';
+import { loadKubeConfig } from '../lib/kube/kube-config.ts';
 
 const USAGE = `usage: sluice controller [options]
   --trust-domain TD    SPIFFE trust domain (env SLUICE_TRUST_DOMAIN), default ${DEFAULT_TRUST_DOMAIN}

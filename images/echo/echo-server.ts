@@ -9,7 +9,7 @@
  * gRPC reply whose message (protobuf, string field 1) is the JSON echo; header x-echo-grpc-status picks the
  * grpc-status trailer. An HTTP/1.1 WebSocket upgrade at any path completes the handshake and echoes frames.
  *
- * As a process: node test/support/echo-server.ts --name NAME --port P [--host H]  (host defaults to 0.0.0.0
+ * As a process: node images/echo/echo-server.ts --name NAME --port P [--host H]  (host defaults to 0.0.0.0
  * there, so it can serve a pod's address in a network namespace; in-process startEchoServer defaults to 127.0.0.1).
  */
 import { createHash } from 'node:crypto';

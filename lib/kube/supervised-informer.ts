@@ -21,7 +21,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorLine, KubeApiError, responseError, type KubeApi } from './kube-api.ts';
-import { Backoff, DEFAULT_BACKOFF, stretch, type BackoffOptions } from './backoff.ts';
+import { Backoff, DEFAULT_BACKOFF, stretch, type BackoffOptions } from '../backoff.ts';
 import { isKubeObject, ObjectCache, type ChangeEvent, type KubeObject } from './object-cache.ts';
 import { apiVersionOf, collectionPath, describeResource, type ResourceType } from './resources.ts';
 import {
@@ -32,6 +32,7 @@ import {
   watchWasHealthy,
   type ApiStatus,
 } from './watch-protocol.ts';
+import { isRecord } from '../is-record.ts';
 
 export interface SupervisedInformerOptions {
   readonly api: KubeApi;
@@ -102,10 +103,6 @@ type WatchEnd =
 const WATCHDOG_GRACE_MS = 30_000;
 const MAX_WATCH_LINE_CHARS = 64 * 1024 * 1024;
 const MAX_LIST_PAGE_BYTES = 512 * 1024 * 1024;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 export class SupervisedInformer<T extends KubeObject = KubeObject> {
   /** Resolves once the first list is in the cache (and its add events delivered); rejects if stopped first. */
@@ -308,7 +305,7 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
         limit: this.#pageSize,
         ...(continueToken ? { continue: continueToken } : {}),
       });
-      if (!isObject(page) || !Array.isArray(page.items) || !isObject(page.metadata)) {
+      if (!isRecord(page) || !Array.isArray(page.items) || !isRecord(page.metadata)) {
         throw new KubeApiError(`GET ${this.#path}: the response is not a list`);
       }
       for (const item of page.items) {

@@ -1,0 +1,120 @@
+// The mesh CA as the controller gets it (loaded from, or created in, the Secret sluice-ca, retried with
+// backoff until the API answers) and the controller's own certificate from it, renewed like a sidecar's.
+import type { Logger } from '../lib/json-log.ts';
+import { Backoff } from '../lib/backoff.ts';
+import { describeApiError, type KubeApi } from '../lib/kube/kube-api.ts';
+import { issueWorkloadCert } from '../pki/ca.ts';
+import { parseIdentity, type Identity } from '../pki/identity.ts';
+import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
+import { workloadSpiffeId } from '../pki/spiffe-id.ts';
+import { MeshTlsCredentials } from '../pki/tls-options.ts';
+import { renewAt } from '../protocol/certificate-protocol.ts';
+import { CONTROLLER_SERVICE_ACCOUNT } from '../protocol/config-protocol.ts';
+import { CA_SECRET_NAME, loadOrCreateCaSecret } from './ca-root-secret.ts';
+import { apiCaSecretStore } from './kube-adapters.ts';
+import type { IssuingCa } from './workload-ca.ts';
+import { errorText } from '../lib/error-text.ts';
+
+const CONTROLLER_CERT_HOURS = 24;
+
+export interface MeshCaOptions {
+  readonly api: KubeApi;
+  readonly log: Logger;
+  readonly namespace: string;
+  readonly trustDomain: string;
+}
+
+/** The mesh CA; retries (1 s doubling to 30 s) until it is loaded or `signal` aborts (then undefined). */
+export async function loadMeshCa(
+  options: MeshCaOptions,
+  signal: AbortSignal,
+): Promise<IssuingCa | undefined> {
+  const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0 });
+  while (!signal.aborted) {
+    try {
+      const result = await loadOrCreateCaSecret(apiCaSecretStore(options.api), {
+        namespace: options.namespace,
+        trustDomain: options.trustDomain,
+      });
+      options.log.info(result.created ? 'mesh CA created' : 'mesh CA loaded', {
+        secret: `${options.namespace}/${CA_SECRET_NAME}`,
+        notAfter: result.issuer.ca.cert.validToDate.toISOString(),
+      });
+      return result.issuer;
+    } catch (error) {
+      const delay = backoff.next();
+      options.log.error('mesh CA unavailable; retrying', { error: describeApiError(error), retryMs: delay });
+      await new Promise((resolve) => setTimeout(resolve, delay).unref());
+    }
+  }
+  return undefined;
+}
+
+/** The controller's own SPIFFE identity (its service account), for the config port's TLS. */
+export class ControllerIdentity {
+  readonly #issuer: IssuingCa;
+  readonly #namespace: string;
+  readonly #log: Logger;
+  #renewTimer: NodeJS.Timeout | undefined;
+
+  constructor(issuer: IssuingCa, namespace: string, log: Logger) {
+    this.#issuer = issuer;
+    this.#namespace = namespace;
+    this.#log = log;
+  }
+
+  /** Issues the first certificate and keeps the returned credentials renewed until stop(). */
+  async start(): Promise<{ identity: Identity; credentials: MeshTlsCredentials }> {
+    const identity = await this.#issue();
+    const credentials = new MeshTlsCredentials(identity);
+    this.#scheduleRenewal(credentials, identity);
+    return { identity, credentials };
+  }
+
+  stop(): void {
+    clearTimeout(this.#renewTimer);
+  }
+
+  async #issue(): Promise<Identity> {
+    const issuer = this.#issuer;
+    const keys = await generateKeyPair();
+    const spiffeId = workloadSpiffeId({
+      trustDomain: issuer.ca.trustDomain,
+      namespace: this.#namespace,
+      serviceAccount: CONTROLLER_SERVICE_ACCOUNT,
+    });
+    const leaf = await issueWorkloadCert({
+      ca: issuer.ca,
+      spiffeId,
+      publicKey: keys.publicKey,
+      dnsNames: [`${CONTROLLER_SERVICE_ACCOUNT}.${this.#namespace}.svc`],
+      validityHours: CONTROLLER_CERT_HOURS,
+    });
+    return parseIdentity({
+      certPem: leaf + issuer.chainPem,
+      keyPem: await privateKeyToPem(keys.privateKey),
+      bundlePem: issuer.trustBundlePem,
+    });
+  }
+
+  #scheduleRenewal(credentials: MeshTlsCredentials, identity: Identity): void {
+    const delay = Math.max(1000, renewAt(identity.notBefore, identity.notAfter).getTime() - Date.now());
+    this.#renewTimer = setTimeout(
+      () => {
+        void this.#issue().then(
+          (next) => {
+            credentials.update(next);
+            this.#log.info('controller certificate renewed', { notAfter: next.notAfter.toISOString() });
+            this.#scheduleRenewal(credentials, next);
+          },
+          (error: unknown) => {
+            this.#log.error('controller certificate renewal failed', { error: errorText(error) });
+            this.#scheduleRenewal(credentials, identity);
+          },
+        );
+      },
+      Math.min(delay, 2 ** 31 - 1),
+    );
+    this.#renewTimer.unref();
+  }
+}
