@@ -2,6 +2,7 @@
 import { networkInterfaces } from 'node:os';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../cli/usage-error.ts';
+import { jsonLogger } from '../controller/json-log.ts';
 import {
   applyCapture,
   CaptureError,
@@ -153,6 +154,7 @@ export async function main(args: string[]): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
+  const log = jsonLogger('init-iptables');
   const families = familiesFor(options.ipv6, () => hasRoutableIpv6(networkInterfaces()));
 
   if (options.dryRun) {
@@ -170,16 +172,20 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (err) {
     if (!(err instanceof CaptureError)) throw err;
-    process.stderr.write(`sluice init-iptables: ${err.message}\n`);
+    log.error(err.message);
     return 1;
   }
   const c = options.config;
-  const what = families.map((f) => `IPv${f}`).join(' and ');
-  process.stdout.write(
-    options.remove
-      ? `sluice init-iptables: removed capture rules (${what})\n`
-      : `sluice init-iptables: capturing ${what} TCP: inbound -> :${c.inboundPort}, outbound -> :${c.outboundPort}, ` +
-          `proxy uid ${c.proxyUid}${c.proxyGid === undefined ? '' : ` gid ${c.proxyGid}`} not captured\n`,
-  );
+  const ipFamilies = families.map((f) => `IPv${f}`);
+  if (options.remove) log.info('removed capture rules', { ipFamilies });
+  else {
+    log.info('capturing TCP', {
+      ipFamilies,
+      inboundPort: c.inboundPort,
+      outboundPort: c.outboundPort,
+      proxyUid: c.proxyUid,
+      proxyGid: c.proxyGid,
+    });
+  }
   return 0;
 }
