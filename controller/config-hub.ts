@@ -4,7 +4,7 @@
 // same Buffer is handed to every subscriber of that scope. Nothing here does I/O; config-server.ts adapts
 // HTTP/2 streams to ConfigSubscriber.
 import { randomBytes } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
+import { realClock, type Clock } from './clock.ts';
 import { objectScope, resourceKey, scopeIncludes, stripObject, type ObjectScope } from './config-scope.ts';
 
 /** One sidecar stream, as the hub sees it. */
@@ -55,6 +55,8 @@ export interface ConfigHubOptions {
   /** Version prefix; default random, so that a restarted controller never continues an old sequence. */
   epoch?: string;
   metrics?: ConfigHubMetrics;
+  /** Debounce timers and push latency; default the real clock. */
+  clock?: Clock;
 }
 
 export interface ConfigHubStats {
@@ -125,7 +127,8 @@ export class ConfigHub {
   #seq = 0;
   #version: string;
   #firstChangeAt: number | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #cancelTimer: (() => void) | undefined;
+  readonly #clock: Clock;
   #subscriberCount = 0;
   #dropped = 0;
   #synced = false;
@@ -137,6 +140,7 @@ export class ConfigHub {
     this.#maxQueued = options.maxQueuedBytes ?? 16 * 1024 * 1024;
     this.#epoch = options.epoch ?? randomBytes(4).toString('hex');
     this.#metrics = options.metrics ?? {};
+    this.#clock = options.clock ?? realClock;
     this.#version = `${this.#epoch}:0`;
   }
 
@@ -182,12 +186,12 @@ export class ConfigHub {
 
   #change(key: string, entry: Entry | undefined): void {
     this.#pending.set(key, entry);
-    const now = performance.now();
+    const now = this.#clock.now();
     this.#firstChangeAt ??= now;
     if (!this.#synced) return; // the first flush happens in markSynced()
-    clearTimeout(this.#timer);
+    this.#cancelTimer?.();
     const delay = Math.min(this.#debounceMs, this.#firstChangeAt + this.#maxDelayMs - now);
-    this.#timer = setTimeout(() => this.flush(), Math.max(0, delay));
+    this.#cancelTimer = this.#clock.setTimeout(() => this.flush(), Math.max(0, delay));
   }
 
   /**
@@ -195,10 +199,10 @@ export class ConfigHub {
    * and markSynced() call it directly.
    */
   flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
     if (this.#pending.size === 0 || this.#closed) return;
-    const startedAt = this.#firstChangeAt ?? performance.now();
+    const startedAt = this.#firstChangeAt ?? this.#clock.now();
     this.#firstChangeAt = undefined;
 
     // What a scope without namespace-only entries involved does; the namespaces whose consumer routes
@@ -271,7 +275,7 @@ export class ConfigHub {
     }
     this.#metrics.onPush?.({
       version,
-      latencyMs: performance.now() - startedAt,
+      latencyMs: this.#clock.now() - startedAt,
       changes,
       frames,
       subscribers: written,
@@ -390,8 +394,8 @@ export class ConfigHub {
   /** Stops pushing and forgets subscribers (their streams belong to the server, which ends them). */
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
     this.#scopes.clear();
     this.#subscriberCount = 0;
   }

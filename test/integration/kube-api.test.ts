@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { apiStatus, KubeApi, MERGE_PATCH } from '../../controller/kube/kube-api.ts';
 import { execCredentials } from '../../controller/kube/kube-credentials.ts';
+import { waitFor } from '../support/wait-for.ts';
 import { createWebhookCa, issueServingCert } from '../../injector/webhook-certificate.ts';
 
 interface Seen {
@@ -118,9 +119,11 @@ describe('KubeApi against a local HTTPS server', () => {
   it('gives up at the timeout, and on an abort', async () => {
     await assert.rejects(api.request('GET', '/hang', { timeoutMs: 200 }), /GET \/hang: request timed out/);
     const abort = new AbortController();
-    const pending = api.request('GET', '/hang', { signal: abort.signal });
-    setTimeout(() => abort.abort(), 50);
-    await assert.rejects(pending, /GET \/hang: /);
+    const seen = fake.seen.length;
+    const pending = api.request('GET', '/hang?abort', { signal: abort.signal });
+    await waitFor('the request to arrive', () => fake.seen.slice(seen).some((r) => r.url === '/hang?abort'));
+    abort.abort();
+    await assert.rejects(pending, /GET \/hang\?abort: /);
   });
 
   it('refuses a server whose certificate the CA did not sign', async () => {
