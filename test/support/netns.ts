@@ -161,6 +161,8 @@ export class NetnsHarness {
     args: string[] = [],
     options: ExecOptions & { timeoutMs?: number } = {},
   ): Promise<RunResult> {
+    // A guard against a hung command, not a wait: generous, as a busy machine starts Node slowly.
+    const timeoutMs = options.timeoutMs ?? 60_000;
     return new Promise<RunResult>((resolvePromise, reject) => {
       const child = this.exec(pod, command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -169,8 +171,8 @@ export class NetnsHarness {
       child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new Error(`timed out after ${options.timeoutMs ?? 15000} ms: ${command} ${args.join(' ')}`));
-      }, options.timeoutMs ?? 15000);
+        reject(new Error(`timed out after ${timeoutMs} ms: ${command} ${args.join(' ')}`));
+      }, timeoutMs);
       child.on('error', (err) => {
         clearTimeout(timer);
         reject(err);
@@ -202,7 +204,7 @@ export class NetnsHarness {
    * Waits until something in the pod listens on ip:port (or on a wildcard address at that port). It looks at
    * the socket table instead of connecting, so the probe is neither captured by iptables nor seen by servers.
    */
-  async waitForPort(pod: Pod, address: string, port: number, timeoutMs = 10000): Promise<void> {
+  async waitForPort(pod: Pod, address: string, port: number, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const wanted = new Set([address, `[${address}]`, '0.0.0.0', '*', '[::]', '::', '[::ffff:0.0.0.0]']);
     for (;;) {
