@@ -81,7 +81,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const log = jsonLogger();
+  const log = jsonLogger('controller');
   const loaded = loadKubeConfig({ userAgent: 'sluice-controller', kubeconfigPath: flags.kubeconfig });
   log.info('controller starting', {
     api: loaded.server,

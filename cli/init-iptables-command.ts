@@ -13,6 +13,7 @@ import {
   restoreInput,
   removalInput,
 } from '../sidecar/init-iptables.ts';
+import { jsonLogger } from '../lib/json-log.ts';
 
 const d = defaultCaptureConfig;
 
@@ -47,6 +48,7 @@ export async function main(args: string[]): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
+  const log = jsonLogger('init-iptables');
   const families = familiesFor(options.ipv6, () => hasRoutableIpv6(networkInterfaces()));
 
   if (options.dryRun) {
@@ -64,16 +66,20 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (err) {
     if (!(err instanceof CaptureError)) throw err;
-    process.stderr.write(`sluice init-iptables: ${err.message}\n`);
+    log.error(err.message);
     return 1;
   }
   const c = options.config;
-  const what = families.map((f) => `IPv${f}`).join(' and ');
-  process.stdout.write(
-    options.remove
-      ? `sluice init-iptables: removed capture rules (${what})\n`
-      : `sluice init-iptables: capturing ${what} TCP: inbound -> :${c.inboundPort}, outbound -> :${c.outboundPort}, ` +
-          `proxy uid ${c.proxyUid}${c.proxyGid === undefined ? '' : ` gid ${c.proxyGid}`} not captured\n`,
-  );
+  const ipFamilies = families.map((f) => `IPv${f}`);
+  if (options.remove) log.info('removed capture rules', { ipFamilies });
+  else {
+    log.info('capturing TCP', {
+      ipFamilies,
+      inboundPort: c.inboundPort,
+      outboundPort: c.outboundPort,
+      proxyUid: c.proxyUid,
+      proxyGid: c.proxyGid,
+    });
+  }
   return 0;
 }

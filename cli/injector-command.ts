@@ -127,7 +127,7 @@ export async function main(args: string[]): Promise<number | undefined> {
   const adminPort = portFlag(values['admin-port'], ADMIN_PORT, 'admin-port');
   const { api } = loadKubeConfig({ userAgent: 'sluice-injector', kubeconfigPath: values.kubeconfig });
 
-  const log = jsonLogger();
+  const log = jsonLogger('injector');
   const certificate = new WebhookCertificate({ api, namespace, log });
   let server: InjectorServer | undefined;
   try {

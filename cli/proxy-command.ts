@@ -7,6 +7,7 @@ import { StandaloneConfigSource, type ConfigSource } from '../sidecar/config-sou
 import { ControllerConfigSource } from '../sidecar/controller-config-source.ts';
 import { ControllerIdentity } from '../sidecar/controller-identity.ts';
 import { identityDirSource, SidecarProxy, type IdentitySource } from '../sidecar/proxy.ts';
+import { jsonLogger, type Logger } from '../lib/json-log.ts';
 
 const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
        sluice proxy --controller HOST:PORT --token-file FILE --ca-bundle-file FILE [options]
@@ -57,8 +58,7 @@ export async function main(args: string[]): Promise<number | undefined> {
   const mode = (values.mode ?? 'PERMISSIVE').toUpperCase();
   if (mode !== 'STRICT' && mode !== 'PERMISSIVE')
     throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
-  const log = (message: string): void =>
-    void process.stderr.write(`${new Date().toISOString()} sluice-proxy ${message}\n`);
+  const log = jsonLogger('proxy');
   const { source, identity } =
     values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
   const proxy = new SidecarProxy({
@@ -76,9 +76,9 @@ export async function main(args: string[]): Promise<number | undefined> {
   });
   await proxy.start();
   const shutdown = (signal: string): void => {
-    log(`${signal}: draining`);
+    log.info('draining', { signal });
     void proxy.drain().then(() => {
-      log('drained, exiting');
+      log.info('drained, exiting');
       process.exit(0);
     });
   };
@@ -99,7 +99,7 @@ interface SourceFlags {
 }
 type Sources = { source: ConfigSource; identity: IdentitySource };
 
-async function standaloneSources(values: SourceFlags, log: (message: string) => void): Promise<Sources> {
+async function standaloneSources(values: SourceFlags, log: Logger): Promise<Sources> {
   for (const flag of ['token-file', 'ca-bundle-file', 'controller-identity'] as const) {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --controller`);
   }
@@ -122,7 +122,7 @@ async function standaloneSources(values: SourceFlags, log: (message: string) => 
   };
 }
 
-function controllerSources(values: SourceFlags, log: (message: string) => void): Sources {
+function controllerSources(values: SourceFlags, log: Logger): Sources {
   if (values.namespace !== undefined) {
     throw new UsageError('--namespace goes with --manifests (with --controller the certificate names it)');
   }

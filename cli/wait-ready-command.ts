@@ -4,6 +4,7 @@
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { parseFlags, UsageError } from '../lib/usage-error.ts';
+import { jsonLogger } from '../lib/json-log.ts';
 
 const USAGE = `usage: sluice wait-ready [--port N] [--timeout-seconds N]
   --port N             the proxy's admin port, default 15021
@@ -43,15 +44,17 @@ export async function main(args: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  const log = jsonLogger('wait-ready');
   const port = positiveInteger(values.port, 15021, 'port', 65535);
-  const deadline =
-    Date.now() + positiveInteger(values['timeout-seconds'], 120, 'timeout-seconds', 86400) * 1000;
+  const timeoutSeconds = positiveInteger(values['timeout-seconds'], 120, 'timeout-seconds', 86400);
+  const deadline = Date.now() + timeoutSeconds * 1000;
   while (!(await probe(port))) {
     if (Date.now() > deadline) {
-      process.stderr.write(`sluice wait-ready: the proxy on port ${port} was not ready in time\n`);
+      log.error('the proxy was not ready in time', { adminPort: port, timeoutSeconds });
       return 1;
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  log.info('the proxy is ready', { adminPort: port });
   return 0;
 }

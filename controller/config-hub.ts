@@ -4,7 +4,6 @@
 // same Buffer is handed to every subscriber of that scope. Nothing here does I/O; config-server.ts adapts
 // HTTP/2 streams to ConfigSubscriber.
 import { randomBytes } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import {
   objectScope,
   resourceKey,
@@ -12,6 +11,7 @@ import {
   stripObject,
   type ObjectScope,
 } from '../protocol/config-scope.ts';
+import { realClock, type Clock } from '../lib/clock.ts';
 
 /** One sidecar stream, as the hub sees it. */
 export interface ConfigSubscriber {
@@ -61,6 +61,8 @@ export interface ConfigHubOptions {
   /** Version prefix; default random, so that a restarted controller never continues an old sequence. */
   epoch?: string;
   metrics?: ConfigHubMetrics;
+  /** Debounce timers and push latency; default the real clock. */
+  clock?: Clock;
 }
 
 export interface ConfigHubStats {
@@ -131,7 +133,8 @@ export class ConfigHub {
   #seq = 0;
   #version: string;
   #firstChangeAt: number | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #cancelTimer: (() => void) | undefined;
+  readonly #clock: Clock;
   #subscriberCount = 0;
   #dropped = 0;
   #synced = false;
@@ -143,6 +146,7 @@ export class ConfigHub {
     this.#maxQueued = options.maxQueuedBytes ?? 16 * 1024 * 1024;
     this.#epoch = options.epoch ?? randomBytes(4).toString('hex');
     this.#metrics = options.metrics ?? {};
+    this.#clock = options.clock ?? realClock;
     this.#version = `${this.#epoch}:0`;
   }
 
@@ -188,12 +192,12 @@ export class ConfigHub {
 
   #change(key: string, entry: Entry | undefined): void {
     this.#pending.set(key, entry);
-    const now = performance.now();
+    const now = this.#clock.now();
     this.#firstChangeAt ??= now;
     if (!this.#synced) return; // the first flush happens in markSynced()
-    clearTimeout(this.#timer);
+    this.#cancelTimer?.();
     const delay = Math.min(this.#debounceMs, this.#firstChangeAt + this.#maxDelayMs - now);
-    this.#timer = setTimeout(() => this.flush(), Math.max(0, delay));
+    this.#cancelTimer = this.#clock.setTimeout(() => this.flush(), Math.max(0, delay));
   }
 
   /**
@@ -201,10 +205,10 @@ export class ConfigHub {
    * and markSynced() call it directly.
    */
   flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
     if (this.#pending.size === 0 || this.#closed) return;
-    const startedAt = this.#firstChangeAt ?? performance.now();
+    const startedAt = this.#firstChangeAt ?? this.#clock.now();
     this.#firstChangeAt = undefined;
 
     // What a scope without namespace-only entries involved does; the namespaces whose consumer routes
@@ -277,7 +281,7 @@ export class ConfigHub {
     }
     this.#metrics.onPush?.({
       version,
-      latencyMs: performance.now() - startedAt,
+      latencyMs: this.#clock.now() - startedAt,
       changes,
       frames,
       subscribers: written,
@@ -396,8 +400,8 @@ export class ConfigHub {
   /** Stops pushing and forgets subscribers (their streams belong to the server, which ends them). */
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
     this.#scopes.clear();
     this.#subscriberCount = 0;
   }

@@ -5,6 +5,7 @@
 // written only when the ConfigMap is missing or its ca.crt differs.
 import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 import { backoffDelay } from '../lib/backoff.ts';
+import { realClock, type Clock } from '../lib/clock.ts';
 
 export const TRUST_BUNDLE_CONFIGMAP = 'sluice-ca-root';
 export const TRUST_BUNDLE_KEY = 'ca.crt';
@@ -88,6 +89,10 @@ export interface TrustBundlePublisherOptions {
   /** Every namespace is checked again this often while active (5 min): repairs edits and deletions. */
   readonly resyncMs?: number;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
+  /** Resync and retry timers; default the real clock. */
+  readonly clock?: Clock;
+  /** Retry jitter, uniform in [0, 1); default Math.random. */
+  readonly random?: () => number;
 }
 
 export interface TrustBundleStats {
@@ -105,27 +110,40 @@ export class TrustBundlePublisher {
   #bundle: string | undefined;
   #signal: AbortSignal | undefined;
   #workers = 0;
-  #resync: NodeJS.Timeout | undefined;
+  #cancelResync: (() => void) | undefined;
+  readonly #clock: Clock;
 
   constructor(options: TrustBundlePublisherOptions) {
     this.#o = options;
+    this.#clock = options.clock ?? realClock;
+  }
+
+  /** Nothing queued or being written (retries may still be scheduled). */
+  get idle(): boolean {
+    return this.#workers === 0 && this.#pending.size === 0;
   }
 
   /** Starts writing (on becoming leader); every namespace is checked. */
   start(signal: AbortSignal): void {
     this.#signal = signal;
     signal.addEventListener('abort', () => this.stop(), { once: true });
-    clearInterval(this.#resync);
-    this.#resync = setInterval(() => this.#enqueueAll(), this.#o.resyncMs ?? 300_000);
-    this.#resync.unref();
+    this.#scheduleResync();
     this.#enqueueAll();
   }
 
   stop(): void {
     this.#signal = undefined;
-    clearInterval(this.#resync);
-    this.#resync = undefined;
+    this.#cancelResync?.();
+    this.#cancelResync = undefined;
     this.#pending.clear();
+  }
+
+  #scheduleResync(): void {
+    this.#cancelResync?.();
+    this.#cancelResync = this.#clock.setTimeout(() => {
+      this.#scheduleResync();
+      this.#enqueueAll();
+    }, this.#o.resyncMs ?? 300_000);
   }
 
   /** The bundle to publish; a changed one is written to every namespace. */
@@ -172,8 +190,12 @@ export class TrustBundlePublisher {
           this.#o.log('trust bundle not published; next try at the resync', { namespace, error: reason });
           continue;
         }
-        const delay = backoffDelay(attempts, { initialMs: 1000, maxMs: Infinity, jitter: 0.5 });
-        setTimeout(() => this.#enqueue(namespace, attempts + 1), delay).unref();
+        const delay = backoffDelay(
+          attempts,
+          { initialMs: 1000, maxMs: Infinity, jitter: 0.5 },
+          this.#o.random,
+        );
+        this.#clock.setTimeout(() => this.#enqueue(namespace, attempts + 1), delay);
       }
     }
   }

@@ -1,15 +1,27 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
+export interface EventuallyOptions {
+  /** Give up after this long (default 60 s). */
+  readonly timeoutMs?: number;
+  /** Pause between checks (default 500 ms). */
+  readonly intervalMs?: number;
+  /** Appended to the timeout error: what was seen last (a log tail, a state dump). */
+  readonly detail?: () => string;
+}
+
 /**
- * Polls every `intervalMs` until `check` returns a value (not undefined, not false), or fails with what it
- * last saw. The one wait-for-a-condition of the repository (cluster tool, demo, tests, benches).
+ * Polls until `check` returns a value (not undefined, not false), or fails with what it last saw; a check
+ * that throws is tried again. The one wait-for-a-condition of the repository (cluster tool, demo, tests,
+ * benches); test/support/wait-for.ts gives it the tests' defaults.
  */
 export async function eventually<T>(
   what: string,
   check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 60_000,
-  intervalMs = 500,
+  options: EventuallyOptions | number = {},
+  intervalMs?: number,
 ): Promise<T> {
+  const o = typeof options === 'number' ? { timeoutMs: options, intervalMs } : options;
+  const timeoutMs = o.timeoutMs ?? 60_000;
   const deadline = Date.now() + timeoutMs;
   let last: Error | undefined;
   for (;;) {
@@ -20,8 +32,11 @@ export async function eventually<T>(
       last = error instanceof Error ? error : new Error(String(error));
     }
     if (Date.now() > deadline) {
-      throw new Error(`${what}: not true after ${timeoutMs / 1000} s${last ? ` (${last.message})` : ''}`);
+      const more = o.detail?.();
+      throw new Error(
+        `${what}: not true after ${timeoutMs / 1000} s${last ? ` (${last.message})` : ''}${more ? `\n${more}` : ''}`,
+      );
     }
-    await sleep(intervalMs);
+    await sleep(o.intervalMs ?? 500);
   }
 }

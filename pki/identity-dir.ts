@@ -29,11 +29,16 @@ async function readBounded(path: string): Promise<string> {
 
 /** Reads the three PEM files of an identity directory, unchecked. */
 export async function readIdentityDir(dir: string): Promise<IdentityPem> {
-  const [certPem, keyPem, bundlePem] = await Promise.all([
+  const reads = await Promise.allSettled([
     readBounded(join(dir, IDENTITY_FILES.cert)),
     readBounded(join(dir, IDENTITY_FILES.key)),
     readBounded(join(dir, IDENTITY_FILES.bundle)),
   ]);
+  // The first failure in file order, not whichever read failed first: the error names the same file each time.
+  const [certPem, keyPem, bundlePem] = reads.map((read) => {
+    if (read.status === 'rejected') throw read.reason;
+    return read.value;
+  }) as [string, string, string];
   return { certPem, keyPem, bundlePem };
 }
 

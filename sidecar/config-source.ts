@@ -30,7 +30,7 @@ export interface StandaloneOptions {
 export class StandaloneConfigSource implements ConfigSource {
   readonly name = 'manifests';
   readonly #o: StandaloneOptions;
-  #watcher: FSWatcher | undefined;
+  readonly #watchers: FSWatcher[] = [];
   #timer: NodeJS.Timeout | undefined;
   #poll: NodeJS.Timeout | undefined;
   #lastText = '';
@@ -58,18 +58,24 @@ export class StandaloneConfigSource implements ConfigSource {
       clearTimeout(this.#timer);
       this.#timer = setTimeout(load, this.#o.debounceMs ?? 100);
     };
-    try {
-      this.#watcher = watch(this.#o.dir, { recursive: true }, schedule);
-      this.#watcher.on('error', () => undefined);
-    } catch {
-      // fs.watch is best effort (e.g. some network filesystems); the poll below still picks changes up.
+    // Node's recursive watch on Linux follows the files it found by inode and misses a file replaced by a
+    // rename (an atomic write, a ConfigMap's ..data swap) after the first time; a plain watch of the
+    // directory sees those. The recursive one covers edits in subdirectories.
+    for (const recursive of [false, true]) {
+      try {
+        const watcher = watch(this.#o.dir, { recursive }, schedule);
+        watcher.on('error', () => undefined);
+        this.#watchers.push(watcher);
+      } catch {
+        // fs.watch is best effort (e.g. some network filesystems); the poll below still picks changes up.
+      }
     }
     this.#poll = setInterval(load, this.#o.pollMs ?? 5000);
     this.#poll.unref();
   }
 
   stop(): void {
-    this.#watcher?.close();
+    for (const watcher of this.#watchers.splice(0)) watcher.close();
     clearTimeout(this.#timer);
     clearInterval(this.#poll);
   }

@@ -8,6 +8,7 @@ import { open } from 'node:fs/promises';
 import { CONFIG_PORT } from '../protocol/config-protocol.ts';
 import { CERTIFICATE_PATH, renewAt } from '../protocol/certificate-protocol.ts';
 import { createCsr } from '../pki/create-csr.ts';
+import type { Logger } from '../lib/json-log.ts';
 import { parseIdentity, type Identity } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { parseSpiffeId } from '../pki/spiffe-id.ts';
@@ -30,7 +31,7 @@ export interface ControllerIdentityOptions {
   readonly caBundleFile: string;
   /** SPIFFE ID the controller must present. */
   readonly controllerSpiffeId: string;
-  readonly log: (message: string) => void;
+  readonly log: Logger;
   /** Retry backoff, doubled per failure with jitter; default 1 s to 30 s. */
   readonly backoffMinMs?: number;
   readonly backoffMaxMs?: number;
@@ -219,14 +220,12 @@ export class ControllerIdentity implements IdentitySource {
         this.#o.random ?? Math.random,
       );
       const current = this.#current;
-      const keeping = current
-        ? current.notAfter.getTime() > Date.now()
-          ? `; keeping the current certificate (valid until ${current.notAfter.toISOString()})`
-          : '; the current certificate has expired'
-        : '';
-      this.#o.log(
-        `workload certificate request failed: ${this.#lastError}${keeping}; retry in ${Math.round(delay)} ms`,
-      );
+      this.#o.log.warn('workload certificate request failed', {
+        error: this.#lastError,
+        current: current ? (current.notAfter.getTime() > Date.now() ? 'kept' : 'expired') : 'none',
+        currentNotAfter: current?.notAfter.toISOString(),
+        retryMs: Math.round(delay),
+      });
       this.#schedule(delay);
       return;
     }
@@ -236,9 +235,10 @@ export class ControllerIdentity implements IdentitySource {
     this.#lastError = undefined;
     const first = this.#current === undefined;
     this.#current = identity;
-    this.#o.log(
-      `workload certificate ${first ? 'issued' : 'renewed'}: ${identity.spiffeId} valid until ${identity.notAfter.toISOString()}`,
-    );
+    this.#o.log.info(first ? 'workload certificate issued' : 'workload certificate renewed', {
+      spiffeId: identity.spiffeId,
+      notAfter: identity.notAfter.toISOString(),
+    });
     this.#schedule(renewAt(identity.notBefore, identity.notAfter).getTime() - Date.now());
     if (first) this.#resolveFirst?.(identity);
     else this.#onRotated?.(identity);

@@ -19,8 +19,18 @@ const INITIAL_NS = 1e6; // unknown endpoints start at 1 ms, so new ones get trie
 const FAILURE_BACKOFF_MS = 5000;
 const scratch: Endpoint[] = [];
 
+export interface LoadBalancerOptions {
+  /** Uniform in [0, 1), like Math.random (the default); tests pass a seeded or scripted source. */
+  readonly random?: () => number;
+}
+
 export class LoadBalancer {
   readonly #stats = new Map<string, EndpointStats>();
+  readonly #random: () => number;
+
+  constructor(options: LoadBalancerOptions = {}) {
+    this.#random = options.random ?? Math.random;
+  }
 
   stats(ep: Endpoint): EndpointStats {
     const key = `${ep.address}:${ep.port}`;
@@ -56,8 +66,8 @@ export class LoadBalancer {
     }
     const n = healthy.length;
     if (n <= 1) return healthy[0] ?? fallback;
-    const i = Math.floor(Math.random() * n);
-    let j = Math.floor(Math.random() * (n - 1));
+    const i = Math.floor(this.#random() * n);
+    let j = Math.floor(this.#random() * (n - 1));
     if (j >= i) j++;
     const a = healthy[i]!;
     const b = healthy[j]!;

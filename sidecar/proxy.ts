@@ -12,6 +12,7 @@ import { LoadBalancer } from './load-balancer.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
+import type { Logger } from '../lib/json-log.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
 export interface IdentitySource {
@@ -24,7 +25,7 @@ export interface IdentitySource {
 }
 
 /** An identity directory, watched for rotation (the previous identity stays when the files are unusable). */
-export function identityDirSource(dir: string, log: (message: string) => void): IdentitySource {
+export function identityDirSource(dir: string, log: Logger): IdentitySource {
   let watcher: IdentityWatcher | undefined;
   return {
     name: 'directory',
@@ -33,7 +34,8 @@ export function identityDirSource(dir: string, log: (message: string) => void): 
       watcher = watchIdentityDir(dir, {
         initial: identity,
         onChange: onRotated,
-        onError: (err) => log(`identity directory unusable, keeping the current certificate: ${err.message}`),
+        onError: (err) =>
+          log.warn('identity directory unusable, keeping the current certificate', { dir, error: err }),
       });
       return identity;
     },
@@ -54,7 +56,7 @@ export interface ProxyOptions {
   appAddress: string;
   detectTimeoutMs: number;
   drainMs: number;
-  log: (message: string) => void;
+  log: Logger;
 }
 
 /** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
@@ -108,22 +110,30 @@ export class SidecarProxy {
     const identity = await o.identity.start((next) => {
       this.#credentials?.update(next);
       this.#pools.reset();
-      o.log(`identity rotated: ${next.spiffeId} valid until ${next.notAfter.toISOString()}`);
+      o.log.info('identity rotated', { spiffeId: next.spiffeId, notAfter: next.notAfter.toISOString() });
     });
     this.#credentials = new MeshTlsCredentials(identity);
-    o.log(`identity ${identity.spiffeId} valid until ${identity.notAfter.toISOString()}`);
+    o.log.info('identity loaded', {
+      spiffeId: identity.spiffeId,
+      notAfter: identity.notAfter.toISOString(),
+    });
 
     o.source.start(
       (view) => {
         this.#view = view;
         this.lb.retain([...view.endpoints.values()].flat());
         this.metrics.reloads.inc([o.source.name]);
-        o.log(
-          `config version ${view.version}: ${view.byDestination.size} destinations, ${view.model.routes.length} routes`,
-        );
-        for (const w of view.model.warnings) o.log(`config warning: ${w}`);
+        o.log.info('config applied', {
+          version: view.version,
+          source: o.source.name,
+          destinations: view.byDestination.size,
+          routes: view.model.routes.length,
+        });
+        for (const w of view.model.warnings)
+          o.log.warn('config warning', { version: view.version, warning: w });
       },
-      (err) => o.log(`config not applied, keeping the previous one: ${err.message}`),
+      (err) =>
+        o.log.warn('config not applied, keeping the previous one', { source: o.source.name, error: err }),
     );
 
     const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics };
@@ -145,9 +155,12 @@ export class SidecarProxy {
     this.#httpServers.push(outbound.http, inbound.http);
     await listen(outbound.server, o.outboundPort, o.bind);
     await listen(inbound.server, o.inboundPort, o.bind);
-    o.log(
-      `listening: outbound ${o.outboundPort}, inbound ${o.inboundPort} (${o.mode}), admin ${o.adminPort}`,
-    );
+    o.log.info('listening', {
+      outboundPort: o.outboundPort,
+      inboundPort: o.inboundPort,
+      mode: o.mode,
+      adminPort: o.adminPort,
+    });
   }
 
   /** Graceful drain: not ready, no new connections, open ones get up to drainMs to finish. */

@@ -11,6 +11,8 @@
  *
  * As a process: node images/echo/echo-server.ts --name NAME --port P [--host H]  (host defaults to 0.0.0.0
  * there, so it can serve a pod's address in a network namespace; in-process startEchoServer defaults to 127.0.0.1).
+ * The process prints `echo-server NAME holding METHOD URL` when a request asking for a delay arrives, so a
+ * test can wait until such a request is in flight instead of sleeping.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -56,6 +58,8 @@ export interface EchoServerOptions {
   host?: string;
   /** Reported as `pod` in every reply, so a client can tell replicas apart (the image sets the pod name). */
   pod?: string;
+  /** Called as each request arrives, before it is answered. */
+  onRequest?: (method: string, url: string) => void;
 }
 
 export interface EchoServer {
@@ -81,6 +85,7 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
   const sockets = new Set<net.Socket>();
 
   const onRequest = (req: EchoRequest, res: EchoResponse): void => {
+    options.onRequest?.(req.method ?? '', req.url ?? '');
     handleRequest(name, pod, req, res).catch(() => {
       res.destroy();
     });
@@ -617,7 +622,15 @@ async function runAsProcess(argv: string[]): Promise<number> {
   }
   let server: EchoServer;
   try {
-    server = await startEchoServer({ name: values.name, port, host: values.host ?? '0.0.0.0' });
+    const name = values.name;
+    server = await startEchoServer({
+      name,
+      port,
+      host: values.host ?? '0.0.0.0',
+      onRequest: (method, url) => {
+        if (/[?&]delay=/.test(url)) process.stdout.write(`echo-server ${name} holding ${method} ${url}\n`);
+      },
+    });
   } catch (err) {
     process.stderr.write(`echo-server: cannot listen: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;

@@ -12,6 +12,7 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
 import https from 'node:https';
 import tls from 'node:tls';
 import { asStatus, describeStatus, type ApiStatus } from './watch-protocol.ts';
+import type { CredentialSource } from './kube-credentials.ts';
 
 /** A failed API request; the message is one line. `status.code` is the HTTP status when there was one. */
 export class KubeApiError extends Error {
@@ -44,8 +45,12 @@ export interface KubeApiOptions {
   readonly caPem?: string;
   readonly tlsServerName?: string;
   readonly insecureSkipTlsVerify?: boolean;
-  /** Asked for every request; may cache (a token file) or run a plugin (exec credentials). */
-  readonly credentials: () => Promise<Credentials>;
+  /**
+   * Asked for every request; may cache (a token file) or run a plugin (exec credentials). When the API
+   * server answers 401 and the source's `rejected` says fresh credentials may differ, the request is sent
+   * once more with them.
+   */
+  readonly credentials: CredentialSource;
   readonly userAgent?: string;
 }
 
@@ -144,14 +149,30 @@ export class KubeApi {
 
   /** Sends a request and resolves with the response (any status) once its headers arrive. */
   async open(method: string, path: string, options: RequestOptions = {}): Promise<IncomingMessage> {
-    const what = `${method} ${path}`;
-    let credentials: Credentials;
+    const signal = combinedSignal(options.signal, options.timeoutMs);
+    const credentials = await this.#credentials();
+    const res = await this.#send(method, path, options, signal, credentials);
+    if (res.statusCode !== 401 || this.#o.credentials.rejected?.(credentials) !== true) return res;
+    res.resume();
+    return this.#send(method, path, options, signal, await this.#credentials());
+  }
+
+  async #credentials(): Promise<Credentials> {
     try {
-      credentials = await this.#o.credentials();
+      return await this.#o.credentials();
     } catch (error) {
       throw new KubeApiError(`credentials for ${this.server}: ${errorLine(error)}`);
     }
-    const signal = combinedSignal(options.signal, options.timeoutMs);
+  }
+
+  #send(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    signal: AbortSignal | undefined,
+    credentials: Credentials,
+  ): Promise<IncomingMessage> {
+    const what = `${method} ${path}`;
     signal?.throwIfAborted();
     const url = requestUrl(this.server, path, options.query);
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);

@@ -2,6 +2,10 @@
 // certificate, basic auth, or an exec credential plugin (client.authentication.k8s.io ExecCredential, as
 // kubectl runs them: cloud providers' login helpers). Legacy auth-provider entries are refused when the
 // kubeconfig is loaded.
+//
+// An exec credential is used until shortly before its expirationTimestamp, and until the API server answers
+// 401 to it: then the plugin runs again and the request is sent once more (client-go does the same; a
+// credential without expirationTimestamp would otherwise be kept after it was revoked or rotated).
 import { execFile } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import type { Credentials } from './kube-api.ts';
@@ -10,9 +14,15 @@ import type { Credentials } from './kube-api.ts';
 const TOKEN_FILE_MAX_AGE_MS = 60_000;
 const EXEC_TIMEOUT_MS = 30_000;
 /** An exec credential is run again this long before it expires. */
-const EXEC_EXPIRY_MARGIN_MS = 10_000;
+export const EXEC_EXPIRY_MARGIN_MS = 10_000;
 
-export type CredentialSource = () => Promise<Credentials>;
+export type CredentialSource = (() => Promise<Credentials>) & {
+  /**
+   * The API server answered 401 to `rejected`: forget it if it is still the current one. True when the next
+   * call may return other credentials (so the request is worth sending once more).
+   */
+  readonly rejected?: (rejected: Credentials) => boolean;
+};
 
 export const fixedCredentials =
   (credentials: Credentials): CredentialSource =>
@@ -56,8 +66,20 @@ function execStatus(stdout: string): { credentials: Credentials; expiresAt: numb
   return { credentials, expiresAt: Number.isNaN(expiresAt) ? 0 : expiresAt };
 }
 
-/** Runs the plugin when there is no unexpired credential; concurrent requests share one run. */
-export function execCredentials(exec: ExecConfig): CredentialSource {
+export interface ExecCredentialOptions {
+  /** The clock expirationTimestamp is compared with (ms since the epoch). */
+  readonly now?: () => number;
+  /** Run the plugin again this long before the credential expires. */
+  readonly expiryMarginMs?: number;
+}
+
+/**
+ * Runs the plugin when there is no credential, when it is about to expire, or after the API server
+ * rejected it; concurrent requests share one run.
+ */
+export function execCredentials(exec: ExecConfig, options: ExecCredentialOptions = {}): CredentialSource {
+  const now = options.now ?? Date.now;
+  const margin = options.expiryMarginMs ?? EXEC_EXPIRY_MARGIN_MS;
   let cached: { credentials: Credentials; expiresAt: number } | undefined;
   let running: Promise<Credentials> | undefined;
   const run = (): Promise<Credentials> =>
@@ -84,10 +106,17 @@ export function execCredentials(exec: ExecConfig): CredentialSource {
         }
       });
     });
-  return () => {
-    if (cached && Date.now() < cached.expiresAt - EXEC_EXPIRY_MARGIN_MS)
-      return Promise.resolve(cached.credentials);
+  const source = (): Promise<Credentials> => {
+    if (cached && now() < cached.expiresAt - margin) return Promise.resolve(cached.credentials);
     running ??= run().finally(() => (running = undefined));
     return running;
   };
+  return Object.assign(source, {
+    rejected(credentials: Credentials): boolean {
+      // Several requests may fail with the same credential: only the first drops it, and the others' retries
+      // share the run it starts (or use its result).
+      if (cached?.credentials === credentials) cached = undefined;
+      return true;
+    },
+  });
 }

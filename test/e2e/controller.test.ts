@@ -184,10 +184,42 @@ describe('controller deployed from manifests/', function () {
   let ns: Awaited<ReturnType<typeof testNamespace>> | undefined;
   let bundlePem = '';
   let serviceAddress = '';
-  let source: ControllerConfigSource | undefined;
-  let view: ProxyView | undefined;
-  let identity: Identity | undefined;
+  const sources: ControllerConfigSource[] = [];
   const sourceErrors: string[] = [];
+
+  /** A workload certificate from the controller at `address` for the service account "workload". */
+  async function workloadIdentity(address: string): Promise<Identity> {
+    const keys = await generateKeyPair();
+    const spiffeId = `spiffe://${TRUST_DOMAIN}/ns/${ns!.name}/sa/workload`;
+    const reply = await requestCertificate(
+      address,
+      bundlePem,
+      await token(ns!.name, 'workload', 'workload'),
+      await createCsr({ keys, spiffeId }),
+    );
+    assert.equal(reply.status, 200, JSON.stringify(reply.body));
+    const identity = parseIdentity({
+      certPem: reply.body.certChain as string,
+      keyPem: await privateKeyToPem(keys.privateKey),
+      bundlePem: reply.body.trustBundle as string,
+    });
+    assert.equal(identity.spiffeId, spiffeId);
+    return identity;
+  }
+
+  /** A config source like a sidecar's; `view()` is what it last received. Stopped in after(). */
+  function configSource(address: string, identity: Identity) {
+    let view: ProxyView | undefined;
+    const source = new ControllerConfigSource({ address, identity: () => identity });
+    sources.push(source);
+    source.start(
+      (v) => (view = v),
+      (error) => sourceErrors.push(error.message),
+    );
+    const hasRoute = (name: string) => () =>
+      Promise.resolve(view?.model.routes.some((r) => r.name === name) ? true : undefined);
+    return { source, hasRoute };
+  }
 
   before(async function () {
     await requireCluster();
@@ -201,16 +233,24 @@ describe('controller deployed from manifests/', function () {
     await apply([plainService('svc'), plainService('v1')], ns.name);
     await kubectl(['-n', ns.name, 'create', 'serviceaccount', 'workload']);
     await apply([sleeperPod('workload', 'workload')], ns.name);
+    // The routes every test may look at; each test waits for the status it checks.
+    await apply(
+      [
+        httpRoute('good', 'v1'),
+        httpRoute('dangling', 'missing'),
+        httpRoute('shared', 'v1', [GATEWAY_PARENT]),
+      ],
+      ns.name,
+    );
   });
 
   after(async function () {
-    source?.stop();
+    for (const source of sources) source.stop();
     await ns?.delete();
     await removeController();
   });
 
   it('marks a route with a Service parent Accepted and ResolvedRefs', async function () {
-    await apply([httpRoute('good', 'v1')], ns!.name);
     const entry = await eventually('status of route good', async () => {
       const e = await ours(ns!.name, 'good');
       return condition(e, 'ResolvedRefs')?.status === 'True' ? e : undefined;
@@ -220,7 +260,6 @@ describe('controller deployed from manifests/', function () {
   });
 
   it('reports a missing backend as ResolvedRefs=False/BackendNotFound', async function () {
-    await apply([httpRoute('dangling', 'missing')], ns!.name);
     const entry = await eventually('status of route dangling', async () => {
       const e = await ours(ns!.name, 'dangling');
       return condition(e, 'ResolvedRefs')?.status === 'False' ? e : undefined;
@@ -230,9 +269,7 @@ describe('controller deployed from manifests/', function () {
   });
 
   it("keeps another controller's entry on a shared route", async function () {
-    const gateway = GATEWAY_PARENT;
     const foreign = FOREIGN_ENTRY;
-    await apply([httpRoute('shared', 'v1', [gateway])], ns!.name);
     // A merge patch replaces the list: if ours was there, it is gone until the controller puts it back.
     await kubectl([
       '-n',
@@ -262,38 +299,12 @@ describe('controller deployed from manifests/', function () {
     const pods = await controllerPods();
     const pod = pods.find((p) => p.ready && p.ip !== '');
     assert.ok(pod, 'a ready controller pod with an IP');
-    const keys = await generateKeyPair();
-    const spiffeId = `spiffe://${TRUST_DOMAIN}/ns/${ns!.name}/sa/workload`;
-    const reply = await requestCertificate(
-      hostPort(pod.ip, 15012),
-      bundlePem,
-      await token(ns!.name, 'workload', 'workload'),
-      await createCsr({ keys, spiffeId }),
-    );
-    assert.equal(reply.status, 200, JSON.stringify(reply.body));
-    identity = parseIdentity({
-      certPem: reply.body.certChain as string,
-      keyPem: await privateKeyToPem(keys.privateKey),
-      bundlePem: reply.body.trustBundle as string,
-    });
-    assert.equal(identity.spiffeId, spiffeId);
-
-    const current = identity;
-    source = new ControllerConfigSource({ address: hostPort(pod.ip, 15012), identity: () => current });
-    source.start(
-      (v) => (view = v),
-      (error) => sourceErrors.push(error.message),
-    );
-    await eventually('snapshot with route good', () =>
-      Promise.resolve(view?.model.routes.some((r) => r.name === 'good') ? true : undefined),
-    );
+    const address = hostPort(pod.ip, 15012);
+    const { hasRoute } = configSource(address, await workloadIdentity(address));
+    await eventually('snapshot with route good', hasRoute('good'));
     const startedAt = Date.now();
     await apply([httpRoute('pushed', 'v1')], ns!.name);
-    await eventually(
-      'route change reaches the sidecar',
-      () => Promise.resolve(view?.model.routes.some((r) => r.name === 'pushed') ? true : undefined),
-      20_000,
-    );
+    await eventually('route change reaches the sidecar', hasRoute('pushed'), 20_000);
     console.log(
       `      route change seen by the config source after ${Date.now() - startedAt} ms (kubectl apply included)`,
     );
@@ -344,20 +355,17 @@ describe('controller deployed from manifests/', function () {
   });
 
   it('loses nothing when every controller pod is replaced', async function () {
-    assert.ok(source && identity, 'the config source test ran');
-    // The source so far talked to one pod by IP; from here on it goes through the Service, as sidecars do.
-    source.stop();
-    const current = identity;
-    view = undefined;
-    source = new ControllerConfigSource({ address: serviceAddress, identity: () => current });
-    source.start(
-      (v) => (view = v),
-      (error) => sourceErrors.push(error.message),
+    // Through the Service, as sidecars connect.
+    const { source, hasRoute } = configSource(serviceAddress, await workloadIdentity(serviceAddress));
+    await eventually('source connected through the Service', hasRoute('good'));
+    const goodBefore = await eventually('status of route good', async () => {
+      const e = await ours(ns!.name, 'good');
+      return condition(e, 'ResolvedRefs')?.status === 'True' ? e : undefined;
+    });
+    await eventually('status of route dangling', async () =>
+      condition(await ours(ns!.name, 'dangling'), 'ResolvedRefs')?.status === 'False' ? true : undefined,
     );
-    await eventually('source connected through the Service', () =>
-      Promise.resolve(view?.model.routes.some((r) => r.name === 'pushed') ? true : undefined),
-    );
-    const goodBefore = await ours(ns!.name, 'good');
+    const sharedBefore = (await parents(ns!.name, 'shared')).map((p) => p.controllerName).sort();
     const oldPods = (await controllerPods()).map((p) => p.name);
     const disconnectsBefore = source.state.disconnects;
 
@@ -374,11 +382,7 @@ describe('controller deployed from manifests/', function () {
     await controllerRollout();
     // A change made after the restart reaches the sidecar through a new stream and is written to status.
     await apply([httpRoute('after-restart', 'v1')], ns!.name);
-    await eventually(
-      'sidecar converges after the restart',
-      () => Promise.resolve(view?.model.routes.some((r) => r.name === 'after-restart') ? true : undefined),
-      90_000,
-    );
+    await eventually('sidecar converges after the restart', hasRoute('after-restart'), 90_000);
     assert.ok(source.state.disconnects > disconnectsBefore, 'the stream was cut by the restart');
     assert.ok(source.state.connected);
     await eventually('status of the new route', async () =>
@@ -389,6 +393,6 @@ describe('controller deployed from manifests/', function () {
     const dangling = await ours(ns!.name, 'dangling');
     assert.equal(condition(dangling, 'ResolvedRefs')?.reason, 'BackendNotFound');
     const shared = await parents(ns!.name, 'shared');
-    assert.equal(shared.length, 2);
+    assert.deepEqual(shared.map((p) => p.controllerName).sort(), sharedBefore, 'entries on route shared');
   });
 });

@@ -65,17 +65,20 @@ describe('leader election on the local cluster', function () {
   this.timeout(120_000);
   let ns: Awaited<ReturnType<typeof testNamespace>> | undefined;
   let api: KubeApi;
-  const candidates: Candidate[] = [];
-  /** Who leads right now, by the callbacks, and the most that ever led at once. */
+  /** The candidates of the running test (each test elects on a lease of its own); stopped after it. */
+  let candidates: Candidate[] = [];
+  /** Who leads right now, by the callbacks, and the most that ever led at once, in the running test. */
   const leading = new Set<string>();
   let peakLeaders = 0;
+  let relay: Awaited<ReturnType<typeof apiRelay>> | undefined;
 
-  function candidate(name: string): Candidate {
+  function candidate(name: string, leaseName: string): Candidate {
     const terms: Candidate['terms'] = [];
     const logs: string[] = [];
     const elector = new LeaderElector({
       api,
       namespace: ns!.name,
+      leaseName,
       identity: electionIdentity(name),
       log: (message) => logs.push(message),
       onStartedLeading: (signal) => {
@@ -96,8 +99,8 @@ describe('leader election on the local cluster', function () {
 
   const leaders = (): Candidate[] => candidates.filter((c) => c.elector.isLeader);
 
-  async function readLease(): Promise<LeaseJson> {
-    const { stdout } = await kubectl(['-n', ns!.name, 'get', 'lease', DEFAULT_LEASE_NAME, '-o', 'json']);
+  async function readLease(leaseName: string): Promise<LeaseJson> {
+    const { stdout } = await kubectl(['-n', ns!.name, 'get', 'lease', leaseName, '-o', 'json']);
     return JSON.parse(stdout) as LeaseJson;
   }
 
@@ -112,29 +115,40 @@ describe('leader election on the local cluster', function () {
     );
   }
 
+  /** Two candidates racing for a new lease, once one of them leads. */
+  async function elected(leaseName: string): Promise<{ first: Candidate; second: Candidate }> {
+    const a = candidate('controller-a', leaseName);
+    const b = candidate('controller-b', leaseName);
+    a.elector.start();
+    b.elector.start();
+    const first = await waitForLeader('a leader is elected');
+    return { first, second: first === a ? b : a };
+  }
+
   before(async () => {
     await requireCluster();
     api = loadKubeConfig({ kubeconfigPath: clusterPaths().kubeconfig }).api;
     ns = await testNamespace('lease');
   });
 
-  after(async () => {
+  beforeEach(() => {
+    candidates = [];
+    leading.clear();
+    peakLeaders = 0;
+  });
+
+  afterEach(async () => {
     await Promise.all(candidates.map((c) => c.elector.stop()));
     relay?.close();
+    relay = undefined;
+  });
+
+  after(async () => {
     if (ns && process.env.KEEP_NAMESPACE !== '1') await ns.delete();
   });
 
-  let relay: Awaited<ReturnType<typeof apiRelay>> | undefined;
-  let first: Candidate;
-  let second: Candidate;
-
   it('two electors racing for a new lease: exactly one leads, and keeps leading', async () => {
-    const a = candidate('controller-a');
-    const b = candidate('controller-b');
-    a.elector.start();
-    b.elector.start();
-    first = await waitForLeader('a leader is elected');
-    second = first === a ? b : a;
+    const { first, second } = await elected(DEFAULT_LEASE_NAME);
     await sleep(6000); // three renewals
     assert.deepEqual(
       leaders().map((c) => c.name),
@@ -143,7 +157,7 @@ describe('leader election on the local cluster', function () {
     assert.equal(peakLeaders, 1, 'never two leaders at once');
     assert.equal(first.terms.length, 1, 'no flapping');
     assert.equal(second.terms.length, 0);
-    const lease = await readLease();
+    const lease = await readLease(DEFAULT_LEASE_NAME);
     assert.equal(lease.spec.holderIdentity, first.elector.identity);
     assert.equal(lease.spec.leaseDurationSeconds, 15);
     assert.equal(lease.spec.leaseTransitions, 0);
@@ -151,6 +165,7 @@ describe('leader election on the local cluster', function () {
   });
 
   it('the leader stops (releasing the lease): the other takes over within a retry period', async () => {
+    const { first, second } = await elected('release');
     const started = performance.now();
     await first.elector.stop();
     const term = first.terms[0];
@@ -161,42 +176,47 @@ describe('leader election on the local cluster', function () {
     const elapsed = performance.now() - started;
     assert.ok(elapsed < 5000, `took over after ${Math.round(elapsed)} ms`);
     assert.equal(leaders()[0], second);
-    const lease = await readLease();
+    const lease = await readLease('release');
     assert.equal(lease.spec.holderIdentity, second.elector.identity);
     assert.equal(lease.spec.leaseTransitions, 1, 'a takeover counts a transition');
     assert.equal(peakLeaders, 1);
   });
 
   it('the leader dies without releasing: a candidate waits out the lease duration, then takes over', async () => {
-    const third = candidate('controller-c');
-    third.elector.start();
+    const leader = candidate('controller-a', 'expiry');
+    leader.elector.start();
+    await waitForLeader('the first candidate leads');
+    const next = candidate('controller-c', 'expiry');
+    next.elector.start();
     await eventually('the new candidate sees the leader', () =>
-      Promise.resolve(third.elector.leader === second.elector.identity ? true : undefined),
+      Promise.resolve(next.elector.leader === leader.elector.identity ? true : undefined),
     );
     await sleep(1000);
     const died = performance.now();
-    await second.elector.stop({ release: false });
-    await waitForLeader('the candidate takes over the expired lease', second, 30_000);
+    await leader.elector.stop({ release: false });
+    await waitForLeader('the candidate takes over the expired lease', leader, 30_000);
     const elapsed = performance.now() - died;
     // The last renewal was at most one retry period (+ jitter) before the stop, and the candidate saw it
     // at most one retry period later; it takes over at its first round after 15 s more.
     assert.ok(elapsed > 12_000 && elapsed < 22_000, `took over after ${Math.round(elapsed)} ms`);
-    assert.equal(leaders()[0], third);
-    const lease = await readLease();
-    assert.equal(lease.spec.holderIdentity, third.elector.identity);
-    assert.equal(lease.spec.leaseTransitions, 2);
+    assert.equal(leaders()[0], next);
+    const lease = await readLease('expiry');
+    assert.equal(lease.spec.holderIdentity, next.elector.identity);
+    assert.equal(lease.spec.leaseTransitions, 1);
     assert.equal(peakLeaders, 1);
   });
 
   it('someone else writes the lease while we lead: we stop leading at once', async () => {
-    const third = leaders()[0]!;
-    const term = third.terms.at(-1)!;
+    const leader = candidate('controller-a', 'intruded');
+    leader.elector.start();
+    await waitForLeader('it leads');
+    const term = leader.terms.at(-1)!;
     await kubectl([
       '-n',
       ns!.name,
       'patch',
       'lease',
-      DEFAULT_LEASE_NAME,
+      'intruded',
       '--type=merge',
       '-p',
       JSON.stringify({ spec: { holderIdentity: 'intruder' } }),
@@ -207,7 +227,7 @@ describe('leader election on the local cluster', function () {
     assert.ok(elapsed < 4000, `stepped down after ${Math.round(elapsed)} ms`);
     assert.equal(term.stopped, true);
     assert.equal(leaders().length, 0, 'nobody leads while the intruder holds the lease');
-    assert.match(third.logs.join('\n'), /stopped leading: the lease is held by intruder/);
+    assert.match(leader.logs.join('\n'), /stopped leading: the lease is held by intruder/);
   });
 
   it('the API server becomes unreachable while leading: stops leading by the renew deadline', async () => {

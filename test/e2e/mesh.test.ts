@@ -276,24 +276,42 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
     assert.ok(v2 > 0.04 && v2 < 0.16, `v2 share ${v2} (${JSON.stringify(counts)})`);
   });
 
-  it('matches on a header', async () => {
-    await apply(
-      [
-        route('echo', { name: 'echo' }, [
-          {
-            matches: [{ headers: [{ name: 'x-canary', value: 'true' }] }],
-            backendRefs: [backend('echo-v2')],
-          },
-          { backendRefs: [backend('echo-v1')] },
-        ]),
-      ],
+  /** The producer route: header x-canary: true → v2, else v1. */
+  const canaryRoute = () =>
+    route('echo', { name: 'echo' }, [
+      {
+        matches: [{ headers: [{ name: 'x-canary', value: 'true' }] }],
+        backendRefs: [backend('echo-v2')],
+      },
+      { backendRefs: [backend('echo-v1')] },
+    ]);
+
+  /** Whether the server namespace's client sidecar has the producer route echo. */
+  async function clientHasRoute(): Promise<boolean> {
+    const { stdout } = await kubectl([
+      '-n',
       server.name,
-    );
+      'exec',
+      'deploy/client',
+      '-c',
+      'app',
+      '--',
+      'curl',
+      '-sS',
+      'localhost:15021/config_dump',
+    ]);
+    const routes = (JSON.parse(stdout) as { config: { routes: { route: string }[] } }).config.routes;
+    return routes.some((r) => r.route === `HTTPRoute ${server.name}/echo`);
+  }
+
+  it('matches on a header', async () => {
+    await apply([canaryRoute()], server.name);
     await until(server.name, serverUrl, 'echo-v2', ['x-canary: true']);
     await until(server.name, serverUrl, 'echo-v1');
   });
 
   it('applies a consumer route only in its own namespace', async () => {
+    await apply([canaryRoute()], server.name);
     await apply(
       [
         {
@@ -322,23 +340,14 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
   });
 
   it('converges within seconds when a route is deleted and re-created', async () => {
+    await apply([canaryRoute()], server.name);
+    await eventually('the client sidecar has the route', async () =>
+      (await clientHasRoute()) ? true : undefined,
+    );
     await kubectl(['-n', server.name, 'delete', 'httproute', 'echo']);
-    await eventually('the client sidecar dropped the route', async () => {
-      const { stdout } = await kubectl([
-        '-n',
-        server.name,
-        'exec',
-        'deploy/client',
-        '-c',
-        'app',
-        '--',
-        'curl',
-        '-sS',
-        'localhost:15021/config_dump',
-      ]);
-      const routes = (JSON.parse(stdout) as { config: { routes: { route: string }[] } }).config.routes;
-      return routes.some((r) => r.route === `HTTPRoute ${server.name}/echo`) ? undefined : true;
-    });
+    await eventually('the client sidecar dropped the route', async () =>
+      (await clientHasRoute()) ? undefined : true,
+    );
     const started = Date.now();
     await apply([route('echo', { name: 'echo' }, [{ backendRefs: [backend('echo-v2')] }])], server.name);
     await until(server.name, serverUrl, 'echo-v2');

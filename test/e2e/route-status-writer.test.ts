@@ -51,11 +51,9 @@ describe('route status writer on the local cluster', function () {
   let writer: StatusWriter;
   let services: K8sObject[] = [];
   const logs: string[] = [];
-  let computeCalls = 0;
 
   /** What the controller will do: Sluice's entries from the model, merged into whatever is there. */
   const compute: ComputeStatus = (current: RouteObject) => {
-    computeCalls++;
     const model = buildMeshModel(services);
     const desired = desiredParentStatuses(undefined, current, model, conditionTime());
     const parents = mergeRouteStatus(readParentStatuses(current), desired);
@@ -135,6 +133,8 @@ describe('route status writer on the local cluster', function () {
   });
 
   it('a second write with nothing changed makes no API call', async () => {
+    const first = await writer.write(await get('httproute', 'web'), compute);
+    assert.ok(['written', 'unchanged'].includes(first.outcome), first.outcome);
     const current = await get('httproute', 'web');
     const before = writer.metrics();
     const result = await writer.write(current, compute);
@@ -192,23 +192,26 @@ describe('route status writer on the local cluster', function () {
   });
 
   it('drops a write for a route that was deleted', async () => {
-    const current = await get('grpcroute', 'rpc');
-    await kubectl(['-n', ns!.name, 'delete', 'grpcroute', 'rpc', '--wait=true']);
+    await apply([route('GRPCRoute', 'doomed')], ns!.name);
+    const current = await get('grpcroute', 'doomed');
+    await kubectl(['-n', ns!.name, 'delete', 'grpcroute', 'doomed', '--wait=true']);
     const touched = { ...current, status: {} };
     assert.equal((await writer.write(touched, compute)).outcome, 'deleted');
     assert.equal(
-      (await writer.write({ kind: 'GRPCRoute', namespace: ns!.name, name: 'rpc' }, compute)).outcome,
+      (await writer.write({ kind: 'GRPCRoute', namespace: ns!.name, name: 'doomed' }, compute)).outcome,
       'deleted',
     );
   });
 
   it('writes nothing once stopped (no longer the leader)', async () => {
-    await writer.stop();
-    const before = writer.metrics();
-    const result = await writer.write({ kind: 'HTTPRoute', namespace: ns!.name, name: 'web' }, compute);
+    // A writer of its own: stopping the shared one would leave nothing for a test that runs after this one.
+    const stopped = new StatusWriter({ api, log: (message) => logs.push(message) });
+    stopped.start();
+    await stopped.stop();
+    const before = stopped.metrics();
+    const result = await stopped.write({ kind: 'HTTPRoute', namespace: ns!.name, name: 'web' }, compute);
     assert.equal(result.outcome, 'stopped');
-    assert.deepEqual(delta(before), { get: 0, patch: 0, conflicts: 0 });
+    assert.deepEqual(stopped.metrics().requests, before.requests);
     assert.deepEqual(logs, [], 'nothing went wrong along the way');
-    assert.ok(computeCalls > 0);
   });
 });

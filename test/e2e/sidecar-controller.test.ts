@@ -102,9 +102,10 @@ describe('sluice proxy --controller (host process)', function () {
     await removeController();
   });
 
-  it('publishes the trust bundle ConfigMap in the test namespace', async function () {
+  /** Waits for the controller to publish the trust bundle ConfigMap in the test namespace; its ca.crt. */
+  async function publishedBundle(): Promise<string> {
     let seen = 'no ConfigMap';
-    await eventually(`ConfigMap sluice-ca-root with the bundle of ${CONTROL_NAMESPACE}`, async () => {
+    return eventually(`ConfigMap sluice-ca-root with the bundle of ${CONTROL_NAMESPACE}`, async () => {
       const { code, stdout } = await kubectl(
         ['-n', ns!.name, 'get', 'configmap', 'sluice-ca-root', '-o', 'json'],
         { okCodes: [1] },
@@ -116,16 +117,21 @@ describe('sluice proxy --controller (host process)', function () {
       };
       const owner = cm.metadata.annotations?.['sluice.dev/control-plane'];
       seen = `owner ${owner ?? 'none'}, ${cm.data?.['ca.crt'] === bundleFromSecret ? 'same' : 'another'} bundle`;
-      return owner === CONTROL_NAMESPACE && cm.data?.['ca.crt'] === bundleFromSecret ? true : undefined;
+      return owner === CONTROL_NAMESPACE && cm.data?.['ca.crt'] === bundleFromSecret
+        ? cm.data['ca.crt']
+        : undefined;
     }).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}; last seen: ${seen}`);
     });
+  }
+
+  it('publishes the trust bundle ConfigMap in the test namespace', async function () {
+    await publishedBundle();
   });
 
   it('gets a certificate and config from the controller, and follows a route change', async function () {
-    const cm = await getJson(['-n', ns!.name, 'get', 'configmap', 'sluice-ca-root']);
     const bundleFile = join(dir, 'ca.crt');
-    writeFileSync(bundleFile, (cm.data as Record<string, string>)['ca.crt']!);
+    writeFileSync(bundleFile, await publishedBundle());
     const { stdout: token } = await kubectl([
       '-n',
       ns!.name,

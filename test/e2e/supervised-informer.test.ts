@@ -9,6 +9,7 @@ import type { KubeObject } from '../../lib/kube/object-cache.ts';
 import { ApiFaultProxy } from '../support/api-fault-proxy.ts';
 import { apply, kubectl, requireCluster, testNamespace } from '../support/kube.ts';
 import { TcpProxy } from '../support/tcp-proxy.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 interface ConfigMap extends KubeObject {
   data?: Record<string, string>;
@@ -37,15 +38,8 @@ function apiServerAddress(): { host: string; port: number } {
 }
 
 /** Polls fast (the informer reacts in milliseconds) until `check` returns something. */
-async function until<T>(what: string, check: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}
+const until = <T>(what: string, check: () => T | undefined, timeoutMs = 15_000): Promise<T> =>
+  waitFor(what, check, { timeoutMs, intervalMs: 25 });
 
 describe('supervised informer against the local cluster', function () {
   this.timeout(60_000);

@@ -50,7 +50,10 @@ describe('transparent capture (netns + iptables)', function () {
       `${excluded.ip}/32,${excluded.ip6}`,
     ];
     const out = await h.runIn(app, nodeBin, [sluice, ...initArgs]);
-    assert.match(out, /capturing IPv4 and IPv6 TCP/, 'auto mode must detect the pod IPv6 address');
+    const line = JSON.parse(out) as Record<string, unknown>;
+    assert.equal(line.component, 'init-iptables');
+    assert.equal(line.msg, 'capturing TCP');
+    assert.deepEqual(line.ipFamilies, ['IPv4', 'IPv6'], 'auto mode must detect the pod IPv6 address');
 
     await Promise.all([
       startServer(app, ['outbound=15001', 'inbound=15006', 'admin=15021'], PROXY_UID),
@@ -208,13 +211,23 @@ describe('transparent capture (netns + iptables)', function () {
   it('fails with one line and exit code 1 without permission or without iptables', async () => {
     const denied = await h.run(app, nodeBin, [sluice, 'init-iptables', '--ipv6', 'off'], { uid: APP_UID });
     assert.equal(denied.code, 1);
-    assert.equal(
-      denied.stderr,
-      'sluice init-iptables: iptables-save: permission denied (needs root or CAP_NET_ADMIN in the pod)\n',
-    );
+    assert.equal(denied.stdout.split('\n').length, 2, denied.stdout);
+    assert.deepEqual(pick(denied.stdout), {
+      level: 'error',
+      component: 'init-iptables',
+      msg: 'iptables-save: permission denied (needs root or CAP_NET_ADMIN in the pod)',
+    });
 
     const missing = await h.run(app, '/usr/bin/env', ['PATH=/nonexistent', nodeBin, sluice, 'init-iptables']);
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /^sluice init-iptables: iptables-save not found: install iptables .*\n$/);
+    assert.equal(missing.stdout.split('\n').length, 2, missing.stdout);
+    const line = pick(missing.stdout);
+    assert.equal(line.level, 'error');
+    assert.match(String(line.msg), /^iptables-save not found: install iptables /);
   });
 });
+
+function pick(text: string): Record<string, unknown> {
+  const line = JSON.parse(text) as Record<string, unknown>;
+  return { level: line.level, component: line.component, msg: line.msg };
+}

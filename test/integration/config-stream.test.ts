@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { setImmediate } from 'node:timers/promises';
 import { ConfigHub } from '../../controller/config-hub.ts';
 import { ConfigServer } from '../../controller/config-server.ts';
 import { CONFIG_PATH, controllerSpiffeId } from '../../protocol/config-protocol.ts';
@@ -15,7 +16,7 @@ import { x509 } from '../../pki/x509-lib.ts';
 import { clientTlsOptions, createMeshSecureContext, MeshTlsCredentials } from '../../pki/tls-options.ts';
 import { ControllerConfigSource } from '../../sidecar/controller-config-source.ts';
 import { podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
-import { eventually } from '../../lib/eventually.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 const TD = 'cluster.local';
 const CONTROLLER_ID = controllerSpiffeId(TD);
@@ -80,9 +81,6 @@ function meshObjects(): K8sObject[] {
     route('a', 'consumer-a', ['shop', 'reviews'], '/from-a'),
   ];
 }
-
-const waitFor = <T>(what: string, check: () => T | undefined | false, timeoutMs = 4000): Promise<T> =>
-  eventually(what, check, timeoutMs, 10);
 
 /** TLS material signed by the mesh CA but without a SPIFFE ID (a DNS name only): not a workload. */
 async function nonWorkloadPem(ca: CertificateAuthority): Promise<Identity> {
@@ -341,7 +339,8 @@ describe('config stream: controller → sidecars over mTLS (loopback)', function
     await server.close();
     hub.close();
     await waitFor('disconnected', () => !a.source.state.connected && !b.source.state.connected);
-    await new Promise((resolve) => setTimeout(resolve, 100)); // a few failed reconnects
+    const disconnects = a.source.state.disconnects;
+    await waitFor('a few failed reconnects', () => a.source.state.disconnects >= disconnects + 2);
     assert.equal(a.view, lastA, 'the last view stays in use');
     assert.equal(b.views, viewsB);
     assert.ok(
@@ -376,7 +375,7 @@ describe('config stream: controller → sidecars over mTLS (loopback)', function
         route('slow', `big-${i}`, ['shop', 'reviews'], `/big${i}`, { padding: 'x'.repeat(64 * 1024) }),
       );
       hub.flush();
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await setImmediate(); // let the session write what it can
     }
     assert.equal(hub.stats().dropped, 1);
     assert.equal(await closed, http2.constants.NGHTTP2_CANCEL);

@@ -9,6 +9,7 @@ import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { httpRoute, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 // The forwarding path on loopback with real sockets (no capture needed): the outbound HTTP server is
 // driven directly with a fixed destination, upstreams are small HTTP servers with scripted behaviour.
@@ -172,8 +173,8 @@ describe('HTTP forwarding (loopback)', () => {
       '10.96.0.1',
     );
     assert.deepEqual(await fetchText(`${url}/m?x=1`), { status: 200, text: 'main' });
-    for (let i = 0; i < 50 && shadow.hits.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(shadow.hits[0]?.url, '/m?x=1');
+    const hit = await waitFor('the mirrored request', () => shadow.hits[0]);
+    assert.equal(hit.url, '/m?x=1');
   });
 
   it('connection refused on one endpoint is retried on another', async () => {

@@ -7,6 +7,7 @@ import { PkiError } from '../../pki/errors.ts';
 import type { Identity, IdentityPem } from '../../pki/identity.ts';
 import { loadIdentityDir, watchIdentityDir, writeIdentityDir } from '../../pki/identity-dir.ts';
 import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
+import { waitFor } from '../support/wait-for.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 
@@ -17,14 +18,6 @@ async function freshPem(ca: CertificateAuthority): Promise<IdentityPem> {
     keyPem: await privateKeyToPem(keys.privateKey),
     bundlePem: ca.certPem,
   };
-}
-
-async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('pki: identity directory', () => {
@@ -78,12 +71,12 @@ describe('pki: identity directory', () => {
       const next = await freshPem(ca);
       // A new key without its certificate: rejected, the old identity stays.
       await writeFile(join(dir, 'key.pem'), next.keyPem);
-      await until(() => errors.length > 0, 'the error');
+      await waitFor('the error', () => errors.length > 0);
       assert.match(errors[0]!.message, /key\.pem does not match/);
       assert.equal(watcher.current, first);
       assert.equal(changes.length, 0);
       await writeFile(join(dir, 'cert.pem'), next.certPem);
-      await until(() => changes.length > 0, 'the change');
+      await waitFor('the change', () => changes.length > 0);
       assert.equal(changes[0]!.certPem, next.certPem);
       assert.equal(watcher.current, changes[0]);
       // Touching a file without changing it is not a change.
@@ -118,7 +111,7 @@ describe('pki: identity directory', () => {
     try {
       const next = await freshPem(ca);
       await writeVersion('..v2', next);
-      await until(() => changes.length > 0, 'the change');
+      await waitFor('the change', () => changes.length > 0);
       assert.equal(changes[0]!.certPem, next.certPem);
     } finally {
       watcher.close();
@@ -141,14 +134,31 @@ describe('pki: identity directory', () => {
       await writeIdentityDir(other, await freshPem(ca));
       await rm(dir, { recursive: true });
       await rename(other, dir);
-      await until(() => changes.length > 0, 'the change');
+      await waitFor('the change', () => changes.length > 0);
       // The watch moves to the new directory.
       await writeIdentityDir(dir, await freshPem(ca));
-      await until(() => changes.length > 1, 'the second change');
+      await waitFor('the second change', () => changes.length > 1);
       watcher.close();
       const count = changes.length;
-      await writeIdentityDir(dir, await freshPem(ca));
-      await new Promise((r) => setTimeout(r, 150));
+      // A second watcher, started like the first, sees the next change: by then the closed one would have.
+      const witnessed: Identity[] = [];
+      const witness = watchIdentityDir(dir, {
+        initial: await loadIdentityDir(dir),
+        debounceMs: 10,
+        pollMs: 50,
+        onChange: (identity) => witnessed.push(identity),
+        onError: () => undefined,
+      });
+      try {
+        await writeIdentityDir(dir, await freshPem(ca));
+        await waitFor('the witness to see the change', () => witnessed.length > 0);
+        // Another poll period for good measure: the closed watcher's timers are gone, so it stays silent.
+        const polls = witnessed.length;
+        await writeIdentityDir(dir, await freshPem(ca));
+        await waitFor('the witness to see the next change', () => witnessed.length > polls);
+      } finally {
+        witness.close();
+      }
       assert.equal(changes.length, count);
     } finally {
       watcher.close();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { MeshFixture, APP_PORT, TRUST_DOMAIN, type MeshPod } from '../support/mesh-fixture.ts';
 import { httpRoute, podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
+import { waitFor } from '../support/wait-for.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import type { ClientResult } from '../support/mesh-client.ts';
 
@@ -355,14 +356,27 @@ describe('sidecar data plane in network namespaces', function () {
   });
 
   it('config reload under load: zero failed requests', async () => {
+    const client = mesh.pods.get('client') as MeshPod;
+    const metric = async (pattern: RegExp): Promise<number> => {
+      const body = (await mesh.admin(client, '/metrics')).body;
+      return [...body.matchAll(pattern)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const handled = () =>
+      metric(/^sluice_requests_total\{direction="outbound",route="shop\/reviews",.*\} (\d+)$/gm);
+    const reloads = () => metric(/^sluice_config_reloads_total\{source="manifests"\} (\d+)$/gm);
+    const before = await handled();
     const load = mesh.client('client', {
       kind: 'http1',
       url: `http://${VIP.reviews}/`,
-      durationMs: 4000,
+      durationMs: 6000,
       concurrency: 4,
     });
+    await waitFor('the load to reach the sidecar', async () => (await handled()) > before, {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+    });
     for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 700));
+      const applied = await reloads();
       const w = i % 2 === 0 ? 1 : 99;
       mesh.writeManifests(
         manifests([
@@ -374,14 +388,15 @@ describe('sidecar data plane in network namespaces', function () {
           },
         ]),
       );
+      await waitFor(`reload ${i + 1} applied`, async () => (await reloads()) > applied, {
+        timeoutMs: 30_000,
+        intervalMs: 50,
+      });
     }
     const results = await load;
     const failed = results.filter((r) => r.error || r.status !== 200);
     assert.ok(results.length > 50, `only ${results.length} requests`);
     assert.equal(failed.length, 0, JSON.stringify(failed.slice(0, 3)));
-    const client = mesh.pods.get('client') as MeshPod;
-    const metrics = await mesh.admin(client, '/metrics');
-    assert.match(metrics.body, /sluice_config_reloads_total\{source="manifests"\} [2-9]/);
     mesh.writeManifests(manifests());
   });
 
@@ -403,11 +418,24 @@ describe('sidecar data plane in network namespaces', function () {
 
   it('SIGTERM drains: not ready, in-flight requests finish, then the sidecar exits', async () => {
     const strict = mesh.pods.get('strict')!;
-    const inflight = get('/?delay=1500', {}, VIP.strict);
-    await new Promise((r) => setTimeout(r, 400));
+    // Held by the app long enough to check /ready while the sidecar drains (up to 10 s in the fixture).
+    const path = '/?delay=4000&test=drain';
+    const inflight = get(path, {}, VIP.strict);
+    const logs = () => strict.logs.join('');
+    await waitFor('the request to reach the app', () => logs().includes(`holding GET ${path}`), {
+      timeoutMs: 30_000,
+      detail: logs,
+    });
     const exited = new Promise((r) => strict.sidecar!.once('exit', r));
     strict.sidecar!.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(
+      'the sidecar to start draining',
+      () => strict.sidecarLog.some((l) => l.msg === 'draining'),
+      {
+        timeoutMs: 30_000,
+        detail: logs,
+      },
+    );
     assert.equal((await mesh.admin(strict, '/ready')).status, 503);
     const [r] = await inflight;
     assert.equal(r!.status, 200, JSON.stringify(r));

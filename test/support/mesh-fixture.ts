@@ -7,6 +7,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, renameSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { NetnsHarness, nodeBin, type Pod } from './netns.ts';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';
@@ -14,6 +15,7 @@ import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
 import { writeIdentityDir } from '../../pki/identity-dir.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import type { ClientResult } from './mesh-client.ts';
+import { waitFor } from './wait-for.ts';
 
 export const PROXY_UID = 1337;
 export const TRUST_DOMAIN = 'cluster.local';
@@ -35,6 +37,8 @@ export interface MeshPod extends Pod {
   spec: MeshPodSpec;
   identityDir: string | undefined;
   sidecar: ChildProcess | undefined;
+  /** The sidecar's log lines (JSON, docs/logging.md), parsed. */
+  sidecarLog: Record<string, unknown>[];
   logs: string[];
 }
 
@@ -70,6 +74,7 @@ export class MeshFixture {
       spec,
       identityDir: undefined,
       sidecar: undefined,
+      sidecarLog: [],
       logs: [],
     };
     this.pods.set(spec.name, pod);
@@ -145,24 +150,61 @@ export class MeshFixture {
           pod.spec.mode ?? 'PERMISSIVE',
           '--namespace',
           pod.spec.namespace,
+          // Long enough for a test to look at a draining sidecar (the drain lasts this long while idle
+          // pooled connections stay open); destroy() kills it after 1 s anyway.
+          '--drain-seconds',
+          '10',
         ],
         { uid: PROXY_UID },
       );
       pod.sidecar = child;
       this.capture(pod, child, 'sidecar');
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        try {
+          pod.sidecarLog.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          // not a log line (a crash's stack trace goes to stderr, which logs() keeps)
+        }
+      });
     }
     for (const pod of this.pods.values()) if (pod.spec.meshed) await this.waitReady(pod);
   }
 
-  async waitReady(pod: MeshPod, timeoutMs = 15_000): Promise<void> {
+  /**
+   * Waits for the sidecar's own word that it listens (its `listening` log line), then for /ready to answer
+   * 200. The timeout is generous because a machine busy with other work starts Node slowly; a sidecar that
+   * exits fails the wait at once. Errors carry the last /ready answer and the pod's log tail.
+   */
+  async waitReady(pod: MeshPod, timeoutMs = 60_000): Promise<void> {
+    const child = pod.sidecar!;
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await this.admin(pod, '/ready').catch(() => ({ status: 0, body: '' }));
-      if (r.status === 200) return;
-      if (Date.now() > deadline)
-        throw new Error(`sidecar in ${pod.name} not ready: ${r.body}\n${pod.logs.join('')}`);
-      await new Promise((res) => setTimeout(res, 200));
-    }
+    const tail = (): string => `--- log tail of ${pod.name}:\n${pod.logs.join('').slice(-4000)}`;
+    await waitFor(
+      `the sidecar in ${pod.name} to listen`,
+      () => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(
+            `sidecar in ${pod.name} exited (${child.exitCode ?? child.signalCode}) before it was ready\n${tail()}`,
+          );
+        }
+        return pod.sidecarLog.some((line) => line.msg === 'listening');
+      },
+      { timeoutMs, intervalMs: 50, detail: tail },
+    );
+    let last = 'none yet';
+    await waitFor(
+      `the sidecar in ${pod.name} to be ready`,
+      async () => {
+        const r = await this.admin(pod, '/ready').catch((err: unknown) => ({ status: 0, body: String(err) }));
+        last = `${r.status} ${r.body}`;
+        return r.status === 200;
+      },
+      {
+        timeoutMs: Math.max(0, deadline - Date.now()),
+        intervalMs: 200,
+        detail: () => `last /ready answer: ${last}\n${tail()}`,
+      },
+    );
   }
 
   /** GET on a sidecar's admin port, from inside its pod. */

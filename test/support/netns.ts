@@ -29,6 +29,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait-for.ts';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** Node 24 (the system node may be older): start Node processes inside namespaces with this absolute path. */
@@ -161,6 +162,8 @@ export class NetnsHarness {
     args: string[] = [],
     options: ExecOptions & { timeoutMs?: number } = {},
   ): Promise<RunResult> {
+    // A guard against a hung command, not a wait: generous, as a busy machine starts Node slowly.
+    const timeoutMs = options.timeoutMs ?? 60_000;
     return new Promise<RunResult>((resolvePromise, reject) => {
       const child = this.exec(pod, command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -169,8 +172,8 @@ export class NetnsHarness {
       child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new Error(`timed out after ${options.timeoutMs ?? 15000} ms: ${command} ${args.join(' ')}`));
-      }, options.timeoutMs ?? 15000);
+        reject(new Error(`timed out after ${timeoutMs} ms: ${command} ${args.join(' ')}`));
+      }, timeoutMs);
       child.on('error', (err) => {
         clearTimeout(timer);
         reject(err);
@@ -202,21 +205,22 @@ export class NetnsHarness {
    * Waits until something in the pod listens on ip:port (or on a wildcard address at that port). It looks at
    * the socket table instead of connecting, so the probe is neither captured by iptables nor seen by servers.
    */
-  async waitForPort(pod: Pod, address: string, port: number, timeoutMs = 10000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+  async waitForPort(pod: Pod, address: string, port: number, timeoutMs = 60_000): Promise<void> {
     const wanted = new Set([address, `[${address}]`, '0.0.0.0', '*', '[::]', '::', '[::ffff:0.0.0.0]']);
-    for (;;) {
+    const listening = async (): Promise<boolean> => {
       const table = await this.runIn(pod, 'ss', ['-Hltn']);
-      for (const line of table.split('\n')) {
+      return table.split('\n').some((line) => {
         const local = line.trim().split(/\s+/)[3];
-        if (local === undefined) continue;
+        if (local === undefined) return false;
         const colon = local.lastIndexOf(':');
         const host = local.slice(0, colon).replace(/%.*$/, '');
-        if (local.slice(colon + 1) === String(port) && wanted.has(host)) return;
-      }
-      if (Date.now() > deadline) throw new Error(`nothing listens on ${address}:${port} in ${pod.name}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+        return local.slice(colon + 1) === String(port) && wanted.has(host);
+      });
+    };
+    await waitFor(`something to listen on ${address}:${port} in ${pod.name}`, listening, {
+      timeoutMs,
+      intervalMs: 50,
+    });
   }
 
   /** Kills the processes, deletes namespaces, veths and the bridge. Safe to call twice or after a failure. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { ConfigHub, type ConfigSubscriber, type PushInfo } from '../../../controller/config-hub.ts';
 import { parseFrame, type ConfigFrame, type DeltaFrame } from '../../../protocol/config-protocol.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
+import { ManualClock } from '../../support/manual-clock.ts';
 
 /** A subscriber that records what it is sent; its queue size is set by the test. */
 class Recorder implements ConfigSubscriber {
@@ -323,27 +324,38 @@ describe('config hub', () => {
     hub.close();
   });
 
-  it('debounces changes and sends at most maxDelayMs after the first one', async () => {
+  it('debounces changes and sends at most maxDelayMs after the first one', () => {
     const pushes: PushInfo[] = [];
-    const hub = new ConfigHub({ debounceMs: 30, maxDelayMs: 60, metrics: { onPush: (p) => pushes.push(p) } });
+    const clock = new ManualClock(1000);
+    const hub = new ConfigHub({
+      debounceMs: 30,
+      maxDelayMs: 60,
+      clock,
+      metrics: { onPush: (p) => pushes.push(p) },
+    });
     hub.markSynced();
     const a = new Recorder('a');
     hub.subscribe(a);
     hub.upsert(service('shop', 's0'));
+    clock.advance(20);
     hub.upsert(service('shop', 's1'));
-    await new Promise((resolve) => setTimeout(resolve, 80));
+    clock.advance(29);
+    assert.equal(pushes.length, 0, 'less than 30 ms of quiet so far');
+    clock.advance(1);
     assert.equal(pushes.length, 1, 'the two changes went out together');
     assert.equal(pushes[0]!.changes, 2);
+    assert.equal(pushes[0]!.latencyMs, 50, 'measured from the first change');
 
-    // a change every 5 ms never leaves 30 ms of quiet, yet frames go out while it lasts
-    let pushesDuringChanges = 0;
+    // a change every 5 ms never leaves 30 ms of quiet, yet a frame goes out every 60 ms while it lasts
     for (let i = 0; i < 40; i++) {
       hub.upsert(service('shop', `t${i}`));
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      pushesDuringChanges = pushes.length - 1;
+      clock.advance(5);
     }
-    assert.ok(pushesDuringChanges >= 1, `pushes while changing: ${pushesDuringChanges}`);
-    await new Promise((resolve) => setTimeout(resolve, 80));
+    assert.equal(pushes.length - 1, 3, 'pushes while changing (200 ms)');
+    assert.ok(pushes.slice(1).every((p) => p.latencyMs === 60));
+    clock.advance(30);
+    assert.equal(pushes.length, 5);
+    assert.equal(clock.pending, 0);
     assert.equal(a.state().size, 42);
     hub.close();
   });

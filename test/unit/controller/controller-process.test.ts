@@ -176,9 +176,10 @@ describe('controller process pieces', () => {
   describe('log lines', () => {
     it('are one JSON object per line with the envelope fields first', () => {
       const line = formatLogLine(
+        'controller',
         'warn',
         'two\nlines',
-        { msg: 'clash', error: new Error('boom'), skip: undefined },
+        { msg: 'clash', component: 'x', error: new Error('boom'), skip: undefined },
         new Date(0),
       );
       assert.ok(line.endsWith('\n'));
@@ -186,8 +187,10 @@ describe('controller process pieces', () => {
       assert.deepEqual(JSON.parse(line), {
         time: '1970-01-01T00:00:00.000Z',
         level: 'warn',
+        component: 'controller',
         msg: 'two lines',
         field_msg: 'clash',
+        field_component: 'x',
         error: 'boom',
       });
     });
@@ -195,8 +198,12 @@ describe('controller process pieces', () => {
     it('survive fields that cannot be serialized', () => {
       const cycle: Record<string, unknown> = {};
       cycle.self = cycle;
-      const parsed = JSON.parse(formatLogLine('info', 'm', { cycle, big: 1n })) as Record<string, unknown>;
+      const parsed = JSON.parse(formatLogLine('controller', 'info', 'm', { cycle, big: 1n })) as Record<
+        string,
+        unknown
+      >;
       assert.equal(parsed.msg, 'm');
+      assert.equal(parsed.component, 'controller');
     });
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate } from 'node:timers/promises';
 import {
   CONTROL_PLANE_ANNOTATION,
   TRUST_BUNDLE_CONFIGMAP,
@@ -9,6 +9,8 @@ import {
   type BundleConfigMap,
   type ConfigMapStore,
 } from '../../../controller/trust-bundle-publisher.ts';
+import { ManualClock } from '../../support/manual-clock.ts';
+import { waitFor } from '../../support/wait-for.ts';
 
 const PLANE = 'sluice-system';
 
@@ -68,7 +70,7 @@ class MemoryStore implements ConfigMapStore {
   readonly calls: string[] = [];
   failures = 0;
   async get(namespace: string): Promise<BundleConfigMap | undefined> {
-    await sleep(1);
+    await setImmediate(); // answers in a later turn, as the API server would
     this.calls.push(`get ${namespace}`);
     if (this.failures > 0) {
       this.failures--;
@@ -92,8 +94,9 @@ class MemoryStore implements ConfigMapStore {
   }
 }
 
-async function settle(): Promise<void> {
-  await sleep(50);
+/** Waits until the publisher has nothing queued or in flight. */
+async function settled(publisher: TrustBundlePublisher): Promise<void> {
+  await waitFor('the publisher to settle', () => publisher.idle);
 }
 
 describe('TrustBundlePublisher', function () {
@@ -107,22 +110,22 @@ describe('TrustBundlePublisher', function () {
       log: () => undefined,
     });
     publisher.setBundle('B1');
-    await settle();
+    assert.ok(publisher.idle);
     assert.deepEqual(store.calls, [], 'not leader: no calls');
 
     const leading = new AbortController();
     publisher.start(leading.signal);
-    await settle();
+    await settled(publisher);
     assert.deepEqual([...store.maps.keys()].sort(), namespaces);
     assert.equal(publisher.stats.created, 3);
 
     namespaces.push('d');
     publisher.namespaceAdded('d');
-    await settle();
+    await settled(publisher);
     assert.equal(store.maps.get('d')?.data?.[TRUST_BUNDLE_KEY], 'B1');
 
     publisher.setBundle('B2');
-    await settle();
+    await settled(publisher);
     assert.ok([...store.maps.values()].every((cm) => cm.data?.[TRUST_BUNDLE_KEY] === 'B2'));
     assert.equal(publisher.stats.updated, 4);
 
@@ -130,25 +133,63 @@ describe('TrustBundlePublisher', function () {
     store.calls.length = 0;
     publisher.setBundle('B3');
     publisher.namespaceAdded('e');
-    await settle();
+    assert.ok(publisher.idle, 'stopped leading: nothing queued');
     assert.deepEqual(store.calls, [], 'stopped leading: no calls');
   });
 
-  it('retries a failed namespace', async function () {
+  it('retries a failed namespace after 0.5-1 s (jitter), then 1-2 s', async function () {
     const store = new MemoryStore();
-    store.failures = 1;
+    store.failures = 2;
+    const clock = new ManualClock();
     const publisher = new TrustBundlePublisher({
       store,
       controlPlane: PLANE,
       namespaces: () => ['a'],
       log: () => undefined,
+      clock,
+      random: () => 0.5,
     });
     publisher.setBundle('B1');
     const leading = new AbortController();
     publisher.start(leading.signal);
-    await sleep(1500); // first retry after 0.5-1 s
-    assert.equal(store.maps.get('a')?.data?.[TRUST_BUNDLE_KEY], 'B1');
+    await settled(publisher);
     assert.equal(publisher.stats.failed, 1);
+    clock.advance(749);
+    assert.deepEqual(store.calls, ['get a'], 'no retry before 750 ms');
+    clock.advance(1);
+    await settled(publisher);
+    assert.deepEqual(store.calls, ['get a', 'get a']);
+    assert.equal(publisher.stats.failed, 2);
+    clock.advance(1499);
+    assert.ok(publisher.idle);
+    assert.equal(store.maps.get('a'), undefined, 'no second retry before 1.5 s');
+    clock.advance(1);
+    await settled(publisher);
+    assert.equal(store.maps.get('a')?.data?.[TRUST_BUNDLE_KEY], 'B1');
     leading.abort();
+  });
+
+  it('checks every namespace again at each resync while leading', async function () {
+    const store = new MemoryStore();
+    const clock = new ManualClock();
+    const publisher = new TrustBundlePublisher({
+      store,
+      controlPlane: PLANE,
+      namespaces: () => ['a'],
+      log: () => undefined,
+      clock,
+      resyncMs: 60_000,
+    });
+    publisher.setBundle('B1');
+    const leading = new AbortController();
+    publisher.start(leading.signal);
+    await settled(publisher);
+    store.maps.delete('a'); // someone deleted it
+    clock.advance(60_000);
+    await settled(publisher);
+    assert.equal(store.maps.get('a')?.data?.[TRUST_BUNDLE_KEY], 'B1');
+    assert.equal(publisher.stats.created, 2);
+    leading.abort();
+    assert.equal(clock.pending, 0, 'no resync timer after leading stopped');
   });
 });
