@@ -70,7 +70,7 @@ export function createInboundListener(o: InboundOptions): {
     const record = (code: number): void => o.deps.metrics.request('inbound', 'none', label, code, started);
     sendWithRetries(
       o.deps,
-      { endpoints: [appEndpoint(info)], backendLabel: label, rule: undefined },
+      { endpoints: [appEndpoint(info)], backendLabel: label, plan: undefined },
       { method: req.method ?? 'GET', path: req.url || '/', authority, headers, h2 },
       req,
       res,
