@@ -64,7 +64,7 @@ export class ExplainInputError extends Error {
 
 const SERVICE_SUFFIXES = ['', '.svc', '.svc.cluster.local'];
 
-function resolveService(model: MeshModel, host: string, from: string): MeshService {
+export function resolveService(model: MeshModel, host: string, from: string): MeshService {
   const byIp = model.servicesByIp.get(host.replace(/^\[|\]$/g, ''));
   if (byIp) return byIp;
   const parts = host.split('.');
@@ -206,7 +206,12 @@ export function explain(
   out.request.authority = shown.authority;
   out.responseHeaders = editToJson(shown.responseEdits);
   if (p.kind === 'forward' && live.length === 1) {
-    out.backend = { namespace: p.backend.namespace, name: p.backend.name, port: p.backend.port, weight: live[0]!.weight };
+    out.backend = {
+      namespace: p.backend.namespace,
+      name: p.backend.name,
+      port: p.backend.port,
+      weight: live[0]!.weight,
+    };
   }
   out.backends = rule.backends.map((b) => ({
     namespace: b.namespace,

@@ -102,8 +102,7 @@ function factsFor(rule: CompiledRule, backend: BackendTarget | undefined): Backe
   const req = [rule.requestHeaders, backend?.requestHeaders].filter((e): e is HeaderEdit => !!e);
   const res = [rule.responseHeaders, backend?.responseHeaders].filter((e): e is HeaderEdit => !!e);
   // Order: rule RequestHeaderModifier, rule URLRewrite hostname, then the backend's RequestHeaderModifier.
-  const authority =
-    hostOf(backend?.requestHeaders) ?? rule.rewrite?.hostname ?? hostOf(rule.requestHeaders);
+  const authority = hostOf(backend?.requestHeaders) ?? rule.rewrite?.hostname ?? hostOf(rule.requestHeaders);
   facts = {
     requestEdits: req.length === 0 ? NO_EDITS : req,
     responseEdits: res.length === 0 ? NO_EDITS : res,
@@ -121,7 +120,11 @@ function withQuery(path: string, query: string): string {
  * The forward plan for a matched rule and one of its backends. `backend` undefined: only the rule-level
  * filters (explain uses this when several backends can be chosen).
  */
-export function forwardThrough(entry: MatchEntry, backend: BackendTarget | undefined, req: PlanRequest): ForwardPlan {
+export function forwardThrough(
+  entry: MatchEntry,
+  backend: BackendTarget | undefined,
+  req: PlanRequest,
+): ForwardPlan {
   const rule = entry.rule;
   const facts = factsFor(rule, backend);
   const rewrite = rule.rewrite?.path;
@@ -130,7 +133,9 @@ export function forwardThrough(entry: MatchEntry, backend: BackendTarget | undef
     entry,
     backend: backend ?? { namespace: '', name: '', port: 0 },
     method: req.method,
-    path: rewrite ? withQuery(modifyPath(rewrite, entry, req.path), req.query) : withQuery(req.path, req.query),
+    path: rewrite
+      ? withQuery(modifyPath(rewrite, entry, req.path), req.query)
+      : withQuery(req.path, req.query),
     authority: facts.authority ?? req.authority,
     requestEdits: facts.requestEdits,
     responseEdits: facts.responseEdits,

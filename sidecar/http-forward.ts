@@ -8,12 +8,7 @@ import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
-import {
-  applyRequestEdits,
-  applyResponseEdits,
-  plan,
-  type ForwardPlan,
-} from '../mesh-model/request-plan.ts';
+import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
 import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { LoadBalancer } from './load-balancer.ts';
