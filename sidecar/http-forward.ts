@@ -34,6 +34,8 @@ export interface ForwardDeps {
   pools: UpstreamPools;
   lb: LoadBalancer;
   metrics: ProxyMetrics;
+  /** Numbers in [0, 1) for the weighted backend choice and mirror fractions; Math.random unless a test injects one. */
+  random?: () => number;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -59,6 +61,7 @@ function routeLabelOf(entry: MatchEntry | undefined): string {
  * destinations that are not Services (sent as-is).
  */
 export function planOutbound(
+  deps: Pick<ForwardDeps, 'random'>,
   view: ProxyView,
   routing: PortRouting | undefined,
   destination: { address: string; port: number },
@@ -88,7 +91,7 @@ export function planOutbound(
       authority,
       headers: req.headers,
     },
-    Math.random,
+    deps.random ?? Math.random,
   );
   const routeLabel = routeLabelOf(p.entry);
   if (p.kind === 'reply') {
@@ -138,7 +141,7 @@ export function forwardOutbound(
   res: DownstreamResponse,
 ): void {
   const started = performance.now();
-  const outbound = planOutbound(view, routing, destination, req);
+  const outbound = planOutbound(deps, view, routing, destination, req);
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
     deps.metrics.request('outbound', routeLabel, backendLabel, code, started);
   if (outbound.kind === 'reply') {
@@ -410,7 +413,7 @@ function mirror(
   request: UpstreamRequest,
 ): void {
   for (const m of mirrors) {
-    if (m.backend.invalid || Math.random() >= m.fraction) continue;
+    if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;
     const ep = deps.lb.pick(endpointsFor(view, m.backend.namespace, m.backend.name, m.backend.port));
     if (!ep) continue;
     const ignore: UpstreamHandlers = {
