@@ -1,6 +1,7 @@
 import type { CompiledRule, HeaderEdit, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
 import { buildPortRouting } from './port-routing.ts';
 import type { HeaderMap } from './header-edits.ts';
+import { summarizePlan, type PlanSummary } from './plan-summary.ts';
 import {
   applyRequestEdits,
   forwardThrough,
@@ -16,6 +17,8 @@ export interface ExplainRequest {
   /** http://SERVICE[.NAMESPACE[.svc[.cluster.local]]][:PORT]/path?query, or the Service's clusterIP. */
   url: string;
   headers: readonly (readonly [string, string])[];
+  /** The number in [0, 1) for the weighted backend choice in `details.plan` (default 0). */
+  random?: number;
 }
 
 export interface BackendView {
@@ -53,8 +56,10 @@ export interface ExplanationDetails {
   backendRequestTimeoutMs: number | null;
   retry: { attempts: number | null; backoffMs: number | null; codes: number[] } | null;
   backendFilters: { backend: string; request: HeaderEdit | undefined; response: HeaderEdit | undefined }[];
-  /** The plan the sidecar would execute (random number 0 for the weighted choice). */
+  /** The plan the sidecar would execute, with ExplainRequest.random for the weighted choice. */
   plan: RequestPlan;
+  /** The same plan as plain data (`route explain --output plan`, the golden files' format). */
+  planSummary: PlanSummary;
 }
 
 /** Bad input to explain (unknown Service, malformed URL): the CLI exits 2 with this message. */
@@ -144,7 +149,7 @@ export function explain(
   const req: PlanRequest = { method, path, query, scheme: 'http', authority: url.host, headers };
   // When several backends can be chosen, the printed request shows the rule's filters only (the
   // backend-level ones are listed per backend); with one choice, the random number does not matter.
-  const p = plan(routing, req, 0);
+  const p = plan(routing, req, input.random ?? 0);
 
   for (const { route, reason } of routing.ignored)
     warnings.push(`${route.kind} ${route.namespace}/${route.name} ignored: ${reason}`);
@@ -169,6 +174,7 @@ export function explain(
       retry: null,
       backendFilters: [],
       plan: p,
+      planSummary: summarizePlan(p, headers),
     },
   };
   const entry = p.entry;

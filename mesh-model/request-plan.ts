@@ -146,6 +146,17 @@ export function forwardThrough(
   };
 }
 
+const ownPorts = new WeakMap<PortRouting, ServicePort>();
+
+function ownServicePort(routing: PortRouting): ServicePort {
+  let port = ownPorts.get(routing);
+  if (!port) {
+    port = { namespace: routing.service.namespace, name: routing.service.name, port: routing.port };
+    ownPorts.set(routing, port);
+  }
+  return port;
+}
+
 /** Backends with a non-zero weight: more than one means the choice depends on the random number. */
 export function liveBackends(rule: CompiledRule): BackendTarget[] {
   return rule.backends.filter((b) => b.weight > 0);
@@ -158,11 +169,10 @@ export function liveBackends(rule: CompiledRule): BackendTarget[] {
 export function plan(routing: PortRouting, req: PlanRequest, random: Random): RequestPlan {
   const decision = decide(routing, req);
   if (decision.action === 'passthrough') {
-    const svc = routing.service;
     return {
       kind: 'forward',
       entry: undefined,
-      backend: { namespace: svc.namespace, name: svc.name, port: routing.port },
+      backend: ownServicePort(routing),
       method: req.method,
       path: withQuery(req.path, req.query),
       authority: req.authority,
