@@ -13,6 +13,8 @@ export interface PlanRequest {
   path: string;
   /** Without the "?". */
   query: string;
+  /** The request target as received (path?query), if at hand: reused when the path is not rewritten. */
+  target?: string;
   /**
    * The scheme the request arrived with. The sidecar always passes "http": apps talk plaintext to it
    * (TLS from the app is opaque TCP, never routed). A redirect without a scheme keeps this one.
@@ -135,7 +137,7 @@ export function forwardThrough(
     method: req.method,
     path: rewrite
       ? withQuery(modifyPath(rewrite, entry, req.path), req.query)
-      : withQuery(req.path, req.query),
+      : (req.target ?? withQuery(req.path, req.query)),
     authority: facts.authority ?? req.authority,
     requestEdits: facts.requestEdits,
     responseEdits: facts.responseEdits,
@@ -174,7 +176,7 @@ export function plan(routing: PortRouting, req: PlanRequest, random: Random): Re
       entry: undefined,
       backend: ownServicePort(routing),
       method: req.method,
-      path: withQuery(req.path, req.query),
+      path: req.target ?? withQuery(req.path, req.query),
       authority: req.authority,
       requestEdits: NO_EDITS,
       responseEdits: NO_EDITS,

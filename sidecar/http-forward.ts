@@ -86,6 +86,7 @@ export function planOutbound(
       method,
       path: q === -1 ? url : url.slice(0, q),
       query: q === -1 ? '' : url.slice(q + 1),
+      target: url,
       // Apps talk plaintext HTTP to the sidecar: a redirect without a scheme keeps "http".
       scheme: 'http',
       authority,
