@@ -146,7 +146,9 @@ export function explain(
       'the sidecar reads plaintext HTTP from apps (TLS passes as opaque TCP, unrouted): explained as http',
     );
   }
-  const req: PlanRequest = { method, path, query, scheme: 'http', authority: url.host, headers };
+  // As the sidecar does: the authority is the Host header (a -H Host: overrides the URL's).
+  const authority = String(headers.host);
+  const req: PlanRequest = { method, path, query, scheme: 'http', authority, headers };
   // When several backends can be chosen, the printed request shows the rule's filters only (the
   // backend-level ones are listed per backend); with one choice, the random number does not matter.
   const p = plan(routing, req, input.random ?? 0);
@@ -200,6 +202,7 @@ export function explain(
     out.action = 'passthrough';
     out.backends = [{ namespace: service.namespace, name: service.name, port, weight: 1 }];
     out.backend = out.backends[0]!;
+    out.request.authority = authority;
     out.details.reason = 'no route attached to this Service port: traffic goes to the Service itself';
     return out;
   }

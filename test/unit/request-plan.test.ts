@@ -119,4 +119,15 @@ describe('request plan', () => {
     assert.equal(e.action, 'forward');
     assert.equal(e.status, null);
   });
+
+  it('explain takes the authority from a Host header given with -H, as the sidecar does', () => {
+    const m = model([{ filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 301 } }] }]);
+    const e = explain(m, {
+      from: 'app',
+      method: 'GET',
+      url: 'http://svc/a',
+      headers: [['Host', 'front.example']],
+    });
+    assert.equal(e.location, 'http://front.example/a');
+  });
 });
