@@ -4,6 +4,7 @@ import { buildMeshModel } from '../mesh-model/translate.ts';
 import { buildPortRouting } from '../mesh-model/port-routing.ts';
 import type { RouteRequest } from '../mesh-model/request-match.ts';
 import { decide } from '../mesh-model/decide.ts';
+import { plan, type PlanRequest } from '../mesh-model/request-plan.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 
 const objects: K8sObject[] = [
@@ -26,7 +27,7 @@ for (let r = 0; r < 100; r++) {
     kind: 'HTTPRoute',
     metadata: { namespace: 'app', name: `route-${r}` },
     spec: {
-      parentRefs: [{ kind: 'Service', name: 'svc' }],
+      parentRefs: [{ group: '', kind: 'Service', name: 'svc' }],
       rules: Array.from({ length: 10 }, (_, k) => ({
         matches: [
           {
@@ -45,12 +46,8 @@ const model = buildMeshModel(objects);
 const svc = model.services.get('app/svc')!;
 const routing = buildPortRouting(model, 'app', svc, 80);
 
-const mk = (path: string, headers: Record<string, string> = {}): RouteRequest => ({
-  method: 'GET',
-  path,
-  query: '',
-  headers,
-});
+const mk = (path: string, headers: Record<string, string> = {}): RouteRequest =>
+  ({ method: 'GET', path, query: '', scheme: 'http', authority: 'svc', headers }) as RouteRequest;
 const mixes: Record<string, RouteRequest[]> = {
   'prefix hit (mixed routes)': Array.from({ length: 100 }, (_, i) =>
     mk(`/api${i}/items${(i % 5) * 2}/x`, { 'x-tenant': `t${(i % 5) * 2}` }),
@@ -60,13 +57,20 @@ const mixes: Record<string, RouteRequest[]> = {
   'miss inside a busy segment': Array.from({ length: 100 }, (_, i) => mk(`/api${i}/other`)),
 };
 
-function measure(reqs: RouteRequest[]): number {
+// The whole request plan (decision + filters), as the sidecar calls it per request.
+const planned = (r: RouteRequest): boolean => {
+  const p = plan(routing, r as PlanRequest, Math.random);
+  return p.kind === 'forward';
+};
+const decided = (r: RouteRequest): boolean => decide(routing, r).action === 'forward';
+
+function measure(reqs: RouteRequest[], run: (r: RouteRequest) => boolean = decided): number {
   let n = 0;
   let sink = 0;
   const deadline = process.hrtime.bigint() + 1_000_000_000n;
   const started = process.hrtime.bigint();
   while (process.hrtime.bigint() < deadline) {
-    for (let i = 0; i < 10_000; i++) if (decide(routing, reqs[i % reqs.length]!).action === 'forward') sink++;
+    for (let i = 0; i < 10_000; i++) if (run(reqs[i % reqs.length]!)) sink++;
     n += 10_000;
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -80,4 +84,7 @@ console.log(
 for (const reqs of Object.values(mixes)) measure(reqs); // warm-up
 for (const [name, reqs] of Object.entries(mixes)) {
   console.log(`${name.padEnd(30)} ${(measure(reqs) / 1e6).toFixed(2)} M decisions/s`);
+}
+for (const [name, reqs] of Object.entries(mixes)) {
+  console.log(`plan: ${name.padEnd(24)} ${(measure(reqs, planned) / 1e6).toFixed(2)} M plans/s`);
 }

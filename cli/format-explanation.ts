@@ -31,6 +31,11 @@ export function formatExplanation(e: Explanation & { details: ExplanationDetails
       lines.push(`  ${b.namespace}/${b.name}:${b.port}  weight ${b.weight} (${share}%)`);
     }
   }
+  if (e.route && e.backend && e.backends.length > 1) {
+    lines.push(
+      `Chosen:    ${e.backend.namespace}/${e.backend.name}:${e.backend.port} (the only one with weight)`,
+    );
+  }
   lines.push(`Request:   ${e.request.method} ${e.request.path}`);
   for (const [k, v] of Object.entries(e.request.headers)) lines.push(`  ${k}: ${v}`);
   const r = e.responseHeaders;
@@ -41,6 +46,13 @@ export function formatExplanation(e: Explanation & { details: ExplanationDetails
   ];
   if (responseEdits.length > 0) lines.push('Response headers:', ...responseEdits.map((l) => `  ${l}`));
   const d = e.details;
+  if (d.backendFilters.length > 0) {
+    lines.push(
+      e.backend
+        ? 'Backend filters (already applied above, the backend cannot vary):'
+        : 'Backend filters (the request above has the rule filters only; the chosen backend adds its own):',
+    );
+  }
   for (const f of d.backendFilters) {
     lines.push(
       `Backend ${f.backend}:`,

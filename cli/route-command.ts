@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
 import { parseFlags, UsageError } from '../lib/usage-error.ts';
 import { ManifestError, readManifests } from '../io/manifest-files.ts';
 import { buildMeshModel } from '../mesh-model/translate.ts';
@@ -7,7 +8,8 @@ import { formatExplanation } from './format-explanation.ts';
 import { runRouteTests } from './route-test.ts';
 
 const USAGE = `usage:
-  sluice route explain -f FILE_OR_DIR [-f ...] --from NAMESPACE [-H 'Name: value']... [--output json] METHOD URL
+  sluice route explain -f FILE_OR_DIR [-f ...] --from NAMESPACE [-H 'Name: value']... [--output text|json|plan]
+                     [--random R] METHOD URL
   sluice route test FILE...`;
 
 export function parseHeaderFlag(text: string): [string, string] {
@@ -29,13 +31,18 @@ function explainCommand(args: string[]): number {
         from: { type: 'string' },
         header: { type: 'string', short: 'H', multiple: true },
         output: { type: 'string', short: 'o' },
+        random: { type: 'string' },
       },
     }),
   );
   if (!values.file?.length) throw new UsageError('route explain needs at least one -f FILE_OR_DIR');
   if (!values.from) throw new UsageError('route explain needs --from NAMESPACE (the client namespace)');
-  if (values.output !== undefined && values.output !== 'json' && values.output !== 'text') {
-    throw new UsageError(`unknown output format '${values.output}' (json or text)`);
+  if (values.output !== undefined && !['json', 'text', 'plan'].includes(values.output)) {
+    throw new UsageError(`unknown output format '${values.output}' (text, json or plan)`);
+  }
+  const random = values.random === undefined ? 0 : Number(values.random);
+  if (values.random !== undefined && (values.random.trim() === '' || !(random >= 0 && random < 1))) {
+    throw new UsageError(`--random must be a number in [0, 1), not '${values.random}'`);
   }
   if (positionals.length !== 2) throw new UsageError('route explain needs METHOD and URL');
   const [method, url] = positionals as [string, string];
@@ -46,11 +53,14 @@ function explainCommand(args: string[]): number {
       method,
       url,
       headers: (values.header ?? []).map(parseHeaderFlag),
+      random,
     });
     process.stdout.write(
       values.output === 'json'
         ? `${JSON.stringify(explanationJson(result), null, 2)}\n`
-        : formatExplanation(result),
+        : values.output === 'plan'
+          ? stringify(result.details.planSummary, { lineWidth: 0 })
+          : formatExplanation(result),
     );
     return 0;
   } catch (err) {

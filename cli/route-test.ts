@@ -21,6 +21,7 @@ interface TestCase {
     backends?: Record<string, number>;
     location?: string;
     path?: string;
+    authority?: string;
     headers?: Record<string, string | null>;
     responseHeaders?: Partial<Explanation['responseHeaders']>;
   };
@@ -66,6 +67,7 @@ export function checkCase(e: Explanation, expect: NonNullable<TestCase['expect']
   }
   if (expect.location !== undefined) check('location', expect.location, e.location);
   if (expect.path !== undefined) check('path', expect.path, e.request.path);
+  if (expect.authority !== undefined) check('authority', expect.authority, e.request.authority ?? null);
   for (const [name, want] of Object.entries(expect.headers ?? {})) {
     check(`header ${name.toLowerCase()}`, want, e.request.headers[name.toLowerCase()] ?? null);
   }

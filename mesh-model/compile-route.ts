@@ -29,6 +29,9 @@ import {
 import { parseDuration } from './duration.ts';
 
 const MAX_WEIGHT = 1_000_000;
+const GATEWAY_GROUP = 'gateway.networking.k8s.io';
+export const PARENT_GROUP_HINT =
+  'parentRef without group defaults to gateway.networking.k8s.io; write group: "" for a Service';
 
 function isCoreService(group: string | undefined, kind: string | undefined): boolean {
   return (group === undefined || group === '' || group === 'core') && (kind ?? 'Service') === 'Service';
@@ -106,7 +109,21 @@ function attachParents(
   const attachments: ParentAttachment[] = [];
   const parents = Array.isArray(spec.parentRefs) ? spec.parentRefs : [];
   parents.forEach((ref, parentIndex) => {
-    if (!isShaped(ref) || ref.kind !== 'Service' || !isCoreService(ref.group, ref.kind)) return;
+    if (!isShaped(ref)) return;
+    // CRD defaults (v1.6.1): group gateway.networking.k8s.io, kind Gateway. Files read offline get the same
+    // defaults the API server applies, so a Service parent without `group: ""` attaches nowhere.
+    const group = ref.group ?? GATEWAY_GROUP;
+    const kind = ref.kind ?? 'Gateway';
+    if (kind === 'Service' && group === GATEWAY_GROUP) {
+      problems.push({
+        type: 'Accepted',
+        reason: 'NoMatchingParent',
+        message: `parentRef ${parentIndex} (Service ${typeof ref.name === 'string' ? ref.name : ''}): ${PARENT_GROUP_HINT}`,
+        parentIndex,
+      });
+      return;
+    }
+    if (kind !== 'Service' || !isCoreService(group, kind)) return;
     const svcNs = typeof ref.namespace === 'string' && ref.namespace !== '' ? ref.namespace : namespace;
     const svcName = typeof ref.name === 'string' ? ref.name : '';
     const svc = services.get(objectKey(svcNs, svcName));

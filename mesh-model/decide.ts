@@ -26,7 +26,7 @@ function decisionFor(entry: MatchEntry): Decision {
   return { action: 'forward', entry };
 }
 
-/** The routing decision for one request: the sidecar, `route explain` and `route test` all call this. */
+/** The routing decision for one request (which rule, or none); plan() in request-plan.ts builds on it. */
 export function decide(routing: PortRouting, req: RouteRequest): Decision {
   if (routing.type === undefined) return PASSTHROUGH;
   const entry = findMatch(routing, req);

@@ -1,8 +1,15 @@
-import type { HeaderEdit, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
+import type { CompiledRule, HeaderEdit, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
 import { buildPortRouting } from './port-routing.ts';
-import { decide } from './decide.ts';
-import { applyHeaderEdit, type HeaderMap } from './header-edits.ts';
-import { modifyPath, redirectLocation } from './request-filters.ts';
+import type { HeaderMap } from './header-edits.ts';
+import { summarizePlan, type PlanSummary } from './plan-summary.ts';
+import {
+  applyRequestEdits,
+  forwardThrough,
+  liveBackends,
+  plan,
+  type PlanRequest,
+  type RequestPlan,
+} from './request-plan.ts';
 
 export interface ExplainRequest {
   from: string;
@@ -10,6 +17,8 @@ export interface ExplainRequest {
   /** http://SERVICE[.NAMESPACE[.svc[.cluster.local]]][:PORT]/path?query, or the Service's clusterIP. */
   url: string;
   headers: readonly (readonly [string, string])[];
+  /** The number in [0, 1) for the weighted backend choice in `details.plan` (default 0). */
+  random?: number;
 }
 
 export interface BackendView {
@@ -28,9 +37,15 @@ export interface Explanation {
   status: number | null;
   location: string | null;
   backends: BackendView[];
-  request: { method: string; path: string; headers: Record<string, string> };
+  /** `authority` (extension): the Host / :authority sent upstream. */
+  request: { method: string; path: string; headers: Record<string, string>; authority?: string };
   responseHeaders: { set: Record<string, string>; add: Record<string, string>; remove: string[] };
   warnings: string[];
+  /**
+   * Extension: the one backend that can be chosen (its filters are applied to `request`), or null when the
+   * choice is weighted among several (then `request` shows the rule-level filters only).
+   */
+  backend: BackendView | null;
 }
 
 /** Details beyond the JSON contract, for the text output and `route test`. */
@@ -41,6 +56,10 @@ export interface ExplanationDetails {
   backendRequestTimeoutMs: number | null;
   retry: { attempts: number | null; backoffMs: number | null; codes: number[] } | null;
   backendFilters: { backend: string; request: HeaderEdit | undefined; response: HeaderEdit | undefined }[];
+  /** The plan the sidecar would execute, with ExplainRequest.random for the weighted choice. */
+  plan: RequestPlan;
+  /** The same plan as plain data (`route explain --output plan`, the golden files' format). */
+  planSummary: PlanSummary;
 }
 
 /** Bad input to explain (unknown Service, malformed URL): the CLI exits 2 with this message. */
@@ -50,7 +69,7 @@ export class ExplainInputError extends Error {
 
 const SERVICE_SUFFIXES = ['', '.svc', '.svc.cluster.local'];
 
-function resolveService(model: MeshModel, host: string, from: string): MeshService {
+export function resolveService(model: MeshModel, host: string, from: string): MeshService {
   const byIp = model.servicesByIp.get(host.replace(/^\[|\]$/g, ''));
   if (byIp) return byIp;
   const parts = host.split('.');
@@ -81,12 +100,15 @@ function parseUrl(text: string): URL {
   return url;
 }
 
-function editToJson(edit: HeaderEdit | undefined): Explanation['responseHeaders'] {
-  return {
-    set: Object.fromEntries(edit?.set ?? []),
-    add: Object.fromEntries(edit?.add ?? []),
-    remove: [...(edit?.remove ?? [])],
-  };
+/** Response edits as one set/add/remove view (later edits win a name, as when applied in order). */
+function editToJson(edits: readonly HeaderEdit[]): Explanation['responseHeaders'] {
+  const out: Explanation['responseHeaders'] = { set: {}, add: {}, remove: [] };
+  for (const e of edits) {
+    for (const [k, v] of e.set) out.set[k] = v;
+    for (const [k, v] of e.add) out.add[k] = v;
+    for (const k of e.remove) if (!out.remove.includes(k)) out.remove.push(k);
+  }
+  return out;
 }
 
 function flatten(headers: HeaderMap): Record<string, string> {
@@ -118,22 +140,34 @@ export function explain(
   const path = url.pathname;
   const query = url.search.slice(1);
   const routing = buildPortRouting(model, input.from, service, port);
-  const decision = decide(routing, { method, path, query, headers });
-
   const warnings = [...model.warnings];
+  if (url.protocol === 'https:') {
+    warnings.push(
+      'the sidecar reads plaintext HTTP from apps (TLS passes as opaque TCP, unrouted): explained as http',
+    );
+  }
+  // As the sidecar does: the authority is the Host header (a -H Host: overrides the URL's).
+  const authority = String(headers.host);
+  const req: PlanRequest = { method, path, query, scheme: 'http', authority, headers };
+  // When several backends can be chosen, the printed request shows the rule's filters only (the
+  // backend-level ones are listed per backend); with one choice, the random number does not matter.
+  const p = plan(routing, req, input.random ?? 0);
+
   for (const { route, reason } of routing.ignored)
     warnings.push(`${route.kind} ${route.namespace}/${route.name} ignored: ${reason}`);
+  const flatRequest = { method, path: url.pathname + url.search, headers: flatten(headers) };
   const out: Explanation & { details: ExplanationDetails } = {
     service: { namespace: service.namespace, name: service.name, port },
     route: null,
     ruleIndex: null,
-    action: decision.action,
+    action: 'passthrough',
     status: null,
     location: null,
     backends: [],
-    request: { method, path: url.pathname + url.search, headers: flatten(headers) },
-    responseHeaders: editToJson(undefined),
+    request: flatRequest,
+    responseHeaders: editToJson([]),
     warnings,
+    backend: null,
     details: {
       reason: null,
       mirrors: [],
@@ -141,54 +175,52 @@ export function explain(
       backendRequestTimeoutMs: null,
       retry: null,
       backendFilters: [],
+      plan: p,
+      planSummary: summarizePlan(p, headers),
     },
   };
-  if (decision.action === 'passthrough') {
+  const entry = p.entry;
+  if (entry) {
+    const route = entry.rule.route;
+    out.route = { kind: route.kind, namespace: route.namespace, name: route.name, type: routing.type! };
+    out.ruleIndex = entry.rule.index;
+    for (const problem of route.problems)
+      warnings.push(
+        `${route.kind} ${route.namespace}/${route.name}: ${problem.type} ${problem.reason}: ${problem.message}`,
+      );
+  }
+  // An invalid backend among several is one possible outcome of the weighted choice, not the rule's.
+  if (p.kind === 'reply' && p.cause !== 'invalid_backend') {
+    out.status = p.status;
+    out.action = p.cause === 'redirect' ? 'redirect' : 'reject';
+    if (p.cause === 'redirect') out.location = p.location!;
+    else out.details.reason = p.reason;
+    if (p.entry) addRuleDetails(out.details, p.entry.rule);
+    return out;
+  }
+  if (!entry) {
+    out.action = 'passthrough';
     out.backends = [{ namespace: service.namespace, name: service.name, port, weight: 1 }];
+    out.backend = out.backends[0]!;
+    out.request.authority = authority;
     out.details.reason = 'no route attached to this Service port: traffic goes to the Service itself';
     return out;
   }
-  const entry = decision.entry;
-  if (decision.action === 'reject') {
-    out.status = decision.status;
-    out.details.reason = decision.reason;
-    if (!entry) return out;
-  }
-  const rule = entry!.rule;
-  const route = rule.route;
-  out.route = { kind: route.kind, namespace: route.namespace, name: route.name, type: routing.type! };
-  out.ruleIndex = rule.index;
-  for (const p of route.problems)
-    warnings.push(`${route.kind} ${route.namespace}/${route.name}: ${p.type} ${p.reason}: ${p.message}`);
-  if (decision.action === 'reject') return out;
-
-  const clientHost = String(headers.host);
-  if (rule.requestHeaders) applyHeaderEdit(headers, rule.requestHeaders);
-  let upstreamPath = path;
-  if (rule.rewrite?.hostname) headers.host = rule.rewrite.hostname;
-  if (rule.rewrite?.path) upstreamPath = modifyPath(rule.rewrite.path, entry!, path);
-  out.request = { method, path: upstreamPath + url.search, headers: flatten(headers) };
-  out.responseHeaders = editToJson(rule.responseHeaders);
-  const d = out.details;
-  d.requestTimeoutMs = rule.requestTimeoutMs ?? null;
-  d.backendRequestTimeoutMs = rule.backendRequestTimeoutMs ?? null;
-  d.retry = rule.retry
-    ? {
-        attempts: rule.retry.attempts ?? null,
-        backoffMs: rule.retry.backoffMs ?? null,
-        codes: [...rule.retry.codes],
-      }
-    : null;
-  if (decision.action === 'redirect') {
-    out.status = decision.status;
-    out.location = redirectLocation(rule.redirect!, entry!, {
-      scheme: url.protocol.slice(0, -1),
-      host: clientHost,
-      path,
-      query,
-      port,
-    });
-    return out;
+  const rule = entry.rule;
+  out.action = 'forward';
+  const live = liveBackends(rule);
+  const shown = p.kind === 'forward' && live.length === 1 ? p : forwardThrough(entry, undefined, req);
+  const upstream = applyRequestEdits(shown, { ...headers }, false);
+  out.request = { method: shown.method, path: shown.path, headers: flatten(upstream) };
+  out.request.authority = shown.authority;
+  out.responseHeaders = editToJson(shown.responseEdits);
+  if (p.kind === 'forward' && live.length === 1) {
+    out.backend = {
+      namespace: p.backend.namespace,
+      name: p.backend.name,
+      port: p.backend.port,
+      weight: live[0]!.weight,
+    };
   }
   out.backends = rule.backends.map((b) => ({
     namespace: b.namespace,
@@ -196,6 +228,8 @@ export function explain(
     port: b.port,
     weight: b.weight,
   }));
+  const d = out.details;
+  addRuleDetails(d, rule);
   for (const b of rule.backends) {
     if (b.invalid && b.weight > 0)
       warnings.push(`backend ${b.namespace}/${b.name}:${b.port} gets a 500 for its share: ${b.invalid}`);
@@ -212,6 +246,18 @@ export function explain(
     percent: Math.round(m.fraction * 10000) / 100,
   }));
   return out;
+}
+
+function addRuleDetails(d: ExplanationDetails, rule: CompiledRule): void {
+  d.requestTimeoutMs = rule.requestTimeoutMs ?? null;
+  d.backendRequestTimeoutMs = rule.backendRequestTimeoutMs ?? null;
+  d.retry = rule.retry
+    ? {
+        attempts: rule.retry.attempts ?? null,
+        backoffMs: rule.retry.backoffMs ?? null,
+        codes: [...rule.retry.codes],
+      }
+    : null;
 }
 
 /** The JSON contract only (drops the details used by text output and tests). */

@@ -2,7 +2,7 @@ import { objectKey, type K8sObject } from './k8s-objects.ts';
 import type { CompiledRoute, MeshModel, MeshService } from './model.ts';
 import { servicePortKey } from './model.ts';
 import { readService } from './services.ts';
-import { compileRoute } from './compile-route.ts';
+import { compileRoute, PARENT_GROUP_HINT } from './compile-route.ts';
 
 const ROUTE_KINDS = new Set(['HTTPRoute', 'GRPCRoute']);
 
@@ -33,6 +33,11 @@ export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
       continue;
     }
     routes.push(route);
+    for (const p of route.problems) {
+      // The one mistake that silently detaches a mesh route: say so wherever the model is shown.
+      if (p.message.endsWith(PARENT_GROUP_HINT))
+        warnings.push(`${route.kind} ${route.namespace}/${route.name}: ${p.message}`);
+    }
     if (route.rules.length === 0) continue;
     for (const a of route.attachments) {
       for (const port of a.ports) {

@@ -6,10 +6,9 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
-import type { BackendTarget, CompiledRule, MatchEntry } from '../mesh-model/model.ts';
-import { decide } from '../mesh-model/decide.ts';
-import { modifyPath, pickBackend, redirectLocation } from '../mesh-model/request-filters.ts';
-import { applyHeaderEdit, type HeaderMap } from '../mesh-model/header-edits.ts';
+import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
+import type { HeaderMap } from '../mesh-model/header-edits.ts';
+import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
 import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { LoadBalancer } from './load-balancer.ts';
@@ -35,6 +34,8 @@ export interface ForwardDeps {
   pools: UpstreamPools;
   lb: LoadBalancer;
   metrics: ProxyMetrics;
+  /** Numbers in [0, 1) for the weighted backend choice and mirror fractions; Math.random unless a test injects one. */
+  random?: () => number;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -42,57 +43,81 @@ export interface Target {
   routeLabel: string;
   backendLabel: string;
   endpoints: readonly Endpoint[];
-  rule: CompiledRule | undefined;
-  backend: BackendTarget | undefined;
-  entry: MatchEntry | undefined;
-}
-
-function splitUrl(url: string): { path: string; query: string } {
-  const q = url.indexOf('?');
-  return q === -1 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
+  /** undefined for destinations that are not Services (nothing to apply). */
+  plan: ForwardPlan | undefined;
 }
 
 export type OutboundPlan =
   | { kind: 'reply'; code: number; message: string; cause: string; routeLabel: string; location?: string }
   | { kind: 'forward'; target: Target; request: UpstreamRequest };
 
+function routeLabelOf(entry: MatchEntry | undefined): string {
+  return entry ? `${entry.rule.route.namespace}/${entry.rule.route.name}` : 'none';
+}
+
 /**
- * The routing half of an outbound request: the shared route engine's decision turned into either a local
- * reply (404, 500, redirect) or a target plus the request as it goes upstream (filters applied).
- * `routing` is undefined for destinations that are not Services (sent as-is).
+ * The routing half of an outbound request: mesh-model's plan() for Service destinations, executed as far
+ * as the request goes (endpoints looked up, headers copied and edited). `routing` is undefined for
+ * destinations that are not Services (sent as-is).
  */
 export function planOutbound(
+  deps: Pick<ForwardDeps, 'random'>,
   view: ProxyView,
   routing: PortRouting | undefined,
   destination: { address: string; port: number },
   req: DownstreamRequest,
 ): OutboundPlan {
   const url = req.url || '/';
-  const { path, query } = splitUrl(url);
   const h2 = req.httpVersionMajor === 2;
   const method = req.method ?? 'GET';
-  const host = String(
+  const authority = String(
     (h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`,
   );
-  const target = routing
-    ? routeTarget(view, routing, method, path, query, req, host)
-    : asAddressed(destination);
-  if ('kind' in target) return target;
-
   const headers = forwardHeaders(req.headers, !h2 && req.headers.upgrade !== undefined);
-  let upstreamPath = url;
-  let authority = host;
-  const rule = target.rule;
-  if (rule) {
-    if (rule.requestHeaders) applyHeaderEdit(headers, rule.requestHeaders);
-    if (target.backend?.requestHeaders) applyHeaderEdit(headers, target.backend.requestHeaders);
-    if (rule.rewrite?.hostname) authority = rule.rewrite.hostname;
-    if (rule.rewrite?.path) {
-      upstreamPath = modifyPath(rule.rewrite.path, target.entry!, path) + (query === '' ? '' : `?${query}`);
-    }
+  if (!routing) {
+    if (!h2) headers.host = authority;
+    const target = asAddressed(destination);
+    return { kind: 'forward', target, request: { method, path: url, authority, headers, h2 } };
   }
-  if (!h2) headers.host = authority;
-  return { kind: 'forward', target, request: { method, path: upstreamPath, authority, headers, h2 } };
+  const q = url.indexOf('?');
+  const p = plan(
+    routing,
+    {
+      method,
+      path: q === -1 ? url : url.slice(0, q),
+      query: q === -1 ? '' : url.slice(q + 1),
+      target: url,
+      // Apps talk plaintext HTTP to the sidecar: a redirect without a scheme keeps "http".
+      scheme: 'http',
+      authority,
+      headers: req.headers,
+    },
+    deps.random ?? Math.random,
+  );
+  const routeLabel = routeLabelOf(p.entry);
+  if (p.kind === 'reply') {
+    return {
+      kind: 'reply',
+      code: p.status,
+      message: p.message,
+      cause: p.cause,
+      routeLabel,
+      ...(p.location === undefined ? {} : { location: p.location }),
+    };
+  }
+  const b = p.backend;
+  const target: Target = {
+    routeLabel,
+    backendLabel: `${b.namespace}/${b.name}:${b.port}`,
+    endpoints: endpointsFor(view, b.namespace, b.name, b.port),
+    plan: p,
+  };
+  applyRequestEdits(p, headers, h2);
+  return {
+    kind: 'forward',
+    target,
+    request: { method: p.method, path: p.path, authority: p.authority, headers, h2 },
+  };
 }
 
 /** A destination that is not a Service: forwarded to the address the app dialled. */
@@ -104,72 +129,7 @@ function asAddressed(destination: { address: string; port: number }): Target {
     identity: undefined,
     pod: undefined,
   };
-  return {
-    routeLabel: 'none',
-    backendLabel: 'passthrough',
-    endpoints: [ep],
-    rule: undefined,
-    backend: undefined,
-    entry: undefined,
-  };
-}
-
-/** The route engine's decision for a Service destination, as a target or a local reply. */
-function routeTarget(
-  view: ProxyView,
-  routing: PortRouting,
-  method: string,
-  path: string,
-  query: string,
-  req: DownstreamRequest,
-  host: string,
-): Target | Extract<OutboundPlan, { kind: 'reply' }> {
-  const decision = decide(routing, { method, path, query, headers: req.headers });
-  if (decision.action === 'passthrough') {
-    const svc = routing.service;
-    return {
-      routeLabel: 'none',
-      backendLabel: `${svc.namespace}/${svc.name}:${routing.port}`,
-      endpoints: endpointsFor(view, svc.namespace, svc.name, routing.port),
-      rule: undefined,
-      backend: undefined,
-      entry: undefined,
-    };
-  }
-  const entry = decision.entry;
-  const routeLabel = entry ? `${entry.rule.route.namespace}/${entry.rule.route.name}` : 'none';
-  if (decision.action === 'reject') {
-    const where = entry ? `route ${routeLabel} rule ${entry.rule.index}: ` : '';
-    const reason = entry ? decision.reason : `${decision.reason} (${method} ${path})`;
-    const cause = decision.status === 404 ? 'no_route' : 'invalid_rule';
-    return { kind: 'reply', code: decision.status, message: where + reason, cause, routeLabel };
-  }
-  const rule = decision.entry.rule;
-  if (decision.action === 'redirect') {
-    const location = redirectLocation(rule.redirect!, decision.entry, {
-      scheme: 'http',
-      host,
-      path,
-      query,
-      port: routing.port,
-    });
-    return {
-      kind: 'reply',
-      code: decision.status,
-      message: `redirect to ${location}`,
-      cause: 'redirect',
-      routeLabel,
-      location,
-    };
-  }
-  const backend = pickBackend(rule, Math.random())!;
-  const backendLabel = `${backend.namespace}/${backend.name}:${backend.port}`;
-  if (backend.invalid) {
-    const message = `backend ${backendLabel} is invalid: ${backend.invalid}`;
-    return { kind: 'reply', code: 500, message, cause: 'invalid_backend', routeLabel };
-  }
-  const endpoints = endpointsFor(view, backend.namespace, backend.name, backend.port);
-  return { routeLabel, backendLabel, endpoints, rule, backend, entry: decision.entry };
+  return { routeLabel: 'none', backendLabel: 'passthrough', endpoints: [ep], plan: undefined };
 }
 
 /** Routes and forwards one outbound HTTP request (HTTP/1.1 or HTTP/2). */
@@ -182,35 +142,31 @@ export function forwardOutbound(
   res: DownstreamResponse,
 ): void {
   const started = performance.now();
-  const plan = planOutbound(view, routing, destination, req);
+  const outbound = planOutbound(deps, view, routing, destination, req);
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
     deps.metrics.request('outbound', routeLabel, backendLabel, code, started);
-  if (plan.kind === 'reply') {
-    if (plan.location !== undefined) {
-      record(plan.routeLabel, 'redirect', plan.code);
+  if (outbound.kind === 'reply') {
+    if (outbound.location !== undefined) {
+      record(outbound.routeLabel, 'redirect', outbound.code);
       const out = res as http.ServerResponse;
-      out.writeHead(plan.code, { location: plan.location, 'content-length': 0 });
+      out.writeHead(outbound.code, { location: outbound.location, 'content-length': 0 });
       out.end();
       return;
     }
-    deps.metrics.errors.inc(['outbound', plan.cause]);
-    record(plan.routeLabel, 'none', plan.code);
-    return localReply(req, res, plan.code, plan.message);
+    deps.metrics.errors.inc(['outbound', outbound.cause]);
+    record(outbound.routeLabel, 'none', outbound.code);
+    return localReply(req, res, outbound.code, outbound.message);
   }
-  const { target, request } = plan;
-  const rule = target.rule;
-  if (rule && rule.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, rule, request);
-  const editResponse = (h: HeaderMap): void => {
-    if (rule?.responseHeaders) applyHeaderEdit(h, rule.responseHeaders);
-    if (target.backend?.responseHeaders) applyHeaderEdit(h, target.backend.responseHeaders);
-  };
+  const { target, request } = outbound;
+  const p = target.plan;
+  if (p && p.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, p.mirrors, request);
   sendWithRetries({
     deps,
     target,
     request,
     req,
     res,
-    editResponse,
+    editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
     finish: (code) => record(target.routeLabel, target.backendLabel, code),
     fail: (code, message, cause) => {
       deps.metrics.errors.inc(['outbound', cause]);
@@ -248,7 +204,7 @@ function isBodyless(req: DownstreamRequest): boolean {
  */
 export interface SendOptions {
   readonly deps: ForwardDeps;
-  readonly target: Pick<Target, 'endpoints' | 'backendLabel' | 'rule'>;
+  readonly target: Pick<Target, 'endpoints' | 'backendLabel' | 'plan'>;
   readonly request: UpstreamRequest;
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
@@ -263,8 +219,8 @@ export interface SendOptions {
 export function sendWithRetries(options: SendOptions): void {
   const { deps, target, request, req, res, editResponse, finish, fail } = options;
   const tried = new Set<Endpoint>();
-  const rule = target.rule;
-  const retry = rule?.retry && isBodyless(req) ? rule.retry : undefined;
+  const p = target.plan;
+  const retry = p?.retry && isBodyless(req) ? p.retry : undefined;
   let retriesLeft = retry ? (retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
   let cancel: (() => void) | undefined;
   let done = false;
@@ -282,8 +238,8 @@ export function sendWithRetries(options: SendOptions): void {
     cancel?.();
     fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
   };
-  if (rule?.requestTimeoutMs)
-    requestTimer = setTimeout(timedOut(rule.requestTimeoutMs, 'request'), rule.requestTimeoutMs);
+  if (p?.requestTimeoutMs)
+    requestTimer = setTimeout(timedOut(p.requestTimeoutMs, 'request'), p.requestTimeoutMs);
   res.on('close', () => {
     if (!done) {
       end();
@@ -302,7 +258,7 @@ export function sendWithRetries(options: SendOptions): void {
     tried.add(ep);
     const stats = deps.lb.start(ep);
     const t0 = performance.now();
-    const backendMs = rule?.backendRequestTimeoutMs;
+    const backendMs = p?.backendRequestTimeoutMs;
     clearTimeout(attemptTimer);
     if (backendMs) attemptTimer = setTimeout(timedOut(backendMs, 'backendRequest'), backendMs);
     const handlers: UpstreamHandlers = {
@@ -457,9 +413,14 @@ function sendH2(
  * their responses are discarded. Only bodyless requests are mirrored: replaying a body would mean
  * buffering it or slowing the real request to the mirror's pace.
  */
-function mirror(deps: ForwardDeps, view: ProxyView, rule: CompiledRule, request: UpstreamRequest): void {
-  for (const m of rule.mirrors) {
-    if (m.backend.invalid || Math.random() >= m.fraction) continue;
+function mirror(
+  deps: ForwardDeps,
+  view: ProxyView,
+  mirrors: readonly Mirror[],
+  request: UpstreamRequest,
+): void {
+  for (const m of mirrors) {
+    if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;
     const ep = deps.lb.pick(endpointsFor(view, m.backend.namespace, m.backend.name, m.backend.port));
     if (!ep) continue;
     const ignore: UpstreamHandlers = {

@@ -70,7 +70,7 @@ export function createInboundListener(o: InboundOptions): {
     const record = (code: number): void => o.deps.metrics.request('inbound', 'none', label, code, started);
     sendWithRetries({
       deps: o.deps,
-      target: { endpoints: [appEndpoint(info)], backendLabel: label, rule: undefined },
+      target: { endpoints: [appEndpoint(info)], backendLabel: label, plan: undefined },
       request: { method: req.method ?? 'GET', path: req.url || '/', authority, headers, h2 },
       req,
       res,

@@ -47,6 +47,7 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
     const view = o.view();
     if (!info || !view) return void socket.destroy();
     const plan = planOutbound(
+      o.deps,
       view,
       view.byDestination.get(destinationKey(info.address, info.port)),
       info,

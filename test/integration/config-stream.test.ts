@@ -40,7 +40,7 @@ function route(
     kind: 'HTTPRoute',
     metadata: { namespace, name, creationTimestamp: '2026-01-01T00:00:00Z' },
     spec: {
-      parentRefs: [{ kind: 'Service', namespace: parent[0], name: parent[1] }],
+      parentRefs: [{ group: '', kind: 'Service', namespace: parent[0], name: parent[1] }],
       rules: [
         {
           matches: [{ path: { type: 'PathPrefix', value: path } }],

@@ -21,6 +21,8 @@ const KEYS = [
   'request',
   'responseHeaders',
   'warnings',
+  // extensions
+  'backend',
 ];
 
 describe('sluice route explain (CLI contract)', () => {
@@ -39,7 +41,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: cart, namespace: shop}
 spec:
-  parentRefs: [{kind: Service, name: cart}]
+  parentRefs: [{group: '', kind: Service, name: cart}]
   rules:
     - matches: [{method: {service: shop.Cart, method: Add}}]
       backendRefs: [{name: cart, port: 50051}]
@@ -85,6 +87,7 @@ spec:
       method: 'GET',
       path: '/x?y=1',
       headers: { host: 'reviews', 'x-tester': 'true' },
+      authority: 'reviews',
     });
   });
 

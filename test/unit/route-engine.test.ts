@@ -63,7 +63,7 @@ describe('route engine: attachment (GAMMA)', () => {
   for (const c of cases) {
     it(c.name, () => {
       const r = route('app', 'r', [{ backendRefs: [backend('v1')] }], {
-        parentRefs: [{ kind: 'Service', name: 'svc', ...c.parent }],
+        parentRefs: [{ group: '', kind: 'Service', name: 'svc', ...c.parent }],
       });
       assert.equal(target(run([r], { url: c.url })), c.want);
     });
@@ -73,7 +73,7 @@ describe('route engine: attachment (GAMMA)', () => {
     const model = buildMeshModel([
       ...base,
       route('app', 'r', [{ backendRefs: [backend('v1')] }], {
-        parentRefs: [{ kind: 'Service', name: 'ghost' }],
+        parentRefs: [{ group: '', kind: 'Service', name: 'ghost' }],
       }),
     ]);
     assert.equal(model.routes[0]!.problems[0]!.reason, 'NoMatchingParent');
@@ -91,7 +91,7 @@ describe('route engine: attachment (GAMMA)', () => {
   it('consumer route applies only to its own namespace and wins over producer routes', () => {
     const producer = route('app', 'p', [{ backendRefs: [backend('v1')] }]);
     const consumer = route('client', 'c', [{ backendRefs: [backend('v2', 1, 80, 'app')] }], {
-      parentRefs: [{ kind: 'Service', name: 'svc', namespace: 'app' }],
+      parentRefs: [{ group: '', kind: 'Service', name: 'svc', namespace: 'app' }],
     });
     const fromClient = run([producer, consumer], { from: 'client', url: 'http://svc.app/' });
     assert.equal(target(fromClient), 'v2');
@@ -101,7 +101,7 @@ describe('route engine: attachment (GAMMA)', () => {
 
   it('consumer route in a namespace without producer routes still only affects that namespace', () => {
     const consumer = route('client', 'c', [{ backendRefs: [backend('v2', 1, 80, 'app')] }], {
-      parentRefs: [{ kind: 'Service', name: 'svc', namespace: 'app' }],
+      parentRefs: [{ group: '', kind: 'Service', name: 'svc', namespace: 'app' }],
     });
     assert.equal(target(run([consumer], { from: 'third', url: 'http://svc.app/' })), 'passthrough');
   });
@@ -872,7 +872,7 @@ describe('route engine: untrusted input never throws', () => {
       apiVersion: 'gateway.networking.k8s.io/v1',
       metadata: { name: 'y', namespace: 'app' },
       spec: {
-        parentRefs: [{ kind: 'Service', name: 'svc' }],
+        parentRefs: [{ group: '', kind: 'Service', name: 'svc' }],
         rules: [
           {
             matches: [{ headers: [{ name: 5 }] }],
