@@ -14,6 +14,7 @@ import { forwardHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { isSelfLoop } from './self-loop.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -25,6 +26,8 @@ export interface InboundOptions {
   detectTimeoutMs: number;
   /** Where the app listens; the original destination port is kept. */
   appAddress: string;
+  /** Local ports of the proxy itself: a connection addressed to them would loop. */
+  ownPorts: ReadonlySet<number>;
 }
 
 /**
@@ -135,6 +138,11 @@ export function createInboundListener(o: InboundOptions): {
     socket.on('error', () => socket.destroy());
     const dst = originalDestination(socket);
     if (!dst) return void socket.destroy();
+    if (isSelfLoop(dst, socket.localAddress, { ownPorts: o.ownPorts })) {
+      // e.g. another pod dialling <podIP>:15006 or :15001: handing it to the "app" at that port is the proxy.
+      o.deps.metrics.errors.inc(['inbound', 'self_loop']);
+      return void socket.destroy();
+    }
     const info: ConnectionInfo = { address: dst.address, port: dst.port, peerIdentity: undefined };
     setConnectionInfo(socket, info);
     void (async () => {

@@ -137,11 +137,12 @@ export class SidecarProxy {
     );
 
     const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics };
+    const ownPorts = new Set([o.outboundPort, o.inboundPort, o.adminPort]);
     const outbound = createOutboundListener({
       deps,
       view: () => this.#view,
       detectTimeoutMs: o.detectTimeoutMs,
-      ownPorts: new Set([o.outboundPort, o.inboundPort, o.adminPort]),
+      ownPorts,
     });
     const inbound = createInboundListener({
       deps,
@@ -150,6 +151,7 @@ export class SidecarProxy {
       mode: o.mode,
       detectTimeoutMs: o.detectTimeoutMs,
       appAddress: o.appAddress,
+      ownPorts,
     });
     this.#servers.push(outbound.server, inbound.server);
     this.#httpServers.push(outbound.http, inbound.http);

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { MeshFixture, type MeshPod } from '../support/mesh-fixture.ts';
+import { podObject } from '../support/mesh-manifests.ts';
+import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
+import { waitFor } from '../support/wait-for.ts';
+
+// What the capture promises at the network level (docs/security.md, "Traffic capture"), tried as an attacker
+// in another pod would: real `sluice init-iptables`, real `sluice proxy` processes, network namespaces.
+// Pods have IPv4 and only the link-local IPv6 address the kernel gives every interface.
+
+const NS = 'sec';
+
+interface RawResult {
+  closed: boolean;
+  error?: string;
+  received: string;
+}
+
+describe('capture guarantees: self-loops, loopback ports, IPv6 (netns + iptables)', function () {
+  this.timeout(120_000);
+  const reason = netnsUnavailableReason();
+  let mesh: MeshFixture;
+  let app: MeshPod;
+  let attacker: MeshPod;
+
+  before(async function () {
+    if (reason) return this.skip();
+    mesh = await MeshFixture.create({ ipv6: false });
+    app = await mesh.addPod({ name: 'app', namespace: NS, serviceAccount: 'app', meshed: true });
+    attacker = await mesh.addPod({ name: 'attacker', namespace: NS, serviceAccount: 'x', meshed: false });
+    mesh.writeManifests(
+      [app, attacker].map((p) =>
+        podObject({
+          name: p.name,
+          namespace: NS,
+          ip: p.ip,
+          serviceAccount: p.spec.serviceAccount,
+          meshed: p.spec.meshed,
+        }),
+      ),
+    );
+    await mesh.startSidecars();
+  });
+
+  after(async function () {
+    const built = mesh as MeshFixture | undefined;
+    if (process.env.SLUICE_TEST_LOGS) console.log(built?.logs());
+    await built?.destroy();
+  });
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed')
+      console.log((mesh as MeshFixture | undefined)?.logs().slice(-20_000));
+  });
+
+  async function raw(from: MeshPod, host: string, port: number, payload: string): Promise<RawResult> {
+    const out = await mesh.harness.runIn(from, nodeBin, [
+      'test/support/raw-request.ts',
+      host,
+      String(port),
+      JSON.stringify(payload),
+    ]);
+    return JSON.parse(out) as RawResult;
+  }
+
+  function openFiles(pod: MeshPod): number {
+    return readdirSync(`/proc/${pod.sidecar!.pid}/fd`).length;
+  }
+
+  function rssBytes(pod: MeshPod): number {
+    const status = readFileSync(`/proc/${pod.sidecar!.pid}/status`, 'utf8');
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024;
+  }
+
+  async function selfLoopRefusals(pod: MeshPod): Promise<number> {
+    const { body } = await mesh.admin(pod, '/metrics');
+    return [...body.matchAll(/^sluice_errors_total\{[^}]*cause="self_loop"[^}]*\} (\d+)$/gm)].reduce(
+      (sum, m) => sum + Number(m[1]),
+      0,
+    );
+  }
+
+  describe("point 2: a connection to the proxy's own ports is refused, not looped", () => {
+    for (const port of [15006, 15001]) {
+      it(`one request from another pod to <podIP>:${port} is closed and leaves open files and memory flat`, async () => {
+        const refusedBefore = await selfLoopRefusals(app);
+        const filesBefore = openFiles(app);
+        const rssBefore = rssBytes(app);
+        const request = 'GET / HTTP/1.1\r\nHost: loop\r\nX-Pad: 1\r\n\r\n'; // 40 bytes
+        assert.equal(request.length, 40);
+
+        const result = await raw(attacker, app.ip, port, request);
+        assert.equal(result.closed, true, `the connection to :${port} stayed open`);
+        assert.equal(result.received, '', 'nothing answers a self-addressed connection');
+
+        await waitFor(
+          `the self-loop refusal on :${port} to be counted`,
+          async () => {
+            return (await selfLoopRefusals(app)) === refusedBefore + 1;
+          },
+          { timeoutMs: 30_000, intervalMs: 200 },
+        );
+        // A loop would keep opening sockets after the client left; the count has to come back down.
+        await waitFor(
+          `open files of the sidecar back to ${filesBefore}`,
+          () => openFiles(app) <= filesBefore + 2,
+          {
+            detail: () => `open files now ${openFiles(app)}`,
+          },
+        );
+        assert.equal(await selfLoopRefusals(app), refusedBefore + 1, 'exactly one refusal, no rounds');
+        assert.ok(openFiles(app) <= filesBefore + 2, `open files ${filesBefore} → ${openFiles(app)}`);
+        const grown = rssBytes(app) - rssBefore;
+        assert.ok(grown < 32 * 1024 * 1024, `RSS grew by ${Math.round(grown / 1024)} KiB`);
+      });
+    }
+  });
+});
