@@ -15,7 +15,7 @@
  *   SLUICE_REDIRECT     REDIRECT to the outbound port (default 15001)
  *
  * SLUICE_OUTPUT, in order:
- *   1. source 127.0.0.6 (::6) out lo → RETURN. The inbound side of the proxy binds this source address when it
+ *   1. source 127.0.0.6 (::1) out lo → RETURN. The inbound side of the proxy binds this source address when it
  *      hands a connection to the application at the pod IP, so that hand-off is not captured again.
  *   2. proxy uid/gid, out lo, destination not loopback → SLUICE_INBOUND. This is the hairpin: an app calls a
  *      Service whose endpoint is its own pod; the outbound proxy then dials the pod IP, which the kernel routes
@@ -27,7 +27,8 @@
  *   6. included CIDRs (default: everything) → SLUICE_REDIRECT.
  *
  * Contract for the proxy: read the real destination with SO_ORIGINAL_DST (sidecar/original-dst.ts); forward
- * inbound connections to the application at 127.0.0.1:port, or at podIP:port from source 127.0.0.6; and refuse
+ * inbound connections to the application at podIP:port from source 127.0.0.6 / ::1 (or, opted in, at
+ * 127.0.0.1:port, which exposes the app's loopback-only ports); and refuse
  * a connection whose original destination is one of its own listener ports, which would otherwise loop.
  *
  * Only TCP is captured; DNS and other UDP traffic flow untouched.
@@ -46,7 +47,7 @@ export const chains = {
 const ownedChains: readonly string[] = [chains.inbound, chains.inRedirect, chains.output, chains.redirect];
 
 /** Source address the inbound proxy binds when it connects to the application at the pod IP. */
-export const inboundPassthroughSource: Record<IpFamily, string> = { 4: '127.0.0.6/32', 6: '::6/128' };
+export const inboundPassthroughSource: Record<IpFamily, string> = { 4: '127.0.0.6/32', 6: '::1/128' };
 
 const loopback: Record<IpFamily, string> = { 4: '127.0.0.0/8', 6: '::1/128' };
 

@@ -50,3 +50,19 @@ export function isSelfLoop(
   }
   return false;
 }
+
+/**
+ * `has(address)`: is it one of the pod's addresses? The list is read once and again only when an address is
+ * not in it (addresses rarely change, and a miss is what needs the current answer).
+ */
+export function podAddressSet(read: () => string[] = podAddresses): { has(address: string): boolean } {
+  let known = new Set(read());
+  return {
+    has(address) {
+      const wanted = normalizeAddress(address);
+      if (known.has(wanted)) return true;
+      known = new Set(read());
+      return known.has(wanted);
+    },
+  };
+}

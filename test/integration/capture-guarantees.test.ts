@@ -23,14 +23,37 @@ describe('capture guarantees: self-loops, loopback ports, IPv6 (netns + iptables
   let mesh: MeshFixture;
   let app: MeshPod;
   let attacker: MeshPod;
+  let legacy: MeshPod;
+
+  /** Two more apps: one on loopback only (a debug port), one on every IPv4 address. */
+  async function startPortApps(pod: MeshPod): Promise<void> {
+    const server = (port: number, host: string, answer: string): string =>
+      `require('http').createServer((q,s)=>s.end('${answer}')).listen(${port},'${host}')`;
+    mesh.harness.exec(pod, nodeBin, [
+      '-e',
+      `${server(9000, '127.0.0.1', 'private')};${server(9001, '0.0.0.0', 'public')}`,
+    ]);
+    await mesh.harness.waitForPort(pod, '127.0.0.1', 9000);
+    await mesh.harness.waitForPort(pod, '0.0.0.0', 9001);
+  }
 
   before(async function () {
     if (reason) return this.skip();
     mesh = await MeshFixture.create({ ipv6: false });
     app = await mesh.addPod({ name: 'app', namespace: NS, serviceAccount: 'app', meshed: true });
     attacker = await mesh.addPod({ name: 'attacker', namespace: NS, serviceAccount: 'x', meshed: false });
+    legacy = await mesh.addPod({
+      name: 'legacy',
+      namespace: NS,
+      serviceAccount: 'legacy',
+      meshed: true,
+      // what the injector passes for the annotation sluice.dev/inbound-to-localhost: "true"
+      sidecarArgs: ['--inbound-to-localhost=true'],
+    });
+    await startPortApps(app);
+    await startPortApps(legacy);
     mesh.writeManifests(
-      [app, attacker].map((p) =>
+      [app, attacker, legacy].map((p) =>
         podObject({
           name: p.name,
           namespace: NS,
@@ -115,5 +138,33 @@ describe('capture guarantees: self-loops, loopback ports, IPv6 (netns + iptables
         assert.ok(grown < 32 * 1024 * 1024, `RSS grew by ${Math.round(grown / 1024)} KiB`);
       });
     }
+  });
+
+  describe('point 3: inbound traffic goes to the pod IP, so loopback-only ports stay private', () => {
+    const get = 'GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n';
+
+    it('an app port bound to 127.0.0.1 is not reachable from another pod through the sidecar (PERMISSIVE)', async () => {
+      const result = await raw(attacker, app.ip, 9000, get);
+      assert.equal(result.closed, true);
+      assert.doesNotMatch(result.received, /private/);
+      assert.match(result.received, /^HTTP\/1\.1 50[23] /, 'the sidecar answers: the app is not there');
+    });
+
+    it('an app port bound to 0.0.0.0 is, and so is the echo app on ::', async () => {
+      const result = await raw(attacker, app.ip, 9001, get);
+      assert.match(result.received, /^HTTP\/1\.1 200 [^]*public$/);
+      assert.match((await raw(attacker, app.ip, 9080, get)).received, /^HTTP\/1\.1 200 /);
+    });
+
+    it('an opaque (non-HTTP) connection to the loopback-only port is closed without reaching it', async () => {
+      const result = await raw(attacker, app.ip, 9000, '\x16not http, not tls');
+      assert.equal(result.closed, true);
+      assert.equal(result.received, '');
+    });
+
+    it('with sluice.dev/inbound-to-localhost: "true" the pod keeps the old behaviour (loopback ports reachable)', async () => {
+      assert.match((await raw(attacker, legacy.ip, 9000, get)).received, /^HTTP\/1\.1 200 [^]*private$/);
+      assert.match((await raw(attacker, legacy.ip, 9001, get)).received, /^HTTP\/1\.1 200 [^]*public$/);
+    });
   });
 });

@@ -86,6 +86,9 @@ export class MeshFixture {
       spec.name,
       '--port',
       String(APP_PORT),
+      // Every pod address (IPv4 and IPv6): the sidecar hands inbound traffic to the address it was sent to.
+      '--host',
+      '::',
     ]);
     this.capture(pod, app, 'app');
     if (spec.tcpPort) {
@@ -117,7 +120,7 @@ export class MeshFixture {
         String(PROXY_UID),
       ]);
     }
-    await this.harness.waitForPort(pod, pod.ip, APP_PORT);
+    await this.harness.waitForPort(pod, '::', APP_PORT);
     return pod;
   }
 

@@ -55,9 +55,9 @@ describe('init-iptables rule generation', () => {
     ]);
   });
 
-  it('IPv6 uses ::1 as loopback and ::6 as the passthrough source', () => {
+  it('IPv6 uses ::1 as loopback and as the passthrough source (::6 is no address of lo)', () => {
     const rules = chainRules(config(), 6);
-    assert.ok(rules.includes('-A SLUICE_OUTPUT -s ::6/128 -o lo -j RETURN'));
+    assert.ok(rules.includes('-A SLUICE_OUTPUT -s ::1/128 -o lo -j RETURN'));
     assert.ok(
       rules.includes('-A SLUICE_OUTPUT ! -d ::1/128 -o lo -m owner --uid-owner 1337 -j SLUICE_INBOUND'),
     );

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { isSelfLoop, normalizeAddress } from '../../sidecar/self-loop.ts';
+import { isSelfLoop, normalizeAddress, podAddressSet } from '../../sidecar/self-loop.ts';
+import { handOffSource } from '../../sidecar/inbound-listener.ts';
 
 describe('self-loop guard', () => {
   const check = { ownPorts: new Set([15001, 15006, 15021]), localAddresses: () => ['10.0.0.5', 'fd00::5'] };
@@ -23,5 +24,32 @@ describe('self-loop guard', () => {
     assert.equal(isSelfLoop({ address: '10.0.0.5', port: 8080 }, '::ffff:10.0.0.5', check), false);
     assert.equal(isSelfLoop({ address: '10.0.0.8', port: 15006 }, '::ffff:10.0.0.5', check), false);
     assert.equal(isSelfLoop({ address: '10.96.0.10', port: 15001 }, '::ffff:10.0.0.5', check), false);
+  });
+});
+
+describe('inbound hand-off addresses', () => {
+  it('binds 127.0.0.6 for IPv4 pod addresses and ::1 for IPv6 ones; nothing for loopback targets', () => {
+    assert.equal(handOffSource('10.0.0.5'), '127.0.0.6');
+    assert.equal(handOffSource('::ffff:10.0.0.5'), '127.0.0.6');
+    assert.equal(handOffSource('fd00::5'), '::1');
+    assert.equal(handOffSource('127.0.0.1'), undefined);
+    assert.equal(handOffSource('::1'), undefined);
+  });
+
+  it('podAddressSet re-reads the addresses only on a miss', () => {
+    let reads = 0;
+    let current = ['10.0.0.5'];
+    const set = podAddressSet(() => {
+      reads++;
+      return current;
+    });
+    assert.equal(set.has('::ffff:10.0.0.5'), true);
+    assert.equal(reads, 1);
+    current = ['10.0.0.5', 'fd00::5'];
+    assert.equal(set.has('FD00::5'), true);
+    assert.equal(set.has('10.0.0.5'), true);
+    assert.equal(reads, 2);
+    assert.equal(set.has('8.8.8.8'), false);
+    assert.equal(reads, 3);
   });
 });
