@@ -12,6 +12,7 @@ import { waitFor } from '../support/wait-for.ts';
 const NS = 'sec';
 
 interface RawResult {
+  connected: boolean;
   closed: boolean;
   error?: string;
   received: string;
@@ -77,12 +78,19 @@ describe('capture guarantees: self-loops, loopback ports, IPv6 (netns + iptables
       console.log((mesh as MeshFixture | undefined)?.logs().slice(-20_000));
   });
 
-  async function raw(from: MeshPod, host: string, port: number, payload: string): Promise<RawResult> {
+  async function raw(
+    from: MeshPod,
+    host: string,
+    port: number,
+    payload: string,
+    guardMs = 10_000,
+  ): Promise<RawResult> {
     const out = await mesh.harness.runIn(from, nodeBin, [
       'test/support/raw-request.ts',
       host,
       String(port),
       JSON.stringify(payload),
+      String(guardMs),
     ]);
     return JSON.parse(out) as RawResult;
   }
@@ -165,6 +173,53 @@ describe('capture guarantees: self-loops, loopback ports, IPv6 (netns + iptables
     it('with sluice.dev/inbound-to-localhost: "true" the pod keeps the old behaviour (loopback ports reachable)', async () => {
       assert.match((await raw(attacker, legacy.ip, 9000, get)).received, /^HTTP\/1\.1 200 [^]*private$/);
       assert.match((await raw(attacker, legacy.ip, 9001, get)).received, /^HTTP\/1\.1 200 [^]*public$/);
+    });
+  });
+
+  describe('point 4: a pod without routable IPv6 is not reachable over its link-local address', () => {
+    const get = 'GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n';
+
+    /** The pod's link-local address with its zone, once duplicate address detection is over. */
+    async function linkLocal(pod: MeshPod): Promise<string> {
+      return waitFor(
+        `a usable link-local address in ${pod.name}`,
+        async () => {
+          const out = await mesh.harness.runIn(pod, 'ip', [
+            '-6',
+            '-o',
+            'addr',
+            'show',
+            'dev',
+            'eth0',
+            'scope',
+            'link',
+          ]);
+          const match = /inet6 (fe80::[0-9a-f:]+)\/64/.exec(out);
+          return match && !/tentative/.test(out) ? `${match[1]}%eth0` : undefined;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+    }
+
+    it('init-iptables (--ipv6 auto) installed the IPv6 guard, and no IPv6 capture', async () => {
+      const filter = await mesh.harness.runIn(app, 'ip6tables-save', ['-t', 'filter']);
+      assert.match(filter, /^-A INPUT -j SLUICE_IN6_GUARD$/m);
+      assert.match(filter, /^-A SLUICE_IN6_GUARD -j DROP$/m);
+      assert.doesNotMatch(await mesh.harness.runIn(app, 'ip6tables-save', ['-t', 'nat']), /SLUICE/);
+    });
+
+    it('an app listening on :: does not answer another pod over IPv6 link-local', async () => {
+      const [appAddress, attackerAddress] = await Promise.all([linkLocal(app), linkLocal(attacker)]);
+      // Control: link-local works between the two pods (the attacker is not guarded), and the answers to a
+      // connection the guarded pod opened itself come back in (established).
+      const control = await raw(app, attackerAddress, 9080, get);
+      assert.match(control.received, /^HTTP\/1\.1 200 /, JSON.stringify(control));
+
+      const attack = await raw(attacker, appAddress, 9080, get, 3000);
+      assert.equal(attack.connected, false, JSON.stringify(attack));
+      assert.equal(attack.received, '');
+      // ...while the same app is reachable over IPv4, through the sidecar.
+      assert.match((await raw(attacker, app.ip, 9080, get)).received, /^HTTP\/1\.1 200 /);
     });
   });
 });
