@@ -360,10 +360,10 @@ describe('init-iptables --dry-run', () => {
   async function dryRun(args: string[]): Promise<string> {
     let out = '';
     const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string) => {
+    process.stdout.write = (chunk: string) => {
       out += chunk;
       return true;
-    });
+    };
     try {
       assert.equal(await initIptablesMain(['--dry-run', ...args]), 0);
     } finally {
