@@ -9,9 +9,10 @@ import {
 import {
   applyCapture,
   CaptureError,
+  familyInput,
+  hasIpv6,
   hasRoutableIpv6,
-  restoreInput,
-  removalInput,
+  type FamilyRules,
 } from '../sidecar/init-iptables.ts';
 import { jsonLogger } from '../lib/json-log.ts';
 
@@ -20,7 +21,9 @@ const d = defaultCaptureConfig;
 const usage = `usage: sluice init-iptables [OPTIONS]
 
 Programs the pod's nat table (IPv4 and, when the pod has IPv6, IPv6) so that TCP traffic goes through the
-sidecar. Safe to run more than once. Needs root or CAP_NET_ADMIN in the pod's network namespace.
+sidecar. A pod whose only IPv6 address is link-local gets an ip6tables filter guard instead, which drops
+inbound IPv6 except loopback and established connections. Safe to run more than once. Needs root or
+CAP_NET_ADMIN in the pod's network namespace.
 
   --inbound-port PORT            where inbound connections are redirected (default ${d.inboundPort})
   --outbound-port PORT           where outbound connections are redirected (default ${d.outboundPort})
@@ -32,14 +35,23 @@ sidecar. Safe to run more than once. Needs root or CAP_NET_ADMIN in the pod's ne
   --exclude-outbound-cidrs LIST  destination CIDRs not redirected outbound
   --include-outbound-cidrs LIST  only these destinations are redirected outbound ('*' = all, the default;
                                  '' = none)
-  --ipv6 auto|on|off             program ip6tables too (auto: when the pod has a non-link-local IPv6 address)
+  --ipv6 auto|on|off             IPv6 capture: on, off (ip6tables untouched) or auto: capture when the pod
+                                 has a routable IPv6 address, else the guard when it has any IPv6 address
   --dry-run                      print the iptables-restore input instead of applying it
   --remove                       remove Sluice's chains and jumps instead
 `;
 
-export function familiesFor(mode: Ipv6Mode, podHasIpv6: () => boolean): IpFamily[] {
-  if (mode === 'on' || (mode === 'auto' && podHasIpv6())) return [4, 6];
-  return [4];
+export interface FamilyPlan {
+  family: IpFamily;
+  rules: FamilyRules;
+}
+
+/** What to program per family. `routable`: the pod has IPv6 beyond link-local; `anyIpv6`: it has IPv6 at all. */
+export function familiesFor(mode: Ipv6Mode, routable: () => boolean, anyIpv6: () => boolean): FamilyPlan[] {
+  const plan: FamilyPlan[] = [{ family: 4, rules: 'capture' }];
+  if (mode === 'on' || (mode === 'auto' && routable())) plan.push({ family: 6, rules: 'capture' });
+  else if (mode === 'auto' && anyIpv6()) plan.push({ family: 6, rules: 'ipv6-guard' });
+  return plan;
 }
 
 export async function main(args: string[]): Promise<number> {
@@ -49,20 +61,24 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const log = jsonLogger('init-iptables');
-  const families = familiesFor(options.ipv6, () => hasRoutableIpv6(networkInterfaces()));
+  const plan = familiesFor(
+    options.ipv6,
+    () => hasRoutableIpv6(networkInterfaces()),
+    () => hasIpv6(networkInterfaces()),
+  );
 
   if (options.dryRun) {
-    for (const family of families) {
+    for (const { family, rules } of plan) {
       const tool = family === 4 ? 'iptables-restore' : 'ip6tables-restore';
-      const input = options.remove ? removalInput() : restoreInput(options.config, family);
+      const input = familyInput(options.config, family, rules, undefined, options.remove);
       process.stdout.write(`# ${tool} --noflush\n${input}`);
     }
     return 0;
   }
 
   try {
-    for (const family of families) {
-      await applyCapture(options.config, family, { remove: options.remove });
+    for (const { family, rules } of plan) {
+      await applyCapture(options.config, family, { remove: options.remove, rules });
     }
   } catch (err) {
     if (!(err instanceof CaptureError)) throw err;
@@ -70,11 +86,13 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   }
   const c = options.config;
-  const ipFamilies = families.map((f) => `IPv${f}`);
-  if (options.remove) log.info('removed capture rules', { ipFamilies });
+  const ipFamilies = plan.filter((p) => p.rules === 'capture').map((p) => `IPv${p.family}`);
+  const ipv6Guard = plan.some((p) => p.rules === 'ipv6-guard');
+  if (options.remove) log.info('removed capture rules', { ipFamilies, ipv6Guard });
   else {
     log.info('capturing TCP', {
       ipFamilies,
+      ipv6Guard,
       inboundPort: c.inboundPort,
       outboundPort: c.outboundPort,
       proxyUid: c.proxyUid,

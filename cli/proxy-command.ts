@@ -8,6 +8,7 @@ import { ControllerConfigSource } from '../sidecar/controller-config-source.ts';
 import { ControllerIdentity } from '../sidecar/controller-identity.ts';
 import { identityDirSource, SidecarProxy, type IdentitySource } from '../sidecar/proxy.ts';
 import { jsonLogger, type Logger } from '../lib/json-log.ts';
+import { parseBooleanText } from '../protocol/capture-config.ts';
 
 const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
        sluice proxy --controller HOST:PORT --token-file FILE --ca-bundle-file FILE [options]
@@ -22,7 +23,10 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
   --mode MODE            inbound mTLS: PERMISSIVE (default) or STRICT
   --outbound-port N      default 15001    --inbound-port N   default 15006
   --admin-port N         default 15021    --bind ADDR        default ::
-  --app-address ADDR     where the app listens for inbound traffic, default 127.0.0.1
+  --app-address ADDR     hand inbound traffic to the app at this address (default: the address the
+                         connection was sent to, i.e. the pod IP, from source 127.0.0.6 or ::1)
+  --inbound-to-localhost true|false  same as --app-address 127.0.0.1: loopback-only app ports become
+                         reachable through the sidecar (annotation sluice.dev/inbound-to-localhost)
   --detect-timeout-ms N  protocol detection wait, default 5000
   --drain-seconds N      graceful drain on SIGTERM, default 5`;
 
@@ -45,6 +49,7 @@ export async function main(args: string[]): Promise<number | undefined> {
         'admin-port': { type: 'string' },
         bind: { type: 'string' },
         'app-address': { type: 'string' },
+        'inbound-to-localhost': { type: 'string' },
         'detect-timeout-ms': { type: 'string' },
         'drain-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -58,6 +63,14 @@ export async function main(args: string[]): Promise<number | undefined> {
   const mode = (values.mode ?? 'PERMISSIVE').toUpperCase();
   if (mode !== 'STRICT' && mode !== 'PERMISSIVE')
     throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
+  const toLocalhost =
+    values['inbound-to-localhost'] === undefined ? false : parseBooleanText(values['inbound-to-localhost']);
+  if (toLocalhost === undefined)
+    throw new UsageError(
+      `--inbound-to-localhost must be true or false, got '${values['inbound-to-localhost']}'`,
+    );
+  if (toLocalhost && values['app-address'] !== undefined)
+    throw new UsageError('--inbound-to-localhost and --app-address cannot be used together');
   const log = jsonLogger('proxy');
   const { source, identity } =
     values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
@@ -69,7 +82,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
     adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
     bind: values.bind ?? '::',
-    appAddress: values['app-address'] ?? '127.0.0.1',
+    appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
     detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
     drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
     log,

@@ -2,7 +2,12 @@
 // init container, the proxy and their volumes. Pure: the AdmissionReview handling and I/O live elsewhere.
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 import { isObject } from '../mesh-model/k8s-objects.ts';
-import { defaultCaptureConfig, parseInitIptablesArgs } from '../protocol/capture-config.ts';
+import {
+  defaultCaptureConfig,
+  INBOUND_TO_LOCALHOST_ANNOTATION,
+  parseBooleanText,
+  parseInitIptablesArgs,
+} from '../protocol/capture-config.ts';
 
 export const INIT_CONTAINER = 'sluice-init';
 export const INJECT_ANNOTATION = 'sluice.dev/inject';
@@ -104,6 +109,17 @@ function mtlsMode(annotations: Record<string, string>, fallback: string): string
     : { error: `annotation ${MTLS_MODE_ANNOTATION}: must be STRICT or PERMISSIVE, got '${value}'` };
 }
 
+/** `sluice proxy` flags from the pod's annotations, or the message of a bad one. */
+function proxyArgs(annotations: Record<string, string>): string[] | { error: string } {
+  const value = annotations[INBOUND_TO_LOCALHOST_ANNOTATION];
+  if (value === undefined) return [];
+  const toLocalhost = parseBooleanText(value);
+  if (toLocalhost === undefined) {
+    return { error: `annotation ${INBOUND_TO_LOCALHOST_ANNOTATION}: must be true or false, got '${value}'` };
+  }
+  return toLocalhost ? ['--inbound-to-localhost=true'] : [];
+}
+
 const RESTRICTED = {
   allowPrivilegeEscalation: false,
   readOnlyRootFilesystem: true,
@@ -132,7 +148,7 @@ function fieldEnv(name: string, fieldPath: string): Record<string, unknown> {
   return { name, valueFrom: { fieldRef: { fieldPath } } };
 }
 
-function proxyContainer(settings: InjectionSettings, mode: string): Record<string, unknown> {
+function proxyContainer(settings: InjectionSettings, mode: string, extra: string[]): Record<string, unknown> {
   const ready = { httpGet: { path: '/ready', port: PORTS.admin } };
   return {
     name: PROXY_CONTAINER,
@@ -145,6 +161,7 @@ function proxyContainer(settings: InjectionSettings, mode: string): Record<strin
       `--ca-bundle-file=${CA_DIR}/${CA_KEY}`,
       `--trust-domain=${settings.trustDomain}`,
       `--mode=${mode}`,
+      ...extra,
     ],
     ...(settings.nativeSidecars
       ? { restartPolicy: 'Always' }
@@ -217,8 +234,10 @@ export function decideInjection(
   if (typeof args === 'string') return { action: 'deny', message: args };
   const mode = mtlsMode(annotations, settings.mtlsMode);
   if (typeof mode !== 'string') return { action: 'deny', message: mode.error };
+  const extra = proxyArgs(annotations);
+  if (!Array.isArray(extra)) return { action: 'deny', message: extra.error };
 
-  const proxy = proxyContainer(settings, mode);
+  const proxy = proxyContainer(settings, mode, extra);
   const init = initContainer(settings, args);
   const patch: JsonPatchOp[] = [];
   if (!isObject(metadata.annotations)) patch.push({ op: 'add', path: '/metadata/annotations', value: {} });

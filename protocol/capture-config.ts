@@ -35,6 +35,19 @@ export const defaultCaptureConfig: CaptureConfig = {
 
 export type Ipv6Mode = 'auto' | 'on' | 'off';
 
+/**
+ * Pod annotation (and `sluice proxy --inbound-to-localhost`): hand inbound traffic to the app at 127.0.0.1
+ * instead of at the pod IP, for apps that listen on loopback only. It makes every loopback-only port of the
+ * pod reachable through the sidecar, so it is off by default (docs/security.md).
+ */
+export const INBOUND_TO_LOCALHOST_ANNOTATION = 'sluice.dev/inbound-to-localhost';
+
+/** "true" / "false" (any case, surrounding blanks ignored); anything else is undefined. */
+export function parseBooleanText(text: string): boolean | undefined {
+  const value = text.trim().toLowerCase();
+  return value === 'true' ? true : value === 'false' ? false : undefined;
+}
+
 export interface InitIptablesOptions {
   config: CaptureConfig;
   ipv6: Ipv6Mode;

@@ -1,4 +1,4 @@
-import net from 'node:net';
+import net, { isIPv4, isIPv6 } from 'node:net';
 import tls from 'node:tls';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -14,6 +14,7 @@ import { forwardHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { isSelfLoop, normalizeAddress, podAddressSet } from './self-loop.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -23,14 +24,36 @@ export interface InboundOptions {
   trustDomain: () => string | undefined;
   mode: MtlsMode;
   detectTimeoutMs: number;
-  /** Where the app listens; the original destination port is kept. */
-  appAddress: string;
+  /**
+   * Where the app listens; the original destination port is kept. Undefined (the default): the address the
+   * connection was sent to, i.e. the pod IP, so ports the app binds to loopback only stay private.
+   */
+  appAddress: string | undefined;
+  /** Local ports of the proxy itself: a connection addressed to them would loop. */
+  ownPorts: ReadonlySet<number>;
+}
+
+/**
+ * The source address the proxy binds when it hands a connection to the app at the pod IP. Without it, the
+ * proxy's own connection to the pod IP would be taken for a Service hairpin and redirected back to the inbound
+ * port; init-iptables.ts lets connections from these addresses through. IPv6 uses ::1 because, unlike
+ * 127.0.0.6, ::6 would first have to be added to lo (and the kernel accepts ::1 as source on lo).
+ */
+export function handOffSource(address: string): string | undefined {
+  const a = normalizeAddress(address);
+  if (isIPv4(a)) return a.startsWith('127.') ? undefined : '127.0.0.6';
+  if (isIPv6(a)) return a === '::1' ? undefined : '::1';
+  return undefined;
+}
+
+function hostText(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
 }
 
 /**
  * The inbound listener: connections to the pod, redirected here by iptables. mTLS from peer sidecars
  * (recognised by the mesh ALPN in the ClientHello) is terminated and the caller's SPIFFE ID verified;
- * the request reaches the app on loopback at its original port with the identity header set. Plaintext
+ * the request reaches the app at the pod IP (see handOffSource) and its original port with the identity header set. Plaintext
  * (and a workload's own TLS) passes in PERMISSIVE mode and is refused in STRICT mode.
  */
 export function createInboundListener(o: InboundOptions): {
@@ -38,8 +61,10 @@ export function createInboundListener(o: InboundOptions): {
   http: HttpServers;
   tlsServer: tls.Server | undefined;
 } {
+  const podAddresses = podAddressSet();
+  const appAddress = (info: ConnectionInfo): string => o.appAddress ?? normalizeAddress(info.address);
   const appEndpoint = (info: ConnectionInfo): Endpoint => ({
-    address: o.appAddress,
+    address: appAddress(info),
     port: info.port,
     ready: true,
     identity: undefined,
@@ -62,7 +87,7 @@ export function createInboundListener(o: InboundOptions): {
     const started = performance.now();
     const h2 = req.httpVersionMajor === 2;
     const authority = String(
-      (h2 ? req.headers[':authority'] : req.headers.host) ?? `${o.appAddress}:${info.port}`,
+      (h2 ? req.headers[':authority'] : req.headers.host) ?? `${hostText(appAddress(info))}:${info.port}`,
     );
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
@@ -102,7 +127,9 @@ export function createInboundListener(o: InboundOptions): {
   const servers = createHttpServers(handle, onUpgrade);
 
   const toApp = (socket: net.Socket, info: ConnectionInfo): void => {
-    pipeSockets(socket, net.connect({ host: o.appAddress, port: info.port }));
+    const host = appAddress(info);
+    const localAddress = o.appAddress === undefined ? handOffSource(host) : undefined;
+    pipeSockets(socket, net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) }));
   };
 
   const creds = o.credentials();
@@ -135,6 +162,16 @@ export function createInboundListener(o: InboundOptions): {
     socket.on('error', () => socket.destroy());
     const dst = originalDestination(socket);
     if (!dst) return void socket.destroy();
+    if (isSelfLoop(dst, socket.localAddress, { ownPorts: o.ownPorts })) {
+      // e.g. another pod dialling <podIP>:15006 or :15001: handing it to the "app" at that port is the proxy.
+      o.deps.metrics.errors.inc(['inbound', 'self_loop']);
+      return void socket.destroy();
+    }
+    if (o.appAddress === undefined && !podAddresses.has(dst.address)) {
+      // Sent through this pod to some other address: the sidecar hands traffic only to its own app.
+      o.deps.metrics.errors.inc(['inbound', 'not_for_pod']);
+      return void socket.destroy();
+    }
     const info: ConnectionInfo = { address: dst.address, port: dst.port, peerIdentity: undefined };
     setConnectionInfo(socket, info);
     void (async () => {

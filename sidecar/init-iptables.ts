@@ -15,7 +15,7 @@
  *   SLUICE_REDIRECT     REDIRECT to the outbound port (default 15001)
  *
  * SLUICE_OUTPUT, in order:
- *   1. source 127.0.0.6 (::6) out lo → RETURN. The inbound side of the proxy binds this source address when it
+ *   1. source 127.0.0.6 (::1) out lo → RETURN. The inbound side of the proxy binds this source address when it
  *      hands a connection to the application at the pod IP, so that hand-off is not captured again.
  *   2. proxy uid/gid, out lo, destination not loopback → SLUICE_INBOUND. This is the hairpin: an app calls a
  *      Service whose endpoint is its own pod; the outbound proxy then dials the pod IP, which the kernel routes
@@ -27,10 +27,19 @@
  *   6. included CIDRs (default: everything) → SLUICE_REDIRECT.
  *
  * Contract for the proxy: read the real destination with SO_ORIGINAL_DST (sidecar/original-dst.ts); forward
- * inbound connections to the application at 127.0.0.1:port, or at podIP:port from source 127.0.0.6; and refuse
+ * inbound connections to the application at podIP:port from source 127.0.0.6 / ::1 (or, opted in, at
+ * 127.0.0.1:port, which exposes the app's loopback-only ports); and refuse
  * a connection whose original destination is one of its own listener ports, which would otherwise loop.
  *
  * Only TCP is captured; DNS and other UDP traffic flow untouched.
+ *
+ * IPv6 guard. A pod whose only IPv6 address is link-local (fe80::/10, which every interface has) gets no IPv6
+ * capture, yet an app listening on `::` is reachable over that address from any pod on the same link. For such
+ * pods the filter table gets instead (ipv6GuardInput):
+ *
+ *   INPUT (first rule) → SLUICE_IN6_GUARD
+ *   SLUICE_IN6_GUARD   RETURN for lo, for RELATED/ESTABLISHED and for neighbour solicitation/advertisement
+ *                      (so the pod's own link-local traffic still resolves), DROP everything else.
  */
 import { spawn } from 'node:child_process';
 import { isIPv4, isIPv6 } from 'node:net';
@@ -45,8 +54,51 @@ export const chains = {
 
 const ownedChains: readonly string[] = [chains.inbound, chains.inRedirect, chains.output, chains.redirect];
 
+/** The filter chain that drops inbound IPv6 to a pod without a routable IPv6 address. */
+export const ipv6GuardChain = 'SLUICE_IN6_GUARD';
+
+/** The jump to the guard, as ip6tables-save prints it; installed with -I so that it comes first. */
+export const ipv6GuardHook = `-A INPUT -j ${ipv6GuardChain}`;
+
+export function ipv6GuardRules(): string[] {
+  const c = ipv6GuardChain;
+  return [
+    `-A ${c} -i lo -j RETURN`,
+    `-A ${c} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+    `-A ${c} -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN`,
+    `-A ${c} -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j RETURN`,
+    `-A ${c} -j DROP`,
+  ];
+}
+
+/** `ip6tables-restore --noflush` input for the filter table: exactly the guard, first in INPUT. */
+export function ipv6GuardInput(currentFilterSave = ''): string {
+  const present = existingHooks(currentFilterSave, [ipv6GuardChain]);
+  const upToDate = present.length === 1 && present[0] === ipv6GuardHook;
+  const lines = ['*filter', `:${ipv6GuardChain} - [0:0]`];
+  if (!upToDate) lines.push(...present.map(deletionOf));
+  lines.push(...ipv6GuardRules());
+  if (!upToDate) lines.push(ipv6GuardHook.replace(/^-A /, '-I '));
+  lines.push('COMMIT', '');
+  return lines.join('\n');
+}
+
+/** Input that removes the guard from the filter table; empty when there is none. */
+export function ipv6GuardRemovalInput(currentFilterSave = ''): string {
+  if (!currentFilterSave.includes(`:${ipv6GuardChain} `)) return '';
+  const hooks = existingHooks(currentFilterSave, [ipv6GuardChain]);
+  return [
+    '*filter',
+    `:${ipv6GuardChain} - [0:0]`,
+    ...hooks.map(deletionOf),
+    `-X ${ipv6GuardChain}`,
+    'COMMIT',
+    '',
+  ].join('\n');
+}
+
 /** Source address the inbound proxy binds when it connects to the application at the pod IP. */
-export const inboundPassthroughSource: Record<IpFamily, string> = { 4: '127.0.0.6/32', 6: '::6/128' };
+export const inboundPassthroughSource: Record<IpFamily, string> = { 4: '127.0.0.6/32', 6: '::1/128' };
 
 const loopback: Record<IpFamily, string> = { 4: '127.0.0.0/8', 6: '::1/128' };
 
@@ -94,14 +146,14 @@ export function chainRules(config: CaptureConfig, family: IpFamily): string[] {
   return rules;
 }
 
-/** Hook rules currently present in built-in chains (lines of `iptables-save -t nat`) that jump to our chains. */
-export function existingHooks(currentSave: string): string[] {
+/** Hook rules currently present in built-in chains (lines of `iptables-save`) that jump to our chains. */
+export function existingHooks(currentSave: string, owned: readonly string[] = ownedChains): string[] {
   return currentSave
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => {
-      const match = /^-A ([A-Z]+) .*-j ([A-Z_]+)$/.exec(line);
-      return match !== null && !ownedChains.includes(match[1]!) && ownedChains.includes(match[2]!);
+      const match = /^-A ([A-Z]+) .*-j ([A-Z0-9_]+)$/.exec(line);
+      return match !== null && !owned.includes(match[1]!) && owned.includes(match[2]!);
     });
 }
 
@@ -156,6 +208,20 @@ export function hasRoutableIpv6(
   );
 }
 
+/** True when the pod has any IPv6 address beyond loopback (link-local counts: it is reachable on the link). */
+export function hasIpv6(
+  interfaces: NodeJS.Dict<{ family: string | number; address: string; internal: boolean }[]>,
+): boolean {
+  return Object.values(interfaces).some((addresses) =>
+    (addresses ?? []).some(
+      (a) =>
+        (a.family === 'IPv6' || a.family === 6) &&
+        !a.internal &&
+        !a.address.toLowerCase().startsWith('::ffff:'),
+    ),
+  );
+}
+
 /** An environment problem (iptables missing, not permitted, rejected input), reported as one line. */
 export class CaptureError extends Error {
   override name = 'CaptureError';
@@ -166,16 +232,38 @@ const tools: Record<IpFamily, { save: string; restore: string }> = {
   6: { save: 'ip6tables-save', restore: 'ip6tables-restore' },
 };
 
-/** Installs (or, with `remove`, uninstalls) the capture rules for one family; returns the restore input used. */
+/** What init-iptables programs for one address family: capture (nat) or, IPv6 only, the guard (filter). */
+export type FamilyRules = 'capture' | 'ipv6-guard';
+
+/**
+ * The restore input for one family, given what the nat and filter tables hold now: the wanted rules, plus the
+ * removal of the other kind if an earlier run left it (IPv6 only; the guard never exists for IPv4).
+ */
+export function familyInput(
+  config: CaptureConfig,
+  family: IpFamily,
+  rules: FamilyRules,
+  current: { nat: string; filter: string } = { nat: '', filter: '' },
+  remove = false,
+): string {
+  const natPresent = current.nat.includes(`:${chains.output} `);
+  const guardRemoval = family === 6 ? ipv6GuardRemovalInput(current.filter) : '';
+  if (remove) return removalInput(current.nat) + guardRemoval;
+  if (rules === 'capture') return restoreInput(config, family, current.nat) + guardRemoval;
+  return (natPresent ? removalInput(current.nat) : '') + ipv6GuardInput(current.filter);
+}
+
+/** Installs (or, with `remove`, uninstalls) the rules for one family; returns the restore input used. */
 export async function applyCapture(
   config: CaptureConfig,
   family: IpFamily,
-  options: { remove?: boolean } = {},
+  options: { remove?: boolean; rules?: FamilyRules } = {},
 ): Promise<string> {
   const { save, restore } = tools[family];
-  const current = await runTool(save, ['-t', 'nat']);
-  const input = options.remove ? removalInput(current) : restoreInput(config, family, current);
-  await runTool(restore, ['--wait', '5', '--noflush'], input);
+  const nat = await runTool(save, ['-t', 'nat']);
+  const filter = family === 6 ? await runTool(save, ['-t', 'filter']) : '';
+  const input = familyInput(config, family, options.rules ?? 'capture', { nat, filter }, options.remove);
+  if (input !== '') await runTool(restore, ['--wait', '5', '--noflush'], input);
   return input;
 }
 

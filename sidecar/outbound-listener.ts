@@ -12,6 +12,7 @@ import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { isSelfLoop } from './self-loop.ts';
 
 export interface OutboundOptions {
   deps: ForwardDeps;
@@ -73,8 +74,10 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
     const dst = originalDestination(socket);
-    if (!dst || (o.ownPorts.has(dst.port) && dst.address === socket.localAddress)) {
-      // Not redirected by iptables (someone dialled the proxy port directly): nowhere to send it.
+    if (!dst || isSelfLoop(dst, socket.localAddress, { ownPorts: o.ownPorts })) {
+      // Addressed to the proxy itself (dialled directly, or redirected from one of its own ports): forwarding
+      // it would come straight back here.
+      o.deps.metrics.errors.inc(['outbound', 'self_loop']);
       return void socket.destroy();
     }
     setConnectionInfo(socket, { address: dst.address, port: dst.port, peerIdentity: undefined });

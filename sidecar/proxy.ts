@@ -10,6 +10,7 @@ import { createInboundListener, type MtlsMode } from './inbound-listener.ts';
 import { createAdminServer } from './admin-server.ts';
 import { LoadBalancer } from './load-balancer.ts';
 import { UpstreamPools } from './upstream-pools.ts';
+import { handOffSource } from './inbound-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
 import type { Logger } from '../lib/json-log.ts';
@@ -52,8 +53,8 @@ export interface ProxyOptions {
   adminPort: number;
   /** Address the listeners bind: "::" (dual stack) by default. */
   bind: string;
-  /** Where the app listens for inbound traffic. */
-  appAddress: string;
+  /** Where inbound traffic goes; undefined: the address it was sent to (the pod IP), see inbound-listener.ts. */
+  appAddress: string | undefined;
   detectTimeoutMs: number;
   drainMs: number;
   log: Logger;
@@ -68,6 +69,8 @@ export class SidecarProxy {
   #credentials: MeshTlsCredentials | undefined;
   #draining = false;
   readonly #pools: UpstreamPools;
+  /** Connections to the app: bound to the hand-off source address, which the capture rules let through. */
+  readonly #appPools: UpstreamPools;
   readonly #servers: net.Server[] = [];
   readonly #httpServers: HttpServers[] = [];
   #admin: http.Server | undefined;
@@ -75,6 +78,9 @@ export class SidecarProxy {
   constructor(options: ProxyOptions) {
     this.#o = options;
     this.#pools = new UpstreamPools(() => this.#credentials);
+    this.#appPools = new UpstreamPools(() => this.#credentials, {
+      localAddress: (address) => (options.appAddress === undefined ? handOffSource(address) : undefined),
+    });
   }
 
   get view(): ProxyView | undefined {
@@ -110,6 +116,7 @@ export class SidecarProxy {
     const identity = await o.identity.start((next) => {
       this.#credentials?.update(next);
       this.#pools.reset();
+      this.#appPools.reset();
       o.log.info('identity rotated', { spiffeId: next.spiffeId, notAfter: next.notAfter.toISOString() });
     });
     this.#credentials = new MeshTlsCredentials(identity);
@@ -137,19 +144,21 @@ export class SidecarProxy {
     );
 
     const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics };
+    const ownPorts = new Set([o.outboundPort, o.inboundPort, o.adminPort]);
     const outbound = createOutboundListener({
       deps,
       view: () => this.#view,
       detectTimeoutMs: o.detectTimeoutMs,
-      ownPorts: new Set([o.outboundPort, o.inboundPort, o.adminPort]),
+      ownPorts,
     });
     const inbound = createInboundListener({
-      deps,
+      deps: { ...deps, pools: this.#appPools },
       credentials: () => this.#credentials,
       trustDomain: () => this.#credentials?.identity.trustDomain,
       mode: o.mode,
       detectTimeoutMs: o.detectTimeoutMs,
       appAddress: o.appAddress,
+      ownPorts,
     });
     this.#servers.push(outbound.server, inbound.server);
     this.#httpServers.push(outbound.http, inbound.http);
@@ -176,6 +185,7 @@ export class SidecarProxy {
     this.#o.source.stop();
     this.#o.identity.stop();
     this.#pools.destroy();
+    this.#appPools.destroy();
     for (const s of this.#servers) s.close();
     for (const h of this.#httpServers) {
       h.http1.closeAllConnections();

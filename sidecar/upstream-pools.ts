@@ -20,14 +20,31 @@ function hostFor(address: string): string {
  * HTTP/2. Meshed endpoints (with an identity) get mTLS checked against that identity; others plaintext.
  * On certificate rotation the pools are replaced: new requests use new connections, open ones finish.
  */
+export interface UpstreamPoolOptions {
+  /** Source address to bind for plaintext connections to an address (undefined: the kernel chooses). */
+  localAddress?: (address: string) => string | undefined;
+}
+
 export class UpstreamPools {
   readonly #agents = new Map<string, http.Agent>();
   readonly #pools = new Map<string, Pool>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
+  readonly #localAddress: (address: string) => string | undefined;
 
-  constructor(credentials: () => MeshTlsCredentials | undefined) {
+  constructor(credentials: () => MeshTlsCredentials | undefined, options: UpstreamPoolOptions = {}) {
     this.#credentials = credentials;
+    this.#localAddress = options.localAddress ?? (() => undefined);
+  }
+
+  #plainConnect(ep: Endpoint): net.Socket {
+    const localAddress = this.#localAddress(ep.address);
+    return net.connect({
+      host: ep.address,
+      port: ep.port,
+      noDelay: true,
+      ...(localAddress ? { localAddress } : {}),
+    });
   }
 
   #tlsOptions(ep: Endpoint, alpn: string[]): tls.ConnectionOptions {
@@ -41,7 +58,14 @@ export class UpstreamPools {
     const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
     let agent = this.#agents.get(key);
     if (!agent) {
-      const common = { keepAlive: true, scheduling: 'lifo' as const, keepAliveMsecs: 1000, timeout: 60_000 };
+      const localAddress = ep.identity ? undefined : this.#localAddress(ep.address);
+      const common = {
+        keepAlive: true,
+        scheduling: 'lifo' as const,
+        keepAliveMsecs: 1000,
+        timeout: 60_000,
+        ...(localAddress ? { localAddress } : {}),
+      };
       agent = ep.identity
         ? new https.Agent({ ...common, ...this.#tlsOptions(ep, ALPN_HTTP1) })
         : new http.Agent(common);
@@ -63,9 +87,7 @@ export class UpstreamPools {
         keepAliveTimeout: 4_000,
         connect: (_opts, callback) => {
           // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
-          const socket = tlsOptions
-            ? tls.connect(tlsOptions)
-            : net.connect({ host: ep.address, port: ep.port, noDelay: true });
+          const socket = tlsOptions ? tls.connect(tlsOptions) : this.#plainConnect(ep);
           const ready = tlsOptions ? 'secureConnect' : 'connect';
           const onError = (err: Error): void => callback(err, null);
           socket.once('error', onError);
@@ -92,7 +114,7 @@ export class UpstreamPools {
       : undefined;
     const session = http2.connect(authority, {
       peerMaxConcurrentStreams: 1000,
-      ...(tlsOptions ? { createConnection: () => tls.connect(tlsOptions) } : {}),
+      createConnection: () => (tlsOptions ? tls.connect(tlsOptions) : this.#plainConnect(ep)),
     });
     const forget = (): void => {
       if (this.#sessions.get(key) === session) this.#sessions.delete(key);
@@ -110,7 +132,7 @@ export class UpstreamPools {
   connectTcp(ep: Endpoint): net.Socket {
     return ep.identity
       ? tls.connect({ host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_TCP) })
-      : net.connect({ host: ep.address, port: ep.port });
+      : this.#plainConnect(ep);
   }
 
   /**

@@ -31,6 +31,8 @@ export interface MeshPodSpec {
   certServiceAccount?: string;
   /** Extra app: a TCP echo server on this port. */
   tcpPort?: number;
+  /** Extra `sluice proxy` flags for this pod's sidecar. */
+  sidecarArgs?: string[];
 }
 
 export interface MeshPod extends Pod {
@@ -84,6 +86,9 @@ export class MeshFixture {
       spec.name,
       '--port',
       String(APP_PORT),
+      // Every pod address (IPv4 and IPv6): the sidecar hands inbound traffic to the address it was sent to.
+      '--host',
+      '::',
     ]);
     this.capture(pod, app, 'app');
     if (spec.tcpPort) {
@@ -115,7 +120,7 @@ export class MeshFixture {
         String(PROXY_UID),
       ]);
     }
-    await this.harness.waitForPort(pod, pod.ip, APP_PORT);
+    await this.harness.waitForPort(pod, '::', APP_PORT);
     return pod;
   }
 
@@ -154,6 +159,7 @@ export class MeshFixture {
           // pooled connections stay open); destroy() kills it after 1 s anyway.
           '--drain-seconds',
           '10',
+          ...(pod.spec.sidecarArgs ?? []),
         ],
         { uid: PROXY_UID },
       );

@@ -3,12 +3,16 @@ import { UsageError } from '../../lib/usage-error.ts';
 import {
   chainRules,
   existingHooks,
+  familyInput,
+  hasIpv6,
   hasRoutableIpv6,
+  ipv6GuardInput,
+  ipv6GuardRemovalInput,
   hookRules,
   removalInput,
   restoreInput,
 } from '../../sidecar/init-iptables.ts';
-import { familiesFor } from '../../cli/init-iptables-command.ts';
+import { familiesFor, main as initIptablesMain } from '../../cli/init-iptables-command.ts';
 import {
   defaultCaptureConfig,
   parseCidr,
@@ -55,9 +59,9 @@ describe('init-iptables rule generation', () => {
     ]);
   });
 
-  it('IPv6 uses ::1 as loopback and ::6 as the passthrough source', () => {
+  it('IPv6 uses ::1 as loopback and as the passthrough source (::6 is no address of lo)', () => {
     const rules = chainRules(config(), 6);
-    assert.ok(rules.includes('-A SLUICE_OUTPUT -s ::6/128 -o lo -j RETURN'));
+    assert.ok(rules.includes('-A SLUICE_OUTPUT -s ::1/128 -o lo -j RETURN'));
     assert.ok(
       rules.includes('-A SLUICE_OUTPUT ! -d ::1/128 -o lo -m owner --uid-owner 1337 -j SLUICE_INBOUND'),
     );
@@ -274,23 +278,111 @@ describe('init-iptables argument parsing', () => {
     });
   }
 
-  it('IPv6 mode: on/off are explicit, auto asks whether the pod has IPv6', () => {
-    assert.deepEqual(
-      familiesFor('on', () => false),
-      [4, 6],
+  it('IPv6 mode: on/off are explicit; auto captures routable IPv6 and guards link-local-only IPv6', () => {
+    const capture4 = { family: 4, rules: 'capture' };
+    const yes = () => true;
+    const no = () => false;
+    assert.deepEqual(familiesFor('on', no, no), [capture4, { family: 6, rules: 'capture' }]);
+    assert.deepEqual(familiesFor('off', yes, yes), [capture4]);
+    assert.deepEqual(familiesFor('auto', yes, yes), [capture4, { family: 6, rules: 'capture' }]);
+    assert.deepEqual(familiesFor('auto', no, yes), [capture4, { family: 6, rules: 'ipv6-guard' }]);
+    assert.deepEqual(familiesFor('auto', no, no), [capture4]);
+  });
+});
+
+/** ip6tables-save -t filter of a pod that already has the guard (hook as ip6tables prints it back). */
+const guardedFilterSave = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:SLUICE_IN6_GUARD - [0:0]
+-A INPUT -j SLUICE_IN6_GUARD
+-A SLUICE_IN6_GUARD -i lo -j RETURN
+-A SLUICE_IN6_GUARD -j DROP
+COMMIT
+`;
+
+describe('init-iptables IPv6 guard (pods whose only IPv6 address is link-local)', () => {
+  it('drops inbound IPv6 except loopback, established/related and neighbour discovery, first in INPUT', () => {
+    assert.equal(
+      ipv6GuardInput(),
+      [
+        '*filter',
+        ':SLUICE_IN6_GUARD - [0:0]',
+        '-A SLUICE_IN6_GUARD -i lo -j RETURN',
+        '-A SLUICE_IN6_GUARD -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+        '-A SLUICE_IN6_GUARD -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN',
+        '-A SLUICE_IN6_GUARD -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j RETURN',
+        '-A SLUICE_IN6_GUARD -j DROP',
+        '-I INPUT -j SLUICE_IN6_GUARD',
+        'COMMIT',
+        '',
+      ].join('\n'),
     );
-    assert.deepEqual(
-      familiesFor('off', () => true),
-      [4],
+  });
+
+  it('is idempotent: an existing hook is kept, a duplicated one replaced', () => {
+    const again = ipv6GuardInput(guardedFilterSave);
+    assert.doesNotMatch(again, /INPUT/);
+    assert.match(again, /^:SLUICE_IN6_GUARD - \[0:0\]$/m, 'declaring the chain flushes it');
+    const doubled = guardedFilterSave.replace(
+      '-A INPUT -j SLUICE_IN6_GUARD',
+      '-A INPUT -j SLUICE_IN6_GUARD\n-A INPUT -j SLUICE_IN6_GUARD',
     );
-    assert.deepEqual(
-      familiesFor('auto', () => true),
-      [4, 6],
-    );
-    assert.deepEqual(
-      familiesFor('auto', () => false),
-      [4],
-    );
+    const lines = ipv6GuardInput(doubled).split('\n');
+    assert.equal(lines.filter((l) => l === '-D INPUT -j SLUICE_IN6_GUARD').length, 2);
+    assert.equal(lines.filter((l) => l === '-I INPUT -j SLUICE_IN6_GUARD').length, 1);
+  });
+
+  it('switching between capture and guard removes the other kind; --remove removes both', () => {
+    const c = config();
+    const guard = familyInput(c, 6, 'ipv6-guard', { nat: programmedSave, filter: '' });
+    assert.match(guard, /^\*nat\n[^]*-X SLUICE_OUTPUT\n[^]*\*filter\n/);
+    const capture = familyInput(c, 6, 'capture', { nat: '', filter: guardedFilterSave });
+    assert.match(capture, /-D INPUT -j SLUICE_IN6_GUARD\n-X SLUICE_IN6_GUARD/);
+    assert.match(capture, /-A SLUICE_REDIRECT -p tcp -j REDIRECT --to-ports 15001/);
+    const removal = familyInput(c, 6, 'ipv6-guard', { nat: programmedSave, filter: guardedFilterSave }, true);
+    assert.match(removal, /-X SLUICE_OUTPUT/);
+    assert.match(removal, /-X SLUICE_IN6_GUARD/);
+    assert.equal(ipv6GuardRemovalInput(''), '', 'nothing to remove, nothing to run');
+    assert.equal(familyInput(c, 4, 'capture'), restoreInput(c, 4));
+  });
+
+  it('hasIpv6 counts link-local but not loopback or v4-mapped addresses', () => {
+    const linkLocal = { address: 'fe80::1', family: 'IPv6', internal: false };
+    assert.equal(hasIpv6({ lo: [{ address: '::1', family: 'IPv6', internal: true }] }), false);
+    assert.equal(hasIpv6({ eth0: [{ address: '::ffff:10.0.0.2', family: 'IPv6', internal: false }] }), false);
+    assert.equal(hasIpv6({ eth0: [linkLocal] }), true);
+  });
+});
+
+describe('init-iptables --dry-run', () => {
+  async function dryRun(args: string[]): Promise<string> {
+    let out = '';
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = (chunk: string) => {
+      out += chunk;
+      return true;
+    };
+    try {
+      assert.equal(await initIptablesMain(['--dry-run', ...args]), 0);
+    } finally {
+      process.stdout.write = write;
+    }
+    return out;
+  }
+
+  it('prints the iptables-restore input per family, IPv6 passthrough from ::1', async () => {
+    const out = await dryRun(['--ipv6', 'on']);
+    assert.match(out, /^# iptables-restore --noflush\n\*nat\n/);
+    assert.match(out, /\n# ip6tables-restore --noflush\n\*nat\n/);
+    assert.match(out, /-A SLUICE_OUTPUT -s 127\.0\.0\.6\/32 -o lo -j RETURN/);
+    assert.match(out, /-A SLUICE_OUTPUT -s ::1\/128 -o lo -j RETURN/);
+    assert.doesNotMatch(out, /SLUICE_IN6_GUARD/);
+  });
+
+  it('--ipv6 off leaves ip6tables alone', async () => {
+    assert.doesNotMatch(await dryRun(['--ipv6', 'off']), /ip6tables/);
   });
 });
 

@@ -188,12 +188,29 @@ describe('injector: pod patch', () => {
         /sluice.dev\/exclude-outbound-cidrs: '10.0.0.0\/33'/,
       ],
       [{ 'sluice.dev/mtls-mode': 'sometimes' }, /sluice.dev\/mtls-mode: must be STRICT or PERMISSIVE/],
+      [
+        { 'sluice.dev/inbound-to-localhost': 'yes' },
+        /sluice.dev\/inbound-to-localhost: must be true or false/,
+      ],
     ];
     for (const [annotations, message] of cases) {
       const decision = decideInjection(withAnnotations(annotations), settings);
       if (decision.action !== 'deny') assert.fail(`expected a refusal, got ${decision.action}`);
       assert.match(decision.message, message);
     }
+  });
+
+  it('passes sluice.dev/inbound-to-localhost on to the proxy only when it is true', () => {
+    const proxyArgsFor = (annotations: Obj | undefined): string[] => {
+      const pod = podOf(fixture('deployment-pod.json'));
+      if (annotations) (pod.metadata as Obj).annotations = annotations;
+      const spec = injected(pod).spec as Obj;
+      return byName(spec.initContainers, 'sluice-proxy').args as string[];
+    };
+    const flag = '--inbound-to-localhost=true';
+    assert.ok(proxyArgsFor({ 'sluice.dev/inbound-to-localhost': ' True ' }).includes(flag));
+    assert.ok(!proxyArgsFor({ 'sluice.dev/inbound-to-localhost': 'false' }).includes(flag));
+    assert.ok(!proxyArgsFor(undefined).some((arg) => arg.startsWith('--inbound-to-localhost')));
   });
 
   it('escapes annotation keys in JSON pointers', () => {
