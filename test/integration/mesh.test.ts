@@ -416,6 +416,22 @@ describe('sidecar data plane in network namespaces', function () {
     assert.equal(dump.config.namespace, NS);
   });
 
+  it('admin port from another pod: probes and metrics answer, /config_dump does not (issue 13, point 5)', async () => {
+    const target = refs.get('strict')!.ip;
+    const from = async (path: string): Promise<{ status: number; body: string }> =>
+      JSON.parse(
+        await mesh.harness.runIn(mesh.pods.get('plain')!, nodeBin, [
+          '-e',
+          `fetch('http://${target}:15021${path}').then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})))`,
+        ]),
+      ) as { status: number; body: string };
+    assert.equal((await from('/ready')).status, 200);
+    assert.equal((await from('/metrics')).status, 200);
+    const dump = await from('/config_dump');
+    assert.equal(dump.status, 403);
+    assert.doesNotMatch(dump.body, /spiffe:|\d+\.\d+\.\d+\.\d+/);
+  });
+
   it('SIGTERM drains: not ready, in-flight requests finish, then the sidecar exits', async () => {
     const strict = mesh.pods.get('strict')!;
     // Held by the app long enough to check /ready while the sidecar drains (up to 10 s in the fixture).
