@@ -2,6 +2,8 @@
 // server with the real endpoint, limits and CA on loopback; only the API server's TokenReview is a stand-in.
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { createCa, issueWorkloadCert, loadCa } from '../../../pki/ca.ts';
 import { createCsr } from '../../../pki/create-csr.ts';
@@ -111,11 +113,14 @@ describe('CA certificate endpoint under attack', function () {
 
   /** One session from `localAddress`; `post` sends a certificate request and resolves with the status. */
   function client(localAddress: string) {
-    const session = http2.connect(`https://localhost:${port}`, {
-      ca: bundlePem,
-      localAddress,
-      host: '127.0.0.1',
-      checkServerIdentity: () => undefined,
+    const session = http2.connect(`https://127.0.0.1:${port}`, {
+      createConnection: () =>
+        tls.connect({
+          socket: net.connect({ host: '127.0.0.1', port, localAddress }),
+          ca: bundlePem,
+          ALPNProtocols: ['h2'],
+          checkServerIdentity: () => undefined,
+        }),
     });
     session.on('error', () => undefined);
     const post = (token: string | undefined, body = JSON.stringify({ csr })): Promise<number> =>
@@ -170,9 +175,13 @@ describe('CA certificate endpoint under attack', function () {
     const valid = client('127.0.0.2');
     assert.equal(await valid.post(VALID), 200);
     valid.session.close();
+    const fromFlooder = client('127.0.0.1');
+    assert.equal(await fromFlooder.post(VALID), 429, 'the limit is the flooding source’s own');
+    fromFlooder.session.close();
 
     const byReason = Object.fromEntries(certificates);
     assert.equal(byReason['Issued|issued'], 1);
+    assert.ok(api.calls <= 16);
     assert.ok(byReason['Unauthenticated|malformed_token']! >= 1000);
     assert.ok(byReason['ResourceExhausted|source_rate_limited']! >= 900);
     assert.ok(byReason['Unauthenticated|unauthenticated']! >= 1);
