@@ -12,6 +12,7 @@ import { modifyPath, pickBackend, redirectLocation } from '../mesh-model/request
 import { applyHeaderEdit, type HeaderMap } from '../mesh-model/header-edits.ts';
 import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -35,6 +36,8 @@ export interface ForwardDeps {
   pools: UpstreamPools;
   lb: LoadBalancer;
   metrics: ProxyMetrics;
+  /** Where the details of upstream errors go (endpoint address, the TLS error); never into a reply body. */
+  log?: Logger;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -339,7 +342,13 @@ export function sendWithRetries(options: SendOptions): void {
       error(err, retryable) {
         if (done) return;
         const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
-        lastError = `upstream ${code} from ${ep.address}:${ep.port} (${target.backendLabel}): ${err.message}`;
+        lastError = `upstream ${code} (${target.backendLabel})`;
+        deps.log?.warn('upstream error', {
+          backend: target.backendLabel,
+          endpoint: `${ep.address}:${ep.port}`,
+          code,
+          error: err.message,
+        });
         if (retryable && RETRYABLE.has(code) && tried.size < MAX_CONNECT_ATTEMPTS) {
           deps.lb.failed(stats);
           return attempt();

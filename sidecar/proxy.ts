@@ -136,7 +136,7 @@ export class SidecarProxy {
         o.log.warn('config not applied, keeping the previous one', { source: o.source.name, error: err }),
     );
 
-    const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics };
+    const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics, log: o.log };
     const outbound = createOutboundListener({
       deps,
       view: () => this.#view,

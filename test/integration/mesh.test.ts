@@ -352,7 +352,18 @@ describe('sidecar data plane in network namespaces', function () {
   it('a server whose certificate is not the identity the config names gets no traffic (502)', async () => {
     const [r] = await get('/', {}, VIP.impostor);
     assert.equal(r!.status, 502);
-    assert.match(r!.text ?? '', /SPIFFE ID/);
+    // The cause, without the endpoint's address or either identity (issue 13, point 9): those are logged.
+    assert.match(r!.text ?? '', /^upstream ERR_SPIFFE_ID_MISMATCH \(shop\/impostor:80\)\n$/);
+    assert.doesNotMatch(r!.text ?? '', /spiffe:|\d+\.\d+\.\d+\.\d+/);
+    const client = mesh.pods.get('client')!;
+    await waitFor('the mismatch in the client sidecar log', () =>
+      client.sidecarLog.some(
+        (l) =>
+          l.msg === 'upstream error' &&
+          /spiffe:\/\//.test(String(l.error)) &&
+          /\d+\.\d+\.\d+\.\d+/.test(String(l.endpoint)),
+      ),
+    );
   });
 
   it('config reload under load: zero failed requests', async () => {
