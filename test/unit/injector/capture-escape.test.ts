@@ -35,7 +35,7 @@ const podOf = (review: Obj): Obj => (review.request as Obj).object as Obj;
 
 function annotate(review: Obj, annotations: Obj): Obj {
   const metadata = podOf(review).metadata as Obj;
-  metadata.annotations = { ...((metadata.annotations) ?? {}), ...annotations };
+  metadata.annotations = { ...(metadata.annotations ?? {}), ...annotations };
   return review;
 }
 
