@@ -112,22 +112,6 @@ export type CertificateReason =
   | 'review_unavailable'
   | 'internal';
 
-export const CERTIFICATE_REASONS: readonly CertificateReason[] = [
-  'issued',
-  'method',
-  'no_token',
-  'malformed_token',
-  'source_rate_limited',
-  'bad_request',
-  'invalid_csr',
-  'review_budget',
-  'identity_rate_limited',
-  'unauthenticated',
-  'permission_denied',
-  'review_unavailable',
-  'internal',
-];
-
 /** The reason of what the CA answered. */
 export function reasonOf(result: IssueResult): CertificateReason {
   if (result.ok) return 'issued';
