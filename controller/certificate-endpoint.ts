@@ -2,10 +2,14 @@
 // service-account token (Authorization: Bearer) and a CSR ({"csr": PEM}), and gets back
 // {"certChain": PEM, "trustBundle": PEM}. TLS here is server-authenticated only (the workload has no
 // certificate yet); who the caller is comes from the token alone (WorkloadCa, TokenReview).
+//
+// Order of checks, cheapest first (certificate-admission.ts): method, a token shaped like a mesh token,
+// the caller's source-address bucket, the body; then the CA (CSR checks, cached TokenReview under a global
+// budget, the per-workload bucket, signing). A failed review costs the source extra tokens.
 import http2 from 'node:http2';
 import type { RouteHandler } from './config-server.ts';
-import type { TokenBucket } from '../lib/token-bucket.ts';
-import type { IssuedCertificate, IssueResult, RefusalCode, WorkloadCa } from './workload-ca.ts';
+import { sourceKey, tokenShape, type KeyedLimiter } from './certificate-admission.ts';
+import type { IssuedCertificate, IssueResult, Refusal, RefusalCode, WorkloadCa } from './workload-ca.ts';
 
 /** A CSR is under 1 KiB; the CA refuses CSRs over 16 KiB anyway, so a larger body is not read. */
 export const MAX_REQUEST_BYTES = 64 * 1024;
@@ -23,6 +27,8 @@ export function refusalHttpStatus(code: RefusalCode): number {
       return 401;
     case 'PermissionDenied':
       return 403;
+    case 'ResourceExhausted':
+      return 429;
     case 'Unavailable':
       return 503;
     case 'Internal':
@@ -78,6 +84,9 @@ function respondJson(
   extra: Record<string, string> = {},
 ): void {
   if (stream.destroyed || stream.headersSent) return;
+  // A request answered before its body was read still holds one of the session's few stream slots until
+  // the body has been consumed: discard it.
+  if (stream.readableFlowing !== true) stream.resume();
   stream.respond({
     [HTTP2_HEADER_STATUS]: status,
     'content-type': 'application/json',
@@ -87,58 +96,116 @@ function respondJson(
   stream.end(`${JSON.stringify(body)}\n`);
 }
 
+/** Why a request ended the way it did: the bounded `reason` label of sluice_ca_certificates_total. */
+export type CertificateReason =
+  | 'issued'
+  | 'method'
+  | 'no_token'
+  | 'malformed_token'
+  | 'source_rate_limited'
+  | 'bad_request'
+  | 'invalid_csr'
+  | 'review_budget'
+  | 'identity_rate_limited'
+  | 'unauthenticated'
+  | 'permission_denied'
+  | 'review_unavailable'
+  | 'internal';
+
+/** The reason of what the CA answered. */
+export function reasonOf(result: IssueResult): CertificateReason {
+  if (result.ok) return 'issued';
+  switch (result.code) {
+    case 'InvalidArgument':
+      return 'invalid_csr';
+    case 'Unauthenticated':
+      return 'unauthenticated';
+    case 'PermissionDenied':
+      return 'permission_denied';
+    case 'ResourceExhausted':
+      return result.limit === 'identity' ? 'identity_rate_limited' : 'review_budget';
+    case 'Unavailable':
+      return 'review_unavailable';
+    case 'Internal':
+      return 'internal';
+  }
+}
+
+export interface CertificateOutcome {
+  readonly reason: CertificateReason;
+  readonly result: IssueResult;
+  /** The caller's address, for the log. */
+  readonly source: string;
+}
+
 export interface CertificateEndpointOptions {
   readonly ca: WorkloadCa;
+  /** The audience mesh tokens are minted for; a token whose claims name another is refused unreviewed. */
+  readonly audience: string;
+  /** One bucket per source address, taken after the token looks right and before anything is read. */
+  readonly perSource: KeyedLimiter;
+  /** Tokens a source pays on top when its token fails review (Unauthenticated/PermissionDenied). */
+  readonly failedReviewCost: number;
+  /** Unix milliseconds, for token expiry; default Date.now. */
+  readonly wallClock?: () => number;
   /** Called once per request with what happened (for logs and metrics); never with the token. */
-  readonly onResult?: (
-    result: IssueResult | { ok: false; code: 'InvalidArgument' | 'Unavailable'; message: string },
-  ) => void;
-  /** Requests over this rate get 429 with Retry-After before their token is reviewed (a mass restart of
-   * pods must not turn into a storm of TokenReviews). */
-  readonly limiter?: TokenBucket;
+  readonly onResult?: (outcome: CertificateOutcome) => void;
+}
+
+function refusal(code: RefusalCode, message: string, retryAfterMs?: number): Refusal {
+  return retryAfterMs === undefined
+    ? { ok: false, code, message }
+    : { ok: false, code, message, retryAfterMs };
+}
+
+function retryAfter(ms: number | undefined): Record<string, string> {
+  return ms === undefined ? {} : { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))) };
 }
 
 export function certificateHandler(options: CertificateEndpointOptions): RouteHandler {
+  const wallClock = options.wallClock ?? Date.now;
   return (stream, headers) => {
-    const refuse = (
+    const source = sourceKey(stream.session?.socket.remoteAddress);
+    const answer = (
+      reason: CertificateReason,
       status: number,
-      code: RefusalCode,
-      message: string,
-      extra?: Record<string, string>,
+      result: Refusal,
+      extra: Record<string, string> = {},
     ): void => {
-      options.onResult?.({ ok: false, code: 'InvalidArgument', message });
-      respondJson(stream, status, { error: code, message }, extra);
+      options.onResult?.({ reason, result, source });
+      respondJson(stream, status, { error: result.code, message: result.message }, extra);
     };
     if (headers[HTTP2_HEADER_METHOD] !== 'POST') {
-      return refuse(405, 'InvalidArgument', 'method not allowed: use POST', { allow: 'POST' });
+      return answer('method', 405, refusal('InvalidArgument', 'method not allowed: use POST'), {
+        allow: 'POST',
+      });
     }
     const token = bearerToken(headers[HTTP2_HEADER_AUTHORIZATION]);
     if (token === undefined) {
-      options.onResult?.({ ok: false, code: 'InvalidArgument', message: 'no bearer token' });
-      return respondJson(
-        stream,
+      return answer(
+        'no_token',
         401,
-        { error: 'Unauthenticated', message: 'send the pod service-account token as Authorization: Bearer' },
+        refusal('Unauthenticated', 'send the pod service-account token as Authorization: Bearer'),
         { 'www-authenticate': 'Bearer' },
       );
     }
-    const waitMs = options.limiter?.tryTake() ?? 0;
+    const shape = tokenShape(token, options.audience, wallClock());
+    if ('problem' in shape) {
+      return answer('malformed_token', 401, refusal('Unauthenticated', shape.problem), {
+        'www-authenticate': 'Bearer',
+      });
+    }
+    const waitMs = options.perSource.tryTake(source);
     if (waitMs > 0) {
-      const message = 'too many certificate requests: retry later';
-      options.onResult?.({ ok: false, code: 'Unavailable', message });
-      return respondJson(
-        stream,
-        429,
-        { error: 'Unavailable', message },
-        { 'retry-after': String(Math.ceil(waitMs / 1000)) },
-      );
+      const result = refusal('ResourceExhausted', 'too many certificate requests: retry later', waitMs);
+      return answer('source_rate_limited', 429, result, retryAfter(waitMs));
     }
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
     const timer = setTimeout(() => {
       done = true;
-      refuse(408, 'InvalidArgument', 'request body not received in time');
+      answer('bad_request', 408, refusal('InvalidArgument', 'request body not received in time'));
       stream.close(NGHTTP2_CANCEL);
     }, REQUEST_TIMEOUT_MS);
     timer.unref();
@@ -148,7 +215,11 @@ export function certificateHandler(options: CertificateEndpointOptions): RouteHa
       if (size > MAX_REQUEST_BYTES) {
         done = true;
         clearTimeout(timer);
-        refuse(413, 'InvalidArgument', `request body larger than ${MAX_REQUEST_BYTES} bytes`);
+        answer(
+          'bad_request',
+          413,
+          refusal('InvalidArgument', `request body larger than ${MAX_REQUEST_BYTES} bytes`),
+        );
         stream.close(NGHTTP2_CANCEL);
         return;
       }
@@ -160,11 +231,18 @@ export function certificateHandler(options: CertificateEndpointOptions): RouteHa
       done = true;
       clearTimeout(timer);
       const parsed = parseCertificateRequest(Buffer.concat(chunks).toString('utf8'));
-      if (typeof parsed === 'string') return refuse(400, 'InvalidArgument', parsed);
+      if (typeof parsed === 'string') {
+        return answer('bad_request', 400, refusal('InvalidArgument', parsed));
+      }
       void options.ca.issue({ token, csrPem: parsed.csrPem }).then((result) => {
-        options.onResult?.(result);
+        if (!result.ok && (result.code === 'Unauthenticated' || result.code === 'PermissionDenied')) {
+          options.perSource.charge(source, options.failedReviewCost);
+        }
         const { status, body } = certificateResponse(result);
-        respondJson(stream, status, body, status === 503 ? { 'retry-after': '5' } : {});
+        const extra =
+          status === 503 ? { 'retry-after': '5' } : retryAfter(result.ok ? undefined : result.retryAfterMs);
+        respondJson(stream, status, body, extra);
+        options.onResult?.({ reason: reasonOf(result), result, source });
       });
     });
   };

@@ -3,21 +3,37 @@
 import type { Logger } from '../lib/json-log.ts';
 import type { KubeApi } from '../lib/kube/kube-api.ts';
 import type { Histogram } from '../lib/prometheus-text.ts';
-import { TokenBucket } from '../lib/token-bucket.ts';
+import { performance } from 'node:perf_hooks';
 import type { Identity } from '../pki/identity.ts';
 import type { MeshTlsCredentials } from '../pki/tls-options.ts';
 import { CERTIFICATE_PATH } from '../protocol/certificate-protocol.ts';
 import { CONFIG_PORT } from '../protocol/config-protocol.ts';
-import { certificateHandler } from './certificate-endpoint.ts';
+import { CachedTokenReviewer, KeyedLimiter } from './certificate-admission.ts';
+import { certificateHandler, type CertificateReason } from './certificate-endpoint.ts';
 import { ConfigHub } from './config-hub.ts';
 import { ConfigServer } from './config-server.ts';
 import { apiTokenReviewer } from './kube-adapters.ts';
-import { DEFAULT_AUDIENCE, WorkloadCa, type IssuingCa, type RefusalCode } from './workload-ca.ts';
+import { DEFAULT_AUDIENCE, WorkloadCa, type IssuingCa, type TokenReviewer } from './workload-ca.ts';
 
-/** Certificate requests per second (and burst) before 429: each costs a TokenReview unless cached. A
- * rollout of 200 pods gets its certificates at once; a restart of thousands is spread over seconds. */
-const CERTIFICATE_QPS = 50;
-const CERTIFICATE_BURST = 200;
+/** TokenReviews per second (and burst) sent to the API server; cached answers cost none. A rollout of
+ * 200 pods gets its certificates at once; a restart of thousands is spread over seconds. */
+const REVIEW_BUDGET = { qps: 50, burst: 200 };
+/** Per source address (a pod IP): a sidecar asks once per start and per renewal. */
+const PER_SOURCE = { qps: 1, burst: 10 };
+/** A source whose token fails review waits this many seconds more before its next request. */
+const FAILED_REVIEW_COST = 30;
+/** Per workload (pod UID): ten at once, then one a minute. */
+const PER_WORKLOAD = { qps: 1 / 60, burst: 10 };
+const MAX_TRACKED = 10_000;
+/** Refusals that cost nothing and come in floods: counted, not logged one by one. */
+const QUIET_REASONS: ReadonlySet<CertificateReason> = new Set([
+  'method',
+  'no_token',
+  'malformed_token',
+  'source_rate_limited',
+  'review_budget',
+  'identity_rate_limited',
+]);
 
 /** A hub whose pushes, snapshots and drops are counted (and drops logged). */
 export function countedHub(
@@ -42,7 +58,8 @@ export function countedHub(
 }
 
 export interface ConfigServerSetup {
-  readonly api: KubeApi;
+  /** For TokenReviews, unless `reviewer` is given. */
+  readonly api?: KubeApi;
   readonly log: Logger;
   readonly hub: ConfigHub;
   readonly issuer: IssuingCa;
@@ -52,17 +69,31 @@ export interface ConfigServerSetup {
   readonly port?: number;
   /** The audience of workload tokens (sluice.dev/mesh). */
   readonly audience?: string;
-  /** Counts workload certificate requests by outcome. */
+  /** Who reviews tokens; default a TokenReview through `api` (tests pass a stand-in for the API server). */
+  readonly reviewer?: TokenReviewer;
+  /** Monotonic ms for the rate limits and the review cache; default performance.now. */
+  readonly now?: () => number;
+  /** Counts workload certificate requests by "outcome|reason". */
   readonly certificates: Map<string, number>;
 }
 
 /** The config server with the certificate endpoint (not listening yet). */
 export function createConfigServer(setup: ConfigServerSetup): ConfigServer {
   const { log, certificates } = setup;
+  const now = setup.now ?? ((): number => performance.now());
+  const reviewer = setup.reviewer ?? (setup.api && apiTokenReviewer(setup.api));
+  if (!reviewer) throw new TypeError('createConfigServer needs api or reviewer');
+  const audience = setup.audience ?? DEFAULT_AUDIENCE;
+  const perWorkload = new KeyedLimiter(PER_WORKLOAD, MAX_TRACKED, now);
   const ca = new WorkloadCa({
     issuer: setup.issuer,
-    reviewer: apiTokenReviewer(setup.api),
-    audience: setup.audience ?? DEFAULT_AUDIENCE,
+    reviewer: new CachedTokenReviewer({
+      reviewer,
+      budget: REVIEW_BUDGET,
+      now,
+    }),
+    audience,
+    admitIdentity: (key) => perWorkload.tryTake(key),
   });
   const server = new ConfigServer({
     hub: setup.hub,
@@ -75,21 +106,25 @@ export function createConfigServer(setup: ConfigServerSetup): ConfigServer {
         CERTIFICATE_PATH,
         certificateHandler({
           ca,
-          limiter: new TokenBucket(CERTIFICATE_QPS, CERTIFICATE_BURST),
-          onResult: (result) => {
-            const outcome: RefusalCode | 'Issued' = result.ok ? 'Issued' : result.code;
-            certificates.set(outcome, (certificates.get(outcome) ?? 0) + 1);
+          audience,
+          perSource: new KeyedLimiter(PER_SOURCE, MAX_TRACKED, now),
+          failedReviewCost: FAILED_REVIEW_COST,
+          onResult: ({ reason, result, source }) => {
+            const key = `${result.ok ? 'Issued' : result.code}|${reason}`;
+            certificates.set(key, (certificates.get(key) ?? 0) + 1);
             if (result.ok) {
               log.info('workload certificate issued', {
                 spiffeId: result.spiffeId,
                 pod: result.podName,
                 notAfter: result.notAfter.toISOString(),
               });
-            } else {
+            } else if (!QUIET_REASONS.has(reason)) {
               log.warn('workload certificate refused', {
                 code: result.code,
-                reason: result.message,
-                ...('detail' in result && result.detail ? { detail: result.detail } : {}),
+                reason,
+                message: result.message,
+                source,
+                ...(result.detail ? { detail: result.detail } : {}),
               });
             }
           },

@@ -41,7 +41,7 @@ export interface ControllerMetricsInput {
   readonly status: ReturnType<StatusWriter['metrics']>;
   readonly informers: Readonly<Record<string, SupervisedInformer>>;
   readonly bundles: TrustBundlePublisher['stats'];
-  /** Workload certificate requests by outcome. */
+  /** Workload certificate requests by "outcome|reason" (bounded: RefusalCode x CertificateReason). */
   readonly certificates: ReadonlyMap<string, number>;
 }
 
@@ -158,8 +158,11 @@ export function controllerMetricsText(m: ControllerMetricsInput): string {
     ...renderFamily(
       'sluice_ca_certificates_total',
       'counter',
-      'Workload certificate requests by outcome',
-      [...m.certificates].map(([outcome, value]) => ({ labels: { outcome }, value })),
+      'Workload certificate requests by outcome and reason (issued, or why refused)',
+      [...m.certificates].map(([key, value]) => {
+        const [outcome = key, reason = 'unknown'] = key.split('|');
+        return { labels: { outcome, reason }, value };
+      }),
     ),
     ...processFamilies(),
   ];

@@ -64,6 +64,16 @@ export function tokenReviewRequest(token: string, audiences: readonly string[]):
   };
 }
 
+/** Thrown by a TokenReviewer that will not ask the API server now (its budget is spent): answered 429. */
+export class ReviewBudgetExhausted extends Error {
+  override name = 'ReviewBudgetExhausted';
+  readonly retryAfterMs: number;
+  constructor(retryAfterMs: number) {
+    super('TokenReview budget exhausted');
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
 /** The API server's answer did not look like a TokenReview (not the same as "token not authenticated"). */
 export class TokenReviewError extends Error {
   override name = 'TokenReviewError';
@@ -150,9 +160,15 @@ export interface IssuedCertificate {
   readonly notAfter: Date;
 }
 
-/** gRPC-style refusal codes; Unavailable is worth retrying, the others are not (until something changes). */
+/** gRPC-style refusal codes; Unavailable and ResourceExhausted are worth retrying (later), the others are
+ * not (until something changes). */
 export type RefusalCode =
-  'InvalidArgument' | 'Unauthenticated' | 'PermissionDenied' | 'Unavailable' | 'Internal';
+  | 'InvalidArgument'
+  | 'Unauthenticated'
+  | 'PermissionDenied'
+  | 'ResourceExhausted'
+  | 'Unavailable'
+  | 'Internal';
 
 export interface Refusal {
   readonly ok: false;
@@ -161,6 +177,9 @@ export interface Refusal {
   readonly message: string;
   /** For the CA's own log only (internal errors the peer should not see). */
   readonly detail?: string;
+  /** ResourceExhausted: when to try again, and which limit said no. */
+  readonly retryAfterMs?: number;
+  readonly limit?: 'review-budget' | 'identity';
 }
 
 export type IssueResult = IssuedCertificate | Refusal;
@@ -177,6 +196,11 @@ export interface WorkloadCaOptions {
    * accepting it once the pod is gone; an unbound one (`kubectl create token`) outlives any pod.
    */
   readonly requirePodBoundToken?: boolean;
+  /**
+   * Asked once the token is reviewed, before signing, with the caller's identity (the pod UID, or the
+   * SPIFFE ID for a token not bound to a pod): 0 to go on, else milliseconds to wait (ResourceExhausted).
+   */
+  readonly admitIdentity?: (key: string) => number;
   readonly now?: () => Date;
 }
 
@@ -270,6 +294,7 @@ export class WorkloadCa {
   readonly #audience: string;
   readonly #validityHours: number;
   readonly #requirePodBoundToken: boolean;
+  readonly #admitIdentity: ((key: string) => number) | undefined;
   readonly #now: () => Date;
 
   constructor(options: WorkloadCaOptions) {
@@ -285,6 +310,7 @@ export class WorkloadCa {
     this.#audience = options.audience;
     this.#validityHours = hours;
     this.#requirePodBoundToken = options.requirePodBoundToken ?? true;
+    this.#admitIdentity = options.admitIdentity;
     this.#now = options.now ?? (() => new Date());
   }
 
@@ -324,6 +350,13 @@ export class WorkloadCa {
     try {
       review = await this.#reviewer.review(token, [this.#audience]);
     } catch (err) {
+      if (err instanceof ReviewBudgetExhausted) {
+        return {
+          ...refuse('ResourceExhausted', 'too many certificate requests: retry later', err.message),
+          retryAfterMs: err.retryAfterMs,
+          limit: 'review-budget',
+        };
+      }
       return refuse('Unavailable', 'the token cannot be reviewed now; try again later', errorText(err));
     }
     if (!review.authenticated) {
@@ -358,6 +391,18 @@ export class WorkloadCa {
             'PermissionDenied',
             `CSR asks for trust domain ${quote(askedDomain)}; this CA issues for '${ca.trustDomain}'`,
           );
+    }
+    const wait = this.#admitIdentity?.(podUid ?? spiffeId) ?? 0;
+    if (wait > 0) {
+      return {
+        ...refuse(
+          'ResourceExhausted',
+          'too many certificate requests for this workload: retry later',
+          spiffeId,
+        ),
+        retryAfterMs: wait,
+        limit: 'identity',
+      };
     }
 
     const leafPem = await issueWorkloadCert({

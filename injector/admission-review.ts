@@ -1,15 +1,16 @@
 // admission.k8s.io/v1 AdmissionReview in, AdmissionReview out. Pure: every input, however malformed, gets
 // an answer; the server turns `{ error }` into HTTP 400.
 import { isObject } from '../mesh-model/k8s-objects.ts';
-import { decideInjection, type InjectionSettings, type SkipReason } from './pod-injection.ts';
+import { decideInjection, type DenyCode, type InjectionSettings, type SkipReason } from './pod-injection.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
 /** What happened to one review, for logs and metrics. */
 export type Outcome =
-  | { result: 'injected' }
+  /** `warned`: injected, but the pod was allowed something that can step around capture. */
+  | { result: 'injected'; reason?: 'warned' }
   | { result: 'skipped'; reason: SkipReason }
-  | { result: 'denied'; reason: string }
+  | { result: 'denied'; reason: DenyCode; message: string }
   | { result: 'ignored'; reason: string };
 
 export interface ReviewContext {
@@ -71,7 +72,7 @@ export function answerReview(body: unknown, settings: InjectionSettings): Review
     case 'deny':
       return {
         review: response(uid, { allowed: false, status: { code: 400, message: decision.message } }),
-        outcome: { result: 'denied', reason: decision.message },
+        outcome: { result: 'denied', reason: decision.code, message: decision.message },
         context,
       };
     case 'inject':
@@ -79,8 +80,12 @@ export function answerReview(body: unknown, settings: InjectionSettings): Review
         review: response(uid, {
           patchType: 'JSONPatch',
           patch: Buffer.from(JSON.stringify(decision.patch)).toString('base64'),
+          ...(decision.warnings.length > 0
+            ? { warnings: decision.warnings, auditAnnotations: { warnings: decision.warnings.join('; ') } }
+            : {}),
         }),
-        outcome: { result: 'injected' },
+        outcome:
+          decision.warnings.length > 0 ? { result: 'injected', reason: 'warned' } : { result: 'injected' },
         context,
       };
   }

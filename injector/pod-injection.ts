@@ -13,6 +13,10 @@ export const INIT_CONTAINER = 'sluice-init';
 export const INJECT_ANNOTATION = 'sluice.dev/inject';
 export const STATUS_ANNOTATION = 'sluice.dev/status';
 export const MTLS_MODE_ANNOTATION = 'sluice.dev/mtls-mode';
+/** Set to "true" by a pod that needs the proxy uid, NET_ADMIN/NET_RAW or privileged app containers: it is
+ * injected, but with a warning, because such a container can undo or step around the capture rules. */
+export const ALLOW_CAPTURE_ESCAPE_ANNOTATION = 'sluice.dev/allow-capture-escape';
+export const EXCLUDE_INBOUND_ANNOTATION = 'sluice.dev/exclude-inbound-ports';
 export const TOKEN_AUDIENCE = 'sluice.dev/mesh';
 export const TOKEN_DIR = '/var/run/sluice/token';
 export const CA_DIR = '/var/run/sluice/ca';
@@ -44,13 +48,21 @@ export interface InjectionSettings {
 
 export type SkipReason = 'opted-out' | 'host-network' | 'already-injected';
 
+/** Why a pod was refused: the bounded `reason` label of sluice_injector_pods_total{result="denied"}. */
+export type DenyCode = 'bad-annotation' | 'reserved-name' | 'capture-escape' | 'strict-without-capture';
+
 export type JsonPatchOp = { op: 'add'; path: string; value: unknown };
 
 export type InjectionDecision =
-  | { readonly action: 'inject'; readonly patch: JsonPatchOp[] }
+  | {
+      readonly action: 'inject';
+      readonly patch: JsonPatchOp[];
+      /** For the AdmissionReview's `warnings` (shown by kubectl) and the audit annotation. */
+      readonly warnings: string[];
+    }
   | { readonly action: 'skip'; readonly reason: SkipReason }
   /** The pod asks for something we cannot do (a bad annotation): refuse it with this message. */
-  | { readonly action: 'deny'; readonly message: string };
+  | { readonly action: 'deny'; readonly code: DenyCode; readonly message: string };
 
 const PROXY_UID = defaultCaptureConfig.proxyUid;
 const PORTS = {
@@ -59,9 +71,60 @@ const PORTS = {
   admin: defaultCaptureConfig.adminPort,
 };
 
-function containerNames(spec: Record<string, unknown>, field: 'containers' | 'initContainers'): string[] {
+function containersOf(
+  spec: Record<string, unknown>,
+  field: 'containers' | 'initContainers',
+): Record<string, unknown>[] {
   const list = spec[field];
-  return Array.isArray(list) ? list.filter(isObject).map((c) => String(c.name)) : [];
+  return Array.isArray(list) ? list.filter(isObject) : [];
+}
+
+function containerNames(spec: Record<string, unknown>, field: 'containers' | 'initContainers'): string[] {
+  return containersOf(spec, field).map((c) => String(c.name));
+}
+
+const ESCAPE_CAPABILITIES = new Set(['NET_ADMIN', 'NET_RAW', 'ALL']);
+
+/**
+ * What in the pod's own containers can step around capture: running as the proxy uid (whose traffic the
+ * rules never redirect), NET_ADMIN/NET_RAW (rewrite the rules, raw sockets) or privileged. One line each.
+ */
+export function captureEscapes(spec: Record<string, unknown>): string[] {
+  const podContext = isObject(spec.securityContext) ? spec.securityContext : {};
+  const found: string[] = [];
+  for (const field of ['initContainers', 'containers'] as const) {
+    for (const c of containersOf(spec, field)) {
+      const context = isObject(c.securityContext) ? c.securityContext : {};
+      const name = String(c.name);
+      const uid = context.runAsUser ?? podContext.runAsUser;
+      if (uid === PROXY_UID) found.push(`container ${name} runs as the proxy uid ${PROXY_UID}`);
+      const capabilities = isObject(context.capabilities) ? context.capabilities : {};
+      const added = Array.isArray(capabilities.add) ? capabilities.add : [];
+      const risky = added
+        .map((cap) => String(cap).toUpperCase().replace(/^CAP_/, ''))
+        .filter((cap) => ESCAPE_CAPABILITIES.has(cap));
+      if (risky.length > 0) found.push(`container ${name} adds ${risky.join(', ')}`);
+      if (context.privileged === true) found.push(`container ${name} is privileged`);
+    }
+  }
+  return found;
+}
+
+/** Port ranges ("80", "9000:9100") cover every port an app can use (all but the proxy's own)? */
+export function coversEveryInboundPort(ranges: readonly string[]): boolean {
+  const spans = ranges
+    .map((r) => r.split(':').map(Number))
+    .map(([low = 0, high = low]) => [low, high] as const)
+    .sort((a, b) => a[0] - b[0]);
+  const own = new Set([PORTS.inbound, PORTS.outbound, PORTS.admin]);
+  let next = 1; // the lowest port not yet known to be covered
+  for (const [low, high] of spans) {
+    while (next < low && own.has(next)) next++;
+    if (low > next) return false;
+    next = Math.max(next, high + 1);
+  }
+  while (next <= 65535 && own.has(next)) next++;
+  return next > 65535;
 }
 
 /** `/` and `~` in a JSON pointer segment (RFC 6901). */
@@ -79,6 +142,13 @@ function stringAnnotations(metadata: Record<string, unknown>): Record<string, st
 /** init-iptables arguments from the pod's annotations (checked as the init container will parse them),
  * or the message of the first bad one. */
 export function captureArgs(annotations: Record<string, string>): string[] | string {
+  return captureSettings(annotations).args;
+}
+
+/** init-iptables arguments and the parsed inbound exclusions (or the first bad annotation's message). */
+function captureSettings(
+  annotations: Record<string, string>,
+): { args: string[]; excludedInbound: string[] } | { args: string } {
   const args = [
     'init-iptables',
     `--proxy-uid=${PROXY_UID}`,
@@ -93,11 +163,13 @@ export function captureArgs(annotations: Record<string, string>): string[] | str
     try {
       parseInitIptablesArgs([arg]);
     } catch (err) {
-      return `annotation sluice.dev/${name}: ${(err as Error).message.replace(/^init-iptables: --[a-z-]+:? /, '')}`;
+      return {
+        args: `annotation sluice.dev/${name}: ${(err as Error).message.replace(/^init-iptables: --[a-z-]+:? /, '')}`,
+      };
     }
     args.push(arg);
   }
-  return args;
+  return { args, excludedInbound: parseInitIptablesArgs(args.slice(1)).config.excludeInboundPorts };
 }
 
 function mtlsMode(annotations: Record<string, string>, fallback: string): string | { error: string } {
@@ -227,15 +299,55 @@ export function decideInjection(
   if (optOut === 'disabled' || optOut === 'false') return { action: 'skip', reason: 'opted-out' };
   if (spec.hostNetwork === true) return { action: 'skip', reason: 'host-network' };
   const names = [...containerNames(spec, 'initContainers'), ...containerNames(spec, 'containers')];
-  if (names.includes(PROXY_CONTAINER) || names.includes(INIT_CONTAINER)) {
-    return { action: 'skip', reason: 'already-injected' };
+  const ours = [PROXY_CONTAINER, INIT_CONTAINER].filter((name) => names.includes(name));
+  if (ours.length > 0) {
+    // Ours only with our marker and both containers (a re-invocation, or a pod copied from an injected
+    // one); a name alone is someone else's container, which must not pass for a sidecar.
+    if (annotations[STATUS_ANNOTATION] === 'injected' && ours.length === 2) {
+      return { action: 'skip', reason: 'already-injected' };
+    }
+    return {
+      action: 'deny',
+      code: 'reserved-name',
+      message: `container name${ours.length > 1 ? 's' : ''} ${ours.join(', ')} ${ours.length > 1 ? 'are' : 'is'} reserved for the Sluice sidecar; rename the container or set ${INJECT_ANNOTATION}: disabled`,
+    };
   }
-  const args = captureArgs(annotations);
-  if (typeof args === 'string') return { action: 'deny', message: args };
+  const capture = captureSettings(annotations);
+  if (typeof capture.args === 'string')
+    return { action: 'deny', code: 'bad-annotation', message: capture.args };
+  const args = capture.args;
   const mode = mtlsMode(annotations, settings.mtlsMode);
-  if (typeof mode !== 'string') return { action: 'deny', message: mode.error };
+  if (typeof mode !== 'string') return { action: 'deny', code: 'bad-annotation', message: mode.error };
+  const warnings: string[] = [];
+  if (mode === 'STRICT' && 'excludedInbound' in capture && capture.excludedInbound.length > 0) {
+    if (coversEveryInboundPort(capture.excludedInbound)) {
+      return {
+        action: 'deny',
+        code: 'strict-without-capture',
+        message: `annotation ${EXCLUDE_INBOUND_ANNOTATION} excludes every inbound port, so ${MTLS_MODE_ANNOTATION} STRICT would protect nothing; exclude fewer ports or use PERMISSIVE`,
+      };
+    }
+    warnings.push(
+      `${EXCLUDE_INBOUND_ANNOTATION}: inbound ports ${capture.excludedInbound.join(',')} bypass the proxy and are not protected by STRICT mTLS`,
+    );
+  }
+  const escapes = captureEscapes(spec);
+  if (escapes.length > 0) {
+    if (annotations[ALLOW_CAPTURE_ESCAPE_ANNOTATION]?.trim().toLowerCase() !== 'true') {
+      return {
+        action: 'deny',
+        code: 'capture-escape',
+        message: `${escapes.join('; ')}: such a container can bypass the sidecar's capture; change it, set ${INJECT_ANNOTATION}: disabled, or accept the risk with ${ALLOW_CAPTURE_ESCAPE_ANNOTATION}: "true"`,
+      };
+    }
+    warnings.push(
+      ...escapes.map(
+        (e) => `${e}: it can bypass the sidecar (allowed by ${ALLOW_CAPTURE_ESCAPE_ANNOTATION})`,
+      ),
+    );
+  }
   const extra = proxyArgs(annotations);
-  if (!Array.isArray(extra)) return { action: 'deny', message: extra.error };
+  if (!Array.isArray(extra)) return { action: 'deny', code: 'bad-annotation', message: extra.error };
 
   const proxy = proxyContainer(settings, mode, extra);
   const init = initContainer(settings, args);
@@ -256,5 +368,5 @@ export function decideInjection(
   );
   if (!settings.nativeSidecars) patch.push(...addToArray('/spec/containers', spec.containers, [proxy]));
   patch.push(...addToArray('/spec/volumes', spec.volumes, VOLUMES, true));
-  return { action: 'inject', patch };
+  return { action: 'inject', patch, warnings };
 }

@@ -149,7 +149,7 @@ export class InjectorServer {
   }
 
   #count(outcome: Outcome): void {
-    const key = outcome.result === 'skipped' ? `skipped/${outcome.reason}` : outcome.result;
+    const key = outcome.reason === undefined ? outcome.result : `${outcome.result}/${outcome.reason}`;
     this.#outcomes.set(key, (this.#outcomes.get(key) ?? 0) + 1);
   }
 

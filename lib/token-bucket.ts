@@ -32,6 +32,18 @@ export class TokenBucket {
     return this.#tokens >= 0 ? 0 : (-this.#tokens * 1000) / this.#qps;
   }
 
+  /** Takes `count` tokens whatever there are (a penalty: the bucket may go negative and refill from there). */
+  charge(count: number): void {
+    this.#refill();
+    this.#tokens = Math.max(this.#tokens - count, -this.#burst);
+  }
+
+  /** True when the bucket is full again (nothing remembered about its caller). */
+  idle(): boolean {
+    this.#refill();
+    return this.#tokens >= this.#burst;
+  }
+
   tryTake(): number {
     this.#refill();
     if (this.#tokens >= 1) {

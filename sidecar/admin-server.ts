@@ -46,14 +46,40 @@ export function configDump(state: AdminState): unknown {
   };
 }
 
-/** Admin port: /live, /ready, /metrics (Prometheus text), /config_dump. Not captured by iptables. */
+/**
+ * True for an address only the pod itself can connect to: 127.0.0.0/8, ::1 and their IPv4-mapped forms.
+ * A connection from another pod arrives at the pod IP (the admin port is never captured, and a REDIRECT
+ * would also keep a non-loopback destination), so its socket's local address is never one of these.
+ */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const a = address.toLowerCase().replace(/%.*$/, '');
+  const v4 = a.startsWith('::ffff:') ? a.slice('::ffff:'.length) : a;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4) || a === '::1' || a === '0:0:0:0:0:0:0:1';
+}
+
+/** Paths served to anyone who reaches the admin port: probes and Prometheus. */
+const PUBLIC_PATHS = new Set(['/live', '/ready', '/metrics']);
+
+/**
+ * Admin port: /live, /ready, /metrics (Prometheus text) for anyone; /config_dump (every Service, endpoint,
+ * pod and SPIFFE ID of the proxy's view) only on loopback, i.e. `kubectl exec ... curl localhost:PORT` or
+ * `kubectl port-forward`. Not captured by iptables.
+ */
 export function createAdminServer(state: AdminState): http.Server {
   return http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
     const send = (status: number, type: string, body: string): void => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
       res.end(body);
     };
+    if (!PUBLIC_PATHS.has(path) && !isLoopbackAddress(req.socket.localAddress)) {
+      return send(
+        403,
+        'text/plain',
+        'forbidden: only /live, /ready and /metrics answer on the pod IP; the rest answers on localhost (kubectl exec or port-forward)\n',
+      );
+    }
     if (path === '/live') return send(200, 'text/plain', 'live\n');
     if (path === '/ready') {
       const r = state.ready();

@@ -11,6 +11,7 @@ import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
 import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -36,6 +37,8 @@ export interface ForwardDeps {
   metrics: ProxyMetrics;
   /** Numbers in [0, 1) for the weighted backend choice and mirror fractions; Math.random unless a test injects one. */
   random?: () => number;
+  /** Where the details of upstream errors go (endpoint address, the TLS error); never into a reply body. */
+  log?: Logger;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -295,7 +298,13 @@ export function sendWithRetries(options: SendOptions): void {
       error(err, retryable) {
         if (done) return;
         const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
-        lastError = `upstream ${code} from ${ep.address}:${ep.port} (${target.backendLabel}): ${err.message}`;
+        lastError = `upstream ${code} (${target.backendLabel})`;
+        deps.log?.warn('upstream error', {
+          backend: target.backendLabel,
+          endpoint: `${ep.address}:${ep.port}`,
+          code,
+          error: err.message,
+        });
         if (retryable && RETRYABLE.has(code) && tried.size < MAX_CONNECT_ATTEMPTS) {
           deps.lb.failed(stats);
           return attempt();

@@ -143,7 +143,7 @@ export class SidecarProxy {
         o.log.warn('config not applied, keeping the previous one', { source: o.source.name, error: err }),
     );
 
-    const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics };
+    const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics, log: o.log };
     const ownPorts = new Set([o.outboundPort, o.inboundPort, o.adminPort]);
     const outbound = createOutboundListener({
       deps,

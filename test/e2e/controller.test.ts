@@ -349,7 +349,8 @@ describe('controller deployed from manifests/', function () {
     await kubectl(['-n', ns!.name, 'delete', 'serviceaccount', 'doomed', '--wait=true']);
     const reply = await eventually('refusal after the account is deleted', async () => {
       const r = await requestCertificate(serviceAddress, bundlePem, doomedToken, csr);
-      return r.status === 200 ? undefined : r;
+      // 200 while the review is cached (10 s), 429 while the source or pod is over its rate.
+      return r.status === 200 || r.status === 429 ? undefined : r;
     });
     assert.equal(reply.status, 401, JSON.stringify(reply.body));
   });

@@ -352,7 +352,18 @@ describe('sidecar data plane in network namespaces', function () {
   it('a server whose certificate is not the identity the config names gets no traffic (502)', async () => {
     const [r] = await get('/', {}, VIP.impostor);
     assert.equal(r!.status, 502);
-    assert.match(r!.text ?? '', /SPIFFE ID/);
+    // The cause, without the endpoint's address or either identity (issue 13, point 9): those are logged.
+    assert.match(r!.text ?? '', /^upstream ERR_SPIFFE_ID_MISMATCH \(shop\/impostor:80\)\n$/);
+    assert.doesNotMatch(r!.text ?? '', /spiffe:|\d+\.\d+\.\d+\.\d+/);
+    const client = mesh.pods.get('client')!;
+    await waitFor('the mismatch in the client sidecar log', () =>
+      client.sidecarLog.some(
+        (l) =>
+          l.msg === 'upstream error' &&
+          /spiffe:\/\//.test(String(l.error)) &&
+          /\d+\.\d+\.\d+\.\d+/.test(String(l.endpoint)),
+      ),
+    );
   });
 
   it('config reload under load: zero failed requests', async () => {
@@ -414,6 +425,22 @@ describe('sidecar data plane in network namespaces', function () {
       config: { namespace: string };
     };
     assert.equal(dump.config.namespace, NS);
+  });
+
+  it('admin port from another pod: probes and metrics answer, /config_dump does not (issue 13, point 5)', async () => {
+    const target = refs.get('strict')!.ip;
+    const from = async (path: string): Promise<{ status: number; body: string }> =>
+      JSON.parse(
+        await mesh.harness.runIn(mesh.pods.get('plain')!, nodeBin, [
+          '-e',
+          `fetch('http://${target}:15021${path}').then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})))`,
+        ]),
+      ) as { status: number; body: string };
+    assert.equal((await from('/ready')).status, 200);
+    assert.equal((await from('/metrics')).status, 200);
+    const dump = await from('/config_dump');
+    assert.equal(dump.status, 403);
+    assert.doesNotMatch(dump.body, /spiffe:|\d+\.\d+\.\d+\.\d+/);
   });
 
   it('SIGTERM drains: not ready, in-flight requests finish, then the sidecar exits', async () => {
