@@ -6,8 +6,10 @@ import { destinationKey, endpointsFor } from '../mesh-model/proxy-view.ts';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { originalDestination } from './original-dst.ts';
 import { sniff } from './protocol-sniff.ts';
+import { inboundPortProtocol, servicePortProtocol } from '../mesh-model/port-protocol.ts';
 import { connectionInfo, setConnectionInfo } from './connection-info.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
+import type { HeaderLimits } from './header-limits.ts';
 import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
@@ -19,10 +21,8 @@ export interface OutboundOptions {
   detectTimeoutMs: number;
   /** Local ports of the proxy itself: a connection addressed to them would loop. */
   ownPorts: ReadonlySet<number>;
+  headerLimits?: HeaderLimits;
 }
-
-// Service ports whose appProtocol says "not HTTP" skip detection (server-first protocols would wait for it).
-const OPAQUE_APP_PROTOCOLS = new Set(['tcp', 'mysql', 'redis', 'mongodb', 'postgresql', 'kubernetes.io/tcp']);
 
 /**
  * The outbound listener: connections the pod's apps open, redirected here by iptables. Reads the original
@@ -68,7 +68,7 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
       ]);
     });
   };
-  const servers = createHttpServers(handle, onUpgrade);
+  const servers = createHttpServers(handle, onUpgrade, o.headerLimits);
 
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
@@ -81,16 +81,24 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
     const view = o.view();
     const routing = view?.byDestination.get(destinationKey(dst.address, dst.port));
     const port = routing?.service.ports.find((p) => p.port === routing.port);
-    const opaque =
-      port?.appProtocol !== undefined && OPAQUE_APP_PROTOCOLS.has(port.appProtocol.toLowerCase());
+    // Ports declared opaque skip detection (server-first protocols would wait for it); ports declared HTTP
+    // (a Service's, or a pod's own port dialled directly) are always parsed as HTTP, never relayed raw.
+    const declared = port
+      ? servicePortProtocol(port)
+      : routing
+        ? 'detect'
+        : inboundPortProtocol(view, dst.address, dst.port);
     void (async () => {
-      const protocol = opaque ? 'tcp' : (await sniff(socket, o.detectTimeoutMs)).protocol;
+      const protocol =
+        declared === 'opaque'
+          ? 'tcp'
+          : (await sniff(socket, o.detectTimeoutMs, { httpPort: declared === 'http' })).protocol;
       o.deps.metrics.connections.inc(['outbound', protocol]);
-      if (protocol === 'http1') {
+      if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
+      if (protocol === 'http1' || declared === 'http') {
         servers.http1.emit('connection', socket);
         return void socket.resume();
       }
-      if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
       // Opaque TCP (including the app's own TLS): to a Service's endpoint (mTLS if meshed) or as addressed.
       const endpoints: readonly Endpoint[] =
         routing && view

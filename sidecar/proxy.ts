@@ -12,6 +12,7 @@ import { LoadBalancer } from './load-balancer.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
+import type { HeaderLimits } from './header-limits.ts';
 import type { Logger } from '../lib/json-log.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
@@ -55,6 +56,8 @@ export interface ProxyOptions {
   /** Where the app listens for inbound traffic. */
   appAddress: string;
   detectTimeoutMs: number;
+  /** Request header count and size limits on both listeners (default 100 headers, 60 KiB). */
+  headerLimits?: HeaderLimits;
   drainMs: number;
   log: Logger;
 }
@@ -142,6 +145,7 @@ export class SidecarProxy {
       view: () => this.#view,
       detectTimeoutMs: o.detectTimeoutMs,
       ownPorts: new Set([o.outboundPort, o.inboundPort, o.adminPort]),
+      ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
     });
     const inbound = createInboundListener({
       deps,
@@ -150,6 +154,8 @@ export class SidecarProxy {
       mode: o.mode,
       detectTimeoutMs: o.detectTimeoutMs,
       appAddress: o.appAddress,
+      view: () => this.#view,
+      ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
     });
     this.#servers.push(outbound.server, inbound.server);
     this.#httpServers.push(outbound.http, inbound.http);
