@@ -14,7 +14,8 @@ import { spiffeIdFromCertificate } from './peer-identity.ts';
  * ALPN names of sidecar-to-sidecar mTLS: the client sidecar declares what it will send, and the server
  * sidecar holds it to that (a declared HTTP stream is always parsed as HTTP, never relayed as bytes).
  * They are visible in the cleartext ClientHello, so an inbound listener can tell mesh mTLS from a
- * workload's own TLS without terminating it. A client offers exactly one of them.
+ * workload's own TLS without terminating it. A client offers one of them first (a server sidecar
+ * prefers them to every other name), then the matching older names for a server of the previous version.
  */
 export const MESH_ALPN_HTTP1 = 'sluice/http1';
 export const MESH_ALPN_H2 = 'sluice/h2';

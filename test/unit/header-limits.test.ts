@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import http2 from 'node:http2';
 import { createHttpServers, type HttpServers } from '../../sidecar/http-servers.ts';
-import { servicePortProtocol } from '../../mesh-model/port-protocol.ts';
+import { inboundPortProtocol, servicePortProtocol } from '../../mesh-model/port-protocol.ts';
+import { buildProxyView } from '../../mesh-model/proxy-view.ts';
+import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
 
 // The HTTP servers get their sockets with emit('connection'), as the listeners hand them over; the limits
 // must hold there, not only on a server that listen()s.
@@ -101,6 +103,26 @@ describe('Service port protocols', () => {
     ['db', 'postgresql', 'opaque'],
     ['http', 'https', 'detect'],
   ];
+  it("inbound: a pod's own port takes the protocol of the Service ports that send to it", () => {
+    const pod = { name: 'p', namespace: 'shop', ip: '10.0.0.5', serviceAccount: 'p', meshed: true };
+    const view = buildProxyView(
+      [
+        ...serviceWithEndpoints('shop', 'web', '10.96.0.1', [[80, 8080, 'http']], [pod]),
+        ...serviceWithEndpoints('shop', 'db', '10.96.0.2', [[5432, 5432, 'db']], [pod], 'postgresql'),
+        ...serviceWithEndpoints('shop', 'misc', '10.96.0.3', [[9000, 9000, 'misc']], [pod]),
+        // Another Service sends to 8080 as opaque: HTTP still wins for the port.
+        ...serviceWithEndpoints('other', 'raw', '10.96.0.4', [[81, 8080, 'raw']], [pod], 'tcp'),
+      ],
+      'shop',
+      'cluster.local',
+    );
+    assert.equal(inboundPortProtocol(view, '10.0.0.5', 8080), 'http');
+    assert.equal(inboundPortProtocol(view, '::ffff:10.0.0.5', 8080), 'http');
+    assert.equal(inboundPortProtocol(view, '10.0.0.5', 5432), 'opaque');
+    assert.equal(inboundPortProtocol(view, '10.0.0.5', 9000), 'detect');
+    assert.equal(inboundPortProtocol(view, '10.0.0.6', 8080), 'detect');
+    assert.equal(inboundPortProtocol(undefined, '10.0.0.5', 8080), 'detect');
+  });
   for (const [name, appProtocol, want] of cases)
     it(`${name ?? '(no name)'} / ${appProtocol ?? '(no appProtocol)'} → ${want}`, () =>
       assert.equal(servicePortProtocol({ name, appProtocol }), want));
