@@ -17,6 +17,7 @@ import { forwardHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { relayUnlessHttp } from './opaque-relay.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -107,14 +108,19 @@ export function createInboundListener(o: InboundOptions): {
   };
   const servers = createHttpServers(handle, onUpgrade, o.headerLimits);
 
-  const toApp = (socket: net.Socket, info: ConnectionInfo): void => {
-    pipeSockets(socket, net.connect({ host: o.appAddress, port: info.port }));
+  /** `watch`: the client has sent nothing yet; an HTTP request before the app speaks is still parsed. */
+  const toApp = (socket: net.Socket, info: ConnectionInfo, watch = false): void => {
+    const app = net.connect({ host: o.appAddress, port: info.port });
+    if (watch) relayUnlessHttp(socket, app, (protocol) => toHttp(socket, protocol));
+    else pipeSockets(socket, app);
   };
 
   // Opaque bytes reach the app as they are, with no identity header added; on a port a Service declares
-  // HTTP they are parsed as HTTP anyway (garbage gets 400), so a forged header cannot ride along.
+  // HTTP they are parsed as HTTP anyway (garbage gets 400), and on an undeclared port an HTTP request is
+  // parsed too, so a forged header cannot ride along. Only a port declared opaque is relayed unseen.
   const opaqueOrHttp = (socket: net.Socket, info: ConnectionInfo): void => {
-    if (inboundPortProtocol(o.view(), info.address, info.port) !== 'http') return toApp(socket, info);
+    const declared = inboundPortProtocol(o.view(), info.address, info.port);
+    if (declared !== 'http') return toApp(socket, info, declared === 'detect');
     void sniff(socket, o.detectTimeoutMs, { httpPort: true }).then(({ protocol }) =>
       toHttp(socket, protocol),
     );
@@ -159,7 +165,8 @@ export function createInboundListener(o: InboundOptions): {
     if (!dst) return void socket.destroy();
     const info: ConnectionInfo = { address: dst.address, port: dst.port, peerIdentity: undefined };
     setConnectionInfo(socket, info);
-    const httpPort = inboundPortProtocol(o.view(), dst.address, dst.port) === 'http';
+    const declared = inboundPortProtocol(o.view(), dst.address, dst.port);
+    const httpPort = declared === 'http';
     void (async () => {
       const { protocol, head } = await sniff(socket, o.detectTimeoutMs, { httpPort });
       const mesh = protocol === 'tls' && clientHelloAlpn(head)?.some(isMeshAlpn) === true;
@@ -171,7 +178,7 @@ export function createInboundListener(o: InboundOptions): {
       o.deps.metrics.connections.inc(['inbound', protocol]);
       // On a port declared HTTP even the app's own TLS is parsed (and refused with 400): never raw.
       if (protocol === 'http1' || protocol === 'h2c' || httpPort) return toHttp(socket, protocol);
-      toApp(socket, info);
+      toApp(socket, info, head.length === 0 && declared === 'detect');
     })();
   });
   return { server, http: servers, tlsServer };

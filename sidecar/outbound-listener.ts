@@ -14,6 +14,7 @@ import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { relayUnlessHttp } from './opaque-relay.ts';
 
 export interface OutboundOptions {
   deps: ForwardDeps;
@@ -89,16 +90,17 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
         ? 'detect'
         : inboundPortProtocol(view, dst.address, dst.port);
     void (async () => {
-      const protocol =
+      const { protocol, head } =
         declared === 'opaque'
-          ? 'tcp'
-          : (await sniff(socket, o.detectTimeoutMs, { httpPort: declared === 'http' })).protocol;
+          ? { protocol: 'tcp', head: Buffer.alloc(0) }
+          : await sniff(socket, o.detectTimeoutMs, { httpPort: declared === 'http' });
       o.deps.metrics.connections.inc(['outbound', protocol]);
-      if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
-      if (protocol === 'http1' || declared === 'http') {
+      const toHttp = (p: string): void => {
+        if (p === 'h2c') return void servers.h2.emit('connection', socket);
         servers.http1.emit('connection', socket);
-        return void socket.resume();
-      }
+        socket.resume();
+      };
+      if (protocol === 'h2c' || protocol === 'http1' || declared === 'http') return toHttp(protocol);
       // Opaque TCP (including the app's own TLS): to a Service's endpoint (mTLS if meshed) or as addressed.
       const endpoints: readonly Endpoint[] =
         routing && view
@@ -109,7 +111,9 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
         : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
       if (!ep) return void socket.destroy();
       const upstream = o.deps.pools.connectTcp(ep);
-      pipeSockets(socket, upstream);
+      // A client that was silent so far may still send an HTTP request before the server speaks: parsed.
+      if (head.length === 0 && declared === 'detect') relayUnlessHttp(socket, upstream, toHttp);
+      else pipeSockets(socket, upstream);
     })();
   });
   return { server, http: servers };

@@ -63,13 +63,17 @@ export function classify(head: Buffer, httpPort = false): SniffedProtocol | unde
 export function sniff(
   socket: Socket,
   timeoutMs: number,
-  options: { httpPort?: boolean } = {},
+  options: { httpPort?: boolean; signal?: AbortSignal } = {},
 ): Promise<{ protocol: SniffedProtocol; head: Buffer }> {
   const httpPort = options.httpPort ?? false;
   return new Promise((resolve) => {
+    let done = false;
     let head: Buffer = Buffer.alloc(0);
     const finish = (protocol: SniffedProtocol): void => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onEnd);
@@ -88,6 +92,9 @@ export function sniff(
       else if (head.length >= MAX_SNIFF_BYTES) finish('http1');
     };
     const onEnd = (): void => finish(undecided());
+    // Aborted: whatever was read so far is handed on as it is (opaque).
+    const onAbort = (): void => finish('tcp');
+    options.signal?.addEventListener('abort', onAbort);
     const timer = setTimeout(() => finish(undecided()), timeoutMs);
     socket.on('data', onData);
     socket.once('end', onEnd);
