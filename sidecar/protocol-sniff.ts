@@ -99,6 +99,7 @@ export function sniff(
     socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('error', onEnd);
+    socket.resume(); // a socket an earlier sniff paused stays paused otherwise
   });
 }
 

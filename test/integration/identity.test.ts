@@ -12,7 +12,15 @@ import { issueWorkloadCert } from '../../pki/ca.ts';
 
 const NS = 'shop';
 const APP = 8080; // a Service port named "http": declared HTTP
-const VIP = { permissive: '10.96.0.10', strict: '10.96.0.11' };
+const WEB = 8081; // a Service port named "web": undeclared, detected
+const SMTP = 2525; // a server-first protocol on an undeclared port
+const VIP = {
+  permissive: '10.96.0.10',
+  strict: '10.96.0.11',
+  permissiveWeb: '10.96.0.12',
+  strictWeb: '10.96.0.13',
+  strictSmtp: '10.96.0.14',
+};
 const DETECT_MS = 300;
 const id = (sa: string): string => `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/${sa}`;
 const FORGED = id('admin');
@@ -89,11 +97,16 @@ describe('identity an app can trust (netns, attacker)', function () {
         meshed: s.meshed,
       });
     }
-    for (const name of ['permissive', 'strict']) {
+    for (const [name, port] of [
+      ['permissive', APP],
+      ['strict', APP],
+      ['permissive', WEB],
+      ['strict', WEB],
+    ] as const) {
       const pod = mesh.pods.get(name)!;
       const lines: { conn: number; data: string }[] = [];
-      recorded.set(name, lines);
-      const child = mesh.harness.exec(pod, nodeBin, ['test/support/raw-recorder.ts', String(APP)]);
+      recorded.set(port === APP ? name : `${name}:${port}`, lines);
+      const child = mesh.harness.exec(pod, nodeBin, ['test/support/raw-recorder.ts', String(port)]);
       let buffer = '';
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
         buffer += chunk;
@@ -104,10 +117,25 @@ describe('identity an app can trust (netns, attacker)', function () {
           if (line.startsWith('{')) lines.push(JSON.parse(line) as { conn: number; data: string });
         }
       });
-      await mesh.harness.waitForPort(pod, pod.ip, APP);
+      await mesh.harness.waitForPort(pod, pod.ip, port);
     }
+    const strictPod = mesh.pods.get('strict')!;
+    mesh.harness.exec(strictPod, nodeBin, [
+      '-e',
+      `require('net').createServer(s=>{s.write('220 ready\\r\\n');s.on('data',d=>s.end('250 '+String(d).toUpperCase()))}).listen(${SMTP})`,
+    ]);
+    await mesh.harness.waitForPort(strictPod, strictPod.ip, SMTP);
     mesh.writeManifests([
       ...[...refs.values()].map(podObject),
+      ...serviceWithEndpoints(
+        NS,
+        'permissive-web',
+        VIP.permissiveWeb,
+        [[81, WEB, 'web']],
+        [refs.get('permissive')!],
+      ),
+      ...serviceWithEndpoints(NS, 'strict-web', VIP.strictWeb, [[81, WEB, 'web']], [refs.get('strict')!]),
+      ...serviceWithEndpoints(NS, 'strict-smtp', VIP.strictSmtp, [[25, SMTP, 'smtp']], [refs.get('strict')!]),
       ...serviceWithEndpoints(
         NS,
         'permissive',
@@ -216,6 +244,37 @@ describe('identity an app can trust (netns, attacker)', function () {
         });
       }
     }
+  });
+
+  describe('on an undeclared port (detected): a request whose first bytes come after the detection timeout', () => {
+    const slow = (tag: string): Variant => variants(tag)[2]!;
+    it('from an un-meshed pod into a PERMISSIVE pod: parsed, no identity', async () => {
+      const v = slow('web-plain');
+      const r = await send('attacker', { host: permissiveIp(), port: WEB, chunks: v.chunks });
+      assert.match(r.response ?? '', /^HTTP\/1.1 200/, JSON.stringify(r));
+      assert.equal(await receivedBy(`permissive:${WEB}`, v.path), expectedHead(v, undefined));
+    });
+    it('from a meshed pod over mTLS into a STRICT pod: the real identity', async () => {
+      const v = slow('web-mesh');
+      const r = await send('meshed', { host: VIP.strictWeb, port: 81, chunks: v.chunks });
+      assert.match(r.response ?? '', /^HTTP\/1.1 200/, JSON.stringify(r));
+      assert.equal(await receivedBy(`strict:${WEB}`, v.path), expectedHead(v, id('meshed')));
+    });
+    it('from a peer with a mesh certificate declaring sluice/tcp: the real identity', async () => {
+      const v = slow('web-tcp');
+      const tls = { ...attackerCert, alpn: ['sluice/tcp'] };
+      const r = await send('attacker', { host: strictIp(), port: WEB, chunks: v.chunks, tls });
+      assert.match(r.response ?? '', /^HTTP\/1.1 200/, JSON.stringify(r));
+      assert.equal(await receivedBy(`strict:${WEB}`, v.path), expectedHead(v, id('attacker')));
+    });
+    it('a server-first protocol still works (the server speaks first, then bytes flow as they are)', async () => {
+      const r = await send('meshed', {
+        host: VIP.strictSmtp,
+        port: 25,
+        chunks: [{ waitFor: '220 ready\r\n', data: 'ehlo x\r\n' }],
+      });
+      assert.equal(r.response, '220 ready\r\n250 EHLO X\r\n');
+    });
   });
 
   /** A good request after the bad ones: once it arrived, nothing else did since `before`, byte for byte. */

@@ -15,7 +15,8 @@ interface Plan {
   kind?: 'raw' | 'h2';
   host: string;
   port: number;
-  chunks?: { delayMs?: number; data: string }[];
+  /** `waitFor`: write only once the response so far contains this (a server-first protocol's greeting). */
+  chunks?: { delayMs?: number; waitFor?: string; data: string }[];
   tls?: { cert: string; key: string; ca: string; alpn: string[] };
   headers?: Record<string, string>;
 }
@@ -68,6 +69,16 @@ if (plan.kind === 'h2') {
   const write = async (): Promise<void> => {
     for (const chunk of plan.chunks ?? []) {
       if (chunk.delayMs) await sleep(chunk.delayMs);
+      const wanted = chunk.waitFor;
+      if (wanted !== undefined && !response.includes(wanted))
+        await new Promise<void>((resolve) => {
+          const check = (): void => {
+            if (!response.includes(wanted)) return;
+            socket.off('data', check);
+            resolve();
+          };
+          socket.on('data', check);
+        });
       socket.write(Buffer.from(chunk.data, 'latin1'));
     }
   };
