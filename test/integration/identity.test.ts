@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { MeshFixture, TRUST_DOMAIN } from '../support/mesh-fixture.ts';
+import { APP_PORT, MeshFixture, TRUST_DOMAIN } from '../support/mesh-fixture.ts';
 import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
@@ -20,6 +20,8 @@ const VIP = {
   permissiveWeb: '10.96.0.12',
   strictWeb: '10.96.0.13',
   strictSmtp: '10.96.0.14',
+  permissiveEcho: '10.96.0.15',
+  strictEcho: '10.96.0.16',
 };
 const DETECT_MS = 300;
 const id = (sa: string): string => `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/${sa}`;
@@ -135,6 +137,21 @@ describe('identity an app can trust (netns, attacker)', function () {
         [refs.get('permissive')!],
       ),
       ...serviceWithEndpoints(NS, 'strict-web', VIP.strictWeb, [[81, WEB, 'web']], [refs.get('strict')!]),
+      // The fixture's echo app (HTTP/1.1 and h2c) on APP_PORT, declared h2c.
+      ...serviceWithEndpoints(
+        NS,
+        'permissive-echo',
+        VIP.permissiveEcho,
+        [[80, APP_PORT, 'h2c']],
+        [refs.get('permissive')!],
+      ),
+      ...serviceWithEndpoints(
+        NS,
+        'strict-echo',
+        VIP.strictEcho,
+        [[80, APP_PORT, 'h2c']],
+        [refs.get('strict')!],
+      ),
       ...serviceWithEndpoints(NS, 'strict-smtp', VIP.strictSmtp, [[25, SMTP, 'smtp']], [refs.get('strict')!]),
       ...serviceWithEndpoints(
         NS,
@@ -274,6 +291,24 @@ describe('identity an app can trust (netns, attacker)', function () {
         chunks: [{ waitFor: '220 ready\r\n', data: 'ehlo x\r\n' }],
       });
       assert.equal(r.response, '220 ready\r\n250 EHLO X\r\n');
+    });
+  });
+
+  describe('HTTP/2 (h2c) with a forged identity header, repeated', () => {
+    const forged = { 'x-sluice-peer-identity': [FORGED, `${FORGED}-2`] };
+    const echoOf = (r: { response?: string }) =>
+      JSON.parse(r.response ?? '{}') as { peerIdentity: string | null; headers: Record<string, unknown> };
+    it('from an un-meshed pod into a PERMISSIVE pod: no identity', async () => {
+      const r = await send('attacker', { kind: 'h2', host: permissiveIp(), port: APP_PORT, headers: forged });
+      assert.equal(r.status, 200, JSON.stringify(r));
+      assert.equal(echoOf(r).peerIdentity, null);
+      assert.equal(echoOf(r).headers['x-sluice-peer-identity'], undefined);
+    });
+    it('from a meshed pod over mTLS into a STRICT pod: the real identity only', async () => {
+      const r = await send('meshed', { kind: 'h2', host: VIP.strictEcho, port: 80, headers: forged });
+      assert.equal(r.status, 200, JSON.stringify(r));
+      assert.equal(echoOf(r).peerIdentity, id('meshed'));
+      assert.equal(echoOf(r).headers['x-sluice-peer-identity'], id('meshed'));
     });
   });
 

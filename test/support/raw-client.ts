@@ -18,7 +18,7 @@ interface Plan {
   /** `waitFor`: write only once the response so far contains this (a server-first protocol's greeting). */
   chunks?: { delayMs?: number; waitFor?: string; data: string }[];
   tls?: { cert: string; key: string; ca: string; alpn: string[] };
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
 }
 
 const plan = JSON.parse(process.argv[2]!) as Plan;
@@ -36,15 +36,18 @@ if (plan.kind === 'h2') {
   const session = http2.connect(`http://${plan.host}:${plan.port}`);
   session.on('error', (err: NodeJS.ErrnoException) => print({ error: err.code ?? err.message }));
   const req = session.request({ ':path': '/h2', ...plan.headers });
-  req.on('response', (h) => {
-    print({ status: h[':status'] });
+  let body = '';
+  let status: number | undefined;
+  req.setEncoding('utf8').on('data', (d: string) => (body += d));
+  req.on('response', (h) => (status = h[':status']));
+  req.on('end', () => {
+    print({ status, response: body });
     session.close();
   });
   req.on('error', (err: NodeJS.ErrnoException) => {
     print({ error: err.code ?? err.message });
     session.destroy();
   });
-  req.resume();
   req.end();
 } else {
   const socket = plan.tls

@@ -131,6 +131,17 @@ describe('load balancer (P2C + peak EWMA)', () => {
 });
 
 describe('hop-by-hop headers', () => {
+  it('never forwards a caller-supplied identity header', () => {
+    const out = forwardHeaders({
+      'x-sluice-peer-identity': 'spiffe://x/ns/a/sa/admin, forged',
+      'x-end': 'kept',
+    });
+    assert.deepEqual(out, { 'x-end': 'kept' });
+    assert.deepEqual(forwardHeaders({ 'x-sluice-peer-identity': 'a', upgrade: 'websocket' }, true), {
+      connection: 'upgrade',
+      upgrade: 'websocket',
+    });
+  });
   it('drops connection-specific headers and those Connection names, keeps te: trailers', () => {
     const out = forwardHeaders({
       connection: 'keep-alive, x-hop',
