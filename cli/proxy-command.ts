@@ -9,6 +9,17 @@ import { ControllerIdentity } from '../sidecar/controller-identity.ts';
 import { identityDirSource, SidecarProxy, type IdentitySource } from '../sidecar/proxy.ts';
 import { jsonLogger, type Logger } from '../lib/json-log.ts';
 import { parseBooleanText } from '../protocol/capture-config.ts';
+import { DEFAULT_HEADER_LIMITS } from '../sidecar/header-limits.ts';
+
+/** A positive integer flag (at most 16 Mi), or `fallback` when absent. */
+function countFlag(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 16 * 1024 * 1024) {
+    throw new UsageError(`--${name} must be a positive integer, got '${value}'`);
+  }
+  return n;
+}
 
 const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
        sluice proxy --controller HOST:PORT --token-file FILE --ca-bundle-file FILE [options]
@@ -27,7 +38,9 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
                          connection was sent to, i.e. the pod IP, from source 127.0.0.6 or ::1)
   --inbound-to-localhost true|false  same as --app-address 127.0.0.1: loopback-only app ports become
                          reachable through the sidecar (annotation sluice.dev/inbound-to-localhost)
-  --detect-timeout-ms N  protocol detection wait, default 5000
+  --detect-timeout-ms N  protocol detection wait, default 5000 (never makes a declared HTTP port opaque)
+  --max-request-headers N       request headers allowed (431 beyond), default 100
+  --max-request-header-bytes N  bytes of request line and headers allowed (431 beyond), default 61440
   --drain-seconds N      graceful drain on SIGTERM, default 5`;
 
 export async function main(args: string[]): Promise<number | undefined> {
@@ -51,6 +64,8 @@ export async function main(args: string[]): Promise<number | undefined> {
         'app-address': { type: 'string' },
         'inbound-to-localhost': { type: 'string' },
         'detect-timeout-ms': { type: 'string' },
+        'max-request-headers': { type: 'string' },
+        'max-request-header-bytes': { type: 'string' },
         'drain-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -84,6 +99,18 @@ export async function main(args: string[]): Promise<number | undefined> {
     bind: values.bind ?? '::',
     appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
     detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
+    headerLimits: {
+      maxHeaders: countFlag(
+        values['max-request-headers'],
+        DEFAULT_HEADER_LIMITS.maxHeaders,
+        'max-request-headers',
+      ),
+      maxHeaderBytes: countFlag(
+        values['max-request-header-bytes'],
+        DEFAULT_HEADER_LIMITS.maxHeaderBytes,
+        'max-request-header-bytes',
+      ),
+    },
     drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
     log,
   });

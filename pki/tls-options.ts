@@ -11,13 +11,43 @@ import type { Identity } from './identity.ts';
 import { spiffeIdFromCertificate } from './peer-identity.ts';
 
 /**
- * ALPN marker of sidecar-to-sidecar mTLS. Mesh clients offer it after the application protocols, so it
- * is visible in the cleartext ClientHello (an inbound listener can tell mesh mTLS from a workload's own
- * TLS without terminating it) while servers still pick h2 or http/1.1. A server selects it only when a
- * client offers nothing else, which means an opaque byte stream (TCP) rather than HTTP.
+ * ALPN names of sidecar-to-sidecar mTLS: the client sidecar declares what it will send, and the server
+ * sidecar holds it to that (a declared HTTP stream is always parsed as HTTP, never relayed as bytes).
+ * They are visible in the cleartext ClientHello, so an inbound listener can tell mesh mTLS from a
+ * workload's own TLS without terminating it. A client offers one of them first (a server sidecar
+ * prefers them to every other name), then the matching older names for a server of the previous version.
+ */
+export const MESH_ALPN_HTTP1 = 'sluice/http1';
+export const MESH_ALPN_H2 = 'sluice/h2';
+export const MESH_ALPN_TCP = 'sluice/tcp';
+/**
+ * The first marker, offered after `h2`/`http/1.1` by earlier sidecars (opaque TCP when offered alone).
+ * Still accepted, with the same rules: `h2` and `http/1.1` are parsed as HTTP.
  */
 export const MESH_ALPN = 'sluice/1';
 export const MESH_ALPN_PROTOCOLS: readonly string[] = ['h2', 'http/1.1', MESH_ALPN];
+/** What a sidecar's mTLS server accepts, in its order of preference. */
+export const MESH_SERVER_ALPN_PROTOCOLS: readonly string[] = [
+  MESH_ALPN_H2,
+  MESH_ALPN_HTTP1,
+  MESH_ALPN_TCP,
+  ...MESH_ALPN_PROTOCOLS,
+];
+
+/** Whether an ALPN name offered in a ClientHello marks sidecar-to-sidecar mTLS. */
+export function isMeshAlpn(name: string): boolean {
+  return name === MESH_ALPN || name === MESH_ALPN_HTTP1 || name === MESH_ALPN_H2 || name === MESH_ALPN_TCP;
+}
+
+/** The protocol a negotiated ALPN name declares: HTTP/1.1, HTTP/2 or opaque bytes; undefined if not ours. */
+export function declaredProtocol(
+  alpn: string | false | null | undefined,
+): 'http1' | 'h2' | 'tcp' | undefined {
+  if (alpn === MESH_ALPN_H2 || alpn === 'h2') return 'h2';
+  if (alpn === MESH_ALPN_HTTP1 || alpn === 'http/1.1') return 'http1';
+  if (alpn === MESH_ALPN_TCP || alpn === MESH_ALPN) return 'tcp';
+  return undefined;
+}
 
 /** Context options shared by both sides: the identity, TLS 1.3 only, X25519 or P-256 key exchange. */
 export function secureContextOptions(identity: Identity): SecureContextOptions {
@@ -48,7 +78,7 @@ export function serverTlsOptions(
     ...secureContextOptions(identity),
     requestCert: true,
     rejectUnauthorized: true,
-    ALPNProtocols: [...(options.alpnProtocols ?? MESH_ALPN_PROTOCOLS)],
+    ALPNProtocols: [...(options.alpnProtocols ?? MESH_SERVER_ALPN_PROTOCOLS)],
   };
 }
 

@@ -9,7 +9,7 @@ import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
-import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
+import { forwardHeaders, forwardResponseHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
@@ -116,6 +116,7 @@ export function planOutbound(
     plan: p,
   };
   applyRequestEdits(p, headers, h2);
+  delete headers[PEER_IDENTITY_HEADER]; // not even a route filter may set it: only the server side does
   return {
     kind: 'forward',
     target,

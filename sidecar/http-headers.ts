@@ -1,7 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 
-/** Header a sidecar sets to the caller's verified SPIFFE ID on inbound requests (and strips if forged). */
+/**
+ * Header the server-side sidecar sets to the caller's verified SPIFFE ID on inbound HTTP requests it parsed
+ * itself (mesh mTLS only). Dropped from every request a sidecar forwards (docs/security.md).
+ */
 export const PEER_IDENTITY_HEADER = 'x-sluice-peer-identity';
 
 // RFC 9110 §7.6.1 connection-specific headers, plus HTTP/2 pseudo-headers (re-created per hop).
@@ -25,13 +28,13 @@ function namedByConnection(headers: IncomingHttpHeaders): Set<string> | undefine
 
 /**
  * Copies end-to-end request headers for the next hop: drops hop-by-hop headers, those the Connection header
- * names, and pseudo-headers. Keeps `te: trailers` (gRPC needs it). Keeps upgrade headers when `upgrade` is set.
+ * names, pseudo-headers and any identity header the caller sent. Keeps `te: trailers` (gRPC needs it). Keeps upgrade headers when `upgrade` is set.
  */
 export function forwardHeaders(headers: IncomingHttpHeaders, upgrade = false): HeaderMap {
   const out: HeaderMap = {};
   const named = namedByConnection(headers);
   for (const name in headers) {
-    if (name.charCodeAt(0) === 58 /* ':' */) continue;
+    if (name.charCodeAt(0) === 58 /* ':' */ || name === PEER_IDENTITY_HEADER) continue;
     if (HOP_BY_HOP.has(name) || named?.has(name)) {
       if (name === 'te' && /\btrailers\b/i.test(String(headers.te))) out.te = 'trailers';
       continue;

@@ -2,6 +2,13 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { DownstreamRequest, DownstreamResponse } from './local-reply.ts';
+import {
+  DEFAULT_HEADER_LIMITS,
+  limitHeaders,
+  limitUpgradeHeaders,
+  parserLimits,
+  type HeaderLimits,
+} from './header-limits.ts';
 
 export type RequestHandler = (req: DownstreamRequest, res: DownstreamResponse) => void;
 
@@ -20,11 +27,19 @@ export interface HttpServers {
 export function createHttpServers(
   handler: RequestHandler,
   onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void,
+  headerLimits: HeaderLimits = DEFAULT_HEADER_LIMITS,
 ): HttpServers {
+  const parsers = parserLimits(headerLimits);
   const http1 = http.createServer(
-    { maxHeaderSize: 64 * 1024, requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 60_000 },
-    handler,
+    {
+      maxHeaderSize: parsers.http1.maxHeaderSize,
+      requestTimeout: 0,
+      headersTimeout: 30_000,
+      keepAliveTimeout: 60_000,
+    },
+    limitHeaders(handler, headerLimits),
   );
+  http1.maxHeadersCount = parsers.http1.maxHeadersCount;
   http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (!socket.writable) return void socket.destroy();
     const status =
@@ -35,10 +50,14 @@ export function createHttpServers(
           : '400 Bad Request';
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
-  if (onUpgrade) http1.on('upgrade', onUpgrade);
+  if (onUpgrade) http1.on('upgrade', limitUpgradeHeaders(onUpgrade, headerLimits));
   const h2 = http2.createServer(
-    { maxHeaderListPairs: 256, maxSessionMemory: 64, settings: { maxConcurrentStreams: 1000 } },
-    handler,
+    {
+      maxHeaderListPairs: parsers.h2.maxHeaderListPairs,
+      maxSessionMemory: 64,
+      settings: { maxConcurrentStreams: 1000, maxHeaderListSize: parsers.h2.maxHeaderListSize },
+    },
+    limitHeaders(handler, headerLimits),
   );
   h2.on('sessionError', () => undefined);
   h2.setTimeout(120_000);

@@ -3,18 +3,22 @@ import tls from 'node:tls';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
-import { MESH_ALPN, type MeshTlsCredentials } from '../pki/tls-options.ts';
+import { declaredProtocol, isMeshAlpn, type MeshTlsCredentials } from '../pki/tls-options.ts';
+import { inboundPortProtocol } from '../mesh-model/port-protocol.ts';
+import type { ProxyView } from '../mesh-model/proxy-view.ts';
 import { authenticatePeer } from '../pki/peer-identity.ts';
 import { originalDestination } from './original-dst.ts';
 import { clientHelloAlpn, sniff } from './protocol-sniff.ts';
 import { connectionInfo, setConnectionInfo, type ConnectionInfo } from './connection-info.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
+import type { HeaderLimits } from './header-limits.ts';
 import { sendWithRetries, type ForwardDeps } from './http-forward.ts';
 import { forwardHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
 import { isSelfLoop, normalizeAddress, podAddressSet } from './self-loop.ts';
+import { relayUnlessHttp } from './opaque-relay.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -31,6 +35,9 @@ export interface InboundOptions {
   appAddress: string | undefined;
   /** Local ports of the proxy itself: a connection addressed to them would loop. */
   ownPorts: ReadonlySet<number>;
+  /** The current configuration: which of the pod's ports Services declare HTTP. */
+  view: () => ProxyView | undefined;
+  headerLimits?: HeaderLimits;
 }
 
 /**
@@ -124,12 +131,31 @@ export function createInboundListener(o: InboundOptions): {
       },
     );
   };
-  const servers = createHttpServers(handle, onUpgrade);
+  const servers = createHttpServers(handle, onUpgrade, o.headerLimits);
 
-  const toApp = (socket: net.Socket, info: ConnectionInfo): void => {
+  /** `watch`: the client has sent nothing yet; an HTTP request before the app speaks is still parsed. */
+  const toApp = (socket: net.Socket, info: ConnectionInfo, watch = false): void => {
     const host = appAddress(info);
     const localAddress = o.appAddress === undefined ? handOffSource(host) : undefined;
-    pipeSockets(socket, net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) }));
+    const app = net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) });
+    if (watch) relayUnlessHttp(socket, app, (protocol) => toHttp(socket, protocol));
+    else pipeSockets(socket, app);
+  };
+
+  // Opaque bytes reach the app as they are, with no identity header added; on a port a Service declares
+  // HTTP they are parsed as HTTP anyway (garbage gets 400), and on an undeclared port an HTTP request is
+  // parsed too, so a forged header cannot ride along. Only a port declared opaque is relayed unseen.
+  const opaqueOrHttp = (socket: net.Socket, info: ConnectionInfo): void => {
+    const declared = inboundPortProtocol(o.view(), info.address, info.port);
+    if (declared !== 'http') return toApp(socket, info, declared === 'detect');
+    void sniff(socket, o.detectTimeoutMs, { httpPort: true }).then(({ protocol }) =>
+      toHttp(socket, protocol),
+    );
+  };
+  const toHttp = (socket: net.Socket, protocol: string): void => {
+    if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
+    servers.http1.emit('connection', socket);
+    socket.resume();
   };
 
   const creds = o.credentials();
@@ -151,9 +177,11 @@ export function createInboundListener(o: InboundOptions): {
       const info: ConnectionInfo = { ...raw, peerIdentity: peer.spiffeId };
       setConnectionInfo(tlsSocket, info);
       o.deps.metrics.connections.inc(['inbound', `mtls-${tlsSocket.alpnProtocol || 'none'}`]);
-      if (tlsSocket.alpnProtocol === 'h2') servers.h2.emit('connection', tlsSocket);
-      else if (tlsSocket.alpnProtocol === 'http/1.1') servers.http1.emit('connection', tlsSocket);
-      else if (tlsSocket.alpnProtocol === MESH_ALPN) toApp(tlsSocket, info);
+      // The client sidecar declared the protocol; a declared HTTP stream is parsed, never relayed raw.
+      const declared = declaredProtocol(tlsSocket.alpnProtocol);
+      if (declared === 'h2') servers.h2.emit('connection', tlsSocket);
+      else if (declared === 'http1') servers.http1.emit('connection', tlsSocket);
+      else if (declared === 'tcp') opaqueOrHttp(tlsSocket, info);
       else tlsSocket.destroy();
     });
   }
@@ -174,21 +202,20 @@ export function createInboundListener(o: InboundOptions): {
     }
     const info: ConnectionInfo = { address: dst.address, port: dst.port, peerIdentity: undefined };
     setConnectionInfo(socket, info);
+    const declared = inboundPortProtocol(o.view(), dst.address, dst.port);
+    const httpPort = declared === 'http';
     void (async () => {
-      const { protocol, head } = await sniff(socket, o.detectTimeoutMs);
-      const mesh = protocol === 'tls' && clientHelloAlpn(head)?.includes(MESH_ALPN) === true;
+      const { protocol, head } = await sniff(socket, o.detectTimeoutMs, { httpPort });
+      const mesh = protocol === 'tls' && clientHelloAlpn(head)?.some(isMeshAlpn) === true;
       if (mesh && tlsServer) return void tlsServer.emit('connection', socket);
       if (o.mode === 'STRICT') {
         o.deps.metrics.errors.inc(['inbound', 'strict_refused']);
         return void socket.destroy();
       }
       o.deps.metrics.connections.inc(['inbound', protocol]);
-      if (protocol === 'http1') {
-        servers.http1.emit('connection', socket);
-        return void socket.resume();
-      }
-      if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
-      toApp(socket, info);
+      // On a port declared HTTP even the app's own TLS is parsed (and refused with 400): never raw.
+      if (protocol === 'http1' || protocol === 'h2c' || httpPort) return toHttp(socket, protocol);
+      toApp(socket, info, head.length === 0 && declared === 'detect');
     })();
   });
   return { server, http: servers, tlsServer };

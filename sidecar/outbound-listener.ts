@@ -6,13 +6,16 @@ import { destinationKey, endpointsFor } from '../mesh-model/proxy-view.ts';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { originalDestination } from './original-dst.ts';
 import { sniff } from './protocol-sniff.ts';
+import { inboundPortProtocol, servicePortProtocol } from '../mesh-model/port-protocol.ts';
 import { connectionInfo, setConnectionInfo } from './connection-info.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
+import type { HeaderLimits } from './header-limits.ts';
 import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
 import { isSelfLoop } from './self-loop.ts';
+import { relayUnlessHttp } from './opaque-relay.ts';
 
 export interface OutboundOptions {
   deps: ForwardDeps;
@@ -20,10 +23,8 @@ export interface OutboundOptions {
   detectTimeoutMs: number;
   /** Local ports of the proxy itself: a connection addressed to them would loop. */
   ownPorts: ReadonlySet<number>;
+  headerLimits?: HeaderLimits;
 }
-
-// Service ports whose appProtocol says "not HTTP" skip detection (server-first protocols would wait for it).
-const OPAQUE_APP_PROTOCOLS = new Set(['tcp', 'mysql', 'redis', 'mongodb', 'postgresql', 'kubernetes.io/tcp']);
 
 /**
  * The outbound listener: connections the pod's apps open, redirected here by iptables. Reads the original
@@ -69,7 +70,7 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
       ]);
     });
   };
-  const servers = createHttpServers(handle, onUpgrade);
+  const servers = createHttpServers(handle, onUpgrade, o.headerLimits);
 
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
@@ -84,16 +85,25 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
     const view = o.view();
     const routing = view?.byDestination.get(destinationKey(dst.address, dst.port));
     const port = routing?.service.ports.find((p) => p.port === routing.port);
-    const opaque =
-      port?.appProtocol !== undefined && OPAQUE_APP_PROTOCOLS.has(port.appProtocol.toLowerCase());
+    // Ports declared opaque skip detection (server-first protocols would wait for it); ports declared HTTP
+    // (a Service's, or a pod's own port dialled directly) are always parsed as HTTP, never relayed raw.
+    const declared = port
+      ? servicePortProtocol(port)
+      : routing
+        ? 'detect'
+        : inboundPortProtocol(view, dst.address, dst.port);
     void (async () => {
-      const protocol = opaque ? 'tcp' : (await sniff(socket, o.detectTimeoutMs)).protocol;
+      const { protocol, head } =
+        declared === 'opaque'
+          ? { protocol: 'tcp', head: Buffer.alloc(0) }
+          : await sniff(socket, o.detectTimeoutMs, { httpPort: declared === 'http' });
       o.deps.metrics.connections.inc(['outbound', protocol]);
-      if (protocol === 'http1') {
+      const toHttp = (p: string): void => {
+        if (p === 'h2c') return void servers.h2.emit('connection', socket);
         servers.http1.emit('connection', socket);
-        return void socket.resume();
-      }
-      if (protocol === 'h2c') return void servers.h2.emit('connection', socket);
+        socket.resume();
+      };
+      if (protocol === 'h2c' || protocol === 'http1' || declared === 'http') return toHttp(protocol);
       // Opaque TCP (including the app's own TLS): to a Service's endpoint (mTLS if meshed) or as addressed.
       const endpoints: readonly Endpoint[] =
         routing && view
@@ -104,7 +114,9 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
         : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
       if (!ep) return void socket.destroy();
       const upstream = o.deps.pools.connectTcp(ep);
-      pipeSockets(socket, upstream);
+      // A client that was silent so far may still send an HTTP request before the server speaks: parsed.
+      if (head.length === 0 && declared === 'detect') relayUnlessHttp(socket, upstream, toHttp);
+      else pipeSockets(socket, upstream);
     })();
   });
   return { server, http: servers };

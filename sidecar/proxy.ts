@@ -13,6 +13,7 @@ import { UpstreamPools } from './upstream-pools.ts';
 import { handOffSource } from './inbound-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
+import type { HeaderLimits } from './header-limits.ts';
 import type { Logger } from '../lib/json-log.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
@@ -56,6 +57,8 @@ export interface ProxyOptions {
   /** Where inbound traffic goes; undefined: the address it was sent to (the pod IP), see inbound-listener.ts. */
   appAddress: string | undefined;
   detectTimeoutMs: number;
+  /** Request header count and size limits on both listeners (default 100 headers, 60 KiB). */
+  headerLimits?: HeaderLimits;
   drainMs: number;
   log: Logger;
 }
@@ -150,6 +153,7 @@ export class SidecarProxy {
       view: () => this.#view,
       detectTimeoutMs: o.detectTimeoutMs,
       ownPorts,
+      ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
     });
     const inbound = createInboundListener({
       deps: { ...deps, pools: this.#appPools },
@@ -159,6 +163,8 @@ export class SidecarProxy {
       detectTimeoutMs: o.detectTimeoutMs,
       appAddress: o.appAddress,
       ownPorts,
+      view: () => this.#view,
+      ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
     });
     this.#servers.push(outbound.server, inbound.server);
     this.#httpServers.push(outbound.http, inbound.http);

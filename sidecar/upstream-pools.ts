@@ -5,11 +5,19 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Pool } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
-import { MESH_ALPN, type MeshTlsCredentials } from '../pki/tls-options.ts';
+import {
+  MESH_ALPN,
+  MESH_ALPN_H2,
+  MESH_ALPN_HTTP1,
+  MESH_ALPN_TCP,
+  type MeshTlsCredentials,
+} from '../pki/tls-options.ts';
 
-export const ALPN_HTTP1 = ['http/1.1', MESH_ALPN];
-export const ALPN_H2 = ['h2', MESH_ALPN];
-export const ALPN_TCP = [MESH_ALPN];
+// One declared protocol per connection, which a current server sidecar selects (and then parses what is
+// declared HTTP); the older names after it let a sidecar of the previous version answer during an upgrade.
+export const ALPN_HTTP1 = [MESH_ALPN_HTTP1, 'http/1.1', MESH_ALPN];
+export const ALPN_H2 = [MESH_ALPN_H2, 'h2', MESH_ALPN];
+export const ALPN_TCP = [MESH_ALPN_TCP, MESH_ALPN];
 
 function hostFor(address: string): string {
   return address.includes(':') ? `[${address}]` : address;

@@ -49,7 +49,7 @@ describe('capture guarantees: self-loops, loopback ports, IPv6 (netns + iptables
       serviceAccount: 'legacy',
       meshed: true,
       // what the injector passes for the annotation sluice.dev/inbound-to-localhost: "true"
-      sidecarArgs: ['--inbound-to-localhost=true'],
+      proxyArgs: ['--inbound-to-localhost=true'],
     });
     await startPortApps(app);
     await startPortApps(legacy);

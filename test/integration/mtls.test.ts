@@ -15,6 +15,9 @@ import {
   clientTlsOptions,
   createMeshSecureContext,
   MESH_ALPN,
+  MESH_ALPN_H2,
+  MESH_ALPN_HTTP1,
+  MESH_ALPN_TCP,
   MeshTlsCredentials,
   serverTlsOptions,
 } from '../../pki/tls-options.ts';
@@ -261,8 +264,11 @@ describe('pki: mTLS between sidecars (loopback)', () => {
     }
   });
 
-  it('negotiates ALPN by server preference: h2, http/1.1, the mesh marker only alone', async () => {
+  it('negotiates ALPN by server preference: the declared mesh protocols, then h2, http/1.1, the old marker only alone', async () => {
     const cases: [string[], string][] = [
+      [[MESH_ALPN_HTTP1, 'http/1.1', MESH_ALPN], MESH_ALPN_HTTP1],
+      [[MESH_ALPN_H2, 'h2', MESH_ALPN], MESH_ALPN_H2],
+      [[MESH_ALPN_TCP, MESH_ALPN], MESH_ALPN_TCP],
       [['http/1.1', MESH_ALPN], 'http/1.1'],
       [[MESH_ALPN], MESH_ALPN],
       [['h2', 'http/1.1', MESH_ALPN], 'h2'],

@@ -31,8 +31,8 @@ export interface MeshPodSpec {
   certServiceAccount?: string;
   /** Extra app: a TCP echo server on this port. */
   tcpPort?: number;
-  /** Extra `sluice proxy` flags for this pod's sidecar. */
-  sidecarArgs?: string[];
+  /** Extra `sluice proxy` flags. */
+  proxyArgs?: string[];
 }
 
 export interface MeshPod extends Pod {
@@ -159,7 +159,7 @@ export class MeshFixture {
           // pooled connections stay open); destroy() kills it after 1 s anyway.
           '--drain-seconds',
           '10',
-          ...(pod.spec.sidecarArgs ?? []),
+          ...(pod.spec.proxyArgs ?? []),
         ],
         { uid: PROXY_UID },
       );

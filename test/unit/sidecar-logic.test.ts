@@ -16,10 +16,26 @@ describe('protocol detection', () => {
     ['partial h2c preface', Buffer.from('PRI * HTTP/2'), undefined],
     ['TLS handshake', Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), 'tls'],
     ['binary protocol', Buffer.from([0x00, 0x01, 0x02, 0x03]), 'tcp'],
-    ['lowercase text', Buffer.from('hello world'), 'tcp'],
+    ['lowercase text line', Buffer.from('hello world\r\n'), 'tcp'],
+    ['text that may still become a request line', Buffer.from('hello world'), undefined],
     ['redis-like', Buffer.from('*1\r\n$4\r\nPING\r\n'), 'tcp'],
+    ['memcached-like', Buffer.from('get some-key\r\n'), 'tcp'],
+    ['leading empty lines, as parsers allow', Buffer.from('\r\n\r\nGET / HTTP/1.1\r\n'), 'http1'],
+    ['only empty lines so far', Buffer.from('\r\n\r\n'), undefined],
+    ['M-SEARCH', Buffer.from('M-SEARCH * HTTP/1.1\r\n'), 'http1'],
+    ['any token method, any case', Buffer.from('get /x HTTP/1.1\r\n'), 'http1'],
+    ['unknown token method', Buffer.from('X_Y.Z! / HTTP/1.0\r\n'), 'http1'],
+    ['request line without version yet', Buffer.from('PURGE /a/b'), undefined],
   ];
   for (const [name, head, want] of cases) it(name, () => assert.equal(classify(head), want));
+
+  it('on a port declared HTTP, everything but h2c and TLS is HTTP/1.1 (garbage gets 400 from the parser)', () => {
+    assert.equal(classify(Buffer.from('hello world\r\n'), true), 'http1');
+    assert.equal(classify(Buffer.from([0x00, 0x01]), true), 'http1');
+    assert.equal(classify(Buffer.from([0x16, 0x00, 0x00]), true), 'http1');
+    assert.equal(classify(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), true), 'h2c');
+    assert.equal(classify(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), true), 'tls');
+  });
 
   it('reads the ALPN list of a real ClientHello and rejects truncated ones without throwing', async () => {
     const hello = await new Promise<Buffer>((resolve) => {
@@ -115,6 +131,17 @@ describe('load balancer (P2C + peak EWMA)', () => {
 });
 
 describe('hop-by-hop headers', () => {
+  it('never forwards a caller-supplied identity header', () => {
+    const out = forwardHeaders({
+      'x-sluice-peer-identity': 'spiffe://x/ns/a/sa/admin, forged',
+      'x-end': 'kept',
+    });
+    assert.deepEqual(out, { 'x-end': 'kept' });
+    assert.deepEqual(forwardHeaders({ 'x-sluice-peer-identity': 'a', upgrade: 'websocket' }, true), {
+      connection: 'upgrade',
+      upgrade: 'websocket',
+    });
+  });
   it('drops connection-specific headers and those Connection names, keeps te: trailers', () => {
     const out = forwardHeaders({
       connection: 'keep-alive, x-hop',
