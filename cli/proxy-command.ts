@@ -8,6 +8,7 @@ import { ControllerConfigSource } from '../sidecar/controller-config-source.ts';
 import { ControllerIdentity } from '../sidecar/controller-identity.ts';
 import { identityDirSource, SidecarProxy, type IdentitySource } from '../sidecar/proxy.ts';
 import { jsonLogger, type Logger } from '../lib/json-log.ts';
+import { DEFAULT_LIMITS, type ProxyLimits } from '../sidecar/limits.ts';
 
 const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
        sluice proxy --controller HOST:PORT --token-file FILE --ca-bundle-file FILE [options]
@@ -24,7 +25,38 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
   --admin-port N         default 15021    --bind ADDR        default ::
   --app-address ADDR     where the app listens for inbound traffic, default 127.0.0.1
   --detect-timeout-ms N  protocol detection wait, default 5000
-  --drain-seconds N      graceful drain on SIGTERM, default 5`;
+  --drain-seconds N      graceful drain on SIGTERM, default 5
+limits (docs/security.md; 0 turns a timeout or cap off):
+  --header-timeout-ms N             request headers must arrive within N ms, default 10000
+  --request-body-idle-timeout-ms N  a request body silent for N ms is cut, default 60000
+  --stream-idle-timeout-ms N        a request or HTTP/2 stream silent for N ms is cut, default 300000
+  --idle-timeout-ms N               an HTTP connection with no request for N ms is closed, default 3600000
+  --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
+  --max-downstream-connections N    open connections per listener, default 10000
+  --max-upstream-connections N      connections per upstream endpoint (then 503), default 1024
+  --merge-slashes                   merge runs of '/' in request paths before matching`;
+
+const LIMIT_FLAGS = {
+  'header-timeout-ms': 'headerTimeoutMs',
+  'request-body-idle-timeout-ms': 'requestBodyIdleTimeoutMs',
+  'stream-idle-timeout-ms': 'streamIdleTimeoutMs',
+  'idle-timeout-ms': 'idleTimeoutMs',
+  'tcp-idle-timeout-ms': 'tcpIdleTimeoutMs',
+  'max-downstream-connections': 'maxDownstreamConnections',
+  'max-upstream-connections': 'maxUpstreamConnections',
+} as const satisfies Record<string, keyof ProxyLimits>;
+
+function limitsFrom(values: Partial<Record<keyof typeof LIMIT_FLAGS, string>>): ProxyLimits {
+  const limits: Record<string, number> = { ...DEFAULT_LIMITS };
+  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+    const value = values[flag as keyof typeof LIMIT_FLAGS];
+    if (value === undefined) continue;
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
+      throw new UsageError(`--${flag} must be a whole number, got '${value}'`);
+    limits[key] = Number(value);
+  }
+  return limits as unknown as ProxyLimits;
+}
 
 export async function main(args: string[]): Promise<number | undefined> {
   const { values } = parseFlags(() =>
@@ -47,6 +79,8 @@ export async function main(args: string[]): Promise<number | undefined> {
         'app-address': { type: 'string' },
         'detect-timeout-ms': { type: 'string' },
         'drain-seconds': { type: 'string' },
+        ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: 'string' as const }])),
+        'merge-slashes': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -72,6 +106,8 @@ export async function main(args: string[]): Promise<number | undefined> {
     appAddress: values['app-address'] ?? '127.0.0.1',
     detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
     drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
+    limits: limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>),
+    mergeSlashes: values['merge-slashes'] === true,
     log,
   });
   await proxy.start();

@@ -214,6 +214,8 @@ export interface SendOptions {
   readonly finish: (code: number) => void;
   /** No upstream answered: reply locally with this status. */
   readonly fail: (code: number, message: string, cause: string) => void;
+  /** For the overflow metric; outbound unless said. */
+  readonly direction?: 'inbound' | 'outbound';
 }
 
 export function sendWithRetries(options: SendOptions): void {
@@ -227,6 +229,7 @@ export function sendWithRetries(options: SendOptions): void {
   let requestTimer: NodeJS.Timeout | undefined;
   let attemptTimer: NodeJS.Timeout | undefined;
   let lastError: string | undefined;
+  let overflowed = false;
   const end = (): void => {
     done = true;
     clearTimeout(requestTimer);
@@ -249,9 +252,19 @@ export function sendWithRetries(options: SendOptions): void {
 
   const attempt = (): void => {
     const ep = deps.lb.pick(target.endpoints, tried);
+    if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
+      // Every connection to this endpoint is busy: another endpoint, or a 503 rather than a queue.
+      overflowed = true;
+      tried.add(ep);
+      return attempt();
+    }
     if (!ep) {
       end();
       if (lastError) return fail(502, lastError, 'upstream');
+      if (overflowed) {
+        deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
+        return fail(503, `upstream connection limit reached for ${target.backendLabel}`, 'upstream_overflow');
+      }
       const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }

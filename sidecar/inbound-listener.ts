@@ -14,6 +14,7 @@ import { forwardHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -25,6 +26,7 @@ export interface InboundOptions {
   detectTimeoutMs: number;
   /** Where the app listens; the original destination port is kept. */
   appAddress: string;
+  limits?: ProxyLimits;
 }
 
 /**
@@ -76,6 +78,7 @@ export function createInboundListener(o: InboundOptions): {
       res,
       editResponse: () => undefined,
       finish: record,
+      direction: 'inbound',
       fail: (code, message, cause) => {
         o.deps.metrics.errors.inc(['inbound', cause]);
         record(code);
@@ -99,10 +102,18 @@ export function createInboundListener(o: InboundOptions): {
       },
     );
   };
-  const servers = createHttpServers(handle, onUpgrade);
+  const limits = o.limits ?? DEFAULT_LIMITS;
+  const servers = createHttpServers(handle, onUpgrade, limits, (kind) =>
+    o.deps.metrics.timeouts.inc(['inbound', kind]),
+  );
 
   const toApp = (socket: net.Socket, info: ConnectionInfo): void => {
-    pipeSockets(socket, net.connect({ host: o.appAddress, port: info.port }));
+    pipeSockets(
+      socket,
+      net.connect({ host: o.appAddress, port: info.port }),
+      undefined,
+      limits.tcpIdleTimeoutMs,
+    );
   };
 
   const creds = o.credentials();
@@ -154,5 +165,8 @@ export function createInboundListener(o: InboundOptions): {
       toApp(socket, info);
     })();
   });
+  capConnections(server, limits.maxDownstreamConnections, () =>
+    o.deps.metrics.overflows.inc(['inbound', 'downstream_connections']),
+  );
   return { server, http: servers, tlsServer };
 }

@@ -12,6 +12,7 @@ import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 
 export interface OutboundOptions {
   deps: ForwardDeps;
@@ -19,6 +20,7 @@ export interface OutboundOptions {
   detectTimeoutMs: number;
   /** Local ports of the proxy itself: a connection addressed to them would loop. */
   ownPorts: ReadonlySet<number>;
+  limits?: ProxyLimits;
 }
 
 // Service ports whose appProtocol says "not HTTP" skip detection (server-first protocols would wait for it).
@@ -68,7 +70,10 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
       ]);
     });
   };
-  const servers = createHttpServers(handle, onUpgrade);
+  const limits = o.limits ?? DEFAULT_LIMITS;
+  const servers = createHttpServers(handle, onUpgrade, limits, (kind) =>
+    o.deps.metrics.timeouts.inc(['outbound', kind]),
+  );
 
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
@@ -100,9 +105,16 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
         ? o.deps.lb.pick(endpoints)
         : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
       if (!ep) return void socket.destroy();
+      if (!o.deps.pools.hasCapacity(ep, 'tcp')) {
+        o.deps.metrics.overflows.inc(['outbound', 'upstream_connections']);
+        return void socket.destroy();
+      }
       const upstream = o.deps.pools.connectTcp(ep);
-      pipeSockets(socket, upstream);
+      pipeSockets(socket, upstream, undefined, limits.tcpIdleTimeoutMs);
     })();
   });
+  capConnections(server, limits.maxDownstreamConnections, () =>
+    o.deps.metrics.overflows.inc(['outbound', 'downstream_connections']),
+  );
   return { server, http: servers };
 }

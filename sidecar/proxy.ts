@@ -12,6 +12,7 @@ import { LoadBalancer } from './load-balancer.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
+import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import type { Logger } from '../lib/json-log.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
@@ -57,6 +58,10 @@ export interface ProxyOptions {
   detectTimeoutMs: number;
   drainMs: number;
   log: Logger;
+  /** Timeouts and connection caps (DEFAULT_LIMITS when absent). */
+  limits?: ProxyLimits;
+  /** Path normalisation: merge runs of slashes before matching (off by default). */
+  mergeSlashes?: boolean;
 }
 
 /** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
@@ -74,7 +79,11 @@ export class SidecarProxy {
 
   constructor(options: ProxyOptions) {
     this.#o = options;
-    this.#pools = new UpstreamPools(() => this.#credentials);
+    const limits = options.limits ?? DEFAULT_LIMITS;
+    this.#pools = new UpstreamPools(() => this.#credentials, {
+      maxConnections: limits.maxUpstreamConnections,
+      streamIdleMs: limits.streamIdleTimeoutMs,
+    });
   }
 
   get view(): ProxyView | undefined {
@@ -142,6 +151,7 @@ export class SidecarProxy {
       view: () => this.#view,
       detectTimeoutMs: o.detectTimeoutMs,
       ownPorts: new Set([o.outboundPort, o.inboundPort, o.adminPort]),
+      limits: o.limits ?? DEFAULT_LIMITS,
     });
     const inbound = createInboundListener({
       deps,
@@ -150,6 +160,7 @@ export class SidecarProxy {
       mode: o.mode,
       detectTimeoutMs: o.detectTimeoutMs,
       appAddress: o.appAddress,
+      limits: o.limits ?? DEFAULT_LIMITS,
     });
     this.#servers.push(outbound.server, inbound.server);
     this.#httpServers.push(outbound.http, inbound.http);
