@@ -9,6 +9,7 @@ import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
+import { normalizeTarget, parseRequestTarget } from '../mesh-model/request-target.ts';
 import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { LoadBalancer } from './load-balancer.ts';
@@ -36,6 +37,8 @@ export interface ForwardDeps {
   metrics: ProxyMetrics;
   /** Numbers in [0, 1) for the weighted backend choice and mirror fractions; Math.random unless a test injects one. */
   random?: () => number;
+  /** Path normalisation: merge runs of "/" (the proxy's --merge-slashes). */
+  mergeSlashes?: boolean;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -61,7 +64,7 @@ function routeLabelOf(entry: MatchEntry | undefined): string {
  * destinations that are not Services (sent as-is).
  */
 export function planOutbound(
-  deps: Pick<ForwardDeps, 'random'>,
+  deps: Pick<ForwardDeps, 'random' | 'mergeSlashes'>,
   view: ProxyView,
   routing: PortRouting | undefined,
   destination: { address: string; port: number },
@@ -70,27 +73,38 @@ export function planOutbound(
   const url = req.url || '/';
   const h2 = req.httpVersionMajor === 2;
   const method = req.method ?? 'GET';
-  const authority = String(
-    (h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`,
-  );
+  const received = parseRequestTarget(url);
+  if (!received.ok) return badTarget(received.reason);
+  // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2); the app gets it as Host.
+  const authority =
+    received.authority ??
+    String(
+      (h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`,
+    );
   const headers = forwardHeaders(req.headers, !h2 && req.headers.upgrade !== undefined);
   if (!routing) {
+    const n = normalizeTarget(url, deps);
+    if (!n.ok) return badTarget(n.reason);
     if (!h2) headers.host = authority;
-    const target = asAddressed(destination);
-    return { kind: 'forward', target, request: { method, path: url, authority, headers, h2 } };
+    return {
+      kind: 'forward',
+      target: asAddressed(destination),
+      request: { method, path: n.target, authority, headers, h2 },
+    };
   }
-  const q = url.indexOf('?');
   const p = plan(
     routing,
     {
       method,
-      path: q === -1 ? url : url.slice(0, q),
-      query: q === -1 ? '' : url.slice(q + 1),
-      target: url,
+      path: received.path,
+      query: received.query,
+      ...(received.authority === undefined ? { target: url } : {}),
       // Apps talk plaintext HTTP to the sidecar: a redirect without a scheme keeps "http".
       scheme: 'http',
       authority,
-      headers: req.headers,
+      headers:
+        received.authority === undefined || h2 ? req.headers : { ...req.headers, host: received.authority },
+      mergeSlashes: deps.mergeSlashes,
     },
     deps.random ?? Math.random,
   );
@@ -117,6 +131,16 @@ export function planOutbound(
     kind: 'forward',
     target,
     request: { method: p.method, path: p.path, authority: p.authority, headers, h2 },
+  };
+}
+
+function badTarget(reason: string): OutboundPlan {
+  return {
+    kind: 'reply',
+    code: 400,
+    message: `bad request: ${reason}`,
+    cause: 'bad_path',
+    routeLabel: 'none',
   };
 }
 

@@ -14,6 +14,7 @@ import { forwardHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { normalizeTarget } from '../mesh-model/request-target.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
@@ -63,9 +64,15 @@ export function createInboundListener(o: InboundOptions): {
     if (!info) return localReply(req, res, 500, 'connection without destination');
     const started = performance.now();
     const h2 = req.httpVersionMajor === 2;
-    const authority = String(
-      (h2 ? req.headers[':authority'] : req.headers.host) ?? `${o.appAddress}:${info.port}`,
-    );
+    // The app receives the normalised request, as it would from a client sidecar.
+    const target = normalizeTarget(req.url || '/', o.deps);
+    if (!target.ok) {
+      o.deps.metrics.errors.inc(['inbound', 'bad_path']);
+      return localReply(req, res, 400, `bad request: ${target.reason}`);
+    }
+    const authority =
+      target.authority ??
+      String((h2 ? req.headers[':authority'] : req.headers.host) ?? `${o.appAddress}:${info.port}`);
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
     const label = `app:${info.port}`;
@@ -73,7 +80,7 @@ export function createInboundListener(o: InboundOptions): {
     sendWithRetries({
       deps: o.deps,
       target: { endpoints: [appEndpoint(info)], backendLabel: label, plan: undefined },
-      request: { method: req.method ?? 'GET', path: req.url || '/', authority, headers, h2 },
+      request: { method: req.method ?? 'GET', path: target.target, authority, headers, h2 },
       req,
       res,
       editResponse: () => undefined,
@@ -88,13 +95,14 @@ export function createInboundListener(o: InboundOptions): {
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const info = connectionInfo(req.socket);
-    if (!info) return void socket.destroy();
+    const target = normalizeTarget(req.url ?? '/', o.deps);
+    if (!info || !target.ok) return void socket.destroy();
     const headers = requestHeaders(req, info);
-    headers.host = req.headers.host;
+    headers.host = target.authority ?? req.headers.host;
     forwardUpgrade(
       o.deps,
       [appEndpoint(info)],
-      { method: req.method ?? 'GET', path: req.url ?? '/', authority: '', headers, h2: false },
+      { method: req.method ?? 'GET', path: target.target, authority: '', headers, h2: false },
       socket,
       head,
       (code) => {

@@ -145,7 +145,12 @@ export class SidecarProxy {
         o.log.warn('config not applied, keeping the previous one', { source: o.source.name, error: err }),
     );
 
-    const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics };
+    const deps = {
+      pools: this.#pools,
+      lb: this.lb,
+      metrics: this.metrics,
+      mergeSlashes: o.mergeSlashes ?? false,
+    };
     const outbound = createOutboundListener({
       deps,
       view: () => this.#view,
