@@ -31,6 +31,8 @@ export interface MeshPodSpec {
   certServiceAccount?: string;
   /** Extra app: a TCP echo server on this port. */
   tcpPort?: number;
+  /** More `sluice proxy` flags for this pod's sidecar (e.g. short timeouts). */
+  proxyArgs?: string[];
 }
 
 export interface MeshPod extends Pod {
@@ -154,6 +156,7 @@ export class MeshFixture {
           // pooled connections stay open); destroy() kills it after 1 s anyway.
           '--drain-seconds',
           '10',
+          ...(pod.spec.proxyArgs ?? []),
         ],
         { uid: PROXY_UID },
       );
