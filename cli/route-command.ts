@@ -9,7 +9,8 @@ import { runRouteTests } from './route-test.ts';
 
 const USAGE = `usage:
   sluice route explain -f FILE_OR_DIR [-f ...] --from NAMESPACE [-H 'Name: value']... [--output text|json|plan]
-                     [--random R] METHOD URL
+                     [--random R] [--merge-slashes] METHOD URL
+    (the URL's path is normalised as the sidecar does; --merge-slashes as sluice proxy's)
   sluice route test FILE...`;
 
 export function parseHeaderFlag(text: string): [string, string] {
@@ -32,6 +33,7 @@ function explainCommand(args: string[]): number {
         header: { type: 'string', short: 'H', multiple: true },
         output: { type: 'string', short: 'o' },
         random: { type: 'string' },
+        'merge-slashes': { type: 'boolean' },
       },
     }),
   );
@@ -54,6 +56,7 @@ function explainCommand(args: string[]): number {
       url,
       headers: (values.header ?? []).map(parseHeaderFlag),
       random,
+      mergeSlashes: values['merge-slashes'] === true,
     });
     process.stdout.write(
       values.output === 'json'

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { normalizePath, normalizeTarget, parseRequestTarget } from '../../mesh-model/request-target.ts';
+import { explain } from '../../mesh-model/explain.ts';
+import { buildMeshModel } from '../../mesh-model/translate.ts';
+import { httpRoute, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 
 describe('request-target normalisation', () => {
   const path = (p: string, mergeSlashes = false): string => {
@@ -116,5 +119,32 @@ describe('request-target normalisation', () => {
       authority: 'other',
       target: '/admin?q',
     });
+  });
+
+  it('route explain matches and prints the normalised path, as the sidecar does', () => {
+    const pod = { name: 'p', namespace: 'app', ip: '10.0.0.1', serviceAccount: 'default', meshed: false };
+    const model = buildMeshModel([
+      ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, 8080]], [pod]),
+      ...serviceWithEndpoints('app', 'admin', '10.96.0.2', [[80, 8080]], [pod]),
+      httpRoute('app', 'r', 'svc', [
+        {
+          matches: [{ path: { type: 'Exact', value: '/admin' } }],
+          backendRefs: [{ name: 'admin', port: 80 }],
+        },
+      ]),
+    ]);
+    const run = (url: string, mergeSlashes = false) =>
+      explain(model, { from: 'app', method: 'GET', url, headers: [], mergeSlashes });
+    for (const url of ['http://svc/%61dmin', 'http://svc/x/%2E%2E/admin', 'http://svc/./admin?q=1']) {
+      const e = run(url);
+      assert.equal(e.action, 'forward', url);
+      assert.equal(e.backend?.name, 'admin', url);
+      assert.match(e.request.path, /^\/admin(\?q=1)?$/, url);
+    }
+    assert.equal(run('http://svc//admin').status, 404);
+    assert.equal(run('http://svc//admin', true).backend?.name, 'admin');
+    const refused = run('http://svc/../admin');
+    assert.equal(refused.action, 'reject');
+    assert.equal(refused.status, 400);
   });
 });
