@@ -92,6 +92,7 @@ export async function main(args: string[]): Promise<number | undefined> {
   const mode = (values.mode ?? 'PERMISSIVE').toUpperCase();
   if (mode !== 'STRICT' && mode !== 'PERMISSIVE')
     throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
+  const limits = limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>);
   const log = jsonLogger('proxy');
   const { source, identity } =
     values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
@@ -106,7 +107,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     appAddress: values['app-address'] ?? '127.0.0.1',
     detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
     drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
-    limits: limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>),
+    limits,
     mergeSlashes: values['merge-slashes'] === true,
     log,
   });
