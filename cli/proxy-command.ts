@@ -34,7 +34,8 @@ limits (docs/security.md; 0 turns a timeout or cap off):
   --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
   --max-downstream-connections N    open connections per listener, default 10000
   --max-upstream-connections N      connections per upstream endpoint (then 503), default 1024
-  --merge-slashes                   merge runs of '/' in request paths before matching`;
+  --merge-slashes                   merge runs of '/' in request paths before matching
+  --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped`;
 
 const LIMIT_FLAGS = {
   'header-timeout-ms': 'headerTimeoutMs',
@@ -81,6 +82,7 @@ export async function main(args: string[]): Promise<number | undefined> {
         'drain-seconds': { type: 'string' },
         ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: 'string' as const }])),
         'merge-slashes': { type: 'boolean' },
+        'escaped-slashes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -92,6 +94,9 @@ export async function main(args: string[]): Promise<number | undefined> {
   const mode = (values.mode ?? 'PERMISSIVE').toUpperCase();
   if (mode !== 'STRICT' && mode !== 'PERMISSIVE')
     throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
+  const escapedSlashes = values['escaped-slashes'] ?? 'reject';
+  if (escapedSlashes !== 'reject' && escapedSlashes !== 'keep')
+    throw new UsageError(`--escaped-slashes must be reject or keep, got '${escapedSlashes}'`);
   const limits = limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>);
   const log = jsonLogger('proxy');
   const { source, identity } =
@@ -108,7 +113,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
     drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
     limits,
-    mergeSlashes: values['merge-slashes'] === true,
+    normalize: { mergeSlashes: values['merge-slashes'] === true, escapedSlashes },
     log,
   });
   await proxy.start();

@@ -1,4 +1,4 @@
-import { normalizePath, parseRequestTarget } from './request-target.ts';
+import { normalizePath, parseRequestTarget, type NormalizeOptions } from './request-target.ts';
 import type { CompiledRule, HeaderEdit, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
 import { buildPortRouting } from './port-routing.ts';
 import type { HeaderMap } from './header-edits.ts';
@@ -20,8 +20,8 @@ export interface ExplainRequest {
   headers: readonly (readonly [string, string])[];
   /** The number in [0, 1) for the weighted backend choice in `details.plan` (default 0). */
   random?: number;
-  /** As the proxy's --merge-slashes. */
-  mergeSlashes?: boolean;
+  /** As the proxy's --merge-slashes and --escaped-slashes. */
+  normalize?: NormalizeOptions;
 }
 
 export interface BackendView {
@@ -145,7 +145,7 @@ export function explain(
   const raw = parseRequestTarget(input.url);
   const rawPath = raw.ok ? raw.path : url.pathname;
   const query = raw.ok ? raw.query : url.search.slice(1);
-  const normalized = normalizePath(rawPath, input);
+  const normalized = normalizePath(rawPath, input.normalize);
   const path = normalized.ok ? normalized.path : rawPath;
   const routing = buildPortRouting(model, input.from, service, port);
   const warnings = [...model.warnings];
@@ -163,7 +163,7 @@ export function explain(
     scheme: 'http',
     authority,
     headers,
-    mergeSlashes: input.mergeSlashes,
+    normalize: input.normalize,
   };
   // When several backends can be chosen, the printed request shows the rule's filters only (the
   // backend-level ones are listed per backend); with one choice, the random number does not matter.

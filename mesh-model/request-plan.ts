@@ -6,7 +6,7 @@ import { decide } from './decide.ts';
 import { applyHeaderEdit, type HeaderMap } from './header-edits.ts';
 import { modifyPath, pickBackend, redirectLocation } from './request-filters.ts';
 import type { RequestHeaders } from './request-match.ts';
-import { normalizePath } from './request-target.ts';
+import { normalizePath, type NormalizeOptions } from './request-target.ts';
 
 export interface PlanRequest {
   method: string;
@@ -29,8 +29,8 @@ export interface PlanRequest {
   authority: string;
   /** Lowercased names, as received; used for matching only (the plan never copies them). */
   headers: RequestHeaders;
-  /** Merge runs of "/" in the path before matching (the proxy's --merge-slashes). */
-  mergeSlashes?: boolean | undefined;
+  /** How the path is normalised (the proxy's --merge-slashes, --escaped-slashes); defaults when absent. */
+  normalize?: NormalizeOptions | undefined;
 }
 
 export type ReplyCause = 'bad_path' | 'no_route' | 'invalid_rule' | 'invalid_backend' | 'redirect';
@@ -176,7 +176,7 @@ export function liveBackends(rule: CompiledRule): BackendTarget[] {
  * The sidecar calls this per request, so the common paths allocate only the returned plan.
  */
 export function plan(routing: PortRouting, received: PlanRequest, random: Random): RequestPlan {
-  const normalized = normalizePath(received.path, received);
+  const normalized = normalizePath(received.path, received.normalize);
   if (!normalized.ok) {
     return {
       kind: 'reply',

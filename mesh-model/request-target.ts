@@ -5,6 +5,11 @@
 export interface NormalizeOptions {
   /** Merge runs of "/" into one (off by default: "//" can be meaningful to an app). */
   mergeSlashes?: boolean | undefined;
+  /**
+   * An escaped "/" or "\" (%2F, %5C): refused (default), or kept escaped (hex uppercased) for APIs that
+   * put them in identifiers; never decoded.
+   */
+  escapedSlashes?: 'reject' | 'keep' | undefined;
 }
 
 export type Normalized<T> = ({ ok: true } & T) | { ok: false; reason: string };
@@ -28,7 +33,8 @@ const HEX = /^[0-9A-Fa-f]{2}$/;
 /**
  * Normalises an origin-form path (no query): percent-escapes of unreserved characters decoded, the hex of
  * the other escapes uppercased, "." and ".." segments removed (RFC 3986 §5.2.4), runs of "/" merged when
- * asked. Refused (the sidecar answers 400): an escaped "/" or "\" (%2F, %5C) or control character, a raw
+ * asked. Refused (the sidecar answers 400): an escaped "/" or "\" (%2F, %5C; unless `escapedSlashes` is
+ * "keep") or control character, a raw
  * "\", control character, space or "#", a malformed escape, and ".." above the root. "*" is kept.
  */
 export function normalizePath(path: string, options: NormalizeOptions = {}): Normalized<{ path: string }> {
@@ -42,7 +48,8 @@ export function normalizePath(path: string, options: NormalizeOptions = {}): Nor
       const hex = path.slice(i + 1, i + 3);
       if (!HEX.test(hex)) return bad('malformed percent-encoding in the path');
       const b = parseInt(hex, 16);
-      if (b === 0x2f || b === 0x5c) return bad('encoded slash or backslash in the path');
+      if ((b === 0x2f || b === 0x5c) && options.escapedSlashes !== 'keep')
+        return bad('encoded slash or backslash in the path');
       if (b < 0x20 || b === 0x7f) return bad('encoded control character in the path');
       out += path.slice(from, i) + (unreserved(b) ? String.fromCharCode(b) : `%${hex.toUpperCase()}`);
       i += 2;

@@ -9,7 +9,7 @@ import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
-import { normalizeTarget, parseRequestTarget } from '../mesh-model/request-target.ts';
+import { normalizeTarget, parseRequestTarget, type NormalizeOptions } from '../mesh-model/request-target.ts';
 import { forwardHeaders, forwardResponseHeaders } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { LoadBalancer } from './load-balancer.ts';
@@ -37,8 +37,8 @@ export interface ForwardDeps {
   metrics: ProxyMetrics;
   /** Numbers in [0, 1) for the weighted backend choice and mirror fractions; Math.random unless a test injects one. */
   random?: () => number;
-  /** Path normalisation: merge runs of "/" (the proxy's --merge-slashes). */
-  mergeSlashes?: boolean;
+  /** Path normalisation options (the proxy's --merge-slashes, --escaped-slashes). */
+  normalize?: NormalizeOptions;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -64,7 +64,7 @@ function routeLabelOf(entry: MatchEntry | undefined): string {
  * destinations that are not Services (sent as-is).
  */
 export function planOutbound(
-  deps: Pick<ForwardDeps, 'random' | 'mergeSlashes'>,
+  deps: Pick<ForwardDeps, 'random' | 'normalize'>,
   view: ProxyView,
   routing: PortRouting | undefined,
   destination: { address: string; port: number },
@@ -83,7 +83,7 @@ export function planOutbound(
     );
   const headers = forwardHeaders(req.headers, !h2 && req.headers.upgrade !== undefined);
   if (!routing) {
-    const n = normalizeTarget(url, deps);
+    const n = normalizeTarget(url, deps.normalize);
     if (!n.ok) return badTarget(n.reason);
     if (!h2) headers.host = authority;
     return {
@@ -104,7 +104,7 @@ export function planOutbound(
       authority,
       headers:
         received.authority === undefined || h2 ? req.headers : { ...req.headers, host: received.authority },
-      mergeSlashes: deps.mergeSlashes,
+      normalize: deps.normalize,
     },
     deps.random ?? Math.random,
   );

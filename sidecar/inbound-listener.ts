@@ -65,7 +65,7 @@ export function createInboundListener(o: InboundOptions): {
     const started = performance.now();
     const h2 = req.httpVersionMajor === 2;
     // The app receives the normalised request, as it would from a client sidecar.
-    const target = normalizeTarget(req.url || '/', o.deps);
+    const target = normalizeTarget(req.url || '/', o.deps.normalize);
     if (!target.ok) {
       o.deps.metrics.errors.inc(['inbound', 'bad_path']);
       return localReply(req, res, 400, `bad request: ${target.reason}`);
@@ -95,7 +95,7 @@ export function createInboundListener(o: InboundOptions): {
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const info = connectionInfo(req.socket);
-    const target = normalizeTarget(req.url ?? '/', o.deps);
+    const target = normalizeTarget(req.url ?? '/', o.deps.normalize);
     if (!info || !target.ok) return void socket.destroy();
     const headers = requestHeaders(req, info);
     headers.host = target.authority ?? req.headers.host;

@@ -13,6 +13,7 @@ import { UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
 import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 import type { Logger } from '../lib/json-log.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
@@ -60,8 +61,8 @@ export interface ProxyOptions {
   log: Logger;
   /** Timeouts and connection caps (DEFAULT_LIMITS when absent). */
   limits?: ProxyLimits;
-  /** Path normalisation: merge runs of slashes before matching (off by default). */
-  mergeSlashes?: boolean;
+  /** Path normalisation options (docs/security.md); the defaults when absent. */
+  normalize?: NormalizeOptions;
 }
 
 /** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
@@ -149,7 +150,7 @@ export class SidecarProxy {
       pools: this.#pools,
       lb: this.lb,
       metrics: this.metrics,
-      mergeSlashes: o.mergeSlashes ?? false,
+      normalize: o.normalize ?? {},
     };
     const outbound = createOutboundListener({
       deps,

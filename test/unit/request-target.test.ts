@@ -46,6 +46,8 @@ describe('request-target normalisation', () => {
 
   it('refuses what cannot be normalised safely', () => {
     assert.match(refused('/admin%2Fx'), /encoded slash/);
+    const keep = normalizePath('/projects/group%2fname/%5c/../x', { escapedSlashes: 'keep' });
+    assert.deepEqual(keep, { ok: true, path: '/projects/group%2Fname/x' });
     assert.match(refused('/a%2f..%2fadmin'), /encoded slash/);
     assert.match(refused('/a%5cadmin'), /backslash/);
     assert.match(refused('/a\\admin'), /backslash/);
@@ -134,7 +136,7 @@ describe('request-target normalisation', () => {
       ]),
     ]);
     const run = (url: string, mergeSlashes = false) =>
-      explain(model, { from: 'app', method: 'GET', url, headers: [], mergeSlashes });
+      explain(model, { from: 'app', method: 'GET', url, headers: [], normalize: { mergeSlashes } });
     for (const url of ['http://svc/%61dmin', 'http://svc/x/%2E%2E/admin', 'http://svc/./admin?q=1']) {
       const e = run(url);
       assert.equal(e.action, 'forward', url);
