@@ -20,6 +20,7 @@ function countFlag(value: string | undefined, fallback: number, name: string): n
   }
   return n;
 }
+import { DEFAULT_LIMITS, type ProxyLimits } from '../sidecar/limits.ts';
 
 const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
        sluice proxy --controller HOST:PORT --token-file FILE --ca-bundle-file FILE [options]
@@ -41,7 +42,39 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
   --detect-timeout-ms N  protocol detection wait, default 5000 (never makes a declared HTTP port opaque)
   --max-request-headers N       request headers allowed (431 beyond), default 100
   --max-request-header-bytes N  bytes of request line and headers allowed (431 beyond), default 61440
-  --drain-seconds N      graceful drain on SIGTERM, default 5`;
+  --drain-seconds N      graceful drain on SIGTERM, default 5
+limits (docs/security.md; 0 turns a timeout or cap off):
+  --header-timeout-ms N             request headers must arrive within N ms, default 10000
+  --request-body-idle-timeout-ms N  a request body silent for N ms is cut, default 60000
+  --stream-idle-timeout-ms N        a request or HTTP/2 stream silent for N ms is cut, default 300000
+  --idle-timeout-ms N               an HTTP connection with no request for N ms is closed, default 3600000
+  --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
+  --max-downstream-connections N    open connections per listener, default 10000
+  --max-upstream-connections N      connections per upstream endpoint (then 503), default 1024
+  --merge-slashes                   merge runs of '/' in request paths before matching
+  --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped`;
+
+const LIMIT_FLAGS = {
+  'header-timeout-ms': 'headerTimeoutMs',
+  'request-body-idle-timeout-ms': 'requestBodyIdleTimeoutMs',
+  'stream-idle-timeout-ms': 'streamIdleTimeoutMs',
+  'idle-timeout-ms': 'idleTimeoutMs',
+  'tcp-idle-timeout-ms': 'tcpIdleTimeoutMs',
+  'max-downstream-connections': 'maxDownstreamConnections',
+  'max-upstream-connections': 'maxUpstreamConnections',
+} as const satisfies Record<string, keyof ProxyLimits>;
+
+function limitsFrom(values: Partial<Record<keyof typeof LIMIT_FLAGS, string>>): ProxyLimits {
+  const limits: Record<string, number> = { ...DEFAULT_LIMITS };
+  for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
+    const value = values[flag as keyof typeof LIMIT_FLAGS];
+    if (value === undefined) continue;
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
+      throw new UsageError(`--${flag} must be a whole number, got '${value}'`);
+    limits[key] = Number(value);
+  }
+  return limits as unknown as ProxyLimits;
+}
 
 export async function main(args: string[]): Promise<number | undefined> {
   const { values } = parseFlags(() =>
@@ -67,6 +100,9 @@ export async function main(args: string[]): Promise<number | undefined> {
         'max-request-headers': { type: 'string' },
         'max-request-header-bytes': { type: 'string' },
         'drain-seconds': { type: 'string' },
+        ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: 'string' as const }])),
+        'merge-slashes': { type: 'boolean' },
+        'escaped-slashes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -86,6 +122,10 @@ export async function main(args: string[]): Promise<number | undefined> {
     );
   if (toLocalhost && values['app-address'] !== undefined)
     throw new UsageError('--inbound-to-localhost and --app-address cannot be used together');
+  const escapedSlashes = values['escaped-slashes'] ?? 'reject';
+  if (escapedSlashes !== 'reject' && escapedSlashes !== 'keep')
+    throw new UsageError(`--escaped-slashes must be reject or keep, got '${escapedSlashes}'`);
+  const limits = limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>);
   const log = jsonLogger('proxy');
   const { source, identity } =
     values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
@@ -112,6 +152,8 @@ export async function main(args: string[]): Promise<number | undefined> {
       ),
     },
     drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
+    limits,
+    normalize: { mergeSlashes: values['merge-slashes'] === true, escapedSlashes },
     log,
   });
   await proxy.start();

@@ -9,7 +9,8 @@ import { runRouteTests } from './route-test.ts';
 
 const USAGE = `usage:
   sluice route explain -f FILE_OR_DIR [-f ...] --from NAMESPACE [-H 'Name: value']... [--output text|json|plan]
-                     [--random R] METHOD URL
+                     [--random R] [--merge-slashes] [--escaped-slashes reject|keep] METHOD URL
+    (the URL's path is normalised as the sidecar does, with sluice proxy's flags of the same names)
   sluice route test FILE...`;
 
 export function parseHeaderFlag(text: string): [string, string] {
@@ -32,6 +33,8 @@ function explainCommand(args: string[]): number {
         header: { type: 'string', short: 'H', multiple: true },
         output: { type: 'string', short: 'o' },
         random: { type: 'string' },
+        'merge-slashes': { type: 'boolean' },
+        'escaped-slashes': { type: 'string' },
       },
     }),
   );
@@ -44,6 +47,9 @@ function explainCommand(args: string[]): number {
   if (values.random !== undefined && (values.random.trim() === '' || !(random >= 0 && random < 1))) {
     throw new UsageError(`--random must be a number in [0, 1), not '${values.random}'`);
   }
+  const escapedSlashes = values['escaped-slashes'] ?? 'reject';
+  if (escapedSlashes !== 'reject' && escapedSlashes !== 'keep')
+    throw new UsageError(`--escaped-slashes must be reject or keep, got '${escapedSlashes}'`);
   if (positionals.length !== 2) throw new UsageError('route explain needs METHOD and URL');
   const [method, url] = positionals as [string, string];
   try {
@@ -54,6 +60,7 @@ function explainCommand(args: string[]): number {
       url,
       headers: (values.header ?? []).map(parseHeaderFlag),
       random,
+      normalize: { mergeSlashes: values['merge-slashes'] === true, escapedSlashes },
     });
     process.stdout.write(
       values.output === 'json'

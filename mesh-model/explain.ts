@@ -1,3 +1,4 @@
+import { normalizePath, parseRequestTarget, type NormalizeOptions } from './request-target.ts';
 import type { CompiledRule, HeaderEdit, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
 import { buildPortRouting } from './port-routing.ts';
 import type { HeaderMap } from './header-edits.ts';
@@ -19,6 +20,8 @@ export interface ExplainRequest {
   headers: readonly (readonly [string, string])[];
   /** The number in [0, 1) for the weighted backend choice in `details.plan` (default 0). */
   random?: number;
+  /** As the proxy's --merge-slashes and --escaped-slashes. */
+  normalize?: NormalizeOptions;
 }
 
 export interface BackendView {
@@ -137,8 +140,13 @@ export function explain(
     const prev = headers[name];
     headers[name] = name === 'host' || prev === undefined ? value : `${String(prev)},${value}`;
   }
-  const path = url.pathname;
-  const query = url.search.slice(1);
+  // The path as written (the URL parser would already resolve dot segments), normalised as the sidecar does;
+  // one that cannot be normalised safely goes to plan() as is and gets its 400.
+  const raw = parseRequestTarget(input.url);
+  const rawPath = raw.ok ? raw.path : url.pathname;
+  const query = raw.ok ? raw.query : url.search.slice(1);
+  const normalized = normalizePath(rawPath, input.normalize);
+  const path = normalized.ok ? normalized.path : rawPath;
   const routing = buildPortRouting(model, input.from, service, port);
   const warnings = [...model.warnings];
   if (url.protocol === 'https:') {
@@ -148,14 +156,22 @@ export function explain(
   }
   // As the sidecar does: the authority is the Host header (a -H Host: overrides the URL's).
   const authority = String(headers.host);
-  const req: PlanRequest = { method, path, query, scheme: 'http', authority, headers };
+  const req: PlanRequest = {
+    method,
+    path,
+    query,
+    scheme: 'http',
+    authority,
+    headers,
+    normalize: input.normalize,
+  };
   // When several backends can be chosen, the printed request shows the rule's filters only (the
   // backend-level ones are listed per backend); with one choice, the random number does not matter.
   const p = plan(routing, req, input.random ?? 0);
 
   for (const { route, reason } of routing.ignored)
     warnings.push(`${route.kind} ${route.namespace}/${route.name} ignored: ${reason}`);
-  const flatRequest = { method, path: url.pathname + url.search, headers: flatten(headers) };
+  const flatRequest = { method, path: query === '' ? path : `${path}?${query}`, headers: flatten(headers) };
   const out: Explanation & { details: ExplanationDetails } = {
     service: { namespace: service.namespace, name: service.name, port },
     route: null,

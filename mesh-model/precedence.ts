@@ -1,6 +1,7 @@
 import type { GrpcMatch, HttpMatch, MatchEntry } from './model.ts';
 
-// Path match rank. The spec orders Exact before PathPrefix and leaves RegularExpression to implementations:
+// Matches see the normalised path (request-target.ts: dot segments, unreserved escapes, absolute form;
+// docs/security.md), never the bytes as received. Path match rank. The spec orders Exact before PathPrefix and leaves RegularExpression to implementations:
 // Sluice puts regex between them (longest pattern first), so a catch-all prefix never hides a regex rule.
 const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const;
 

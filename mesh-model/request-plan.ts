@@ -6,10 +6,15 @@ import { decide } from './decide.ts';
 import { applyHeaderEdit, type HeaderMap } from './header-edits.ts';
 import { modifyPath, pickBackend, redirectLocation } from './request-filters.ts';
 import type { RequestHeaders } from './request-match.ts';
+import { normalizePath, type NormalizeOptions } from './request-target.ts';
 
 export interface PlanRequest {
   method: string;
-  /** Without the query. */
+  /**
+   * Without the query, as received: plan() normalises it (request-target.ts) before matching, and the
+   * normalised path is the one forwarded. An absolute-form target is split by the caller
+   * (parseRequestTarget), its authority passed as `authority`.
+   */
   path: string;
   /** Without the "?". */
   query: string;
@@ -24,9 +29,11 @@ export interface PlanRequest {
   authority: string;
   /** Lowercased names, as received; used for matching only (the plan never copies them). */
   headers: RequestHeaders;
+  /** How the path is normalised (the proxy's --merge-slashes, --escaped-slashes); defaults when absent. */
+  normalize?: NormalizeOptions | undefined;
 }
 
-export type ReplyCause = 'no_route' | 'invalid_rule' | 'invalid_backend' | 'redirect';
+export type ReplyCause = 'bad_path' | 'no_route' | 'invalid_rule' | 'invalid_backend' | 'redirect';
 
 export interface LocalReplyPlan {
   kind: 'reply';
@@ -168,7 +175,21 @@ export function liveBackends(rule: CompiledRule): BackendTarget[] {
  * Plans one request to a Service port. Pure: `random` decides the weighted backend choice.
  * The sidecar calls this per request, so the common paths allocate only the returned plan.
  */
-export function plan(routing: PortRouting, req: PlanRequest, random: Random): RequestPlan {
+export function plan(routing: PortRouting, received: PlanRequest, random: Random): RequestPlan {
+  const normalized = normalizePath(received.path, received.normalize);
+  if (!normalized.ok) {
+    return {
+      kind: 'reply',
+      status: 400,
+      cause: 'bad_path',
+      reason: normalized.reason,
+      message: `bad request: ${normalized.reason}`,
+      location: undefined,
+      entry: undefined,
+    };
+  }
+  const req =
+    normalized.path === received.path ? received : { ...received, path: normalized.path, target: undefined };
   const decision = decide(routing, req);
   if (decision.action === 'passthrough') {
     return {

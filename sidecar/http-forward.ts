@@ -9,6 +9,7 @@ import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
+import { normalizeTarget, parseRequestTarget, type NormalizeOptions } from '../mesh-model/request-target.ts';
 import { forwardHeaders, forwardResponseHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
@@ -39,6 +40,8 @@ export interface ForwardDeps {
   random?: () => number;
   /** Where the details of upstream errors go (endpoint address, the TLS error); never into a reply body. */
   log?: Logger;
+  /** Path normalisation options (the proxy's --merge-slashes, --escaped-slashes). */
+  normalize?: NormalizeOptions;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -64,7 +67,7 @@ function routeLabelOf(entry: MatchEntry | undefined): string {
  * destinations that are not Services (sent as-is).
  */
 export function planOutbound(
-  deps: Pick<ForwardDeps, 'random'>,
+  deps: Pick<ForwardDeps, 'random' | 'normalize'>,
   view: ProxyView,
   routing: PortRouting | undefined,
   destination: { address: string; port: number },
@@ -73,27 +76,38 @@ export function planOutbound(
   const url = req.url || '/';
   const h2 = req.httpVersionMajor === 2;
   const method = req.method ?? 'GET';
-  const authority = String(
-    (h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`,
-  );
+  const received = parseRequestTarget(url);
+  if (!received.ok) return badTarget(received.reason);
+  // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2); the app gets it as Host.
+  const authority =
+    received.authority ??
+    String(
+      (h2 ? req.headers[':authority'] : req.headers.host) ?? `${destination.address}:${destination.port}`,
+    );
   const headers = forwardHeaders(req.headers, !h2 && req.headers.upgrade !== undefined);
   if (!routing) {
+    const n = normalizeTarget(url, deps.normalize);
+    if (!n.ok) return badTarget(n.reason);
     if (!h2) headers.host = authority;
-    const target = asAddressed(destination);
-    return { kind: 'forward', target, request: { method, path: url, authority, headers, h2 } };
+    return {
+      kind: 'forward',
+      target: asAddressed(destination),
+      request: { method, path: n.target, authority, headers, h2 },
+    };
   }
-  const q = url.indexOf('?');
   const p = plan(
     routing,
     {
       method,
-      path: q === -1 ? url : url.slice(0, q),
-      query: q === -1 ? '' : url.slice(q + 1),
-      target: url,
+      path: received.path,
+      query: received.query,
+      ...(received.authority === undefined ? { target: url } : {}),
       // Apps talk plaintext HTTP to the sidecar: a redirect without a scheme keeps "http".
       scheme: 'http',
       authority,
-      headers: req.headers,
+      headers:
+        received.authority === undefined || h2 ? req.headers : { ...req.headers, host: received.authority },
+      normalize: deps.normalize,
     },
     deps.random ?? Math.random,
   );
@@ -121,6 +135,16 @@ export function planOutbound(
     kind: 'forward',
     target,
     request: { method: p.method, path: p.path, authority: p.authority, headers, h2 },
+  };
+}
+
+function badTarget(reason: string): OutboundPlan {
+  return {
+    kind: 'reply',
+    code: 400,
+    message: `bad request: ${reason}`,
+    cause: 'bad_path',
+    routeLabel: 'none',
   };
 }
 
@@ -218,6 +242,8 @@ export interface SendOptions {
   readonly finish: (code: number) => void;
   /** No upstream answered: reply locally with this status. */
   readonly fail: (code: number, message: string, cause: string) => void;
+  /** For the overflow metric; outbound unless said. */
+  readonly direction?: 'inbound' | 'outbound';
 }
 
 export function sendWithRetries(options: SendOptions): void {
@@ -231,6 +257,7 @@ export function sendWithRetries(options: SendOptions): void {
   let requestTimer: NodeJS.Timeout | undefined;
   let attemptTimer: NodeJS.Timeout | undefined;
   let lastError: string | undefined;
+  let overflowed = false;
   const end = (): void => {
     done = true;
     clearTimeout(requestTimer);
@@ -253,9 +280,19 @@ export function sendWithRetries(options: SendOptions): void {
 
   const attempt = (): void => {
     const ep = deps.lb.pick(target.endpoints, tried);
+    if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
+      // Every connection to this endpoint is busy: another endpoint, or a 503 rather than a queue.
+      overflowed = true;
+      tried.add(ep);
+      return attempt();
+    }
     if (!ep) {
       end();
       if (lastError) return fail(502, lastError, 'upstream');
+      if (overflowed) {
+        deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
+        return fail(503, `upstream connection limit reached for ${target.backendLabel}`, 'upstream_overflow');
+      }
       const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }

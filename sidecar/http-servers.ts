@@ -1,7 +1,9 @@
 import http from 'node:http';
 import http2 from 'node:http2';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { DownstreamRequest, DownstreamResponse } from './local-reply.ts';
+import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import {
   DEFAULT_HEADER_LIMITS,
   limitHeaders,
@@ -12,10 +14,13 @@ import {
 
 export type RequestHandler = (req: DownstreamRequest, res: DownstreamResponse) => void;
 
+/** Which timeout closed a connection or stream (the label of sluice_timeouts_total). */
+export type TimeoutKind = 'header' | 'request_body_idle' | 'stream_idle' | 'idle';
+
 /**
  * An HTTP/1.1 server and an HTTP/2 server that own no port: listeners hand them connections after
  * protocol detection or TLS termination. Malformed requests get a 4xx from here and never reach the
- * handler; slow clients are bounded by header and idle timeouts.
+ * handler; slow clients are bounded by the header, body idle, stream idle and connection idle timeouts.
  */
 export interface HttpServers {
   http1: http.Server;
@@ -24,23 +29,51 @@ export interface HttpServers {
   drain(): void;
 }
 
+function hasBody(req: DownstreamRequest): boolean {
+  if (req.httpVersionMajor === 2) return !(req as http2.Http2ServerRequest).stream.endAfterHeaders;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+export interface HttpServerOptions {
+  readonly limits?: ProxyLimits;
+  readonly headerLimits?: HeaderLimits;
+  /** Counts the connections and streams a timeout closed. */
+  readonly onTimeout?: (kind: TimeoutKind) => void;
+}
+
 export function createHttpServers(
   handler: RequestHandler,
   onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void,
-  headerLimits: HeaderLimits = DEFAULT_HEADER_LIMITS,
+  options: HttpServerOptions = {},
 ): HttpServers {
+  const {
+    limits = DEFAULT_LIMITS,
+    headerLimits = DEFAULT_HEADER_LIMITS,
+    onTimeout = () => undefined,
+  } = options;
   const parsers = parserLimits(headerLimits);
   const http1 = http.createServer(
     {
       maxHeaderSize: parsers.http1.maxHeaderSize,
       requestTimeout: 0,
-      headersTimeout: 30_000,
-      keepAliveTimeout: 60_000,
+      headersTimeout: limits.headerTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      // How often Node looks for requests past headersTimeout: a fraction of it, at most once a second.
+      connectionsCheckingInterval: Math.max(
+        25,
+        Math.min(1000, Math.floor(limits.headerTimeoutMs / 4) || 1000),
+      ),
     },
     limitHeaders(handler, headerLimits),
   );
   http1.maxHeadersCount = parsers.http1.maxHeadersCount;
+  // Node starts its headersTimeout checks when the server listens; this one is only handed sockets.
+  http1.emit('listening');
+  // Socket idle while a request is in flight (Node replaces it by keepAliveTimeout between requests).
+  http1.timeout = limits.streamIdleTimeoutMs;
   http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') onTimeout('header');
     if (!socket.writable) return void socket.destroy();
     const status =
       err.code === 'HPE_HEADER_OVERFLOW'
@@ -50,7 +83,34 @@ export function createHttpServers(
           : '400 Bad Request';
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
+  http1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const bodyIdle = limits.requestBodyIdleTimeoutMs;
+    if (!bodyIdle || !hasBody(req)) return;
+    const socket = req.socket;
+    (socket as SocketPhase).sluiceBody = true;
+    socket.setTimeout(bodyIdle);
+    const done = (): void => {
+      if ((socket as SocketPhase).sluiceBody !== true) return;
+      (socket as SocketPhase).sluiceBody = false;
+      if (!res.writableFinished && !socket.destroyed) socket.setTimeout(limits.streamIdleTimeoutMs);
+    };
+    req.once('end', done);
+    req.once('close', done);
+  });
+  // Replaces Node's default (destroy on socket timeout): same action, counted by cause.
+  http1.on('timeout', (socket: net.Socket) => {
+    const res = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    onTimeout(
+      (socket as SocketPhase).sluiceBody
+        ? 'request_body_idle'
+        : res && !res.writableFinished
+          ? 'stream_idle'
+          : 'idle',
+    );
+    socket.destroy();
+  });
   if (onUpgrade) http1.on('upgrade', limitUpgradeHeaders(onUpgrade, headerLimits));
+
   const h2 = http2.createServer(
     {
       maxHeaderListPairs: parsers.h2.maxHeaderListPairs,
@@ -60,11 +120,49 @@ export function createHttpServers(
     limitHeaders(handler, headerLimits),
   );
   h2.on('sessionError', () => undefined);
-  h2.setTimeout(120_000);
+  h2.on('request', (req: http2.Http2ServerRequest) => {
+    const stream = req.stream;
+    const body = limits.requestBodyIdleTimeoutMs > 0 && hasBody(req);
+    let phase: TimeoutKind = body ? 'request_body_idle' : 'stream_idle';
+    stream.setTimeout(body ? limits.requestBodyIdleTimeoutMs : limits.streamIdleTimeoutMs);
+    if (body)
+      req.once('end', () => {
+        phase = 'stream_idle';
+        if (!stream.destroyed) stream.setTimeout(limits.streamIdleTimeoutMs);
+      });
+    stream.on('timeout', () => {
+      onTimeout(phase);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (s) => {
     sessions.add(s);
-    s.on('close', () => sessions.delete(s));
+    // A new session must open its first stream within the header timeout; later, a session without
+    // streams is idle. Either way it is closed with GOAWAY.
+    let streams = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (ms: number, kind: TimeoutKind): void => {
+      clearTimeout(timer);
+      if (ms > 0)
+        timer = setTimeout(() => {
+          onTimeout(kind);
+          s.close();
+          s.destroy();
+        }, ms);
+    };
+    arm(limits.headerTimeoutMs || limits.idleTimeoutMs, limits.headerTimeoutMs ? 'header' : 'idle');
+    s.on('stream', (stream: http2.ServerHttp2Stream) => {
+      streams++;
+      clearTimeout(timer);
+      stream.once('close', () => {
+        if (--streams === 0 && !s.closed) arm(limits.idleTimeoutMs, 'idle');
+      });
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      sessions.delete(s);
+    });
     s.on('error', () => undefined);
   });
   return {
@@ -77,3 +175,5 @@ export function createHttpServers(
     },
   };
 }
+
+type SocketPhase = Duplex & { sluiceBody?: boolean };

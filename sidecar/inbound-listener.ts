@@ -19,6 +19,8 @@ import { localReply, type DownstreamRequest, type DownstreamResponse } from './l
 import { pipeSockets } from './tcp-pipe.ts';
 import { isSelfLoop, normalizeAddress, podAddressSet } from './self-loop.ts';
 import { relayUnlessHttp } from './opaque-relay.ts';
+import { normalizeTarget } from '../mesh-model/request-target.ts';
+import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -38,6 +40,7 @@ export interface InboundOptions {
   /** The current configuration: which of the pod's ports Services declare HTTP. */
   view: () => ProxyView | undefined;
   headerLimits?: HeaderLimits;
+  limits?: ProxyLimits;
 }
 
 /**
@@ -93,9 +96,17 @@ export function createInboundListener(o: InboundOptions): {
     if (!info) return localReply(req, res, 500, 'connection without destination');
     const started = performance.now();
     const h2 = req.httpVersionMajor === 2;
-    const authority = String(
-      (h2 ? req.headers[':authority'] : req.headers.host) ?? `${hostText(appAddress(info))}:${info.port}`,
-    );
+    // The app receives the normalised request, as it would from a client sidecar.
+    const target = normalizeTarget(req.url || '/', o.deps.normalize);
+    if (!target.ok) {
+      o.deps.metrics.errors.inc(['inbound', 'bad_path']);
+      return localReply(req, res, 400, `bad request: ${target.reason}`);
+    }
+    const authority =
+      target.authority ??
+      String(
+        (h2 ? req.headers[':authority'] : req.headers.host) ?? `${hostText(appAddress(info))}:${info.port}`,
+      );
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
     const label = `app:${info.port}`;
@@ -103,11 +114,12 @@ export function createInboundListener(o: InboundOptions): {
     sendWithRetries({
       deps: o.deps,
       target: { endpoints: [appEndpoint(info)], backendLabel: label, plan: undefined },
-      request: { method: req.method ?? 'GET', path: req.url || '/', authority, headers, h2 },
+      request: { method: req.method ?? 'GET', path: target.target, authority, headers, h2 },
       req,
       res,
       editResponse: () => undefined,
       finish: record,
+      direction: 'inbound',
       fail: (code, message, cause) => {
         o.deps.metrics.errors.inc(['inbound', cause]);
         record(code);
@@ -117,13 +129,14 @@ export function createInboundListener(o: InboundOptions): {
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const info = connectionInfo(req.socket);
-    if (!info) return void socket.destroy();
+    const target = normalizeTarget(req.url ?? '/', o.deps.normalize);
+    if (!info || !target.ok) return void socket.destroy();
     const headers = requestHeaders(req, info);
-    headers.host = req.headers.host;
+    headers.host = target.authority ?? req.headers.host;
     forwardUpgrade(
       o.deps,
       [appEndpoint(info)],
-      { method: req.method ?? 'GET', path: req.url ?? '/', authority: '', headers, h2: false },
+      { method: req.method ?? 'GET', path: target.target, authority: '', headers, h2: false },
       socket,
       head,
       (code) => {
@@ -131,15 +144,20 @@ export function createInboundListener(o: InboundOptions): {
       },
     );
   };
-  const servers = createHttpServers(handle, onUpgrade, o.headerLimits);
+  const limits = o.limits ?? DEFAULT_LIMITS;
+  const servers = createHttpServers(handle, onUpgrade, {
+    limits,
+    ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
+    onTimeout: (kind) => o.deps.metrics.timeouts.inc(['inbound', kind]),
+  });
 
   /** `watch`: the client has sent nothing yet; an HTTP request before the app speaks is still parsed. */
   const toApp = (socket: net.Socket, info: ConnectionInfo, watch = false): void => {
     const host = appAddress(info);
     const localAddress = o.appAddress === undefined ? handOffSource(host) : undefined;
     const app = net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) });
-    if (watch) relayUnlessHttp(socket, app, (protocol) => toHttp(socket, protocol));
-    else pipeSockets(socket, app);
+    if (watch) relayUnlessHttp(socket, app, (protocol) => toHttp(socket, protocol), limits.tcpIdleTimeoutMs);
+    else pipeSockets(socket, app, undefined, limits.tcpIdleTimeoutMs);
   };
 
   // Opaque bytes reach the app as they are, with no identity header added; on a port a Service declares
@@ -218,5 +236,8 @@ export function createInboundListener(o: InboundOptions): {
       toApp(socket, info, head.length === 0 && declared === 'detect');
     })();
   });
+  capConnections(server, limits.maxDownstreamConnections, () =>
+    o.deps.metrics.overflows.inc(['inbound', 'downstream_connections']),
+  );
   return { server, http: servers, tlsServer };
 }

@@ -80,6 +80,16 @@ export class ProxyMetrics {
     ['direction', 'protocol'],
   );
   readonly reloads = new Counter('sluice_config_reloads_total', 'Config snapshots applied', ['source']);
+  readonly timeouts = new Counter(
+    'sluice_timeouts_total',
+    'Downstream connections or streams closed by a timeout, by which one',
+    ['direction', 'timeout'],
+  );
+  readonly overflows = new Counter(
+    'sluice_overflow_total',
+    'Connections refused or requests answered 503 because a cap was reached',
+    ['direction', 'limit'],
+  );
 
   /** One finished request: its count by status code and its latency since `startedMs` (performance.now()). */
   request(direction: string, route: string, backend: string, code: number, startedMs: number): void {
@@ -89,7 +99,16 @@ export class ProxyMetrics {
 
   render(): string {
     const out: string[] = [];
-    for (const m of [this.requests, this.latency, this.errors, this.connections, this.reloads]) m.render(out);
+    for (const m of [
+      this.requests,
+      this.latency,
+      this.errors,
+      this.connections,
+      this.reloads,
+      this.timeouts,
+      this.overflows,
+    ])
+      m.render(out);
     return `${out.join('\n')}\n`;
   }
 }

@@ -3,9 +3,6 @@ import type { Duplex } from 'node:stream';
 import { sniff } from './protocol-sniff.ts';
 import { pipeSockets } from './tcp-pipe.ts';
 
-// As long as tcp-pipe's idle timeout: a connection where neither side says anything.
-const WATCH_MS = 60 * 60 * 1000;
-
 /**
  * Relays a connection the detector called opaque because the client sent nothing in time (a server-first
  * protocol, or a slow client). Until the upstream says something, the client's first bytes are still looked
@@ -17,6 +14,8 @@ export function relayUnlessHttp(
   client: net.Socket,
   upstream: Duplex,
   onHttp: (protocol: 'http1' | 'h2c') => void,
+  /** The TCP idle timeout: how long a connection where neither side says anything is kept. */
+  idleTimeoutMs = 60 * 60 * 1000,
 ): void {
   const spoke = new AbortController();
   let closed = false;
@@ -32,15 +31,17 @@ export function relayUnlessHttp(
   upstream.once('data', onFirst);
   upstream.once('error', onGone);
   upstream.once('close', onGone);
-  void sniff(client, WATCH_MS, { signal: spoke.signal }).then(({ protocol }) => {
-    upstream.off('data', onFirst);
-    upstream.off('error', onGone);
-    upstream.off('close', onGone);
-    if (closed) return void client.destroy();
-    if (!spoke.signal.aborted && (protocol === 'http1' || protocol === 'h2c')) {
-      upstream.destroy();
-      return onHttp(protocol);
-    }
-    pipeSockets(client, upstream);
-  });
+  void sniff(client, idleTimeoutMs > 0 ? idleTimeoutMs : 2 ** 31 - 1, { signal: spoke.signal }).then(
+    ({ protocol }) => {
+      upstream.off('data', onFirst);
+      upstream.off('error', onGone);
+      upstream.off('close', onGone);
+      if (closed) return void client.destroy();
+      if (!spoke.signal.aborted && (protocol === 'http1' || protocol === 'h2c')) {
+        upstream.destroy();
+        return onHttp(protocol);
+      }
+      pipeSockets(client, upstream, undefined, idleTimeoutMs);
+    },
+  );
 }

@@ -16,6 +16,7 @@ import { localReply, type DownstreamRequest, type DownstreamResponse } from './l
 import { pipeSockets } from './tcp-pipe.ts';
 import { isSelfLoop } from './self-loop.ts';
 import { relayUnlessHttp } from './opaque-relay.ts';
+import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 
 export interface OutboundOptions {
   deps: ForwardDeps;
@@ -24,6 +25,7 @@ export interface OutboundOptions {
   /** Local ports of the proxy itself: a connection addressed to them would loop. */
   ownPorts: ReadonlySet<number>;
   headerLimits?: HeaderLimits;
+  limits?: ProxyLimits;
 }
 
 /**
@@ -70,7 +72,12 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
       ]);
     });
   };
-  const servers = createHttpServers(handle, onUpgrade, o.headerLimits);
+  const limits = o.limits ?? DEFAULT_LIMITS;
+  const servers = createHttpServers(handle, onUpgrade, {
+    limits,
+    ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
+    onTimeout: (kind) => o.deps.metrics.timeouts.inc(['outbound', kind]),
+  });
 
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
@@ -113,11 +120,19 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
         ? o.deps.lb.pick(endpoints)
         : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
       if (!ep) return void socket.destroy();
+      if (!o.deps.pools.hasCapacity(ep, 'tcp')) {
+        o.deps.metrics.overflows.inc(['outbound', 'upstream_connections']);
+        return void socket.destroy();
+      }
       const upstream = o.deps.pools.connectTcp(ep);
       // A client that was silent so far may still send an HTTP request before the server speaks: parsed.
-      if (head.length === 0 && declared === 'detect') relayUnlessHttp(socket, upstream, toHttp);
-      else pipeSockets(socket, upstream);
+      if (head.length === 0 && declared === 'detect')
+        relayUnlessHttp(socket, upstream, toHttp, limits.tcpIdleTimeoutMs);
+      else pipeSockets(socket, upstream, undefined, limits.tcpIdleTimeoutMs);
     })();
   });
+  capConnections(server, limits.maxDownstreamConnections, () =>
+    o.deps.metrics.overflows.inc(['outbound', 'downstream_connections']),
+  );
   return { server, http: servers };
 }

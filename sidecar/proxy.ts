@@ -14,6 +14,8 @@ import { handOffSource } from './inbound-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
+import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 import type { Logger } from '../lib/json-log.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
@@ -61,6 +63,10 @@ export interface ProxyOptions {
   headerLimits?: HeaderLimits;
   drainMs: number;
   log: Logger;
+  /** Timeouts and connection caps (DEFAULT_LIMITS when absent). */
+  limits?: ProxyLimits;
+  /** Path normalisation options (docs/security.md); the defaults when absent. */
+  normalize?: NormalizeOptions;
 }
 
 /** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
@@ -80,8 +86,14 @@ export class SidecarProxy {
 
   constructor(options: ProxyOptions) {
     this.#o = options;
-    this.#pools = new UpstreamPools(() => this.#credentials);
+    const limits = options.limits ?? DEFAULT_LIMITS;
+    const poolLimits = {
+      maxConnections: limits.maxUpstreamConnections,
+      streamIdleMs: limits.streamIdleTimeoutMs,
+    };
+    this.#pools = new UpstreamPools(() => this.#credentials, poolLimits);
     this.#appPools = new UpstreamPools(() => this.#credentials, {
+      ...poolLimits,
       localAddress: (address) => (options.appAddress === undefined ? handOffSource(address) : undefined),
     });
   }
@@ -146,14 +158,22 @@ export class SidecarProxy {
         o.log.warn('config not applied, keeping the previous one', { source: o.source.name, error: err }),
     );
 
-    const deps = { pools: this.#pools, lb: this.lb, metrics: this.metrics, log: o.log };
+    const deps = {
+      pools: this.#pools,
+      lb: this.lb,
+      metrics: this.metrics,
+      log: o.log,
+      normalize: o.normalize ?? {},
+    };
     const ownPorts = new Set([o.outboundPort, o.inboundPort, o.adminPort]);
+    const limits = o.limits ?? DEFAULT_LIMITS;
     const outbound = createOutboundListener({
       deps,
       view: () => this.#view,
       detectTimeoutMs: o.detectTimeoutMs,
       ownPorts,
       ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
+      limits,
     });
     const inbound = createInboundListener({
       deps: { ...deps, pools: this.#appPools },
@@ -165,6 +185,7 @@ export class SidecarProxy {
       ownPorts,
       view: () => this.#view,
       ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
+      limits,
     });
     this.#servers.push(outbound.server, inbound.server);
     this.#httpServers.push(outbound.http, inbound.http);

@@ -31,18 +31,27 @@ function hostFor(address: string): string {
 export interface UpstreamPoolOptions {
   /** Source address to bind for plaintext connections to an address (undefined: the kernel chooses). */
   localAddress?: (address: string) => string | undefined;
+  /** Connections per endpoint and protocol (0: no cap; default 1024). */
+  maxConnections?: number;
+  /** How long an upstream may stay silent while a response is awaited or streamed (default 5 min). */
+  streamIdleMs?: number;
 }
 
 export class UpstreamPools {
   readonly #agents = new Map<string, http.Agent>();
   readonly #pools = new Map<string, Pool>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
+  readonly #tcpOpen = new Map<string, number>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
   readonly #localAddress: (address: string) => string | undefined;
+  readonly #maxConnections: number;
+  readonly #streamIdleMs: number;
 
   constructor(credentials: () => MeshTlsCredentials | undefined, options: UpstreamPoolOptions = {}) {
     this.#credentials = credentials;
     this.#localAddress = options.localAddress ?? (() => undefined);
+    this.#maxConnections = options.maxConnections ?? 1024;
+    this.#streamIdleMs = options.streamIdleMs ?? 300_000;
   }
 
   #plainConnect(ep: Endpoint): net.Socket {
@@ -53,6 +62,20 @@ export class UpstreamPools {
       noDelay: true,
       ...(localAddress ? { localAddress } : {}),
     });
+  }
+
+  /**
+   * Whether a request to this endpoint can have a connection now: false when every one of the capped
+   * HTTP/1.1 connections is busy (the request would wait in a queue) or the opaque TCP cap is reached.
+   * HTTP/2 multiplexes on one session per endpoint and is always allowed.
+   */
+  hasCapacity(ep: Endpoint, kind: 'http1' | 'h2' | 'tcp'): boolean {
+    const max = this.#maxConnections;
+    if (max <= 0 || kind === 'h2') return true;
+    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    if (kind === 'tcp') return (this.#tcpOpen.get(key) ?? 0) < max;
+    const pool = this.#pools.get(key);
+    return pool === undefined || pool.stats.size < max;
   }
 
   #tlsOptions(ep: Endpoint, alpn: string[]): tls.ConnectionOptions {
@@ -73,6 +96,7 @@ export class UpstreamPools {
         keepAliveMsecs: 1000,
         timeout: 60_000,
         ...(localAddress ? { localAddress } : {}),
+        ...(this.#maxConnections > 0 ? { maxSockets: this.#maxConnections } : {}),
       };
       agent = ep.identity
         ? new https.Agent({ ...common, ...this.#tlsOptions(ep, ALPN_HTTP1) })
@@ -93,6 +117,9 @@ export class UpstreamPools {
       pool = new Pool(`${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`, {
         pipelining: 1,
         keepAliveTimeout: 4_000,
+        headersTimeout: this.#streamIdleMs,
+        bodyTimeout: this.#streamIdleMs,
+        ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
         connect: (_opts, callback) => {
           // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
           const socket = tlsOptions ? tls.connect(tlsOptions) : this.#plainConnect(ep);
@@ -138,9 +165,17 @@ export class UpstreamPools {
 
   /** A raw connection for opaque TCP: mTLS with the mesh ALPN to meshed endpoints, plain otherwise. */
   connectTcp(ep: Endpoint): net.Socket {
-    return ep.identity
+    const socket = ep.identity
       ? tls.connect({ host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_TCP) })
       : this.#plainConnect(ep);
+    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    this.#tcpOpen.set(key, (this.#tcpOpen.get(key) ?? 0) + 1);
+    socket.once('close', () => {
+      const n = (this.#tcpOpen.get(key) ?? 1) - 1;
+      if (n > 0) this.#tcpOpen.set(key, n);
+      else this.#tcpOpen.delete(key);
+    });
+    return socket;
   }
 
   /**

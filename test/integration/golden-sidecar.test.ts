@@ -76,7 +76,7 @@ function h1Request(port: number, planned: PlannedRequest): Promise<Observed> {
         host: '127.0.0.1',
         port,
         method: planned.request.method,
-        path: url.pathname + url.search,
+        path: planned.request.target ?? url.pathname + url.search,
         headers: { host: url.host, ...planned.request.headers },
         agent: false,
       },

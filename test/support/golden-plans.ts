@@ -11,6 +11,7 @@ import { buildMeshModel } from '../../mesh-model/translate.ts';
 import { buildPortRouting } from '../../mesh-model/port-routing.ts';
 import { resolveService } from '../../mesh-model/explain.ts';
 import { plan, type RequestPlan } from '../../mesh-model/request-plan.ts';
+import { parseRequestTarget } from '../../mesh-model/request-target.ts';
 import { summarizePlan, type PlanSummary } from '../../mesh-model/plan-summary.ts';
 
 export const GOLDEN_DIR = new URL('../golden/', import.meta.url).pathname;
@@ -19,6 +20,11 @@ export interface GoldenRequest {
   name: string;
   method: string;
   url: string;
+  /**
+   * The request-target sent as is instead of the URL's path and query (origin-form or absolute-form, not
+   * normalised first); the URL still names the Service dialled and the Host header.
+   */
+  target: string | undefined;
   headers: Record<string, string>;
   /** Sent as a unary gRPC call over h2c (POST, content-type application/grpc, te: trailers). */
   grpc: boolean;
@@ -73,6 +79,7 @@ export function readGoldenCase(name: string): GoldenCase {
       name: r.name ?? `request ${i + 1}`,
       method: grpc ? 'POST' : (r.method ?? 'GET'),
       url: r.url!,
+      target: r.target,
       headers,
       grpc,
       random: r.random ?? doc.random ?? 0,
@@ -87,16 +94,23 @@ export function planGoldenCase(c: GoldenCase): PlannedRequest[] {
     const url = new URL(request.url);
     const service = resolveService(c.model, url.hostname, c.from);
     const port = url.port === '' ? 80 : Number(url.port);
-    const received: HeaderMap = { host: url.host, ...request.headers };
+    const target = parseRequestTarget(request.target ?? url.pathname + url.search);
+    if (!target.ok) throw new Error(`${c.name}: ${request.name}: ${target.reason}`);
+    // As the sidecar does: an absolute-form target's authority wins over Host.
+    const authority = target.authority ?? url.host;
+    const received: HeaderMap =
+      target.authority === undefined
+        ? { host: url.host, ...request.headers }
+        : { ...request.headers, host: target.authority };
     const routing = buildPortRouting(c.model, c.from, service, port);
     const p = plan(
       routing,
       {
         method: request.method,
-        path: url.pathname,
-        query: url.search.slice(1),
+        path: target.path,
+        query: target.query,
         scheme: 'http',
-        authority: url.host,
+        authority,
         headers: received,
       },
       request.random,
@@ -117,7 +131,10 @@ export function goldenOutput(c: GoldenCase): GoldenOutput {
     warnings: [...c.model.warnings],
     requests: planGoldenCase(c).map((r) => ({
       name: r.request.name,
-      request: `${r.request.method} ${r.request.url}`,
+      request:
+        r.request.target === undefined
+          ? `${r.request.method} ${r.request.url}`
+          : `${r.request.method} ${r.request.target} (to ${r.request.url})`,
       plan: r.summary,
     })),
   };

@@ -31,7 +31,7 @@ export interface MeshPodSpec {
   certServiceAccount?: string;
   /** Extra app: a TCP echo server on this port. */
   tcpPort?: number;
-  /** Extra `sluice proxy` flags. */
+  /** More `sluice proxy` flags for this pod's sidecar (e.g. short timeouts). */
   proxyArgs?: string[];
 }
 

@@ -166,3 +166,17 @@ describe('sluice route test', () => {
     }
   });
 });
+
+describe('sluice proxy limit flags', () => {
+  it('a malformed limit is a usage error (exit 2) naming the flag, before anything starts', () => {
+    const r = sluice('proxy', '--header-timeout-ms', '5s');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--header-timeout-ms must be a whole number, got '5s'/);
+  });
+
+  it('--help lists the limits', () => {
+    const r = sluice('proxy', '--help');
+    for (const flag of ['--header-timeout-ms', '--max-upstream-connections', '--merge-slashes'])
+      assert.ok(r.stdout.includes(flag), flag);
+  });
+});

@@ -1,0 +1,41 @@
+import type net from 'node:net';
+
+/**
+ * Per-connection timeouts and connection caps of the sidecar (defaults and reasons in docs/security.md).
+ * Timeouts in milliseconds; 0 turns one off.
+ */
+export interface ProxyLimits {
+  /** From a request's first byte to the end of its headers (HTTP/2: from a new session to its first stream). */
+  readonly headerTimeoutMs: number;
+  /** No byte in either direction while a request body is still being received. */
+  readonly requestBodyIdleTimeoutMs: number;
+  /** No byte in either direction on an HTTP/1.1 connection with a request in flight, or on an HTTP/2 stream. */
+  readonly streamIdleTimeoutMs: number;
+  /** An HTTP connection with no request in flight (HTTP/1.1 keep-alive, HTTP/2 session without streams). */
+  readonly idleTimeoutMs: number;
+  /** No byte in either direction on an opaque TCP connection. */
+  readonly tcpIdleTimeoutMs: number;
+  /** Open downstream connections per listener; more are closed at accept. */
+  readonly maxDownstreamConnections: number;
+  /** Open upstream connections per endpoint; a request that would need another gets a 503. */
+  readonly maxUpstreamConnections: number;
+}
+
+export const DEFAULT_LIMITS: ProxyLimits = {
+  headerTimeoutMs: 10_000,
+  requestBodyIdleTimeoutMs: 60_000,
+  streamIdleTimeoutMs: 5 * 60_000,
+  idleTimeoutMs: 60 * 60_000,
+  tcpIdleTimeoutMs: 60 * 60_000,
+  maxDownstreamConnections: 10_000,
+  maxUpstreamConnections: 1024,
+};
+
+/**
+ * Caps the open connections of a listener: net.Server closes the ones past `max` at accept (before any
+ * byte is read) and emits 'drop', which is counted.
+ */
+export function capConnections(server: net.Server, max: number, onDrop: () => void): void {
+  if (max > 0) server.maxConnections = max;
+  server.on('drop', onDrop);
+}

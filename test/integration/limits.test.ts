@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { buildProxyView } from '../../mesh-model/proxy-view.ts';
+import { forwardOutbound } from '../../sidecar/http-forward.ts';
+import { createHttpServers, type TimeoutKind } from '../../sidecar/http-servers.ts';
+import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from '../../sidecar/limits.ts';
+import { LoadBalancer } from '../../sidecar/load-balancer.ts';
+import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
+import { ProxyMetrics } from '../../sidecar/metrics.ts';
+import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { waitFor } from '../support/wait-for.ts';
+
+// Issue 13 point 6, as an attacker: the sidecar's HTTP servers are handed sockets the way the listeners
+// hand them (emit('connection'), no listen()), with short limits, and slow or idle clients must be cut.
+
+const SHORT: ProxyLimits = {
+  ...DEFAULT_LIMITS,
+  headerTimeoutMs: 300,
+  requestBodyIdleTimeoutMs: 300,
+  streamIdleTimeoutMs: 2000,
+  idleTimeoutMs: 300,
+};
+
+interface Closed {
+  data: string;
+  ms: number;
+}
+
+/** Resolves when the server closes the connection, with what it sent and how long it took. */
+function closed(socket: net.Socket): Promise<Closed> {
+  const t0 = performance.now();
+  let data = '';
+  socket.on('data', (d: Buffer) => (data += d.toString('latin1')));
+  socket.on('error', () => undefined);
+  return new Promise((resolve) => socket.once('close', () => resolve({ data, ms: performance.now() - t0 })));
+}
+
+describe('limits: timeouts on handed-over sockets, connection caps', () => {
+  const closers: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of closers.splice(0)) c();
+  });
+
+  /** The servers behind a plain TCP listener that hands each connection over, as the sidecar's do. */
+  async function handedOver(
+    protocol: 'http1' | 'h2',
+    limits: ProxyLimits = SHORT,
+  ): Promise<{ port: number; timeouts: TimeoutKind[] }> {
+    const timeouts: TimeoutKind[] = [];
+    const servers = createHttpServers(
+      (req, res) => {
+        req.resume();
+        req.on('end', () => (res as http.ServerResponse).end('ok'));
+      },
+      undefined,
+      { limits, onTimeout: (kind) => timeouts.push(kind) },
+    );
+    const sockets = new Set<net.Socket>();
+    const listener = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      if (protocol === 'http1') servers.http1.emit('connection', socket);
+      else servers.h2.emit('connection', socket);
+    });
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      for (const s of sockets) s.destroy();
+      listener.close();
+      servers.http1.close();
+    });
+    return { port: (listener.address() as AddressInfo).port, timeouts };
+  }
+
+  function connect(port: number): net.Socket {
+    return net.connect({ host: '127.0.0.1', port });
+  }
+
+  it('headers trickled one line every 100 ms past a 300 ms header timeout: 408 and closed', async () => {
+    const { port, timeouts } = await handedOver('http1');
+    const socket = connect(port);
+    const done = closed(socket);
+    socket.write('GET /admin HTTP/1.1\r\nhost: a\r\n');
+    const trickle = setInterval(() => socket.writable && socket.write('x-slow: 1\r\n'), 100);
+    const { data, ms } = await done.finally(() => clearInterval(trickle));
+    assert.match(data, /^HTTP\/1\.1 408 /);
+    assert.ok(ms < 3000, `closed after ${ms} ms`);
+    assert.deepEqual(timeouts, ['header']);
+  });
+
+  it('a request body that stalls past the body idle timeout: connection closed', async () => {
+    const { port, timeouts } = await handedOver('http1');
+    const socket = connect(port);
+    const done = closed(socket);
+    socket.write('POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nonly-a-little');
+    const { data } = await done;
+    assert.equal(data, '');
+    assert.deepEqual(timeouts, ['request_body_idle']);
+  });
+
+  it('a keep-alive connection idle past the idle timeout is closed', async () => {
+    const { port, timeouts } = await handedOver('http1');
+    const socket = connect(port);
+    const done = closed(socket);
+    socket.write('GET / HTTP/1.1\r\nhost: a\r\n\r\n');
+    const { data } = await done;
+    assert.match(data, /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nok$/);
+    assert.deepEqual(timeouts, ['idle']);
+  });
+
+  it('HTTP/2: a session that opens no stream is closed; a stalled request body stream is reset', async () => {
+    const { port, timeouts } = await handedOver('h2');
+    const idle = http2.connect(`http://127.0.0.1:${port}`);
+    idle.on('error', () => undefined);
+    await new Promise((r) => idle.once('close', r));
+    assert.deepEqual(timeouts, ['header']);
+
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => undefined);
+    closers.push(() => session.destroy());
+    const stream = session.request({ ':method': 'POST', ':path': '/' }, { endStream: false });
+    stream.on('error', () => undefined);
+    stream.write('part of a body');
+    await new Promise((r) => stream.once('close', r));
+    assert.equal(stream.rstCode, http2.constants.NGHTTP2_CANCEL);
+    assert.deepEqual(timeouts, ['header', 'request_body_idle']);
+  });
+
+  it('N+1 connections to a listener capped at N: the extra one is closed at once and counted', async () => {
+    const metrics = new ProxyMetrics();
+    const held = new Set<net.Socket>();
+    const listener = net.createServer((s) => held.add(s));
+    capConnections(listener, 2, () => metrics.overflows.inc(['inbound', 'downstream_connections']));
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      for (const s of held) s.destroy();
+      listener.close();
+    });
+    const port = (listener.address() as AddressInfo).port;
+    const first = [connect(port), connect(port)];
+    await waitFor('two connections accepted', () => held.size === 2);
+    const extra = connect(port);
+    await closed(extra);
+    assert.equal(held.size, 2);
+    assert.ok(first.every((s) => !s.destroyed));
+    assert.match(
+      metrics.render(),
+      /sluice_overflow_total\{direction="inbound",limit="downstream_connections"\} 1/,
+    );
+    for (const s of first) s.destroy();
+  });
+
+  it('upstream connections per endpoint capped: the request past the cap gets 503 and is counted', async () => {
+    const pending: http.ServerResponse[] = [];
+    const app = http.createServer((_req, res) => pending.push(res));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const appPort = (app.address() as AddressInfo).port;
+    const view = buildProxyView(
+      serviceWithEndpoints(
+        'app',
+        'svc',
+        '10.96.0.1',
+        [[80, appPort]],
+        [{ name: 'a', namespace: 'app', ip: '127.0.0.1', serviceAccount: 'default', meshed: false }],
+      ),
+      'app',
+      'cluster.local',
+    );
+    const deps = {
+      pools: new UpstreamPools(() => undefined, { maxConnections: 1 }),
+      lb: new LoadBalancer(),
+      metrics: new ProxyMetrics(),
+    };
+    const servers = createHttpServers((req, res) =>
+      forwardOutbound(
+        deps,
+        view,
+        view.byDestination.get('10.96.0.1:80'),
+        { address: '10.96.0.1', port: 80 },
+        req,
+        res,
+      ),
+    );
+    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      deps.pools.destroy();
+      servers.http1.closeAllConnections();
+      servers.http1.close();
+      app.closeAllConnections();
+      app.close();
+    });
+    const url = `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}/`;
+    const first = fetch(url);
+    await waitFor('the first request reached the app', () => pending.length === 1);
+    const second = await fetch(url);
+    assert.equal(second.status, 503);
+    await second.text();
+    assert.match(
+      deps.metrics.render(),
+      /sluice_overflow_total\{direction="outbound",limit="upstream_connections"\} 1/,
+    );
+    pending[0]!.end('late');
+    assert.equal((await first).status, 200);
+  });
+});
