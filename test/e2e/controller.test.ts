@@ -99,8 +99,28 @@ interface CertReply {
   body: Record<string, unknown>;
 }
 
+/**
+ * POST /v1/certificate as a sidecar does: when the CA says 429 (the tests all call from this host's one
+ * address, which the CA rate-limits per source), try again after the rate allows it.
+ */
+function requestCertificate(
+  address: string,
+  bundlePem: string,
+  token: string,
+  csr: string,
+): Promise<CertReply> {
+  return eventually(
+    'a certificate reply other than 429',
+    async () => {
+      const reply = await postCertificate(address, bundlePem, token, csr);
+      return reply.status === 429 ? undefined : reply;
+    },
+    { timeoutMs: 120_000, intervalMs: 1000 },
+  );
+}
+
 /** POST /v1/certificate over TLS without a client certificate, verifying the controller's identity. */
-async function requestCertificate(
+async function postCertificate(
   address: string,
   bundlePem: string,
   token: string,
@@ -349,8 +369,8 @@ describe('controller deployed from manifests/', function () {
     await kubectl(['-n', ns!.name, 'delete', 'serviceaccount', 'doomed', '--wait=true']);
     const reply = await eventually('refusal after the account is deleted', async () => {
       const r = await requestCertificate(serviceAddress, bundlePem, doomedToken, csr);
-      // 200 while the review is cached (10 s), 429 while the source or pod is over its rate.
-      return r.status === 200 || r.status === 429 ? undefined : r;
+      // 200 while the review is cached (10 s).
+      return r.status === 200 ? undefined : r;
     });
     assert.equal(reply.status, 401, JSON.stringify(reply.body));
   });
