@@ -1,0 +1,333 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { MeshFixture, type MeshPod } from '../support/mesh-fixture.ts';
+import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
+import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
+import { waitFor } from '../support/wait-for.ts';
+import { envCount, fuzzSeed } from '../support/fuzz/prng.ts';
+import { SMUGGLED_PREFIX } from '../support/fuzz/http1-requests.ts';
+import type { DriverPlan, DriverSummary } from '../support/fuzz/driver.ts';
+
+// Generated hostile HTTP/1.1 requests and HTTP/2 frame sequences through a real sidecar's outbound listener
+// (an app in a meshed pod calling a Service ClusterIP, captured by iptables) and inbound listener (an
+// un-meshed pod calling a PERMISSIVE pod's port), both ending at a backend that logs every request it gets.
+// Afterwards: both sidecars alive and answering, no connection left hanging, file descriptors back to their
+// baseline, memory within a tolerance of it, and no smuggled request ever reached the backend.
+// Reproduce with SLUICE_FUZZ_SEED; scale with SLUICE_FUZZ_REQUESTS / SLUICE_FUZZ_H2 (docs/security.md).
+
+const NS = 'shop';
+const VIP = '10.96.0.90';
+const BACKEND_PORT = 9090;
+const seed = fuzzSeed();
+/** Totals over both listeners (each gets half). */
+const requests = envCount('SLUICE_FUZZ_REQUESTS', 100_000);
+const h2Sequences = envCount('SLUICE_FUZZ_H2', 10_000);
+/**
+ * RSS may stay this much above its baseline after the run: V8 and malloc keep part of what they grew (a
+ * 100,000-request run left the server sidecar about 80 MiB above its warmed-up baseline two minutes later).
+ */
+const RSS_TOLERANCE_KIB = 128 * 1024;
+/** Pooled upstream connections a sidecar may keep open beyond its baseline. */
+const FD_SLACK = 4;
+
+interface Usage {
+  fds: number;
+  rssKiB: number;
+  hwmKiB: number;
+}
+
+function usage(pid: number): Usage {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+  return { fds: readdirSync(`/proc/${pid}/fd`).length, rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM') };
+}
+
+/** The pod's TCP sockets counted by state and ports (ephemeral ports as *), to tell what a leak holds. */
+function sockets(ns: string): string {
+  const out = spawnSync('ip', ['netns', 'exec', ns, 'ss', '-Htan'], { encoding: 'utf8' }).stdout;
+  const counts = new Map<string, number>();
+  const port = (addr: string): string => {
+    const p = Number(addr.slice(addr.lastIndexOf(':') + 1));
+    return p >= 32768 ? '*' : String(p);
+  };
+  for (const line of out.split('\n')) {
+    const [state, , , local, peer] = line.trim().split(/\s+/);
+    if (!peer) continue;
+    const key = `${state} ${port(local!)}->${port(peer)}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 12)
+    .map(([k, n]) => `${n}× ${k}`)
+    .join(', ');
+}
+
+/**
+ * An assertion that currently fails because of an open finding (docs/security.md, Fuzzing): prints a
+ * KNOWN ISSUE line with what was seen and leaves the test pending, unless SLUICE_FUZZ_STRICT is set.
+ */
+function knownIssue(ctx: Mocha.Context, problems: string[], what: string): void {
+  if (problems.length > 0 && process.env.SLUICE_FUZZ_STRICT === undefined) {
+    console.log(`      fuzz: KNOWN ISSUE: ${what}: ${problems.slice(0, 10).join(' | ')}`);
+    ctx.skip();
+  }
+  assert.deepEqual(problems, [], what);
+}
+
+function mib(kib: number): string {
+  return `${(kib / 1024).toFixed(1)} MiB`;
+}
+
+describe(`fuzz: hostile HTTP/1.1 and HTTP/2 through both listeners (seed ${seed}, ${requests} HTTP/1.1 requests and ${h2Sequences} HTTP/2 sequences in all)`, function () {
+  this.timeout(20 * 60_000);
+  const reason = netnsUnavailableReason();
+  let mesh: MeshFixture;
+  let created: MeshFixture | undefined;
+  let server: MeshPod;
+  let client: MeshPod;
+  let outsider: MeshPod;
+  const backendLines: string[] = [];
+  const baseline = new Map<string, Usage>();
+  const summaries = new Map<string, DriverSummary>();
+
+  const sidecarPid = (pod: MeshPod): number => {
+    const pid = pod.sidecar!.pid!;
+    // `ip netns exec` and setpriv exec in place: the pid is the proxy's own Node process.
+    assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /sluice\.js\0proxy/);
+    return pid;
+  };
+
+  /** One GET through a pod's network, as an app would send it; resolves with the status (0: failed). */
+  const get = async (pod: MeshPod, url: string): Promise<number> => {
+    const out = await mesh.harness.runIn(pod, nodeBin, [
+      '-e',
+      `fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(20000)}).then(async r=>{await r.text();console.log(r.status)},()=>console.log(0))`,
+    ]);
+    return Number(out.trim());
+  };
+
+  const plan = (host: string, port: number, salt: number, scale = 1): DriverPlan => ({
+    host,
+    port,
+    seed: (seed + salt) >>> 0,
+    http1Requests: Math.ceil((requests / 2) * scale),
+    h2Sequences: Math.ceil((h2Sequences / 2) * scale),
+    concurrency: 64,
+    maxPerConnection: 24,
+    closeBoundMs: 10_000,
+    quietMs: 400,
+  });
+
+  const runDriver = async (pod: MeshPod, p: DriverPlan): Promise<DriverSummary> => {
+    const out = await mesh.harness.runIn(pod, nodeBin, ['test/support/fuzz/driver.ts', JSON.stringify(p)], {
+      timeoutMs: 15 * 60_000,
+    });
+    return JSON.parse(out) as DriverSummary;
+  };
+
+  before(async function () {
+    if (reason) return this.skip();
+    mesh = created = await MeshFixture.create();
+    server = await mesh.addPod({ name: 'server', namespace: NS, serviceAccount: 'server', meshed: true });
+    client = await mesh.addPod({ name: 'client', namespace: NS, serviceAccount: 'client', meshed: true });
+    outsider = await mesh.addPod({
+      name: 'outsider',
+      namespace: NS,
+      serviceAccount: 'outsider',
+      meshed: false,
+    });
+    const backend = mesh.harness.exec(server, nodeBin, [
+      'test/support/fuzz/backend.ts',
+      String(BACKEND_PORT),
+    ]);
+    createInterface({ input: backend.stdout! }).on('line', (line) => backendLines.push(line));
+    const ref = (p: MeshPod): PodRef => ({
+      name: p.name,
+      namespace: NS,
+      ip: p.ip,
+      serviceAccount: p.spec.serviceAccount,
+      meshed: p.spec.meshed,
+    });
+    mesh.writeManifests([
+      ...[server, client, outsider].map((p) => podObject(ref(p))),
+      ...serviceWithEndpoints(NS, 'fuzz', VIP, [[80, BACKEND_PORT, 'http']], [ref(server)]),
+    ]);
+    await mesh.harness.waitForPort(server, server.ip, BACKEND_PORT);
+    await mesh.startSidecars();
+    // Warm up both paths (pools, TLS sessions, lazily loaded code), then take the baseline.
+    assert.equal(await get(client, `http://${VIP}/warmup`), 200, mesh.logs());
+    assert.equal(await get(outsider, `http://${server.ip}:${BACKEND_PORT}/warmup`), 200, mesh.logs());
+    // File descriptors: the baseline is the sidecar after these two requests, before any fuzz traffic.
+    for (const pod of [server, client]) baseline.set(pod.name, usage(sidecarPid(pod)));
+    // Memory: a short fuzz round first (another seed), so the baseline is a sidecar whose heap has already
+    // grown to its working size for this traffic; what stays above it afterwards is what the big run left.
+    await Promise.all([
+      runDriver(client, plan(VIP, 80, 0x100, 0.05)),
+      runDriver(outsider, plan(server.ip, BACKEND_PORT, 0x101, 0.05)),
+    ]);
+    for (const pod of [server, client]) {
+      const u = usage(sidecarPid(pod));
+      baseline.set(pod.name, { ...baseline.get(pod.name)!, rssKiB: u.rssKiB });
+    }
+  });
+
+  after(async () => {
+    await created?.destroy();
+  });
+
+  it('generated connections all end within the bound, through both listeners at once', async function () {
+    const started = Date.now();
+    const [outbound, inbound] = await Promise.all([
+      runDriver(client, plan(VIP, 80, 0)),
+      runDriver(outsider, plan(server.ip, BACKEND_PORT, 1)),
+    ]);
+    summaries.set('outbound', outbound);
+    summaries.set('inbound', inbound);
+    for (const [name, s] of summaries) {
+      console.log(
+        `      fuzz ${name}: seed ${s.seed}, ${s.h1.requests} HTTP/1.1 requests on ${s.h1.connections} connections ` +
+          `(${s.h1.valid} valid, ${s.h1.smuggling} smuggling attempts), ${s.h2.connections} HTTP/2 sequences, ` +
+          `${s.durationMs} ms, slowest connection ${s.maxConnectionMs} ms, answers ${JSON.stringify(s.h1.statuses)}`,
+      );
+    }
+    console.log(`      fuzz: both listeners done in ${Date.now() - started} ms`);
+    let total = 0;
+    let totalH2 = 0;
+    for (const s of summaries.values()) {
+      total += s.h1.requests;
+      totalH2 += s.h2.connections;
+    }
+    assert.ok(total >= requests && totalH2 >= h2Sequences, 'the run fell short of its counts');
+  });
+
+  it("HTTP/1.1 connections end within the bound after the client's FIN", function () {
+    // Fails in most 100,000-request runs since the server sidecar leaks connections (see the file
+    // descriptor test below): bursts of inbound connections then hang.
+    const hung = [...summaries].flatMap(([name, s]) =>
+      s.hung.filter((h) => h.kind.startsWith('http1:')).map((h) => `${name} ${h.kind} #${h.index}`),
+    );
+    knownIssue(this, hung, `${hung.length} HTTP/1.1 connections still open 10 s after the client's FIN`);
+  });
+
+  it("HTTP/2 connections end within the bound after the client's GOAWAY and FIN", function () {
+    const hung = [...summaries].flatMap(([name, s]) =>
+      s.hung.filter((h) => h.kind.startsWith('h2:')).map((h) => `${name} ${h.kind} #${h.index}`),
+    );
+    // The sidecar hands h2c sockets to the HTTP/2 server half-open and nothing acts on the client's FIN, so
+    // a connection with a partial frame or a stream still waiting for its body stays open until the 120 s
+    // idle timeout. The skipped regression test below reproduces it.
+    knownIssue(this, hung, `${hung.length} HTTP/2 connections still open 10 s after the client's FIN`);
+  });
+
+  it('both sidecars are alive and still answer a valid request on each listener', async () => {
+    for (const pod of [server, client]) {
+      assert.equal(pod.sidecar!.exitCode, null, `${pod.name}: sidecar exited\n${mesh.logs()}`);
+      assert.equal(pod.sidecar!.signalCode, null, `${pod.name}: sidecar killed`);
+    }
+    assert.equal(await get(client, `http://${VIP}/after-fuzz`), 200);
+    assert.equal(await get(outsider, `http://${server.ip}:${BACKEND_PORT}/after-fuzz`), 200);
+  });
+
+  it('well-formed requests on clean connections were all answered with 200', function () {
+    const missing: string[] = [];
+    for (const [name, s] of summaries) {
+      assert.ok(s.h1.cleanRequests > 0, name);
+      if (s.h1.cleanAnswered200 !== s.h1.cleanRequests) {
+        missing.push(
+          `${name}: ${s.h1.cleanAnswered200} of ${s.h1.cleanRequests} answered 200 (${JSON.stringify(s.h1.cleanStatuses)})`,
+        );
+      }
+    }
+    // Same cause as the HTTP/1.1 hangs above: requests on the connections that hang go unanswered.
+    knownIssue(this, missing, 'well-formed requests not answered 200');
+  });
+
+  it('no smuggled request reached the backend, and it saw no more requests than were sent', () => {
+    const urls = backendLines.flatMap((line) => {
+      const m = /^req (".*?") (".*")$/.exec(line);
+      return m ? [JSON.parse(m[2]!) as string] : [];
+    });
+    const smuggled = urls.filter((u) => u.includes(SMUGGLED_PREFIX));
+    assert.deepEqual(smuggled.slice(0, 20), [], `${smuggled.length} smuggled requests reached the backend`);
+    // HTTP/1.1 fuzz targets are /fuzz/{v,x,s}/<id>...: each one sent at most once (retries may repeat one).
+    const h1Targets = new Set(urls.filter((u) => /^\/fuzz\/[vxs]\//.test(u)).map((u) => u.split('/')[3]));
+    let sent = 0;
+    let valid = 0;
+    for (const s of summaries.values()) {
+      sent += s.h1.requests;
+      valid += s.h1.valid;
+    }
+    console.log(
+      `      fuzz: the backend received ${urls.length} requests, ${h1Targets.size} distinct HTTP/1.1 fuzz requests ` +
+        `(${valid} of the ${sent} sent were well-formed)`,
+    );
+    assert.ok(h1Targets.size <= sent);
+  });
+
+  // Reproducer of the HTTP/2 finding above, minimised from the fuzz run: enable when the sidecar closes an
+  // h2c connection after the client's FIN.
+  it.skip("an h2c connection with a partial frame is closed after the client's FIN (outbound)", async () => {
+    const script = `
+      const s = require('net').connect({ host: ${JSON.stringify(VIP)}, port: 80, allowHalfOpen: true });
+      const started = Date.now();
+      s.on('connect', () => {
+        const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        const partial = Buffer.concat([Buffer.from([0, 0, 40, 0x42, 0, 0, 0, 0, 3]), Buffer.alloc(16)]);
+        s.end(Buffer.concat([Buffer.from('PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n'), settings, partial]));
+      });
+      s.on('data', () => {});
+      s.on('error', () => {});
+      s.on('close', () => { console.log(Date.now() - started); process.exit(0); });
+      setTimeout(() => { console.log('open'); process.exit(0); }, 10000);`;
+    const out = await mesh.harness.runIn(client, nodeBin, ['-e', script]);
+    assert.notEqual(out.trim(), 'open', 'the sidecar kept the connection open 10 s after the FIN');
+  });
+
+  it('memory comes back to within a tolerance of the warmed-up baseline', async () => {
+    for (const pod of [server, client]) {
+      const pid = sidecarPid(pod);
+      const base = baseline.get(pod.name)!;
+      const peak = usage(pid).hwmKiB;
+      const rss = await waitFor(
+        `the sidecar in ${pod.name} to give memory back (baseline ${mib(base.rssKiB)})`,
+        () => {
+          const now = usage(pid).rssKiB;
+          return now <= base.rssKiB + RSS_TOLERANCE_KIB ? now : undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 500, detail: () => `now ${mib(usage(pid).rssKiB)}` },
+      );
+      console.log(
+        `      fuzz ${pod.name} sidecar: RSS ${mib(base.rssKiB)} → peak ${mib(peak)} → ${mib(rss)}`,
+      );
+    }
+  });
+
+  it('file descriptors return to the baseline once the fuzz connections are gone', async function () {
+    // Pooled and idle connections close on their own timeouts (the longest, the HTTP/1.1 agent's, is 60 s).
+    const settleMs = Number(process.env.SLUICE_FUZZ_SETTLE_MS ?? 90_000);
+    const leaks: string[] = [];
+    for (const pod of [server, client]) {
+      const pid = sidecarPid(pod);
+      const base = baseline.get(pod.name)!;
+      const fds = await waitFor(
+        `the sidecar in ${pod.name} to close its fuzz connections (baseline ${base.fds} fds)`,
+        () => {
+          const now = usage(pid).fds;
+          return now <= base.fds + FD_SLACK ? now : undefined;
+        },
+        { timeoutMs: settleMs, intervalMs: 1000 },
+      ).catch(() => undefined);
+      if (fds === undefined) {
+        leaks.push(
+          `${pod.name}: ${usage(pid).fds} fds (baseline ${base.fds}); TCP sockets: ${sockets(pod.ns)}`,
+        );
+      } else console.log(`      fuzz ${pod.name} sidecar: fds ${base.fds} → ${fds}`);
+    }
+    // After the run the server sidecar keeps hundreds of connections open for minutes (ESTABLISHED and
+    // CLOSE-WAIT on the inbound listener, ESTABLISHED to the app).
+    knownIssue(this, leaks, `file descriptors not back after ${settleMs / 1000} s`);
+  });
+});

@@ -1,0 +1,255 @@
+// The fuzz test's client, run inside a pod (its traffic is captured like an app's): opens connections to
+// host:port with bounded concurrency and writes generated HTTP/1.1 requests (pipelined) or HTTP/2 frame
+// sequences, reads what comes back, half-closes, and waits a bounded time for the proxy to close. Prints
+// one JSON summary. Same seed, same bytes: the connections' contents do not depend on timing.
+// Usage: node test/support/fuzz/driver.ts '<DriverPlan as JSON>'
+import net from 'node:net';
+import { Prng } from './prng.ts';
+import { connectionRequests } from './http1-requests.ts';
+import { frame, h2Sequence } from './h2-frames.ts';
+
+// A well-behaved HTTP/2 client ends with GOAWAY (NO_ERROR), then its FIN.
+const H2_GOODBYE = frame(0x7, 0, 0, Buffer.alloc(8));
+
+export interface DriverPlan {
+  host: string;
+  port: number;
+  seed: number;
+  http1Requests: number;
+  h2Sequences: number;
+  concurrency: number;
+  maxPerConnection: number;
+  /** After the client half-closes, the proxy must close within this (else the connection "hung"). */
+  closeBoundMs: number;
+  /** No data for this long while answers are still missing: the client half-closes. */
+  quietMs: number;
+}
+
+export interface DriverSummary {
+  seed: number;
+  durationMs: number;
+  h1: {
+    connections: number;
+    requests: number;
+    valid: number;
+    smuggling: number;
+    responses: number;
+    statuses: Record<string, number>;
+    cleanConnections: number;
+    cleanRequests: number;
+    cleanAnswered200: number;
+    cleanStatuses: Record<string, number>;
+    kinds: Record<string, number>;
+  };
+  h2: { connections: number; kinds: Record<string, number> };
+  hung: { kind: string; index: number }[];
+  maxConnectionMs: number;
+}
+
+interface ConnectionResult {
+  statuses: number[];
+  hung: boolean;
+  ms: number;
+}
+
+/** Counts HTTP/1.1 responses in a byte stream (the proxy's answers are well-formed; 1xx are skipped). */
+class ResponseCounter {
+  statuses: number[] = [];
+  #buf: Buffer = Buffer.alloc(0);
+  #broken = false;
+
+  push(chunk: Buffer): void {
+    if (this.#broken) return;
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    for (;;) {
+      const end = this.#buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = this.#buf.toString('latin1', 0, end);
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+      if (!m) return void (this.#broken = true);
+      const status = Number(m[1]);
+      let rest = this.#buf.subarray(end + 4);
+      const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
+      if (status < 200 || status === 204 || status === 304) {
+        // no body
+      } else if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+        let off = 0;
+        for (;;) {
+          const lineEnd = rest.indexOf('\r\n', off);
+          if (lineEnd < 0) return;
+          const size = parseInt(rest.toString('latin1', off, lineEnd), 16);
+          if (Number.isNaN(size)) return void (this.#broken = true);
+          if (size === 0) {
+            const trailerEnd = rest.indexOf('\r\n\r\n', lineEnd - 2 < off ? off : lineEnd - 2);
+            if (trailerEnd < 0) return;
+            off = trailerEnd + 4;
+            break;
+          }
+          if (rest.length < lineEnd + 2 + size + 2) return;
+          off = lineEnd + 2 + size + 2;
+        }
+        rest = rest.subarray(off);
+      } else if (cl) {
+        const n = Number(cl[1]);
+        if (rest.length < n) return;
+        rest = rest.subarray(n);
+      } else {
+        // Read to close: counted now, the rest of the stream is body.
+        if (status >= 200) this.statuses.push(status);
+        return void (this.#broken = true);
+      }
+      if (status >= 200) this.statuses.push(status);
+      this.#buf = rest;
+    }
+  }
+}
+
+function runConnection(
+  plan: DriverPlan,
+  bytes: Buffer,
+  expected: number,
+  endAfterWrite: boolean,
+  h1: boolean,
+  quietMs: number,
+): Promise<ConnectionResult> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const counter = new ResponseCounter();
+    const socket = net.connect({ host: plan.host, port: plan.port, allowHalfOpen: true });
+    let ended = false;
+    let done = false;
+    let quiet: NodeJS.Timeout | undefined;
+    let bound: NodeJS.Timeout | undefined;
+    const finish = (hung: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(quiet);
+      clearTimeout(bound);
+      socket.destroy();
+      resolve({ statuses: counter.statuses, hung, ms: performance.now() - started });
+    };
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(quiet);
+      if (h1) socket.end();
+      else socket.end(H2_GOODBYE);
+      bound = setTimeout(() => finish(true), plan.closeBoundMs);
+    };
+    const armQuiet = (): void => {
+      clearTimeout(quiet);
+      if (!ended) quiet = setTimeout(end, quietMs);
+    };
+    // A guard for the whole connection, independent of the timers above.
+    const guard = setTimeout(() => finish(true), plan.closeBoundMs + quietMs * 4 + 30_000);
+    socket.on('close', () => {
+      clearTimeout(guard);
+      finish(false);
+    });
+    socket.on('error', () => undefined);
+    socket.on('end', end);
+    socket.on('data', (chunk: Buffer) => {
+      if (h1) counter.push(chunk);
+      if (h1 && counter.statuses.length >= expected) end();
+      else armQuiet();
+    });
+    socket.on('connect', () => {
+      // Sometimes in pieces, to exercise partial reads in the sniffer and the parsers.
+      const cut = bytes.length > 2 && (bytes.length * 7) % 5 === 0 ? Math.floor(bytes.length / 3) : 0;
+      if (cut > 0) socket.write(bytes.subarray(0, cut));
+      socket.write(bytes.subarray(cut));
+      if (endAfterWrite) end();
+      else armQuiet();
+    });
+  });
+}
+
+async function main(plan: DriverPlan): Promise<DriverSummary> {
+  const started = performance.now();
+  // Separate streams, so connection i of each protocol is the same whatever the other's count.
+  const h1Root = new Prng(plan.seed);
+  const h2Root = new Prng((plan.seed ^ 0x9e3779b9) >>> 0);
+  const summary: DriverSummary = {
+    seed: plan.seed,
+    durationMs: 0,
+    h1: {
+      connections: 0,
+      requests: 0,
+      valid: 0,
+      smuggling: 0,
+      responses: 0,
+      statuses: {},
+      cleanConnections: 0,
+      cleanRequests: 0,
+      cleanAnswered200: 0,
+      cleanStatuses: {},
+      kinds: {},
+    },
+    h2: { connections: 0, kinds: {} },
+    hung: [],
+    maxConnectionMs: 0,
+  };
+  let h1Index = 0;
+  let h2Index = 0;
+  // Deterministic order of generation: each job is drawn from `root` in sequence, whatever the timing.
+  const nextJob = (): (() => Promise<void>) | undefined => {
+    const wantH1 = summary.h1.requests < plan.http1Requests;
+    const wantH2 = h2Index < plan.h2Sequences;
+    if (!wantH1 && !wantH2) return undefined;
+    // Interleave: roughly one HTTP/2 connection per HTTP/1.1 connection while both remain.
+    const useH1 = wantH1 && (!wantH2 || (h1Index + h2Index) % 2 === 0);
+    const r = useH1 ? h1Root.fork() : h2Root.fork();
+    if (useH1) {
+      const index = h1Index++;
+      const clean = r.chance(0.15);
+      const requests = connectionRequests(r, plan.maxPerConnection, clean);
+      const last = requests.at(-1)!;
+      summary.h1.connections++;
+      summary.h1.requests += requests.length;
+      for (const q of requests) {
+        if (q.valid) summary.h1.valid++;
+        if (q.smuggling) summary.h1.smuggling++;
+        summary.h1.kinds[q.kind] = (summary.h1.kinds[q.kind] ?? 0) + 1;
+      }
+      if (clean) {
+        summary.h1.cleanConnections++;
+        summary.h1.cleanRequests += requests.length;
+      }
+      const bytes = Buffer.concat(requests.map((q) => q.bytes));
+      return async () => {
+        // Clean connections wait long for their answers: a busy machine can be silent for a while.
+        const quietMs = clean ? plan.quietMs * 25 : plan.quietMs;
+        const res = await runConnection(plan, bytes, requests.length, last.incomplete, true, quietMs);
+        summary.h1.responses += res.statuses.length;
+        for (const s of res.statuses) summary.h1.statuses[s] = (summary.h1.statuses[s] ?? 0) + 1;
+        if (clean) {
+          summary.h1.cleanAnswered200 += res.statuses.filter((s) => s === 200).length;
+          for (const s of res.statuses) summary.h1.cleanStatuses[s] = (summary.h1.cleanStatuses[s] ?? 0) + 1;
+        }
+        if (res.hung) summary.hung.push({ kind: `http1:${last.kind}`, index });
+        summary.maxConnectionMs = Math.max(summary.maxConnectionMs, res.ms);
+      };
+    }
+    const index = h2Index++;
+    const seq = h2Sequence(r, `${plan.seed}-${index}`);
+    summary.h2.connections++;
+    summary.h2.kinds[seq.kind] = (summary.h2.kinds[seq.kind] ?? 0) + 1;
+    return async () => {
+      const res = await runConnection(plan, seq.bytes, Number.POSITIVE_INFINITY, false, false, plan.quietMs);
+      if (res.hung) summary.hung.push({ kind: `h2:${seq.kind}`, index });
+      summary.maxConnectionMs = Math.max(summary.maxConnectionMs, res.ms);
+    };
+  };
+  const worker = async (): Promise<void> => {
+    for (let job = nextJob(); job; job = nextJob()) await job();
+  };
+  await Promise.all(Array.from({ length: plan.concurrency }, worker));
+  summary.durationMs = Math.round(performance.now() - started);
+  summary.maxConnectionMs = Math.round(summary.maxConnectionMs);
+  return summary;
+}
+
+if (process.argv[2] !== undefined) {
+  const summary = await main(JSON.parse(process.argv[2]) as DriverPlan);
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
