@@ -16,7 +16,7 @@ export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
   const servicesByIp = new Map<string, MeshService>();
   for (const obj of objects) {
     if (obj.kind !== 'Service' || !isCoreApi(obj.apiVersion)) continue;
-    const svc = readService(obj, warnings);
+    const svc = guarded(obj, warnings, () => readService(obj, warnings));
     if (!svc) continue;
     services.set(objectKey(svc.namespace, svc.name), svc);
     for (const ip of svc.clusterIPs) servicesByIp.set(ip, svc);
@@ -25,9 +25,17 @@ export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
   const routes: CompiledRoute[] = [];
   const attached = new Map<string, CompiledRoute[]>();
   for (const obj of objects) {
-    if (!ROUTE_KINDS.has(obj.kind ?? '') || !obj.apiVersion?.startsWith('gateway.networking.k8s.io/'))
+    const apiVersion: unknown = obj.apiVersion;
+    if (
+      !ROUTE_KINDS.has(obj.kind ?? '') ||
+      typeof apiVersion !== 'string' ||
+      !apiVersion.startsWith('gateway.networking.k8s.io/')
+    )
       continue;
-    const route = compileRoute(obj, obj.kind as CompiledRoute['kind'], services);
+    const route = guarded(obj, warnings, () =>
+      compileRoute(obj, obj.kind as CompiledRoute['kind'], services),
+    );
+    if (route === undefined) continue;
     if (typeof route === 'string') {
       warnings.push(route);
       continue;
@@ -49,6 +57,22 @@ export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
     }
   }
   return { services, servicesByIp, routes, attached, warnings };
+}
+
+/**
+ * The schema checks of compile-route.ts and services.ts follow the CRDs; an object the API server would
+ * never have admitted (a null list item, a number where a string goes: manifests on disk) may still trip
+ * them. Such an object is left out with a warning, never an exception that loses the whole model.
+ */
+function guarded<T>(obj: K8sObject, warnings: string[], read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (error) {
+    const meta: { namespace?: unknown; name?: unknown } = obj.metadata ?? {};
+    const name = [obj.kind, meta.namespace ?? 'default', meta.name].map((v) => JSON.stringify(v)).join(' ');
+    warnings.push(`${name} ignored: malformed (${(error as Error).message})`);
+    return undefined;
+  }
 }
 
 function isCoreApi(apiVersion: string | undefined): boolean {
