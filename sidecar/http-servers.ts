@@ -2,7 +2,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { DownstreamRequest, DownstreamResponse } from './local-reply.ts';
+import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import {
   DEFAULT_HEADER_LIMITS,
@@ -30,9 +30,21 @@ export interface HttpServers {
 }
 
 function hasBody(req: DownstreamRequest): boolean {
-  if (req.httpVersionMajor === 2) return !(req as http2.Http2ServerRequest).stream.endAfterHeaders;
+  // By type, not httpVersionMajor: an HTTP/1.1 parser also takes a request line that says HTTP/2.0.
+  if (req instanceof http2.Http2ServerRequest) return !req.stream.endAfterHeaders;
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * Node's HTTP/1.1 parser also takes a request line that says HTTP/2.0 or HTTP/3.x; everything after it
+ * tells HTTP/2 by the version, so such a request is refused here (505) before it can be taken for one.
+ */
+function http1Only(handler: RequestHandler): RequestHandler {
+  return (req, res) => {
+    if (req.httpVersionMajor === 1) return handler(req, res);
+    localReply(req, res, 505, 'HTTP version not supported', { connection: 'close' });
+  };
 }
 
 export interface HttpServerOptions {
@@ -65,7 +77,7 @@ export function createHttpServers(
         Math.min(1000, Math.floor(limits.headerTimeoutMs / 4) || 1000),
       ),
     },
-    limitHeaders(handler, headerLimits),
+    http1Only(limitHeaders(handler, headerLimits)),
   );
   http1.maxHeadersCount = parsers.http1.maxHeadersCount;
   // Node starts its headersTimeout checks when the server listens; this one is only handed sockets.
