@@ -58,10 +58,8 @@ describe('request header limits on handed-over sockets', () => {
   });
 
   it('HTTP/1.1 parser: a request line saying HTTP/2.0 gets 505 (found by the fuzz test: it crashed the proxy)', async () => {
-    for (const version of ['2.0']) {
-      const reply = await raw(`DELETE /v HTTP/${version}\r\nhost: a\r\ncontent-length: 1\r\n\r\nx`);
-      assert.match(reply, /^HTTP\/1.1 505/, version);
-    }
+    const reply = await raw('DELETE /v HTTP/2.0\r\nhost: a\r\ncontent-length: 1\r\n\r\nx');
+    assert.match(reply, /^HTTP\/1.1 505/);
     assert.match(await raw(`GET /after HTTP/1.1\r\nhost: a\r\n\r\n`), /^HTTP\/1.1 200/);
     assert.deepEqual(reached, ['/after']);
   });
