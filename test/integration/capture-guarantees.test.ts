@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { MeshFixture, type MeshPod } from '../support/mesh-fixture.ts';
+import { MeshFixture, tearDownMesh, type MeshPod } from '../support/mesh-fixture.ts';
 import { podObject } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
@@ -67,16 +67,7 @@ describe('capture guarantees: self-loops, loopback ports, IPv6 (netns + iptables
     await mesh.startSidecars();
   });
 
-  after(async function () {
-    const built = mesh as MeshFixture | undefined;
-    if (process.env.SLUICE_TEST_LOGS) console.log(built?.logs());
-    await built?.destroy();
-  });
-
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed')
-      console.log((mesh as MeshFixture | undefined)?.logs().slice(-20_000));
-  });
+  tearDownMesh(() => mesh);
 
   async function raw(
     from: MeshPod,

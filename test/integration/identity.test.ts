@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { APP_PORT, MeshFixture, TRUST_DOMAIN } from '../support/mesh-fixture.ts';
+import { APP_PORT, MeshFixture, tearDownMesh, TRUST_DOMAIN } from '../support/mesh-fixture.ts';
 import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
@@ -171,16 +171,7 @@ describe('identity an app can trust (netns, attacker)', function () {
     };
   });
 
-  after(async function () {
-    const built = mesh as MeshFixture | undefined;
-    if (process.env.SLUICE_TEST_LOGS) console.log(built?.logs());
-    await built?.destroy();
-  });
-
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed')
-      console.log((mesh as MeshFixture | undefined)?.logs().slice(-20_000));
-  });
+  tearDownMesh(() => mesh);
 
   async function send(
     from: string,

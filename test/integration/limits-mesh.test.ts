@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { MeshFixture, APP_PORT, type MeshPod } from '../support/mesh-fixture.ts';
+import { MeshFixture, tearDownMesh, APP_PORT, type MeshPod } from '../support/mesh-fixture.ts';
 import { httpRoute, podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
@@ -106,16 +106,7 @@ describe('limits and path normalisation, as an attacker, in network namespaces',
     await mesh.startSidecars();
   });
 
-  after(async function () {
-    const built = mesh as MeshFixture | undefined;
-    if (process.env.SLUICE_TEST_LOGS) console.log(built?.logs());
-    await built?.destroy();
-  });
-
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed')
-      console.log((mesh as MeshFixture | undefined)?.logs().slice(-20_000));
-  });
+  tearDownMesh(() => mesh);
 
   async function attack(from: string, plan: Record<string, unknown>): Promise<Attack> {
     const out = await mesh.harness.runIn(

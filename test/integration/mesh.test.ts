@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { MeshFixture, APP_PORT, TRUST_DOMAIN, type MeshPod } from '../support/mesh-fixture.ts';
+import { MeshFixture, tearDownMesh, APP_PORT, TRUST_DOMAIN, type MeshPod } from '../support/mesh-fixture.ts';
 import { httpRoute, podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
@@ -180,16 +180,7 @@ describe('sidecar data plane in network namespaces', function () {
     await mesh.startSidecars();
   });
 
-  after(async function () {
-    const built = mesh as MeshFixture | undefined; // undefined when before() failed or skipped
-    if (process.env.SLUICE_TEST_LOGS) console.log(built?.logs());
-    await built?.destroy();
-  });
-
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed')
-      console.log((mesh as MeshFixture | undefined)?.logs().slice(-20_000));
-  });
+  tearDownMesh(() => mesh);
 
   const get = (path: string, headers: Record<string, string> = {}, vip = VIP.reviews, port = 80) =>
     mesh.client('client', { kind: 'http1', url: `http://${vip}:${port}${path}`, headers });

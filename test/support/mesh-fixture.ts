@@ -44,6 +44,21 @@ export interface MeshPod extends Pod {
   logs: string[];
 }
 
+/**
+ * A suite's teardown: the fixture's logs after a failed test (all of them with SLUICE_TEST_LOGS), then
+ * destroy. `current` returns undefined when before() failed or was skipped.
+ */
+export function tearDownMesh(current: () => MeshFixture | undefined): void {
+  after(async function () {
+    const built = current();
+    if (process.env.SLUICE_TEST_LOGS) console.log(built?.logs());
+    await built?.destroy();
+  });
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') console.log(current()?.logs().slice(-20_000));
+  });
+}
+
 export class MeshFixture {
   readonly harness: NetnsHarness;
   readonly dir: string;
