@@ -331,6 +331,9 @@ async function up(): Promise<number> {
   return 0;
 }
 
+/** Namespace deletion waits for every pod's graceful stop; a busy 2-core machine needs more than 2 min. */
+const DELETE_TIMEOUT_S = 300;
+
 async function down(keepCluster: boolean): Promise<number> {
   const progress = new Progress();
   const found = await kubeconfigCluster();
@@ -348,16 +351,30 @@ async function down(keepCluster: boolean): Promise<number> {
     const cluster = k;
     await progress.step(`namespace ${NAMESPACE}`, () =>
       cluster.kubectl(
-        ['delete', 'namespace', NAMESPACE, '--ignore-not-found', '--wait=true', '--timeout=120s'],
+        [
+          'delete',
+          'namespace',
+          NAMESPACE,
+          '--ignore-not-found',
+          '--wait=true',
+          `--timeout=${DELETE_TIMEOUT_S}s`,
+        ],
         {
-          timeoutMs: 130_000,
+          timeoutMs: (DELETE_TIMEOUT_S + 10) * 1000,
         },
       ),
     );
     await progress.step('Sluice control plane (kubectl delete -k manifests/)', () =>
       cluster.kubectl(
-        ['delete', '-k', join(REPO_DIR, 'manifests'), '--ignore-not-found', '--wait=true', '--timeout=120s'],
-        { timeoutMs: 130_000 },
+        [
+          'delete',
+          '-k',
+          join(REPO_DIR, 'manifests'),
+          '--ignore-not-found',
+          '--wait=true',
+          `--timeout=${DELETE_TIMEOUT_S}s`,
+        ],
+        { timeoutMs: (DELETE_TIMEOUT_S + 10) * 1000 },
       ),
     );
     progress.detail(
