@@ -132,9 +132,6 @@ export function createHttpServers(
     limitHeaders(handler, headerLimits),
   );
   h2.on('sessionError', () => undefined);
-  // A client that half-closes an HTTP/2 connection can send no more frames (not even WINDOW_UPDATE or a
-  // SETTINGS ACK), so nothing left on it can complete: close it rather than wait for a timeout.
-  h2.on('connection', (socket: Duplex) => socket.once('end', () => socket.destroy()));
   h2.on('request', (req: http2.Http2ServerRequest) => {
     const stream = req.stream;
     const body = limits.requestBodyIdleTimeoutMs > 0 && hasBody(req);
