@@ -193,33 +193,29 @@ export function cidrsOfFamily(cidrs: readonly string[], family: IpFamily): strin
   return cidrs.filter((cidr) => (family === 4 ? isIPv4 : isIPv6)(cidr.split('/')[0] ?? ''));
 }
 
-/** True when the pod has an IPv6 address beyond loopback and link-local, i.e. IPv6 traffic can leave it. */
-export function hasRoutableIpv6(
-  interfaces: NodeJS.Dict<{ family: string | number; address: string; internal: boolean }[]>,
-): boolean {
+type Interfaces = NodeJS.Dict<{ family: string | number; address: string; internal: boolean }[]>;
+
+/** Whether the pod has a non-loopback, non-mapped IPv6 address that `keep` accepts. */
+function someIpv6(interfaces: Interfaces, keep: (address: string) => boolean): boolean {
   return Object.values(interfaces).some((addresses) =>
     (addresses ?? []).some(
       (a) =>
         (a.family === 'IPv6' || a.family === 6) &&
         !a.internal &&
-        !/^fe[89ab]/i.test(a.address) &&
-        !a.address.toLowerCase().startsWith('::ffff:'),
+        !a.address.toLowerCase().startsWith('::ffff:') &&
+        keep(a.address),
     ),
   );
 }
 
+/** True when the pod has an IPv6 address beyond loopback and link-local, i.e. IPv6 traffic can leave it. */
+export function hasRoutableIpv6(interfaces: Interfaces): boolean {
+  return someIpv6(interfaces, (address) => !/^fe[89ab]/i.test(address));
+}
+
 /** True when the pod has any IPv6 address beyond loopback (link-local counts: it is reachable on the link). */
-export function hasIpv6(
-  interfaces: NodeJS.Dict<{ family: string | number; address: string; internal: boolean }[]>,
-): boolean {
-  return Object.values(interfaces).some((addresses) =>
-    (addresses ?? []).some(
-      (a) =>
-        (a.family === 'IPv6' || a.family === 6) &&
-        !a.internal &&
-        !a.address.toLowerCase().startsWith('::ffff:'),
-    ),
-  );
+export function hasIpv6(interfaces: Interfaces): boolean {
+  return someIpv6(interfaces, () => true);
 }
 
 /** An environment problem (iptables missing, not permitted, rejected input), reported as one line. */
