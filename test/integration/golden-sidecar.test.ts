@@ -11,6 +11,7 @@ import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { grpcCall, startEchoServer, type EchoReply } from '../../images/echo/echo-server.ts';
+import { upstream, type Upstream } from '../support/scripted-upstream.ts';
 import {
   goldenCaseNames,
   planGoldenCase,
@@ -34,31 +35,8 @@ interface Observed {
   echo: EchoReply | undefined;
 }
 
-interface Recorder {
-  port: number;
-  hits: { method: string; url: string; host: string | undefined }[];
-  close(): Promise<void>;
-}
-
-/** A plain HTTP server that records hits (for mirror targets, whose responses the sidecar discards). */
-async function recorder(): Promise<Recorder> {
-  const hits: Recorder['hits'] = [];
-  const server = http.createServer((req, res) => {
-    hits.push({ method: req.method!, url: req.url!, host: req.headers.host });
-    req.resume();
-    res.end('ok');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    hits,
-    close: () =>
-      new Promise((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
+/** Mirror targets: the sidecar discards their responses, only the hits matter. */
+const recorder = (): Promise<Upstream> => upstream((_n, _req, res) => res.end('ok'));
 
 async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -147,7 +125,7 @@ function assertMatchesPlan(planned: PlannedRequest, seen: Observed): void {
 }
 
 /** Waits for the copy each planned mirror sends (it goes out alongside the request, not before it). */
-async function assertMirrored(planned: PlannedRequest, mirrors: Map<string, Recorder>): Promise<void> {
+async function assertMirrored(planned: PlannedRequest, mirrors: Map<string, Upstream>): Promise<void> {
   const s = planned.summary;
   if (!('forward' in s)) return;
   const f = s.forward;
@@ -172,9 +150,9 @@ describe('golden request plans through the sidecar (loopback)', () => {
   async function backends(
     c: GoldenCase,
     mirrorTargets: Set<string>,
-  ): Promise<{ slices: K8sObject[]; mirrors: Map<string, Recorder> }> {
+  ): Promise<{ slices: K8sObject[]; mirrors: Map<string, Upstream> }> {
     const slices: K8sObject[] = [];
-    const mirrors = new Map<string, Recorder>();
+    const mirrors = new Map<string, Upstream>();
     for (const svc of c.model.services.values()) {
       const ports: { name?: string; port: number }[] = [];
       for (const p of svc.ports) {

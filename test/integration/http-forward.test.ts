@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import { forwardOutbound } from '../../sidecar/http-forward.ts';
@@ -10,36 +9,10 @@ import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { httpRoute, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import { waitFor } from '../support/wait-for.ts';
+import { upstream } from '../support/scripted-upstream.ts';
 
 // The forwarding path on loopback with real sockets (no capture needed): the outbound HTTP server is
 // driven directly with a fixed destination, upstreams are small HTTP servers with scripted behaviour.
-
-interface Upstream {
-  port: number;
-  hits: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
-  close(): Promise<void>;
-}
-
-async function upstream(
-  behaviour: (n: number, req: http.IncomingMessage, res: http.ServerResponse) => void,
-): Promise<Upstream> {
-  const hits: Upstream['hits'] = [];
-  const server = http.createServer((req, res) => {
-    hits.push({ method: req.method!, url: req.url!, headers: req.headers });
-    req.resume();
-    behaviour(hits.length, req, res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    hits,
-    close: () =>
-      new Promise((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
 
 describe('HTTP forwarding (loopback)', () => {
   const closers: (() => Promise<void> | void)[] = [];
