@@ -48,6 +48,8 @@ export interface EchoReply {
   protocol: 'HTTP/1.1' | 'HTTP/2';
   remoteAddress: string | null;
   bodyLength: number;
+  /** With EchoServerOptions.upstream: what the upstream answered (its JSON if it sent JSON). */
+  upstream?: { status: number; body: unknown } | { error: string };
 }
 
 export interface EchoServerOptions {
@@ -60,7 +62,28 @@ export interface EchoServerOptions {
   pod?: string;
   /** Called as each request arrives, before it is answered. */
   onRequest?: (method: string, url: string) => void;
+  /**
+   * A base URL (http://host:port). Each plain request is first sent there with the same method-less GET,
+   * path and the headers an app propagates (UPSTREAM_HEADERS); the reply embeds the answer as `upstream`.
+   * This makes the echo a small front end calling another Service, the way a storefront calls reviews.
+   */
+  upstream?: string;
 }
+
+/** Headers a well-behaved app copies from its request onto the calls it makes: user and trace context. */
+export const UPSTREAM_HEADERS = [
+  'end-user',
+  'x-request-id',
+  'traceparent',
+  'tracestate',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+];
+const UPSTREAM_TIMEOUT_MS = 10_000;
 
 export interface EchoServer {
   readonly name: string;
@@ -84,9 +107,10 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
   const host = options.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
 
+  const upstream = options.upstream === undefined ? undefined : new URL(options.upstream);
   const onRequest = (req: EchoRequest, res: EchoResponse): void => {
     options.onRequest?.(req.method ?? '', req.url ?? '');
-    handleRequest(name, pod, req, res).catch(() => {
+    handleRequest(name, pod, upstream, req, res).catch(() => {
       res.destroy();
     });
   };
@@ -154,6 +178,7 @@ function routeByPreface(socket: net.Socket, h1: http.Server, h2: http2.Http2Serv
 async function handleRequest(
   name: string,
   pod: string | undefined,
+  upstream: URL | undefined,
   req: EchoRequest,
   res: EchoResponse,
 ): Promise<void> {
@@ -184,6 +209,7 @@ async function handleRequest(
   }
 
   const bodyLength = await drainBody(req);
+  const upstreamAnswer = upstream ? await callUpstream(upstream, req) : undefined;
   await sleep(params.delayMs, res);
   if (res.destroyed) return;
   const bodyAllowed = req.method !== 'HEAD' && ![204, 205, 304].includes(params.status);
@@ -197,6 +223,13 @@ async function handleRequest(
     return;
   }
   const reply = describeRequest(name, pod, req, bodyLength);
+  if (upstreamAnswer) {
+    reply.upstream = upstreamAnswer;
+    if ('error' in upstreamAnswer) {
+      sendJson(res, 502, reply);
+      return;
+    }
+  }
   if (bodyAllowed) sendJson(res, params.status, reply);
   else {
     res.writeHead(params.status);
@@ -272,6 +305,40 @@ function describeRequest(
     remoteAddress: req.socket.remoteAddress ?? null,
     bodyLength,
   };
+}
+
+/** GET upstream + the request's path, with the propagated headers; never throws. */
+function callUpstream(
+  upstream: URL,
+  req: EchoRequest,
+): Promise<{ status: number; body: unknown } | { error: string }> {
+  const headers: OutgoingHttpHeaders = {};
+  for (const name of UPSTREAM_HEADERS) {
+    const value = req.headers[name];
+    if (value !== undefined) headers[name] = value;
+  }
+  const target = new URL(req.url ?? '/', upstream);
+  return new Promise((resolve) => {
+    const call = http.get(target, { headers, timeout: UPSTREAM_TIMEOUT_MS }, (answer) => {
+      const chunks: Buffer[] = [];
+      answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+      answer.once('error', (err) => resolve({ error: err.message }));
+      answer.once('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // not JSON: kept as text
+        }
+        resolve({ status: answer.statusCode ?? 0, body });
+      });
+    });
+    call.once('timeout', () =>
+      call.destroy(new Error(`no answer from ${upstream.host} in ${UPSTREAM_TIMEOUT_MS} ms`)),
+    );
+    call.once('error', (err) => resolve({ error: err.message }));
+  });
 }
 
 function sendJson(res: EchoResponse, status: number, body: unknown): void {

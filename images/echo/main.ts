@@ -4,6 +4,7 @@
  *   --name NAME    / ECHO_NAME    reported as `name` and x-echo-name (default: the pod name)
  *   --ports LIST   / ECHO_PORTS   comma-separated ports (default 8080)
  *   --host HOST    / ECHO_HOST    listen address (default 0.0.0.0)
+ *   --upstream URL / ECHO_UPSTREAM call URL + the request's path first and embed its answer (a front end)
  * The pod name (POD_NAME, else HOSTNAME, which Kubernetes sets to it) is reported as `pod` in every reply.
  */
 import { parseArgs } from 'node:util';
@@ -11,22 +12,33 @@ import { startEchoServer } from './echo-server.ts';
 import type { EchoServer } from './echo-server.ts';
 
 const USAGE =
-  'usage: echo [--name NAME] [--ports PORT[,PORT...]] [--host HOST]  (or ECHO_NAME, ECHO_PORTS, ECHO_HOST)';
+  'usage: echo [--name NAME] [--ports PORT[,PORT...]] [--host HOST] [--upstream URL]  (or ECHO_NAME, ECHO_PORTS, ECHO_HOST, ECHO_UPSTREAM)';
 
 interface EchoSettings {
   name: string;
   pod: string | undefined;
   ports: number[];
   host: string;
+  upstream: string | undefined;
 }
 
 /** Settings from flags and environment; a string is the error to print. */
 export function echoSettings(argv: string[], env: NodeJS.ProcessEnv): EchoSettings | string {
-  let values: { name?: string | undefined; ports?: string | undefined; host?: string | undefined };
+  let values: {
+    name?: string | undefined;
+    ports?: string | undefined;
+    host?: string | undefined;
+    upstream?: string | undefined;
+  };
   try {
     values = parseArgs({
       args: argv,
-      options: { name: { type: 'string' }, ports: { type: 'string' }, host: { type: 'string' } },
+      options: {
+        name: { type: 'string' },
+        ports: { type: 'string' },
+        host: { type: 'string' },
+        upstream: { type: 'string' },
+      },
       strict: true,
     }).values;
   } catch (err) {
@@ -41,7 +53,15 @@ export function echoSettings(argv: string[], env: NodeJS.ProcessEnv): EchoSettin
     if (!(port >= 1 && port <= 65535)) return `bad port '${word}' in '${portList}'`;
     if (!ports.includes(port)) ports.push(port);
   }
-  return { name, pod, ports, host: nonEmpty(values.host) ?? nonEmpty(env.ECHO_HOST) ?? '0.0.0.0' };
+  const upstream = nonEmpty(values.upstream) ?? nonEmpty(env.ECHO_UPSTREAM);
+  if (upstream !== undefined && !/^http:\/\/[^/]+/.test(upstream)) return `bad upstream '${upstream}'`;
+  return {
+    name,
+    pod,
+    ports,
+    host: nonEmpty(values.host) ?? nonEmpty(env.ECHO_HOST) ?? '0.0.0.0',
+    upstream,
+  };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -58,7 +78,13 @@ async function main(): Promise<number> {
   try {
     for (const port of settings.ports) {
       servers.push(
-        await startEchoServer({ name: settings.name, pod: settings.pod, port, host: settings.host }),
+        await startEchoServer({
+          name: settings.name,
+          pod: settings.pod,
+          port,
+          host: settings.host,
+          ...(settings.upstream === undefined ? {} : { upstream: settings.upstream }),
+        }),
       );
     }
   } catch (err) {

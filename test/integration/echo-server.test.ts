@@ -43,6 +43,48 @@ describe('echo server (test tooling)', () => {
       assert.equal(reply.bodyLength, 12);
     });
 
+    it('as a front end, calls its upstream with the user and trace headers and embeds the answer', async () => {
+      const front = await startEchoServer({ name: 'front', upstream: base });
+      try {
+        const res = await fetch(`http://127.0.0.1:${front.port}/products/1?x=1`, {
+          headers: {
+            'end-user': 'jason',
+            traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+            'x-other': 'no',
+          },
+        });
+        assert.equal(res.status, 200);
+        const reply = (await res.json()) as EchoReply;
+        assert.equal(reply.name, 'front');
+        const upstream = reply.upstream as { status: number; body: EchoReply };
+        assert.equal(upstream.status, 200);
+        assert.equal(upstream.body.name, 'backend-a');
+        assert.equal(upstream.body.path, '/products/1?x=1');
+        assert.equal(upstream.body.headers['end-user'], 'jason');
+        assert.equal(
+          upstream.body.headers.traceparent,
+          '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+        );
+        assert.equal(upstream.body.headers['x-other'], undefined);
+      } finally {
+        await front.close();
+      }
+    });
+
+    it('as a front end, answers 502 with the cause when its upstream cannot be reached', async () => {
+      const closed = await startEchoServer({ name: 'gone' });
+      await closed.close();
+      const front = await startEchoServer({ name: 'front', upstream: `http://127.0.0.1:${closed.port}` });
+      try {
+        const res = await fetch(`http://127.0.0.1:${front.port}/`);
+        assert.equal(res.status, 502);
+        const reply = (await res.json()) as EchoReply;
+        assert.match((reply.upstream as { error: string }).error, /ECONNREFUSED/);
+      } finally {
+        await front.close();
+      }
+    });
+
     it('has a null peerIdentity when the header is absent', async () => {
       const reply = (await (await fetch(`${base}/`)).json()) as EchoReply;
       assert.equal(reply.peerIdentity, null);

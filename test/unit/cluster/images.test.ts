@@ -161,6 +161,7 @@ describe('echo image settings', () => {
       pod: 'echo-7d9f-abcde',
       ports: [8080],
       host: '0.0.0.0',
+      upstream: undefined,
     });
   });
 
@@ -171,6 +172,7 @@ describe('echo image settings', () => {
       pod: 'echo-1',
       ports: [8080, 9090],
       host: '::',
+      upstream: undefined,
     });
   });
 
@@ -178,5 +180,11 @@ describe('echo image settings', () => {
     assert.match(echoSettings(['--ports', '8080,70000'], {}) as string, /bad port '70000'/);
     assert.match(echoSettings(['--ports', ''], { ECHO_PORTS: 'x' }) as string, /bad port 'x'/);
     assert.equal(typeof echoSettings(['--bogus'], {}), 'string');
+    assert.match(echoSettings([], { ECHO_UPSTREAM: 'reviews:9080' }) as string, /bad upstream/);
+  });
+
+  it('takes an upstream to call from the flag or ECHO_UPSTREAM', () => {
+    const settings = echoSettings([], { ECHO_NAME: 'front', ECHO_UPSTREAM: 'http://reviews:9080' });
+    assert.equal(typeof settings === 'string' ? settings : settings.upstream, 'http://reviews:9080');
   });
 });
