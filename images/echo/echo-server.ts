@@ -66,6 +66,7 @@ export interface EchoServerOptions {
    * A base URL (http://host:port). Each plain request is first sent there with the same method-less GET,
    * path and the headers an app propagates (UPSTREAM_HEADERS); the reply embeds the answer as `upstream`.
    * This makes the echo a small front end calling another Service, the way a storefront calls reviews.
+   * /healthz is answered without the call.
    */
   upstream?: string;
 }
@@ -84,6 +85,8 @@ export const UPSTREAM_HEADERS = [
   'x-b3-flags',
 ];
 const UPSTREAM_TIMEOUT_MS = 10_000;
+/** Answered without calling the upstream, so a front end's readiness does not depend on its backends. */
+const HEALTH_PATH = '/healthz';
 
 export interface EchoServer {
   readonly name: string;
@@ -209,7 +212,8 @@ async function handleRequest(
   }
 
   const bodyLength = await drainBody(req);
-  const upstreamAnswer = upstream ? await callUpstream(upstream, req) : undefined;
+  const upstreamAnswer =
+    upstream && params.pathname !== HEALTH_PATH ? await callUpstream(upstream, req) : undefined;
   await sleep(params.delayMs, res);
   if (res.destroyed) return;
   const bodyAllowed = req.method !== 'HEAD' && ![204, 205, 304].includes(params.status);
