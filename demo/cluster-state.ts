@@ -3,6 +3,9 @@
 import { MESH_CONTROLLER_NAME } from '../mesh-model/controller-name.ts';
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 
+/** The Gateway controller's name (controllerName of GatewayClass sluice). */
+export const GATEWAY_CONTROLLER_NAME = 'sluice.dev/gateway-controller';
+
 type Json = Record<string, unknown>;
 
 function record(value: unknown): Json {
@@ -131,13 +134,23 @@ export interface ParentStatus {
 
 /** The mesh controller's status entry for a Service parent of the route, judged for its current generation. */
 export function meshParentStatus(route: unknown, service: string): ParentStatus {
+  return parentStatus(route, MESH_CONTROLLER_NAME, 'Service', service);
+}
+
+/** The gateway controller's status entry for a Gateway parent of the route. */
+export function gatewayParentStatus(route: unknown, gateway: string): ParentStatus {
+  return parentStatus(route, GATEWAY_CONTROLLER_NAME, 'Gateway', gateway);
+}
+
+function parentStatus(route: unknown, controller: string, kind: string, name: string): ParentStatus {
   const r = record(route);
   const generation = count(record(r.metadata).generation);
   const entry = list(record(r.status).parents).find((p) => {
     const ref = record(p.parentRef);
-    return p.controllerName === MESH_CONTROLLER_NAME && ref.kind === 'Service' && ref.name === service;
+    // A Gateway parentRef may leave kind out (it defaults to Gateway).
+    return p.controllerName === controller && (ref.kind ?? 'Gateway') === kind && ref.name === name;
   });
-  if (!entry) return { accepted: false, lines: [`no status from ${MESH_CONTROLLER_NAME} yet`] };
+  if (!entry) return { accepted: false, lines: [`no status from ${controller} yet`] };
   const conditions = list(entry.conditions);
   const lines = conditions.map(
     (c) =>
@@ -219,4 +232,35 @@ export function runningPod(pods: readonly unknown[], app: string): string | unde
     );
   });
   return pod ? nameOf(pod) : undefined;
+}
+
+export interface GatewayState {
+  /** Programmed is True for the current generation and there is an address. */
+  ready: boolean;
+  /** The first address in status.addresses, if any. */
+  address: string | undefined;
+  /** Conditions as "Type=Status (Reason): message", or why there are none yet. */
+  lines: string[];
+}
+
+/** A Gateway's readiness and address, from its status. */
+export function gatewayState(gateway: unknown): GatewayState {
+  const g = record(gateway);
+  const generation = count(record(g.metadata).generation);
+  const status = record(g.status);
+  const conditions = list(status.conditions);
+  const address = list(status.addresses)
+    .map((a) => text(a.value))
+    .find((v) => v !== undefined && v !== '');
+  const lines = conditions.map(
+    (c) =>
+      `${text(c.type) ?? '?'}=${text(c.status) ?? '?'} (${text(c.reason) ?? ''})` +
+      (text(c.message) ? `: ${text(c.message) ?? ''}` : ''),
+  );
+  const programmed = conditions.some(
+    (c) => c.type === 'Programmed' && c.status === 'True' && count(c.observedGeneration) >= generation,
+  );
+  if (lines.length === 0) lines.push('no status yet');
+  if (address === undefined) lines.push('no address yet');
+  return { ready: programmed && address !== undefined, address, lines };
 }

@@ -1,5 +1,5 @@
-// `npm run demo`: Sluice on a cluster, a sample with a 90/10 canary route, 300 requests through the mesh and
-// the split they took; then 50/50 and again. `npm run demo -- --down [--keep-cluster]` removes it all.
+// `npm run demo`: Sluice on a cluster; a storefront behind a Gateway (demo/storefront.ts); a sample with a
+// 90/10 canary route, 300 requests through the mesh and the split they took; then 50/50 and again. `npm run demo -- --down [--keep-cluster]` removes it all.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +33,7 @@ import {
   withWeights,
   type Weights,
 } from './split-report.ts';
+import { storefrontWalkthrough } from './storefront.ts';
 import { getJson, items, waitFor, waitForRollouts } from './waits.ts';
 
 const USAGE = 'usage: npm run demo [-- --down [--keep-cluster]]';
@@ -320,6 +321,7 @@ async function up(): Promise<number> {
   await installGatewayApi(k, progress);
   await installSluice(k, progress);
   const clientPod = await deploySample(k, progress);
+  await storefrontWalkthrough(k, progress);
   const canary = routeWeights(readRouteFile());
   await applyRoute(k, progress, clientPod, canary);
   await sendRequests(k, progress, clientPod, canary);

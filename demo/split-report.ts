@@ -208,3 +208,23 @@ export function describeWeights(weights: Weights): string {
     .map(([name, weight]) => `${name} ${weight}`)
     .join(', ');
 }
+
+/**
+ * One reply of the storefront's front end (the echo server with --upstream): `front` says whom the front's
+ * sidecar saw calling (the Gateway), `reviews` which version of reviews answered and whom it saw (the front).
+ */
+export function storefrontReply(status: number, body: string): { front: Reply; reviews: Reply } {
+  const front = toReply(status, body);
+  if (front.failure !== undefined) return { front, reviews: front };
+  const parsed = JSON.parse(body) as Record<string, unknown>;
+  const upstream = isRecord(parsed.upstream) ? parsed.upstream : {};
+  const reviews =
+    typeof upstream.status === 'number'
+      ? toReply(upstream.status, JSON.stringify(upstream.body))
+      : {
+          backend: null,
+          peerIdentity: null,
+          failure: `front: ${typeof upstream.error === 'string' ? upstream.error : 'no upstream answer'}`,
+        };
+  return { front, reviews };
+}

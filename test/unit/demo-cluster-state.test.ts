@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import {
   containerProblems,
+  gatewayParentStatus,
+  gatewayState,
   isImageProblem,
   meshParentStatus,
   podsWithoutSidecar,
@@ -177,6 +179,47 @@ describe('demo: cluster state', () => {
         lines: ['no status from sluice.dev/mesh yet'],
       });
       assert.equal(meshParentStatus({}, 'helloworld').accepted, false);
+    });
+  });
+
+  describe('gatewayParentStatus', () => {
+    it("reads the gateway controller's entry for a Gateway parent (kind defaults to Gateway)", () => {
+      const entry = {
+        parentRef: { name: 'storefront', sectionName: 'http' },
+        controllerName: 'sluice.dev/gateway-controller',
+        conditions: [condition('Accepted', 'True', 1), condition('ResolvedRefs', 'True', 1)],
+      };
+      assert.equal(gatewayParentStatus(route(1, [entry]), 'storefront').accepted, true);
+      assert.equal(gatewayParentStatus(route(1, [entry]), 'other').accepted, false);
+      const meshOnly = route(1, [meshParent([condition('Accepted', 'True', 1)])]);
+      assert.deepEqual(gatewayParentStatus(meshOnly, 'helloworld').lines, [
+        'no status from sluice.dev/gateway-controller yet',
+      ]);
+    });
+  });
+
+  describe('gatewayState', () => {
+    const gateway = (generation: number, conditions: object[], addresses: object[]) => ({
+      metadata: { name: 'storefront', generation },
+      status: { conditions, addresses },
+    });
+
+    it('is ready with Programmed True for the current generation and an address', () => {
+      const state = gatewayState(
+        gateway(2, [condition('Programmed', 'True', 2)], [{ type: 'IPAddress', value: '10.96.0.20' }]),
+      );
+      assert.deepEqual(state, {
+        ready: true,
+        address: '10.96.0.20',
+        lines: ['Programmed=True (Programmed): Programmed message'],
+      });
+    });
+
+    it('is not ready without an address, for an older generation, or without status', () => {
+      assert.equal(gatewayState(gateway(1, [condition('Programmed', 'True', 1)], [])).ready, false);
+      const old = gatewayState(gateway(3, [condition('Programmed', 'True', 2)], [{ value: '10.96.0.20' }]));
+      assert.equal(old.ready, false);
+      assert.deepEqual(gatewayState({}).lines, ['no status yet', 'no address yet']);
     });
   });
 

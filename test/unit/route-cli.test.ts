@@ -149,6 +149,12 @@ describe('sluice route test', () => {
     assert.match(r.stdout, /5 passed, 0 failed/);
   });
 
+  it("passes the demo storefront's route tests", () => {
+    const r = sluice('route', 'test', 'demo/storefront/routes.test.yaml');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /3 passed, 0 failed/);
+  });
+
   it('fails with a readable diff when an expectation is wrong', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-rt-'));
     try {
