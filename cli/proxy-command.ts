@@ -76,29 +76,6 @@ function limitsFrom(values: Partial<Record<keyof typeof LIMIT_FLAGS, string>>): 
   return limits as unknown as ProxyLimits;
 }
 
-/**
- * undici (7.x) asserts `!this.paused` when an upstream HTTP/1.1 socket ends while its parser is paused for
- * backpressure, and the throw, in a socket event handler, would take the whole proxy down (the fuzz test hit
- * it; issue 16 names the paused-parser bug). Only that assertion is logged and survived: the connection is
- * ending anyway. Any other uncaught exception still ends the process, as by default.
- */
-function survivePausedParserEnd(log: Logger): void {
-  process.on('uncaughtException', (error) => {
-    const stack = error.stack ?? '';
-    if (
-      (error as { code?: string }).code === 'ERR_ASSERTION' &&
-      stack.includes('undici/lib/dispatcher/client-h1.js')
-    ) {
-      log.error('upstream connection ended while paused (undici assertion survived)', {
-        error: stack.split('\n')[0],
-      });
-      return;
-    }
-    process.stderr.write(`${stack || String(error)}\n`);
-    process.exit(1);
-  });
-}
-
 export async function main(args: string[]): Promise<number | undefined> {
   const { values } = parseFlags(() =>
     parseArgs({
@@ -150,7 +127,6 @@ export async function main(args: string[]): Promise<number | undefined> {
     throw new UsageError(`--escaped-slashes must be reject or keep, got '${escapedSlashes}'`);
   const limits = limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>);
   const log = jsonLogger('proxy');
-  survivePausedParserEnd(log);
   const { source, identity } =
     values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
   const proxy = new SidecarProxy({
