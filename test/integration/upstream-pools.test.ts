@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
+import type { Endpoint } from '../../mesh-model/endpoints.ts';
 import { forwardOutbound } from '../../sidecar/http-forward.ts';
 import { createHttpServers } from '../../sidecar/http-servers.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
@@ -14,7 +16,6 @@ import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
 import { MeshTlsCredentials } from '../../pki/tls-options.ts';
 import { httpRoute, podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import { waitFor } from '../support/wait-for.ts';
-import { jsonLogger } from '../../lib/json-log.ts';
 
 // The upstream half of a sidecar with real sockets on loopback: the sidecar's outbound HTTP server and
 // its undici pool over mesh mTLS to an upstream whose TLS handshake a gate holds back, so a request can be
@@ -180,7 +181,7 @@ describe('upstream requests cancelled while queued in undici (loopback, mesh mTL
     const creds = new MeshTlsCredentials(clientIdentity);
     // One connection per endpoint: a connection left paused would turn every later request into a 503.
     const pools = new UpstreamPools(() => creds, { maxConnections: 1 });
-    const deps = { pools, lb: new LoadBalancer(), metrics: new ProxyMetrics(), log: jsonLogger('test') };
+    const deps = { pools, lb: new LoadBalancer(), metrics: new ProxyMetrics() };
     const routing = view.byDestination.get('10.96.0.1:80');
     const servers = createHttpServers((req, res) =>
       forwardOutbound(deps, view, routing, { address: '10.96.0.1', port: 80 }, req, res),
@@ -258,5 +259,64 @@ describe('upstream requests cancelled while queued in undici (loopback, mesh mTL
     });
     assert.equal(bodyBytes(), big.length);
     client.destroy();
+  });
+});
+
+describe('upstream pools shrink (loopback)', function () {
+  this.timeout(30_000);
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  /** A Node HTTP server (it hints `Keep-Alive: timeout=3600`, as a peer sidecar does) counting its connections. */
+  async function keepAliveServer(): Promise<{ port: number; open: () => Promise<number> }> {
+    const server = http.createServer((_req, res) => res.end('ok'));
+    server.keepAliveTimeout = 3_600_000;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const open = (): Promise<number> =>
+      new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+    return { port: (server.address() as AddressInfo).port, open };
+  }
+
+  function endpoint(port: number): Endpoint {
+    return { address: '127.0.0.1', port, ready: true, identity: undefined, pod: undefined };
+  }
+
+  async function request(pools: UpstreamPools, ep: Endpoint): Promise<void> {
+    const res = await pools.pool(ep).request({ path: '/', method: 'GET' });
+    assert.equal(await res.body.text(), 'ok');
+  }
+
+  it('closes a pooled connection idle for --upstream-idle-timeout-ms, on both ends', async () => {
+    const up = await keepAliveServer();
+    const pools = new UpstreamPools(() => undefined, { idleMs: 300 });
+    closers.push(() => pools.destroy());
+    const ep = endpoint(up.port);
+    await Promise.all([request(pools, ep), request(pools, ep), request(pools, ep)]);
+    assert.ok((await up.open()) >= 1);
+    await waitFor('the upstream to see its pooled connections closed', async () => (await up.open()) === 0);
+    assert.equal(pools.connectionCount(), 0);
+    await request(pools, ep); // and the pool opens a new one when asked
+  });
+
+  it('closes the pools of endpoints that left the view', async () => {
+    const stays = await keepAliveServer();
+    const leaves = await keepAliveServer();
+    const pools = new UpstreamPools(() => undefined, { idleMs: 3_600_000 });
+    closers.push(() => pools.destroy());
+    pools.retain([endpoint(stays.port), endpoint(leaves.port)]);
+    await request(pools, endpoint(stays.port));
+    await request(pools, endpoint(leaves.port));
+    pools.retain([endpoint(stays.port)]);
+    await waitFor(
+      'the departed endpoint to see its connection closed',
+      async () => (await leaves.open()) === 0,
+    );
+    assert.equal(await stays.open(), 1, 'the endpoint still in the view keeps its connection');
   });
 });
