@@ -48,6 +48,7 @@ limits (docs/security.md; 0 turns a timeout or cap off):
   --request-body-idle-timeout-ms N  a request body silent for N ms is cut, default 60000
   --stream-idle-timeout-ms N        a request or HTTP/2 stream silent for N ms is cut, default 300000
   --idle-timeout-ms N               an HTTP connection with no request for N ms is closed, default 3600000
+  --upstream-idle-timeout-ms N      a pooled upstream connection unused for N ms is closed, default 60000
   --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
   --max-downstream-connections N    open connections per listener, default 10000
   --max-upstream-connections N      connections per upstream endpoint (then 503), default 1024
@@ -59,6 +60,7 @@ const LIMIT_FLAGS = {
   'request-body-idle-timeout-ms': 'requestBodyIdleTimeoutMs',
   'stream-idle-timeout-ms': 'streamIdleTimeoutMs',
   'idle-timeout-ms': 'idleTimeoutMs',
+  'upstream-idle-timeout-ms': 'upstreamIdleTimeoutMs',
   'tcp-idle-timeout-ms': 'tcpIdleTimeoutMs',
   'max-downstream-connections': 'maxDownstreamConnections',
   'max-upstream-connections': 'maxUpstreamConnections',
@@ -74,29 +76,6 @@ function limitsFrom(values: Partial<Record<keyof typeof LIMIT_FLAGS, string>>): 
     limits[key] = Number(value);
   }
   return limits as unknown as ProxyLimits;
-}
-
-/**
- * undici (7.x) asserts `!this.paused` when an upstream HTTP/1.1 socket ends while its parser is paused for
- * backpressure, and the throw, in a socket event handler, would take the whole proxy down (the fuzz test hit
- * it; issue 16 names the paused-parser bug). Only that assertion is logged and survived: the connection is
- * ending anyway. Any other uncaught exception still ends the process, as by default.
- */
-function survivePausedParserEnd(log: Logger): void {
-  process.on('uncaughtException', (error) => {
-    const stack = error.stack ?? '';
-    if (
-      (error as { code?: string }).code === 'ERR_ASSERTION' &&
-      stack.includes('undici/lib/dispatcher/client-h1.js')
-    ) {
-      log.error('upstream connection ended while paused (undici assertion survived)', {
-        error: stack.split('\n')[0],
-      });
-      return;
-    }
-    process.stderr.write(`${stack || String(error)}\n`);
-    process.exit(1);
-  });
 }
 
 export async function main(args: string[]): Promise<number | undefined> {
@@ -150,7 +129,6 @@ export async function main(args: string[]): Promise<number | undefined> {
     throw new UsageError(`--escaped-slashes must be reject or keep, got '${escapedSlashes}'`);
   const limits = limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>);
   const log = jsonLogger('proxy');
-  survivePausedParserEnd(log);
   const { source, identity } =
     values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
   const proxy = new SidecarProxy({

@@ -388,6 +388,8 @@ function sendH1(
   const bodyless = isBodyless(req) || (req as Readable).readableEnded;
   let controller: Dispatcher.DispatchController | undefined;
   let body: Readable | undefined;
+  let cancelled = false;
+  let settled = false;
   deps.pools.pool(ep).dispatch(
     {
       path: r.path,
@@ -398,26 +400,42 @@ function sendH1(
     {
       onRequestStart(c) {
         controller = c;
+        // Cancelled while it waited in undici's queue for a connection (no controller to abort then):
+        // drop it before a byte is sent, or its response would arrive for nobody.
+        if (cancelled) c.abort(new Error('request cancelled'));
       },
       onResponseStart(c, status, responseHeaders) {
-        body = new Readable({ read: () => c.resume() });
+        body = new Readable({
+          read: () => c.resume(),
+          // A body discarded before its end (client gone, timeout, error) gives the connection up: pausing
+          // the parser for a reader that will never come would hold the connection forever.
+          destroy: (err, callback) => {
+            if (!settled) c.abort(err ?? new Error('response discarded'));
+            callback(err);
+          },
+        });
         h.response(status, responseHeaders, body);
       },
       onResponseData(c, chunk) {
-        if (!body!.push(chunk)) c.pause();
+        if (!body!.push(chunk) && !body!.destroyed) c.pause();
       },
       onResponseEnd(_c, trailers) {
+        settled = true;
         (body as Readable & { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers = trailers;
         body!.push(null);
       },
       onResponseError(_c, err) {
+        settled = true;
         if (body) body.destroy(err);
         // Retryable while no request byte can have been sent: no body, or a body nobody has read yet.
         else h.error(err, bodyless || !(req as Readable).readableDidRead);
       },
     },
   );
-  return () => controller?.abort(new Error('request cancelled'));
+  return () => {
+    cancelled = true;
+    controller?.abort(new Error('request cancelled'));
+  };
 }
 
 function sendH2(

@@ -153,6 +153,7 @@ export function createHttpServers(
     // A new session must open its first stream within the header timeout; later, a session without
     // streams is idle. Either way it is closed with GOAWAY.
     let streams = 0;
+    const open = new Set<http2.ServerHttp2Stream>();
     let timer: NodeJS.Timeout | undefined;
     const arm = (ms: number, kind: TimeoutKind): void => {
       clearTimeout(timer);
@@ -166,11 +167,22 @@ export function createHttpServers(
     arm(limits.headerTimeoutMs || limits.idleTimeoutMs, limits.headerTimeoutMs ? 'header' : 'idle');
     s.on('stream', (stream: http2.ServerHttp2Stream) => {
       streams++;
+      open.add(stream);
       clearTimeout(timer);
       stream.once('close', () => {
+        open.delete(stream);
         if (--streams === 0 && !s.closed) arm(limits.idleTimeoutMs, 'idle');
       });
     });
+    // The client half-closed (FIN; sockets are handed over half-open): no byte can follow. A stream still
+    // waiting for its request can never complete and is cancelled; the others finish and their responses
+    // go out, then the session closes (at once when nothing is open, e.g. after a partial frame).
+    const halfClosed = (): void => {
+      for (const stream of open) if (!stream.state.remoteClose) stream.close(http2.constants.NGHTTP2_CANCEL);
+      if (!s.closed) s.close();
+    };
+    if (s.socket.readableEnded) halfClosed();
+    else s.socket.once('end', halfClosed);
     s.on('close', () => {
       clearTimeout(timer);
       sessions.delete(s);

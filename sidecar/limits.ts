@@ -13,6 +13,8 @@ export interface ProxyLimits {
   readonly streamIdleTimeoutMs: number;
   /** An HTTP connection with no request in flight (HTTP/1.1 keep-alive, HTTP/2 session without streams). */
   readonly idleTimeoutMs: number;
+  /** A pooled upstream connection (HTTP/1.1 or an HTTP/2 session) with no request in flight is closed. */
+  readonly upstreamIdleTimeoutMs: number;
   /** No byte in either direction on an opaque TCP connection. */
   readonly tcpIdleTimeoutMs: number;
   /** Open downstream connections per listener; more are closed at accept. */
@@ -26,6 +28,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   requestBodyIdleTimeoutMs: 60_000,
   streamIdleTimeoutMs: 5 * 60_000,
   idleTimeoutMs: 60 * 60_000,
+  upstreamIdleTimeoutMs: 60_000,
   tcpIdleTimeoutMs: 60 * 60_000,
   maxDownstreamConnections: 10_000,
   maxUpstreamConnections: 1024,

@@ -90,6 +90,7 @@ export class SidecarProxy {
     const poolLimits = {
       maxConnections: limits.maxUpstreamConnections,
       streamIdleMs: limits.streamIdleTimeoutMs,
+      idleMs: limits.upstreamIdleTimeoutMs,
     };
     this.#pools = new UpstreamPools(() => this.#credentials, poolLimits);
     this.#appPools = new UpstreamPools(() => this.#credentials, {
@@ -143,7 +144,9 @@ export class SidecarProxy {
     o.source.start(
       (view) => {
         this.#view = view;
-        this.lb.retain([...view.endpoints.values()].flat());
+        const endpoints = [...view.endpoints.values()].flat();
+        this.lb.retain(endpoints);
+        this.#pools.retain(endpoints);
         this.metrics.reloads.inc([o.source.name]);
         o.log.info('config applied', {
           version: view.version,

@@ -35,6 +35,19 @@ export interface UpstreamPoolOptions {
   maxConnections?: number;
   /** How long an upstream may stay silent while a response is awaited or streamed (default 5 min). */
   streamIdleMs?: number;
+  /**
+   * A pooled connection with no request in flight is closed after this long (default 60 s; 0: undici's own
+   * keep-alive, i.e. the upstream's Keep-Alive hint capped at 10 min, and HTTP/2 sessions kept while open).
+   */
+  idleMs?: number;
+}
+
+/** Without a Keep-Alive hint from the upstream, an idle HTTP/1.1 connection is kept at most this long: an
+ * app server may close its end sooner without saying so (Node's default is 5 s). */
+const UNHINTED_KEEP_ALIVE_MS = 4_000;
+
+function keyOf(ep: Endpoint): string {
+  return `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
 }
 
 export class UpstreamPools {
@@ -46,12 +59,16 @@ export class UpstreamPools {
   readonly #localAddress: (address: string) => string | undefined;
   readonly #maxConnections: number;
   readonly #streamIdleMs: number;
+  readonly #idleMs: number;
+  /** Endpoints of the last view given to retain(). */
+  #viewKeys = new Set<string>();
 
   constructor(credentials: () => MeshTlsCredentials | undefined, options: UpstreamPoolOptions = {}) {
     this.#credentials = credentials;
     this.#localAddress = options.localAddress ?? (() => undefined);
     this.#maxConnections = options.maxConnections ?? 1024;
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
+    this.#idleMs = options.idleMs ?? 60_000;
   }
 
   #plainConnect(ep: Endpoint): net.Socket {
@@ -72,7 +89,7 @@ export class UpstreamPools {
   hasCapacity(ep: Endpoint, kind: 'http1' | 'h2' | 'tcp'): boolean {
     const max = this.#maxConnections;
     if (max <= 0 || kind === 'h2') return true;
-    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    const key = keyOf(ep);
     if (kind === 'tcp') return (this.#tcpOpen.get(key) ?? 0) < max;
     const pool = this.#pools.get(key);
     return pool === undefined || pool.stats.size < max;
@@ -86,7 +103,7 @@ export class UpstreamPools {
 
   /** The HTTP/1.1 agent for an endpoint. */
   agent(ep: Endpoint): http.Agent {
-    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    const key = keyOf(ep);
     let agent = this.#agents.get(key);
     if (!agent) {
       const localAddress = ep.identity ? undefined : this.#localAddress(ep.address);
@@ -108,15 +125,19 @@ export class UpstreamPools {
 
   /** The HTTP/1.1 connection pool for an endpoint (undici; mTLS through our own connector). */
   pool(ep: Endpoint): Pool {
-    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    const key = keyOf(ep);
     let pool = this.#pools.get(key);
     if (!pool) {
       const tlsOptions = ep.identity
         ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_HTTP1) }
         : undefined;
+      const idle = this.#idleMs;
       pool = new Pool(`${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`, {
         pipelining: 1,
-        keepAliveTimeout: 4_000,
+        // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
+        // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
+        keepAliveTimeout: idle > 0 ? Math.min(UNHINTED_KEEP_ALIVE_MS, idle) : UNHINTED_KEEP_ALIVE_MS,
+        ...(idle > 0 ? { keepAliveMaxTimeout: idle } : {}),
         headersTimeout: this.#streamIdleMs,
         bodyTimeout: this.#streamIdleMs,
         ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
@@ -139,7 +160,7 @@ export class UpstreamPools {
 
   /** A live HTTP/2 session to an endpoint (h2 over mTLS, or h2c). */
   session(ep: Endpoint): http2.ClientHttp2Session {
-    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    const key = keyOf(ep);
     const existing = this.#sessions.get(key);
     if (existing && !existing.closed && !existing.destroyed) return existing;
     const authority = `${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`;
@@ -157,7 +178,8 @@ export class UpstreamPools {
     session.on('close', forget);
     session.on('goaway', forget);
     session.on('error', forget);
-    session.setTimeout(120_000, () => session.close());
+    // Idle: no frame either way for that long (a stream still open finishes; the next request opens anew).
+    if (this.#idleMs > 0) session.setTimeout(this.#idleMs, () => session.close());
     session.unref();
     this.#sessions.set(key, session);
     return session;
@@ -168,7 +190,7 @@ export class UpstreamPools {
     const socket = ep.identity
       ? tls.connect({ host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_TCP) })
       : this.#plainConnect(ep);
-    const key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+    const key = keyOf(ep);
     this.#tcpOpen.set(key, (this.#tcpOpen.get(key) ?? 0) + 1);
     socket.once('close', () => {
       const n = (this.#tcpOpen.get(key) ?? 1) - 1;
@@ -179,14 +201,41 @@ export class UpstreamPools {
   }
 
   /**
+   * A new view: pools of endpoints that were in the previous view and are not in this one close (idle
+   * connections now, busy ones after their request). Addresses dialled directly (not Services) are left
+   * to the idle timeout.
+   */
+  retain(endpoints: Iterable<Endpoint>): void {
+    const keys = new Set<string>();
+    for (const ep of endpoints) keys.add(keyOf(ep));
+    for (const key of this.#viewKeys) {
+      if (keys.has(key)) continue;
+      const pool = this.#pools.get(key);
+      if (pool) void pool.close().catch(() => undefined);
+      this.#pools.delete(key);
+      this.#sessions.get(key)?.close();
+      this.#sessions.delete(key);
+      const agent = this.#agents.get(key);
+      if (agent) closeAgent(agent);
+      this.#agents.delete(key);
+    }
+    this.#viewKeys = keys;
+  }
+
+  /** Connections to each endpoint, for tests and the admin view: HTTP/1.1 pooled + HTTP/2 sessions. */
+  connectionCount(): number {
+    let n = 0;
+    for (const p of this.#pools.values()) n += p.stats.connected;
+    for (const s of this.#sessions.values()) if (!s.closed && !s.destroyed) n++;
+    return n;
+  }
+
+  /**
    * Rotation: new requests open new connections with the new certificate; idle connections close now,
    * busy ones after their request (HTTP/2 sessions get GOAWAY, which lets open streams finish).
    */
   reset(): void {
-    for (const a of this.#agents.values()) {
-      for (const list of Object.values(a.freeSockets)) for (const socket of list ?? []) socket.destroy();
-      (a as unknown as { options: { keepAlive: boolean } }).options.keepAlive = false;
-    }
+    for (const a of this.#agents.values()) closeAgent(a);
     this.#agents.clear();
     for (const p of this.#pools.values()) void p.close().catch(() => undefined);
     this.#pools.clear();
@@ -200,4 +249,10 @@ export class UpstreamPools {
     for (const p of this.#pools.values()) void p.destroy().catch(() => undefined);
     this.reset();
   }
+}
+
+/** Idle sockets close now; busy ones are not kept alive after their request. */
+function closeAgent(a: http.Agent): void {
+  for (const list of Object.values(a.freeSockets)) for (const socket of list ?? []) socket.destroy();
+  (a as unknown as { options: { keepAlive: boolean } }).options.keepAlive = false;
 }

@@ -59,7 +59,8 @@ describe('limits: timeouts on handed-over sockets, connection caps', () => {
       { limits, onTimeout: (kind) => timeouts.push(kind) },
     );
     const sockets = new Set<net.Socket>();
-    const listener = net.createServer((socket) => {
+    // Half-open, as the sidecar's listeners take connections (opaque TCP relays each direction on its own).
+    const listener = net.createServer({ allowHalfOpen: true }, (socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       if (protocol === 'http1') servers.http1.emit('connection', socket);
@@ -126,6 +127,73 @@ describe('limits: timeouts on handed-over sockets, connection caps', () => {
     await new Promise((r) => stream.once('close', r));
     assert.equal(stream.rstCode, http2.constants.NGHTTP2_CANCEL);
     assert.deepEqual(timeouts, ['header', 'request_body_idle']);
+  });
+
+  /** The client preface, an empty SETTINGS frame, then `frames`, and a FIN: an h2c client half-closing. */
+  function h2cThenFin(port: number, frames: Buffer): net.Socket {
+    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    socket.end(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), settings, frames]));
+    return socket;
+  }
+
+  /** An HTTP/2 frame: 9-byte header, then the payload. */
+  function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+    const head = Buffer.alloc(9);
+    head.writeUIntBE(payload.length, 0, 3);
+    head[3] = type;
+    head[4] = flags;
+    head.writeUInt32BE(stream, 5);
+    return Buffer.concat([head, payload]);
+  }
+
+  // GET / on http (HPACK static table: :method GET, :path /, :scheme http) and :authority "a".
+  const GET_HEADERS = Buffer.from([0x82, 0x84, 0x86, 0x41, 0x01, 0x61]);
+  const HEADERS = 0x1;
+  const END_STREAM = 0x1;
+  const END_HEADERS = 0x4;
+
+  it("HTTP/2: a half-closed h2c connection with a partial frame is closed at the client's FIN", async () => {
+    const { port } = await handedOver('h2', DEFAULT_LIMITS);
+    const partial = Buffer.concat([Buffer.from([0, 0, 40, 0x42, 0, 0, 0, 0, 3]), Buffer.alloc(16)]);
+    const { ms } = await closed(h2cThenFin(port, partial));
+    assert.ok(ms < 2000, `closed after ${ms} ms`);
+  });
+
+  it("HTTP/2: after the client's FIN a complete request is still answered, then the connection closes", async () => {
+    const { port } = await handedOver('h2', DEFAULT_LIMITS);
+    const request = frame(HEADERS, END_STREAM | END_HEADERS, 1, GET_HEADERS);
+    const { data, ms } = await closed(h2cThenFin(port, request));
+    assert.ok(ms < 2000, `closed after ${ms} ms`);
+    // The response: a HEADERS frame on stream 1, then DATA "ok" ending the stream.
+    const frames: { type: number; stream: number; payload: string }[] = [];
+    const bytes = Buffer.from(data, 'latin1');
+    for (let at = 0; at + 9 <= bytes.length;) {
+      const length = bytes.readUIntBE(at, 3);
+      frames.push({
+        type: bytes[at + 3]!,
+        stream: bytes.readUInt32BE(at + 5) & 0x7fffffff,
+        payload: bytes.subarray(at + 9, at + 9 + length).toString('latin1'),
+      });
+      at += 9 + length;
+    }
+    assert.ok(
+      frames.some((f) => f.type === HEADERS && f.stream === 1),
+      JSON.stringify(frames),
+    );
+    assert.ok(
+      frames.some((f) => f.type === 0 && f.stream === 1 && f.payload === 'ok'),
+      JSON.stringify(frames),
+    );
+  });
+
+  it("HTTP/2: a stream still waiting for its body at the client's FIN is cancelled and the connection closes", async () => {
+    const { port } = await handedOver('h2', DEFAULT_LIMITS);
+    const post = Buffer.from([0x83, 0x84, 0x86, 0x41, 0x01, 0x61]); // POST / on http, :authority a
+    const { data, ms } = await closed(h2cThenFin(port, frame(HEADERS, END_HEADERS, 1, post)));
+    assert.ok(ms < 2000, `closed after ${ms} ms`);
+    // RST_STREAM (type 3) on stream 1, or a GOAWAY after which the stream is gone: either way no hang.
+    assert.ok(data.length > 0);
   });
 
   it('N+1 connections to a listener capped at N: the extra one is closed at once and counted', async () => {

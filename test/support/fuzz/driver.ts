@@ -39,6 +39,8 @@ export interface DriverSummary {
     cleanRequests: number;
     cleanAnswered200: number;
     cleanStatuses: Record<string, number>;
+    /** `METHOD target` the app must have received, for each request on a clean connection. */
+    cleanExpected: string[];
     kinds: Record<string, number>;
   };
   h2: { connections: number; kinds: Record<string, number> };
@@ -183,6 +185,7 @@ async function main(plan: DriverPlan): Promise<DriverSummary> {
       cleanRequests: 0,
       cleanAnswered200: 0,
       cleanStatuses: {},
+      cleanExpected: [],
       kinds: {},
     },
     h2: { connections: 0, kinds: {} },
@@ -214,6 +217,7 @@ async function main(plan: DriverPlan): Promise<DriverSummary> {
       if (clean) {
         summary.h1.cleanConnections++;
         summary.h1.cleanRequests += requests.length;
+        for (const q of requests) summary.h1.cleanExpected.push(q.expected!);
       }
       const bytes = Buffer.concat(requests.map((q) => q.bytes));
       return async () => {

@@ -15,6 +15,8 @@ export interface FuzzRequest {
   /** The request is cut short: the peer waits for more bytes until the client closes. */
   incomplete: boolean;
   kind: string;
+  /** Valid requests: `METHOD target` as the app must receive it (after the sidecar's normalisation). */
+  expected?: string;
 }
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']; // no HEAD: the driver's response parser does not track methods
@@ -48,6 +50,32 @@ function target(r: Prng, kind: string, rid: string): string {
   }
 }
 
+/**
+ * A target a client may send and the sidecar must forward (docs/security.md, "Request normalisation
+ * before matching"), with what the app receives: dot segments that stay below the root, escapes of
+ * unreserved characters (decoded) and of others (hex uppercased), "//" (kept: no --merge-slashes), a query
+ * with any escapes (never touched). Never %2F, %5C, escaped or raw control characters, "\\", "#" or a
+ * malformed escape in the path: those get 400 by design. The request id stays the path's third segment.
+ */
+function wellFormedTarget(r: Prng, rid: string): { sent: string; expected: string } {
+  const base = `/fuzz/v/${rid}`;
+  const query = r.chance(0.2) ? `?q=${r.string(r.int(0, 20), 'ab%=&;+/?')}` : '';
+  const forms: [string, string][] = [
+    [base, base],
+    [`/fuzz/v/./${rid}`, base],
+    [`/fuzz/v/junk/../${rid}`, base],
+    [`/fuzz/v/%2e%2E/v/${rid}`, base],
+    [`/fuzz/%76/${rid}`, base],
+    [`${base}/.`, `${base}/`],
+    [`${base}/x/..`, `${base}/`],
+    [`${base}//admin`, `${base}//admin`],
+    [`${base}/%c3%a9%7e%41`, `${base}/%C3%A9~A`],
+    [`${base}/a~b_c-d.e!$&'()*+,;=:@`, `${base}/a~b_c-d.e!$&'()*+,;=:@`],
+  ];
+  const [path, expected] = r.chance(0.5) ? forms[0]! : r.pick(forms);
+  return { sent: path + query, expected: expected + query };
+}
+
 function crlf(lines: string[]): string {
   return lines.map((l) => `${l}\r\n`).join('') + '\r\n';
 }
@@ -66,12 +94,14 @@ function valid(r: Prng): FuzzRequest {
       body = body.length === 0 ? '0\r\n\r\n' : `${size}\r\n${body}\r\n0\r\n\r\n`;
     } else headers.push(`Content-Length: ${body.length}`);
   }
+  const t = wellFormedTarget(r, rid);
   return {
-    bytes: Buffer.from(`${method} ${target(r, 'v', rid)} HTTP/1.1\r\n${crlf(headers)}${body}`, 'latin1'),
+    bytes: Buffer.from(`${method} ${t.sent} HTTP/1.1\r\n${crlf(headers)}${body}`, 'latin1'),
     valid: true,
     smuggling: false,
     incomplete: false,
     kind: 'valid',
+    expected: `${method} ${t.expected}`,
   };
 }
 
