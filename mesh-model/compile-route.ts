@@ -29,6 +29,8 @@ import {
 import { parseDuration } from './duration.ts';
 
 const MAX_WEIGHT = 1_000_000;
+/** The ResolvedRefs reason that starts an unusable reference's message ("rule N: REASON: ..."). */
+const REF_REASON = /^rule \d+: (InvalidKind|RefNotPermitted|BackendNotFound):/;
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 export const PARENT_GROUP_HINT =
   'parentRef without group defaults to gateway.networking.k8s.io; write group: "" for a Service';
@@ -37,11 +39,18 @@ function isCoreService(group: string | undefined, kind: string | undefined): boo
   return (group === undefined || group === '' || group === 'core') && (kind ?? 'Service') === 'Service';
 }
 
-/** Resolves a backendRef against the known Services. Mesh backendRefs may cross namespaces. */
+/**
+ * Whether a route may reference Service `namespace/name` in another namespace. The mesh allows every such
+ * reference; a gateway passes its ReferenceGrant check (reference-grants.ts).
+ */
+export type CrossNamespacePolicy = (namespace: string, name: string) => boolean;
+
+/** Resolves a backendRef against the known Services; `crossNamespace` undefined allows every namespace. */
 export function resolveBackend(
   ref: BackendRef | undefined,
   routeNamespace: string,
   services: ReadonlyMap<string, MeshService>,
+  crossNamespace?: CrossNamespacePolicy,
 ): BackendTarget {
   const namespace =
     typeof ref?.namespace === 'string' && ref.namespace !== '' ? ref.namespace : routeNamespace;
@@ -62,6 +71,8 @@ export function resolveBackend(
     target.invalid = `InvalidKind: backendRef ${ref?.group ?? ''}/${ref?.kind ?? ''} ${name} is not a core Service`;
   } else if (name === '') {
     target.invalid = 'BackendNotFound: backendRef without a name';
+  } else if (namespace !== routeNamespace && crossNamespace && !crossNamespace(namespace, name)) {
+    target.invalid = `RefNotPermitted: backendRef to Service ${objectKey(namespace, name)} is not allowed by a ReferenceGrant in namespace ${namespace}`;
   } else if (port < 1 || port > 65535) {
     target.invalid = `BackendNotFound: backendRef ${objectKey(namespace, name)} must have a port`;
   } else {
@@ -169,6 +180,7 @@ export function compileRoute(
   obj: K8sObject,
   kind: RouteKind,
   services: ReadonlyMap<string, MeshService>,
+  crossNamespace?: CrossNamespacePolicy,
 ): CompiledRoute | string {
   const name = obj.metadata?.name;
   if (typeof name !== 'string' || name === '') return `${kind} without metadata.name ignored`;
@@ -192,7 +204,7 @@ export function compileRoute(
   const unresolvedRefs: string[] = [];
   const specRules = Array.isArray(spec.rules) ? spec.rules : [];
   specRules.forEach((ruleSpec, index) => {
-    const result = compileRule(route, ruleSpec, index, kind, services);
+    const result = compileRule(route, ruleSpec, index, kind, services, crossNamespace);
     if (typeof result === 'string') {
       dropped.push(`rule ${index}: ${result}`);
       return;
@@ -223,7 +235,7 @@ export function compileRoute(
     });
   }
   for (const message of unresolvedRefs) {
-    const reason = message.includes('InvalidKind') ? 'InvalidKind' : 'BackendNotFound';
+    const reason = REF_REASON.exec(message)?.[1] ?? 'BackendNotFound';
     problems.push({ type: 'ResolvedRefs', reason, message });
   }
   return route;
@@ -235,10 +247,11 @@ function compileRule(
   index: number,
   kind: RouteKind,
   services: ReadonlyMap<string, MeshService>,
+  crossNamespace: CrossNamespacePolicy | undefined,
 ): { rule: CompiledRule; entries: MatchEntry[]; unresolvedFilter: string | undefined } | string {
   if (!isShaped(spec)) return 'rule must be an object';
   const resolve = (ref: BackendRef | undefined): BackendTarget =>
-    resolveBackend(ref, route.namespace, services);
+    resolveBackend(ref, route.namespace, services, crossNamespace);
   const filters = compileFilters(spec.filters, kind, resolve);
   if (typeof filters === 'string') return filters;
 

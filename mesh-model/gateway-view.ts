@@ -2,17 +2,14 @@
 // proxy-view.ts). Routes attached to a Gateway are compiled by compile-route.ts and planned by
 // request-plan.ts, the same code the mesh uses: see docs/adr/0009-gateways-reuse-the-mesh-model.md.
 import type { K8sObject } from './k8s-objects.ts';
+import type { SecretRef } from './gateway-listeners.ts';
 import type { MeshModel } from './model.ts';
 import type { Endpoint } from './endpoints.ts';
 import type { PortRouting } from './port-routing.ts';
 import type { PlanRequest, Random, RequestPlan } from './request-plan.ts';
 
-export const GATEWAY_CONTROLLER_NAME = 'sluice.dev/gateway-controller';
-
-export interface SecretRef {
-  _namespace: string;
-  _name: string;
-}
+export { GATEWAY_CONTROLLER_NAME } from './controller-name.ts';
+export type { SecretRef } from './gateway-listeners.ts';
 
 /** The routes one listener serves for one effective hostname (route hostname ∩ listener hostname). */
 export interface GatewayHostRouting {
@@ -23,8 +20,8 @@ export interface GatewayHostRouting {
 }
 
 export interface GatewayListenerView {
-  _name: string;
-  _port: number;
+  name: string;
+  port: number;
   protocol: 'HTTP' | 'HTTPS';
   /** Listener hostname (may be a wildcard "*.example.com"); undefined matches every host. */
   hostname: string | undefined;
@@ -37,7 +34,7 @@ export interface GatewayListenerView {
 }
 
 export interface GatewayPortView {
-  _port: number;
+  port: number;
   protocol: 'HTTP' | 'HTTPS';
   /** Most specific hostname first (undefined hostname last). */
   listeners: readonly GatewayListenerView[];
@@ -45,9 +42,9 @@ export interface GatewayPortView {
 
 /** Everything one gateway's proxies need. Immutable; replaced whole. */
 export interface GatewayView {
-  _namespace: string;
-  _name: string;
-  _trustDomain: string;
+  namespace: string;
+  name: string;
+  trustDomain: string;
   /** Only valid (Accepted, not Conflicted, refs resolved) listeners, grouped by port. */
   ports: ReadonlyMap<number, GatewayPortView>;
   /** Services and compiled routes (every route in the objects, as in the mesh). */

@@ -3,7 +3,8 @@
 import type { RE2JS } from 're2js';
 
 export type RouteKind = 'HTTPRoute' | 'GRPCRoute';
-export type RouteType = 'producer' | 'consumer';
+/** producer/consumer: GAMMA routes on a Service; gateway: routes on a Gateway listener. */
+export type RouteType = 'producer' | 'consumer' | 'gateway';
 
 export interface ServicePortInfo {
   name: string | undefined;

@@ -38,7 +38,7 @@ export function buildPortRouting(
   const producer = attached.filter((r) => r.namespace === service.namespace);
   const type: RouteType | undefined =
     consumer.length > 0 ? 'consumer' : producer.length > 0 ? 'producer' : undefined;
-  let chosen = type === 'consumer' ? consumer : producer;
+  const chosen = type === 'consumer' ? consumer : producer;
   if (type === 'consumer') {
     for (const r of producer) {
       ignored.push({
@@ -47,6 +47,21 @@ export function buildPortRouting(
       });
     }
   }
+  return routeTable(service, port, type, chosen, ignored);
+}
+
+/**
+ * The routing table for a set of routes that all apply (the mesh's chosen producer or consumer routes, a
+ * gateway listener's routes for one hostname). A GRPCRoute wins over an HTTPRoute; the two kinds never merge.
+ */
+export function routeTable(
+  service: MeshService,
+  port: number,
+  type: RouteType | undefined,
+  routes: readonly CompiledRoute[],
+  ignored: { route: CompiledRoute; reason: string }[] = [],
+): PortRouting {
+  let chosen = routes;
   const kind: RouteKind | undefined = chosen.some((r) => r.kind === 'GRPCRoute')
     ? 'GRPCRoute'
     : chosen.length > 0
