@@ -3,13 +3,16 @@ import { parseFlags, portFlag, UsageError } from '../lib/usage-error.ts';
 import { controllerSpiffeId } from '../protocol/config-protocol.ts';
 import { loadIdentityDir } from '../pki/identity-dir.ts';
 import { parseSpiffeId, parseWorkloadSpiffeId } from '../pki/spiffe-id.ts';
-import { StandaloneConfigSource, type ConfigSource } from '../sidecar/config-source.ts';
+import { StandaloneConfigSource, type ConfigSource, type ViewBuilder } from '../sidecar/config-source.ts';
+import { gatewayConfigBuilder, type GatewayConfig } from '../sidecar/gateway-config.ts';
+import { GatewayProxy } from '../sidecar/gateway-proxy.ts';
 import { ControllerConfigSource } from '../sidecar/controller-config-source.ts';
 import { ControllerIdentity } from '../sidecar/controller-identity.ts';
 import { identityDirSource, SidecarProxy, type IdentitySource } from '../sidecar/proxy.ts';
 import { jsonLogger, type Logger } from '../lib/json-log.ts';
 import { parseBooleanText } from '../protocol/capture-config.ts';
 import { DEFAULT_HEADER_LIMITS } from '../sidecar/header-limits.ts';
+import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 
 /** A positive integer flag (at most 16 Mi), or `fallback` when absent. */
 function countFlag(value: string | undefined, fallback: number, name: string): number {
@@ -32,7 +35,8 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
   --ca-bundle-file FILE  trust bundle to verify the controller (ConfigMap sluice-ca-root, key ca.crt)
   --controller-identity ID  SPIFFE ID of the controller, default spiffe://TD/ns/sluice-system/sa/sluice-controller
   --trust-domain TD      default cluster.local
-  --mode MODE            inbound mTLS: PERMISSIVE (default) or STRICT
+  --mode MODE            inbound mTLS: PERMISSIVE (default) or STRICT; or gateway: serve a Gateway
+  --gateway NAME         with --mode gateway: the Gateway (in the pod's namespace) whose listeners to serve
   --outbound-port N      default 15001    --inbound-port N   default 15006
   --admin-port N         default 15021    --bind ADDR        default ::
   --app-address ADDR     hand inbound traffic to the app at this address (default: the address the
@@ -92,6 +96,7 @@ export async function main(args: string[]): Promise<number | undefined> {
         'trust-domain': { type: 'string' },
         namespace: { type: 'string' },
         mode: { type: 'string' },
+        gateway: { type: 'string' },
         'outbound-port': { type: 'string' },
         'inbound-port': { type: 'string' },
         'admin-port': { type: 'string' },
@@ -114,8 +119,10 @@ export async function main(args: string[]): Promise<number | undefined> {
     return 0;
   }
   const mode = (values.mode ?? 'PERMISSIVE').toUpperCase();
-  if (mode !== 'STRICT' && mode !== 'PERMISSIVE')
-    throw new UsageError(`--mode must be STRICT or PERMISSIVE, got '${values.mode}'`);
+  if (mode !== 'STRICT' && mode !== 'PERMISSIVE' && mode !== 'GATEWAY')
+    throw new UsageError(`--mode must be STRICT, PERMISSIVE or gateway, got '${values.mode}'`);
+  if ((mode === 'GATEWAY') !== (values.gateway !== undefined))
+    throw new UsageError('--mode gateway and --gateway NAME go together');
   const toLocalhost =
     values['inbound-to-localhost'] === undefined ? false : parseBooleanText(values['inbound-to-localhost']);
   if (toLocalhost === undefined)
@@ -129,35 +136,58 @@ export async function main(args: string[]): Promise<number | undefined> {
     throw new UsageError(`--escaped-slashes must be reject or keep, got '${escapedSlashes}'`);
   const limits = limitsFrom(values as Partial<Record<keyof typeof LIMIT_FLAGS, string>>);
   const log = jsonLogger('proxy');
+  const build = values.gateway === undefined ? undefined : gatewayConfigBuilder(values.gateway);
   const { source, identity } =
-    values.controller === undefined ? await standaloneSources(values, log) : controllerSources(values, log);
-  const proxy = new SidecarProxy({
-    source,
-    identity,
-    mode,
-    outboundPort: portFlag(values['outbound-port'], 15001, 'outbound-port'),
-    inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
-    adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
-    bind: values.bind ?? '::',
-    appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
-    detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
-    headerLimits: {
-      maxHeaders: countFlag(
-        values['max-request-headers'],
-        DEFAULT_HEADER_LIMITS.maxHeaders,
-        'max-request-headers',
-      ),
-      maxHeaderBytes: countFlag(
-        values['max-request-header-bytes'],
-        DEFAULT_HEADER_LIMITS.maxHeaderBytes,
-        'max-request-header-bytes',
-      ),
-    },
-    drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
-    limits,
-    normalize: { mergeSlashes: values['merge-slashes'] === true, escapedSlashes },
-    log,
-  });
+    values.controller === undefined
+      ? await standaloneSources(values, log, build)
+      : controllerSources(values, log, build);
+  const headerLimits = {
+    maxHeaders: countFlag(
+      values['max-request-headers'],
+      DEFAULT_HEADER_LIMITS.maxHeaders,
+      'max-request-headers',
+    ),
+    maxHeaderBytes: countFlag(
+      values['max-request-header-bytes'],
+      DEFAULT_HEADER_LIMITS.maxHeaderBytes,
+      'max-request-header-bytes',
+    ),
+  };
+  const normalize: NormalizeOptions = { mergeSlashes: values['merge-slashes'] === true, escapedSlashes };
+  const drainMs = Number(values['drain-seconds'] ?? 5) * 1000;
+  const detectTimeoutMs = Number(values['detect-timeout-ms'] ?? 5000);
+  const proxy: { start(): Promise<void>; drain(): Promise<void> } = build
+    ? new GatewayProxy({
+        source: source as ConfigSource<GatewayConfig>,
+        identity,
+        adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
+        bind: values.bind ?? '::',
+        detectTimeoutMs,
+        headerLimits,
+        drainMs,
+        limits,
+        normalize,
+        log,
+      })
+    : sidecarProxy();
+  function sidecarProxy(): SidecarProxy {
+    return new SidecarProxy({
+      source: source as ConfigSource,
+      identity,
+      mode: mode as 'STRICT' | 'PERMISSIVE',
+      outboundPort: portFlag(values['outbound-port'], 15001, 'outbound-port'),
+      inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
+      adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
+      bind: values.bind ?? '::',
+      appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
+      detectTimeoutMs,
+      headerLimits,
+      drainMs,
+      limits,
+      normalize,
+      log,
+    });
+  }
   await proxy.start();
   const shutdown = (signal: string): void => {
     log.info('draining', { signal });
@@ -181,9 +211,13 @@ interface SourceFlags {
   'controller-identity'?: string | undefined;
   'trust-domain'?: string | undefined;
 }
-type Sources = { source: ConfigSource; identity: IdentitySource };
+type Sources = { source: ConfigSource<unknown>; identity: IdentitySource };
 
-async function standaloneSources(values: SourceFlags, log: Logger): Promise<Sources> {
+async function standaloneSources(
+  values: SourceFlags,
+  log: Logger,
+  build: ViewBuilder<GatewayConfig> | undefined,
+): Promise<Sources> {
   for (const flag of ['token-file', 'ca-bundle-file', 'controller-identity'] as const) {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --controller`);
   }
@@ -197,16 +231,21 @@ async function standaloneSources(values: SourceFlags, log: Logger): Promise<Sour
   }
   const workload = parseWorkloadSpiffeId(identity.spiffeId);
   return {
-    source: new StandaloneConfigSource({
+    source: new StandaloneConfigSource<unknown>({
       dir: values.manifests,
       namespace: values.namespace ?? workload.namespace,
       trustDomain: identity.trustDomain,
+      ...(build ? { build } : {}),
     }),
     identity: identityDirSource(values.identity, log),
   };
 }
 
-function controllerSources(values: SourceFlags, log: Logger): Sources {
+function controllerSources(
+  values: SourceFlags,
+  log: Logger,
+  build: ViewBuilder<GatewayConfig> | undefined,
+): Sources {
   if (values.namespace !== undefined) {
     throw new UsageError('--namespace goes with --manifests (with --controller the certificate names it)');
   }
@@ -239,10 +278,11 @@ function controllerSources(values: SourceFlags, log: Logger): Sources {
     });
     return {
       identity,
-      source: new ControllerConfigSource({
+      source: new ControllerConfigSource<unknown>({
         address,
         identity: () => identity.current,
         controllerSpiffeId: expected,
+        ...(build ? { build } : {}),
       }),
     };
   } catch (err) {

@@ -5,6 +5,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { authenticatePeer } from '../pki/peer-identity.ts';
+import type { WorkloadIdentity } from '../pki/spiffe-id.ts';
 import type { MeshTlsCredentials } from '../pki/tls-options.ts';
 import type { ConfigHub, ConfigSubscriber } from './config-hub.ts';
 import { CONFIG_CONTENT_TYPE, CONFIG_PATH, CONFIG_PORT, PING_LINE } from '../protocol/config-protocol.ts';
@@ -33,6 +34,11 @@ export interface ConfigServerOptions {
    * checks that the chain was verified).
    */
   routes?: ReadonlyMap<string, RouteHandler>;
+  /**
+   * A Gateway's proxies get that Gateway's config (gateway-feed.ts) instead of their namespace's: returns
+   * the subscribe function for a peer that runs as a Gateway's service account, undefined for the others.
+   */
+  gatewayFeed?: (peer: WorkloadIdentity) => ((sub: ConfigSubscriber) => () => void) | undefined;
 }
 
 export type RouteHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void;
@@ -207,13 +213,14 @@ export class ConfigServer {
     if (headers[HTTP2_HEADER_METHOD] !== 'GET') {
       return reply(stream, 405, 'method not allowed: use GET', { allow: 'GET' });
     }
-    let namespace: string;
+    let peer: WorkloadIdentity;
     try {
       const trustDomain = this.#o.trustDomain ?? this.#o.credentials.identity.trustDomain;
-      namespace = authenticatePeer(stream.session!.socket as TLSSocket, trustDomain).namespace;
+      peer = authenticatePeer(stream.session!.socket as TLSSocket, trustDomain);
     } catch (err) {
       return reply(stream, 403, `forbidden: ${(err as Error).message.replace(/[\r\n]+/g, ' ')}`);
     }
+    const namespace = peer.namespace;
     const hub = this.#o.hub;
     if (!hub.synced) return reply(stream, 503, 'controller has not synced yet', { 'retry-after': '1' });
     stream.respond({
@@ -234,7 +241,8 @@ export class ConfigServer {
     };
     let unsubscribe: () => void;
     try {
-      unsubscribe = hub.subscribe(subscriber);
+      const gateway = this.#o.gatewayFeed?.(peer);
+      unsubscribe = gateway ? gateway(subscriber) : hub.subscribe(subscriber);
     } catch (err) {
       stream.close(NGHTTP2_CANCEL);
       this.#o.log?.(`config stream for namespace ${namespace} refused: ${(err as Error).message}`);

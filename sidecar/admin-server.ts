@@ -9,6 +9,8 @@ export interface AdminState {
   identity(): { spiffeId: string; notAfter: Date } | undefined;
   /** Where config and identity come from, with their state. */
   sources?(): Record<string, unknown>;
+  /** The config part of /config_dump when the proxy is not a sidecar (the gateway's). */
+  configDump?(): unknown;
 }
 
 /** A JSON summary of what the proxy is running with (GET /config_dump). */
@@ -18,31 +20,33 @@ export function configDump(state: AdminState): unknown {
   return {
     identity: identity ? { spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString() } : null,
     sources: state.sources?.() ?? null,
-    config: view
-      ? {
-          version: view.version,
-          namespace: view.namespace,
-          trustDomain: view.trustDomain,
-          destinations: [...view.byDestination].map(([dst, r]) => ({
-            destination: dst,
-            service: `${r.service.namespace}/${r.service.name}:${r.port}`,
-            routing: r.type ?? 'passthrough',
-            kind: r.kind ?? null,
-            routes: r.routes.map((route) => `${route.kind} ${route.namespace}/${route.name}`),
-          })),
-          routes: view.model.routes.map((r) => ({
-            route: `${r.kind} ${r.namespace}/${r.name}`,
-            generation: r.generation,
-          })),
-          endpoints: Object.fromEntries(
-            [...view.endpoints].map(([k, eps]) => [k, eps.map((e) => ({ ...e }))]),
-          ),
-          routeProblems: view.model.routes
-            .filter((r) => r.problems.length > 0)
-            .map((r) => ({ route: `${r.kind} ${r.namespace}/${r.name}`, problems: r.problems })),
-          warnings: view.model.warnings,
-        }
-      : null,
+    config: state.configDump
+      ? state.configDump()
+      : view
+        ? {
+            version: view.version,
+            namespace: view.namespace,
+            trustDomain: view.trustDomain,
+            destinations: [...view.byDestination].map(([dst, r]) => ({
+              destination: dst,
+              service: `${r.service.namespace}/${r.service.name}:${r.port}`,
+              routing: r.type ?? 'passthrough',
+              kind: r.kind ?? null,
+              routes: r.routes.map((route) => `${route.kind} ${route.namespace}/${route.name}`),
+            })),
+            routes: view.model.routes.map((r) => ({
+              route: `${r.kind} ${r.namespace}/${r.name}`,
+              generation: r.generation,
+            })),
+            endpoints: Object.fromEntries(
+              [...view.endpoints].map(([k, eps]) => [k, eps.map((e) => ({ ...e }))]),
+            ),
+            routeProblems: view.model.routes
+              .filter((r) => r.problems.length > 0)
+              .map((r) => ({ route: `${r.kind} ${r.namespace}/${r.name}`, problems: r.problems })),
+            warnings: view.model.warnings,
+          }
+        : null,
   };
 }
 

@@ -1,5 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { parseManifests, readManifestTexts } from '../io/manifest-files.ts';
+import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
 
 /**
@@ -7,18 +8,25 @@ import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
  * same pure translation; the proxy swaps views atomically, so a reload never drops a connection.
  * Sources: standalone manifests on disk (this file); the controller's stream (controller-config-source.ts).
  */
-export interface ConfigSource {
+export interface ConfigSource<V = ProxyView> {
   readonly name: string;
-  start(onView: (view: ProxyView) => void, onError: (err: Error) => void): void;
+  start(onView: (view: V) => void, onError: (err: Error) => void): void;
   stop(): void;
   /** For /config_dump: the source's connection state, if it has one. */
   readonly state?: unknown;
 }
 
-export interface StandaloneOptions {
+/** Objects → what a proxy serves; a sidecar's ProxyView unless said otherwise (the gateway's view). */
+export type ViewBuilder<V> = (objects: readonly K8sObject[], namespace: string, trustDomain: string) => V;
+
+export const proxyViewBuilder: ViewBuilder<ProxyView> = buildProxyView;
+
+export interface StandaloneOptions<V = ProxyView> {
   dir: string;
   namespace: string;
   trustDomain: string;
+  /** Default: buildProxyView. */
+  build?: ViewBuilder<V>;
   debounceMs?: number;
   pollMs?: number;
 }
@@ -27,19 +35,20 @@ export interface StandaloneOptions {
  * Builds the view from Kubernetes manifests in a directory (Services, EndpointSlices, Pods, HTTPRoutes,
  * GRPCRoutes) and rebuilds it when files change. A broken edit keeps the last good view and reports.
  */
-export class StandaloneConfigSource implements ConfigSource {
+export class StandaloneConfigSource<V = ProxyView> implements ConfigSource<V> {
   readonly name = 'manifests';
-  readonly #o: StandaloneOptions;
+  readonly #o: StandaloneOptions<V>;
   readonly #watchers: FSWatcher[] = [];
   #timer: NodeJS.Timeout | undefined;
   #poll: NodeJS.Timeout | undefined;
   #lastText = '';
 
-  constructor(options: StandaloneOptions) {
+  constructor(options: StandaloneOptions<V>) {
     this.#o = options;
   }
 
-  start(onView: (view: ProxyView) => void, onError: (err: Error) => void): void {
+  start(onView: (view: V) => void, onError: (err: Error) => void): void {
+    const build = this.#o.build ?? (proxyViewBuilder as unknown as ViewBuilder<V>);
     const load = (): void => {
       try {
         // Compare raw file contents first: an unchanged directory (every poll, most watch events) is not parsed.
@@ -48,7 +57,7 @@ export class StandaloneConfigSource implements ConfigSource {
         if (snapshot === this.#lastText) return;
         this.#lastText = snapshot; // a broken edit is reported once, not on every poll
         const objects = files.flatMap(({ file, text }) => parseManifests(text, file));
-        onView(buildProxyView(objects, this.#o.namespace, this.#o.trustDomain));
+        onView(build(objects, this.#o.namespace, this.#o.trustDomain));
       } catch (err) {
         onError(err instanceof Error ? err : new Error(String(err)));
       }

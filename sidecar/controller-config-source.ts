@@ -15,11 +15,11 @@ import {
 } from '../protocol/config-protocol.ts';
 import { resourceKey } from '../protocol/config-scope.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
-import { buildProxyView, type ProxyView } from '../mesh-model/proxy-view.ts';
+import type { ProxyView } from '../mesh-model/proxy-view.ts';
 import type { Identity } from '../pki/identity.ts';
 import { parseWorkloadSpiffeId, type WorkloadIdentity } from '../pki/spiffe-id.ts';
 import { clientTlsOptions, createMeshSecureContext } from '../pki/tls-options.ts';
-import type { ConfigSource } from './config-source.ts';
+import { proxyViewBuilder, type ConfigSource, type ViewBuilder } from './config-source.ts';
 import { controllerUrl } from './controller-identity.ts';
 import { backoffDelay } from '../lib/backoff.ts';
 
@@ -272,7 +272,9 @@ export class ConfigStream {
   }
 }
 
-export interface ControllerConfigSourceOptions extends ConfigStreamOptions {
+export interface ControllerConfigSourceOptions<V = ProxyView> extends ConfigStreamOptions {
+  /** Default: buildProxyView. */
+  build?: ViewBuilder<V>;
   /** Quiet time before a changed object set is rebuilt into a view; default 10 ms. */
   rebuildDelayMs?: number;
 }
@@ -282,15 +284,15 @@ export interface ControllerSourceState extends ConfigStreamState {
 }
 
 /** ConfigSource fed by the controller's stream (see ConfigStream). */
-export class ControllerConfigSource implements ConfigSource {
+export class ControllerConfigSource<V = ProxyView> implements ConfigSource<V> {
   readonly name = 'controller';
-  readonly #o: ControllerConfigSourceOptions;
+  readonly #o: ControllerConfigSourceOptions<V>;
   #objects = new Map<string, K8sObject>();
   #stream: ConfigStream | undefined;
   #rebuild: NodeJS.Timeout | undefined;
   #peer: WorkloadIdentity | undefined;
 
-  constructor(options: ControllerConfigSourceOptions) {
+  constructor(options: ControllerConfigSourceOptions<V>) {
     this.#o = options;
     controllerUrl(options.address); // a bad address is a usage error, reported at construction
   }
@@ -303,8 +305,9 @@ export class ControllerConfigSource implements ConfigSource {
     };
   }
 
-  start(onView: (view: ProxyView) => void, onError: (err: Error) => void): void {
+  start(onView: (view: V) => void, onError: (err: Error) => void): void {
     if (this.#stream) return;
+    const build = this.#o.build ?? (proxyViewBuilder as unknown as ViewBuilder<V>);
     const schedule = (peer: WorkloadIdentity): void => {
       this.#peer = peer;
       if (this.#rebuild) return;
@@ -312,7 +315,7 @@ export class ControllerConfigSource implements ConfigSource {
         this.#rebuild = undefined;
         const p = this.#peer!;
         try {
-          onView(buildProxyView([...this.#objects.values()], p.namespace, p.trustDomain));
+          onView(build([...this.#objects.values()], p.namespace, p.trustDomain));
         } catch (err) {
           onError(err instanceof Error ? err : new Error(String(err)));
         }

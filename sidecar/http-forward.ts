@@ -4,11 +4,18 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
-import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
+import type { ProxyView } from '../mesh-model/proxy-view.ts';
+import { servicePortKey } from '../mesh-model/model.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
-import { applyRequestEdits, applyResponseEdits, plan, type ForwardPlan } from '../mesh-model/request-plan.ts';
+import {
+  applyRequestEdits,
+  applyResponseEdits,
+  plan,
+  type ForwardPlan,
+  type RequestPlan,
+} from '../mesh-model/request-plan.ts';
 import { normalizeTarget, parseRequestTarget, type NormalizeOptions } from '../mesh-model/request-target.ts';
 import { forwardHeaders, forwardResponseHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
@@ -111,6 +118,19 @@ export function planOutbound(
     },
     deps.random ?? Math.random,
   );
+  return outboundPlanOf(view, p, headers, h2);
+}
+
+/**
+ * A mesh-model RequestPlan made executable: the reply as is, or the backend's endpoints looked up and the
+ * request headers (already copied by forwardHeaders) edited. Shared by the sidecar and the gateway.
+ */
+export function outboundPlanOf(
+  view: Pick<ProxyView, 'endpoints'>,
+  p: RequestPlan,
+  headers: HeaderMap,
+  h2: boolean,
+): OutboundPlan {
   const routeLabel = routeLabelOf(p.entry);
   if (p.kind === 'reply') {
     return {
@@ -126,7 +146,7 @@ export function planOutbound(
   const target: Target = {
     routeLabel,
     backendLabel: `${b.namespace}/${b.name}:${b.port}`,
-    endpoints: endpointsFor(view, b.namespace, b.name, b.port),
+    endpoints: view.endpoints.get(servicePortKey(b.namespace, b.name, b.port)) ?? [],
     plan: p,
   };
   applyRequestEdits(p, headers, h2);
@@ -170,9 +190,29 @@ export function forwardOutbound(
   res: DownstreamResponse,
 ): void {
   const started = performance.now();
-  const outbound = planOutbound(deps, view, routing, destination, req);
+  executeOutbound(
+    deps,
+    'outbound',
+    view,
+    planOutbound(deps, view, routing, destination, req),
+    req,
+    res,
+    started,
+  );
+}
+
+/** Carries out an OutboundPlan: a local reply or redirect, or the request sent with retries and mirrors. */
+export function executeOutbound(
+  deps: ForwardDeps,
+  direction: 'outbound' | 'gateway',
+  view: Pick<ProxyView, 'endpoints'>,
+  outbound: OutboundPlan,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  started: number,
+): void {
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
-    deps.metrics.request('outbound', routeLabel, backendLabel, code, started);
+    deps.metrics.request(direction, routeLabel, backendLabel, code, started);
   if (outbound.kind === 'reply') {
     if (outbound.location !== undefined) {
       record(outbound.routeLabel, 'redirect', outbound.code);
@@ -181,7 +221,7 @@ export function forwardOutbound(
       out.end();
       return;
     }
-    deps.metrics.errors.inc(['outbound', outbound.cause]);
+    deps.metrics.errors.inc([direction, outbound.cause]);
     record(outbound.routeLabel, 'none', outbound.code);
     return localReply(req, res, outbound.code, outbound.message);
   }
@@ -197,10 +237,11 @@ export function forwardOutbound(
     editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
     finish: (code) => record(target.routeLabel, target.backendLabel, code),
     fail: (code, message, cause) => {
-      deps.metrics.errors.inc(['outbound', cause]);
+      deps.metrics.errors.inc([direction, cause]);
       record(target.routeLabel, target.backendLabel, code);
       localReply(req, res, code, message);
     },
+    direction,
   });
 }
 
@@ -243,7 +284,7 @@ export interface SendOptions {
   /** No upstream answered: reply locally with this status. */
   readonly fail: (code: number, message: string, cause: string) => void;
   /** For the overflow metric; outbound unless said. */
-  readonly direction?: 'inbound' | 'outbound';
+  readonly direction?: 'inbound' | 'outbound' | 'gateway';
 }
 
 export function sendWithRetries(options: SendOptions): void {
@@ -480,13 +521,15 @@ function sendH2(
  */
 function mirror(
   deps: ForwardDeps,
-  view: ProxyView,
+  view: Pick<ProxyView, 'endpoints'>,
   mirrors: readonly Mirror[],
   request: UpstreamRequest,
 ): void {
   for (const m of mirrors) {
     if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;
-    const ep = deps.lb.pick(endpointsFor(view, m.backend.namespace, m.backend.name, m.backend.port));
+    const ep = deps.lb.pick(
+      view.endpoints.get(servicePortKey(m.backend.namespace, m.backend.name, m.backend.port)) ?? [],
+    );
     if (!ep) continue;
     const ignore: UpstreamHandlers = {
       response: (_s, _h, body) => void body.resume(),

@@ -15,6 +15,7 @@ import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+import { listen } from './listen.ts';
 import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 import type { Logger } from '../lib/json-log.ts';
 
@@ -228,21 +229,4 @@ export class SidecarProxy {
 
 function stateOf(state: unknown): Record<string, unknown> {
   return typeof state === 'object' && state !== null ? { ...state } : {};
-}
-
-function listen(server: net.Server | http.Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      // A pod without IPv6 cannot bind "::": fall back to IPv4 only.
-      if (host === '::' && (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL')) {
-        server.off('error', onError);
-        listen(server, port, '0.0.0.0').then(resolve, reject);
-      } else reject(err);
-    };
-    server.once('error', onError);
-    server.listen({ port, host }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
 }

@@ -14,7 +14,10 @@ import { parseIdentity, type Identity } from '../../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem, SIGNING_ALGORITHM } from '../../pki/keys.ts';
 import { x509 } from '../../pki/x509-lib.ts';
 import { clientTlsOptions, createMeshSecureContext, MeshTlsCredentials } from '../../pki/tls-options.ts';
-import { ControllerConfigSource } from '../../sidecar/controller-config-source.ts';
+import {
+  ControllerConfigSource,
+  type ControllerConfigSourceOptions,
+} from '../../sidecar/controller-config-source.ts';
 import { podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import { waitFor } from '../support/wait-for.ts';
 
@@ -116,11 +119,7 @@ class Client {
   views = 0;
   readonly errors: string[] = [];
 
-  constructor(
-    port: number,
-    identity: Identity,
-    extra: Partial<ConstructorParameters<typeof ControllerConfigSource>[0]> = {},
-  ) {
+  constructor(port: number, identity: Identity, extra: Partial<ControllerConfigSourceOptions> = {}) {
     this.source = new ControllerConfigSource({
       address: `127.0.0.1:${port}`,
       identity,

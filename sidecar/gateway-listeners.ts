@@ -1,0 +1,178 @@
+// A gateway proxy's listeners: one per port of its GatewayView. HTTP ports take HTTP/1.1 and h2c
+// (prior knowledge); HTTPS ports terminate TLS with the certificate SNI selects (gateway-tls.ts) and take
+// HTTP/1.1 or h2 by ALPN. Requests go through planGatewayRequest (the mesh's request plan) and the
+// sidecar's executor (http-forward.ts), with the sidecar's parsers, limits and timeouts (http-servers.ts).
+import net from 'node:net';
+import tls from 'node:tls';
+import { planGatewayRequest, selectListener, type GatewayListenerView } from '../mesh-model/gateway-view.ts';
+import { parseRequestTarget } from '../mesh-model/request-target.ts';
+import type { GatewayConfig } from './gateway-config.ts';
+import type { GatewayCertificates } from './gateway-tls.ts';
+import { createHttpServers, type HttpServers } from './http-servers.ts';
+import type { HeaderLimits } from './header-limits.ts';
+import { executeOutbound, outboundPlanOf, type ForwardDeps, type OutboundPlan } from './http-forward.ts';
+import { forwardHeaders } from './http-headers.ts';
+import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import { sniff } from './protocol-sniff.ts';
+import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+
+export interface GatewayListenerOptions {
+  readonly deps: ForwardDeps;
+  readonly port: number;
+  readonly protocol: 'HTTP' | 'HTTPS';
+  readonly config: () => GatewayConfig | undefined;
+  readonly certificates: GatewayCertificates;
+  readonly detectTimeoutMs: number;
+  readonly headerLimits?: HeaderLimits;
+  readonly limits?: ProxyLimits;
+}
+
+export interface GatewayListener {
+  readonly server: net.Server;
+  readonly http: HttpServers;
+}
+
+const CHOICE = Symbol('sluice.gateway-listener');
+
+/** Plans one request arriving on a gateway port: the authority picks the listener and the route. */
+export function planGatewayForward(
+  deps: Pick<ForwardDeps, 'random' | 'normalize'>,
+  config: GatewayConfig,
+  port: number,
+  scheme: 'http' | 'https',
+  req: DownstreamRequest,
+): OutboundPlan {
+  const view = config.view!;
+  const url = req.url || '/';
+  const h2 = req.httpVersionMajor === 2;
+  const received = parseRequestTarget(url);
+  if (!received.ok) {
+    return {
+      kind: 'reply',
+      code: 400,
+      message: `bad request: ${received.reason}`,
+      cause: 'bad_path',
+      routeLabel: 'none',
+    };
+  }
+  const authority = received.authority ?? String((h2 ? req.headers[':authority'] : req.headers.host) ?? '');
+  // Client headers never carry an identity past the gateway: forwardHeaders drops x-sluice-peer-identity.
+  const headers = forwardHeaders(req.headers, false);
+  const p = planGatewayRequest(
+    view,
+    port,
+    {
+      method: req.method ?? 'GET',
+      path: received.path,
+      query: received.query,
+      ...(received.authority === undefined ? { target: url } : {}),
+      scheme,
+      authority,
+      headers:
+        received.authority === undefined || h2 ? req.headers : { ...req.headers, host: received.authority },
+      normalize: deps.normalize,
+    },
+    deps.random ?? Math.random,
+  );
+  return outboundPlanOf(view, p, headers, h2);
+}
+
+/** The host part of an authority, lower-cased, without port or IPv6 brackets. */
+function hostOf(authority: string): string {
+  const a = authority.toLowerCase();
+  if (a.startsWith('[')) return a.slice(1, a.indexOf(']'));
+  const colon = a.lastIndexOf(':');
+  return colon === -1 ? a : a.slice(0, colon);
+}
+
+export function createGatewayListener(o: GatewayListenerOptions): GatewayListener {
+  const limits = o.limits ?? DEFAULT_LIMITS;
+  const scheme = o.protocol === 'HTTPS' ? 'https' : 'http';
+  const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
+    const started = performance.now();
+    const config = o.config();
+    if (!config?.view) return localReply(req, res, 503, 'gateway not ready: no configuration yet');
+    if (scheme === 'https') {
+      // A request must stay on the listener its TLS handshake chose (RFC 9110 §7.4 misdirected request):
+      // otherwise SNI for one host could carry requests for another, bypassing its certificate and client
+      // validation.
+      const chosen = (req.socket as unknown as Record<symbol, GatewayListenerView | undefined>)[CHOICE];
+      const authority = String(
+        (req.httpVersionMajor === 2 ? req.headers[':authority'] : req.headers.host) ?? '',
+      );
+      const byHost = selectListener(config.view, o.port, hostOf(authority));
+      if (chosen && byHost && chosen.name !== byHost.name) {
+        o.deps.metrics.errors.inc(['gateway', 'misdirected']);
+        return localReply(req, res, 421, 'misdirected request: the host does not match the TLS server name');
+      }
+    }
+    executeOutbound(
+      o.deps,
+      'gateway',
+      config.view,
+      planGatewayForward(o.deps, config, o.port, scheme, req),
+      req,
+      res,
+      started,
+    );
+  };
+  const servers = createHttpServers(handle, undefined, {
+    limits,
+    ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
+    onTimeout: (kind) => o.deps.metrics.timeouts.inc(['gateway', kind]),
+  });
+  const toHttp = (socket: net.Socket, h2: boolean): void => {
+    if (h2) return void servers.h2.emit('connection', socket);
+    servers.http1.emit('connection', socket);
+    socket.resume();
+  };
+
+  let tlsServer: tls.Server | undefined;
+  if (o.protocol === 'HTTPS') {
+    tlsServer = tls.createServer({
+      ALPNProtocols: ['h2', 'http/1.1'],
+      minVersion: 'TLSv1.2',
+      // Client certificates are asked for on every HTTPS port; listeners that validate them check the
+      // result after the handshake (below), the others ignore what they get.
+      requestCert: true,
+      rejectUnauthorized: false,
+      SNICallback: (serverName, callback) => {
+        const picked = o.certificates.select(o.port, serverName || undefined);
+        if (!picked) return callback(new Error(`no certificate for ${serverName || '(no SNI)'}`), undefined);
+        callback(null, picked.context);
+      },
+      handshakeTimeout: limits.headerTimeoutMs || 120_000,
+    });
+    tlsServer.on('tlsClientError', (_err, socket) => {
+      o.deps.metrics.errors.inc(['gateway', 'tls_handshake']);
+      socket.destroy();
+    });
+    tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
+      socket.on('error', () => socket.destroy());
+      const serverName = (socket as tls.TLSSocket & { servername?: string | false }).servername;
+      const listener = o.certificates.select(o.port, serverName || undefined)?.listener;
+      const validation = listener?.clientValidation;
+      if (validation && validation.mode !== 'AllowInsecureFallback' && !socket.authorized) {
+        o.deps.metrics.errors.inc(['gateway', 'client_certificate']);
+        return void socket.destroy();
+      }
+      (socket as unknown as Record<symbol, GatewayListenerView | undefined>)[CHOICE] = listener;
+      o.deps.metrics.connections.inc(['gateway', `tls-${socket.alpnProtocol || 'none'}`]);
+      toHttp(socket, socket.alpnProtocol === 'h2');
+    });
+  }
+
+  const server = net.createServer({ allowHalfOpen: false, noDelay: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    if (tlsServer) return void tlsServer.emit('connection', socket);
+    void (async () => {
+      const { protocol } = await sniff(socket, o.detectTimeoutMs, { httpPort: true });
+      o.deps.metrics.connections.inc(['gateway', protocol]);
+      toHttp(socket, protocol === 'h2c');
+    })();
+  });
+  capConnections(server, limits.maxDownstreamConnections, () =>
+    o.deps.metrics.overflows.inc(['gateway', 'downstream_connections']),
+  );
+  return { server, http: servers };
+}

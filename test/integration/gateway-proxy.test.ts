@@ -1,0 +1,350 @@
+// `sluice proxy --mode gateway` as a real process on loopback, configured from standalone manifests: a
+// Gateway with an HTTP listener and two HTTPS listeners on one port (SNI picks the certificate), HTTPRoutes
+// attached by sectionName, plaintext backends on 127.0.0.1. Covers HTTP/1.1, h2c, TLS with ALPN h2, SNI
+// with two certificates, a rotated certificate Secret picked up without a restart, the misdirected-request
+// guard and the stripping of the mesh identity header.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { stringify } from 'yaml';
+import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
+import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';
+import { writeIdentityDir } from '../../pki/identity-dir.ts';
+import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
+import { freePort } from '../support/free-port.ts';
+import { upstream, type Upstream } from '../support/scripted-upstream.ts';
+import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { waitFor } from '../support/wait-for.ts';
+
+const TD = 'cluster.local';
+const GW_NS = 'infra';
+const APP_NS = 'shop';
+
+interface Pem {
+  cert: string;
+  key: string;
+  serial: string;
+}
+
+async function serverCert(ca: CertificateAuthority, host: string): Promise<Pem> {
+  const keys = await generateKeyPair();
+  const cert = await issueWorkloadCert({
+    ca,
+    spiffeId: `spiffe://${TD}/ns/${GW_NS}/sa/certs`,
+    publicKey: keys.publicKey,
+    dnsNames: [host],
+  });
+  return {
+    cert,
+    key: await privateKeyToPem(keys.privateKey),
+    serial: new X509Certificate(cert).serialNumber,
+  };
+}
+
+function tlsSecret(name: string, pem: Pem): K8sObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace: GW_NS },
+    type: 'kubernetes.io/tls',
+    data: {
+      'tls.crt': Buffer.from(pem.cert).toString('base64'),
+      'tls.key': Buffer.from(pem.key).toString('base64'),
+    },
+  } as K8sObject;
+}
+
+function gatewayObjects(httpPort: number, httpsPort: number): K8sObject[] {
+  const listener = (name: string, hostname: string, secret: string): unknown => ({
+    name,
+    port: httpsPort,
+    protocol: 'HTTPS',
+    hostname,
+    tls: { mode: 'Terminate', certificateRefs: [{ kind: 'Secret', group: '', name: secret }] },
+    allowedRoutes: { namespaces: { from: 'All' } },
+  });
+  return [
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'GatewayClass',
+      metadata: { name: 'sluice' },
+      spec: { controllerName: 'sluice.dev/gateway-controller' },
+    },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'gw', namespace: GW_NS, generation: 1 },
+      spec: {
+        gatewayClassName: 'sluice',
+        listeners: [
+          { name: 'http', port: httpPort, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
+          listener('https-a', 'a.example.com', 'a-cert'),
+          listener('https-b', 'b.example.com', 'b-cert'),
+        ],
+      },
+    },
+  ];
+}
+
+function route(name: string, sectionName: string, hostnames: string[], backend: string): K8sObject {
+  return {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name, namespace: APP_NS, generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: {
+      parentRefs: [
+        { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: GW_NS, name: 'gw', sectionName },
+      ],
+      ...(hostnames.length > 0 ? { hostnames } : {}),
+      rules: [{ backendRefs: [{ name: backend, port: 80 }] }],
+    },
+  };
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  /** The DNS SAN of the certificate the gateway presented (TLS only). */
+  san?: string;
+  serial?: string;
+  alpn?: string | false | null;
+}
+
+function httpGet(port: number, host: string, headers: http.OutgoingHttpHeaders = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: '/hello', headers: { host, ...headers }, agent: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+function httpsGet(port: number, serverName: string, host: string, ca: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/hello',
+        servername: serverName,
+        headers: { host },
+        ca,
+        agent: false,
+      },
+      (res) => {
+        const socket = res.socket as unknown as TLSSocket;
+        const peer = socket.getPeerCertificate();
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body,
+            san: peer.subjectaltname?.split(', ').find((s) => s.startsWith('DNS:')),
+            serial: peer.serialNumber,
+            alpn: socket.alpnProtocol,
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+async function h2Get(
+  authority: string,
+  options: http2.SecureClientSessionOptions,
+  host: string,
+): Promise<Answer> {
+  const session = http2.connect(authority, options);
+  try {
+    const stream = session.request({ ':path': '/hello', ':authority': host });
+    const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+    let body = '';
+    stream.setEncoding('utf8').on('data', (c: string) => (body += c));
+    await once(stream, 'end');
+    return { status: Number(headers[':status']), body, alpn: session.alpnProtocol ?? false };
+  } finally {
+    session.close();
+  }
+}
+
+describe('gateway proxy (loopback, standalone manifests)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let manifests: string;
+  let ca: CertificateAuthority;
+  let caPem: string;
+  let web: Upstream;
+  let api: Upstream;
+  let child: ChildProcess | undefined;
+  let httpPort: number;
+  let httpsPort: number;
+  let adminPort: number;
+  let output = '';
+  let certA: Pem;
+  let certB: Pem;
+
+  const writeManifests = (a: Pem): void => {
+    const objects = [
+      ...gatewayObjects(httpPort, httpsPort),
+      tlsSecret('a-cert', a),
+      tlsSecret('b-cert', certB),
+      route('plain', 'http', [], 'web'),
+      route('site-a', 'https-a', ['a.example.com'], 'web'),
+      route('site-b', 'https-b', ['b.example.com'], 'api'),
+      ...serviceWithEndpoints(
+        APP_NS,
+        'web',
+        '10.96.0.10',
+        [[80, web.port, 'http']],
+        [{ name: 'web-1', namespace: APP_NS, ip: '127.0.0.1', serviceAccount: 'web', meshed: false }],
+      ),
+      ...serviceWithEndpoints(
+        APP_NS,
+        'api',
+        '10.96.0.11',
+        [[80, api.port, 'http']],
+        [{ name: 'api-1', namespace: APP_NS, ip: '127.0.0.1', serviceAccount: 'api', meshed: false }],
+      ),
+    ];
+    writeFileSync(join(dir, 'gw.tmp'), objects.map((o) => stringify(o)).join('---\n'));
+    renameSync(join(dir, 'gw.tmp'), join(manifests, 'gateway.yaml'));
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-gateway-'));
+    manifests = join(dir, 'manifests');
+    mkdirSync(manifests);
+    ca = await loadCa(await createCa({ trustDomain: TD }));
+    caPem = ca.certPem;
+    const keys = await generateKeyPair();
+    await writeIdentityDir(join(dir, 'identity'), {
+      certPem: await issueWorkloadCert({
+        ca,
+        spiffeId: `spiffe://${TD}/ns/${GW_NS}/sa/gw-sluice`,
+        publicKey: keys.publicKey,
+      }),
+      keyPem: await privateKeyToPem(keys.privateKey),
+      bundlePem: ca.certPem,
+    });
+    web = await upstream((_n, req, res) =>
+      res.end(`web ${String(req.headers['x-sluice-peer-identity'] ?? '-')}`),
+    );
+    api = await upstream((_n, _req, res) => res.end('api'));
+    [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+    certA = await serverCert(ca, 'a.example.com');
+    certB = await serverCert(ca, 'b.example.com');
+    writeManifests(certA);
+    child = spawn(
+      process.execPath,
+      [
+        'bin/sluice.js',
+        'proxy',
+        '--mode',
+        'gateway',
+        '--gateway',
+        'gw',
+        '--manifests',
+        manifests,
+        '--identity',
+        join(dir, 'identity'),
+        '--admin-port',
+        String(adminPort),
+        '--bind',
+        '127.0.0.1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+    await waitFor(
+      'the gateway proxy to be ready',
+      async () => {
+        const ready = await fetch(`http://127.0.0.1:${adminPort}/ready`).catch(() => undefined);
+        return ready?.status === 200;
+      },
+      { timeoutMs: 20_000, intervalMs: 100, detail: () => output.slice(-3000) },
+    );
+  });
+
+  after(async () => {
+    if (child && child.exitCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+    await web.close();
+    await api.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('routes plain HTTP/1.1 by listener and route, dropping a client-sent identity header', async () => {
+    const r = await httpGet(httpPort, 'anything.test', {
+      'x-sluice-peer-identity': 'spiffe://evil/ns/x/sa/y',
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'web -');
+  });
+
+  it('takes h2c with prior knowledge on an HTTP port', async () => {
+    const r = await h2Get(`http://127.0.0.1:${httpPort}`, {}, 'anything.test');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'web -');
+  });
+
+  it('terminates TLS with the certificate SNI selects, one port, two listeners', async () => {
+    const a = await httpsGet(httpsPort, 'a.example.com', 'a.example.com', caPem);
+    assert.equal(a.status, 200);
+    assert.equal(a.san, 'DNS:a.example.com');
+    assert.equal(a.body, 'web -');
+    const b = await httpsGet(httpsPort, 'b.example.com', 'b.example.com', caPem);
+    assert.equal(b.san, 'DNS:b.example.com');
+    assert.equal(b.body, 'api');
+  });
+
+  it('speaks h2 over TLS when the client offers it', async () => {
+    const r = await h2Get(
+      `https://127.0.0.1:${httpsPort}`,
+      { servername: 'b.example.com', ca: caPem },
+      'b.example.com',
+    );
+    assert.equal(r.alpn, 'h2');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'api');
+  });
+
+  it('answers 421 to a request for another listener on a connection SNI gave to one', async () => {
+    const r = await httpsGet(httpsPort, 'a.example.com', 'b.example.com', caPem);
+    assert.equal(r.status, 421);
+  });
+
+  it('serves a rotated certificate Secret from the next handshake, without a restart', async () => {
+    const pid = child!.pid;
+    const rotated = await serverCert(ca, 'a.example.com');
+    assert.notEqual(rotated.serial, certA.serial);
+    writeManifests(rotated);
+    await waitFor(
+      'the rotated certificate',
+      async () =>
+        (await httpsGet(httpsPort, 'a.example.com', 'a.example.com', caPem)).serial === rotated.serial,
+      { timeoutMs: 15_000, intervalMs: 100, detail: () => output.slice(-2000) },
+    );
+    assert.equal(child!.pid, pid);
+    assert.equal(child!.exitCode, null);
+    const b = await httpsGet(httpsPort, 'b.example.com', 'b.example.com', caPem);
+    assert.equal(b.serial, certB.serial);
+  });
+});
