@@ -141,7 +141,8 @@ export function selectImages(only?: readonly string[]): string[] {
  */
 export function containerdReference(name: string): string {
   const first = name.split('/')[0] ?? '';
-  const qualified = name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  const qualified =
+    name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
   return qualified ? name : `docker.io/library/${name}`;
 }
 
@@ -227,7 +228,12 @@ export async function buildFileImages(
   };
   const built: BuiltImage[] = [];
   for (const spec of specs) {
-    const image: ImageSpec = { name: spec.name, dockerfile: spec.dockerfile, nodeBase: false, context: spec.files };
+    const image: ImageSpec = {
+      name: spec.name,
+      dockerfile: spec.dockerfile,
+      nodeBase: false,
+      context: spec.files,
+    };
     built.push(await progress.step(`image ${spec.name}`, () => buildImage(image, ctx)));
   }
   return built;

@@ -33,8 +33,11 @@ export function imagesIn(manifests: string): string[] {
   return [...found].sort();
 }
 
-/** The one image of `repository` (e.g. 'echo-advanced', matched as the last path part) among `images`. */
-export function imageNamed(images: readonly string[], repository: string): string {
+/**
+ * The images of `repository` (e.g. 'echo-basic', matched as the last path part) among `images`: every tag
+ * the manifests use (v1.6.1's base manifests name echo-basic with two tags).
+ */
+export function imagesNamed(images: readonly string[], repository: string): string[] {
   const matches = images.filter(
     (image) =>
       image
@@ -42,12 +45,10 @@ export function imageNamed(images: readonly string[], repository: string): strin
         .split('/')
         .pop() === repository,
   );
-  if (matches.length !== 1) {
-    throw new ClusterError(
-      `the suite's manifests name ${matches.length === 0 ? 'no' : 'several'} ${repository} image(s): ${images.join(', ')}`,
-    );
+  if (matches.length === 0) {
+    throw new ClusterError(`the suite's manifests name no ${repository} image: ${images.join(', ')}`);
   }
-  return matches[0]!;
+  return matches;
 }
 
 /** Where the Go build left the suite's module (its manifests are read from there). */
@@ -113,25 +114,30 @@ export async function loadEchoImages(
     target: name,
     mode: 0o755,
   });
-  const specs: FileImageSpec[] = [
-    {
-      name: imageNamed(mesh, 'echo-advanced'),
-      dockerfile: 'images/echo-advanced/Dockerfile',
-      files: [
-        bin(binaries.istioEcho, 'server'),
-        bin(binaries.istioEcho, 'client'),
-        { source: certs.cert, target: 'cert.crt', mode: 0o644 },
-        { source: certs.key, target: 'cert.key', mode: 0o644 },
-      ],
-    },
-  ];
+  const specs: FileImageSpec[] = imagesNamed(mesh, 'echo-advanced').map((name) => ({
+    name,
+    dockerfile: 'images/echo-advanced/Dockerfile',
+    files: [
+      bin(binaries.istioEcho, 'server'),
+      bin(binaries.istioEcho, 'client'),
+      { source: certs.cert, target: 'cert.crt', mode: 0o644 },
+      { source: certs.key, target: 'cert.key', mode: 0o644 },
+    ],
+  }));
   if (binaries.echoBasic !== undefined) {
     const base = imagesIn(await readFile(join(suiteDir, 'base', 'manifests.yaml'), 'utf8'));
-    specs.push({
-      name: imageNamed(base, 'echo-basic'),
-      dockerfile: 'images/echo-basic/Dockerfile',
-      files: [bin(binaries.echoBasic, 'echo-basic')],
-    });
+    const echoBasic = binaries.echoBasic;
+    for (const name of imagesNamed(base, 'echo-basic')) {
+      specs.push({ name, dockerfile: 'images/echo-basic/Dockerfile', files: [bin(echoBasic, 'echo-basic')] });
+    }
+    // The gateway tests' DNS backend: the cluster's own CoreDNS build under the name they use.
+    for (const name of imagesNamed(base, 'coredns')) {
+      specs.push({
+        name,
+        dockerfile: 'images/coredns/Dockerfile',
+        files: [bin(state.binaries.coredns, 'coredns')],
+      });
+    }
   }
   const images = await buildFileImages(specs, { paths, progress, ociRuntime: state.binaries.runc });
   await importImages(images, {

@@ -234,7 +234,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const gatewayProfiles = opts.profiles.filter(isGatewayProfile);
   if (gatewayProfiles.length > 0 && !(await gatewayClassExists(paths))) {
     throw new ClusterError(
-      `${gatewayProfiles.join(', ')} need the GatewayClass ${GATEWAY_CLASS}, which this cluster does not have ` +
+      `${gatewayProfiles.join(', ')} need${gatewayProfiles.length === 1 ? 's' : ''} the GatewayClass ${GATEWAY_CLASS}, which this cluster does not have ` +
         '(the gateway implementation is not installed); run the mesh profiles only (the default)',
     );
   }

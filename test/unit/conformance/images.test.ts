@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { imageNamed, imagesIn } from '../../../conformance/images.ts';
+import { imagesIn, imagesNamed } from '../../../conformance/images.ts';
 import { placeholderObjects } from '../../../conformance/mesh-only-workaround.ts';
 
 const MANIFESTS = `apiVersion: v1
@@ -30,10 +30,16 @@ describe('conformance images', () => {
     ]);
   });
 
-  it('picks the image of a repository by its last path part', () => {
+  it('picks every tag of a repository, by its last path part', () => {
     const images = imagesIn(MANIFESTS);
-    assert.equal(imageNamed(images, 'echo-advanced'), 'registry.k8s.io/gateway-api/echo-advanced:v1.5.1');
-    assert.throws(() => imageNamed(images, 'echo-basic'), /no echo-basic image/);
+    assert.deepEqual(imagesNamed(images, 'echo-advanced'), [
+      'registry.k8s.io/gateway-api/echo-advanced:v1.5.1',
+    ]);
+    assert.deepEqual(
+      imagesNamed([...images, 'registry.k8s.io/gateway-api/echo-advanced:v2'], 'echo-advanced'),
+      ['registry.k8s.io/gateway-api/echo-advanced:v1.5.1', 'registry.k8s.io/gateway-api/echo-advanced:v2'],
+    );
+    assert.throws(() => imagesNamed(images, 'echo-basic'), /no echo-basic image/);
   });
 
   it('gives the mesh-only run one pod in each gateway backend namespace', () => {
