@@ -12,12 +12,13 @@ const OURS = [
   'cli',
   'cluster',
   'demo',
+  'conformance',
   'images',
   'test',
   'bench',
 ];
 const except = (...allowed) => OURS.filter((name) => !allowed.includes(name));
-const TOOLS = ['cluster', 'demo', 'images', 'test', 'bench'];
+const TOOLS = ['cluster', 'demo', 'conformance', 'images', 'test', 'bench'];
 
 /** folder → what it may import (besides itself). */
 export const LAYERS = {
@@ -32,6 +33,7 @@ export const LAYERS = {
   cli: except(...TOOLS),
   cluster: ['lib', 'pki', 'mesh-model'],
   demo: ['lib', 'pki', 'mesh-model', 'cluster'],
+  conformance: ['lib', 'pki', 'mesh-model', 'cluster', 'demo'],
   images: [],
 };
 

@@ -35,6 +35,11 @@ export interface GoBuild {
   readonly binaries: readonly string[];
   /** Shown while building, e.g. 15 for Kubernetes on 2 cores. */
   readonly coldBuildMinutes?: number;
+  /**
+   * Compile the tests of the one package instead (`go test -c`), into a binary named `binaries[0]`:
+   * e.g. a conformance suite that ships as a Go test.
+   */
+  readonly testBinary?: boolean;
 }
 
 /** A file that goes into the cache key: path relative to the module, sha256 of its content. */
@@ -66,6 +71,8 @@ export function goBuildKey(build: GoBuild, files: readonly ModuleFile[], goVersi
     ldflags: build.ldflags ?? '',
     cgo: build.cgo ?? false,
     goVersion,
+    // Only when set, so the keys of the plain builds (and their cached binaries) stay what they were.
+    ...(build.testBinary ? { testBinary: true } : {}),
   });
   return createHash('sha256').update(canonical).digest('hex').slice(0, 12);
 }
@@ -212,6 +219,16 @@ async function installedGoVersion(required: string, name: string): Promise<strin
 }
 
 function goBuildArgs(build: GoBuild, outDir: string): string[] {
+  if (build.testBinary) {
+    const [binary] = build.binaries;
+    if (build.packages.length !== 1 || binary === undefined) {
+      throw new ClusterError(`${build.name}: a test binary is built from one package into one binary`);
+    }
+    const args = ['test', '-c', '-trimpath', '-buildvcs=false'];
+    if (build.tags && build.tags.length > 0) args.push('-tags', build.tags.join(','));
+    if (build.ldflags) args.push('-ldflags', build.ldflags);
+    return [...args, '-o', join(outDir, binary), ...build.packages];
+  }
   const args = ['build', '-trimpath', '-buildvcs=false'];
   if (build.tags && build.tags.length > 0) args.push('-tags', build.tags.join(','));
   if (build.ldflags) args.push('-ldflags', build.ldflags);

@@ -74,13 +74,31 @@ const RECIPE_VERSION = 'images-v2';
 
 type ContextKind = 'repo' | 'pause-binary' | 'coredns-binary';
 
+/** A file copied into an image's build context (a directory of its own under the cache). */
+export interface ContextFile {
+  /** Absolute path on the host. */
+  readonly source: string;
+  /** Name inside the build context. */
+  readonly target: string;
+  readonly mode: number;
+}
+
 interface ImageSpec {
   readonly name: string;
   /** Relative to the repository root. */
   readonly dockerfile: string;
   /** Built FROM ${BASE_IMAGE}, which is the local node base here. */
   readonly nodeBase: boolean;
-  readonly context: ContextKind;
+  readonly context: ContextKind | readonly ContextFile[];
+}
+
+/** An image built FROM scratch out of files made elsewhere (e.g. Go binaries), not one of the cluster's. */
+export interface FileImageSpec {
+  /** As pods name it: 'sluice-x:dev', or a full reference such as 'registry.k8s.io/x/y:v1'. */
+  readonly name: string;
+  /** Relative to the repository root. */
+  readonly dockerfile: string;
+  readonly files: readonly ContextFile[];
 }
 
 const IMAGES: readonly ImageSpec[] = [
@@ -117,9 +135,15 @@ export function selectImages(only?: readonly string[]): string[] {
   return IMAGE_NAMES.filter((name) => wanted.has(name));
 }
 
-/** What containerd calls an image that was pushed as `name`. */
+/**
+ * What containerd calls an image that was pushed as `name`: a short name lives under docker.io/library/,
+ * a name whose first part is a registry host (it has a dot or a port, or is localhost) stays as it is.
+ */
 export function containerdReference(name: string): string {
-  return `docker.io/library/${name}`;
+  const first = name.split('/')[0] ?? '';
+  const qualified =
+    name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  return qualified ? name : `docker.io/library/${name}`;
 }
 
 interface Layout {
@@ -182,6 +206,39 @@ export async function buildImages(options: BuildImagesOptions): Promise<BuiltIma
   return built;
 }
 
+/**
+ * Builds images FROM scratch out of files (no node base, no CoreDNS): e.g. test servers a conformance suite
+ * names by their upstream reference. Same cache rules as the cluster's images.
+ */
+export async function buildFileImages(
+  specs: readonly FileImageSpec[],
+  options: { readonly paths: ClusterPaths; readonly progress: Progress; readonly ociRuntime: string },
+): Promise<BuiltImage[]> {
+  const { paths, progress } = options;
+  const dirs = layout(paths);
+  await mkdir(dirs.logDir, { recursive: true });
+  const ctx: BuildContext = {
+    paths,
+    dirs,
+    progress,
+    force: false,
+    baseImageId: null,
+    corednsBinary: '',
+    buildah: buildahWith(options.ociRuntime),
+  };
+  const built: BuiltImage[] = [];
+  for (const spec of specs) {
+    const image: ImageSpec = {
+      name: spec.name,
+      dockerfile: spec.dockerfile,
+      nodeBase: false,
+      context: spec.files,
+    };
+    built.push(await progress.step(`image ${spec.name}`, () => buildImage(image, ctx)));
+  }
+  return built;
+}
+
 interface BuildContext {
   readonly paths: ClusterPaths;
   readonly dirs: Layout;
@@ -205,7 +262,7 @@ async function buildImage(image: ImageSpec, ctx: BuildContext): Promise<BuiltIma
   const log = join(dirs.logDir, `${stem}.log`);
   await rm(log, { force: true });
 
-  const contextDir = await prepareContext(image.context, ctx, log);
+  const contextDir = await prepareContext(image.context, ctx, log, image.name);
   const dockerfilePath = join(paths.repoDir, image.dockerfile);
   const dockerfile = await readFile(dockerfilePath, 'utf8');
   const buildArgs = image.nodeBase ? [`BASE_IMAGE=${NODE_BASE_IMAGE}`] : [];
@@ -254,12 +311,24 @@ async function buildImage(image: ImageSpec, ctx: BuildContext): Promise<BuiltIma
   return { name: image.name, archive, digest: imageId };
 }
 
-async function prepareContext(kind: ContextKind, ctx: BuildContext, log: string): Promise<string> {
+async function prepareContext(
+  kind: ImageSpec['context'],
+  ctx: BuildContext,
+  log: string,
+  name: string,
+): Promise<string> {
   if (kind === 'repo') return ctx.paths.repoDir;
-  const dir = join(ctx.dirs.contextsDir, kind);
+  const dir = join(ctx.dirs.contextsDir, typeof kind === 'string' ? kind : fileStem(name));
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  if (kind === 'pause-binary') {
+  if (typeof kind !== 'string') {
+    for (const file of kind) {
+      const stats = await stat(file.source).catch(() => null);
+      if (!stats?.isFile()) throw new ImageError(`${name}: ${file.source} not found`);
+      await copyFile(file.source, join(dir, file.target));
+      await chmod(join(dir, file.target), file.mode);
+    }
+  } else if (kind === 'pause-binary') {
     await run(
       process.env.GO ?? 'go',
       ['build', '-trimpath', '-ldflags=-s -w', '-o', join(dir, 'pause'), '.'],

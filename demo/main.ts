@@ -5,17 +5,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { tail } from '../cluster/exec.ts';
-import { ensureGatewayApiCrds, GATEWAY_API_VERSION, gatewayApiCrdSource } from '../cluster/gateway-api.ts';
+import { gatewayApiCrdSource } from '../cluster/gateway-api.ts';
 import { REPO_DIR } from '../cluster/paths.ts';
 import { Progress } from '../cluster/progress.ts';
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
-import {
-  meshParentStatus,
-  podsWithoutSidecar,
-  runningPod,
-  sidecarRoute,
-  webhooksWithoutCaBundle,
-} from './cluster-state.ts';
+import { meshParentStatus, podsWithoutSidecar, runningPod, sidecarRoute } from './cluster-state.ts';
 import {
   answers,
   kubeconfigCluster,
@@ -35,11 +29,15 @@ import {
 } from './split-report.ts';
 import { storefrontWalkthrough } from './storefront.ts';
 import { getJson, items, waitFor, waitForRollouts } from './waits.ts';
+import {
+  CONTROL_NAMESPACE,
+  installGatewayApi,
+  installSluice,
+  restart,
+  staleOnLocalCluster,
+} from './install-sluice.ts';
 
 const USAGE = 'usage: npm run demo [-- --down [--keep-cluster]]';
-const CONTROL_NAMESPACE = 'sluice-system';
-const CONTROL_DEPLOYMENTS = ['sluice-controller', 'sluice-injector'];
-const WEBHOOK = 'sluice-injector';
 const NAMESPACE = 'sluice-demo';
 const SAMPLE_DEPLOYMENTS = ['helloworld-v1', 'helloworld-v2', 'client'];
 const CLIENT_CONTAINER = 'client';
@@ -66,69 +64,6 @@ async function chooseCluster(progress: Progress): Promise<DemoCluster> {
     const local = localCluster();
     await local.kubectl(['get', '--raw', '/readyz'], { timeoutMs: 15_000 });
     return local;
-  });
-}
-
-async function installGatewayApi(k: DemoCluster, progress: Progress): Promise<void> {
-  await progress.step(`Gateway API CRDs (${GATEWAY_API_VERSION}, standard channel)`, async () => {
-    const found = await ensureGatewayApiCrds((args, options) => k.kubectl(args, options), {
-      fieldManager: 'sluice-demo',
-    });
-    progress.detail(
-      'installedVersion' in found
-        ? `already installed (${found.installedVersion}): left as they are`
-        : `kubectl apply --server-side -f ${found.appliedFrom}`,
-    );
-  });
-}
-
-/**
- * The local cluster rebuilds the images under the same tags (`cluster up`), which running pods do not
- * notice: restart what ran before this run so it shows this checkout's code. A user's cluster is left alone.
- */
-async function staleOnLocalCluster(
-  k: DemoCluster,
-  namespace: string,
-  deployments: readonly string[],
-): Promise<string[]> {
-  if (!k.local) return [];
-  const { stdout } = await k.kubectl([
-    '-n',
-    namespace,
-    'get',
-    'deployments',
-    '-o',
-    'name',
-    '--ignore-not-found',
-  ]);
-  return deployments.filter((d) => stdout.split('\n').includes(`deployment.apps/${d}`));
-}
-
-async function restart(k: DemoCluster, namespace: string, stale: readonly string[], progress: Progress) {
-  if (stale.length === 0) return;
-  await k.kubectl(['-n', namespace, 'rollout', 'restart', ...stale.map((d) => `deployment/${d}`)]);
-  progress.detail(`restarted ${stale.join(', ')} (the local images may have been rebuilt)`);
-}
-
-async function installSluice(k: DemoCluster, progress: Progress): Promise<void> {
-  await progress.step('Sluice control plane (kubectl apply -k manifests/)', async () => {
-    const stale = await staleOnLocalCluster(k, CONTROL_NAMESPACE, CONTROL_DEPLOYMENTS);
-    await k.kubectl(['apply', '-k', join(REPO_DIR, 'manifests')], { timeoutMs: 120_000 });
-    await restart(k, CONTROL_NAMESPACE, stale, progress);
-    await waitForRollouts(k, CONTROL_NAMESPACE, CONTROL_DEPLOYMENTS, progress);
-    progress.detail(`${CONTROL_DEPLOYMENTS.join(', ')}: rolled out`);
-    await waitFor(
-      `caBundle of MutatingWebhookConfiguration ${WEBHOOK}`,
-      async () => {
-        const missing = webhooksWithoutCaBundle(
-          await getJson(k, ['get', 'mutatingwebhookconfiguration', WEBHOOK]),
-        );
-        if (missing.length > 0) throw new Error(`no caBundle yet in ${missing.join(', ')}`);
-        return true;
-      },
-      `The injector writes it: kubectl -n ${CONTROL_NAMESPACE} logs deploy/sluice-injector`,
-    );
-    progress.detail(`webhook ${WEBHOOK}: caBundle set by the injector`);
   });
 }
 

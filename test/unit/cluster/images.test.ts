@@ -143,6 +143,12 @@ describe('cluster images: selection and naming', () => {
 
   it('names images as containerd stores a short docker reference', () => {
     assert.equal(containerdReference('sluice:dev'), 'docker.io/library/sluice:dev');
+    assert.equal(
+      containerdReference('registry.k8s.io/gateway-api/echo-advanced:v1.5.1'),
+      'registry.k8s.io/gateway-api/echo-advanced:v1.5.1',
+    );
+    assert.equal(containerdReference('localhost/x:1'), 'localhost/x:1');
+    assert.equal(containerdReference('library/x:1'), 'docker.io/library/library/x:1');
   });
 
   it('picks the newest cached npm tarball', () => {
