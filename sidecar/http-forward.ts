@@ -16,6 +16,7 @@ import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
 
 const MAX_CONNECT_ATTEMPTS = 3;
 const RETRYABLE = new Set([
@@ -42,6 +43,8 @@ export interface ForwardDeps {
   log?: Logger;
   /** Path normalisation options (the proxy's --merge-slashes, --escaped-slashes). */
   normalize?: NormalizeOptions;
+  /** Spans and trace context (sidecar/tracing/); absent or disabled: requests are not looked at. */
+  tracing?: RequestTracing;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -171,9 +174,16 @@ export function forwardOutbound(
 ): void {
   const started = performance.now();
   const outbound = planOutbound(deps, view, routing, destination, req);
+  const span = deps.tracing?.startOutbound(
+    req,
+    outbound.kind === 'forward' ? outbound.request.headers : undefined,
+    String(req.headers.host ?? req.headers[':authority'] ?? `${destination.address}:${destination.port}`),
+  );
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
     deps.metrics.request('outbound', routeLabel, backendLabel, code, started);
   if (outbound.kind === 'reply') {
+    span?.routeLabel(outbound.routeLabel);
+    span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');
     if (outbound.location !== undefined) {
       record(outbound.routeLabel, 'redirect', outbound.code);
       const out = res as http.ServerResponse;
@@ -187,16 +197,22 @@ export function forwardOutbound(
   }
   const { target, request } = outbound;
   const p = target.plan;
-  if (p && p.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, p.mirrors, request);
+  span?.route(p?.entry, target.backendLabel);
+  if (p && p.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, p.mirrors, request, span);
   sendWithRetries({
     deps,
     target,
     request,
     req,
     res,
+    ...(span ? { span } : {}),
     editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
-    finish: (code) => record(target.routeLabel, target.backendLabel, code),
+    finish: (code) => {
+      span?.end(code);
+      record(target.routeLabel, target.backendLabel, code);
+    },
     fail: (code, message, cause) => {
+      span?.end(code, cause);
       deps.metrics.errors.inc(['outbound', cause]);
       record(target.routeLabel, target.backendLabel, code);
       localReply(req, res, code, message);
@@ -244,6 +260,8 @@ export interface SendOptions {
   readonly fail: (code: number, message: string, cause: string) => void;
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound';
+  /** The request's span when it is traced: told each endpoint attempt. */
+  readonly span?: HttpSpan;
 }
 
 export function sendWithRetries(options: SendOptions): void {
@@ -297,6 +315,7 @@ export function sendWithRetries(options: SendOptions): void {
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
     tried.add(ep);
+    options.span?.attempt(ep);
     const stats = deps.lb.start(ep);
     const t0 = performance.now();
     const backendMs = p?.backendRequestTimeoutMs;
@@ -465,11 +484,13 @@ function mirror(
   view: ProxyView,
   mirrors: readonly Mirror[],
   request: UpstreamRequest,
+  span: HttpSpan | undefined,
 ): void {
   for (const m of mirrors) {
     if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;
     const ep = deps.lb.pick(endpointsFor(view, m.backend.namespace, m.backend.name, m.backend.port));
     if (!ep) continue;
+    span?.mirror(`${m.backend.namespace}/${m.backend.name}:${m.backend.port}`);
     const ignore: UpstreamHandlers = {
       response: (_s, _h, body) => void body.resume(),
       error: () => undefined,

@@ -17,6 +17,8 @@ import type { HeaderLimits } from './header-limits.ts';
 import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 import type { Logger } from '../lib/json-log.ts';
+import { RequestTracing, type TracingOptions } from './tracing/request-tracing.ts';
+import { tracingFromData } from '../protocol/tracing-config.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
 export interface IdentitySource {
@@ -67,6 +69,8 @@ export interface ProxyOptions {
   limits?: ProxyLimits;
   /** Path normalisation options (docs/security.md); the defaults when absent. */
   normalize?: NormalizeOptions;
+  /** Tracing (sidecar/tracing/); settings come with the config (the mesh ConfigMap), these add the pod's own. */
+  tracing?: Omit<TracingOptions, 'identity' | 'onSpans'>;
 }
 
 /** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
@@ -83,9 +87,18 @@ export class SidecarProxy {
   readonly #servers: net.Server[] = [];
   readonly #httpServers: HttpServers[] = [];
   #admin: http.Server | undefined;
+  readonly tracing: RequestTracing | undefined;
+  #tracingData = '';
 
   constructor(options: ProxyOptions) {
     this.#o = options;
+    this.tracing = options.tracing
+      ? new RequestTracing({
+          ...options.tracing,
+          identity: () => this.#credentials?.identity.spiffeId,
+          onSpans: (outcome, count) => this.metrics.spans.inc([outcome], count),
+        })
+      : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
     const poolLimits = {
       maxConnections: limits.maxUpstreamConnections,
@@ -145,6 +158,7 @@ export class SidecarProxy {
         this.#view = view;
         this.lb.retain([...view.endpoints.values()].flat());
         this.metrics.reloads.inc([o.source.name]);
+        this.#applyTracing(view);
         o.log.info('config applied', {
           version: view.version,
           source: o.source.name,
@@ -164,6 +178,7 @@ export class SidecarProxy {
       metrics: this.metrics,
       log: o.log,
       normalize: o.normalize ?? {},
+      ...(this.tracing ? { tracing: this.tracing } : {}),
     };
     const ownPorts = new Set([o.outboundPort, o.inboundPort, o.adminPort]);
     const limits = o.limits ?? DEFAULT_LIMITS;
@@ -199,6 +214,22 @@ export class SidecarProxy {
     });
   }
 
+  /** Mesh tracing settings from the config: applied when they changed, warnings logged once per change. */
+  #applyTracing(view: ProxyView): void {
+    if (!this.tracing) return;
+    const text = JSON.stringify([view.namespace, view.meshConfig ?? null]);
+    if (text === this.#tracingData) return;
+    this.#tracingData = text;
+    const { settings, warnings } = tracingFromData(view.meshConfig);
+    this.tracing.apply(settings, view.namespace);
+    for (const w of warnings) this.#o.log.warn('tracing setting ignored', { warning: w });
+    this.#o.log.info('tracing settings applied', {
+      enabled: this.tracing.enabled,
+      endpoint: settings.endpoint ?? this.#o.tracing?.endpoint ?? null,
+      samplingRatio: settings.samplingRatio,
+    });
+  }
+
   /** Graceful drain: not ready, no new connections, open ones get up to drainMs to finish. */
   async drain(): Promise<void> {
     this.#draining = true;
@@ -213,6 +244,7 @@ export class SidecarProxy {
     this.#o.identity.stop();
     this.#pools.destroy();
     this.#appPools.destroy();
+    void this.tracing?.shutdown();
     for (const s of this.#servers) s.close();
     for (const h of this.#httpServers) {
       h.http1.closeAllConnections();
