@@ -95,7 +95,12 @@ class BoundedProcessor implements SpanProcessor {
 export function createSpanPipeline(o: PipelineOptions): SpanPipeline {
   const exporter =
     o.exporter ??
-    new OTLPTraceExporter({ url: o.endpoint, timeoutMillis: o.exportTimeoutMs, concurrencyLimit: 4 });
+    new OTLPTraceExporter({
+      url: o.endpoint,
+      timeoutMillis: o.exportTimeoutMs,
+      // A flush (drain, settings change) sends every queued batch at once; the timer sends one at a time.
+      concurrencyLimit: Math.ceil(o.maxQueueSpans / BATCH_SIZE) + 2,
+    });
   let bounded: BoundedProcessor | undefined = undefined;
   const counting = new CountingExporter(exporter, (count, ok) => {
     if (bounded) bounded.held = Math.max(0, bounded.held - count);
