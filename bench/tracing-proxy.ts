@@ -53,7 +53,7 @@ if (spec.mode !== 'none') {
     onSpans: (outcome, n) => metrics.spans.inc([outcome], n),
   });
   const ratio = spec.mode === 'off' ? 0 : Number(spec.mode.replace('%', '')) / 100;
-  tracing.apply(
+  await tracing.apply(
     {
       ...DEFAULT_TRACING,
       endpoint: spec.mode === 'off' ? undefined : spec.collector,

@@ -221,13 +221,18 @@ export class SidecarProxy {
     if (text === this.#tracingData) return;
     this.#tracingData = text;
     const { settings, warnings } = tracingFromData(view.meshConfig);
-    this.tracing.apply(settings, view.namespace);
     for (const w of warnings) this.#o.log.warn('tracing setting ignored', { warning: w });
-    this.#o.log.info('tracing settings applied', {
-      enabled: this.tracing.enabled,
-      endpoint: settings.endpoint ?? this.#o.tracing?.endpoint ?? null,
-      samplingRatio: settings.samplingRatio,
-    });
+    const tracing = this.tracing;
+    void tracing.apply(settings, view.namespace).then(
+      () =>
+        this.#o.log.info('tracing settings applied', {
+          enabled: tracing.enabled,
+          endpoint: settings.endpoint ?? this.#o.tracing?.endpoint ?? null,
+          samplingRatio: settings.samplingRatio,
+        }),
+      (err: unknown) =>
+        this.#o.log.warn('tracing not started', { error: err instanceof Error ? err : String(err) }),
+    );
   }
 
   /** Graceful drain: not ready, no new connections, open ones get up to drainMs to finish. */

@@ -23,7 +23,12 @@ import {
 } from '../../protocol/tracing-config.ts';
 import { extractContext, injectContext, type ContextFormat, type RemoteContext } from './trace-context.ts';
 import { decide, RateLimiter } from './sampling.ts';
-import { createSpanPipeline, type SpanOutcome, type SpanPipeline } from './span-pipeline.ts';
+import type { SpanOutcome, SpanPipeline } from './span-pipeline.ts';
+
+// The SDK and the exporter (~10 MB, ~150 ms to load) are loaded when tracing is first turned on: a mesh
+// without a collector never pays for them.
+let pipelineModule: Promise<typeof import('./span-pipeline.ts')> | undefined;
+const loadPipeline = async () => (await (pipelineModule ??= import('./span-pipeline.ts'))).createSpanPipeline;
 
 /** The request fields tracing reads (http.IncomingMessage and Http2ServerRequest both have them). */
 export interface TracedRequest {
@@ -172,6 +177,7 @@ export class RequestTracing {
   #namespace = '';
   #pipeline: SpanPipeline | undefined;
   #pipelineKey = '';
+  #ready: Promise<void> = Promise.resolve();
   #formats: ReadonlySet<ContextFormat> = NO_FORMATS;
 
   constructor(options: TracingOptions) {
@@ -179,7 +185,7 @@ export class RequestTracing {
     this.#random = options.random ?? Math.random;
     this.#limiter = new RateLimiter(DEFAULT_TRACING.forcedTracesPerSecond, options.now);
     this.#ratio = samplingRatioFor(DEFAULT_TRACING, '', options.podSamplingRatio);
-    this.apply(DEFAULT_TRACING, '');
+    void this.apply(DEFAULT_TRACING, '');
   }
 
   get settings(): TracingSettings {
@@ -196,9 +202,10 @@ export class RequestTracing {
 
   /**
    * New settings, and the pod's namespace (known once the config names it); the export pipeline is rebuilt
-   * only when what it depends on changed.
+   * only when what it depends on changed. Resolves when the new pipeline is in place (requests are not
+   * traced meanwhile).
    */
-  apply(settings: TracingSettings, namespace: string): void {
+  apply(settings: TracingSettings, namespace: string): Promise<void> {
     this.#settings = settings;
     this.#namespace = namespace;
     this.#ratio = samplingRatioFor(settings, namespace, this.#o.podSamplingRatio);
@@ -216,22 +223,26 @@ export class RequestTracing {
           settings.batchDelayMs,
         ])
       : '';
-    if (key === this.#pipelineKey) return;
+    if (key === this.#pipelineKey) return this.#ready;
     const old = this.#pipeline;
     this.#pipelineKey = key;
-    this.#pipeline = endpoint
-      ? createSpanPipeline({
-          endpoint,
-          resource,
-          exportTimeoutMs: settings.exportTimeoutMs,
-          maxQueueSpans: settings.maxQueueSpans,
-          batchDelayMs: settings.batchDelayMs,
-          onSpans: this.#o.onSpans ?? (() => undefined),
-          ...(this.#o.exporter ? { exporter: this.#o.exporter } : {}),
-        })
-      : undefined;
+    this.#pipeline = undefined;
     // Spans of the old pipeline still go out (to the old endpoint) in the background.
     void old?.shutdown().catch(() => undefined);
+    if (!endpoint) return (this.#ready = Promise.resolve());
+    this.#ready = loadPipeline().then((create) => {
+      if (this.#pipelineKey !== key) return; // newer settings came while loading
+      this.#pipeline = create({
+        endpoint,
+        resource,
+        exportTimeoutMs: settings.exportTimeoutMs,
+        maxQueueSpans: settings.maxQueueSpans,
+        batchDelayMs: settings.batchDelayMs,
+        onSpans: this.#o.onSpans ?? (() => undefined),
+        ...(this.#o.exporter ? { exporter: this.#o.exporter } : {}),
+      });
+    });
+    return this.#ready;
   }
 
   /**

@@ -36,7 +36,10 @@ describe('request tracing', () => {
   let exporter: InMemorySpanExporter;
   let counts: Map<SpanOutcome, number>;
   let rolls: number[];
-  const make = (settings: TracingSettings = ON, extra: { exporter?: SpanExporter } = {}): RequestTracing => {
+  const make = async (
+    settings: TracingSettings = ON,
+    extra: { exporter?: SpanExporter } = {},
+  ): Promise<RequestTracing> => {
     const t = new RequestTracing({
       resource: { 'service.name': 'web' },
       identity: () => 'spiffe://cluster.local/ns/shop/sa/web',
@@ -44,7 +47,7 @@ describe('request tracing', () => {
       exporter: extra.exporter ?? exporter,
       onSpans: (o, n) => counts.set(o, (counts.get(o) ?? 0) + n),
     });
-    t.apply(settings, 'shop');
+    await t.apply(settings, 'shop');
     return t;
   };
   const spans = async (t: RequestTracing): Promise<ReadableSpan[]> => {
@@ -58,8 +61,8 @@ describe('request tracing', () => {
     rolls = [];
   });
 
-  it('is off without an endpoint: no span and the headers untouched', () => {
-    const t = make(DEFAULT_TRACING);
+  it('is off without an endpoint: no span and the headers untouched', async () => {
+    const t = await make(DEFAULT_TRACING);
     const headers: HeaderMap = {};
     assert.equal(t.enabled, false);
     assert.equal(
@@ -70,7 +73,7 @@ describe('request tracing', () => {
   });
 
   it('an unsampled request makes no span, keeps its context, and gets one only if it had none', async () => {
-    const t = make();
+    const t = await make();
     const kept: HeaderMap = { traceparent: `00-${TRACE}-${SPAN}-00` };
     assert.equal(
       t.startOutbound(request({ traceparent: `00-${TRACE}-${SPAN}-00` }), kept, 'reviews.shop'),
@@ -90,7 +93,7 @@ describe('request tracing', () => {
   });
 
   it('a CLIENT span continues the caller trace, carries the mesh attributes and is propagated', async () => {
-    const t = make();
+    const t = await make();
     const headers: HeaderMap = {};
     const span = t.startOutbound(
       request({ traceparent: `00-${TRACE}-${SPAN}-01`, tracestate: 'v=1' }),
@@ -149,7 +152,7 @@ describe('request tracing', () => {
   });
 
   it('a B3 caller gets B3 back; a forced request starts a new trace', async () => {
-    const t = make();
+    const t = await make();
     const headers: HeaderMap = {};
     t.startOutbound(request({ b3: `${TRACE}-${SPAN}-1` }), headers, 'reviews.shop')!.end(200);
     assert.match(String(headers.b3), new RegExp(`^${TRACE}-[0-9a-f]{16}-1$`));
@@ -164,7 +167,7 @@ describe('request tracing', () => {
 
   it('a SERVER span names the caller and marks local replies as errors with their cause', async () => {
     rolls = [0]; // sampled by the ratio
-    const t = make();
+    const t = await make();
     const headers: HeaderMap = {};
     const span = t.startInbound(request(), headers, {
       address: '10.1.0.4',
@@ -191,7 +194,7 @@ describe('request tracing', () => {
       export: (_spans, done) => void pending.push(done),
       shutdown: () => Promise.resolve(),
     };
-    const t = make({ ...ON, maxQueueSpans: 3, batchDelayMs: 1 }, { exporter: stuck });
+    const t = await make({ ...ON, maxQueueSpans: 3, batchDelayMs: 1 }, { exporter: stuck });
     for (let i = 0; i < 5; i++) t.startOutbound(request({ 'x-sluice-force-trace': '1' }), {}, 'a')!.end(200);
     assert.equal(counts.get('dropped_queue_full'), 2);
     await new Promise<void>((resolve) => {
