@@ -8,7 +8,8 @@ import { gatewayConfigBuilder, type GatewayConfig } from '../sidecar/gateway-con
 import { GatewayProxy } from '../sidecar/gateway-proxy.ts';
 import { ControllerConfigSource } from '../sidecar/controller-config-source.ts';
 import { ControllerIdentity } from '../sidecar/controller-identity.ts';
-import { identityDirSource, SidecarProxy, type IdentitySource } from '../sidecar/proxy.ts';
+import { identityDirSource, SidecarProxy, type IdentitySource, type ProxyOptions } from '../sidecar/proxy.ts';
+import { checkEndpoint } from '../protocol/tracing-config.ts';
 import { jsonLogger, type Logger } from '../lib/json-log.ts';
 import { parseBooleanText } from '../protocol/capture-config.ts';
 import { DEFAULT_HEADER_LIMITS } from '../sidecar/header-limits.ts';
@@ -57,7 +58,13 @@ limits (docs/security.md; 0 turns a timeout or cap off):
   --max-downstream-connections N    open connections per listener, default 10000
   --max-upstream-connections N      connections per upstream endpoint (then 503), default 1024
   --merge-slashes                   merge runs of '/' in request paths before matching
-  --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped`;
+  --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped
+tracing (docs/observability.md; mesh-wide settings come from the ConfigMap sluice-system/sluice-mesh-config):
+  --tracing-endpoint URL            OTLP/HTTP traces URL used when the mesh config names none
+  --tracing-sampling-percent P      this pod's share of new traces, 0-100 (annotation
+                                    sluice.dev/tracing-sampling-percent); default: the namespace's or mesh's
+  --tracing-service-name NAME       service.name of this workload's spans (default: env SLUICE_SERVICE_NAME,
+                                    else the pod name, else "sluice-proxy")`;
 
 const LIMIT_FLAGS = {
   'header-timeout-ms': 'headerTimeoutMs',
@@ -110,6 +117,9 @@ export async function main(args: string[]): Promise<number | undefined> {
         ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: 'string' as const }])),
         'merge-slashes': { type: 'boolean' },
         'escaped-slashes': { type: 'string' },
+        'tracing-endpoint': { type: 'string' },
+        'tracing-sampling-percent': { type: 'string' },
+        'tracing-service-name': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -185,6 +195,7 @@ export async function main(args: string[]): Promise<number | undefined> {
       drainMs,
       limits,
       normalize,
+      tracing: tracingFlags(values),
       log,
     });
   }
@@ -199,6 +210,33 @@ export async function main(args: string[]): Promise<number | undefined> {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
   return undefined;
+}
+
+function tracingFlags(values: {
+  'tracing-endpoint'?: string | undefined;
+  'tracing-sampling-percent'?: string | undefined;
+  'tracing-service-name'?: string | undefined;
+}): NonNullable<ProxyOptions['tracing']> {
+  const endpointText = values['tracing-endpoint'];
+  const endpoint = endpointText === undefined ? undefined : checkEndpoint(endpointText);
+  if (endpointText !== undefined && endpoint === undefined)
+    throw new UsageError(`--tracing-endpoint must be an http(s) URL, got '${endpointText}'`);
+  const percentText = values['tracing-sampling-percent'];
+  const percent = percentText === undefined ? undefined : Number(percentText);
+  if (percent !== undefined && (percentText!.trim() === '' || !(percent >= 0 && percent <= 100)))
+    throw new UsageError(`--tracing-sampling-percent must be between 0 and 100, got '${percentText}'`);
+  const pod = process.env.POD_NAME;
+  const node = process.env.NODE_NAME;
+  return {
+    resource: {
+      'service.name':
+        values['tracing-service-name'] ?? process.env.SLUICE_SERVICE_NAME ?? pod ?? 'sluice-proxy',
+      ...(pod ? { 'k8s.pod.name': pod } : {}),
+      ...(node ? { 'k8s.node.name': node } : {}),
+    },
+    ...(endpoint ? { endpoint } : {}),
+    ...(percent === undefined ? {} : { podSamplingRatio: percent / 100 }),
+  };
 }
 
 interface SourceFlags {

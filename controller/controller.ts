@@ -25,6 +25,7 @@ import { RouteStatusLoop } from './route-status-loop.ts';
 import { StatusWriter } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
 import { errorText } from '../lib/error-text.ts';
+import { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../mesh-model/mesh-config.ts';
 
 export { ADMIN_PORT };
 export { routeStatusUpdate } from './route-status-loop.ts';
@@ -42,7 +43,12 @@ const WATCHED = {
   referencegrants: RESOURCES.referenceGrants,
   gateways: RESOURCES.gateways,
   gatewayclasses: RESOURCES.gatewayClasses,
+  meshconfig: RESOURCES.configMaps,
 } as const satisfies Record<string, ResourceType>;
+/** Informers that watch one object: the mesh-wide settings ConfigMap (ADR 0009), streamed to sidecars. */
+const WATCHED_BY_NAME: Partial<Record<Watched, { namespace: string; fieldSelector: string }>> = {
+  meshconfig: { namespace: MESH_CONFIG_NAMESPACE, fieldSelector: `metadata.name=${MESH_CONFIG_NAME}` },
+};
 type Watched = keyof typeof WATCHED;
 const MODEL_INPUTS: ReadonlySet<Watched> = new Set(['services', 'httproutes', 'grpcroutes']);
 
@@ -101,6 +107,7 @@ export class Controller {
         new SupervisedInformer({
           api: options.api,
           resource,
+          ...WATCHED_BY_NAME[name as Watched],
           ...(options.relistMs === undefined ? {} : { resyncIntervalMs: options.relistMs }),
           log: informerLog,
         }),

@@ -4,6 +4,7 @@ import { servicePortKey } from './model.ts';
 import { buildMeshModel } from './translate.ts';
 import { buildPortRouting, type PortRouting } from './port-routing.ts';
 import { buildEndpoints, type Endpoint } from './endpoints.ts';
+import { meshConfigData } from './mesh-config.ts';
 
 /** Everything one sidecar needs, for the namespace it runs in. Immutable; replaced whole on reload. */
 export interface ProxyView {
@@ -16,6 +17,8 @@ export interface ProxyView {
   endpoints: ReadonlyMap<string, readonly Endpoint[]>;
   /** Increases with every view built in this process (shown in /ready and /config_dump). */
   version: number;
+  /** Data of the mesh-wide ConfigMap (mesh-config.ts), when the config has one. */
+  meshConfig?: Readonly<Record<string, string>> | undefined;
 }
 
 let versions = 0;
@@ -46,6 +49,7 @@ export function buildProxyView(
     byDestination,
     endpoints: buildEndpoints(objects, model.services, trustDomain),
     version: ++versions,
+    meshConfig: meshConfigData(objects),
   };
 }
 

@@ -5,6 +5,7 @@
 // model starts reading another field, it must be kept here too. The unit tests build the same ProxyView
 // from stripped and unstripped objects to catch a drift.
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
+import { isMeshConfig } from '../mesh-model/mesh-config.ts';
 
 export const STREAMED_KINDS: ReadonlySet<string> = new Set([
   'Service',
@@ -12,6 +13,7 @@ export const STREAMED_KINDS: ReadonlySet<string> = new Set([
   'Pod',
   'HTTPRoute',
   'GRPCRoute',
+  'ConfigMap', // only the mesh-wide settings object (mesh-model/mesh-config.ts)
 ]);
 
 /**
@@ -85,6 +87,13 @@ export function stripObject(input: unknown): K8sObject | undefined {
   const base = { apiVersion: input.apiVersion, kind };
   const spec = isObject(input.spec) ? input.spec : undefined;
   switch (kind) {
+    case 'ConfigMap':
+      if (!isMeshConfig({ kind, metadata: { name, namespace } })) return undefined;
+      return {
+        ...base,
+        metadata: { name, namespace },
+        data: isObject(input.data) ? input.data : {},
+      } as K8sObject;
     case 'Service':
       return withoutUndefined({
         ...base,

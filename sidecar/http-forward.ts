@@ -23,6 +23,7 @@ import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
 
 const MAX_CONNECT_ATTEMPTS = 3;
 const RETRYABLE = new Set([
@@ -49,6 +50,8 @@ export interface ForwardDeps {
   log?: Logger;
   /** Path normalisation options (the proxy's --merge-slashes, --escaped-slashes). */
   normalize?: NormalizeOptions;
+  /** Spans and trace context (sidecar/tracing/); absent or disabled: requests are not looked at. */
+  tracing?: RequestTracing;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -190,18 +193,19 @@ export function forwardOutbound(
   res: DownstreamResponse,
 ): void {
   const started = performance.now();
-  executeOutbound(
-    deps,
-    'outbound',
-    view,
-    planOutbound(deps, view, routing, destination, req),
+  const outbound = planOutbound(deps, view, routing, destination, req);
+  const span = deps.tracing?.startOutbound(
     req,
-    res,
-    started,
+    outbound.kind === 'forward' ? outbound.request.headers : undefined,
+    String(req.headers.host ?? req.headers[':authority'] ?? `${destination.address}:${destination.port}`),
   );
+  executeOutbound(deps, 'outbound', view, outbound, req, res, started, span);
 }
 
-/** Carries out an OutboundPlan: a local reply or redirect, or the request sent with retries and mirrors. */
+/**
+ * Carries out an OutboundPlan: a local reply or redirect, or the request sent with retries and mirrors.
+ * `span`: the request's CLIENT span when it is traced.
+ */
 export function executeOutbound(
   deps: ForwardDeps,
   direction: 'outbound' | 'gateway',
@@ -210,10 +214,13 @@ export function executeOutbound(
   req: DownstreamRequest,
   res: DownstreamResponse,
   started: number,
+  span?: HttpSpan,
 ): void {
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
     deps.metrics.request(direction, routeLabel, backendLabel, code, started);
   if (outbound.kind === 'reply') {
+    span?.routeLabel(outbound.routeLabel);
+    span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');
     if (outbound.location !== undefined) {
       record(outbound.routeLabel, 'redirect', outbound.code);
       const out = res as http.ServerResponse;
@@ -227,16 +234,22 @@ export function executeOutbound(
   }
   const { target, request } = outbound;
   const p = target.plan;
-  if (p && p.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, p.mirrors, request);
+  span?.route(p?.entry, target.backendLabel);
+  if (p && p.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, p.mirrors, request, span);
   sendWithRetries({
     deps,
     target,
     request,
     req,
     res,
+    ...(span ? { span } : {}),
     editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
-    finish: (code) => record(target.routeLabel, target.backendLabel, code),
+    finish: (code) => {
+      span?.end(code);
+      record(target.routeLabel, target.backendLabel, code);
+    },
     fail: (code, message, cause) => {
+      span?.end(code, cause);
       deps.metrics.errors.inc([direction, cause]);
       record(target.routeLabel, target.backendLabel, code);
       localReply(req, res, code, message);
@@ -285,6 +298,8 @@ export interface SendOptions {
   readonly fail: (code: number, message: string, cause: string) => void;
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
+  /** The request's span when it is traced: told each endpoint attempt. */
+  readonly span?: HttpSpan;
 }
 
 export function sendWithRetries(options: SendOptions): void {
@@ -338,6 +353,7 @@ export function sendWithRetries(options: SendOptions): void {
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
     tried.add(ep);
+    options.span?.attempt(ep);
     const stats = deps.lb.start(ep);
     const t0 = performance.now();
     const backendMs = p?.backendRequestTimeoutMs;
@@ -524,6 +540,7 @@ function mirror(
   view: Pick<ProxyView, 'endpoints'>,
   mirrors: readonly Mirror[],
   request: UpstreamRequest,
+  span: HttpSpan | undefined,
 ): void {
   for (const m of mirrors) {
     if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;
@@ -531,6 +548,7 @@ function mirror(
       view.endpoints.get(servicePortKey(m.backend.namespace, m.backend.name, m.backend.port)) ?? [],
     );
     if (!ep) continue;
+    span?.mirror(`${m.backend.namespace}/${m.backend.name}:${m.backend.port}`);
     const ignore: UpstreamHandlers = {
       response: (_s, _h, body) => void body.resume(),
       error: () => undefined,

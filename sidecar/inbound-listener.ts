@@ -110,7 +110,11 @@ export function createInboundListener(o: InboundOptions): {
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
     const label = `app:${info.port}`;
-    const record = (code: number): void => o.deps.metrics.request('inbound', 'none', label, code, started);
+    const span = o.deps.tracing?.startInbound(req, headers, info);
+    const record = (code: number): void => {
+      span?.end(code);
+      o.deps.metrics.request('inbound', 'none', label, code, started);
+    };
     sendWithRetries({
       deps: o.deps,
       target: { endpoints: [appEndpoint(info)], backendLabel: label, plan: undefined },
@@ -120,7 +124,9 @@ export function createInboundListener(o: InboundOptions): {
       editResponse: () => undefined,
       finish: record,
       direction: 'inbound',
+      ...(span ? { span } : {}),
       fail: (code, message, cause) => {
+        span?.end(code, cause);
         o.deps.metrics.errors.inc(['inbound', cause]);
         record(code);
         localReply(req, res, code, message);

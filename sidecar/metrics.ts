@@ -91,6 +91,12 @@ export class ProxyMetrics {
     ['direction', 'limit'],
   );
 
+  readonly spans = new Counter(
+    'sluice_trace_spans_total',
+    'Spans by outcome: exported, or dropped (queue full, export failed after retries)',
+    ['outcome'],
+  );
+
   /** One finished request: its count by status code and its latency since `startedMs` (performance.now()). */
   request(direction: string, route: string, backend: string, code: number, startedMs: number): void {
     this.requests.inc([direction, route, backend, String(code)]);
@@ -107,6 +113,7 @@ export class ProxyMetrics {
       this.reloads,
       this.timeouts,
       this.overflows,
+      this.spans,
     ])
       m.render(out);
     return `${out.join('\n')}\n`;

@@ -18,6 +18,8 @@ import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import { listen } from './listen.ts';
 import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 import type { Logger } from '../lib/json-log.ts';
+import { RequestTracing, type TracingOptions } from './tracing/request-tracing.ts';
+import { tracingFromData } from '../protocol/tracing-config.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
 export interface IdentitySource {
@@ -68,6 +70,8 @@ export interface ProxyOptions {
   limits?: ProxyLimits;
   /** Path normalisation options (docs/security.md); the defaults when absent. */
   normalize?: NormalizeOptions;
+  /** Tracing (sidecar/tracing/); settings come with the config (the mesh ConfigMap), these add the pod's own. */
+  tracing?: Omit<TracingOptions, 'identity' | 'onSpans'>;
 }
 
 /** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
@@ -84,9 +88,18 @@ export class SidecarProxy {
   readonly #servers: net.Server[] = [];
   readonly #httpServers: HttpServers[] = [];
   #admin: http.Server | undefined;
+  readonly tracing: RequestTracing | undefined;
+  #tracingData = '';
 
   constructor(options: ProxyOptions) {
     this.#o = options;
+    this.tracing = options.tracing
+      ? new RequestTracing({
+          ...options.tracing,
+          identity: () => this.#credentials?.identity.spiffeId,
+          onSpans: (outcome, count) => this.metrics.spans.inc([outcome], count),
+        })
+      : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
     const poolLimits = {
       maxConnections: limits.maxUpstreamConnections,
@@ -149,6 +162,7 @@ export class SidecarProxy {
         this.lb.retain(endpoints);
         this.#pools.retain(endpoints);
         this.metrics.reloads.inc([o.source.name]);
+        this.#applyTracing(view);
         o.log.info('config applied', {
           version: view.version,
           source: o.source.name,
@@ -168,6 +182,7 @@ export class SidecarProxy {
       metrics: this.metrics,
       log: o.log,
       normalize: o.normalize ?? {},
+      ...(this.tracing ? { tracing: this.tracing } : {}),
     };
     const ownPorts = new Set([o.outboundPort, o.inboundPort, o.adminPort]);
     const limits = o.limits ?? DEFAULT_LIMITS;
@@ -203,6 +218,27 @@ export class SidecarProxy {
     });
   }
 
+  /** Mesh tracing settings from the config: applied when they changed, warnings logged once per change. */
+  #applyTracing(view: ProxyView): void {
+    if (!this.tracing) return;
+    const text = JSON.stringify([view.namespace, view.meshConfig ?? null]);
+    if (text === this.#tracingData) return;
+    this.#tracingData = text;
+    const { settings, warnings } = tracingFromData(view.meshConfig);
+    for (const w of warnings) this.#o.log.warn('tracing setting ignored', { warning: w });
+    const tracing = this.tracing;
+    void tracing.apply(settings, view.namespace).then(
+      () =>
+        this.#o.log.info('tracing settings applied', {
+          enabled: tracing.enabled,
+          endpoint: settings.endpoint ?? this.#o.tracing?.endpoint ?? null,
+          samplingRatio: settings.samplingRatio,
+        }),
+      (err: unknown) =>
+        this.#o.log.warn('tracing not started', { error: err instanceof Error ? err : String(err) }),
+    );
+  }
+
   /** Graceful drain: not ready, no new connections, open ones get up to drainMs to finish. */
   async drain(): Promise<void> {
     this.#draining = true;
@@ -217,6 +253,7 @@ export class SidecarProxy {
     this.#o.identity.stop();
     this.#pools.destroy();
     this.#appPools.destroy();
+    void this.tracing?.shutdown();
     for (const s of this.#servers) s.close();
     for (const h of this.#httpServers) {
       h.http1.closeAllConnections();

@@ -1,0 +1,373 @@
+// Spans for the requests a sidecar handles: a SERVER span per inbound request, a CLIENT span per outbound
+// one, parented on the caller's context and propagated to the next hop. The sampling decision comes first;
+// an unsampled request gets no span object and keeps its headers (see startOutbound for the one exception).
+import { randomFillSync } from 'node:crypto';
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Span,
+} from '@opentelemetry/api';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { SpanExporter } from '@opentelemetry/sdk-trace';
+import type { HeaderMap } from '../../mesh-model/header-edits.ts';
+import type { Endpoint } from '../../mesh-model/endpoints.ts';
+import type { MatchEntry } from '../../mesh-model/model.ts';
+import {
+  DEFAULT_TRACING,
+  FORCE_TRACE_HEADER,
+  samplingRatioFor,
+  type TracingSettings,
+} from '../../protocol/tracing-config.ts';
+import { extractContext, injectContext, type ContextFormat, type RemoteContext } from './trace-context.ts';
+import { decide, RateLimiter } from './sampling.ts';
+import type { SpanOutcome, SpanPipeline } from './span-pipeline.ts';
+
+// The SDK and the exporter (~10 MB, ~150 ms to load) are loaded when tracing is first turned on: a mesh
+// without a collector never pays for them.
+let pipelineModule: Promise<typeof import('./span-pipeline.ts')> | undefined;
+const loadPipeline = async () => (await (pipelineModule ??= import('./span-pipeline.ts'))).createSpanPipeline;
+
+/** The request fields tracing reads (http.IncomingMessage and Http2ServerRequest both have them). */
+export interface TracedRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  readonly httpVersion: string;
+  readonly socket: {
+    readonly remoteAddress?: string | undefined;
+    readonly remotePort?: number | undefined;
+  } | null;
+}
+
+export interface TracingOptions {
+  /** Resource attributes of this workload: service.name, k8s.pod.name, ... (k8s.namespace.name is added). */
+  readonly resource: Readonly<Record<string, string>>;
+  /** This sidecar's SPIFFE ID (caller on outbound spans, callee on inbound ones). */
+  readonly identity: () => string | undefined;
+  /** The pod's own sampling override, 0..1 (annotation sluice.dev/tracing-sampling-percent). */
+  readonly podSamplingRatio?: number | undefined;
+  /** Used when the mesh config names no endpoint (flag --tracing-endpoint). */
+  readonly endpoint?: string | undefined;
+  readonly onSpans?: (outcome: SpanOutcome, count: number) => void;
+  /** Tests: numbers in [0, 1), the clock (ms) of the forced-trace limiter, and the exporter. */
+  readonly random?: () => number;
+  readonly now?: () => number;
+  readonly exporter?: SpanExporter;
+}
+
+const NO_FORMATS: ReadonlySet<ContextFormat> = new Set();
+// Random bytes for unsampled IDs, drawn from the system in blocks: one getrandom call per 1,000 requests.
+const ID_LENGTH = 24;
+const ID_POOL = Buffer.alloc(ID_LENGTH * 1000);
+let idOffset = ID_POOL.length;
+
+/** A fresh unsampled context, so that later hops follow this hop's "no" instead of rolling again. */
+function unsampledTraceparent(): string {
+  if (idOffset === ID_POOL.length) {
+    randomFillSync(ID_POOL);
+    idOffset = 0;
+  }
+  const hex = ID_POOL.toString('hex', idOffset, idOffset + ID_LENGTH);
+  idOffset += ID_LENGTH;
+  return `00-${hex.slice(0, 32)}-${hex.slice(32, 48)}-00`;
+}
+
+function one(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function splitAuthority(authority: string): { host: string; port: number | undefined } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(authority);
+  if (!m) return { host: authority, port: undefined };
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] === undefined ? undefined : Number(m[2]) };
+}
+
+function pathOnly(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** One request's span; the forwarders call these as the request proceeds. */
+export class HttpSpan {
+  readonly #span: Span;
+  readonly #kind: SpanKind;
+  #attempts = 0;
+  #ended = false;
+
+  constructor(span: Span, kind: SpanKind) {
+    this.#span = span;
+    this.#kind = kind;
+  }
+
+  /** The route rule that matched (undefined: none) and the backend Service port chosen. */
+  route(entry: MatchEntry | undefined, backend: string): void {
+    const attrs: Attributes = { 'sluice.backend.service': backend };
+    if (entry) {
+      attrs['sluice.route.kind'] = entry.rule.route.kind;
+      attrs['sluice.route.namespace'] = entry.rule.route.namespace;
+      attrs['sluice.route.name'] = entry.rule.route.name;
+      attrs['sluice.route.rule'] = entry.rule.name ?? String(entry.rule.index);
+    }
+    this.#span.setAttributes(attrs);
+  }
+
+  /** A local reply's route ("ns/name" or "none"). */
+  routeLabel(label: string): void {
+    const slash = label.indexOf('/');
+    if (slash === -1) return;
+    this.#span.setAttributes({
+      'sluice.route.namespace': label.slice(0, slash),
+      'sluice.route.name': label.slice(slash + 1),
+    });
+  }
+
+  /** An attempt on an endpoint: the first one, a connect retry on another endpoint, or a policy retry. */
+  attempt(ep: Endpoint): void {
+    this.#attempts++;
+    const attrs: Attributes = {
+      'network.peer.address': ep.address,
+      'network.peer.port': ep.port,
+      'sluice.endpoint': `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`,
+    };
+    if (this.#kind === SpanKind.CLIENT) {
+      if (ep.identity) attrs['sluice.callee.identity'] = ep.identity;
+      if (ep.pod) attrs['sluice.endpoint.pod'] = ep.pod;
+      if (this.#attempts > 1) {
+        attrs['http.request.resend_count'] = this.#attempts - 1;
+        attrs['sluice.retry.attempt'] = this.#attempts - 1;
+      }
+    }
+    this.#span.setAttributes(attrs);
+    if (this.#attempts > 1) this.#span.addEvent('retry', { 'sluice.retry.attempt': this.#attempts - 1 });
+  }
+
+  /** A RequestMirror copy went to this backend (its response is not traced). */
+  mirror(backend: string): void {
+    this.#span.addEvent('mirror', { 'sluice.mirror.backend': backend });
+  }
+
+  /** The response status; `cause` for replies the proxy made itself (no_endpoint, timeout, upstream, ...). */
+  end(status: number, cause?: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const span = this.#span;
+    span.setAttribute('http.response.status_code', status);
+    if (cause !== undefined) {
+      span.setAttributes({ 'sluice.local_reply': true, 'sluice.local_reply.cause': cause });
+    }
+    const failed = this.#kind === SpanKind.SERVER ? status >= 500 : status >= 400;
+    if (failed || (cause !== undefined && cause !== 'redirect')) {
+      span.setAttribute('error.type', cause ?? String(status));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: cause ?? `HTTP ${status}` });
+    }
+    span.end();
+  }
+}
+
+/** The tracing half of a sidecar; `apply` takes new mesh settings without a restart. */
+export class RequestTracing {
+  readonly #o: TracingOptions;
+  readonly #random: () => number;
+  readonly #limiter: RateLimiter;
+  #settings: TracingSettings = DEFAULT_TRACING;
+  #ratio: number;
+  #namespace = '';
+  #pipeline: SpanPipeline | undefined;
+  #pipelineKey = '';
+  #ready: Promise<void> = Promise.resolve();
+  #formats: ReadonlySet<ContextFormat> = NO_FORMATS;
+
+  constructor(options: TracingOptions) {
+    this.#o = options;
+    this.#random = options.random ?? Math.random;
+    this.#limiter = new RateLimiter(DEFAULT_TRACING.forcedTracesPerSecond, options.now);
+    this.#ratio = samplingRatioFor(DEFAULT_TRACING, '', options.podSamplingRatio);
+    void this.apply(DEFAULT_TRACING, '');
+  }
+
+  get settings(): TracingSettings {
+    return this.#settings;
+  }
+
+  get namespace(): string {
+    return this.#namespace;
+  }
+
+  get enabled(): boolean {
+    return this.#pipeline !== undefined;
+  }
+
+  /**
+   * New settings, and the pod's namespace (known once the config names it); the export pipeline is rebuilt
+   * only when what it depends on changed. Resolves when the new pipeline is in place (requests are not
+   * traced meanwhile).
+   */
+  apply(settings: TracingSettings, namespace: string): Promise<void> {
+    this.#settings = settings;
+    this.#namespace = namespace;
+    this.#ratio = samplingRatioFor(settings, namespace, this.#o.podSamplingRatio);
+    this.#limiter.perSecond = settings.forcedTracesPerSecond;
+    this.#formats = new Set(settings.propagation);
+    const endpoint = settings.endpoint ?? this.#o.endpoint;
+    const resource: Record<string, string> = { ...settings.resourceAttributes, ...this.#o.resource };
+    if (namespace) resource['k8s.namespace.name'] = namespace;
+    const key = endpoint
+      ? JSON.stringify([
+          endpoint,
+          resource,
+          settings.exportTimeoutMs,
+          settings.maxQueueSpans,
+          settings.batchDelayMs,
+        ])
+      : '';
+    if (key === this.#pipelineKey) return this.#ready;
+    const old = this.#pipeline;
+    this.#pipelineKey = key;
+    this.#pipeline = undefined;
+    // Spans of the old pipeline still go out (to the old endpoint) in the background.
+    void old?.shutdown().catch(() => undefined);
+    if (!endpoint) return (this.#ready = Promise.resolve());
+    this.#ready = loadPipeline().then((create) => {
+      if (this.#pipelineKey !== key) return; // newer settings came while loading
+      this.#pipeline = create({
+        endpoint,
+        resource,
+        exportTimeoutMs: settings.exportTimeoutMs,
+        maxQueueSpans: settings.maxQueueSpans,
+        batchDelayMs: settings.batchDelayMs,
+        onSpans: this.#o.onSpans ?? (() => undefined),
+        ...(this.#o.exporter ? { exporter: this.#o.exporter } : {}),
+      });
+    });
+    return this.#ready;
+  }
+
+  /**
+   * A CLIENT span for a request the app sent, or undefined when not sampled. `headers` are the ones
+   * forwarded (undefined for a local reply). An unsampled request that arrived without any context gets an
+   * unsampled traceparent, so the server's sidecar follows this decision instead of starting a trace alone.
+   */
+  startOutbound(req: TracedRequest, headers: HeaderMap | undefined, authority: string): HttpSpan | undefined {
+    const pipeline = this.#pipeline;
+    if (!pipeline) return undefined;
+    const parent = extractContext(req.headers);
+    const d = decide(
+      parent,
+      req.headers[FORCE_TRACE_HEADER] !== undefined,
+      this.#ratio,
+      this.#limiter,
+      this.#random,
+    );
+    if (!d.sampled) {
+      if (parent === undefined && headers) headers.traceparent = unsampledTraceparent();
+      return undefined;
+    }
+    const method = req.method ?? 'GET';
+    const { host, port } = splitAuthority(authority);
+    const attrs: Attributes = {
+      'http.request.method': method,
+      'url.full': `http://${authority}${pathOnly(req.url ?? '/')}`,
+      'server.address': host,
+      'network.protocol.version': req.httpVersion === '2.0' ? '2' : req.httpVersion,
+      'sluice.sampling.reason': d.reason,
+    };
+    if (port !== undefined) attrs['server.port'] = port;
+    return this.#start(pipeline, SpanKind.CLIENT, req, attrs, parent, headers);
+  }
+
+  /** A SERVER span for a request a peer (or a client outside the mesh) sent to this pod's app. */
+  startInbound(
+    req: TracedRequest,
+    headers: HeaderMap,
+    info: { address: string; port: number; peerIdentity: string | undefined },
+  ): HttpSpan | undefined {
+    const pipeline = this.#pipeline;
+    if (!pipeline) return undefined;
+    const parent = extractContext(req.headers);
+    const d = decide(
+      parent,
+      req.headers[FORCE_TRACE_HEADER] !== undefined,
+      this.#ratio,
+      this.#limiter,
+      this.#random,
+    );
+    if (!d.sampled) return undefined;
+    const authority = one(req.headers[':authority']) ?? req.headers.host ?? '';
+    const attrs: Attributes = {
+      'http.request.method': req.method ?? 'GET',
+      'url.path': pathOnly(req.url ?? '/'),
+      'url.scheme': 'http',
+      'server.address': splitAuthority(authority).host || info.address,
+      'server.port': info.port,
+      'network.protocol.version': req.httpVersion === '2.0' ? '2' : req.httpVersion,
+      'sluice.sampling.reason': d.reason,
+    };
+    const remote = req.socket?.remoteAddress;
+    if (remote) attrs['client.address'] = remote;
+    if (info.peerIdentity) attrs['sluice.caller.identity'] = info.peerIdentity;
+    return this.#start(pipeline, SpanKind.SERVER, req, attrs, parent, headers);
+  }
+
+  #start(
+    pipeline: SpanPipeline,
+    kind: SpanKind,
+    req: TracedRequest,
+    attrs: Attributes,
+    parent: RemoteContext | 'deny' | undefined,
+    headers: HeaderMap | undefined,
+  ): HttpSpan {
+    const own = this.#o.identity();
+    if (own) attrs[kind === SpanKind.CLIENT ? 'sluice.caller.identity' : 'sluice.callee.identity'] = own;
+    const ua = one(req.headers['user-agent']);
+    if (ua) attrs['user_agent.original'] = ua;
+    const method = req.method ?? 'GET';
+    if (req.headers['content-type']?.startsWith('application/grpc')) {
+      const [, service, rpc] = pathOnly(req.url ?? '').split('/');
+      attrs['rpc.system'] = 'grpc';
+      if (service) attrs['rpc.service'] = service;
+      if (rpc) attrs['rpc.method'] = rpc;
+    }
+    const remote = typeof parent === 'object' ? parent : undefined;
+    const ctx = remote
+      ? trace.setSpanContext(ROOT_CONTEXT, {
+          traceId: remote.traceId,
+          spanId: remote.spanId,
+          traceFlags: 1,
+          isRemote: true,
+        })
+      : ROOT_CONTEXT;
+    const span = pipeline.tracer.startSpan(method, { kind, attributes: attrs }, ctx);
+    if (headers) {
+      const sc = span.spanContext();
+      const formats =
+        remote && remote.format !== 'w3c' ? new Set([...this.#formats, remote.format]) : this.#formats;
+      injectContext(
+        headers,
+        {
+          traceId: sc.traceId,
+          spanId: sc.spanId,
+          sampled: true,
+          traceState: remote?.traceState,
+          parentSpanId: remote?.spanId,
+        },
+        formats,
+      );
+    }
+    return new HttpSpan(span, kind);
+  }
+
+  /** Exports what is queued; for tests and a drain. Export failures are counted, not thrown. */
+  flush(): Promise<void> {
+    return this.#pipeline?.flush().catch(() => undefined) ?? Promise.resolve();
+  }
+
+  shutdown(): Promise<void> {
+    const p = this.#pipeline;
+    this.#pipeline = undefined;
+    this.#pipelineKey = '';
+    return p?.shutdown().catch(() => undefined) ?? Promise.resolve();
+  }
+}

@@ -1,0 +1,208 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { MeshFixture, tearDownMesh, APP_PORT, TRUST_DOMAIN } from '../support/mesh-fixture.ts';
+import { httpRoute, podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
+import { netnsUnavailableReason } from '../support/netns.ts';
+import {
+  buildJaeger,
+  jaegerUnavailableReason,
+  JaegerInPod,
+  tag,
+  type JaegerTrace,
+} from '../support/jaeger.ts';
+import { waitFor } from '../support/wait-for.ts';
+import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
+
+// Tracing end to end: two sidecars in network namespaces export to a real Jaeger (built from Go modules) in a
+// third pod; the test reads the trace back through Jaeger's query API. Settings come from the mesh
+// ConfigMap in the manifests, and a change to it applies to the running sidecars.
+
+const NS = 'shop';
+const VIP = '10.96.0.10';
+const id = (sa: string): string => `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/${sa}`;
+
+describe('tracing through two sidecars into Jaeger', function () {
+  // The first run builds Jaeger (~25 min on 2 cores, cached afterwards under ~/.cache/sluice).
+  this.timeout(120_000);
+  const reason = netnsUnavailableReason() ?? jaegerUnavailableReason();
+  let mesh: MeshFixture;
+  let jaeger: JaegerInPod;
+  const refs: PodRef[] = [];
+
+  function manifests(tracing: Record<string, string>): K8sObject[] {
+    const server = refs.find((r) => r.name === 'server')!;
+    return [
+      ...refs.map(podObject),
+      ...serviceWithEndpoints(NS, 'reviews', VIP, [[80, APP_PORT, 'http']], [server]),
+      httpRoute(NS, 'reviews', 'reviews', [
+        {
+          matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+          backendRefs: [{ name: 'reviews', port: 80 }],
+        },
+      ]),
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'sluice-mesh-config', namespace: 'sluice-system' },
+        data: tracing,
+      } as K8sObject,
+    ];
+  }
+
+  before(async function () {
+    if (reason) return this.skip();
+    this.timeout(45 * 60_000);
+    const bin = await buildJaeger();
+    mesh = await MeshFixture.create();
+    const jaegerPod = await mesh.addPod({
+      name: 'jaeger',
+      namespace: 'observability',
+      serviceAccount: 'jaeger',
+      meshed: false,
+    });
+    jaeger = await JaegerInPod.start(mesh.harness, jaegerPod, bin, mesh.dir);
+    for (const [name, sa] of [
+      ['client', 'client'],
+      ['server', 'reviews'],
+    ] as const) {
+      const pod = await mesh.addPod({
+        name,
+        namespace: NS,
+        serviceAccount: sa,
+        meshed: true,
+        proxyArgs: ['--tracing-service-name', name],
+      });
+      refs.push({ name, namespace: NS, ip: pod.ip, serviceAccount: sa, meshed: true });
+    }
+    mesh.writeManifests(
+      manifests({
+        'tracing.otlpEndpoint': jaeger.otlpUrl,
+        'tracing.samplingPercent': '0',
+        'tracing.batchDelayMs': '100',
+      }),
+    );
+    await mesh.startSidecars();
+  });
+
+  tearDownMesh(() => mesh);
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') console.log(jaeger.logs.join('').slice(-5000));
+  });
+
+  const get = (headers: Record<string, string>, count = 1) =>
+    mesh.client('client', { kind: 'http1', url: `http://${VIP}/items?id=1`, headers, count });
+
+  it('a forced request appears in Jaeger as a CLIENT span and its SERVER child, in the caller trace', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const appSpan = randomBytes(8).toString('hex');
+    // The app's own context says "not sampled"; the force header overrides it (rate-limited).
+    const [r] = await get({ traceparent: `00-${traceId}-${appSpan}-00`, 'x-sluice-force-trace': '1' });
+    assert.ok(r);
+    assert.equal(r.status, 200, JSON.stringify(r));
+    const seenByApp = (r.json as { headers: Record<string, string | undefined> }).headers.traceparent;
+    assert.match(seenByApp ?? '', new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+
+    let trace: JaegerTrace | undefined;
+    await waitFor(
+      'both spans in Jaeger',
+      async () => {
+        trace = await jaeger.trace(traceId);
+        return trace?.spans.length === 2;
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+    const spans = trace!.spans;
+    const client = spans.find((s) => tag(s, 'span.kind') === 'client');
+    const server = spans.find((s) => tag(s, 'span.kind') === 'server');
+    assert.ok(client && server, JSON.stringify(spans));
+    // Links: app span → CLIENT span (client sidecar) → SERVER span (server sidecar) → the app's traceparent.
+    assert.deepEqual(
+      client.references.map((x) => [x.refType, x.spanID]),
+      [['CHILD_OF', appSpan]],
+    );
+    assert.deepEqual(
+      server.references.map((x) => [x.refType, x.spanID]),
+      [['CHILD_OF', client.spanID]],
+    );
+    assert.equal(seenByApp, `00-${traceId}-${server.spanID}-01`);
+    assert.equal(trace!.processes[client.processID]?.serviceName, 'client');
+    assert.equal(trace!.processes[server.processID]?.serviceName, 'server');
+
+    assert.equal(tag(client, 'http.request.method'), 'GET');
+    assert.equal(tag(client, 'http.response.status_code'), 200);
+    assert.equal(tag(client, 'url.full'), `http://${VIP}/items`);
+    assert.equal(tag(client, 'sluice.route.namespace'), NS);
+    assert.equal(tag(client, 'sluice.route.name'), 'reviews');
+    assert.equal(tag(client, 'sluice.route.rule'), '0');
+    assert.equal(tag(client, 'sluice.backend.service'), `${NS}/reviews:80`);
+    assert.equal(tag(client, 'sluice.endpoint'), `${refs[1]!.ip}:${APP_PORT}`);
+    assert.equal(tag(client, 'sluice.caller.identity'), id('client'));
+    assert.equal(tag(client, 'sluice.callee.identity'), id('reviews'));
+    assert.equal(tag(client, 'sluice.sampling.reason'), 'forced');
+    assert.equal(tag(server, 'http.request.method'), 'GET');
+    assert.equal(tag(server, 'url.path'), '/items');
+    assert.equal(tag(server, 'http.response.status_code'), 200);
+    assert.equal(tag(server, 'server.port'), APP_PORT);
+    assert.equal(tag(server, 'sluice.caller.identity'), id('client'));
+    assert.equal(tag(server, 'sluice.callee.identity'), id('reviews'));
+    assert.equal(tag(server, 'sluice.sampling.reason'), 'parent');
+  });
+
+  it('an unsampled request gets no span but still carries an unsampled context', async () => {
+    const [r] = await get({});
+    assert.ok(r);
+    assert.equal(r.status, 200);
+    const tp = (r.json as { headers: Record<string, string | undefined> }).headers.traceparent ?? '';
+    assert.match(tp, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    // Give the sidecars' batches time to go out (100 ms), then Jaeger knows nothing of it.
+    const forced = randomBytes(16).toString('hex');
+    await get({ traceparent: `00-${forced}-${randomBytes(8).toString('hex')}-01` });
+    await waitFor('a later sampled trace to arrive', async () => (await jaeger.trace(forced)) !== undefined, {
+      timeoutMs: 30_000,
+      intervalMs: 300,
+    });
+    assert.equal(await jaeger.trace(tp.slice(3, 35)), undefined);
+  });
+
+  it('a collector that does not answer changes nothing for requests; lost spans are counted', async () => {
+    // 100 % sampling towards an address nobody owns on the bridge: connections hang until the export timeout.
+    const blackhole = refs[0]!.ip.replace(/\.\d+$/, '.250');
+    mesh.writeManifests(
+      manifests({
+        'tracing.otlpEndpoint': `http://${blackhole}:4318/v1/traces`,
+        'tracing.samplingPercent': '100',
+        'tracing.batchDelayMs': '50',
+        'tracing.exportTimeoutMs': '1000',
+        'tracing.maxQueueSpans': '20',
+      }),
+    );
+    const client = mesh.pods.get('client')!;
+    await waitFor('the new settings to apply', () =>
+      client.sidecarLog.some(
+        (l) => l.msg === 'tracing settings applied' && String(l.endpoint).includes(blackhole),
+      ),
+    );
+    const results = await mesh.client('client', {
+      kind: 'http1',
+      url: `http://${VIP}/`,
+      count: 200,
+      concurrency: 4,
+    });
+    assert.deepEqual(
+      results.filter((x) => x.status !== 200),
+      [],
+      'every request succeeds while the collector is unreachable',
+    );
+    await waitFor(
+      'dropped spans in the metrics',
+      async () => {
+        const m = (await mesh.admin(client, '/metrics')).body;
+        return (
+          /sluice_trace_spans_total\{outcome="dropped_queue_full"\} [1-9]/.test(m) &&
+          /sluice_trace_spans_total\{outcome="dropped_export_failed"\} [1-9]/.test(m)
+        );
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
+  });
+});

@@ -1,0 +1,210 @@
+// Spans through the real OpenTelemetry SDK into its in-memory exporter: attribute sets, parent links,
+// propagation out, no span for unsampled requests, and export back-pressure counted.
+import assert from 'node:assert/strict';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { InMemorySpanExporter, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
+import { RequestTracing, type TracedRequest } from '../../../../sidecar/tracing/request-tracing.ts';
+import { DEFAULT_TRACING, type TracingSettings } from '../../../../protocol/tracing-config.ts';
+import type { SpanOutcome } from '../../../../sidecar/tracing/span-pipeline.ts';
+import type { HeaderMap } from '../../../../mesh-model/header-edits.ts';
+import type { MatchEntry } from '../../../../mesh-model/model.ts';
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SPAN = '00f067aa0ba902b7';
+const ON: TracingSettings = {
+  ...DEFAULT_TRACING,
+  endpoint: 'http://collector.invalid:4318/v1/traces',
+  batchDelayMs: 1,
+};
+
+function request(headers: Record<string, string> = {}, url = '/items?id=7'): TracedRequest {
+  return {
+    method: 'GET',
+    url,
+    headers: { host: 'reviews.shop:80', 'user-agent': 'test/1', ...headers },
+    httpVersion: '1.1',
+    socket: { remoteAddress: '10.0.0.5', remotePort: 40000 },
+  };
+}
+
+const entry = {
+  rule: { index: 1, name: undefined, route: { kind: 'HTTPRoute', namespace: 'shop', name: 'reviews' } },
+} as unknown as MatchEntry;
+
+describe('request tracing', () => {
+  let exporter: InMemorySpanExporter;
+  let counts: Map<SpanOutcome, number>;
+  let rolls: number[];
+  const make = async (
+    settings: TracingSettings = ON,
+    extra: { exporter?: SpanExporter } = {},
+  ): Promise<RequestTracing> => {
+    const t = new RequestTracing({
+      resource: { 'service.name': 'web' },
+      identity: () => 'spiffe://cluster.local/ns/shop/sa/web',
+      random: () => rolls.shift() ?? 0.99,
+      exporter: extra.exporter ?? exporter,
+      onSpans: (o, n) => counts.set(o, (counts.get(o) ?? 0) + n),
+    });
+    await t.apply(settings, 'shop');
+    return t;
+  };
+  const spans = async (t: RequestTracing): Promise<ReadableSpan[]> => {
+    await t.flush();
+    return exporter.getFinishedSpans();
+  };
+
+  beforeEach(() => {
+    exporter = new InMemorySpanExporter();
+    counts = new Map();
+    rolls = [];
+  });
+
+  it('is off without an endpoint: no span and the headers untouched', async () => {
+    const t = await make(DEFAULT_TRACING);
+    const headers: HeaderMap = {};
+    assert.equal(t.enabled, false);
+    assert.equal(
+      t.startOutbound(request({ 'x-sluice-force-trace': '1' }), headers, 'reviews.shop'),
+      undefined,
+    );
+    assert.deepEqual(headers, {});
+  });
+
+  it('an unsampled request makes no span, keeps its context, and gets one only if it had none', async () => {
+    const t = await make();
+    const kept: HeaderMap = { traceparent: `00-${TRACE}-${SPAN}-00` };
+    assert.equal(
+      t.startOutbound(request({ traceparent: `00-${TRACE}-${SPAN}-00` }), kept, 'reviews.shop'),
+      undefined,
+    );
+    assert.deepEqual(kept, { traceparent: `00-${TRACE}-${SPAN}-00` });
+    const fresh: HeaderMap = {};
+    assert.equal(t.startOutbound(request(), fresh, 'reviews.shop'), undefined);
+    assert.match(String(fresh.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    const inbound: HeaderMap = {};
+    assert.equal(
+      t.startInbound(request(), inbound, { address: '10.0.0.9', port: 9080, peerIdentity: undefined }),
+      undefined,
+    );
+    assert.deepEqual(inbound, {});
+    assert.deepEqual(await spans(t), []);
+  });
+
+  it('a CLIENT span continues the caller trace, carries the mesh attributes and is propagated', async () => {
+    const t = await make();
+    const headers: HeaderMap = {};
+    const span = t.startOutbound(
+      request({ traceparent: `00-${TRACE}-${SPAN}-01`, tracestate: 'v=1' }),
+      headers,
+      'reviews.shop:80',
+    )!;
+    span.route(entry, 'shop/reviews-v1:80');
+    span.attempt({
+      address: '10.1.0.4',
+      port: 9080,
+      ready: true,
+      identity: 'spiffe://cluster.local/ns/shop/sa/reviews',
+      pod: 'v1',
+    });
+    span.attempt({
+      address: '10.1.0.5',
+      port: 9080,
+      ready: true,
+      identity: 'spiffe://cluster.local/ns/shop/sa/reviews',
+      pod: 'v2',
+    });
+    span.end(200);
+    const [s] = await spans(t);
+    assert.ok(s);
+    assert.equal(s.kind, SpanKind.CLIENT);
+    assert.equal(s.spanContext().traceId, TRACE);
+    assert.equal(s.parentSpanContext?.spanId, SPAN);
+    assert.equal(headers.traceparent, `00-${TRACE}-${s.spanContext().spanId}-01`);
+    assert.equal(headers.tracestate, 'v=1');
+    assert.deepEqual(s.attributes, {
+      'http.request.method': 'GET',
+      'url.full': 'http://reviews.shop:80/items',
+      'server.address': 'reviews.shop',
+      'server.port': 80,
+      'network.protocol.version': '1.1',
+      'sluice.sampling.reason': 'parent',
+      'sluice.caller.identity': 'spiffe://cluster.local/ns/shop/sa/web',
+      'user_agent.original': 'test/1',
+      'sluice.backend.service': 'shop/reviews-v1:80',
+      'sluice.route.kind': 'HTTPRoute',
+      'sluice.route.namespace': 'shop',
+      'sluice.route.name': 'reviews',
+      'sluice.route.rule': '1',
+      'network.peer.address': '10.1.0.5',
+      'network.peer.port': 9080,
+      'sluice.endpoint': '10.1.0.5:9080',
+      'sluice.callee.identity': 'spiffe://cluster.local/ns/shop/sa/reviews',
+      'sluice.endpoint.pod': 'v2',
+      'http.request.resend_count': 1,
+      'sluice.retry.attempt': 1,
+      'http.response.status_code': 200,
+    });
+    assert.equal(s.status.code, SpanStatusCode.UNSET);
+    assert.deepEqual(s.resource.attributes['service.name'], 'web');
+    assert.deepEqual(s.resource.attributes['k8s.namespace.name'], 'shop');
+  });
+
+  it('a B3 caller gets B3 back; a forced request starts a new trace', async () => {
+    const t = await make();
+    const headers: HeaderMap = {};
+    t.startOutbound(request({ b3: `${TRACE}-${SPAN}-1` }), headers, 'reviews.shop')!.end(200);
+    assert.match(String(headers.b3), new RegExp(`^${TRACE}-[0-9a-f]{16}-1$`));
+    assert.match(String(headers.traceparent), new RegExp(`^00-${TRACE}-`));
+    const forced: HeaderMap = {};
+    const span = t.startOutbound(request({ 'x-sluice-force-trace': '1' }), forced, 'reviews.shop')!;
+    span.end(200);
+    const all = await spans(t);
+    assert.equal(all[1]?.attributes['sluice.sampling.reason'], 'forced');
+    assert.equal(all[1].parentSpanContext, undefined);
+  });
+
+  it('a SERVER span names the caller and marks local replies as errors with their cause', async () => {
+    rolls = [0]; // sampled by the ratio
+    const t = await make();
+    const headers: HeaderMap = {};
+    const span = t.startInbound(request(), headers, {
+      address: '10.1.0.4',
+      port: 9080,
+      peerIdentity: 'spiffe://cluster.local/ns/shop/sa/web',
+    })!;
+    span.end(503, 'no_endpoint');
+    const [s] = await spans(t);
+    assert.ok(s);
+    assert.equal(s.kind, SpanKind.SERVER);
+    assert.equal(s.attributes['sluice.caller.identity'], 'spiffe://cluster.local/ns/shop/sa/web');
+    assert.equal(s.attributes['sluice.callee.identity'], 'spiffe://cluster.local/ns/shop/sa/web');
+    assert.equal(s.attributes['url.path'], '/items');
+    assert.equal(s.attributes['client.address'], '10.0.0.5');
+    assert.equal(s.attributes['sluice.local_reply.cause'], 'no_endpoint');
+    assert.equal(s.attributes['error.type'], 'no_endpoint');
+    assert.equal(s.status.code, SpanStatusCode.ERROR);
+    assert.equal(headers.traceparent, `00-${s.spanContext().traceId}-${s.spanContext().spanId}-01`);
+  });
+
+  it('bounds the spans held while the collector does not answer, and counts the dropped ones', async () => {
+    const pending: ((r: ExportResult) => void)[] = [];
+    const stuck: SpanExporter = {
+      export: (_spans, done) => void pending.push(done),
+      shutdown: () => Promise.resolve(),
+    };
+    const t = await make({ ...ON, maxQueueSpans: 3, batchDelayMs: 1 }, { exporter: stuck });
+    for (let i = 0; i < 5; i++) t.startOutbound(request({ 'x-sluice-force-trace': '1' }), {}, 'a')!.end(200);
+    assert.equal(counts.get('dropped_queue_full'), 2);
+    await new Promise<void>((resolve) => {
+      const check = (): void => (pending.length > 0 ? resolve() : void setImmediate(check));
+      check();
+    });
+    pending.shift()!({ code: ExportResultCode.FAILED });
+    assert.equal(counts.get('dropped_export_failed'), 3);
+    // The budget is free again once the export ended.
+    t.startOutbound(request({ 'x-sluice-force-trace': '1' }), {}, 'a')!.end(200);
+    assert.equal(counts.get('dropped_queue_full'), 2);
+  });
+});
