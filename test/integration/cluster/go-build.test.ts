@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { ClusterError } from '../../../cluster/errors.ts';
+import { run } from '../../../cluster/exec.ts';
 import { goBuild, type GoBuild } from '../../../cluster/go-build.ts';
 import { clusterPaths, type ClusterPaths } from '../../../cluster/paths.ts';
 import { Progress } from '../../../cluster/progress.ts';
@@ -70,6 +71,28 @@ describe('goBuild (real go build of a tiny module)', function () {
     assert.notEqual(second, first);
     const entries = (await readdir(join(paths.cacheDir, 'bin'))).sort();
     assert.deepEqual(entries, [second, third].map((p) => p.slice(p.lastIndexOf('/') + 1)).sort());
+  });
+
+  it('compiles the tests of a package into one binary (go test -c) that runs them', async () => {
+    const moduleDir = await tinyModule('suite', 'package suite\n\nfunc Answer() int { return 42 }\n');
+    await writeFile(
+      join(moduleDir, 'suite_test.go'),
+      'package suite\n\nimport "testing"\n\nfunc TestAnswer(t *testing.T) {\n\tif Answer() != 42 {\n\t\tt.Fatal("no")\n\t}\n}\n',
+    );
+    const spec: GoBuild = {
+      name: 'suite',
+      moduleDir,
+      packages: ['.'],
+      testBinary: true,
+      binaries: ['suite.test'],
+    };
+    const dir = await goBuild(spec, { paths, progress });
+    const { stdout } = await run(join(dir, 'suite.test'), ['-test.v']);
+    assert.match(stdout, /--- PASS: TestAnswer/);
+    await assert.rejects(
+      goBuild({ ...spec, name: 'suites', packages: ['.', './x'] }, { paths, progress }),
+      /a test binary is built from one package into one binary/,
+    );
   });
 
   it('fails with the tail of the build log when the build fails', async () => {

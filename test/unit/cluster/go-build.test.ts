@@ -59,6 +59,7 @@ describe('goBuildKey', () => {
       ['no tags', goBuildKey({ ...build, tags: undefined }, files, 'go1.26.8')],
       ['ldflags', goBuildKey({ ...build, ldflags: '-s' }, files, 'go1.26.8')],
       ['cgo', goBuildKey({ ...build, cgo: true }, files, 'go1.26.8')],
+      ['a test binary', goBuildKey({ ...build, testBinary: true }, files, 'go1.26.8')],
       ['Go version', goBuildKey(build, files, 'go1.26.9')],
     ];
     const seen = new Set([key]);
@@ -70,6 +71,8 @@ describe('goBuildKey', () => {
 
   it('treats cgo false and unset alike, and ignores the expected binaries', () => {
     assert.equal(goBuildKey({ ...build, cgo: false }, files, 'go1.26.8'), key);
+    // So the binaries cached before test binaries existed keep their keys.
+    assert.equal(goBuildKey({ ...build, testBinary: false }, files, 'go1.26.8'), key);
     assert.equal(goBuildKey({ ...build, binaries: ['kubelet'] }, files, 'go1.26.8'), key);
   });
 });
