@@ -1,7 +1,7 @@
 // Statuses of GatewayClasses, Gateways and routes with Gateway parents, computed as data (Gateway API
 // v1.6.1). Pure: conditions carry no lastTransitionTime or observedGeneration; the controller adds them
 // when it writes. Programmed and status.addresses are the controller's (they depend on running pods).
-import type { K8sObject } from './k8s-objects.ts';
+import { isShaped, type K8sObject } from './k8s-objects.ts';
 import { GATEWAY_CONTROLLER_NAME } from './controller-name.ts';
 import { readGatewayWorld } from './gateway-listeners.ts';
 import { attachGatewayRoutes, listenerKey } from './gateway-routes.ts';
@@ -60,7 +60,8 @@ export interface GatewayStatuses {
  * enough); Secrets and ConfigMaps may also be metadata only (their content is checked when present);
  * Namespaces (with labels) are needed for allowedRoutes Selector.
  */
-export function computeGatewayStatuses(objects: readonly K8sObject[]): GatewayStatuses {
+export function computeGatewayStatuses(input: readonly K8sObject[]): GatewayStatuses {
+  const objects = input.filter(isShaped);
   const world = readGatewayWorld(objects);
   const services = buildMeshModel(objects).services;
   const attached = attachGatewayRoutes(objects, world, services);
