@@ -24,6 +24,13 @@ import { ControllerIdentity, loadMeshCa } from './mesh-identity.ts';
 import { RouteStatusLoop } from './route-status-loop.ts';
 import { StatusWriter } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
+import { computeGatewayStatuses } from '../mesh-model/gateway-status.ts';
+import type { WorkloadIdentity } from '../pki/spiffe-id.ts';
+import type { ConfigSubscriber } from './config-hub.ts';
+import { GatewayFeed } from './gateway-feed.ts';
+import { GatewayProvisioner, ourGateways } from './gateway-provisioner.ts';
+import { gatewayOfServiceAccount, type ProvisioningSettings } from './gateway-provisioning.ts';
+import { GatewayStatusLoop } from './gateway-status-loop.ts';
 import { errorText } from '../lib/error-text.ts';
 
 export { ADMIN_PORT };
@@ -42,9 +49,23 @@ const WATCHED = {
   referencegrants: RESOURCES.referenceGrants,
   gateways: RESOURCES.gateways,
   gatewayclasses: RESOURCES.gatewayClasses,
+  // Only kubernetes.io/tls Secrets (a field selector): what Gateway listeners may reference.
+  secrets: RESOURCES.secrets,
 } as const satisfies Record<string, ResourceType>;
 type Watched = keyof typeof WATCHED;
 const MODEL_INPUTS: ReadonlySet<Watched> = new Set(['services', 'httproutes', 'grpcroutes']);
+/** Inputs of the gateway statuses (and of the gateway parents in route status). */
+const GATEWAY_INPUTS: ReadonlySet<Watched> = new Set([
+  'services',
+  'httproutes',
+  'grpcroutes',
+  'gateways',
+  'gatewayclasses',
+  'referencegrants',
+  'namespaces',
+  'secrets',
+]);
+const FIELD_SELECTORS: Partial<Record<Watched, string>> = { secrets: 'type=kubernetes.io/tls' };
 
 export interface ControllerOptions {
   readonly api: KubeApi;
@@ -68,6 +89,8 @@ export interface ControllerOptions {
   readonly leaseDurationMs?: number;
   readonly renewDeadlineMs?: number;
   readonly retryPeriodMs?: number;
+  /** Gateway provisioning (the proxy image and what gateway proxies dial); absent: Gateways are not provisioned. */
+  readonly gateways?: Omit<ProvisioningSettings, 'trustDomain'>;
 }
 
 export class Controller {
@@ -77,6 +100,9 @@ export class Controller {
   readonly #hub: ConfigHub;
   readonly #writer: StatusWriter;
   readonly #statusLoop: RouteStatusLoop;
+  readonly #gatewayStatus: GatewayStatusLoop;
+  readonly #gatewayFeed: GatewayFeed;
+  readonly #provisioner: GatewayProvisioner | undefined;
   readonly #elector: LeaderElector;
   readonly #bundles: TrustBundlePublisher;
   readonly #pushLatency = new Histogram(PUSH_LATENCY_BUCKETS);
@@ -102,6 +128,7 @@ export class Controller {
           api: options.api,
           resource,
           ...(options.relistMs === undefined ? {} : { resyncIntervalMs: options.relistMs }),
+          ...(FIELD_SELECTORS[name as Watched] ? { fieldSelector: FIELD_SELECTORS[name as Watched] } : {}),
           log: informerLog,
         }),
       ]),
@@ -120,6 +147,43 @@ export class Controller {
       active: () => this.#synced && !this.#stopping.signal.aborted,
       ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
       counters: this.#counters,
+      gatewayParents: () => computeGatewayStatuses(this.#gatewayObjects()).routeParents,
+    });
+    const list = (name: Watched) => (): K8sObject[] => this.#informers[name].list();
+    this.#provisioner = options.gateways
+      ? new GatewayProvisioner({
+          api: options.api,
+          settings: { ...options.gateways, trustDomain: options.trustDomain },
+          gateways: list('gateways'),
+          classes: list('gatewayclasses'),
+          log: (message, fields) => this.#log.info(message, { component: 'gateway-provisioner', ...fields }),
+          ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
+        })
+      : undefined;
+    this.#gatewayStatus = new GatewayStatusLoop({
+      writer: this.#writer,
+      log: this.#log,
+      objects: () => this.#gatewayObjects(),
+      gatewayClasses: list('gatewayclasses'),
+      gateways: list('gateways'),
+      pods: list('pods'),
+      services: list('services'),
+      problems: () => this.#provisioner?.problems ?? new Map(),
+      active: () => this.#synced && !this.#stopping.signal.aborted,
+      ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
+    });
+    this.#gatewayFeed = new GatewayFeed({
+      trustDomain: options.trustDomain,
+      inputs: {
+        namespaces: list('namespaces'),
+        mesh: () => [...list('services')(), ...list('endpointslices')(), ...list('pods')()],
+        gatewayClasses: list('gatewayclasses'),
+        gateways: list('gateways'),
+        routes: () => [...list('httproutes')(), ...list('grpcroutes')()],
+        referenceGrants: list('referencegrants'),
+        secrets: list('secrets'),
+      },
+      log: (message, fields) => this.#log.info(message, { component: 'gateway-feed', ...fields }),
     });
     this.#bundles = new TrustBundlePublisher({
       store: apiConfigMapStore(options.api),
@@ -138,11 +202,14 @@ export class Controller {
       onStartedLeading: (signal) => {
         this.#writer.start(signal);
         this.#bundles.start(signal);
+        this.#provisioner?.start(signal);
         this.#statusLoop.rebuild('became leader');
+        this.#gatewayStatus.rebuild();
       },
       onStoppedLeading: () => {
         void this.#writer.stop();
         this.#bundles.stop();
+        this.#provisioner?.stop();
       },
       log: (message) => this.#log.info(message, { component: 'leader-election' }),
     });
@@ -174,10 +241,11 @@ export class Controller {
       informer.on((change) => this.#onChange(name, change.type, change.object));
       informer.start();
     }
-    const resync = setInterval(
-      () => this.#statusLoop.rebuild('status resync'),
-      this.#o.statusResyncMs ?? 300_000,
-    );
+    const resync = setInterval(() => {
+      this.#statusLoop.rebuild('status resync');
+      this.#gatewayStatus.rebuild();
+      this.#provisioner?.schedule();
+    }, this.#o.statusResyncMs ?? 300_000);
     this.#timers.push(resync);
     void this.#waitForSync();
     void this.#startConfigServer();
@@ -206,7 +274,35 @@ export class Controller {
     else this.#hub.upsert(object);
     if (name === 'namespaces' && type === 'add' && object.metadata?.name)
       this.#bundles.namespaceAdded(object.metadata.name);
-    if (MODEL_INPUTS.has(name)) this.#statusLoop.schedule();
+    if (MODEL_INPUTS.has(name) || GATEWAY_INPUTS.has(name)) this.#statusLoop.schedule();
+    this.#gatewayFeed.changed();
+    if (GATEWAY_INPUTS.has(name) || name === 'pods') this.#gatewayStatus.schedule();
+    if (name === 'gateways' || name === 'gatewayclasses') this.#provisioner?.schedule();
+  }
+
+  /** Everything the gateway statuses are computed from. */
+  #gatewayObjects(): K8sObject[] {
+    const names: Watched[] = [
+      'namespaces',
+      'services',
+      'httproutes',
+      'grpcroutes',
+      'referencegrants',
+      'gateways',
+      'gatewayclasses',
+      'secrets',
+    ];
+    return names.flatMap((n) => this.#informers[n].list() as K8sObject[]);
+  }
+
+  /** The subscribe function of the Gateway whose service account `peer` runs as, if any. */
+  #gatewayFeedFor(peer: WorkloadIdentity): ((sub: ConfigSubscriber) => () => void) | undefined {
+    const refs = ourGateways(
+      this.#informers.gateways.list() as K8sObject[],
+      this.#informers.gatewayclasses.list() as K8sObject[],
+    ).map((g) => ({ namespace: g.metadata?.namespace ?? 'default', name: g.metadata?.name ?? '' }));
+    const gateway = gatewayOfServiceAccount(refs, peer.namespace, peer.serviceAccount);
+    return gateway && ((sub) => this.#gatewayFeed.subscribe(sub, gateway));
   }
 
   async #startConfigServer(): Promise<void> {
@@ -230,6 +326,7 @@ export class Controller {
         ...(this.#o.configPort === undefined ? {} : { port: this.#o.configPort }),
         ...(this.#o.audience === undefined ? {} : { audience: this.#o.audience }),
         certificates: this.#certificates,
+        gatewayFeed: (peer) => this.#gatewayFeedFor(peer),
       });
       this.#configServer = server;
       const port = await server.listen();
@@ -274,11 +371,14 @@ export class Controller {
     this.#stopped ??= (async () => {
       this.#stopping.abort();
       this.#statusLoop.stop();
+      this.#gatewayStatus.stop();
+      this.#provisioner?.stop();
       this.#identity?.stop();
       for (const timer of this.#timers) clearInterval(timer);
       await this.#elector.stop();
       await this.#configServer?.close();
       this.#hub.close();
+      this.#gatewayFeed.close();
       await Promise.all(Object.values(this.#informers).map((informer) => informer.stop()));
       if (this.#admin) await closeAdminServer(this.#admin);
       this.#log.info('controller stopped');
