@@ -2,6 +2,10 @@
 // v1.6.1). Pure: conditions carry no lastTransitionTime or observedGeneration; the controller adds them
 // when it writes. Programmed and status.addresses are the controller's (they depend on running pods).
 import type { K8sObject } from './k8s-objects.ts';
+import { GATEWAY_CONTROLLER_NAME } from './controller-name.ts';
+import { readGatewayWorld } from './gateway-listeners.ts';
+import { attachGatewayRoutes, listenerKey } from './gateway-routes.ts';
+import { buildMeshModel } from './translate.ts';
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -50,8 +54,43 @@ export interface GatewayStatuses {
   routeParents: Map<string, RouteParentStatus[]>;
 }
 
-export function computeGatewayStatuses(_objects: readonly K8sObject[]): GatewayStatuses {
-  throw new Error('not implemented');
+/**
+ * Every status the Gateway API asks of our controller, as data. GatewayClass SupportedVersion reads the
+ * bundle-version annotation of the Gateway API CustomResourceDefinitions among `objects` (metadata is
+ * enough); Secrets and ConfigMaps may also be metadata only (their content is checked when present);
+ * Namespaces (with labels) are needed for allowedRoutes Selector.
+ */
+export function computeGatewayStatuses(objects: readonly K8sObject[]): GatewayStatuses {
+  const world = readGatewayWorld(objects);
+  const services = buildMeshModel(objects).services;
+  const attached = attachGatewayRoutes(objects, world, services);
+  const gateways: GatewayStatuses['gateways'] = new Map();
+  for (const [key, g] of world.gateways) {
+    const listeners: ListenerStatus[] = g.listeners.map((l) => {
+      const routes = new Set((attached.byListener.get(listenerKey(g, l)) ?? []).map((a) => a.route));
+      return {
+        name: l.name,
+        supportedKinds: l.supportedKinds.map((k) => ({ ...k })),
+        attachedRoutes: routes.size,
+        conditions: l.conditions.map((c) => ({ ...c })),
+      };
+    });
+    gateways.set(key, { conditions: g.conditions.map((c) => ({ ...c })), listeners });
+  }
+  const routeParents: GatewayStatuses['routeParents'] = new Map();
+  for (const [key, results] of attached.parents) {
+    routeParents.set(
+      key,
+      results
+        .sort((a, b) => a.parentIndex - b.parentIndex)
+        .map((r) => ({
+          parentRef: r.parentRef,
+          controllerName: GATEWAY_CONTROLLER_NAME,
+          conditions: r.conditions,
+        })),
+    );
+  }
+  return { gatewayClasses: new Map(world.classes), gateways, routeParents };
 }
 
 /**
