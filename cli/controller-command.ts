@@ -9,7 +9,8 @@ import {
   DEFAULT_TRUST_DOMAIN,
 } from '../protocol/config-protocol.ts';
 import { ADMIN_PORT, Controller } from '../controller/controller.ts';
-import { jsonLogger } from '../lib/json-log.ts';
+import { jsonLogger, type Logger } from '../lib/json-log.ts';
+import type { KubeApi } from '../lib/kube/kube-api.ts';
 import { loadKubeConfig } from '../lib/kube/kube-config.ts';
 
 const USAGE = `usage: sluice controller [options]
@@ -17,7 +18,9 @@ const USAGE = `usage: sluice controller [options]
   --namespace NS       control-plane namespace: Lease, CA Secret (env POD_NAMESPACE), default ${DEFAULT_CONTROL_PLANE_NAMESPACE}
   --port N             config stream and certificate port (HTTP/2, TLS), default ${CONFIG_PORT}
   --admin-port N       /ready, /live, /metrics (HTTP), default ${ADMIN_PORT}
-  --kubeconfig FILE    API server credentials; default: in-cluster service account, $KUBECONFIG, ~/.kube/config`;
+  --kubeconfig FILE    API server credentials; default: in-cluster service account, $KUBECONFIG, ~/.kube/config
+  --proxy-image IMAGE  image of provisioned Gateway proxies (env SLUICE_PROXY_IMAGE); default: this pod's
+                       image; outside a pod without it, Gateways are not provisioned`;
 
 export interface ControllerFlags {
   readonly trustDomain: string;
@@ -25,6 +28,7 @@ export interface ControllerFlags {
   readonly port: number;
   readonly adminPort: number;
   readonly kubeconfig: string | undefined;
+  readonly proxyImage: string | undefined;
   readonly help: boolean;
 }
 
@@ -45,6 +49,7 @@ export function parseControllerFlags(
         port: { type: 'string' },
         'admin-port': { type: 'string' },
         kubeconfig: { type: 'string' },
+        'proxy-image': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -71,6 +76,7 @@ export function parseControllerFlags(
     port: configPort,
     adminPort,
     kubeconfig: values.kubeconfig,
+    proxyImage: values['proxy-image'] ?? (env.SLUICE_PROXY_IMAGE || undefined),
     help: values.help ?? false,
   };
 }
@@ -91,7 +97,17 @@ export async function main(args: string[]): Promise<number | undefined> {
     port: flags.port,
     adminPort: flags.adminPort,
   });
+  const image = await gatewayImage(loaded.api, flags, log);
   const controller = new Controller({
+    ...(image
+      ? {
+          gateways: {
+            image: image.image,
+            imagePullPolicy: image.pullPolicy,
+            controllerAddress: `sluice-controller.${flags.namespace}.svc:${flags.port}`,
+          },
+        }
+      : {}),
     api: loaded.api,
     log,
     namespace: flags.namespace,
@@ -113,5 +129,34 @@ export async function main(args: string[]): Promise<number | undefined> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  return undefined;
+}
+
+interface OwnPod {
+  spec?: { containers?: { args?: string[]; image?: string; imagePullPolicy?: string }[] };
+}
+
+/** The image Gateway proxies run: --proxy-image, else this pod's own (the same image runs both). */
+async function gatewayImage(
+  api: KubeApi,
+  flags: ControllerFlags,
+  log: Logger,
+): Promise<{ image: string; pullPolicy: string } | undefined> {
+  if (flags.proxyImage) return { image: flags.proxyImage, pullPolicy: 'IfNotPresent' };
+  const podName = process.env.POD_NAME;
+  if (podName) {
+    try {
+      const pod = await api.request<OwnPod>('GET', `/api/v1/namespaces/${flags.namespace}/pods/${podName}`, {
+        timeoutMs: 10_000,
+      });
+      const containers = pod.spec?.containers ?? [];
+      const container = containers.find((c) => c.args?.[0] === 'controller') ?? containers[0];
+      if (container?.image)
+        return { image: container.image, pullPolicy: container.imagePullPolicy ?? 'IfNotPresent' };
+    } catch (err) {
+      log.warn('cannot read this pod for its image', { error: (err as Error).message });
+    }
+  }
+  log.warn('Gateways will not be provisioned: no --proxy-image and no image of this pod');
   return undefined;
 }

@@ -11,7 +11,7 @@ import { CONFIG_PORT } from '../protocol/config-protocol.ts';
 import { CachedTokenReviewer, KeyedLimiter } from './certificate-admission.ts';
 import { certificateHandler, type CertificateReason } from './certificate-endpoint.ts';
 import { ConfigHub } from './config-hub.ts';
-import { ConfigServer } from './config-server.ts';
+import { ConfigServer, type ConfigServerOptions } from './config-server.ts';
 import { apiTokenReviewer } from './kube-adapters.ts';
 import { DEFAULT_AUDIENCE, WorkloadCa, type IssuingCa, type TokenReviewer } from './workload-ca.ts';
 
@@ -75,6 +75,8 @@ export interface ConfigServerSetup {
   readonly now?: () => number;
   /** Counts workload certificate requests by "outcome|reason". */
   readonly certificates: Map<string, number>;
+  /** Gateway proxies' config (config-server.ts). */
+  readonly gatewayFeed?: ConfigServerOptions['gatewayFeed'];
 }
 
 /** The config server with the certificate endpoint (not listening yet). */
@@ -101,6 +103,7 @@ export function createConfigServer(setup: ConfigServerSetup): ConfigServer {
     trustDomain: setup.trustDomain,
     port: setup.port ?? CONFIG_PORT,
     log: (message) => log.info(message, { component: 'config-server' }),
+    ...(setup.gatewayFeed ? { gatewayFeed: setup.gatewayFeed } : {}),
     routes: new Map([
       [
         CERTIFICATE_PATH,

@@ -24,6 +24,13 @@ import { ControllerIdentity, loadMeshCa } from './mesh-identity.ts';
 import { RouteStatusLoop } from './route-status-loop.ts';
 import { StatusWriter } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
+import { computeGatewayStatuses } from '../mesh-model/gateway-status.ts';
+import type { WorkloadIdentity } from '../pki/spiffe-id.ts';
+import type { ConfigSubscriber } from './config-hub.ts';
+import { GatewayFeed } from './gateway-feed.ts';
+import { GatewayProvisioner, ourGateways } from './gateway-provisioner.ts';
+import { gatewayOfServiceAccount, type ProvisioningSettings } from './gateway-provisioning.ts';
+import { GatewayStatusLoop } from './gateway-status-loop.ts';
 import { errorText } from '../lib/error-text.ts';
 import { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../mesh-model/mesh-config.ts';
 
@@ -44,13 +51,30 @@ const WATCHED = {
   gateways: RESOURCES.gateways,
   gatewayclasses: RESOURCES.gatewayClasses,
   meshconfig: RESOURCES.configMaps,
+  // Only kubernetes.io/tls Secrets (a field selector): what Gateway listeners may reference.
+  secrets: RESOURCES.secrets,
 } as const satisfies Record<string, ResourceType>;
-/** Informers that watch one object: the mesh-wide settings ConfigMap (ADR 0009), streamed to sidecars. */
-const WATCHED_BY_NAME: Partial<Record<Watched, { namespace: string; fieldSelector: string }>> = {
+/**
+ * Informers that watch a selection: the mesh-wide settings ConfigMap (one object, ADR 0009, streamed to
+ * sidecars) and TLS Secrets only.
+ */
+const SELECTED: Partial<Record<Watched, { namespace?: string; fieldSelector: string }>> = {
   meshconfig: { namespace: MESH_CONFIG_NAMESPACE, fieldSelector: `metadata.name=${MESH_CONFIG_NAME}` },
+  secrets: { fieldSelector: 'type=kubernetes.io/tls' },
 };
 type Watched = keyof typeof WATCHED;
 const MODEL_INPUTS: ReadonlySet<Watched> = new Set(['services', 'httproutes', 'grpcroutes']);
+/** Inputs of the gateway statuses (and of the gateway parents in route status). */
+const GATEWAY_INPUTS: ReadonlySet<Watched> = new Set([
+  'services',
+  'httproutes',
+  'grpcroutes',
+  'gateways',
+  'gatewayclasses',
+  'referencegrants',
+  'namespaces',
+  'secrets',
+]);
 
 export interface ControllerOptions {
   readonly api: KubeApi;
@@ -74,6 +98,8 @@ export interface ControllerOptions {
   readonly leaseDurationMs?: number;
   readonly renewDeadlineMs?: number;
   readonly retryPeriodMs?: number;
+  /** Gateway provisioning (the proxy image and what gateway proxies dial); absent: Gateways are not provisioned. */
+  readonly gateways?: Omit<ProvisioningSettings, 'trustDomain'>;
 }
 
 export class Controller {
@@ -83,6 +109,9 @@ export class Controller {
   readonly #hub: ConfigHub;
   readonly #writer: StatusWriter;
   readonly #statusLoop: RouteStatusLoop;
+  readonly #gatewayStatus: GatewayStatusLoop;
+  readonly #gatewayFeed: GatewayFeed;
+  readonly #provisioner: GatewayProvisioner | undefined;
   readonly #elector: LeaderElector;
   readonly #bundles: TrustBundlePublisher;
   readonly #pushLatency = new Histogram(PUSH_LATENCY_BUCKETS);
@@ -107,7 +136,7 @@ export class Controller {
         new SupervisedInformer({
           api: options.api,
           resource,
-          ...WATCHED_BY_NAME[name as Watched],
+          ...SELECTED[name as Watched],
           ...(options.relistMs === undefined ? {} : { resyncIntervalMs: options.relistMs }),
           log: informerLog,
         }),
@@ -127,6 +156,43 @@ export class Controller {
       active: () => this.#synced && !this.#stopping.signal.aborted,
       ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
       counters: this.#counters,
+      gatewayParents: () => computeGatewayStatuses(this.#gatewayObjects()).routeParents,
+    });
+    const list = (name: Watched) => (): K8sObject[] => this.#informers[name].list();
+    this.#provisioner = options.gateways
+      ? new GatewayProvisioner({
+          api: options.api,
+          settings: { ...options.gateways, trustDomain: options.trustDomain },
+          gateways: list('gateways'),
+          classes: list('gatewayclasses'),
+          log: (message, fields) => this.#log.info(message, { component: 'gateway-provisioner', ...fields }),
+          ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
+        })
+      : undefined;
+    this.#gatewayStatus = new GatewayStatusLoop({
+      writer: this.#writer,
+      log: this.#log,
+      objects: () => this.#gatewayObjects(),
+      gatewayClasses: list('gatewayclasses'),
+      gateways: list('gateways'),
+      pods: list('pods'),
+      services: list('services'),
+      problems: () => this.#provisioner?.problems ?? new Map(),
+      active: () => this.#synced && !this.#stopping.signal.aborted,
+      ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
+    });
+    this.#gatewayFeed = new GatewayFeed({
+      trustDomain: options.trustDomain,
+      inputs: {
+        namespaces: list('namespaces'),
+        mesh: () => [...list('services')(), ...list('endpointslices')(), ...list('pods')()],
+        gatewayClasses: list('gatewayclasses'),
+        gateways: list('gateways'),
+        routes: () => [...list('httproutes')(), ...list('grpcroutes')()],
+        referenceGrants: list('referencegrants'),
+        secrets: list('secrets'),
+      },
+      log: (message, fields) => this.#log.info(message, { component: 'gateway-feed', ...fields }),
     });
     this.#bundles = new TrustBundlePublisher({
       store: apiConfigMapStore(options.api),
@@ -145,11 +211,14 @@ export class Controller {
       onStartedLeading: (signal) => {
         this.#writer.start(signal);
         this.#bundles.start(signal);
+        this.#provisioner?.start(signal);
         this.#statusLoop.rebuild('became leader');
+        this.#gatewayStatus.rebuild();
       },
       onStoppedLeading: () => {
         void this.#writer.stop();
         this.#bundles.stop();
+        this.#provisioner?.stop();
       },
       log: (message) => this.#log.info(message, { component: 'leader-election' }),
     });
@@ -181,10 +250,11 @@ export class Controller {
       informer.on((change) => this.#onChange(name, change.type, change.object));
       informer.start();
     }
-    const resync = setInterval(
-      () => this.#statusLoop.rebuild('status resync'),
-      this.#o.statusResyncMs ?? 300_000,
-    );
+    const resync = setInterval(() => {
+      this.#statusLoop.rebuild('status resync');
+      this.#gatewayStatus.rebuild();
+      this.#provisioner?.schedule();
+    }, this.#o.statusResyncMs ?? 300_000);
     this.#timers.push(resync);
     void this.#waitForSync();
     void this.#startConfigServer();
@@ -213,7 +283,35 @@ export class Controller {
     else this.#hub.upsert(object);
     if (name === 'namespaces' && type === 'add' && object.metadata?.name)
       this.#bundles.namespaceAdded(object.metadata.name);
-    if (MODEL_INPUTS.has(name)) this.#statusLoop.schedule();
+    if (MODEL_INPUTS.has(name) || GATEWAY_INPUTS.has(name)) this.#statusLoop.schedule();
+    this.#gatewayFeed.changed();
+    if (GATEWAY_INPUTS.has(name) || name === 'pods') this.#gatewayStatus.schedule();
+    if (name === 'gateways' || name === 'gatewayclasses') this.#provisioner?.schedule();
+  }
+
+  /** Everything the gateway statuses are computed from. */
+  #gatewayObjects(): K8sObject[] {
+    const names: Watched[] = [
+      'namespaces',
+      'services',
+      'httproutes',
+      'grpcroutes',
+      'referencegrants',
+      'gateways',
+      'gatewayclasses',
+      'secrets',
+    ];
+    return names.flatMap((n) => this.#informers[n].list() as K8sObject[]);
+  }
+
+  /** The subscribe function of the Gateway whose service account `peer` runs as, if any. */
+  #gatewayFeedFor(peer: WorkloadIdentity): ((sub: ConfigSubscriber) => () => void) | undefined {
+    const refs = ourGateways(
+      this.#informers.gateways.list() as K8sObject[],
+      this.#informers.gatewayclasses.list() as K8sObject[],
+    ).map((g) => ({ namespace: g.metadata?.namespace ?? 'default', name: g.metadata?.name ?? '' }));
+    const gateway = gatewayOfServiceAccount(refs, peer.namespace, peer.serviceAccount);
+    return gateway && ((sub) => this.#gatewayFeed.subscribe(sub, gateway));
   }
 
   async #startConfigServer(): Promise<void> {
@@ -237,6 +335,7 @@ export class Controller {
         ...(this.#o.configPort === undefined ? {} : { port: this.#o.configPort }),
         ...(this.#o.audience === undefined ? {} : { audience: this.#o.audience }),
         certificates: this.#certificates,
+        gatewayFeed: (peer) => this.#gatewayFeedFor(peer),
       });
       this.#configServer = server;
       const port = await server.listen();
@@ -281,11 +380,14 @@ export class Controller {
     this.#stopped ??= (async () => {
       this.#stopping.abort();
       this.#statusLoop.stop();
+      this.#gatewayStatus.stop();
+      this.#provisioner?.stop();
       this.#identity?.stop();
       for (const timer of this.#timers) clearInterval(timer);
       await this.#elector.stop();
       await this.#configServer?.close();
       this.#hub.close();
+      this.#gatewayFeed.close();
       await Promise.all(Object.values(this.#informers).map((informer) => informer.stop()));
       if (this.#admin) await closeAdminServer(this.#admin);
       this.#log.info('controller stopped');

@@ -297,8 +297,8 @@ export function desiredParentStatuses(
   return out;
 }
 
-function isOurs(entry: unknown): boolean {
-  return isObject(entry) && entry.controllerName === MESH_CONTROLLER_NAME;
+function isOurs(entry: unknown, controllerName: string): boolean {
+  return isObject(entry) && entry.controllerName === controllerName;
 }
 
 /** Identity of a parentRef: the fields exactly as written (ours are echoed from spec, so they compare). */
@@ -354,6 +354,7 @@ export function sameJson(a: unknown, b: unknown): boolean {
 export function mergeRouteStatus(
   existing: RouteParentStatus[] | undefined,
   desired: RouteParentStatus[],
+  controllerName: string = MESH_CONTROLLER_NAME,
 ): RouteParentStatus[] | undefined {
   const before: unknown[] = Array.isArray(existing) ? existing : [];
   const wanted = new Map<string, RouteParentStatus>();
@@ -364,7 +365,7 @@ export function mergeRouteStatus(
   const placed = new Set<string>();
   const merged: { entry: RouteParentStatus; ours: boolean }[] = [];
   for (const entry of before) {
-    if (!isOurs(entry)) {
+    if (!isOurs(entry, controllerName)) {
       merged.push({ entry: entry as RouteParentStatus, ours: false });
       continue;
     }

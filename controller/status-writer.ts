@@ -37,7 +37,14 @@ import { backoffDelay } from '../lib/backoff.ts';
 
 export const ROUTE_GROUP = 'gateway.networking.k8s.io';
 export const ROUTE_VERSION = 'v1';
-const PLURALS = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' } as const;
+const PLURALS = {
+  HTTPRoute: 'httproutes',
+  GRPCRoute: 'grpcroutes',
+  // The gateway controller's objects go through the same writer (one rate limit, one queue per object).
+  Gateway: 'gateways',
+  GatewayClass: 'gatewayclasses',
+} as const;
+const CLUSTER_SCOPED: ReadonlySet<string> = new Set(['GatewayClass']);
 export type StatusRouteKind = keyof typeof PLURALS;
 
 export interface RouteRef {
@@ -111,11 +118,11 @@ function routeRef(route: RouteRef | RouteObject): RouteRef | undefined {
   const kind = route.kind;
   const namespace = meta ? meta.namespace : (route as RouteRef).namespace;
   const name = meta ? meta.name : (route as RouteRef).name;
-  if (kind !== 'HTTPRoute' && kind !== 'GRPCRoute') return undefined;
-  if (typeof namespace !== 'string' || namespace === '' || typeof name !== 'string' || name === '') {
-    return undefined;
-  }
-  return { kind, namespace, name };
+  if (typeof kind !== 'string' || !Object.hasOwn(PLURALS, kind)) return undefined;
+  const clusterScoped = CLUSTER_SCOPED.has(kind);
+  if (!clusterScoped && (typeof namespace !== 'string' || namespace === '')) return undefined;
+  if (typeof name !== 'string' || name === '') return undefined;
+  return { kind: kind as StatusRouteKind, namespace: clusterScoped ? '' : (namespace as string), name };
 }
 
 /** Read through a call, since TypeScript narrows `signal.aborted` as if it could not change. */
@@ -455,7 +462,8 @@ export class StatusWriter {
   }
 
   #path(ref: RouteRef): string {
-    return `/apis/${ROUTE_GROUP}/${ROUTE_VERSION}/namespaces/${ref.namespace}/${PLURALS[ref.kind]}/${ref.name}`;
+    const scope = CLUSTER_SCOPED.has(ref.kind) ? '' : `/namespaces/${ref.namespace}`;
+    return `/apis/${ROUTE_GROUP}/${ROUTE_VERSION}${scope}/${PLURALS[ref.kind]}/${ref.name}`;
   }
 
   async #get(ref: RouteRef, signal: AbortSignal): Promise<RouteObject> {

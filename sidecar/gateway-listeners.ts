@@ -4,7 +4,13 @@
 // sidecar's executor (http-forward.ts), with the sidecar's parsers, limits and timeouts (http-servers.ts).
 import net from 'node:net';
 import tls from 'node:tls';
-import { planGatewayRequest, selectListener, type GatewayListenerView } from '../mesh-model/gateway-view.ts';
+import {
+  planGatewayRequest,
+  selectListener,
+  type GatewayListenerView,
+  type GatewayView,
+} from '../mesh-model/gateway-view.ts';
+import { objectKey } from '../mesh-model/k8s-objects.ts';
 import { parseRequestTarget } from '../mesh-model/request-target.ts';
 import type { GatewayConfig } from './gateway-config.ts';
 import type { GatewayCertificates } from './gateway-tls.ts';
@@ -74,7 +80,34 @@ export function planGatewayForward(
     },
     deps.random ?? Math.random,
   );
-  return outboundPlanOf(view, p, headers, h2);
+  return outboundPlanOf(view, p, headers, p.kind === 'forward' ? upstreamH2(view, p.backend, req) : h2);
+}
+
+const H2_APP_PROTOCOLS = new Set(['kubernetes.io/h2c', 'h2c', 'grpc', 'http2']);
+
+/**
+ * Whether the backend gets HTTP/2: unlike a sidecar (whose app speaks what its client speaks), a gateway's
+ * clients and backends choose their protocols independently. A Service port declared h2c or gRPC (by
+ * appProtocol, or a port name h2c-*, grpc-*) gets h2c; one declared http gets HTTP/1.1; an undeclared one
+ * gets HTTP/2 for gRPC requests (which need it) and HTTP/1.1 otherwise.
+ */
+export function upstreamH2(
+  view: GatewayView,
+  backend: { namespace: string; name: string; port: number },
+  req: DownstreamRequest,
+): boolean {
+  const port = view.model.services
+    .get(objectKey(backend.namespace, backend.name))
+    ?.ports.find((p) => p.port === backend.port);
+  const declared = port?.appProtocol?.toLowerCase();
+  if (declared !== undefined) {
+    if (H2_APP_PROTOCOLS.has(declared)) return true;
+    if (declared === 'http' || declared === 'kubernetes.io/http' || declared === 'http/1.1') return false;
+  }
+  const prefix = (port?.name ?? '').toLowerCase().split('-', 1)[0];
+  if (prefix === 'h2c' || prefix === 'grpc') return true;
+  if (prefix === 'http') return false;
+  return req.headers['content-type']?.startsWith('application/grpc') === true;
 }
 
 /** The host part of an authority, lower-cased, without port or IPv6 brackets. */

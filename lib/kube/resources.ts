@@ -19,6 +19,7 @@ export const RESOURCES = {
   services: { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
   pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
   configMaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
+  secrets: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
   endpointSlices: {
     group: 'discovery.k8s.io',
     version: 'v1',

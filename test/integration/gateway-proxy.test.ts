@@ -5,7 +5,6 @@
 // guard and the stripping of the mesh identity header.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -20,6 +19,7 @@ import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '
 import { writeIdentityDir } from '../../pki/identity-dir.ts';
 import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
 import { freePort } from '../support/free-port.ts';
+import { serverCert, tlsSecret, type ServerCert } from '../support/server-cert.ts';
 import { upstream, type Upstream } from '../support/scripted-upstream.ts';
 import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import { waitFor } from '../support/wait-for.ts';
@@ -27,40 +27,6 @@ import { waitFor } from '../support/wait-for.ts';
 const TD = 'cluster.local';
 const GW_NS = 'infra';
 const APP_NS = 'shop';
-
-interface Pem {
-  cert: string;
-  key: string;
-  serial: string;
-}
-
-async function serverCert(ca: CertificateAuthority, host: string): Promise<Pem> {
-  const keys = await generateKeyPair();
-  const cert = await issueWorkloadCert({
-    ca,
-    spiffeId: `spiffe://${TD}/ns/${GW_NS}/sa/certs`,
-    publicKey: keys.publicKey,
-    dnsNames: [host],
-  });
-  return {
-    cert,
-    key: await privateKeyToPem(keys.privateKey),
-    serial: new X509Certificate(cert).serialNumber,
-  };
-}
-
-function tlsSecret(name: string, pem: Pem): K8sObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name, namespace: GW_NS },
-    type: 'kubernetes.io/tls',
-    data: {
-      'tls.crt': Buffer.from(pem.cert).toString('base64'),
-      'tls.key': Buffer.from(pem.key).toString('base64'),
-    },
-  } as K8sObject;
-}
 
 function gatewayObjects(httpPort: number, httpsPort: number): K8sObject[] {
   const listener = (name: string, hostname: string, secret: string): unknown => ({
@@ -195,14 +161,14 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
   let httpsPort: number;
   let adminPort: number;
   let output = '';
-  let certA: Pem;
-  let certB: Pem;
+  let certA: ServerCert;
+  let certB: ServerCert;
 
-  const writeManifests = (a: Pem): void => {
+  const writeManifests = (a: ServerCert): void => {
     const objects = [
       ...gatewayObjects(httpPort, httpsPort),
-      tlsSecret('a-cert', a),
-      tlsSecret('b-cert', certB),
+      tlsSecret(GW_NS, 'a-cert', a),
+      tlsSecret(GW_NS, 'b-cert', certB),
       route('plain', 'http', [], 'web'),
       route('site-a', 'https-a', ['a.example.com'], 'web'),
       route('site-b', 'https-b', ['b.example.com'], 'api'),

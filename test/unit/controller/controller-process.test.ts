@@ -23,8 +23,11 @@ describe('controller process pieces', () => {
         port: 15012,
         adminPort: 15014,
         kubeconfig: undefined,
+        proxyImage: undefined,
         help: false,
       });
+      assert.equal(parseControllerFlags([], { SLUICE_PROXY_IMAGE: 'img:1' }).proxyImage, 'img:1');
+      assert.equal(parseControllerFlags(['--proxy-image', 'img:2'], {}).proxyImage, 'img:2');
       const fromEnv = parseControllerFlags([], { POD_NAMESPACE: 'mesh', SLUICE_TRUST_DOMAIN: 'example.org' });
       assert.equal(fromEnv.namespace, 'mesh');
       assert.equal(fromEnv.trustDomain, 'example.org');
@@ -49,6 +52,7 @@ describe('controller process pieces', () => {
         port: 1,
         adminPort: 2,
         kubeconfig: 'k',
+        proxyImage: undefined,
         help: false,
       });
     });
