@@ -10,6 +10,8 @@
 //     tracing.resourceAttributes: "deployment.environment=dev,team=shop"  # added to every span's resource
 //     tracing.exportTimeoutMs / tracing.maxQueueSpans / tracing.batchDelayMs
 export { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../mesh-model/mesh-config.ts';
+/** The pod's own share of new traces, passed to its sidecar as --tracing-sampling-percent. */
+export const TRACING_SAMPLING_ANNOTATION = 'sluice.dev/tracing-sampling-percent';
 /** The request header that asks for a trace (docs/security.md: rate-limited per sidecar). */
 export const FORCE_TRACE_HEADER = 'x-sluice-force-trace';
 
