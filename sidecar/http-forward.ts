@@ -180,7 +180,7 @@ export function forwardOutbound(
     String(req.headers.host ?? req.headers[':authority'] ?? `${destination.address}:${destination.port}`),
   );
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
-    deps.metrics.request('outbound', routeLabel, backendLabel, code, started);
+    deps.metrics.request('outbound', routeLabel, backendLabel, code, started, req.method);
   if (outbound.kind === 'reply') {
     span?.routeLabel(outbound.routeLabel);
     span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');
