@@ -22,7 +22,7 @@ export interface TracingSettings {
   readonly samplingRatio: number;
   readonly namespaceSamplingRatio: Readonly<Record<string, number>>;
   readonly forcedTracesPerSecond: number;
-  /** B3 forms emitted on every sampled request (W3C always; B3 also in the forms the caller used). */
+  /** B3 forms emitted on every sampled request (W3C always; B3 also in every form the caller sent). */
   readonly propagation: readonly ('b3' | 'b3multi')[];
   readonly resourceAttributes: Readonly<Record<string, string>>;
   readonly exportTimeoutMs: number;
