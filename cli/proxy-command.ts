@@ -230,7 +230,7 @@ function tracingFlags(values: {
   return {
     resource: {
       'service.name':
-        values['tracing-service-name'] ?? process.env.SLUICE_SERVICE_NAME ?? pod ?? 'sluice-proxy',
+        values['tracing-service-name'] || process.env.SLUICE_SERVICE_NAME || pod || 'sluice-proxy',
       ...(pod ? { 'k8s.pod.name': pod } : {}),
       ...(node ? { 'k8s.node.name': node } : {}),
     },

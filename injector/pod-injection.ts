@@ -1,5 +1,6 @@
 // What the webhook does to one Pod: skip it (and say why) or return the JSON patch that adds the capture
 // init container, the proxy and their volumes. Pure: the AdmissionReview handling and I/O live elsewhere.
+import { TRACING_SAMPLING_ANNOTATION } from '../protocol/tracing-config.ts';
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 import { isObject } from '../mesh-model/k8s-objects.ts';
 import {
@@ -183,13 +184,28 @@ function mtlsMode(annotations: Record<string, string>, fallback: string): string
 
 /** `sluice proxy` flags from the pod's annotations, or the message of a bad one. */
 function proxyArgs(annotations: Record<string, string>): string[] | { error: string } {
+  const args: string[] = [];
   const value = annotations[INBOUND_TO_LOCALHOST_ANNOTATION];
-  if (value === undefined) return [];
-  const toLocalhost = parseBooleanText(value);
-  if (toLocalhost === undefined) {
-    return { error: `annotation ${INBOUND_TO_LOCALHOST_ANNOTATION}: must be true or false, got '${value}'` };
+  if (value !== undefined) {
+    const toLocalhost = parseBooleanText(value);
+    if (toLocalhost === undefined) {
+      return {
+        error: `annotation ${INBOUND_TO_LOCALHOST_ANNOTATION}: must be true or false, got '${value}'`,
+      };
+    }
+    if (toLocalhost) args.push('--inbound-to-localhost=true');
   }
-  return toLocalhost ? ['--inbound-to-localhost=true'] : [];
+  const sampling = annotations[TRACING_SAMPLING_ANNOTATION]?.trim();
+  if (sampling !== undefined) {
+    const percent = Number(sampling);
+    if (sampling === '' || !(percent >= 0 && percent <= 100)) {
+      return {
+        error: `annotation ${TRACING_SAMPLING_ANNOTATION}: must be a percentage from 0 to 100, got '${sampling}'`,
+      };
+    }
+    args.push(`--tracing-sampling-percent=${percent}`);
+  }
+  return args;
 }
 
 const RESTRICTED = {
@@ -250,6 +266,9 @@ function proxyContainer(settings: InjectionSettings, mode: string, extra: string
       fieldEnv('POD_NAMESPACE', 'metadata.namespace'),
       fieldEnv('POD_IP', 'status.podIP'),
       fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
+      fieldEnv('NODE_NAME', 'spec.nodeName'),
+      // The workload's service.name on its spans (empty without an app label: then the pod name).
+      fieldEnv('SLUICE_SERVICE_NAME', "metadata.labels['app']"),
     ],
     ports: [{ name: 'sluice-admin', containerPort: PORTS.admin, protocol: 'TCP' }],
     startupProbe: { ...ready, periodSeconds: 1, failureThreshold: 120 },

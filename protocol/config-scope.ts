@@ -169,6 +169,7 @@ export function resourceKey(obj: K8sObject): string {
  * scope gets it.
  */
 export function objectScope(obj: K8sObject): ObjectScope {
+  if (obj.kind === 'ConfigMap') return isMeshConfig(obj) ? ALL_SCOPES : NO_SCOPE;
   if (obj.kind !== 'HTTPRoute' && obj.kind !== 'GRPCRoute') {
     return obj.kind !== undefined && STREAMED_KINDS.has(obj.kind) ? ALL_SCOPES : NO_SCOPE;
   }

@@ -10,6 +10,8 @@
 //     tracing.resourceAttributes: "deployment.environment=dev,team=shop"  # added to every span's resource
 //     tracing.exportTimeoutMs / tracing.maxQueueSpans / tracing.batchDelayMs
 export { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../mesh-model/mesh-config.ts';
+/** The pod's own share of new traces, passed to its sidecar as --tracing-sampling-percent. */
+export const TRACING_SAMPLING_ANNOTATION = 'sluice.dev/tracing-sampling-percent';
 /** The request header that asks for a trace (docs/security.md: rate-limited per sidecar). */
 export const FORCE_TRACE_HEADER = 'x-sluice-force-trace';
 
@@ -20,7 +22,7 @@ export interface TracingSettings {
   readonly samplingRatio: number;
   readonly namespaceSamplingRatio: Readonly<Record<string, number>>;
   readonly forcedTracesPerSecond: number;
-  /** B3 forms emitted on every sampled request (W3C always; B3 also in the forms the caller used). */
+  /** B3 forms emitted on every sampled request (W3C always; B3 also in every form the caller sent). */
   readonly propagation: readonly ('b3' | 'b3multi')[];
   readonly resourceAttributes: Readonly<Record<string, string>>;
   readonly exportTimeoutMs: number;

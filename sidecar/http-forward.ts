@@ -217,7 +217,7 @@ export function executeOutbound(
   span?: HttpSpan,
 ): void {
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
-    deps.metrics.request(direction, routeLabel, backendLabel, code, started);
+    deps.metrics.request(direction, routeLabel, backendLabel, code, started, req.method);
   if (outbound.kind === 'reply') {
     span?.routeLabel(outbound.routeLabel);
     span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');

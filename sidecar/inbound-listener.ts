@@ -113,7 +113,7 @@ export function createInboundListener(o: InboundOptions): {
     const span = o.deps.tracing?.startInbound(req, headers, info);
     const record = (code: number): void => {
       span?.end(code);
-      o.deps.metrics.request('inbound', 'none', label, code, started);
+      o.deps.metrics.request('inbound', 'none', label, code, started, req.method);
     };
     sendWithRetries({
       deps: o.deps,

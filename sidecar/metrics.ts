@@ -58,6 +58,19 @@ class Histogram extends Metric {
   }
 }
 
+// OTel HTTP semantic conventions: methods outside the standard set are reported as _OTHER (bounded labels).
+const KNOWN_METHODS = new Set([
+  'CONNECT',
+  'DELETE',
+  'GET',
+  'HEAD',
+  'OPTIONS',
+  'PATCH',
+  'POST',
+  'PUT',
+  'TRACE',
+]);
+
 export class ProxyMetrics {
   readonly requests = new Counter('sluice_requests_total', 'HTTP requests handled', [
     'direction',
@@ -97,10 +110,37 @@ export class ProxyMetrics {
     ['outcome'],
   );
 
-  /** One finished request: its count by status code and its latency since `startedMs` (performance.now()). */
-  request(direction: string, route: string, backend: string, code: number, startedMs: number): void {
+  // http.server.request.duration and http.client.request.duration (OTel HTTP metrics) in Prometheus form.
+  readonly httpServer = new Histogram(
+    'http_server_request_duration_seconds',
+    'Duration of inbound HTTP requests (OTel http.server.request.duration)',
+    ['http_request_method', 'http_response_status_code', 'sluice_backend'],
+  );
+  readonly httpClient = new Histogram(
+    'http_client_request_duration_seconds',
+    'Duration of outbound HTTP requests (OTel http.client.request.duration)',
+    ['http_request_method', 'http_response_status_code', 'sluice_route', 'sluice_backend'],
+  );
+
+  /**
+   * One finished request: its count by status code and its latency since `startedMs` (performance.now()),
+   * also as the OTel-named histogram of its direction when the method is given.
+   */
+  request(
+    direction: string,
+    route: string,
+    backend: string,
+    code: number,
+    startedMs: number,
+    method?: string,
+  ): void {
+    const seconds = (performance.now() - startedMs) / 1000;
     this.requests.inc([direction, route, backend, String(code)]);
-    this.latency.observe([direction, route, backend], (performance.now() - startedMs) / 1000);
+    this.latency.observe([direction, route, backend], seconds);
+    if (method === undefined) return;
+    const m = KNOWN_METHODS.has(method) ? method : '_OTHER';
+    if (direction === 'inbound') this.httpServer.observe([m, String(code), backend], seconds);
+    else this.httpClient.observe([m, String(code), route, backend], seconds);
   }
 
   render(): string {
@@ -114,6 +154,8 @@ export class ProxyMetrics {
       this.timeouts,
       this.overflows,
       this.spans,
+      this.httpServer,
+      this.httpClient,
     ])
       m.render(out);
     return `${out.join('\n')}\n`;

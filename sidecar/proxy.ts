@@ -245,6 +245,9 @@ export class SidecarProxy {
     const closed = Promise.all(this.#servers.map((s) => new Promise((resolve) => s.close(resolve))));
     for (const h of this.#httpServers) h.drain();
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, this.#o.drainMs).unref())]);
+    // The last requests' spans go out too, for at most a second (a dead collector does not hold the exit).
+    if (this.tracing)
+      await Promise.race([this.tracing.shutdown(), new Promise((r) => setTimeout(r, 1000).unref())]);
     this.stop();
   }
 

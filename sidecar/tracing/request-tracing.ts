@@ -342,8 +342,17 @@ export class RequestTracing {
     const span = pipeline.tracer.startSpan(method, { kind, attributes: attrs }, ctx);
     if (headers) {
       const sc = span.spanContext();
+      // B3 goes on in every form the caller sent, even when traceparent (sent with it by a sidecar) won.
+      const b3 = req.headers.b3 !== undefined;
+      const b3multi = req.headers['x-b3-traceid'] !== undefined;
       const formats =
-        remote && remote.format !== 'w3c' ? new Set([...this.#formats, remote.format]) : this.#formats;
+        b3 || b3multi
+          ? new Set<ContextFormat>([
+              ...this.#formats,
+              ...(b3 ? ['b3' as const] : []),
+              ...(b3multi ? ['b3multi' as const] : []),
+            ])
+          : this.#formats;
       injectContext(
         headers,
         {

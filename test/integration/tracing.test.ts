@@ -148,6 +148,19 @@ describe('tracing through two sidecars into Jaeger', function () {
     assert.equal(tag(server, 'sluice.sampling.reason'), 'parent');
   });
 
+  it('a B3 caller gets its trace continued and B3 passed on to the server app', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const [r] = await get({ b3: `${traceId}-${randomBytes(8).toString('hex')}-1` });
+    assert.ok(r);
+    const headers = (r.json as { headers: Record<string, string | undefined> }).headers;
+    assert.match(headers.b3 ?? '', new RegExp(`^${traceId}-[0-9a-f]{16}-1$`));
+    assert.equal(headers.traceparent, `00-${traceId}-${headers.b3!.split('-')[1]}-01`);
+    await waitFor('the B3 trace in Jaeger', async () => (await jaeger.trace(traceId))?.spans.length === 2, {
+      timeoutMs: 30_000,
+      intervalMs: 300,
+    });
+  });
+
   it('an unsampled request gets no span but still carries an unsampled context', async () => {
     const [r] = await get({});
     assert.ok(r);

@@ -83,6 +83,8 @@ describe('injector: pod patch', () => {
         ['POD_NAMESPACE', 'metadata.namespace'],
         ['POD_IP', 'status.podIP'],
         ['SERVICE_ACCOUNT', 'spec.serviceAccountName'],
+        ['NODE_NAME', 'spec.nodeName'],
+        ['SLUICE_SERVICE_NAME', "metadata.labels['app']"],
       ],
     );
     assert.ok((proxy.resources as Obj).requests);
@@ -192,6 +194,10 @@ describe('injector: pod patch', () => {
         { 'sluice.dev/inbound-to-localhost': 'yes' },
         /sluice.dev\/inbound-to-localhost: must be true or false/,
       ],
+      [
+        { 'sluice.dev/tracing-sampling-percent': '101' },
+        /sluice.dev\/tracing-sampling-percent: must be a percentage/,
+      ],
     ];
     for (const [annotations, message] of cases) {
       const decision = decideInjection(withAnnotations(annotations), settings);
@@ -211,6 +217,11 @@ describe('injector: pod patch', () => {
     assert.ok(proxyArgsFor({ 'sluice.dev/inbound-to-localhost': ' True ' }).includes(flag));
     assert.ok(!proxyArgsFor({ 'sluice.dev/inbound-to-localhost': 'false' }).includes(flag));
     assert.ok(!proxyArgsFor(undefined).some((arg) => arg.startsWith('--inbound-to-localhost')));
+    assert.ok(
+      proxyArgsFor({ 'sluice.dev/tracing-sampling-percent': ' 25 ' }).includes(
+        '--tracing-sampling-percent=25',
+      ),
+    );
   });
 
   it('escapes annotation keys in JSON pointers', () => {

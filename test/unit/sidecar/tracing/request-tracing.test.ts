@@ -157,12 +157,20 @@ describe('request tracing', () => {
     t.startOutbound(request({ b3: `${TRACE}-${SPAN}-1` }), headers, 'reviews.shop')!.end(200);
     assert.match(String(headers.b3), new RegExp(`^${TRACE}-[0-9a-f]{16}-1$`));
     assert.match(String(headers.traceparent), new RegExp(`^00-${TRACE}-`));
+    // The next sidecar sees traceparent and b3 together: traceparent wins, b3 is still passed on.
+    const next: HeaderMap = {};
+    t.startInbound(request({ traceparent: String(headers.traceparent), b3: String(headers.b3) }), next, {
+      address: '10.1.0.4',
+      port: 9080,
+      peerIdentity: undefined,
+    })!.end(200);
+    assert.match(String(next.b3), new RegExp(`^${TRACE}-[0-9a-f]{16}-1$`));
     const forced: HeaderMap = {};
     const span = t.startOutbound(request({ 'x-sluice-force-trace': '1' }), forced, 'reviews.shop')!;
     span.end(200);
     const all = await spans(t);
-    assert.equal(all[1]?.attributes['sluice.sampling.reason'], 'forced');
-    assert.equal(all[1].parentSpanContext, undefined);
+    assert.equal(all[2]?.attributes['sluice.sampling.reason'], 'forced');
+    assert.equal(all[2].parentSpanContext, undefined);
   });
 
   it('a SERVER span names the caller and marks local replies as errors with their cause', async () => {
