@@ -1,7 +1,7 @@
 // What the webhook does to one Pod: skip it (and say why) or return the JSON patch that adds the capture
 // init container, the proxy and their volumes. Pure: the AdmissionReview handling and I/O live elsewhere.
 import { TRACING_SAMPLING_ANNOTATION } from '../protocol/tracing-config.ts';
-import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
+import { INIT_CONTAINER, INJECTED, PROXY_CONTAINER, STATUS_ANNOTATION } from '../mesh-model/endpoints.ts';
 import { isObject } from '../mesh-model/k8s-objects.ts';
 import {
   defaultCaptureConfig,
@@ -10,9 +10,8 @@ import {
   parseInitIptablesArgs,
 } from '../protocol/capture-config.ts';
 
-export const INIT_CONTAINER = 'sluice-init';
+export { INIT_CONTAINER, STATUS_ANNOTATION };
 export const INJECT_ANNOTATION = 'sluice.dev/inject';
-export const STATUS_ANNOTATION = 'sluice.dev/status';
 export const MTLS_MODE_ANNOTATION = 'sluice.dev/mtls-mode';
 /** Set to "true" by a pod that needs the proxy uid, NET_ADMIN/NET_RAW or privileged app containers: it is
  * injected, but with a warning, because such a container can undo or step around the capture rules. */
@@ -307,6 +306,27 @@ function addToArray(path: string, existing: unknown, items: unknown[], append = 
   return items.map((value, i) => ({ op: 'add', path: `${path}/${append ? '-' : String(i)}`, value }));
 }
 
+/** Whether the pod's sluice-init and sluice-proxy are what this injector adds (image, command, args). */
+function isOwnInjection(
+  spec: Record<string, unknown>,
+  settings: InjectionSettings,
+  annotations: Record<string, string>,
+): boolean {
+  const capture = captureSettings(annotations);
+  const mode = mtlsMode(annotations, settings.mtlsMode);
+  const extra = proxyArgs(annotations);
+  if (typeof capture.args === 'string' || typeof mode !== 'string' || !Array.isArray(extra)) return false;
+  const wanted = [initContainer(settings, capture.args), proxyContainer(settings, mode, extra)];
+  const present = [spec.initContainers, spec.containers].flatMap((l) =>
+    Array.isArray(l) ? l.filter(isObject) : [],
+  );
+  const essentials = (c: Record<string, unknown>): string => JSON.stringify([c.image, c.command, c.args]);
+  return wanted.every((w) => {
+    const found = present.filter((c) => c.name === w.name);
+    return found.length === 1 && essentials(found[0]!) === essentials(w);
+  });
+}
+
 export function decideInjection(
   pod: Record<string, unknown>,
   settings: InjectionSettings,
@@ -320,9 +340,14 @@ export function decideInjection(
   const names = [...containerNames(spec, 'initContainers'), ...containerNames(spec, 'containers')];
   const ours = [PROXY_CONTAINER, INIT_CONTAINER].filter((name) => names.includes(name));
   if (ours.length > 0) {
-    // Ours only with our marker and both containers (a re-invocation, or a pod copied from an injected
-    // one); a name alone is someone else's container, which must not pass for a sidecar.
-    if (annotations[STATUS_ANNOTATION] === 'injected' && ours.length === 2) {
+    // Ours only with our marker and both containers exactly as we inject them (a re-invocation, or a pod
+    // copied from an injected one); a name or the marker alone is someone else's doing, which must not
+    // pass for a sidecar (the model counts marked pods with both containers as meshed).
+    if (
+      annotations[STATUS_ANNOTATION] === INJECTED &&
+      ours.length === 2 &&
+      isOwnInjection(spec, settings, annotations)
+    ) {
       return { action: 'skip', reason: 'already-injected' };
     }
     return {
@@ -375,7 +400,7 @@ export function decideInjection(
   patch.push({
     op: 'add',
     path: `/metadata/annotations/${pointerSegment(STATUS_ANNOTATION)}`,
-    value: 'injected',
+    value: INJECTED,
   });
   // Native: capture first, then the proxy, then the pod's own init containers (which are then meshed).
   patch.push(

@@ -13,8 +13,30 @@ export interface Endpoint {
 }
 
 /** The container name the injector adds (a native sidecar in initContainers, or a classic one in
- * containers on clusters without native sidecars); a Pod with it is meshed. */
+ * containers on clusters without native sidecars). */
 export const PROXY_CONTAINER = 'sluice-proxy';
+/** The capture init container the injector adds. */
+export const INIT_CONTAINER = 'sluice-init';
+/** The annotation the injector sets on every pod it injects, with the value INJECTED. */
+export const STATUS_ANNOTATION = 'sluice.dev/status';
+export const INJECTED = 'injected';
+
+/**
+ * Meshed = injected: the injector's marker and both of its containers. A container name alone is what any
+ * pod spec can carry; the injector refuses the names and the marker in the namespaces it serves unless
+ * they are exactly its own (docs/security.md, "What the model trusts about pods").
+ */
+export function isInjectedPod(pod: K8sObject): boolean {
+  const annotations = isObject(pod.metadata?.annotations) ? pod.metadata.annotations : {};
+  if (annotations[STATUS_ANNOTATION] !== INJECTED) return false;
+  const spec = isObject(pod.spec) ? pod.spec : {};
+  const names = (list: unknown): string[] =>
+    Array.isArray(list)
+      ? list.flatMap((c) => (isObject(c) && typeof c.name === 'string' ? [c.name] : []))
+      : [];
+  const init = names(spec.initContainers);
+  return init.includes(INIT_CONTAINER) && [...init, ...names(spec.containers)].includes(PROXY_CONTAINER);
+}
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
@@ -30,9 +52,7 @@ function readPods(objects: readonly K8sObject[], trustDomain: string): Map<strin
     if (obj.kind !== 'Pod' || typeof obj.metadata?.name !== 'string') continue;
     const namespace = obj.metadata.namespace ?? 'default';
     const spec = isObject(obj.spec) ? obj.spec : {};
-    const meshed = [spec.initContainers, spec.containers].some(
-      (list) => Array.isArray(list) && list.some((c) => isObject(c) && c.name === PROXY_CONTAINER),
-    );
+    const meshed = isInjectedPod(obj);
     const sa =
       typeof spec.serviceAccountName === 'string' && spec.serviceAccountName !== ''
         ? spec.serviceAccountName

@@ -6,6 +6,7 @@
 // from stripped and unstripped objects to catch a drift.
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import { isMeshConfig } from '../mesh-model/mesh-config.ts';
+import { STATUS_ANNOTATION } from '../mesh-model/endpoints.ts';
 
 export const STREAMED_KINDS: ReadonlySet<string> = new Set([
   'Service',
@@ -128,12 +129,18 @@ export function stripObject(input: unknown): K8sObject | undefined {
       });
     }
     case 'Pod': {
-      // Only names: the model recognises a meshed Pod by its sidecar container's name.
+      // Only what tells an injected Pod (mesh-model isInjectedPod): the injector's marker, container names.
       const names = (list: unknown): Record<string, unknown>[] | undefined =>
         Array.isArray(list) ? list.filter(isObject).map((c) => pick(c, ['name'])) : undefined;
+      const annotations = isObject(meta.annotations) ? meta.annotations : {};
+      const status = annotations[STATUS_ANNOTATION];
       return withoutUndefined({
         ...base,
-        metadata: { name, namespace },
+        metadata: withoutUndefined({
+          name,
+          namespace,
+          annotations: typeof status === 'string' ? { [STATUS_ANNOTATION]: status } : undefined,
+        }),
         spec: withoutUndefined({
           serviceAccountName: spec?.serviceAccountName,
           initContainers: names(spec?.initContainers),

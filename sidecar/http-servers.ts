@@ -12,6 +12,11 @@ import {
   type HeaderLimits,
 } from './header-limits.ts';
 
+/** After a client's FIN, how long streams in flight may take to finish before the connection is closed. */
+const HALF_CLOSED_DRAIN_MS = 5_000;
+/** How often a session that got a GOAWAY is checked for a stuck nghttp2 queue. */
+const STUCK_CHECK_MS = 1_000;
+
 export type RequestHandler = (req: DownstreamRequest, res: DownstreamResponse) => void;
 
 /** Which timeout closed a connection or stream (the label of sluice_timeouts_total). */
@@ -165,6 +170,17 @@ export function createHttpServers(
         }, ms);
     };
     arm(limits.headerTimeoutMs || limits.idleTimeoutMs, limits.headerTimeoutMs ? 'header' : 'idle');
+    let clientDone = false;
+    // Once the client is done and no stream is left, the session ends even if nghttp2 still counts one
+    // the application never saw (e.g. a header block cut short by a frame error): close() alone waits for
+    // those forever. The destroy waits a turn so the last frames written are handed to the socket first.
+    const endIfIdle = (): void => {
+      if (!clientDone || open.size > 0 || s.destroyed) return;
+      if (!s.closed) s.close();
+      setImmediate(() => {
+        if (!s.destroyed) s.destroy();
+      });
+    };
     s.on('stream', (stream: http2.ServerHttp2Stream) => {
       streams++;
       open.add(stream);
@@ -172,17 +188,50 @@ export function createHttpServers(
       stream.once('close', () => {
         open.delete(stream);
         if (--streams === 0 && !s.closed) arm(limits.idleTimeoutMs, 'idle');
+        endIfIdle();
       });
     });
     // The client half-closed (FIN; sockets are handed over half-open): no byte can follow. A stream still
     // waiting for its request can never complete and is cancelled; the others finish and their responses
-    // go out, then the session closes (at once when nothing is open, e.g. after a partial frame).
+    // go out (GOAWAY stops new ones), then the session ends (at once when nothing is open). They get
+    // HALF_CLOSED_DRAIN_MS: a client that cannot send cannot open flow-control windows either.
     const halfClosed = (): void => {
-      for (const stream of open) if (!stream.state.remoteClose) stream.close(http2.constants.NGHTTP2_CANCEL);
+      clientDone = true;
+      setTimeout(() => {
+        if (!s.destroyed) s.destroy();
+      }, HALF_CLOSED_DRAIN_MS).unref();
+      for (const stream of open) {
+        if (stream.state.remoteClose) continue;
+        // close() alone waits for the response side to finish writing, which may never happen now.
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.destroy();
+      }
       if (!s.closed) s.close();
+      endIfIdle();
     };
     if (s.socket.readableEnded) halfClosed();
     else s.socket.once('end', halfClosed);
+    // After a peer's GOAWAY and a protocol error nghttp2 may stop reading and writing for good: frames stay
+    // queued although the socket takes writes, streams never close, the FIN is never read. Such a session
+    // is ended when its queue has not moved for two checks in a row.
+    s.once('goaway', () => {
+      let last = -1;
+      const watch = setInterval(() => {
+        if (s.destroyed) {
+          clearInterval(watch);
+          return;
+        }
+        const queued = s.state.outboundQueueSize ?? 0;
+        const writable = (s.socket as { writableLength?: number } | undefined)?.writableLength ?? 0;
+        if (queued > 0 && queued === last && writable === 0) {
+          clearInterval(watch);
+          s.destroy();
+        }
+        last = queued;
+      }, STUCK_CHECK_MS);
+      watch.unref();
+      s.once('close', () => clearInterval(watch));
+    });
     s.on('close', () => {
       clearTimeout(timer);
       sessions.delete(s);

@@ -261,23 +261,23 @@ describe(`fuzz: hostile HTTP/1.1 and HTTP/2 through both listeners (seed ${seed}
         return m ? [`${JSON.parse(m[1]!) as string} ${JSON.parse(m[2]!) as string}`] : [];
       }),
     );
+    const problems: string[] = [];
     for (const [name, s] of summaries) {
       assert.ok(s.h1.cleanRequests > 0, name);
-      assert.equal(
-        s.h1.cleanAnswered200,
-        s.h1.cleanRequests,
-        `${name}: ${s.h1.cleanAnswered200} of ${s.h1.cleanRequests} answered 200 (${JSON.stringify(s.h1.cleanStatuses)})`,
-      );
       const missing = s.h1.cleanExpected.filter((e) => !received.has(e));
-      assert.deepEqual(
-        missing.slice(0, 10),
-        [],
-        `${name}: ${missing.length} requests not received as expected`,
-      );
       console.log(
-        `      fuzz ${name}: ${s.h1.cleanRequests} well-formed requests on clean connections, all 200, all received as normalised`,
+        `      fuzz ${name}: ${s.h1.cleanRequests} well-formed requests on clean connections, ` +
+          `${s.h1.cleanAnswered200} answered 200 (${JSON.stringify(s.h1.cleanStatuses)}), ` +
+          `${s.h1.cleanExpected.length - missing.length} received by the app as normalised`,
       );
+      if (s.h1.cleanAnswered200 !== s.h1.cleanRequests)
+        problems.push(`${name}: ${s.h1.cleanRequests - s.h1.cleanAnswered200} not answered 200`);
+      if (missing.length > 0)
+        problems.push(
+          `${name}: ${missing.length} not received as expected, e.g. ${missing.slice(0, 3).join(', ')}`,
+        );
     }
+    assert.deepEqual(problems, []);
   });
 
   it('no smuggled request reached the backend, and it saw no more requests than were sent', () => {

@@ -1,7 +1,7 @@
 // Kubernetes objects describing a test mesh: Services with ClusterIPs, EndpointSlices with the pods' IPs,
-// and Pods (meshed ones carry the sidecar container, as the injector would add it).
+// and Pods (meshed ones carry the injector's marker and containers, as the injector would add them).
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
-import { PROXY_CONTAINER } from '../../mesh-model/endpoints.ts';
+import { INIT_CONTAINER, INJECTED, PROXY_CONTAINER, STATUS_ANNOTATION } from '../../mesh-model/endpoints.ts';
 
 export interface PodRef {
   name: string;
@@ -15,9 +15,14 @@ export function podObject(p: PodRef): K8sObject {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: p.name, namespace: p.namespace },
+    metadata: {
+      name: p.name,
+      namespace: p.namespace,
+      ...(p.meshed ? { annotations: { [STATUS_ANNOTATION]: INJECTED } } : {}),
+    },
     spec: {
       serviceAccountName: p.serviceAccount,
+      ...(p.meshed ? { initContainers: [{ name: INIT_CONTAINER }] } : {}),
       containers: [{ name: 'app' }, ...(p.meshed ? [{ name: PROXY_CONTAINER }] : [])],
     },
     status: { podIP: p.ip },

@@ -15,6 +15,8 @@ import {
 import { InjectorServer } from '../../../injector/webhook-server.ts';
 import { createWebhookCa, issueServingCert } from '../../../injector/webhook-tls.ts';
 import { jsonLogger } from '../../../lib/json-log.ts';
+import { isInjectedPod } from '../../../mesh-model/endpoints.ts';
+import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -119,6 +121,59 @@ describe('injector: pods that would escape the mesh', () => {
         ((pod.metadata as Obj).annotations as Obj)['sluice.dev/status'] = op.value;
     }
     assert.deepEqual(decideInjection(pod, settings), { action: 'skip', reason: 'already-injected' });
+  });
+
+  it('the marker with both container names but not our containers (other image or args) is refused', () => {
+    const review = fixture('deployment-pod.json');
+    const decision = decideInjection(podOf(review), settings) as { patch: JsonPatchOp[] };
+    /** The review of the pod as injected, with `edit` applied to its init containers. */
+    const injectedPod = (edit: (containers: Obj[]) => void): Obj => {
+      const copy = structuredClone(review);
+      const pod = podOf(copy);
+      const spec = pod.spec as Obj;
+      for (const op of decision.patch) {
+        if (op.path === '/spec/initContainers') spec.initContainers = structuredClone(op.value);
+        if (op.path === '/metadata/annotations') (pod.metadata as Obj).annotations = op.value;
+        if (op.path === '/metadata/annotations/sluice.dev~1status')
+          ((pod.metadata as Obj).annotations as Obj)['sluice.dev/status'] = op.value;
+      }
+      edit(spec.initContainers as Obj[]);
+      return copy;
+    };
+    const proxyOf = (cs: Obj[]): Obj => cs.find((c) => c.name === 'sluice-proxy')!;
+    assert.match(refusal(injectedPod((cs) => (proxyOf(cs).image = 'evil:1'))), /reserved/);
+    assert.match(refusal(injectedPod((cs) => (proxyOf(cs).command = ['sleep', 'inf']))), /reserved/);
+    assert.match(refusal(injectedPod((cs) => (proxyOf(cs).args = ['proxy']))), /reserved/);
+    assert.deepEqual(decideInjection(podOf(injectedPod(() => undefined)), settings), {
+      action: 'skip',
+      reason: 'already-injected',
+    });
+  });
+
+  it('the model counts a pod as meshed only with the marker and both of the injector containers', () => {
+    const pod = (annotations: Obj, init: string[], containers: string[]): K8sObject => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p', namespace: 'shop', annotations: annotations as Record<string, string> },
+      spec: {
+        initContainers: init.map((name) => ({ name })),
+        containers: containers.map((name) => ({ name })),
+      },
+    });
+    const marker = { 'sluice.dev/status': 'injected' };
+    assert.equal(isInjectedPod(pod({}, [], ['app', 'sluice-proxy'])), false, 'a container name alone');
+    assert.equal(isInjectedPod(pod(marker, [], ['app', 'sluice-proxy'])), false, 'no capture init container');
+    assert.equal(isInjectedPod(pod({}, ['sluice-init', 'sluice-proxy'], ['app'])), false, 'no marker');
+    assert.equal(
+      isInjectedPod(pod(marker, ['sluice-init', 'sluice-proxy'], ['app'])),
+      true,
+      'native sidecar',
+    );
+    assert.equal(
+      isInjectedPod(pod(marker, ['sluice-init'], ['sluice-proxy', 'app'])),
+      true,
+      'classic sidecar',
+    );
   });
 
   it('STRICT with every inbound port excluded is an error naming both annotations', () => {

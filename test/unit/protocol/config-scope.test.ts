@@ -8,7 +8,12 @@ import {
 } from '../../../protocol/config-scope.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
 import { buildProxyView, type ProxyView } from '../../../mesh-model/proxy-view.ts';
-import { PROXY_CONTAINER } from '../../../mesh-model/endpoints.ts';
+import {
+  INIT_CONTAINER,
+  INJECTED,
+  PROXY_CONTAINER,
+  STATUS_ANNOTATION,
+} from '../../../mesh-model/endpoints.ts';
 
 const TD = 'cluster.local';
 const NOISE = {
@@ -67,10 +72,19 @@ function pod(namespace: string, name: string, sa: string, meshed: boolean): K8sO
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace, ...NOISE },
+    metadata: {
+      name,
+      namespace,
+      ...NOISE,
+      annotations: {
+        'kubectl.kubernetes.io/last-applied-configuration': '{}',
+        ...(meshed ? { [STATUS_ANNOTATION]: INJECTED } : {}),
+      },
+    },
     spec: {
       serviceAccountName: sa,
       nodeName: 'node-1',
+      ...(meshed ? { initContainers: [{ name: INIT_CONTAINER, image: 'sluice:1' }] } : {}),
       containers: [
         { name: 'app', image: 'app:1', env: [{ name: 'A', value: 'b' }] },
         ...(meshed ? [{ name: PROXY_CONTAINER, image: 'sluice:1' }] : []),
@@ -211,12 +225,20 @@ describe('config scope', () => {
       });
     });
 
-    it('shrinks a Pod to its name, service account and container names', () => {
+    it("shrinks a Pod to its name, the injector's marker, service account and container names", () => {
       assert.deepEqual(stripObject(pod('shop', 'reviews-1', 'reviews', true)), {
         apiVersion: 'v1',
         kind: 'Pod',
-        metadata: { name: 'reviews-1', namespace: 'shop' },
-        spec: { serviceAccountName: 'reviews', containers: [{ name: 'app' }, { name: PROXY_CONTAINER }] },
+        metadata: { name: 'reviews-1', namespace: 'shop', annotations: { [STATUS_ANNOTATION]: INJECTED } },
+        spec: {
+          serviceAccountName: 'reviews',
+          initContainers: [{ name: INIT_CONTAINER }],
+          containers: [{ name: 'app' }, { name: PROXY_CONTAINER }],
+        },
+      });
+      assert.deepEqual(stripObject(pod('shop', 'reviews-2', 'reviews', false))!.metadata, {
+        name: 'reviews-2',
+        namespace: 'shop',
       });
     });
 
