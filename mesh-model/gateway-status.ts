@@ -5,7 +5,7 @@ import { isShaped, type K8sObject } from './k8s-objects.ts';
 import { GATEWAY_CONTROLLER_NAME } from './controller-name.ts';
 import { readGatewayWorld } from './gateway-listeners.ts';
 import { attachGatewayRoutes, listenerKey } from './gateway-routes.ts';
-import { buildMeshModel } from './translate.ts';
+import { readServices } from './translate.ts';
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -63,7 +63,7 @@ export interface GatewayStatuses {
 export function computeGatewayStatuses(input: readonly K8sObject[]): GatewayStatuses {
   const objects = input.filter(isShaped);
   const world = readGatewayWorld(objects);
-  const services = buildMeshModel(objects).services;
+  const { services } = readServices(objects);
   const attached = attachGatewayRoutes(objects, world, services);
   const gateways: GatewayStatuses['gateways'] = new Map();
   for (const [key, g] of world.gateways) {
