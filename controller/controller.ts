@@ -55,7 +55,7 @@ const WATCHED = {
   secrets: RESOURCES.secrets,
 } as const satisfies Record<string, ResourceType>;
 /**
- * Informers that watch a selection: the mesh-wide settings ConfigMap (one object, ADR 0009, streamed to
+ * Informers that watch a selection: the mesh-wide settings ConfigMap (one object, ADR 0010, streamed to
  * sidecars) and TLS Secrets only.
  */
 const SELECTED: Partial<Record<Watched, { namespace?: string; fieldSelector: string }>> = {
