@@ -165,7 +165,8 @@ describe('ingress Gateways on the local cluster', function () {
   });
 
   after(async () => {
-    await Promise.all([edge.delete(), app.delete()]);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when before() failed early
+    await Promise.all([edge?.delete(), app?.delete()]);
   });
 
   it('accepts the GatewayClass with its supported features', async () => {
