@@ -51,6 +51,8 @@ const WATCHED = {
   gatewayclasses: RESOURCES.gatewayClasses,
   // Only kubernetes.io/tls Secrets (a field selector): what Gateway listeners may reference.
   secrets: RESOURCES.secrets,
+  // CA bundles for Gateway client-certificate validation (frontendValidation caCertificateRefs).
+  configmaps: RESOURCES.configMaps,
 } as const satisfies Record<string, ResourceType>;
 type Watched = keyof typeof WATCHED;
 const MODEL_INPUTS: ReadonlySet<Watched> = new Set(['services', 'httproutes', 'grpcroutes']);
@@ -64,7 +66,10 @@ const GATEWAY_INPUTS: ReadonlySet<Watched> = new Set([
   'referencegrants',
   'namespaces',
   'secrets',
+  'configmaps',
 ]);
+/** The Gateway API CRDs (standard channel) whose bundle version the GatewayClass status reports. */
+const GATEWAY_API_CRDS = ['gatewayclasses', 'gateways', 'httproutes', 'grpcroutes', 'referencegrants'];
 const FIELD_SELECTORS: Partial<Record<Watched, string>> = { secrets: 'type=kubernetes.io/tls' };
 
 export interface ControllerOptions {
@@ -108,6 +113,8 @@ export class Controller {
   readonly #pushLatency = new Histogram(PUSH_LATENCY_BUCKETS);
   readonly #counters = newCounters();
   readonly #certificates = new Map<string, number>();
+  /** Gateway API CRDs, metadata only: GatewayClass SupportedVersion reads their bundle-version. */
+  #crds: K8sObject[] = [];
   readonly #stopping = new AbortController();
   #synced = false;
   #listening = false;
@@ -182,6 +189,7 @@ export class Controller {
         routes: () => [...list('httproutes')(), ...list('grpcroutes')()],
         referenceGrants: list('referencegrants'),
         secrets: list('secrets'),
+        configMaps: list('configmaps'),
       },
       log: (message, fields) => this.#log.info(message, { component: 'gateway-feed', ...fields }),
     });
@@ -267,6 +275,31 @@ export class Controller {
       objects: Object.fromEntries(Object.entries(this.#informers).map(([n, i]) => [n, i.list().length])),
     });
     this.#elector.start();
+    void this.#refreshCrds();
+  }
+
+  /** Reads the Gateway API CRDs we use (by name: RBAC allows no others) and keeps their metadata. */
+  async #refreshCrds(): Promise<void> {
+    const found: K8sObject[] = [];
+    for (const plural of GATEWAY_API_CRDS) {
+      try {
+        const crd = await this.#o.api.request<K8sObject>(
+          'GET',
+          `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${plural}.gateway.networking.k8s.io`,
+          { signal: this.#stopping.signal, timeoutMs: 10_000 },
+        );
+        const meta = crd.metadata ?? {};
+        found.push({
+          kind: 'CustomResourceDefinition',
+          metadata: { name: meta.name, ...(meta.annotations ? { annotations: meta.annotations } : {}) },
+        });
+      } catch {
+        // not installed (or not readable): the class's SupportedVersion says what was seen
+      }
+    }
+    if (this.#stopping.signal.aborted) return;
+    this.#crds = found;
+    this.#gatewayStatus.schedule();
   }
 
   #onChange(name: Watched, type: 'add' | 'update' | 'delete', object: KubeObject): void {
@@ -291,8 +324,9 @@ export class Controller {
       'gateways',
       'gatewayclasses',
       'secrets',
+      'configmaps',
     ];
-    return names.flatMap((n) => this.#informers[n].list() as K8sObject[]);
+    return [...this.#crds, ...names.flatMap((n) => this.#informers[n].list() as K8sObject[])];
   }
 
   /** The subscribe function of the Gateway whose service account `peer` runs as, if any. */
