@@ -32,7 +32,6 @@ import { GatewayProvisioner, ourGateways } from './gateway-provisioner.ts';
 import { gatewayOfServiceAccount, type ProvisioningSettings } from './gateway-provisioning.ts';
 import { GatewayStatusLoop } from './gateway-status-loop.ts';
 import { errorText } from '../lib/error-text.ts';
-import { MESH_CONFIG_NAME, MESH_CONFIG_NAMESPACE } from '../mesh-model/mesh-config.ts';
 
 export { ADMIN_PORT };
 export { routeStatusUpdate } from './route-status-loop.ts';
@@ -50,16 +49,14 @@ const WATCHED = {
   referencegrants: RESOURCES.referenceGrants,
   gateways: RESOURCES.gateways,
   gatewayclasses: RESOURCES.gatewayClasses,
-  meshconfig: RESOURCES.configMaps,
   // Only kubernetes.io/tls Secrets (a field selector): what Gateway listeners may reference.
   secrets: RESOURCES.secrets,
+  // CA bundles for Gateway client-certificate validation (frontendValidation caCertificateRefs), and the
+  // mesh-wide settings sluice-system/sluice-mesh-config (ADR 0011), which the config stream passes on alone.
+  configmaps: RESOURCES.configMaps,
 } as const satisfies Record<string, ResourceType>;
-/**
- * Informers that watch a selection: the mesh-wide settings ConfigMap (one object, ADR 0010, streamed to
- * sidecars) and TLS Secrets only.
- */
-const SELECTED: Partial<Record<Watched, { namespace?: string; fieldSelector: string }>> = {
-  meshconfig: { namespace: MESH_CONFIG_NAMESPACE, fieldSelector: `metadata.name=${MESH_CONFIG_NAME}` },
+/** Informers that watch a selection only. */
+const SELECTED: Partial<Record<Watched, { fieldSelector: string }>> = {
   secrets: { fieldSelector: 'type=kubernetes.io/tls' },
 };
 type Watched = keyof typeof WATCHED;
@@ -74,7 +71,10 @@ const GATEWAY_INPUTS: ReadonlySet<Watched> = new Set([
   'referencegrants',
   'namespaces',
   'secrets',
+  'configmaps',
 ]);
+/** The Gateway API CRDs (standard channel) whose bundle version the GatewayClass status reports. */
+const GATEWAY_API_CRDS = ['gatewayclasses', 'gateways', 'httproutes', 'grpcroutes', 'referencegrants'];
 
 export interface ControllerOptions {
   readonly api: KubeApi;
@@ -117,6 +117,8 @@ export class Controller {
   readonly #pushLatency = new Histogram(PUSH_LATENCY_BUCKETS);
   readonly #counters = newCounters();
   readonly #certificates = new Map<string, number>();
+  /** Gateway API CRDs, metadata only: GatewayClass SupportedVersion reads their bundle-version. */
+  #crds: K8sObject[] = [];
   readonly #stopping = new AbortController();
   #synced = false;
   #listening = false;
@@ -191,6 +193,7 @@ export class Controller {
         routes: () => [...list('httproutes')(), ...list('grpcroutes')()],
         referenceGrants: list('referencegrants'),
         secrets: list('secrets'),
+        configMaps: list('configmaps'),
       },
       log: (message, fields) => this.#log.info(message, { component: 'gateway-feed', ...fields }),
     });
@@ -276,6 +279,31 @@ export class Controller {
       objects: Object.fromEntries(Object.entries(this.#informers).map(([n, i]) => [n, i.list().length])),
     });
     this.#elector.start();
+    void this.#refreshCrds();
+  }
+
+  /** Reads the Gateway API CRDs we use (by name: RBAC allows no others) and keeps their metadata. */
+  async #refreshCrds(): Promise<void> {
+    const found: K8sObject[] = [];
+    for (const plural of GATEWAY_API_CRDS) {
+      try {
+        const crd = await this.#o.api.request<K8sObject>(
+          'GET',
+          `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${plural}.gateway.networking.k8s.io`,
+          { signal: this.#stopping.signal, timeoutMs: 10_000 },
+        );
+        const meta = crd.metadata ?? {};
+        found.push({
+          kind: 'CustomResourceDefinition',
+          metadata: { name: meta.name, ...(meta.annotations ? { annotations: meta.annotations } : {}) },
+        });
+      } catch {
+        // not installed (or not readable): the class's SupportedVersion says what was seen
+      }
+    }
+    if (this.#stopping.signal.aborted) return;
+    this.#crds = found;
+    this.#gatewayStatus.schedule();
   }
 
   #onChange(name: Watched, type: 'add' | 'update' | 'delete', object: KubeObject): void {
@@ -300,8 +328,9 @@ export class Controller {
       'gateways',
       'gatewayclasses',
       'secrets',
+      'configmaps',
     ];
-    return names.flatMap((n) => this.#informers[n].list() as K8sObject[]);
+    return [...this.#crds, ...names.flatMap((n) => this.#informers[n].list() as K8sObject[])];
   }
 
   /** The subscribe function of the Gateway whose service account `peer` runs as, if any. */

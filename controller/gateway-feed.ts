@@ -21,6 +21,8 @@ export interface GatewayFeedInputs {
   readonly referenceGrants: () => K8sObject[];
   /** kubernetes.io/tls Secrets (the only ones the controller watches). */
   readonly secrets: () => K8sObject[];
+  /** ConfigMaps: the CA bundles of client-certificate validation. */
+  readonly configMaps: () => K8sObject[];
 }
 
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
@@ -62,6 +64,42 @@ function attachesTo(route: K8sObject, gateway: GatewayRef): boolean {
       (typeof ref.namespace === 'string' && ref.namespace !== '' ? ref.namespace : namespaceOf(route)) ===
         gateway.namespace,
   );
+}
+
+/** ConfigMaps named by the Gateway's spec.tls.frontend caCertificateRefs (before any ReferenceGrant check). */
+function referencedConfigMaps(gateway: K8sObject): Set<string> {
+  const out = new Set<string>();
+  const spec = isObject(gateway.spec) ? gateway.spec : {};
+  const tls = isObject(spec.tls) ? spec.tls : {};
+  const frontend = isObject(tls.frontend) ? tls.frontend : {};
+  const configs = [
+    frontend.default,
+    ...(Array.isArray(frontend.perPort)
+      ? frontend.perPort.map((p) => (isObject(p) ? p.tls : undefined))
+      : []),
+  ];
+  for (const config of configs) {
+    const validation = isObject(config) && isObject(config.validation) ? config.validation : {};
+    for (const ref of Array.isArray(validation.caCertificateRefs) ? validation.caCertificateRefs : []) {
+      if (!isObject(ref) || typeof ref.name !== 'string') continue;
+      const ns =
+        typeof ref.namespace === 'string' && ref.namespace !== '' ? ref.namespace : namespaceOf(gateway);
+      out.add(`${ns}/${ref.name}`);
+    }
+  }
+  return out;
+}
+
+function stripConfigMap(cm: K8sObject): K8sObject {
+  const raw = cm as unknown as Record<string, unknown>;
+  const data =
+    isObject(raw.data) && typeof raw.data['ca.crt'] === 'string' ? { 'ca.crt': raw.data['ca.crt'] } : {};
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: cm.metadata?.name, namespace: namespaceOf(cm) },
+    data,
+  } as K8sObject;
 }
 
 /** Secrets named by the Gateway's listeners' certificateRefs (before any ReferenceGrant check). */
@@ -115,23 +153,37 @@ export function gatewayObjects(inputs: GatewayFeedInputs, ref: GatewayRef, trust
       .map((r) => keep(r, true)),
   ];
   const wanted = referencedSecrets(gateway);
-  const candidates = inputs
-    .secrets()
-    .filter((s) => wanted.has(`${namespaceOf(s)}/${s.metadata?.name ?? ''}`))
-    .map(stripSecret);
+  const wantedCas = referencedConfigMaps(gateway);
+  const candidates = [
+    ...inputs
+      .secrets()
+      .filter((s) => wanted.has(`${namespaceOf(s)}/${s.metadata?.name ?? ''}`))
+      .map(stripSecret),
+    ...inputs
+      .configMaps()
+      .filter((c) => wantedCas.has(`${namespaceOf(c)}/${c.metadata?.name ?? ''}`))
+      .map(stripConfigMap),
+  ];
   if (candidates.length === 0) return base;
   let allowed: Set<string>;
   try {
     const view = buildGatewayView([...base, ...candidates], ref.namespace, ref.name, trustDomain);
     allowed = new Set(
       [...(view?.ports.values() ?? [])].flatMap((p) =>
-        p.listeners.flatMap((l) => l.certificates.map((c) => `${c.namespace}/${c.name}`)),
+        p.listeners.flatMap((l) =>
+          [...l.certificates.map((c) => `Secret/${c.namespace}/${c.name}`)].concat(
+            (l.clientValidation?.caCertificates ?? []).map((c) => `ConfigMap/${c.namespace}/${c.name}`),
+          ),
+        ),
       ),
     );
   } catch {
     allowed = new Set(); // a model failure never leaks a Secret
   }
-  return [...base, ...candidates.filter((s) => allowed.has(`${namespaceOf(s)}/${s.metadata?.name ?? ''}`))];
+  return [
+    ...base,
+    ...candidates.filter((s) => allowed.has(`${s.kind ?? ''}/${namespaceOf(s)}/${s.metadata?.name ?? ''}`)),
+  ];
 }
 
 interface Feed {

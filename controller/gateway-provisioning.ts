@@ -182,10 +182,9 @@ export function gatewayInfrastructure(
                 `--trust-domain=${settings.trustDomain}`,
                 `--admin-port=${GATEWAY_ADMIN_PORT}`,
               ],
-              ports: [
-                ...ports.map((p) => ({ containerPort: p.port, protocol: 'TCP' })),
-                { name: 'sluice-admin', containerPort: GATEWAY_ADMIN_PORT, protocol: 'TCP' },
-              ],
+              // Listener ports are not listed: a changed listener must not roll the pods (the proxy opens
+              // and closes ports as its view changes, and the Service targets them by number).
+              ports: [{ name: 'sluice-admin', containerPort: GATEWAY_ADMIN_PORT, protocol: 'TCP' }],
               readinessProbe: { ...ready, periodSeconds: 2 },
               livenessProbe: { httpGet: { path: '/live', port: GATEWAY_ADMIN_PORT }, periodSeconds: 10 },
               resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },

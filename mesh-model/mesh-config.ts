@@ -1,4 +1,4 @@
-// The mesh-wide settings object: the ConfigMap sluice-system/sluice-mesh-config (ADR 0010). The model only
+// The mesh-wide settings object: the ConfigMap sluice-system/sluice-mesh-config (ADR 0011). The model only
 // finds it among the objects and keeps its string data; protocol/tracing-config.ts reads the tracing keys.
 import { isObject, type K8sObject } from './k8s-objects.ts';
 

@@ -1,4 +1,4 @@
-// Mesh-wide tracing settings (ADR 0010): the ConfigMap sluice-system/sluice-mesh-config, streamed to sidecars
+// Mesh-wide tracing settings (ADR 0011): the ConfigMap sluice-system/sluice-mesh-config, streamed to sidecars
 // with the routing config and read by every sidecar, so a change applies without restarting pods. Pure.
 //
 //   data:

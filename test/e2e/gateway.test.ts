@@ -70,9 +70,29 @@ function gateway(namespace: string): object {
     metadata: { name: 'web', namespace },
     spec: {
       gatewayClassName: 'sluice',
+      tls: {
+        frontend: {
+          perPort: [
+            {
+              port: 8443,
+              tls: {
+                validation: { caCertificateRefs: [{ group: '', kind: 'ConfigMap', name: 'client-ca' }] },
+              },
+            },
+          ],
+        },
+      },
       infrastructure: { labels: { team: 'storefront' } },
       listeners: [
         { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
+        {
+          name: 'mtls',
+          port: 8443,
+          protocol: 'HTTPS',
+          hostname: 'secure.example',
+          tls: { mode: 'Terminate', certificateRefs: [{ kind: 'Secret', name: 'secure-cert' }] },
+          allowedRoutes: { namespaces: { from: 'All' } },
+        },
         {
           name: 'https',
           port: 443,
@@ -107,7 +127,12 @@ interface Answer {
   serial?: string;
 }
 
-function request(address: string, port: number, host: string, tls?: { ca: string }): Promise<Answer> {
+function request(
+  address: string,
+  port: number,
+  host: string,
+  tls?: { ca: string; cert?: string; key?: string },
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const options = {
       host: address,
@@ -117,6 +142,7 @@ function request(address: string, port: number, host: string, tls?: { ca: string
       agent: false,
       timeout: 10_000,
       ...(tls ? { servername: host, ca: tls.ca } : {}),
+      ...(tls?.cert ? { cert: tls.cert, key: tls.key } : {}),
     };
     const req = (tls ? https : http).get(options, (res) => {
       let body = '';
@@ -165,7 +191,8 @@ describe('ingress Gateways on the local cluster', function () {
   });
 
   after(async () => {
-    await Promise.all([edge.delete(), app.delete()]);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- unset when before() failed early
+    await Promise.all([edge?.delete(), app?.delete()]);
   });
 
   it('accepts the GatewayClass with its supported features', async () => {
@@ -225,6 +252,7 @@ describe('ingress Gateways on the local cluster', function () {
       listeners.map((l) => [l.name, l.attachedRoutes]),
       [
         ['http', 1],
+        ['mtls', 1],
         ['https', 1],
       ],
     );
@@ -262,6 +290,20 @@ describe('ingress Gateways on the local cluster', function () {
       const r = await request(address, 443, 'secure.example', { ca: ca.certPem }).catch(() => undefined);
       return r?.serial === rotated.serial ? true : undefined;
     });
+  });
+
+  it('validates client certificates on a port with frontend validation', async () => {
+    const client = await serverCert(ca, 'client.example');
+    const ok = await eventually('an HTTPS reply with a client certificate', async () => {
+      const r = await request(address, 8443, 'secure.example', { ca: ca.certPem, ...client }).catch(
+        () => undefined,
+      );
+      return r?.status === 200 ? r : undefined;
+    });
+    assert.equal(ok.status, 200);
+    await assert.rejects(request(address, 8443, 'secure.example', { ca: ca.certPem }));
+    // The port without validation still takes clients without a certificate.
+    assert.equal((await request(address, 443, 'secure.example', { ca: ca.certPem })).status, 200);
   });
 
   it('removes the data plane with the Gateway', async () => {

@@ -13,6 +13,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
 import { stringify } from 'yaml';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';
@@ -156,6 +157,8 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
   let caPem: string;
   let web: Upstream;
   let api: Upstream;
+  let grpc: http2.Http2Server;
+  let grpcPort: number;
   let child: ChildProcess | undefined;
   let httpPort: number;
   let httpsPort: number;
@@ -169,9 +172,35 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
       ...gatewayObjects(httpPort, httpsPort),
       tlsSecret(GW_NS, 'a-cert', a),
       tlsSecret(GW_NS, 'b-cert', certB),
-      route('plain', 'http', [], 'web'),
+      // A GRPCRoute and an HTTPRoute may not share a hostname on one listener (GEP-1016).
+      route('plain', 'http', ['anything.test'], 'web'),
       route('site-a', 'https-a', ['a.example.com'], 'web'),
       route('site-b', 'https-b', ['b.example.com'], 'api'),
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'GRPCRoute',
+        metadata: {
+          name: 'rpc',
+          namespace: APP_NS,
+          generation: 1,
+          creationTimestamp: '2026-01-01T00:00:00Z',
+        },
+        spec: {
+          parentRefs: [{ kind: 'Gateway', namespace: GW_NS, name: 'gw', sectionName: 'http' }],
+          hostnames: ['rpc.example.com'],
+          rules: [
+            { matches: [{ method: { service: 'demo.Echo' } }], backendRefs: [{ name: 'rpc', port: 9000 }] },
+          ],
+        },
+      } as K8sObject,
+      ...serviceWithEndpoints(
+        APP_NS,
+        'rpc',
+        '10.96.0.12',
+        [[9000, grpcPort, 'grpc']],
+        [{ name: 'rpc-1', namespace: APP_NS, ip: '127.0.0.1', serviceAccount: 'rpc', meshed: false }],
+        'kubernetes.io/h2c',
+      ),
       ...serviceWithEndpoints(
         APP_NS,
         'web',
@@ -211,6 +240,20 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
       res.end(`web ${String(req.headers['x-sluice-peer-identity'] ?? '-')}`),
     );
     api = await upstream((_n, _req, res) => res.end('api'));
+    // A gRPC server in miniature: h2c, answers every call with an empty message and grpc-status 0.
+    grpc = http2.createServer();
+    grpc.on('stream', (stream, headers) => {
+      stream.resume();
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () =>
+          stream.sendTrailers({ 'grpc-status': '0', 'x-path': String(headers[':path']) }),
+        );
+        stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      });
+    });
+    await new Promise<void>((r) => grpc.listen(0, '127.0.0.1', r));
+    grpcPort = (grpc.address() as AddressInfo).port;
     [httpPort, httpsPort, adminPort] = [await freePort(), await freePort(), await freePort()];
     certA = await serverCert(ca, 'a.example.com');
     certB = await serverCert(ca, 'b.example.com');
@@ -247,11 +290,26 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
     );
   });
 
+  afterEach(async function () {
+    if (this.currentTest?.state !== 'failed') return;
+    process.stderr.write(output.slice(-4000));
+    const m = await fetch(`http://127.0.0.1:${adminPort}/metrics`)
+      .then((r) => r.text())
+      .catch(() => '');
+    process.stderr.write(
+      m
+        .split('\n')
+        .filter((l) => l.includes('gateway'))
+        .join('\n'),
+    );
+  });
+
   after(async () => {
     if (child && child.exitCode === null) {
       child.kill('SIGKILL');
       await once(child, 'exit');
     }
+    await new Promise((r) => grpc.close(r));
     await web.close();
     await api.close();
     rmSync(dir, { recursive: true, force: true });
@@ -269,6 +327,29 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
     const r = await h2Get(`http://127.0.0.1:${httpPort}`, {}, 'anything.test');
     assert.equal(r.status, 200);
     assert.equal(r.body, 'web -');
+  });
+
+  it('routes gRPC by GRPCRoute over h2c to an h2c backend, trailers included', async () => {
+    const session = http2.connect(`http://127.0.0.1:${httpPort}`);
+    try {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/demo.Echo/Say',
+        ':authority': 'rpc.example.com',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+      const trailers = new Promise<http2.IncomingHttpHeaders>((r) => stream.once('trailers', r));
+      stream.resume();
+      assert.equal(headers[':status'], 200);
+      const t = await trailers;
+      assert.equal(t['grpc-status'], '0');
+      assert.equal(t['x-path'], '/demo.Echo/Say');
+    } finally {
+      session.close();
+    }
   });
 
   it('terminates TLS with the certificate SNI selects, one port, two listeners', async () => {

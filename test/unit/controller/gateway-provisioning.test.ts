@@ -63,7 +63,7 @@ describe('gateway provisioning', () => {
     }
   });
 
-  it('runs sluice proxy --mode gateway as the gateway service account, one container port per listener port', () => {
+  it('runs sluice proxy --mode gateway as the gateway service account; listener changes do not roll the pods', () => {
     const deployment = objects(gateway())[1] as any;
     const pod = deployment.spec.template;
     assert.equal(pod.spec.serviceAccountName, 'web-sluice');
@@ -77,7 +77,13 @@ describe('gateway provisioning', () => {
     ]);
     assert.deepEqual(
       container.ports.map((p: { containerPort: number }) => p.containerPort),
-      [80, 443, 15021],
+      [15021],
+    );
+    const moved = gateway({ listeners: [{ name: 'http', port: 8080, protocol: 'HTTP' }] });
+    assert.deepEqual((objects(moved)[1] as any).spec.template, pod);
+    assert.deepEqual(
+      (objects(moved)[2] as any).spec.ports.map((p: { port: number }) => p.port),
+      [8080],
     );
     assert.deepEqual(deployment.spec.selector.matchLabels, { [GATEWAY_NAME_LABEL]: 'web' });
   });
