@@ -1,5 +1,6 @@
 // Command coredns is the cluster DNS of the local cluster: CoreDNS with only the plugins a
-// Kubernetes cluster DNS needs. The order in which plugins run is fixed by CoreDNS's own
+// Kubernetes cluster DNS needs, and whoami, which the Gateway API conformance suite's DNS backend
+// (gateway-conformance-infra/coredns, the same image under the suite's name) is configured with. The order in which plugins run is fixed by CoreDNS's own
 // directive list (core/dnsserver), not by the order of these imports.
 package main
 
@@ -17,6 +18,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/metrics" // the "prometheus" directive
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
+	_ "github.com/coredns/coredns/plugin/whoami"
 )
 
 func main() {
