@@ -2,7 +2,7 @@
 // requires: protocol, conflicts, allowedRoutes.kinds, certificateRefs and frontend client-certificate
 // validation (spec.tls.frontend), each ReferenceGrant-checked. Pure; gateway-view.ts and gateway-status.ts
 // read the result.
-import { GATEWAY_GROUP, isObject, objectKey, type K8sObject } from './k8s-objects.ts';
+import { GATEWAY_GROUP, isGatewayApiObject, isObject, objectKey, type K8sObject } from './k8s-objects.ts';
 import { readReferenceGrants, type ReferenceGrants } from './reference-grants.ts';
 import type { Condition, RouteGroupKind } from './gateway-status.ts';
 import { GATEWAY_CONTROLLER_NAME } from './controller-name.ts';
@@ -65,9 +65,7 @@ function cond(type: string, ok: boolean, reason: string, message: string): Condi
   return { type, status: ok ? 'True' : 'False', reason, message };
 }
 
-function isGatewayApi(obj: K8sObject): boolean {
-  return typeof obj.apiVersion === 'string' && obj.apiVersion.startsWith(`${GATEWAY_GROUP}/`);
-}
+const isGatewayApi = isGatewayApiObject;
 
 function str(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
@@ -82,10 +80,10 @@ function supportedVersion(objects: readonly K8sObject[]): Condition {
   const versions = new Set<string>();
   let crds = 0;
   for (const obj of objects) {
-    if (obj.kind !== 'CustomResourceDefinition' || !obj.metadata?.name?.endsWith(`.${GATEWAY_GROUP}`))
+    if (obj.kind !== 'CustomResourceDefinition' || !str(obj.metadata?.name)?.endsWith(`.${GATEWAY_GROUP}`))
       continue;
     crds++;
-    versions.add(obj.metadata.annotations?.['gateway.networking.k8s.io/bundle-version'] ?? '(none)');
+    versions.add(str(obj.metadata?.annotations?.['gateway.networking.k8s.io/bundle-version']) ?? '(none)');
   }
   const found = [...versions].sort().join(', ');
   if (crds === 0)
@@ -429,12 +427,15 @@ function makeLookup(objects: readonly K8sObject[]): Lookup {
   for (const obj of objects) {
     if ((obj.kind !== 'Secret' && obj.kind !== 'ConfigMap') || (obj.apiVersion ?? 'v1') !== 'v1') continue;
     const name = str(obj.metadata?.name);
-    if (name) index.set(`${obj.kind}/${obj.metadata?.namespace ?? 'default'}/${name}`, obj);
+    if (name) index.set(`${obj.kind}/${str(obj.metadata?.namespace) ?? 'default'}/${name}`, obj);
   }
   return (kind, namespace, name) => index.get(`${kind}/${namespace}/${name}`);
 }
 
-/** Reads our GatewayClasses and their Gateways (with validated listeners) from the objects. */
+/**
+ * Reads our GatewayClasses and their Gateways (with validated listeners) from the objects. Entries that are
+ * not objects at all (a stray `-` in a file) are skipped; callers pass the same filtered list on.
+ */
 export function readGatewayWorld(objects: readonly K8sObject[]): GatewayWorld {
   const classes = readClasses(objects);
   const grants = readReferenceGrants(objects);
@@ -451,7 +452,7 @@ export function readGatewayWorld(objects: readonly K8sObject[]): GatewayWorld {
     const spec = isObject(obj.spec) ? obj.spec : {};
     const className = str(spec.gatewayClassName);
     if (!name || !className || !classes.has(className)) continue;
-    const namespace = obj.metadata?.namespace ?? 'default';
+    const namespace = str(obj.metadata?.namespace) ?? 'default';
     const listeners = (Array.isArray(spec.listeners) ? spec.listeners : [])
       .filter(isObject)
       .map((raw) => readListener(raw, spec, namespace, grants, lookup));

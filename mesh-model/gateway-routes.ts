@@ -3,6 +3,7 @@
 // Routes are compiled by compile-route.ts with the gateway's ReferenceGrant check on backendRefs.
 import {
   GATEWAY_GROUP,
+  isGatewayApiObject,
   isObject,
   isShaped,
   objectKey,
@@ -207,10 +208,10 @@ export function attachGatewayRoutes(
   const pending: PendingParent[] = [];
   for (const obj of objects) {
     const kind = obj.kind;
-    if ((kind !== 'HTTPRoute' && kind !== 'GRPCRoute') || !obj.apiVersion?.startsWith(`${GATEWAY_GROUP}/`))
-      continue;
+    if ((kind !== 'HTTPRoute' && kind !== 'GRPCRoute') || !isGatewayApiObject(obj)) continue;
     const spec = (isObject(obj.spec) ? obj.spec : {}) as RouteSpec;
-    const namespace = obj.metadata?.namespace ?? 'default';
+    const rawNamespace: unknown = obj.metadata?.namespace;
+    const namespace = typeof rawNamespace === 'string' && rawNamespace !== '' ? rawNamespace : 'default';
     const parents = (Array.isArray(spec.parentRefs) ? spec.parentRefs : []).map((ref, index) => {
       if (!isShaped(ref) || typeof ref.name !== 'string' || ref.name === '') return undefined;
       if ((ref.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (ref.kind ?? 'Gateway') !== 'Gateway')

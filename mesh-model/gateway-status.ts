@@ -1,11 +1,11 @@
 // Statuses of GatewayClasses, Gateways and routes with Gateway parents, computed as data (Gateway API
 // v1.6.1). Pure: conditions carry no lastTransitionTime or observedGeneration; the controller adds them
 // when it writes. Programmed and status.addresses are the controller's (they depend on running pods).
-import type { K8sObject } from './k8s-objects.ts';
+import { isShaped, type K8sObject } from './k8s-objects.ts';
 import { GATEWAY_CONTROLLER_NAME } from './controller-name.ts';
 import { readGatewayWorld } from './gateway-listeners.ts';
 import { attachGatewayRoutes, listenerKey } from './gateway-routes.ts';
-import { buildMeshModel } from './translate.ts';
+import { readServices } from './translate.ts';
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -60,9 +60,10 @@ export interface GatewayStatuses {
  * enough); Secrets and ConfigMaps may also be metadata only (their content is checked when present);
  * Namespaces (with labels) are needed for allowedRoutes Selector.
  */
-export function computeGatewayStatuses(objects: readonly K8sObject[]): GatewayStatuses {
+export function computeGatewayStatuses(input: readonly K8sObject[]): GatewayStatuses {
+  const objects = input.filter(isShaped);
   const world = readGatewayWorld(objects);
-  const services = buildMeshModel(objects).services;
+  const { services } = readServices(objects);
   const attached = attachGatewayRoutes(objects, world, services);
   const gateways: GatewayStatuses['gateways'] = new Map();
   for (const [key, g] of world.gateways) {

@@ -1,7 +1,7 @@
 // Gateway API objects → what one gateway's proxies serve. Pure (apart from the version counter, as in
 // proxy-view.ts). Routes attached to a Gateway are compiled by compile-route.ts and planned by
 // request-plan.ts, the same code the mesh uses: see docs/adr/0009-gateways-reuse-the-mesh-model.md.
-import { objectKey, type K8sObject } from './k8s-objects.ts';
+import { isShaped, objectKey, type K8sObject } from './k8s-objects.ts';
 import { readGatewayWorld, type SecretRef } from './gateway-listeners.ts';
 import { attachGatewayRoutes, listenerKey, type ListenerAttachment } from './gateway-routes.ts';
 import { compareHostnameSpecificity, hostnameMatches, hostOfAuthority } from './hostnames.ts';
@@ -86,6 +86,7 @@ export function buildGatewayView(
   name: string,
   trustDomain: string,
 ): GatewayView | undefined {
+  objects = objects.filter(isShaped);
   const world = readGatewayWorld(objects);
   const gateway = world.gateways.get(objectKey(namespace, name));
   if (!gateway) return undefined;

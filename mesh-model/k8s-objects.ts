@@ -123,6 +123,12 @@ export interface RouteSpec {
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 
+/** An object of the Gateway API group (any version); apiVersion is untrusted input. */
+export function isGatewayApiObject(obj: K8sObject): boolean {
+  const apiVersion: unknown = obj.apiVersion;
+  return typeof apiVersion === 'string' && apiVersion.startsWith(`${GATEWAY_GROUP}/`);
+}
+
 export function objectKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }

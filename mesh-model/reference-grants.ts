@@ -1,6 +1,6 @@
 // ReferenceGrants (Gateway API v1.6.1): a reference to an object in another namespace is allowed only
 // when a ReferenceGrant in the target namespace trusts the referring kind and namespace.
-import { isObject, type K8sObject } from './k8s-objects.ts';
+import { isGatewayApiObject, isObject, type K8sObject } from './k8s-objects.ts';
 
 export interface GroupKindNamespace {
   group: string;
@@ -33,7 +33,7 @@ function coreGroup(group: unknown): string {
 export function readReferenceGrants(objects: readonly K8sObject[]): ReferenceGrants {
   const byNamespace = new Map<string, Grant[]>();
   for (const obj of objects) {
-    if (obj.kind !== 'ReferenceGrant' || !obj.apiVersion?.startsWith('gateway.networking.k8s.io/')) continue;
+    if (obj.kind !== 'ReferenceGrant' || !isGatewayApiObject(obj)) continue;
     const spec = isObject(obj.spec) ? obj.spec : {};
     const from = (Array.isArray(spec.from) ? spec.from : []).filter(isObject).map((f) => ({
       group: coreGroup(f.group),
@@ -45,7 +45,7 @@ export function readReferenceGrants(objects: readonly K8sObject[]): ReferenceGra
       kind: text(t.kind),
       name: typeof t.name === 'string' && t.name !== '' ? t.name : undefined,
     }));
-    const namespace = obj.metadata?.namespace ?? 'default';
+    const namespace = text(obj.metadata?.namespace) || 'default';
     const list = byNamespace.get(namespace) ?? [];
     list.push({ from, to });
     byNamespace.set(namespace, list);

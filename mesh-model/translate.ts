@@ -12,15 +12,7 @@ const ROUTE_KINDS = new Set(['HTTPRoute', 'GRPCRoute']);
  */
 export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
   const warnings: string[] = [];
-  const services = new Map<string, MeshService>();
-  const servicesByIp = new Map<string, MeshService>();
-  for (const obj of objects) {
-    if (obj.kind !== 'Service' || !isCoreApi(obj.apiVersion)) continue;
-    const svc = guarded(obj, warnings, () => readService(obj, warnings));
-    if (!svc) continue;
-    services.set(objectKey(svc.namespace, svc.name), svc);
-    for (const ip of svc.clusterIPs) servicesByIp.set(ip, svc);
-  }
+  const { services, servicesByIp } = readServices(objects, warnings);
 
   const routes: CompiledRoute[] = [];
   const attached = new Map<string, CompiledRoute[]>();
@@ -57,6 +49,23 @@ export function buildMeshModel(objects: readonly K8sObject[]): MeshModel {
     }
   }
   return { services, servicesByIp, routes, attached, warnings };
+}
+
+/** The Services among the objects, by `namespace/name` and by cluster IP (what routes resolve against). */
+export function readServices(
+  objects: readonly K8sObject[],
+  warnings: string[] = [],
+): { services: Map<string, MeshService>; servicesByIp: Map<string, MeshService> } {
+  const services = new Map<string, MeshService>();
+  const servicesByIp = new Map<string, MeshService>();
+  for (const obj of objects) {
+    if (obj.kind !== 'Service' || !isCoreApi(obj.apiVersion)) continue;
+    const svc = guarded(obj, warnings, () => readService(obj, warnings));
+    if (!svc) continue;
+    services.set(objectKey(svc.namespace, svc.name), svc);
+    for (const ip of svc.clusterIPs) servicesByIp.set(ip, svc);
+  }
+  return { services, servicesByIp };
 }
 
 /**

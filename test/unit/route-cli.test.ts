@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse } from 'yaml';
 
 // The CLI as users run it: a real process, the contract on stdout, exit codes, stderr one line.
 function sluice(...args: string[]) {
@@ -30,6 +31,34 @@ describe('sluice route explain (CLI contract)', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
     writeFileSync(join(dir, 'broken.yaml'), 'kind: Service\nmetadata: {name: [\n');
+    writeFileSync(
+      join(dir, 'gateway.yaml'),
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: sluice}
+spec: {controllerName: sluice.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: sluice
+  listeners: [{name: web, port: 8080, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: front, namespace: shop}
+spec: {clusterIP: 10.96.1.2, ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: front, namespace: shop}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  hostnames: [shop.example.com]
+  rules: [{backendRefs: [{name: front, port: 80}]}]
+`,
+    );
     writeFileSync(
       join(dir, 'grpc.yaml'),
       `apiVersion: v1
@@ -105,7 +134,42 @@ spec:
     assert.equal((JSON.parse(r.stdout) as { status: number }).status, 404);
   });
 
+  it('explains a request entering a Gateway (--gateway): listener and plan as YAML', () => {
+    const gw = join(dir, 'gateway.yaml');
+    const r = sluice(
+      'route',
+      'explain',
+      '-f',
+      gw,
+      '--gateway',
+      'infra/gw',
+      'GET',
+      'http://shop.example.com:8080/a?b=1',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const out = parse(r.stdout) as { listener: string; forward: { backend: string; path: string } };
+    assert.equal(out.listener, 'web');
+    assert.deepEqual([out.forward.backend, out.forward.path], ['shop/front:80', '/a?b=1']);
+    const miss = sluice(
+      'route',
+      'explain',
+      '-f',
+      gw,
+      '--gateway',
+      'infra/gw',
+      'GET',
+      'http://other.test:8080/',
+    );
+    assert.equal((parse(miss.stdout) as { reply: { status: number } }).reply.status, 404);
+  });
+
   const bad: [string, string[], RegExp][] = [
+    [
+      'unknown Gateway',
+      ['-f', 'GATEWAY', '--gateway', 'infra/nope', 'GET', 'http://a/'],
+      /Gateway infra\/nope not found/,
+    ],
+    ['malformed --gateway', ['-f', 'GATEWAY', '--gateway', 'gw', 'GET', 'http://a/'], /NAMESPACE\/NAME/],
     ['unparseable YAML', ['-f', 'BROKEN', '--from', 'x', 'GET', 'http://a/'], /broken\.yaml:\d+:\d+/],
     [
       'unknown Service',
@@ -132,7 +196,9 @@ spec:
       const r = sluice(
         'route',
         'explain',
-        ...args.map((a) => (a === 'BROKEN' ? join(dir, 'broken.yaml') : a)),
+        ...args.map((a) =>
+          a === 'BROKEN' ? join(dir, 'broken.yaml') : a === 'GATEWAY' ? join(dir, 'gateway.yaml') : a,
+        ),
       );
       assert.equal(r.code, 2);
       assert.equal(r.stdout, '');
