@@ -36,6 +36,8 @@ export interface GatewayListenerOptions {
 export interface GatewayListener {
   readonly server: net.Server;
   readonly http: HttpServers;
+  /** Takes new certificates: the context for clients that send no SNI follows them. */
+  refresh(): void;
 }
 
 const CHOICE = Symbol('sluice.gateway-listener');
@@ -207,5 +209,15 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
   capConnections(server, limits.maxDownstreamConnections, () =>
     o.deps.metrics.overflows.inc(['gateway', 'downstream_connections']),
   );
-  return { server, http: servers };
+  // Clients that send no SNI (an IP address in the URL) never reach SNICallback: the server's own context
+  // answers them, so it is kept on the port's default choice.
+  let defaultPem: unknown;
+  const refresh = (): void => {
+    const options = tlsServer ? o.certificates.select(o.port, undefined)?.options : undefined;
+    if (!tlsServer || !options || options === defaultPem) return;
+    defaultPem = options;
+    tlsServer.setSecureContext({ ...options, ALPNProtocols: ['h2', 'http/1.1'] } as tls.SecureContextOptions);
+  };
+  refresh();
+  return { server, http: servers, refresh };
 }

@@ -121,6 +121,7 @@ export class GatewayProxy {
       certificates: this.certificates.size,
     });
     for (const w of view?.model.warnings ?? []) o.log.warn('config warning', { warning: w });
+    for (const open of this.#ports.values()) open.listener.refresh();
     void this.#reconcilePorts();
   }
 

@@ -9,6 +9,7 @@ import { refKey, type GatewayConfig } from './gateway-config.ts';
 
 interface Loaded {
   readonly pem: string;
+  readonly options: tls.SecureContextOptions;
   readonly context: tls.SecureContext;
   readonly x509: X509Certificate;
 }
@@ -43,13 +44,14 @@ export class GatewayCertificates {
             continue;
           }
           try {
-            const context = tls.createSecureContext({
+            const options: tls.SecureContextOptions = {
               cert: pair.cert,
               key: pair.key,
               ...(ca.length > 0 ? { ca } : {}),
               minVersion: 'TLSv1.2',
-            });
-            next.set(key, { pem, context, x509: new X509Certificate(pair.cert) });
+            };
+            const context = tls.createSecureContext(options);
+            next.set(key, { pem, options, context, x509: new X509Certificate(pair.cert) });
           } catch (err) {
             problems.push(`certificate ${refKey(ref)}: ${(err as Error).message}`);
           }
@@ -65,7 +67,9 @@ export class GatewayCertificates {
   select(
     port: number,
     serverName: string | undefined,
-  ): { listener: GatewayListenerView; context: tls.SecureContext } | undefined {
+  ):
+    | { listener: GatewayListenerView; context: tls.SecureContext; options: tls.SecureContextOptions }
+    | undefined {
     const config = this.#config;
     const view = config?.view;
     if (!view) return undefined;
@@ -85,7 +89,7 @@ export class GatewayCertificates {
       const covering =
         name === undefined ? undefined : loaded.find((l) => l.x509.checkHost(name) !== undefined);
       const pick = covering ?? loaded[0];
-      if (pick) return { listener, context: pick.context };
+      if (pick) return { listener, context: pick.context, options: pick.options };
     }
     return undefined;
   }

@@ -110,6 +110,8 @@ function httpsGet(port: number, serverName: string, host: string, ca: string): P
         headers: { host },
         ca,
         agent: false,
+        // Without SNI there is no name to check the certificate against; the test checks its SAN itself.
+        ...(serverName === '' ? { checkServerIdentity: () => undefined } : {}),
       },
       (res) => {
         const socket = res.socket as unknown as TLSSocket;
@@ -360,6 +362,13 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
     const b = await httpsGet(httpsPort, 'b.example.com', 'b.example.com', caPem);
     assert.equal(b.san, 'DNS:b.example.com');
     assert.equal(b.body, 'api');
+  });
+
+  it('answers a client that sends no SNI with a certificate of the port', async () => {
+    // servername '' sends no server_name extension (an https:// URL with an IP address does the same).
+    const r = await httpsGet(httpsPort, '', 'a.example.com', caPem).catch((e: unknown) => e as Error);
+    assert.ok(!(r instanceof Error), r instanceof Error ? r.message : '');
+    assert.ok(['DNS:a.example.com', 'DNS:b.example.com'].includes(r.san ?? ''), r.san);
   });
 
   it('speaks h2 over TLS when the client offers it', async () => {
