@@ -213,6 +213,22 @@ describe(`fuzz: hostile HTTP/1.1 and HTTP/2 through both listeners (seed ${seed}
       );
     }
     console.log(`      fuzz: both listeners done in ${Date.now() - started} ms`);
+    // What the sidecars logged above info, counted (the causes behind 5xx answers and cut connections).
+    for (const pod of [client, server]) {
+      const counts = new Map<string, number>();
+      for (const line of pod.sidecarLog) {
+        if (line.level === 'info') continue;
+        const key = [line.level, line.msg, line.code, line.cause, line.error]
+          .filter((v) => typeof v === 'string')
+          .join(' ')
+          .slice(0, 160);
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8);
+      console.log(
+        `      fuzz ${pod.name} sidecar log: ${top.map(([k, n]) => `${n}× ${k}`).join(' | ') || 'nothing above info'}`,
+      );
+    }
     let total = 0;
     let totalH2 = 0;
     for (const s of summaries.values()) {
