@@ -311,6 +311,17 @@ describe(`fuzz: hostile HTTP/1.1 and HTTP/2 through both listeners (seed ${seed}
           `${s.h1.cleanAnswered200} answered 200 (${JSON.stringify(s.h1.cleanStatuses)}), ` +
           `${s.h1.cleanExpected.length - missing.length} received by the app as normalised`,
       );
+      if (s.h1.cleanShort.length > 0)
+        console.log(
+          `      fuzz ${name}: clean connections short of answers by what ended them ${JSON.stringify(s.h1.cleanShortBy)}; ` +
+            s.h1.cleanShort
+              .slice(0, 12)
+              .map(
+                (c) =>
+                  `#${c.index} ${c.answered}/${c.sent} ${c.endedBy} after ${c.silentMs} ms silent, next ${c.next}`,
+              )
+              .join(' | '),
+        );
       if (s.h1.cleanAnswered200 !== s.h1.cleanRequests || missing.length > 0)
         unanswered.push(
           `${name}: ${s.h1.cleanRequests - s.h1.cleanAnswered200} without an answer, ${missing.length} never reached the app`,
