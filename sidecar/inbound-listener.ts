@@ -70,10 +70,9 @@ function hostText(address: string): string {
  * Hands a connection that offered the mesh ALPN to the mesh TLS server. The listener's sockets are
  * half-open (allowHalfOpen), and the TLS socket Node wraps around one inherits that: a peer that ends
  * (FIN) before the handshake completes then leaves the server with no 'close' and so no tlsClientError,
- * holding the descriptor and the TLS state until the handshake timeout. A client sidecar does that to
- * every mesh connection it gives up while the handshake is slow (a loaded server), and a fuzz run left
- * the server sidecar with 1,600 such connections in CLOSE-WAIT. The handshake therefore runs without
- * half-open; the secureConnection handler turns it back on for the HTTP servers.
+ * holding the descriptor and the TLS state until the handshake timeout (a loaded fuzz run left 1,600 such
+ * connections in CLOSE-WAIT). The handshake therefore runs without half-open; the secureConnection
+ * handler turns it back on for the HTTP servers.
  */
 export function meshTlsHandover(tlsServer: tls.Server, socket: net.Socket): void {
   socket.allowHalfOpen = false;
