@@ -1,4 +1,6 @@
 import http from 'node:http';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { ProxyView } from '../mesh-model/proxy-view.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
@@ -11,6 +13,17 @@ export interface AdminState {
   sources?(): Record<string, unknown>;
   /** The config part of /config_dump when the proxy is not a sidecar (the gateway's). */
   configDump?(): unknown;
+}
+
+/**
+ * process.memoryUsage() right after a full garbage collection (GET /memory, loopback only): what the proxy
+ * still holds. RSS alone cannot tell a leak: V8 and malloc keep pages they grew into long after the
+ * objects in them are gone. The collector is reached the way --expose-gc would expose it, for this call.
+ */
+export function memoryAfterGc(): NodeJS.MemoryUsage {
+  v8.setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+  return process.memoryUsage();
 }
 
 /** A JSON summary of what the proxy is running with (GET /config_dump). */
@@ -67,7 +80,7 @@ const PUBLIC_PATHS = new Set(['/live', '/ready', '/metrics']);
 
 /**
  * Admin port: /live, /ready, /metrics (Prometheus text) for anyone; /config_dump (every Service, endpoint,
- * pod and SPIFFE ID of the proxy's view) only on loopback, i.e. `kubectl exec ... curl localhost:PORT` or
+ * pod and SPIFFE ID of the proxy's view) and /memory (usage after a full GC) only on loopback, i.e. `kubectl exec ... curl localhost:PORT` or
  * `kubectl port-forward`. Not captured by iptables.
  */
 export function createAdminServer(state: AdminState): http.Server {
@@ -92,6 +105,7 @@ export function createAdminServer(state: AdminState): http.Server {
     if (path === '/metrics') return send(200, 'text/plain; version=0.0.4', state.metrics.render());
     if (path === '/config_dump')
       return send(200, 'application/json', `${JSON.stringify(configDump(state), null, 2)}\n`);
-    send(404, 'text/plain', 'not found: try /live, /ready, /metrics, /config_dump\n');
+    if (path === '/memory') return send(200, 'application/json', `${JSON.stringify(memoryAfterGc())}\n`);
+    send(404, 'text/plain', 'not found: try /live, /ready, /metrics, /config_dump, /memory\n');
   });
 }

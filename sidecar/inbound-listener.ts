@@ -66,12 +66,26 @@ function hostText(address: string): string {
  * the request reaches the app at the pod IP (see handOffSource) and its original port with the identity header set. Plaintext
  * (and a workload's own TLS) passes in PERMISSIVE mode and is refused in STRICT mode.
  */
+/**
+ * Hands a connection that offered the mesh ALPN to the mesh TLS server. The listener's sockets are
+ * half-open (allowHalfOpen), and the TLS socket Node wraps around one inherits that: a peer that ends
+ * (FIN) before the handshake completes then leaves the server with no 'close' and so no tlsClientError,
+ * holding the descriptor and the TLS state until the handshake timeout (a loaded fuzz run left 1,600 such
+ * connections in CLOSE-WAIT). The handshake therefore runs without half-open; the secureConnection
+ * handler turns it back on for the HTTP servers.
+ */
+export function meshTlsHandover(tlsServer: tls.Server, socket: net.Socket): void {
+  socket.allowHalfOpen = false;
+  tlsServer.emit('connection', socket);
+}
+
 export function createInboundListener(o: InboundOptions): {
   server: net.Server;
   http: HttpServers;
   tlsServer: tls.Server | undefined;
 } {
   const podAddresses = podAddressSet();
+  const limits = o.limits ?? DEFAULT_LIMITS;
   const appAddress = (info: ConnectionInfo): string => o.appAddress ?? normalizeAddress(info.address);
   const appEndpoint = (info: ConnectionInfo): Endpoint => ({
     address: appAddress(info),
@@ -150,7 +164,6 @@ export function createInboundListener(o: InboundOptions): {
       },
     );
   };
-  const limits = o.limits ?? DEFAULT_LIMITS;
   const servers = createHttpServers(handle, onUpgrade, {
     limits,
     ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
@@ -183,11 +196,17 @@ export function createInboundListener(o: InboundOptions): {
   };
 
   const creds = o.credentials();
-  const tlsServer = creds ? tls.createServer(creds.serverOptions()) : undefined;
+  // A peer sidecar's handshake takes milliseconds: one not done within the header timeout is not coming
+  // (Node's default would hold the connection and its TLS state for 2 minutes).
+  const tlsServer = creds
+    ? tls.createServer({ ...creds.serverOptions(), handshakeTimeout: limits.headerTimeoutMs || 120_000 })
+    : undefined;
   if (tlsServer && creds) {
     creds.track(tlsServer);
     tlsServer.on('tlsClientError', (_err, socket) => socket.destroy());
     tlsServer.on('secureConnection', (tlsSocket: tls.TLSSocket) => {
+      // Handshake done: half-open again, as every listener hands sockets on (see meshTlsHandover).
+      tlsSocket.allowHalfOpen = true;
       tlsSocket.on('error', () => tlsSocket.destroy());
       const raw = connectionInfo((tlsSocket as unknown as { _parent?: net.Socket })._parent);
       const td = o.trustDomain();
@@ -231,7 +250,7 @@ export function createInboundListener(o: InboundOptions): {
     void (async () => {
       const { protocol, head } = await sniff(socket, o.detectTimeoutMs, { httpPort });
       const mesh = protocol === 'tls' && clientHelloAlpn(head)?.some(isMeshAlpn) === true;
-      if (mesh && tlsServer) return void tlsServer.emit('connection', socket);
+      if (mesh && tlsServer) return meshTlsHandover(tlsServer, socket);
       if (o.mode === 'STRICT') {
         o.deps.metrics.errors.inc(['inbound', 'strict_refused']);
         return void socket.destroy();

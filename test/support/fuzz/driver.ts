@@ -41,6 +41,20 @@ export interface DriverSummary {
     cleanStatuses: Record<string, number>;
     /** `METHOD target` the app must have received, for each request on a clean connection. */
     cleanExpected: string[];
+    /**
+     * Clean connections that ended short of answers (first 50): what made the client half-close, how long
+     * it had heard nothing then, answers counted of requests sent, and the first unanswered request.
+     */
+    cleanShort: {
+      index: number;
+      endedBy: string;
+      silentMs: number;
+      answered: number;
+      sent: number;
+      next: string;
+    }[];
+    /** How many clean connections ended short of answers, by what made the client half-close. */
+    cleanShortBy: Record<string, number>;
     kinds: Record<string, number>;
   };
   h2: { connections: number; kinds: Record<string, number> };
@@ -52,6 +66,10 @@ interface ConnectionResult {
   statuses: number[];
   hung: boolean;
   ms: number;
+  /** What made the client half-close: every answer counted, its quiet wait, the proxy's FIN, or none. */
+  endedBy: 'answered' | 'quiet' | 'peer' | 'written' | 'none';
+  /** Milliseconds from the last byte received (or the connect) to the client's half-close. */
+  silentMs: number;
 }
 
 /** Counts HTTP/1.1 responses in a byte stream (the proxy's answers are well-formed; 1xx are skipped). */
@@ -122,17 +140,22 @@ function runConnection(
     let done = false;
     let quiet: NodeJS.Timeout | undefined;
     let bound: NodeJS.Timeout | undefined;
+    let endedBy: ConnectionResult['endedBy'] = 'none';
+    let lastByte = started;
+    let silentMs = 0;
     const finish = (hung: boolean): void => {
       if (done) return;
       done = true;
       clearTimeout(quiet);
       clearTimeout(bound);
       socket.destroy();
-      resolve({ statuses: counter.statuses, hung, ms: performance.now() - started });
+      resolve({ statuses: counter.statuses, hung, ms: performance.now() - started, endedBy, silentMs });
     };
-    const end = (): void => {
+    const end = (by: ConnectionResult['endedBy']): void => {
       if (ended) return;
       ended = true;
+      endedBy = by;
+      silentMs = Math.round(performance.now() - lastByte);
       clearTimeout(quiet);
       if (h1) socket.end();
       else socket.end(H2_GOODBYE);
@@ -140,7 +163,7 @@ function runConnection(
     };
     const armQuiet = (): void => {
       clearTimeout(quiet);
-      if (!ended) quiet = setTimeout(end, quietMs);
+      if (!ended) quiet = setTimeout(() => end('quiet'), quietMs);
     };
     // A guard for the whole connection, independent of the timers above.
     const guard = setTimeout(() => finish(true), plan.closeBoundMs + quietMs * 4 + 30_000);
@@ -149,18 +172,20 @@ function runConnection(
       finish(false);
     });
     socket.on('error', () => undefined);
-    socket.on('end', end);
+    socket.on('end', () => end('peer'));
     socket.on('data', (chunk: Buffer) => {
+      lastByte = performance.now();
       if (h1) counter.push(chunk);
-      if (h1 && counter.statuses.length >= expected) end();
+      if (h1 && counter.statuses.length >= expected) end('answered');
       else armQuiet();
     });
     socket.on('connect', () => {
+      lastByte = performance.now();
       // Sometimes in pieces, to exercise partial reads in the sniffer and the parsers.
       const cut = bytes.length > 2 && (bytes.length * 7) % 5 === 0 ? Math.floor(bytes.length / 3) : 0;
       if (cut > 0) socket.write(bytes.subarray(0, cut));
       socket.write(bytes.subarray(cut));
-      if (endAfterWrite) end();
+      if (endAfterWrite) end('written');
       else armQuiet();
     });
   });
@@ -186,6 +211,8 @@ async function main(plan: DriverPlan): Promise<DriverSummary> {
       cleanAnswered200: 0,
       cleanStatuses: {},
       cleanExpected: [],
+      cleanShort: [],
+      cleanShortBy: {},
       kinds: {},
     },
     h2: { connections: 0, kinds: {} },
@@ -220,6 +247,7 @@ async function main(plan: DriverPlan): Promise<DriverSummary> {
         for (const q of requests) summary.h1.cleanExpected.push(q.expected!);
       }
       const bytes = Buffer.concat(requests.map((q) => q.bytes));
+      const expectedOf = requests.map((q) => q.expected ?? q.kind);
       return async () => {
         // Clean connections wait long for their answers: a busy machine can be silent for a while.
         const quietMs = clean ? plan.quietMs * 25 : plan.quietMs;
@@ -229,6 +257,18 @@ async function main(plan: DriverPlan): Promise<DriverSummary> {
         if (clean) {
           summary.h1.cleanAnswered200 += res.statuses.filter((s) => s === 200).length;
           for (const s of res.statuses) summary.h1.cleanStatuses[s] = (summary.h1.cleanStatuses[s] ?? 0) + 1;
+          if (res.statuses.length < requests.length) {
+            summary.h1.cleanShortBy[res.endedBy] = (summary.h1.cleanShortBy[res.endedBy] ?? 0) + 1;
+            if (summary.h1.cleanShort.length < 50)
+              summary.h1.cleanShort.push({
+                index,
+                endedBy: res.endedBy,
+                silentMs: res.silentMs,
+                answered: res.statuses.length,
+                sent: requests.length,
+                next: expectedOf[res.statuses.length]!,
+              });
+          }
         }
         if (res.hung) summary.hung.push({ kind: `http1:${last.kind}`, index });
         summary.maxConnectionMs = Math.max(summary.maxConnectionMs, res.ms);

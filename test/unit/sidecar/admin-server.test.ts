@@ -65,13 +65,20 @@ describe('sidecar admin port', () => {
     }
   });
 
+  it('reports memory after a full GC on loopback', async () => {
+    const r = await get('127.0.0.1', '/memory');
+    assert.equal(r.status, 200);
+    const m = JSON.parse(r.body) as NodeJS.MemoryUsage;
+    assert.ok(m.heapUsed > 0 && m.heapUsed <= m.heapTotal && m.rss > 0, r.body);
+  });
+
   it('on a non-loopback address: probes and metrics yes, config dump no', async function () {
     const ip = nonLoopbackIpv4();
     if (ip === undefined) return this.skip(); // the netns mesh test covers the pod IP too
     assert.equal((await get(ip, '/live')).status, 200);
     assert.equal((await get(ip, '/ready')).status, 200);
     assert.equal((await get(ip, '/metrics')).status, 200);
-    for (const path of ['/config_dump', '/config_dump?x=1', '/anything']) {
+    for (const path of ['/config_dump', '/config_dump?x=1', '/memory', '/anything']) {
       const r = await get(ip, path);
       assert.equal(r.status, 403, path);
       assert.doesNotMatch(r.body, /spiffe:/);
