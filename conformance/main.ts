@@ -232,13 +232,6 @@ async function main(argv: readonly string[]): Promise<number> {
   const cluster = localCluster();
 
   const gatewayProfiles = opts.profiles.filter(isGatewayProfile);
-  if (gatewayProfiles.length > 0 && !(await gatewayClassExists(paths))) {
-    throw new ClusterError(
-      `${gatewayProfiles.join(', ')} need${gatewayProfiles.length === 1 ? 's' : ''} the GatewayClass ${GATEWAY_CLASS}, which this cluster does not have ` +
-        '(the gateway implementation is not installed); run the mesh profiles only (the default)',
-    );
-  }
-
   const build = (spec: (typeof CONFORMANCE_BUILDS)[keyof typeof CONFORMANCE_BUILDS]) =>
     progress.step(`build ${spec.name}`, () => goBuild(spec, { paths, progress }));
   const suiteDir = await build(CONFORMANCE_BUILDS.suite);
@@ -252,6 +245,13 @@ async function main(argv: readonly string[]): Promise<number> {
 
   await installGatewayApi(cluster, progress, 'sluice-conformance');
   await installSluice(cluster, progress);
+  if (gatewayProfiles.length > 0 && !(await gatewayClassExists(paths))) {
+    throw new ClusterError(
+      `${gatewayProfiles.join(', ')} need${gatewayProfiles.length === 1 ? 's' : ''} the GatewayClass ${GATEWAY_CLASS}, which this cluster does not have ` +
+        `after kubectl apply -k manifests/: look at kubectl get gatewayclass ${GATEWAY_CLASS} -o yaml`,
+    );
+  }
+
   await waitForLeftovers(paths, progress);
 
   const meshOnly = gatewayProfiles.length === 0;
