@@ -96,12 +96,13 @@ export function computeGatewayStatuses(input: readonly K8sObject[]): GatewayStat
 
 /**
  * GatewayClass status.supportedFeatures names (sorted, as the CRD requires): what the gateway translation
- * and the gateway proxy implement. The controller writes them as `{ name }` objects.
+ * and the gateway proxy implement. The controller writes them as `{ name }` objects. Not declared although
+ * built: GatewayFrontendClientCertificateValidation (on the cluster the suite's validating listener went
+ * missing from the proxy's view; until that is found, it is not claimed).
  */
 export const GATEWAY_SUPPORTED_FEATURES: readonly string[] = [
   'GRPCRoute',
   'Gateway',
-  'GatewayFrontendClientCertificateValidation',
   'GatewayHTTPListenerIsolation',
   'GatewayInfrastructurePropagation',
   'GatewayPort8080',
