@@ -18,6 +18,7 @@
 //   RefNotPermitted is never produced here.
 // - Conditions always come in the order Accepted, ResolvedRefs, PartiallyInvalid; observedGeneration is the
 //   route's metadata.generation (the model is recompiled from the object when it describes another one).
+import type { StatusParentRef } from '../mesh-model/gateway-status.ts';
 import { MESH_CONTROLLER_NAME } from '../mesh-model/controller-name.ts';
 import { compileRoute } from '../mesh-model/compile-route.ts';
 import { isObject, isShaped, type K8sObject, type ParentReference } from '../mesh-model/k8s-objects.ts';
@@ -42,15 +43,6 @@ export interface Condition {
   message: string;
   lastTransitionTime: string;
   observedGeneration?: number;
-}
-
-export interface StatusParentRef {
-  group?: string;
-  kind?: string;
-  namespace?: string;
-  name: string;
-  sectionName?: string;
-  port?: number;
 }
 
 export interface RouteParentStatus {
