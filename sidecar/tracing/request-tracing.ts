@@ -245,6 +245,12 @@ export class RequestTracing {
     return this.#ready;
   }
 
+  /** The sampling decision for a request: its parent's, a forced trace, or the ratio. */
+  #decide(req: TracedRequest, parent: ReturnType<typeof extractContext>): ReturnType<typeof decide> {
+    const forced = req.headers[FORCE_TRACE_HEADER] !== undefined;
+    return decide(parent, forced, this.#ratio, this.#limiter, this.#random);
+  }
+
   /**
    * A CLIENT span for a request the app sent, or undefined when not sampled. `headers` are the ones
    * forwarded (undefined for a local reply). An unsampled request that arrived without any context gets an
@@ -254,13 +260,7 @@ export class RequestTracing {
     const pipeline = this.#pipeline;
     if (!pipeline) return undefined;
     const parent = extractContext(req.headers);
-    const d = decide(
-      parent,
-      req.headers[FORCE_TRACE_HEADER] !== undefined,
-      this.#ratio,
-      this.#limiter,
-      this.#random,
-    );
+    const d = this.#decide(req, parent);
     if (!d.sampled) {
       if (parent === undefined && headers) headers.traceparent = unsampledTraceparent();
       return undefined;
@@ -287,13 +287,7 @@ export class RequestTracing {
     const pipeline = this.#pipeline;
     if (!pipeline) return undefined;
     const parent = extractContext(req.headers);
-    const d = decide(
-      parent,
-      req.headers[FORCE_TRACE_HEADER] !== undefined,
-      this.#ratio,
-      this.#limiter,
-      this.#random,
-    );
+    const d = this.#decide(req, parent);
     if (!d.sampled) return undefined;
     const authority = one(req.headers[':authority']) ?? req.headers.host ?? '';
     const attrs: Attributes = {
