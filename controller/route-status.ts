@@ -18,7 +18,11 @@
 //   RefNotPermitted is never produced here.
 // - Conditions always come in the order Accepted, ResolvedRefs, PartiallyInvalid; observedGeneration is the
 //   route's metadata.generation (the model is recompiled from the object when it describes another one).
-import type { StatusParentRef } from '../mesh-model/gateway-status.ts';
+import type {
+  Condition as ModelCondition,
+  ConditionStatus,
+  StatusParentRef,
+} from '../mesh-model/gateway-status.ts';
 import { MESH_CONTROLLER_NAME } from '../mesh-model/controller-name.ts';
 import { compileRoute } from '../mesh-model/compile-route.ts';
 import { isObject, isShaped, type K8sObject, type ParentReference } from '../mesh-model/k8s-objects.ts';
@@ -33,14 +37,10 @@ const MAX_REASON = 1024;
 /** Room kept for "; and N more" when a list of messages is cut short. */
 const MORE_RESERVE = 40;
 
-export type ConditionStatus = 'True' | 'False' | 'Unknown';
+export type { ConditionStatus };
 
-/** metav1.Condition as the route CRDs define it. */
-export interface Condition {
-  type: string;
-  status: ConditionStatus;
-  reason: string;
-  message: string;
+/** metav1.Condition as the route CRDs define it: the model's condition with the times the API adds. */
+export interface Condition extends ModelCondition {
   lastTransitionTime: string;
   observedGeneration?: number;
 }
