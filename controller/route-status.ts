@@ -37,8 +37,6 @@ const MAX_REASON = 1024;
 /** Room kept for "; and N more" when a list of messages is cut short. */
 const MORE_RESERVE = 40;
 
-export type { ConditionStatus };
-
 /** metav1.Condition as the route CRDs define it: the model's condition with the times the API adds. */
 export interface Condition extends ModelCondition {
   lastTransitionTime: string;
