@@ -5,8 +5,6 @@
 import type http from 'node:http';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
 import type { Identity } from '../pki/identity.ts';
-import type { Logger } from '../lib/json-log.ts';
-import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 import type { ConfigSource } from './config-source.ts';
 import type { GatewayConfig } from './gateway-config.ts';
 import type { GatewayPortView } from '../mesh-model/gateway-view.ts';
@@ -16,23 +14,23 @@ import { createAdminServer } from './admin-server.ts';
 import { LoadBalancer } from './load-balancer.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
-import type { HeaderLimits } from './header-limits.ts';
-import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
-import type { IdentitySource } from './proxy.ts';
+import { DEFAULT_LIMITS } from './limits.ts';
+import type { ProxyOptions } from './proxy.ts';
 import { listen } from './listen.ts';
 
-export interface GatewayProxyOptions {
-  source: ConfigSource<GatewayConfig>;
-  identity: IdentitySource;
-  adminPort: number;
-  bind: string;
-  detectTimeoutMs: number;
-  headerLimits?: HeaderLimits;
-  drainMs: number;
-  log: Logger;
-  limits?: ProxyLimits;
-  normalize?: NormalizeOptions;
-}
+/** The sidecar's options that apply to a gateway (no capture ports, no app address), with its own source. */
+export type GatewayProxyOptions = Pick<
+  ProxyOptions,
+  | 'identity'
+  | 'adminPort'
+  | 'bind'
+  | 'detectTimeoutMs'
+  | 'headerLimits'
+  | 'drainMs'
+  | 'log'
+  | 'limits'
+  | 'normalize'
+> & { source: ConfigSource<GatewayConfig> };
 
 interface OpenPort {
   readonly protocol: 'HTTP' | 'HTTPS';
