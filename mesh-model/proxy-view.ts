@@ -54,7 +54,7 @@ export function buildProxyView(
 }
 
 export function endpointsFor(
-  view: ProxyView,
+  view: Pick<ProxyView, 'endpoints'>,
   namespace: string,
   name: string,
   port: number,

@@ -4,8 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
-import type { ProxyView } from '../mesh-model/proxy-view.ts';
-import { servicePortKey } from '../mesh-model/model.ts';
+import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
 import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
@@ -149,7 +148,7 @@ export function outboundPlanOf(
   const target: Target = {
     routeLabel,
     backendLabel: `${b.namespace}/${b.name}:${b.port}`,
-    endpoints: view.endpoints.get(servicePortKey(b.namespace, b.name, b.port)) ?? [],
+    endpoints: endpointsFor(view, b.namespace, b.name, b.port),
     plan: p,
   };
   applyRequestEdits(p, headers, h2);
@@ -544,9 +543,7 @@ function mirror(
 ): void {
   for (const m of mirrors) {
     if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;
-    const ep = deps.lb.pick(
-      view.endpoints.get(servicePortKey(m.backend.namespace, m.backend.name, m.backend.port)) ?? [],
-    );
+    const ep = deps.lb.pick(endpointsFor(view, m.backend.namespace, m.backend.name, m.backend.port));
     if (!ep) continue;
     span?.mirror(`${m.backend.namespace}/${m.backend.name}:${m.backend.port}`);
     const ignore: UpstreamHandlers = {
