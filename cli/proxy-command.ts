@@ -164,41 +164,28 @@ export async function main(args: string[]): Promise<number | undefined> {
     ),
   };
   const normalize: NormalizeOptions = { mergeSlashes: values['merge-slashes'] === true, escapedSlashes };
-  const drainMs = Number(values['drain-seconds'] ?? 5) * 1000;
-  const detectTimeoutMs = Number(values['detect-timeout-ms'] ?? 5000);
+  const common = {
+    identity,
+    adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
+    bind: values.bind ?? '::',
+    detectTimeoutMs: Number(values['detect-timeout-ms'] ?? 5000),
+    headerLimits,
+    drainMs: Number(values['drain-seconds'] ?? 5) * 1000,
+    limits,
+    normalize,
+    log,
+  };
   const proxy: { start(): Promise<void>; drain(): Promise<void> } = build
-    ? new GatewayProxy({
-        source: source as ConfigSource<GatewayConfig>,
-        identity,
-        adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
-        bind: values.bind ?? '::',
-        detectTimeoutMs,
-        headerLimits,
-        drainMs,
-        limits,
-        normalize,
-        log,
-      })
-    : sidecarProxy();
-  function sidecarProxy(): SidecarProxy {
-    return new SidecarProxy({
-      source: source as ConfigSource,
-      identity,
-      mode: mode as 'STRICT' | 'PERMISSIVE',
-      outboundPort: portFlag(values['outbound-port'], 15001, 'outbound-port'),
-      inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
-      adminPort: portFlag(values['admin-port'], 15021, 'admin-port'),
-      bind: values.bind ?? '::',
-      appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
-      detectTimeoutMs,
-      headerLimits,
-      drainMs,
-      limits,
-      normalize,
-      tracing: tracingFlags(values),
-      log,
-    });
-  }
+    ? new GatewayProxy({ ...common, source: source as ConfigSource<GatewayConfig> })
+    : new SidecarProxy({
+        ...common,
+        source: source as ConfigSource,
+        mode: mode as 'STRICT' | 'PERMISSIVE',
+        outboundPort: portFlag(values['outbound-port'], 15001, 'outbound-port'),
+        inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
+        appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
+        tracing: tracingFlags(values),
+      });
   await proxy.start();
   const shutdown = (signal: string): void => {
     log.info('draining', { signal });
