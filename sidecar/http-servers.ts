@@ -4,6 +4,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+import { peerHasSentFin } from './tcp-state.ts';
 import {
   DEFAULT_HEADER_LIMITS,
   limitHeaders,
@@ -196,6 +197,7 @@ export function createHttpServers(
     // go out (GOAWAY stops new ones), then the session ends (at once when nothing is open). They get
     // HALF_CLOSED_DRAIN_MS: a client that cannot send cannot open flow-control windows either.
     const halfClosed = (): void => {
+      if (clientDone) return;
       clientDone = true;
       setTimeout(() => {
         if (!s.destroyed) s.destroy();
@@ -211,9 +213,12 @@ export function createHttpServers(
     };
     if (s.socket.readableEnded) halfClosed();
     else s.socket.once('end', halfClosed);
-    // After a peer's GOAWAY and a protocol error nghttp2 may stop reading and writing for good: frames stay
-    // queued although the socket takes writes, streams never close, the FIN is never read. Such a session
-    // is ended when its queue has not moved for two checks in a row.
+    // After a peer's GOAWAY, a protocol error makes nghttp2 end the session (it sends its own GOAWAY and
+    // will neither read nor write again) without Node telling the application: Node just stops reading the
+    // socket, so streams waiting for request bytes never complete and the client's FIN is never read.
+    // (Without the peer's GOAWAY, Node destroys the session on such an error itself.) Each check asks the
+    // kernel whether the FIN has come, which needs no read, and acts on it as on a FIN read; a session
+    // whose queue has not moved for two checks in a row (frames nghttp2 will never send) is ended.
     s.once('goaway', () => {
       let last = -1;
       const watch = setInterval(() => {
@@ -221,6 +226,7 @@ export function createHttpServers(
           clearInterval(watch);
           return;
         }
+        if (!clientDone && peerHasSentFin(s.socket) === true) return halfClosed();
         const queued = s.state.outboundQueueSize ?? 0;
         const writable = (s.socket as { writableLength?: number } | undefined)?.writableLength ?? 0;
         if (queued > 0 && queued === last && writable === 0) {

@@ -23,14 +23,15 @@ const AF_INET = 2;
 const AF_INET6 = 10;
 const SOCKADDR_IN6_SIZE = 28;
 
-type GetSockOpt = (fd: number, level: number, name: number, value: Buffer, length: Buffer) => number;
+export type GetSockOpt = (fd: number, level: number, name: number, value: Buffer, length: Buffer) => number;
 
 let getsockopt: GetSockOpt | null | undefined;
 // One call at a time (JavaScript is single-threaded and the call is synchronous), so the buffers are shared.
 const addressBuffer = Buffer.alloc(SOCKADDR_IN6_SIZE);
 const lengthBuffer = Buffer.alloc(4);
 
-function loadGetsockopt(): GetSockOpt | null {
+/** libc's getsockopt through koffi, or null where there is none (not Linux/glibc). */
+export function loadGetsockopt(): GetSockOpt | null {
   if (getsockopt === undefined) {
     try {
       const libc = koffi.load(process.platform === 'linux' ? 'libc.so.6' : 'libc');

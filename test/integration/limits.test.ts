@@ -196,6 +196,39 @@ describe('limits: timeouts on handed-over sockets, connection caps', () => {
     assert.ok(data.length > 0);
   });
 
+  // Minimised from the fuzz run's continuation-flood sequence #4125 (seed 388817): after the client's GOAWAY,
+  // a frame that breaks the protocol makes nghttp2 end the session, and Node stops reading without telling
+  // anyone, so the FIN that follows is never read; the stream waiting for its body must not hold it open.
+  for (const [what, broken] of [
+    ['a PING of 9 bytes', frame(0x6, 0, 0, Buffer.alloc(9))],
+    ['a PING on a stream', frame(0x6, 0, 1, Buffer.alloc(8))],
+    ['a WINDOW_UPDATE of 0', frame(0x8, 0, 0, Buffer.alloc(4))],
+  ] as const) {
+    it(`HTTP/2: a stream waiting for its body, the client's GOAWAY, then ${what} and a FIN: closed`, async () => {
+      const { port } = await handedOver('h2', DEFAULT_LIMITS);
+      const post = Buffer.from([0x83, 0x84, 0x86, 0x41, 0x01, 0x61]); // POST / on http, :authority a
+      const goaway = frame(0x7, 0, 0, Buffer.alloc(8));
+      const frames = Buffer.concat([frame(HEADERS, END_HEADERS, 1, post), goaway, broken]);
+      const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+      const done = closed(socket);
+      const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+      socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), settings, frames]));
+      // The FIN only once the server has answered (its SETTINGS, then its GOAWAY): the error came first.
+      let received = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+      await waitFor('the server to end the session with a GOAWAY', () => {
+        for (let at = 0; at + 9 <= received.length; at += 9 + received.readUIntBE(at, 3))
+          if (received[at + 3] === 0x7) return true;
+        return undefined;
+      });
+      const finAt = performance.now();
+      socket.end();
+      await done;
+      const ms = performance.now() - finAt;
+      assert.ok(ms < 4000, `closed ${Math.round(ms)} ms after the FIN`);
+    });
+  }
+
   it('N+1 connections to a listener capped at N: the extra one is closed at once and counted', async () => {
     const metrics = new ProxyMetrics();
     const held = new Set<net.Socket>();
