@@ -53,6 +53,42 @@ function http1Only(handler: RequestHandler): RequestHandler {
   };
 }
 
+/**
+ * Pipelined HTTP/1.1 requests are handled one at a time per connection, as Envoy does. Node parses every
+ * request a client pipelines and emits them all at once (it only orders the responses), so handing each to
+ * the forwarder on arrival made one upstream connection per request in flight (an HTTP/1.1 upstream carries
+ * one at a time): a client pipelining 24 requests opened 24 mesh connections, with their TLS handshakes, at
+ * once. The next request starts when the previous response has been written or its connection is gone.
+ */
+function oneAtATime(handler: RequestHandler): RequestHandler {
+  const waiting = new WeakMap<object, (() => void)[]>();
+  return (req, res) => {
+    const connection = req.socket;
+    const run = (): void => {
+      let done = false;
+      const next = (): void => {
+        if (done) return;
+        done = true;
+        const queue = waiting.get(connection);
+        const following = queue?.shift();
+        if (following) following();
+        else waiting.delete(connection);
+      };
+      res.once('finish', next);
+      res.once('close', next);
+      // A request parsed behind one whose connection has since closed: nobody is left to answer.
+      if (connection.destroyed) return next();
+      handler(req, res);
+    };
+    const queue = waiting.get(connection);
+    if (queue) queue.push(run);
+    else {
+      waiting.set(connection, []);
+      run();
+    }
+  };
+}
+
 export interface HttpServerOptions {
   readonly limits?: ProxyLimits;
   readonly headerLimits?: HeaderLimits;
@@ -83,7 +119,7 @@ export function createHttpServers(
         Math.min(1000, Math.floor(limits.headerTimeoutMs / 4) || 1000),
       ),
     },
-    http1Only(limitHeaders(handler, headerLimits)),
+    oneAtATime(http1Only(limitHeaders(handler, headerLimits))),
   );
   http1.maxHeadersCount = parsers.http1.maxHeadersCount;
   // Node starts its headersTimeout checks when the server listens; this one is only handed sockets.

@@ -41,6 +41,11 @@ const HEAP_TOLERANCE_BYTES = 24 * 1024 * 1024;
 const FD_SLACK = 4;
 /** The sidecars' --upstream-idle-timeout-ms: short, so pooled connections close within the settle wait. */
 const UPSTREAM_IDLE_MS = 2_000;
+/**
+ * The sidecars' --stream-idle-timeout-ms: the bound on a request in flight without a byte moving. Clean
+ * connections wait that long (and some) for their answers rather than giving up on a timer of their own.
+ */
+const STREAM_IDLE_MS = 60_000;
 
 interface Usage {
   fds: number;
@@ -139,6 +144,7 @@ describe(`fuzz: hostile HTTP/1.1 and HTTP/2 through both listeners (seed ${seed}
     maxPerConnection: 24,
     closeBoundMs: 10_000,
     quietMs: 400,
+    answerBoundMs: STREAM_IDLE_MS + 30_000,
   });
 
   const runDriver = async (pod: MeshPod, p: DriverPlan): Promise<DriverSummary> => {
@@ -151,7 +157,12 @@ describe(`fuzz: hostile HTTP/1.1 and HTTP/2 through both listeners (seed ${seed}
   before(async function () {
     if (reason) return this.skip();
     mesh = created = await MeshFixture.create();
-    const proxyArgs = ['--upstream-idle-timeout-ms', String(UPSTREAM_IDLE_MS)];
+    const proxyArgs = [
+      '--upstream-idle-timeout-ms',
+      String(UPSTREAM_IDLE_MS),
+      '--stream-idle-timeout-ms',
+      String(STREAM_IDLE_MS),
+    ];
     server = await mesh.addPod({
       name: 'server',
       namespace: NS,

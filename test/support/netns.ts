@@ -22,7 +22,15 @@
  * it also removes leftovers of earlier runs whose process is gone (a crashed or killed test run).
  *
  * Bridged traffic passes the root namespace's iptables FORWARD chain when br_netfilter is loaded with
- * bridge-nf-call-iptables=1 (as on this machine); it must not drop it (its policy here is ACCEPT).
+ * bridge-nf-call-iptables=1 (as on this machine); it must not drop it (its policy here is ACCEPT). It also
+ * passes the root namespace's connection tracking, which knows nothing of the pods' own NAT and sees each
+ * pod-to-pod connection as it is on the wire. When that tracker takes a packet for invalid (a client reusing
+ * a source port whose earlier connection it still counts as open: a SYN there is "ignored", i.e. INVALID),
+ * a rule such as kube-proxy's `KUBE-FORWARD … --ctstate INVALID -j DROP` (present while the local cluster
+ * runs) drops it silently: under the fuzz test's load whole bursts of new connections stayed in SYN-SENT
+ * for over a minute, counted in no pod. So each harness exempts its bridge from the root namespace's
+ * tracking (raw PREROUTING, `-i <bridge> -j CT --notrack`, tagged with the bridge's name and removed with
+ * it); the pods keep their own conntrack, which their NAT rules need.
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -102,6 +110,7 @@ export class NetnsHarness {
     try {
       await ip(['link', 'add', harness.bridge, 'type', 'bridge']);
       await ip(['link', 'set', harness.bridge, 'up']);
+      if (process.env.SEC_TRACK === undefined) untrackBridge(harness.bridge, true);
     } catch (err) {
       await harness.destroy();
       throw err;
@@ -325,7 +334,22 @@ function removeNames(namespaces: string[], links: string[]): void {
     spawnSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
   }
   for (const link of links) {
+    if (/b$/.test(link)) untrackBridge(link, false);
     if (existsSync(`/sys/class/net/${link}`)) spawnSync('ip', ['link', 'delete', link], { stdio: 'ignore' });
+  }
+}
+
+/**
+ * Adds (or removes every copy of) the root namespace's rule that keeps a bridge's packets out of its
+ * connection tracking (see the header), for IPv4 and IPv6. Where iptables is missing, nothing is done.
+ */
+function untrackBridge(bridge: string, add: boolean): void {
+  const rule = ['PREROUTING', '-i', bridge, '-m', 'comment', '--comment', `sluice-netns ${bridge}`];
+  for (const cmd of ['iptables', 'ip6tables']) {
+    const run = (op: string): number | null =>
+      spawnSync(cmd, ['-w', '-t', 'raw', op, ...rule, '-j', 'CT', '--notrack'], { stdio: 'ignore' }).status;
+    if (add) run('-I');
+    else for (let i = 0; i < 10 && run('-D') === 0; i++);
   }
 }
 
@@ -352,6 +376,13 @@ export function cleanupLeftovers(): void {
   };
   const namespaces = existsSync('/run/netns') ? readdirSync('/run/netns').filter(isStale) : [];
   const links = readdirSync('/sys/class/net').filter(isStale);
+  // Untracking rules of bridges already gone.
+  // (stdout is null when iptables is missing, whatever the type says)
+  const rules = spawnSync('iptables', ['-w', '-t', 'raw', '-S', 'PREROUTING'], {
+    encoding: 'utf8',
+  }).stdout as string | null;
+  for (const [, bridge] of (rules ?? '').matchAll(/sluice-netns (sl\w+b)\b/g))
+    if (isStale(bridge!) && !links.includes(bridge!)) untrackBridge(bridge!, false);
   // Namespaces first: deleting one also deletes its veth and so the peer in the root namespace.
   removeNames(namespaces, links);
 }
