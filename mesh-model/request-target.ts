@@ -35,10 +35,9 @@ const HEX = /^[0-9A-Fa-f]{2}$/;
  * the other escapes uppercased, "." and ".." segments removed (RFC 3986 §5.2.4), runs of "/" merged when
  * asked. Refused (the sidecar answers 400): an escaped "/" or "\" (%2F, %5C; unless `escapedSlashes` is
  * "keep") or control character, a raw
- * "\", control character, space or "#", a malformed escape, and ".." above the root. "*" is kept.
+ * "\", control character, space or "#", a malformed escape, and ".." above the root.
  */
 export function normalizePath(path: string, options: NormalizeOptions = {}): Normalized<{ path: string }> {
-  if (path === '*') return { ok: true, path };
   if (path.charCodeAt(0) !== 0x2f) return bad('the path does not start with /');
   let out = '';
   let from = 0; // start of the run of path characters not yet copied to out
@@ -86,15 +85,17 @@ export interface RequestTarget {
 }
 
 /**
- * Splits a request-target as received: origin-form ("/p?q"), absolute-form ("http://host/p?q", converted
- * to origin-form plus its authority) or "*". Anything else, userinfo in the authority or a fragment is
- * refused.
+ * Splits a request-target as received: origin-form ("/p?q") or absolute-form ("http://host/p?q", converted
+ * to origin-form plus its authority). Anything else, userinfo in the authority or a fragment is refused,
+ * and so is the asterisk form ("OPTIONS * HTTP/1.1", a question about the server itself): a proxy that
+ * routes by path has no backend to ask, and passing it on made the upstream client fail (a 502).
  */
 export function parseRequestTarget(target: string): Normalized<RequestTarget> {
   if (target.includes('#')) return bad('fragment in the request target');
+  if (target === '*') return bad('the request target * (asterisk form) names no resource a route can match');
   let rest = target;
   let authority: string | undefined;
-  if (target.charCodeAt(0) !== 0x2f && target !== '*') {
+  if (target.charCodeAt(0) !== 0x2f) {
     const scheme = /^https?:\/\//i.exec(target);
     if (!scheme) return bad('the request target is neither a path nor an absolute http URL');
     rest = target.slice(scheme[0].length);

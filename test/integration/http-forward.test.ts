@@ -220,4 +220,75 @@ describe('HTTP forwarding (loopback)', () => {
     await raw('GET / HTT'); // abruptly closed mid-request
     assert.equal((await fetchText(url.href)).text, 'ok');
   });
+
+  /** Writes `payload` on a new connection, half-closes, and resolves with all the proxy sent back. */
+  async function rawExchange(url: URL, payload: string): Promise<string> {
+    const net = await import('node:net');
+    return new Promise((resolve) => {
+      const s = net.connect(Number(url.port), '127.0.0.1', () => s.end(payload));
+      let out = '';
+      s.on('data', (d: Buffer) => (out += d.toString()));
+      s.on('close', () => resolve(out));
+      s.on('error', () => resolve(out));
+    });
+  }
+
+  it('OPTIONS * (asterisk form) gets 400 naming the cause, and nothing reaches the app', async () => {
+    const ok = await upstream((_n, _req, res) => res.end('ok'));
+    closers.push(() => ok.close());
+    const url = new URL(
+      await proxyFor(
+        mesh([{ backendRefs: [{ name: 'ok', port: 80 }] }], { svc: ok.port, ok: ok.port }),
+        '10.96.0.1',
+      ),
+    );
+    const out = await rawExchange(url, 'OPTIONS * HTTP/1.1\r\nhost: svc\r\n\r\n');
+    assert.match(out, /^HTTP\/1\.1 400 /);
+    assert.match(
+      out,
+      /bad request: the request target \* \(asterisk form\) names no resource a route can match/,
+    );
+    assert.deepEqual(ok.hits, []);
+  });
+
+  it('pipelined requests are forwarded one at a time, not on a connection each, and answered in order', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const sockets = new Set<unknown>();
+    const slow = await upstream((_n, req, res) => {
+      sockets.add(req.socket);
+      most = Math.max(most, ++inFlight);
+      setTimeout(() => {
+        inFlight--;
+        res.end(req.url);
+      }, 20);
+    });
+    closers.push(() => slow.close());
+    const url = new URL(
+      await proxyFor(
+        mesh([{ backendRefs: [{ name: 'slow', port: 80 }] }], { svc: slow.port, slow: slow.port }),
+        '10.96.0.1',
+      ),
+    );
+    const paths = ['/1', '/2', '/3', '/4', '/5', '/6'];
+    // Not half-closed: a client's FIN aborts the requests it has not been answered yet (Node's default).
+    const net = await import('node:net');
+    const s = net.connect(Number(url.port), '127.0.0.1');
+    closers.push(() => void s.destroy());
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.write(paths.map((p) => `GET ${p} HTTP/1.1\r\nhost: svc\r\n\r\n`).join(''));
+    const bodies = await waitFor('six answers', () => {
+      const got = out
+        .split('HTTP/1.1 ')
+        .slice(1)
+        .map((r) => r.slice(r.indexOf('\r\n\r\n') + 4));
+      return got.length === paths.length && got.at(-1) === paths.at(-1) ? got : undefined;
+    });
+    assert.deepEqual(bodies, paths);
+    assert.equal(most, 1, 'requests in flight upstream at once');
+    // Before: one upstream connection per pipelined request. Now they take turns on what the pool has (a
+    // second connection may open when the next request starts a moment before the pool gets the first back).
+    assert.ok(sockets.size <= 2, `${sockets.size} upstream connections for ${paths.length} requests`);
+  });
 });

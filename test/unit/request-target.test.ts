@@ -93,8 +93,14 @@ describe('request-target normalisation', () => {
       query: 'q',
       authority: '[::1]:80',
     });
-    assert.equal(parseRequestTarget('*').ok, true);
+    // The asterisk form (OPTIONS *) names nothing to route: 400 with this reason, never a 502.
+    assert.deepEqual(parseRequestTarget('*'), {
+      ok: false,
+      reason: 'the request target * (asterisk form) names no resource a route can match',
+    });
     for (const bad of [
+      '*?x',
+      'host:443',
       'http://user@other/',
       'http:///admin',
       'ftp://x/',
