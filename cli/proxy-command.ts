@@ -54,6 +54,8 @@ limits (docs/security.md; 0 turns a timeout or cap off):
   --stream-idle-timeout-ms N        a request or HTTP/2 stream silent for N ms is cut, default 300000
   --idle-timeout-ms N               an HTTP connection with no request for N ms is closed, default 3600000
   --upstream-idle-timeout-ms N      a pooled upstream connection unused for N ms is closed, default 60000
+  --upstream-connect-timeout-ms N   an upstream connection (TCP and mesh TLS) not up in N ms: another
+                                    endpoint, else 503; default 10000
   --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
   --max-downstream-connections N    open connections per listener, default 10000
   --max-upstream-connections N      connections per upstream endpoint (then 503), default 1024
@@ -72,6 +74,7 @@ const LIMIT_FLAGS = {
   'stream-idle-timeout-ms': 'streamIdleTimeoutMs',
   'idle-timeout-ms': 'idleTimeoutMs',
   'upstream-idle-timeout-ms': 'upstreamIdleTimeoutMs',
+  'upstream-connect-timeout-ms': 'upstreamConnectTimeoutMs',
   'tcp-idle-timeout-ms': 'tcpIdleTimeoutMs',
   'max-downstream-connections': 'maxDownstreamConnections',
   'max-upstream-connections': 'maxUpstreamConnections',

@@ -59,6 +59,7 @@ export class GatewayProxy {
     this.#pools = new UpstreamPools(() => this.#credentials, {
       maxConnections: limits.maxUpstreamConnections,
       streamIdleMs: limits.streamIdleTimeoutMs,
+      connectTimeoutMs: limits.upstreamConnectTimeoutMs,
     });
   }
 

@@ -20,7 +20,7 @@ import { forwardHeaders, forwardResponseHeaders, PEER_IDENTITY_HEADER } from './
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
-import type { UpstreamPools } from './upstream-pools.ts';
+import { CONNECT_TIMEOUT, type UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
 
@@ -37,7 +37,14 @@ const RETRYABLE = new Set([
   'ERR_HTTP2_INVALID_SESSION',
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
+  CONNECT_TIMEOUT,
 ]);
+
+/** The error's code; a stream cancelled because its session's connection timed out says so. */
+function upstreamErrorCode(err: Error): string {
+  const { code, cause } = err as NodeJS.ErrnoException & { cause?: { code?: unknown } };
+  return cause?.code === CONNECT_TIMEOUT ? CONNECT_TIMEOUT : (code ?? 'EUNKNOWN');
+}
 
 export interface ForwardDeps {
   pools: UpstreamPools;
@@ -312,6 +319,8 @@ export function sendWithRetries(options: SendOptions): void {
   let requestTimer: NodeJS.Timeout | undefined;
   let attemptTimer: NodeJS.Timeout | undefined;
   let lastError: string | undefined;
+  /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
+  let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
   const end = (): void => {
     done = true;
@@ -343,7 +352,7 @@ export function sendWithRetries(options: SendOptions): void {
     }
     if (!ep) {
       end();
-      if (lastError) return fail(502, lastError, 'upstream');
+      if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause);
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
         return fail(503, `upstream connection limit reached for ${target.backendLabel}`, 'upstream_overflow');
@@ -391,8 +400,16 @@ export function sendWithRetries(options: SendOptions): void {
       },
       error(err, retryable) {
         if (done) return;
-        const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
-        lastError = `upstream ${code} (${target.backendLabel})`;
+        const code = upstreamErrorCode(err);
+        // A connection that never came up is "unavailable" (503, as Envoy answers a connect timeout).
+        lastFailure =
+          code === CONNECT_TIMEOUT
+            ? { code: 503, cause: 'connect_timeout' }
+            : { code: 502, cause: 'upstream' };
+        lastError =
+          code === CONNECT_TIMEOUT
+            ? `upstream connect timeout (${target.backendLabel})`
+            : `upstream ${code} (${target.backendLabel})`;
         deps.log?.warn('upstream error', {
           backend: target.backendLabel,
           endpoint: `${ep.address}:${ep.port}`,
@@ -405,7 +422,7 @@ export function sendWithRetries(options: SendOptions): void {
         }
         deps.lb.finish(stats, (performance.now() - t0) * 1e6);
         end();
-        fail(502, lastError, 'upstream');
+        fail(lastFailure.code, lastError, lastFailure.cause);
       },
     };
     try {

@@ -15,6 +15,11 @@ export interface ProxyLimits {
   readonly idleTimeoutMs: number;
   /** A pooled upstream connection (HTTP/1.1 or an HTTP/2 session) with no request in flight is closed. */
   readonly upstreamIdleTimeoutMs: number;
+  /**
+   * An upstream connection (TCP connect, and the mesh mTLS handshake when there is one) not ready within
+   * this is given up: the request tries another endpoint, else gets 503 (`cause="connect_timeout"`).
+   */
+  readonly upstreamConnectTimeoutMs: number;
   /** No byte in either direction on an opaque TCP connection. */
   readonly tcpIdleTimeoutMs: number;
   /** Open downstream connections per listener; more are closed at accept. */
@@ -29,6 +34,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   streamIdleTimeoutMs: 5 * 60_000,
   idleTimeoutMs: 60 * 60_000,
   upstreamIdleTimeoutMs: 60_000,
+  upstreamConnectTimeoutMs: 10_000,
   tcpIdleTimeoutMs: 60 * 60_000,
   maxDownstreamConnections: 10_000,
   maxUpstreamConnections: 1024,

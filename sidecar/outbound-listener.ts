@@ -5,6 +5,7 @@ import type { ProxyView } from '../mesh-model/proxy-view.ts';
 import { destinationKey, endpointsFor } from '../mesh-model/proxy-view.ts';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { originalDestination } from './original-dst.ts';
+import { CONNECT_TIMEOUT } from './upstream-pools.ts';
 import { sniff } from './protocol-sniff.ts';
 import { inboundPortProtocol, servicePortProtocol } from '../mesh-model/port-protocol.ts';
 import { connectionInfo, setConnectionInfo } from './connection-info.ts';
@@ -125,6 +126,9 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
         return void socket.destroy();
       }
       const upstream = o.deps.pools.connectTcp(ep);
+      upstream.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === CONNECT_TIMEOUT) o.deps.metrics.errors.inc(['outbound', 'connect_timeout']);
+      });
       // A client that was silent so far may still send an HTTP request before the server speaks: parsed.
       if (head.length === 0 && declared === 'detect')
         relayUnlessHttp(socket, upstream, toHttp, limits.tcpIdleTimeoutMs);

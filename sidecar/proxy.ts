@@ -105,6 +105,7 @@ export class SidecarProxy {
       maxConnections: limits.maxUpstreamConnections,
       streamIdleMs: limits.streamIdleTimeoutMs,
       idleMs: limits.upstreamIdleTimeoutMs,
+      connectTimeoutMs: limits.upstreamConnectTimeoutMs,
     };
     this.#pools = new UpstreamPools(() => this.#credentials, poolLimits);
     this.#appPools = new UpstreamPools(() => this.#credentials, {

@@ -19,6 +19,26 @@ export const ALPN_HTTP1 = [MESH_ALPN_HTTP1, 'http/1.1', MESH_ALPN];
 export const ALPN_H2 = [MESH_ALPN_H2, 'h2', MESH_ALPN];
 export const ALPN_TCP = [MESH_ALPN_TCP, MESH_ALPN];
 
+/** The code of the error an upstream connection fails with when it is not up within the connect timeout. */
+export const CONNECT_TIMEOUT = 'ERR_UPSTREAM_CONNECT_TIMEOUT';
+
+/**
+ * Destroys `socket` with a CONNECT_TIMEOUT error unless it is ready (`event`: connected, or its TLS
+ * handshake done) within `ms` (0: no bound). Without one, a connection to an address that drops SYNs
+ * waits for the kernel's retries (about 2 min) and the request for the stream idle timeout.
+ */
+function boundConnect<S extends net.Socket>(socket: S, event: 'connect' | 'secureConnect', ms: number): S {
+  if (ms <= 0) return socket;
+  const timer = setTimeout(() => {
+    const err = new Error(`upstream connection not up within ${ms} ms`);
+    socket.destroy(Object.assign(err, { code: CONNECT_TIMEOUT }));
+  }, ms);
+  const clear = (): void => clearTimeout(timer);
+  socket.once(event, clear);
+  socket.once('close', clear);
+  return socket;
+}
+
 function hostFor(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
 }
@@ -40,6 +60,8 @@ export interface UpstreamPoolOptions {
    * keep-alive, i.e. the upstream's Keep-Alive hint capped at 10 min, and HTTP/2 sessions kept while open).
    */
   idleMs?: number;
+  /** An upstream connection (TCP and, if meshed, its TLS handshake) not up within this fails (default 10 s). */
+  connectTimeoutMs?: number;
 }
 
 /** Without a Keep-Alive hint from the upstream, an idle HTTP/1.1 connection is kept at most this long: an
@@ -60,6 +82,7 @@ export class UpstreamPools {
   readonly #maxConnections: number;
   readonly #streamIdleMs: number;
   readonly #idleMs: number;
+  readonly #connectTimeoutMs: number;
   /** Endpoints of the last view given to retain(). */
   #viewKeys = new Set<string>();
 
@@ -69,6 +92,14 @@ export class UpstreamPools {
     this.#maxConnections = options.maxConnections ?? 1024;
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
     this.#idleMs = options.idleMs ?? 60_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  }
+
+  /** A connection to `ep`: mTLS with `alpn` when it is meshed, else plain; bounded by the connect timeout. */
+  #connect(ep: Endpoint, tlsOptions: tls.ConnectionOptions | undefined): net.Socket {
+    return tlsOptions
+      ? boundConnect(tls.connect(tlsOptions), 'secureConnect', this.#connectTimeoutMs)
+      : boundConnect(this.#plainConnect(ep), 'connect', this.#connectTimeoutMs);
   }
 
   #plainConnect(ep: Endpoint): net.Socket {
@@ -143,7 +174,7 @@ export class UpstreamPools {
         ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
         connect: (_opts, callback) => {
           // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
-          const socket = tlsOptions ? tls.connect(tlsOptions) : this.#plainConnect(ep);
+          const socket = this.#connect(ep, tlsOptions);
           const ready = tlsOptions ? 'secureConnect' : 'connect';
           const onError = (err: Error): void => callback(err, null);
           socket.once('error', onError);
@@ -170,7 +201,7 @@ export class UpstreamPools {
       : undefined;
     const session = http2.connect(authority, {
       peerMaxConcurrentStreams: 1000,
-      createConnection: () => (tlsOptions ? tls.connect(tlsOptions) : this.#plainConnect(ep)),
+      createConnection: () => this.#connect(ep, tlsOptions),
     });
     const forget = (): void => {
       if (this.#sessions.get(key) === session) this.#sessions.delete(key);
@@ -187,9 +218,10 @@ export class UpstreamPools {
 
   /** A raw connection for opaque TCP: mTLS with the mesh ALPN to meshed endpoints, plain otherwise. */
   connectTcp(ep: Endpoint): net.Socket {
-    const socket = ep.identity
-      ? tls.connect({ host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_TCP) })
-      : this.#plainConnect(ep);
+    const socket = this.#connect(
+      ep,
+      ep.identity ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_TCP) } : undefined,
+    );
     const key = keyOf(ep);
     this.#tcpOpen.set(key, (this.#tcpOpen.get(key) ?? 0) + 1);
     socket.once('close', () => {

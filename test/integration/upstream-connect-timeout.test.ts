@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { MeshFixture, tearDownMesh, APP_PORT, type MeshPod } from '../support/mesh-fixture.ts';
+import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
+import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
+import { waitFor } from '../support/wait-for.ts';
+
+// Upstream connections have a connect timeout (--upstream-connect-timeout-ms): an endpoint whose pod drops
+// every new connection (iptables DROP on SYNs: a black hole, not a refusal) gets the request a 503 naming
+// the cause, counted, instead of a wait for the kernel's SYN retries and then the stream idle timeout.
+// Both kinds of upstream: a meshed endpoint (mTLS to its sidecar) and a plain one (an un-meshed pod).
+
+const NS = 'shop';
+const MESHED_VIP = '10.96.0.31';
+const PLAIN_VIP = '10.96.0.32';
+
+describe('upstream connect timeout: black-holed endpoints get 503, in network namespaces', function () {
+  this.timeout(120_000);
+  const reason = netnsUnavailableReason();
+  let mesh: MeshFixture;
+  const pod = (name: string): MeshPod => mesh.pods.get(name)!;
+
+  before(async function () {
+    if (reason) return this.skip();
+    mesh = await MeshFixture.create();
+    const specs = [
+      {
+        name: 'client',
+        serviceAccount: 'client',
+        meshed: true,
+        // Pooled connections from the warm-up close at once, so the requests below need new ones.
+        proxyArgs: ['--upstream-connect-timeout-ms', '1000', '--upstream-idle-timeout-ms', '100'],
+      },
+      { name: 'meshed', serviceAccount: 'meshed', meshed: true },
+      { name: 'plain', serviceAccount: 'plain', meshed: false },
+    ];
+    const refs: PodRef[] = [];
+    for (const s of specs) {
+      const p = await mesh.addPod({ ...s, namespace: NS });
+      refs.push({
+        name: s.name,
+        namespace: NS,
+        ip: p.ip,
+        serviceAccount: s.serviceAccount,
+        meshed: s.meshed,
+      });
+    }
+    mesh.writeManifests([
+      ...refs.map(podObject),
+      ...serviceWithEndpoints(NS, 'meshed', MESHED_VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
+      ...serviceWithEndpoints(NS, 'plain', PLAIN_VIP, [[80, APP_PORT, 'http']], [refs[2]!]),
+    ]);
+    await mesh.startSidecars();
+    // Both answer while they are reachable.
+    assert.equal((await get(`http://${MESHED_VIP}/`)).status, 200, mesh.logs());
+    assert.equal((await get(`http://${PLAIN_VIP}/`)).status, 200, mesh.logs());
+    // Then new connections from outside the pods vanish (loopback, e.g. the admin port, still works).
+    for (const name of ['meshed', 'plain'])
+      await mesh.harness.runIn(pod(name), 'iptables', [
+        '-w',
+        '-I',
+        'INPUT',
+        '-i',
+        'eth0',
+        '-p',
+        'tcp',
+        '--syn',
+        '-j',
+        'DROP',
+      ]);
+  });
+
+  before(async function () {
+    if (reason) return this.skip();
+    await waitFor('the warm-up connections to the two pods to close', async () => {
+      const table = await mesh.harness.runIn(pod('client'), 'ss', ['-Htn', 'state', 'established']);
+      return [pod('meshed').ip, pod('plain').ip].every((ip) => !table.includes(`${ip}:`)) || undefined;
+    });
+  });
+
+  tearDownMesh(() => mesh);
+
+  /** One GET from the client pod, as its app would send it (captured by its sidecar). */
+  async function get(url: string): Promise<{ status: number; body: string }> {
+    const out = await mesh.harness.runIn(pod('client'), nodeBin, [
+      '-e',
+      `fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(60000)}).then(async r=>console.log(JSON.stringify({status:r.status,body:await r.text()})),e=>console.log(JSON.stringify({status:0,body:String(e)})))`,
+    ]);
+    return JSON.parse(out) as { status: number; body: string };
+  }
+
+  it('a meshed endpoint that drops SYNs: 503 "upstream connect timeout", counted', async () => {
+    const r = await get(`http://${MESHED_VIP}/held`);
+    assert.equal(r.status, 503, r.body);
+    assert.match(r.body, /upstream connect timeout \(shop\/meshed:80\)/);
+    assert.doesNotMatch(r.body, /10\.248\.|spiffe:/); // no address or identity in the body
+  });
+
+  it('a plain (un-meshed) endpoint that drops SYNs: the same', async () => {
+    const r = await get(`http://${PLAIN_VIP}/held`);
+    assert.equal(r.status, 503, r.body);
+    assert.match(r.body, /upstream connect timeout \(shop\/plain:80\)/);
+    const metrics = (await mesh.admin(pod('client'), '/metrics')).body;
+    assert.match(metrics, /sluice_errors_total\{direction="outbound",cause="connect_timeout"\} 2/);
+    assert.ok(
+      pod('client').sidecarLog.some(
+        (l) => l.msg === 'upstream error' && l.code === 'ERR_UPSTREAM_CONNECT_TIMEOUT',
+      ),
+      'the sidecar logs the endpoint and the cause',
+    );
+  });
+});
