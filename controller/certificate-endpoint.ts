@@ -1,12 +1,16 @@
 // POST /v1/certificate on the controller's config port: a workload sends its pod's projected
 // service-account token (Authorization: Bearer) and a CSR ({"csr": PEM}), and gets back
-// {"certChain": PEM, "trustBundle": PEM}. TLS here is server-authenticated only (the workload has no
-// certificate yet); who the caller is comes from the token alone (WorkloadCa, TokenReview).
+// {"certChain": PEM, "trustBundle": PEM}. TLS here admits clients without a certificate (a new workload
+// has none); who the caller is comes from the token (WorkloadCa, TokenReview). A workload that sends no
+// token but presents its current certificate on the connection (verified against the trust bundle) renews
+// it: the new certificate is for the same SPIFFE ID, and no TokenReview is spent.
 //
 // Order of checks, cheapest first (certificate-admission.ts): method, a token shaped like a mesh token,
 // the caller's source-address bucket, the body; then the CA (CSR checks, cached TokenReview under a global
 // budget, the per-workload bucket, signing). A failed review costs the source extra tokens.
 import http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { authenticatePeer } from '../pki/peer-identity.ts';
 import type { RouteHandler } from './config-server.ts';
 import { sourceKey, tokenShape, type KeyedLimiter } from './certificate-admission.ts';
 import type { IssuedCertificate, IssueResult, Refusal, RefusalCode, WorkloadCa } from './workload-ca.ts';
@@ -99,6 +103,7 @@ function respondJson(
 /** Why a request ended the way it did: the bounded `reason` label of sluice_ca_certificates_total. */
 export type CertificateReason =
   | 'issued'
+  | 'renewed'
   | 'method'
   | 'no_token'
   | 'malformed_token'
@@ -113,8 +118,8 @@ export type CertificateReason =
   | 'internal';
 
 /** The reason of what the CA answered. */
-export function reasonOf(result: IssueResult): CertificateReason {
-  if (result.ok) return 'issued';
+export function reasonOf(result: IssueResult, renewal = false): CertificateReason {
+  if (result.ok) return renewal ? 'renewed' : 'issued';
   switch (result.code) {
     case 'InvalidArgument':
       return 'invalid_csr';
@@ -181,16 +186,21 @@ export function certificateHandler(options: CertificateEndpointOptions): RouteHa
       });
     }
     const token = bearerToken(headers[HTTP2_HEADER_AUTHORIZATION]);
-    if (token === undefined) {
+    // Without a token: a renewal, if the connection carries a verified workload certificate.
+    const presented = token === undefined ? presentedCertificate(stream, options.ca.trustDomain) : undefined;
+    if (token === undefined && presented === undefined) {
       return answer(
         'no_token',
         401,
-        refusal('Unauthenticated', 'send the pod service-account token as Authorization: Bearer'),
+        refusal(
+          'Unauthenticated',
+          'send the pod service-account token as Authorization: Bearer, or renew with the current workload certificate',
+        ),
         { 'www-authenticate': 'Bearer' },
       );
     }
-    const shape = tokenShape(token, options.audience, wallClock());
-    if ('problem' in shape) {
+    const shape = token === undefined ? undefined : tokenShape(token, options.audience, wallClock());
+    if (shape && 'problem' in shape) {
       return answer('malformed_token', 401, refusal('Unauthenticated', shape.problem), {
         'www-authenticate': 'Bearer',
       });
@@ -234,7 +244,10 @@ export function certificateHandler(options: CertificateEndpointOptions): RouteHa
       if (typeof parsed === 'string') {
         return answer('bad_request', 400, refusal('InvalidArgument', parsed));
       }
-      void options.ca.issue({ token, csrPem: parsed.csrPem }).then((result) => {
+      const issuing = presented
+        ? options.ca.renew({ ...presented, csrPem: parsed.csrPem })
+        : options.ca.issue({ token, csrPem: parsed.csrPem });
+      void issuing.then((result) => {
         if (!result.ok && (result.code === 'Unauthenticated' || result.code === 'PermissionDenied')) {
           options.perSource.charge(source, options.failedReviewCost);
         }
@@ -242,8 +255,27 @@ export function certificateHandler(options: CertificateEndpointOptions): RouteHa
         const extra =
           status === 503 ? { 'retry-after': '5' } : retryAfter(result.ok ? undefined : result.retryAfterMs);
         respondJson(stream, status, body, extra);
-        options.onResult?.({ reason: reasonOf(result), result, source });
+        options.onResult?.({ reason: reasonOf(result, presented !== undefined), result, source });
       });
     });
   };
+}
+
+/**
+ * The SPIFFE ID and fingerprint of the workload certificate the client presented on this connection, if it
+ * chains to the trust bundle (TLS verified it; the server asks for a certificate but admits clients without
+ * one) and names a workload in `trustDomain`; undefined otherwise.
+ */
+function presentedCertificate(
+  stream: http2.ServerHttp2Stream,
+  trustDomain: string,
+): { spiffeId: string; fingerprint: string } | undefined {
+  const socket = stream.session?.socket as TLSSocket | undefined;
+  if (!socket || typeof socket.getPeerCertificate !== 'function') return undefined;
+  try {
+    const peer = authenticatePeer(socket, trustDomain);
+    return { spiffeId: peer.spiffeId, fingerprint: socket.getPeerCertificate().fingerprint256 };
+  } catch {
+    return undefined;
+  }
 }

@@ -6,7 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { DEFAULT_WORKLOAD_HOURS, issueWorkloadCert, type CertificateAuthority } from '../pki/ca.ts';
 import { verifyCsr } from '../pki/csr.ts';
 import { parsePemBlocks, toPem } from '../pki/pem.ts';
-import { parseSpiffeId, workloadSpiffeId } from '../pki/spiffe-id.ts';
+import { parseSpiffeId, parseWorkloadSpiffeId, workloadSpiffeId } from '../pki/spiffe-id.ts';
 import { x509 } from '../pki/x509-lib.ts';
 import { isRecord } from '../lib/is-record.ts';
 
@@ -184,6 +184,18 @@ export interface Refusal {
 
 export type IssueResult = IssuedCertificate | Refusal;
 
+/**
+ * A renewal by a workload that presented its current certificate on the TLS connection (chain verified
+ * against the trust bundle, authenticatePeer): the new certificate is for the same SPIFFE ID, no token.
+ */
+export interface RenewRequest {
+  /** The presented certificate's SPIFFE ID (a workload ID in this CA's trust domain). */
+  readonly spiffeId: string;
+  /** The presented certificate's SHA-256 fingerprint: the per-workload rate limit's key. */
+  readonly fingerprint: string;
+  readonly csrPem?: unknown;
+}
+
 export interface WorkloadCaOptions {
   readonly issuer: IssuingCa;
   readonly reviewer: TokenReviewer;
@@ -318,6 +330,108 @@ export class WorkloadCa {
     return this.#issuer.trustBundlePem;
   }
 
+  get trustDomain(): string {
+    return this.#issuer.ca.trustDomain;
+  }
+
+  /** Renews a certificate for the identity of the one presented (RenewRequest); never throws. */
+  async renew(request: RenewRequest): Promise<IssueResult> {
+    try {
+      let workload;
+      try {
+        workload = parseWorkloadSpiffeId(request.spiffeId);
+      } catch (err) {
+        return refuse('PermissionDenied', `certificate: ${errorText(err)}`);
+      }
+      if (workload.trustDomain !== this.trustDomain)
+        return refuse('PermissionDenied', `certificate is not for trust domain '${this.trustDomain}'`);
+      const csr = await this.#checkCsr(request.csrPem);
+      if ('ok' in csr) return csr;
+      const account = { namespace: workload.namespace, serviceAccount: workload.serviceAccount };
+      return await this.#sign(
+        csr,
+        request.spiffeId,
+        account,
+        `cert:${request.fingerprint}`,
+        {},
+        'certificate',
+      );
+    } catch (err) {
+      return refuse('Internal', 'the certificate could not be issued', errorText(err));
+    }
+  }
+
+  /** The CSR's key and the SPIFFE ID it asks for, or the refusal (no TokenReview is spent on a bad CSR). */
+  async #checkCsr(
+    csrPem: unknown,
+  ): Promise<{ publicKeySpki: Uint8Array; asked: string | undefined } | Refusal> {
+    if (typeof csrPem !== 'string' || csrPem === '') return refuse('InvalidArgument', 'no CSR given');
+    if (csrPem.length > MAX_CSR_BYTES)
+      return refuse('InvalidArgument', `CSR is larger than ${MAX_CSR_BYTES} bytes`);
+    try {
+      const publicKeySpki = (await verifyCsr(csrPem)).publicKeySpki;
+      const request = requestedUri(parsePemBlocks(csrPem, 'CSR')[0]!.der);
+      if (!('uri' in request)) return request;
+      return { publicKeySpki, asked: request.uri };
+    } catch (err) {
+      const text = oneLine(errorText(err));
+      return refuse('InvalidArgument', text.startsWith('CSR') ? text : `CSR: ${text}`);
+    }
+  }
+
+  /** The last steps of both paths: the CSR's SPIFFE ID checked, the per-workload limit, signing. */
+  async #sign(
+    csr: { publicKeySpki: Uint8Array; asked: string | undefined },
+    spiffeId: string,
+    account: { namespace: string; serviceAccount: string },
+    limitKey: string,
+    pod: { podName?: string | undefined; podUid?: string | undefined },
+    via: 'token' | 'certificate',
+  ): Promise<IssueResult> {
+    const { ca } = this.#issuer;
+    const { asked } = csr;
+    if (asked !== undefined && asked !== spiffeId) {
+      const askedDomain = parseSpiffeId(asked).trustDomain;
+      return askedDomain === ca.trustDomain
+        ? refuse('PermissionDenied', `CSR asks for ${quote(asked)}, but the ${via} is for ${spiffeId}`)
+        : refuse(
+            'PermissionDenied',
+            `CSR asks for trust domain ${quote(askedDomain)}; this CA issues for '${ca.trustDomain}'`,
+          );
+    }
+    const wait = this.#admitIdentity?.(limitKey) ?? 0;
+    if (wait > 0) {
+      return {
+        ...refuse(
+          'ResourceExhausted',
+          'too many certificate requests for this workload: retry later',
+          spiffeId,
+        ),
+        retryAfterMs: wait,
+        limit: 'identity',
+      };
+    }
+    const leafPem = await issueWorkloadCert({
+      ca,
+      spiffeId,
+      publicKey: toPem('PUBLIC KEY', csr.publicKeySpki),
+      validityHours: this.#validityHours,
+      now: this.#now(),
+    });
+    const leaf = new X509Certificate(leafPem);
+    return {
+      ok: true,
+      certChainPem: leafPem + this.#issuer.chainPem,
+      trustBundlePem: this.#issuer.trustBundlePem,
+      spiffeId,
+      ...account,
+      podName: pod.podName,
+      podUid: pod.podUid,
+      notBefore: leaf.validFromDate,
+      notAfter: leaf.validToDate,
+    };
+  }
+
   async issue(request: IssueRequest): Promise<IssueResult> {
     try {
       return await this.#issue(request);
@@ -328,23 +442,10 @@ export class WorkloadCa {
 
   async #issue(request: IssueRequest): Promise<IssueResult> {
     if (!isRecord(request)) return refuse('InvalidArgument', 'the request is not an object');
-    const { csrPem } = request;
     const token = checkToken(request.token);
     if (typeof token !== 'string') return token;
-    if (typeof csrPem !== 'string' || csrPem === '') return refuse('InvalidArgument', 'no CSR given');
-    if (csrPem.length > MAX_CSR_BYTES)
-      return refuse('InvalidArgument', `CSR is larger than ${MAX_CSR_BYTES} bytes`);
-    let publicKeySpki: Uint8Array;
-    let asked: string | undefined;
-    try {
-      publicKeySpki = (await verifyCsr(csrPem)).publicKeySpki;
-      const request = requestedUri(parsePemBlocks(csrPem, 'CSR')[0]!.der);
-      if (!('uri' in request)) return request;
-      asked = request.uri;
-    } catch (err) {
-      const text = oneLine(errorText(err));
-      return refuse('InvalidArgument', text.startsWith('CSR') ? text : `CSR: ${text}`);
-    }
+    const csr = await this.#checkCsr(request.csrPem);
+    if ('ok' in csr) return csr;
 
     let review: TokenReviewResult;
     try {
@@ -376,53 +477,12 @@ export class WorkloadCa {
     if (this.#requirePodBoundToken && (podName === undefined || podUid === undefined)) {
       return refuse('PermissionDenied', 'token is not bound to a pod; use a projected service-account token');
     }
-    const { ca } = this.#issuer;
     let spiffeId: string;
     try {
-      spiffeId = workloadSpiffeId({ trustDomain: ca.trustDomain, ...account });
+      spiffeId = workloadSpiffeId({ trustDomain: this.#issuer.ca.trustDomain, ...account });
     } catch (err) {
       return refuse('PermissionDenied', `service account cannot be named in a SPIFFE ID: ${errorText(err)}`);
     }
-    if (asked !== undefined && asked !== spiffeId) {
-      const askedDomain = parseSpiffeId(asked).trustDomain;
-      return askedDomain === ca.trustDomain
-        ? refuse('PermissionDenied', `CSR asks for ${quote(asked)}, but the token is for ${spiffeId}`)
-        : refuse(
-            'PermissionDenied',
-            `CSR asks for trust domain ${quote(askedDomain)}; this CA issues for '${ca.trustDomain}'`,
-          );
-    }
-    const wait = this.#admitIdentity?.(podUid ?? spiffeId) ?? 0;
-    if (wait > 0) {
-      return {
-        ...refuse(
-          'ResourceExhausted',
-          'too many certificate requests for this workload: retry later',
-          spiffeId,
-        ),
-        retryAfterMs: wait,
-        limit: 'identity',
-      };
-    }
-
-    const leafPem = await issueWorkloadCert({
-      ca,
-      spiffeId,
-      publicKey: toPem('PUBLIC KEY', publicKeySpki),
-      validityHours: this.#validityHours,
-      now: this.#now(),
-    });
-    const leaf = new X509Certificate(leafPem);
-    return {
-      ok: true,
-      certChainPem: leafPem + this.#issuer.chainPem,
-      trustBundlePem: this.#issuer.trustBundlePem,
-      spiffeId,
-      ...account,
-      podName,
-      podUid,
-      notBefore: leaf.validFromDate,
-      notAfter: leaf.validToDate,
-    };
+    return this.#sign(csr, spiffeId, account, podUid ?? spiffeId, { podName, podUid }, 'token');
   }
 }

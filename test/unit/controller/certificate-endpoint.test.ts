@@ -77,12 +77,14 @@ describe('CA certificate endpoint under attack', function () {
   let port = 0;
   let bundlePem = '';
   let csr = '';
+  let theCa: Awaited<ReturnType<typeof loadCa>>;
   const api = new FakeApiServer();
   const certificates = new Map<string, number>();
 
   before(async () => {
     const caPem = await createCa({ trustDomain: TD });
     const ca = await loadCa(caPem);
+    theCa = ca;
     bundlePem = caPem.certPem;
     const keys = await generateKeyPair();
     const certPem = await issueWorkloadCert({
@@ -185,6 +187,89 @@ describe('CA certificate endpoint under attack', function () {
     assert.ok(byReason['Unauthenticated|malformed_token']! >= 1000);
     assert.ok(byReason['ResourceExhausted|source_rate_limited']! >= 900);
     assert.ok(byReason['Unauthenticated|unauthenticated']! >= 1);
+  });
+
+  /** A workload certificate and key from `ca` (PEM) for `spiffeId`. */
+  async function workloadCert(
+    ca: Awaited<ReturnType<typeof loadCa>>,
+    spiffeId: string,
+  ): Promise<{ cert: string; key: string }> {
+    const keys = await generateKeyPair();
+    const cert = await issueWorkloadCert({ ca, spiffeId, publicKey: keys.publicKey });
+    return { cert, key: await privateKeyToPem(keys.privateKey) };
+  }
+
+  /** POST without a token on a connection that presents `clientCert`: status and JSON body. */
+  async function renew(
+    clientCert: { cert: string; key: string },
+    csrPem: string,
+    localAddress: string,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
+    const session = http2.connect(`https://127.0.0.1:${port}`, {
+      createConnection: () =>
+        tls.connect({
+          socket: net.connect({ host: '127.0.0.1', port, localAddress }),
+          ca: bundlePem,
+          ...clientCert,
+          ALPNProtocols: ['h2'],
+          checkServerIdentity: () => undefined,
+        }),
+    });
+    session.on('error', () => undefined);
+    try {
+      return await new Promise((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': CERTIFICATE_PATH });
+        let status = 0;
+        let text = '';
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.on('error', reject);
+        req.on('data', (d: Buffer) => (text += d.toString()));
+        req.on('end', () => resolve({ status, body: JSON.parse(text) as Record<string, unknown> }));
+        req.end(JSON.stringify({ csr: csrPem }));
+      });
+    } finally {
+      session.close();
+    }
+  }
+
+  it('renews with the current workload certificate and no token: same identity, no TokenReview', async () => {
+    const before = api.calls;
+    const web = 'spiffe://cluster.local/ns/shop/sa/web';
+    const current = await workloadCert(theCa, web);
+    const r = await renew(
+      current,
+      await createCsr({ keys: await generateKeyPair(), spiffeId: web }),
+      '127.0.0.4',
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.spiffeId, web);
+    assert.match(String(r.body.certChain), /BEGIN CERTIFICATE/);
+    // A CSR without a SAN gets the presented identity too.
+    const plain = await renew(current, csr, '127.0.0.4');
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    assert.equal(plain.body.spiffeId, web);
+    assert.equal(api.calls, before, 'no TokenReview for a renewal');
+    assert.equal(certificates.get('Issued|renewed'), 2);
+  });
+
+  it('a renewal cannot change identity, and a certificate from another CA is no credential', async () => {
+    const current = await workloadCert(theCa, 'spiffe://cluster.local/ns/shop/sa/web');
+    const other = 'spiffe://cluster.local/ns/shop/sa/admin';
+    const r = await renew(
+      current,
+      await createCsr({ keys: await generateKeyPair(), spiffeId: other }),
+      '127.0.0.5',
+    );
+    assert.equal(r.status, 403);
+    assert.match(
+      String(r.body.message),
+      /asks for "spiffe:\/\/cluster.local\/ns\/shop\/sa\/admin", but the certificate is for/,
+    );
+    const foreignCa = await loadCa(await createCa({ trustDomain: TD }));
+    const foreign = await workloadCert(foreignCa, other);
+    const f = await renew(foreign, csr, '127.0.0.5');
+    assert.equal(f.status, 401, JSON.stringify(f.body));
+    assert.equal(f.body.error, 'Unauthenticated');
   });
 
   it('answers a request without a token, or with a GET, before any work', async () => {
