@@ -12,6 +12,11 @@ import { ADMIN_PORT, Controller } from '../controller/controller.ts';
 import { jsonLogger, type Logger } from '../lib/json-log.ts';
 import type { KubeApi } from '../lib/kube/kube-api.ts';
 import { loadKubeConfig } from '../lib/kube/kube-config.ts';
+import {
+  DEFAULT_PROXY_RESOURCES,
+  proxyResourcesFromFlags,
+  type ProxyResources,
+} from '../protocol/proxy-resources.ts';
 
 const USAGE = `usage: sluice controller [options]
   --trust-domain TD    SPIFFE trust domain (env SLUICE_TRUST_DOMAIN), default ${DEFAULT_TRUST_DOMAIN}
@@ -20,7 +25,11 @@ const USAGE = `usage: sluice controller [options]
   --admin-port N       /ready, /live, /metrics (HTTP), default ${ADMIN_PORT}
   --kubeconfig FILE    API server credentials; default: in-cluster service account, $KUBECONFIG, ~/.kube/config
   --proxy-image IMAGE  image of provisioned Gateway proxies (env SLUICE_PROXY_IMAGE); default: this pod's
-                       image; outside a pod without it, Gateways are not provisioned`;
+                       image; outside a pod without it, Gateways are not provisioned
+  --proxy-cpu-request Q     CPU request of Gateway proxies (env SLUICE_PROXY_CPU_REQUEST), default
+                       ${DEFAULT_PROXY_RESOURCES.cpuRequest}; a Gateway's sluice.dev/proxy-cpu-request annotation wins
+  --proxy-memory-request Q  memory request of Gateway proxies (env SLUICE_PROXY_MEMORY_REQUEST), default
+                       ${DEFAULT_PROXY_RESOURCES.memoryRequest}; a Gateway's sluice.dev/proxy-memory-request wins`;
 
 export interface ControllerFlags {
   readonly trustDomain: string;
@@ -29,6 +38,7 @@ export interface ControllerFlags {
   readonly adminPort: number;
   readonly kubeconfig: string | undefined;
   readonly proxyImage: string | undefined;
+  readonly proxyResources: ProxyResources;
   readonly help: boolean;
 }
 
@@ -50,6 +60,8 @@ export function parseControllerFlags(
         'admin-port': { type: 'string' },
         kubeconfig: { type: 'string' },
         'proxy-image': { type: 'string' },
+        'proxy-cpu-request': { type: 'string' },
+        'proxy-memory-request': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }),
@@ -70,6 +82,11 @@ export function parseControllerFlags(
   const adminPort = portFlag(values['admin-port'], ADMIN_PORT, 'admin-port');
   if (configPort === adminPort) throw new UsageError('--port and --admin-port must differ');
   if (values.kubeconfig === '') throw new UsageError('--kubeconfig needs a file name');
+  const proxyResources = proxyResourcesFromFlags(
+    { cpu: values['proxy-cpu-request'], memory: values['proxy-memory-request'] },
+    env,
+  );
+  if ('error' in proxyResources) throw new UsageError(proxyResources.error);
   return {
     trustDomain,
     namespace,
@@ -77,6 +94,7 @@ export function parseControllerFlags(
     adminPort,
     kubeconfig: values.kubeconfig,
     proxyImage: values['proxy-image'] ?? (env.SLUICE_PROXY_IMAGE || undefined),
+    proxyResources,
     help: values.help ?? false,
   };
 }
@@ -105,6 +123,7 @@ export async function main(args: string[]): Promise<number | undefined> {
             image: image.image,
             imagePullPolicy: image.pullPolicy,
             controllerAddress: `sluice-controller.${flags.namespace}.svc:${flags.port}`,
+            proxyResources: flags.proxyResources,
           },
         }
       : {}),

@@ -12,6 +12,11 @@ import { jsonLogger, type Logger } from '../lib/json-log.ts';
 import { loadKubeConfig } from '../lib/kube/kube-config.ts';
 import { validateTrustDomain } from '../pki/spiffe-id.ts';
 import type { InjectionSettings } from '../injector/pod-injection.ts';
+import {
+  DEFAULT_PROXY_RESOURCES,
+  PROXY_CPU_REQUEST_ANNOTATION,
+  proxyResourcesFromFlags,
+} from '../protocol/proxy-resources.ts';
 import { WebhookCertificate } from '../injector/webhook-certificate.ts';
 import { ADMIN_PORT, InjectorServer, WEBHOOK_PORT } from '../injector/webhook-server.ts';
 
@@ -22,6 +27,10 @@ const USAGE = `usage: sluice injector [options]
                         when the API server is Kubernetes ≥ 1.29)
   --mtls-mode MODE      inbound mTLS of injected proxies: PERMISSIVE (default) or STRICT; a pod's
                         sluice.dev/mtls-mode annotation wins
+  --proxy-cpu-request Q     CPU request of injected proxies (env SLUICE_PROXY_CPU_REQUEST), default
+                        ${DEFAULT_PROXY_RESOURCES.cpuRequest}; a pod's ${PROXY_CPU_REQUEST_ANNOTATION} annotation wins
+  --proxy-memory-request Q  memory request of injected proxies (env SLUICE_PROXY_MEMORY_REQUEST), default
+                        ${DEFAULT_PROXY_RESOURCES.memoryRequest}; a pod's sluice.dev/proxy-memory-request wins
   --trust-domain TD     SPIFFE trust domain (env SLUICE_TRUST_DOMAIN), default ${DEFAULT_TRUST_DOMAIN}
   --namespace NS        control-plane namespace (env POD_NAMESPACE), default ${DEFAULT_CONTROL_PLANE_NAMESPACE}
   --port N              webhook HTTPS port, default ${WEBHOOK_PORT}
@@ -98,6 +107,8 @@ export async function main(args: string[]): Promise<number | undefined> {
         controller: { type: 'string' },
         'sidecar-mode': { type: 'string' },
         'mtls-mode': { type: 'string' },
+        'proxy-cpu-request': { type: 'string' },
+        'proxy-memory-request': { type: 'string' },
         'trust-domain': { type: 'string' },
         namespace: { type: 'string' },
         port: { type: 'string' },
@@ -123,6 +134,11 @@ export async function main(args: string[]): Promise<number | undefined> {
   const namespace = values.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE);
   const sidecarMode = choice(values['sidecar-mode'], ['auto', 'native', 'classic'], 'sidecar-mode') ?? 'auto';
   const mtlsMode = choice(values['mtls-mode'], ['PERMISSIVE', 'STRICT'], 'mtls-mode') ?? 'PERMISSIVE';
+  const proxyResources = proxyResourcesFromFlags(
+    { cpu: values['proxy-cpu-request'], memory: values['proxy-memory-request'] },
+    process.env,
+  );
+  if ('error' in proxyResources) throw new UsageError(proxyResources.error);
   const webhookPort = portFlag(values.port, WEBHOOK_PORT, 'port');
   const adminPort = portFlag(values['admin-port'], ADMIN_PORT, 'admin-port');
   const { api } = loadKubeConfig({ userAgent: 'sluice-injector', kubeconfigPath: values.kubeconfig });
@@ -142,6 +158,7 @@ export async function main(args: string[]): Promise<number | undefined> {
       trustDomain,
       nativeSidecars: sidecarMode === 'auto' ? await nativeSidecars(api, log) : sidecarMode === 'native',
       mtlsMode,
+      proxyResources,
     };
     log.info('injector starting', { ...settings, namespace });
     server = new InjectorServer({

@@ -2,6 +2,8 @@
 // the sidecar implement (mesh-model/compile-filters.ts, compile-matches.ts, port-routing.ts) and what the
 // suite's tests then show to pass. See conformance/README.md for every extended feature and why.
 
+import { GATEWAY_SUPPORTED_FEATURES } from '../mesh-model/gateway-status.ts';
+
 export const MESH_PROFILES = ['MESH-HTTP', 'MESH-GRPC'] as const;
 export const GATEWAY_PROFILES = ['GATEWAY-HTTP', 'GATEWAY-GRPC'] as const;
 export type Profile = (typeof MESH_PROFILES)[number] | (typeof GATEWAY_PROFILES)[number];
@@ -35,8 +37,16 @@ const MESH_HTTPROUTE_FEATURES = [
   'HTTPRoute308RedirectStatusCode',
 ];
 
-/** Gateway core features; the extended ones are declared as the gateway implementation passes them. */
+/** Gateway core features (the suite adds them itself). */
 const GATEWAY_CORE = ['Gateway', 'ReferenceGrant', 'HTTPRoute', 'GRPCRoute'];
+
+/**
+ * The extended features of GATEWAY-HTTP and GATEWAY-GRPC declared: what the GatewayClass status lists
+ * (mesh-model/gateway-status.ts), so the suite and users are told the same. README lists the others and why.
+ */
+export const GATEWAY_EXTENDED: readonly string[] = GATEWAY_SUPPORTED_FEATURES.filter(
+  (f) => !GATEWAY_CORE.includes(f),
+);
 
 export function isGatewayProfile(profile: Profile): boolean {
   return (GATEWAY_PROFILES as readonly string[]).includes(profile);
@@ -63,6 +73,7 @@ export function supportedFeatures(profiles: readonly Profile[]): string[] {
   if (profiles.some((p) => !isGatewayProfile(p))) {
     for (const f of [...MESH_CORE, ...MESH_EXTENDED, ...MESH_HTTPROUTE_FEATURES]) features.add(f);
   }
-  if (profiles.some(isGatewayProfile)) for (const f of GATEWAY_CORE) features.add(f);
+  if (profiles.some(isGatewayProfile))
+    for (const f of [...GATEWAY_CORE, ...GATEWAY_EXTENDED]) features.add(f);
   return [...features];
 }

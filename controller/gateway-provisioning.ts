@@ -5,6 +5,7 @@
 // Decisions: docs/adr/0010-gateway-provisioning.md.
 import { createHash } from 'node:crypto';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
+import { containerResources, proxyResourcesFor, type ProxyResources } from '../protocol/proxy-resources.ts';
 
 export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 /** On the Gateway (or in spec.infrastructure.annotations): LoadBalancer (default), ClusterIP or NodePort. */
@@ -30,6 +31,9 @@ export interface ProvisioningSettings {
   /** What the proxies dial for config and certificates (sluice-controller.<ns>.svc:15012). */
   readonly controllerAddress: string;
   readonly trustDomain: string;
+  /** The proxy's requests (the controller's --proxy-cpu-request, --proxy-memory-request); a Gateway's
+   * annotations (or spec.infrastructure.annotations) win. */
+  readonly proxyResources: ProxyResources;
 }
 
 export interface GatewayRef {
@@ -112,10 +116,15 @@ export function gatewayInfrastructure(
     return { error: 'Gateway without a uid (not read from the API server)' };
   const type = serviceType(gateway);
   if (typeof type !== 'string') return type;
-  const ports = listenerPorts(gateway);
-  if (ports.length === 0) return { error: 'Gateway without a listener port' };
   const infra =
     isObject(gateway.spec) && isObject(gateway.spec.infrastructure) ? gateway.spec.infrastructure : {};
+  const resources = proxyResourcesFor(settings.proxyResources, {
+    ...stringMap(infra.annotations),
+    ...stringMap(gateway.metadata?.annotations),
+  });
+  if ('error' in resources) return resources;
+  const ports = listenerPorts(gateway);
+  if (ports.length === 0) return { error: 'Gateway without a listener port' };
   const name = infrastructureName(gwName);
   const selector = { [GATEWAY_NAME_LABEL]: gwName };
   const labels = {
@@ -187,7 +196,7 @@ export function gatewayInfrastructure(
               ports: [{ name: 'sluice-admin', containerPort: GATEWAY_ADMIN_PORT, protocol: 'TCP' }],
               readinessProbe: { ...ready, periodSeconds: 2 },
               livenessProbe: { httpGet: { path: '/live', port: GATEWAY_ADMIN_PORT }, periodSeconds: 10 },
-              resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+              resources: containerResources(resources),
               securityContext: {
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,

@@ -6,7 +6,6 @@
 import type { Logger } from '../lib/json-log.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import {
-  computeGatewayStatuses,
   GATEWAY_SUPPORTED_FEATURES,
   type Condition as PureCondition,
   type GatewayStatuses,
@@ -219,8 +218,8 @@ export function dataPlaneState(
 export interface GatewayStatusLoopOptions {
   readonly writer: StatusWriter;
   readonly log: Logger;
-  /** Everything computeGatewayStatuses reads. */
-  readonly objects: () => K8sObject[];
+  /** computeGatewayStatuses() of the current objects (the controller computes it once per change). */
+  readonly statuses: () => GatewayStatuses;
   readonly gatewayClasses: () => K8sObject[];
   readonly gateways: () => K8sObject[];
   readonly pods: () => K8sObject[];
@@ -251,7 +250,7 @@ export class GatewayStatusLoop {
     if (!this.#o.active() || !this.#o.writer.active) return;
     let statuses: GatewayStatuses;
     try {
-      statuses = computeGatewayStatuses(this.#o.objects());
+      statuses = this.#o.statuses();
     } catch (error) {
       this.#o.log.error('gateway status computation failed', { error: errorText(error) });
       return;

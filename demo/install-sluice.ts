@@ -1,5 +1,5 @@
-// Installing Sluice on a cluster as a user does (the Gateway API CRDs, then `kubectl apply -k manifests/`),
-// shared by `npm run demo` and `npm run conformance`.
+// Installing Sluice on a cluster as a user does (the Gateway API CRDs, then `kubectl apply -k manifests/`; on
+// the local cluster its overlay demo/sluice-local/), shared by `npm run demo` and `npm run conformance`.
 import { join } from 'node:path';
 import { ensureGatewayApiCrds, GATEWAY_API_VERSION } from '../cluster/gateway-api.ts';
 import { REPO_DIR } from '../cluster/paths.ts';
@@ -62,10 +62,19 @@ export async function restart(
   progress.detail(`restarted ${stale.join(', ')} (the local images may have been rebuilt)`);
 }
 
+/**
+ * What is applied: manifests/ on a user's cluster; on the local cluster (one 2-core node) the overlay that
+ * lowers the proxies' CPU request (ADR 0012).
+ */
+export function sluiceManifests(local: boolean): string {
+  return local ? 'demo/sluice-local' : 'manifests';
+}
+
 export async function installSluice(k: DemoCluster, progress: Progress): Promise<void> {
-  await progress.step('Sluice control plane (kubectl apply -k manifests/)', async () => {
+  const dir = sluiceManifests(k.local);
+  await progress.step(`Sluice control plane (kubectl apply -k ${dir}/)`, async () => {
     const stale = await staleOnLocalCluster(k, CONTROL_NAMESPACE, CONTROL_DEPLOYMENTS);
-    await k.kubectl(['apply', '-k', join(REPO_DIR, 'manifests')], { timeoutMs: 120_000 });
+    await k.kubectl(['apply', '-k', join(REPO_DIR, dir)], { timeoutMs: 120_000 });
     await restart(k, CONTROL_NAMESPACE, stale, progress);
     await waitForRollouts(k, CONTROL_NAMESPACE, CONTROL_DEPLOYMENTS, progress);
     progress.detail(`${CONTROL_DEPLOYMENTS.join(', ')}: rolled out`);

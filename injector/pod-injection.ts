@@ -9,6 +9,7 @@ import {
   parseBooleanText,
   parseInitIptablesArgs,
 } from '../protocol/capture-config.ts';
+import { containerResources, proxyResourcesFor, type ProxyResources } from '../protocol/proxy-resources.ts';
 
 export { INIT_CONTAINER, STATUS_ANNOTATION };
 export const INJECT_ANNOTATION = 'sluice.dev/inject';
@@ -44,6 +45,8 @@ export interface InjectionSettings {
   readonly nativeSidecars: boolean;
   /** Default inbound mTLS mode; a pod may override it with the sluice.dev/mtls-mode annotation. */
   readonly mtlsMode: 'PERMISSIVE' | 'STRICT';
+  /** The proxy's requests (--proxy-cpu-request, --proxy-memory-request); a pod's annotations win. */
+  readonly proxyResources: ProxyResources;
 }
 
 export type SkipReason = 'opted-out' | 'host-network' | 'already-injected';
@@ -235,7 +238,12 @@ function fieldEnv(name: string, fieldPath: string): Record<string, unknown> {
   return { name, valueFrom: { fieldRef: { fieldPath } } };
 }
 
-function proxyContainer(settings: InjectionSettings, mode: string, extra: string[]): Record<string, unknown> {
+function proxyContainer(
+  settings: InjectionSettings,
+  mode: string,
+  extra: string[],
+  resources: ProxyResources = settings.proxyResources,
+): Record<string, unknown> {
   const ready = { httpGet: { path: '/ready', port: PORTS.admin } };
   return {
     name: PROXY_CONTAINER,
@@ -273,7 +281,7 @@ function proxyContainer(settings: InjectionSettings, mode: string, extra: string
     startupProbe: { ...ready, periodSeconds: 1, failureThreshold: 120 },
     readinessProbe: { ...ready, periodSeconds: 5 },
     livenessProbe: { httpGet: { path: '/live', port: PORTS.admin }, periodSeconds: 10, failureThreshold: 3 },
-    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+    resources: containerResources(resources),
     securityContext: {
       ...RESTRICTED,
       runAsUser: PROXY_UID,
@@ -392,8 +400,10 @@ export function decideInjection(
   }
   const extra = proxyArgs(annotations);
   if (!Array.isArray(extra)) return { action: 'deny', code: 'bad-annotation', message: extra.error };
+  const resources = proxyResourcesFor(settings.proxyResources, annotations);
+  if ('error' in resources) return { action: 'deny', code: 'bad-annotation', message: resources.error };
 
-  const proxy = proxyContainer(settings, mode, extra);
+  const proxy = proxyContainer(settings, mode, extra, resources);
   const init = initContainer(settings, args);
   const patch: JsonPatchOp[] = [];
   if (!isObject(metadata.annotations)) patch.push({ op: 'add', path: '/metadata/annotations', value: {} });

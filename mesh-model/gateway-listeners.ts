@@ -398,17 +398,54 @@ function markConflicts(listeners: ListenerInfo[]): void {
   }
 }
 
+/** Whether spec.tls.frontend lets clients without a valid certificate through on some port. */
+function insecureFrontendValidation(spec: Record<string, unknown>): boolean {
+  const tls = isObject(spec.tls) ? spec.tls : {};
+  const frontend = isObject(tls.frontend) ? tls.frontend : {};
+  const perPort = Array.isArray(frontend.perPort) ? frontend.perPort.filter(isObject) : [];
+  return [frontend.default, ...perPort.map((p) => p.tls)].some(
+    (config) =>
+      isObject(config) && isObject(config.validation) && config.validation.mode === 'AllowInsecureFallback',
+  );
+}
+
+/** Accepted first (the view reads it there), then InsecureFrontendValidationMode while it applies. */
 function gatewayConditions(spec: Record<string, unknown>, listeners: ListenerInfo[]): Condition[] {
+  const accepted = acceptedCondition(spec, listeners);
+  if (!insecureFrontendValidation(spec)) return [accepted];
+  return [
+    accepted,
+    cond(
+      'InsecureFrontendValidationMode',
+      true,
+      'ConfigurationChanged',
+      'spec.tls.frontend validation mode AllowInsecureFallback: clients without a valid certificate are let through',
+    ),
+  ];
+}
+
+function acceptedCondition(spec: Record<string, unknown>, listeners: ListenerInfo[]): Condition {
   const addresses = Array.isArray(spec.addresses) ? spec.addresses.filter(isObject) : [];
   if (addresses.some((a) => str(a.value) !== undefined)) {
-    return [
-      cond(
-        'Accepted',
-        false,
-        'UnsupportedAddress',
-        'spec.addresses with a value are not supported: the gateway Service gets its address from the cluster',
-      ),
-    ];
+    return cond(
+      'Accepted',
+      false,
+      'UnsupportedAddress',
+      'spec.addresses with a value are not supported: the gateway Service gets its address from the cluster',
+    );
+  }
+  // Settings come from annotations (ADR 0010): no parameters kind is supported, so any reference is one the
+  // spec calls invalid (an unsupported kind, or an object that does not exist).
+  const infrastructure = isObject(spec.infrastructure) ? spec.infrastructure : {};
+  if (isObject(infrastructure.parametersRef)) {
+    const ref = infrastructure.parametersRef;
+    const what = `${str(ref.group) || 'core'}/${str(ref.kind) ?? ''} ${str(ref.name) ?? ''}`;
+    return cond(
+      'Accepted',
+      false,
+      'InvalidParameters',
+      `spec.infrastructure.parametersRef ${what} is not supported: Sluice reads its gateway settings from annotations (sluice.dev/service-type, sluice.dev/proxy-cpu-request)`,
+    );
   }
   // A listener with any condition in its bad state counts as not valid; the gateway stays Accepted while
   // at least one listener can be served (the spec's partial listener set).
@@ -416,10 +453,10 @@ function gatewayConditions(spec: Record<string, unknown>, listeners: ListenerInf
     c.type === 'Conflicted' ? c.status === 'True' : c.status === 'False';
   const invalid = listeners.filter((l) => !l.served || l.conditions.some(bad));
   if (invalid.length === 0 && listeners.length > 0)
-    return [cond('Accepted', true, 'Accepted', 'gateway accepted')];
+    return cond('Accepted', true, 'Accepted', 'gateway accepted');
   const served = listeners.filter((l) => l.served).map((l) => l.name);
   const message = `listeners not valid: ${invalid.map((l) => l.name).join(', ') || '(no listeners)'}; served: ${served.join(', ') || 'none'}`;
-  return [cond('Accepted', served.length > 0, 'ListenersNotValid', message)];
+  return cond('Accepted', served.length > 0, 'ListenersNotValid', message);
 }
 
 function makeLookup(objects: readonly K8sObject[]): Lookup {

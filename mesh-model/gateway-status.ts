@@ -96,20 +96,25 @@ export function computeGatewayStatuses(input: readonly K8sObject[]): GatewayStat
 
 /**
  * GatewayClass status.supportedFeatures names (sorted, as the CRD requires): what the gateway translation
- * and the gateway proxy implement. The controller writes them as `{ name }` objects. Not declared although
- * built: GatewayFrontendClientCertificateValidation (on the cluster the suite's validating listener went
- * missing from the proxy's view; until that is found, it is not claimed).
+ * and the gateway proxy implement, and exactly what `npm run conformance` declares to the upstream suite
+ * for the gateway profiles (conformance/profiles.ts), every one passing there.
  */
 export const GATEWAY_SUPPORTED_FEATURES: readonly string[] = [
   'GRPCRoute',
   'Gateway',
+  'GatewayAddressEmpty',
+  'GatewayFrontendClientCertificateValidation',
+  'GatewayFrontendClientCertificateValidationInsecureFallback',
   'GatewayHTTPListenerIsolation',
+  'GatewayHTTPSListenerDetectMisdirectedRequests',
   'GatewayInfrastructurePropagation',
   'GatewayPort8080',
   'HTTPRoute',
   'HTTPRoute303RedirectStatusCode',
   'HTTPRoute307RedirectStatusCode',
   'HTTPRoute308RedirectStatusCode',
+  'HTTPRouteBackendProtocolH2C',
+  'HTTPRouteBackendProtocolWebSocket',
   'HTTPRouteBackendRequestHeaderModification',
   'HTTPRouteBackendTimeout',
   'HTTPRouteHostRewrite',

@@ -2,7 +2,9 @@
 // (prior knowledge); HTTPS ports terminate TLS with the certificate SNI selects (gateway-tls.ts) and take
 // HTTP/1.1 or h2 by ALPN. Requests go through planGatewayRequest (the mesh's request plan) and the
 // sidecar's executor (http-forward.ts), with the sidecar's parsers, limits and timeouts (http-servers.ts).
+import http from 'node:http';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import {
   planGatewayRequest,
@@ -18,8 +20,9 @@ import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import { executeOutbound, outboundPlanOf, type ForwardDeps, type OutboundPlan } from './http-forward.ts';
 import { forwardHeaders } from './http-headers.ts';
-import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import { localReply, publicMessage, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { sniff } from './protocol-sniff.ts';
+import { forwardUpgrade } from './upgrade-forward.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 
 export interface GatewayListenerOptions {
@@ -65,7 +68,8 @@ export function planGatewayForward(
   }
   const authority = received.authority ?? String((h2 ? req.headers[':authority'] : req.headers.host) ?? '');
   // Client headers never carry an identity past the gateway: forwardHeaders drops x-sluice-peer-identity.
-  const headers = forwardHeaders(req.headers, false);
+  // An HTTP/1.1 Upgrade (WebSocket) keeps its upgrade headers.
+  const headers = forwardHeaders(req.headers, !h2 && req.headers.upgrade !== undefined);
   const p = planGatewayRequest(
     view,
     port,
@@ -123,24 +127,28 @@ function hostOf(authority: string): string {
 export function createGatewayListener(o: GatewayListenerOptions): GatewayListener {
   const limits = o.limits ?? DEFAULT_LIMITS;
   const scheme = o.protocol === 'HTTPS' ? 'https' : 'http';
+  /**
+   * A request must stay on the listener its TLS handshake chose (RFC 9110 §7.4 misdirected request):
+   * otherwise SNI for one host could carry requests for another, bypassing its certificate and client
+   * validation.
+   */
+  const misdirected = (req: DownstreamRequest, view: GatewayView): boolean => {
+    if (scheme !== 'https') return false;
+    const chosen = (req.socket as unknown as Record<symbol, GatewayListenerView | undefined>)[CHOICE];
+    const authority = String(
+      (req.httpVersionMajor === 2 ? req.headers[':authority'] : req.headers.host) ?? '',
+    );
+    const byHost = selectListener(view, o.port, hostOf(authority));
+    if (!chosen || !byHost || chosen.name === byHost.name) return false;
+    o.deps.metrics.errors.inc(['gateway', 'misdirected']);
+    return true;
+  };
+  const MISDIRECTED = 'misdirected request: the host does not match the TLS server name';
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const started = performance.now();
     const config = o.config();
     if (!config?.view) return localReply(req, res, 503, 'gateway not ready: no configuration yet');
-    if (scheme === 'https') {
-      // A request must stay on the listener its TLS handshake chose (RFC 9110 §7.4 misdirected request):
-      // otherwise SNI for one host could carry requests for another, bypassing its certificate and client
-      // validation.
-      const chosen = (req.socket as unknown as Record<symbol, GatewayListenerView | undefined>)[CHOICE];
-      const authority = String(
-        (req.httpVersionMajor === 2 ? req.headers[':authority'] : req.headers.host) ?? '',
-      );
-      const byHost = selectListener(config.view, o.port, hostOf(authority));
-      if (chosen && byHost && chosen.name !== byHost.name) {
-        o.deps.metrics.errors.inc(['gateway', 'misdirected']);
-        return localReply(req, res, 421, 'misdirected request: the host does not match the TLS server name');
-      }
-    }
+    if (misdirected(req, config.view)) return localReply(req, res, 421, MISDIRECTED);
     executeOutbound(
       o.deps,
       'gateway',
@@ -151,7 +159,28 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
       started,
     );
   };
-  const servers = createHttpServers(handle, undefined, {
+  // HTTP/1.1 Upgrade (WebSocket): planned like any request, then the two connections are joined.
+  const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const config = o.config();
+    const raw = (status: number, message: string, location?: string): void =>
+      void socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\n${location ? `location: ${location}\r\n` : ''}` +
+          `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message) + 1}\r\nconnection: close\r\n\r\n${message}\n`,
+      );
+    if (!config?.view) return raw(503, 'gateway not ready: no configuration yet');
+    if (misdirected(req, config.view)) return raw(421, MISDIRECTED);
+    const plan = planGatewayForward(o.deps, config, o.port, scheme, req);
+    if (plan.kind === 'reply') return raw(plan.code, publicMessage(plan.message), plan.location);
+    forwardUpgrade(o.deps, plan.target.endpoints, plan.request, socket, head, (code) => {
+      o.deps.metrics.requests.inc([
+        'gateway',
+        plan.target.routeLabel,
+        plan.target.backendLabel,
+        String(code),
+      ]);
+    });
+  };
+  const servers = createHttpServers(handle, onUpgrade, {
     limits,
     ...(o.headerLimits ? { headerLimits: o.headerLimits } : {}),
     onTimeout: (kind) => o.deps.metrics.timeouts.inc(['gateway', kind]),

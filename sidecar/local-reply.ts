@@ -44,13 +44,18 @@ export function localReply(
     return;
   }
   if (isGrpc(req)) {
-    res.writeHead(200, {
+    // Headers set, then end() alone: on HTTP/2 they go out as one HEADERS frame with END_STREAM, a
+    // trailers-only response. writeHead() first would send them without END_STREAM, and gRPC clients
+    // ignore a grpc-status outside trailers ("server closed the stream without sending trailers").
+    const headers = {
       'content-type': 'application/grpc',
       'grpc-status': String(GRPC_STATUS[status] ?? 2),
       'grpc-message': encodeURIComponent(message),
       'x-sluice-error': String(status),
       ...extra,
-    });
+    };
+    res.statusCode = 200;
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
     res.end();
     return;
   }

@@ -1,5 +1,11 @@
 import assert from 'node:assert/strict';
-import { MESH_EXTENDED, parseProfiles, supportedFeatures } from '../../../conformance/profiles.ts';
+import {
+  GATEWAY_EXTENDED,
+  MESH_EXTENDED,
+  parseProfiles,
+  supportedFeatures,
+} from '../../../conformance/profiles.ts';
+import { GATEWAY_SUPPORTED_FEATURES } from '../../../mesh-model/gateway-status.ts';
 
 describe('conformance profiles', () => {
   it('parses a profile list in the canonical order, case-insensitively', () => {
@@ -17,8 +23,18 @@ describe('conformance profiles', () => {
     assert.ok(!features.includes('ReferenceGrant'));
   });
 
-  it('declares the gateway core features only when a gateway profile runs', () => {
+  it('declares the gateway features only when a gateway profile runs: core and the passing extended ones', () => {
     const features = supportedFeatures(['GATEWAY-HTTP']);
-    assert.deepEqual(features.sort(), ['GRPCRoute', 'Gateway', 'HTTPRoute', 'ReferenceGrant']);
+    assert.deepEqual(
+      features.sort(),
+      ['GRPCRoute', 'Gateway', 'HTTPRoute', 'ReferenceGrant', ...GATEWAY_EXTENDED].sort(),
+    );
+    assert.ok(!features.includes('Mesh'));
+  });
+
+  it('declares to the suite exactly what the GatewayClass status lists as supported', () => {
+    assert.deepEqual(supportedFeatures(['GATEWAY-HTTP', 'GATEWAY-GRPC']).sort(), [
+      ...GATEWAY_SUPPORTED_FEATURES,
+    ]);
   });
 });

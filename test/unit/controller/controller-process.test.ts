@@ -24,9 +24,15 @@ describe('controller process pieces', () => {
         adminPort: 15014,
         kubeconfig: undefined,
         proxyImage: undefined,
+        proxyResources: { cpuRequest: '50m', memoryRequest: '64Mi' },
         help: false,
       });
       assert.equal(parseControllerFlags([], { SLUICE_PROXY_IMAGE: 'img:1' }).proxyImage, 'img:1');
+      assert.deepEqual(
+        parseControllerFlags(['--proxy-memory-request', '32Mi'], { SLUICE_PROXY_CPU_REQUEST: '10m' })
+          .proxyResources,
+        { cpuRequest: '10m', memoryRequest: '32Mi' },
+      );
       assert.equal(parseControllerFlags(['--proxy-image', 'img:2'], {}).proxyImage, 'img:2');
       const fromEnv = parseControllerFlags([], { POD_NAMESPACE: 'mesh', SLUICE_TRUST_DOMAIN: 'example.org' });
       assert.equal(fromEnv.namespace, 'mesh');
@@ -53,6 +59,7 @@ describe('controller process pieces', () => {
         adminPort: 2,
         kubeconfig: 'k',
         proxyImage: undefined,
+        proxyResources: { cpuRequest: '50m', memoryRequest: '64Mi' },
         help: false,
       });
     });
@@ -68,6 +75,8 @@ describe('controller process pieces', () => {
       ['--unknown'],
       ['extra'],
       ['--kubeconfig', ''],
+      ['--proxy-cpu-request', 'half'],
+      ['--proxy-memory-request', '1Gi'],
     ]) {
       it(`refuses ${args.join(' ')} with a UsageError`, () => {
         assert.throws(() => parseControllerFlags(args, {}), UsageError);

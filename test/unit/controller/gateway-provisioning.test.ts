@@ -9,12 +9,14 @@ import {
 import { applyPath, ourGateways } from '../../../controller/gateway-provisioner.ts';
 import { decideInjection } from '../../../injector/pod-injection.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
+import { DEFAULT_PROXY_RESOURCES } from '../../../protocol/proxy-resources.ts';
 
 const SETTINGS = {
   image: 'sluice:dev',
   imagePullPolicy: 'IfNotPresent',
   controllerAddress: 'sluice-controller.sluice-system.svc:15012',
   trustDomain: 'cluster.local',
+  proxyResources: DEFAULT_PROXY_RESOURCES,
 };
 
 function gateway(extra: Record<string, unknown> = {}, annotations?: Record<string, string>): K8sObject {
@@ -109,6 +111,34 @@ describe('gateway provisioning', () => {
       { name: 'http-80', port: 80, targetPort: 80, protocol: 'TCP' },
       { name: 'https-443', port: 443, targetPort: 443, protocol: 'TCP' },
     ]);
+  });
+
+  it('requests the configured proxy resources; a Gateway’s annotation overrides them, a bad one is an error', () => {
+    const requestsOf = (gw: K8sObject): unknown =>
+      (objects(gw)[1] as any).spec.template.spec.containers[0].resources.requests;
+    const out = (gw: K8sObject, settings = SETTINGS) => gatewayInfrastructure(gw, settings);
+    assert.deepEqual(requestsOf(gateway()), { cpu: '50m', memory: '64Mi' });
+    const low = { ...SETTINGS, proxyResources: { cpuRequest: '10m', memoryRequest: '64Mi' } };
+    const lowObjects = out(gateway(), low);
+    assert.ok(Array.isArray(lowObjects));
+    assert.deepEqual((lowObjects[1] as any).spec.template.spec.containers[0].resources, {
+      requests: { cpu: '10m', memory: '64Mi' },
+      limits: { memory: '256Mi' },
+    });
+    assert.deepEqual(requestsOf(gateway({}, { 'sluice.dev/proxy-cpu-request': '0.2' })), {
+      cpu: '0.2',
+      memory: '64Mi',
+    });
+    assert.deepEqual(
+      requestsOf(
+        gateway({ infrastructure: { annotations: { 'sluice.dev/proxy-memory-request': '128Mi' } } }),
+      ),
+      { cpu: '50m', memory: '128Mi' },
+    );
+    const bad = out(gateway({}, { 'sluice.dev/proxy-cpu-request': 'a lot' }));
+    assert.ok(
+      !Array.isArray(bad) && /annotation sluice.dev\/proxy-cpu-request: must be a CPU/.test(bad.error),
+    );
   });
 
   it('propagates spec.infrastructure labels and annotations to every object and the pods', () => {

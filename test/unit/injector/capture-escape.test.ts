@@ -17,6 +17,7 @@ import { createWebhookCa, issueServingCert } from '../../../injector/webhook-tls
 import { jsonLogger } from '../../../lib/json-log.ts';
 import { isInjectedPod } from '../../../mesh-model/endpoints.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
+import { DEFAULT_PROXY_RESOURCES } from '../../../protocol/proxy-resources.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -25,6 +26,7 @@ const settings: InjectionSettings = {
   imagePullPolicy: 'IfNotPresent',
   controllerAddress: 'sluice-controller.sluice-system.svc:15012',
   trustDomain: 'cluster.local',
+  proxyResources: DEFAULT_PROXY_RESOURCES,
   nativeSidecars: true,
   mtlsMode: 'PERMISSIVE',
 };

@@ -7,12 +7,14 @@ import {
   type InjectionSettings,
   type JsonPatchOp,
 } from '../../../injector/pod-injection.ts';
+import { DEFAULT_PROXY_RESOURCES } from '../../../protocol/proxy-resources.ts';
 
 const settings: InjectionSettings = {
   image: 'registry.example.com/sluice:1.0',
   imagePullPolicy: 'IfNotPresent',
   controllerAddress: 'sluice-controller.sluice-system.svc:15012',
   trustDomain: 'cluster.local',
+  proxyResources: DEFAULT_PROXY_RESOURCES,
   nativeSidecars: true,
   mtlsMode: 'PERMISSIVE',
 };
@@ -204,6 +206,33 @@ describe('injector: pod patch', () => {
       if (decision.action !== 'deny') assert.fail(`expected a refusal, got ${decision.action}`);
       assert.match(decision.message, message);
     }
+  });
+
+  it('requests the configured proxy resources; a pod’s annotations override them, bad ones refuse it', () => {
+    const resourcesFor = (annotations: Obj | undefined, s: InjectionSettings = settings): Obj => {
+      const pod = podOf(fixture('deployment-pod.json'));
+      if (annotations) (pod.metadata as Obj).annotations = annotations;
+      return byName((injected(pod, s).spec as Obj).initContainers, 'sluice-proxy').resources as Obj;
+    };
+    assert.deepEqual(resourcesFor(undefined), {
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { memory: '256Mi' },
+    });
+    const low = { ...settings, proxyResources: { cpuRequest: '5m', memoryRequest: '32Mi' } };
+    assert.deepEqual((resourcesFor(undefined, low).requests as Obj).cpu, '5m');
+    assert.deepEqual(resourcesFor({ 'sluice.dev/proxy-cpu-request': '250m' }, low).requests, {
+      cpu: '250m',
+      memory: '32Mi',
+    });
+    const pod = podOf(fixture('deployment-pod.json'));
+    (pod.metadata as Obj).annotations = { 'sluice.dev/proxy-memory-request': '2Gi' };
+    const decision = decideInjection(pod, settings);
+    if (decision.action !== 'deny') assert.fail(`expected a refusal, got ${decision.action}`);
+    assert.equal(decision.code, 'bad-annotation');
+    assert.match(
+      decision.message,
+      /sluice.dev\/proxy-memory-request: must not exceed the proxy's memory limit/,
+    );
   });
 
   it('passes sluice.dev/inbound-to-localhost on to the proxy only when it is true', () => {

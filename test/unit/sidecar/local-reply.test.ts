@@ -2,6 +2,7 @@
 // answers with localReply; the body is read back over a socket.
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { localReply, publicMessage } from '../../../sidecar/local-reply.ts';
 
@@ -43,6 +44,30 @@ describe('sidecar local replies', () => {
       assert.doesNotMatch(message, /\d+\.\d+\.\d+\.\d+|spiffe:/);
     } finally {
       server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('answers a gRPC call over HTTP/2 trailers-only: grpc-status in a HEADERS frame that ends the stream', async () => {
+    const server = http2.createServer((req, res) => localReply(req, res, 404, 'no route rule matches'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const stream = client.request({
+        ':method': 'POST',
+        ':path': '/x.Y/Z',
+        'content-type': 'application/grpc',
+      });
+      stream.end();
+      const [headers, flags] = await new Promise<[http2.IncomingHttpHeaders, number]>((resolve) =>
+        stream.once('response', (h, f) => resolve([h, f])),
+      );
+      assert.equal(headers['grpc-status'], '12');
+      assert.ok((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0, 'HEADERS carries END_STREAM');
+      stream.resume();
+      await new Promise((resolve) => stream.once('close', resolve));
+    } finally {
+      client.close();
       server.close();
     }
   });
