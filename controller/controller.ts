@@ -24,13 +24,12 @@ import { ControllerIdentity, loadMeshCa } from './mesh-identity.ts';
 import { RouteStatusLoop } from './route-status-loop.ts';
 import { StatusWriter } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
-import { computeGatewayStatuses, type GatewayStatuses } from '../mesh-model/gateway-status.ts';
 import type { WorkloadIdentity } from '../pki/spiffe-id.ts';
 import type { ConfigSubscriber } from './config-hub.ts';
 import { GatewayFeed } from './gateway-feed.ts';
 import { GatewayProvisioner, ourGateways } from './gateway-provisioner.ts';
 import { gatewayOfServiceAccount, type ProvisioningSettings } from './gateway-provisioning.ts';
-import { GatewayStatusLoop } from './gateway-status-loop.ts';
+import { GatewayStatusCache, GatewayStatusLoop } from './gateway-status-loop.ts';
 import { errorText } from '../lib/error-text.ts';
 
 export { ADMIN_PORT };
@@ -119,8 +118,8 @@ export class Controller {
   readonly #certificates = new Map<string, number>();
   /** Gateway API CRDs, metadata only: GatewayClass SupportedVersion reads their bundle-version. */
   #crds: K8sObject[] = [];
-  /** computeGatewayStatuses() of the current objects; cleared when one of its inputs changes. */
-  #gatewayStatusCache: GatewayStatuses | undefined;
+  /** The gateway statuses of the current objects; invalidated when one of their inputs changes. */
+  readonly #gatewayStatuses = new GatewayStatusCache(() => this.#gatewayObjects());
   readonly #stopping = new AbortController();
   #synced = false;
   #listening = false;
@@ -160,7 +159,7 @@ export class Controller {
       active: () => this.#synced && !this.#stopping.signal.aborted,
       ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
       counters: this.#counters,
-      gatewayParents: () => this.#gatewayStatuses().routeParents,
+      gatewayParents: () => this.#gatewayStatuses.get().routeParents,
     });
     const list = (name: Watched) => (): K8sObject[] => this.#informers[name].list();
     this.#provisioner = options.gateways
@@ -176,7 +175,7 @@ export class Controller {
     this.#gatewayStatus = new GatewayStatusLoop({
       writer: this.#writer,
       log: this.#log,
-      statuses: () => this.#gatewayStatuses(),
+      statuses: () => this.#gatewayStatuses.get(),
       gatewayClasses: list('gatewayclasses'),
       gateways: list('gateways'),
       pods: list('pods'),
@@ -256,7 +255,7 @@ export class Controller {
       informer.start();
     }
     const resync = setInterval(() => {
-      this.#gatewayStatusCache = undefined;
+      this.#gatewayStatuses.invalidate();
       this.#statusLoop.rebuild('status resync');
       this.#gatewayStatus.rebuild();
       this.#provisioner?.schedule();
@@ -306,7 +305,7 @@ export class Controller {
     }
     if (this.#stopping.signal.aborted) return;
     this.#crds = found;
-    this.#gatewayStatusCache = undefined;
+    this.#gatewayStatuses.invalidate();
     this.#gatewayStatus.schedule();
   }
 
@@ -315,20 +314,11 @@ export class Controller {
     else this.#hub.upsert(object);
     if (name === 'namespaces' && type === 'add' && object.metadata?.name)
       this.#bundles.namespaceAdded(object.metadata.name);
-    if (GATEWAY_INPUTS.has(name)) this.#gatewayStatusCache = undefined;
+    if (GATEWAY_INPUTS.has(name)) this.#gatewayStatuses.invalidate();
     if (MODEL_INPUTS.has(name) || GATEWAY_INPUTS.has(name)) this.#statusLoop.schedule();
     this.#gatewayFeed.changed();
     if (GATEWAY_INPUTS.has(name) || name === 'pods') this.#gatewayStatus.schedule();
     if (name === 'gateways' || name === 'gatewayclasses') this.#provisioner?.schedule();
-  }
-
-  /**
-   * The gateway statuses of the current objects: the route status loop (gateway parents) and the gateway
-   * status loop both read them after a change, so they are computed once until an input changes again.
-   */
-  #gatewayStatuses(): GatewayStatuses {
-    this.#gatewayStatusCache ??= computeGatewayStatuses(this.#gatewayObjects());
-    return this.#gatewayStatusCache;
   }
 
   /** Everything the gateway statuses are computed from. */

@@ -6,6 +6,7 @@
 import type { Logger } from '../lib/json-log.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import {
+  computeGatewayStatuses,
   GATEWAY_SUPPORTED_FEATURES,
   type Condition as PureCondition,
   type GatewayStatuses,
@@ -213,6 +214,29 @@ export function dataPlaneState(
     (s) => s.metadata?.name === svcName && (s.metadata.namespace ?? 'default') === namespace,
   );
   return { readyPods: labelled.filter(podReady).length, addresses: serviceAddresses(service), problem };
+}
+
+/**
+ * computeGatewayStatuses() of the current objects, computed once until invalidate(): after a change both the
+ * route status loop (gateway parents) and the gateway status loop read it, and neither recomputes it.
+ */
+export class GatewayStatusCache {
+  readonly #objects: () => K8sObject[];
+  #value: GatewayStatuses | undefined;
+
+  constructor(objects: () => K8sObject[]) {
+    this.#objects = objects;
+  }
+
+  get(): GatewayStatuses {
+    this.#value ??= computeGatewayStatuses(this.#objects());
+    return this.#value;
+  }
+
+  /** An input changed. */
+  invalidate(): void {
+    this.#value = undefined;
+  }
 }
 
 export interface GatewayStatusLoopOptions {

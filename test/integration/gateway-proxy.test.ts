@@ -13,7 +13,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { stringify } from 'yaml';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../../pki/ca.ts';
@@ -238,8 +238,16 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
       keyPem: await privateKeyToPem(keys.privateKey),
       bundlePem: ca.certPem,
     });
-    web = await upstream((_n, req, res) =>
-      res.end(`web ${String(req.headers['x-sluice-peer-identity'] ?? '-')}`),
+    web = await upstream(
+      (_n, req, res) => res.end(`web ${String(req.headers['x-sluice-peer-identity'] ?? '-')}`),
+      // An upgrade: 101, then the bytes sent back in upper case.
+      (req, socket) => {
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${String(req.headers.upgrade)}\r\n\r\n`,
+        );
+        socket.on('data', (chunk: Buffer) => socket.write(chunk.toString().toUpperCase()));
+        socket.on('end', () => socket.end()); // an upgraded socket is half-open: close with the proxy
+      },
     );
     api = await upstream((_n, _req, res) => res.end('api'));
     // A gRPC server in miniature: h2c, answers every call with an empty message and grpc-status 0.
@@ -323,6 +331,27 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
     });
     assert.equal(r.status, 200);
     assert.equal(r.body, 'web -');
+  });
+
+  it('joins an HTTP/1.1 Upgrade (WebSocket) to the routed backend', async () => {
+    const req = http.request({
+      host: '127.0.0.1',
+      port: httpPort,
+      path: '/ws',
+      headers: { host: 'anything.test', connection: 'upgrade', upgrade: 'websocket' },
+    });
+    req.end();
+    const [res, socket] = (await once(req, 'upgrade')) as [http.IncomingMessage, Socket];
+    try {
+      assert.equal(res.statusCode, 101);
+      assert.equal(res.headers.upgrade, 'websocket');
+      socket.write('ping through the gateway');
+      const [echoed] = (await once(socket, 'data')) as [Buffer];
+      assert.equal(echoed.toString(), 'PING THROUGH THE GATEWAY');
+    } finally {
+      socket.destroy();
+    }
+    assert.equal(web.hits.at(-1)?.url, '/ws');
   });
 
   it('takes h2c with prior knowledge on an HTTP port', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import {
   dataPlaneState,
+  GatewayStatusCache,
   gatewayClassStatusUpdate,
   gatewayStatusUpdate,
   serviceAddresses,
@@ -170,5 +171,35 @@ describe('gateway status (controller side)', () => {
       dropped.parents.map((p) => p.controllerName),
       ['example.com/other', MESH_CONTROLLER_NAME],
     );
+  });
+
+  it('computes the statuses once per change, however many readers (route and gateway status loops)', () => {
+    let reads = 0;
+    const objects: K8sObject[] = [
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'GatewayClass',
+        metadata: { name: 'sluice' },
+        spec: { controllerName: GW_CONTROLLER },
+      },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'Gateway',
+        metadata: { name: 'web', namespace: 'edge' },
+        spec: { gatewayClassName: 'sluice', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
+      },
+    ];
+    const cache = new GatewayStatusCache(() => {
+      reads++;
+      return objects;
+    });
+    const first = cache.get();
+    assert.equal(cache.get(), first);
+    assert.equal(reads, 1);
+    assert.ok(first.gateways.has('edge/web'));
+    objects.pop();
+    cache.invalidate();
+    assert.ok(!cache.get().gateways.has('edge/web'));
+    assert.equal(reads, 2);
   });
 });
