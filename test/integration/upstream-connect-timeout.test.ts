@@ -12,6 +12,7 @@ import { waitFor } from '../support/wait-for.ts';
 const NS = 'shop';
 const MESHED_VIP = '10.96.0.31';
 const PLAIN_VIP = '10.96.0.32';
+const H2C_VIP = '10.96.0.33';
 
 describe('upstream connect timeout: black-holed endpoints get 503, in network namespaces', function () {
   this.timeout(120_000);
@@ -48,6 +49,8 @@ describe('upstream connect timeout: black-holed endpoints get 503, in network na
       ...refs.map(podObject),
       ...serviceWithEndpoints(NS, 'meshed', MESHED_VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
       ...serviceWithEndpoints(NS, 'plain', PLAIN_VIP, [[80, APP_PORT, 'http']], [refs[2]!]),
+      // The same meshed pod as an h2c Service: its sidecars talk HTTP/2 (one session, its own connector).
+      ...serviceWithEndpoints(NS, 'grpcish', H2C_VIP, [[80, APP_PORT, 'h2c']], [refs[1]!]),
     ]);
     await mesh.startSidecars();
     // Both answer while they are reachable.
@@ -95,12 +98,26 @@ describe('upstream connect timeout: black-holed endpoints get 503, in network na
     assert.doesNotMatch(r.body, /10\.248\.|spiffe:/); // no address or identity in the body
   });
 
+  it('HTTP/2 to a meshed endpoint that drops SYNs: 503 "upstream connect timeout" too', async () => {
+    // An h2c client in the client pod (prior knowledge), as a gRPC app would be.
+    const out = await mesh.harness.runIn(pod('client'), nodeBin, [
+      '-e',
+      `const s=require('node:http2').connect('http://${H2C_VIP}:80');s.on('error',()=>{});` +
+        `const r=s.request({':path':'/held'});let b='';r.on('response',h=>{r.on('data',d=>b+=d);` +
+        `r.on('end',()=>{console.log(JSON.stringify({status:h[':status'],body:b}));s.close()})});` +
+        `r.on('error',e=>{console.log(JSON.stringify({status:0,body:String(e)}));s.close()});r.end()`,
+    ]);
+    const r = JSON.parse(out) as { status: number; body: string };
+    assert.equal(r.status, 503, r.body);
+    assert.match(r.body, /upstream connect timeout \(shop\/grpcish:80\)/);
+  });
+
   it('a plain (un-meshed) endpoint that drops SYNs: the same', async () => {
     const r = await get(`http://${PLAIN_VIP}/held`);
     assert.equal(r.status, 503, r.body);
     assert.match(r.body, /upstream connect timeout \(shop\/plain:80\)/);
     const metrics = (await mesh.admin(pod('client'), '/metrics')).body;
-    assert.match(metrics, /sluice_errors_total\{direction="outbound",cause="connect_timeout"\} 2/);
+    assert.match(metrics, /sluice_errors_total\{direction="outbound",cause="connect_timeout"\} 3/);
     assert.ok(
       pod('client').sidecarLog.some(
         (l) => l.msg === 'upstream error' && l.code === 'ERR_UPSTREAM_CONNECT_TIMEOUT',

@@ -25,8 +25,8 @@ export interface DriverPlan {
   quietMs: number;
   /**
    * Clean connections (well-formed requests only) wait for every answer, however slow, and are cut only
-   * past this, which must exceed the proxy's own bounds (its stream idle timeout); a busy machine is slow,
-   * and a test that gives up on a timer measures the machine rather than the proxy.
+   * after this long without a byte, which must exceed the proxy's own bound (its stream idle timeout); a
+   * busy machine is slow, and a test that gives up on a timer measures the machine rather than the proxy.
    */
   answerBoundMs: number;
 }
@@ -171,12 +171,17 @@ function runConnection(
       clearTimeout(quiet);
       if (!ended && quietMs > 0) quiet = setTimeout(() => end('quiet'), quietMs);
     };
-    // A guard for the whole connection, independent of the timers above: a connection that waits for all
-    // its answers (quietMs 0) is only bounded by the proxy's own stream idle timeout.
-    const guard = setTimeout(
-      () => finish(true),
-      plan.closeBoundMs + (quietMs > 0 ? quietMs * 4 + 30_000 : plan.answerBoundMs),
-    );
+    // A guard independent of the timers above. For a connection that waits for all its answers (quietMs 0)
+    // it is an idle bound, re-armed by every byte received: pipelined requests are answered one after the
+    // other, so on a busy machine the connection as a whole may take a minute while never standing still,
+    // and only the proxy's own stream idle timeout (answerBoundMs exceeds it) bounds a silence.
+    const guardMs = plan.closeBoundMs + (quietMs > 0 ? quietMs * 4 + 30_000 : plan.answerBoundMs);
+    let guard = setTimeout(() => finish(true), guardMs);
+    const rearmGuard = (): void => {
+      if (quietMs > 0 || ended) return;
+      clearTimeout(guard);
+      guard = setTimeout(() => finish(true), guardMs);
+    };
     socket.on('close', () => {
       clearTimeout(guard);
       finish(false);
@@ -185,6 +190,7 @@ function runConnection(
     socket.on('end', () => end('peer'));
     socket.on('data', (chunk: Buffer) => {
       lastByte = performance.now();
+      rearmGuard();
       if (h1) counter.push(chunk);
       if (h1 && counter.statuses.length >= expected) end('answered');
       else armQuiet();
