@@ -176,6 +176,8 @@ function asAddressed(destination: { address: string; port: number }): Target {
     address: destination.address,
     port: destination.port,
     ready: true,
+    serving: true,
+    terminating: false,
     identity: undefined,
     pod: undefined,
   };

@@ -91,6 +91,8 @@ export function createInboundListener(o: InboundOptions): {
     address: appAddress(info),
     port: info.port,
     ready: true,
+    serving: true,
+    terminating: false,
     identity: undefined,
     pod: undefined,
   });

@@ -62,6 +62,8 @@ export class UpstreamPools {
   readonly #idleMs: number;
   /** Endpoints of the last view given to retain(). */
   #viewKeys = new Set<string>();
+  /** The ready ones among them. */
+  #readyKeys = new Set<string>();
 
   constructor(credentials: () => MeshTlsCredentials | undefined, options: UpstreamPoolOptions = {}) {
     this.#credentials = credentials;
@@ -201,25 +203,34 @@ export class UpstreamPools {
   }
 
   /**
-   * A new view: pools of endpoints that were in the previous view and are not in this one close (idle
-   * connections now, busy ones after their request). Addresses dialled directly (not Services) are left
-   * to the idle timeout.
+   * A new view: pools of endpoints that were in the previous view and are not in this one close, and so do
+   * those of endpoints that were ready and no longer are (terminating): idle connections now, busy ones
+   * after their request, so nothing in flight is cut. A terminating endpoint asked again (every endpoint is
+   * terminating) gets a new pool. Addresses dialled directly (not Services) are left to the idle timeout.
    */
   retain(endpoints: Iterable<Endpoint>): void {
     const keys = new Set<string>();
-    for (const ep of endpoints) keys.add(keyOf(ep));
-    for (const key of this.#viewKeys) {
-      if (keys.has(key)) continue;
-      const pool = this.#pools.get(key);
-      if (pool) void pool.close().catch(() => undefined);
-      this.#pools.delete(key);
-      this.#sessions.get(key)?.close();
-      this.#sessions.delete(key);
-      const agent = this.#agents.get(key);
-      if (agent) closeAgent(agent);
-      this.#agents.delete(key);
+    const ready = new Set<string>();
+    for (const ep of endpoints) {
+      keys.add(keyOf(ep));
+      if (ep.ready) ready.add(keyOf(ep));
     }
+    for (const key of this.#viewKeys) if (!keys.has(key)) this.#drain(key);
+    for (const key of this.#readyKeys) if (keys.has(key) && !ready.has(key)) this.#drain(key);
     this.#viewKeys = keys;
+    this.#readyKeys = ready;
+  }
+
+  /** Closes an endpoint's pools without cutting what is in flight (HTTP/2: GOAWAY, open streams finish). */
+  #drain(key: string): void {
+    const pool = this.#pools.get(key);
+    if (pool) void pool.close().catch(() => undefined);
+    this.#pools.delete(key);
+    this.#sessions.get(key)?.close();
+    this.#sessions.delete(key);
+    const agent = this.#agents.get(key);
+    if (agent) closeAgent(agent);
+    this.#agents.delete(key);
   }
 
   /** Connections to each endpoint, for tests and the admin view: HTTP/1.1 pooled + HTTP/2 sessions. */
