@@ -20,24 +20,17 @@ import { forwardHeaders, forwardResponseHeaders, PEER_IDENTITY_HEADER } from './
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
-import type { UpstreamPools } from './upstream-pools.ts';
+import { isConnectFailure, type UpstreamPools } from './upstream-pools.ts';
+import { attemptStarting, type AttemptConnection } from './connection-reuse.ts';
+import {
+  classifyHttp1,
+  classifyHttp2,
+  DEFAULT_TRANSPORT_RETRIES,
+  shouldRetry,
+  type FailureKind,
+} from './retry-rules.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
-
-const MAX_CONNECT_ATTEMPTS = 3;
-const RETRYABLE = new Set([
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ETIMEDOUT',
-  'ECONNRESET',
-  'EPIPE',
-  'ERR_SPIFFE_ID_MISMATCH',
-  'ERR_HTTP2_GOAWAY_SESSION',
-  'ERR_HTTP2_INVALID_SESSION',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
 
 export interface ForwardDeps {
   pools: UpstreamPools;
@@ -51,6 +44,8 @@ export interface ForwardDeps {
   normalize?: NormalizeOptions;
   /** Spans and trace context (sidecar/tracing/); absent or disabled: requests are not looked at. */
   tracing?: RequestTracing;
+  /** Extra attempts after a transport failure (retry-rules.ts; default DEFAULT_TRANSPORT_RETRIES). */
+  transportRetries?: number;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -270,6 +265,16 @@ export interface UpstreamRequest {
 const DEFAULT_RETRY_ATTEMPTS = 1;
 const DEFAULT_RETRY_BACKOFF_MS = 25;
 
+/** Request bodies up to this size (declared by Content-Length) are read before sending, to be replayable. */
+const REPLAY_BODY_BYTES = 64 * 1024;
+
+/** The declared length of a small body kept for a retry; undefined for none or a streamed one. */
+function replayableLength(req: DownstreamRequest): number | undefined {
+  if (isBodyless(req) || req.headers['transfer-encoding'] !== undefined) return undefined;
+  const n = Number(req.headers['content-length']);
+  return Number.isInteger(n) && n > 0 && n <= REPLAY_BODY_BYTES ? n : undefined;
+}
+
 function isBodyless(req: DownstreamRequest): boolean {
   if (req.httpVersionMajor === 2)
     return (
@@ -281,9 +286,11 @@ function isBodyless(req: DownstreamRequest): boolean {
 }
 
 /**
- * Sends to an endpoint picked by the load balancer. A connection that fails before any request byte was
- * sent is retried on another endpoint. The rule's retry policy (response codes) is applied to requests
- * without a body, which can be replayed without buffering. Applies request and backendRequest timeouts.
+ * Sends to an endpoint picked by the load balancer. An attempt that failed before any response byte is
+ * sent again, to another endpoint when there is one, as retry-rules.ts decides (ADR 0015): whatever the
+ * method when no byte reached the app, idempotent bodyless requests on any reset; one extra attempt unless
+ * configured. The rule's retry policy (response codes) is applied to requests without a body, which can be
+ * replayed without buffering. Applies request and backendRequest timeouts.
  */
 export interface SendOptions {
   readonly deps: ForwardDeps;
@@ -307,8 +314,14 @@ export function sendWithRetries(options: SendOptions): void {
   const { deps, target, request, req, res, editResponse, finish, fail } = options;
   const tried = new Set<Endpoint>();
   const p = target.plan;
-  const retry = p?.retry && isBodyless(req) ? p.retry : undefined;
+  const keptLength = replayableLength(req);
+  /** The request body, once read, when it is small enough to keep for a retry. */
+  let kept: Buffer | undefined;
+  const retry = p?.retry && (isBodyless(req) || keptLength !== undefined) ? p.retry : undefined;
   let retriesLeft = retry ? (retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
+  let transportRetriesLeft = deps.transportRetries ?? DEFAULT_TRANSPORT_RETRIES;
+  /** A retry may go back to an endpoint already tried (on a new connection) when no other is left. */
+  let mayReuseTried = false;
   let cancel: (() => void) | undefined;
   let done = false;
   let requestTimer: NodeJS.Timeout | undefined;
@@ -336,7 +349,12 @@ export function sendWithRetries(options: SendOptions): void {
   });
 
   const attempt = (): void => {
-    const ep = deps.lb.pick(target.endpoints, tried);
+    let ep = deps.lb.pick(target.endpoints, tried);
+    if (!ep && mayReuseTried) {
+      mayReuseTried = false;
+      tried.clear();
+      ep = deps.lb.pick(target.endpoints);
+    }
     if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
       // Every connection to this endpoint is busy: another endpoint, or a 503 rather than a queue.
       overflowed = true;
@@ -391,7 +409,7 @@ export function sendWithRetries(options: SendOptions): void {
           res.destroy();
         });
       },
-      error(err, retryable) {
+      error(err, kind, replayable) {
         if (done) return;
         const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
         lastError = `upstream ${code} (${target.backendLabel})`;
@@ -399,32 +417,60 @@ export function sendWithRetries(options: SendOptions): void {
           backend: target.backendLabel,
           endpoint: `${ep.address}:${ep.port}`,
           code,
+          failure: kind,
           error: err.message,
         });
-        if (retryable && RETRYABLE.has(code) && tried.size < MAX_CONNECT_ATTEMPTS) {
-          deps.lb.failed(stats);
+        if (kind === 'connect') deps.lb.failed(stats);
+        else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+        const again = shouldRetry({
+          kind,
+          method: request.method,
+          hasRetryPolicy: p?.retry !== undefined,
+          replayable,
+          retriesLeft: transportRetriesLeft,
+        });
+        if (again) {
+          transportRetriesLeft--;
+          mayReuseTried = kind !== 'connect';
+          clearTimeout(attemptTimer);
+          deps.metrics.retries.inc([options.direction ?? 'outbound', kind]);
+          deps.log?.info('upstream retry', {
+            backend: target.backendLabel,
+            endpoint: `${ep.address}:${ep.port}`,
+            failure: kind,
+            attempt: tried.size + 1,
+          });
           return attempt();
         }
-        deps.lb.finish(stats, (performance.now() - t0) * 1e6);
         end();
         fail(502, lastError, 'upstream');
       },
     };
     try {
       cancel = request.h2
-        ? sendH2(deps, ep, request, req, handlers)
-        : sendH1(deps, ep, request, req, handlers);
+        ? sendH2(deps, ep, request, req, handlers, kept)
+        : sendH1(deps, ep, request, req, handlers, kept);
     } catch (err) {
-      handlers.error(err as Error, true);
+      // Thrown before anything was sent (no identity loaded, a session already closing).
+      handlers.error(err as Error, 'connect', true);
     }
   };
-  attempt();
+  if (keptLength === undefined) return attempt();
+  const chunks: Buffer[] = [];
+  (req as Readable).on('data', (chunk: Buffer) => chunks.push(chunk));
+  (req as Readable).once('end', () => {
+    kept = Buffer.concat(chunks);
+    if (!done) attempt();
+  });
 }
 
 interface UpstreamHandlers {
   response(status: number, headers: IncomingHttpHeaders, body: Readable): void;
-  /** `retryable`: no byte of the request reached the endpoint, so another endpoint may be tried. */
-  error(err: Error, retryable: boolean): void;
+  /**
+   * No response byte arrived. `kind`: how far the request got (retry-rules.ts); `replayable`: it can be
+   * sent again as it was (no body, or a body nobody has read yet).
+   */
+  error(err: Error, kind: FailureKind, replayable: boolean): void;
 }
 
 function trailersOf(body: Readable): http.OutgoingHttpHeaders | undefined {
@@ -440,20 +486,22 @@ function sendH1(
   r: UpstreamRequest,
   req: DownstreamRequest,
   h: UpstreamHandlers,
+  kept?: Buffer,
 ): () => void {
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
   const { expect: _expect, ...headers } = r.headers;
-  const bodyless = isBodyless(req) || (req as Readable).readableEnded;
+  const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
   let controller: Dispatcher.DispatchController | undefined;
   let body: Readable | undefined;
   let cancelled = false;
   let settled = false;
+  const connection: AttemptConnection = { reused: undefined, writtenAt: undefined };
   deps.pools.pool(ep).dispatch(
     {
       path: r.path,
       method: r.method,
       headers: headers as Record<string, string | string[]>,
-      body: bodyless ? null : req,
+      body: kept ?? (bodyless ? null : req),
     },
     {
       onRequestStart(c) {
@@ -461,6 +509,7 @@ function sendH1(
         // Cancelled while it waited in undici's queue for a connection (no controller to abort then):
         // drop it before a byte is sent, or its response would arrive for nobody.
         if (cancelled) c.abort(new Error('request cancelled'));
+        else attemptStarting(connection);
       },
       onResponseStart(c, status, responseHeaders) {
         body = new Readable({
@@ -484,9 +533,17 @@ function sendH1(
       },
       onResponseError(_c, err) {
         settled = true;
-        if (body) body.destroy(err);
-        // Retryable while no request byte can have been sent: no body, or a body nobody has read yet.
-        else h.error(err, bodyless || !(req as Readable).readableDidRead);
+        if (body) return void body.destroy(err);
+        const bodyRead = kept === undefined && !bodyless && (req as Readable).readableDidRead;
+        const kind = classifyHttp1({
+          code: (err as NodeJS.ErrnoException).code ?? '',
+          connectFailed: isConnectFailure(err),
+          reused: connection.reused,
+          sinceWrittenMs:
+            connection.writtenAt === undefined ? undefined : performance.now() - connection.writtenAt,
+          bodyRead,
+        });
+        h.error(err, kind, !bodyRead);
       },
     },
   );
@@ -502,6 +559,7 @@ function sendH2(
   r: UpstreamRequest,
   req: DownstreamRequest,
   h: UpstreamHandlers,
+  kept?: Buffer,
 ): () => void {
   const session = deps.pools.session(ep);
   const stream = session.request({
@@ -514,8 +572,9 @@ function sendH2(
   let sent = false;
   const start = (): void => {
     sent = true;
+    if (kept) stream.end(kept);
     // A retry of a bodyless request finds the downstream request already ended.
-    if ((req as Readable).readableEnded) stream.end();
+    else if ((req as Readable).readableEnded) stream.end();
     else (req as Readable).pipe(stream);
   };
   if (session.connecting) session.once('connect', start);
@@ -527,7 +586,14 @@ function sendH2(
     });
     h.response(status, headers, stream);
   });
-  stream.on('error', (err: Error) => h.error(err, !sent));
+  stream.on('error', (err: Error) => {
+    const kind = classifyHttp2({
+      code: (err as NodeJS.ErrnoException).code ?? '',
+      rstCode: stream.rstCode,
+      started: sent,
+    });
+    h.error(err, kind, kept !== undefined || isBodyless(req) || !(req as Readable).readableDidRead);
+  });
   return () => stream.close(http2.constants.NGHTTP2_CANCEL);
 }
 

@@ -46,6 +46,17 @@ export interface UpstreamPoolOptions {
  * app server may close its end sooner without saying so (Node's default is 5 s). */
 const UNHINTED_KEEP_ALIVE_MS = 4_000;
 
+/** A connection (TCP + mTLS handshake) not established after this long fails (the request is retried). */
+const CONNECT_TIMEOUT_MS = 5_000;
+
+/** Errors of connections that never became ready: no byte of any request went out on them. */
+const connectFailures = new WeakSet<Error>();
+
+/** Whether an upstream error is the failure to connect (TCP or handshake), not one of a connection. */
+export function isConnectFailure(err: Error): boolean {
+  return connectFailures.has(err);
+}
+
 function keyOf(ep: Endpoint): string {
   return `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
 }
@@ -147,9 +158,22 @@ export class UpstreamPools {
           // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
           const socket = tlsOptions ? tls.connect(tlsOptions) : this.#plainConnect(ep);
           const ready = tlsOptions ? 'secureConnect' : 'connect';
-          const onError = (err: Error): void => callback(err, null);
+          const onError = (err: Error): void => {
+            clearTimeout(timer);
+            connectFailures.add(err);
+            callback(err, null);
+          };
+          // No answer at all (a pod gone without a reset): give up and let the request try another endpoint.
+          const timer = setTimeout(() => {
+            socket.destroy(
+              Object.assign(new Error(`connect timeout after ${CONNECT_TIMEOUT_MS} ms`), {
+                code: 'ETIMEDOUT',
+              }),
+            );
+          }, CONNECT_TIMEOUT_MS);
           socket.once('error', onError);
           socket.once(ready, () => {
+            clearTimeout(timer);
             socket.off('error', onError);
             callback(null, socket);
           });
