@@ -16,7 +16,12 @@ import {
   type RequestPlan,
 } from '../mesh-model/request-plan.ts';
 import { normalizeTarget, parseRequestTarget, type NormalizeOptions } from '../mesh-model/request-target.ts';
-import { forwardHeaders, forwardResponseHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
+import {
+  forwardHeaders,
+  forwardResponseHeaders,
+  NOT_PROCESSED_HEADER,
+  PEER_IDENTITY_HEADER,
+} from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
@@ -302,8 +307,11 @@ export interface SendOptions {
   readonly editResponse: (headers: HeaderMap) => void;
   /** The response went out with this status. */
   readonly finish: (code: number) => void;
-  /** No upstream answered: reply locally with this status. */
-  readonly fail: (code: number, message: string, cause: string) => void;
+  /**
+   * No upstream answered: reply locally with this status. `notProcessed`: every attempt failed before any
+   * byte reached the app (the inbound sidecar tells the client sidecar so, with NOT_PROCESSED_HEADER).
+   */
+  readonly fail: (code: number, message: string, cause: string, notProcessed?: boolean) => void;
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
   /** The request's span when it is traced: told each endpoint attempt. */
@@ -322,6 +330,10 @@ export function sendWithRetries(options: SendOptions): void {
   let transportRetriesLeft = deps.transportRetries ?? DEFAULT_TRANSPORT_RETRIES;
   /** A retry may go back to an endpoint already tried (on a new connection) when no other is left. */
   let mayReuseTried = false;
+  /** Some attempt may have reached the app (a failure after writing, or any response). */
+  let reachedApp = false;
+  /** Set while a transport retry looks for its endpoint: counted once it has one. */
+  let retryingAfter: FailureKind | undefined;
   let cancel: (() => void) | undefined;
   let done = false;
   let requestTimer: NodeJS.Timeout | undefined;
@@ -363,7 +375,7 @@ export function sendWithRetries(options: SendOptions): void {
     }
     if (!ep) {
       end();
-      if (lastError) return fail(502, lastError, 'upstream');
+      if (lastError) return fail(502, lastError, 'upstream', !reachedApp);
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
         return fail(503, `upstream connection limit reached for ${target.backendLabel}`, 'upstream_overflow');
@@ -372,15 +384,51 @@ export function sendWithRetries(options: SendOptions): void {
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
     tried.add(ep);
+    if (retryingAfter !== undefined) {
+      deps.metrics.retries.inc([options.direction ?? 'outbound', retryingAfter]);
+      deps.log?.info('upstream retry', {
+        backend: target.backendLabel,
+        endpoint: `${ep.address}:${ep.port}`,
+        failure: retryingAfter,
+      });
+      retryingAfter = undefined;
+    }
     options.span?.attempt(ep);
     const stats = deps.lb.start(ep);
     const t0 = performance.now();
     const backendMs = p?.backendRequestTimeoutMs;
     clearTimeout(attemptTimer);
     if (backendMs) attemptTimer = setTimeout(timedOut(backendMs, 'backendRequest'), backendMs);
+    /** Sends the request again when retry-rules.ts allows it after this failure; false when it does not. */
+    const retried = (kind: FailureKind, replayable: boolean): boolean => {
+      if (kind === 'connect' || kind === 'refused') deps.lb.failed(stats);
+      else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+      if (kind === 'reset' || kind === 'other') reachedApp = true;
+      const again = shouldRetry({
+        kind,
+        method: request.method,
+        hasRetryPolicy: p?.retry !== undefined,
+        replayable,
+        retriesLeft: transportRetriesLeft,
+      });
+      if (!again) return false;
+      transportRetriesLeft--;
+      mayReuseTried = kind !== 'connect' && kind !== 'refused';
+      clearTimeout(attemptTimer);
+      retryingAfter = kind;
+      attempt();
+      return true;
+    };
     const handlers: UpstreamHandlers = {
       response(status, headers, body) {
         if (done) return void body.destroy();
+        // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
+        // the request: its app was not listening (ADR 0015).
+        if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
+          const replayable = kept !== undefined || isBodyless(req) || !(req as Readable).readableDidRead;
+          if (retried('refused', replayable)) return void body.resume();
+          reachedApp = false;
+        } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
           retriesLeft--;
           body.resume();
@@ -420,30 +468,9 @@ export function sendWithRetries(options: SendOptions): void {
           failure: kind,
           error: err.message,
         });
-        if (kind === 'connect') deps.lb.failed(stats);
-        else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
-        const again = shouldRetry({
-          kind,
-          method: request.method,
-          hasRetryPolicy: p?.retry !== undefined,
-          replayable,
-          retriesLeft: transportRetriesLeft,
-        });
-        if (again) {
-          transportRetriesLeft--;
-          mayReuseTried = kind !== 'connect';
-          clearTimeout(attemptTimer);
-          deps.metrics.retries.inc([options.direction ?? 'outbound', kind]);
-          deps.log?.info('upstream retry', {
-            backend: target.backendLabel,
-            endpoint: `${ep.address}:${ep.port}`,
-            failure: kind,
-            attempt: tried.size + 1,
-          });
-          return attempt();
-        }
+        if (retried(kind, replayable)) return;
         end();
-        fail(502, lastError, 'upstream');
+        fail(502, lastError, 'upstream', !reachedApp);
       },
     };
     try {

@@ -4,18 +4,18 @@
 /**
  * How an attempt failed before any response byte arrived:
  * - connect: the connection (TCP or the mTLS handshake) failed; nothing was sent.
- * - refused_stream: an HTTP/2 peer refused the stream (REFUSED_STREAM, or GOAWAY before it); the peer
- *   guarantees it did not process it.
+ * - refused: the peer guarantees it did not process the request: an HTTP/2 REFUSED_STREAM or a GOAWAY
+ *   before the stream, or a peer sidecar's answer that its app never got it (NOT_PROCESSED_HEADER).
  * - stale_connection: a pooled keep-alive connection that had served requests was closed or reset by the
  *   server right after this request was written to it, before any of its body was read: the server's close
  *   raced the request (it closed an idle connection), so the app did not get it.
  * - reset: the connection was reset or closed after the request (or part of it) may have reached the app.
  * - other: anything else (a timeout, a malformed response): never retried here.
  */
-export type FailureKind = 'connect' | 'refused_stream' | 'stale_connection' | 'reset' | 'other';
+export type FailureKind = 'connect' | 'refused' | 'stale_connection' | 'reset' | 'other';
 
 /** The kinds where no byte of the request reached the app: retried whatever the method. */
-const UNSENT: ReadonlySet<FailureKind> = new Set(['connect', 'refused_stream', 'stale_connection']);
+const UNSENT: ReadonlySet<FailureKind> = new Set(['connect', 'refused', 'stale_connection']);
 
 /** RFC 9110 §9.2.2 idempotent methods this mesh retries on its own (PUT and DELETE only with a policy). */
 const RETRIED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -82,7 +82,6 @@ export function classifyHttp2(failure: {
   readonly started: boolean;
 }): FailureKind {
   if (!failure.started) return 'connect';
-  if (failure.rstCode === REFUSED_STREAM || failure.code === 'ERR_HTTP2_GOAWAY_SESSION')
-    return 'refused_stream';
+  if (failure.rstCode === REFUSED_STREAM || failure.code === 'ERR_HTTP2_GOAWAY_SESSION') return 'refused';
   return 'reset';
 }

@@ -138,4 +138,23 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     await apply({ ready: true }); // and it is used again when it comes back
     assert.equal(names(await send(VIP.onlyA, '/', 3))['200:a'], 3);
   });
+
+  it('an endpoint whose app is gone while its sidecar serves: POSTs go to another endpoint, none fails', async () => {
+    await apply({ ready: true });
+    const a = mesh.pods.get('a')!;
+    const exited = new Promise((r) => a.app!.once('exit', r));
+    a.app!.kill('SIGKILL');
+    await exited;
+    const results = await mesh.client('client', {
+      kind: 'http1',
+      url: `http://${VIP.backend}/`,
+      method: 'POST',
+      body: 'order',
+      count: 30,
+      concurrency: 4,
+    });
+    assert.deepEqual(names(results), { '200:b': 30 });
+    const metrics = (await mesh.admin(client, '/metrics')).body;
+    assert.match(metrics, /sluice_upstream_retries_total\{direction="outbound",failure="refused"\} [1-9]/);
+  });
 });
