@@ -11,7 +11,7 @@ import type { ClientResult } from '../support/mesh-client.ts';
 // the requests it has finish, and drains (does not cut) connections to an endpoint that left the view.
 
 const NS = 'shop';
-const VIP = { backend: '10.96.0.10', onlyA: '10.96.0.11' };
+const VIP = { backend: '10.96.0.10', onlyA: '10.96.0.11', onlyB: '10.96.0.12' };
 type Conditions = { ready?: boolean; serving?: boolean; terminating?: boolean };
 const TERMINATING: Conditions = { ready: false, serving: true, terminating: true };
 
@@ -50,6 +50,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
         serviceWithEndpoints(NS, 'backend', VIP.backend, [[80, APP_PORT, 'http']], pods(['a', 'b'])),
       ),
       ...withConditions(serviceWithEndpoints(NS, 'only-a', VIP.onlyA, [[80, APP_PORT, 'http']], pods(['a']))),
+      ...serviceWithEndpoints(NS, 'only-b', VIP.onlyB, [[80, APP_PORT, 'http']], pods(['b'])),
     ];
   }
 
@@ -90,7 +91,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     for (const s of [
       { name: 'client', serviceAccount: 'client' },
       { name: 'a', serviceAccount: 'backend' },
-      { name: 'b', serviceAccount: 'backend' },
+      { name: 'b', serviceAccount: 'backend', proxyArgs: ['--drain-delay-seconds', '3'] },
     ]) {
       const pod = await mesh.addPod({ ...s, namespace: NS, meshed: true });
       refs.set(s.name, {
@@ -156,5 +157,19 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     assert.deepEqual(names(results), { '200:b': 30 });
     const metrics = (await mesh.admin(client, '/metrics')).body;
     assert.match(metrics, /sluice_upstream_retries_total\{direction="outbound",failure="refused"\} [1-9]/);
+  });
+
+  it('SIGTERM with a drain delay: not ready at once, still serving new connections, then stops accepting', async () => {
+    const b = mesh.pods.get('b')!;
+    const exited = new Promise((r) => b.sidecar!.once('exit', r));
+    b.sidecar!.kill('SIGTERM');
+    await waitFor('the sidecar to announce its delay', () =>
+      b.sidecarLog.some((l) => l.msg === 'not ready, still accepting'),
+    );
+    assert.equal((await mesh.admin(b, '/ready')).status, 503);
+    assert.deepEqual(names(await send(VIP.onlyB, '/', 5)), { '200:b': 5 });
+    assert.equal(await exited, 0);
+    const after = await send(VIP.onlyB);
+    assert.notEqual(after[0]?.status, 200, JSON.stringify(after));
   });
 });
