@@ -137,6 +137,8 @@ export interface IssuingCa {
   readonly chainPem: string;
   /** The CA certificates sidecars trust (the roots; during a rotation, old and new). */
   readonly trustBundlePem: string;
+  /** A CA that can change (ReloadableCa): the version of this moment, whose fields belong together. */
+  snapshot?(): IssuingCa;
 }
 
 export interface IssueRequest {
@@ -376,7 +378,9 @@ export class WorkloadCa {
     if (this.#requirePodBoundToken && (podName === undefined || podUid === undefined)) {
       return refuse('PermissionDenied', 'token is not bound to a pod; use a projected service-account token');
     }
-    const { ca } = this.#issuer;
+    // One version of the CA for the whole answer, even if it is reloaded meanwhile (controller/ca-reload.ts).
+    const issuer = this.#issuer.snapshot?.() ?? this.#issuer;
+    const { ca } = issuer;
     let spiffeId: string;
     try {
       spiffeId = workloadSpiffeId({ trustDomain: ca.trustDomain, ...account });
@@ -415,8 +419,8 @@ export class WorkloadCa {
     const leaf = new X509Certificate(leafPem);
     return {
       ok: true,
-      certChainPem: leafPem + this.#issuer.chainPem,
-      trustBundlePem: this.#issuer.trustBundlePem,
+      certChainPem: leafPem + issuer.chainPem,
+      trustBundlePem: issuer.trustBundlePem,
       spiffeId,
       ...account,
       podName,
