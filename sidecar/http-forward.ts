@@ -413,7 +413,7 @@ export function sendWithRetries(options: SendOptions): void {
       });
       if (!again) return false;
       transportRetriesLeft--;
-      mayReuseTried = kind !== 'connect' && kind !== 'refused';
+      mayReuseTried = kind !== 'connect';
       clearTimeout(attemptTimer);
       retryingAfter = kind;
       attempt();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import { forwardOutbound, type ForwardDeps } from '../../sidecar/http-forward.ts';
@@ -71,7 +72,7 @@ describe('upstream retries (loopback)', () => {
   });
 
   /** A proxy for Service svc whose endpoints are these ports (all on 127.0.0.1, as separate slices). */
-  async function proxyFor(ports: number[]): Promise<{ url: string; deps: ForwardDeps }> {
+  async function proxyFor(ports: number[]): Promise<{ url: string; h2url: string; deps: ForwardDeps }> {
     const [service] = serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, ports[0]!]], [pod('a')]);
     const slices = ports.map(
       (port, i) =>
@@ -100,12 +101,18 @@ describe('upstream retries (loopback)', () => {
       ),
     );
     await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => servers.h2.listen(0, '127.0.0.1', r));
     closers.push(() => {
       deps.pools.destroy();
       servers.http1.closeAllConnections();
       servers.http1.close();
+      servers.h2.close();
     });
-    return { url: `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`, deps };
+    return {
+      url: `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`,
+      h2url: `http://127.0.0.1:${(servers.h2.address() as AddressInfo).port}`,
+      deps,
+    };
   }
 
   async function send(url: string, method: string, body?: string): Promise<{ status: number; text: string }> {
@@ -186,5 +193,44 @@ describe('upstream retries (loopback)', () => {
     }
     assert.equal(good.processed.length, ok);
     assert.ok(ok > 0 && ok + failed === 12, `${ok} ok, ${failed} failed`);
+  });
+
+  it('HTTP/2: a stream the upstream refused (REFUSED_STREAM) is sent again, a POST too, and processed once', async () => {
+    const processed: string[] = [];
+    let streams = 0;
+    const up = http2.createServer();
+    up.on('stream', (stream, headers) => {
+      stream.on('error', () => undefined); // the refused one
+      if (++streams === 1) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      let body = '';
+      stream.on('data', (c: Buffer) => (body += c.toString()));
+      stream.on('end', () => {
+        processed.push(`${headers[':method']} ${body}`);
+        stream.respond({ ':status': 200 });
+        stream.end('a');
+      });
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      up.close();
+    });
+    const { h2url, deps } = await proxyFor([(up.address() as AddressInfo).port]);
+    const session = http2.connect(h2url);
+    closers.push(() => session.close());
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/', 'content-length': '7' });
+      let status = 0;
+      let text = '';
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => resolve({ status, text }));
+      req.on('error', reject);
+      req.end('order-1');
+    });
+    assert.deepEqual(answer, { status: 200, text: 'a' });
+    assert.deepEqual(processed, ['POST order-1']);
+    assert.deepEqual(retries(deps), [
+      'sluice_upstream_retries_total{direction="outbound",failure="refused"} 1',
+    ]);
   });
 });
