@@ -84,12 +84,13 @@ interface Counts {
  * got no HTTP answer at all).
  */
 function load(namespace: string, url: string): { stop: () => Promise<void>; counts: Promise<Counts> } {
-  const urls = Array.from({ length: 10 }, () => `'${url}'`).join(' ');
+  // curl pairs each -o with one URL: every response body is discarded, only the codes are printed.
+  const urls = Array.from({ length: 10 }, () => `-o /dev/null '${url}'`).join(' ');
   const script = [
     `rm -f ${STOP_FILE}`,
     `while [ ! -e ${STOP_FILE} ]; do`,
-    `  curl -s -o /dev/null --max-time 10 -w '%{http_code}\\n' ${urls}`,
-    `  curl -s -o /dev/null --max-time 10 -X POST -d order=1 -w '%{http_code}\\n' ${urls}`,
+    `  curl -s --max-time 10 -w '%{http_code}\\n' ${urls}`,
+    `  curl -s --max-time 10 -X POST -d order=1 -w '%{http_code}\\n' ${urls}`,
     'done',
   ].join('\n');
   const run = kubectl(['-n', namespace, 'exec', 'deploy/client', '-c', 'app', '--', 'sh', '-c', script], {
