@@ -116,10 +116,32 @@ async function rolloutStatus(namespace: string, name: string): Promise<void> {
   });
 }
 
-function report(scenario: string, c: Counts): void {
+function report(scenario: string, c: Counts, retries: string): void {
   console.log(
     `      churn: ${scenario}: ${c.total} requests, ${c.failed} failed ${JSON.stringify(c.byStatus)}`,
   );
+  console.log(`      churn: ${scenario}: client sidecar retries so far: ${retries || 'none'}`);
+}
+
+/** The client sidecar's sluice_upstream_retries_total lines (what the retry rules caught). */
+async function retriesOf(namespace: string): Promise<string> {
+  const { stdout } = await kubectl([
+    '-n',
+    namespace,
+    'exec',
+    'deploy/client',
+    '-c',
+    'sluice-proxy',
+    '--',
+    'node',
+    '-e',
+    "fetch('http://127.0.0.1:15021/metrics').then(r=>r.text()).then(t=>console.log(t))",
+  ]);
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('sluice_upstream_retries_total{'))
+    .map((l) => l.replace('sluice_upstream_retries_total', ''))
+    .join(' ');
 }
 
 describe('churn under load on the local cluster (target: 0 failed requests)', function () {
@@ -187,7 +209,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
         return stdout.trim().split('\n').length === 3 ? true : undefined;
       });
     });
-    report('rolling restart of echo (3 replicas)', c);
+    report('rolling restart of echo (3 replicas)', c, await retriesOf(ns.name));
     assert.ok(c.total > 100, `only ${c.total} requests were sent`);
     assert.equal(c.failed, 0, JSON.stringify(c.byStatus));
   });
@@ -197,7 +219,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
       await kubectl(['-n', CONTROL_NAMESPACE, 'rollout', 'restart', 'deployment/sluice-controller']);
       await controllerRollout();
     });
-    report('controller rollout', c);
+    report('controller rollout', c, await retriesOf(ns.name));
     assert.equal(c.failed, 0, JSON.stringify(c.byStatus));
   });
 });
