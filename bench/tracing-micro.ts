@@ -22,6 +22,8 @@ const ep = {
   address: '10.1.0.4',
   port: 9080,
   ready: true,
+  serving: true,
+  terminating: false,
   identity: 'spiffe://cluster.local/ns/app/sa/b',
   pod: 'b-1',
 };

@@ -7,6 +7,7 @@ import { PkiError } from '../pki/errors.ts';
 import { ensureDir, writeFileAtomic, writeIdentityDir } from '../pki/identity-dir.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { workloadSpiffeId } from '../pki/spiffe-id.ts';
+import { rotateCaSecret } from '../controller/ca-rotation.ts';
 
 export const CA_CERT_FILE = 'ca.pem';
 export const CA_KEY_FILE = 'ca-key.pem';
@@ -20,6 +21,13 @@ const USAGE = `usage:
                   [--hours N] [--trust-domain TD] [--dns-name NAME]...
       issue a workload certificate for spiffe://TD/ns/NS/sa/SA into identity directory DIR
       (cert.pem, key.pem, bundle.pem; validity default ${DEFAULT_WORKLOAD_HOURS} hours)
+  sluice ca rotate introduce|sign --new-ca DIR      < secret.json > secret.json
+  sluice ca rotate finish [--max-cert-hours N] [--force] < secret.json > secret.json
+      the next step of a CA root rotation of the Secret sluice-ca (docs/operations.md):
+        kubectl -n sluice-system get secret sluice-ca -o json \
+          | sluice ca rotate introduce --new-ca new-ca | kubectl apply -f -
+      introduce: the new root joins ca.crt; sign: the new CA signs (its root must be in ca.crt);
+      finish: the old root leaves ca.crt, refused until N hours (default ${DEFAULT_WORKLOAD_HOURS}) after sign
 `;
 
 /** node:util parseArgs, its errors turned into usage errors. */
@@ -155,9 +163,54 @@ async function issue(args: string[]): Promise<number> {
 }
 
 /** `sluice ca init|issue ...` */
-export async function main(args: string[]): Promise<number> {
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function rotate(args: string[], input: () => Promise<string>): Promise<number> {
+  const [step, ...rest] = args;
+  if (step !== 'introduce' && step !== 'sign' && step !== 'finish') {
+    throw new UsageError(`ca rotate: expected introduce, sign or finish, got '${step ?? ''}'`);
+  }
+  const values = parse(
+    rest,
+    { 'new-ca': { type: 'string' }, 'max-cert-hours': { type: 'string' }, force: { type: 'boolean' } },
+    'rotate',
+  );
+  const newCaDir = step === 'finish' ? undefined : required(values, 'new-ca', 'rotate');
+  const newCa = newCaDir && {
+    certPem: await readInput(join(newCaDir, CA_CERT_FILE), 'rotate'),
+    keyPem: await readInput(join(newCaDir, CA_KEY_FILE), 'rotate'),
+  };
+  const hours = positiveNumber(values['max-cert-hours'], 'max-cert-hours', 'rotate', DEFAULT_WORKLOAD_HOURS);
+  let secret: unknown;
+  try {
+    secret = JSON.parse(await input());
+  } catch {
+    throw new UsageError('ca rotate: standard input is not JSON (kubectl get secret sluice-ca -o json)');
+  }
+  return asUsage('rotate', async () => {
+    if (newCa) await loadCa(newCa); // the key matches, the certificate is a usable CA
+    const next = rotateCaSecret(step, {
+      secret,
+      ...(newCa ? { newCa } : {}),
+      now: new Date(),
+      maxCertHours: hours,
+      force: values.force ?? false,
+    });
+    process.stdout.write(`${JSON.stringify(next, null, 2)}\n`);
+    return 0;
+  });
+}
+
+/** `input`: where `rotate` reads the Secret (standard input unless a test gives it). */
+export async function main(args: string[], input: () => Promise<string> = readStdin): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
+    case 'rotate':
+      return rotate(rest, input);
     case 'init':
       return init(rest);
     case 'issue':
@@ -171,6 +224,6 @@ export async function main(args: string[]): Promise<number> {
       process.stderr.write(USAGE);
       return 2;
     default:
-      throw new UsageError(`ca: unknown subcommand '${sub}' (expected init or issue)`);
+      throw new UsageError(`ca: unknown subcommand '${sub}' (expected init, issue or rotate)`);
   }
 }

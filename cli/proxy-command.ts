@@ -48,6 +48,7 @@ const USAGE = `usage: sluice proxy --manifests DIR --identity DIR [options]
   --max-request-headers N       request headers allowed (431 beyond), default 100
   --max-request-header-bytes N  bytes of request line and headers allowed (431 beyond), default 61440
   --drain-seconds N      graceful drain on SIGTERM, default 5
+  --drain-delay-seconds N  on SIGTERM, keep accepting N s after /ready turned 503 (classic sidecars), default 0
 limits (docs/security.md; 0 turns a timeout or cap off):
   --header-timeout-ms N             request headers must arrive within N ms, default 10000
   --request-body-idle-timeout-ms N  a request body silent for N ms is cut, default 60000
@@ -117,6 +118,7 @@ export async function main(args: string[]): Promise<number | undefined> {
         'max-request-headers': { type: 'string' },
         'max-request-header-bytes': { type: 'string' },
         'drain-seconds': { type: 'string' },
+        'drain-delay-seconds': { type: 'string' },
         ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: 'string' as const }])),
         'merge-slashes': { type: 'boolean' },
         'escaped-slashes': { type: 'string' },
@@ -187,6 +189,7 @@ export async function main(args: string[]): Promise<number | undefined> {
         outboundPort: portFlag(values['outbound-port'], 15001, 'outbound-port'),
         inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
         appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
+        drainDelayMs: Number(values['drain-delay-seconds'] ?? 0) * 1000,
         tracing: tracingFlags(values),
       });
   await proxy.start();

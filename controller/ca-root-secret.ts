@@ -174,11 +174,13 @@ export interface CaSecretStore {
 export async function loadOrCreateCaSecret(
   store: CaSecretStore,
   params: { namespace: string; name?: string; trustDomain: string; caValidityDays?: number; now?: Date },
-): Promise<{ issuer: IssuingCa; created: boolean }> {
+): Promise<{ issuer: IssuingCa; created: boolean; secret: unknown }> {
   const name = params.name ?? CA_SECRET_NAME;
   const load = { trustDomain: params.trustDomain, ...(params.now ? { now: params.now } : {}) };
   const existing = await store.get(params.namespace, name);
-  if (existing !== undefined) return { issuer: await loadCaSecret(existing, load), created: false };
+  if (existing !== undefined) {
+    return { issuer: await loadCaSecret(existing, load), created: false, secret: existing };
+  }
 
   const pem = await createCa({
     trustDomain: params.trustDomain,
@@ -186,12 +188,14 @@ export async function loadOrCreateCaSecret(
     ...(params.now ? { now: params.now } : {}),
   });
   const secret = buildCaSecret({ namespace: params.namespace, name, ...pem });
-  if (await store.create(secret)) return { issuer: await loadCaSecret(secret, load), created: true };
+  if (await store.create(secret)) {
+    return { issuer: await loadCaSecret(secret, load), created: true, secret };
+  }
   const winner = await store.get(params.namespace, name);
   if (winner === undefined) {
     throw new CaSecretError(
       `Secret ${params.namespace}/${name}: create said it exists, but it cannot be read`,
     );
   }
-  return { issuer: await loadCaSecret(winner, load), created: false };
+  return { issuer: await loadCaSecret(winner, load), created: false, secret: winner };
 }

@@ -20,7 +20,7 @@ import type { ConfigServer } from './config-server.ts';
 import { controllerMetricsText, newCounters, PUSH_LATENCY_BUCKETS } from './controller-metrics.ts';
 import { apiConfigMapStore } from './kube-adapters.ts';
 import { electionIdentity, LeaderElector } from './leader-election.ts';
-import { ControllerIdentity, loadMeshCa } from './mesh-identity.ts';
+import { ControllerIdentity, loadMeshCa, watchMeshCa } from './mesh-identity.ts';
 import { RouteStatusLoop } from './route-status-loop.ts';
 import { StatusWriter } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
@@ -357,6 +357,15 @@ export class Controller {
     try {
       this.#identity = new ControllerIdentity(issuer, namespace, log);
       const { identity, credentials } = await this.#identity.start();
+      // CA rotation by Secret edits (docs/operations.md): the new bundle published, our certificate renewed.
+      watchMeshCa(issuer, {
+        log,
+        signal,
+        changed: () => {
+          this.#bundles.setBundle(issuer.trustBundlePem);
+          this.#identity?.renewNow();
+        },
+      });
       const server = createConfigServer({
         api,
         log,

@@ -13,6 +13,7 @@ import { CONTROLLER_SERVICE_ACCOUNT } from '../protocol/config-protocol.ts';
 import { CA_SECRET_NAME, loadOrCreateCaSecret } from './ca-root-secret.ts';
 import { apiCaSecretStore } from './kube-adapters.ts';
 import type { IssuingCa } from './workload-ca.ts';
+import { CA_RELOAD_INTERVAL_MS, ReloadableCa } from './ca-reload.ts';
 import { errorText } from '../lib/error-text.ts';
 
 const CONTROLLER_CERT_HOURS = 24;
@@ -28,11 +29,12 @@ export interface MeshCaOptions {
 export async function loadMeshCa(
   options: MeshCaOptions,
   signal: AbortSignal,
-): Promise<IssuingCa | undefined> {
+): Promise<ReloadableCa | undefined> {
   const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0 });
   while (!signal.aborted) {
     try {
-      const result = await loadOrCreateCaSecret(apiCaSecretStore(options.api), {
+      const store = apiCaSecretStore(options.api);
+      const result = await loadOrCreateCaSecret(store, {
         namespace: options.namespace,
         trustDomain: options.trustDomain,
       });
@@ -40,7 +42,10 @@ export async function loadMeshCa(
         secret: `${options.namespace}/${CA_SECRET_NAME}`,
         notAfter: result.issuer.ca.cert.validToDate.toISOString(),
       });
-      return result.issuer;
+      return new ReloadableCa(result, store, {
+        namespace: options.namespace,
+        trustDomain: options.trustDomain,
+      });
     } catch (error) {
       const delay = backoff.next();
       options.log.error('mesh CA unavailable; retrying', { error: describeApiError(error), retryMs: delay });
@@ -50,12 +55,55 @@ export async function loadMeshCa(
   return undefined;
 }
 
+/**
+ * Reads the CA Secret again every intervalMs until `signal` aborts; `changed` runs after each reload that
+ * swapped the CA (a rotation step: docs/operations.md). A Secret that does not load is reported and the
+ * CA in use kept; an API error is retried at the next tick.
+ */
+export function watchMeshCa(
+  ca: ReloadableCa,
+  options: {
+    log: Logger;
+    signal: AbortSignal;
+    changed: () => void;
+    intervalMs?: number;
+  },
+): void {
+  const { log, signal } = options;
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy || signal.aborted) return;
+    busy = true;
+    void ca
+      .reload()
+      .then(
+        (r) => {
+          if (r.outcome === 'kept')
+            log.error('mesh CA Secret not loaded; keeping the CA in use', { error: r.error });
+          if (r.outcome !== 'reloaded') return;
+          log.info('mesh CA reloaded', {
+            signerChanged: r.signerChanged,
+            bundleChanged: r.bundleChanged,
+            notAfter: ca.ca.cert.validToDate.toISOString(),
+          });
+          options.changed();
+        },
+        (error: unknown) => log.warn('mesh CA Secret not read', { error: describeApiError(error) }),
+      )
+      .finally(() => (busy = false));
+  }, options.intervalMs ?? CA_RELOAD_INTERVAL_MS);
+  timer.unref();
+  signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+}
+
 /** The controller's own SPIFFE identity (its service account), for the config port's TLS. */
 export class ControllerIdentity {
   readonly #issuer: IssuingCa;
   readonly #namespace: string;
   readonly #log: Logger;
   #renewTimer: NodeJS.Timeout | undefined;
+  #credentials: MeshTlsCredentials | undefined;
+  #identity: Identity | undefined;
 
   constructor(issuer: IssuingCa, namespace: string, log: Logger) {
     this.#issuer = issuer;
@@ -67,6 +115,7 @@ export class ControllerIdentity {
   async start(): Promise<{ identity: Identity; credentials: MeshTlsCredentials }> {
     const identity = await this.#issue();
     const credentials = new MeshTlsCredentials(identity);
+    this.#credentials = credentials;
     this.#scheduleRenewal(credentials, identity);
     return { identity, credentials };
   }
@@ -75,8 +124,15 @@ export class ControllerIdentity {
     clearTimeout(this.#renewTimer);
   }
 
+  /** The CA changed: a certificate from it and its bundle now, instead of at the usual renewal time. */
+  renewNow(): void {
+    if (!this.#credentials || !this.#identity) return;
+    clearTimeout(this.#renewTimer);
+    this.#scheduleRenewal(this.#credentials, this.#identity, 0);
+  }
+
   async #issue(): Promise<Identity> {
-    const issuer = this.#issuer;
+    const issuer = this.#issuer.snapshot?.() ?? this.#issuer;
     const keys = await generateKeyPair();
     const spiffeId = workloadSpiffeId({
       trustDomain: issuer.ca.trustDomain,
@@ -97,8 +153,10 @@ export class ControllerIdentity {
     });
   }
 
-  #scheduleRenewal(credentials: MeshTlsCredentials, identity: Identity): void {
-    const delay = Math.max(1000, renewAt(identity.notBefore, identity.notAfter).getTime() - Date.now());
+  #scheduleRenewal(credentials: MeshTlsCredentials, identity: Identity, now?: 0): void {
+    this.#identity = identity;
+    const delay =
+      now ?? Math.max(1000, renewAt(identity.notBefore, identity.notAfter).getTime() - Date.now());
     this.#renewTimer = setTimeout(
       () => {
         void this.#issue().then(

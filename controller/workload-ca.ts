@@ -137,6 +137,8 @@ export interface IssuingCa {
   readonly chainPem: string;
   /** The CA certificates sidecars trust (the roots; during a rotation, old and new). */
   readonly trustBundlePem: string;
+  /** A CA that can change (ReloadableCa): the version of this moment, whose fields belong together. */
+  snapshot?(): IssuingCa;
 }
 
 export interface IssueRequest {
@@ -388,7 +390,9 @@ export class WorkloadCa {
     pod: { podName?: string | undefined; podUid?: string | undefined },
     via: 'token' | 'certificate',
   ): Promise<IssueResult> {
-    const { ca } = this.#issuer;
+    // One version of the CA for the whole answer, even if it is reloaded meanwhile (controller/ca-reload.ts).
+    const issuer = this.#issuer.snapshot?.() ?? this.#issuer;
+    const { ca } = issuer;
     const { asked } = csr;
     if (asked !== undefined && asked !== spiffeId) {
       const askedDomain = parseSpiffeId(asked).trustDomain;
@@ -421,8 +425,8 @@ export class WorkloadCa {
     const leaf = new X509Certificate(leafPem);
     return {
       ok: true,
-      certChainPem: leafPem + this.#issuer.chainPem,
-      trustBundlePem: this.#issuer.trustBundlePem,
+      certChainPem: leafPem + issuer.chainPem,
+      trustBundlePem: issuer.trustBundlePem,
       spiffeId,
       ...account,
       podName: pod.podName,

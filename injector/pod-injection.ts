@@ -238,6 +238,9 @@ function fieldEnv(name: string, fieldPath: string): Record<string, unknown> {
   return { name, valueFrom: { fieldRef: { fieldPath } } };
 }
 
+/** See docs/operations.md, "Shutdown order". */
+const CLASSIC_DRAIN_DELAY_SECONDS = 5;
+
 function proxyContainer(
   settings: InjectionSettings,
   mode: string,
@@ -256,6 +259,9 @@ function proxyContainer(
       `--ca-bundle-file=${CA_DIR}/${CA_KEY}`,
       `--trust-domain=${settings.trustDomain}`,
       `--mode=${mode}`,
+      // Classic sidecars get SIGTERM with the app: keep serving while peers drop the pod and the app shuts
+      // down (docs/operations.md). Native ones get it only after the app exited.
+      ...(settings.nativeSidecars ? [] : [`--drain-delay-seconds=${CLASSIC_DRAIN_DELAY_SECONDS}`]),
       ...extra,
     ],
     ...(settings.nativeSidecars
@@ -324,15 +330,19 @@ function isOwnInjection(
   const mode = mtlsMode(annotations, settings.mtlsMode);
   const extra = proxyArgs(annotations);
   if (typeof capture.args === 'string' || typeof mode !== 'string' || !Array.isArray(extra)) return false;
-  const wanted = [initContainer(settings, capture.args), proxyContainer(settings, mode, extra)];
+  const captureArgs = capture.args;
+  const extraArgs: string[] = extra;
   const present = [spec.initContainers, spec.containers].flatMap((l) =>
     Array.isArray(l) ? l.filter(isObject) : [],
   );
   const essentials = (c: Record<string, unknown>): string => JSON.stringify([c.image, c.command, c.args]);
-  return wanted.every((w) => {
-    const found = present.filter((c) => c.name === w.name);
-    return found.length === 1 && essentials(found[0]!) === essentials(w);
-  });
+  // Either kind of sidecar (their args differ): a pod injected before the cluster gained native sidecars.
+  return [settings, { ...settings, nativeSidecars: !settings.nativeSidecars }].some((variant) =>
+    [initContainer(variant, captureArgs), proxyContainer(variant, mode, extraArgs)].every((w) => {
+      const found = present.filter((c) => c.name === w.name);
+      return found.length === 1 && essentials(found[0]!) === essentials(w);
+    }),
+  );
 }
 
 export function decideInjection(

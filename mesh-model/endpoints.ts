@@ -2,11 +2,17 @@ import { isObject, objectKey, type K8sObject } from './k8s-objects.ts';
 import type { MeshService } from './model.ts';
 import { servicePortKey } from './model.ts';
 
-/** One address a Service port can send to, with the identity its sidecar must present (if meshed). */
+/**
+ * One address a Service port can send to, with the identity its sidecar must present (if meshed), and its
+ * EndpointSlice conditions: `ready` (takes new requests; never true while terminating), `serving` (would
+ * answer, whether terminating or not) and `terminating` (its pod is shutting down).
+ */
 export interface Endpoint {
   address: string;
   port: number;
   ready: boolean;
+  serving: boolean;
+  terminating: boolean;
   /** SPIFFE ID of the workload when its pod runs a Sluice sidecar; undefined → plaintext. */
   identity: string | undefined;
   pod: string | undefined;
@@ -104,11 +110,16 @@ export function buildEndpoints(
         const pod = podKey ? pods.get(podKey) : undefined;
         for (const address of Array.isArray(ep.addresses) ? ep.addresses : []) {
           if (typeof address !== 'string') continue;
+          const terminating = conditions.terminating === true;
+          // Unset ready means ready ("unknown state should be interpreted as ready"); unset serving means
+          // what the ready condition says (the API: serving is ready without the terminating check).
+          const readyCondition = conditions.ready !== false;
           list.push({
             address,
             port,
-            // The API defaults ready to true when unset ("unknown state should be interpreted as ready").
-            ready: conditions.ready !== false && conditions.terminating !== true,
+            ready: readyCondition && !terminating,
+            serving: typeof conditions.serving === 'boolean' ? conditions.serving : readyCondition,
+            terminating,
             identity: pod?.identity,
             pod: podKey,
           });
@@ -118,4 +129,13 @@ export function buildEndpoints(
     }
   }
   return out;
+}
+
+/**
+ * The endpoints that may take a new request, as kube-proxy chooses them: the ready ones; when none is
+ * ready, those that are terminating but still serving (a Service whose every pod is shutting down keeps
+ * answering until the pods stop). An endpoint outside this set still finishes the requests it has.
+ */
+export function isEligible(ep: Endpoint, anyReady: boolean): boolean {
+  return anyReady ? ep.ready : ep.serving && ep.terminating;
 }

@@ -31,7 +31,7 @@ export const NO_SCOPE: ObjectScope = { type: 'none' };
 
 const SERVICE_PORT_FIELDS = ['name', 'port', 'targetPort', 'protocol', 'appProtocol'] as const;
 const SLICE_PORT_FIELDS = ['name', 'port'] as const;
-const CONDITION_FIELDS = ['ready', 'terminating'] as const;
+const CONDITION_FIELDS = ['ready', 'serving', 'terminating'] as const;
 const TARGET_REF_FIELDS = ['kind', 'name', 'namespace'] as const;
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 

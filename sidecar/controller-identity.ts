@@ -2,7 +2,9 @@
 // with the pod's projected service-account token, over TLS that checks the controller against the mounted
 // trust bundle (ConfigMap sluice-ca-root) and its SPIFFE ID. Renewed at renewAt(); a failed request is
 // retried with jittered exponential backoff while the current certificate stays in use until it expires.
-// The token and bundle files are read again for every request: the kubelet rotates both.
+// The token and bundle files are read again for every request: the kubelet rotates both. The bundle file is
+// also checked every bundleCheckMs: when it changed (a CA rotation step, docs/operations.md) the
+// certificate is renewed soon, and with it the trust bundle the sidecar checks peers against.
 import http2 from 'node:http2';
 import { open } from 'node:fs/promises';
 import { CONFIG_PORT } from '../protocol/config-protocol.ts';
@@ -38,6 +40,8 @@ export interface ControllerIdentityOptions {
   /** Deadline of one certificate request; default 15 s. */
   readonly requestTimeoutMs?: number;
   readonly random?: () => number;
+  /** How often the bundle file is compared with the one last used; default 30 s. */
+  readonly bundleCheckMs?: number;
 }
 
 /** What the admin endpoint shows about the identity source. */
@@ -148,6 +152,9 @@ export class ControllerIdentity implements IdentitySource {
   #stopped = false;
   #onRotated: ((identity: Identity) => void) | undefined;
   readonly #first: Promise<Identity>;
+  #bundleTimer: NodeJS.Timeout | undefined;
+  /** The bundle file's text as the last certificate request read it. */
+  #bundleUsed: string | undefined;
   #resolveFirst: ((identity: Identity) => void) | undefined;
   #rejectFirst: ((error: Error) => void) | undefined;
 
@@ -185,11 +192,32 @@ export class ControllerIdentity implements IdentitySource {
   start(onRotated?: (identity: Identity) => void): Promise<Identity> {
     this.#onRotated = onRotated;
     if (this.#nextAt === undefined && !this.#stopped) this.#schedule(0);
+    if (!this.#bundleTimer) {
+      this.#bundleTimer = setInterval(() => void this.#checkBundle(), this.#o.bundleCheckMs ?? 30_000);
+      this.#bundleTimer.unref();
+    }
     return this.#first;
+  }
+
+  /** A bundle file that differs from the one of the last request: renew within a second (spread). */
+  async #checkBundle(): Promise<void> {
+    if (!this.#current || this.#stopped || this.#bundleUsed === undefined) return;
+    let text: string;
+    try {
+      text = await readSmallFile(this.#o.caBundleFile, 'trust bundle file');
+    } catch {
+      return; // the next request reports it
+    }
+    if (text === this.#bundleUsed) return;
+    this.#bundleUsed = text;
+    const delay = Math.round((this.#o.random ?? Math.random)() * 1000);
+    this.#o.log.info('trust bundle file changed; renewing the workload certificate', { inMs: delay });
+    this.#schedule(delay);
   }
 
   stop(): void {
     this.#stopped = true;
+    clearInterval(this.#bundleTimer);
     clearTimeout(this.#timer);
     this.#session?.destroy();
     this.#rejectFirst?.(new Error('stopped before a workload certificate was issued'));
@@ -250,6 +278,7 @@ export class ControllerIdentity implements IdentitySource {
       readSmallFile(this.#o.caBundleFile, 'trust bundle file'),
     ]);
     if (token.trim() === '') throw new Error(`token file ${this.#o.tokenFile} is empty`);
+    this.#bundleUsed = bundlePem;
     const keys = await generateKeyPair();
     const keyPem = await privateKeyToPem(keys.privateKey);
     const csr = await createCsr({ keys });

@@ -16,29 +16,26 @@ import {
   type RequestPlan,
 } from '../mesh-model/request-plan.ts';
 import { normalizeTarget, parseRequestTarget, type NormalizeOptions } from '../mesh-model/request-target.ts';
-import { forwardHeaders, forwardResponseHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
+import {
+  forwardHeaders,
+  forwardResponseHeaders,
+  NOT_PROCESSED_HEADER,
+  PEER_IDENTITY_HEADER,
+} from './http-headers.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
-import { CONNECT_TIMEOUT, type UpstreamPools } from './upstream-pools.ts';
+import { CONNECT_TIMEOUT, isConnectFailure, type UpstreamPools } from './upstream-pools.ts';
+import { attemptStarting, type AttemptConnection } from './connection-reuse.ts';
+import {
+  classifyHttp1,
+  classifyHttp2,
+  DEFAULT_TRANSPORT_RETRIES,
+  shouldRetry,
+  type FailureKind,
+} from './retry-rules.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
-
-const MAX_CONNECT_ATTEMPTS = 3;
-const RETRYABLE = new Set([
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ETIMEDOUT',
-  'ECONNRESET',
-  'EPIPE',
-  'ERR_SPIFFE_ID_MISMATCH',
-  'ERR_HTTP2_GOAWAY_SESSION',
-  'ERR_HTTP2_INVALID_SESSION',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  CONNECT_TIMEOUT,
-]);
 
 /** The error's code; a stream cancelled because its session's connection timed out says so. */
 function upstreamErrorCode(err: Error): string {
@@ -58,6 +55,8 @@ export interface ForwardDeps {
   normalize?: NormalizeOptions;
   /** Spans and trace context (sidecar/tracing/); absent or disabled: requests are not looked at. */
   tracing?: RequestTracing;
+  /** Extra attempts after a transport failure (retry-rules.ts; default DEFAULT_TRANSPORT_RETRIES). */
+  transportRetries?: number;
 }
 
 /** Where a request goes after routing: a backend Service port's endpoints, or an address as-is. */
@@ -183,6 +182,8 @@ function asAddressed(destination: { address: string; port: number }): Target {
     address: destination.address,
     port: destination.port,
     ready: true,
+    serving: true,
+    terminating: false,
     identity: undefined,
     pod: undefined,
   };
@@ -275,6 +276,16 @@ export interface UpstreamRequest {
 const DEFAULT_RETRY_ATTEMPTS = 1;
 const DEFAULT_RETRY_BACKOFF_MS = 25;
 
+/** Request bodies up to this size (declared by Content-Length) are read before sending, to be replayable. */
+const REPLAY_BODY_BYTES = 64 * 1024;
+
+/** The declared length of a small body kept for a retry; undefined for none or a streamed one. */
+function replayableLength(req: DownstreamRequest): number | undefined {
+  if (isBodyless(req) || req.headers['transfer-encoding'] !== undefined) return undefined;
+  const n = Number(req.headers['content-length']);
+  return Number.isInteger(n) && n > 0 && n <= REPLAY_BODY_BYTES ? n : undefined;
+}
+
 function isBodyless(req: DownstreamRequest): boolean {
   if (req.httpVersionMajor === 2)
     return (
@@ -286,9 +297,11 @@ function isBodyless(req: DownstreamRequest): boolean {
 }
 
 /**
- * Sends to an endpoint picked by the load balancer. A connection that fails before any request byte was
- * sent is retried on another endpoint. The rule's retry policy (response codes) is applied to requests
- * without a body, which can be replayed without buffering. Applies request and backendRequest timeouts.
+ * Sends to an endpoint picked by the load balancer. An attempt that failed before any response byte is
+ * sent again, to another endpoint when there is one, as retry-rules.ts decides (ADR 0015): whatever the
+ * method when no byte reached the app, idempotent bodyless requests on any reset; one extra attempt unless
+ * configured. The rule's retry policy (response codes) is applied to requests without a body, which can be
+ * replayed without buffering. Applies request and backendRequest timeouts.
  */
 export interface SendOptions {
   readonly deps: ForwardDeps;
@@ -300,8 +313,11 @@ export interface SendOptions {
   readonly editResponse: (headers: HeaderMap) => void;
   /** The response went out with this status. */
   readonly finish: (code: number) => void;
-  /** No upstream answered: reply locally with this status. */
-  readonly fail: (code: number, message: string, cause: string) => void;
+  /**
+   * No upstream answered: reply locally with this status. `notProcessed`: every attempt failed before any
+   * byte reached the app (the inbound sidecar tells the client sidecar so, with NOT_PROCESSED_HEADER).
+   */
+  readonly fail: (code: number, message: string, cause: string, notProcessed?: boolean) => void;
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
   /** The request's span when it is traced: told each endpoint attempt. */
@@ -312,8 +328,18 @@ export function sendWithRetries(options: SendOptions): void {
   const { deps, target, request, req, res, editResponse, finish, fail } = options;
   const tried = new Set<Endpoint>();
   const p = target.plan;
-  const retry = p?.retry && isBodyless(req) ? p.retry : undefined;
+  const keptLength = replayableLength(req);
+  /** The request body, once read, when it is small enough to keep for a retry. */
+  let kept: Buffer | undefined;
+  const retry = p?.retry && (isBodyless(req) || keptLength !== undefined) ? p.retry : undefined;
   let retriesLeft = retry ? (retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
+  let transportRetriesLeft = deps.transportRetries ?? DEFAULT_TRANSPORT_RETRIES;
+  /** A retry may go back to an endpoint already tried (on a new connection) when no other is left. */
+  let mayReuseTried = false;
+  /** Some attempt may have reached the app (a failure after writing, or any response). */
+  let reachedApp = false;
+  /** Set while a transport retry looks for its endpoint: counted once it has one. */
+  let retryingAfter: FailureKind | undefined;
   let cancel: (() => void) | undefined;
   let done = false;
   let requestTimer: NodeJS.Timeout | undefined;
@@ -343,7 +369,12 @@ export function sendWithRetries(options: SendOptions): void {
   });
 
   const attempt = (): void => {
-    const ep = deps.lb.pick(target.endpoints, tried);
+    let ep = deps.lb.pick(target.endpoints, tried);
+    if (!ep && mayReuseTried) {
+      mayReuseTried = false;
+      tried.clear();
+      ep = deps.lb.pick(target.endpoints);
+    }
     if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
       // Every connection to this endpoint is busy: another endpoint, or a 503 rather than a queue.
       overflowed = true;
@@ -352,7 +383,7 @@ export function sendWithRetries(options: SendOptions): void {
     }
     if (!ep) {
       end();
-      if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause);
+      if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp);
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
         return fail(503, `upstream connection limit reached for ${target.backendLabel}`, 'upstream_overflow');
@@ -361,15 +392,51 @@ export function sendWithRetries(options: SendOptions): void {
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
     tried.add(ep);
+    if (retryingAfter !== undefined) {
+      deps.metrics.retries.inc([options.direction ?? 'outbound', retryingAfter]);
+      deps.log?.info('upstream retry', {
+        backend: target.backendLabel,
+        endpoint: `${ep.address}:${ep.port}`,
+        failure: retryingAfter,
+      });
+      retryingAfter = undefined;
+    }
     options.span?.attempt(ep);
     const stats = deps.lb.start(ep);
     const t0 = performance.now();
     const backendMs = p?.backendRequestTimeoutMs;
     clearTimeout(attemptTimer);
     if (backendMs) attemptTimer = setTimeout(timedOut(backendMs, 'backendRequest'), backendMs);
+    /** Sends the request again when retry-rules.ts allows it after this failure; false when it does not. */
+    const retried = (kind: FailureKind, replayable: boolean): boolean => {
+      if (kind === 'connect' || kind === 'refused') deps.lb.failed(stats);
+      else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+      if (kind === 'reset' || kind === 'other') reachedApp = true;
+      const again = shouldRetry({
+        kind,
+        method: request.method,
+        hasRetryPolicy: p?.retry !== undefined,
+        replayable,
+        retriesLeft: transportRetriesLeft,
+      });
+      if (!again) return false;
+      transportRetriesLeft--;
+      mayReuseTried = kind !== 'connect';
+      clearTimeout(attemptTimer);
+      retryingAfter = kind;
+      attempt();
+      return true;
+    };
     const handlers: UpstreamHandlers = {
       response(status, headers, body) {
         if (done) return void body.destroy();
+        // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
+        // the request: its app was not listening (ADR 0015).
+        if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
+          const replayable = kept !== undefined || isBodyless(req) || !(req as Readable).readableDidRead;
+          if (retried('refused', replayable)) return void body.resume();
+          reachedApp = false;
+        } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
           retriesLeft--;
           body.resume();
@@ -398,7 +465,7 @@ export function sendWithRetries(options: SendOptions): void {
           res.destroy();
         });
       },
-      error(err, retryable) {
+      error(err, kind, replayable) {
         if (done) return;
         const code = upstreamErrorCode(err);
         // A connection that never came up is "unavailable" (503, as Envoy answers a connect timeout).
@@ -414,32 +481,39 @@ export function sendWithRetries(options: SendOptions): void {
           backend: target.backendLabel,
           endpoint: `${ep.address}:${ep.port}`,
           code,
+          failure: kind,
           error: err.message,
         });
-        if (retryable && RETRYABLE.has(code) && tried.size < MAX_CONNECT_ATTEMPTS) {
-          deps.lb.failed(stats);
-          return attempt();
-        }
-        deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+        if (retried(kind, replayable)) return;
         end();
-        fail(lastFailure.code, lastError, lastFailure.cause);
+        fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp);
       },
     };
     try {
       cancel = request.h2
-        ? sendH2(deps, ep, request, req, handlers)
-        : sendH1(deps, ep, request, req, handlers);
+        ? sendH2(deps, ep, request, req, handlers, kept)
+        : sendH1(deps, ep, request, req, handlers, kept);
     } catch (err) {
-      handlers.error(err as Error, true);
+      // Thrown before anything was sent (no identity loaded, a session already closing).
+      handlers.error(err as Error, 'connect', true);
     }
   };
-  attempt();
+  if (keptLength === undefined) return attempt();
+  const chunks: Buffer[] = [];
+  (req as Readable).on('data', (chunk: Buffer) => chunks.push(chunk));
+  (req as Readable).once('end', () => {
+    kept = Buffer.concat(chunks);
+    if (!done) attempt();
+  });
 }
 
 interface UpstreamHandlers {
   response(status: number, headers: IncomingHttpHeaders, body: Readable): void;
-  /** `retryable`: no byte of the request reached the endpoint, so another endpoint may be tried. */
-  error(err: Error, retryable: boolean): void;
+  /**
+   * No response byte arrived. `kind`: how far the request got (retry-rules.ts); `replayable`: it can be
+   * sent again as it was (no body, or a body nobody has read yet).
+   */
+  error(err: Error, kind: FailureKind, replayable: boolean): void;
 }
 
 function trailersOf(body: Readable): http.OutgoingHttpHeaders | undefined {
@@ -455,20 +529,22 @@ function sendH1(
   r: UpstreamRequest,
   req: DownstreamRequest,
   h: UpstreamHandlers,
+  kept?: Buffer,
 ): () => void {
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
   const { expect: _expect, ...headers } = r.headers;
-  const bodyless = isBodyless(req) || (req as Readable).readableEnded;
+  const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
   let controller: Dispatcher.DispatchController | undefined;
   let body: Readable | undefined;
   let cancelled = false;
   let settled = false;
+  const connection: AttemptConnection = { reused: undefined, writtenAt: undefined };
   deps.pools.pool(ep).dispatch(
     {
       path: r.path,
       method: r.method,
       headers: headers as Record<string, string | string[]>,
-      body: bodyless ? null : req,
+      body: kept ?? (bodyless ? null : req),
     },
     {
       onRequestStart(c) {
@@ -476,6 +552,7 @@ function sendH1(
         // Cancelled while it waited in undici's queue for a connection (no controller to abort then):
         // drop it before a byte is sent, or its response would arrive for nobody.
         if (cancelled) c.abort(new Error('request cancelled'));
+        else attemptStarting(connection);
       },
       onResponseStart(c, status, responseHeaders) {
         body = new Readable({
@@ -499,9 +576,17 @@ function sendH1(
       },
       onResponseError(_c, err) {
         settled = true;
-        if (body) body.destroy(err);
-        // Retryable while no request byte can have been sent: no body, or a body nobody has read yet.
-        else h.error(err, bodyless || !(req as Readable).readableDidRead);
+        if (body) return void body.destroy(err);
+        const bodyRead = kept === undefined && !bodyless && (req as Readable).readableDidRead;
+        const kind = classifyHttp1({
+          code: (err as NodeJS.ErrnoException).code ?? '',
+          connectFailed: isConnectFailure(err),
+          reused: connection.reused,
+          sinceWrittenMs:
+            connection.writtenAt === undefined ? undefined : performance.now() - connection.writtenAt,
+          bodyRead,
+        });
+        h.error(err, kind, !bodyRead);
       },
     },
   );
@@ -517,6 +602,7 @@ function sendH2(
   r: UpstreamRequest,
   req: DownstreamRequest,
   h: UpstreamHandlers,
+  kept?: Buffer,
 ): () => void {
   const session = deps.pools.session(ep);
   const stream = session.request({
@@ -529,8 +615,9 @@ function sendH2(
   let sent = false;
   const start = (): void => {
     sent = true;
+    if (kept) stream.end(kept);
     // A retry of a bodyless request finds the downstream request already ended.
-    if ((req as Readable).readableEnded) stream.end();
+    else if ((req as Readable).readableEnded) stream.end();
     else (req as Readable).pipe(stream);
   };
   if (session.connecting) session.once('connect', start);
@@ -542,7 +629,14 @@ function sendH2(
     });
     h.response(status, headers, stream);
   });
-  stream.on('error', (err: Error) => h.error(err, !sent));
+  stream.on('error', (err: Error) => {
+    const kind = classifyHttp2({
+      code: (err as NodeJS.ErrnoException).code ?? '',
+      rstCode: stream.rstCode,
+      started: sent,
+    });
+    h.error(err, kind, kept !== undefined || isBodyless(req) || !(req as Readable).readableDidRead);
+  });
   return () => stream.close(http2.constants.NGHTTP2_CANCEL);
 }
 

@@ -8,7 +8,15 @@ import type { HeaderMap } from '../mesh-model/header-edits.ts';
 export const PEER_IDENTITY_HEADER = 'x-sluice-peer-identity';
 
 // RFC 9110 §7.6.1 connection-specific headers, plus HTTP/2 pseudo-headers (re-created per hop).
+/**
+ * Set by an inbound sidecar on its local reply when no byte of the request reached its app (the app was not
+ * listening): the client sidecar may send the request elsewhere whatever its method (ADR 0015). Never
+ * passed on, so an app cannot claim it.
+ */
+export const NOT_PROCESSED_HEADER = 'x-sluice-not-processed';
+
 const HOP_BY_HOP = new Set([
+  NOT_PROCESSED_HEADER,
   'connection',
   'keep-alive',
   'proxy-connection',

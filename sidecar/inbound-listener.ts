@@ -13,7 +13,7 @@ import { connectionInfo, setConnectionInfo, type ConnectionInfo } from './connec
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import { sendWithRetries, type ForwardDeps } from './http-forward.ts';
-import { forwardHeaders, PEER_IDENTITY_HEADER } from './http-headers.ts';
+import { forwardHeaders, NOT_PROCESSED_HEADER, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
@@ -91,6 +91,8 @@ export function createInboundListener(o: InboundOptions): {
     address: appAddress(info),
     port: info.port,
     ready: true,
+    serving: true,
+    terminating: false,
     identity: undefined,
     pod: undefined,
   });
@@ -139,11 +141,11 @@ export function createInboundListener(o: InboundOptions): {
       finish: record,
       direction: 'inbound',
       ...(span ? { span } : {}),
-      fail: (code, message, cause) => {
+      fail: (code, message, cause, notProcessed) => {
         span?.end(code, cause);
         o.deps.metrics.errors.inc(['inbound', cause]);
         record(code);
-        localReply(req, res, code, message);
+        localReply(req, res, code, message, notProcessed ? { [NOT_PROCESSED_HEADER]: '1' } : {});
       },
     });
   };

@@ -1,4 +1,4 @@
-import type { Endpoint } from '../mesh-model/endpoints.ts';
+import { isEligible, type Endpoint } from '../mesh-model/endpoints.ts';
 
 /**
  * Per-endpoint load statistics, kept across config reloads (keyed by address:port), for
@@ -48,8 +48,9 @@ export class LoadBalancer {
   }
 
   /**
-   * Picks among ready endpoints not in `exclude`, preferring those not in failure backoff; undefined when
-   * none is left.
+   * Picks among the endpoints that take new requests (ready ones, or the terminating ones still serving
+   * when none is ready: isEligible) not in `exclude`, preferring those not in failure backoff; undefined
+   * when none is left.
    */
   pick(
     endpoints: readonly Endpoint[],
@@ -59,8 +60,9 @@ export class LoadBalancer {
     const healthy = scratch;
     healthy.length = 0;
     let fallback: Endpoint | undefined;
+    const anyReady = endpoints.some((ep) => ep.ready);
     for (const ep of endpoints) {
-      if (!ep.ready || exclude?.has(ep)) continue;
+      if (!isEligible(ep, anyReady) || exclude?.has(ep)) continue;
       if (this.stats(ep).failedUntil <= now) healthy.push(ep);
       else fallback ??= ep;
     }

@@ -98,6 +98,11 @@ export class ProxyMetrics {
     'Downstream connections or streams closed by a timeout, by which one',
     ['direction', 'timeout'],
   );
+  readonly retries = new Counter(
+    'sluice_upstream_retries_total',
+    'Upstream attempts sent again after a transport failure, by failure kind (ADR 0015)',
+    ['direction', 'failure'],
+  );
   readonly overflows = new Counter(
     'sluice_overflow_total',
     'Connections refused or requests answered 503 because a cap was reached',
@@ -153,6 +158,7 @@ export class ProxyMetrics {
       this.reloads,
       this.timeouts,
       this.overflows,
+      this.retries,
       this.spans,
       this.httpServer,
       this.httpClient,

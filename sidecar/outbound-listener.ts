@@ -119,7 +119,15 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
           : [];
       const ep: Endpoint | undefined = routing
         ? o.deps.lb.pick(endpoints)
-        : { address: dst.address, port: dst.port, ready: true, identity: undefined, pod: undefined };
+        : {
+            address: dst.address,
+            port: dst.port,
+            ready: true,
+            serving: true,
+            terminating: false,
+            identity: undefined,
+            pod: undefined,
+          };
       if (!ep) return void socket.destroy();
       if (!o.deps.pools.hasCapacity(ep, 'tcp')) {
         o.deps.metrics.overflows.inc(['outbound', 'upstream_connections']);

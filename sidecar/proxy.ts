@@ -65,6 +65,12 @@ export interface ProxyOptions {
   /** Request header count and size limits on both listeners (default 100 headers, 60 KiB). */
   headerLimits?: HeaderLimits;
   drainMs: number;
+  /**
+   * On SIGTERM, how long the listeners keep accepting after /ready turned 503, before the drain proper: the
+   * time peers need to drop this endpoint, and (classic sidecars) for the app shutting down beside it to
+   * finish its own calls. Default 0 (native sidecars get SIGTERM only after the app exited).
+   */
+  drainDelayMs?: number;
   log: Logger;
   /** Timeouts and connection caps (DEFAULT_LIMITS when absent). */
   limits?: ProxyLimits;
@@ -240,9 +246,17 @@ export class SidecarProxy {
     );
   }
 
-  /** Graceful drain: not ready, no new connections, open ones get up to drainMs to finish. */
+  /**
+   * Graceful drain: not ready at once; new connections still accepted for drainDelayMs; then no new
+   * connections, and open ones get up to drainMs to finish.
+   */
   async drain(): Promise<void> {
     this.#draining = true;
+    const delay = this.#o.drainDelayMs ?? 0;
+    if (delay > 0) {
+      this.#o.log.info('not ready, still accepting', { ms: delay });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
     const closed = Promise.all(this.#servers.map((s) => new Promise((resolve) => s.close(resolve))));
     for (const h of this.#httpServers) h.drain();
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, this.#o.drainMs).unref())]);

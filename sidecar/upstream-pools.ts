@@ -68,6 +68,14 @@ export interface UpstreamPoolOptions {
  * app server may close its end sooner without saying so (Node's default is 5 s). */
 const UNHINTED_KEEP_ALIVE_MS = 4_000;
 
+/** Errors of connections that never became ready: no byte of any request went out on them. */
+const connectFailures = new WeakSet<Error>();
+
+/** Whether an upstream error is the failure to connect (TCP or handshake), not one of a connection. */
+export function isConnectFailure(err: Error): boolean {
+  return connectFailures.has(err);
+}
+
 function keyOf(ep: Endpoint): string {
   return `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
 }
@@ -85,6 +93,8 @@ export class UpstreamPools {
   readonly #connectTimeoutMs: number;
   /** Endpoints of the last view given to retain(). */
   #viewKeys = new Set<string>();
+  /** The ready ones among them. */
+  #readyKeys = new Set<string>();
 
   constructor(credentials: () => MeshTlsCredentials | undefined, options: UpstreamPoolOptions = {}) {
     this.#credentials = credentials;
@@ -176,7 +186,10 @@ export class UpstreamPools {
           // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
           const socket = this.#connect(ep, tlsOptions);
           const ready = tlsOptions ? 'secureConnect' : 'connect';
-          const onError = (err: Error): void => callback(err, null);
+          const onError = (err: Error): void => {
+            connectFailures.add(err);
+            callback(err, null);
+          };
           socket.once('error', onError);
           socket.once(ready, () => {
             socket.off('error', onError);
@@ -233,25 +246,34 @@ export class UpstreamPools {
   }
 
   /**
-   * A new view: pools of endpoints that were in the previous view and are not in this one close (idle
-   * connections now, busy ones after their request). Addresses dialled directly (not Services) are left
-   * to the idle timeout.
+   * A new view: pools of endpoints that were in the previous view and are not in this one close, and so do
+   * those of endpoints that were ready and no longer are (terminating): idle connections now, busy ones
+   * after their request, so nothing in flight is cut. A terminating endpoint asked again (every endpoint is
+   * terminating) gets a new pool. Addresses dialled directly (not Services) are left to the idle timeout.
    */
   retain(endpoints: Iterable<Endpoint>): void {
     const keys = new Set<string>();
-    for (const ep of endpoints) keys.add(keyOf(ep));
-    for (const key of this.#viewKeys) {
-      if (keys.has(key)) continue;
-      const pool = this.#pools.get(key);
-      if (pool) void pool.close().catch(() => undefined);
-      this.#pools.delete(key);
-      this.#sessions.get(key)?.close();
-      this.#sessions.delete(key);
-      const agent = this.#agents.get(key);
-      if (agent) closeAgent(agent);
-      this.#agents.delete(key);
+    const ready = new Set<string>();
+    for (const ep of endpoints) {
+      keys.add(keyOf(ep));
+      if (ep.ready) ready.add(keyOf(ep));
     }
+    for (const key of this.#viewKeys) if (!keys.has(key)) this.#drain(key);
+    for (const key of this.#readyKeys) if (keys.has(key) && !ready.has(key)) this.#drain(key);
     this.#viewKeys = keys;
+    this.#readyKeys = ready;
+  }
+
+  /** Closes an endpoint's pools without cutting what is in flight (HTTP/2: GOAWAY, open streams finish). */
+  #drain(key: string): void {
+    const pool = this.#pools.get(key);
+    if (pool) void pool.close().catch(() => undefined);
+    this.#pools.delete(key);
+    this.#sessions.get(key)?.close();
+    this.#sessions.delete(key);
+    const agent = this.#agents.get(key);
+    if (agent) closeAgent(agent);
+    this.#agents.delete(key);
   }
 
   /** Connections to each endpoint, for tests and the admin view: HTTP/1.1 pooled + HTTP/2 sessions. */

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { UsageError } from '../../lib/usage-error.ts';
 import { main } from '../../cli/ca-command.ts';
 import { loadIdentityDir } from '../../pki/identity-dir.ts';
+import { buildCaSecret, loadCaSecret } from '../../controller/ca-root-secret.ts';
 
 /** Runs `sluice ca ...` in this process, keeping its stdout out of the test report. */
 async function ca(...args: string[]): Promise<{ code: number; out: string }> {
@@ -146,5 +147,73 @@ describe('pki: sluice ca', () => {
         return true;
       },
     );
+  });
+});
+
+describe('pki: sluice ca rotate (the Secret sluice-ca, stdin to stdout)', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-ca-rotate-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** `sluice ca rotate ...` with the Secret on standard input; resolves with the Secret it printed. */
+  async function rotate(secret: unknown, ...args: string[]): Promise<Record<string, unknown>> {
+    const write = process.stdout.write.bind(process.stdout);
+    let out = '';
+    process.stdout.write = (chunk: string) => {
+      out += chunk;
+      return true;
+    };
+    try {
+      assert.equal(await main(['rotate', ...args], () => Promise.resolve(JSON.stringify(secret))), 0);
+    } finally {
+      process.stdout.write = write;
+    }
+    return JSON.parse(out) as Record<string, unknown>;
+  }
+
+  const roots = async (secret: unknown): Promise<string[]> => {
+    const issuer = await loadCaSecret(secret, { trustDomain: 'cluster.local' });
+    return [issuer.trustBundlePem, issuer.ca.certPem];
+  };
+
+  it('introduce, sign, finish: each output loads as the mesh CA; finish waits for old certificates to expire', async () => {
+    await ca('init', '--out', join(dir, 'old'));
+    await ca('init', '--out', join(dir, 'new'));
+    const oldRoot = await readFile(join(dir, 'old', 'ca.pem'), 'utf8');
+    const newRoot = await readFile(join(dir, 'new', 'ca.pem'), 'utf8');
+    const start = {
+      ...buildCaSecret({
+        namespace: 'sluice-system',
+        certPem: oldRoot,
+        keyPem: await readFile(join(dir, 'old', 'ca-key.pem'), 'utf8'),
+      }),
+      metadata: { name: 'sluice-ca', namespace: 'sluice-system', resourceVersion: '7', managedFields: [{}] },
+    };
+
+    await assert.rejects(rotate(start, 'sign', '--new-ca', join(dir, 'new')), /run 'introduce' first/);
+    const introduced = await rotate(start, 'introduce', '--new-ca', join(dir, 'new'));
+    const [bundle1, signer1] = await roots(introduced);
+    assert.equal(bundle1, oldRoot + newRoot);
+    assert.equal(signer1, oldRoot);
+    assert.equal(
+      (introduced.metadata as Record<string, unknown>).resourceVersion,
+      '7',
+      'apply conflicts if it changed',
+    );
+    assert.equal((introduced.metadata as Record<string, unknown>).managedFields, undefined);
+
+    const signed = await rotate(introduced, 'sign', '--new-ca', join(dir, 'new'));
+    const [bundle2, signer2] = await roots(signed);
+    assert.equal(bundle2, oldRoot + newRoot);
+    assert.equal(signer2, newRoot);
+
+    await assert.rejects(rotate(signed, 'finish'), /may be valid until .*; finish after that/);
+    const finished = await rotate(signed, 'finish', '--force');
+    assert.deepEqual(await roots(finished), [newRoot, newRoot]);
+    await assert.rejects(rotate(finished, 'finish', '--force'), /run 'sign' first/);
   });
 });

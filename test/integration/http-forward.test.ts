@@ -93,7 +93,7 @@ describe('HTTP forwarding (loopback)', () => {
     assert.deepEqual(await fetchText(`${url}/`), { status: 200, text: 'attempt 2' });
   });
 
-  it('does not retry when the policy has no matching code, nor requests with a body', async () => {
+  it('does not retry requests with a streamed body; a small one is kept and retried', async () => {
     const flaky = await upstream((n, _req, res) => res.writeHead(503).end(`attempt ${n}`));
     closers.push(() => flaky.close());
     const url = await proxyFor(
@@ -103,8 +103,10 @@ describe('HTTP forwarding (loopback)', () => {
       }),
       '10.96.0.1',
     );
-    assert.equal((await fetchText(`${url}/`, { method: 'POST', body: 'x' })).status, 503);
+    assert.equal((await fetchText(`${url}/`, { method: 'POST', body: 'x'.repeat(100_000) })).status, 503);
     assert.equal(flaky.hits.length, 1);
+    assert.equal((await fetchText(`${url}/`, { method: 'POST', body: 'x' })).status, 503);
+    assert.equal(flaky.hits.length, 5, 'the small body: the first attempt and 3 retries');
   });
 
   it('request timeout → 504 with a reason', async () => {

@@ -284,7 +284,15 @@ describe('upstream pools shrink (loopback)', function () {
   }
 
   function endpoint(port: number): Endpoint {
-    return { address: '127.0.0.1', port, ready: true, identity: undefined, pod: undefined };
+    return {
+      address: '127.0.0.1',
+      port,
+      ready: true,
+      serving: true,
+      terminating: false,
+      identity: undefined,
+      pod: undefined,
+    };
   }
 
   async function request(pools: UpstreamPools, ep: Endpoint): Promise<void> {
@@ -318,5 +326,34 @@ describe('upstream pools shrink (loopback)', function () {
       async () => (await leaves.open()) === 0,
     );
     assert.equal(await stays.open(), 1, 'the endpoint still in the view keeps its connection');
+  });
+
+  it('closes idle pooled connections of an endpoint that turned terminating; a request in flight finishes', async () => {
+    let release: () => void = () => undefined;
+    const server = http.createServer((req, res) => {
+      if (req.url === '/hold') release = () => res.end('ok');
+      else res.end('ok');
+    });
+    server.keepAliveTimeout = 3_600_000;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const open = (): Promise<number> =>
+      new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+    const port = (server.address() as AddressInfo).port;
+    const pools = new UpstreamPools(() => undefined, { idleMs: 3_600_000 });
+    closers.push(() => pools.destroy());
+    const ep = endpoint(port);
+    pools.retain([ep]);
+    await request(pools, ep); // one idle connection
+    const held = pools.pool(ep).request({ path: '/hold', method: 'GET' }); // and one busy
+    await waitFor('two connections', async () => (await open()) === 2);
+    pools.retain([{ ...ep, ready: false, terminating: true }]);
+    await waitFor('the idle connection to close', async () => (await open()) === 1);
+    release();
+    assert.equal(await (await held).body.text(), 'ok');
+    await waitFor('the busy one to close after its request', async () => (await open()) === 0);
   });
 });

@@ -39,6 +39,8 @@ export interface MeshPod extends Pod {
   spec: MeshPodSpec;
   identityDir: string | undefined;
   sidecar: ChildProcess | undefined;
+  /** The echo app's process. */
+  app: ChildProcess | undefined;
   /** The sidecar's log lines (JSON, docs/logging.md), parsed. */
   sidecarLog: Record<string, unknown>[];
   logs: string[];
@@ -91,6 +93,7 @@ export class MeshFixture {
       spec,
       identityDir: undefined,
       sidecar: undefined,
+      app: undefined,
       sidecarLog: [],
       logs: [],
     };
@@ -105,6 +108,7 @@ export class MeshFixture {
       '--host',
       '::',
     ]);
+    pod.app = app;
     this.capture(pod, app, 'app');
     if (spec.tcpPort) {
       const tcp = this.harness.exec(pod, nodeBin, [

@@ -66,6 +66,8 @@ describe('load balancer (P2C + peak EWMA)', () => {
     address: `10.0.0.${n}`,
     port: 80,
     ready,
+    serving: ready,
+    terminating: false,
     identity: undefined,
     pod: undefined,
   });

@@ -74,6 +74,10 @@ describe('injector: pod patch', () => {
     assert.deepEqual((proxy.startupProbe as Obj).httpGet, { path: '/ready', port: 15021 });
     assert.ok((proxy.args as string[]).includes('--controller=sluice-controller.sluice-system.svc:15012'));
     assert.ok((proxy.args as string[]).includes('--mode=PERMISSIVE'));
+    assert.ok(
+      !(proxy.args as string[]).some((a) => a.startsWith('--drain-delay')),
+      'gets SIGTERM after the app',
+    );
     const security = proxy.securityContext as Obj;
     assert.equal(security.runAsUser, 1337);
     assert.equal(security.runAsNonRoot, true);
@@ -151,6 +155,7 @@ describe('injector: pod patch', () => {
     assert.deepEqual(names(spec.containers), ['sluice-proxy', 'app']);
     const proxy = byName(spec.containers, 'sluice-proxy');
     assert.equal(proxy.restartPolicy, undefined);
+    assert.ok((proxy.args as string[]).includes('--drain-delay-seconds=5'), 'keeps serving beside the app');
     assert.deepEqual(((proxy.lifecycle as Obj).postStart as Obj).exec, {
       command: ['node', '/app/bin/sluice.js', 'wait-ready', '--port=15021'],
     });

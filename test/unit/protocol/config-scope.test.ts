@@ -218,7 +218,7 @@ describe('config scope', () => {
         endpoints: [
           {
             addresses: ['10.0.1.1'],
-            conditions: { ready: true, terminating: false },
+            conditions: { ready: true, serving: true, terminating: false },
             targetRef: { kind: 'Pod', name: 'reviews-1', namespace: 'shop' },
           },
         ],

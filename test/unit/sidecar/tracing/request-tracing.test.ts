@@ -105,6 +105,8 @@ describe('request tracing', () => {
       address: '10.1.0.4',
       port: 9080,
       ready: true,
+      serving: true,
+      terminating: false,
       identity: 'spiffe://cluster.local/ns/shop/sa/reviews',
       pod: 'v1',
     });
@@ -112,6 +114,8 @@ describe('request tracing', () => {
       address: '10.1.0.5',
       port: 9080,
       ready: true,
+      serving: true,
+      terminating: false,
       identity: 'spiffe://cluster.local/ns/shop/sa/reviews',
       pod: 'v2',
     });
