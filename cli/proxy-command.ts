@@ -174,6 +174,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     limits,
     normalize,
     log,
+    tracing: tracingFlags(values),
   };
   const proxy: { start(): Promise<void>; drain(): Promise<void> } = build
     ? new GatewayProxy({ ...common, source: source as ConfigSource<GatewayConfig> })
@@ -184,7 +185,6 @@ export async function main(args: string[]): Promise<number | undefined> {
         outboundPort: portFlag(values['outbound-port'], 15001, 'outbound-port'),
         inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
         appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
-        tracing: tracingFlags(values),
       });
   await proxy.start();
   const shutdown = (signal: string): void => {

@@ -181,6 +181,8 @@ export function gatewayInfrastructure(
                 `--ca-bundle-file=${CA_DIR}/${CA_KEY}`,
                 `--trust-domain=${settings.trustDomain}`,
                 `--admin-port=${GATEWAY_ADMIN_PORT}`,
+                // Its spans' service.name (docs/observability.md): the infrastructure's name, e.g. web-gateway.
+                `--tracing-service-name=${name}`,
               ],
               // Listener ports are not listed: a changed listener must not roll the pods (the proxy opens
               // and closes ports as its view changes, and the Service targets them by number).

@@ -141,15 +141,13 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
         return localReply(req, res, 421, 'misdirected request: the host does not match the TLS server name');
       }
     }
-    executeOutbound(
-      o.deps,
-      'gateway',
-      config.view,
-      planGatewayForward(o.deps, config, o.port, scheme, req),
+    const plan = planGatewayForward(o.deps, config, o.port, scheme, req);
+    const span = o.deps.tracing?.startGateway(
       req,
-      res,
-      started,
+      { address: req.socket.localAddress ?? '', port: o.port, scheme },
+      plan.kind === 'forward' ? plan.request : undefined,
     );
+    executeOutbound(o.deps, 'gateway', config.view, plan, req, res, started, span);
   };
   const servers = createHttpServers(handle, undefined, {
     limits,

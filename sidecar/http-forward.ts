@@ -22,7 +22,7 @@ import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
+import type { RequestSpan, RequestTracing } from './tracing/request-tracing.ts';
 
 const MAX_CONNECT_ATTEMPTS = 3;
 const RETRYABLE = new Set([
@@ -213,7 +213,7 @@ export function executeOutbound(
   req: DownstreamRequest,
   res: DownstreamResponse,
   started: number,
-  span?: HttpSpan,
+  span?: RequestSpan,
 ): void {
   const record = (routeLabel: string, backendLabel: string, code: number): void =>
     deps.metrics.request(direction, routeLabel, backendLabel, code, started, req.method);
@@ -298,7 +298,7 @@ export interface SendOptions {
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
   /** The request's span when it is traced: told each endpoint attempt. */
-  readonly span?: HttpSpan;
+  readonly span?: RequestSpan;
 }
 
 export function sendWithRetries(options: SendOptions): void {
@@ -539,7 +539,7 @@ function mirror(
   view: Pick<ProxyView, 'endpoints'>,
   mirrors: readonly Mirror[],
   request: UpstreamRequest,
-  span: HttpSpan | undefined,
+  span: RequestSpan | undefined,
 ): void {
   for (const m of mirrors) {
     if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;
