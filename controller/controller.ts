@@ -401,6 +401,7 @@ export class Controller {
       informers: this.#informers,
       bundles: this.#bundles.stats,
       certificates: this.#certificates,
+      http: this.#configServer?.durations,
     });
   }
 

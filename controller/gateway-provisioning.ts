@@ -3,6 +3,7 @@
 // the sidecar's image, and a Service in front of it, all in the Gateway's namespace and owned by it (the
 // garbage collector removes them with the Gateway). Pure: the provisioner applies what this returns.
 // Decisions: docs/adr/0010-gateway-provisioning.md.
+import { scrapeAnnotations } from '../protocol/prometheus-scrape.ts';
 import { createHash } from 'node:crypto';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 
@@ -154,7 +155,12 @@ export function gatewayInfrastructure(
         metadata: {
           labels,
           // The gateway is its own proxy: the injector must leave its pods alone.
-          annotations: { ...annotations, 'sluice.dev/inject': 'disabled' },
+          // Prometheus scrapes its /metrics unless the infrastructure annotations say otherwise.
+          annotations: {
+            ...scrapeAnnotations(GATEWAY_ADMIN_PORT),
+            ...annotations,
+            'sluice.dev/inject': 'disabled',
+          },
         },
         spec: {
           serviceAccountName: name,

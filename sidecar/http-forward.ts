@@ -21,7 +21,8 @@ import { localReply, type DownstreamRequest, type DownstreamResponse } from './l
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
-import type { ProxyMetrics } from './metrics.ts';
+import type { ProxyMetrics, RequestFacts } from './metrics.ts';
+import { countFlowingBytes, grpcStatusOf } from './body-bytes.ts';
 import type { RequestSpan, RequestTracing } from './tracing/request-tracing.ts';
 
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -215,8 +216,8 @@ export function executeOutbound(
   started: number,
   span?: RequestSpan,
 ): void {
-  const record = (routeLabel: string, backendLabel: string, code: number): void =>
-    deps.metrics.request(direction, routeLabel, backendLabel, code, started, req.method);
+  const record = (routeLabel: string, backendLabel: string, code: number, facts?: RequestFacts): void =>
+    deps.metrics.request(direction, routeLabel, backendLabel, code, started, req.method, facts);
   if (outbound.kind === 'reply') {
     span?.routeLabel(outbound.routeLabel);
     span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');
@@ -243,9 +244,9 @@ export function executeOutbound(
     res,
     ...(span ? { span } : {}),
     editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
-    finish: (code) => {
+    finish: (code, facts) => {
       span?.end(code);
-      record(target.routeLabel, target.backendLabel, code);
+      record(target.routeLabel, target.backendLabel, code, facts);
     },
     fail: (code, message, cause) => {
       span?.end(code, cause);
@@ -291,8 +292,8 @@ export interface SendOptions {
   readonly res: DownstreamResponse;
   /** Applied to the upstream response's headers before they are sent on. */
   readonly editResponse: (headers: HeaderMap) => void;
-  /** The response went out with this status. */
-  readonly finish: (code: number) => void;
+  /** The response went out with this status; the peer that answered and the body sizes. */
+  readonly finish: (code: number, facts: RequestFacts) => void;
   /** No upstream answered: reply locally with this status. */
   readonly fail: (code: number, message: string, cause: string) => void;
   /** For the overflow metric; outbound unless said. */
@@ -313,6 +314,7 @@ export function sendWithRetries(options: SendOptions): void {
   let attemptTimer: NodeJS.Timeout | undefined;
   let lastError: string | undefined;
   let overflowed = false;
+  const requestBytes = countFlowingBytes(req);
   const end = (): void => {
     done = true;
     clearTimeout(requestTimer);
@@ -376,13 +378,20 @@ export function sendWithRetries(options: SendOptions): void {
         editResponse(out);
         (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
         body.pipe(res as NodeJS.WritableStream, { end: false });
+        const responseBytes = countFlowingBytes(body);
         body.on('end', () => {
           const trailers = trailersOf(body);
           if (trailers) res.addTrailers(trailers);
           res.end();
           end();
           deps.lb.finish(stats, (performance.now() - t0) * 1e6);
-          finish(status);
+          const grpc = grpcStatusOf(headers, trailers);
+          if (grpc !== undefined) options.span?.grpcStatus(grpc);
+          finish(status, {
+            peerIdentity: ep.identity,
+            requestBytes: requestBytes(),
+            responseBytes: responseBytes(),
+          });
         });
         body.on('error', () => {
           end();

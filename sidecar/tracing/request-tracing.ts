@@ -138,8 +138,31 @@ export interface RequestSpan {
   routeLabel(label: string): void;
   attempt(ep: Endpoint): void;
   mirror(backend: string): void;
+  /** The gRPC status the response carried (grpc-status in its trailers or headers). */
+  grpcStatus(code: number): void;
   end(status: number, cause?: string): void;
 }
+
+// Canonical gRPC status codes (grpc/doc/statuscodes.md), for error.type.
+const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
 
 /** One request's span; the forwarders call these as the request proceeds. */
 export class HttpSpan implements RequestSpan {
@@ -147,6 +170,7 @@ export class HttpSpan implements RequestSpan {
   readonly #kind: SpanKind;
   #attempts = 0;
   #ended = false;
+  #grpc: number | undefined;
 
   constructor(span: Span, kind: SpanKind) {
     this.#span = span;
@@ -204,7 +228,15 @@ export class HttpSpan implements RequestSpan {
     this.#span.addEvent('mirror', { 'sluice.mirror.backend': backend });
   }
 
-  /** The response status; `cause` for replies the proxy made itself (no_endpoint, timeout, upstream, ...). */
+  grpcStatus(code: number): void {
+    this.#grpc = code;
+    this.#span.setAttribute('rpc.grpc.status_code', code);
+  }
+
+  /**
+   * The response status; `cause` for replies the proxy made itself (no_endpoint, timeout, upstream, ...).
+   * A gRPC response with a status other than OK is an error too, whatever its HTTP status.
+   */
   end(status: number, cause?: string): void {
     if (this.#ended) return;
     this.#ended = true;
@@ -214,9 +246,14 @@ export class HttpSpan implements RequestSpan {
       span.setAttributes({ 'sluice.local_reply': true, 'sluice.local_reply.cause': cause });
     }
     const failed = this.#kind === SpanKind.SERVER ? status >= 500 : status >= 400;
+    const grpc = this.#grpc;
     if (failed || (cause !== undefined && cause !== 'redirect')) {
       span.setAttribute('error.type', cause ?? String(status));
       span.setStatus({ code: SpanStatusCode.ERROR, message: cause ?? `HTTP ${status}` });
+    } else if (grpc !== undefined && grpc !== 0) {
+      const name = GRPC_CODES[grpc] ?? String(grpc);
+      span.setAttribute('error.type', name);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `gRPC ${name}` });
     }
     span.end();
   }
@@ -246,6 +283,10 @@ class GatewaySpan implements RequestSpan {
   }
   mirror(backend: string): void {
     this.#client.mirror(backend);
+  }
+  grpcStatus(code: number): void {
+    this.#server.grpcStatus(code);
+    this.#client.grpcStatus(code);
   }
   end(status: number, cause?: string): void {
     this.#client.end(status, cause);

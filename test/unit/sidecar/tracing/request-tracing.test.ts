@@ -250,6 +250,27 @@ describe('request tracing', () => {
     assert.match(String(upstream.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   });
 
+  it('a gRPC response carries its status; one other than OK is an error even with HTTP 200', async () => {
+    const t = await make();
+    const grpc = request(
+      { 'content-type': 'application/grpc', 'x-sluice-force-trace': '1' },
+      '/shop.Cart/Add',
+    );
+    const ok = t.startOutbound(grpc, {}, 'cart.shop:50051')!;
+    ok.grpcStatus(0);
+    ok.end(200);
+    const failed = t.startOutbound(grpc, {}, 'cart.shop:50051')!;
+    failed.grpcStatus(14);
+    failed.end(200);
+    const [a, b] = await spans(t);
+    assert.equal(a?.attributes['rpc.grpc.status_code'], 0);
+    assert.equal(a.attributes['rpc.service'], 'shop.Cart');
+    assert.equal(a.status.code, SpanStatusCode.UNSET);
+    assert.equal(b?.attributes['rpc.grpc.status_code'], 14);
+    assert.equal(b.attributes['error.type'], 'UNAVAILABLE');
+    assert.equal(b.status.code, SpanStatusCode.ERROR);
+  });
+
   it('bounds the spans held while the collector does not answer, and counts the dropped ones', async () => {
     const pending: ((r: ExportResult) => void)[] = [];
     const stuck: SpanExporter = {
