@@ -119,9 +119,11 @@ export async function tracingWalkthrough(
   );
   process.stdout.write(
     [
-      'The same trace in the Jaeger UI:',
+      'The same trace from Jaeger on this machine:',
       `  kubectl -n ${NAMESPACE} port-forward svc/jaeger ${JAEGER_QUERY_PORT}:${JAEGER_QUERY_PORT}`,
-      `  then open http://localhost:${JAEGER_QUERY_PORT}/trace/${trace.traceID}`,
+      `  then http://localhost:${JAEGER_QUERY_PORT}/api/traces/${trace.traceID} (the query API, JSON) or`,
+      `  http://localhost:${JAEGER_QUERY_PORT}/trace/${trace.traceID} (the UI page: a placeholder in a build from`,
+      "  Go modules, which carry no UI assets; the query API is the full backend's)",
       '',
     ].join('\n'),
   );
