@@ -68,12 +68,17 @@ async function tracedRequest(k: DemoCluster, url: string, progress: Progress): P
     const res = await fetch(url, {
       headers: { [FORCE_TRACE_HEADER]: '1' },
       signal: AbortSignal.timeout(10_000),
-    });
-    const body = (await res.json().catch(() => ({}))) as { headers?: Record<string, unknown> };
+    }).catch((error: unknown) => error as Error);
+    const body =
+      res instanceof Error
+        ? {}
+        : ((await res.json().catch(() => ({}))) as { headers?: Record<string, unknown> });
     const traceparent = body.headers?.traceparent;
     const traceId =
       typeof traceparent === 'string' ? /^00-([0-9a-f]{32})-/.exec(traceparent)?.[1] : undefined;
-    if (res.status !== 200 || traceId === undefined) {
+    if (res instanceof Error) {
+      last = `the storefront did not answer: ${res.message}`;
+    } else if (res.status !== 200 || traceId === undefined) {
       last = `the storefront answered ${res.status}${traceId === undefined ? ' without a sampled traceparent at the front' : ''}`;
     } else {
       const until = Math.min(deadline, Date.now() + PER_REQUEST_MS);
