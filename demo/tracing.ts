@@ -78,8 +78,10 @@ async function tracedRequest(k: DemoCluster, url: string, progress: Progress): P
       typeof traceparent === 'string' ? /^00-([0-9a-f]{32})-/.exec(traceparent)?.[1] : undefined;
     if (res instanceof Error) {
       last = `the storefront did not answer: ${res.message}`;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     } else if (res.status !== 200 || traceId === undefined) {
       last = `the storefront answered ${res.status}${traceId === undefined ? ' without a sampled traceparent at the front' : ''}`;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
     } else {
       const until = Math.min(deadline, Date.now() + PER_REQUEST_MS);
       while (Date.now() < until) {
