@@ -190,6 +190,11 @@ export function gatewayInfrastructure(
                 // Its spans' service.name (docs/observability.md): the infrastructure's name, e.g. web-gateway.
                 `--tracing-service-name=${name}`,
               ],
+              // Resource attributes of its spans (k8s.pod.name, k8s.node.name).
+              env: [
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+              ],
               // Listener ports are not listed: a changed listener must not roll the pods (the proxy opens
               // and closes ports as its view changes, and the Service targets them by number).
               ports: [{ name: 'sluice-admin', containerPort: GATEWAY_ADMIN_PORT, protocol: 'TCP' }],
