@@ -230,6 +230,36 @@ describe('tracing through two sidecars into Jaeger', function () {
     assert.equal(tag(serverSide, 'sluice.caller.identity'), id('gw-sluice'));
   });
 
+  it('a gRPC call carries its grpc-status on both spans; a status other than OK is an error', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const [r] = await mesh.client('client', {
+      kind: 'grpc',
+      url: `http://${VIP}/shop.Cart/Add`,
+      headers: {
+        traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`,
+        'x-echo-grpc-status': '14',
+      },
+    });
+    assert.equal(r?.grpcStatus, 14, JSON.stringify(r));
+    let trace: JaegerTrace | undefined;
+    await waitFor(
+      'both gRPC spans in Jaeger',
+      async () => {
+        trace = await jaeger.trace(traceId);
+        return trace?.spans.length === 2;
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+    for (const span of trace!.spans) {
+      assert.equal(tag(span, 'rpc.system'), 'grpc');
+      assert.equal(tag(span, 'rpc.service'), 'shop.Cart');
+      assert.equal(tag(span, 'rpc.grpc.status_code'), 14);
+      assert.equal(tag(span, 'http.response.status_code'), 200);
+      assert.equal(tag(span, 'error'), true);
+      assert.equal(tag(span, 'error.type'), 'UNAVAILABLE');
+    }
+  });
+
   it('a B3 caller gets its trace continued and B3 passed on to the server app', async () => {
     const traceId = randomBytes(16).toString('hex');
     const [r] = await get({ b3: `${traceId}-${randomBytes(8).toString('hex')}-1` });
