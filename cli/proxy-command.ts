@@ -179,6 +179,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     limits,
     normalize,
     log,
+    tracing: tracingFlags(values),
   };
   const proxy: { start(): Promise<void>; drain(): Promise<void> } = build
     ? new GatewayProxy({ ...common, source: source as ConfigSource<GatewayConfig> })
@@ -190,7 +191,6 @@ export async function main(args: string[]): Promise<number | undefined> {
         inboundPort: portFlag(values['inbound-port'], 15006, 'inbound-port'),
         appAddress: toLocalhost ? '127.0.0.1' : values['app-address'],
         drainDelayMs: Number(values['drain-delay-seconds'] ?? 0) * 1000,
-        tracing: tracingFlags(values),
       });
   await proxy.start();
   const shutdown = (signal: string): void => {

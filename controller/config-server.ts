@@ -2,6 +2,7 @@
 // NDJSON stream of the caller's namespace scope. The namespace comes only from the client certificate's
 // SPIFFE ID (spiffe://<trust domain>/ns/<namespace>/sa/<service account>).
 import http2 from 'node:http2';
+import { HttpServerDuration } from '../lib/prometheus-text.ts';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { authenticatePeer } from '../pki/peer-identity.ts';
@@ -197,6 +198,30 @@ export class ConfigServer {
     return (this.#server.address() as AddressInfo).port;
   }
 
+  /**
+   * OTel http.server.request.duration of every stream, by route template: a config stream lasts as long as
+   * its subscriber stays (hours, in the +Inf bucket); certificate requests take milliseconds.
+   */
+  readonly durations = new HttpServerDuration();
+
+  #timed(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const started = performance.now();
+    const rawPath = headers[HTTP2_HEADER_PATH];
+    const path = typeof rawPath === 'string' ? rawPath.split('?')[0] : '';
+    const route = path === CONFIG_PATH || this.#o.routes?.has(path!) ? path! : 'other';
+    const method = headers[HTTP2_HEADER_METHOD];
+    stream.once('close', () => {
+      const sent = stream.sentHeaders as http2.OutgoingHttpHeaders | undefined;
+      const status = Number(sent?.[HTTP2_HEADER_STATUS] ?? 0);
+      this.durations.observe(
+        typeof method === 'string' ? method : undefined,
+        route,
+        status,
+        (performance.now() - started) / 1000,
+      );
+    });
+  }
+
   /** Streams open now. */
   get streams(): number {
     return this.#open.size;
@@ -204,6 +229,7 @@ export class ConfigServer {
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', () => undefined);
+    this.#timed(stream, headers);
     if (this.#closing) return reply(stream, 503, 'controller shutting down');
     const rawPath = headers[HTTP2_HEADER_PATH];
     const path = typeof rawPath === 'string' ? rawPath.split('?')[0] : undefined;

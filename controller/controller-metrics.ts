@@ -1,7 +1,13 @@
 // The controller's /metrics text: leadership, config distribution, route status, informers, trust bundles,
 // workload certificates and the process (rendered by lib/prometheus-text.ts).
 import type { SupervisedInformer } from '../lib/kube/supervised-informer.ts';
-import { Histogram, processFamilies, renderFamily, type Sample } from '../lib/prometheus-text.ts';
+import {
+  Histogram,
+  processFamilies,
+  renderFamily,
+  type HttpServerDuration,
+  type Sample,
+} from '../lib/prometheus-text.ts';
 import type { ConfigHubStats } from './config-hub.ts';
 import type { StatusWriter } from './status-writer.ts';
 import type { TrustBundlePublisher } from './trust-bundle-publisher.ts';
@@ -43,6 +49,8 @@ export interface ControllerMetricsInput {
   readonly bundles: TrustBundlePublisher['stats'];
   /** Workload certificate requests by "outcome|reason" (bounded: RefusalCode x CertificateReason). */
   readonly certificates: ReadonlyMap<string, number>;
+  /** The config server's request durations (absent until it listens). */
+  readonly http?: HttpServerDuration | undefined;
 }
 
 export function controllerMetricsText(m: ControllerMetricsInput): string {
@@ -164,6 +172,7 @@ export function controllerMetricsText(m: ControllerMetricsInput): string {
         return { labels: { outcome, reason }, value };
       }),
     ),
+    ...(m.http?.render() ?? []),
     ...processFamilies(),
   ];
   return `${lines.join('\n')}\n`;

@@ -414,6 +414,7 @@ export class Controller {
       informers: this.#informers,
       bundles: this.#bundles.stats,
       certificates: this.#certificates,
+      http: this.#configServer?.durations,
     });
   }
 

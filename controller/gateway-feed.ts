@@ -21,7 +21,7 @@ export interface GatewayFeedInputs {
   readonly referenceGrants: () => K8sObject[];
   /** kubernetes.io/tls Secrets (the only ones the controller watches). */
   readonly secrets: () => K8sObject[];
-  /** ConfigMaps: the CA bundles of client-certificate validation. */
+  /** ConfigMaps: the CA bundles of client-certificate validation, and the mesh config. */
   readonly configMaps: () => K8sObject[];
 }
 
@@ -144,6 +144,8 @@ export function gatewayObjects(inputs: GatewayFeedInputs, ref: GatewayRef, trust
   const base: K8sObject[] = [
     ...inputs.namespaces().map((n) => keep(n, false)),
     ...inputs.mesh().flatMap((o) => stripObject(o) ?? []),
+    // The mesh-wide settings (tracing), as every sidecar gets them; stripObject passes no other ConfigMap.
+    ...inputs.configMaps().flatMap((o) => stripObject(o) ?? []),
     ...inputs.gatewayClasses().map((c) => keep(c, true)),
     keep(gateway, true),
     ...inputs.referenceGrants().map((g) => keep(g, true)),

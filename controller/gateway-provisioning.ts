@@ -3,6 +3,7 @@
 // the sidecar's image, and a Service in front of it, all in the Gateway's namespace and owned by it (the
 // garbage collector removes them with the Gateway). Pure: the provisioner applies what this returns.
 // Decisions: docs/adr/0010-gateway-provisioning.md.
+import { scrapeAnnotations } from '../protocol/prometheus-scrape.ts';
 import { createHash } from 'node:crypto';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import { containerResources, proxyResourcesFor, type ProxyResources } from '../protocol/proxy-resources.ts';
@@ -163,7 +164,12 @@ export function gatewayInfrastructure(
         metadata: {
           labels,
           // The gateway is its own proxy: the injector must leave its pods alone.
-          annotations: { ...annotations, 'sluice.dev/inject': 'disabled' },
+          // Prometheus scrapes its /metrics unless the infrastructure annotations say otherwise.
+          annotations: {
+            ...scrapeAnnotations(GATEWAY_ADMIN_PORT),
+            ...annotations,
+            'sluice.dev/inject': 'disabled',
+          },
         },
         spec: {
           serviceAccountName: name,
@@ -190,6 +196,13 @@ export function gatewayInfrastructure(
                 `--ca-bundle-file=${CA_DIR}/${CA_KEY}`,
                 `--trust-domain=${settings.trustDomain}`,
                 `--admin-port=${GATEWAY_ADMIN_PORT}`,
+                // Its spans' service.name (docs/observability.md): the infrastructure's name, e.g. web-gateway.
+                `--tracing-service-name=${name}`,
+              ],
+              // Resource attributes of its spans (k8s.pod.name, k8s.node.name).
+              env: [
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
               ],
               // Listener ports are not listed: a changed listener must not roll the pods (the proxy opens
               // and closes ports as its view changes, and the Service targets them by number).

@@ -1,5 +1,6 @@
 // `npm run demo`: Sluice on a cluster; a storefront behind a Gateway (demo/storefront.ts); a sample with a
-// 90/10 canary route, 300 requests through the mesh and the split they took; then 50/50 and again. `npm run demo -- --down [--keep-cluster]` removes it all.
+// 90/10 canary route, 300 requests through the mesh and the split they took; then 50/50 and again; last,
+// Jaeger and one trace of a storefront request (demo/tracing.ts). `npm run demo -- --down [--keep-cluster]` removes it all.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,6 +29,7 @@ import {
   type Weights,
 } from './split-report.ts';
 import { storefrontWalkthrough } from './storefront.ts';
+import { tracingWalkthrough } from './tracing.ts';
 import { getJson, items, waitFor, waitForRollouts } from './waits.ts';
 import {
   CONTROL_NAMESPACE,
@@ -256,7 +258,7 @@ async function up(): Promise<number> {
   await installGatewayApi(k, progress);
   await installSluice(k, progress);
   const clientPod = await deploySample(k, progress);
-  await storefrontWalkthrough(k, progress);
+  const storefront = await storefrontWalkthrough(k, progress);
   const canary = routeWeights(readRouteFile());
   await applyRoute(k, progress, clientPod, canary);
   await sendRequests(k, progress, clientPod, canary);
@@ -264,6 +266,8 @@ async function up(): Promise<number> {
   await applyRoute(k, progress, clientPod, even);
   await sendRequests(k, progress, clientPod, even);
   process.stdout.write(`${whereToLookNext(k, clientPod)}\n`);
+  // Last, so that the output ends with a trace through the Gateway and two sidecars.
+  await tracingWalkthrough(k, progress, storefront);
   process.stderr.write(`\ndemo done in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
   return 0;
 }
@@ -299,6 +303,19 @@ async function down(keepCluster: boolean): Promise<number> {
         {
           timeoutMs: (DELETE_TIMEOUT_S + 10) * 1000,
         },
+      ),
+    );
+    await progress.step('Jaeger and the mesh config (kubectl delete -k examples/observability/)', () =>
+      cluster.kubectl(
+        [
+          'delete',
+          '-k',
+          join(REPO_DIR, 'examples', 'observability'),
+          '--ignore-not-found',
+          '--wait=true',
+          `--timeout=${DELETE_TIMEOUT_S}s`,
+        ],
+        { timeoutMs: (DELETE_TIMEOUT_S + 10) * 1000 },
       ),
     );
     await progress.step('Sluice control plane (kubectl delete -k manifests/)', () =>

@@ -38,7 +38,8 @@ interface Phase {
   expected: Weights;
 }
 
-export async function storefrontWalkthrough(k: DemoCluster, progress: Progress): Promise<void> {
+/** Returns the storefront's URL at the Gateway. */
+export async function storefrontWalkthrough(k: DemoCluster, progress: Progress): Promise<string> {
   const address = await deploy(k, progress);
   const url = `http://${isIPv6(address) ? `[${address}]` : address}/productpage`;
   await send(progress, url, {
@@ -55,6 +56,7 @@ export async function storefrontWalkthrough(k: DemoCluster, progress: Progress):
     headers: { 'end-user': 'jason' },
     expected: { 'reviews-v2': 1 },
   });
+  return url;
 }
 
 /** Applies the storefront, waits for its pods, the Gateway's address and the routes' status. */

@@ -1,6 +1,7 @@
 // What the webhook does to one Pod: skip it (and say why) or return the JSON patch that adds the capture
 // init container, the proxy and their volumes. Pure: the AdmissionReview handling and I/O live elsewhere.
 import { TRACING_SAMPLING_ANNOTATION } from '../protocol/tracing-config.ts';
+import { SCRAPE_ANNOTATIONS, scrapeAnnotations } from '../protocol/prometheus-scrape.ts';
 import { INIT_CONTAINER, INJECTED, PROXY_CONTAINER, STATUS_ANNOTATION } from '../mesh-model/endpoints.ts';
 import { isObject } from '../mesh-model/k8s-objects.ts';
 import {
@@ -422,6 +423,12 @@ export function decideInjection(
     path: `/metadata/annotations/${pointerSegment(STATUS_ANNOTATION)}`,
     value: INJECTED,
   });
+  // Prometheus finds the sidecar's /metrics on the admin port (never captured). A pod that already says how
+  // to scrape it (its app's own metrics) keeps its annotations.
+  if (annotations[SCRAPE_ANNOTATIONS.scrape] === undefined) {
+    for (const [key, value] of Object.entries(scrapeAnnotations(PORTS.admin)))
+      patch.push({ op: 'add', path: `/metadata/annotations/${pointerSegment(key)}`, value });
+  }
   // Native: capture first, then the proxy, then the pod's own init containers (which are then meshed).
   patch.push(
     ...addToArray(

@@ -2,7 +2,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { renderFamily, type Sample } from '../lib/prometheus-text.ts';
+import { HttpServerDuration, processFamilies, renderFamily, type Sample } from '../lib/prometheus-text.ts';
 import type { Logger } from '../lib/json-log.ts';
 import { answerReview, type Outcome } from './admission-review.ts';
 import type { InjectionSettings } from './pod-injection.ts';
@@ -65,6 +65,7 @@ export class InjectorServer {
   readonly #admin: http.Server;
   readonly #outcomes = new Map<string, number>();
   #errors = 0;
+  readonly #durations = new HttpServerDuration();
   #ready = false;
   port = 0;
   adminPort = 0;
@@ -73,7 +74,14 @@ export class InjectorServer {
     this.#o = options;
     this.#webhook = https.createServer(
       { cert: options.certificate.certPem, key: options.certificate.keyPem, minVersion: 'TLSv1.2' },
-      (req, res) => void this.#onWebhook(req, res),
+      (req, res) => {
+        const started = performance.now();
+        const route = (req.url ?? '/').split('?')[0] === WEBHOOK_PATH ? WEBHOOK_PATH : 'other';
+        res.once('close', () =>
+          this.#durations.observe(req.method, route, res.statusCode, (performance.now() - started) / 1000),
+        );
+        void this.#onWebhook(req, res);
+      },
     );
     this.#webhook.headersTimeout = 10_000;
     this.#webhook.requestTimeout = 30_000;
@@ -183,6 +191,8 @@ export class InjectorServer {
       ...renderFamily('sluice_injector_bad_requests_total', 'counter', 'Requests answered 4xx.', [
         { value: this.#errors },
       ]),
+      ...this.#durations.render(),
+      ...processFamilies(),
     ].join('\n')}\n`;
   }
 }

@@ -126,3 +126,86 @@ export function processFamilies(): string[] {
     ]),
   ];
 }
+
+/** Request durations, seconds: sub-millisecond proxy hops to 10 s (OTel's advice for http.*.duration). */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/** A histogram family with labels; series keyed by their values, label text escaped once per series. */
+export class LabelledHistogram {
+  readonly name: string;
+  readonly help: string;
+  readonly labels: readonly string[];
+  readonly #series = new Map<string, { labels: string; counts: number[]; sum: number; count: number }>();
+  readonly #buckets: readonly number[];
+
+  constructor(name: string, help: string, labels: readonly string[], buckets = LATENCY_BUCKETS) {
+    this.name = name;
+    this.help = help;
+    this.labels = labels;
+    this.#buckets = buckets;
+  }
+
+  observe(values: readonly string[], value: number): void {
+    const key = values.join('\u0001');
+    let s = this.#series.get(key);
+    if (!s) {
+      s = { labels: labelPairs(this.labels, values), counts: this.#buckets.map(() => 0), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    // Cumulative buckets are summed at render time; one increment per observation here.
+    const i = this.#buckets.findIndex((le) => value <= le);
+    if (i !== -1) s.counts[i]!++;
+    s.sum += value;
+    s.count++;
+  }
+
+  render(out: string[]): void {
+    out.push(...familyHeader(this.name, 'histogram', this.help));
+    for (const s of this.#series.values()) {
+      out.push(...histogramLines(this.name, s.labels, this.#buckets, s.counts, s.sum, s.count));
+    }
+  }
+}
+
+// OTel HTTP semantic conventions: methods outside the standard set are reported as _OTHER (bounded labels).
+const KNOWN_METHODS = new Set([
+  'CONNECT',
+  'DELETE',
+  'GET',
+  'HEAD',
+  'OPTIONS',
+  'PATCH',
+  'POST',
+  'PUT',
+  'TRACE',
+]);
+
+/** The http.request.method label value: the method, or _OTHER for one outside the standard nine. */
+export function otelMethod(method: string | undefined): string {
+  return method !== undefined && KNOWN_METHODS.has(method) ? method : '_OTHER';
+}
+
+/**
+ * OTel's http.server.request.duration for a server of the control plane (the injector's webhook, the
+ * controller's config and certificate endpoints), labelled by method, route template and status code.
+ */
+export class HttpServerDuration {
+  readonly #histogram = new LabelledHistogram(
+    'http_server_request_duration_seconds',
+    'Duration of HTTP requests served (OTel http.server.request.duration)',
+    ['http_request_method', 'http_route', 'http_response_status_code'],
+  );
+
+  /** `route`: a fixed template chosen by the caller (never the request's own path). */
+  observe(method: string | undefined, route: string, status: number, seconds: number): void {
+    this.#histogram.observe([otelMethod(method), route, String(status)], seconds);
+  }
+
+  render(): string[] {
+    const out: string[] = [];
+    this.#histogram.render(out);
+    return out;
+  }
+}

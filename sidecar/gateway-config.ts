@@ -3,6 +3,7 @@
 // controller streams (or standalone manifests), so a rotated Secret is a new config like any other change.
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import { buildGatewayView, type GatewayView, type SecretRef } from '../mesh-model/gateway-view.ts';
+import { meshConfigData } from '../mesh-model/mesh-config.ts';
 import type { ViewBuilder } from './config-source.ts';
 
 export interface KeyPair {
@@ -19,6 +20,8 @@ export interface GatewayConfig {
   readonly certificates: ReadonlyMap<string, KeyPair>;
   /** CA bundles (PEM) per ConfigMap `namespace/name`, key ca.crt, for client certificate validation. */
   readonly caBundles: ReadonlyMap<string, string>;
+  /** The mesh-wide settings (ConfigMap sluice-system/sluice-mesh-config): tracing. */
+  readonly meshConfig: Readonly<Record<string, string>> | undefined;
   /** Increases with every config built in this process. */
   readonly version: number;
 }
@@ -66,6 +69,7 @@ export function buildGatewayConfig(
     view: buildGatewayView(objects, namespace, name, trustDomain),
     certificates,
     caBundles,
+    meshConfig: meshConfigData(objects),
     version: ++versions,
   };
 }

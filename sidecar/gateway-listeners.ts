@@ -149,15 +149,13 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
     const config = o.config();
     if (!config?.view) return localReply(req, res, 503, 'gateway not ready: no configuration yet');
     if (misdirected(req, config.view)) return localReply(req, res, 421, MISDIRECTED);
-    executeOutbound(
-      o.deps,
-      'gateway',
-      config.view,
-      planGatewayForward(o.deps, config, o.port, scheme, req),
+    const plan = planGatewayForward(o.deps, config, o.port, scheme, req);
+    const span = o.deps.tracing?.startGateway(
       req,
-      res,
-      started,
+      { address: req.socket.localAddress ?? '', port: o.port, scheme },
+      plan.kind === 'forward' ? plan.request : undefined,
     );
+    executeOutbound(o.deps, 'gateway', config.view, plan, req, res, started, span);
   };
   // HTTP/1.1 Upgrade (WebSocket): planned like any request, then the two connections are joined.
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {

@@ -17,6 +17,8 @@ import { ProxyMetrics } from './metrics.ts';
 import { DEFAULT_LIMITS } from './limits.ts';
 import type { ProxyOptions } from './proxy.ts';
 import { listen } from './listen.ts';
+import { MeshTracing } from './tracing/mesh-tracing.ts';
+import type { RequestTracing } from './tracing/request-tracing.ts';
 
 /** The sidecar's options that apply to a gateway (no capture ports, no app address), with its own source. */
 export type GatewayProxyOptions = Pick<
@@ -30,6 +32,7 @@ export type GatewayProxyOptions = Pick<
   | 'log'
   | 'limits'
   | 'normalize'
+  | 'tracing'
 > & { source: ConfigSource<GatewayConfig> };
 
 interface OpenPort {
@@ -52,9 +55,17 @@ export class GatewayProxy {
   #stopped = false;
   /** Ports that could not be opened, with why (shown by /ready). */
   readonly #failedPorts = new Map<number, string>();
+  readonly #meshTracing: MeshTracing | undefined;
 
   constructor(options: GatewayProxyOptions) {
     this.#o = options;
+    this.#meshTracing = options.tracing
+      ? new MeshTracing(options.tracing, {
+          identity: () => this.#credentials?.identity.spiffeId,
+          metrics: this.metrics,
+          log: options.log,
+        })
+      : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
     this.#pools = new UpstreamPools(() => this.#credentials, {
       maxConnections: limits.maxUpstreamConnections,
@@ -65,6 +76,10 @@ export class GatewayProxy {
 
   get config(): GatewayConfig | undefined {
     return this.#config;
+  }
+
+  get tracing(): RequestTracing | undefined {
+    return this.#meshTracing?.tracing;
   }
 
   get identity(): Identity | undefined {
@@ -110,6 +125,7 @@ export class GatewayProxy {
     for (const problem of this.certificates.update(config)) o.log.warn('certificate not loaded', { problem });
     this.lb.retain([...(config.view?.endpoints.values() ?? [])].flat());
     this.metrics.reloads.inc([o.source.name]);
+    this.#meshTracing?.follow(config.gateway.split('/')[0]!, config.meshConfig);
     const view = config.view;
     o.log.info('config applied', {
       version: config.version,
@@ -144,6 +160,7 @@ export class GatewayProxy {
           metrics: this.metrics,
           log: this.#o.log,
           normalize: this.#o.normalize ?? {},
+          ...(this.tracing ? { tracing: this.tracing } : {}),
         },
         port,
         protocol: portView.protocol,
@@ -214,6 +231,7 @@ export class GatewayProxy {
     const closed = Promise.all(servers.map((l) => new Promise((resolve) => l.server.close(resolve))));
     for (const l of servers) l.http.drain();
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, this.#o.drainMs).unref())]);
+    await this.#meshTracing?.drain();
     this.stop();
   }
 
@@ -222,6 +240,7 @@ export class GatewayProxy {
     this.#o.source.stop();
     this.#o.identity.stop();
     this.#pools.destroy();
+    void this.tracing?.shutdown();
     for (const open of this.#ports.values()) closeListener(open.listener);
     this.#ports.clear();
     this.#admin?.closeAllConnections();

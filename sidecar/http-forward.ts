@@ -34,8 +34,9 @@ import {
   shouldRetry,
   type FailureKind,
 } from './retry-rules.ts';
-import type { ProxyMetrics } from './metrics.ts';
-import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
+import type { ProxyMetrics, RequestFacts } from './metrics.ts';
+import { countFlowingBytes, grpcStatusOf } from './body-bytes.ts';
+import type { RequestSpan, RequestTracing } from './tracing/request-tracing.ts';
 
 /** The error's code; a stream cancelled because its session's connection timed out says so. */
 function upstreamErrorCode(err: Error): string {
@@ -221,10 +222,10 @@ export function executeOutbound(
   req: DownstreamRequest,
   res: DownstreamResponse,
   started: number,
-  span?: HttpSpan,
+  span?: RequestSpan,
 ): void {
-  const record = (routeLabel: string, backendLabel: string, code: number): void =>
-    deps.metrics.request(direction, routeLabel, backendLabel, code, started, req.method);
+  const record = (routeLabel: string, backendLabel: string, code: number, facts?: RequestFacts): void =>
+    deps.metrics.request(direction, routeLabel, backendLabel, code, started, req.method, facts);
   if (outbound.kind === 'reply') {
     span?.routeLabel(outbound.routeLabel);
     span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');
@@ -251,9 +252,9 @@ export function executeOutbound(
     res,
     ...(span ? { span } : {}),
     editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
-    finish: (code) => {
+    finish: (code, facts) => {
       span?.end(code);
-      record(target.routeLabel, target.backendLabel, code);
+      record(target.routeLabel, target.backendLabel, code, facts);
     },
     fail: (code, message, cause) => {
       span?.end(code, cause);
@@ -311,8 +312,8 @@ export interface SendOptions {
   readonly res: DownstreamResponse;
   /** Applied to the upstream response's headers before they are sent on. */
   readonly editResponse: (headers: HeaderMap) => void;
-  /** The response went out with this status. */
-  readonly finish: (code: number) => void;
+  /** The response went out with this status; the peer that answered and the body sizes. */
+  readonly finish: (code: number, facts: RequestFacts) => void;
   /**
    * No upstream answered: reply locally with this status. `notProcessed`: every attempt failed before any
    * byte reached the app (the inbound sidecar tells the client sidecar so, with NOT_PROCESSED_HEADER).
@@ -321,7 +322,7 @@ export interface SendOptions {
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
   /** The request's span when it is traced: told each endpoint attempt. */
-  readonly span?: HttpSpan;
+  readonly span?: RequestSpan;
 }
 
 export function sendWithRetries(options: SendOptions): void {
@@ -348,6 +349,7 @@ export function sendWithRetries(options: SendOptions): void {
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
   let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
+  const requestBytes = countFlowingBytes(req);
   const end = (): void => {
     done = true;
     clearTimeout(requestTimer);
@@ -452,13 +454,20 @@ export function sendWithRetries(options: SendOptions): void {
         editResponse(out);
         (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
         body.pipe(res as NodeJS.WritableStream, { end: false });
+        const responseBytes = countFlowingBytes(body);
         body.on('end', () => {
           const trailers = trailersOf(body);
           if (trailers) res.addTrailers(trailers);
           res.end();
           end();
           deps.lb.finish(stats, (performance.now() - t0) * 1e6);
-          finish(status);
+          const grpc = grpcStatusOf(headers, trailers);
+          if (grpc !== undefined) options.span?.grpcStatus(grpc);
+          finish(status, {
+            peerIdentity: ep.identity,
+            requestBytes: requestBytes(),
+            responseBytes: responseBytes(),
+          });
         });
         body.on('error', () => {
           end();
@@ -650,7 +659,7 @@ function mirror(
   view: Pick<ProxyView, 'endpoints'>,
   mirrors: readonly Mirror[],
   request: UpstreamRequest,
-  span: HttpSpan | undefined,
+  span: RequestSpan | undefined,
 ): void {
   for (const m of mirrors) {
     if (m.backend.invalid || (deps.random ?? Math.random)() >= m.fraction) continue;

@@ -21,6 +21,7 @@ import { isSelfLoop, normalizeAddress, podAddressSet } from './self-loop.ts';
 import { relayUnlessHttp } from './opaque-relay.ts';
 import { normalizeTarget } from '../mesh-model/request-target.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+import type { RequestFacts } from './metrics.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -127,9 +128,12 @@ export function createInboundListener(o: InboundOptions): {
     if (!h2) headers.host = authority;
     const label = `app:${info.port}`;
     const span = o.deps.tracing?.startInbound(req, headers, info);
-    const record = (code: number): void => {
+    const record = (code: number, facts: RequestFacts = {}): void => {
       span?.end(code);
-      o.deps.metrics.request('inbound', 'none', label, code, started, req.method);
+      o.deps.metrics.request('inbound', 'none', label, code, started, req.method, {
+        ...facts,
+        peerIdentity: info.peerIdentity,
+      });
     };
     sendWithRetries({
       deps: o.deps,
@@ -177,8 +181,13 @@ export function createInboundListener(o: InboundOptions): {
     const host = appAddress(info);
     const localAddress = o.appAddress === undefined ? handOffSource(host) : undefined;
     const app = net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) });
-    if (watch) relayUnlessHttp(socket, app, (protocol) => toHttp(socket, protocol), limits.tcpIdleTimeoutMs);
-    else pipeSockets(socket, app, undefined, limits.tcpIdleTimeoutMs);
+    const relayed = (): void => o.deps.metrics.tcp.track('inbound', `app:${info.port}`, socket);
+    if (watch)
+      relayUnlessHttp(socket, app, (protocol) => toHttp(socket, protocol), limits.tcpIdleTimeoutMs, relayed);
+    else {
+      relayed();
+      pipeSockets(socket, app, undefined, limits.tcpIdleTimeoutMs);
+    }
   };
 
   // Opaque bytes reach the app as they are, with no identity header added; on a port a Service declares

@@ -1,9 +1,18 @@
 // Prometheus text exposition for the proxy. Label values come from config (route and backend names) and
 // status codes, never from request data, so series stay bounded.
 
-import { familyHeader, histogramLines, labelPairs, sampleLine } from '../lib/prometheus-text.ts';
-
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+import type { Socket } from 'node:net';
+import {
+  familyHeader,
+  LabelledHistogram as Histogram,
+  labelPairs,
+  otelMethod,
+  sampleLine,
+} from '../lib/prometheus-text.ts';
+/** Body sizes, bytes: empty, small JSON, pages, uploads. */
+const SIZE_BUCKETS = [0, 64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216];
+/** Distinct peer identities kept as label values; later ones are reported as _other (bounded series). */
+export const MAX_PEER_IDENTITIES = 50;
 
 abstract class Metric {
   readonly name: string;
@@ -33,43 +42,111 @@ class Counter extends Metric {
   }
 }
 
-class Histogram extends Metric {
-  readonly #series = new Map<string, { labels: string; counts: number[]; sum: number; count: number }>();
-
-  observe(values: readonly string[], seconds: number): void {
-    const key = values.join('\u0001');
-    let s = this.#series.get(key);
-    if (!s) {
-      s = { labels: labelPairs(this.labels, values), counts: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
-      this.#series.set(key, s);
-    }
-    // Cumulative buckets are summed at render time; one increment per observation here.
-    const i = LATENCY_BUCKETS.findIndex((le) => seconds <= le);
-    if (i !== -1) s.counts[i]!++;
-    s.sum += seconds;
-    s.count++;
+/** The first `max` distinct values pass as they are, later ones become `_other`: a label with a bound. */
+export class BoundedValues {
+  readonly #max: number;
+  readonly #seen = new Set<string>();
+  constructor(max: number) {
+    this.#max = max;
   }
-
-  render(out: string[]): void {
-    out.push(...familyHeader(this.name, 'histogram', this.help));
-    for (const s of this.#series.values()) {
-      out.push(...histogramLines(this.name, s.labels, LATENCY_BUCKETS, s.counts, s.sum, s.count));
-    }
+  of(value: string): string {
+    if (this.#seen.has(value)) return value;
+    if (this.#seen.size >= this.#max) return '_other';
+    this.#seen.add(value);
+    return value;
   }
 }
 
-// OTel HTTP semantic conventions: methods outside the standard set are reported as _OTHER (bounded labels).
-const KNOWN_METHODS = new Set([
-  'CONNECT',
-  'DELETE',
-  'GET',
-  'HEAD',
-  'OPTIONS',
-  'PATCH',
-  'POST',
-  'PUT',
-  'TRACE',
-]);
+interface TcpTotals {
+  opened: number;
+  closed: number;
+  received: number;
+  sent: number;
+  readonly open: Set<Socket>;
+}
+
+/**
+ * Opaque TCP relayed by the proxy: connections opened and closed, bytes received from and sent to the
+ * downstream peer, per direction and backend. Bytes of open connections are read from their sockets at
+ * render time, so a long-lived connection shows up before it closes.
+ */
+class TcpMetrics {
+  readonly #by = new Map<string, TcpTotals>();
+
+  /** A downstream connection from now on relayed byte for byte to `backend`. */
+  track(direction: string, backend: string, socket: Socket): void {
+    const key = `${direction}\u0001${backend}`;
+    let t = this.#by.get(key);
+    if (!t) this.#by.set(key, (t = { opened: 0, closed: 0, received: 0, sent: 0, open: new Set() }));
+    const totals = t;
+    totals.opened++;
+    totals.open.add(socket);
+    socket.once('close', () => {
+      totals.open.delete(socket);
+      totals.closed++;
+      totals.received += socket.bytesRead;
+      totals.sent += socket.bytesWritten;
+    });
+  }
+
+  render(out: string[]): void {
+    const opened: string[] = [];
+    const closed: string[] = [];
+    const bytes: string[] = [];
+    const names = ['direction', 'sluice_backend'];
+    for (const [key, t] of this.#by) {
+      const [direction = '', backend = ''] = key.split('\u0001');
+      const pairs = labelPairs(names, [direction, backend]);
+      opened.push(sampleLine('sluice_tcp_connections_opened_total', pairs, t.opened));
+      closed.push(sampleLine('sluice_tcp_connections_closed_total', pairs, t.closed));
+      let received = t.received;
+      let sent = t.sent;
+      for (const s of t.open) {
+        received += s.bytesRead;
+        sent += s.bytesWritten;
+      }
+      const io = (d: string): string =>
+        labelPairs([...names, 'network_io_direction'], [direction, backend, d]);
+      bytes.push(sampleLine('sluice_tcp_io_bytes_total', io('receive'), received));
+      bytes.push(sampleLine('sluice_tcp_io_bytes_total', io('transmit'), sent));
+    }
+    out.push(
+      ...familyHeader('sluice_tcp_connections_opened_total', 'counter', 'Opaque TCP connections relayed'),
+      ...opened,
+      ...familyHeader('sluice_tcp_connections_closed_total', 'counter', 'Opaque TCP connections closed'),
+      ...closed,
+      ...familyHeader(
+        'sluice_tcp_io_bytes_total',
+        'counter',
+        'Bytes of opaque TCP connections, received from (receive) and sent to (transmit) the downstream peer',
+      ),
+      ...bytes,
+    );
+  }
+}
+
+/** What is known of a request once its response went out. */
+export interface RequestFacts {
+  /** The peer's SPIFFE ID: the caller (inbound) or the endpoint that answered (outbound, gateway). */
+  readonly peerIdentity?: string | undefined;
+  /** Body bytes received from the client and sent to it. */
+  readonly requestBytes?: number;
+  readonly responseBytes?: number;
+}
+
+const SERVER_LABELS = [
+  'http_request_method',
+  'http_response_status_code',
+  'sluice_backend',
+  'sluice_peer_identity',
+];
+const CLIENT_LABELS = [
+  'http_request_method',
+  'http_response_status_code',
+  'sluice_route',
+  'sluice_backend',
+  'sluice_peer_identity',
+];
 
 export class ProxyMetrics {
   readonly requests = new Counter('sluice_requests_total', 'HTTP requests handled', [
@@ -115,21 +192,50 @@ export class ProxyMetrics {
     ['outcome'],
   );
 
-  // http.server.request.duration and http.client.request.duration (OTel HTTP metrics) in Prometheus form.
+  // OTel HTTP metrics in Prometheus form: http.server.* for requests to this pod's app, http.client.* for
+  // requests the proxy sends on for a client (sidecar outbound, gateway). Label values come from config, the
+  // method list and the bounded peer identities.
   readonly httpServer = new Histogram(
     'http_server_request_duration_seconds',
     'Duration of inbound HTTP requests (OTel http.server.request.duration)',
-    ['http_request_method', 'http_response_status_code', 'sluice_backend'],
+    SERVER_LABELS,
+  );
+  readonly httpServerRequestSize = new Histogram(
+    'http_server_request_body_size_bytes',
+    'Body size of inbound HTTP requests (OTel http.server.request.body.size)',
+    SERVER_LABELS,
+    SIZE_BUCKETS,
+  );
+  readonly httpServerResponseSize = new Histogram(
+    'http_server_response_body_size_bytes',
+    'Body size of the responses to inbound HTTP requests (OTel http.server.response.body.size)',
+    SERVER_LABELS,
+    SIZE_BUCKETS,
   );
   readonly httpClient = new Histogram(
     'http_client_request_duration_seconds',
     'Duration of outbound HTTP requests (OTel http.client.request.duration)',
-    ['http_request_method', 'http_response_status_code', 'sluice_route', 'sluice_backend'],
+    CLIENT_LABELS,
   );
+  readonly httpClientRequestSize = new Histogram(
+    'http_client_request_body_size_bytes',
+    'Body size of outbound HTTP requests (OTel http.client.request.body.size)',
+    CLIENT_LABELS,
+    SIZE_BUCKETS,
+  );
+  readonly httpClientResponseSize = new Histogram(
+    'http_client_response_body_size_bytes',
+    'Body size of the responses to outbound HTTP requests (OTel http.client.response.body.size)',
+    CLIENT_LABELS,
+    SIZE_BUCKETS,
+  );
+  readonly tcp = new TcpMetrics();
+  readonly #peers = new BoundedValues(MAX_PEER_IDENTITIES);
 
   /**
    * One finished request: its count by status code and its latency since `startedMs` (performance.now()),
-   * also as the OTel-named histogram of its direction when the method is given.
+   * also in the OTel-named histograms of its direction when the method is given: duration always, body
+   * sizes when `facts` has them.
    */
   request(
     direction: string,
@@ -138,14 +244,24 @@ export class ProxyMetrics {
     code: number,
     startedMs: number,
     method?: string,
+    facts: RequestFacts = {},
   ): void {
     const seconds = (performance.now() - startedMs) / 1000;
     this.requests.inc([direction, route, backend, String(code)]);
     this.latency.observe([direction, route, backend], seconds);
     if (method === undefined) return;
-    const m = KNOWN_METHODS.has(method) ? method : '_OTHER';
-    if (direction === 'inbound') this.httpServer.observe([m, String(code), backend], seconds);
-    else this.httpClient.observe([m, String(code), route, backend], seconds);
+    const m = otelMethod(method);
+    const peer = facts.peerIdentity === undefined ? 'none' : this.#peers.of(facts.peerIdentity);
+    const server = direction === 'inbound';
+    const labels = server ? [m, String(code), backend, peer] : [m, String(code), route, backend, peer];
+    (server ? this.httpServer : this.httpClient).observe(labels, seconds);
+    if (facts.requestBytes !== undefined)
+      (server ? this.httpServerRequestSize : this.httpClientRequestSize).observe(labels, facts.requestBytes);
+    if (facts.responseBytes !== undefined)
+      (server ? this.httpServerResponseSize : this.httpClientResponseSize).observe(
+        labels,
+        facts.responseBytes,
+      );
   }
 
   render(): string {
@@ -161,7 +277,12 @@ export class ProxyMetrics {
       this.retries,
       this.spans,
       this.httpServer,
+      this.httpServerRequestSize,
+      this.httpServerResponseSize,
       this.httpClient,
+      this.httpClientRequestSize,
+      this.httpClientResponseSize,
+      this.tcp,
     ])
       m.render(out);
     return `${out.join('\n')}\n`;

@@ -16,6 +16,8 @@ export function relayUnlessHttp(
   onHttp: (protocol: 'http1' | 'h2c') => void,
   /** The TCP idle timeout: how long a connection where neither side says anything is kept. */
   idleTimeoutMs = 60 * 60 * 1000,
+  /** Called when the bytes start flowing as they are (not when the client turned out to speak HTTP). */
+  onRelay?: () => void,
 ): void {
   const spoke = new AbortController();
   let closed = false;
@@ -41,6 +43,7 @@ export function relayUnlessHttp(
         upstream.destroy();
         return onHttp(protocol);
       }
+      onRelay?.();
       pipeSockets(client, upstream, undefined, idleTimeoutMs);
     },
   );

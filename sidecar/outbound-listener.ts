@@ -134,13 +134,20 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
         return void socket.destroy();
       }
       const upstream = o.deps.pools.connectTcp(ep);
+      const backend = routing
+        ? `${routing.service.namespace}/${routing.service.name}:${routing.port}`
+        : 'passthrough';
+      const relayed = (): void => o.deps.metrics.tcp.track('outbound', backend, socket);
       upstream.once('error', (err: NodeJS.ErrnoException) => {
         if (err.code === CONNECT_TIMEOUT) o.deps.metrics.errors.inc(['outbound', 'connect_timeout']);
       });
       // A client that was silent so far may still send an HTTP request before the server speaks: parsed.
       if (head.length === 0 && declared === 'detect')
-        relayUnlessHttp(socket, upstream, toHttp, limits.tcpIdleTimeoutMs);
-      else pipeSockets(socket, upstream, undefined, limits.tcpIdleTimeoutMs);
+        relayUnlessHttp(socket, upstream, toHttp, limits.tcpIdleTimeoutMs, relayed);
+      else {
+        relayed();
+        pipeSockets(socket, upstream, undefined, limits.tcpIdleTimeoutMs);
+      }
     })();
   });
   capConnections(server, limits.maxDownstreamConnections, () =>

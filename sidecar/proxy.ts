@@ -18,8 +18,8 @@ import { DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import { listen } from './listen.ts';
 import type { NormalizeOptions } from '../mesh-model/request-target.ts';
 import type { Logger } from '../lib/json-log.ts';
-import { RequestTracing, type TracingOptions } from './tracing/request-tracing.ts';
-import { tracingFromData } from '../protocol/tracing-config.ts';
+import type { RequestTracing } from './tracing/request-tracing.ts';
+import { MeshTracing, type WorkloadTracingOptions } from './tracing/mesh-tracing.ts';
 
 /** Where the workload identity comes from: an identity directory or the controller's CA. */
 export interface IdentitySource {
@@ -77,7 +77,7 @@ export interface ProxyOptions {
   /** Path normalisation options (docs/security.md); the defaults when absent. */
   normalize?: NormalizeOptions;
   /** Tracing (sidecar/tracing/); settings come with the config (the mesh ConfigMap), these add the pod's own. */
-  tracing?: Omit<TracingOptions, 'identity' | 'onSpans'>;
+  tracing?: WorkloadTracingOptions;
 }
 
 /** The sidecar: outbound + inbound listeners, admin port, config and identity kept current. */
@@ -94,16 +94,15 @@ export class SidecarProxy {
   readonly #servers: net.Server[] = [];
   readonly #httpServers: HttpServers[] = [];
   #admin: http.Server | undefined;
-  readonly tracing: RequestTracing | undefined;
-  #tracingData = '';
+  readonly #meshTracing: MeshTracing | undefined;
 
   constructor(options: ProxyOptions) {
     this.#o = options;
-    this.tracing = options.tracing
-      ? new RequestTracing({
-          ...options.tracing,
+    this.#meshTracing = options.tracing
+      ? new MeshTracing(options.tracing, {
           identity: () => this.#credentials?.identity.spiffeId,
-          onSpans: (outcome, count) => this.metrics.spans.inc([outcome], count),
+          metrics: this.metrics,
+          log: options.log,
         })
       : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
@@ -118,6 +117,10 @@ export class SidecarProxy {
       ...poolLimits,
       localAddress: (address) => (options.appAddress === undefined ? handOffSource(address) : undefined),
     });
+  }
+
+  get tracing(): RequestTracing | undefined {
+    return this.#meshTracing?.tracing;
   }
 
   get view(): ProxyView | undefined {
@@ -169,7 +172,7 @@ export class SidecarProxy {
         this.lb.retain(endpoints);
         this.#pools.retain(endpoints);
         this.metrics.reloads.inc([o.source.name]);
-        this.#applyTracing(view);
+        this.#meshTracing?.follow(view.namespace, view.meshConfig);
         o.log.info('config applied', {
           version: view.version,
           source: o.source.name,
@@ -225,27 +228,6 @@ export class SidecarProxy {
     });
   }
 
-  /** Mesh tracing settings from the config: applied when they changed, warnings logged once per change. */
-  #applyTracing(view: ProxyView): void {
-    if (!this.tracing) return;
-    const text = JSON.stringify([view.namespace, view.meshConfig ?? null]);
-    if (text === this.#tracingData) return;
-    this.#tracingData = text;
-    const { settings, warnings } = tracingFromData(view.meshConfig);
-    for (const w of warnings) this.#o.log.warn('tracing setting ignored', { warning: w });
-    const tracing = this.tracing;
-    void tracing.apply(settings, view.namespace).then(
-      () =>
-        this.#o.log.info('tracing settings applied', {
-          enabled: tracing.enabled,
-          endpoint: settings.endpoint ?? this.#o.tracing?.endpoint ?? null,
-          samplingRatio: settings.samplingRatio,
-        }),
-      (err: unknown) =>
-        this.#o.log.warn('tracing not started', { error: err instanceof Error ? err : String(err) }),
-    );
-  }
-
   /**
    * Graceful drain: not ready at once; new connections still accepted for drainDelayMs; then no new
    * connections, and open ones get up to drainMs to finish.
@@ -261,8 +243,7 @@ export class SidecarProxy {
     for (const h of this.#httpServers) h.drain();
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, this.#o.drainMs).unref())]);
     // The last requests' spans go out too, for at most a second (a dead collector does not hold the exit).
-    if (this.tracing)
-      await Promise.race([this.tracing.shutdown(), new Promise((r) => setTimeout(r, 1000).unref())]);
+    await this.#meshTracing?.drain();
     this.stop();
   }
 

@@ -1,5 +1,5 @@
 // Spans for the requests a sidecar handles: a SERVER span per inbound request, a CLIENT span per outbound
-// one, parented on the caller's context and propagated to the next hop. The sampling decision comes first;
+// one (a gateway: both, see startGateway), parented on the caller's context and propagated to the next hop. The sampling decision comes first;
 // an unsampled request gets no span object and keeps its headers (see startOutbound for the one exception).
 import { randomFillSync } from 'node:crypto';
 import {
@@ -9,6 +9,7 @@ import {
   trace,
   type Attributes,
   type Span,
+  type SpanContext,
 } from '@opentelemetry/api';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { SpanExporter } from '@opentelemetry/sdk-trace';
@@ -22,7 +23,7 @@ import {
   type TracingSettings,
 } from '../../protocol/tracing-config.ts';
 import { extractContext, injectContext, type ContextFormat, type RemoteContext } from './trace-context.ts';
-import { decide, RateLimiter } from './sampling.ts';
+import { decide, RateLimiter, type SamplingReason } from './sampling.ts';
 import type { SpanOutcome, SpanPipeline } from './span-pipeline.ts';
 
 // The SDK and the exporter (~10 MB, ~150 ms to load) are loaded when tracing is first turned on: a mesh
@@ -90,16 +91,94 @@ function pathOnly(url: string): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
+function protocolVersion(req: TracedRequest): string {
+  return req.httpVersion === '2.0' ? '2' : req.httpVersion;
+}
+
+/** The OTel HTTP client attributes of a request sent to `authority`. */
+function clientAttributes(req: TracedRequest, authority: string, reason: SamplingReason): Attributes {
+  const { host, port } = splitAuthority(authority);
+  const attrs: Attributes = {
+    'http.request.method': req.method ?? 'GET',
+    'url.full': `http://${authority}${pathOnly(req.url ?? '/')}`,
+    'server.address': host,
+    'network.protocol.version': protocolVersion(req),
+    'sluice.sampling.reason': reason,
+  };
+  if (port !== undefined) attrs['server.port'] = port;
+  return attrs;
+}
+
+/** The OTel HTTP server attributes of a request received on `address`:`port`. */
+function serverAttributes(
+  req: TracedRequest,
+  address: string,
+  port: number,
+  scheme: 'http' | 'https',
+  reason: SamplingReason,
+): Attributes {
+  const authority = one(req.headers[':authority']) ?? req.headers.host ?? '';
+  const attrs: Attributes = {
+    'http.request.method': req.method ?? 'GET',
+    'url.path': pathOnly(req.url ?? '/'),
+    'url.scheme': scheme,
+    'server.address': splitAuthority(authority).host || address,
+    'server.port': port,
+    'network.protocol.version': protocolVersion(req),
+    'sluice.sampling.reason': reason,
+  };
+  const remote = req.socket?.remoteAddress;
+  if (remote) attrs['client.address'] = remote;
+  return attrs;
+}
+
+/** What the forwarders tell a traced request as it proceeds (http-forward.ts). */
+export interface RequestSpan {
+  route(entry: MatchEntry | undefined, backend: string): void;
+  routeLabel(label: string): void;
+  attempt(ep: Endpoint): void;
+  mirror(backend: string): void;
+  /** The gRPC status the response carried (grpc-status in its trailers or headers). */
+  grpcStatus(code: number): void;
+  end(status: number, cause?: string): void;
+}
+
+// Canonical gRPC status codes (grpc/doc/statuscodes.md), for error.type.
+const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+
 /** One request's span; the forwarders call these as the request proceeds. */
-export class HttpSpan {
+export class HttpSpan implements RequestSpan {
   readonly #span: Span;
   readonly #kind: SpanKind;
   #attempts = 0;
   #ended = false;
+  #grpc: number | undefined;
 
   constructor(span: Span, kind: SpanKind) {
     this.#span = span;
     this.#kind = kind;
+  }
+
+  get spanContext(): SpanContext {
+    return this.#span.spanContext();
   }
 
   /** The route rule that matched (undefined: none) and the backend Service port chosen. */
@@ -149,7 +228,15 @@ export class HttpSpan {
     this.#span.addEvent('mirror', { 'sluice.mirror.backend': backend });
   }
 
-  /** The response status; `cause` for replies the proxy made itself (no_endpoint, timeout, upstream, ...). */
+  grpcStatus(code: number): void {
+    this.#grpc = code;
+    this.#span.setAttribute('rpc.grpc.status_code', code);
+  }
+
+  /**
+   * The response status; `cause` for replies the proxy made itself (no_endpoint, timeout, upstream, ...).
+   * A gRPC response with a status other than OK is an error too, whatever its HTTP status.
+   */
   end(status: number, cause?: string): void {
     if (this.#ended) return;
     this.#ended = true;
@@ -159,15 +246,55 @@ export class HttpSpan {
       span.setAttributes({ 'sluice.local_reply': true, 'sluice.local_reply.cause': cause });
     }
     const failed = this.#kind === SpanKind.SERVER ? status >= 500 : status >= 400;
+    const grpc = this.#grpc;
     if (failed || (cause !== undefined && cause !== 'redirect')) {
       span.setAttribute('error.type', cause ?? String(status));
       span.setStatus({ code: SpanStatusCode.ERROR, message: cause ?? `HTTP ${status}` });
+    } else if (grpc !== undefined && grpc !== 0) {
+      const name = GRPC_CODES[grpc] ?? String(grpc);
+      span.setAttribute('error.type', name);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `gRPC ${name}` });
     }
     span.end();
   }
 }
 
-/** The tracing half of a sidecar; `apply` takes new mesh settings without a restart. */
+/**
+ * A request through a gateway: the SERVER span of the client's request and the CLIENT span of the call to
+ * the backend, its child. Endpoint attempts and mirrors belong to the call; route and outcome to both.
+ */
+class GatewaySpan implements RequestSpan {
+  readonly #server: HttpSpan;
+  readonly #client: HttpSpan;
+  constructor(server: HttpSpan, client: HttpSpan) {
+    this.#server = server;
+    this.#client = client;
+  }
+  route(entry: MatchEntry | undefined, backend: string): void {
+    this.#server.route(entry, backend);
+    this.#client.route(entry, backend);
+  }
+  routeLabel(label: string): void {
+    this.#server.routeLabel(label);
+    this.#client.routeLabel(label);
+  }
+  attempt(ep: Endpoint): void {
+    this.#client.attempt(ep);
+  }
+  mirror(backend: string): void {
+    this.#client.mirror(backend);
+  }
+  grpcStatus(code: number): void {
+    this.#server.grpcStatus(code);
+    this.#client.grpcStatus(code);
+  }
+  end(status: number, cause?: string): void {
+    this.#client.end(status, cause);
+    this.#server.end(status, cause);
+  }
+}
+
+/** The tracing half of a sidecar or gateway; `apply` takes new mesh settings without a restart. */
 export class RequestTracing {
   readonly #o: TracingOptions;
   readonly #random: () => number;
@@ -265,16 +392,7 @@ export class RequestTracing {
       if (parent === undefined && headers) headers.traceparent = unsampledTraceparent();
       return undefined;
     }
-    const method = req.method ?? 'GET';
-    const { host, port } = splitAuthority(authority);
-    const attrs: Attributes = {
-      'http.request.method': method,
-      'url.full': `http://${authority}${pathOnly(req.url ?? '/')}`,
-      'server.address': host,
-      'network.protocol.version': req.httpVersion === '2.0' ? '2' : req.httpVersion,
-      'sluice.sampling.reason': d.reason,
-    };
-    if (port !== undefined) attrs['server.port'] = port;
+    const attrs = clientAttributes(req, authority, d.reason);
     return this.#start(pipeline, SpanKind.CLIENT, req, attrs, parent, headers);
   }
 
@@ -289,20 +407,44 @@ export class RequestTracing {
     const parent = extractContext(req.headers);
     const d = this.#decide(req, parent);
     if (!d.sampled) return undefined;
-    const authority = one(req.headers[':authority']) ?? req.headers.host ?? '';
-    const attrs: Attributes = {
-      'http.request.method': req.method ?? 'GET',
-      'url.path': pathOnly(req.url ?? '/'),
-      'url.scheme': 'http',
-      'server.address': splitAuthority(authority).host || info.address,
-      'server.port': info.port,
-      'network.protocol.version': req.httpVersion === '2.0' ? '2' : req.httpVersion,
-      'sluice.sampling.reason': d.reason,
-    };
-    const remote = req.socket?.remoteAddress;
-    if (remote) attrs['client.address'] = remote;
+    const attrs = serverAttributes(req, info.address, info.port, 'http', d.reason);
     if (info.peerIdentity) attrs['sluice.caller.identity'] = info.peerIdentity;
     return this.#start(pipeline, SpanKind.SERVER, req, attrs, parent, headers);
+  }
+
+  /**
+   * A request arriving at a gateway: its SERVER span and, when it is forwarded (`upstream`: the headers and
+   * authority sent on; undefined for a local reply), the CLIENT span of the call to the backend as its child,
+   * whose context the backend receives. One sampling decision for both; unsampled requests are treated as
+   * the sidecar's outbound ones.
+   */
+  startGateway(
+    req: TracedRequest,
+    info: { address: string; port: number; scheme: 'http' | 'https' },
+    upstream: { headers: HeaderMap; authority: string } | undefined,
+  ): RequestSpan | undefined {
+    const pipeline = this.#pipeline;
+    if (!pipeline) return undefined;
+    const parent = extractContext(req.headers);
+    const d = this.#decide(req, parent);
+    if (!d.sampled) {
+      if (parent === undefined && upstream) upstream.headers.traceparent = unsampledTraceparent();
+      return undefined;
+    }
+    const serverAttrs = serverAttributes(req, info.address, info.port, info.scheme, d.reason);
+    const server = this.#start(pipeline, SpanKind.SERVER, req, serverAttrs, parent, undefined);
+    if (!upstream) return server;
+    const sc = server.spanContext;
+    const child: RemoteContext = {
+      traceId: sc.traceId,
+      spanId: sc.spanId,
+      sampled: true,
+      traceState: typeof parent === 'object' ? parent.traceState : undefined,
+      format: 'w3c',
+    };
+    const clientAttrs = clientAttributes(req, upstream.authority, 'parent');
+    const client = this.#start(pipeline, SpanKind.CLIENT, req, clientAttrs, child, upstream.headers, false);
+    return new GatewaySpan(server, client);
   }
 
   #start(
@@ -312,6 +454,7 @@ export class RequestTracing {
     attrs: Attributes,
     parent: RemoteContext | 'deny' | undefined,
     headers: HeaderMap | undefined,
+    parentIsRemote = true,
   ): HttpSpan {
     const own = this.#o.identity();
     if (own) attrs[kind === SpanKind.CLIENT ? 'sluice.caller.identity' : 'sluice.callee.identity'] = own;
@@ -330,7 +473,7 @@ export class RequestTracing {
           traceId: remote.traceId,
           spanId: remote.spanId,
           traceFlags: 1,
-          isRemote: true,
+          isRemote: parentIsRemote,
         })
       : ROOT_CONTEXT;
     const span = pipeline.tracer.startSpan(method, { kind, attributes: attrs }, ctx);

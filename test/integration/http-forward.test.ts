@@ -16,6 +16,8 @@ import { upstream } from '../support/scripted-upstream.ts';
 
 describe('HTTP forwarding (loopback)', () => {
   const closers: (() => Promise<void> | void)[] = [];
+  /** The metrics of the last proxy made. */
+  let metrics: ProxyMetrics;
   afterEach(async () => {
     for (const c of closers.splice(0)) await c();
   });
@@ -27,6 +29,7 @@ describe('HTTP forwarding (loopback)', () => {
       lb: new LoadBalancer(),
       metrics: new ProxyMetrics(),
     };
+    metrics = deps.metrics;
     const servers = createHttpServers((req, res) =>
       forwardOutbound(deps, view, view.byDestination.get(`${vip}:80`), { address: vip, port: 80 }, req, res),
     );
@@ -179,6 +182,32 @@ describe('HTTP forwarding (loopback)', () => {
       assert.equal(r.status, 200);
     }
     assert.deepEqual(received, Array(8).fill(200_000));
+  });
+
+  it('counts request and response body bytes in the http.client body size histograms', async () => {
+    const echo = await upstream((_n, req, res) => {
+      let n = 0;
+      req.on('data', (c: Buffer) => (n += c.length));
+      req.on('end', () => res.end('y'.repeat(3000 + (n > 0 ? 1 : 0))));
+    });
+    closers.push(() => echo.close());
+    const url = await proxyFor(
+      mesh([{ backendRefs: [{ name: 'svc', port: 80 }] }], { svc: echo.port }),
+      '10.96.0.1',
+    );
+    assert.equal(
+      (await fetchText(`${url}/upload`, { method: 'POST', body: 'x'.repeat(200_000) })).status,
+      200,
+    );
+    const text = metrics.render();
+    assert.match(
+      text,
+      /^http_client_request_body_size_bytes_sum\{http_request_method="POST",[^}]*\} 200000$/m,
+    );
+    assert.match(
+      text,
+      /^http_client_response_body_size_bytes_sum\{http_request_method="POST",[^}]*\} 3001$/m,
+    );
   });
 
   it('upstream that resets the connection → 502 naming the cause; proxy keeps serving', async () => {

@@ -304,6 +304,26 @@ describe('sidecar data plane in network namespaces', function () {
       body: 'not http at all',
     });
     assert.equal(r!.text, 'tcp-echo:NOT HTTP AT ALL');
+    // Both sidecars count the relayed connection and its bytes (15 sent by the client, 24 answered).
+    for (const [pod, direction] of [
+      ['client', 'outbound'],
+      ['v1', 'inbound'],
+    ] as const) {
+      await waitFor(`the ${direction} TCP connection closed in ${pod}'s metrics`, async () => {
+        const m = (await mesh.admin(mesh.pods.get(pod)!, '/metrics')).body;
+        const closed = new RegExp(
+          `^sluice_tcp_connections_closed_total\\{direction="${direction}",[^}]*\\} [1-9]`,
+          'm',
+        );
+        return (
+          closed.test(m) &&
+          new RegExp(
+            `^sluice_tcp_io_bytes_total\\{direction="${direction}",[^}]*network_io_direction="receive"\\} [1-9]`,
+            'm',
+          ).test(m)
+        );
+      });
+    }
   });
 
   it('an app calling its own Service goes through the proxy', async () => {

@@ -13,12 +13,13 @@ import {
 import { waitFor } from '../support/wait-for.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 
-// Tracing end to end: two sidecars in network namespaces export to a real Jaeger (built from Go modules) in a
-// third pod; the test reads the trace back through Jaeger's query API. Settings come from the mesh
+// Tracing end to end: two sidecars and a gateway proxy in network namespaces export to a real Jaeger (built
+// from Go modules) in another pod; the test reads the traces back through Jaeger's query API. Settings come from the mesh
 // ConfigMap in the manifests, and a change to it applies to the running sidecars.
 
 const NS = 'shop';
 const VIP = '10.96.0.10';
+const GATEWAY_PORT = 8080;
 const id = (sa: string): string => `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/${sa}`;
 
 describe('tracing through two sidecars into Jaeger', function () {
@@ -27,6 +28,7 @@ describe('tracing through two sidecars into Jaeger', function () {
   const reason = netnsUnavailableReason() ?? jaegerUnavailableReason();
   let mesh: MeshFixture;
   let jaeger: JaegerInPod;
+  let gatewayIp: string;
   const refs: PodRef[] = [];
 
   function manifests(tracing: Record<string, string>): K8sObject[] {
@@ -46,6 +48,30 @@ describe('tracing through two sidecars into Jaeger', function () {
         metadata: { name: 'sluice-mesh-config', namespace: 'sluice-system' },
         data: tracing,
       } as K8sObject,
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'GatewayClass',
+        metadata: { name: 'sluice' },
+        spec: { controllerName: 'sluice.dev/gateway-controller' },
+      },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'Gateway',
+        metadata: { name: 'gw', namespace: NS, generation: 1 },
+        spec: {
+          gatewayClassName: 'sluice',
+          listeners: [{ name: 'http', port: GATEWAY_PORT, protocol: 'HTTP' }],
+        },
+      },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: 'front-door', namespace: NS, generation: 1 },
+        spec: {
+          parentRefs: [{ name: 'gw', sectionName: 'http' }],
+          rules: [{ backendRefs: [{ name: 'reviews', port: 80 }] }],
+        },
+      },
     ];
   }
 
@@ -74,6 +100,16 @@ describe('tracing through two sidecars into Jaeger', function () {
       });
       refs.push({ name, namespace: NS, ip: pod.ip, serviceAccount: sa, meshed: true });
     }
+    gatewayIp = (
+      await mesh.addPod({
+        name: 'gateway',
+        namespace: NS,
+        serviceAccount: 'gw-sluice',
+        meshed: false,
+        gateway: 'gw',
+        proxyArgs: ['--tracing-service-name', 'gateway'],
+      })
+    ).ip;
     mesh.writeManifests(
       manifests({
         'tracing.otlpEndpoint': jaeger.otlpUrl,
@@ -146,6 +182,82 @@ describe('tracing through two sidecars into Jaeger', function () {
     assert.equal(tag(server, 'sluice.caller.identity'), id('client'));
     assert.equal(tag(server, 'sluice.callee.identity'), id('reviews'));
     assert.equal(tag(server, 'sluice.sampling.reason'), 'parent');
+  });
+
+  it('a request through the client sidecar, a gateway and the server sidecar is one trace of four spans', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const appSpan = randomBytes(8).toString('hex');
+    const [r] = await mesh.client('client', {
+      kind: 'http1',
+      url: `http://${gatewayIp}:${GATEWAY_PORT}/items?id=2`,
+      headers: { traceparent: `00-${traceId}-${appSpan}-01` },
+    });
+    assert.equal(r?.status, 200, JSON.stringify(r));
+    let trace: JaegerTrace | undefined;
+    await waitFor(
+      'four spans in Jaeger',
+      async () => {
+        trace = await jaeger.trace(traceId);
+        return trace?.spans.length === 4;
+      },
+      { timeoutMs: 30_000, intervalMs: 300, detail: () => JSON.stringify(trace?.spans ?? []) },
+    );
+    const service = (s: { processID: string }) => trace!.processes[s.processID]?.serviceName;
+    const find = (name: string, kind: string) => {
+      const span = trace!.spans.find((s) => service(s) === name && tag(s, 'span.kind') === kind);
+      assert.ok(span, `${kind} span of ${name} in ${JSON.stringify(trace!.spans)}`);
+      return span;
+    };
+    const clientSide = find('client', 'client');
+    const gatewayServer = find('gateway', 'server');
+    const gatewayClient = find('gateway', 'client');
+    const serverSide = find('server', 'server');
+    // Each span is the child of the one before: app → client sidecar → gateway → gateway's call → server.
+    const parent = (s: { references: { spanID: string }[] }) => s.references.map((x) => x.spanID);
+    assert.deepEqual(parent(clientSide), [appSpan]);
+    assert.deepEqual(parent(gatewayServer), [clientSide.spanID]);
+    assert.deepEqual(parent(gatewayClient), [gatewayServer.spanID]);
+    assert.deepEqual(parent(serverSide), [gatewayClient.spanID]);
+    assert.equal(tag(gatewayServer, 'server.port'), GATEWAY_PORT);
+    assert.equal(tag(gatewayServer, 'url.path'), '/items');
+    assert.equal(tag(gatewayServer, 'http.response.status_code'), 200);
+    assert.equal(tag(gatewayServer, 'sluice.route.name'), 'front-door');
+    assert.equal(tag(gatewayServer, 'sluice.callee.identity'), id('gw-sluice'));
+    assert.equal(tag(gatewayClient, 'sluice.backend.service'), `${NS}/reviews:80`);
+    assert.equal(tag(gatewayClient, 'sluice.endpoint'), `${refs[1]!.ip}:${APP_PORT}`);
+    assert.equal(tag(gatewayClient, 'sluice.callee.identity'), id('reviews'));
+    assert.equal(tag(gatewayClient, 'sluice.caller.identity'), id('gw-sluice'));
+    assert.equal(tag(serverSide, 'sluice.caller.identity'), id('gw-sluice'));
+  });
+
+  it('a gRPC call carries its grpc-status on both spans; a status other than OK is an error', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const [r] = await mesh.client('client', {
+      kind: 'grpc',
+      url: `http://${VIP}/shop.Cart/Add`,
+      headers: {
+        traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`,
+        'x-echo-grpc-status': '14',
+      },
+    });
+    assert.equal(r?.grpcStatus, 14, JSON.stringify(r));
+    let trace: JaegerTrace | undefined;
+    await waitFor(
+      'both gRPC spans in Jaeger',
+      async () => {
+        trace = await jaeger.trace(traceId);
+        return trace?.spans.length === 2;
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+    for (const span of trace!.spans) {
+      assert.equal(tag(span, 'rpc.system'), 'grpc');
+      assert.equal(tag(span, 'rpc.service'), 'shop.Cart');
+      assert.equal(tag(span, 'rpc.grpc.status_code'), 14);
+      assert.equal(tag(span, 'http.response.status_code'), 200);
+      assert.equal(tag(span, 'error'), true);
+      assert.equal(tag(span, 'error.type'), 'UNAVAILABLE');
+    }
   });
 
   it('a B3 caller gets its trace continued and B3 passed on to the server app', async () => {

@@ -33,6 +33,11 @@ export interface MeshPodSpec {
   tcpPort?: number;
   /** More `sluice proxy` flags for this pod's sidecar (e.g. short timeouts). */
   proxyArgs?: string[];
+  /**
+   * The pod is this Gateway's proxy (`sluice proxy --mode gateway`, not meshed: no capture): it gets an
+   * identity and its proxy is started with the sidecars.
+   */
+  gateway?: string;
 }
 
 export interface MeshPod extends Pod {
@@ -117,7 +122,7 @@ export class MeshFixture {
       ]);
       this.capture(pod, tcp, 'tcp');
     }
-    if (spec.meshed) {
+    if (spec.meshed || spec.gateway) {
       pod.identityDir = join(this.dir, `identity-${spec.name}`);
       const keys = await generateKeyPair();
       const sa = spec.certServiceAccount ?? spec.serviceAccount;
@@ -132,6 +137,8 @@ export class MeshFixture {
         bundlePem: this.ca.certPem,
       });
       chownRecursive(pod.identityDir, PROXY_UID);
+    }
+    if (spec.meshed) {
       await this.harness.runIn(pod, nodeBin, [
         'bin/sluice.js',
         'init-iptables',
@@ -153,13 +160,16 @@ export class MeshFixture {
   }
 
   /**
-   * Starts the sidecars of all meshed pods and waits until each is ready. `compiled`: run the tsc output in
+   * Starts the sidecars of all meshed pods (and the proxies of gateway pods) and waits until each is ready. `compiled`: run the tsc output in
    * dist/ (what a production image runs) instead of the TypeScript sources.
    */
   async startSidecars(options: { compiled?: boolean } = {}): Promise<void> {
     const entry = options.compiled ? 'dist/cli/main.js' : 'bin/sluice.js';
     for (const pod of this.pods.values()) {
-      if (!pod.spec.meshed) continue;
+      if (!pod.spec.meshed && !pod.spec.gateway) continue;
+      const mode = pod.spec.gateway
+        ? ['--mode', 'gateway', '--gateway', pod.spec.gateway]
+        : ['--mode', pod.spec.mode ?? 'PERMISSIVE'];
       const child = this.harness.exec(
         pod,
         nodeBin,
@@ -170,8 +180,7 @@ export class MeshFixture {
           this.manifestsDir,
           '--identity',
           pod.identityDir!,
-          '--mode',
-          pod.spec.mode ?? 'PERMISSIVE',
+          ...mode,
           '--namespace',
           pod.spec.namespace,
           // Long enough for a test to look at a draining sidecar (the drain lasts this long while idle
@@ -192,7 +201,9 @@ export class MeshFixture {
         }
       });
     }
-    for (const pod of this.pods.values()) if (pod.spec.meshed) await this.waitReady(pod);
+    for (const pod of this.pods.values()) {
+      if (pod.spec.meshed || pod.spec.gateway) await this.waitReady(pod);
+    }
   }
 
   /**

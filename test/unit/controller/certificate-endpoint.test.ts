@@ -16,6 +16,7 @@ import { jsonLogger } from '../../../lib/json-log.ts';
 import { ConfigHub } from '../../../controller/config-hub.ts';
 import type { ConfigServer } from '../../../controller/config-server.ts';
 import { createConfigServer } from '../../../controller/config-distribution.ts';
+import { waitFor } from '../../support/wait-for.ts';
 import {
   CachedTokenReviewer,
   KeyedLimiter,
@@ -279,6 +280,20 @@ describe('CA certificate endpoint under attack', function () {
     c.session.close();
     assert.equal(api.calls, before);
     assert.ok(certificates.get('Unauthenticated|no_token')! >= 1);
+  });
+
+  it('times its requests under the OTel HTTP server metric, by route template and status', async () => {
+    const c = client('127.0.0.4');
+    assert.equal(await c.post(undefined), 401);
+    c.session.close();
+    await waitFor('the 401 in http_server_request_duration_seconds', () => {
+      const out: string[] = server.durations.render();
+      return out.some((l) =>
+        /^http_server_request_duration_seconds_count\{http_request_method="POST",http_route="\/v1\/certificate",http_response_status_code="401"\} [1-9]/.test(
+          l,
+        ),
+      );
+    });
   });
 });
 

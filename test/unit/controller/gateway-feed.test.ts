@@ -17,7 +17,7 @@ function secret(namespace: string, name: string, cert = CERT): K8sObject {
   } as K8sObject;
 }
 
-function inputs(secrets: K8sObject[]): GatewayFeedInputs {
+function inputs(secrets: K8sObject[], configMaps: K8sObject[] = []): GatewayFeedInputs {
   const gateway = {
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'Gateway',
@@ -57,7 +57,7 @@ function inputs(secrets: K8sObject[]): GatewayFeedInputs {
     routes: () => [],
     referenceGrants: () => [],
     secrets: () => secrets,
-    configMaps: () => [],
+    configMaps: () => configMaps,
   };
 }
 
@@ -74,6 +74,32 @@ describe('gateway feed', () => {
     assert.deepEqual(sent.metadata, { name: 'own', namespace: 'edge' });
     // Another Gateway's proxies (or a missing one) get nothing.
     assert.deepEqual(gatewayObjects(inputs(all), { namespace: 'edge', name: 'other' }, 'cluster.local'), []);
+  });
+
+  it('sends the mesh config (tracing settings) and no other ConfigMap', () => {
+    const cm = (namespace: string, name: string): K8sObject =>
+      ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name, namespace, annotations: { a: 'not sent' } },
+        data: { 'tracing.samplingPercent': '100' },
+      }) as K8sObject;
+    const objects = gatewayObjects(
+      inputs([], [cm('sluice-system', 'sluice-mesh-config'), cm('edge', 'other')]),
+      { namespace: 'edge', name: 'web' },
+      'cluster.local',
+    );
+    assert.deepEqual(
+      objects.filter((o) => o.kind === 'ConfigMap'),
+      [
+        {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'sluice-mesh-config', namespace: 'sluice-system' },
+          data: { 'tracing.samplingPercent': '100' },
+        },
+      ],
+    );
   });
 
   it('streams a snapshot, then a delta with the rotated Secret', () => {

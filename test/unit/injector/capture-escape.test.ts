@@ -18,6 +18,7 @@ import { jsonLogger } from '../../../lib/json-log.ts';
 import { isInjectedPod } from '../../../mesh-model/endpoints.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
 import { DEFAULT_PROXY_RESOURCES } from '../../../protocol/proxy-resources.ts';
+import { waitFor } from '../../support/wait-for.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -270,6 +271,13 @@ describe('injector: pods that would escape the mesh', () => {
         /sluice_injector_pods_total\{result="denied",reason="strict-without-capture"\} 1\n/,
       );
       assert.doesNotMatch(metrics, /already-injected/);
+      // The webhook's own requests, under the OTel HTTP server metric name (its route a fixed template).
+      await waitFor('six POST /inject answered 200 in http_server_request_duration_seconds', () =>
+        /^http_server_request_duration_seconds_count\{http_request_method="POST",http_route="\/inject",http_response_status_code="200"\} 6$/m.test(
+          server.metricsText(),
+        ),
+      );
+      assert.match(server.metricsText(), /^process_cpu_seconds_total /m);
     } finally {
       await server.stop();
     }

@@ -129,9 +129,21 @@ describe('injector: pod patch', () => {
     assert.deepEqual((byName(spec.volumes, 'sluice-ca').configMap as Obj).name, 'sluice-ca-root');
   });
 
-  it('marks the pod injected, creating the annotations map when there is none', () => {
+  it('marks the pod injected and scrapable, creating the annotations map when there is none', () => {
     const pod = injected(podOf(fixture('deployment-pod.json')));
-    assert.deepEqual((pod.metadata as Obj).annotations, { 'sluice.dev/status': 'injected' });
+    assert.deepEqual((pod.metadata as Obj).annotations, {
+      'sluice.dev/status': 'injected',
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': '15021',
+      'prometheus.io/path': '/metrics',
+    });
+  });
+
+  it("leaves a pod's own Prometheus scrape annotations alone", () => {
+    const base = podOf(fixture('deployment-pod.json'));
+    const own = { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9090' };
+    const pod = injected({ ...base, metadata: { ...(base.metadata as Obj), annotations: own } });
+    assert.deepEqual((pod.metadata as Obj).annotations, { ...own, 'sluice.dev/status': 'injected' });
   });
 
   it('puts its containers before existing init containers and maps the capture annotations', () => {

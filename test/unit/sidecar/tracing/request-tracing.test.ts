@@ -200,6 +200,89 @@ describe('request tracing', () => {
     assert.equal(headers.traceparent, `00-${s.spanContext().traceId}-${s.spanContext().spanId}-01`);
   });
 
+  it('a gateway request: a SERVER span, its CLIENT child for the backend call, propagated to the backend', async () => {
+    const t = await make();
+    const upstream = { headers: {} as HeaderMap, authority: 'front.shop:8080' };
+    const span = t.startGateway(
+      request({ traceparent: `00-${TRACE}-${SPAN}-01`, host: 'www.example.com' }, '/cart?x=1'),
+      { address: '10.2.0.1', port: 443, scheme: 'https' },
+      upstream,
+    )!;
+    span.route(entry, 'shop/front:8080');
+    span.attempt({
+      address: '10.1.0.7',
+      port: 8080,
+      ready: true,
+      serving: true,
+      terminating: false,
+      identity: undefined,
+      pod: 'front-1',
+    });
+    span.end(502, 'upstream');
+    const all = await spans(t);
+    assert.equal(all.length, 2);
+    const server = all.find((s) => s.kind === SpanKind.SERVER);
+    const client = all.find((s) => s.kind === SpanKind.CLIENT);
+    assert.ok(server && client);
+    assert.equal(server.parentSpanContext?.spanId, SPAN);
+    assert.equal(client.parentSpanContext?.spanId, server.spanContext().spanId);
+    assert.equal(client.spanContext().traceId, TRACE);
+    assert.equal(upstream.headers.traceparent, `00-${TRACE}-${client.spanContext().spanId}-01`);
+    assert.equal(server.attributes['url.scheme'], 'https');
+    assert.equal(server.attributes['server.address'], 'www.example.com');
+    assert.equal(server.attributes['server.port'], 443);
+    assert.equal(server.attributes['sluice.route.name'], 'reviews');
+    assert.equal(server.attributes['sluice.callee.identity'], 'spiffe://cluster.local/ns/shop/sa/web');
+    assert.equal(server.attributes['network.peer.address'], undefined, 'attempts belong to the call');
+    assert.equal(client.attributes['url.full'], 'http://front.shop:8080/cart');
+    assert.equal(client.attributes['sluice.endpoint.pod'], 'front-1');
+    assert.equal(client.attributes['sluice.caller.identity'], 'spiffe://cluster.local/ns/shop/sa/web');
+    for (const s of [server, client]) {
+      assert.equal(s.attributes['error.type'], 'upstream');
+      assert.equal(s.status.code, SpanStatusCode.ERROR);
+    }
+  });
+
+  it('a gateway local reply has only the SERVER span; an unsampled request gets an unsampled context', async () => {
+    const t = await make();
+    t.startGateway(
+      request({ 'x-sluice-force-trace': '1' }),
+      { address: '10.2.0.1', port: 80, scheme: 'http' },
+      undefined,
+    )!.end(404, 'no_route');
+    const [only, ...rest] = await spans(t);
+    assert.equal(only?.kind, SpanKind.SERVER);
+    assert.deepEqual(rest, []);
+    assert.equal(only.attributes['sluice.local_reply.cause'], 'no_route');
+    const upstream = { headers: {} as HeaderMap, authority: 'front.shop:8080' };
+    assert.equal(
+      t.startGateway(request(), { address: '10.2.0.1', port: 80, scheme: 'http' }, upstream),
+      undefined,
+    );
+    assert.match(String(upstream.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  });
+
+  it('a gRPC response carries its status; one other than OK is an error even with HTTP 200', async () => {
+    const t = await make();
+    const grpc = request(
+      { 'content-type': 'application/grpc', 'x-sluice-force-trace': '1' },
+      '/shop.Cart/Add',
+    );
+    const ok = t.startOutbound(grpc, {}, 'cart.shop:50051')!;
+    ok.grpcStatus(0);
+    ok.end(200);
+    const failed = t.startOutbound(grpc, {}, 'cart.shop:50051')!;
+    failed.grpcStatus(14);
+    failed.end(200);
+    const [a, b] = await spans(t);
+    assert.equal(a?.attributes['rpc.grpc.status_code'], 0);
+    assert.equal(a.attributes['rpc.service'], 'shop.Cart');
+    assert.equal(a.status.code, SpanStatusCode.UNSET);
+    assert.equal(b?.attributes['rpc.grpc.status_code'], 14);
+    assert.equal(b.attributes['error.type'], 'UNAVAILABLE');
+    assert.equal(b.status.code, SpanStatusCode.ERROR);
+  });
+
   it('bounds the spans held while the collector does not answer, and counts the dropped ones', async () => {
     const pending: ((r: ExportResult) => void)[] = [];
     const stuck: SpanExporter = {
