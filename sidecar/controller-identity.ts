@@ -5,6 +5,11 @@
 // The token and bundle files are read again for every request: the kubelet rotates both. The bundle file is
 // also checked every bundleCheckMs: when it changed (a CA rotation step, docs/operations.md) the
 // certificate is renewed soon, and with it the trust bundle the sidecar checks peers against.
+// Faster: the controller's config stream carries the trust bundle and the signing CA (trust frames, fed to
+// trust()): a new bundle is swapped in at once (same certificate, new roots), it is used to reach the
+// controller, and a certificate the current signer did not issue is renewed within a second. The mounted
+// file stays the bootstrap (first certificate, and while no stream has said anything).
+import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import { open } from 'node:fs/promises';
 import { CONFIG_PORT } from '../protocol/config-protocol.ts';
@@ -118,6 +123,17 @@ export function identityFromAnswer(
   return identity;
 }
 
+/** Whether the leaf of `certPem` was signed by the CA certificate `signerPem` (false when unreadable). */
+export function issuedBySigner(certPem: string, signerPem: string): boolean {
+  try {
+    const leaf = new X509Certificate(certPem);
+    const signer = new X509Certificate(signerPem);
+    return leaf.checkIssued(signer) && leaf.verify(signer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
 async function readSmallFile(path: string, what: string): Promise<string> {
   let file;
   try {
@@ -155,6 +171,8 @@ export class ControllerIdentity implements IdentitySource {
   #bundleTimer: NodeJS.Timeout | undefined;
   /** The bundle file's text as the last certificate request read it. */
   #bundleUsed: string | undefined;
+  /** The trust bundle of the controller's last trust frame; preferred to the file once known. */
+  #streamedBundle: string | undefined;
   #resolveFirst: ((identity: Identity) => void) | undefined;
   #rejectFirst: ((error: Error) => void) | undefined;
 
@@ -213,6 +231,29 @@ export class ControllerIdentity implements IdentitySource {
     const delay = Math.round((this.#o.random ?? Math.random)() * 1000);
     this.#o.log.info('trust bundle file changed; renewing the workload certificate', { inMs: delay });
     this.#schedule(delay);
+  }
+
+  /**
+   * A trust frame from the config stream: the new bundle replaces the current identity's at once (the
+   * proxy's servers and new client connections trust every root in it), and a certificate that the
+   * signing CA did not issue is renewed within a second (spread).
+   */
+  trust(frame: { bundle: string; signer: string }): void {
+    if (this.#stopped) return;
+    this.#streamedBundle = frame.bundle;
+    const current = this.#current;
+    if (!current) return;
+    if (current.bundlePem !== frame.bundle) {
+      const next: Identity = { ...current, bundlePem: frame.bundle };
+      this.#current = next;
+      this.#o.log.info('trust bundle from the controller applied', { spiffeId: next.spiffeId });
+      this.#onRotated?.(next);
+    }
+    if (!issuedBySigner(current.certPem, frame.signer)) {
+      const delay = Math.round((this.#o.random ?? Math.random)() * 1000);
+      this.#o.log.info('signing CA changed; renewing the workload certificate', { inMs: delay });
+      this.#schedule(delay);
+    }
   }
 
   stop(): void {
@@ -279,10 +320,11 @@ export class ControllerIdentity implements IdentitySource {
     ]);
     if (token.trim() === '') throw new Error(`token file ${this.#o.tokenFile} is empty`);
     this.#bundleUsed = bundlePem;
+    const trusted = this.#streamedBundle ?? bundlePem;
     const keys = await generateKeyPair();
     const keyPem = await privateKeyToPem(keys.privateKey);
     const csr = await createCsr({ keys });
-    const { status, body } = await this.#post(token.trim(), bundlePem, JSON.stringify({ csr }));
+    const { status, body } = await this.#post(token.trim(), trusted, JSON.stringify({ csr }));
     const result = identityFromAnswer(status, body, keyPem, this.#trustDomain);
     if (typeof result === 'string') throw new Error(result);
     return result;
