@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCa, type CaPem } from '../../pki/ca.ts';
@@ -53,9 +53,11 @@ function token(): string {
 
 class StandInApi implements TokenReviewer, CaSecretStore {
   secret: CaSecret | undefined;
+  /** The TokenReview's verdict (false: the pod or its service account is gone). */
+  authenticated = true;
   review(): Promise<TokenReviewResult> {
     return Promise.resolve({
-      authenticated: true,
+      authenticated: this.authenticated,
       username: 'system:serviceaccount:shop:web',
       uid: 'u',
       groups: [],
@@ -95,7 +97,7 @@ function signedBy(identity: Identity, root: CaPem): boolean {
 }
 
 /** Loopback controller parts issuing from a ReloadableCa over the Secret `api` holds. */
-async function startController(api: StandInApi) {
+async function startController(api: StandInApi, now?: () => number) {
   const ca = new ReloadableCa(await loadOrCreateCaSecret(api, { namespace: NS, trustDomain: TD }), api, {
     namespace: NS,
     trustDomain: TD,
@@ -114,6 +116,7 @@ async function startController(api: StandInApi) {
     port: 0,
     reviewer: api,
     certificates: new Map(),
+    ...(now ? { now } : {}),
   });
   await server.listen();
   return { ca, own, server };
@@ -132,6 +135,8 @@ async function startSidecar(port: number, tokenFile: string, bundleFile: string)
     controllerSpiffeId: controllerSpiffeId(TD),
     log: quiet,
     bundleCheckMs: 3_600_000, // the mounted file plays no part here: the kubelet has not synced it
+    backoffMinMs: 20,
+    backoffMaxMs: 200,
   });
   const box: { credentials?: MeshTlsCredentials } = {};
   const credentials = new MeshTlsCredentials(await identity.start((next) => box.credentials?.update(next)));
@@ -151,6 +156,7 @@ async function startSidecar(port: number, tokenFile: string, bundleFile: string)
   );
   await waitFor('the sidecar config stream', () => streamed);
   return {
+    identity,
     credentials,
     stop: () => {
       source.stop();
@@ -341,5 +347,56 @@ describe('CA root rotation without restarts (loopback: controller, certificate e
     }
     assert.deepEqual(failures, [], `${failures.length} of ${ok + failures.length} requests failed`);
     assert.ok(ok >= 80);
+  });
+
+  it('renews with the current certificate when the token file is missing or the token is refused', async () => {
+    const api = new StandInApi();
+    const oldCa = await createCa({ trustDomain: TD });
+    api.secret = buildCaSecret({ namespace: NS, ...oldCa });
+    let skewMs = 0; // the controller's rate-limit clock, moved on instead of waiting
+    const controller = await startController(api, () => performance.now() + skewMs);
+    stops.push(() => controller.own.stop());
+    stops.push(() => void controller.server.close());
+    const tokenFile = join(dir, 'token-3');
+    const bundleFile = join(dir, 'ca-3.crt');
+    await writeFile(tokenFile, token());
+    await writeFile(bundleFile, controller.ca.trustBundlePem);
+    const sidecar = await startSidecar(controller.server.port, tokenFile, bundleFile);
+    stops.push(sidecar.stop);
+    const first = sidecar.credentials.identity;
+    // A new signer makes the sidecar renew (trust frame); the token is what changes between the two cases.
+    const roots = [oldCa];
+    const newSigner = async (): Promise<CaPem> => {
+      const next = await createCa({ trustDomain: TD });
+      roots.push(next);
+      api.edit(next, roots);
+      assert.equal((await controller.ca.reload()).outcome, 'reloaded');
+      controller.own.renewNow();
+      controller.server.publishTrust();
+      return next;
+    };
+
+    await unlink(tokenFile);
+    const second = await newSigner();
+    await waitFor('a renewal without the token file', () => signedBy(sidecar.credentials.identity, second));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 1);
+    assert.equal(sidecar.credentials.identity.spiffeId, first.spiffeId);
+
+    // A refused token costs the pod's address 30 s of its rate limit (docs/security.md): the renewal by
+    // certificate right after it gets 429, the ones after it go without the token, once time has passed.
+    await writeFile(tokenFile, token());
+    api.authenticated = false;
+    const third = await newSigner();
+    await waitFor('the refusal and the rate limit', () => sidecar.identity.state.lastError?.includes('429'));
+    skewMs += 60_000;
+    await waitFor('a renewal with the token refused', () => signedBy(sidecar.credentials.identity, third));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 2);
+
+    // The same token is not sent again; the kubelet's next one is, and it works again.
+    api.authenticated = true;
+    await writeFile(tokenFile, token());
+    const fourth = await newSigner();
+    await waitFor('a renewal with the token', () => signedBy(sidecar.credentials.identity, fourth));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 2);
   });
 });
