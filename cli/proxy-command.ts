@@ -313,6 +313,7 @@ function controllerSources(
         address,
         identity: () => identity.current,
         controllerSpiffeId: expected,
+        onTrust: (frame) => identity.trust(frame),
         ...(build ? { build } : {}),
       }),
     };

@@ -104,6 +104,8 @@ export function createConfigServer(setup: ConfigServerSetup): ConfigServer {
     port: setup.port ?? CONFIG_PORT,
     log: (message) => log.info(message, { component: 'config-server' }),
     ...(setup.gatewayFeed ? { gatewayFeed: setup.gatewayFeed } : {}),
+    // Read in one synchronous step, so both come from the same version of a reloaded CA.
+    trust: () => ({ bundle: setup.issuer.trustBundlePem, signer: setup.issuer.ca.certPem }),
     routes: new Map([
       [
         CERTIFICATE_PATH,

@@ -9,7 +9,13 @@ import { authenticatePeer } from '../pki/peer-identity.ts';
 import type { WorkloadIdentity } from '../pki/spiffe-id.ts';
 import type { MeshTlsCredentials } from '../pki/tls-options.ts';
 import type { ConfigHub, ConfigSubscriber } from './config-hub.ts';
-import { CONFIG_CONTENT_TYPE, CONFIG_PATH, CONFIG_PORT, PING_LINE } from '../protocol/config-protocol.ts';
+import {
+  CONFIG_CONTENT_TYPE,
+  CONFIG_PATH,
+  CONFIG_PORT,
+  PING_LINE,
+  trustFrameLine,
+} from '../protocol/config-protocol.ts';
 
 const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_STATUS, NGHTTP2_CANCEL } = http2.constants;
 
@@ -40,6 +46,11 @@ export interface ConfigServerOptions {
    * the subscribe function for a peer that runs as a Gateway's service account, undefined for the others.
    */
   gatewayFeed?: (peer: WorkloadIdentity) => ((sub: ConfigSubscriber) => () => void) | undefined;
+  /**
+   * The mesh trust bundle and the signing CA's certificate (PEM), sent first on every stream and again by
+   * publishTrust() (CA rotation: proxies swap their TLS trust without waiting for the mounted ConfigMap).
+   */
+  trust?: () => { bundle: string; signer: string };
 }
 
 export type RouteHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void;
@@ -154,6 +165,7 @@ export class ConfigServer {
   readonly #open = new Set<OpenStream>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   #ping: NodeJS.Timeout | undefined;
+  #trustLine: Buffer | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: ConfigServerOptions) {
@@ -222,6 +234,22 @@ export class ConfigServer {
     });
   }
 
+  /** Sends the current trust (options.trust) to every open stream, if it changed since the last time. */
+  publishTrust(): void {
+    const before = this.#trustLine;
+    const line = this.#currentTrustLine();
+    if (!line || (before && line.equals(before))) return;
+    for (const s of this.#open) s.writer.write(line);
+  }
+
+  #currentTrustLine(): Buffer | undefined {
+    const trust = this.#o.trust?.();
+    if (!trust) return undefined;
+    const line = trustFrameLine(trust.bundle, trust.signer);
+    if (!this.#trustLine?.equals(line)) this.#trustLine = line;
+    return this.#trustLine;
+  }
+
   /** Streams open now. */
   get streams(): number {
     return this.#open.size;
@@ -255,6 +283,8 @@ export class ConfigServer {
       'cache-control': 'no-store',
     });
     const writer = new PacedWriter(stream);
+    const trust = this.#currentTrustLine();
+    if (trust) writer.write(trust);
     const subscriber: ConfigSubscriber = {
       namespace,
       write: (frame) => writer.write(frame),

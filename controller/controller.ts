@@ -364,6 +364,7 @@ export class Controller {
         changed: () => {
           this.#bundles.setBundle(issuer.trustBundlePem);
           this.#identity?.renewNow();
+          this.#configServer?.publishTrust(); // every proxy, in seconds (the ConfigMap takes minutes)
         },
       });
       const server = createConfigServer({

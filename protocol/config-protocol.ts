@@ -3,6 +3,9 @@
 //   {"type":"snapshot","version":"E:S","objects":[...]}
 //   {"type":"delta","version":"E:S","base":"E:S","upserts":[...],"removals":["Kind/ns/name",...]}
 //   {"type":"ping"}
+//   {"type":"trust","bundle":PEM,"signer":PEM}
+// A trust frame comes first on every stream and again whenever the mesh CA changes: the trust bundle (every
+// root a peer's certificate may chain to) and the certificate of the CA that signs now (docs/operations.md).
 // Versions are "<epoch>:<sequence>": the epoch changes when a controller process starts, so versions from
 // two controllers never look alike. Objects are stripped Kubernetes objects (config-scope.ts).
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
@@ -41,13 +44,25 @@ export interface PingFrame {
   type: 'ping';
 }
 
+export interface TrustFrame {
+  type: 'trust';
+  /** PEM: every root of the mesh trust bundle. */
+  bundle: string;
+  /** PEM: the CA certificate that signs workload certificates now. */
+  signer: string;
+}
+
 /** A frame type this version does not know (ignored, so the controller can add types later). */
 export interface OtherFrame {
   type: 'other';
   name: string;
 }
 
-export type ConfigFrame = SnapshotFrame | DeltaFrame | PingFrame | OtherFrame;
+export type ConfigFrame = SnapshotFrame | DeltaFrame | PingFrame | TrustFrame | OtherFrame;
+
+export function trustFrameLine(bundle: string, signer: string): Buffer {
+  return Buffer.from(`${JSON.stringify({ type: 'trust', bundle, signer })}\n`);
+}
 
 export const PING_LINE = Buffer.from('{"type":"ping"}\n');
 
@@ -91,6 +106,16 @@ export function parseFrame(line: Buffer | string): ConfigFrame | string {
         return 'delta frame: removals must be a list of keys';
       }
       return { type: 'delta', version, base, upserts, removals };
+    }
+    case 'trust': {
+      const { bundle, signer } = value;
+      if (typeof bundle !== 'string' || !bundle.includes('-----BEGIN CERTIFICATE-----')) {
+        return 'trust frame without a PEM bundle';
+      }
+      if (typeof signer !== 'string' || !signer.includes('-----BEGIN CERTIFICATE-----')) {
+        return 'trust frame without a PEM signer';
+      }
+      return { type: 'trust', bundle, signer };
     }
     default:
       return { type: 'other', name: value.type.slice(0, 64) };

@@ -12,6 +12,7 @@ import {
   parseFrame,
   type DeltaFrame,
   type SnapshotFrame,
+  type TrustFrame,
 } from '../protocol/config-protocol.ts';
 import { resourceKey } from '../protocol/config-scope.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
@@ -43,6 +44,8 @@ export interface ConfigStreamOptions {
   maxFrameBytes?: number;
   /** For tests: the jitter source, 0 <= x < 1. */
   random?: () => number;
+  /** The controller's trust frames (the mesh trust bundle and the signing CA), as they come. */
+  onTrust?: (frame: TrustFrame) => void;
 }
 
 export interface ConfigStreamHandlers {
@@ -196,6 +199,9 @@ export class ConfigStream {
         this.#handlers.onDelta(frame, peer);
         version = frame.version;
         this.#state.deltas++;
+      } else if (frame.type === 'trust') {
+        this.#o.onTrust?.(frame);
+        return;
       } else {
         return; // ping, or a frame type from a newer controller
       }

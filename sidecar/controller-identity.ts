@@ -2,9 +2,16 @@
 // with the pod's projected service-account token, over TLS that checks the controller against the mounted
 // trust bundle (ConfigMap sluice-ca-root) and its SPIFFE ID. Renewed at renewAt(); a failed request is
 // retried with jittered exponential backoff while the current certificate stays in use until it expires.
-// The token and bundle files are read again for every request: the kubelet rotates both. The bundle file is
+// The token and bundle files are read again for every request: the kubelet rotates both. Without a usable
+// token (file missing or empty, or refused with 401/403) a still valid certificate renews itself: the
+// request goes without a token over a connection that presents it. The bundle file is
 // also checked every bundleCheckMs: when it changed (a CA rotation step, docs/operations.md) the
 // certificate is renewed soon, and with it the trust bundle the sidecar checks peers against.
+// Faster: the controller's config stream carries the trust bundle and the signing CA (trust frames, fed to
+// trust()): a new bundle is swapped in at once (same certificate, new roots), it is used to reach the
+// controller, and a certificate the current signer did not issue is renewed within a second. The mounted
+// file stays the bootstrap (first certificate, and while no stream has said anything).
+import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import { open } from 'node:fs/promises';
 import { CONFIG_PORT } from '../protocol/config-protocol.ts';
@@ -51,6 +58,8 @@ export interface ControllerIdentityState {
   readonly notAfter: string | undefined;
   readonly nextRequest: string | undefined;
   readonly issued: number;
+  /** Of those, renewed by presenting the current certificate (no usable token). */
+  readonly renewedByCertificate: number;
   readonly failures: number;
   readonly lastError: string | undefined;
 }
@@ -118,6 +127,17 @@ export function identityFromAnswer(
   return identity;
 }
 
+/** Whether the leaf of `certPem` was signed by the CA certificate `signerPem` (false when unreadable). */
+export function issuedBySigner(certPem: string, signerPem: string): boolean {
+  try {
+    const leaf = new X509Certificate(certPem);
+    const signer = new X509Certificate(signerPem);
+    return leaf.checkIssued(signer) && leaf.verify(signer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
 async function readSmallFile(path: string, what: string): Promise<string> {
   let file;
   try {
@@ -147,6 +167,9 @@ export class ControllerIdentity implements IdentitySource {
   #session: http2.ClientHttp2Session | undefined;
   #attempt = 0;
   #issued = 0;
+  #renewedByCertificate = 0;
+  /** The token file's text when the controller last refused it, and why. */
+  #refusedToken: { token: string; why: string } | undefined;
   #failures = 0;
   #lastError: string | undefined;
   #stopped = false;
@@ -155,6 +178,8 @@ export class ControllerIdentity implements IdentitySource {
   #bundleTimer: NodeJS.Timeout | undefined;
   /** The bundle file's text as the last certificate request read it. */
   #bundleUsed: string | undefined;
+  /** The trust bundle of the controller's last trust frame; preferred to the file once known. */
+  #streamedBundle: string | undefined;
   #resolveFirst: ((identity: Identity) => void) | undefined;
   #rejectFirst: ((error: Error) => void) | undefined;
 
@@ -180,6 +205,7 @@ export class ControllerIdentity implements IdentitySource {
       notAfter: this.#current?.notAfter.toISOString(),
       nextRequest: this.#nextAt?.toISOString(),
       issued: this.#issued,
+      renewedByCertificate: this.#renewedByCertificate,
       failures: this.#failures,
       lastError: this.#lastError,
     };
@@ -213,6 +239,29 @@ export class ControllerIdentity implements IdentitySource {
     const delay = Math.round((this.#o.random ?? Math.random)() * 1000);
     this.#o.log.info('trust bundle file changed; renewing the workload certificate', { inMs: delay });
     this.#schedule(delay);
+  }
+
+  /**
+   * A trust frame from the config stream: the new bundle replaces the current identity's at once (the
+   * proxy's servers and new client connections trust every root in it), and a certificate that the
+   * signing CA did not issue is renewed within a second (spread).
+   */
+  trust(frame: { bundle: string; signer: string }): void {
+    if (this.#stopped) return;
+    this.#streamedBundle = frame.bundle;
+    const current = this.#current;
+    if (!current) return;
+    if (current.bundlePem !== frame.bundle) {
+      const next: Identity = { ...current, bundlePem: frame.bundle };
+      this.#current = next;
+      this.#o.log.info('trust bundle from the controller applied', { spiffeId: next.spiffeId });
+      this.#onRotated?.(next);
+    }
+    if (!issuedBySigner(current.certPem, frame.signer)) {
+      const delay = Math.round((this.#o.random ?? Math.random)() * 1000);
+      this.#o.log.info('signing CA changed; renewing the workload certificate', { inMs: delay });
+      this.#schedule(delay);
+    }
   }
 
   stop(): void {
@@ -272,23 +321,55 @@ export class ControllerIdentity implements IdentitySource {
     else this.#onRotated?.(identity);
   }
 
+  /**
+   * One certificate request: with the token; without it, when the token file is missing or empty or the
+   * controller refused the token (401/403), by presenting the current certificate, if it is still valid
+   * (docs/security.md, renewal by certificate).
+   */
   async #request(): Promise<Identity> {
     const [token, bundlePem] = await Promise.all([
-      readSmallFile(this.#o.tokenFile, 'token file'),
+      readSmallFile(this.#o.tokenFile, 'token file').then(
+        (text) => (text.trim() === '' ? new Error(`token file ${this.#o.tokenFile} is empty`) : text.trim()),
+        (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+      ),
       readSmallFile(this.#o.caBundleFile, 'trust bundle file'),
     ]);
-    if (token.trim() === '') throw new Error(`token file ${this.#o.tokenFile} is empty`);
     this.#bundleUsed = bundlePem;
+    const trusted = this.#streamedBundle ?? bundlePem;
     const keys = await generateKeyPair();
     const keyPem = await privateKeyToPem(keys.privateKey);
-    const csr = await createCsr({ keys });
-    const { status, body } = await this.#post(token.trim(), bundlePem, JSON.stringify({ csr }));
+    const payload = JSON.stringify({ csr: await createCsr({ keys }) });
+    const current =
+      this.#current && this.#current.notAfter.getTime() > Date.now() ? this.#current : undefined;
+    let refused: string | undefined;
+    if (typeof token === 'string' && !(current && token === this.#refusedToken?.token)) {
+      const { status, body } = await this.#post({ token }, trusted, payload);
+      const result = identityFromAnswer(status, body, keyPem, this.#trustDomain);
+      if (typeof result !== 'string') {
+        this.#refusedToken = undefined;
+        return result;
+      }
+      if (!current || (status !== 401 && status !== 403)) throw new Error(result);
+      // The same token is not sent again: each refusal costs this pod's address rate-limit tokens.
+      this.#refusedToken = { token, why: result };
+      refused = result;
+    }
+    if (!current) throw typeof token === 'string' ? new Error('no current certificate') : token;
+    const why =
+      refused ?? (typeof token === 'string' ? (this.#refusedToken?.why ?? 'token refused') : token.message);
+    this.#o.log.info('renewing the workload certificate with the current certificate', { why });
+    const { status, body } = await this.#post({ certificate: current }, trusted, payload);
     const result = identityFromAnswer(status, body, keyPem, this.#trustDomain);
-    if (typeof result === 'string') throw new Error(result);
+    if (typeof result === 'string') throw new Error(`${result} (renewal by certificate; token: ${why})`);
+    this.#renewedByCertificate++;
     return result;
   }
 
-  #post(token: string, bundlePem: string, payload: string): Promise<{ status: number; body: string }> {
+  #post(
+    auth: { token: string } | { certificate: Identity },
+    bundlePem: string,
+    payload: string,
+  ): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
       let session: http2.ClientHttp2Session;
       try {
@@ -297,6 +378,7 @@ export class ControllerIdentity implements IdentitySource {
           minVersion: 'TLSv1.3',
           checkServerIdentity: checkServerSpiffeId(this.#o.controllerSpiffeId),
           ALPNProtocols: ['h2'],
+          ...('certificate' in auth ? { cert: auth.certificate.certPem, key: auth.certificate.keyPem } : {}),
         });
       } catch (err) {
         reject(new Error(`cannot connect to ${this.#url}: ${(err as Error).message}`));
@@ -326,7 +408,7 @@ export class ControllerIdentity implements IdentitySource {
       const req = session.request({
         [HTTP2_HEADER_METHOD]: 'POST',
         [HTTP2_HEADER_PATH]: CERTIFICATE_PATH,
-        [HTTP2_HEADER_AUTHORIZATION]: `Bearer ${token}`,
+        ...('token' in auth ? { [HTTP2_HEADER_AUTHORIZATION]: `Bearer ${auth.token}` } : {}),
         'content-type': 'application/json',
       });
       let status = 0;

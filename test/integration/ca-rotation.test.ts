@@ -4,7 +4,9 @@
 // Only the API server is a stand-in (the CA Secret's store and TokenReview).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCa, type CaPem } from '../../pki/ca.ts';
@@ -30,6 +32,8 @@ import {
   type TokenReviewResult,
 } from '../../controller/workload-ca.ts';
 import { ControllerIdentity } from '../../sidecar/controller-identity.ts';
+import { ControllerConfigSource } from '../../sidecar/controller-config-source.ts';
+import { MeshTlsCredentials } from '../../pki/tls-options.ts';
 import { waitFor } from '../support/wait-for.ts';
 
 const TD = 'cluster.local';
@@ -49,9 +53,11 @@ function token(): string {
 
 class StandInApi implements TokenReviewer, CaSecretStore {
   secret: CaSecret | undefined;
+  /** The TokenReview's verdict (false: the pod or its service account is gone). */
+  authenticated = true;
   review(): Promise<TokenReviewResult> {
     return Promise.resolve({
-      authenticated: true,
+      authenticated: this.authenticated,
       username: 'system:serviceaccount:shop:web',
       uid: 'u',
       groups: [],
@@ -88,6 +94,75 @@ function signedBy(identity: Identity, root: CaPem): boolean {
   } catch {
     return false;
   }
+}
+
+/** Loopback controller parts issuing from a ReloadableCa over the Secret `api` holds. */
+async function startController(api: StandInApi, now?: () => number) {
+  const ca = new ReloadableCa(await loadOrCreateCaSecret(api, { namespace: NS, trustDomain: TD }), api, {
+    namespace: NS,
+    trustDomain: TD,
+  });
+  const own = new ControllerOwnIdentity(ca, NS, quiet);
+  const { identity, credentials } = await own.start();
+  const hub = new ConfigHub();
+  hub.markSynced();
+  const server = createConfigServer({
+    log: quiet,
+    hub,
+    issuer: ca,
+    identity,
+    credentials,
+    trustDomain: TD,
+    port: 0,
+    reviewer: api,
+    certificates: new Map(),
+    ...(now ? { now } : {}),
+  });
+  await server.listen();
+  return { ca, own, server };
+}
+
+/**
+ * The identity and TLS parts of one sidecar as cli/proxy-command.ts wires them: its certificate from the
+ * controller, its config stream's trust frames fed to the identity, rotations into its TLS credentials.
+ */
+async function startSidecar(port: number, tokenFile: string, bundleFile: string) {
+  const address = `127.0.0.1:${port}`;
+  const identity = new ControllerIdentity({
+    address,
+    tokenFile,
+    caBundleFile: bundleFile,
+    controllerSpiffeId: controllerSpiffeId(TD),
+    log: quiet,
+    bundleCheckMs: 3_600_000, // the mounted file plays no part here: the kubelet has not synced it
+    backoffMinMs: 20,
+    backoffMaxMs: 200,
+  });
+  const box: { credentials?: MeshTlsCredentials } = {};
+  const credentials = new MeshTlsCredentials(await identity.start((next) => box.credentials?.update(next)));
+  box.credentials = credentials;
+  const source = new ControllerConfigSource<number>({
+    address,
+    identity: () => identity.current,
+    onTrust: (frame) => identity.trust(frame),
+    build: (objects) => objects.length,
+    backoffMinMs: 20,
+    backoffMaxMs: 200,
+  });
+  let streamed = false;
+  source.start(
+    () => (streamed = true),
+    () => undefined,
+  );
+  await waitFor('the sidecar config stream', () => streamed);
+  return {
+    identity,
+    credentials,
+    stop: () => {
+      source.stop();
+      identity.stop();
+    },
+  };
 }
 
 describe('CA root rotation without restarts (loopback: controller, certificate endpoint, sidecar identity)', function () {
@@ -185,5 +260,143 @@ describe('CA root rotation without restarts (loopback: controller, certificate e
     await waitFor('the sidecar to drop the old root', () => current !== before3);
     assert.ok(signedBy(current, newCa));
     assert.ok(!current.bundlePem.includes(oldCa.certPem.trim()));
+  });
+
+  it('through the config stream: two sidecars keep talking through introduce, sign and finish', async () => {
+    const api = new StandInApi();
+    const oldCa = await createCa({ trustDomain: TD });
+    const newCa = await createCa({ trustDomain: TD });
+    api.secret = buildCaSecret({ namespace: NS, ...oldCa });
+    const controller = await startController(api);
+    stops.push(() => controller.own.stop());
+    stops.push(() => void controller.server.close());
+    const tokenFile = join(dir, 'token-2');
+    const bundleFile = join(dir, 'ca-2.crt');
+    await writeFile(tokenFile, token());
+    await writeFile(bundleFile, controller.ca.trustBundlePem); // never updated: a kubelet that lags
+    const a = await startSidecar(controller.server.port, tokenFile, bundleFile);
+    stops.push(a.stop);
+    const b = await startSidecar(controller.server.port, tokenFile, bundleFile);
+    stops.push(b.stop);
+
+    // b serves mTLS; a connects anew for every request, so every request is a handshake both ways.
+    const peer = tls.createServer(b.credentials.serverOptions(), (socket) => socket.end('ok'));
+    b.credentials.track(peer);
+    peer.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => peer.listen(0, '127.0.0.1', resolve));
+    stops.push(() => peer.close());
+    const peerPort = (peer.address() as AddressInfo).port;
+    const request = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const socket = tls.connect({
+          host: '127.0.0.1',
+          port: peerPort,
+          ...a.credentials.clientOptions({ expectedSpiffeId: b.credentials.identity.spiffeId }),
+        });
+        let text = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => (text += chunk));
+        socket.on('error', reject);
+        socket.on('end', () => (text === 'ok' ? resolve() : reject(new Error(`answer ${text}`))));
+      });
+    let ok = 0;
+    const failures: string[] = [];
+    const loopState = { running: true };
+    const loop = (async () => {
+      while (loopState.running) {
+        await request().then(
+          () => ok++,
+          (err: unknown) => failures.push(err instanceof Error ? err.message : String(err)),
+        );
+      }
+    })();
+    const moreRequests = async (what: string): Promise<void> => {
+      const target = ok + 20;
+      await waitFor(`20 more requests ${what}`, () => ok >= target || failures.length > 0);
+    };
+
+    /** One step: the Secret edited and the controller's reload (controller.ts does the same on its timer). */
+    const step = async (signer: CaPem, bundle: CaPem[]): Promise<void> => {
+      api.edit(signer, bundle);
+      assert.equal((await controller.ca.reload()).outcome, 'reloaded');
+      controller.own.renewNow();
+      controller.server.publishTrust();
+    };
+    const both = [a, b];
+    const trusts = (s: (typeof both)[number], root: CaPem): boolean =>
+      s.credentials.identity.bundlePem.includes(root.certPem.trim());
+    try {
+      await moreRequests('before the rotation');
+      await step(oldCa, [oldCa, newCa]);
+      await waitFor('both sidecars to trust the new root', () => both.every((s) => trusts(s, newCa)));
+      assert.ok(both.every((s) => signedBy(s.credentials.identity, oldCa)));
+      await moreRequests('with two roots trusted');
+
+      await step(newCa, [oldCa, newCa]);
+      await waitFor('both sidecars to hold certificates of the new CA', () =>
+        both.every((s) => signedBy(s.credentials.identity, newCa)),
+      );
+      await moreRequests('with new certificates');
+
+      await step(newCa, [newCa]);
+      await waitFor('both sidecars to drop the old root', () => both.every((s) => !trusts(s, oldCa)));
+      await moreRequests('after the rotation');
+    } finally {
+      loopState.running = false;
+      await loop;
+    }
+    assert.deepEqual(failures, [], `${failures.length} of ${ok + failures.length} requests failed`);
+    assert.ok(ok >= 80);
+  });
+
+  it('renews with the current certificate when the token file is missing or the token is refused', async () => {
+    const api = new StandInApi();
+    const oldCa = await createCa({ trustDomain: TD });
+    api.secret = buildCaSecret({ namespace: NS, ...oldCa });
+    let skewMs = 0; // the controller's rate-limit clock, moved on instead of waiting
+    const controller = await startController(api, () => performance.now() + skewMs);
+    stops.push(() => controller.own.stop());
+    stops.push(() => void controller.server.close());
+    const tokenFile = join(dir, 'token-3');
+    const bundleFile = join(dir, 'ca-3.crt');
+    await writeFile(tokenFile, token());
+    await writeFile(bundleFile, controller.ca.trustBundlePem);
+    const sidecar = await startSidecar(controller.server.port, tokenFile, bundleFile);
+    stops.push(sidecar.stop);
+    const first = sidecar.credentials.identity;
+    // A new signer makes the sidecar renew (trust frame); the token is what changes between the two cases.
+    const roots = [oldCa];
+    const newSigner = async (): Promise<CaPem> => {
+      const next = await createCa({ trustDomain: TD });
+      roots.push(next);
+      api.edit(next, roots);
+      assert.equal((await controller.ca.reload()).outcome, 'reloaded');
+      controller.own.renewNow();
+      controller.server.publishTrust();
+      return next;
+    };
+
+    await unlink(tokenFile);
+    const second = await newSigner();
+    await waitFor('a renewal without the token file', () => signedBy(sidecar.credentials.identity, second));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 1);
+    assert.equal(sidecar.credentials.identity.spiffeId, first.spiffeId);
+
+    // A refused token costs the pod's address 30 s of its rate limit (docs/security.md): the renewal by
+    // certificate right after it gets 429, the ones after it go without the token, once time has passed.
+    await writeFile(tokenFile, token());
+    api.authenticated = false;
+    const third = await newSigner();
+    await waitFor('the refusal and the rate limit', () => sidecar.identity.state.lastError?.includes('429'));
+    skewMs += 60_000;
+    await waitFor('a renewal with the token refused', () => signedBy(sidecar.credentials.identity, third));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 2);
+
+    // The same token is not sent again; the kubelet's next one is, and it works again.
+    api.authenticated = true;
+    await writeFile(tokenFile, token());
+    const fourth = await newSigner();
+    await waitFor('a renewal with the token', () => signedBy(sidecar.credentials.identity, fourth));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 2);
   });
 });
