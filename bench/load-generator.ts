@@ -6,9 +6,10 @@
  *
  * mode "rate": open loop at a fixed rate: a 1 ms ticker sends every request that is due, whatever the
  * responses do, so a slow path shows up as latency and in-flight requests, not as a lower rate.
- * Latency is measured from the moment a request is sent.
+ * Latency is measured from the moment a request was due (no coordinated omission: a stalled loop or a
+ * request waiting for a free connection shows as latency).
  * mode "max": closed loop, `connections` requests in flight, as fast as they complete.
- * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs }.
+ * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent }.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -96,8 +97,9 @@ async function run(durationMs: number, record: boolean) {
         for (let due = start + i * interval; due <= now && due < end; due = start + i * interval) {
           i++;
           sent++;
-          const sentAt = performance.now();
-          pending.push(send().then((good) => finish(sentAt, good)));
+          // From the intended send time: a late tick or a wait for a free connection counts.
+          const intended = due;
+          pending.push(send().then((good) => finish(intended, good)));
         }
         if (start + i * interval >= end) {
           clearInterval(timer);
@@ -122,8 +124,8 @@ async function run(durationMs: number, record: boolean) {
   };
 }
 
-await run(spec.warmupMs ?? 1000, false);
-const result = await run(spec.durationMs, true);
+const warmup = await run(spec.warmupMs ?? 1000, false);
+const result = { ...(await run(spec.durationMs, true)), warmupSent: warmup.sent };
 for (const s of sessions) s.close();
 agent.destroy();
 process.stdout.write(`${JSON.stringify(result)}\n`);
