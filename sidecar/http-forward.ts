@@ -23,6 +23,7 @@ import type { LoadBalancer } from './load-balancer.ts';
 import { CONNECT_TIMEOUT, type UpstreamPools } from './upstream-pools.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { HttpSpan, RequestTracing } from './tracing/request-tracing.ts';
+import { overflowLog } from './overflow-log.ts';
 
 const MAX_CONNECT_ATTEMPTS = 3;
 const RETRYABLE = new Set([
@@ -345,7 +346,7 @@ export function sendWithRetries(options: SendOptions): void {
   const attempt = (): void => {
     const ep = deps.lb.pick(target.endpoints, tried);
     if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
-      // Every connection to this endpoint is busy: another endpoint, or a 503 rather than a queue.
+      // Every connection to this endpoint is busy and its queue full: another endpoint, or a 503 now.
       overflowed = true;
       tried.add(ep);
       return attempt();
@@ -355,7 +356,12 @@ export function sendWithRetries(options: SendOptions): void {
       if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause);
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
-        return fail(503, `upstream connection limit reached for ${target.backendLabel}`, 'upstream_overflow');
+        if (deps.log) overflowLog(deps.log).report(target.backendLabel);
+        return fail(
+          503,
+          `upstream connections and queue full for ${target.backendLabel}`,
+          'upstream_overflow',
+        );
       }
       const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
@@ -463,6 +469,12 @@ function sendH1(
   let body: Readable | undefined;
   let cancelled = false;
   let settled = false;
+  // Cancelled while queued: counted as such by the pools until undici lets go of the request.
+  let counted = false;
+  const letGo = (): void => {
+    if (counted) deps.pools.countCancelledQueued(ep, -1);
+    counted = false;
+  };
   deps.pools.pool(ep).dispatch(
     {
       path: r.path,
@@ -473,9 +485,14 @@ function sendH1(
     {
       onRequestStart(c) {
         controller = c;
-        // Cancelled while it waited in undici's queue for a connection (no controller to abort then):
-        // drop it before a byte is sent, or its response would arrive for nobody.
-        if (cancelled) c.abort(new Error('request cancelled'));
+        // Cancelled while it waited in undici's queue (no controller to abort then): drop it before a byte
+        // is sent, or its response would arrive for nobody. Thrown, not c.abort(): undici then errors the
+        // request alone and the connection serves the next one (abort would destroy the connection, and a
+        // backlog of cancelled requests would become a storm of new connections).
+        if (cancelled) {
+          letGo();
+          throw new Error('request cancelled while queued');
+        }
       },
       onResponseStart(c, status, responseHeaders) {
         body = new Readable({
@@ -499,6 +516,7 @@ function sendH1(
       },
       onResponseError(_c, err) {
         settled = true;
+        letGo();
         if (body) body.destroy(err);
         // Retryable while no request byte can have been sent: no body, or a body nobody has read yet.
         else h.error(err, bodyless || !(req as Readable).readableDidRead);
@@ -506,6 +524,10 @@ function sendH1(
     },
   );
   return () => {
+    if (!cancelled && !controller && !settled) {
+      counted = true;
+      deps.pools.countCancelledQueued(ep, 1);
+    }
     cancelled = true;
     controller?.abort(new Error('request cancelled'));
   };
