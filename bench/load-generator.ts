@@ -23,6 +23,8 @@ interface Spec {
   durationMs: number;
   connections: number;
   warmupMs?: number;
+  /** A request without its whole response after this long is given up (counted as an error). */
+  timeoutMs?: number;
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as Spec;
@@ -50,6 +52,7 @@ function send(): Promise<boolean> {
         },
       );
       req.on('error', () => resolve(false));
+      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, () => req.destroy());
     } else {
       const session = sessions[rr++ % sessions.length]!;
       const stream = session.request({ ':path': url.pathname + url.search });
@@ -58,6 +61,9 @@ function send(): Promise<boolean> {
       stream.on('data', () => undefined);
       stream.on('end', () => resolve(status === 200));
       stream.on('error', () => resolve(false));
+      stream.on('close', () => resolve(false)); // after 'end' this changes nothing
+      if (spec.timeoutMs)
+        stream.setTimeout(spec.timeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       stream.end();
     }
   });

@@ -13,6 +13,8 @@
  * 1,000 requests at the fixed rate), RSS idle and peak (process trees, so nginx counts master + worker), new
  * connections into the server pod per 1,000 requests (SYNs counted by an iptables rule there). Medians over
  * the rounds, a table of ratios against the Node floor and nginx, and one summary line. No assertions.
+ * `--overload S`: then S seconds of HTTP/1.1 at 2× the median max rps (256 connections, 2 s client timeout)
+ * for Sluice and the Node floor: goodput, new upstream connections per 1,000 requests, RSS peak and 10 s after.
  * nginx comes from Debian, installed here when missing (cluster/host-packages.ts).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -34,6 +36,8 @@ const ROUNDS = Number(option('--rounds') ?? (QUICK ? 1 : 3));
 const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 6));
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? (QUICK ? 2 : 6));
 const RPS = 1000;
+/** Seconds of overload (2× the variant's median max rps, 256 connections, 2 s client timeout); 0: none. */
+const OVERLOAD_SECONDS = Number(option('--overload') ?? 0);
 const CONNECTIONS = 16;
 const VIP = '10.96.0.10';
 const SERVER_NAME = 'server.bench';
@@ -184,8 +188,10 @@ async function main(): Promise<void> {
 
   const mesh = await MeshFixture.create();
   try {
+    // --sluice-args '--max-upstream-connections 64': extra flags for both sidecars.
+    const proxyArgs = (option('--sluice-args') ?? '').split(' ').filter(Boolean);
     const pod = (name: string, meshed: boolean): Promise<MeshPod> =>
-      mesh.addPod({ name, namespace: 'bench', serviceAccount: name, meshed });
+      mesh.addPod({ name, namespace: 'bench', serviceAccount: name, meshed, proxyArgs });
     const client = await pod('client', true);
     const server = await pod('server', true);
     const pclient = await pod('pclient', false); // direct, Node floor and nginx
@@ -378,6 +384,47 @@ async function main(): Promise<void> {
         }
       }
     }
+    const overloadRows: string[] = [];
+    for (const v of OVERLOAD_SECONDS > 0 ? (['sluice', 'node'] as const) : []) {
+      const { pod: from, url } = target(v, 'h1');
+      const counted = v === 'sluice' ? server : pserver;
+      const maxRps = median((samples.get(`${v}/h1`) ?? []).map((s) => s.maxRps));
+      const syn0 = await syns(counted);
+      const peakRss = [0, 0];
+      const sampling = { on: true };
+      const sampler = (async () => {
+        while (sampling.on) {
+          pids[v].forEach((pid, i) => (peakRss[i] = Math.max(peakRss[i]!, procStats(tree(pid)).rssMb)));
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      })();
+      const over = await load(from, {
+        url,
+        protocol: 'h1',
+        connections: 256,
+        mode: 'rate',
+        rps: Math.round(2 * maxRps),
+        durationMs: OVERLOAD_SECONDS * 1000,
+        timeoutMs: 2000,
+      });
+      sampling.on = false;
+      await sampler;
+      const syn1 = await syns(counted);
+      await new Promise((r) => setTimeout(r, 10_000)); // then: how far memory came back after 10 s
+      const after = pids[v].map((pid) => procStats(tree(pid)).rssMb);
+      overloadRows.push(
+        [
+          v,
+          `${Math.round(2 * maxRps)} rps offered`,
+          `goodput ${over.rps.toFixed(0)} rps (${((100 * over.rps) / maxRps).toFixed(0)} % of max)`,
+          `errors ${over.errors} of ${over.sent}`,
+          `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
+          `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms`,
+          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, 10 s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')})`,
+        ].join(' | '),
+      );
+      process.stderr.write(`overload ${overloadRows.at(-1)!}\n`);
+    }
     const loadAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
     const m = (v: Variant, p: Protocol, f: keyof Sample): number =>
@@ -438,6 +485,12 @@ async function main(): Promise<void> {
         `${p}: CPU ${ratio(m('sluice', p, 'cpuMsPer1k'), m('node', p, 'cpuMsPer1k'))} floor / ${ratio(m('sluice', p, 'cpuMsPer1k'), m('nginx', p, 'cpuMsPer1k'))} nginx, ` +
           `max rps ${ratio(m('sluice', p, 'maxRps'), m('node', p, 'maxRps'))} floor, +${f1(added('sluice', 'p50Ms'), 2)}/+${f1(added('sluice', 'p99Ms'), 2)} ms p50/p99`,
       );
+    }
+    if (overloadRows.length > 0) {
+      console.log(
+        `\nOverload, HTTP/1.1, ${OVERLOAD_SECONDS} s at 2x max rps, 256 connections, 2 s client timeout:`,
+      );
+      for (const r of overloadRows) console.log(r);
     }
     console.log(`\nsummary: Sluice ${summary.join('; ')}; load average ${loadBefore} → ${loadAfter}`);
     const jsonFile = option('--json');
