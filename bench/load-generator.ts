@@ -6,9 +6,10 @@
  *
  * mode "rate": open loop at a fixed rate: a 1 ms ticker sends every request that is due, whatever the
  * responses do, so a slow path shows up as latency and in-flight requests, not as a lower rate.
- * Latency is measured from the moment a request is sent.
+ * Latency is measured from the moment a request was due (no coordinated omission: a stalled loop or a
+ * request waiting for a free connection shows as latency).
  * mode "max": closed loop, `connections` requests in flight, as fast as they complete.
- * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs }.
+ * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent }.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -22,6 +23,8 @@ interface Spec {
   durationMs: number;
   connections: number;
   warmupMs?: number;
+  /** A request without its whole response after this long is given up (counted as an error). */
+  timeoutMs?: number;
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as Spec;
@@ -49,6 +52,7 @@ function send(): Promise<boolean> {
         },
       );
       req.on('error', () => resolve(false));
+      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, () => req.destroy());
     } else {
       const session = sessions[rr++ % sessions.length]!;
       const stream = session.request({ ':path': url.pathname + url.search });
@@ -57,6 +61,9 @@ function send(): Promise<boolean> {
       stream.on('data', () => undefined);
       stream.on('end', () => resolve(status === 200));
       stream.on('error', () => resolve(false));
+      stream.on('close', () => resolve(false)); // after 'end' this changes nothing
+      if (spec.timeoutMs)
+        stream.setTimeout(spec.timeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       stream.end();
     }
   });
@@ -96,8 +103,9 @@ async function run(durationMs: number, record: boolean) {
         for (let due = start + i * interval; due <= now && due < end; due = start + i * interval) {
           i++;
           sent++;
-          const sentAt = performance.now();
-          pending.push(send().then((good) => finish(sentAt, good)));
+          // From the intended send time: a late tick or a wait for a free connection counts.
+          const intended = due;
+          pending.push(send().then((good) => finish(intended, good)));
         }
         if (start + i * interval >= end) {
           clearInterval(timer);
@@ -122,8 +130,8 @@ async function run(durationMs: number, record: boolean) {
   };
 }
 
-await run(spec.warmupMs ?? 1000, false);
-const result = await run(spec.durationMs, true);
+const warmup = await run(spec.warmupMs ?? 1000, false);
+const result = { ...(await run(spec.durationMs, true)), warmupSent: warmup.sent };
 for (const s of sessions) s.close();
 agent.destroy();
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -59,7 +59,8 @@ limits (docs/security.md; 0 turns a timeout or cap off):
                                     endpoint, else 503; default 10000
   --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
   --max-downstream-connections N    open connections per listener, default 10000
-  --max-upstream-connections N      connections per upstream endpoint (then 503), default 1024
+  --max-upstream-connections N      connections per upstream endpoint (then the queue), default 1024
+  --max-upstream-queue N            requests per endpoint waiting for a connection (then 503), default 1024
   --merge-slashes                   merge runs of '/' in request paths before matching
   --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped
 tracing (docs/observability.md; mesh-wide settings come from the ConfigMap sluice-system/sluice-mesh-config):
@@ -79,6 +80,7 @@ const LIMIT_FLAGS = {
   'tcp-idle-timeout-ms': 'tcpIdleTimeoutMs',
   'max-downstream-connections': 'maxDownstreamConnections',
   'max-upstream-connections': 'maxUpstreamConnections',
+  'max-upstream-queue': 'maxUpstreamQueue',
 } as const satisfies Record<string, keyof ProxyLimits>;
 
 function limitsFrom(values: Partial<Record<keyof typeof LIMIT_FLAGS, string>>): ProxyLimits {

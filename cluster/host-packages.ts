@@ -9,8 +9,11 @@ import { delimiter, join } from 'node:path';
 import { run } from './exec.ts';
 import { ClusterError } from './errors.ts';
 
-/** Who needs a package: `npm test` (netns integration tests, `sluice init-iptables`) or the local cluster. */
-export type Need = 'tests' | 'cluster';
+/**
+ * Who needs a package: `npm test` (netns integration tests, `sluice init-iptables`), the local cluster, or
+ * the comparison benchmark (bench/mesh-compare.ts).
+ */
+export type Need = 'tests' | 'cluster' | 'bench';
 
 export interface HostRequirement {
   /** A program looked up on PATH (and in the sbin directories), or an absolute file path. */
@@ -46,6 +49,8 @@ export const HOST_REQUIREMENTS: readonly HostRequirement[] = [
   { what: '/usr/lib/cni/bridge', pkg: 'containernetworking-plugins', neededBy: ['cluster'] },
   { what: 'buildah', pkg: 'buildah', neededBy: ['cluster'] },
   { what: 'debootstrap', pkg: 'debootstrap', neededBy: ['cluster'] },
+  // The reference proxy pair of bench/mesh-compare.ts (which also needs the tests' packages).
+  { what: 'nginx', pkg: 'nginx', neededBy: ['bench'] },
 ];
 
 /**

@@ -69,6 +69,7 @@ export class GatewayProxy {
     const limits = options.limits ?? DEFAULT_LIMITS;
     this.#pools = new UpstreamPools(() => this.#credentials, {
       maxConnections: limits.maxUpstreamConnections,
+      maxQueued: limits.maxUpstreamQueue,
       streamIdleMs: limits.streamIdleTimeoutMs,
       connectTimeoutMs: limits.upstreamConnectTimeoutMs,
     });

@@ -37,6 +37,7 @@ import {
 import type { ProxyMetrics, RequestFacts } from './metrics.ts';
 import { countFlowingBytes, grpcStatusOf } from './body-bytes.ts';
 import type { RequestSpan, RequestTracing } from './tracing/request-tracing.ts';
+import { overflowLog } from './overflow-log.ts';
 
 /** The error's code; a stream cancelled because its session's connection timed out says so. */
 function upstreamErrorCode(err: Error): string {
@@ -378,7 +379,7 @@ export function sendWithRetries(options: SendOptions): void {
       ep = deps.lb.pick(target.endpoints);
     }
     if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
-      // Every connection to this endpoint is busy: another endpoint, or a 503 rather than a queue.
+      // Every connection to this endpoint is busy and its queue full: another endpoint, or a 503 now.
       overflowed = true;
       tried.add(ep);
       return attempt();
@@ -388,7 +389,12 @@ export function sendWithRetries(options: SendOptions): void {
       if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp);
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
-        return fail(503, `upstream connection limit reached for ${target.backendLabel}`, 'upstream_overflow');
+        if (deps.log) overflowLog(deps.log).report(target.backendLabel);
+        return fail(
+          503,
+          `upstream connections and queue full for ${target.backendLabel}`,
+          'upstream_overflow',
+        );
       }
       const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
@@ -548,6 +554,12 @@ function sendH1(
   let cancelled = false;
   let settled = false;
   const connection: AttemptConnection = { reused: undefined, writtenAt: undefined };
+  // Cancelled while queued: counted as such by the pools until undici lets go of the request.
+  let counted = false;
+  const letGo = (): void => {
+    if (counted) deps.pools.countCancelledQueued(ep, -1);
+    counted = false;
+  };
   deps.pools.pool(ep).dispatch(
     {
       path: r.path,
@@ -558,10 +570,15 @@ function sendH1(
     {
       onRequestStart(c) {
         controller = c;
-        // Cancelled while it waited in undici's queue for a connection (no controller to abort then):
-        // drop it before a byte is sent, or its response would arrive for nobody.
-        if (cancelled) c.abort(new Error('request cancelled'));
-        else attemptStarting(connection);
+        // Cancelled while it waited in undici's queue (no controller to abort then): drop it before a byte
+        // is sent, or its response would arrive for nobody. Thrown, not c.abort(): undici then errors the
+        // request alone and the connection serves the next one (abort would destroy the connection, and a
+        // backlog of cancelled requests would become a storm of new connections).
+        if (cancelled) {
+          letGo();
+          throw new Error('request cancelled while queued');
+        }
+        attemptStarting(connection);
       },
       onResponseStart(c, status, responseHeaders) {
         body = new Readable({
@@ -585,6 +602,7 @@ function sendH1(
       },
       onResponseError(_c, err) {
         settled = true;
+        letGo();
         if (body) return void body.destroy(err);
         const bodyRead = kept === undefined && !bodyless && (req as Readable).readableDidRead;
         const kind = classifyHttp1({
@@ -600,6 +618,10 @@ function sendH1(
     },
   );
   return () => {
+    if (!cancelled && !controller && !settled) {
+      counted = true;
+      deps.pools.countCancelledQueued(ep, 1);
+    }
     cancelled = true;
     controller?.abort(new Error('request cancelled'));
   };

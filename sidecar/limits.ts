@@ -24,8 +24,13 @@ export interface ProxyLimits {
   readonly tcpIdleTimeoutMs: number;
   /** Open downstream connections per listener; more are closed at accept. */
   readonly maxDownstreamConnections: number;
-  /** Open upstream connections per endpoint; a request that would need another gets a 503. */
+  /** Open upstream connections per endpoint; a request that would need another waits in the queue. */
   readonly maxUpstreamConnections: number;
+  /**
+   * HTTP/1.1 requests per endpoint waiting for one of its capped connections; one more gets a 503 at once
+   * (`cause="upstream_overflow"`): a backlog waits for the open connections instead of opening new ones.
+   */
+  readonly maxUpstreamQueue: number;
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
@@ -38,6 +43,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   tcpIdleTimeoutMs: 60 * 60_000,
   maxDownstreamConnections: 10_000,
   maxUpstreamConnections: 1024,
+  maxUpstreamQueue: 1024,
 };
 
 /**

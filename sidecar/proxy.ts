@@ -108,6 +108,7 @@ export class SidecarProxy {
     const limits = options.limits ?? DEFAULT_LIMITS;
     const poolLimits = {
       maxConnections: limits.maxUpstreamConnections,
+      maxQueued: limits.maxUpstreamQueue,
       streamIdleMs: limits.streamIdleTimeoutMs,
       idleMs: limits.upstreamIdleTimeoutMs,
       connectTimeoutMs: limits.upstreamConnectTimeoutMs,

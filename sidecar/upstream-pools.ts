@@ -53,6 +53,8 @@ export interface UpstreamPoolOptions {
   localAddress?: (address: string) => string | undefined;
   /** Connections per endpoint and protocol (0: no cap; default 1024). */
   maxConnections?: number;
+  /** HTTP/1.1 requests per endpoint that may wait for a capped connection (default 0: none wait). */
+  maxQueued?: number;
   /** How long an upstream may stay silent while a response is awaited or streamed (default 5 min). */
   streamIdleMs?: number;
   /**
@@ -85,9 +87,12 @@ export class UpstreamPools {
   readonly #pools = new Map<string, Pool>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #tcpOpen = new Map<string, number>();
+  /** Requests whose client went while they waited in undici's queue: undici drops them only at their turn. */
+  readonly #cancelledQueued = new Map<string, number>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
   readonly #localAddress: (address: string) => string | undefined;
   readonly #maxConnections: number;
+  readonly #maxQueued: number;
   readonly #streamIdleMs: number;
   readonly #idleMs: number;
   readonly #connectTimeoutMs: number;
@@ -100,6 +105,7 @@ export class UpstreamPools {
     this.#credentials = credentials;
     this.#localAddress = options.localAddress ?? (() => undefined);
     this.#maxConnections = options.maxConnections ?? 1024;
+    this.#maxQueued = options.maxQueued ?? 0;
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
     this.#idleMs = options.idleMs ?? 60_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -123,8 +129,8 @@ export class UpstreamPools {
   }
 
   /**
-   * Whether a request to this endpoint can have a connection now: false when every one of the capped
-   * HTTP/1.1 connections is busy (the request would wait in a queue) or the opaque TCP cap is reached.
+   * Whether a request to this endpoint can be taken: false when every one of the capped HTTP/1.1
+   * connections is busy and the queue of requests waiting for one is full, or the opaque TCP cap is reached.
    * HTTP/2 multiplexes on one session per endpoint and is always allowed.
    */
   hasCapacity(ep: Endpoint, kind: 'http1' | 'h2' | 'tcp'): boolean {
@@ -133,7 +139,17 @@ export class UpstreamPools {
     const key = keyOf(ep);
     if (kind === 'tcp') return (this.#tcpOpen.get(key) ?? 0) < max;
     const pool = this.#pools.get(key);
-    return pool === undefined || pool.stats.size < max;
+    // size: requests running on a connection, queued for one, or pending dispatch.
+    const cancelled = this.#cancelledQueued.get(key) ?? 0;
+    return pool === undefined || pool.stats.size - cancelled < max + this.#maxQueued;
+  }
+
+  /** A queued HTTP/1.1 request was cancelled (+1) or undici has let go of it (-1): its queue place is free. */
+  countCancelledQueued(ep: Endpoint, delta: 1 | -1): void {
+    const key = keyOf(ep);
+    const n = (this.#cancelledQueued.get(key) ?? 0) + delta;
+    if (n > 0) this.#cancelledQueued.set(key, n);
+    else this.#cancelledQueued.delete(key);
   }
 
   #tlsOptions(ep: Endpoint, alpn: string[]): tls.ConnectionOptions {

@@ -65,7 +65,7 @@ describe('limits and path normalisation, as an attacker, in network namespaces',
         name: 'client',
         serviceAccount: 'client',
         meshed: true,
-        proxyArgs: [...SHORT, '--max-upstream-connections', '1'],
+        proxyArgs: [...SHORT, '--max-upstream-connections', '1', '--max-upstream-queue', '0'],
       },
       { name: 'v1', serviceAccount: 'reviews', meshed: true, proxyArgs: ['--header-timeout-ms', '500'] },
       {

@@ -1,0 +1,503 @@
+/**
+ * Sluice against the floor and the reference, in one run (npm run bench:compare [-- --quick] [--rounds N]
+ * [--json FILE]; needs root, one netns user at a time: flock /tmp/sluice-netns.lock):
+ *   direct:  load generator pod → app pod                                              (no proxies)
+ *   sluice:  app → Sluice sidecar → mTLS → Sluice sidecar → app   (meshed pods, iptables capture, Service VIP)
+ *   node:    app → bench/node-floor-proxy.ts (node:http → undici Pool) → mTLS → (node:https → undici) → app
+ *   nginx:   app → nginx (1 worker) → mTLS, upstream keep-alive → nginx (1 worker) → app
+ * Each proxy pair has one proxy in the client pod and one in the server pod, as sidecars do. HTTP/1.1 and
+ * h2c from the app (every pair speaks HTTP/1.1 over mTLS between its proxies except Sluice, which picks its
+ * own), 1 KiB replies, 16 connections. Each round visits every variant in a rotated order (noise from the
+ * other work on the machine spreads over all of them): an open-loop fixed rate (latency from the intended
+ * send time) and a closed-loop maximum. Per proxy pair: CPU from /proc (user + system, both proxies, per
+ * 1,000 requests at the fixed rate), RSS idle and peak (process trees, so nginx counts master + worker), new
+ * connections into the server pod per 1,000 requests (SYNs counted by an iptables rule there). Medians over
+ * the rounds, a table of ratios against the Node floor and nginx, and one summary line. No assertions.
+ * `--overload S`: then S seconds of HTTP/1.1 at 2× the median max rps (256 connections, 2 s client timeout)
+ * for Sluice and the Node floor: goodput, new upstream connections per 1,000 requests, RSS peak and 10 s after.
+ * nginx comes from Debian, installed here when missing (cluster/host-packages.ts).
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureHostPackages } from '../cluster/host-packages.ts';
+import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
+import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
+import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
+import { serverCert } from '../test/support/server-cert.ts';
+import { waitFor } from '../test/support/wait-for.ts';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const option = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const ROUNDS = Number(option('--rounds') ?? (QUICK ? 1 : 3));
+const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 6));
+const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? (QUICK ? 2 : 6));
+const RPS = 1000;
+/** Seconds of overload (2× the variant's median max rps, 256 connections, 2 s client timeout); 0: none. */
+const OVERLOAD_SECONDS = Number(option('--overload') ?? 0);
+const CONNECTIONS = 16;
+const VIP = '10.96.0.10';
+const SERVER_NAME = 'server.bench';
+const PORTS = {
+  nodeH1: 15101,
+  nodeH2: 15111,
+  nodeServer: 15201,
+  nginxH1: 15102,
+  nginxH2: 15112,
+  nginxServer: 15202,
+};
+
+type Protocol = 'h1' | 'h2';
+type Variant = 'direct' | 'sluice' | 'node' | 'nginx';
+const VARIANTS: Variant[] = ['direct', 'sluice', 'node', 'nginx'];
+const PROXIES: Variant[] = ['sluice', 'node', 'nginx'];
+
+interface LoadResult {
+  sent: number;
+  ok: number;
+  errors: number;
+  seconds: number;
+  rps: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  warmupSent: number;
+}
+
+interface Sample {
+  p50Ms: number;
+  p99Ms: number;
+  maxRps: number;
+  cpuMsPer1k: number;
+  connsPer1k: number;
+  errors: number;
+}
+
+/** A process and its descendants (nginx: master and worker). */
+function tree(pid: number): number[] {
+  let children: number[];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+  return [pid, ...children.flatMap(tree)];
+}
+
+function procStats(pids: number[]): { rssMb: number; cpuMs: number } {
+  let rssKb = 0;
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      rssKb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime: the kernel's TCP/TLS path counts
+    } catch {
+      // the process exited between listing and reading
+    }
+  }
+  return { rssMb: rssKb / 1024, cpuMs: ticks * 10 };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+function nginxConfig(dir: string, role: 'client' | 'server', serverIp: string): string {
+  const common = `daemon off;
+master_process on;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+`;
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .map((t) => `  ${t}_temp_path ${dir}/${t};`)
+    .join('\n');
+  const keepAlive = `keepalive 64;\n    keepalive_requests 1000000;\n    keepalive_timeout 60s;`;
+  const proxied = `proxy_http_version 1.1;\n      proxy_set_header Connection "";`;
+  if (role === 'client') {
+    return `${common}http {
+  access_log off;
+${temp}
+  upstream peer {
+    server ${serverIp}:${PORTS.nginxServer};
+    ${keepAlive}
+  }
+  server {
+    listen 127.0.0.1:${PORTS.nginxH1};
+    listen 127.0.0.1:${PORTS.nginxH2} http2;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    location / {
+      proxy_pass https://peer;
+      ${proxied}
+      proxy_ssl_certificate ${dir}/cert.pem;
+      proxy_ssl_certificate_key ${dir}/key.pem;
+      proxy_ssl_trusted_certificate ${dir}/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name ${SERVER_NAME};
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+`;
+  }
+  return `${common}http {
+  access_log off;
+${temp}
+  upstream app {
+    server 127.0.0.1:${APP_PORT};
+    ${keepAlive}
+  }
+  server {
+    listen ${serverIp}:${PORTS.nginxServer} ssl;
+    ssl_certificate ${dir}/cert.pem;
+    ssl_certificate_key ${dir}/key.pem;
+    ssl_client_certificate ${dir}/ca.pem;
+    ssl_verify_client on;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    location / {
+      proxy_pass http://app;
+      ${proxied}
+    }
+  }
+}
+`;
+}
+
+async function main(): Promise<void> {
+  const reason = netnsUnavailableReason();
+  if (reason) throw new Error(reason);
+  await ensureHostPackages('tests');
+  const installed = await ensureHostPackages('bench');
+  if (installed.length > 0) console.log(`installed ${installed.join(' ')}`);
+  const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+  const mesh = await MeshFixture.create();
+  try {
+    // --sluice-args '--max-upstream-connections 64': extra flags for both sidecars.
+    const proxyArgs = (option('--sluice-args') ?? '').split(' ').filter(Boolean);
+    const pod = (name: string, meshed: boolean): Promise<MeshPod> =>
+      mesh.addPod({ name, namespace: 'bench', serviceAccount: name, meshed, proxyArgs });
+    const client = await pod('client', true);
+    const server = await pod('server', true);
+    const pclient = await pod('pclient', false); // direct, Node floor and nginx
+    const pserver = await pod('pserver', false);
+    const refs = [client, server].map((p) => ({
+      name: p.name,
+      namespace: 'bench',
+      ip: p.ip,
+      serviceAccount: p.spec.serviceAccount,
+      meshed: true,
+    }));
+    mesh.writeManifests([
+      ...refs.map(podObject),
+      ...serviceWithEndpoints('bench', 'server', VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
+    ]);
+    await mesh.startSidecars({ compiled: true });
+
+    // Certificates for the Node and nginx pairs, from the same CA as the sidecars'.
+    const dirs = { client: join(mesh.dir, 'pair-client'), server: join(mesh.dir, 'pair-server') };
+    for (const [role, dir] of Object.entries(dirs)) {
+      mkdirSync(dir, { recursive: true });
+      const pem = await serverCert(mesh.ca, role === 'server' ? SERVER_NAME : 'client.bench');
+      writeFileSync(join(dir, 'cert.pem'), pem.cert);
+      writeFileSync(join(dir, 'key.pem'), pem.key, { mode: 0o600 });
+      writeFileSync(join(dir, 'ca.pem'), mesh.ca.certPem);
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, role as 'client' | 'server', pserver.ip));
+    }
+    const floor = (p: MeshPod, spec: Record<string, unknown>, dir: string): number =>
+      mesh.harness.exec(p, nodeBin, [
+        'bench/node-floor-proxy.ts',
+        JSON.stringify({
+          ...spec,
+          cert: join(dir, 'cert.pem'),
+          key: join(dir, 'key.pem'),
+          ca: join(dir, 'ca.pem'),
+        }),
+      ]).pid!;
+    const nginx = (p: MeshPod, dir: string): number => {
+      const child = mesh.harness.exec(p, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')]);
+      child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[nginx ${p.name}] ${d.toString()}`));
+      return child.pid!;
+    };
+    const pids: Record<Exclude<Variant, 'direct'>, number[]> = {
+      sluice: [client.sidecar!.pid!, server.sidecar!.pid!],
+      node: [
+        floor(
+          pclient,
+          {
+            role: 'client',
+            port: PORTS.nodeH1,
+            h2cPort: PORTS.nodeH2,
+            upstream: `https://${pserver.ip}:${PORTS.nodeServer}`,
+            serverName: SERVER_NAME,
+          },
+          dirs.client,
+        ),
+        floor(
+          pserver,
+          { role: 'server', port: PORTS.nodeServer, upstream: `http://127.0.0.1:${APP_PORT}` },
+          dirs.server,
+        ),
+      ],
+      nginx: [nginx(pclient, dirs.client), nginx(pserver, dirs.server)],
+    };
+    for (const port of [PORTS.nodeH1, PORTS.nodeH2, PORTS.nginxH1, PORTS.nginxH2]) {
+      await mesh.harness.waitForPort(pclient, '127.0.0.1', port);
+    }
+    for (const port of [PORTS.nodeServer, PORTS.nginxServer]) {
+      await mesh.harness.waitForPort(pserver, pserver.ip, port);
+    }
+    // Count every connection opened into the server pods (a rule without a target only counts).
+    for (const p of [server, pserver]) {
+      await mesh.harness.runIn(p, 'iptables', [
+        '-t',
+        'filter',
+        '-I',
+        'INPUT',
+        '1',
+        '-i',
+        'eth0',
+        '-p',
+        'tcp',
+        '--syn',
+      ]);
+    }
+    const syns = async (p: MeshPod): Promise<number> => {
+      const out = await mesh.harness.runIn(p, 'iptables', [
+        '-t',
+        'filter',
+        '-L',
+        'INPUT',
+        '1',
+        '-v',
+        '-x',
+        '-n',
+      ]);
+      return Number(out.trim().split(/\s+/)[0]);
+    };
+    // Idle: after start-up has settled (nginx forks its worker, Node finishes loading).
+    await waitFor('nginx workers', () => pids.nginx.every((pid) => tree(pid).length >= 2), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    await new Promise((r) => setTimeout(r, 2000)); // let start-up garbage be collected before the idle reading
+    const idle = Object.fromEntries(
+      PROXIES.map((v) => [v, pids[v as keyof typeof pids].map((pid) => procStats(tree(pid)).rssMb)]),
+    ) as Record<string, number[]>;
+    const peak = Object.fromEntries(PROXIES.map((v) => [v, [0, 0]])) as Record<string, number[]>;
+
+    const load = async (p: MeshPod, spec: Record<string, unknown>): Promise<LoadResult> => {
+      const out = await mesh.harness.runIn(p, nodeBin, ['bench/load-generator.ts', JSON.stringify(spec)], {
+        timeoutMs: 120_000,
+      });
+      return JSON.parse(out) as LoadResult;
+    };
+    const target = (v: Variant, protocol: Protocol): { pod: MeshPod; url: string } => {
+      const path = '/?size=1024';
+      switch (v) {
+        case 'direct':
+          return { pod: pclient, url: `http://${pserver.ip}:${APP_PORT}${path}` };
+        case 'sluice':
+          return { pod: client, url: `http://${VIP}${path}` };
+        case 'node':
+          return {
+            pod: pclient,
+            url: `http://127.0.0.1:${protocol === 'h1' ? PORTS.nodeH1 : PORTS.nodeH2}${path}`,
+          };
+        case 'nginx':
+          return {
+            pod: pclient,
+            url: `http://127.0.0.1:${protocol === 'h1' ? PORTS.nginxH1 : PORTS.nginxH2}${path}`,
+          };
+      }
+    };
+    const samples = new Map<string, Sample[]>();
+    const started = Date.now();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const protocol of ['h1', 'h2'] as const) {
+        const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
+        for (const v of order) {
+          const { pod: from, url } = target(v, protocol);
+          const counted = v === 'sluice' ? server : pserver;
+          const procs = v === 'direct' ? [] : pids[v].map(tree);
+          const cpu0 = procs.map((t) => procStats(t).cpuMs);
+          const syn0 = await syns(counted);
+          const common = { url, protocol, connections: CONNECTIONS };
+          const rate = await load(from, {
+            ...common,
+            mode: 'rate',
+            rps: RPS,
+            durationMs: RATE_SECONDS * 1000,
+          });
+          const cpu1 = procs.map((t) => procStats(t).cpuMs);
+          const sampling = { on: true };
+          const sampler = (async () => {
+            while (sampling.on) {
+              if (v !== 'direct') {
+                pids[v].forEach((pid, i) => {
+                  peak[v]![i] = Math.max(peak[v]![i]!, procStats(tree(pid)).rssMb);
+                });
+              }
+              await new Promise((r) => setTimeout(r, 100));
+            }
+          })();
+          const max = await load(from, { ...common, mode: 'max', durationMs: MAX_SECONDS * 1000 });
+          sampling.on = false;
+          await sampler;
+          const syn1 = await syns(counted);
+          const rateRequests = rate.sent + rate.warmupSent;
+          const allRequests = rateRequests + max.sent + max.warmupSent;
+          const key = `${v}/${protocol}`;
+          samples.set(key, [
+            ...(samples.get(key) ?? []),
+            {
+              p50Ms: rate.p50Ms,
+              p99Ms: rate.p99Ms,
+              maxRps: max.rps,
+              cpuMsPer1k:
+                procs.length === 0
+                  ? NaN
+                  : (cpu1.reduce((a, b) => a + b, 0) - cpu0.reduce((a, b) => a + b, 0)) /
+                    (rateRequests / 1000),
+              connsPer1k: (syn1 - syn0) / (allRequests / 1000),
+              errors: rate.errors + max.errors,
+            },
+          ]);
+          process.stderr.write(
+            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, errors ${rate.errors + max.errors}\n`,
+          );
+        }
+      }
+    }
+    const overloadRows: string[] = [];
+    for (const v of OVERLOAD_SECONDS > 0 ? (['sluice', 'node'] as const) : []) {
+      const { pod: from, url } = target(v, 'h1');
+      const counted = v === 'sluice' ? server : pserver;
+      const maxRps = median((samples.get(`${v}/h1`) ?? []).map((s) => s.maxRps));
+      const syn0 = await syns(counted);
+      const peakRss = [0, 0];
+      const sampling = { on: true };
+      const sampler = (async () => {
+        while (sampling.on) {
+          pids[v].forEach((pid, i) => (peakRss[i] = Math.max(peakRss[i]!, procStats(tree(pid)).rssMb)));
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      })();
+      const over = await load(from, {
+        url,
+        protocol: 'h1',
+        connections: 256,
+        mode: 'rate',
+        rps: Math.round(2 * maxRps),
+        durationMs: OVERLOAD_SECONDS * 1000,
+        timeoutMs: 2000,
+      });
+      sampling.on = false;
+      await sampler;
+      const syn1 = await syns(counted);
+      await new Promise((r) => setTimeout(r, 10_000)); // then: how far memory came back after 10 s
+      const after = pids[v].map((pid) => procStats(tree(pid)).rssMb);
+      overloadRows.push(
+        [
+          v,
+          `${Math.round(2 * maxRps)} rps offered`,
+          `goodput ${over.rps.toFixed(0)} rps (${((100 * over.rps) / maxRps).toFixed(0)} % of max)`,
+          `errors ${over.errors} of ${over.sent}`,
+          `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
+          `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms`,
+          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, 10 s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')})`,
+        ].join(' | '),
+      );
+      process.stderr.write(`overload ${overloadRows.at(-1)!}\n`);
+    }
+    const loadAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+    const m = (v: Variant, p: Protocol, f: keyof Sample): number =>
+      median((samples.get(`${v}/${p}`) ?? []).map((s) => s[f]));
+    const f1 = (n: number, d = 1): string => (Number.isNaN(n) ? '-' : n.toFixed(d));
+    console.log(
+      `Sluice vs Node floor vs nginx, node ${process.version}, ${ROUNDS} round(s) of ${RATE_SECONDS}s at ${RPS} rps + ${MAX_SECONDS}s max, ` +
+        `${CONNECTIONS} connections, 1 KiB replies, ${((Date.now() - started) / 1000).toFixed(0)} s; load average before ${loadBefore}, after ${loadAfter} (2 cores)`,
+    );
+    const summary: string[] = [];
+    const json: Record<string, unknown> = {
+      loadBefore,
+      loadAfter,
+      rounds: ROUNDS,
+      samples: Object.fromEntries(samples),
+      idle,
+      peak,
+    };
+    for (const p of ['h1', 'h2'] as const) {
+      console.log(`\n${p === 'h1' ? 'HTTP/1.1' : 'h2c'} from the app (medians)`);
+      console.log(
+        'variant | p50 ms @1k | p99 ms @1k | max rps | CPU ms/1k req (both proxies) | new upstream conns/1k | RSS idle MB (c/s) | RSS peak MB (c/s) | errors',
+      );
+      for (const v of VARIANTS) {
+        const rss = (x: Record<string, number[]>): string =>
+          v === 'direct' ? '-' : x[v]!.map((n) => f1(n)).join(' / ');
+        console.log(
+          [
+            v,
+            f1(m(v, p, 'p50Ms'), 2),
+            f1(m(v, p, 'p99Ms'), 2),
+            f1(m(v, p, 'maxRps'), 0),
+            f1(m(v, p, 'cpuMsPer1k'), 0),
+            f1(m(v, p, 'connsPer1k'), 2),
+            rss(idle),
+            rss(peak),
+            f1(m(v, p, 'errors'), 0),
+          ].join(' | '),
+        );
+      }
+      const ratio = (a: number, b: number): string =>
+        Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-';
+      const added = (v: Variant, f: 'p50Ms' | 'p99Ms'): number => m(v, p, f) - m('direct', p, f);
+      console.log('Sluice ratio | vs Node floor | vs nginx');
+      const rows: [string, (v: Variant) => number][] = [
+        ['CPU per request', (v) => m(v, p, 'cpuMsPer1k')],
+        ['max rps', (v) => m(v, p, 'maxRps')],
+        ['added p50 @1k rps', (v) => added(v, 'p50Ms')],
+        ['added p99 @1k rps', (v) => added(v, 'p99Ms')],
+        ['RSS idle (both)', (v) => idle[v]!.reduce((a, b) => a + b, 0)],
+        ['RSS peak (both)', (v) => peak[v]!.reduce((a, b) => a + b, 0)],
+      ];
+      for (const [label, get] of rows)
+        console.log(
+          [label, ratio(get('sluice'), get('node')), ratio(get('sluice'), get('nginx'))].join(' | '),
+        );
+      summary.push(
+        `${p}: CPU ${ratio(m('sluice', p, 'cpuMsPer1k'), m('node', p, 'cpuMsPer1k'))} floor / ${ratio(m('sluice', p, 'cpuMsPer1k'), m('nginx', p, 'cpuMsPer1k'))} nginx, ` +
+          `max rps ${ratio(m('sluice', p, 'maxRps'), m('node', p, 'maxRps'))} floor, +${f1(added('sluice', 'p50Ms'), 2)}/+${f1(added('sluice', 'p99Ms'), 2)} ms p50/p99`,
+      );
+    }
+    if (overloadRows.length > 0) {
+      console.log(
+        `\nOverload, HTTP/1.1, ${OVERLOAD_SECONDS} s at 2x max rps, 256 connections, 2 s client timeout:`,
+      );
+      for (const r of overloadRows) console.log(r);
+    }
+    console.log(`\nsummary: Sluice ${summary.join('; ')}; load average ${loadBefore} → ${loadAfter}`);
+    const jsonFile = option('--json');
+    if (jsonFile) writeFileSync(jsonFile, JSON.stringify(json, null, 2));
+  } finally {
+    await mesh.destroy();
+  }
+}
+
+await main();

@@ -1,0 +1,105 @@
+/**
+ * The Node floor of bench/mesh-compare.ts: the smallest forwarder pair a Node sidecar could be, no routing,
+ * no metrics. Run as a process inside a netns pod:
+ *
+ *   node bench/node-floor-proxy.ts '{"role":"client","port":15101,"h2cPort":15111,
+ *     "upstream":"https://10.248.0.5:15201","cert":"…pem","key":"…pem","ca":"…pem"}'
+ *   node bench/node-floor-proxy.ts '{"role":"server","port":15201,"upstream":"http://127.0.0.1:9080",…}'
+ *
+ * client: node:http (and a node:http2 h2c server) → undici Pool over mTLS (HTTP/1.1) → the server role.
+ * server: node:https with client certificates required → undici Pool → the app.
+ * The upstream Pool has a connection cap and a long keep-alive, as any sane sidecar would.
+ */
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { Pool } from 'undici';
+
+interface Spec {
+  role: 'client' | 'server';
+  port: number;
+  h2cPort?: number;
+  upstream: string;
+  cert: string;
+  key: string;
+  ca: string;
+  /** The name the server's certificate carries (client role). */
+  serverName?: string;
+}
+
+const spec = JSON.parse(process.argv[2] ?? '{}') as Spec;
+const tls = {
+  cert: readFileSync(spec.cert),
+  key: readFileSync(spec.key),
+  ca: readFileSync(spec.ca),
+};
+const pool = new Pool(spec.upstream, {
+  connections: 64,
+  keepAliveTimeout: 60_000,
+  keepAliveMaxTimeout: 600_000,
+  ...(spec.role === 'client' ? { connect: { ...tls, servername: spec.serverName } } : {}),
+});
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'http2-settings',
+]);
+
+function requestHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(':') || HOP_BY_HOP.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+function forward(
+  req: http.IncomingMessage | Http2ServerRequest,
+  res: http.ServerResponse | Http2ServerResponse,
+): void {
+  const headers = requestHeaders(req.headers);
+  if (headers.host === undefined && req.headers[':authority'] !== undefined) {
+    headers.host = req.headers[':authority'];
+  }
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+  pool
+    .request({
+      path: req.url ?? '/',
+      method: req.method as 'GET',
+      headers,
+      body: hasBody ? (req as http.IncomingMessage) : null,
+    })
+    .then(
+      (upstream) => {
+        const out: Record<string, string | string[]> = {};
+        for (const [name, value] of Object.entries(upstream.headers)) {
+          if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+        }
+        (res as http.ServerResponse).writeHead(upstream.statusCode, out);
+        upstream.body.pipe(res as http.ServerResponse);
+      },
+      () => {
+        if (!res.headersSent) (res as http.ServerResponse).writeHead(502);
+        res.end();
+      },
+    );
+}
+
+if (spec.role === 'client') {
+  http.createServer({ keepAliveTimeout: 60_000 }, forward).listen(spec.port, '127.0.0.1');
+  if (spec.h2cPort !== undefined) http2.createServer(forward).listen(spec.h2cPort, '127.0.0.1');
+} else {
+  https
+    .createServer({ ...tls, requestCert: true, rejectUnauthorized: true, keepAliveTimeout: 60_000 }, forward)
+    .listen(spec.port, '0.0.0.0');
+}
+process.stdout.write('listening\n');

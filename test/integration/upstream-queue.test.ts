@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { buildProxyView } from '../../mesh-model/proxy-view.ts';
+import { forwardOutbound } from '../../sidecar/http-forward.ts';
+import { createHttpServers } from '../../sidecar/http-servers.ts';
+import { LoadBalancer } from '../../sidecar/load-balancer.ts';
+import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
+import { ProxyMetrics } from '../../sidecar/metrics.ts';
+import type { LogFields, Logger } from '../../lib/json-log.ts';
+import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { waitFor } from '../support/wait-for.ts';
+
+// Overload on loopback: one upstream connection per endpoint and a queue of one. The app holds every
+// request until the test answers it, so what is running, queued and refused is decided by the test alone.
+
+describe('upstream overload: capped connections, a bounded queue, 503 past it', function () {
+  this.timeout(30_000);
+  const closers: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of closers.splice(0).reverse()) c();
+  });
+
+  async function setUp() {
+    const held = new Map<string, http.ServerResponse>();
+    let accepted = 0;
+    const app = http.createServer((req, res) => held.set(req.url!, res));
+    app.on('connection', () => accepted++);
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const view = buildProxyView(
+      serviceWithEndpoints(
+        'app',
+        'svc',
+        '10.96.0.1',
+        [[80, (app.address() as AddressInfo).port]],
+        [{ name: 'a', namespace: 'app', ip: '127.0.0.1', serviceAccount: 'default', meshed: false }],
+      ),
+      'app',
+      'cluster.local',
+    );
+    const warnings: { msg: string; fields: LogFields | undefined }[] = [];
+    const log: Logger = {
+      info: () => undefined,
+      warn: (msg, fields) => warnings.push({ msg, fields }),
+      error: () => undefined,
+    };
+    const deps = {
+      pools: new UpstreamPools(() => undefined, { maxConnections: 1, maxQueued: 1 }),
+      lb: new LoadBalancer(),
+      metrics: new ProxyMetrics(),
+      log,
+    };
+    const servers = createHttpServers((req, res) =>
+      forwardOutbound(
+        deps,
+        view,
+        view.byDestination.get('10.96.0.1:80'),
+        { address: '10.96.0.1', port: 80 },
+        req,
+        res,
+      ),
+    );
+    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      deps.pools.destroy();
+      servers.http1.closeAllConnections();
+      servers.http1.close();
+      app.closeAllConnections();
+      app.close();
+    });
+    const base = `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`;
+    const sidecarConnections = (): Promise<number> =>
+      new Promise((resolve, reject) =>
+        servers.http1.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+      );
+    return { held, accepted: () => accepted, deps, warnings, base, sidecarConnections };
+  }
+
+  it('one running, one queued, the next refused with 503 at once (counted, logged); the queued one runs after', async () => {
+    const s = await setUp();
+    const first = fetch(`${s.base}/first`);
+    await waitFor('the first request at the app', () => s.held.has('/first'));
+    const second = fetch(`${s.base}/second`);
+    await waitFor(
+      'the second request queued in the sidecar',
+      async () => (await s.sidecarConnections()) === 2,
+    );
+    const third = await fetch(`${s.base}/third`);
+    assert.equal(third.status, 503);
+    assert.match(await third.text(), /queue full/);
+    assert.match(
+      s.deps.metrics.render(),
+      /sluice_overflow_total\{direction="outbound",limit="upstream_connections"\} 1/,
+    );
+    assert.deepEqual(
+      s.warnings.map((w) => [w.msg, w.fields?.cause]),
+      [['upstream overflow: 503', 'upstream_overflow']],
+    );
+    s.held.get('/first')!.end('one');
+    assert.equal(await (await first).text(), 'one');
+    await waitFor('the queued request at the app', () => s.held.has('/second'));
+    s.held.get('/second')!.end('two');
+    assert.equal(await (await second).text(), 'two');
+    assert.equal(s.accepted(), 1, 'the backlog waited for the one connection instead of opening more');
+  });
+
+  it('a queued request whose client goes frees its place and never reaches the app', async () => {
+    const s = await setUp();
+    const first = fetch(`${s.base}/first`);
+    await waitFor('the first request at the app', () => s.held.has('/first'));
+    const abort = new AbortController();
+    const cancelled = fetch(`${s.base}/cancelled`, { signal: abort.signal }).catch((e: unknown) => e);
+    await waitFor('the request queued in the sidecar', async () => (await s.sidecarConnections()) === 2);
+    abort.abort();
+    await cancelled;
+    await waitFor('the sidecar to see its client go', async () => (await s.sidecarConnections()) === 1);
+    // Its place in the queue is free again: the next request waits instead of getting a 503.
+    const next = fetch(`${s.base}/next`);
+    await waitFor('the next request queued in the sidecar', async () => (await s.sidecarConnections()) === 2);
+    s.held.get('/first')!.end('one');
+    assert.equal(await (await first).text(), 'one');
+    await waitFor('the next request at the app', () => s.held.has('/next'), {
+      detail: () => `the app has ${[...s.held.keys()].join(', ')}; accepted ${s.accepted()}`,
+    });
+    s.held.get('/next')!.end('next');
+    assert.equal((await next).status, 200);
+    assert.equal(s.held.has('/cancelled'), false, 'the cancelled request never reached the app');
+    assert.equal(s.accepted(), 1, 'one connection served all of it');
+    assert.doesNotMatch(s.deps.metrics.render(), /sluice_overflow_total\{[^}]*\} [1-9]/);
+  });
+});
