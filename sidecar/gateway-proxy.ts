@@ -12,7 +12,7 @@ import { GatewayCertificates } from './gateway-tls.ts';
 import { createGatewayListener, type GatewayListener } from './gateway-listeners.ts';
 import { createAdminServer } from './admin-server.ts';
 import { LoadBalancer } from './load-balancer.ts';
-import { UpstreamPools } from './upstream-pools.ts';
+import { poolOptionsFor, UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { DEFAULT_LIMITS } from './limits.ts';
 import type { ProxyOptions } from './proxy.ts';
@@ -67,12 +67,7 @@ export class GatewayProxy {
         })
       : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
-    this.#pools = new UpstreamPools(() => this.#credentials, {
-      maxConnections: limits.maxUpstreamConnections,
-      maxQueued: limits.maxUpstreamQueue,
-      streamIdleMs: limits.streamIdleTimeoutMs,
-      connectTimeoutMs: limits.upstreamConnectTimeoutMs,
-    });
+    this.#pools = new UpstreamPools(() => this.#credentials, poolOptionsFor(limits));
   }
 
   get config(): GatewayConfig | undefined {

@@ -9,7 +9,7 @@ import { createOutboundListener } from './outbound-listener.ts';
 import { createInboundListener, type MtlsMode } from './inbound-listener.ts';
 import { createAdminServer } from './admin-server.ts';
 import { LoadBalancer } from './load-balancer.ts';
-import { UpstreamPools } from './upstream-pools.ts';
+import { poolOptionsFor, UpstreamPools } from './upstream-pools.ts';
 import { handOffSource } from './inbound-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { HttpServers } from './http-servers.ts';
@@ -106,13 +106,7 @@ export class SidecarProxy {
         })
       : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
-    const poolLimits = {
-      maxConnections: limits.maxUpstreamConnections,
-      maxQueued: limits.maxUpstreamQueue,
-      streamIdleMs: limits.streamIdleTimeoutMs,
-      idleMs: limits.upstreamIdleTimeoutMs,
-      connectTimeoutMs: limits.upstreamConnectTimeoutMs,
-    };
+    const poolLimits = poolOptionsFor(limits);
     this.#pools = new UpstreamPools(() => this.#credentials, poolLimits);
     this.#appPools = new UpstreamPools(() => this.#credentials, {
       ...poolLimits,

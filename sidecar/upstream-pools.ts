@@ -5,6 +5,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Pool } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
+import type { ProxyLimits } from './limits.ts';
 import {
   MESH_ALPN,
   MESH_ALPN_H2,
@@ -64,6 +65,17 @@ export interface UpstreamPoolOptions {
   idleMs?: number;
   /** An upstream connection (TCP and, if meshed, its TLS handshake) not up within this fails (default 10 s). */
   connectTimeoutMs?: number;
+}
+
+/** The pool options a proxy's limits set (sidecar and gateway alike). */
+export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
+  return {
+    maxConnections: limits.maxUpstreamConnections,
+    maxQueued: limits.maxUpstreamQueue,
+    streamIdleMs: limits.streamIdleTimeoutMs,
+    idleMs: limits.upstreamIdleTimeoutMs,
+    connectTimeoutMs: limits.upstreamConnectTimeoutMs,
+  };
 }
 
 /** Without a Keep-Alive hint from the upstream, an idle HTTP/1.1 connection is kept at most this long: an
