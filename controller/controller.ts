@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import type { Logger } from '../lib/json-log.ts';
 import type { KubeApi } from '../lib/kube/kube-api.ts';
-import type { KubeObject } from '../lib/kube/object-cache.ts';
+import type { ChangeEvent, KubeObject } from '../lib/kube/object-cache.ts';
 import { RESOURCES, type ResourceType } from '../lib/kube/resources.ts';
 import { SupervisedInformer } from '../lib/kube/supervised-informer.ts';
 import { Histogram } from '../lib/prometheus-text.ts';
@@ -26,7 +26,7 @@ import { StatusWriter } from './status-writer.ts';
 import { TrustBundlePublisher } from './trust-bundle-publisher.ts';
 import type { WorkloadIdentity } from '../pki/spiffe-id.ts';
 import type { ConfigSubscriber } from './config-hub.ts';
-import { GatewayFeed } from './gateway-feed.ts';
+import { GatewayFeed, type GatewayFeedInputs } from './gateway-feed.ts';
 import { GatewayProvisioner, ourGateways } from './gateway-provisioner.ts';
 import { gatewayOfServiceAccount, type ProvisioningSettings } from './gateway-provisioning.ts';
 import { GatewayStatusCache, GatewayStatusLoop } from './gateway-status-loop.ts';
@@ -72,6 +72,20 @@ const GATEWAY_INPUTS: ReadonlySet<Watched> = new Set([
   'secrets',
   'configmaps',
 ]);
+/** Which gateway feed input each informer fills. */
+const GATEWAY_FEED_INPUT: Record<Watched, keyof GatewayFeedInputs> = {
+  namespaces: 'namespaces',
+  services: 'mesh',
+  endpointslices: 'mesh',
+  pods: 'mesh',
+  httproutes: 'routes',
+  grpcroutes: 'routes',
+  referencegrants: 'referenceGrants',
+  gateways: 'gateways',
+  gatewayclasses: 'gatewayClasses',
+  secrets: 'secrets',
+  configmaps: 'configMaps',
+};
 /** The Gateway API CRDs (standard channel) whose bundle version the GatewayClass status reports. */
 const GATEWAY_API_CRDS = ['gatewayclasses', 'gateways', 'httproutes', 'grpcroutes', 'referencegrants'];
 
@@ -251,7 +265,7 @@ export class Controller {
       metricsText: () => this.metricsText(),
     });
     for (const [name, informer] of Object.entries(this.#informers) as [Watched, SupervisedInformer][]) {
-      informer.on((change) => this.#onChange(name, change.type, change.object));
+      informer.on((change) => this.#onChange(name, change));
       informer.start();
     }
     const resync = setInterval(() => {
@@ -309,14 +323,20 @@ export class Controller {
     this.#gatewayStatus.schedule();
   }
 
-  #onChange(name: Watched, type: 'add' | 'update' | 'delete', object: KubeObject): void {
+  #onChange(name: Watched, change: ChangeEvent<KubeObject>): void {
+    const { type, object } = change;
     if (type === 'delete') this.#hub.remove(object);
     else this.#hub.upsert(object);
     if (name === 'namespaces' && type === 'add' && object.metadata?.name)
       this.#bundles.namespaceAdded(object.metadata.name);
     if (GATEWAY_INPUTS.has(name)) this.#gatewayStatuses.invalidate();
     if (MODEL_INPUTS.has(name) || GATEWAY_INPUTS.has(name)) this.#statusLoop.schedule();
-    this.#gatewayFeed.changed();
+    this.#gatewayFeed.changed({
+      input: GATEWAY_FEED_INPUT[name],
+      type,
+      object,
+      ...(change.type === 'update' ? { old: change.old } : {}),
+    });
     if (GATEWAY_INPUTS.has(name) || name === 'pods') this.#gatewayStatus.schedule();
     if (name === 'gateways' || name === 'gatewayclasses') this.#provisioner?.schedule();
   }
