@@ -3,6 +3,8 @@ import { MeshFixture, tearDownMesh, APP_PORT, type MeshPod } from '../support/me
 import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
+import { addPods } from '../support/mesh-pods.ts';
+import { countAnswers } from '../support/answer-counts.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import type { ClientResult } from '../support/mesh-client.ts';
 
@@ -14,17 +16,6 @@ const NS = 'shop';
 const VIP = { backend: '10.96.0.10', onlyA: '10.96.0.11', onlyB: '10.96.0.12' };
 type Conditions = { ready?: boolean; serving?: boolean; terminating?: boolean };
 const TERMINATING: Conditions = { ready: false, serving: true, terminating: true };
-
-function names(results: ClientResult[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const r of results) {
-    const key = r.error
-      ? `error:${r.error}`
-      : `${r.status}:${(r.json as { name?: string } | undefined)?.name ?? ''}`;
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
 
 describe('endpoint lifecycle through sidecars in network namespaces', function () {
   this.timeout(120_000);
@@ -88,20 +79,12 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
   before(async function () {
     if (reason) return this.skip();
     mesh = await MeshFixture.create();
-    for (const s of [
-      { name: 'client', serviceAccount: 'client' },
-      { name: 'a', serviceAccount: 'backend' },
-      { name: 'b', serviceAccount: 'backend', proxyArgs: ['--drain-delay-seconds', '3'] },
-    ]) {
-      const pod = await mesh.addPod({ ...s, namespace: NS, meshed: true });
-      refs.set(s.name, {
-        name: s.name,
-        namespace: NS,
-        ip: pod.ip,
-        serviceAccount: s.serviceAccount,
-        meshed: true,
-      });
-    }
+    const specs = [
+      { name: 'client', serviceAccount: 'client', meshed: true },
+      { name: 'a', serviceAccount: 'backend', meshed: true },
+      { name: 'b', serviceAccount: 'backend', meshed: true, proxyArgs: ['--drain-delay-seconds', '3'] },
+    ];
+    for (const ref of await addPods(mesh, NS, specs)) refs.set(ref.name, ref);
     mesh.writeManifests(manifests({ ready: true }));
     current = JSON.stringify({ ready: true });
     await mesh.startSidecars();
@@ -114,7 +97,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     await apply({ ready: true });
     const inflight = await held(VIP.onlyA, 'terminating');
     await apply(TERMINATING);
-    assert.deepEqual(names(await send(VIP.backend, '/', 40)), { '200:b': 40 });
+    assert.deepEqual(countAnswers(await send(VIP.backend, '/', 40)), { '200:b': 40 });
     const [r] = await inflight.done;
     assert.equal(r?.status, 200, JSON.stringify(r));
     assert.equal((r.json as { name?: string }).name, 'a');
@@ -122,7 +105,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
 
   it('when every endpoint is terminating and serving, they still take requests', async () => {
     await apply(TERMINATING);
-    assert.deepEqual(names(await send(VIP.onlyA, '/', 10)), { '200:a': 10 });
+    assert.deepEqual(countAnswers(await send(VIP.onlyA, '/', 10)), { '200:a': 10 });
     await apply({ ready: false, serving: false, terminating: true });
     const r = await send(VIP.onlyA);
     assert.equal(r[0]?.status, 503, JSON.stringify(r));
@@ -132,12 +115,12 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     await apply({ ready: true });
     const inflight = await held(VIP.onlyA, 'gone');
     await apply('gone');
-    assert.deepEqual(names(await send(VIP.backend, '/', 20)), { '200:b': 20 });
+    assert.deepEqual(countAnswers(await send(VIP.backend, '/', 20)), { '200:b': 20 });
     const [r] = await inflight.done;
     assert.equal(r?.status, 200, JSON.stringify(r));
     assert.equal((await send(VIP.onlyA))[0]?.status, 503);
     await apply({ ready: true }); // and it is used again when it comes back
-    assert.equal(names(await send(VIP.onlyA, '/', 3))['200:a'], 3);
+    assert.equal(countAnswers(await send(VIP.onlyA, '/', 3))['200:a'], 3);
   });
 
   it('an endpoint whose app is gone while its sidecar serves: POSTs go to another endpoint, none fails', async () => {
@@ -154,7 +137,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
       count: 30,
       concurrency: 4,
     });
-    assert.deepEqual(names(results), { '200:b': 30 });
+    assert.deepEqual(countAnswers(results), { '200:b': 30 });
     const metrics = (await mesh.admin(client, '/metrics')).body;
     assert.match(metrics, /sluice_upstream_retries_total\{direction="outbound",failure="refused"\} [1-9]/);
   });
@@ -167,7 +150,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
       b.sidecarLog.some((l) => l.msg === 'not ready, still accepting'),
     );
     assert.equal((await mesh.admin(b, '/ready')).status, 503);
-    assert.deepEqual(names(await send(VIP.onlyB, '/', 5)), { '200:b': 5 });
+    assert.deepEqual(countAnswers(await send(VIP.onlyB, '/', 5)), { '200:b': 5 });
     assert.equal(await exited, 0);
     const after = await send(VIP.onlyB);
     assert.notEqual(after[0]?.status, 200, JSON.stringify(after));

@@ -3,9 +3,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { MeshFixture, type MeshPod } from '../support/mesh-fixture.ts';
-import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
+import { podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
+import { podRef } from '../support/mesh-pods.ts';
 import { envCount, fuzzSeed } from '../support/fuzz/prng.ts';
 import { SMUGGLED_PREFIX } from '../support/fuzz/http1-requests.ts';
 import type { DriverPlan, DriverSummary } from '../support/fuzz/driver.ts';
@@ -182,16 +183,9 @@ describe(`fuzz: hostile HTTP/1.1 and HTTP/2 through both listeners (seed ${seed}
       String(BACKEND_PORT),
     ]);
     createInterface({ input: backend.stdout! }).on('line', (line) => backendLines.push(line));
-    const ref = (p: MeshPod): PodRef => ({
-      name: p.name,
-      namespace: NS,
-      ip: p.ip,
-      serviceAccount: p.spec.serviceAccount,
-      meshed: p.spec.meshed,
-    });
     mesh.writeManifests([
-      ...[server, client, outsider].map((p) => podObject(ref(p))),
-      ...serviceWithEndpoints(NS, 'fuzz', VIP, [[80, BACKEND_PORT, 'http']], [ref(server)]),
+      ...[server, client, outsider].map((p) => podObject(podRef(p))),
+      ...serviceWithEndpoints(NS, 'fuzz', VIP, [[80, BACKEND_PORT, 'http']], [podRef(server)]),
     ]);
     await mesh.harness.waitForPort(server, server.ip, BACKEND_PORT);
     await mesh.startSidecars();

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { APP_PORT, MeshFixture, tearDownMesh, TRUST_DOMAIN } from '../support/mesh-fixture.ts';
-import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
+import { podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
+import { addPods } from '../support/mesh-pods.ts';
 import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
 import { issueWorkloadCert } from '../../pki/ca.ts';
 
@@ -88,17 +89,7 @@ describe('identity an app can trust (netns, attacker)', function () {
       { name: 'permissive', serviceAccount: 'permissive', meshed: true, proxyArgs },
       { name: 'strict', serviceAccount: 'strict', meshed: true, mode: 'STRICT' as const, proxyArgs },
     ];
-    const refs = new Map<string, PodRef>();
-    for (const s of specs) {
-      const pod = await mesh.addPod({ ...s, namespace: NS });
-      refs.set(s.name, {
-        name: s.name,
-        namespace: NS,
-        ip: pod.ip,
-        serviceAccount: s.serviceAccount,
-        meshed: s.meshed,
-      });
-    }
+    const refs = new Map((await addPods(mesh, NS, specs)).map((ref) => [ref.name, ref]));
     for (const [name, port] of [
       ['permissive', APP],
       ['strict', APP],

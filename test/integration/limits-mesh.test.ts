@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { MeshFixture, tearDownMesh, APP_PORT, type MeshPod } from '../support/mesh-fixture.ts';
-import { httpRoute, podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
+import { httpRoute, podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { addPods } from '../support/mesh-pods.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
 
@@ -76,17 +77,7 @@ describe('limits and path normalisation, as an attacker, in network namespaces',
       },
       { name: 'plain', serviceAccount: 'plain', meshed: false },
     ];
-    const refs: PodRef[] = [];
-    for (const s of specs) {
-      const p = await mesh.addPod({ ...s, namespace: NS });
-      refs.push({
-        name: s.name,
-        namespace: NS,
-        ip: p.ip,
-        serviceAccount: s.serviceAccount,
-        meshed: s.meshed,
-      });
-    }
+    const refs = await addPods(mesh, NS, specs);
     const tag = (value: string) => ({
       type: 'RequestHeaderModifier',
       requestHeaderModifier: { set: [{ name: 'x-rule', value }] },

@@ -3,8 +3,9 @@ import { MeshFixture, tearDownMesh, APP_PORT, TRUST_DOMAIN, type MeshPod } from 
 import { httpRoute, podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
+import { addPods } from '../support/mesh-pods.ts';
+import { countAnswers } from '../support/answer-counts.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
-import type { ClientResult } from '../support/mesh-client.ts';
 
 // The sidecar data plane end to end: pods are network namespaces with real iptables capture, sidecars are
 // `sluice proxy` processes running as the proxy uid, apps are echo servers. Clients call Service ClusterIPs.
@@ -23,17 +24,6 @@ const VIP = {
   impostor: '10.96.0.80',
   ipv6: 'fd96::10',
 };
-
-function names(results: ClientResult[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const r of results) {
-    const key = r.error
-      ? `error:${r.error}`
-      : `${r.status}:${(r.json as { name?: string } | undefined)?.name ?? ''}`;
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
 
 describe('sidecar data plane in network namespaces', function () {
   this.timeout(120_000);
@@ -165,16 +155,10 @@ describe('sidecar data plane in network namespaces', function () {
       { name: 'strict', serviceAccount: 'strict', meshed: true, mode: 'STRICT' as const },
       { name: 'impostor', serviceAccount: 'impostor', certServiceAccount: 'someone-else', meshed: true },
     ];
-    for (const s of specs) {
-      const pod = await mesh.addPod({ ...s, namespace: NS });
-      refs.set(s.name, {
-        name: s.name,
-        namespace: NS,
-        ip: pod.ip,
-        serviceAccount: s.serviceAccount,
-        meshed: s.meshed,
-      });
-      if (pod.ip6) ipv6Of.set(s.name, pod.ip6);
+    for (const ref of await addPods(mesh, NS, specs)) {
+      refs.set(ref.name, ref);
+      const ip6 = mesh.pods.get(ref.name)!.ip6;
+      if (ip6) ipv6Of.set(ref.name, ip6);
     }
     mesh.writeManifests(manifests());
     await mesh.startSidecars();
@@ -192,7 +176,7 @@ describe('sidecar data plane in network namespaces', function () {
       count: 400,
       concurrency: 8,
     });
-    const counts = names(results);
+    const counts = countAnswers(results);
     const v1 = counts['200:v1'] ?? 0;
     const v2 = counts['200:v2'] ?? 0;
     assert.equal(v1 + v2, 400, JSON.stringify(counts));
@@ -200,9 +184,9 @@ describe('sidecar data plane in network namespaces', function () {
   });
 
   it('header, path and query matches select backends', async () => {
-    assert.deepEqual(names(await get('/', { 'x-canary': 'always' })), { '200:v2': 1 });
-    assert.deepEqual(names(await get('/v1-only/x')), { '200:v1': 1 });
-    assert.deepEqual(names(await get('/?pin=v2')), { '200:v2': 1 });
+    assert.deepEqual(countAnswers(await get('/', { 'x-canary': 'always' })), { '200:v2': 1 });
+    assert.deepEqual(countAnswers(await get('/v1-only/x')), { '200:v1': 1 });
+    assert.deepEqual(countAnswers(await get('/?pin=v2')), { '200:v2': 1 });
   });
 
   it('routes exist but none matches → 404; no routes → passthrough to the Service', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { MeshFixture, tearDownMesh, APP_PORT, type MeshPod } from '../support/mesh-fixture.ts';
-import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
+import { podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { addPods } from '../support/mesh-pods.ts';
 import { netnsUnavailableReason, nodeBin } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
 
@@ -34,17 +35,7 @@ describe('upstream connect timeout: black-holed endpoints get 503, in network na
       { name: 'meshed', serviceAccount: 'meshed', meshed: true },
       { name: 'plain', serviceAccount: 'plain', meshed: false },
     ];
-    const refs: PodRef[] = [];
-    for (const s of specs) {
-      const p = await mesh.addPod({ ...s, namespace: NS });
-      refs.push({
-        name: s.name,
-        namespace: NS,
-        ip: p.ip,
-        serviceAccount: s.serviceAccount,
-        meshed: s.meshed,
-      });
-    }
+    const refs = await addPods(mesh, NS, specs);
     mesh.writeManifests([
       ...refs.map(podObject),
       ...serviceWithEndpoints(NS, 'meshed', MESHED_VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
