@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
-import { destinationKey } from '../../mesh-model/proxy-view.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import { resolveService } from '../../mesh-model/explain.ts';
-import { forwardOutbound } from '../../sidecar/http-forward.ts';
-import { createHttpServers } from '../../sidecar/http-servers.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { grpcCall, startEchoServer, type EchoReply } from '../../images/echo/echo-server.ts';
 import { upstream, type Upstream } from '../support/scripted-upstream.ts';
+import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
 import {
   goldenCaseNames,
   planGoldenCase,
@@ -206,31 +203,19 @@ describe('golden request plans through the sidecar (loopback)', () => {
         random: () => random,
       };
       // The destination the app dialled: the Service the request's URL names (as DNS would resolve it).
-      const servers = createHttpServers((req, res) => {
-        const authority = String(req.headers[':authority'] ?? req.headers.host);
-        const url = new URL(`http://${authority}`);
-        const svc = resolveService(view.model, url.hostname, c.from);
-        const destination = { address: svc.clusterIPs[0]!, port: url.port === '' ? 80 : Number(url.port) };
-        forwardOutbound(
-          deps,
-          view,
-          view.byDestination.get(destinationKey(destination.address, destination.port)),
-          destination,
-          req,
-          res,
-        );
-      });
-      await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
-      await new Promise<void>((r) => servers.h2.listen(0, '127.0.0.1', r));
-      closers.push(() => {
-        deps.pools.destroy();
-        servers.http1.closeAllConnections();
-        servers.http1.close();
-        servers.drain();
-        servers.h2.close();
-      });
-      const h1Port = (servers.http1.address() as AddressInfo).port;
-      const h2Port = (servers.h2.address() as AddressInfo).port;
+      const forwarder = await startLoopbackForwarder(
+        deps,
+        view,
+        (req) => {
+          const url = new URL(`http://${String(req.headers[':authority'] ?? req.headers.host)}`);
+          const svc = resolveService(view.model, url.hostname, c.from);
+          return { address: svc.clusterIPs[0]!, port: url.port === '' ? 80 : Number(url.port) };
+        },
+        { h2: true },
+      );
+      closers.push(() => forwarder.close());
+      const h1Port = forwarder.port;
+      const h2Port = forwarder.h2Port!;
       for (const p of planned) {
         random = p.request.random;
         const seen = await (p.request.grpc ? grpcRequest(h2Port, p) : h1Request(h1Port, p));

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
-import { forwardOutbound } from '../../sidecar/http-forward.ts';
-import { createHttpServers } from '../../sidecar/http-servers.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { httpRoute, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import { waitFor } from '../support/wait-for.ts';
-import { upstream } from '../support/scripted-upstream.ts';
+import { loopbackPod, startLoopbackForwarder } from '../support/loopback-forwarder.ts';
+import { upstream, type Upstream } from '../support/scripted-upstream.ts';
 
 // The forwarding path on loopback with real sockets (no capture needed): the outbound HTTP server is
 // driven directly with a fixed destination, upstreams are small HTTP servers with scripted behaviour.
@@ -30,25 +28,12 @@ describe('HTTP forwarding (loopback)', () => {
       metrics: new ProxyMetrics(),
     };
     metrics = deps.metrics;
-    const servers = createHttpServers((req, res) =>
-      forwardOutbound(deps, view, view.byDestination.get(`${vip}:80`), { address: vip, port: 80 }, req, res),
-    );
-    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
-    closers.push(() => {
-      deps.pools.destroy();
-      servers.http1.closeAllConnections();
-      servers.http1.close();
-    });
-    return `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`;
+    const forwarder = await startLoopbackForwarder(deps, view, { address: vip, port: 80 });
+    closers.push(() => forwarder.close());
+    return `http://127.0.0.1:${forwarder.port}`;
   }
 
-  const pod = (name: string) => ({
-    name,
-    namespace: 'app',
-    ip: '127.0.0.1',
-    serviceAccount: 'default',
-    meshed: false,
-  });
+  const pod = (name: string) => loopbackPod(name, 'app');
   const mesh = (rules: unknown[], ports: Record<string, number>): K8sObject[] => [
     ...serviceWithEndpoints('app', 'svc', '10.96.0.1', [[80, ports.svc!]], [pod('a')]),
     ...Object.entries(ports)
@@ -71,6 +56,14 @@ describe('HTTP forwarding (loopback)', () => {
         endpoints: [{ addresses: ['127.0.0.2'], conditions: { ready: true } }],
       } as K8sObject,
     ];
+  }
+
+  /** A proxy whose svc routes to an upstream answering "ok". */
+  async function proxyToOk(): Promise<{ ok: Upstream; url: URL }> {
+    const ok = await upstream((_n, _req, res) => res.end('ok'));
+    closers.push(() => ok.close());
+    const rules = [{ backendRefs: [{ name: 'ok', port: 80 }] }];
+    return { ok, url: new URL(await proxyFor(mesh(rules, { svc: ok.port, ok: ok.port }), '10.96.0.1')) };
   }
 
   async function fetchText(url: string, init?: RequestInit): Promise<{ status: number; text: string }> {
@@ -225,24 +218,8 @@ describe('HTTP forwarding (loopback)', () => {
   });
 
   it('malformed requests get 400, oversized headers 431, and the proxy keeps serving', async () => {
-    const ok = await upstream((_n, _req, res) => res.end('ok'));
-    closers.push(() => ok.close());
-    const url = new URL(
-      await proxyFor(
-        mesh([{ backendRefs: [{ name: 'ok', port: 80 }] }], { svc: ok.port, ok: ok.port }),
-        '10.96.0.1',
-      ),
-    );
-    const raw = async (payload: string): Promise<string> => {
-      const net = await import('node:net');
-      return new Promise((resolve) => {
-        const s = net.connect(Number(url.port), '127.0.0.1', () => s.end(payload));
-        let out = '';
-        s.on('data', (d: Buffer) => (out += d.toString()));
-        s.on('close', () => resolve(out));
-        s.on('error', () => resolve(out));
-      });
-    };
+    const { url } = await proxyToOk();
+    const raw = (payload: string): Promise<string> => rawExchange(url, payload);
     assert.match(await raw('GET / HTTP/1.1\r\nbad header line\r\n\r\n'), /^HTTP\/1.1 400/);
     assert.match(
       await raw(`GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(70_000)}\r\n\r\n`),
@@ -265,14 +242,7 @@ describe('HTTP forwarding (loopback)', () => {
   }
 
   it('OPTIONS * (asterisk form) gets 400 naming the cause, and nothing reaches the app', async () => {
-    const ok = await upstream((_n, _req, res) => res.end('ok'));
-    closers.push(() => ok.close());
-    const url = new URL(
-      await proxyFor(
-        mesh([{ backendRefs: [{ name: 'ok', port: 80 }] }], { svc: ok.port, ok: ok.port }),
-        '10.96.0.1',
-      ),
-    );
+    const { ok, url } = await proxyToOk();
     const out = await rawExchange(url, 'OPTIONS * HTTP/1.1\r\nhost: svc\r\n\r\n');
     assert.match(out, /^HTTP\/1\.1 400 /);
     assert.match(

@@ -5,8 +5,6 @@ import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import type { Endpoint } from '../../mesh-model/endpoints.ts';
-import { forwardOutbound } from '../../sidecar/http-forward.ts';
-import { createHttpServers } from '../../sidecar/http-servers.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
@@ -16,6 +14,7 @@ import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
 import { MeshTlsCredentials } from '../../pki/tls-options.ts';
 import { httpRoute, podObject, serviceWithEndpoints } from '../support/mesh-manifests.ts';
 import { waitFor } from '../support/wait-for.ts';
+import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
 
 // The upstream half of a sidecar with real sockets on loopback: the sidecar's outbound HTTP server and
 // its undici pool over mesh mTLS to an upstream whose TLS handshake a gate holds back, so a request can be
@@ -182,21 +181,13 @@ describe('upstream requests cancelled while queued in undici (loopback, mesh mTL
     // One connection per endpoint: a connection left paused would turn every later request into a 503.
     const pools = new UpstreamPools(() => creds, { maxConnections: 1 });
     const deps = { pools, lb: new LoadBalancer(), metrics: new ProxyMetrics() };
-    const routing = view.byDestination.get('10.96.0.1:80');
-    const servers = createHttpServers((req, res) =>
-      forwardOutbound(deps, view, routing, { address: '10.96.0.1', port: 80 }, req, res),
-    );
-    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
-    closers.push(() => {
-      pools.destroy();
-      servers.http1.closeAllConnections();
-      servers.http1.close();
-    });
+    const forwarder = await startLoopbackForwarder(deps, view, { address: '10.96.0.1', port: 80 });
+    closers.push(() => forwarder.close());
     const open = (): Promise<number> =>
       new Promise((resolve, reject) =>
-        servers.http1.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+        forwarder.servers.http1.getConnections((err, n) => (err ? reject(err) : resolve(n))),
       );
-    return { port: (servers.http1.address() as AddressInfo).port, open };
+    return { port: forwarder.port, open };
   }
 
   /** A client sends a request, the sidecar queues it on a connection still in its handshake, the client goes. */
@@ -270,8 +261,10 @@ describe('upstream pools shrink (loopback)', function () {
   });
 
   /** A Node HTTP server (it hints `Keep-Alive: timeout=3600`, as a peer sidecar does) counting its connections. */
-  async function keepAliveServer(): Promise<{ port: number; open: () => Promise<number> }> {
-    const server = http.createServer((_req, res) => res.end('ok'));
+  async function keepAliveServer(
+    handler: http.RequestListener = (_req, res) => res.end('ok'),
+  ): Promise<{ port: number; open: () => Promise<number> }> {
+    const server = http.createServer(handler);
     server.keepAliveTimeout = 3_600_000;
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     closers.push(() => {
@@ -330,19 +323,10 @@ describe('upstream pools shrink (loopback)', function () {
 
   it('closes idle pooled connections of an endpoint that turned terminating; a request in flight finishes', async () => {
     let release: () => void = () => undefined;
-    const server = http.createServer((req, res) => {
+    const { port, open } = await keepAliveServer((req, res) => {
       if (req.url === '/hold') release = () => res.end('ok');
       else res.end('ok');
     });
-    server.keepAliveTimeout = 3_600_000;
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    closers.push(() => {
-      server.closeAllConnections();
-      server.close();
-    });
-    const open = (): Promise<number> =>
-      new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
-    const port = (server.address() as AddressInfo).port;
     const pools = new UpstreamPools(() => undefined, { idleMs: 3_600_000 });
     closers.push(() => pools.destroy());
     const ep = endpoint(port);
