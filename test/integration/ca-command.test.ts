@@ -25,6 +25,11 @@ async function ca(...args: string[]): Promise<{ code: number; out: string }> {
   }
 }
 
+/** `ca issue` arguments for service account shop/web. */
+function issueWeb(caDir: string, out: string): string[] {
+  return ['issue', '--ca', caDir, '--namespace', 'shop', '--service-account', 'web', '--out', out];
+}
+
 describe('pki: sluice ca', () => {
   let dir: string;
   beforeEach(async () => {
@@ -51,21 +56,7 @@ describe('pki: sluice ca', () => {
     const caDir = join(dir, 'ca');
     const out = join(dir, 'web');
     await ca('init', '--out', caDir);
-    const result = await ca(
-      'issue',
-      '--ca',
-      caDir,
-      '--namespace',
-      'shop',
-      '--service-account',
-      'web',
-      '--out',
-      out,
-      '--hours',
-      '2',
-      '--dns-name',
-      'web.shop.svc',
-    );
+    const result = await ca(...issueWeb(caDir, out), '--hours', '2', '--dns-name', 'web.shop.svc');
     assert.equal(result.code, 0);
     const identity = await loadIdentityDir(out);
     assert.equal(identity.spiffeId, 'spiffe://cluster.local/ns/shop/sa/web');
@@ -81,17 +72,7 @@ describe('pki: sluice ca', () => {
   it('turns bad arguments and files into one-line usage errors', async () => {
     const caDir = join(dir, 'ca');
     await ca('init', '--out', caDir);
-    const issue = [
-      'issue',
-      '--ca',
-      caDir,
-      '--namespace',
-      'shop',
-      '--service-account',
-      'web',
-      '--out',
-      join(dir, 'x'),
-    ];
+    const issue = issueWeb(caDir, join(dir, 'x'));
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown subcommand 'frobnicate'/],
       [['init'], /--out is required/],

@@ -185,27 +185,10 @@ describe('CA root rotation without restarts (loopback: controller, certificate e
     const oldCa = await createCa({ trustDomain: TD });
     const newCa = await createCa({ trustDomain: TD });
     api.secret = buildCaSecret({ namespace: NS, ...oldCa });
-    const ca = new ReloadableCa(await loadOrCreateCaSecret(api, { namespace: NS, trustDomain: TD }), api, {
-      namespace: NS,
-      trustDomain: TD,
-    });
-    const own = new ControllerOwnIdentity(ca, NS, quiet);
+    const controller = await startController(api);
+    const { ca, own } = controller;
     stops.push(() => own.stop());
-    const { identity, credentials } = await own.start();
-    const hub = new ConfigHub();
-    hub.markSynced();
-    server = createConfigServer({
-      log: quiet,
-      hub,
-      issuer: ca,
-      identity,
-      credentials,
-      trustDomain: TD,
-      port: 0,
-      reviewer: api,
-      certificates: new Map(),
-    });
-    await server.listen();
+    server = controller.server;
 
     // The pod's files: its token and the mounted ConfigMap sluice-ca-root (the kubelet updates it).
     const tokenFile = join(dir, 'token');

@@ -23,6 +23,7 @@ import { freePort } from '../support/free-port.ts';
 import { serverCert, tlsSecret, type ServerCert } from '../support/server-cert.ts';
 import { upstream, type Upstream } from '../support/scripted-upstream.ts';
 import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { sluiceGateway, sluiceGatewayClass } from '../support/gateway-manifests.ts';
 import { waitFor } from '../support/wait-for.ts';
 
 const TD = 'cluster.local';
@@ -39,25 +40,12 @@ function gatewayObjects(httpPort: number, httpsPort: number): K8sObject[] {
     allowedRoutes: { namespaces: { from: 'All' } },
   });
   return [
-    {
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'GatewayClass',
-      metadata: { name: 'sluice' },
-      spec: { controllerName: 'sluice.dev/gateway-controller' },
-    },
-    {
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'Gateway',
-      metadata: { name: 'gw', namespace: GW_NS, generation: 1 },
-      spec: {
-        gatewayClassName: 'sluice',
-        listeners: [
-          { name: 'http', port: httpPort, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
-          listener('https-a', 'a.example.com', 'a-cert'),
-          listener('https-b', 'b.example.com', 'b-cert'),
-        ],
-      },
-    },
+    sluiceGatewayClass(),
+    sluiceGateway(GW_NS, 'gw', [
+      { name: 'http', port: httpPort, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
+      listener('https-a', 'a.example.com', 'a-cert'),
+      listener('https-b', 'b.example.com', 'b-cert'),
+    ]),
   ];
 }
 
