@@ -21,8 +21,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureHostPackages } from '../cluster/host-packages.ts';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
-import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
+import { startSidecarPair } from './sidecar-pair.ts';
 import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 
@@ -196,18 +196,7 @@ async function main(): Promise<void> {
     const server = await pod('server', true);
     const pclient = await pod('pclient', false); // direct, Node floor and nginx
     const pserver = await pod('pserver', false);
-    const refs = [client, server].map((p) => ({
-      name: p.name,
-      namespace: 'bench',
-      ip: p.ip,
-      serviceAccount: p.spec.serviceAccount,
-      meshed: true,
-    }));
-    mesh.writeManifests([
-      ...refs.map(podObject),
-      ...serviceWithEndpoints('bench', 'server', VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
-    ]);
-    await mesh.startSidecars({ compiled: true });
+    await startSidecarPair(mesh, client, server, VIP);
 
     // Certificates for the Node and nginx pairs, from the same CA as the sidecars'.
     const dirs = { client: join(mesh.dir, 'pair-client'), server: join(mesh.dir, 'pair-server') };

@@ -8,8 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
-import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
+import { startSidecarPair } from './sidecar-pair.ts';
 
 const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 8);
@@ -67,18 +67,7 @@ async function main(): Promise<void> {
       serviceAccount: 'x',
       meshed: false,
     });
-    const refs = [client, server].map((p) => ({
-      name: p.name,
-      namespace: 'bench',
-      ip: p.ip,
-      serviceAccount: p.spec.serviceAccount,
-      meshed: true,
-    }));
-    mesh.writeManifests([
-      ...refs.map(podObject),
-      ...serviceWithEndpoints('bench', 'server', VIP, [[80, APP_PORT, 'http']], [refs[1]!]),
-    ]);
-    await mesh.startSidecars({ compiled: true });
+    await startSidecarPair(mesh, client, server, VIP);
     const sidecars = [client, server].map((p) => p.sidecar!.pid!);
     await new Promise((r) => setTimeout(r, 2000));
     const idle = sidecars.map((pid) => procStats(pid).rssMb);
