@@ -130,8 +130,22 @@ async function run(durationMs: number, record: boolean) {
   };
 }
 
+/** What the generator prints. */
+export interface LoadResult {
+  sent: number;
+  ok: number;
+  errors: number;
+  seconds: number;
+  rps: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  warmupSent: number;
+}
+
 const warmup = await run(spec.warmupMs ?? 1000, false);
-const result = { ...(await run(spec.durationMs, true)), warmupSent: warmup.sent };
+const result: LoadResult = { ...(await run(spec.durationMs, true)), warmupSent: warmup.sent };
 for (const s of sessions) s.close();
 agent.destroy();
 process.stdout.write(`${JSON.stringify(result)}\n`);

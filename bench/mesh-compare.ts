@@ -23,6 +23,7 @@ import { ensureHostPackages } from '../cluster/host-packages.ts';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
 import { startSidecarPair } from './sidecar-pair.ts';
+import type { LoadResult } from './load-generator.ts';
 import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 
@@ -54,19 +55,6 @@ type Protocol = 'h1' | 'h2';
 type Variant = 'direct' | 'sluice' | 'node' | 'nginx';
 const VARIANTS: Variant[] = ['direct', 'sluice', 'node', 'nginx'];
 const PROXIES: Variant[] = ['sluice', 'node', 'nginx'];
-
-interface LoadResult {
-  sent: number;
-  ok: number;
-  errors: number;
-  seconds: number;
-  rps: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  warmupSent: number;
-}
 
 interface Sample {
   p50Ms: number;

@@ -10,23 +10,12 @@ import { readFileSync } from 'node:fs';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
 import { startSidecarPair } from './sidecar-pair.ts';
+import type { LoadResult } from './load-generator.ts';
 
 const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 8);
 const RPS = Number(process.env.BENCH_RPS ?? 1000);
 const VIP = '10.96.0.10';
-
-interface LoadResult {
-  sent: number;
-  ok: number;
-  errors: number;
-  seconds: number;
-  rps: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  maxMs: number;
-}
 
 function procStats(pid: number): { rssMb: number; cpuSeconds: number; userSeconds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -10,8 +10,8 @@ import { main } from '../../cli/ca-command.ts';
 import { loadIdentityDir } from '../../pki/identity-dir.ts';
 import { buildCaSecret, loadCaSecret } from '../../controller/ca-root-secret.ts';
 
-/** Runs `sluice ca ...` in this process, keeping its stdout out of the test report. */
-async function ca(...args: string[]): Promise<{ code: number; out: string }> {
+/** Runs `run` with what it writes to stdout kept out of the test report; resolves with it and that text. */
+async function capturingStdout<T>(run: () => Promise<T>): Promise<{ value: T; out: string }> {
   const write = process.stdout.write.bind(process.stdout);
   let out = '';
   process.stdout.write = (chunk: string) => {
@@ -19,10 +19,16 @@ async function ca(...args: string[]): Promise<{ code: number; out: string }> {
     return true;
   };
   try {
-    return { code: await main(args), out };
+    return { value: await run(), out };
   } finally {
     process.stdout.write = write;
   }
+}
+
+/** Runs `sluice ca ...` in this process. */
+async function ca(...args: string[]): Promise<{ code: number; out: string }> {
+  const { value: code, out } = await capturingStdout(() => main(args));
+  return { code, out };
 }
 
 /** `ca issue` arguments for service account shop/web. */
@@ -142,17 +148,10 @@ describe('pki: sluice ca rotate (the Secret sluice-ca, stdin to stdout)', () => 
 
   /** `sluice ca rotate ...` with the Secret on standard input; resolves with the Secret it printed. */
   async function rotate(secret: unknown, ...args: string[]): Promise<Record<string, unknown>> {
-    const write = process.stdout.write.bind(process.stdout);
-    let out = '';
-    process.stdout.write = (chunk: string) => {
-      out += chunk;
-      return true;
-    };
-    try {
-      assert.equal(await main(['rotate', ...args], () => Promise.resolve(JSON.stringify(secret))), 0);
-    } finally {
-      process.stdout.write = write;
-    }
+    const { value: code, out } = await capturingStdout(() =>
+      main(['rotate', ...args], () => Promise.resolve(JSON.stringify(secret))),
+    );
+    assert.equal(code, 0);
     return JSON.parse(out) as Record<string, unknown>;
   }
 
