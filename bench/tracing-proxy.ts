@@ -6,7 +6,9 @@
  * proxy "sidecar": the sidecar's outbound forwarding path (routed by destination Service, one upstream);
  * "gateway": a gateway listener (HTTP port, HTTPRoute to a Service with one endpoint).
  * mode "none": the tracing code is not loaded at all; "off": loaded, no endpoint (tracing disabled);
- * "0%", "1%", "100%": exporting to `collector` at that sampling ratio. Prints its port, then serves;
+ * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay).
+ * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
+ * "sdk", the SDK and exporter loaded and a pipeline built, no request looked at. Prints its port, then serves;
  * answers each line on stdin with its CPU time so far.
  */
 import { readFileSync } from 'node:fs';
