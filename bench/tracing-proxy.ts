@@ -8,7 +8,8 @@
  * mode "none": the tracing code is not loaded at all; "off": loaded, no endpoint (tracing disabled);
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay).
  * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
- * "sdk", the SDK and exporter loaded and a pipeline built, no request looked at. Prints its port, then serves;
+ * "sdk", the SDK and exporter loaded and a pipeline built, no request looked at; "imp:<module>", that
+ * module imported, nothing else. Prints its port, then serves;
  * answers each line on stdin with its CPU time so far.
  */
 import { readFileSync } from 'node:fs';
@@ -105,6 +106,9 @@ if (spec.mode === 'hdr') {
       return undefined;
     },
   } as never;
+} else if (spec.mode.startsWith('imp:')) {
+  // Diagnostic: one package imported, nothing else ("imp:@opentelemetry/sdk-trace").
+  await import(spec.mode.slice(4));
 } else if (spec.mode === 'sdk') {
   // Diagnostic: the SDK and exporter loaded and a pipeline built, but no request is looked at.
   const { createSpanPipeline } = await import('../sidecar/tracing/span-pipeline.ts');
