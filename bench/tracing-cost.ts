@@ -1,53 +1,32 @@
 /**
- * What tracing costs the sidecar (npm run bench:tracing; loopback only, no root): the outbound forwarding
- * path (bench/tracing-proxy.ts) with the tracing code not loaded, loaded but off, and exporting over
- * OTLP/HTTP protobuf to a local sink at 0 %, 1 % and 100 % sampling. For each: proxy CPU per request at a
- * fixed rate (user+system, from /proc), latency p50/p99 at that rate, and the closed-loop maximum rate.
- * Modes are interleaved over BENCH_ROUNDS rounds and the median round is reported, to even out noise from
- * other work on the machine. Prints a table; no assertions.
+ * What tracing costs a proxy (npm run bench:tracing [-- gateway]; loopback only, no root): the sidecar's
+ * outbound forwarding path, or a gateway listener (bench/tracing-proxy.ts), with the tracing code not
+ * loaded ("none"), loaded but off, and exporting over OTLP/HTTP protobuf to a local sink at 1 % and 100 %
+ * sampling (and 0 %, with BENCH_MODES).
+ *
+ * Built for a busy machine: one proxy process per mode, all running at once, driven in lockstep by one
+ * open-loop load process (bench/paired-load.ts), so every mode sees the same moments of contention. Each
+ * round measures every proxy's CPU (user+system, all threads, as the proxy reports it) per request and its latency; a mode's cost is the
+ * median over rounds of its ratio to "none" in the same round, with the spread (25th–75th percentile) of
+ * those ratios. The first round warms up (JIT, connections) and is left out. Prints a table; no assertions.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { percentile } from './stats.ts';
 
-const RPS = Number(process.env.BENCH_RPS ?? 1000);
+const PROXY = process.argv[2] === 'gateway' ? 'gateway' : 'sidecar';
+const RPS = Number(process.env.BENCH_RPS ?? 200); // per mode
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
-const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const MODES = (process.env.BENCH_MODES ?? 'none,off,0%,1%,100%').split(',');
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+const MODES = (process.env.BENCH_MODES ?? 'none,off,1%,100%').split(',');
 const node = process.execPath;
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 function firstLine(child: ChildProcess): Promise<string> {
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`exited ${code}`)));
   });
-}
-
-async function load(port: number, mode: 'rate' | 'max', seconds: number): Promise<Record<string, number>> {
-  const child = spawn(
-    node,
-    [
-      'bench/load-generator.ts',
-      JSON.stringify({
-        url: `http://127.0.0.1:${port}/`,
-        protocol: 'h1',
-        mode,
-        rps: RPS,
-        durationMs: seconds * 1000,
-        connections: mode === 'max' ? 16 : 8,
-        warmupMs: 1500,
-      }),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return JSON.parse(await firstLine(child)) as Record<string, number>;
 }
 
 // The upstream and the collector sink: one small process, so the bench process itself stays idle.
@@ -57,8 +36,7 @@ const helpers = spawn(
     '-e',
     `const http=require('http');
      const up=http.createServer((q,s)=>{q.resume();s.end('ok')}).listen(0,'127.0.0.1');
-     let spans=0;
-     const sink=http.createServer((q,s)=>{let n=0;q.on('data',d=>n+=d.length);q.on('end',()=>{spans+=n;s.writeHead(200,{'content-type':'application/x-protobuf'});s.end()})}).listen(0,'127.0.0.1');
+     const sink=http.createServer((q,s)=>{q.resume();q.on('end',()=>{s.writeHead(200,{'content-type':'application/x-protobuf'});s.end()})}).listen(0,'127.0.0.1');
      setTimeout(()=>console.log(up.address().port+' '+sink.address().port),200);`,
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
@@ -66,61 +44,114 @@ const helpers = spawn(
 const [upstreamPort, sinkPort] = (await firstLine(helpers)).split(' ').map(Number);
 const collector = `http://127.0.0.1:${sinkPort}/v1/traces`;
 
-interface Row {
-  cpuUsPerReq: number;
+const proxies = await Promise.all(
+  MODES.map(async (mode) => {
+    const child = spawn(
+      node,
+      ['bench/tracing-proxy.ts', JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector })],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    const port = Number(await firstLine(child));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    /** The proxy's CPU time so far, µs (it answers each line on its stdin). */
+    const cpuUs = async (): Promise<number[]> => {
+      child.stdin.write('\n');
+      return String((await lines.next()).value)
+        .split(' ')
+        .map(Number);
+    };
+    return { mode, child, port, cpuUs };
+  }),
+);
+
+interface Sample {
+  cpuUs: number;
+  /** The main thread's share (the rest: GC and compiler threads). */
+  mainUs: number;
   p50Ms: number;
   p99Ms: number;
-  maxRps: number;
+  errors: number;
 }
-const rows = new Map<string, Row[]>();
-for (let round = 0; round < ROUNDS; round++) {
-  for (const mode of MODES) {
-    const proxy = spawn(node, ['bench/tracing-proxy.ts', JSON.stringify({ mode, upstreamPort, collector })], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const port = Number(await firstLine(proxy));
-    await load(port, 'rate', 2); // JIT and connection set-up, left out of the CPU figure
-    const before = cpuSeconds(proxy.pid!);
-    const rate = await load(port, 'rate', SECONDS);
-    const cpu = cpuSeconds(proxy.pid!) - before;
-    const max = await load(port, 'max', MAX_SECONDS);
-    proxy.kill();
-    // Warm-up requests are included in the CPU: count them as the rate says.
-    const requests = rate.sent! + RPS * 1.5;
-    const row = {
-      cpuUsPerReq: (cpu / requests) * 1e6,
-      p50Ms: rate.p50Ms!,
-      p99Ms: rate.p99Ms!,
-      maxRps: max.rps!,
+// Keyed by position: a mode listed twice (an A/A check of the method, e.g. BENCH_MODES=none,none) is two rows.
+const samples = new Map<string, Sample[]>(
+  MODES.map((m, i) => [`${m}${MODES.indexOf(m) === i ? '' : `#${i}`}`, []]),
+);
+for (let round = 0; round <= ROUNDS; round++) {
+  const before = await Promise.all(proxies.map((p) => p.cpuUs()));
+  const load = spawn(
+    node,
+    [
+      'bench/paired-load.ts',
+      JSON.stringify({
+        urls: proxies.map((p) => `http://127.0.0.1:${p.port}/`),
+        rps: RPS,
+        durationMs: round === 0 ? 3000 : SECONDS * 1000,
+        connections: 8,
+      }),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const results = JSON.parse(await firstLine(load)) as {
+    sent: number;
+    errors: number;
+    p50Ms: number;
+    p99Ms: number;
+  }[];
+  if (round === 0) continue;
+  const after = await Promise.all(proxies.map((p) => p.cpuUs()));
+  const line: string[] = [];
+  proxies.forEach((p, i) => {
+    const r = results[i]!;
+    const s = {
+      cpuUs: (after[i]![0]! - before[i]![0]!) / r.sent,
+      mainUs: (after[i]![1]! - before[i]![1]!) / r.sent,
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      errors: r.errors,
     };
-    rows.set(mode, [...(rows.get(mode) ?? []), row]);
-    process.stderr.write(`round ${round + 1} ${mode}: ${JSON.stringify(row)}\n`);
-  }
+    [...samples.values()][i]!.push(s);
+    line.push(
+      `${p.mode} ${s.cpuUs.toFixed(1)}µs (main ${s.mainUs.toFixed(1)}) ${s.p50Ms.toFixed(2)}/${s.p99Ms.toFixed(1)}ms`,
+    );
+  });
+  process.stderr.write(`round ${round}: ${line.join(', ')}\n`);
 }
+for (const p of proxies) p.child.kill();
 helpers.kill();
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const base = median(rows.get('none')?.map((r) => r.cpuUsPerReq) ?? [NaN]);
+const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
+const median = (xs: number[]): number => percentile(sorted(xs), 50);
+const base = samples.get('none');
+const pct = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
 console.log(
-  `tracing cost, ${RPS} rps for ${SECONDS} s, median of ${ROUNDS} rounds (node ${process.version})`,
+  `tracing cost, ${PROXY}: ${MODES.length} proxies at ${RPS} rps each in lockstep, ${ROUNDS} rounds of ${SECONDS} s` +
+    ` (node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`,
 );
-console.log('mode    CPU µs/req   vs none   p50 ms   p99 ms   max rps');
-for (const [mode, rs] of rows) {
-  const cpu = median(rs.map((r) => r.cpuUsPerReq));
+console.log(
+  'mode   CPU µs/req   vs none (IQR)              main thread vs none   p50 ms  Δp50 ms   p99 ms  Δp99 ms  errors',
+);
+for (const [mode, rs] of samples) {
+  const ratios = base ? sorted(rs.map((r, i) => r.cpuUs / base[i]!.cpuUs - 1)) : [];
+  const mainRatios = base ? sorted(rs.map((r, i) => r.mainUs / base[i]!.mainUs - 1)) : [];
+  const d50 = base ? rs.map((r, i) => r.p50Ms - base[i]!.p50Ms) : [NaN];
+  const d99 = base ? rs.map((r, i) => r.p99Ms - base[i]!.p99Ms) : [NaN];
   console.log(
     [
-      mode.padEnd(6),
-      cpu.toFixed(1).padStart(11),
-      `${(((cpu - base) / base) * 100).toFixed(1)}%`.padStart(9),
+      mode.padEnd(5),
+      median(rs.map((r) => r.cpuUs))
+        .toFixed(1)
+        .padStart(11),
+      `${pct(median(ratios))} (${pct(percentile(ratios, 25))} … ${pct(percentile(ratios, 75))})`.padEnd(26),
+      `${median(rs.map((r) => r.mainUs)).toFixed(1)} ${pct(median(mainRatios))}`.padEnd(20),
       median(rs.map((r) => r.p50Ms))
         .toFixed(2)
-        .padStart(8),
+        .padStart(7),
+      median(d50).toFixed(2).padStart(8),
       median(rs.map((r) => r.p99Ms))
-        .toFixed(2)
+        .toFixed(1)
         .padStart(8),
-      median(rs.map((r) => r.maxRps))
-        .toFixed(0)
-        .padStart(9),
+      median(d99).toFixed(1).padStart(8),
+      String(rs.reduce((n, r) => n + r.errors, 0)).padStart(7),
     ].join(' '),
   );
 }

@@ -1,23 +1,40 @@
 /**
- * The outbound forwarding path on loopback, as a process of its own so the benchmark can read its CPU:
+ * One proxy path on loopback, as a process of its own so the benchmark can read its CPU:
  *
- *   node bench/tracing-proxy.ts '{"mode":"100%","upstreamPort":N,"collector":"http://127.0.0.1:M/v1/traces"}'
+ *   node bench/tracing-proxy.ts '{"proxy":"sidecar","mode":"100%","upstreamPort":N,"collector":"http://127.0.0.1:M/v1/traces"}'
  *
+ * proxy "sidecar": the sidecar's outbound forwarding path (routed by destination Service, one upstream);
+ * "gateway": a gateway listener (HTTP port, HTTPRoute to a Service with one endpoint).
  * mode "none": the tracing code is not loaded at all; "off": loaded, no endpoint (tracing disabled);
- * "0%", "1%", "100%": exporting to `collector` at that sampling ratio. Prints its port, then serves.
+ * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay).
+ * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
+ * "sdk", the SDK and exporter loaded and a pipeline built, no request looked at; "imp:<module>", that
+ * module imported, nothing else. Prints its port, then serves;
+ * answers each line on stdin with its CPU time so far.
  */
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
 import { buildProxyView } from '../mesh-model/proxy-view.ts';
 import { forwardOutbound, type ForwardDeps } from '../sidecar/http-forward.ts';
 import { createHttpServers } from '../sidecar/http-servers.ts';
 import { LoadBalancer } from '../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../sidecar/metrics.ts';
+import { buildGatewayConfig } from '../sidecar/gateway-config.ts';
+import { createGatewayListener } from '../sidecar/gateway-listeners.ts';
+import { GatewayCertificates } from '../sidecar/gateway-tls.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 
-const spec = JSON.parse(process.argv[2] ?? '{}') as { mode: string; upstreamPort: number; collector: string };
+const spec = JSON.parse(process.argv[2] ?? '{}') as {
+  proxy?: 'sidecar' | 'gateway';
+  mode: string;
+  upstreamPort: number;
+  collector: string;
+};
 const VIP = '10.96.0.1';
-const objects: K8sObject[] = [
+const GATEWAY_PORT = 8080; // the listener's port in the Gateway; the process listens on a free one
+const service: K8sObject[] = [
   {
     apiVersion: 'v1',
     kind: 'Service',
@@ -31,20 +48,79 @@ const objects: K8sObject[] = [
     ports: [{ name: 'http', port: spec.upstreamPort }],
     endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
   } as K8sObject,
+];
+const meshRoute: K8sObject = {
+  apiVersion: 'gateway.networking.k8s.io/v1',
+  kind: 'HTTPRoute',
+  metadata: { name: 'svc', namespace: 'app' },
+  spec: {
+    parentRefs: [{ group: '', kind: 'Service', name: 'svc', port: 80 }],
+    rules: [{ backendRefs: [{ name: 'svc', port: 80 }] }],
+  },
+};
+const gatewayObjects: K8sObject[] = [
+  {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'GatewayClass',
+    metadata: { name: 'sluice' },
+    spec: { controllerName: 'sluice.dev/gateway-controller' },
+  },
+  {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'gw', namespace: 'infra', generation: 1 },
+    spec: {
+      gatewayClassName: 'sluice',
+      listeners: [
+        {
+          name: 'http',
+          port: GATEWAY_PORT,
+          protocol: 'HTTP',
+          allowedRoutes: { namespaces: { from: 'All' } },
+        },
+      ],
+    },
+  },
   {
     apiVersion: 'gateway.networking.k8s.io/v1',
     kind: 'HTTPRoute',
-    metadata: { name: 'svc', namespace: 'app' },
+    metadata: { name: 'front', namespace: 'app', generation: 1 },
     spec: {
-      parentRefs: [{ group: '', kind: 'Service', name: 'svc', port: 80 }],
+      parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: 'infra', name: 'gw' }],
       rules: [{ backendRefs: [{ name: 'svc', port: 80 }] }],
     },
   },
 ];
-const view = buildProxyView(objects, 'app', 'cluster.local');
+
 const metrics = new ProxyMetrics();
 const deps: ForwardDeps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics };
-if (spec.mode !== 'none') {
+if (spec.mode === 'hdr') {
+  // Diagnostic: no tracing code, but an unsampled traceparent on every forwarded request.
+  deps.tracing = {
+    startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
+      if (headers) headers.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
+      return undefined;
+    },
+    startGateway: (_req: unknown, _info: unknown, up: { headers: Record<string, string> } | undefined) => {
+      if (up) up.headers.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
+      return undefined;
+    },
+  } as never;
+} else if (spec.mode.startsWith('imp:')) {
+  // Diagnostic: one package imported, nothing else ("imp:@opentelemetry/sdk-trace").
+  await import(spec.mode.slice(4));
+} else if (spec.mode === 'sdk') {
+  // Diagnostic: the SDK and exporter loaded and a pipeline built, but no request is looked at.
+  const { createSpanPipeline } = await import('../sidecar/tracing/span-pipeline.ts');
+  (globalThis as Record<string, unknown>).pipeline = createSpanPipeline({
+    endpoint: spec.collector,
+    resource: { 'service.name': 'bench' },
+    exportTimeoutMs: 10_000,
+    maxQueueSpans: 2048,
+    batchDelayMs: 1000,
+    onSpans: () => undefined,
+  });
+} else if (spec.mode !== 'none') {
   const { RequestTracing } = await import('../sidecar/tracing/request-tracing.ts');
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
   const tracing = new RequestTracing({
@@ -52,22 +128,49 @@ if (spec.mode !== 'none') {
     identity: () => 'spiffe://cluster.local/ns/app/sa/bench',
     onSpans: (outcome, n) => metrics.spans.inc([outcome], n),
   });
-  const ratio = spec.mode === 'off' ? 0 : Number(spec.mode.replace('%', '')) / 100;
+  // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
+  const [percent = '', delay] = spec.mode.split('@');
+  const ratio = spec.mode === 'off' ? 0 : Number(percent.replace('%', '')) / 100;
   await tracing.apply(
     {
       ...DEFAULT_TRACING,
       endpoint: spec.mode === 'off' ? undefined : spec.collector,
       samplingRatio: ratio,
+      ...(delay ? { batchDelayMs: Number(delay) } : {}),
     },
     'app',
   );
   deps.tracing = tracing;
 }
-const routing = view.byDestination.get(`${VIP}:80`);
-const servers = createHttpServers((req, res) =>
-  forwardOutbound(deps, view, routing, { address: VIP, port: 80 }, req, res),
-);
-servers.http1.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`${(servers.http1.address() as AddressInfo).port}\n`);
+
+let server;
+if (spec.proxy === 'gateway') {
+  const config = buildGatewayConfig([...service, ...gatewayObjects], 'infra', 'gw', 'cluster.local');
+  if (!config.view) throw new Error('bench gateway not accepted');
+  server = createGatewayListener({
+    deps,
+    port: GATEWAY_PORT,
+    protocol: 'HTTP',
+    config: () => config,
+    certificates: new GatewayCertificates(),
+    detectTimeoutMs: 1000,
+  }).server;
+} else {
+  const view = buildProxyView([...service, meshRoute], 'app', 'cluster.local');
+  const routing = view.byDestination.get(`${VIP}:80`);
+  server = createHttpServers((req, res) =>
+    forwardOutbound(deps, view, routing, { address: VIP, port: 80 }, req, res),
+  ).http1;
+}
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
+});
+// Each line on stdin asks for the CPU this process used so far (µs, all threads): finer than /proc's ticks.
+createInterface({ input: process.stdin }).on('line', () => {
+  const { user, system } = process.cpuUsage();
+  // The main thread alone (ns run time): the rest is V8's and libuv's helper threads (GC, compiler).
+  const main = Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1000;
+  process.stdout.write(`${user + system} ${main}\n`);
 });
 process.on('SIGUSR2', () => process.stderr.write(metrics.render()));
+process.on('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profile

@@ -39,7 +39,8 @@ export const DEFAULT_TRACING: TracingSettings = {
   resourceAttributes: {},
   exportTimeoutMs: 10_000,
   maxQueueSpans: 2048,
-  batchDelayMs: 1000,
+  // OTel's default: at low span rates each export's fixed cost (and its cold code) dominates (ADR 0018).
+  batchDelayMs: 5000,
 };
 
 /** The sidecar's own overrides (flags; the pod annotation sluice.dev/tracing-sampling-percent). */

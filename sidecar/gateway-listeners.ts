@@ -20,7 +20,7 @@ import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import { executeOutbound, outboundPlanOf, type ForwardDeps, type OutboundPlan } from './http-forward.ts';
 import { forwardHeaders } from './http-headers.ts';
-import { localReply, publicMessage, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import { publicMessage, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { sniff } from './protocol-sniff.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
@@ -44,6 +44,7 @@ export interface GatewayListener {
 }
 
 const CHOICE = Symbol('sluice.gateway-listener');
+const NO_ENDPOINTS = { endpoints: new Map() } as const;
 
 /** Plans one request arriving on a gateway port: the authority picks the listener and the route. */
 export function planGatewayForward(
@@ -139,23 +140,41 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
       (req.httpVersionMajor === 2 ? req.headers[':authority'] : req.headers.host) ?? '',
     );
     const byHost = selectListener(view, o.port, hostOf(authority));
-    if (!chosen || !byHost || chosen.name === byHost.name) return false;
-    o.deps.metrics.errors.inc(['gateway', 'misdirected']);
-    return true;
+    return chosen !== undefined && byHost !== undefined && chosen.name !== byHost.name;
   };
   const MISDIRECTED = 'misdirected request: the host does not match the TLS server name';
+  const NOT_READY = 'gateway not ready: no configuration yet';
+  // Answered by the gateway itself, like a request no route matches: a SERVER span and the metrics.
+  const notReady: OutboundPlan = {
+    kind: 'reply',
+    code: 503,
+    message: NOT_READY,
+    cause: 'not_ready',
+    routeLabel: 'none',
+  };
+  const misdirectedReply: OutboundPlan = {
+    kind: 'reply',
+    code: 421,
+    message: MISDIRECTED,
+    cause: 'misdirected',
+    routeLabel: 'none',
+  };
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const started = performance.now();
     const config = o.config();
-    if (!config?.view) return localReply(req, res, 503, 'gateway not ready: no configuration yet');
-    if (misdirected(req, config.view)) return localReply(req, res, 421, MISDIRECTED);
-    const plan = planGatewayForward(o.deps, config, o.port, scheme, req);
+    const view = config?.view;
+    const plan =
+      !config || !view
+        ? notReady
+        : misdirected(req, view)
+          ? misdirectedReply
+          : planGatewayForward(o.deps, config, o.port, scheme, req);
     const span = o.deps.tracing?.startGateway(
       req,
       { address: req.socket.localAddress ?? '', port: o.port, scheme },
       plan.kind === 'forward' ? plan.request : undefined,
     );
-    executeOutbound(o.deps, 'gateway', config.view, plan, req, res, started, span);
+    executeOutbound(o.deps, 'gateway', view ?? NO_ENDPOINTS, plan, req, res, started, span);
   };
   // HTTP/1.1 Upgrade (WebSocket): planned like any request, then the two connections are joined.
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -165,8 +184,14 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
         `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\n${location ? `location: ${location}\r\n` : ''}` +
           `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message) + 1}\r\nconnection: close\r\n\r\n${message}\n`,
       );
-    if (!config?.view) return raw(503, 'gateway not ready: no configuration yet');
-    if (misdirected(req, config.view)) return raw(421, MISDIRECTED);
+    if (!config?.view) {
+      o.deps.metrics.errors.inc(['gateway', 'not_ready']);
+      return raw(503, NOT_READY);
+    }
+    if (misdirected(req, config.view)) {
+      o.deps.metrics.errors.inc(['gateway', 'misdirected']);
+      return raw(421, MISDIRECTED);
+    }
     const plan = planGatewayForward(o.deps, config, o.port, scheme, req);
     if (plan.kind === 'reply') return raw(plan.code, publicMessage(plan.message), plan.location);
     forwardUpgrade(o.deps, plan.target.endpoints, plan.request, socket, head, (code) => {

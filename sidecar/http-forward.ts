@@ -22,7 +22,12 @@ import {
   NOT_PROCESSED_HEADER,
   PEER_IDENTITY_HEADER,
 } from './http-headers.ts';
-import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import {
+  declaredBodyBytes,
+  localReply,
+  type DownstreamRequest,
+  type DownstreamResponse,
+} from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
 import { CONNECT_TIMEOUT, isConnectFailure, type UpstreamPools } from './upstream-pools.ts';
@@ -230,16 +235,18 @@ export function executeOutbound(
   if (outbound.kind === 'reply') {
     span?.routeLabel(outbound.routeLabel);
     span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');
+    const requestBytes = declaredBodyBytes(req);
     if (outbound.location !== undefined) {
-      record(outbound.routeLabel, 'redirect', outbound.code);
+      record(outbound.routeLabel, 'redirect', outbound.code, { requestBytes, responseBytes: 0 });
       const out = res as http.ServerResponse;
       out.writeHead(outbound.code, { location: outbound.location, 'content-length': 0 });
       out.end();
       return;
     }
     deps.metrics.errors.inc([direction, outbound.cause]);
-    record(outbound.routeLabel, 'none', outbound.code);
-    return localReply(req, res, outbound.code, outbound.message);
+    const responseBytes = localReply(req, res, outbound.code, outbound.message);
+    record(outbound.routeLabel, 'none', outbound.code, { requestBytes, responseBytes });
+    return;
   }
   const { target, request } = outbound;
   const p = target.plan;
@@ -260,8 +267,11 @@ export function executeOutbound(
     fail: (code, message, cause) => {
       span?.end(code, cause);
       deps.metrics.errors.inc([direction, cause]);
-      record(target.routeLabel, target.backendLabel, code);
-      localReply(req, res, code, message);
+      const responseBytes = localReply(req, res, code, message);
+      record(target.routeLabel, target.backendLabel, code, {
+        requestBytes: declaredBodyBytes(req),
+        responseBytes,
+      });
     },
     direction,
   });

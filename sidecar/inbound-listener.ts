@@ -15,7 +15,12 @@ import type { HeaderLimits } from './header-limits.ts';
 import { sendWithRetries, type ForwardDeps } from './http-forward.ts';
 import { forwardHeaders, NOT_PROCESSED_HEADER, PEER_IDENTITY_HEADER } from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
-import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import {
+  declaredBodyBytes,
+  localReply,
+  type DownstreamRequest,
+  type DownstreamResponse,
+} from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
 import { isSelfLoop, normalizeAddress, podAddressSet } from './self-loop.ts';
 import { relayUnlessHttp } from './opaque-relay.ts';
@@ -110,14 +115,14 @@ export function createInboundListener(o: InboundOptions): {
 
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const info = connectionInfo(req.socket);
-    if (!info) return localReply(req, res, 500, 'connection without destination');
+    if (!info) return void localReply(req, res, 500, 'connection without destination');
     const started = performance.now();
     const h2 = req.httpVersionMajor === 2;
     // The app receives the normalised request, as it would from a client sidecar.
     const target = normalizeTarget(req.url || '/', o.deps.normalize);
     if (!target.ok) {
       o.deps.metrics.errors.inc(['inbound', 'bad_path']);
-      return localReply(req, res, 400, `bad request: ${target.reason}`);
+      return void localReply(req, res, 400, `bad request: ${target.reason}`);
     }
     const authority =
       target.authority ??
@@ -148,8 +153,9 @@ export function createInboundListener(o: InboundOptions): {
       fail: (code, message, cause, notProcessed) => {
         span?.end(code, cause);
         o.deps.metrics.errors.inc(['inbound', cause]);
-        record(code);
-        localReply(req, res, code, message, notProcessed ? { [NOT_PROCESSED_HEADER]: '1' } : {});
+        const extra: Record<string, string> = notProcessed ? { [NOT_PROCESSED_HEADER]: '1' } : {};
+        const responseBytes = localReply(req, res, code, message, extra);
+        record(code, { requestBytes: declaredBodyBytes(req), responseBytes });
       },
     });
   };
@@ -181,7 +187,8 @@ export function createInboundListener(o: InboundOptions): {
     const host = appAddress(info);
     const localAddress = o.appAddress === undefined ? handOffSource(host) : undefined;
     const app = net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) });
-    const relayed = (): void => o.deps.metrics.tcp.track('inbound', `app:${info.port}`, socket);
+    const relayed = (): void =>
+      o.deps.metrics.tcp.track('inbound', `app:${info.port}`, socket, info.peerIdentity);
     if (watch)
       relayUnlessHttp(socket, app, (protocol) => toHttp(socket, protocol), limits.tcpIdleTimeoutMs, relayed);
     else {

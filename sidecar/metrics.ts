@@ -72,10 +72,19 @@ interface TcpTotals {
  */
 class TcpMetrics {
   readonly #by = new Map<string, TcpTotals>();
+  readonly #peers: BoundedValues;
 
-  /** A downstream connection from now on relayed byte for byte to `backend`. */
-  track(direction: string, backend: string, socket: Socket): void {
-    const key = `${direction}\u0001${backend}`;
+  constructor(peers: BoundedValues) {
+    this.#peers = peers;
+  }
+
+  /**
+   * A downstream connection from now on relayed byte for byte to `backend`. `peerIdentity`: the SPIFFE ID
+   * of the mTLS peer, verified in the handshake (inbound: the caller; outbound: the endpoint's).
+   */
+  track(direction: string, backend: string, socket: Socket, peerIdentity?: string): void {
+    const peer = peerIdentity === undefined ? 'none' : this.#peers.of(peerIdentity);
+    const key = `${direction}\u0001${backend}\u0001${peer}`;
     let t = this.#by.get(key);
     if (!t) this.#by.set(key, (t = { opened: 0, closed: 0, received: 0, sent: 0, open: new Set() }));
     const totals = t;
@@ -93,10 +102,10 @@ class TcpMetrics {
     const opened: string[] = [];
     const closed: string[] = [];
     const bytes: string[] = [];
-    const names = ['direction', 'sluice_backend'];
+    const names = ['direction', 'sluice_backend', 'sluice_peer_identity'];
     for (const [key, t] of this.#by) {
-      const [direction = '', backend = ''] = key.split('\u0001');
-      const pairs = labelPairs(names, [direction, backend]);
+      const [direction = '', backend = '', peer = ''] = key.split('\u0001');
+      const pairs = labelPairs(names, [direction, backend, peer]);
       opened.push(sampleLine('sluice_tcp_connections_opened_total', pairs, t.opened));
       closed.push(sampleLine('sluice_tcp_connections_closed_total', pairs, t.closed));
       let received = t.received;
@@ -106,7 +115,7 @@ class TcpMetrics {
         sent += s.bytesWritten;
       }
       const io = (d: string): string =>
-        labelPairs([...names, 'network_io_direction'], [direction, backend, d]);
+        labelPairs([...names, 'network_io_direction'], [direction, backend, peer, d]);
       bytes.push(sampleLine('sluice_tcp_io_bytes_total', io('receive'), received));
       bytes.push(sampleLine('sluice_tcp_io_bytes_total', io('transmit'), sent));
     }
@@ -229,8 +238,9 @@ export class ProxyMetrics {
     CLIENT_LABELS,
     SIZE_BUCKETS,
   );
-  readonly tcp = new TcpMetrics();
+  // One bound for the peer label across HTTP and TCP series.
   readonly #peers = new BoundedValues(MAX_PEER_IDENTITIES);
+  readonly tcp = new TcpMetrics(this.#peers);
 
   /**
    * One finished request: its count by status code and its latency since `startedMs` (performance.now()),

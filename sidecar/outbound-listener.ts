@@ -37,7 +37,7 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const info = connectionInfo(req.socket);
     const view = o.view();
-    if (!info || !view) return localReply(req, res, 503, 'proxy not ready: no configuration yet');
+    if (!info || !view) return void localReply(req, res, 503, 'proxy not ready: no configuration yet');
     forwardOutbound(
       o.deps,
       view,
@@ -137,7 +137,8 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
       const backend = routing
         ? `${routing.service.namespace}/${routing.service.name}:${routing.port}`
         : 'passthrough';
-      const relayed = (): void => o.deps.metrics.tcp.track('outbound', backend, socket);
+      // The endpoint's identity: the mTLS handshake checks the upstream's certificate against it.
+      const relayed = (): void => o.deps.metrics.tcp.track('outbound', backend, socket, ep.identity);
       upstream.once('error', (err: NodeJS.ErrnoException) => {
         if (err.code === CONNECT_TIMEOUT) o.deps.metrics.errors.inc(['outbound', 'connect_timeout']);
       });

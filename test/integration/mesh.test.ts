@@ -288,7 +288,8 @@ describe('sidecar data plane in network namespaces', function () {
       body: 'not http at all',
     });
     assert.equal(r!.text, 'tcp-echo:NOT HTTP AT ALL');
-    // Both sidecars count the relayed connection and its bytes (15 sent by the client, 24 answered).
+    // Both sidecars count the relayed connection and its bytes (15 sent by the client, 24 answered),
+    // labelled with the mTLS peer's identity (the caller inbound, the endpoint outbound).
     for (const [pod, direction] of [
       ['client', 'outbound'],
       ['v1', 'inbound'],
@@ -296,7 +297,7 @@ describe('sidecar data plane in network namespaces', function () {
       await waitFor(`the ${direction} TCP connection closed in ${pod}'s metrics`, async () => {
         const m = (await mesh.admin(mesh.pods.get(pod)!, '/metrics')).body;
         const closed = new RegExp(
-          `^sluice_tcp_connections_closed_total\\{direction="${direction}",[^}]*\\} [1-9]`,
+          `^sluice_tcp_connections_closed_total\\{direction="${direction}",[^}]*sluice_peer_identity="spiffe://[^"]+"\\} [1-9]`,
           'm',
         );
         return (

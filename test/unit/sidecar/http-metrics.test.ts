@@ -96,7 +96,7 @@ describe('opaque TCP metrics', () => {
   it('counts relayed connections and their bytes, open ones included', async () => {
     const m = new ProxyMetrics();
     const server = net.createServer((s) => {
-      m.tcp.track('outbound', 'shop/db:5432', s);
+      m.tcp.track('outbound', 'shop/db:5432', s, 'spiffe://cluster.local/ns/shop/sa/db');
       s.on('data', (d) => s.write(d));
     });
     server.listen(0, '127.0.0.1');
@@ -105,7 +105,8 @@ describe('opaque TCP metrics', () => {
     const client = net.connect(port, '127.0.0.1');
     client.write('ping!');
     await once(client, 'data');
-    const labels = 'direction="outbound",sluice_backend="shop/db:5432"';
+    const labels =
+      'direction="outbound",sluice_backend="shop/db:5432",sluice_peer_identity="spiffe://cluster.local/ns/shop/sa/db"';
     const open = m.render();
     assert.ok(open.includes(`sluice_tcp_connections_opened_total{${labels}} 1`));
     assert.ok(open.includes(`sluice_tcp_connections_closed_total{${labels}} 0`));
@@ -117,5 +118,25 @@ describe('opaque TCP metrics', () => {
     );
     assert.ok(m.render().includes(`sluice_tcp_io_bytes_total{${labels},network_io_direction="receive"} 5`));
     server.close();
+  });
+
+  it('labels connections by peer identity, none without mTLS, bounded with the HTTP series', () => {
+    const m = new ProxyMetrics();
+    const socket = (): net.Socket => new net.Socket();
+    m.tcp.track('inbound', 'app:5432', socket());
+    for (let i = 0; i < MAX_PEER_IDENTITIES + 5; i++)
+      m.tcp.track('inbound', 'app:5432', socket(), `spiffe://cluster.local/ns/a/sa/s${i}`);
+    const text = m.render();
+    const opened = (peer: string): string =>
+      `sluice_tcp_connections_opened_total{direction="inbound",sluice_backend="app:5432",sluice_peer_identity="${peer}"}`;
+    assert.ok(text.includes(`${opened('none')} 1`));
+    assert.ok(text.includes(`${opened('spiffe://cluster.local/ns/a/sa/s0')} 1`));
+    assert.ok(text.includes(`${opened('_other')} 5`));
+    // The HTTP series share the bound: a new identity there is _other too.
+    m.request('inbound', 'none', 'app:80', 200, performance.now(), 'GET', { peerIdentity: 'spiffe://x/new' });
+    assert.match(
+      m.render(),
+      /http_server_request_duration_seconds_count\{[^}]*sluice_peer_identity="_other"\} 1/,
+    );
   });
 });
