@@ -33,6 +33,8 @@ export interface MeshPodSpec {
   tcpPort?: number;
   /** More `sluice proxy` flags for this pod's sidecar (e.g. short timeouts). */
   proxyArgs?: string[];
+  /** The sidecar's entry script instead of the worktree's (a benchmark compares another build). */
+  entry?: string;
   /**
    * The pod is this Gateway's proxy (`sluice proxy --mode gateway`, not meshed: no capture): it gets an
    * identity and its proxy is started with the sidecars.
@@ -174,7 +176,7 @@ export class MeshFixture {
         pod,
         nodeBin,
         [
-          entry,
+          pod.spec.entry ?? entry,
           'proxy',
           '--manifests',
           this.manifestsDir,
