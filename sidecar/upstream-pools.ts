@@ -56,6 +56,11 @@ export interface UpstreamPoolOptions {
   maxConnections?: number;
   /** HTTP/1.1 requests per endpoint that may wait for a capped connection (default 0: none wait). */
   maxQueued?: number;
+  /**
+   * Concurrent streams on an endpoint's HTTP/2 session (default 1000, what a server sidecar advertises);
+   * up to maxQueued more wait in nghttp2's queue, then requests get a 503 as on HTTP/1.1.
+   */
+  maxStreams?: number;
   /** How long an upstream may stay silent while a response is awaited or streamed (default 5 min). */
   streamIdleMs?: number;
   /**
@@ -90,8 +95,31 @@ export function isConnectFailure(err: Error): boolean {
   return connectFailures.has(err);
 }
 
+const waitingForConnect = new WeakMap<http2.ClientHttp2Session, (() => void)[]>();
+
+/**
+ * Runs `fn` once `session` is connected, at once when it is. However many requests wait, the session gets
+ * one 'connect' listener (one per request tripped MaxListenersExceededWarning under load); a session that
+ * never connects drops them with it (its streams fail on their own).
+ */
+export function whenConnected(session: http2.ClientHttp2Session, fn: () => void): void {
+  if (!session.connecting) return fn();
+  const waiting = waitingForConnect.get(session);
+  if (waiting) return void waiting.push(fn);
+  const list = [fn];
+  waitingForConnect.set(session, list);
+  session.once('connect', () => {
+    waitingForConnect.delete(session);
+    for (const f of list) f();
+  });
+}
+
+const keys = new WeakMap<Endpoint, string>();
+
 function keyOf(ep: Endpoint): string {
-  return `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+  let key = keys.get(ep);
+  if (key === undefined) keys.set(ep, (key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`));
+  return key;
 }
 
 export class UpstreamPools {
@@ -99,12 +127,14 @@ export class UpstreamPools {
   readonly #pools = new Map<string, Pool>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #tcpOpen = new Map<string, number>();
+  readonly #streamsOpen = new WeakMap<http2.Http2Session, number>();
   /** Requests whose client went while they waited in undici's queue: undici drops them only at their turn. */
   readonly #cancelledQueued = new Map<string, number>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
   readonly #localAddress: (address: string) => string | undefined;
   readonly #maxConnections: number;
   readonly #maxQueued: number;
+  readonly #maxStreams: number;
   readonly #streamIdleMs: number;
   readonly #idleMs: number;
   readonly #connectTimeoutMs: number;
@@ -118,6 +148,7 @@ export class UpstreamPools {
     this.#localAddress = options.localAddress ?? (() => undefined);
     this.#maxConnections = options.maxConnections ?? 1024;
     this.#maxQueued = options.maxQueued ?? 0;
+    this.#maxStreams = options.maxStreams ?? 1000;
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
     this.#idleMs = options.idleMs ?? 60_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -147,8 +178,15 @@ export class UpstreamPools {
    */
   hasCapacity(ep: Endpoint, kind: 'http1' | 'h2' | 'tcp'): boolean {
     const max = this.#maxConnections;
-    if (max <= 0 || kind === 'h2') return true;
+    if (max <= 0) return true;
     const key = keyOf(ep);
+    if (kind === 'h2') {
+      // One session per endpoint: streams past the peer's concurrency wait in nghttp2, bounded here.
+      const session = this.#sessions.get(key);
+      return (
+        session === undefined || (this.#streamsOpen.get(session) ?? 0) < this.#maxStreams + this.#maxQueued
+      );
+    }
     if (kind === 'tcp') return (this.#tcpOpen.get(key) ?? 0) < max;
     const pool = this.#pools.get(key);
     // size: requests running on a connection, queued for one, or pending dispatch.
@@ -241,7 +279,7 @@ export class UpstreamPools {
       ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_H2) }
       : undefined;
     const session = http2.connect(authority, {
-      peerMaxConcurrentStreams: 1000,
+      peerMaxConcurrentStreams: this.#maxStreams,
       createConnection: () => this.#connect(ep, tlsOptions),
     });
     const forget = (): void => {
@@ -255,6 +293,14 @@ export class UpstreamPools {
     session.unref();
     this.#sessions.set(key, session);
     return session;
+  }
+
+  /** A stream opened on the endpoint's session: counted for hasCapacity until it closes. */
+  streamOpened(ep: Endpoint, stream: http2.ClientHttp2Stream): void {
+    const session = stream.session;
+    if (!session) return;
+    this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 0) + 1);
+    stream.once('close', () => this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 1) - 1));
   }
 
   /** A raw connection for opaque TCP: mTLS with the mesh ALPN to meshed endpoints, plain otherwise. */
