@@ -47,20 +47,12 @@ function send(): Promise<boolean> {
         { host: url.hostname, port: url.port || 80, path: url.pathname + url.search, agent },
         (res) => {
           res.on('data', () => undefined);
-          res.on('end', () => {
-            clearTimeout(timer);
-            resolve(res.statusCode === 200);
-          });
+          res.on('end', () => resolve(res.statusCode === 200));
           res.on('error', () => resolve(false));
         },
       );
-      req.on('error', () => {
-        clearTimeout(timer);
-        resolve(false);
-      });
-      // From the send, not from getting a socket (req.setTimeout): a request still waiting in the agent's
-      // queue for one of the connections is given up too.
-      const timer = spec.timeoutMs ? setTimeout(() => req.destroy(), spec.timeoutMs) : undefined;
+      req.on('error', () => resolve(false));
+      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, () => req.destroy());
     } else {
       const session = sessions[rr++ % sessions.length]!;
       const stream = session.request({ ':path': url.pathname + url.search });

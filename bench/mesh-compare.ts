@@ -66,6 +66,16 @@ const VARIANTS: Variant[] = (['direct', 'sluice', 'base', 'node', 'nginx'] as co
 const PROXIES: Variant[] = ['sluice', ...(BASELINE ? (['base'] as const) : []), 'node', 'nginx'];
 /** `--profile DIR`: the sidecars run with --cpu-prof into DIR (written when they exit, at the end). */
 const PROFILE_DIR = option('--profile');
+/**
+ * `--sluice-env 'NODE_OPTIONS=--max-semi-space-size=1 MALLOC_ARENA_MAX=2'`: environment of the measured
+ * sidecars only (not the baseline's): V8 and allocator settings compared in one run.
+ */
+const SLUICE_ENV = Object.fromEntries(
+  (option('--sluice-env') ?? '')
+    .split(/ (?=[A-Z_]+=)/)
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+) as Record<string, string>;
 /** Seconds after the overload before the "after" RSS reading. */
 const AFTER_SECONDS = Number(option('--after') ?? 30);
 
@@ -204,7 +214,12 @@ async function main(): Promise<void> {
   try {
     // --sluice-args '--max-upstream-connections 64': extra flags for both sidecars.
     const proxyArgs = (option('--sluice-args') ?? '').split(' ').filter(Boolean);
-    const pod = (name: string, meshed: boolean, entry?: string): Promise<MeshPod> =>
+    const pod = (
+      name: string,
+      meshed: boolean,
+      entry?: string,
+      env?: Record<string, string>,
+    ): Promise<MeshPod> =>
       mesh.addPod({
         name,
         namespace: 'bench',
@@ -212,9 +227,10 @@ async function main(): Promise<void> {
         meshed,
         proxyArgs,
         ...(entry ? { entry } : {}),
+        ...(env && Object.keys(env).length > 0 ? { env } : {}),
       });
-    const client = await pod('client', true);
-    const server = await pod('server', true);
+    const client = await pod('client', true, undefined, SLUICE_ENV);
+    const server = await pod('server', true, undefined, SLUICE_ENV);
     const baseClient = BASELINE ? await pod('bclient', true, BASELINE) : undefined;
     const baseServer = BASELINE ? await pod('bserver', true, BASELINE) : undefined;
     const pclient = await pod('pclient', false); // direct, Node floor and nginx

@@ -342,7 +342,8 @@ export function sendWithRetries(options: SendOptions): void {
   let reachedApp = false;
   /** Set while a transport retry looks for its endpoint: counted once it has one. */
   let retryingAfter: FailureKind | undefined;
-  let cancel: (() => void) | undefined;
+  /** `clientGone`: the client went (its response may be drained, see sendH1), rather than a timeout. */
+  let cancel: ((clientGone: boolean) => void) | undefined;
   /** Ends the current attempt's in-flight count at the load balancer, if nothing else has. */
   let release: (() => void) | undefined;
   let done = false;
@@ -362,7 +363,7 @@ export function sendWithRetries(options: SendOptions): void {
   const timedOut = (ms: number, what: string) => (): void => {
     if (done) return;
     end();
-    cancel?.();
+    cancel?.(false);
     release?.();
     fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
   };
@@ -371,7 +372,7 @@ export function sendWithRetries(options: SendOptions): void {
   res.on('close', () => {
     if (!done) {
       end();
-      cancel?.();
+      cancel?.(true);
       release?.();
     }
   });
@@ -595,6 +596,9 @@ class DispatchBody implements UpstreamBody {
   #done: ((trailers: http.OutgoingHttpHeaders | undefined) => void) | undefined;
   #failed: (() => void) | undefined;
   #paused = false;
+  /** Dropped for a client that went: given up past ORPHAN_BYTES. */
+  #orphaned = false;
+  #dropped = 0;
 
   constructor(controller: Dispatcher.DispatchController) {
     this.#controller = controller;
@@ -626,6 +630,7 @@ class DispatchBody implements UpstreamBody {
   orphan(): boolean {
     if (this.#settled || this.#state === 'gone') return false;
     this.#state = 'discarding';
+    this.#orphaned = true;
     this.#early = undefined;
     this.#held = undefined;
     if (this.#paused) {
@@ -663,6 +668,10 @@ class DispatchBody implements UpstreamBody {
         return;
       case 'waiting':
         (this.#early ??= []).push(chunk);
+        return;
+      case 'discarding':
+        this.#dropped += chunk.length;
+        if (this.#orphaned && this.#dropped > ORPHAN_BYTES) this.destroy();
         return;
       default:
     }
@@ -760,7 +769,7 @@ function sendH1(
   req: DownstreamRequest,
   h: UpstreamHandlers,
   kept?: Buffer,
-): () => void {
+): (clientGone: boolean) => void {
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
   const { expect: _expect, ...headers } = r.headers;
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
@@ -798,7 +807,7 @@ function sendH1(
       onResponseStart(c, status, responseHeaders) {
         body = new DispatchBody(c);
         // Its client went after it was sent: read and dropped (see the cancel below).
-        if (cancelled) return body.discard();
+        if (cancelled) return void body.orphan();
         h.response(status, responseHeaders, body);
       },
       onResponseData(_c, chunk) {
@@ -825,7 +834,7 @@ function sendH1(
       },
     },
   );
-  return () => {
+  return (clientGone) => {
     if (cancelled || settled) return;
     cancelled = true;
     if (!controller) {
@@ -833,13 +842,13 @@ function sendH1(
       deps.pools.countCancelledQueued(ep, 1);
       return;
     }
-    // Sent, and its client gone (gave up, timed out): HTTP/1.1 can only cancel by closing the connection,
-    // and under overload, when clients give up by the hundred, that turned into a storm of new mTLS
-    // connections deepening the backlog. The response of a request sent in full is read and dropped
-    // instead, up to ORPHAN_MS; a request still uploading its body, or a response that takes longer, ends
-    // the connection as before.
+    // Sent, and its client gone (gave up, timed out on its side): HTTP/1.1 can only cancel by closing the
+    // connection, and under overload, when clients give up by the hundred, that turned into a storm of new
+    // mTLS connections deepening the backlog (the app has the request anyway). The response of a request
+    // sent in full is read and dropped instead, for up to ORPHAN_MS and ORPHAN_BYTES; a request still
+    // uploading its body, a longer or bigger response, or our own timeout end the connection as before.
     const sentInFull = kept !== undefined || bodyless || (req as Readable).readableEnded;
-    if (sentInFull && (body === undefined || body.orphan())) {
+    if (clientGone && sentInFull && (body === undefined || body.orphan())) {
       const c = controller;
       setTimeout(() => {
         if (!settled) c.abort(new Error('request cancelled'));
@@ -851,7 +860,9 @@ function sendH1(
 }
 
 /** How long the response of a request whose client went may take to be read and dropped (see sendH1). */
-const ORPHAN_MS = 2_000;
+const ORPHAN_MS = 30_000;
+/** And how many body bytes are dropped at most before the connection is closed instead. */
+const ORPHAN_BYTES = 1024 * 1024;
 
 function sendH2(
   deps: ForwardDeps,

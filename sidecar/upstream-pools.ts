@@ -3,7 +3,8 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Pool } from 'undici';
+import { createRequire } from 'node:module';
+import type { Pool } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ProxyLimits } from './limits.ts';
 import {
@@ -52,8 +53,10 @@ function hostFor(address: string): string {
 export interface UpstreamPoolOptions {
   /** Source address to bind for plaintext connections to an address (undefined: the kernel chooses). */
   localAddress?: (address: string) => string | undefined;
-  /** Connections per endpoint and protocol (0: no cap; default 1024). */
+  /** HTTP/1.1 connections per endpoint (0: no cap; default 64). */
   maxConnections?: number;
+  /** Opaque TCP connections per endpoint (0: no cap; default: maxConnections). */
+  maxTcpConnections?: number;
   /** HTTP/1.1 requests per endpoint that may wait for a capped connection (default 0: none wait). */
   maxQueued?: number;
   /**
@@ -76,6 +79,7 @@ export interface UpstreamPoolOptions {
 export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
   return {
     maxConnections: limits.maxUpstreamConnections,
+    maxTcpConnections: limits.maxUpstreamTcpConnections,
     maxQueued: limits.maxUpstreamQueue,
     streamIdleMs: limits.streamIdleTimeoutMs,
     idleMs: limits.upstreamIdleTimeoutMs,
@@ -114,6 +118,14 @@ export function whenConnected(session: http2.ClientHttp2Session, fn: () => void)
   });
 }
 
+/**
+ * undici, loaded at the first HTTP/1.1 upstream pool: about 110 modules and 20-30 MB of RSS that a sidecar
+ * whose app speaks only HTTP/2 or opaque TCP never needs (ADR 0016). Synchronous: pool() is.
+ */
+let undici: typeof import('undici') | undefined;
+const loadUndici = (): typeof import('undici') =>
+  (undici ??= createRequire(import.meta.url)('undici') as typeof import('undici'));
+
 const keys = new WeakMap<Endpoint, string>();
 
 function keyOf(ep: Endpoint): string {
@@ -133,6 +145,7 @@ export class UpstreamPools {
   readonly #credentials: () => MeshTlsCredentials | undefined;
   readonly #localAddress: (address: string) => string | undefined;
   readonly #maxConnections: number;
+  readonly #maxTcpConnections: number;
   readonly #maxQueued: number;
   readonly #maxStreams: number;
   readonly #streamIdleMs: number;
@@ -146,7 +159,8 @@ export class UpstreamPools {
   constructor(credentials: () => MeshTlsCredentials | undefined, options: UpstreamPoolOptions = {}) {
     this.#credentials = credentials;
     this.#localAddress = options.localAddress ?? (() => undefined);
-    this.#maxConnections = options.maxConnections ?? 1024;
+    this.#maxConnections = options.maxConnections ?? 64;
+    this.#maxTcpConnections = options.maxTcpConnections ?? this.#maxConnections;
     this.#maxQueued = options.maxQueued ?? 0;
     this.#maxStreams = options.maxStreams ?? 1000;
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
@@ -177,9 +191,13 @@ export class UpstreamPools {
    * HTTP/2 multiplexes on one session per endpoint and is always allowed.
    */
   hasCapacity(ep: Endpoint, kind: 'http1' | 'h2' | 'tcp'): boolean {
+    const key = keyOf(ep);
+    if (kind === 'tcp') {
+      const maxTcp = this.#maxTcpConnections;
+      return maxTcp <= 0 || (this.#tcpOpen.get(key) ?? 0) < maxTcp;
+    }
     const max = this.#maxConnections;
     if (max <= 0) return true;
-    const key = keyOf(ep);
     if (kind === 'h2') {
       // One session per endpoint: streams past the peer's concurrency wait in nghttp2, bounded here.
       const session = this.#sessions.get(key);
@@ -187,7 +205,6 @@ export class UpstreamPools {
         session === undefined || (this.#streamsOpen.get(session) ?? 0) < this.#maxStreams + this.#maxQueued
       );
     }
-    if (kind === 'tcp') return (this.#tcpOpen.get(key) ?? 0) < max;
     const pool = this.#pools.get(key);
     // size: requests running on a connection, queued for one, or pending dispatch.
     const cancelled = this.#cancelledQueued.get(key) ?? 0;
@@ -239,30 +256,33 @@ export class UpstreamPools {
         ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_HTTP1) }
         : undefined;
       const idle = this.#idleMs;
-      pool = new Pool(`${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`, {
-        pipelining: 1,
-        // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
-        // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
-        keepAliveTimeout: idle > 0 ? Math.min(UNHINTED_KEEP_ALIVE_MS, idle) : UNHINTED_KEEP_ALIVE_MS,
-        ...(idle > 0 ? { keepAliveMaxTimeout: idle } : {}),
-        headersTimeout: this.#streamIdleMs,
-        bodyTimeout: this.#streamIdleMs,
-        ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
-        connect: (_opts, callback) => {
-          // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
-          const socket = this.#connect(ep, tlsOptions);
-          const ready = tlsOptions ? 'secureConnect' : 'connect';
-          const onError = (err: Error): void => {
-            connectFailures.add(err);
-            callback(err, null);
-          };
-          socket.once('error', onError);
-          socket.once(ready, () => {
-            socket.off('error', onError);
-            callback(null, socket);
-          });
+      pool = new (loadUndici().Pool)(
+        `${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`,
+        {
+          pipelining: 1,
+          // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
+          // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
+          keepAliveTimeout: idle > 0 ? Math.min(UNHINTED_KEEP_ALIVE_MS, idle) : UNHINTED_KEEP_ALIVE_MS,
+          ...(idle > 0 ? { keepAliveMaxTimeout: idle } : {}),
+          headersTimeout: this.#streamIdleMs,
+          bodyTimeout: this.#streamIdleMs,
+          ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
+          connect: (_opts, callback) => {
+            // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
+            const socket = this.#connect(ep, tlsOptions);
+            const ready = tlsOptions ? 'secureConnect' : 'connect';
+            const onError = (err: Error): void => {
+              connectFailures.add(err);
+              callback(err, null);
+            };
+            socket.once('error', onError);
+            socket.once(ready, () => {
+              socket.off('error', onError);
+              callback(null, socket);
+            });
+          },
         },
-      });
+      );
       this.#pools.set(key, pool);
     }
     return pool;

@@ -35,6 +35,8 @@ export interface MeshPodSpec {
   proxyArgs?: string[];
   /** The sidecar's entry script instead of the worktree's (a benchmark compares another build). */
   entry?: string;
+  /** More environment for the sidecar's process (e.g. NODE_OPTIONS). */
+  env?: Record<string, string>;
   /**
    * The pod is this Gateway's proxy (`sluice proxy --mode gateway`, not meshed: no capture): it gets an
    * identity and its proxy is started with the sidecars.
@@ -191,7 +193,7 @@ export class MeshFixture {
           '10',
           ...(pod.spec.proxyArgs ?? []),
         ],
-        { uid: PROXY_UID },
+        { uid: PROXY_UID, ...(pod.spec.env ? { env: pod.spec.env } : {}) },
       );
       pod.sidecar = child;
       this.capture(pod, child, 'sidecar');
