@@ -263,6 +263,55 @@ describe('upstream requests cancelled while queued in undici (loopback, mesh mTL
   });
 });
 
+describe('a sent request whose client goes (loopback)', function () {
+  this.timeout(30_000);
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  it('keeps its upstream connection: the late response is drained and the next request reuses it', async () => {
+    const held: http.ServerResponse[] = [];
+    let connections = 0;
+    const upstream = http.createServer((req, res) => {
+      if (req.url === '/slow') held.push(res);
+      else res.end('next');
+    });
+    upstream.on('connection', () => connections++);
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      upstream.closeAllConnections();
+      upstream.close();
+    });
+    const port = (upstream.address() as AddressInfo).port;
+    const pools = new UpstreamPools(() => undefined, { maxConnections: 1 });
+    const deps = { pools, lb: new LoadBalancer(), metrics: new ProxyMetrics() };
+    const view = buildProxyView([], 'app', 'cluster.local');
+    const servers = createHttpServers((req, res) =>
+      forwardOutbound(deps, view, undefined, { address: '127.0.0.1', port }, req, res),
+    );
+    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      pools.destroy();
+      servers.http1.closeAllConnections();
+      servers.http1.close();
+    });
+    const sidecarPort = (servers.http1.address() as AddressInfo).port;
+    const client = rawRequest(sidecarPort, '/slow');
+    await waitFor('the upstream to get the request', () => held.length === 1);
+    client.destroy();
+    await waitFor(
+      'the sidecar to see its client go',
+      () => new Promise<boolean>((resolve) => servers.http1.getConnections((_e, n) => resolve(n === 0))),
+    );
+    held[0]!.end('late');
+    const next = await get(sidecarPort, '/next');
+    assert.equal(next.status, 200);
+    assert.equal(next.body, 'next');
+    assert.equal(connections, 1, 'one upstream connection: the cancelled request did not cost it');
+  });
+});
+
 describe('upstream pools shrink (loopback)', function () {
   this.timeout(30_000);
   const closers: (() => Promise<void> | void)[] = [];
