@@ -17,12 +17,12 @@
  * for Sluice and the Node floor: goodput, new upstream connections per 1,000 requests, RSS peak and 10 s after.
  * nginx comes from Debian, installed here when missing (cluster/host-packages.ts).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureHostPackages } from '../cluster/host-packages.ts';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
-import { startSidecarPair } from './sidecar-pair.ts';
+import { startSidecarPairs } from './sidecar-pair.ts';
 import type { LoadResult } from './load-generator.ts';
 import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
@@ -41,6 +41,7 @@ const RPS = 1000;
 const OVERLOAD_SECONDS = Number(option('--overload') ?? 0);
 const CONNECTIONS = 16;
 const VIP = '10.96.0.10';
+const BASE_VIP = '10.96.0.11';
 const SERVER_NAME = 'server.bench';
 const PORTS = {
   nodeH1: 15101,
@@ -52,9 +53,32 @@ const PORTS = {
 };
 
 type Protocol = 'h1' | 'h2';
-type Variant = 'direct' | 'sluice' | 'node' | 'nginx';
-const VARIANTS: Variant[] = ['direct', 'sluice', 'node', 'nginx'];
-const PROXIES: Variant[] = ['sluice', 'node', 'nginx'];
+type Variant = 'direct' | 'sluice' | 'base' | 'node' | 'nginx';
+/** `--variants sluice,node`: only these proxy pairs (direct always runs: the added latency needs it). */
+const CHOSEN = option('--variants')?.split(',');
+/**
+ * `--baseline FILE`: a second Sluice pair running another build's dist/cli/main.js (e.g. the commit before a
+ * change, compiled elsewhere), measured in the same rounds as variant "base": before/after on a busy machine.
+ */
+const BASELINE = option('--baseline');
+const VARIANTS: Variant[] = (['direct', 'sluice', 'base', 'node', 'nginx'] as const).filter(
+  (v) => v === 'direct' || (v === 'base' ? BASELINE !== undefined : !CHOSEN || CHOSEN.includes(v)),
+);
+const PROXIES: Variant[] = ['sluice', ...(BASELINE ? (['base'] as const) : []), 'node', 'nginx'];
+/** `--profile DIR`: the sidecars run with --cpu-prof into DIR (written when they exit, at the end). */
+const PROFILE_DIR = option('--profile');
+/**
+ * `--sluice-env 'NODE_OPTIONS=--max-semi-space-size=1 MALLOC_ARENA_MAX=2'`: environment of the measured
+ * sidecars only (not the baseline's): V8 and allocator settings compared in one run.
+ */
+const SLUICE_ENV = Object.fromEntries(
+  (option('--sluice-env') ?? '')
+    .split(/ (?=[A-Z_]+=)/)
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+) as Record<string, string>;
+/** Seconds after the overload before the "after" RSS reading. */
+const AFTER_SECONDS = Number(option('--after') ?? 30);
 
 interface Sample {
   p50Ms: number;
@@ -178,13 +202,39 @@ async function main(): Promise<void> {
   try {
     // --sluice-args '--max-upstream-connections 64': extra flags for both sidecars.
     const proxyArgs = (option('--sluice-args') ?? '').split(' ').filter(Boolean);
-    const pod = (name: string, meshed: boolean): Promise<MeshPod> =>
-      mesh.addPod({ name, namespace: 'bench', serviceAccount: name, meshed, proxyArgs });
-    const client = await pod('client', true);
-    const server = await pod('server', true);
+    const pod = (
+      name: string,
+      meshed: boolean,
+      entry?: string,
+      env?: Record<string, string>,
+    ): Promise<MeshPod> =>
+      mesh.addPod({
+        name,
+        namespace: 'bench',
+        serviceAccount: name,
+        meshed,
+        proxyArgs,
+        ...(entry ? { entry } : {}),
+        ...(env && Object.keys(env).length > 0 ? { env } : {}),
+      });
+    const client = await pod('client', true, undefined, SLUICE_ENV);
+    const server = await pod('server', true, undefined, SLUICE_ENV);
+    const baseClient = BASELINE ? await pod('bclient', true, BASELINE) : undefined;
+    const baseServer = BASELINE ? await pod('bserver', true, BASELINE) : undefined;
     const pclient = await pod('pclient', false); // direct, Node floor and nginx
     const pserver = await pod('pserver', false);
-    await startSidecarPair(mesh, client, server, VIP);
+    if (PROFILE_DIR) {
+      mkdirSync(PROFILE_DIR, { recursive: true, mode: 0o777 });
+      chmodSync(PROFILE_DIR, 0o777);
+      process.env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}`;
+    }
+    await startSidecarPairs(mesh, [
+      { client, server, service: 'server', vip: VIP },
+      ...(baseClient && baseServer
+        ? [{ client: baseClient, server: baseServer, service: 'bserver', vip: BASE_VIP }]
+        : []),
+    ]);
+    delete process.env.NODE_OPTIONS;
 
     // Certificates for the Node and nginx pairs, from the same CA as the sidecars'.
     const dirs = { client: join(mesh.dir, 'pair-client'), server: join(mesh.dir, 'pair-server') };
@@ -213,6 +263,7 @@ async function main(): Promise<void> {
     };
     const pids: Record<Exclude<Variant, 'direct'>, number[]> = {
       sluice: [client.sidecar!.pid!, server.sidecar!.pid!],
+      base: baseClient && baseServer ? [baseClient.sidecar!.pid!, baseServer.sidecar!.pid!] : [],
       node: [
         floor(
           pclient,
@@ -240,7 +291,7 @@ async function main(): Promise<void> {
       await mesh.harness.waitForPort(pserver, pserver.ip, port);
     }
     // Count every connection opened into the server pods (a rule without a target only counts).
-    for (const p of [server, pserver]) {
+    for (const p of [server, pserver, ...(baseServer ? [baseServer] : [])]) {
       await mesh.harness.runIn(p, 'iptables', [
         '-t',
         'filter',
@@ -280,7 +331,7 @@ async function main(): Promise<void> {
 
     const load = async (p: MeshPod, spec: Record<string, unknown>): Promise<LoadResult> => {
       const out = await mesh.harness.runIn(p, nodeBin, ['bench/load-generator.ts', JSON.stringify(spec)], {
-        timeoutMs: 120_000,
+        timeoutMs: 120_000 + Number(spec.durationMs),
       });
       return JSON.parse(out) as LoadResult;
     };
@@ -291,6 +342,8 @@ async function main(): Promise<void> {
           return { pod: pclient, url: `http://${pserver.ip}:${APP_PORT}${path}` };
         case 'sluice':
           return { pod: client, url: `http://${VIP}${path}` };
+        case 'base':
+          return { pod: baseClient!, url: `http://${BASE_VIP}${path}` };
         case 'node':
           return {
             pod: pclient,
@@ -310,7 +363,7 @@ async function main(): Promise<void> {
         const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
         for (const v of order) {
           const { pod: from, url } = target(v, protocol);
-          const counted = v === 'sluice' ? server : pserver;
+          const counted = v === 'sluice' ? server : v === 'base' ? baseServer! : pserver;
           const procs = v === 'direct' ? [] : pids[v].map(tree);
           const cpu0 = procs.map((t) => procStats(t).cpuMs);
           const syn0 = await syns(counted);
@@ -356,15 +409,17 @@ async function main(): Promise<void> {
             },
           ]);
           process.stderr.write(
-            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, errors ${rate.errors + max.errors}\n`,
+            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k, errors ${rate.errors + max.errors}\n`,
           );
         }
       }
     }
     const overloadRows: string[] = [];
-    for (const v of OVERLOAD_SECONDS > 0 ? (['sluice', 'node'] as const) : []) {
+    for (const v of OVERLOAD_SECONDS > 0
+      ? (['sluice', 'base', 'node'] as const).filter((x) => VARIANTS.includes(x))
+      : []) {
       const { pod: from, url } = target(v, 'h1');
-      const counted = v === 'sluice' ? server : pserver;
+      const counted = v === 'sluice' ? server : v === 'base' ? baseServer! : pserver;
       const maxRps = median((samples.get(`${v}/h1`) ?? []).map((s) => s.maxRps));
       const syn0 = await syns(counted);
       const peakRss = [0, 0];
@@ -387,7 +442,7 @@ async function main(): Promise<void> {
       sampling.on = false;
       await sampler;
       const syn1 = await syns(counted);
-      await new Promise((r) => setTimeout(r, 10_000)); // then: how far memory came back after 10 s
+      await new Promise((r) => setTimeout(r, AFTER_SECONDS * 1000)); // then: how far memory came back
       const after = pids[v].map((pid) => procStats(tree(pid)).rssMb);
       overloadRows.push(
         [
@@ -397,7 +452,7 @@ async function main(): Promise<void> {
           `errors ${over.errors} of ${over.sent}`,
           `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
           `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms`,
-          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, 10 s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')})`,
+          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')})`,
         ].join(' | '),
       );
       process.stderr.write(`overload ${overloadRows.at(-1)!}\n`);
@@ -445,7 +500,7 @@ async function main(): Promise<void> {
       const ratio = (a: number, b: number): string =>
         Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-';
       const added = (v: Variant, f: 'p50Ms' | 'p99Ms'): number => m(v, p, f) - m('direct', p, f);
-      console.log('Sluice ratio | vs Node floor | vs nginx');
+      console.log(`Sluice ratio | vs Node floor | vs nginx${BASELINE ? ' | vs baseline build' : ''}`);
       const rows: [string, (v: Variant) => number][] = [
         ['CPU per request', (v) => m(v, p, 'cpuMsPer1k')],
         ['max rps', (v) => m(v, p, 'maxRps')],
@@ -456,11 +511,20 @@ async function main(): Promise<void> {
       ];
       for (const [label, get] of rows)
         console.log(
-          [label, ratio(get('sluice'), get('node')), ratio(get('sluice'), get('nginx'))].join(' | '),
+          [
+            label,
+            ratio(get('sluice'), get('node')),
+            ratio(get('sluice'), get('nginx')),
+            ...(BASELINE ? [ratio(get('sluice'), get('base'))] : []),
+          ].join(' | '),
         );
       summary.push(
         `${p}: CPU ${ratio(m('sluice', p, 'cpuMsPer1k'), m('node', p, 'cpuMsPer1k'))} floor / ${ratio(m('sluice', p, 'cpuMsPer1k'), m('nginx', p, 'cpuMsPer1k'))} nginx, ` +
-          `max rps ${ratio(m('sluice', p, 'maxRps'), m('node', p, 'maxRps'))} floor, +${f1(added('sluice', 'p50Ms'), 2)}/+${f1(added('sluice', 'p99Ms'), 2)} ms p50/p99`,
+          `max rps ${ratio(m('sluice', p, 'maxRps'), m('node', p, 'maxRps'))} floor` +
+          (BASELINE
+            ? `, vs baseline CPU ${ratio(m('sluice', p, 'cpuMsPer1k'), m('base', p, 'cpuMsPer1k'))} max rps ${ratio(m('sluice', p, 'maxRps'), m('base', p, 'maxRps'))}`
+            : '') +
+          `, +${f1(added('sluice', 'p50Ms'), 2)}/+${f1(added('sluice', 'p99Ms'), 2)} ms p50/p99`,
       );
     }
     if (overloadRows.length > 0) {
@@ -472,6 +536,18 @@ async function main(): Promise<void> {
     console.log(`\nsummary: Sluice ${summary.join('; ')}; load average ${loadBefore} → ${loadAfter}`);
     const jsonFile = option('--json');
     if (jsonFile) writeFileSync(jsonFile, JSON.stringify(json, null, 2));
+    if (PROFILE_DIR) {
+      // A profile is written when the process exits: a graceful stop (SIGTERM drains, then exits).
+      for (const p of [client, server]) p.sidecar!.kill('SIGTERM');
+      await waitFor(
+        'the profiled sidecars to exit',
+        () => [client, server].every((p) => p.sidecar!.exitCode !== null),
+        {
+          timeoutMs: 30_000,
+          intervalMs: 200,
+        },
+      );
+    }
   } finally {
     await mesh.destroy();
   }

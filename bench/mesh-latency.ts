@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
-import { startSidecarPair } from './sidecar-pair.ts';
+import { startSidecarPairs } from './sidecar-pair.ts';
 import type { LoadResult } from './load-generator.ts';
 
 const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
       serviceAccount: 'x',
       meshed: false,
     });
-    await startSidecarPair(mesh, client, server, VIP);
+    await startSidecarPairs(mesh, [{ client, server, service: 'server', vip: VIP }]);
     const sidecars = [client, server].map((p) => p.sidecar!.pid!);
     await new Promise((r) => setTimeout(r, 2000));
     const idle = sidecars.map((pid) => procStats(pid).rssMb);

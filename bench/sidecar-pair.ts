@@ -1,19 +1,30 @@
-// The meshed shape both netns benchmarks measure: a client and a server pod, Service `server` at `vip` in
-// front of the server's app, and both sidecars started from the compiled build.
+// The meshed shape both netns benchmarks measure: client and server pods, a Service at `vip` in front of each
+// server's app, and every sidecar started from the compiled build.
 import { APP_PORT, type MeshFixture, type MeshPod } from '../test/support/mesh-fixture.ts';
 import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
 import { podRef } from '../test/support/mesh-pods.ts';
 
-export async function startSidecarPair(
-  mesh: MeshFixture,
-  client: MeshPod,
-  server: MeshPod,
-  vip: string,
-): Promise<void> {
-  mesh.writeManifests([
-    podObject(podRef(client)),
-    podObject(podRef(server)),
-    ...serviceWithEndpoints(server.spec.namespace, 'server', vip, [[80, APP_PORT, 'http']], [podRef(server)]),
-  ]);
+export interface SidecarPair {
+  client: MeshPod;
+  server: MeshPod;
+  /** The Service's name and ClusterIP. */
+  service: string;
+  vip: string;
+}
+
+export async function startSidecarPairs(mesh: MeshFixture, pairs: SidecarPair[]): Promise<void> {
+  mesh.writeManifests(
+    pairs.flatMap(({ client, server, service, vip }) => [
+      podObject(podRef(client)),
+      podObject(podRef(server)),
+      ...serviceWithEndpoints(
+        server.spec.namespace,
+        service,
+        vip,
+        [[80, APP_PORT, 'http']],
+        [podRef(server)],
+      ),
+    ]),
+  );
   await mesh.startSidecars({ compiled: true });
 }

@@ -59,7 +59,8 @@ limits (docs/security.md; 0 turns a timeout or cap off):
                                     endpoint, else 503; default 10000
   --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
   --max-downstream-connections N    open connections per listener, default 10000
-  --max-upstream-connections N      connections per upstream endpoint (then the queue), default 1024
+  --max-upstream-connections N      HTTP/1.1 connections per upstream endpoint (then the queue), default 64
+  --max-upstream-tcp-connections N  opaque TCP connections per upstream endpoint (then closed), default 1024
   --max-upstream-queue N            requests per endpoint waiting for a connection (then 503), default 1024
   --merge-slashes                   merge runs of '/' in request paths before matching
   --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped
@@ -80,6 +81,7 @@ const LIMIT_FLAGS = {
   'tcp-idle-timeout-ms': 'tcpIdleTimeoutMs',
   'max-downstream-connections': 'maxDownstreamConnections',
   'max-upstream-connections': 'maxUpstreamConnections',
+  'max-upstream-tcp-connections': 'maxUpstreamTcpConnections',
   'max-upstream-queue': 'maxUpstreamQueue',
 } as const satisfies Record<string, keyof ProxyLimits>;
 

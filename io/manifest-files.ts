@@ -1,12 +1,17 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 
 /** A manifest that cannot be read or parsed; the message names the file (and line when known). */
 export class ManifestError extends Error {
   override name = 'ManifestError';
 }
+
+/** The YAML parser, loaded when a manifest is first parsed: a sidecar fed by the controller never needs it. */
+let yaml: typeof import('yaml') | undefined;
+const loadYaml = (): typeof import('yaml') =>
+  (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
 
@@ -31,7 +36,7 @@ export function listManifestFiles(path: string): string[] {
 /** Parses multi-document YAML or JSON text into objects; `kind: List` is expanded. */
 export function parseManifests(text: string, source: string): K8sObject[] {
   const out: K8sObject[] = [];
-  for (const doc of parseAllDocuments(text, { prettyErrors: true, uniqueKeys: false })) {
+  for (const doc of loadYaml().parseAllDocuments(text, { prettyErrors: true, uniqueKeys: false })) {
     if ('errors' in doc && doc.errors.length > 0) {
       const err = doc.errors[0]!;
       const where = err.linePos?.[0] ? `:${err.linePos[0].line}:${err.linePos[0].col}` : '';

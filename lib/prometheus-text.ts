@@ -133,11 +133,19 @@ export const LATENCY_BUCKETS: readonly number[] = [
 ];
 
 /** A histogram family with labels; series keyed by their values, label text escaped once per series. */
+/** One label set of a LabelledHistogram. */
+export interface HistogramSeries {
+  readonly labels: string;
+  readonly counts: number[];
+  sum: number;
+  count: number;
+}
+
 export class LabelledHistogram {
   readonly name: string;
   readonly help: string;
   readonly labels: readonly string[];
-  readonly #series = new Map<string, { labels: string; counts: number[]; sum: number; count: number }>();
+  readonly #series = new Map<string, HistogramSeries>();
   readonly #buckets: readonly number[];
 
   constructor(name: string, help: string, labels: readonly string[], buckets = LATENCY_BUCKETS) {
@@ -148,15 +156,29 @@ export class LabelledHistogram {
   }
 
   observe(values: readonly string[], value: number): void {
+    this.record(this.series(values), value);
+  }
+
+  /** The series of these label values, for a caller that records into it often (no key built per value). */
+  series(values: readonly string[]): HistogramSeries {
     const key = values.join('\u0001');
     let s = this.#series.get(key);
     if (!s) {
       s = { labels: labelPairs(this.labels, values), counts: this.#buckets.map(() => 0), sum: 0, count: 0 };
       this.#series.set(key, s);
     }
+    return s;
+  }
+
+  record(s: HistogramSeries, value: number): void {
     // Cumulative buckets are summed at render time; one increment per observation here.
-    const i = this.#buckets.findIndex((le) => value <= le);
-    if (i !== -1) s.counts[i]!++;
+    const buckets = this.#buckets;
+    for (let i = 0; i < buckets.length; i++) {
+      if (value <= buckets[i]!) {
+        s.counts[i]!++;
+        break;
+      }
+    }
     s.sum += value;
     s.count++;
   }

@@ -30,7 +30,7 @@ import {
 } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
-import { CONNECT_TIMEOUT, isConnectFailure, type UpstreamPools } from './upstream-pools.ts';
+import { CONNECT_TIMEOUT, isConnectFailure, whenConnected, type UpstreamPools } from './upstream-pools.ts';
 import { attemptStarting, type AttemptConnection } from './connection-reuse.ts';
 import {
   classifyHttp1,
@@ -352,7 +352,10 @@ export function sendWithRetries(options: SendOptions): void {
   let reachedApp = false;
   /** Set while a transport retry looks for its endpoint: counted once it has one. */
   let retryingAfter: FailureKind | undefined;
-  let cancel: (() => void) | undefined;
+  /** `clientGone`: the client went (its response may be drained, see sendH1), rather than a timeout. */
+  let cancel: ((clientGone: boolean) => void) | undefined;
+  /** Ends the current attempt's in-flight count at the load balancer, if nothing else has. */
+  let release: (() => void) | undefined;
   let done = false;
   let requestTimer: NodeJS.Timeout | undefined;
   let attemptTimer: NodeJS.Timeout | undefined;
@@ -360,7 +363,8 @@ export function sendWithRetries(options: SendOptions): void {
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
   let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
-  const requestBytes = countFlowingBytes(req);
+  // A bodyless request has nothing to count: no listener for it.
+  const requestBytes = isBodyless(req) ? () => 0 : countFlowingBytes(req);
   const end = (): void => {
     done = true;
     clearTimeout(requestTimer);
@@ -369,7 +373,8 @@ export function sendWithRetries(options: SendOptions): void {
   const timedOut = (ms: number, what: string) => (): void => {
     if (done) return;
     end();
-    cancel?.();
+    cancel?.(false);
+    release?.();
     fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
   };
   if (p?.requestTimeoutMs)
@@ -377,7 +382,8 @@ export function sendWithRetries(options: SendOptions): void {
   res.on('close', () => {
     if (!done) {
       end();
-      cancel?.();
+      cancel?.(true);
+      release?.();
     }
   });
 
@@ -422,13 +428,20 @@ export function sendWithRetries(options: SendOptions): void {
     options.span?.attempt(ep);
     const stats = deps.lb.start(ep);
     const t0 = performance.now();
+    let inFlight = true;
+    const settle = (failed = false): void => {
+      if (!inFlight) return;
+      inFlight = false;
+      if (failed) deps.lb.failed(stats);
+      else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+    };
+    release = () => settle();
     const backendMs = p?.backendRequestTimeoutMs;
     clearTimeout(attemptTimer);
     if (backendMs) attemptTimer = setTimeout(timedOut(backendMs, 'backendRequest'), backendMs);
     /** Sends the request again when retry-rules.ts allows it after this failure; false when it does not. */
     const retried = (kind: FailureKind, replayable: boolean): boolean => {
-      if (kind === 'connect' || kind === 'refused') deps.lb.failed(stats);
-      else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+      settle(kind === 'connect' || kind === 'refused');
       if (kind === 'reset' || kind === 'other') reachedApp = true;
       const again = shouldRetry({
         kind,
@@ -447,18 +460,18 @@ export function sendWithRetries(options: SendOptions): void {
     };
     const handlers: UpstreamHandlers = {
       response(status, headers, body) {
-        if (done) return void body.destroy();
+        if (done) return body.destroy();
         // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
         // the request: its app was not listening (ADR 0015).
         if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
           const replayable = kept !== undefined || isBodyless(req) || !(req as Readable).readableDidRead;
-          if (retried('refused', replayable)) return void body.resume();
+          if (retried('refused', replayable)) return body.discard();
           reachedApp = false;
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
           retriesLeft--;
-          body.resume();
-          deps.lb.finish(stats, (performance.now() - t0) * 1e6);
+          body.discard();
+          settle();
           clearTimeout(attemptTimer);
           tried.clear();
           setTimeout(() => {
@@ -469,26 +482,27 @@ export function sendWithRetries(options: SendOptions): void {
         const out = forwardResponseHeaders(headers);
         editResponse(out);
         (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
-        body.pipe(res as NodeJS.WritableStream, { end: false });
-        const responseBytes = countFlowingBytes(body);
-        body.on('end', () => {
-          const trailers = trailersOf(body);
-          if (trailers) res.addTrailers(trailers);
-          res.end();
-          end();
-          deps.lb.finish(stats, (performance.now() - t0) * 1e6);
-          const grpc = grpcStatusOf(headers, trailers);
-          if (grpc !== undefined) options.span?.grpcStatus(grpc);
-          finish(status, {
-            peerIdentity: ep.identity,
-            requestBytes: requestBytes(),
-            responseBytes: responseBytes(),
-          });
-        });
-        body.on('error', () => {
-          end();
-          res.destroy();
-        });
+        body.forward(
+          res,
+          (trailers) => {
+            end();
+            settle();
+            if (options.span) {
+              const grpc = grpcStatusOf(headers, trailers);
+              if (grpc !== undefined) options.span.grpcStatus(grpc);
+            }
+            finish(status, {
+              peerIdentity: ep.identity,
+              requestBytes: requestBytes(),
+              responseBytes: body.bytes,
+            });
+          },
+          () => {
+            end();
+            settle();
+            res.destroy();
+          },
+        );
       },
       error(err, kind, replayable) {
         if (done) return;
@@ -532,8 +546,31 @@ export function sendWithRetries(options: SendOptions): void {
   });
 }
 
+/**
+ * An upstream response's body, handed to the response handler: forwarded, discarded or given up.
+ * HTTP/1.1 bodies come straight from undici's dispatch callbacks (no stream in between), HTTP/2 ones
+ * from the client stream.
+ */
+interface UpstreamBody {
+  /**
+   * Writes the body to `res` as it arrives, honouring `res`'s back-pressure, then its trailers, and ends
+   * `res`: `done` then, `failed` if the upstream fails first (`res` is left to the caller).
+   */
+  forward(
+    res: DownstreamResponse,
+    done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
+    failed: () => void,
+  ): void;
+  /** Read to its end and dropped: the connection serves the next request. */
+  discard(): void;
+  /** Given up before its end: the connection is closed. */
+  destroy(): void;
+  /** Body bytes forwarded so far. */
+  readonly bytes: number;
+}
+
 interface UpstreamHandlers {
-  response(status: number, headers: IncomingHttpHeaders, body: Readable): void;
+  response(status: number, headers: IncomingHttpHeaders, body: UpstreamBody): void;
   /**
    * No response byte arrived. `kind`: how far the request got (retry-rules.ts); `replayable`: it can be
    * sent again as it was (no body, or a body nobody has read yet).
@@ -541,11 +578,198 @@ interface UpstreamHandlers {
   error(err: Error, kind: FailureKind, replayable: boolean): void;
 }
 
-function trailersOf(body: Readable): http.OutgoingHttpHeaders | undefined {
-  const t =
-    (body as Readable & { sluiceTrailers?: http.OutgoingHttpHeaders; trailers?: http.IncomingHttpHeaders })
-      .sluiceTrailers ?? (body as { trailers?: IncomingHttpHeaders }).trailers;
-  return t && Object.keys(t).length > 0 ? t : undefined;
+function trailersOf(t: IncomingHttpHeaders | undefined): http.OutgoingHttpHeaders | undefined {
+  if (!t) return undefined;
+  for (const _ in t) return t;
+  return undefined;
+}
+
+type BodyState = 'waiting' | 'forwarding' | 'discarding' | 'gone';
+
+/**
+ * The body of an HTTP/1.1 response as undici's dispatch callbacks deliver it. Chunks are written to the
+ * downstream response directly; the last chunk of a read is held for a microtask so that a response
+ * whose body ends in the same read goes out with res.end(chunk): head, body and end in one write.
+ */
+class DispatchBody implements UpstreamBody {
+  bytes = 0;
+  #state: BodyState = 'waiting';
+  readonly #controller: Dispatcher.DispatchController;
+  /** Whether undici is done with the response (ended or failed): nothing to abort. */
+  #settled = false;
+  /** Chunks that came before the handler chose what to do (normally none). */
+  #early: Buffer[] | undefined;
+  #earlyEnd: { trailers: IncomingHttpHeaders } | undefined;
+  #earlyError: Error | undefined;
+  #res: http.ServerResponse | undefined;
+  #held: Buffer | undefined;
+  #done: ((trailers: http.OutgoingHttpHeaders | undefined) => void) | undefined;
+  #failed: (() => void) | undefined;
+  #paused = false;
+  /** Dropped for a client that went: given up past ORPHAN_BYTES. */
+  #orphaned = false;
+  #dropped = 0;
+
+  constructor(controller: Dispatcher.DispatchController) {
+    this.#controller = controller;
+  }
+
+  forward(
+    res: DownstreamResponse,
+    done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
+    failed: () => void,
+  ): void {
+    if (this.#state !== 'waiting') return;
+    this.#state = 'forwarding';
+    this.#res = res as http.ServerResponse;
+    this.#done = done;
+    this.#failed = failed;
+    this.#replay();
+  }
+
+  discard(): void {
+    if (this.#state !== 'waiting') return;
+    this.#state = 'discarding';
+    this.#early = undefined;
+  }
+
+  /**
+   * The client went while the body was being forwarded: the rest is read and dropped, so the connection
+   * survives (see sendH1's cancel). False when it is too late for that (already done or given up).
+   */
+  orphan(): boolean {
+    if (this.#settled || this.#state === 'gone') return false;
+    this.#state = 'discarding';
+    this.#orphaned = true;
+    this.#early = undefined;
+    this.#held = undefined;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#controller.resume();
+    }
+    return true;
+  }
+
+  destroy(): void {
+    if (this.#state === 'gone') return;
+    this.#state = 'gone';
+    this.#early = undefined;
+    this.#held = undefined;
+    // Given up before its end (client gone, timeout, error): the connection goes too, as pausing its
+    // parser for a reader that never comes would hold it forever.
+    if (!this.#settled) this.#controller.abort(new Error('response discarded'));
+  }
+
+  #replay(): void {
+    const early = this.#early;
+    this.#early = undefined;
+    if (early) for (const chunk of early) this.data(chunk);
+    if (this.#earlyError) this.error(this.#earlyError);
+    else if (this.#earlyEnd) this.end(this.#earlyEnd.trailers);
+  }
+
+  data(chunk: Buffer): void {
+    switch (this.#state) {
+      case 'forwarding':
+        this.bytes += chunk.length;
+        if (this.#held) this.#write(this.#held);
+        else queueMicrotask(this.#flush);
+        this.#held = chunk;
+        return;
+      case 'waiting':
+        (this.#early ??= []).push(chunk);
+        return;
+      case 'discarding':
+        this.#dropped += chunk.length;
+        if (this.#orphaned && this.#dropped > ORPHAN_BYTES) this.destroy();
+        return;
+      default:
+    }
+  }
+
+  readonly #flush = (): void => {
+    const held = this.#held;
+    if (!held || this.#state !== 'forwarding') return;
+    this.#held = undefined;
+    this.#write(held);
+  };
+
+  #write(chunk: Buffer): void {
+    const res = this.#res!;
+    if (res.write(chunk) || this.#paused || res.destroyed) return;
+    this.#paused = true;
+    this.#controller.pause();
+    res.once('drain', () => {
+      this.#paused = false;
+      this.#controller.resume();
+    });
+  }
+
+  end(trailers: IncomingHttpHeaders): void {
+    this.#settled = true;
+    switch (this.#state) {
+      case 'forwarding': {
+        this.#state = 'gone';
+        const res = this.#res!;
+        const t = trailersOf(trailers);
+        if (t) res.addTrailers(t);
+        const held = this.#held;
+        this.#held = undefined;
+        if (held) res.end(held);
+        else res.end();
+        this.#done!(t);
+        return;
+      }
+      case 'waiting':
+        this.#earlyEnd = { trailers };
+        return;
+      default:
+    }
+  }
+
+  error(err: Error): void {
+    this.#settled = true;
+    switch (this.#state) {
+      case 'forwarding':
+        this.#state = 'gone';
+        this.#held = undefined;
+        this.#failed!();
+        return;
+      case 'waiting':
+        this.#earlyError = err;
+        return;
+      default:
+    }
+  }
+}
+
+/** An HTTP/2 response body: the client stream, piped. */
+function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
+  const body = {
+    bytes: 0,
+    forward(
+      res: DownstreamResponse,
+      done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
+      failed: () => void,
+    ): void {
+      stream.on('data', (chunk: Buffer) => {
+        body.bytes += chunk.length;
+      });
+      stream.pipe(res as NodeJS.WritableStream, { end: false });
+      stream.on('end', () => {
+        const trailers = trailersOf(
+          (stream as unknown as { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers,
+        );
+        if (trailers) res.addTrailers(trailers);
+        res.end();
+        done(trailers);
+      });
+      stream.on('error', failed);
+    },
+    discard: () => void stream.resume(),
+    destroy: () => void stream.destroy(),
+  };
+  return body;
 }
 
 function sendH1(
@@ -555,12 +779,12 @@ function sendH1(
   req: DownstreamRequest,
   h: UpstreamHandlers,
   kept?: Buffer,
-): () => void {
+): (clientGone: boolean) => void {
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
   const { expect: _expect, ...headers } = r.headers;
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
   let controller: Dispatcher.DispatchController | undefined;
-  let body: Readable | undefined;
+  let body: DispatchBody | undefined;
   let cancelled = false;
   let settled = false;
   const connection: AttemptConnection = { reused: undefined, writtenAt: undefined };
@@ -591,29 +815,22 @@ function sendH1(
         attemptStarting(connection);
       },
       onResponseStart(c, status, responseHeaders) {
-        body = new Readable({
-          read: () => c.resume(),
-          // A body discarded before its end (client gone, timeout, error) gives the connection up: pausing
-          // the parser for a reader that will never come would hold the connection forever.
-          destroy: (err, callback) => {
-            if (!settled) c.abort(err ?? new Error('response discarded'));
-            callback(err);
-          },
-        });
+        body = new DispatchBody(c);
+        // Its client went after it was sent: read and dropped (see the cancel below).
+        if (cancelled) return void body.orphan();
         h.response(status, responseHeaders, body);
       },
-      onResponseData(c, chunk) {
-        if (!body!.push(chunk) && !body!.destroyed) c.pause();
+      onResponseData(_c, chunk) {
+        body!.data(chunk);
       },
       onResponseEnd(_c, trailers) {
         settled = true;
-        (body as Readable & { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers = trailers;
-        body!.push(null);
+        body!.end(trailers);
       },
       onResponseError(_c, err) {
         settled = true;
         letGo();
-        if (body) return void body.destroy(err);
+        if (body) return body.error(err);
         const bodyRead = kept === undefined && !bodyless && (req as Readable).readableDidRead;
         const kind = classifyHttp1({
           code: (err as NodeJS.ErrnoException).code ?? '',
@@ -627,15 +844,35 @@ function sendH1(
       },
     },
   );
-  return () => {
-    if (!cancelled && !controller && !settled) {
+  return (clientGone) => {
+    if (cancelled || settled) return;
+    cancelled = true;
+    if (!controller) {
       counted = true;
       deps.pools.countCancelledQueued(ep, 1);
+      return;
     }
-    cancelled = true;
-    controller?.abort(new Error('request cancelled'));
+    // Sent, and its client gone (gave up, timed out on its side): HTTP/1.1 can only cancel by closing the
+    // connection, and under overload, when clients give up by the hundred, that turned into a storm of new
+    // mTLS connections deepening the backlog (the app has the request anyway). The response of a request
+    // sent in full is read and dropped instead, for up to ORPHAN_MS and ORPHAN_BYTES; a request still
+    // uploading its body, a longer or bigger response, or our own timeout end the connection as before.
+    const sentInFull = kept !== undefined || bodyless || (req as Readable).readableEnded;
+    if (clientGone && sentInFull && (body === undefined || body.orphan())) {
+      const c = controller;
+      setTimeout(() => {
+        if (!settled) c.abort(new Error('request cancelled'));
+      }, ORPHAN_MS).unref();
+      return;
+    }
+    controller.abort(new Error('request cancelled'));
   };
 }
+
+/** How long the response of a request whose client went may take to be read and dropped (see sendH1). */
+const ORPHAN_MS = 30_000;
+/** And how many body bytes are dropped at most before the connection is closed instead. */
+const ORPHAN_BYTES = 1024 * 1024;
 
 function sendH2(
   deps: ForwardDeps,
@@ -653,22 +890,24 @@ function sendH2(
     ':authority': r.authority,
     ':scheme': ep.identity ? 'https' : 'http',
   });
+  deps.pools.streamOpened(ep, stream);
   let sent = false;
   const start = (): void => {
+    if (stream.destroyed) return;
     sent = true;
     if (kept) stream.end(kept);
     // A retry of a bodyless request finds the downstream request already ended.
     else if ((req as Readable).readableEnded) stream.end();
     else (req as Readable).pipe(stream);
   };
-  if (session.connecting) session.once('connect', start);
-  else start();
+  // One 'connect' listener per session however many requests wait for it (not one per request).
+  whenConnected(session, start);
   stream.on('response', (headers) => {
     const status = headers[':status'] ?? 502;
     stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
       (stream as unknown as { sluiceTrailers: http2.IncomingHttpHeaders }).sluiceTrailers = trailers;
     });
-    h.response(status, headers, stream);
+    h.response(status, headers, streamBody(stream));
   });
   stream.on('error', (err: Error) => {
     const kind = classifyHttp2({
@@ -699,7 +938,7 @@ function mirror(
     if (!ep) continue;
     span?.mirror(`${m.backend.namespace}/${m.backend.name}:${m.backend.port}`);
     const ignore: UpstreamHandlers = {
-      response: (_s, _h, body) => void body.resume(),
+      response: (_s, _h, body) => body.discard(),
       error: () => undefined,
     };
     const ended = Object.assign(new PassThrough(), { headers: {}, httpVersionMajor: request.h2 ? 2 : 1 });

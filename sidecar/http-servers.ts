@@ -61,31 +61,14 @@ function http1Only(handler: RequestHandler): RequestHandler {
  * once. The next request starts when the previous response has been written or its connection is gone.
  */
 function oneAtATime(handler: RequestHandler): RequestHandler {
-  const waiting = new WeakMap<object, (() => void)[]>();
   return (req, res) => {
-    const connection = req.socket;
-    const run = (): void => {
-      let done = false;
-      const next = (): void => {
-        if (done) return;
-        done = true;
-        const queue = waiting.get(connection);
-        const following = queue?.shift();
-        if (following) following();
-        else waiting.delete(connection);
-      };
-      res.once('finish', next);
-      res.once('close', next);
-      // A request parsed behind one whose connection has since closed: nobody is left to answer.
-      if (connection.destroyed) return next();
-      handler(req, res);
-    };
-    const queue = waiting.get(connection);
-    if (queue) queue.push(run);
-    else {
-      waiting.set(connection, []);
-      run();
-    }
+    // Node gives a pipelined request's response the socket only once the one before it has finished
+    // ('socket' event); until then the response has none. The usual, unpipelined request has it at once:
+    // no listener, no bookkeeping. A request parsed behind one whose connection closed never gets it.
+    if ((res as http.ServerResponse).socket) return handler(req, res);
+    res.once('socket', () => {
+      if (!req.socket.destroyed) handler(req, res);
+    });
   };
 }
 

@@ -93,15 +93,32 @@ export function createInboundListener(o: InboundOptions): {
   const podAddresses = podAddressSet();
   const limits = o.limits ?? DEFAULT_LIMITS;
   const appAddress = (info: ConnectionInfo): string => o.appAddress ?? normalizeAddress(info.address);
-  const appEndpoint = (info: ConnectionInfo): Endpoint => ({
-    address: appAddress(info),
-    port: info.port,
-    ready: true,
-    serving: true,
-    terminating: false,
-    identity: undefined,
-    pod: undefined,
-  });
+  // One per connection, not per request: the pools and the load balancer key their state by the object.
+  const appEndpoints = new WeakMap<ConnectionInfo, Endpoint>();
+  const appEndpoint = (info: ConnectionInfo): Endpoint => {
+    let ep = appEndpoints.get(info);
+    if (!ep) {
+      ep = {
+        address: appAddress(info),
+        port: info.port,
+        ready: true,
+        serving: true,
+        terminating: false,
+        identity: undefined,
+        pod: undefined,
+      };
+      appEndpoints.set(info, ep);
+    }
+    return ep;
+  };
+
+  const appEndpointLists = new WeakMap<Endpoint, readonly Endpoint[]>();
+  const appEndpointList = (info: ConnectionInfo): readonly Endpoint[] => {
+    const ep = appEndpoint(info);
+    let list = appEndpointLists.get(ep);
+    if (!list) appEndpointLists.set(ep, (list = [ep]));
+    return list;
+  };
 
   const requestHeaders = (req: DownstreamRequest, info: ConnectionInfo) => {
     const headers = forwardHeaders(
@@ -142,7 +159,7 @@ export function createInboundListener(o: InboundOptions): {
     };
     sendWithRetries({
       deps: o.deps,
-      target: { endpoints: [appEndpoint(info)], backendLabel: label, plan: undefined },
+      target: { endpoints: appEndpointList(info), backendLabel: label, plan: undefined },
       request: { method: req.method ?? 'GET', path: target.target, authority, headers, h2 },
       req,
       res,

@@ -24,8 +24,13 @@ export interface ProxyLimits {
   readonly tcpIdleTimeoutMs: number;
   /** Open downstream connections per listener; more are closed at accept. */
   readonly maxDownstreamConnections: number;
-  /** Open upstream connections per endpoint; a request that would need another waits in the queue. */
+  /**
+   * HTTP/1.1 connections per upstream endpoint; a request that would need another waits in the queue. Low
+   * by default (ADR 0016): a backlog waits for the open connections instead of becoming mTLS handshakes.
+   */
   readonly maxUpstreamConnections: number;
+  /** Opaque TCP connections per upstream endpoint (each is one of the app's own); more are closed. */
+  readonly maxUpstreamTcpConnections: number;
   /**
    * HTTP/1.1 requests per endpoint waiting for one of its capped connections; one more gets a 503 at once
    * (`cause="upstream_overflow"`): a backlog waits for the open connections instead of opening new ones.
@@ -42,7 +47,8 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   upstreamConnectTimeoutMs: 10_000,
   tcpIdleTimeoutMs: 60 * 60_000,
   maxDownstreamConnections: 10_000,
-  maxUpstreamConnections: 1024,
+  maxUpstreamConnections: 64,
+  maxUpstreamTcpConnections: 1024,
   maxUpstreamQueue: 1024,
 };
 

@@ -12,6 +12,8 @@ export interface EndpointStats {
   lastUpdate: number;
   inFlight: number;
   failedUntil: number;
+  /** Dropped by retain(): no longer in the table. */
+  dropped?: boolean;
 }
 
 const DECAY_NS = 10e9; // time constant: 10 s
@@ -26,6 +28,8 @@ export interface LoadBalancerOptions {
 
 export class LoadBalancer {
   readonly #stats = new Map<string, EndpointStats>();
+  /** The same, by Endpoint object: found without building the key on every request. */
+  readonly #byObject = new WeakMap<Endpoint, EndpointStats>();
   readonly #random: () => number;
 
   constructor(options: LoadBalancerOptions = {}) {
@@ -33,12 +37,16 @@ export class LoadBalancer {
   }
 
   stats(ep: Endpoint): EndpointStats {
+    const cached = this.#byObject.get(ep);
+    // retain() may have dropped the endpoint's statistics since: then they start over.
+    if (cached && !cached.dropped) return cached;
     const key = `${ep.address}:${ep.port}`;
     let s = this.#stats.get(key);
     if (!s) {
       s = { ewmaNs: INITIAL_NS, lastUpdate: 0, inFlight: 0, failedUntil: 0 };
       this.#stats.set(key, s);
     }
+    this.#byObject.set(ep, s);
     return s;
   }
 
@@ -60,6 +68,11 @@ export class LoadBalancer {
     const healthy = scratch;
     healthy.length = 0;
     let fallback: Endpoint | undefined;
+    if (endpoints.length === 1 && !exclude?.has(endpoints[0]!)) {
+      // The common case of one endpoint (and every inbound request): no choice to make.
+      const only = endpoints[0]!;
+      return isEligible(only, only.ready) ? only : undefined;
+    }
     const anyReady = endpoints.some((ep) => ep.ready);
     for (const ep of endpoints) {
       if (!isEligible(ep, anyReady) || exclude?.has(ep)) continue;
@@ -104,6 +117,10 @@ export class LoadBalancer {
   retain(live: Iterable<Endpoint>): void {
     const keep = new Set<string>();
     for (const ep of live) keep.add(`${ep.address}:${ep.port}`);
-    for (const key of this.#stats.keys()) if (!keep.has(key)) this.#stats.delete(key);
+    for (const [key, s] of this.#stats)
+      if (!keep.has(key)) {
+        s.dropped = true;
+        this.#stats.delete(key);
+      }
   }
 }

@@ -3,6 +3,7 @@
 
 import type { Socket } from 'node:net';
 import {
+  type HistogramSeries,
   familyHeader,
   LabelledHistogram as Histogram,
   labelPairs,
@@ -30,10 +31,14 @@ class Counter extends Metric {
 
   // Keyed by the raw values joined; the escaped label text is built once per series, not per request.
   inc(values: readonly string[], by = 1): void {
+    this.series(values).value += by;
+  }
+
+  series(values: readonly string[]): { labels: string; value: number } {
     const key = values.join('\u0001');
-    const series = this.#series.get(key);
-    if (series) series.value += by;
-    else this.#series.set(key, { labels: labelPairs(this.labels, values), value: by });
+    let series = this.#series.get(key);
+    if (!series) this.#series.set(key, (series = { labels: labelPairs(this.labels, values), value: 0 }));
+    return series;
   }
 
   render(out: string[]): void {
@@ -141,6 +146,17 @@ export interface RequestFacts {
   /** Body bytes received from the client and sent to it. */
   readonly requestBytes?: number;
   readonly responseBytes?: number;
+}
+
+/** The series one kind of request is counted in. */
+interface RequestSeries {
+  requests: { value: number };
+  latency: HistogramSeries;
+  /** The OTel histograms' label values (when the method is known). */
+  labels?: string[];
+  duration?: HistogramSeries;
+  requestSize?: HistogramSeries;
+  responseSize?: HistogramSeries;
 }
 
 const SERVER_LABELS = [
@@ -257,21 +273,47 @@ export class ProxyMetrics {
     facts: RequestFacts = {},
   ): void {
     const seconds = (performance.now() - startedMs) / 1000;
-    this.requests.inc([direction, route, backend, String(code)]);
-    this.latency.observe([direction, route, backend], seconds);
-    if (method === undefined) return;
-    const m = otelMethod(method);
+    const m = method === undefined ? undefined : otelMethod(method);
     const peer = facts.peerIdentity === undefined ? 'none' : this.#peers.of(facts.peerIdentity);
+    // The series a request lands in, found with one key (label values are bounded, so is this cache).
+    const key = `${direction}\u0001${route}\u0001${backend}\u0001${code}\u0001${m}\u0001${peer}`;
+    let s = this.#bySeries.get(key);
+    if (!s) this.#bySeries.set(key, (s = this.#seriesOf(direction, route, backend, code, m, peer)));
+    s.requests.value++;
+    this.latency.record(s.latency, seconds);
+    if (!s.duration) return;
+    const server = direction === 'inbound';
+    (server ? this.httpServer : this.httpClient).record(s.duration, seconds);
+    if (facts.requestBytes !== undefined) {
+      const h = server ? this.httpServerRequestSize : this.httpClientRequestSize;
+      h.record((s.requestSize ??= h.series(s.labels!)), facts.requestBytes);
+    }
+    if (facts.responseBytes !== undefined) {
+      const h = server ? this.httpServerResponseSize : this.httpClientResponseSize;
+      h.record((s.responseSize ??= h.series(s.labels!)), facts.responseBytes);
+    }
+  }
+
+  readonly #bySeries = new Map<string, RequestSeries>();
+
+  #seriesOf(
+    direction: string,
+    route: string,
+    backend: string,
+    code: number,
+    m: string | undefined,
+    peer: string,
+  ): RequestSeries {
+    const s: RequestSeries = {
+      requests: this.requests.series([direction, route, backend, String(code)]),
+      latency: this.latency.series([direction, route, backend]),
+    };
+    if (m === undefined) return s;
     const server = direction === 'inbound';
     const labels = server ? [m, String(code), backend, peer] : [m, String(code), route, backend, peer];
-    (server ? this.httpServer : this.httpClient).observe(labels, seconds);
-    if (facts.requestBytes !== undefined)
-      (server ? this.httpServerRequestSize : this.httpClientRequestSize).observe(labels, facts.requestBytes);
-    if (facts.responseBytes !== undefined)
-      (server ? this.httpServerResponseSize : this.httpClientResponseSize).observe(
-        labels,
-        facts.responseBytes,
-      );
+    s.labels = labels;
+    s.duration = (server ? this.httpServer : this.httpClient).series(labels);
+    return s;
   }
 
   render(): string {

@@ -3,7 +3,8 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Pool } from 'undici';
+import { createRequire } from 'node:module';
+import type { Pool } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ProxyLimits } from './limits.ts';
 import {
@@ -52,10 +53,17 @@ function hostFor(address: string): string {
 export interface UpstreamPoolOptions {
   /** Source address to bind for plaintext connections to an address (undefined: the kernel chooses). */
   localAddress?: (address: string) => string | undefined;
-  /** Connections per endpoint and protocol (0: no cap; default 1024). */
+  /** HTTP/1.1 connections per endpoint (0: no cap; default 64). */
   maxConnections?: number;
+  /** Opaque TCP connections per endpoint (0: no cap; default: maxConnections). */
+  maxTcpConnections?: number;
   /** HTTP/1.1 requests per endpoint that may wait for a capped connection (default 0: none wait). */
   maxQueued?: number;
+  /**
+   * Concurrent streams on an endpoint's HTTP/2 session (default 1000, what a server sidecar advertises);
+   * up to maxQueued more wait in nghttp2's queue, then requests get a 503 as on HTTP/1.1.
+   */
+  maxStreams?: number;
   /** How long an upstream may stay silent while a response is awaited or streamed (default 5 min). */
   streamIdleMs?: number;
   /**
@@ -71,6 +79,7 @@ export interface UpstreamPoolOptions {
 export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
   return {
     maxConnections: limits.maxUpstreamConnections,
+    maxTcpConnections: limits.maxUpstreamTcpConnections,
     maxQueued: limits.maxUpstreamQueue,
     streamIdleMs: limits.streamIdleTimeoutMs,
     idleMs: limits.upstreamIdleTimeoutMs,
@@ -90,8 +99,39 @@ export function isConnectFailure(err: Error): boolean {
   return connectFailures.has(err);
 }
 
+const waitingForConnect = new WeakMap<http2.ClientHttp2Session, (() => void)[]>();
+
+/**
+ * Runs `fn` once `session` is connected, at once when it is. However many requests wait, the session gets
+ * one 'connect' listener (one per request tripped MaxListenersExceededWarning under load); a session that
+ * never connects drops them with it (its streams fail on their own).
+ */
+export function whenConnected(session: http2.ClientHttp2Session, fn: () => void): void {
+  if (!session.connecting) return fn();
+  const waiting = waitingForConnect.get(session);
+  if (waiting) return void waiting.push(fn);
+  const list = [fn];
+  waitingForConnect.set(session, list);
+  session.once('connect', () => {
+    waitingForConnect.delete(session);
+    for (const f of list) f();
+  });
+}
+
+/**
+ * undici, loaded at the first HTTP/1.1 upstream pool: about 110 modules and 20-30 MB of RSS that a sidecar
+ * whose app speaks only HTTP/2 or opaque TCP never needs (ADR 0016). Synchronous: pool() is.
+ */
+let undici: typeof import('undici') | undefined;
+const loadUndici = (): typeof import('undici') =>
+  (undici ??= createRequire(import.meta.url)('undici') as typeof import('undici'));
+
+const keys = new WeakMap<Endpoint, string>();
+
 function keyOf(ep: Endpoint): string {
-  return `${ep.address}:${ep.port}:${ep.identity ?? ''}`;
+  let key = keys.get(ep);
+  if (key === undefined) keys.set(ep, (key = `${ep.address}:${ep.port}:${ep.identity ?? ''}`));
+  return key;
 }
 
 export class UpstreamPools {
@@ -99,12 +139,15 @@ export class UpstreamPools {
   readonly #pools = new Map<string, Pool>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #tcpOpen = new Map<string, number>();
+  readonly #streamsOpen = new WeakMap<http2.Http2Session, number>();
   /** Requests whose client went while they waited in undici's queue: undici drops them only at their turn. */
   readonly #cancelledQueued = new Map<string, number>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
   readonly #localAddress: (address: string) => string | undefined;
   readonly #maxConnections: number;
+  readonly #maxTcpConnections: number;
   readonly #maxQueued: number;
+  readonly #maxStreams: number;
   readonly #streamIdleMs: number;
   readonly #idleMs: number;
   readonly #connectTimeoutMs: number;
@@ -116,8 +159,10 @@ export class UpstreamPools {
   constructor(credentials: () => MeshTlsCredentials | undefined, options: UpstreamPoolOptions = {}) {
     this.#credentials = credentials;
     this.#localAddress = options.localAddress ?? (() => undefined);
-    this.#maxConnections = options.maxConnections ?? 1024;
+    this.#maxConnections = options.maxConnections ?? 64;
+    this.#maxTcpConnections = options.maxTcpConnections ?? this.#maxConnections;
     this.#maxQueued = options.maxQueued ?? 0;
+    this.#maxStreams = options.maxStreams ?? 1000;
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
     this.#idleMs = options.idleMs ?? 60_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -146,10 +191,20 @@ export class UpstreamPools {
    * HTTP/2 multiplexes on one session per endpoint and is always allowed.
    */
   hasCapacity(ep: Endpoint, kind: 'http1' | 'h2' | 'tcp'): boolean {
-    const max = this.#maxConnections;
-    if (max <= 0 || kind === 'h2') return true;
     const key = keyOf(ep);
-    if (kind === 'tcp') return (this.#tcpOpen.get(key) ?? 0) < max;
+    if (kind === 'tcp') {
+      const maxTcp = this.#maxTcpConnections;
+      return maxTcp <= 0 || (this.#tcpOpen.get(key) ?? 0) < maxTcp;
+    }
+    const max = this.#maxConnections;
+    if (max <= 0) return true;
+    if (kind === 'h2') {
+      // One session per endpoint: streams past the peer's concurrency wait in nghttp2, bounded here.
+      const session = this.#sessions.get(key);
+      return (
+        session === undefined || (this.#streamsOpen.get(session) ?? 0) < this.#maxStreams + this.#maxQueued
+      );
+    }
     const pool = this.#pools.get(key);
     // size: requests running on a connection, queued for one, or pending dispatch.
     const cancelled = this.#cancelledQueued.get(key) ?? 0;
@@ -201,30 +256,33 @@ export class UpstreamPools {
         ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_HTTP1) }
         : undefined;
       const idle = this.#idleMs;
-      pool = new Pool(`${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`, {
-        pipelining: 1,
-        // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
-        // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
-        keepAliveTimeout: idle > 0 ? Math.min(UNHINTED_KEEP_ALIVE_MS, idle) : UNHINTED_KEEP_ALIVE_MS,
-        ...(idle > 0 ? { keepAliveMaxTimeout: idle } : {}),
-        headersTimeout: this.#streamIdleMs,
-        bodyTimeout: this.#streamIdleMs,
-        ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
-        connect: (_opts, callback) => {
-          // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
-          const socket = this.#connect(ep, tlsOptions);
-          const ready = tlsOptions ? 'secureConnect' : 'connect';
-          const onError = (err: Error): void => {
-            connectFailures.add(err);
-            callback(err, null);
-          };
-          socket.once('error', onError);
-          socket.once(ready, () => {
-            socket.off('error', onError);
-            callback(null, socket);
-          });
+      pool = new (loadUndici().Pool)(
+        `${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`,
+        {
+          pipelining: 1,
+          // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
+          // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
+          keepAliveTimeout: idle > 0 ? Math.min(UNHINTED_KEEP_ALIVE_MS, idle) : UNHINTED_KEEP_ALIVE_MS,
+          ...(idle > 0 ? { keepAliveMaxTimeout: idle } : {}),
+          headersTimeout: this.#streamIdleMs,
+          bodyTimeout: this.#streamIdleMs,
+          ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
+          connect: (_opts, callback) => {
+            // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
+            const socket = this.#connect(ep, tlsOptions);
+            const ready = tlsOptions ? 'secureConnect' : 'connect';
+            const onError = (err: Error): void => {
+              connectFailures.add(err);
+              callback(err, null);
+            };
+            socket.once('error', onError);
+            socket.once(ready, () => {
+              socket.off('error', onError);
+              callback(null, socket);
+            });
+          },
         },
-      });
+      );
       this.#pools.set(key, pool);
     }
     return pool;
@@ -241,7 +299,7 @@ export class UpstreamPools {
       ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_H2) }
       : undefined;
     const session = http2.connect(authority, {
-      peerMaxConcurrentStreams: 1000,
+      peerMaxConcurrentStreams: this.#maxStreams,
       createConnection: () => this.#connect(ep, tlsOptions),
     });
     const forget = (): void => {
@@ -255,6 +313,14 @@ export class UpstreamPools {
     session.unref();
     this.#sessions.set(key, session);
     return session;
+  }
+
+  /** A stream opened on the endpoint's session: counted for hasCapacity until it closes. */
+  streamOpened(ep: Endpoint, stream: http2.ClientHttp2Stream): void {
+    const session = stream.session;
+    if (!session) return;
+    this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 0) + 1);
+    stream.once('close', () => this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 1) - 1));
   }
 
   /** A raw connection for opaque TCP: mTLS with the mesh ALPN to meshed endpoints, plain otherwise. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -253,6 +254,48 @@ describe('upstream requests cancelled while queued in undici (loopback, mesh mTL
   });
 });
 
+describe('a sent request whose client goes (loopback)', function () {
+  this.timeout(30_000);
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  it('keeps its upstream connection: the late response is drained and the next request reuses it', async () => {
+    const held: http.ServerResponse[] = [];
+    let connections = 0;
+    const upstream = http.createServer((req, res) => {
+      if (req.url === '/slow') held.push(res);
+      else res.end('next');
+    });
+    upstream.on('connection', () => connections++);
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      upstream.closeAllConnections();
+      upstream.close();
+    });
+    const port = (upstream.address() as AddressInfo).port;
+    const pools = new UpstreamPools(() => undefined, { maxConnections: 1 });
+    const deps = { pools, lb: new LoadBalancer(), metrics: new ProxyMetrics() };
+    const view = buildProxyView([], 'app', 'cluster.local');
+    const forwarder = await startLoopbackForwarder(deps, view, { address: '127.0.0.1', port });
+    closers.push(() => forwarder.close());
+    const { servers, port: sidecarPort } = forwarder;
+    const client = rawRequest(sidecarPort, '/slow');
+    await waitFor('the upstream to get the request', () => held.length === 1);
+    client.destroy();
+    await waitFor(
+      'the sidecar to see its client go',
+      () => new Promise<boolean>((resolve) => servers.http1.getConnections((_e, n) => resolve(n === 0))),
+    );
+    held[0]!.end('late');
+    const next = await get(sidecarPort, '/next');
+    assert.equal(next.status, 200);
+    assert.equal(next.body, 'next');
+    assert.equal(connections, 1, 'one upstream connection: the cancelled request did not cost it');
+  });
+});
+
 describe('upstream pools shrink (loopback)', function () {
   this.timeout(30_000);
   const closers: (() => Promise<void> | void)[] = [];
@@ -339,5 +382,86 @@ describe('upstream pools shrink (loopback)', function () {
     release();
     assert.equal(await (await held).body.text(), 'ok');
     await waitFor('the busy one to close after its request', async () => (await open()) === 0);
+  });
+});
+
+describe('HTTP/2 upstream sessions (loopback, h2c)', function () {
+  this.timeout(30_000);
+  const closers: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  /** A sidecar's outbound h2c server in front of an h2c upstream, dialled as an address (no Service). */
+  async function h2Sidecar(upstreamPort: number, limits: { maxStreams?: number; maxQueued?: number } = {}) {
+    const pools = new UpstreamPools(() => undefined, { maxConnections: 1, ...limits });
+    const deps = { pools, lb: new LoadBalancer(), metrics: new ProxyMetrics() };
+    const forwarder = await startLoopbackForwarder(
+      deps,
+      buildProxyView([], 'app', TD),
+      { address: '127.0.0.1', port: upstreamPort },
+      { h2: true },
+    );
+    const client = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
+    client.on('error', () => undefined);
+    closers.push(() => {
+      client.destroy();
+      forwarder.close();
+    });
+    return { client, pools };
+  }
+
+  function status(client: http2.ClientHttp2Session, path: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const s = client.request({ ':path': path });
+      let code = 0;
+      s.on('response', (h) => (code = Number(h[':status'])));
+      s.on('error', reject);
+      s.resume();
+      s.on('end', () => resolve(code));
+      s.end();
+    });
+  }
+
+  it('many requests waiting for a connecting session add one connect listener, not one each', async () => {
+    const upstream = http2.createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    closers.push(() => void upstream.close());
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    closers.push(() => void process.off('warning', onWarning));
+    const { client } = await h2Sidecar((upstream.address() as AddressInfo).port);
+    // All of them arrive before the sidecar's session to the upstream is up (more than the default 10 listeners).
+    const codes = await Promise.all(Array.from({ length: 50 }, (_, i) => status(client, `/r${i}`)));
+    assert.deepEqual(new Set(codes), new Set([200]));
+    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    assert.deepEqual(
+      warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+      [],
+    );
+  });
+
+  it('bounds the streams of a session: past the peer concurrency and the queue, a 503 at once', async () => {
+    // The upstream lets 2 streams run at a time and answers none until told to.
+    const held: http2.Http2ServerResponse[] = [];
+    const upstream = http2.createServer(
+      { settings: { maxConcurrentStreams: 2 } },
+      (_req, res) => void held.push(res),
+    );
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    closers.push(() => void upstream.close());
+    const { client } = await h2Sidecar((upstream.address() as AddressInfo).port, {
+      maxStreams: 2,
+      maxQueued: 4,
+    });
+    const first = Array.from({ length: 2 + 4 }, (_, i) => status(client, `/held${i}`));
+    await waitFor('the upstream to hold its 2 streams', () => held.length === 2);
+    assert.equal(await status(client, '/over'), 503);
+    for (const res of held) res.end('ok');
+    upstream.on('request', (_req, res) => void res.end('ok'));
+    held.splice(0);
+    const codes = await Promise.all(first);
+    assert.deepEqual(new Set(codes), new Set([200]));
   });
 });

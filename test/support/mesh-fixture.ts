@@ -33,6 +33,10 @@ export interface MeshPodSpec {
   tcpPort?: number;
   /** More `sluice proxy` flags for this pod's sidecar (e.g. short timeouts). */
   proxyArgs?: string[];
+  /** The sidecar's entry script instead of the worktree's (a benchmark compares another build). */
+  entry?: string;
+  /** More environment for the sidecar's process (e.g. NODE_OPTIONS). */
+  env?: Record<string, string>;
   /**
    * The pod is this Gateway's proxy (`sluice proxy --mode gateway`, not meshed: no capture): it gets an
    * identity and its proxy is started with the sidecars.
@@ -174,7 +178,7 @@ export class MeshFixture {
         pod,
         nodeBin,
         [
-          entry,
+          pod.spec.entry ?? entry,
           'proxy',
           '--manifests',
           this.manifestsDir,
@@ -189,7 +193,7 @@ export class MeshFixture {
           '10',
           ...(pod.spec.proxyArgs ?? []),
         ],
-        { uid: PROXY_UID },
+        { uid: PROXY_UID, ...(pod.spec.env ? { env: pod.spec.env } : {}) },
       );
       pod.sidecar = child;
       this.capture(pod, child, 'sidecar');
