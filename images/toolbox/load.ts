@@ -1,0 +1,190 @@
+#!/usr/bin/env node
+/**
+ * load: a steady request load for the churn tests (sluice-toolbox image), counting every request.
+ *   load --rate N [--concurrency C] [--http1 URL] [--h2c URL] [--grpc URL] --stop-file F --out F
+ * Sends N requests/s per protocol given (HTTP/1.1 on keep-alive connections and h2c on one connection, GET
+ * and POST alternating; unary gRPC calls on another HTTP/2 connection) until the stop file exists, waits
+ * for the requests in flight, and writes the counts as JSON to the out file (complete once it exists):
+ *   { "http1": { "total", "failed", "seconds", "causes": { "status 502": 1, "ECONNRESET": 2 } }, ...,
+ *     "failures": [ { "at": ms since start, "protocol", "cause" } ] (the first 100) }
+ * A request failed when it got no answer, an HTTP status other than 200 or a grpc-status other than 0.
+ */
+import { existsSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import http2 from 'node:http2';
+import { parseArgs } from 'node:util';
+import { grpcCall } from '../echo/echo-server.ts';
+
+const USAGE =
+  'usage: load --rate N [--concurrency C] [--http1 URL] [--h2c URL] [--grpc URL] --stop-file F --out F';
+const TIMEOUT_MS = 10_000;
+const BODY = 'order=1';
+
+type Protocol = 'http1' | 'h2c' | 'grpc';
+interface Counts {
+  total: number;
+  failed: number;
+  seconds: number;
+  causes: Record<string, number>;
+}
+
+/** One request; resolves with undefined on success, else the cause of the failure. */
+type Send = (post: boolean) => Promise<string | undefined>;
+
+function http1Sender(url: string, concurrency: number): Send {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  return (post) =>
+    new Promise((resolve) => {
+      const req = http.request(url, {
+        agent,
+        method: post ? 'POST' : 'GET',
+        headers: post ? { 'content-type': 'text/plain', 'content-length': BODY.length } : {},
+        timeout: TIMEOUT_MS,
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      req.on('response', (res) => {
+        res.resume();
+        res.on('error', (err: NodeJS.ErrnoException) => resolve(`body ${err.code ?? err.message}`));
+        res.on('end', () => resolve(res.statusCode === 200 ? undefined : `status ${res.statusCode}`));
+      });
+      req.end(post ? BODY : undefined);
+    });
+}
+
+/** One HTTP/2 connection, replaced once it closed or got GOAWAY. */
+function sessionFor(url: string): () => http2.ClientHttp2Session {
+  let session: http2.ClientHttp2Session | undefined;
+  return () => {
+    if (session === undefined || session.closed || session.destroyed) {
+      const fresh = http2.connect(url);
+      fresh.setMaxListeners(0);
+      fresh.on('error', () => undefined);
+      fresh.on('goaway', () => {
+        if (session === fresh) session = undefined;
+      });
+      session = fresh;
+    }
+    return session;
+  };
+}
+
+function h2cSender(url: string): Send {
+  const session = sessionFor(url);
+  const path = new URL(url).pathname;
+  return (post) =>
+    new Promise((resolve) => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session().request({
+          ':method': post ? 'POST' : 'GET',
+          ':path': path,
+          ...(post ? { 'content-type': 'text/plain', 'content-length': BODY.length } : {}),
+        });
+      } catch (err) {
+        resolve(`request ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        return;
+      }
+      let status = 0;
+      stream.setTimeout(TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('error', () => undefined);
+      stream.resume();
+      stream.on('close', () => {
+        if (status === 0) resolve(`no response (rst ${stream.rstCode})`);
+        else if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) resolve(`rst ${stream.rstCode}`);
+        else resolve(status === 200 ? undefined : `status ${status}`);
+      });
+      stream.end(post ? BODY : undefined);
+    });
+}
+
+function grpcSender(url: string): Send {
+  const session = sessionFor(url);
+  return async () => {
+    try {
+      const r = await grpcCall(session(), '/echo.Echo/Call', {}, TIMEOUT_MS);
+      return r.grpcStatus === 0 ? undefined : `grpc-status ${r.grpcStatus} (http ${r.status})`;
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        rate: { type: 'string' },
+        concurrency: { type: 'string', default: '16' },
+        http1: { type: 'string' },
+        h2c: { type: 'string' },
+        grpc: { type: 'string' },
+        'stop-file': { type: 'string' },
+        out: { type: 'string' },
+      },
+    }).values;
+  } catch (err) {
+    process.stderr.write(`load: ${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
+    return 2;
+  }
+  const rate = Number(values.rate);
+  const concurrency = Number(values.concurrency);
+  const stopFile = values['stop-file'];
+  const out = values.out;
+  if (!(rate > 0) || !(concurrency >= 1) || stopFile === undefined || out === undefined) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const senders: [Protocol, Send][] = [];
+  if (values.http1) senders.push(['http1', http1Sender(values.http1, concurrency)]);
+  if (values.h2c) senders.push(['h2c', h2cSender(values.h2c)]);
+  if (values.grpc) senders.push(['grpc', grpcSender(values.grpc)]);
+
+  const started = performance.now();
+  let stopping = false;
+  const failures: { at: number; protocol: Protocol; cause: string }[] = [];
+  const result: Partial<Record<Protocol, Counts>> = {};
+  const interval = 1000 / rate;
+
+  async function run(protocol: Protocol, send: Send): Promise<void> {
+    const counts: Counts = { total: 0, failed: 0, seconds: 0, causes: {} };
+    result[protocol] = counts;
+    let next = performance.now();
+    let n = 0;
+    const worker = async () => {
+      while (!stopping) {
+        const slot = next;
+        next += interval;
+        const wait = slot - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (stopping) return;
+        const cause = await send(n++ % 2 === 1);
+        counts.total++;
+        if (cause !== undefined) {
+          counts.failed++;
+          counts.causes[cause] = (counts.causes[cause] ?? 0) + 1;
+          if (failures.length < 100)
+            failures.push({ at: Math.round(performance.now() - started), protocol, cause });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    counts.seconds = Math.round((performance.now() - started) / 100) / 10;
+  }
+
+  const watch = setInterval(() => {
+    if (existsSync(stopFile)) stopping = true;
+  }, 200);
+  await Promise.all(senders.map(([protocol, send]) => run(protocol, send)));
+  clearInterval(watch);
+  await writeFile(`${out}.tmp`, JSON.stringify({ ...result, failures }) + '\n');
+  await rename(`${out}.tmp`, out);
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
+process.exit();
