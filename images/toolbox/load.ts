@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
  * load: a steady request load for the churn tests (sluice-toolbox image), counting every request.
- *   load --rate N [--concurrency C] [--http1 URL] [--h2c URL] [--grpc URL] --stop-file F --out F
- * Sends N requests/s per protocol given (HTTP/1.1 on keep-alive connections and h2c on one connection, GET
- * and POST alternating; unary gRPC calls on another HTTP/2 connection) until the stop file exists, waits
- * for the requests in flight, and writes the counts as JSON to the out file (complete once it exists):
- *   { "http1": { "total", "failed", "seconds", "causes": { "status 502": 1, "ECONNRESET": 2 } }, ...,
- *     "failures": [ { "at": ms since start, "protocol", "cause" } ] (the first 100) }
- * A request failed when it got no answer, an HTTP status other than 200 or a grpc-status other than 0.
+ *   load --rate N [--concurrency C] [--http1 URLS] [--h2c URLS] [--grpc URLS] --stop-file F --out F
+ * Sends N requests/s per protocol given (HTTP/1.1 on keep-alive connections and h2c on one connection per
+ * host, GET and POST alternating; unary gRPC calls on another HTTP/2 connection per host), taking the
+ * comma-separated URLS in turn, until the stop file exists; then waits for the requests in flight. Every
+ * second, and once more at the end with "done": true, it replaces the out file with the counts so far:
+ *   { "http1": { "total", "failed", "causes": { "echo: status 502": 1, "slow: ECONNRESET": 2 } }, ...,
+ *     "seconds", "done", "failures": [ { "at": ISO time, "protocol", "cause" } ] (the first 200) }
+ * A request failed when it got no answer, an HTTP status other than 200 or a grpc-status other than 0;
+ * a cause starts with the first label of the URL's host.
  */
 import { existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
@@ -17,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { grpcCall } from '../echo/echo-server.ts';
 
 const USAGE =
-  'usage: load --rate N [--concurrency C] [--http1 URL] [--h2c URL] [--grpc URL] --stop-file F --out F';
+  'usage: load --rate N [--concurrency C] [--http1 URLS] [--h2c URLS] [--grpc URLS] --stop-file F --out F';
 const TIMEOUT_MS = 10_000;
 const BODY = 'order=1';
 
@@ -25,15 +27,27 @@ type Protocol = 'http1' | 'h2c' | 'grpc';
 interface Counts {
   total: number;
   failed: number;
-  seconds: number;
   causes: Record<string, number>;
 }
 
 /** One request; resolves with undefined on success, else the cause of the failure. */
 type Send = (post: boolean) => Promise<string | undefined>;
 
-function http1Sender(url: string, concurrency: number): Send {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+/** Takes the URLs in turn; a failure's cause is prefixed with the host's first label. */
+function roundRobin(urls: string, make: (url: string) => Send): Send {
+  const senders = urls.split(',').map((url) => {
+    const send = make(url);
+    const label = new URL(url).hostname.split('.')[0] ?? '';
+    return async (post: boolean) => {
+      const cause = await send(post);
+      return cause === undefined ? undefined : `${label}: ${cause}`;
+    };
+  });
+  let i = 0;
+  return (post) => senders[i++ % senders.length]!(post);
+}
+
+function http1Sender(url: string, agent: http.Agent): Send {
   return (post) =>
     new Promise((resolve) => {
       const req = http.request(url, {
@@ -140,49 +154,63 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const senders: [Protocol, Send][] = [];
-  if (values.http1) senders.push(['http1', http1Sender(values.http1, concurrency)]);
-  if (values.h2c) senders.push(['h2c', h2cSender(values.h2c)]);
-  if (values.grpc) senders.push(['grpc', grpcSender(values.grpc)]);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  if (values.http1) senders.push(['http1', roundRobin(values.http1, (url) => http1Sender(url, agent))]);
+  if (values.h2c) senders.push(['h2c', roundRobin(values.h2c, h2cSender)]);
+  if (values.grpc) senders.push(['grpc', roundRobin(values.grpc, grpcSender)]);
 
   const started = performance.now();
-  let stopping = false;
-  const failures: { at: number; protocol: Protocol; cause: string }[] = [];
+  let stopRequested = false;
+  const stopping = (): boolean => stopRequested;
+  const failures: { at: string; protocol: Protocol; cause: string }[] = [];
   const result: Partial<Record<Protocol, Counts>> = {};
   const interval = 1000 / rate;
 
   async function run(protocol: Protocol, send: Send): Promise<void> {
-    const counts: Counts = { total: 0, failed: 0, seconds: 0, causes: {} };
+    const counts: Counts = { total: 0, failed: 0, causes: {} };
     result[protocol] = counts;
     let next = performance.now();
     let n = 0;
     const worker = async () => {
-      while (!stopping) {
+      while (!stopping()) {
+        // After a stall (every worker busy) the schedule goes on from now, without a burst to catch up.
+        next = Math.max(next, performance.now() - 1000);
         const slot = next;
         next += interval;
         const wait = slot - performance.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        if (stopping) return;
+        if (stopping()) return;
         const cause = await send(n++ % 2 === 1);
         counts.total++;
         if (cause !== undefined) {
           counts.failed++;
           counts.causes[cause] = (counts.causes[cause] ?? 0) + 1;
-          if (failures.length < 100)
-            failures.push({ at: Math.round(performance.now() - started), protocol, cause });
+          if (failures.length < 200) failures.push({ at: new Date().toISOString(), protocol, cause });
         }
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
-    counts.seconds = Math.round((performance.now() - started) / 100) / 10;
   }
 
+  let writing = Promise.resolve();
+  const snapshot = (done: boolean): Promise<void> => {
+    const seconds = Math.round((performance.now() - started) / 100) / 10;
+    const text = JSON.stringify({ ...result, seconds, done, failures }) + '\n';
+    writing = writing
+      .then(() => writeFile(`${out}.tmp`, text))
+      .then(() => rename(`${out}.tmp`, out))
+      .catch((err: unknown) => {
+        process.stderr.write(`load: ${String(err)}\n`);
+      });
+    return writing;
+  };
   const watch = setInterval(() => {
-    if (existsSync(stopFile)) stopping = true;
-  }, 200);
+    if (existsSync(stopFile)) stopRequested = true;
+    else void snapshot(false);
+  }, 1000);
   await Promise.all(senders.map(([protocol, send]) => run(protocol, send)));
   clearInterval(watch);
-  await writeFile(`${out}.tmp`, JSON.stringify({ ...result, failures }) + '\n');
-  await rename(`${out}.tmp`, out);
+  await snapshot(true);
   return 0;
 }
 
