@@ -191,7 +191,7 @@ describe('echo image settings', () => {
     assert.match(echoSettings(['--ports', ''], { ECHO_PORTS: 'x' }) as string, /bad port 'x'/);
     assert.equal(typeof echoSettings(['--bogus'], {}), 'string');
     assert.match(echoSettings([], { ECHO_UPSTREAM: 'reviews:9080' }) as string, /bad upstream/);
-    assert.match(echoSettings(['--shutdown-delay-seconds', '-1'], {}) as string, /bad shutdown delay/);
+    assert.match(echoSettings(['--shutdown-delay-seconds', 'soon'], {}) as string, /bad shutdown delay/);
     assert.match(echoSettings(['--on-sigterm', 'exit'], {}) as string, /bad --on-sigterm/);
   });
 
