@@ -97,6 +97,8 @@ export interface EchoServer {
    * what still arrives on open ones with `Connection: close` (HTTP/1.1) and send GOAWAY (HTTP/2).
    */
   drain(): void;
+  /** Resolves once no request is in flight, or after `timeoutMs`. */
+  idle(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -115,10 +117,16 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
   const host = options.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
   let draining = false;
+  let inFlight = 0;
+  let onIdle: (() => void) | undefined;
 
   const upstream = options.upstream === undefined ? undefined : new URL(options.upstream);
   const onRequest = (req: EchoRequest, res: EchoResponse): void => {
     options.onRequest?.(req.method ?? '', req.url ?? '');
+    inFlight++;
+    res.once('close', () => {
+      if (--inFlight === 0) onIdle?.();
+    });
     if (draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     handleRequest(name, pod, upstream, req, res).catch(() => {
       res.destroy();
@@ -158,11 +166,21 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
     host,
     port: address.port,
     drain: () => {
+      if (draining) return;
       draining = true;
       listener.close();
       h1.closeIdleConnections();
       for (const session of sessions) session.close();
     },
+    idle: (timeoutMs) =>
+      new Promise<void>((resolve) => {
+        if (inFlight === 0) return resolve();
+        const timer = setTimeout(resolve, timeoutMs);
+        onIdle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      }),
     close: () =>
       new Promise<void>((resolve) => {
         listener.close(() => {

@@ -8,6 +8,7 @@
  *   --shutdown-delay-seconds N / ECHO_SHUTDOWN_DELAY_SECONDS  keep serving N s after SIGTERM (default 0)
  *   --on-sigterm drain / ECHO_ON_SIGTERM  at SIGTERM stop accepting and close keep-alive connections first
  *                                         (EchoServer.drain), then wait the delay; default: keep serving
+ * After the delay it stops accepting and exits once the requests in flight are answered (2 s at most).
  * The pod name (POD_NAME, else HOSTNAME, which Kubernetes sets to it) is reported as `pod` in every reply.
  */
 import { parseArgs } from 'node:util';
@@ -121,6 +122,9 @@ async function main(): Promise<number> {
     process.stdout.write(`echo: SIGTERM, serving ${settings.shutdownDelaySeconds} s more\n`);
     await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelaySeconds * 1000));
   }
+  // A graceful exit, as most servers do: no new connections, the requests in flight (2 s at most) finish.
+  for (const server of servers) server.drain();
+  await Promise.all(servers.map((server) => server.idle(2000)));
   await Promise.all(servers.map((server) => server.close()));
   return 0;
 }
