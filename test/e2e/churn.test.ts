@@ -208,7 +208,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
     const targets = (path: string) => TARGETS.map((t) => url(t, path)).join(',');
     const load = [
       'load',
-      `--rate ${RATE}`,
+      `--rate ${RATE} --concurrency 32`,
       `--http1 ${targets('/hello')}`,
       `--h2c ${targets('/hello')}`,
       `--grpc ${targets('')}`,
@@ -309,6 +309,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
           () => undefined,
         ),
       );
+      const back = performance.now();
       // The controller's watches came back: a route change reaches the client's sidecar...
       await apply([splitRoute(0)], nsName());
       await eventually(
@@ -316,6 +317,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
         async () => ((await splitReplies(10)).every((n) => n === 'echo') ? true : undefined),
         { timeoutMs: 120_000 },
       );
+      const routed = Math.round((performance.now() - back) / 1000);
       await apply([splitRoute(1)], nsName());
       // ...and its status writes: a new route gets its Accepted condition.
       const probe = `after-${component}`;
@@ -333,6 +335,10 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
           return accepted?.status === 'True' ? true : undefined;
         },
         { timeoutMs: 120_000 },
+      );
+      const accepted = Math.round((performance.now() - back) / 1000);
+      console.log(
+        `      churn: ${component} back: route change applied after ${routed} s, status after ${accepted} s`,
       );
       await eventually('split answers from spare again', async () =>
         (await splitReplies(10)).includes('spare') ? true : undefined,
