@@ -269,7 +269,7 @@ describe('upstream retries (loopback)', () => {
       let status = 0;
       let grpc = '';
       req.on('response', (h) => (status = Number(h[':status'])));
-      req.on('trailers', (t) => (grpc = String(t['grpc-status'])));
+      req.on('trailers', (t: http2.IncomingHttpHeaders) => (grpc = String(t['grpc-status'])));
       req.resume();
       req.on('end', () => resolve({ status, grpc }));
       req.on('error', reject);
