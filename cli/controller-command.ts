@@ -24,6 +24,8 @@ const USAGE = `usage: sluice controller [options]
   --port N             config stream and certificate port (HTTP/2, TLS), default ${CONFIG_PORT}
   --admin-port N       /ready, /live, /metrics (HTTP), default ${ADMIN_PORT}
   --kubeconfig FILE    API server credentials; default: in-cluster service account, $KUBECONFIG, ~/.kube/config
+  --workload-cert-minutes N  lifetime of workload certificates (env SLUICE_WORKLOAD_CERT_MINUTES), 1..10080,
+                       default 1440 (24 h); renewed at about 70 % of it
   --proxy-image IMAGE  image of provisioned Gateway proxies (env SLUICE_PROXY_IMAGE); default: this pod's
                        image; outside a pod without it, Gateways are not provisioned
   --proxy-cpu-request Q     CPU request of Gateway proxies (env SLUICE_PROXY_CPU_REQUEST), default
@@ -38,6 +40,7 @@ export interface ControllerFlags {
   readonly adminPort: number;
   readonly kubeconfig: string | undefined;
   readonly proxyImage: string | undefined;
+  readonly workloadCertMinutes: number | undefined;
   readonly proxyResources: ProxyResources;
   readonly help: boolean;
 }
@@ -60,6 +63,7 @@ export function parseControllerFlags(
         'admin-port': { type: 'string' },
         kubeconfig: { type: 'string' },
         'proxy-image': { type: 'string' },
+        'workload-cert-minutes': { type: 'string' },
         'proxy-cpu-request': { type: 'string' },
         'proxy-memory-request': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -87,7 +91,16 @@ export function parseControllerFlags(
     env,
   );
   if ('error' in proxyResources) throw new UsageError(proxyResources.error);
+  const certText = values['workload-cert-minutes'] ?? (env.SLUICE_WORKLOAD_CERT_MINUTES || undefined);
+  const workloadCertMinutes = certText === undefined ? undefined : Number(certText);
+  if (
+    workloadCertMinutes !== undefined &&
+    !(/^\d+$/.test(certText ?? '') && workloadCertMinutes >= 1 && workloadCertMinutes <= 7 * 24 * 60)
+  ) {
+    throw new UsageError(`--workload-cert-minutes must be a whole number from 1 to 10080, got '${certText}'`);
+  }
   return {
+    workloadCertMinutes,
     trustDomain,
     namespace,
     port: configPort,
@@ -133,6 +146,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     trustDomain: flags.trustDomain,
     configPort: flags.port,
     adminPort: flags.adminPort,
+    ...(flags.workloadCertMinutes === undefined ? {} : { workloadCertHours: flags.workloadCertMinutes / 60 }),
     ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
   });
   try {

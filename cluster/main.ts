@@ -1,13 +1,14 @@
 import { clusterDown } from './cluster-down.ts';
 import { clusterStatus } from './cluster-status.ts';
 import { clusterUp, rebuildImages } from './cluster-up.ts';
+import { startComponent, stopComponent, STOPPABLE } from './daemon-control.ts';
 import { ClusterError } from './errors.ts';
 import { clusterPaths } from './paths.ts';
 import { Progress } from './progress.ts';
 
-const USAGE = 'usage: node cluster/main.ts up|down|status|images';
+const USAGE = `usage: node cluster/main.ts up|down|status|images|stop NAME|start NAME  (NAME: ${STOPPABLE.join(', ')})`;
 
-async function main(command: string | undefined): Promise<number> {
+async function main(command: string | undefined, name: string | undefined): Promise<number> {
   const progress = new Progress();
   const started = performance.now();
   switch (command) {
@@ -26,10 +27,16 @@ async function main(command: string | undefined): Promise<number> {
     case 'images':
       await rebuildImages(progress);
       return 0;
-    default:
-      process.stderr.write(`${USAGE}\n`);
-      return 2;
+    case 'stop':
+    case 'start':
+      if (name === undefined) break;
+      await progress.step(`${command} ${name}`, () =>
+        command === 'stop' ? stopComponent(name) : startComponent(name),
+      );
+      return 0;
   }
+  process.stderr.write(`${USAGE}\n`);
+  return 2;
 }
 
 // `cluster:status | head` closes the pipe early: that is not an error.
@@ -38,7 +45,7 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 });
 
 try {
-  process.exitCode = await main(process.argv[2]);
+  process.exitCode = await main(process.argv[2], process.argv[3]);
 } catch (error) {
   if (!(error instanceof ClusterError)) throw error;
   process.stderr.write(`cluster: ${error.message}\n`);

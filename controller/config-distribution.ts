@@ -75,6 +75,8 @@ export interface ConfigServerSetup {
   readonly now?: () => number;
   /** Counts workload certificate requests by "outcome|reason". */
   readonly certificates: Map<string, number>;
+  /** Lifetime of workload certificates (WorkloadCa; default 24 h). */
+  readonly workloadCertHours?: number;
   /** Gateway proxies' config (config-server.ts). */
   readonly gatewayFeed?: ConfigServerOptions['gatewayFeed'];
 }
@@ -95,6 +97,7 @@ export function createConfigServer(setup: ConfigServerSetup): ConfigServer {
       now,
     }),
     audience,
+    ...(setup.workloadCertHours === undefined ? {} : { validityHours: setup.workloadCertHours }),
     admitIdentity: (key) => perWorkload.tryTake(key),
   });
   const server = new ConfigServer({

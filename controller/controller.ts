@@ -107,6 +107,8 @@ export interface ControllerOptions {
   readonly relistMs?: number;
   /** The audience of workload tokens (sluice.dev/mesh). */
   readonly audience?: string;
+  /** Lifetime of workload certificates (24 h). */
+  readonly workloadCertHours?: number;
   /** Lease timings, for tests. */
   readonly leaseDurationMs?: number;
   readonly renewDeadlineMs?: number;
@@ -397,6 +399,7 @@ export class Controller {
         trustDomain,
         ...(this.#o.configPort === undefined ? {} : { port: this.#o.configPort }),
         ...(this.#o.audience === undefined ? {} : { audience: this.#o.audience }),
+        ...(this.#o.workloadCertHours === undefined ? {} : { workloadCertHours: this.#o.workloadCertHours }),
         certificates: this.#certificates,
         gatewayFeed: (peer) => this.#gatewayFeedFor(peer),
       });

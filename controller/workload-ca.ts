@@ -14,7 +14,8 @@ import { isRecord } from '../lib/is-record.ts';
 export const DEFAULT_AUDIENCE = 'sluice.dev/mesh';
 export const MAX_TOKEN_BYTES = 16 * 1024;
 export const MAX_CSR_BYTES = 16 * 1024;
-export const MIN_VALIDITY_HOURS = 10 / 60;
+/** One minute: short enough for tests that watch several renewals, long enough for any real clock. */
+export const MIN_VALIDITY_HOURS = 1 / 60;
 export const MAX_VALIDITY_HOURS = 7 * 24;
 
 // Keys of UserInfo.extra set by the API server for pod-bound service-account tokens.
@@ -315,7 +316,7 @@ export class WorkloadCa {
     const hours = options.validityHours ?? DEFAULT_WORKLOAD_HOURS;
     if (!Number.isFinite(hours) || hours < MIN_VALIDITY_HOURS || hours > MAX_VALIDITY_HOURS) {
       throw new RangeError(
-        `workload certificate validity must be between 10 minutes and ${MAX_VALIDITY_HOURS} hours, got ${hours} hours`,
+        `workload certificate validity must be between 1 minute and ${MAX_VALIDITY_HOURS} hours, got ${hours} hours`,
       );
     }
     if (options.audience === '') throw new RangeError('the token audience must not be empty');

@@ -1,14 +1,16 @@
+import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { ProxyView } from '../mesh-model/proxy-view.ts';
+import { parseCertificates } from '../pki/pem.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
 export interface AdminState {
   ready(): { ok: boolean; reason: string };
   metrics: ProxyMetrics;
   view(): ProxyView | undefined;
-  identity(): { spiffeId: string; notAfter: Date } | undefined;
+  identity(): { spiffeId: string; notAfter: Date; certPem?: string; bundlePem?: string } | undefined;
   /** Where config and identity come from, with their state. */
   sources?(): Record<string, unknown>;
   /** The config part of /config_dump when the proxy is not a sidecar (the gateway's). */
@@ -26,12 +28,33 @@ export function memoryAfterGc(): NodeJS.MemoryUsage {
   return process.memoryUsage();
 }
 
+/**
+ * The certificate as an operator checks a CA rotation: which root of the trust bundle issued it, and which
+ * roots the proxy trusts (SHA-256 fingerprints, as `openssl x509 -fingerprint -sha256` prints them).
+ */
+function identitySummary(identity: NonNullable<ReturnType<AdminState['identity']>>): object {
+  const summary = { spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString() };
+  if (identity.certPem === undefined || identity.bundlePem === undefined) return summary;
+  try {
+    const leaf = new X509Certificate(identity.certPem);
+    const roots = parseCertificates(identity.bundlePem, 'trust bundle');
+    const issuer = roots.find((root) => leaf.checkIssued(root) && leaf.verify(root.publicKey));
+    return {
+      ...summary,
+      issuer: issuer?.fingerprint256 ?? null,
+      trustRoots: roots.map((root) => root.fingerprint256),
+    };
+  } catch {
+    return summary;
+  }
+}
+
 /** A JSON summary of what the proxy is running with (GET /config_dump). */
 export function configDump(state: AdminState): unknown {
   const view = state.view();
   const identity = state.identity();
   return {
-    identity: identity ? { spiffeId: identity.spiffeId, notAfter: identity.notAfter.toISOString() } : null,
+    identity: identity ? identitySummary(identity) : null,
     sources: state.sources?.() ?? null,
     config: state.configDump
       ? state.configDump()

@@ -64,6 +64,21 @@ export interface ControllerIdentityState {
   readonly lastError: string | undefined;
 }
 
+/**
+ * When to renew a certificate asked for at `requestedAt`: at about 70 % of its life (renewAt). The CA
+ * backdates notBefore by 5 minutes for clock skew; counted from there, a certificate living a few minutes
+ * would be due before it arrived and be renewed again and again. Its life starts when it was asked for.
+ */
+export function renewalDelayMs(
+  identity: { notBefore: Date; notAfter: Date },
+  requestedAt: number,
+  now: number,
+  random?: () => number,
+): number {
+  const start = new Date(Math.max(identity.notBefore.getTime(), requestedAt));
+  return renewAt(start, identity.notAfter, undefined, undefined, random).getTime() - now;
+}
+
 /** The authority to connect to: "https://host:port", with the default port filled in. */
 export function controllerUrl(address: string): string {
   const bad = new Error(`controller address ${JSON.stringify(address)} is not host[:port]`);
@@ -283,6 +298,7 @@ export class ControllerIdentity implements IdentitySource {
   }
 
   async #renew(): Promise<void> {
+    const requestedAt = Date.now();
     let identity: Identity;
     try {
       identity = await this.#request();
@@ -316,7 +332,7 @@ export class ControllerIdentity implements IdentitySource {
       spiffeId: identity.spiffeId,
       notAfter: identity.notAfter.toISOString(),
     });
-    this.#schedule(renewAt(identity.notBefore, identity.notAfter).getTime() - Date.now());
+    this.#schedule(renewalDelayMs(identity, requestedAt, Date.now()));
     if (first) this.#resolveFirst?.(identity);
     else this.#onRotated?.(identity);
   }

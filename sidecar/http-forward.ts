@@ -298,6 +298,43 @@ function replayableLength(req: DownstreamRequest): number | undefined {
   return Number.isInteger(n) && n > 0 && n <= REPLAY_BODY_BYTES ? n : undefined;
 }
 
+/**
+ * Streamed HTTP/2 request bodies (gRPC sends no Content-Length) are copied as they flow upstream, up to
+ * REPLAY_BODY_BYTES: a stream the peer refused (REFUSED_STREAM, GOAWAY, x-sluice-not-processed) after the
+ * body went out can then be sent again once the body has ended.
+ */
+const streamedCopies = new WeakMap<Readable, { chunks: Buffer[]; bytes: number }>();
+
+function pipeKeepingCopy(req: Readable, to: NodeJS.WritableStream): void {
+  if (!streamedCopies.has(req)) {
+    const copy = { chunks: [] as Buffer[], bytes: 0 };
+    streamedCopies.set(req, copy);
+    req.on('data', (chunk: Buffer) => {
+      copy.bytes += chunk.length;
+      if (copy.bytes > REPLAY_BODY_BYTES) copy.chunks = [];
+      else copy.chunks.push(chunk);
+    });
+  }
+  req.pipe(to);
+}
+
+/** The whole body of a streamed request that has ended, if it was small enough to be copied. */
+function streamedBody(req: DownstreamRequest): Buffer | undefined {
+  const copy = streamedCopies.get(req);
+  if (!copy || copy.bytes > REPLAY_BODY_BYTES || !(req as Readable).readableEnded) return undefined;
+  return Buffer.concat(copy.chunks);
+}
+
+/** The request can be sent again as it was: no body, a kept one, one nobody read, or a copied one. */
+function replayable(req: DownstreamRequest, kept: Buffer | undefined): boolean {
+  return (
+    kept !== undefined ||
+    isBodyless(req) ||
+    !(req as Readable).readableDidRead ||
+    streamedBody(req) !== undefined
+  );
+}
+
 function isBodyless(req: DownstreamRequest): boolean {
   if (req.httpVersionMajor === 2)
     return (
@@ -452,6 +489,7 @@ export function sendWithRetries(options: SendOptions): void {
       });
       if (!again) return false;
       transportRetriesLeft--;
+      if (kept === undefined && (req as Readable).readableDidRead) kept = streamedBody(req);
       mayReuseTried = kind !== 'connect';
       clearTimeout(attemptTimer);
       retryingAfter = kind;
@@ -464,8 +502,7 @@ export function sendWithRetries(options: SendOptions): void {
         // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
         // the request: its app was not listening (ADR 0015).
         if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
-          const replayable = kept !== undefined || isBodyless(req) || !(req as Readable).readableDidRead;
-          if (retried('refused', replayable)) return body.discard();
+          if (retried('refused', replayable(req, kept))) return body.discard();
           reachedApp = false;
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
@@ -898,7 +935,7 @@ function sendH2(
     if (kept) stream.end(kept);
     // A retry of a bodyless request finds the downstream request already ended.
     else if ((req as Readable).readableEnded) stream.end();
-    else (req as Readable).pipe(stream);
+    else pipeKeepingCopy(req, stream);
   };
   // One 'connect' listener per session however many requests wait for it (not one per request).
   whenConnected(session, start);
@@ -915,7 +952,7 @@ function sendH2(
       rstCode: stream.rstCode,
       started: sent,
     });
-    h.error(err, kind, kept !== undefined || isBodyless(req) || !(req as Readable).readableDidRead);
+    h.error(err, kind, replayable(req, kept));
   });
   return () => stream.close(http2.constants.NGHTTP2_CANCEL);
 }

@@ -92,6 +92,13 @@ export interface EchoServer {
   readonly name: string;
   readonly host: string;
   readonly port: number;
+  /**
+   * What many apps do on SIGTERM: stop accepting connections, close idle keep-alive connections, answer
+   * what still arrives on open ones with `Connection: close` (HTTP/1.1) and send GOAWAY (HTTP/2).
+   */
+  drain(): void;
+  /** Resolves once no request is in flight, or after `timeoutMs`. */
+  idle(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -109,10 +116,18 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
   const { name, pod } = options;
   const host = options.host ?? '127.0.0.1';
   const sockets = new Set<net.Socket>();
+  let draining = false;
+  let inFlight = 0;
+  let onIdle: (() => void) | undefined;
 
   const upstream = options.upstream === undefined ? undefined : new URL(options.upstream);
   const onRequest = (req: EchoRequest, res: EchoResponse): void => {
     options.onRequest?.(req.method ?? '', req.url ?? '');
+    inFlight++;
+    res.once('close', () => {
+      if (--inFlight === 0) onIdle?.();
+    });
+    if (draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     handleRequest(name, pod, upstream, req, res).catch(() => {
       res.destroy();
     });
@@ -124,6 +139,11 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
   h1.on('clientError', (_err, socket) => socket.destroy());
   const h2 = http2.createServer({}, onRequest);
   h2.on('sessionError', () => undefined);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on('session', (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
 
   const listener = net.createServer((socket) => {
     sockets.add(socket);
@@ -145,6 +165,22 @@ export async function startEchoServer(options: EchoServerOptions): Promise<EchoS
     name,
     host,
     port: address.port,
+    drain: () => {
+      if (draining) return;
+      draining = true;
+      listener.close();
+      h1.closeIdleConnections();
+      for (const session of sessions) session.close();
+    },
+    idle: (timeoutMs) =>
+      new Promise<void>((resolve) => {
+        if (inFlight === 0) return resolve();
+        const timer = setTimeout(resolve, timeoutMs);
+        onIdle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      }),
     close: () =>
       new Promise<void>((resolve) => {
         listener.close(() => {

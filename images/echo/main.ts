@@ -5,6 +5,10 @@
  *   --ports LIST   / ECHO_PORTS   comma-separated ports (default 8080)
  *   --host HOST    / ECHO_HOST    listen address (default 0.0.0.0)
  *   --upstream URL / ECHO_UPSTREAM call URL + the request's path first and embed its answer (a front end)
+ *   --shutdown-delay-seconds N / ECHO_SHUTDOWN_DELAY_SECONDS  keep serving N s after SIGTERM (default 0)
+ *   --on-sigterm drain / ECHO_ON_SIGTERM  at SIGTERM stop accepting and close keep-alive connections first
+ *                                         (EchoServer.drain), then wait the delay; default: keep serving
+ * After the delay it stops accepting and exits once the requests in flight are answered (2 s at most).
  * The pod name (POD_NAME, else HOSTNAME, which Kubernetes sets to it) is reported as `pod` in every reply.
  */
 import { parseArgs } from 'node:util';
@@ -12,7 +16,7 @@ import { startEchoServer } from './echo-server.ts';
 import type { EchoServer } from './echo-server.ts';
 
 const USAGE =
-  'usage: echo [--name NAME] [--ports PORT[,PORT...]] [--host HOST] [--upstream URL]  (or ECHO_NAME, ECHO_PORTS, ECHO_HOST, ECHO_UPSTREAM)';
+  'usage: echo [--name NAME] [--ports PORT[,PORT...]] [--host HOST] [--upstream URL] [--shutdown-delay-seconds N] [--on-sigterm serve|drain]';
 
 interface EchoSettings {
   name: string;
@@ -20,6 +24,8 @@ interface EchoSettings {
   ports: number[];
   host: string;
   upstream: string | undefined;
+  shutdownDelaySeconds: number;
+  drainOnSigterm: boolean;
 }
 
 /** Settings from flags and environment; a string is the error to print. */
@@ -29,6 +35,8 @@ export function echoSettings(argv: string[], env: NodeJS.ProcessEnv): EchoSettin
     ports?: string | undefined;
     host?: string | undefined;
     upstream?: string | undefined;
+    'shutdown-delay-seconds'?: string | undefined;
+    'on-sigterm'?: string | undefined;
   };
   try {
     values = parseArgs({
@@ -38,6 +46,8 @@ export function echoSettings(argv: string[], env: NodeJS.ProcessEnv): EchoSettin
         ports: { type: 'string' },
         host: { type: 'string' },
         upstream: { type: 'string' },
+        'shutdown-delay-seconds': { type: 'string' },
+        'on-sigterm': { type: 'string' },
       },
       strict: true,
     }).values;
@@ -55,7 +65,16 @@ export function echoSettings(argv: string[], env: NodeJS.ProcessEnv): EchoSettin
   }
   const upstream = nonEmpty(values.upstream) ?? nonEmpty(env.ECHO_UPSTREAM);
   if (upstream !== undefined && !/^http:\/\/[^/]+/.test(upstream)) return `bad upstream '${upstream}'`;
+  const delayText =
+    nonEmpty(values['shutdown-delay-seconds']) ?? nonEmpty(env.ECHO_SHUTDOWN_DELAY_SECONDS) ?? '0';
+  const shutdownDelaySeconds = /^\d{1,4}$/.test(delayText) ? Number(delayText) : NaN;
+  if (Number.isNaN(shutdownDelaySeconds)) return `bad shutdown delay '${delayText}'`;
+  const onSigterm = nonEmpty(values['on-sigterm']) ?? nonEmpty(env.ECHO_ON_SIGTERM) ?? 'serve';
+  if (onSigterm !== 'serve' && onSigterm !== 'drain')
+    return `bad --on-sigterm '${onSigterm}' (serve or drain)`;
   return {
+    shutdownDelaySeconds,
+    drainOnSigterm: onSigterm === 'drain',
     name,
     pod,
     ports,
@@ -98,6 +117,14 @@ async function main(): Promise<number> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  if (settings.drainOnSigterm) for (const server of servers) server.drain();
+  if (settings.shutdownDelaySeconds > 0) {
+    process.stdout.write(`echo: SIGTERM, serving ${settings.shutdownDelaySeconds} s more\n`);
+    await new Promise((resolve) => setTimeout(resolve, settings.shutdownDelaySeconds * 1000));
+  }
+  // A graceful exit, as most servers do: no new connections, the requests in flight (2 s at most) finish.
+  for (const server of servers) server.drain();
+  await Promise.all(servers.map((server) => server.idle(2000)));
   await Promise.all(servers.map((server) => server.close()));
   return 0;
 }

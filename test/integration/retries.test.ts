@@ -233,4 +233,53 @@ describe('upstream retries (loopback)', () => {
       'sluice_upstream_retries_total{direction="outbound",failure="refused"} 1',
     ]);
   });
+
+  it('HTTP/2: a streamed body without Content-Length (gRPC) refused after it went out is sent again, once', async () => {
+    const processed: string[] = [];
+    let streams = 0;
+    const up = http2.createServer();
+    up.on('stream', (stream, headers) => {
+      stream.on('error', () => undefined); // the refused one
+      const first = ++streams === 1;
+      let body = '';
+      stream.on('data', (c: Buffer) => (body += c.toString()));
+      stream.on('end', () => {
+        // The first stream is refused only once its whole body has arrived: the proxy has streamed it.
+        if (first) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+        processed.push(`${headers[':method']} ${body}`);
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end('a');
+      });
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      up.close();
+    });
+    const { h2url, deps } = await proxyFor([(up.address() as AddressInfo).port]);
+    const session = http2.connect(h2url);
+    closers.push(() => session.close());
+    const answer = await new Promise<{ status: number; grpc: string }>((resolve, reject) => {
+      const req = session.request({
+        ':method': 'POST',
+        ':path': '/echo.Echo/Call',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      let status = 0;
+      let grpc = '';
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('trailers', (t: http2.IncomingHttpHeaders) => (grpc = String(t['grpc-status'])));
+      req.resume();
+      req.on('end', () => resolve({ status, grpc }));
+      req.on('error', reject);
+      req.write('call-');
+      setImmediate(() => req.end('1'));
+    });
+    assert.deepEqual(answer, { status: 200, grpc: '0' });
+    assert.deepEqual(processed, ['POST call-1']);
+    assert.deepEqual(retries(deps), [
+      'sluice_upstream_retries_total{direction="outbound",failure="refused"} 1',
+    ]);
+  });
 });

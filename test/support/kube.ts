@@ -69,9 +69,14 @@ export const CONTROL_NAMESPACE = 'sluice-system';
  * Applies manifests/ as a user would (through the local cluster's overlay) and waits for the controller and the injector (restarted, so they run
  * this checkout's image) and for the injector to have put its CA into the webhook configuration.
  */
-export async function deploySluice(): Promise<void> {
+export async function deploySluice(options: { controllerEnv?: Record<string, string> } = {}): Promise<void> {
   // The local cluster's overlay of manifests/ (proxies request less CPU on its one 2-core node).
   await kubectl(['apply', '-k', 'demo/sluice-local/'], { timeoutMs: 60_000 });
+  // Settings of one suite (removeController() deletes the Deployment, so they do not outlive it).
+  const env = Object.entries(options.controllerEnv ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (env.length > 0) {
+    await kubectl(['-n', CONTROL_NAMESPACE, 'set', 'env', 'deployment/sluice-controller', ...env]);
+  }
   await kubectl([
     '-n',
     CONTROL_NAMESPACE,

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { createCa, issueWorkloadCert, loadCa } from '../../pki/ca.ts';
 import { generateKeyPair, privateKeyToPem } from '../../pki/keys.ts';
-import { controllerUrl, identityFromAnswer, retryDelayMs } from '../../sidecar/controller-identity.ts';
+import {
+  controllerUrl,
+  identityFromAnswer,
+  renewalDelayMs,
+  retryDelayMs,
+} from '../../sidecar/controller-identity.ts';
 
 describe('controller identity (pure parts)', function () {
   it('controllerUrl fills in the port and refuses what is not host[:port]', function () {
@@ -42,6 +47,29 @@ describe('controller identity (pure parts)', function () {
       retryDelayMs(50, 1000, 30_000, () => 7),
       30_000,
       'a bad random source is clamped',
+    );
+  });
+
+  it('renewalDelayMs counts a backdated short-lived certificate from when it was asked for', function () {
+    const now = Date.parse('2026-12-03T12:00:00Z');
+    const minute = 60_000;
+    // Issued now for 2 minutes, notBefore backdated 5 minutes: due at 70 % of the 2 minutes, not at once.
+    const short = { notBefore: new Date(now - 5 * minute), notAfter: new Date(now + 2 * minute) };
+    const near = (actual: number, expected: number) =>
+      assert.ok(Math.abs(actual - expected) < 1, `${actual} != ${expected}`);
+    near(
+      renewalDelayMs(short, now, now, () => 0.5),
+      0.7 * 2 * minute,
+    );
+    near(
+      renewalDelayMs(short, now - 1000, now, () => 0.5),
+      0.7 * (2 * minute + 1000) - 1000,
+    );
+    // A 24 h certificate: the 5 minutes barely matter, and it is still renewed at 70 % of its validity.
+    const day = { notBefore: new Date(now - 5 * minute), notAfter: new Date(now + 24 * 60 * minute) };
+    near(
+      renewalDelayMs(day, now, now, () => 0.5),
+      0.7 * 24 * 60 * minute,
     );
   });
 

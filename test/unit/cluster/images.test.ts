@@ -168,6 +168,8 @@ describe('echo image settings', () => {
       ports: [8080],
       host: '0.0.0.0',
       upstream: undefined,
+      shutdownDelaySeconds: 0,
+      drainOnSigterm: false,
     });
   });
 
@@ -179,6 +181,8 @@ describe('echo image settings', () => {
       ports: [8080, 9090],
       host: '::',
       upstream: undefined,
+      shutdownDelaySeconds: 0,
+      drainOnSigterm: false,
     });
   });
 
@@ -187,6 +191,15 @@ describe('echo image settings', () => {
     assert.match(echoSettings(['--ports', ''], { ECHO_PORTS: 'x' }) as string, /bad port 'x'/);
     assert.equal(typeof echoSettings(['--bogus'], {}), 'string');
     assert.match(echoSettings([], { ECHO_UPSTREAM: 'reviews:9080' }) as string, /bad upstream/);
+    assert.match(echoSettings(['--shutdown-delay-seconds', 'soon'], {}) as string, /bad shutdown delay/);
+    assert.match(echoSettings(['--on-sigterm', 'exit'], {}) as string, /bad --on-sigterm/);
+  });
+
+  it('takes the shutdown behaviour from flags or the environment', () => {
+    const settings = echoSettings(['--on-sigterm', 'drain'], { ECHO_SHUTDOWN_DELAY_SECONDS: '5' });
+    assert.ok(typeof settings !== 'string');
+    assert.equal(settings.shutdownDelaySeconds, 5);
+    assert.equal(settings.drainOnSigterm, true);
   });
 
   it('takes an upstream to call from the flag or ECHO_UPSTREAM', () => {

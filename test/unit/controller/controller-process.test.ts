@@ -24,6 +24,7 @@ describe('controller process pieces', () => {
         adminPort: 15014,
         kubeconfig: undefined,
         proxyImage: undefined,
+        workloadCertMinutes: undefined,
         proxyResources: { cpuRequest: '50m', memoryRequest: '64Mi' },
         help: false,
       });
@@ -34,6 +35,12 @@ describe('controller process pieces', () => {
         { cpuRequest: '10m', memoryRequest: '32Mi' },
       );
       assert.equal(parseControllerFlags(['--proxy-image', 'img:2'], {}).proxyImage, 'img:2');
+      assert.equal(parseControllerFlags([], { SLUICE_WORKLOAD_CERT_MINUTES: '2' }).workloadCertMinutes, 2);
+      assert.equal(
+        parseControllerFlags(['--workload-cert-minutes', '90'], { SLUICE_WORKLOAD_CERT_MINUTES: '2' })
+          .workloadCertMinutes,
+        90,
+      );
       const fromEnv = parseControllerFlags([], { POD_NAMESPACE: 'mesh', SLUICE_TRUST_DOMAIN: 'example.org' });
       assert.equal(fromEnv.namespace, 'mesh');
       assert.equal(fromEnv.trustDomain, 'example.org');
@@ -59,6 +66,7 @@ describe('controller process pieces', () => {
         adminPort: 2,
         kubeconfig: 'k',
         proxyImage: undefined,
+        workloadCertMinutes: undefined,
         proxyResources: { cpuRequest: '50m', memoryRequest: '64Mi' },
         help: false,
       });
@@ -77,6 +85,9 @@ describe('controller process pieces', () => {
       ['--kubeconfig', ''],
       ['--proxy-cpu-request', 'half'],
       ['--proxy-memory-request', '1Gi'],
+      ['--workload-cert-minutes', '0'],
+      ['--workload-cert-minutes', '1.5'],
+      ['--workload-cert-minutes', '10081'],
     ]) {
       it(`refuses ${args.join(' ')} with a UsageError`, () => {
         assert.throws(() => parseControllerFlags(args, {}), UsageError);

@@ -3,8 +3,11 @@
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
-import { createAdminServer, isLoopbackAddress } from '../../../sidecar/admin-server.ts';
+import { createCa, issueWorkloadCert, loadCa } from '../../../pki/ca.ts';
+import { generateKeyPair } from '../../../pki/keys.ts';
+import { configDump, createAdminServer, isLoopbackAddress } from '../../../sidecar/admin-server.ts';
 import { ProxyMetrics } from '../../../sidecar/metrics.ts';
 
 /** A non-loopback address of this machine (what a pod IP is to the admin server), if it has one. */
@@ -63,6 +66,31 @@ describe('sidecar admin port', () => {
       assert.match(dump.body, /spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web/);
       assert.equal((await get(host, '/live')).status, 200);
     }
+  });
+
+  it('names the root that issued the certificate and the roots it trusts (a CA rotation check)', async () => {
+    const oldRoot = await createCa({ trustDomain: 'cluster.local' });
+    const newRoot = await createCa({ trustDomain: 'cluster.local' });
+    const spiffeId = 'spiffe://cluster.local/ns/shop/sa/web';
+    const certPem = await issueWorkloadCert({
+      ca: await loadCa(newRoot),
+      spiffeId,
+      publicKey: (await generateKeyPair()).publicKey,
+    });
+    const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
+    const dump = configDump({
+      ready: () => ({ ok: true, reason: 'ready' }),
+      metrics: new ProxyMetrics(),
+      view: () => undefined,
+      identity: () => ({
+        spiffeId,
+        notAfter: new Date(0),
+        certPem,
+        bundlePem: oldRoot.certPem + newRoot.certPem,
+      }),
+    }) as { identity: { issuer: string; trustRoots: string[] } };
+    assert.equal(dump.identity.issuer, fingerprint(newRoot.certPem));
+    assert.deepEqual(dump.identity.trustRoots, [fingerprint(oldRoot.certPem), fingerprint(newRoot.certPem)]);
   });
 
   it('reports memory after a full GC on loopback', async () => {

@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+/**
+ * load: a steady request load for the churn tests (sluice-toolbox image), counting every request.
+ *   load --rate N [--concurrency C] [--http1 URLS] [--h2c URLS] [--grpc URLS] --stop-file F --out F
+ * Sends N requests/s per protocol given (HTTP/1.1 on keep-alive connections and h2c on one connection per
+ * host, GET and POST alternating; unary gRPC calls on another HTTP/2 connection per host), taking the
+ * comma-separated URLS in turn, until the stop file exists; then waits for the requests in flight. Every
+ * second, and once more at the end with "done": true, it replaces the out file with the counts so far:
+ *   { "http1": { "total", "failed", "causes": { "echo: status 502": 1, "slow: ECONNRESET": 2 } }, ...,
+ *     "seconds", "done", "failures": [ { "at": ISO time, "protocol", "cause" } ] (the first 200) }
+ * A request failed when it got no answer, an HTTP status other than 200 or a grpc-status other than 0;
+ * a cause starts with the first label of the URL's host.
+ */
+import { existsSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import http2 from 'node:http2';
+import { parseArgs } from 'node:util';
+import { grpcCall } from '../echo/echo-server.ts';
+
+const USAGE =
+  'usage: load --rate N [--concurrency C] [--http1 URLS] [--h2c URLS] [--grpc URLS] --stop-file F --out F';
+const TIMEOUT_MS = 10_000;
+const BODY = 'order=1';
+
+type Protocol = 'http1' | 'h2c' | 'grpc';
+interface Counts {
+  total: number;
+  failed: number;
+  causes: Record<string, number>;
+}
+
+/** One request; resolves with undefined on success, else the cause of the failure. */
+type Send = (post: boolean) => Promise<string | undefined>;
+
+/** Takes the URLs in turn; a failure's cause is prefixed with the host's first label. */
+function roundRobin(urls: string, make: (url: string) => Send): Send {
+  const senders = urls.split(',').map((url) => {
+    const send = make(url);
+    const label = new URL(url).hostname.split('.')[0] ?? '';
+    return async (post: boolean) => {
+      const cause = await send(post);
+      return cause === undefined ? undefined : `${label}: ${cause}`;
+    };
+  });
+  let i = 0;
+  return (post) => senders[i++ % senders.length]!(post);
+}
+
+function http1Sender(url: string, agent: http.Agent): Send {
+  return (post) =>
+    new Promise((resolve) => {
+      const req = http.request(url, {
+        agent,
+        method: post ? 'POST' : 'GET',
+        headers: post ? { 'content-type': 'text/plain', 'content-length': BODY.length } : {},
+        timeout: TIMEOUT_MS,
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      req.on('response', (res) => {
+        res.resume();
+        res.on('error', (err: NodeJS.ErrnoException) => resolve(`body ${err.code ?? err.message}`));
+        res.on('end', () => resolve(res.statusCode === 200 ? undefined : `status ${res.statusCode}`));
+      });
+      req.end(post ? BODY : undefined);
+    });
+}
+
+/** One HTTP/2 connection, replaced once it closed or got GOAWAY. */
+function sessionFor(url: string): () => http2.ClientHttp2Session {
+  let session: http2.ClientHttp2Session | undefined;
+  return () => {
+    if (session === undefined || session.closed || session.destroyed) {
+      const fresh = http2.connect(url);
+      fresh.setMaxListeners(0);
+      fresh.on('error', () => undefined);
+      fresh.on('goaway', () => {
+        if (session === fresh) session = undefined;
+      });
+      session = fresh;
+    }
+    return session;
+  };
+}
+
+function h2cSender(url: string): Send {
+  const session = sessionFor(url);
+  const path = new URL(url).pathname;
+  return (post) =>
+    new Promise((resolve) => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session().request({
+          ':method': post ? 'POST' : 'GET',
+          ':path': path,
+          ...(post ? { 'content-type': 'text/plain', 'content-length': BODY.length } : {}),
+        });
+      } catch (err) {
+        resolve(`request ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        return;
+      }
+      let status = 0;
+      stream.setTimeout(TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('error', () => undefined);
+      stream.resume();
+      stream.on('close', () => {
+        if (status === 0) resolve(`no response (rst ${stream.rstCode})`);
+        else if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) resolve(`rst ${stream.rstCode}`);
+        else resolve(status === 200 ? undefined : `status ${status}`);
+      });
+      stream.end(post ? BODY : undefined);
+    });
+}
+
+function grpcSender(url: string): Send {
+  const session = sessionFor(url);
+  return async () => {
+    try {
+      const r = await grpcCall(session(), '/echo.Echo/Call', {}, TIMEOUT_MS);
+      return r.grpcStatus === 0 ? undefined : `grpc-status ${r.grpcStatus} (http ${r.status})`;
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        rate: { type: 'string' },
+        concurrency: { type: 'string', default: '16' },
+        http1: { type: 'string' },
+        h2c: { type: 'string' },
+        grpc: { type: 'string' },
+        'stop-file': { type: 'string' },
+        out: { type: 'string' },
+      },
+    }).values;
+  } catch (err) {
+    process.stderr.write(`load: ${err instanceof Error ? err.message : String(err)}\n${USAGE}\n`);
+    return 2;
+  }
+  const rate = Number(values.rate);
+  const concurrency = Number(values.concurrency);
+  const stopFile = values['stop-file'];
+  const out = values.out;
+  if (!(rate > 0) || !(concurrency >= 1) || stopFile === undefined || out === undefined) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const senders: [Protocol, Send][] = [];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  if (values.http1) senders.push(['http1', roundRobin(values.http1, (url) => http1Sender(url, agent))]);
+  if (values.h2c) senders.push(['h2c', roundRobin(values.h2c, h2cSender)]);
+  if (values.grpc) senders.push(['grpc', roundRobin(values.grpc, grpcSender)]);
+
+  const started = performance.now();
+  let stopRequested = false;
+  const stopping = (): boolean => stopRequested;
+  const failures: { at: string; protocol: Protocol; cause: string }[] = [];
+  const result: Partial<Record<Protocol, Counts>> = {};
+  const interval = 1000 / rate;
+
+  async function run(protocol: Protocol, send: Send): Promise<void> {
+    const counts: Counts = { total: 0, failed: 0, causes: {} };
+    result[protocol] = counts;
+    let next = performance.now();
+    let n = 0;
+    const worker = async () => {
+      while (!stopping()) {
+        // After a stall (every worker busy) the schedule goes on from now, without a burst to catch up.
+        next = Math.max(next, performance.now() - 1000);
+        const slot = next;
+        next += interval;
+        const wait = slot - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (stopping()) return;
+        const cause = await send(n++ % 2 === 1);
+        counts.total++;
+        if (cause !== undefined) {
+          counts.failed++;
+          counts.causes[cause] = (counts.causes[cause] ?? 0) + 1;
+          if (failures.length < 200) failures.push({ at: new Date().toISOString(), protocol, cause });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  }
+
+  let writing = Promise.resolve();
+  const snapshot = (done: boolean): Promise<void> => {
+    const seconds = Math.round((performance.now() - started) / 100) / 10;
+    const text = JSON.stringify({ ...result, seconds, done, failures }) + '\n';
+    writing = writing
+      .then(() => writeFile(`${out}.tmp`, text))
+      .then(() => rename(`${out}.tmp`, out))
+      .catch((err: unknown) => {
+        process.stderr.write(`load: ${String(err)}\n`);
+      });
+    return writing;
+  };
+  const watch = setInterval(() => {
+    if (existsSync(stopFile)) stopRequested = true;
+    else void snapshot(false);
+  }, 1000);
+  await Promise.all(senders.map(([protocol, send]) => run(protocol, send)));
+  clearInterval(watch);
+  await snapshot(true);
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
+process.exit();
