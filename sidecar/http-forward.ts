@@ -20,6 +20,7 @@ import {
   forwardHeaders,
   forwardResponseHeaders,
   NOT_PROCESSED_HEADER,
+  RESET_BY_APP_HEADER,
   PEER_IDENTITY_HEADER,
 } from './http-headers.ts';
 import {
@@ -365,8 +366,15 @@ export interface SendOptions {
   /**
    * No upstream answered: reply locally with this status. `notProcessed`: every attempt failed before any
    * byte reached the app (the inbound sidecar tells the client sidecar so, with NOT_PROCESSED_HEADER).
+   * `resetByApp`: the last attempt was reset before any response byte (RESET_BY_APP_HEADER).
    */
-  readonly fail: (code: number, message: string, cause: string, notProcessed?: boolean) => void;
+  readonly fail: (
+    code: number,
+    message: string,
+    cause: string,
+    notProcessed?: boolean,
+    resetByApp?: boolean,
+  ) => void;
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
   /** The request's span when it is traced: told each endpoint attempt. */
@@ -387,6 +395,8 @@ export function sendWithRetries(options: SendOptions): void {
   let mayReuseTried = false;
   /** Some attempt may have reached the app (a failure after writing, or any response). */
   let reachedApp = false;
+  /** An attempt was reset after the request (or part of it) went out, before any response byte. */
+  let resetSeen = false;
   /** Set while a transport retry looks for its endpoint: counted once it has one. */
   let retryingAfter: FailureKind | undefined;
   /** `clientGone`: the client went (its response may be drained, see sendH1), rather than a timeout. */
@@ -439,7 +449,7 @@ export function sendWithRetries(options: SendOptions): void {
     }
     if (!ep) {
       end();
-      if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp);
+      if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp, resetSeen);
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
         if (deps.log) overflowLog(deps.log).report(target.backendLabel);
@@ -504,6 +514,9 @@ export function sendWithRetries(options: SendOptions): void {
         if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
           if (retried('refused', replayable(req, kept))) return body.discard();
           reachedApp = false;
+        } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
+          // Its app reset the connection before answering: an idempotent request may go elsewhere.
+          if (retried('reset', replayable(req, kept))) return body.discard();
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
           retriesLeft--;
@@ -560,9 +573,10 @@ export function sendWithRetries(options: SendOptions): void {
           failure: kind,
           error: err.message,
         });
+        if (kind === 'reset') resetSeen = true;
         if (retried(kind, replayable)) return;
         end();
-        fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp);
+        fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp, resetSeen);
       },
     };
     try {

@@ -14,9 +14,16 @@ export const PEER_IDENTITY_HEADER = 'x-sluice-peer-identity';
  * passed on, so an app cannot claim it.
  */
 export const NOT_PROCESSED_HEADER = 'x-sluice-not-processed';
+/**
+ * Set by an inbound sidecar on its local reply when its app reset or closed the connection after getting
+ * the request and before any response byte (an app shutting down): the client sidecar retries the request
+ * elsewhere only if it is idempotent or its route has a retry policy (ADR 0015). Never passed on.
+ */
+export const RESET_BY_APP_HEADER = 'x-sluice-reset-by-app';
 
 const HOP_BY_HOP = new Set([
   NOT_PROCESSED_HEADER,
+  RESET_BY_APP_HEADER,
   'connection',
   'keep-alive',
   'proxy-connection',

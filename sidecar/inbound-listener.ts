@@ -13,7 +13,12 @@ import { connectionInfo, setConnectionInfo, type ConnectionInfo } from './connec
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import { sendWithRetries, type ForwardDeps } from './http-forward.ts';
-import { forwardHeaders, NOT_PROCESSED_HEADER, PEER_IDENTITY_HEADER } from './http-headers.ts';
+import {
+  forwardHeaders,
+  NOT_PROCESSED_HEADER,
+  PEER_IDENTITY_HEADER,
+  RESET_BY_APP_HEADER,
+} from './http-headers.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import {
   declaredBodyBytes,
@@ -167,10 +172,14 @@ export function createInboundListener(o: InboundOptions): {
       finish: record,
       direction: 'inbound',
       ...(span ? { span } : {}),
-      fail: (code, message, cause, notProcessed) => {
+      fail: (code, message, cause, notProcessed, resetByApp) => {
         span?.end(code, cause);
         o.deps.metrics.errors.inc(['inbound', cause]);
-        const extra: Record<string, string> = notProcessed ? { [NOT_PROCESSED_HEADER]: '1' } : {};
+        const extra: Record<string, string> = notProcessed
+          ? { [NOT_PROCESSED_HEADER]: '1' }
+          : resetByApp
+            ? { [RESET_BY_APP_HEADER]: '1' }
+            : {};
         const responseBytes = localReply(req, res, code, message, extra);
         record(code, { requestBytes: declaredBodyBytes(req), responseBytes });
       },

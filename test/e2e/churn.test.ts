@@ -150,7 +150,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
     const d = diff(before, after);
     const rate = Math.round(d.total / d.seconds);
     console.log(
-      `      churn: ${name}: ${d.failed} failed of ${d.total} (${rate} requests/s, ${d.seconds} s)`,
+      `      churn: ${name}: ${d.failed} failed of ${d.total} (${rate} requests/s, ${d.seconds.toFixed(1)} s)`,
     );
     for (const p of d.byProtocol) {
       console.log(`        ${p.protocol}: ${p.failed}/${p.total} failed ${JSON.stringify(p.causes)}`);
@@ -417,7 +417,6 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
         `(${rate} requests/s over ${end.seconds} s); client sidecar certificates issued: ${issued ?? '?'}`,
     );
     for (const s of suite) console.log(`        ${s.name}: ${s.failed}/${s.total}`);
-    assert.ok(rate >= 200, `only ${rate} requests/s`);
     assert.ok(Number(issued) >= 3, `the client sidecar got ${issued ?? 'no'} certificates`);
   });
 });

@@ -13,7 +13,7 @@ import type { ClientResult } from '../support/mesh-client.ts';
 // the requests it has finish, and drains (does not cut) connections to an endpoint that left the view.
 
 const NS = 'shop';
-const VIP = { backend: '10.96.0.10', onlyA: '10.96.0.11', onlyB: '10.96.0.12' };
+const VIP = { backend: '10.96.0.10', onlyA: '10.96.0.11', onlyB: '10.96.0.12', cAndB: '10.96.0.13' };
 type Conditions = { ready?: boolean; serving?: boolean; terminating?: boolean };
 const TERMINATING: Conditions = { ready: false, serving: true, terminating: true };
 
@@ -42,6 +42,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
       ),
       ...withConditions(serviceWithEndpoints(NS, 'only-a', VIP.onlyA, [[80, APP_PORT, 'http']], pods(['a']))),
       ...serviceWithEndpoints(NS, 'only-b', VIP.onlyB, [[80, APP_PORT, 'http']], pods(['b'])),
+      ...serviceWithEndpoints(NS, 'c-and-b', VIP.cAndB, [[80, APP_PORT, 'http']], pods(['c', 'b'])),
     ];
   }
 
@@ -82,6 +83,7 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     const specs = [
       { name: 'client', serviceAccount: 'client', meshed: true },
       { name: 'a', serviceAccount: 'backend', meshed: true },
+      { name: 'c', serviceAccount: 'backend', meshed: true },
       { name: 'b', serviceAccount: 'backend', meshed: true, proxyArgs: ['--drain-delay-seconds', '3'] },
     ];
     for (const ref of await addPods(mesh, NS, specs)) refs.set(ref.name, ref);
@@ -121,6 +123,26 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     assert.equal((await send(VIP.onlyA))[0]?.status, 503);
     await apply({ ready: true }); // and it is used again when it comes back
     assert.equal(countAnswers(await send(VIP.onlyA, '/', 3))['200:a'], 3);
+  });
+
+  it('an app that dies holding GETs: its sidecar says so, and the client sidecar sends them elsewhere', async () => {
+    await apply({ ready: true });
+    const c = mesh.pods.get('c')!;
+    const inflight = mesh.client('client', {
+      kind: 'http1',
+      url: `http://${VIP.cAndB}/?delay=2000`,
+      count: 8,
+      concurrency: 8,
+    });
+    await waitFor('a request to reach the app in c', () => c.logs.join('').includes('holding GET'), {
+      timeoutMs: 30_000,
+    });
+    const exited = new Promise((r) => c.app!.once('exit', r));
+    c.app!.kill('SIGKILL');
+    await exited;
+    assert.deepEqual(countAnswers(await inflight), { '200:b': 8 });
+    const metrics = (await mesh.admin(client, '/metrics')).body;
+    assert.match(metrics, /sluice_upstream_retries_total\{direction="outbound",failure="reset"\} [1-9]/);
   });
 
   it('an endpoint whose app is gone while its sidecar serves: POSTs go to another endpoint, none fails', async () => {
