@@ -172,6 +172,11 @@ describe('hop-by-hop headers', () => {
       'content-type': 'a',
     });
   });
+
+  it('an app cannot send the retry signals that only an inbound sidecar gives', () => {
+    const signals = { 'x-sluice-not-processed': '1', 'x-sluice-reset-by-app': '1', 'content-type': 'a' };
+    assert.deepEqual(forwardResponseHeaders(signals), { 'content-type': 'a' });
+  });
 });
 
 describe('metrics', () => {
