@@ -56,7 +56,7 @@ export interface SupervisedInformerOptions {
   readonly resyncIntervalMs?: number;
   /** A watch connected this long counts as healthy and resets the restart backoff (default 30 s). */
   readonly healthyAfterMs?: number;
-  /** Restart delays (default 200 ms doubling to 10 s, jittered). */
+  /** Restart delays (default 200 ms doubling to 30 s, jittered). */
   readonly backoff?: BackoffOptions;
   /** Limit for each list page, and for a watch to send its response headers (default 60 s). */
   readonly requestTimeoutMs?: number;
@@ -101,12 +101,6 @@ type WatchEnd =
   | { readonly reason: 'gone' | 'error'; readonly message: string };
 
 const WATCHDOG_GRACE_MS = 30_000;
-/**
- * Restart backoff: at most 10 s between attempts (the shared default goes to 30 s), so a controller follows
- * the cluster again within seconds of an API server or etcd restart (churn e2e: 49 s after a 15 s outage
- * with 30 s). One controller's handful of informers retrying every 10 s costs the API server nothing.
- */
-const INFORMER_BACKOFF: BackoffOptions = { ...DEFAULT_BACKOFF, maxMs: 10_000 };
 const MAX_WATCH_LINE_CHARS = 64 * 1024 * 1024;
 const MAX_LIST_PAGE_BYTES = 512 * 1024 * 1024;
 
@@ -172,7 +166,7 @@ export class SupervisedInformer<T extends KubeObject = KubeObject> {
     this.#pageSize = Math.max(1, Math.floor(options.pageSize ?? 500));
     this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.#random = options.random ?? Math.random;
-    this.#backoff = new Backoff(options.backoff ?? INFORMER_BACKOFF, this.#random);
+    this.#backoff = new Backoff(options.backoff ?? DEFAULT_BACKOFF, this.#random);
     const selector = [options.labelSelector, options.fieldSelector].filter(Boolean).join(', ');
     this.name = describeResource(options.resource, options.namespace) + (selector ? ` (${selector})` : '');
     let control: { resolve: () => void; reject: (error: Error) => void } | undefined;
