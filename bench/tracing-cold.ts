@@ -1,7 +1,8 @@
 /**
- * The cold cost of a sampled span (ADR 0018): three processes side by side, each with a tracing pipeline
+ * The cold cost of a sampled span (ADR 0018): four processes side by side, each with a tracing pipeline
  * exporting to a local sink, one idle, one ending SPANS_PER_SECOND spans through Sluice's OTLP encoder and
- * sender, one through the SDK's OTLP exporter. CPU per span = the process's CPU above the idle one's, over
+ * sender, one through the SDK's OTLP exporter, one whose exporter discards the spans (the SDK span and the
+ * batch processor alone). CPU per span = the process's CPU above the idle one's, over
  * the spans it made. Runs them at once so they share the machine's contention.
  *
  *   node bench/tracing-cold.ts            (BENCH_SECONDS, default 30; BENCH_SPANS_PER_SECOND, default 1)
@@ -20,11 +21,16 @@ if (process.argv[2] === 'child') {
   const exporter =
     variant === 'sdk'
       ? new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter({ url: endpoint })
-      : undefined;
+      : variant === 'discard'
+        ? {
+            export: (_s: unknown, done: (r: { code: 0 }) => void) => done({ code: 0 }),
+            shutdown: () => Promise.resolve(),
+          }
+        : undefined;
   const tracing = new RequestTracing({
     resource: { 'service.name': 'bench', 'k8s.namespace.name': 'app', 'k8s.pod.name': 'bench-1' },
     identity: () => 'spiffe://cluster.local/ns/app/sa/bench',
-    ...(exporter ? { exporter } : {}),
+    ...(exporter ? { exporter: exporter } : {}),
   });
   await tracing.apply({ ...DEFAULT_TRACING, endpoint, samplingRatio: 0 }, 'app');
   const start = process.cpuUsage();
@@ -71,7 +77,7 @@ if (process.argv[2] === 'child') {
         else resolve([name, Number(cpu), Number(spans)]);
       });
     });
-  const results = await Promise.all(['idle', 'sluice', 'sdk'].map(run));
+  const results = await Promise.all(['idle', 'sluice', 'sdk', 'discard'].map(run));
   const idle = results[0]![1];
   for (const [name, cpu, spans] of results.slice(1))
     console.log(`${name}: ${spans} spans, ${((cpu - idle) / spans).toFixed(0)} µs CPU per span above idle`);
