@@ -135,17 +135,50 @@ export function createInboundListener(o: InboundOptions): {
     return headers;
   };
 
+  /** A request the proxy answers itself before reaching the app: a SERVER span with the cause, and the metrics. */
+  const localFailure = (
+    req: DownstreamRequest,
+    res: DownstreamResponse,
+    started: number,
+    info: ConnectionInfo | undefined,
+    code: number,
+    cause: string,
+    message: string,
+  ): void => {
+    const peer = {
+      address: info?.address ?? req.socket.localAddress ?? '',
+      port: info?.port ?? req.socket.localPort ?? 0,
+      peerIdentity: info?.peerIdentity,
+    };
+    const span = o.deps.tracing?.startInbound(req, {}, peer);
+    span?.end(code, cause);
+    o.deps.metrics.errors.inc(['inbound', cause]);
+    const responseBytes = localReply(req, res, code, message);
+    o.deps.metrics.request('inbound', 'none', info ? `app:${info.port}` : 'none', code, started, req.method, {
+      requestBytes: declaredBodyBytes(req),
+      responseBytes,
+      peerIdentity: info?.peerIdentity,
+    });
+  };
+
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
-    const info = connectionInfo(req.socket);
-    if (!info) return void localReply(req, res, 500, 'connection without destination');
     const started = performance.now();
+    const info = connectionInfo(req.socket);
+    if (!info)
+      return localFailure(
+        req,
+        res,
+        started,
+        undefined,
+        500,
+        'no_destination',
+        'connection without destination',
+      );
     const h2 = req.httpVersionMajor === 2;
     // The app receives the normalised request, as it would from a client sidecar.
     const target = normalizeTarget(req.url || '/', o.deps.normalize);
-    if (!target.ok) {
-      o.deps.metrics.errors.inc(['inbound', 'bad_path']);
-      return void localReply(req, res, 400, `bad request: ${target.reason}`);
-    }
+    if (!target.ok)
+      return localFailure(req, res, started, info, 400, 'bad_path', `bad request: ${target.reason}`);
     const authority =
       target.authority ??
       String(

@@ -11,13 +11,21 @@ import { inboundPortProtocol, servicePortProtocol } from '../mesh-model/port-pro
 import { connectionInfo, setConnectionInfo } from './connection-info.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
-import { forwardOutbound, planOutbound, type ForwardDeps } from './http-forward.ts';
+import {
+  executeOutbound,
+  forwardOutbound,
+  planOutbound,
+  type ForwardDeps,
+  type OutboundPlan,
+} from './http-forward.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
-import { localReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import type { DownstreamRequest, DownstreamResponse } from './local-reply.ts';
 import { pipeSockets } from './tcp-pipe.ts';
 import { isSelfLoop } from './self-loop.ts';
 import { relayUnlessHttp } from './opaque-relay.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+
+const NO_ENDPOINTS = { endpoints: new Map() } as const;
 
 export interface OutboundOptions {
   deps: ForwardDeps;
@@ -34,10 +42,23 @@ export interface OutboundOptions {
  * destination, detects the protocol and either routes HTTP by destination Service or relays opaque bytes.
  */
 export function createOutboundListener(o: OutboundOptions): { server: net.Server; http: HttpServers } {
+  // Answered by the proxy itself, like a request no route matches: a CLIENT span and the metrics.
+  const notReady: OutboundPlan = {
+    kind: 'reply',
+    code: 503,
+    message: 'proxy not ready: no configuration yet',
+    cause: 'not_ready',
+    routeLabel: 'none',
+  };
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const info = connectionInfo(req.socket);
     const view = o.view();
-    if (!info || !view) return void localReply(req, res, 503, 'proxy not ready: no configuration yet');
+    if (!info || !view) {
+      const started = performance.now();
+      const authority = String(req.headers.host ?? req.headers[':authority'] ?? '');
+      const span = o.deps.tracing?.startOutbound(req, undefined, authority);
+      return executeOutbound(o.deps, 'outbound', NO_ENDPOINTS, notReady, req, res, started, span);
+    }
     forwardOutbound(
       o.deps,
       view,

@@ -1,9 +1,8 @@
-// From ended spans to the collector: the OpenTelemetry SDK's tracer provider, its batch processor and the
-// OTLP/HTTP protobuf exporter, with a bound on spans held and every span's fate counted. Nothing here runs
+// From ended spans to the collector: the OpenTelemetry SDK's tracer provider, its batch processor and
+// Sluice's own OTLP/HTTP protobuf encoder and sender (otlp-encode.ts, otlp-http-exporter.ts), with a bound on spans held and every span's fate counted. Nothing here runs
 // on a request's path except onEnd, which only appends to the batch.
 import type { Context } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOnSampler,
@@ -15,6 +14,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
 import type { Tracer } from '@opentelemetry/api';
+import { OtlpHttpExporter } from './otlp-http-exporter.ts';
 
 /** What became of spans: sent to the collector, or lost (queue full, export failed after its retries). */
 export type SpanOutcome = 'exported' | 'dropped_queue_full' | 'dropped_export_failed';
@@ -93,14 +93,7 @@ class BoundedProcessor implements SpanProcessor {
 }
 
 export function createSpanPipeline(o: PipelineOptions): SpanPipeline {
-  const exporter =
-    o.exporter ??
-    new OTLPTraceExporter({
-      url: o.endpoint,
-      timeoutMillis: o.exportTimeoutMs,
-      // A flush (drain, settings change) sends every queued batch at once; the timer sends one at a time.
-      concurrencyLimit: Math.ceil(o.maxQueueSpans / BATCH_SIZE) + 2,
-    });
+  const exporter = o.exporter ?? new OtlpHttpExporter({ url: o.endpoint, timeoutMs: o.exportTimeoutMs });
   let bounded: BoundedProcessor | undefined = undefined;
   const counting = new CountingExporter(exporter, (count, ok) => {
     if (bounded) bounded.held = Math.max(0, bounded.held - count);
