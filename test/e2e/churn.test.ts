@@ -246,19 +246,24 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
     assert.equal(d.failed, 0, JSON.stringify(d.byProtocol));
   });
 
+  /** spare: 2 replicas to none (every pod gone), then 2 again, ready. */
+  async function scaleSpareToZeroAndBack(): Promise<void> {
+    await kubectl(['-n', nsName(), 'scale', 'deployment/spare', '--replicas=0']);
+    await eventually('no spare pods', async () => {
+      const { stdout } = await kubectl(['-n', nsName(), 'get', 'pods', '-l', 'app=spare', '-o', 'name']);
+      return stdout.trim() === '' ? true : undefined;
+    });
+    await kubectl(['-n', nsName(), 'scale', 'deployment/spare', '--replicas=2']);
+    await rolloutStatus(nsName(), 'spare');
+  }
+
   it("scale a route's backend to zero and back, its weight set to 0 first", async () => {
     const d = await scenario('spare scaled 2 -> 0 -> 2 with weight 0', async () => {
       await apply([splitRoute(0)], nsName());
       await eventually('split answers from echo only', async () =>
         (await splitReplies(10)).every((n) => n === 'echo') ? true : undefined,
       );
-      await kubectl(['-n', nsName(), 'scale', 'deployment/spare', '--replicas=0']);
-      await eventually('no spare pods', async () => {
-        const { stdout } = await kubectl(['-n', nsName(), 'get', 'pods', '-l', 'app=spare', '-o', 'name']);
-        return stdout.trim() === '' ? true : undefined;
-      });
-      await kubectl(['-n', nsName(), 'scale', 'deployment/spare', '--replicas=2']);
-      await rolloutStatus(nsName(), 'spare');
+      await scaleSpareToZeroAndBack();
       await apply([splitRoute(1)], nsName());
       await eventually('split answers from spare again', async () =>
         (await splitReplies(10)).includes('spare') ? true : undefined,
@@ -269,13 +274,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
 
   it("scale a route's backend to zero and back while it has weight: only its share fails", async () => {
     const d = await scenario('spare scaled 2 -> 0 -> 2 with weight 1', async () => {
-      await kubectl(['-n', nsName(), 'scale', 'deployment/spare', '--replicas=0']);
-      await eventually('no spare pods', async () => {
-        const { stdout } = await kubectl(['-n', nsName(), 'get', 'pods', '-l', 'app=spare', '-o', 'name']);
-        return stdout.trim() === '' ? true : undefined;
-      });
-      await kubectl(['-n', nsName(), 'scale', 'deployment/spare', '--replicas=2']);
-      await rolloutStatus(nsName(), 'spare');
+      await scaleSpareToZeroAndBack();
       await eventually('split answers from spare again', async () =>
         (await splitReplies(10)).includes('spare') ? true : undefined,
       );

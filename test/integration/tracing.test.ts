@@ -10,6 +10,7 @@ import {
   tag,
   type JaegerTrace,
 } from '../support/jaeger.ts';
+import { sluiceGateway, sluiceGatewayClass } from '../support/gateway-manifests.ts';
 import { waitFor } from '../support/wait-for.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 
@@ -48,21 +49,8 @@ describe('tracing through two sidecars into Jaeger', function () {
         metadata: { name: 'sluice-mesh-config', namespace: 'sluice-system' },
         data: tracing,
       } as K8sObject,
-      {
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'GatewayClass',
-        metadata: { name: 'sluice' },
-        spec: { controllerName: 'sluice.dev/gateway-controller' },
-      },
-      {
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'Gateway',
-        metadata: { name: 'gw', namespace: NS, generation: 1 },
-        spec: {
-          gatewayClassName: 'sluice',
-          listeners: [{ name: 'http', port: GATEWAY_PORT, protocol: 'HTTP' }],
-        },
-      },
+      sluiceGatewayClass(),
+      sluiceGateway(NS, 'gw', [{ name: 'http', port: GATEWAY_PORT, protocol: 'HTTP' }]),
       {
         apiVersion: 'gateway.networking.k8s.io/v1',
         kind: 'HTTPRoute',

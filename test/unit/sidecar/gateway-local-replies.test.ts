@@ -17,7 +17,8 @@ import { LoadBalancer } from '../../../sidecar/load-balancer.ts';
 import { ProxyMetrics } from '../../../sidecar/metrics.ts';
 import { UpstreamPools } from '../../../sidecar/upstream-pools.ts';
 import { RequestTracing } from '../../../sidecar/tracing/request-tracing.ts';
-import { DEFAULT_TRACING } from '../../../protocol/tracing-config.ts';
+import { sluiceGateway, sluiceGatewayClass } from '../../support/gateway-manifests.ts';
+import { sampledTracing } from '../../support/sampled-tracing.ts';
 import { serverCert, tlsSecret } from '../../support/server-cert.ts';
 
 const PORT = 8443;
@@ -34,21 +35,8 @@ function gatewayObjects(protocol: 'HTTP' | 'HTTPS'): K8sObject[] {
     allowedRoutes: { namespaces: { from: 'All' } },
   });
   return [
-    {
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'GatewayClass',
-      metadata: { name: 'sluice' },
-      spec: { controllerName: 'sluice.dev/gateway-controller' },
-    },
-    {
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'Gateway',
-      metadata: { name: 'gw', namespace: 'infra', generation: 1 },
-      spec: {
-        gatewayClassName: 'sluice',
-        listeners: [listener('a', 'a.example.com'), listener('b', 'b.example.com')],
-      },
-    },
+    sluiceGatewayClass(),
+    sluiceGateway('infra', 'gw', [listener('a', 'a.example.com'), listener('b', 'b.example.com')]),
   ];
 }
 
@@ -59,17 +47,8 @@ describe('gateway local replies', () => {
   let listener: GatewayListener | undefined;
 
   beforeEach(async () => {
-    exporter = new InMemorySpanExporter();
     metrics = new ProxyMetrics();
-    tracing = new RequestTracing({
-      resource: { 'service.name': 'gw-sluice' },
-      identity: () => undefined,
-      exporter,
-    });
-    await tracing.apply(
-      { ...DEFAULT_TRACING, endpoint: 'http://collector.invalid/v1/traces', samplingRatio: 1 },
-      'infra',
-    );
+    ({ exporter, tracing } = await sampledTracing('gw-sluice', 'infra'));
   });
   afterEach(async () => {
     listener?.server.close();

@@ -17,7 +17,7 @@ import { LoadBalancer } from '../../../sidecar/load-balancer.ts';
 import { ProxyMetrics } from '../../../sidecar/metrics.ts';
 import { UpstreamPools } from '../../../sidecar/upstream-pools.ts';
 import { RequestTracing } from '../../../sidecar/tracing/request-tracing.ts';
-import { DEFAULT_TRACING } from '../../../protocol/tracing-config.ts';
+import { sampledTracing } from '../../support/sampled-tracing.ts';
 
 describe('sidecar local replies', () => {
   let exporter: InMemorySpanExporter;
@@ -27,17 +27,8 @@ describe('sidecar local replies', () => {
   let servers: HttpServers | undefined;
 
   beforeEach(async () => {
-    exporter = new InMemorySpanExporter();
     metrics = new ProxyMetrics();
-    tracing = new RequestTracing({
-      resource: { 'service.name': 'app' },
-      identity: () => undefined,
-      exporter,
-    });
-    await tracing.apply(
-      { ...DEFAULT_TRACING, endpoint: 'http://collector.invalid/v1/traces', samplingRatio: 1 },
-      'ns',
-    );
+    ({ exporter, tracing } = await sampledTracing('app', 'ns'));
   });
   afterEach(async () => {
     front?.close();
