@@ -3,7 +3,7 @@
 // trust bundle (ConfigMap sluice-ca-root) and its SPIFFE ID. Renewed at renewAt(); a failed request is
 // retried with jittered exponential backoff while the current certificate stays in use until it expires.
 // The token and bundle files are read again for every request: the kubelet rotates both. Without a usable
-// token (file missing or empty, or refused with 401/403) a still valid certificate renews itself: the
+// token (file missing or empty, refused with 401/403, or not reviewable now: 503) a still valid certificate renews itself: the
 // request goes without a token over a connection that presents it. The bundle file is
 // also checked every bundleCheckMs: when it changed (a CA rotation step, docs/operations.md) the
 // certificate is renewed soon, and with it the trust bundle the sidecar checks peers against.
@@ -338,8 +338,9 @@ export class ControllerIdentity implements IdentitySource {
   }
 
   /**
-   * One certificate request: with the token; without it, when the token file is missing or empty or the
-   * controller refused the token (401/403), by presenting the current certificate, if it is still valid
+   * One certificate request: with the token; without it, when the token file is missing or empty, the
+   * controller refused the token (401/403) or cannot review it now (503), by presenting the current
+   * certificate, if it is still valid
    * (docs/security.md, renewal by certificate).
    */
   async #request(): Promise<Identity> {
@@ -365,9 +366,11 @@ export class ControllerIdentity implements IdentitySource {
         this.#refusedToken = undefined;
         return result;
       }
-      if (!current || (status !== 401 && status !== 403)) throw new Error(result);
+      // 503: the controller cannot review tokens now (API server down); a renewal by certificate needs no
+      // review, so a short-lived certificate does not run out during the outage. The token is not refused.
+      if (!current || (status !== 401 && status !== 403 && status !== 503)) throw new Error(result);
       // The same token is not sent again: each refusal costs this pod's address rate-limit tokens.
-      this.#refusedToken = { token, why: result };
+      if (status !== 503) this.#refusedToken = { token, why: result };
       refused = result;
     }
     if (!current) throw typeof token === 'string' ? new Error('no current certificate') : token;

@@ -55,7 +55,10 @@ class StandInApi implements TokenReviewer, CaSecretStore {
   secret: CaSecret | undefined;
   /** The TokenReview's verdict (false: the pod or its service account is gone). */
   authenticated = true;
+  /** The API server is down: reviews fail (the CA answers 503). */
+  unavailable = false;
   review(): Promise<TokenReviewResult> {
+    if (this.unavailable) return Promise.reject(new Error('connect ECONNREFUSED (API server down)'));
     return Promise.resolve({
       authenticated: this.authenticated,
       username: 'system:serviceaccount:shop:web',
@@ -381,5 +384,18 @@ describe('CA root rotation without restarts (loopback: controller, certificate e
     const fourth = await newSigner();
     await waitFor('a renewal with the token', () => signedBy(sidecar.credentials.identity, fourth));
     assert.equal(sidecar.identity.state.renewedByCertificate, 2);
+
+    // The API server is down (the CA cannot review tokens: 503): the certificate renews itself, and the
+    // token, which nobody refused, is used again once reviews work.
+    await writeFile(tokenFile, token());
+    api.unavailable = true;
+    skewMs += 60_000;
+    const fifth = await newSigner();
+    await waitFor('a renewal while reviews fail', () => signedBy(sidecar.credentials.identity, fifth));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 3);
+    api.unavailable = false;
+    const sixth = await newSigner();
+    await waitFor('a renewal with the token again', () => signedBy(sidecar.credentials.identity, sixth));
+    assert.equal(sidecar.identity.state.renewedByCertificate, 3);
   });
 });
