@@ -366,7 +366,7 @@ export interface SendOptions {
   /**
    * No upstream answered: reply locally with this status. `notProcessed`: every attempt failed before any
    * byte reached the app (the inbound sidecar tells the client sidecar so, with NOT_PROCESSED_HEADER).
-   * `resetByApp`: the last attempt was reset before any response byte (RESET_BY_APP_HEADER).
+   * `resetByApp`: an attempt was reset after the request went out, before any response byte (RESET_BY_APP_HEADER).
    */
   readonly fail: (
     code: number,
