@@ -4,13 +4,13 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
-import { forwardOutbound } from '../../sidecar/http-forward.ts';
 import { createHttpServers, type TimeoutKind } from '../../sidecar/http-servers.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from '../../sidecar/limits.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
 import { waitFor } from '../support/wait-for.ts';
 
 // Issue 13 point 6, as an attacker: the sidecar's HTTP servers are handed sockets the way the listeners
@@ -274,25 +274,13 @@ describe('limits: timeouts on handed-over sockets, connection caps', () => {
       lb: new LoadBalancer(),
       metrics: new ProxyMetrics(),
     };
-    const servers = createHttpServers((req, res) =>
-      forwardOutbound(
-        deps,
-        view,
-        view.byDestination.get('10.96.0.1:80'),
-        { address: '10.96.0.1', port: 80 },
-        req,
-        res,
-      ),
-    );
-    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
+    const forwarder = await startLoopbackForwarder(deps, view, { address: '10.96.0.1', port: 80 });
     closers.push(() => {
-      deps.pools.destroy();
-      servers.http1.closeAllConnections();
-      servers.http1.close();
+      forwarder.close();
       app.closeAllConnections();
       app.close();
     });
-    const url = `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}/`;
+    const url = `http://127.0.0.1:${forwarder.port}/`;
     const first = fetch(url);
     await waitFor('the first request reached the app', () => pending.length === 1);
     const second = await fetch(url);

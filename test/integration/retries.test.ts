@@ -3,12 +3,12 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
-import { forwardOutbound, type ForwardDeps } from '../../sidecar/http-forward.ts';
-import { createHttpServers } from '../../sidecar/http-servers.ts';
+import type { ForwardDeps } from '../../sidecar/http-forward.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 
 // Which failed upstream attempts the proxy sends again (ADR 0015), with real sockets on loopback: the
@@ -90,27 +90,16 @@ describe('upstream retries (loopback)', () => {
       lb: new LoadBalancer(),
       metrics: new ProxyMetrics(),
     };
-    const servers = createHttpServers((req, res) =>
-      forwardOutbound(
-        deps,
-        view,
-        view.byDestination.get('10.96.0.1:80'),
-        { address: '10.96.0.1', port: 80 },
-        req,
-        res,
-      ),
+    const forwarder = await startLoopbackForwarder(
+      deps,
+      view,
+      { address: '10.96.0.1', port: 80 },
+      { h2: true },
     );
-    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
-    await new Promise<void>((r) => servers.h2.listen(0, '127.0.0.1', r));
-    closers.push(() => {
-      deps.pools.destroy();
-      servers.http1.closeAllConnections();
-      servers.http1.close();
-      servers.h2.close();
-    });
+    closers.push(() => forwarder.close());
     return {
-      url: `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`,
-      h2url: `http://127.0.0.1:${(servers.h2.address() as AddressInfo).port}`,
+      url: `http://127.0.0.1:${forwarder.port}`,
+      h2url: `http://127.0.0.1:${forwarder.h2Port}`,
       deps,
     };
   }

@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
-import { forwardOutbound } from '../../sidecar/http-forward.ts';
-import { createHttpServers } from '../../sidecar/http-servers.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import type { LogFields, Logger } from '../../lib/json-log.ts';
 import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
 import { waitFor } from '../support/wait-for.ts';
 
 // Overload on loopback: one upstream connection per endpoint and a queue of one. The app holds every
@@ -50,25 +49,14 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
       metrics: new ProxyMetrics(),
       log,
     };
-    const servers = createHttpServers((req, res) =>
-      forwardOutbound(
-        deps,
-        view,
-        view.byDestination.get('10.96.0.1:80'),
-        { address: '10.96.0.1', port: 80 },
-        req,
-        res,
-      ),
-    );
-    await new Promise<void>((r) => servers.http1.listen(0, '127.0.0.1', r));
+    const forwarder = await startLoopbackForwarder(deps, view, { address: '10.96.0.1', port: 80 });
     closers.push(() => {
-      deps.pools.destroy();
-      servers.http1.closeAllConnections();
-      servers.http1.close();
+      forwarder.close();
       app.closeAllConnections();
       app.close();
     });
-    const base = `http://127.0.0.1:${(servers.http1.address() as AddressInfo).port}`;
+    const servers = forwarder.servers;
+    const base = `http://127.0.0.1:${forwarder.port}`;
     const sidecarConnections = (): Promise<number> =>
       new Promise((resolve, reject) =>
         servers.http1.getConnections((err, n) => (err ? reject(err) : resolve(n))),
