@@ -104,6 +104,20 @@ describe('upstream retries (loopback)', () => {
     };
   }
 
+  /** The h2c upstream listening, a proxy for it, and an h2c session to the proxy. */
+  async function h2SessionTo(
+    up: http2.Http2Server,
+  ): Promise<{ session: http2.ClientHttp2Session; deps: ForwardDeps }> {
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    closers.push(() => {
+      up.close();
+    });
+    const { h2url, deps } = await proxyFor([(up.address() as AddressInfo).port]);
+    const session = http2.connect(h2url);
+    closers.push(() => session.close());
+    return { session, deps };
+  }
+
   async function send(url: string, method: string, body?: string): Promise<{ status: number; text: string }> {
     const r = await fetch(url, { method, ...(body === undefined ? {} : { body }) });
     return { status: r.status, text: await r.text() };
@@ -199,13 +213,7 @@ describe('upstream retries (loopback)', () => {
         stream.end('a');
       });
     });
-    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
-    closers.push(() => {
-      up.close();
-    });
-    const { h2url, deps } = await proxyFor([(up.address() as AddressInfo).port]);
-    const session = http2.connect(h2url);
-    closers.push(() => session.close());
+    const { session, deps } = await h2SessionTo(up);
     const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = session.request({ ':method': 'POST', ':path': '/', 'content-length': '7' });
       let status = 0;
@@ -241,13 +249,7 @@ describe('upstream retries (loopback)', () => {
         stream.end('a');
       });
     });
-    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
-    closers.push(() => {
-      up.close();
-    });
-    const { h2url, deps } = await proxyFor([(up.address() as AddressInfo).port]);
-    const session = http2.connect(h2url);
-    closers.push(() => session.close());
+    const { session, deps } = await h2SessionTo(up);
     const answer = await new Promise<{ status: number; grpc: string }>((resolve, reject) => {
       const req = session.request({
         ':method': 'POST',
