@@ -108,3 +108,12 @@ export function chainProblem(
   }
   return undefined;
 }
+
+/** The spans one storefront request makes, in order (the front app passes traceparent on). */
+export const STOREFRONT_CHAIN = [
+  { service: 'storefront-sluice', kind: 'server' },
+  { service: 'storefront-sluice', kind: 'client' },
+  { service: 'front', kind: 'server' },
+  { service: 'front', kind: 'client' },
+  { service: 'reviews', kind: 'server' },
+] as const;

@@ -8,21 +8,13 @@ import { JAEGER_IMAGE, loadJaegerImage } from '../cluster/jaeger-image.ts';
 import { clusterPaths, REPO_DIR } from '../cluster/paths.ts';
 import type { Progress } from '../cluster/progress.ts';
 import type { DemoCluster } from './demo-cluster.ts';
-import { chainProblem, formatTraceTree, type JaegerTrace } from './trace-tree.ts';
+import { chainProblem, formatTraceTree, STOREFRONT_CHAIN, type JaegerTrace } from './trace-tree.ts';
 import { waitForRollouts } from './waits.ts';
 
 const NAMESPACE = 'observability';
 /** protocol/tracing-config.ts FORCE_TRACE_HEADER (demo/ does not import protocol/). */
 const FORCE_TRACE_HEADER = 'x-sluice-force-trace';
 const DIR = join(REPO_DIR, 'examples', 'observability');
-/** The spans one storefront request makes, in order (the front app passes traceparent on). */
-export const STOREFRONT_CHAIN = [
-  { service: 'storefront-sluice', kind: 'server' },
-  { service: 'storefront-sluice', kind: 'client' },
-  { service: 'front', kind: 'server' },
-  { service: 'front', kind: 'client' },
-  { service: 'reviews', kind: 'server' },
-] as const;
 /** Settings reach every proxy within seconds; a trace is complete ~1 s after the request (batch delay). */
 const TRACE_TIMEOUT_MS = 120_000;
 const PER_REQUEST_MS = 15_000;

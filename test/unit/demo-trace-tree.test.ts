@@ -1,6 +1,12 @@
 // The demo's printout of a Jaeger trace, and the chain check it and the e2e test use.
 import assert from 'node:assert/strict';
-import { chainProblem, formatTraceTree, type JaegerSpan, type JaegerTrace } from '../../demo/trace-tree.ts';
+import {
+  chainProblem,
+  formatTraceTree,
+  STOREFRONT_CHAIN,
+  type JaegerSpan,
+  type JaegerTrace,
+} from '../../demo/trace-tree.ts';
 
 function span(
   id: string,
@@ -64,13 +70,7 @@ describe('demo trace tree', () => {
   });
 
   it('checks the chain through a gateway and two sidecars', () => {
-    const chain = [
-      { service: 'storefront-sluice', kind: 'server' },
-      { service: 'storefront-sluice', kind: 'client' },
-      { service: 'front', kind: 'server' },
-      { service: 'front', kind: 'client' },
-      { service: 'reviews', kind: 'server' },
-    ] as const;
+    const chain = STOREFRONT_CHAIN;
     assert.equal(chainProblem(TRACE, chain), undefined);
     const broken = { ...TRACE, spans: TRACE.spans.filter((s) => s.spanID !== 'c') };
     assert.match(
