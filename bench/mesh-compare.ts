@@ -53,6 +53,8 @@ const PORTS = {
 };
 
 type Protocol = 'h1' | 'h2';
+/** `--protocols h1`: only these (both by default); keeps a run short. */
+const PROTOCOLS = (option('--protocols')?.split(',') ?? ['h1', 'h2']) as Protocol[];
 type Variant = 'direct' | 'sluice' | 'base' | 'node' | 'nginx';
 /** `--variants sluice,node`: only these proxy pairs (direct always runs: the added latency needs it). */
 const CHOSEN = option('--variants')?.split(',');
@@ -359,7 +361,7 @@ async function main(): Promise<void> {
     const samples = new Map<string, Sample[]>();
     const started = Date.now();
     for (let round = 0; round < ROUNDS; round++) {
-      for (const protocol of ['h1', 'h2'] as const) {
+      for (const protocol of PROTOCOLS) {
         const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
         for (const v of order) {
           const { pod: from, url } = target(v, protocol);
@@ -444,6 +446,18 @@ async function main(): Promise<void> {
       const syn1 = await syns(counted);
       await new Promise((r) => setTimeout(r, AFTER_SECONDS * 1000)); // then: how far memory came back
       const after = pids[v].map((pid) => procStats(tree(pid)).rssMb);
+      // Sluice: what the memory is (V8 heap, buffers, the rest: malloc and code) before and after a full GC.
+      const meshPods = v === 'sluice' ? [client, server] : v === 'base' ? [baseClient!, baseServer!] : [];
+      const mb = (n: number): string => (n / 2 ** 20).toFixed(0);
+      const breakdown = (u: NodeJS.MemoryUsage): string =>
+        `rss ${mb(u.rss)} heap ${mb(u.heapUsed)}/${mb(u.heapTotal)} ext ${mb(u.external)} ab ${mb(u.arrayBuffers)} other ${mb(u.rss - u.heapTotal - u.external)}`;
+      const memory: string[] = [];
+      for (const p of meshPods) {
+        const raw = await mesh.admin(p, '/memory?gc=0');
+        const before = JSON.parse(raw.body) as NodeJS.MemoryUsage;
+        const gced = JSON.parse((await mesh.admin(p, '/memory')).body) as NodeJS.MemoryUsage;
+        memory.push(`${p.name}: ${breakdown(before)} → after GC ${breakdown(gced)}`);
+      }
       overloadRows.push(
         [
           v,
@@ -453,6 +467,7 @@ async function main(): Promise<void> {
           `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
           `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms`,
           `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')})`,
+          ...memory,
         ].join(' | '),
       );
       process.stderr.write(`overload ${overloadRows.at(-1)!}\n`);
@@ -475,7 +490,7 @@ async function main(): Promise<void> {
       idle,
       peak,
     };
-    for (const p of ['h1', 'h2'] as const) {
+    for (const p of PROTOCOLS) {
       console.log(`\n${p === 'h1' ? 'HTTP/1.1' : 'h2c'} from the app (medians)`);
       console.log(
         'variant | p50 ms @1k | p99 ms @1k | max rps | CPU ms/1k req (both proxies) | new upstream conns/1k | RSS idle MB (c/s) | RSS peak MB (c/s) | errors',

@@ -1,9 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { ProxyView } from '../mesh-model/proxy-view.ts';
 import { parseCertificates } from '../pki/pem.ts';
+import { fullGc } from './idle-memory.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
 export interface AdminState {
@@ -20,11 +19,10 @@ export interface AdminState {
 /**
  * process.memoryUsage() right after a full garbage collection (GET /memory, loopback only): what the proxy
  * still holds. RSS alone cannot tell a leak: V8 and malloc keep pages they grew into long after the
- * objects in them are gone. The collector is reached the way --expose-gc would expose it, for this call.
+ * objects in them are gone. `/memory?gc=0`: the usage as it is, without the collection.
  */
 export function memoryAfterGc(): NodeJS.MemoryUsage {
-  v8.setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
+  fullGc();
   return process.memoryUsage();
 }
 
@@ -108,7 +106,7 @@ const PUBLIC_PATHS = new Set(['/live', '/ready', '/metrics']);
  */
 export function createAdminServer(state: AdminState): http.Server {
   return http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const [path = '/', query] = (req.url ?? '/').split('?');
     const send = (status: number, type: string, body: string): void => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
       res.end(body);
@@ -128,7 +126,10 @@ export function createAdminServer(state: AdminState): http.Server {
     if (path === '/metrics') return send(200, 'text/plain; version=0.0.4', state.metrics.render());
     if (path === '/config_dump')
       return send(200, 'application/json', `${JSON.stringify(configDump(state), null, 2)}\n`);
-    if (path === '/memory') return send(200, 'application/json', `${JSON.stringify(memoryAfterGc())}\n`);
+    if (path === '/memory') {
+      const usage = query === 'gc=0' ? process.memoryUsage() : memoryAfterGc();
+      return send(200, 'application/json', `${JSON.stringify(usage)}\n`);
+    }
     send(404, 'text/plain', 'not found: try /live, /ready, /metrics, /config_dump, /memory\n');
   });
 }

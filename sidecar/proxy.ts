@@ -8,6 +8,7 @@ import type { ConfigSource } from './config-source.ts';
 import { createOutboundListener } from './outbound-listener.ts';
 import { createInboundListener, type MtlsMode } from './inbound-listener.ts';
 import { createAdminServer } from './admin-server.ts';
+import { watchIdleMemory } from './idle-memory.ts';
 import { LoadBalancer } from './load-balancer.ts';
 import { poolOptionsFor, UpstreamPools } from './upstream-pools.ts';
 import { handOffSource } from './inbound-listener.ts';
@@ -94,6 +95,7 @@ export class SidecarProxy {
   readonly #servers: net.Server[] = [];
   readonly #httpServers: HttpServers[] = [];
   #admin: http.Server | undefined;
+  #idleMemory: { stop(): void } | undefined;
   readonly #meshTracing: MeshTracing | undefined;
 
   constructor(options: ProxyOptions) {
@@ -221,6 +223,9 @@ export class SidecarProxy {
       mode: o.mode,
       adminPort: o.adminPort,
     });
+    this.#idleMemory = watchIdleMemory((beforeMb, afterMb) =>
+      o.log.info('idle after load, memory released', { rssMb: beforeMb, afterMb }),
+    );
   }
 
   /**
@@ -243,6 +248,7 @@ export class SidecarProxy {
   }
 
   stop(): void {
+    this.#idleMemory?.stop();
     this.#o.source.stop();
     this.#o.identity.stop();
     this.#pools.destroy();

@@ -1,0 +1,107 @@
+/**
+ * Memory back toward idle after load. V8 keeps the heap it grew into and glibc keeps freed malloc pages (TLS
+ * buffers, HTTP parsers) in its arenas, so after an overload a sidecar stayed at its peak RSS for good (ADR
+ * 0016). Every few seconds the proxy compares its own CPU time and RSS: once a busy period is followed by an
+ * idle interval and RSS is well above what it was after the last release, it runs one full garbage
+ * collection and gives glibc's free pages back (malloc_trim). One release per busy-then-idle transition, and
+ * only when idle, so no request waits on it under load.
+ */
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import koffi from 'koffi';
+
+export interface IdleMemoryOptions {
+  /** CPU time the process has used, microseconds (process.cpuUsage() user + system). */
+  cpuMicros(): number;
+  rssBytes(): number;
+  release(): void;
+  intervalMs: number;
+  /** An interval using less than this share of one core is idle. */
+  idleCpuShare: number;
+  /** RSS above the level after the last release by more than this is worth a release. */
+  slackBytes: number;
+}
+
+export class IdleMemory {
+  readonly #o: IdleMemoryOptions;
+  #lastCpu: number;
+  #floor: number;
+  #busySinceRelease = false;
+  releases = 0;
+
+  constructor(options: IdleMemoryOptions) {
+    this.#o = options;
+    this.#lastCpu = options.cpuMicros();
+    this.#floor = options.rssBytes();
+  }
+
+  /** One interval has passed; true when it released memory. */
+  tick(): boolean {
+    const cpu = this.#o.cpuMicros();
+    const busy = cpu - this.#lastCpu > this.#o.idleCpuShare * this.#o.intervalMs * 1000;
+    this.#lastCpu = cpu;
+    if (busy) {
+      this.#busySinceRelease = true;
+      return false;
+    }
+    const rss = this.#o.rssBytes();
+    // Idle and nothing grew: the floor follows RSS down (and up by lazy loads that did not come back).
+    if (!this.#busySinceRelease || rss <= this.#floor + this.#o.slackBytes) {
+      if (rss < this.#floor) this.#floor = rss;
+      return false;
+    }
+    this.#o.release();
+    this.releases++;
+    this.#busySinceRelease = false;
+    this.#floor = this.#o.rssBytes();
+    this.#lastCpu = this.#o.cpuMicros(); // the release's own CPU does not count as load
+    return true;
+  }
+}
+
+/** A full garbage collection, the collector reached the way --expose-gc would expose it. */
+export function fullGc(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+type MallocTrim = (pad: number) => number;
+let mallocTrim: MallocTrim | null | undefined;
+
+/** glibc's malloc_trim(0): free pages at the top of the heap and inside every arena back to the kernel. */
+export function trimMalloc(): void {
+  if (mallocTrim === undefined) {
+    try {
+      mallocTrim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)') as MallocTrim;
+    } catch {
+      mallocTrim = null; // not glibc (musl, macOS): nothing to trim this way
+    }
+  }
+  mallocTrim?.(0);
+}
+
+/** The proxy's watcher: every 5 s, a release after load once idle (under 2 % of a core) and 16 MiB above. */
+export function watchIdleMemory(onRelease: (beforeMb: number, afterMb: number) => void): {
+  stop(): void;
+  idle: IdleMemory;
+} {
+  const mb = (): number => Math.round(process.memoryUsage.rss() / 2 ** 20);
+  const idle = new IdleMemory({
+    cpuMicros: () => {
+      const u = process.cpuUsage();
+      return u.user + u.system;
+    },
+    rssBytes: () => process.memoryUsage.rss(),
+    release: () => {
+      const before = mb();
+      fullGc();
+      trimMalloc();
+      onRelease(before, mb());
+    },
+    intervalMs: 5000,
+    idleCpuShare: 0.02,
+    slackBytes: 16 * 2 ** 20,
+  });
+  const timer = setInterval(() => idle.tick(), 5000).unref();
+  return { stop: () => clearInterval(timer), idle };
+}
