@@ -47,12 +47,20 @@ function send(): Promise<boolean> {
         { host: url.hostname, port: url.port || 80, path: url.pathname + url.search, agent },
         (res) => {
           res.on('data', () => undefined);
-          res.on('end', () => resolve(res.statusCode === 200));
+          res.on('end', () => {
+            clearTimeout(deadline);
+            resolve(res.statusCode === 200);
+          });
           res.on('error', () => resolve(false));
         },
       );
-      req.on('error', () => resolve(false));
-      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, () => req.destroy());
+      req.on('error', () => {
+        clearTimeout(deadline);
+        resolve(false);
+      });
+      // From the send, waiting for one of the agent's connections included (req.setTimeout starts only
+      // once a socket is assigned, so under overload the agent's queue grew without bound).
+      const deadline = spec.timeoutMs ? setTimeout(() => req.destroy(), spec.timeoutMs) : undefined;
     } else {
       const session = sessions[rr++ % sessions.length]!;
       const stream = session.request({ ':path': url.pathname + url.search });

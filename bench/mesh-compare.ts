@@ -250,6 +250,8 @@ async function main(): Promise<void> {
     }
     const floor = (p: MeshPod, spec: Record<string, unknown>, dir: string): number =>
       mesh.harness.exec(p, nodeBin, [
+        // Profiled like the sidecars, to compare where each spends its time (written at SIGTERM).
+        ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
         'bench/node-floor-proxy.ts',
         JSON.stringify({
           ...spec,
@@ -554,9 +556,18 @@ async function main(): Promise<void> {
     if (PROFILE_DIR) {
       // A profile is written when the process exits: a graceful stop (SIGTERM drains, then exits).
       for (const p of [client, server]) p.sidecar!.kill('SIGTERM');
+      for (const pid of pids.node) process.kill(pid, 'SIGTERM');
       await waitFor(
         'the profiled sidecars to exit',
         () => [client, server].every((p) => p.sidecar!.exitCode !== null),
+        {
+          timeoutMs: 30_000,
+          intervalMs: 200,
+        },
+      );
+      await waitFor(
+        'the profiled floor proxies to exit',
+        () => pids.node.every((pid) => tree(pid).length === 0),
         {
           timeoutMs: 30_000,
           intervalMs: 200,
