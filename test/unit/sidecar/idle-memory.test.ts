@@ -1,6 +1,7 @@
 // When the sidecar gives memory back: once per busy-then-idle transition, only when RSS grew. Fake CPU and RSS
 // readings (pure logic); the real release (full GC, malloc_trim) is exercised on this process.
 import assert from 'node:assert/strict';
+import v8 from 'node:v8';
 import { IdleMemory, fullGc, trimMalloc } from '../../../sidecar/idle-memory.ts';
 
 const MB = 2 ** 20;
@@ -65,9 +66,29 @@ describe('idle memory release', () => {
     assert.equal(idle.releases, 2);
   });
 
-  it('runs a full collection and trims malloc on this process', () => {
+  it('gives back the young generation a load grew, which a plain full collection keeps', function () {
+    this.timeout(20_000);
+    const newSpace = (): number =>
+      v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size;
+    let sink: object[] = [];
+    const grow = (): void => {
+      // Short-lived garbage with some survivors: V8 grows the young generation for it.
+      for (let i = 0; i < 1_000_000; i++) {
+        const o = { i, s: `x${i}` };
+        if (i % 5 === 0) sink.push(o);
+        if (sink.length > 100_000) sink = [];
+      }
+    };
+    const small = newSpace();
+    grow();
+    const grown = newSpace();
+    assert.ok(grown > small, `young generation ${small} → ${grown}`);
     fullGc();
+    assert.equal(newSpace(), grown, 'a plain collection keeps it');
+    fullGc(true);
     trimMalloc();
     trimMalloc(); // loaded once, callable again
+    assert.ok(newSpace() < grown, `shrunk: ${grown} → ${newSpace()}`);
+    assert.ok(sink.length >= 0);
   });
 });
