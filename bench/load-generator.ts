@@ -58,9 +58,20 @@ function send(): Promise<boolean> {
         clearTimeout(deadline);
         resolve(false);
       });
-      // From the send, waiting for one of the agent's connections included (req.setTimeout starts only
-      // once a socket is assigned, so under overload the agent's queue grew without bound).
-      const deadline = spec.timeoutMs ? setTimeout(() => req.destroy(), spec.timeoutMs) : undefined;
+      // Idle on its connection (req.setTimeout starts once the agent assigns one), or still waiting for
+      // one after the same time: given up. Without the second, a machine slower than the max rps the
+      // overload was sized by grew the agent's queue without bound (a 20 s overload took minutes).
+      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, () => req.destroy());
+      const deadline = spec.timeoutMs
+        ? setTimeout(() => {
+            if (!assigned) req.destroy();
+          }, spec.timeoutMs)
+        : undefined;
+      let assigned = false;
+      req.once('socket', () => {
+        assigned = true;
+        clearTimeout(deadline);
+      });
     } else {
       const session = sessions[rr++ % sessions.length]!;
       const stream = session.request({ ':path': url.pathname + url.search });
