@@ -839,70 +839,71 @@ function sendH1(
   let cancelled = false;
   let settled = false;
   const connection: AttemptConnection = { reused: undefined, writtenAt: undefined };
-  // Cancelled while queued: counted as such by the pools until undici lets go of the request.
-  let counted = false;
+  const pool = deps.pools.pool(ep);
+  // Holds a place in the endpoint's queue bound until undici lets go of it or it is cancelled while queued.
+  let counted = true;
   const letGo = (): void => {
-    if (counted) deps.pools.countCancelledQueued(ep, -1);
+    if (counted) deps.pools.countOutstanding(ep, -1);
     counted = false;
   };
-  deps.pools.pool(ep).dispatch(
-    {
-      path: r.path,
-      method: r.method,
-      headers: headers as Record<string, string | string[]>,
-      body: kept ?? (bodyless ? null : req),
-    },
-    {
-      onRequestStart(c) {
-        controller = c;
-        // Cancelled while it waited in undici's queue (no controller to abort then): drop it before a byte
-        // is sent, or its response would arrive for nobody. Thrown, not c.abort(): undici then errors the
-        // request alone and the connection serves the next one (abort would destroy the connection, and a
-        // backlog of cancelled requests would become a storm of new connections).
-        if (cancelled) {
+  deps.pools.countOutstanding(ep, 1);
+  try {
+    pool.dispatch(
+      {
+        path: r.path,
+        method: r.method,
+        headers: headers as Record<string, string | string[]>,
+        body: kept ?? (bodyless ? null : req),
+      },
+      {
+        onRequestStart(c) {
+          controller = c;
+          // Cancelled while it waited in undici's queue (no controller to abort then): drop it before a byte
+          // is sent, or its response would arrive for nobody. Thrown, not c.abort(): undici then errors the
+          // request alone and the connection serves the next one (abort would destroy the connection, and a
+          // backlog of cancelled requests would become a storm of new connections).
+          if (cancelled) throw new Error('request cancelled while queued');
+          attemptStarting(connection);
+        },
+        onResponseStart(c, status, responseHeaders) {
+          body = new DispatchBody(c);
+          // Its client went after it was sent: read and dropped (see the cancel below).
+          if (cancelled) return void body.orphan();
+          h.response(status, responseHeaders, body);
+        },
+        onResponseData(_c, chunk) {
+          body!.data(chunk);
+        },
+        onResponseEnd(_c, trailers) {
+          settled = true;
           letGo();
-          throw new Error('request cancelled while queued');
-        }
-        attemptStarting(connection);
+          body!.end(trailers);
+        },
+        onResponseError(_c, err) {
+          settled = true;
+          letGo();
+          if (body) return body.error(err);
+          const bodyRead = kept === undefined && !bodyless && (req as Readable).readableDidRead;
+          const kind = classifyHttp1({
+            code: (err as NodeJS.ErrnoException).code ?? '',
+            connectFailed: isConnectFailure(err),
+            reused: connection.reused,
+            sinceWrittenMs:
+              connection.writtenAt === undefined ? undefined : performance.now() - connection.writtenAt,
+            bodyRead,
+          });
+          h.error(err, kind, !bodyRead);
+        },
       },
-      onResponseStart(c, status, responseHeaders) {
-        body = new DispatchBody(c);
-        // Its client went after it was sent: read and dropped (see the cancel below).
-        if (cancelled) return void body.orphan();
-        h.response(status, responseHeaders, body);
-      },
-      onResponseData(_c, chunk) {
-        body!.data(chunk);
-      },
-      onResponseEnd(_c, trailers) {
-        settled = true;
-        body!.end(trailers);
-      },
-      onResponseError(_c, err) {
-        settled = true;
-        letGo();
-        if (body) return body.error(err);
-        const bodyRead = kept === undefined && !bodyless && (req as Readable).readableDidRead;
-        const kind = classifyHttp1({
-          code: (err as NodeJS.ErrnoException).code ?? '',
-          connectFailed: isConnectFailure(err),
-          reused: connection.reused,
-          sinceWrittenMs:
-            connection.writtenAt === undefined ? undefined : performance.now() - connection.writtenAt,
-          bodyRead,
-        });
-        h.error(err, kind, !bodyRead);
-      },
-    },
-  );
+    );
+  } catch (err) {
+    letGo();
+    throw err;
+  }
   return (clientGone) => {
     if (cancelled || settled) return;
     cancelled = true;
-    if (!controller) {
-      counted = true;
-      deps.pools.countCancelledQueued(ep, 1);
-      return;
-    }
+    if (!controller) return letGo();
     // Sent, and its client gone (gave up, timed out on its side): HTTP/1.1 can only cancel by closing the
     // connection, and under overload, when clients give up by the hundred, that turned into a storm of new
     // mTLS connections deepening the backlog (the app has the request anyway). The response of a request

@@ -140,8 +140,12 @@ export class UpstreamPools {
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #tcpOpen = new Map<string, number>();
   readonly #streamsOpen = new WeakMap<http2.Http2Session, number>();
-  /** Requests whose client went while they waited in undici's queue: undici drops them only at their turn. */
-  readonly #cancelledQueued = new Map<string, number>();
+  /**
+   * HTTP/1.1 requests undici holds per endpoint (running or queued), counted by the forwarder: reading
+   * undici's pool.stats instead walked every connection six times per request. One whose client went while
+   * it waited in the queue no longer counts, though undici drops it only at its turn.
+   */
+  readonly #outstanding = new Map<string, number>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
   readonly #localAddress: (address: string) => string | undefined;
   readonly #maxConnections: number;
@@ -205,18 +209,18 @@ export class UpstreamPools {
         session === undefined || (this.#streamsOpen.get(session) ?? 0) < this.#maxStreams + this.#maxQueued
       );
     }
-    const pool = this.#pools.get(key);
-    // size: requests running on a connection, queued for one, or pending dispatch.
-    const cancelled = this.#cancelledQueued.get(key) ?? 0;
-    return pool === undefined || pool.stats.size - cancelled < max + this.#maxQueued;
+    return (this.#outstanding.get(key) ?? 0) < max + this.#maxQueued;
   }
 
-  /** A queued HTTP/1.1 request was cancelled (+1) or undici has let go of it (-1): its queue place is free. */
-  countCancelledQueued(ep: Endpoint, delta: 1 | -1): void {
+  /**
+   * An HTTP/1.1 request handed to the endpoint's pool (+1), or one that no longer takes a place (-1):
+   * undici let go of it, or its client went while it was still queued.
+   */
+  countOutstanding(ep: Endpoint, delta: 1 | -1): void {
     const key = keyOf(ep);
-    const n = (this.#cancelledQueued.get(key) ?? 0) + delta;
-    if (n > 0) this.#cancelledQueued.set(key, n);
-    else this.#cancelledQueued.delete(key);
+    const n = (this.#outstanding.get(key) ?? 0) + delta;
+    if (n > 0) this.#outstanding.set(key, n);
+    else this.#outstanding.delete(key);
   }
 
   #tlsOptions(ep: Endpoint, alpn: string[]): tls.ConnectionOptions {
