@@ -2,8 +2,9 @@
  * Memory back toward idle after load. V8 keeps the heap it grew into and glibc keeps freed malloc pages (TLS
  * buffers, HTTP parsers) in its arenas, so after an overload a sidecar stayed at its peak RSS for good (ADR
  * 0016). Every few seconds the proxy compares its own CPU time and RSS: once a busy period is followed by an
- * idle interval and RSS is well above what it was after the last release, it runs one shrinking full
- * garbage collection and gives glibc's free pages back (malloc_trim). One release per busy-then-idle transition, and
+ * idle period and RSS is well above what it was after the last release, it runs one full garbage
+ * collection and gives glibc's free pages back (malloc_trim): after an overload nearly all of the
+ * retained memory was malloc's, not V8's heap. One release per busy-then-idle transition, and
  * only when idle, so no request waits on it under load.
  */
 import v8 from 'node:v8';
@@ -18,6 +19,8 @@ export interface IdleMemoryOptions {
   intervalMs: number;
   /** An interval using less than this share of one core is idle. */
   idleCpuShare: number;
+  /** Idle intervals in a row before a release (load that pauses briefly keeps its memory). */
+  idleIntervals: number;
   /** RSS above the level after the last release by more than this is worth a release. */
   slackBytes: number;
 }
@@ -27,6 +30,7 @@ export class IdleMemory {
   #lastCpu: number;
   #floor: number;
   #busySinceRelease = false;
+  #idleInARow = 0;
   releases = 0;
 
   constructor(options: IdleMemoryOptions) {
@@ -42,8 +46,10 @@ export class IdleMemory {
     this.#lastCpu = cpu;
     if (busy) {
       this.#busySinceRelease = true;
+      this.#idleInARow = 0;
       return false;
     }
+    if (++this.#idleInARow < this.#o.idleIntervals) return false;
     const rss = this.#o.rssBytes();
     // Idle and nothing grew: the floor follows RSS down (and up by lazy loads that did not come back).
     if (!this.#busySinceRelease || rss <= this.#floor + this.#o.slackBytes) {
@@ -59,18 +65,14 @@ export class IdleMemory {
   }
 }
 
-type Gc = (options?: { type: 'major'; execution: 'sync'; flavor: 'regular' | 'last-resort' }) => void;
-
 /**
- * A full garbage collection, the collector reached the way --expose-gc would expose it. `shrink`: V8's
- * last-resort flavour, which also gives back the young generation and free heap pages. A plain full
- * collection keeps them: after a load that grew the young generation to 128 MB, it stayed 128 MB.
+ * A full garbage collection, the collector reached the way --expose-gc would expose it. A plain one: V8's
+ * last-resort flavour also gave back the grown young generation, but it flushes compiled code too, and a
+ * sidecar released that way used 20-30 % more CPU per request for the next seconds of load (ADR 0016).
  */
-export function fullGc(shrink = false): void {
+export function fullGc(): void {
   v8.setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as Gc;
-  if (shrink) gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-  else gc();
+  (runInNewContext('gc') as () => void)();
 }
 
 type MallocTrim = (pad: number) => number;
@@ -88,7 +90,10 @@ export function trimMalloc(): void {
   mallocTrim?.(0);
 }
 
-/** The proxy's watcher: every 5 s, a release after load once idle (under 2 % of a core) and 16 MiB above. */
+/**
+ * The proxy's watcher: every 5 s; a release after load once idle for 15 s (under 0.5 % of a core: 25 ms of
+ * CPU in 5 s, a fraction of what even a few requests take) and 16 MiB above the level after the last one.
+ */
 export function watchIdleMemory(onRelease: (beforeMb: number, afterMb: number) => void): {
   stop(): void;
   idle: IdleMemory;
@@ -102,12 +107,13 @@ export function watchIdleMemory(onRelease: (beforeMb: number, afterMb: number) =
     rssBytes: () => process.memoryUsage.rss(),
     release: () => {
       const before = mb();
-      fullGc(true);
+      fullGc();
       trimMalloc();
       onRelease(before, mb());
     },
     intervalMs: 5000,
-    idleCpuShare: 0.02,
+    idleCpuShare: 0.005,
+    idleIntervals: 3,
     slackBytes: 16 * 2 ** 20,
   });
   const timer = setInterval(() => idle.tick(), 5000).unref();
