@@ -223,9 +223,11 @@ export class SidecarProxy {
       mode: o.mode,
       adminPort: o.adminPort,
     });
-    this.#idleMemory = watchIdleMemory((beforeMb, afterMb) =>
-      o.log.info('idle after load, memory released', { rssMb: beforeMb, afterMb }),
-    );
+    // SLUICE_IDLE_MEMORY_RELEASE=off: keep what the load grew (to measure the release's cost, ADR 0016).
+    if (process.env.SLUICE_IDLE_MEMORY_RELEASE !== 'off')
+      this.#idleMemory = watchIdleMemory((beforeMb, afterMb) =>
+        o.log.info('idle after load, memory released', { rssMb: beforeMb, afterMb }),
+      );
   }
 
   /**
