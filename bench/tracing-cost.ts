@@ -20,6 +20,9 @@ const RPS = Number(process.env.BENCH_RPS ?? 200); // per mode
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const MODES = (process.env.BENCH_MODES ?? 'none,off,1%,100%').split(',');
+// BENCH_PROF=<mode> [BENCH_PROF_DIR]: that mode's proxy runs under --cpu-prof (profile written at the end).
+const PROF = process.env.BENCH_PROF;
+const PROF_DIR = process.env.BENCH_PROF_DIR ?? '/tmp/sluice-bench-profiles';
 const node = process.execPath;
 
 function firstLine(child: ChildProcess): Promise<string> {
@@ -48,7 +51,11 @@ const proxies = await Promise.all(
   MODES.map(async (mode) => {
     const child = spawn(
       node,
-      ['bench/tracing-proxy.ts', JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector })],
+      [
+        ...(mode === PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []),
+        'bench/tracing-proxy.ts',
+        JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector }),
+      ],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     const port = Number(await firstLine(child));
@@ -116,7 +123,7 @@ for (let round = 0; round <= ROUNDS; round++) {
   });
   process.stderr.write(`round ${round}: ${line.join(', ')}\n`);
 }
-for (const p of proxies) p.child.kill();
+for (const p of proxies) p.child.kill(p.mode === PROF ? 'SIGINT' : 'SIGTERM');
 helpers.kill();
 
 const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);

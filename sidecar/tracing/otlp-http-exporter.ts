@@ -1,11 +1,11 @@
 // Sends encoded spans to an OTLP/HTTP endpoint: one POST per batch on a keep-alive connection, retried with
-// backoff on 429/502/503/504 and network errors until the export's deadline; the outcome goes to the batch
-// processor's callback. A collector that is slow or down costs spans, never a request.
+// backoff on 429/502/503/504 and network errors until the export's deadline; the outcome goes back to the
+// pipeline. A collector that is slow or down costs spans, never a request.
 import http from 'node:http';
 import https from 'node:https';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import { encodeTraceRequest } from './otlp-encode.ts';
+import type { SpanExporter } from './span-pipeline.ts';
+import type { SpanRecord } from './span-record.ts';
 
 export interface OtlpHttpOptions {
   readonly url: string;
@@ -36,20 +36,19 @@ export class OtlpHttpExporter implements SpanExporter {
     this.#agent = new (secure ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 4 });
   }
 
-  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    if (this.#closed) return resultCallback({ code: ExportResultCode.FAILED });
+  export(spans: readonly SpanRecord[]): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
     let body: Buffer;
     try {
       body = encodeTraceRequest(spans);
-    } catch (error) {
-      return resultCallback({ code: ExportResultCode.FAILED, error: error as Error });
+    } catch {
+      return Promise.resolve(false);
     }
-    const done = this.#send(body).then(
-      (ok) => resultCallback({ code: ok ? ExportResultCode.SUCCESS : ExportResultCode.FAILED }),
-      (error: unknown) => resultCallback({ code: ExportResultCode.FAILED, error: error as Error }),
-    );
-    this.#pending.add(done);
-    void done.finally(() => this.#pending.delete(done));
+    const done = this.#send(body).catch(() => false);
+    const settled = done.then(() => undefined);
+    this.#pending.add(settled);
+    void settled.finally(() => this.#pending.delete(settled));
+    return done;
   }
 
   async #send(body: Buffer): Promise<boolean> {
@@ -94,13 +93,9 @@ export class OtlpHttpExporter implements SpanExporter {
     });
   }
 
-  async forceFlush(): Promise<void> {
-    await Promise.all(this.#pending);
-  }
-
   async shutdown(): Promise<void> {
     this.#closed = true;
-    await this.forceFlush();
+    await Promise.all(this.#pending);
     this.#agent.destroy();
   }
 }
