@@ -20,8 +20,9 @@ const RPS = Number(process.env.BENCH_RPS ?? 200); // per mode
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const MODES = (process.env.BENCH_MODES ?? 'none,off,1%,100%').split(',');
-// BENCH_PROF=<mode> [BENCH_PROF_DIR]: that mode's proxy runs under --cpu-prof (profile written at the end).
-const PROF = process.env.BENCH_PROF;
+// BENCH_PROF=<mode>[,<mode>...] [BENCH_PROF_DIR]: those modes' proxies run under --cpu-prof (profiles
+// written at the end, one file per process).
+const PROF = (process.env.BENCH_PROF ?? '').split(',');
 const PROF_DIR = process.env.BENCH_PROF_DIR ?? '/tmp/sluice-bench-profiles';
 const node = process.execPath;
 
@@ -52,7 +53,7 @@ const proxies = await Promise.all(
     const child = spawn(
       node,
       [
-        ...(mode === PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []),
+        ...(PROF.includes(mode) ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []),
         'bench/tracing-proxy.ts',
         JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector }),
       ],
@@ -123,7 +124,7 @@ for (let round = 0; round <= ROUNDS; round++) {
   });
   process.stderr.write(`round ${round}: ${line.join(', ')}\n`);
 }
-for (const p of proxies) p.child.kill(p.mode === PROF ? 'SIGINT' : 'SIGTERM');
+for (const p of proxies) p.child.kill(PROF.includes(p.mode) ? 'SIGINT' : 'SIGTERM');
 helpers.kill();
 
 const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);

@@ -50,8 +50,7 @@ const NO_FORMATS: ReadonlySet<ContextFormat> = new Set();
 
 /** A fresh unsampled context, so that later hops follow this hop's "no" instead of rolling again. */
 function unsampledTraceparent(): string {
-  const hex = randomHex(24);
-  return `00-${hex.slice(0, 32)}-${hex.slice(32, 48)}-00`;
+  return `00-${randomHex(16)}-${randomHex(8)}-00`;
 }
 
 function one(value: string | string[] | undefined): string | undefined {
