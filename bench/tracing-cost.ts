@@ -21,14 +21,22 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const MODES = (process.env.BENCH_MODES ?? 'none,off,1%,100%').split(',');
 // BENCH_PROF=<mode>[,<mode>...] [BENCH_PROF_DIR]: those modes' proxies run under --cpu-prof (profiles
-// written at the end, one file per process).
+// written at the end, one file per process), or with the Node flags in BENCH_PROF_FLAGS instead
+// (e.g. "--log-deopt --logfile=/tmp/deopt.log": one V8 log per process).
 const PROF = (process.env.BENCH_PROF ?? '').split(',');
 const PROF_DIR = process.env.BENCH_PROF_DIR ?? '/tmp/sluice-bench-profiles';
+const PROF_FLAGS = process.env.BENCH_PROF_FLAGS?.split(' ') ?? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
 const node = process.execPath;
 
 function firstLine(child: ChildProcess): Promise<string> {
   return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
+    // Lines that are not answers (a V8 trace flag's output) are skipped.
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (!/^(\d|\{|\[\{)/.test(line)) return;
+      lines.removeAllListeners('line');
+      resolve(line);
+    });
     child.once('exit', (code) => reject(new Error(`exited ${code}`)));
   });
 }
@@ -53,7 +61,7 @@ const proxies = await Promise.all(
     const child = spawn(
       node,
       [
-        ...(PROF.includes(mode) ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []),
+        ...(PROF.includes(mode) ? PROF_FLAGS : []),
         'bench/tracing-proxy.ts',
         JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector }),
       ],
@@ -64,9 +72,10 @@ const proxies = await Promise.all(
     /** The proxy's CPU time so far, µs (it answers each line on its stdin). */
     const cpuUs = async (): Promise<number[]> => {
       child.stdin.write('\n');
-      return String((await lines.next()).value)
-        .split(' ')
-        .map(Number);
+      for (;;) {
+        const line = String((await lines.next()).value);
+        if (/^\d/.test(line)) return line.split(' ').map(Number);
+      }
     };
     return { mode, child, port, cpuUs };
   }),
