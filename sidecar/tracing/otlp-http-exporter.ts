@@ -71,7 +71,7 @@ export class OtlpHttpExporter implements SpanExporter {
     // Loaded (and shared with the upstream pools, same module) at the first export, like those pools do.
     this.#pool ??= new (createRequire(import.meta.url)('undici') as typeof import('undici')).Pool(
       this.#url.origin,
-      { connections: 4, connect: { timeout: timeoutMs } },
+      { connections: 4, connect: { timeout: this.#timeoutMs } },
     );
     const pool = this.#pool;
     return new Promise((resolve) => {
