@@ -20,11 +20,23 @@ const RPS = Number(process.env.BENCH_RPS ?? 200); // per mode
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const MODES = (process.env.BENCH_MODES ?? 'none,off,1%,100%').split(',');
+// BENCH_PROF=<mode>[,<mode>...] [BENCH_PROF_DIR]: those modes' proxies run under --cpu-prof (profiles
+// written at the end, one file per process), or with the Node flags in BENCH_PROF_FLAGS instead
+// (e.g. "--log-deopt --logfile=/tmp/deopt.log": one V8 log per process).
+const PROF = (process.env.BENCH_PROF ?? '').split(',');
+const PROF_DIR = process.env.BENCH_PROF_DIR ?? '/tmp/sluice-bench-profiles';
+const PROF_FLAGS = process.env.BENCH_PROF_FLAGS?.split(' ') ?? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
 const node = process.execPath;
 
 function firstLine(child: ChildProcess): Promise<string> {
   return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
+    // Lines that are not answers (a V8 trace flag's output) are skipped.
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (!/^(\d|\{|\[\{)/.test(line)) return;
+      lines.removeAllListeners('line');
+      resolve(line);
+    });
     child.once('exit', (code) => reject(new Error(`exited ${code}`)));
   });
 }
@@ -48,7 +60,11 @@ const proxies = await Promise.all(
   MODES.map(async (mode) => {
     const child = spawn(
       node,
-      ['bench/tracing-proxy.ts', JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector })],
+      [
+        ...(PROF.includes(mode) ? PROF_FLAGS : []),
+        'bench/tracing-proxy.ts',
+        JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector }),
+      ],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     const port = Number(await firstLine(child));
@@ -56,9 +72,10 @@ const proxies = await Promise.all(
     /** The proxy's CPU time so far, µs (it answers each line on its stdin). */
     const cpuUs = async (): Promise<number[]> => {
       child.stdin.write('\n');
-      return String((await lines.next()).value)
-        .split(' ')
-        .map(Number);
+      for (;;) {
+        const line = String((await lines.next()).value);
+        if (/^\d/.test(line)) return line.split(' ').map(Number);
+      }
     };
     return { mode, child, port, cpuUs };
   }),
@@ -116,7 +133,7 @@ for (let round = 0; round <= ROUNDS; round++) {
   });
   process.stderr.write(`round ${round}: ${line.join(', ')}\n`);
 }
-for (const p of proxies) p.child.kill();
+for (const p of proxies) p.child.kill(PROF.includes(p.mode) ? 'SIGINT' : 'SIGTERM');
 helpers.kill();
 
 const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);

@@ -6,10 +6,9 @@
  * proxy "sidecar": the sidecar's outbound forwarding path (routed by destination Service, one upstream);
  * "gateway": a gateway listener (HTTP port, HTTPRoute to a Service with one endpoint).
  * mode "none": the tracing code is not loaded at all; "off": loaded, no endpoint (tracing disabled);
- * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
- * "1%:sdk": through the OpenTelemetry SDK's OTLP exporter instead of Sluice's encoder and sender).
+ * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay).
  * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
- * "sdk", the SDK and exporter loaded and a pipeline built, no request looked at; "imp:<module>", that
+ * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
  * module imported, nothing else. Prints its port, then serves;
  * answers each line on stdin with its CPU time so far.
  */
@@ -112,8 +111,8 @@ if (spec.mode === 'hdr') {
   await import(spec.mode.slice(4));
 } else if (spec.mode === 'sdk') {
   // Diagnostic: the SDK and exporter loaded and a pipeline built, but no request is looked at.
-  const { createSpanPipeline } = await import('../sidecar/tracing/span-pipeline.ts');
-  (globalThis as Record<string, unknown>).pipeline = createSpanPipeline({
+  const { SpanPipeline } = await import('../sidecar/tracing/span-pipeline.ts');
+  (globalThis as Record<string, unknown>).pipeline = new SpanPipeline({
     endpoint: spec.collector,
     resource: { 'service.name': 'bench' },
     exportTimeoutMs: 10_000,
@@ -124,24 +123,13 @@ if (spec.mode === 'hdr') {
 } else if (spec.mode !== 'none') {
   const { RequestTracing } = await import('../sidecar/tracing/request-tracing.ts');
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
-  // "1%:sdk": the OpenTelemetry SDK's OTLP exporter (transformer, serializer, HTTP client) in place of
-  // Sluice's encoder and sender, for an A/B of the export path (ADR 0018).
-  const [modeText = '', exporterKind] = spec.mode.split(':');
-  const exporter =
-    exporterKind === 'sdk'
-      ? new (await import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter({
-          url: spec.collector,
-          timeoutMillis: DEFAULT_TRACING.exportTimeoutMs,
-        })
-      : undefined;
   const tracing = new RequestTracing({
     resource: { 'service.name': 'bench' },
     identity: () => 'spiffe://cluster.local/ns/app/sa/bench',
     onSpans: (outcome, n) => metrics.spans.inc([outcome], n),
-    ...(exporter ? { exporter } : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
-  const [percent = '', delay] = modeText.split('@');
+  const [percent = '', delay] = spec.mode.split('@');
   const ratio = spec.mode === 'off' ? 0 : Number(percent.replace('%', '')) / 100;
   await tracing.apply(
     {

@@ -259,7 +259,7 @@ export function executeOutbound(
     request,
     req,
     res,
-    ...(span ? { span } : {}),
+    span,
     editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
     finish: (code, facts) => {
       span?.end(code);
@@ -377,8 +377,11 @@ export interface SendOptions {
   ) => void;
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
-  /** The request's span when it is traced: told each endpoint attempt. */
-  readonly span?: RequestSpan;
+  /**
+   * The request's span when it is traced: told each endpoint attempt. Always set (undefined when not
+   * traced), so that traced and untraced requests give these options one shape (ADR 0017).
+   */
+  readonly span: RequestSpan | undefined;
 }
 
 export function sendWithRetries(options: SendOptions): void {

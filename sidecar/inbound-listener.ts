@@ -204,7 +204,7 @@ export function createInboundListener(o: InboundOptions): {
       editResponse: () => undefined,
       finish: record,
       direction: 'inbound',
-      ...(span ? { span } : {}),
+      span,
       fail: (code, message, cause, notProcessed, resetByApp) => {
         span?.end(code, cause);
         o.deps.metrics.errors.inc(['inbound', cause]);

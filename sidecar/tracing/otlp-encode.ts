@@ -1,9 +1,9 @@
-// OTLP/HTTP protobuf body (opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest) for ended SDK
-// spans, written straight from the field numbers of the OTLP trace, common and resource protos. Small and
+// OTLP/HTTP protobuf body (opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest) for ended span
+// records, written straight from the field numbers of the OTLP trace, common and resource protos. Small and
 // flat on purpose: at one span a second the generic transformer and serializer run cold and cost more than
-// the span itself (ADR 0018).
-import type { Attributes, HrTime, SpanContext } from '@opentelemetry/api';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+// the span itself (ADR 0018, ADR 0017).
+import type { Attributes, HrTime } from '@opentelemetry/api';
+import type { SpanRecord, SpanResource } from './span-record.ts';
 
 // Wire types.
 const VARINT = 0;
@@ -145,66 +145,29 @@ function attributes(w: Writer, field: number, attrs: Attributes): void {
   }
 }
 
-const hasTraceState = (sc: SpanContext): string | undefined => {
-  const s = sc.traceState?.serialize();
-  return s ? s : undefined;
-};
-
 // Span: 1 trace_id, 2 span_id, 3 trace_state, 4 parent_span_id, 5 name, 6 kind, 7 start, 8 end,
-// 9 attributes, 10 dropped attributes, 11 events, 12 dropped events, 13 links, 14 dropped links, 15 status,
-// 16 flags.
-function span(w: Writer, s: ReadableSpan): void {
+// 9 attributes, 11 events, 15 status, 16 flags (Sluice's spans have no links and drop nothing).
+function span(w: Writer, s: SpanRecord): void {
   const at = w.begin(2);
-  const sc = s.spanContext();
-  w.hex(1, sc.traceId);
-  w.hex(2, sc.spanId);
-  const ts = hasTraceState(sc);
-  if (ts) w.string(3, ts);
-  if (s.parentSpanContext) w.hex(4, s.parentSpanContext.spanId);
+  w.hex(1, s.traceId);
+  w.hex(2, s.spanId);
+  if (s.traceState) w.string(3, s.traceState);
+  if (s.parentSpanId) w.hex(4, s.parentSpanId);
   w.string(5, s.name);
   w.key(6, VARINT);
   w.varint(s.kind + 1); // the API's INTERNAL is 0, OTLP's SPAN_KIND_INTERNAL is 1
   w.time(7, s.startTime);
   w.time(8, s.endTime);
   attributes(w, 9, s.attributes);
-  if (s.droppedAttributesCount) {
-    w.key(10, VARINT);
-    w.varint(s.droppedAttributesCount);
-  }
-  // Event: 1 time, 2 name, 3 attributes, 4 dropped attributes.
-  for (const e of s.events) {
-    const ev = w.begin(11);
-    w.time(1, e.time);
-    w.string(2, e.name);
-    if (e.attributes) attributes(w, 3, e.attributes);
-    if (e.droppedAttributesCount) {
-      w.key(4, VARINT);
-      w.varint(e.droppedAttributesCount);
+  // Event: 1 time, 2 name, 3 attributes.
+  if (s.events) {
+    for (const e of s.events) {
+      const ev = w.begin(11);
+      w.time(1, e.time);
+      w.string(2, e.name);
+      attributes(w, 3, e.attributes);
+      w.end(ev);
     }
-    w.end(ev);
-  }
-  if (s.droppedEventsCount) {
-    w.key(12, VARINT);
-    w.varint(s.droppedEventsCount);
-  }
-  // Link: 1 trace_id, 2 span_id, 3 trace_state, 4 attributes, 5 dropped attributes, 6 flags.
-  for (const l of s.links) {
-    const lk = w.begin(13);
-    w.hex(1, l.context.traceId);
-    w.hex(2, l.context.spanId);
-    const lts = hasTraceState(l.context);
-    if (lts) w.string(3, lts);
-    if (l.attributes) attributes(w, 4, l.attributes);
-    if (l.droppedAttributesCount) {
-      w.key(5, VARINT);
-      w.varint(l.droppedAttributesCount);
-    }
-    w.fixed32(6, flags(l.context));
-    w.end(lk);
-  }
-  if (s.droppedLinksCount) {
-    w.key(14, VARINT);
-    w.varint(s.droppedLinksCount);
   }
   // Status: 2 message, 3 code (1 is reserved).
   const st = w.begin(15);
@@ -214,49 +177,36 @@ function span(w: Writer, s: ReadableSpan): void {
     w.varint(s.status.code);
   }
   w.end(st);
-  w.fixed32(16, flags(s.spanContext(), s.parentSpanContext));
+  // SpanFlags: the W3C trace flags (sampled) in the low byte; bit 8: the parent's remoteness is known,
+  // bit 9: the parent is remote.
+  w.fixed32(16, s.parentSpanId && s.parentIsRemote ? 0x301 : 0x101);
   w.end(at);
 }
 
-/**
- * SpanFlags: the W3C trace flags in the low byte; bit 8 says whether the parent's remoteness is known and
- * bit 9 that the parent is remote.
- */
-function flags(sc: SpanContext, parent?: SpanContext): number {
-  let f = (sc.traceFlags & 0xff) | 0x100;
-  if (parent?.isRemote) f |= 0x200;
-  return f;
-}
+const SCOPE_NAME = 'sluice-sidecar';
 
-/** The body of one export: spans grouped by resource and instrumentation scope, in their order. */
-export function encodeTraceRequest(spans: readonly ReadableSpan[]): Buffer {
+/** The body of one export: spans grouped by resource, in their order, under Sluice's instrumentation scope. */
+export function encodeTraceRequest(spans: readonly SpanRecord[]): Buffer {
   const w = new Writer(512 + spans.length * 768);
   // ExportTraceServiceRequest: 1 resource_spans; ResourceSpans: 1 resource, 2 scope_spans;
-  // Resource: 1 attributes; ScopeSpans: 1 scope, 2 spans; InstrumentationScope: 1 name, 2 version.
-  const byResource = new Map<ReadableSpan['resource'], Map<string, ReadableSpan[]>>();
+  // Resource: 1 attributes; ScopeSpans: 1 scope, 2 spans; InstrumentationScope: 1 name.
+  const byResource = new Map<SpanResource, SpanRecord[]>();
   for (const s of spans) {
-    let scopes = byResource.get(s.resource);
-    if (!scopes) byResource.set(s.resource, (scopes = new Map<string, ReadableSpan[]>()));
-    const key = `${s.instrumentationScope.name}\n${s.instrumentationScope.version ?? ''}`;
-    const list = scopes.get(key);
+    const list = byResource.get(s.resource);
     if (list) list.push(s);
-    else scopes.set(key, [s]);
+    else byResource.set(s.resource, [s]);
   }
-  for (const [resource, scopes] of byResource) {
+  for (const [resource, list] of byResource) {
     const rs = w.begin(1);
     const r = w.begin(1);
     attributes(w, 1, resource.attributes);
     w.end(r);
-    for (const list of scopes.values()) {
-      const ss = w.begin(2);
-      const scope = list[0]!.instrumentationScope;
-      const sc = w.begin(1);
-      w.string(1, scope.name);
-      if (scope.version) w.string(2, scope.version);
-      w.end(sc);
-      for (const s of list) span(w, s);
-      w.end(ss);
-    }
+    const ss = w.begin(2);
+    const sc = w.begin(1);
+    w.string(1, SCOPE_NAME);
+    w.end(sc);
+    for (const s of list) span(w, s);
+    w.end(ss);
     w.end(rs);
   }
   return w.buf.subarray(0, w.pos);

@@ -1,18 +1,9 @@
 // Spans for the requests a sidecar handles: a SERVER span per inbound request, a CLIENT span per outbound
 // one (a gateway: both, see startGateway), parented on the caller's context and propagated to the next hop. The sampling decision comes first;
 // an unsampled request gets no span object and keeps its headers (see startOutbound for the one exception).
-import { randomFillSync } from 'node:crypto';
-import {
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  type Attributes,
-  type Span,
-  type SpanContext,
-} from '@opentelemetry/api';
+// A sampled one gets a SpanRecord (span-record.ts), filled in place and queued when it ends (ADR 0017).
+import { SpanKind, SpanStatusCode, type Attributes } from '@opentelemetry/api';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import type { HeaderMap } from '../../mesh-model/header-edits.ts';
 import type { Endpoint } from '../../mesh-model/endpoints.ts';
 import type { MatchEntry } from '../../mesh-model/model.ts';
@@ -24,12 +15,8 @@ import {
 } from '../../protocol/tracing-config.ts';
 import { extractContext, injectContext, type ContextFormat, type RemoteContext } from './trace-context.ts';
 import { decide, RateLimiter, type SamplingReason } from './sampling.ts';
-import type { SpanOutcome, SpanPipeline } from './span-pipeline.ts';
-
-// The SDK and the exporter (~10 MB, ~150 ms to load) are loaded when tracing is first turned on: a mesh
-// without a collector never pays for them.
-let pipelineModule: Promise<typeof import('./span-pipeline.ts')> | undefined;
-const loadPipeline = async () => (await (pipelineModule ??= import('./span-pipeline.ts'))).createSpanPipeline;
+import { SpanPipeline, type SpanExporter, type SpanOutcome } from './span-pipeline.ts';
+import { hrNow, randomHex, SpanRecord } from './span-record.ts';
 
 /** The request fields tracing reads (http.IncomingMessage and Http2ServerRequest both have them). */
 export interface TracedRequest {
@@ -60,20 +47,10 @@ export interface TracingOptions {
 }
 
 const NO_FORMATS: ReadonlySet<ContextFormat> = new Set();
-// Random bytes for unsampled IDs, drawn from the system in blocks: one getrandom call per 1,000 requests.
-const ID_LENGTH = 24;
-const ID_POOL = Buffer.alloc(ID_LENGTH * 1000);
-let idOffset = ID_POOL.length;
 
 /** A fresh unsampled context, so that later hops follow this hop's "no" instead of rolling again. */
 function unsampledTraceparent(): string {
-  if (idOffset === ID_POOL.length) {
-    randomFillSync(ID_POOL);
-    idOffset = 0;
-  }
-  const hex = ID_POOL.toString('hex', idOffset, idOffset + ID_LENGTH);
-  idOffset += ID_LENGTH;
-  return `00-${hex.slice(0, 32)}-${hex.slice(32, 48)}-00`;
+  return `00-${randomHex(16)}-${randomHex(8)}-00`;
 }
 
 function one(value: string | string[] | undefined): string | undefined {
@@ -166,71 +143,80 @@ const GRPC_CODES = [
 
 /** One request's span; the forwarders call these as the request proceeds. */
 export class HttpSpan implements RequestSpan {
-  readonly #span: Span;
-  readonly #kind: SpanKind;
+  readonly #record: SpanRecord;
+  readonly #pipeline: SpanPipeline;
   #attempts = 0;
   #ended = false;
   #grpc: number | undefined;
 
-  constructor(span: Span, kind: SpanKind) {
-    this.#span = span;
-    this.#kind = kind;
+  constructor(record: SpanRecord, pipeline: SpanPipeline) {
+    this.#record = record;
+    this.#pipeline = pipeline;
   }
 
-  get spanContext(): SpanContext {
-    return this.#span.spanContext();
+  get traceId(): string {
+    return this.#record.traceId;
+  }
+
+  get spanId(): string {
+    return this.#record.spanId;
   }
 
   /** The route rule that matched (undefined: none) and the backend Service port chosen. */
   route(entry: MatchEntry | undefined, backend: string): void {
-    const attrs: Attributes = { 'sluice.backend.service': backend };
+    if (this.#ended) return;
+    const a = this.#record.attributes;
+    a['sluice.backend.service'] = backend;
     if (entry) {
-      attrs['sluice.route.kind'] = entry.rule.route.kind;
-      attrs['sluice.route.namespace'] = entry.rule.route.namespace;
-      attrs['sluice.route.name'] = entry.rule.route.name;
-      attrs['sluice.route.rule'] = entry.rule.name ?? String(entry.rule.index);
+      a['sluice.route.kind'] = entry.rule.route.kind;
+      a['sluice.route.namespace'] = entry.rule.route.namespace;
+      a['sluice.route.name'] = entry.rule.route.name;
+      a['sluice.route.rule'] = entry.rule.name ?? String(entry.rule.index);
     }
-    this.#span.setAttributes(attrs);
   }
 
   /** A local reply's route ("ns/name" or "none"). */
   routeLabel(label: string): void {
     const slash = label.indexOf('/');
-    if (slash === -1) return;
-    this.#span.setAttributes({
-      'sluice.route.namespace': label.slice(0, slash),
-      'sluice.route.name': label.slice(slash + 1),
-    });
+    if (slash === -1 || this.#ended) return;
+    const a = this.#record.attributes;
+    a['sluice.route.namespace'] = label.slice(0, slash);
+    a['sluice.route.name'] = label.slice(slash + 1);
   }
 
   /** An attempt on an endpoint: the first one, a connect retry on another endpoint, or a policy retry. */
   attempt(ep: Endpoint): void {
+    if (this.#ended) return;
     this.#attempts++;
-    const attrs: Attributes = {
-      'network.peer.address': ep.address,
-      'network.peer.port': ep.port,
-      'sluice.endpoint': `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`,
-    };
-    if (this.#kind === SpanKind.CLIENT) {
-      if (ep.identity) attrs['sluice.callee.identity'] = ep.identity;
-      if (ep.pod) attrs['sluice.endpoint.pod'] = ep.pod;
+    const a = this.#record.attributes;
+    a['network.peer.address'] = ep.address;
+    a['network.peer.port'] = ep.port;
+    a['sluice.endpoint'] = `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
+    if (this.#record.kind === SpanKind.CLIENT) {
+      if (ep.identity) a['sluice.callee.identity'] = ep.identity;
+      if (ep.pod) a['sluice.endpoint.pod'] = ep.pod;
       if (this.#attempts > 1) {
-        attrs['http.request.resend_count'] = this.#attempts - 1;
-        attrs['sluice.retry.attempt'] = this.#attempts - 1;
+        a['http.request.resend_count'] = this.#attempts - 1;
+        a['sluice.retry.attempt'] = this.#attempts - 1;
       }
     }
-    this.#span.setAttributes(attrs);
-    if (this.#attempts > 1) this.#span.addEvent('retry', { 'sluice.retry.attempt': this.#attempts - 1 });
+    if (this.#attempts > 1) this.#event('retry', { 'sluice.retry.attempt': this.#attempts - 1 });
   }
 
   /** A RequestMirror copy went to this backend (its response is not traced). */
   mirror(backend: string): void {
-    this.#span.addEvent('mirror', { 'sluice.mirror.backend': backend });
+    this.#event('mirror', { 'sluice.mirror.backend': backend });
   }
 
   grpcStatus(code: number): void {
+    if (this.#ended) return;
     this.#grpc = code;
-    this.#span.setAttribute('rpc.grpc.status_code', code);
+    this.#record.attributes['rpc.grpc.status_code'] = code;
+  }
+
+  #event(name: string, attributes: Attributes): void {
+    if (this.#ended) return;
+    (this.#record.events ??= []).push({ time: hrNow(), name, attributes });
   }
 
   /**
@@ -240,22 +226,25 @@ export class HttpSpan implements RequestSpan {
   end(status: number, cause?: string): void {
     if (this.#ended) return;
     this.#ended = true;
-    const span = this.#span;
-    span.setAttribute('http.response.status_code', status);
+    const r = this.#record;
+    const a = r.attributes;
+    a['http.response.status_code'] = status;
     if (cause !== undefined) {
-      span.setAttributes({ 'sluice.local_reply': true, 'sluice.local_reply.cause': cause });
+      a['sluice.local_reply'] = true;
+      a['sluice.local_reply.cause'] = cause;
     }
-    const failed = this.#kind === SpanKind.SERVER ? status >= 500 : status >= 400;
+    const failed = r.kind === SpanKind.SERVER ? status >= 500 : status >= 400;
     const grpc = this.#grpc;
     if (failed || (cause !== undefined && cause !== 'redirect')) {
-      span.setAttribute('error.type', cause ?? String(status));
-      span.setStatus({ code: SpanStatusCode.ERROR, message: cause ?? `HTTP ${status}` });
+      a['error.type'] = cause ?? String(status);
+      r.status = { code: SpanStatusCode.ERROR, message: cause ?? `HTTP ${status}` };
     } else if (grpc !== undefined && grpc !== 0) {
       const name = GRPC_CODES[grpc] ?? String(grpc);
-      span.setAttribute('error.type', name);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: `gRPC ${name}` });
+      a['error.type'] = name;
+      r.status = { code: SpanStatusCode.ERROR, message: `gRPC ${name}` };
     }
-    span.end();
+    r.endTime = hrNow();
+    this.#pipeline.end(r);
   }
 }
 
@@ -304,7 +293,6 @@ export class RequestTracing {
   #namespace = '';
   #pipeline: SpanPipeline | undefined;
   #pipelineKey = '';
-  #ready: Promise<void> = Promise.resolve();
   #formats: ReadonlySet<ContextFormat> = NO_FORMATS;
 
   constructor(options: TracingOptions) {
@@ -329,8 +317,8 @@ export class RequestTracing {
 
   /**
    * New settings, and the pod's namespace (known once the config names it); the export pipeline is rebuilt
-   * only when what it depends on changed. Resolves when the new pipeline is in place (requests are not
-   * traced meanwhile).
+   * only when what it depends on changed. Resolves at once (the pipeline is in place when it returns); a
+   * promise for callers written when the SDK was loaded here lazily.
    */
   apply(settings: TracingSettings, namespace: string): Promise<void> {
     this.#settings = settings;
@@ -350,26 +338,23 @@ export class RequestTracing {
           settings.batchDelayMs,
         ])
       : '';
-    if (key === this.#pipelineKey) return this.#ready;
+    if (key === this.#pipelineKey) return Promise.resolve();
     const old = this.#pipeline;
     this.#pipelineKey = key;
     this.#pipeline = undefined;
     // Spans of the old pipeline still go out (to the old endpoint) in the background.
     void old?.shutdown().catch(() => undefined);
-    if (!endpoint) return (this.#ready = Promise.resolve());
-    this.#ready = loadPipeline().then((create) => {
-      if (this.#pipelineKey !== key) return; // newer settings came while loading
-      this.#pipeline = create({
-        endpoint,
-        resource,
-        exportTimeoutMs: settings.exportTimeoutMs,
-        maxQueueSpans: settings.maxQueueSpans,
-        batchDelayMs: settings.batchDelayMs,
-        onSpans: this.#o.onSpans ?? (() => undefined),
-        ...(this.#o.exporter ? { exporter: this.#o.exporter } : {}),
-      });
+    if (!endpoint) return Promise.resolve();
+    this.#pipeline = new SpanPipeline({
+      endpoint,
+      resource,
+      exportTimeoutMs: settings.exportTimeoutMs,
+      maxQueueSpans: settings.maxQueueSpans,
+      batchDelayMs: settings.batchDelayMs,
+      onSpans: this.#o.onSpans ?? (() => undefined),
+      ...(this.#o.exporter ? { exporter: this.#o.exporter } : {}),
     });
-    return this.#ready;
+    return Promise.resolve();
   }
 
   /** The sampling decision for a request: its parent's, a forced trace, or the ratio. */
@@ -434,10 +419,9 @@ export class RequestTracing {
     const serverAttrs = serverAttributes(req, info.address, info.port, info.scheme, d.reason);
     const server = this.#start(pipeline, SpanKind.SERVER, req, serverAttrs, parent, undefined);
     if (!upstream) return server;
-    const sc = server.spanContext;
     const child: RemoteContext = {
-      traceId: sc.traceId,
-      spanId: sc.spanId,
+      traceId: server.traceId,
+      spanId: server.spanId,
       sampled: true,
       traceState: typeof parent === 'object' ? parent.traceState : undefined,
       format: 'w3c',
@@ -468,17 +452,20 @@ export class RequestTracing {
       if (rpc) attrs['rpc.method'] = rpc;
     }
     const remote = typeof parent === 'object' ? parent : undefined;
-    const ctx = remote
-      ? trace.setSpanContext(ROOT_CONTEXT, {
-          traceId: remote.traceId,
-          spanId: remote.spanId,
-          traceFlags: 1,
-          isRemote: parentIsRemote,
-        })
-      : ROOT_CONTEXT;
-    const span = pipeline.tracer.startSpan(method, { kind, attributes: attrs }, ctx);
+    const record = new SpanRecord(
+      pipeline.resource,
+      {
+        traceId: remote?.traceId ?? randomHex(16),
+        spanId: randomHex(8),
+        parentSpanId: remote?.spanId,
+        parentIsRemote: remote !== undefined && parentIsRemote,
+      },
+      remote?.traceState,
+      method,
+      kind,
+      attrs,
+    );
     if (headers) {
-      const sc = span.spanContext();
       // B3 goes on in every form the caller sent, even when traceparent (sent with it by a sidecar) won.
       const b3 = req.headers.b3 !== undefined;
       const b3multi = req.headers['x-b3-traceid'] !== undefined;
@@ -493,8 +480,8 @@ export class RequestTracing {
       injectContext(
         headers,
         {
-          traceId: sc.traceId,
-          spanId: sc.spanId,
+          traceId: record.traceId,
+          spanId: record.spanId,
           sampled: true,
           traceState: remote?.traceState,
           parentSpanId: remote?.spanId,
@@ -502,7 +489,7 @@ export class RequestTracing {
         formats,
       );
     }
-    return new HttpSpan(span, kind);
+    return new HttpSpan(record, pipeline);
   }
 
   /** Exports what is queued; for tests and a drain. Export failures are counted, not thrown. */

@@ -1,23 +1,18 @@
-// From ended spans to the collector: the OpenTelemetry SDK's tracer provider, its batch processor and
-// Sluice's own OTLP/HTTP protobuf encoder and sender (otlp-encode.ts, otlp-http-exporter.ts), with a bound on spans held and every span's fate counted. Nothing here runs
-// on a request's path except onEnd, which only appends to the batch.
-import type { Context } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  TracerProvider,
-  type ReadableSpan,
-  type Span,
-  type SpanExporter,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace';
-import type { Tracer } from '@opentelemetry/api';
+// From ended spans to the collector: a bounded batch of span records, sent every `batchDelayMs` (or as soon
+// as a full batch is queued) through Sluice's OTLP/HTTP protobuf sender (otlp-http-exporter.ts), with every
+// span's fate counted. Nothing here runs on a request's path except end(), which only appends to the batch.
 import { OtlpHttpExporter } from './otlp-http-exporter.ts';
+import type { SpanRecord, SpanResource } from './span-record.ts';
 
 /** What became of spans: sent to the collector, or lost (queue full, export failed after its retries). */
 export type SpanOutcome = 'exported' | 'dropped_queue_full' | 'dropped_export_failed';
+
+/** Where batches go: OTLP/HTTP, or (tests) memory. */
+export interface SpanExporter {
+  /** True when the collector took the spans; false when they are lost. Never rejects. */
+  export(spans: readonly SpanRecord[]): Promise<boolean>;
+  shutdown(): Promise<void>;
+}
 
 export interface PipelineOptions {
   readonly endpoint: string;
@@ -32,90 +27,72 @@ export interface PipelineOptions {
   readonly exporter?: SpanExporter;
 }
 
-export interface SpanPipeline {
-  readonly tracer: Tracer;
-  /** Exports what is queued (tests, shutdown). */
-  flush(): Promise<void>;
-  shutdown(): Promise<void>;
-}
-
 const BATCH_SIZE = 512;
 
-/** Counts export results and releases the held-span budget when an export ends either way. */
-class CountingExporter implements SpanExporter {
-  readonly #inner: SpanExporter;
-  readonly #done: (count: number, ok: boolean) => void;
-  constructor(inner: SpanExporter, done: (count: number, ok: boolean) => void) {
-    this.#inner = inner;
-    this.#done = done;
-  }
-  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    let reported = false;
-    this.#inner.export(spans, (result) => {
-      if (!reported) {
-        reported = true;
-        this.#done(spans.length, result.code === ExportResultCode.SUCCESS);
-      }
-      resultCallback(result);
-    });
-  }
-  shutdown(): Promise<void> {
-    return this.#inner.shutdown();
-  }
-  forceFlush(): Promise<void> {
-    return this.#inner.forceFlush?.() ?? Promise.resolve();
-  }
-}
+export class SpanPipeline {
+  readonly resource: SpanResource;
+  readonly #o: PipelineOptions;
+  readonly #exporter: SpanExporter;
+  readonly #batchSize: number;
+  readonly #exports = new Set<Promise<void>>();
+  #queue: SpanRecord[] = [];
+  /** Spans queued or in an export that has not ended. */
+  #held = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
 
-/** Drops (and counts) spans beyond the bound before they reach the batch processor. */
-class BoundedProcessor implements SpanProcessor {
-  readonly #inner: SpanProcessor;
-  readonly #max: number;
-  readonly #dropped: () => void;
-  held = 0;
-  constructor(inner: SpanProcessor, max: number, dropped: () => void) {
-    this.#inner = inner;
-    this.#max = max;
-    this.#dropped = dropped;
+  constructor(o: PipelineOptions) {
+    this.#o = o;
+    this.resource = { attributes: o.resource };
+    this.#exporter = o.exporter ?? new OtlpHttpExporter({ url: o.endpoint, timeoutMs: o.exportTimeoutMs });
+    this.#batchSize = Math.max(1, Math.min(BATCH_SIZE, o.maxQueueSpans));
   }
-  onStart(_span: Span, _parent: Context): void {}
-  onEnd(span: ReadableSpan): void {
-    if (this.held >= this.#max) return this.#dropped();
-    this.held++;
-    this.#inner.onEnd(span);
-  }
-  forceFlush(): Promise<void> {
-    return this.#inner.forceFlush();
-  }
-  shutdown(): Promise<void> {
-    return this.#inner.shutdown();
-  }
-}
 
-export function createSpanPipeline(o: PipelineOptions): SpanPipeline {
-  const exporter = o.exporter ?? new OtlpHttpExporter({ url: o.endpoint, timeoutMs: o.exportTimeoutMs });
-  let bounded: BoundedProcessor | undefined = undefined;
-  const counting = new CountingExporter(exporter, (count, ok) => {
-    if (bounded) bounded.held = Math.max(0, bounded.held - count);
-    o.onSpans(ok ? 'exported' : 'dropped_export_failed', count);
-  });
-  const batch = new BatchSpanProcessor({
-    exporter: counting,
-    // The bound is enforced in front of it; this queue never fills first.
-    maxQueueSize: o.maxQueueSpans + BATCH_SIZE,
-    maxExportBatchSize: Math.min(BATCH_SIZE, o.maxQueueSpans),
-    scheduledDelayMillis: o.batchDelayMs,
-    exportTimeoutMillis: o.exportTimeoutMs + 1000,
-  });
-  bounded = new BoundedProcessor(batch, o.maxQueueSpans, () => o.onSpans('dropped_queue_full', 1));
-  const provider = new TracerProvider({
-    resource: resourceFromAttributes(o.resource),
-    sampler: new AlwaysOnSampler(), // the decision is made before a span is started (sampling.ts)
-    spanProcessors: [bounded],
-  });
-  return {
-    tracer: provider.getTracer('sluice-sidecar'),
-    flush: () => provider.forceFlush(),
-    shutdown: () => provider.shutdown(),
-  };
+  /** An ended span: queued for the next batch, or dropped (and counted) when the bound is reached. */
+  end(span: SpanRecord): void {
+    if (this.#closed) return; // a request that outlived its pipeline (settings changed): not exported
+    if (this.#held >= this.#o.maxQueueSpans) {
+      this.#o.onSpans('dropped_queue_full', 1);
+      return;
+    }
+    this.#held++;
+    this.#queue.push(span);
+    if (this.#queue.length >= this.#batchSize) this.#send();
+    else if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.#send(), this.#o.batchDelayMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** Sends what is queued now, in batches. */
+  #send(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    while (this.#queue.length > 0) {
+      const batch =
+        this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
+      this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#batchSize);
+      const done = this.#exporter
+        .export(batch)
+        .catch(() => false)
+        .then((ok) => {
+          this.#held = Math.max(0, this.#held - batch.length);
+          this.#o.onSpans(ok ? 'exported' : 'dropped_export_failed', batch.length);
+        });
+      this.#exports.add(done);
+      void done.finally(() => this.#exports.delete(done));
+    }
+  }
+
+  /** Exports what is queued and waits for every export under way (tests, shutdown). */
+  async flush(): Promise<void> {
+    this.#send();
+    await Promise.all(this.#exports);
+  }
+
+  async shutdown(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+    await this.#exporter.shutdown();
+  }
 }

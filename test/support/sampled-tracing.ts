@@ -1,13 +1,26 @@
 // Request tracing that samples everything into memory: the spans a test makes, without a collector.
-import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { DEFAULT_TRACING } from '../../protocol/tracing-config.ts';
 import { RequestTracing } from '../../sidecar/tracing/request-tracing.ts';
+import type { SpanExporter } from '../../sidecar/tracing/span-pipeline.ts';
+import type { SpanRecord } from '../../sidecar/tracing/span-record.ts';
+
+/** Keeps every exported span record, in order. */
+export class MemorySpanExporter implements SpanExporter {
+  readonly spans: SpanRecord[] = [];
+  export(spans: readonly SpanRecord[]): Promise<boolean> {
+    this.spans.push(...spans);
+    return Promise.resolve(true);
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
 
 export async function sampledTracing(
   serviceName: string,
   namespace: string,
-): Promise<{ exporter: InMemorySpanExporter; tracing: RequestTracing }> {
-  const exporter = new InMemorySpanExporter();
+): Promise<{ exporter: MemorySpanExporter; tracing: RequestTracing }> {
+  const exporter = new MemorySpanExporter();
   const tracing = new RequestTracing({
     resource: { 'service.name': serviceName },
     identity: () => undefined,

@@ -1,13 +1,12 @@
 // Replies a gateway makes itself (not ready, misdirected, no route): a SERVER span marked as an error with
 // the cause, and the request counted with its body sizes, like a forwarded request. Real listeners on
-// loopback; spans through the SDK into its in-memory exporter.
+// loopback; spans into memory.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
 import { createCa, loadCa } from '../../../pki/ca.ts';
 import { buildGatewayConfig, type GatewayConfig } from '../../../sidecar/gateway-config.ts';
@@ -18,7 +17,7 @@ import { ProxyMetrics } from '../../../sidecar/metrics.ts';
 import { UpstreamPools } from '../../../sidecar/upstream-pools.ts';
 import { RequestTracing } from '../../../sidecar/tracing/request-tracing.ts';
 import { sluiceGateway, sluiceGatewayClass } from '../../support/gateway-manifests.ts';
-import { sampledTracing } from '../../support/sampled-tracing.ts';
+import { sampledTracing, type MemorySpanExporter } from '../../support/sampled-tracing.ts';
 import { serverCert, tlsSecret } from '../../support/server-cert.ts';
 
 const PORT = 8443;
@@ -41,7 +40,7 @@ function gatewayObjects(protocol: 'HTTP' | 'HTTPS'): K8sObject[] {
 }
 
 describe('gateway local replies', () => {
-  let exporter: InMemorySpanExporter;
+  let exporter: MemorySpanExporter;
   let tracing: RequestTracing;
   let metrics: ProxyMetrics;
   let listener: GatewayListener | undefined;
@@ -80,7 +79,7 @@ describe('gateway local replies', () => {
     kind: SpanKind;
   }> {
     await tracing.flush();
-    const spans = exporter.getFinishedSpans();
+    const spans = exporter.spans;
     assert.equal(spans.length, 1, 'one SERVER span, no CLIENT span');
     return spans[0]!;
   }

@@ -1,14 +1,13 @@
 // Replies a sidecar makes itself before any route or app is involved (outbound: not ready; inbound: a
 // connection without a destination, a bad path): a span marked as an error with the cause, and the request
-// counted with its body sizes. The listeners' HTTP servers get real loopback connections; spans through the
-// SDK into its in-memory exporter.
+// counted with its body sizes. The listeners' HTTP servers get real loopback connections; spans into
+// memory.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { setConnectionInfo, type ConnectionInfo } from '../../../sidecar/connection-info.ts';
 import { createInboundListener } from '../../../sidecar/inbound-listener.ts';
 import { createOutboundListener } from '../../../sidecar/outbound-listener.ts';
@@ -17,10 +16,10 @@ import { LoadBalancer } from '../../../sidecar/load-balancer.ts';
 import { ProxyMetrics } from '../../../sidecar/metrics.ts';
 import { UpstreamPools } from '../../../sidecar/upstream-pools.ts';
 import { RequestTracing } from '../../../sidecar/tracing/request-tracing.ts';
-import { sampledTracing } from '../../support/sampled-tracing.ts';
+import { sampledTracing, type MemorySpanExporter } from '../../support/sampled-tracing.ts';
 
 describe('sidecar local replies', () => {
-  let exporter: InMemorySpanExporter;
+  let exporter: MemorySpanExporter;
   let tracing: RequestTracing;
   let metrics: ProxyMetrics;
   let front: net.Server | undefined;
@@ -72,7 +71,7 @@ describe('sidecar local replies', () => {
 
   async function onlySpan() {
     await tracing.flush();
-    const spans = exporter.getFinishedSpans();
+    const spans = exporter.spans;
     assert.equal(spans.length, 1);
     return spans[0]!;
   }

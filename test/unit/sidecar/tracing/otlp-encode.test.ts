@@ -1,11 +1,13 @@
-// Sluice's OTLP protobuf encoder against the OpenTelemetry JS serializer (a test-only reference): both
-// bodies are decoded with a schema-less wire reader and compared field by field.
+// Sluice's OTLP protobuf encoder against the OpenTelemetry JS serializer (a test-only reference): spans made
+// by the SDK are copied into span records, both bodies are decoded with a schema-less wire reader and
+// compared field by field.
 import assert from 'node:assert/strict';
 import { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { encodeTraceRequest } from '../../../../sidecar/tracing/otlp-encode.ts';
+import { SpanRecord, type SpanResource } from '../../../../sidecar/tracing/span-record.ts';
 
 type Field = [number, number, unknown];
 
@@ -93,9 +95,35 @@ function spans(): ReadableSpan[] {
   a.addEvent('retry', { 'sluice.retry.attempt': 1 });
   a.setStatus({ code: SpanStatusCode.ERROR, message: 'no_endpoint' });
   a.end();
-  const b = tracer.startSpan('POST', { kind: SpanKind.SERVER, links: [{ context: a.spanContext() }] });
+  const b = tracer.startSpan('POST', { kind: SpanKind.SERVER });
   b.end();
   return ended;
+}
+
+/** The same span as Sluice's record, all spans sharing one resource. */
+function records(sdk: readonly ReadableSpan[], traceState?: string): SpanRecord[] {
+  const resource: SpanResource = { attributes: sdk[0]!.resource.attributes as Record<string, string> };
+  return sdk.map((s) => {
+    const sc = s.spanContext();
+    const r = new SpanRecord(
+      resource,
+      {
+        traceId: sc.traceId,
+        spanId: sc.spanId,
+        parentSpanId: s.parentSpanContext?.spanId,
+        parentIsRemote: s.parentSpanContext?.isRemote ?? false,
+      },
+      traceState,
+      s.name,
+      s.kind,
+      s.attributes,
+      s.startTime,
+    );
+    r.endTime = s.endTime;
+    r.events = s.events.map((e) => ({ time: e.time, name: e.name, attributes: e.attributes ?? {} }));
+    r.status = { code: s.status.code, message: s.status.message };
+    return r;
+  });
 }
 
 describe('OTLP protobuf encoder', () => {
@@ -103,7 +131,7 @@ describe('OTLP protobuf encoder', () => {
   it('encodes what the OpenTelemetry serializer encodes', () => {
     const s = made;
     assert.equal(s.length, 2);
-    const ours = decode(encodeTraceRequest(s));
+    const ours = decode(encodeTraceRequest(records(s)));
     const reference = decode(ProtobufTraceSerializer.serializeRequest([...s])!);
     assert.ok(ours && reference);
     assert.deepEqual(ours, reference);
@@ -112,7 +140,7 @@ describe('OTLP protobuf encoder', () => {
   it('writes the ids, kind, status and attribute types at their field numbers', () => {
     const all = made;
     assert.equal(all.length, 2);
-    const body = decode(encodeTraceRequest([all[0]!]))!;
+    const body = decode(encodeTraceRequest(records([all[0]!], 'v=1')))!;
     // ExportTraceServiceRequest.resource_spans(1) > ResourceSpans.scope_spans(2) > ScopeSpans.spans(2)
     const rs = body[0]![2] as Field[];
     const ss = rs.find((f) => f[0] === 2)![2] as Field[];
@@ -120,6 +148,7 @@ describe('OTLP protobuf encoder', () => {
     const get = (n: number): unknown => span.find((f) => f[0] === n)?.[2];
     assert.equal(get(1), '0af7651916cd43dd8448eb211c80319c');
     assert.equal(get(4), 'b7ad6b7169203331');
+    assert.equal(Buffer.from(String(get(3)), 'hex').toString(), 'v=1'); // trace_state
     assert.equal(get(6), '3'); // SPAN_KIND_CLIENT
     const status = get(15) as Field[];
     assert.deepEqual(status.find((f) => f[0] === 3)?.[2], '2'); // STATUS_CODE_ERROR

@@ -1,12 +1,12 @@
-// Spans through the real OpenTelemetry SDK into its in-memory exporter: attribute sets, parent links,
-// propagation out, no span for unsampled requests, and export back-pressure counted.
+// Span records into memory: attribute sets, parent links, propagation out, no span for unsampled
+// requests, and export back-pressure counted.
 import assert from 'node:assert/strict';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { InMemorySpanExporter, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { RequestTracing, type TracedRequest } from '../../../../sidecar/tracing/request-tracing.ts';
 import { DEFAULT_TRACING, type TracingSettings } from '../../../../protocol/tracing-config.ts';
-import type { SpanOutcome } from '../../../../sidecar/tracing/span-pipeline.ts';
+import type { SpanExporter, SpanOutcome } from '../../../../sidecar/tracing/span-pipeline.ts';
+import type { SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
+import { MemorySpanExporter } from '../../../support/sampled-tracing.ts';
 import type { HeaderMap } from '../../../../mesh-model/header-edits.ts';
 import type { MatchEntry } from '../../../../mesh-model/model.ts';
 
@@ -33,7 +33,7 @@ const entry = {
 } as unknown as MatchEntry;
 
 describe('request tracing', () => {
-  let exporter: InMemorySpanExporter;
+  let exporter: MemorySpanExporter;
   let counts: Map<SpanOutcome, number>;
   let rolls: number[];
   const make = async (
@@ -50,13 +50,13 @@ describe('request tracing', () => {
     await t.apply(settings, 'shop');
     return t;
   };
-  const spans = async (t: RequestTracing): Promise<ReadableSpan[]> => {
+  const spans = async (t: RequestTracing): Promise<SpanRecord[]> => {
     await t.flush();
-    return exporter.getFinishedSpans();
+    return exporter.spans;
   };
 
   beforeEach(() => {
-    exporter = new InMemorySpanExporter();
+    exporter = new MemorySpanExporter();
     counts = new Map();
     rolls = [];
   });
@@ -123,9 +123,9 @@ describe('request tracing', () => {
     const [s] = await spans(t);
     assert.ok(s);
     assert.equal(s.kind, SpanKind.CLIENT);
-    assert.equal(s.spanContext().traceId, TRACE);
-    assert.equal(s.parentSpanContext?.spanId, SPAN);
-    assert.equal(headers.traceparent, `00-${TRACE}-${s.spanContext().spanId}-01`);
+    assert.equal(s.traceId, TRACE);
+    assert.equal(s.parentSpanId, SPAN);
+    assert.equal(headers.traceparent, `00-${TRACE}-${s.spanId}-01`);
     assert.equal(headers.tracestate, 'v=1');
     assert.deepEqual(s.attributes, {
       'http.request.method': 'GET',
@@ -151,8 +151,10 @@ describe('request tracing', () => {
       'http.response.status_code': 200,
     });
     assert.equal(s.status.code, SpanStatusCode.UNSET);
-    assert.deepEqual(s.resource.attributes['service.name'], 'web');
-    assert.deepEqual(s.resource.attributes['k8s.namespace.name'], 'shop');
+    assert.equal(s.resource.attributes['service.name'], 'web');
+    assert.equal(s.resource.attributes['k8s.namespace.name'], 'shop');
+    assert.equal(s.traceState, 'v=1');
+    assert.equal(s.parentIsRemote, true);
   });
 
   it('a B3 caller gets B3 back; a forced request starts a new trace', async () => {
@@ -174,7 +176,7 @@ describe('request tracing', () => {
     span.end(200);
     const all = await spans(t);
     assert.equal(all[2]?.attributes['sluice.sampling.reason'], 'forced');
-    assert.equal(all[2].parentSpanContext, undefined);
+    assert.equal(all[2].parentSpanId, undefined);
   });
 
   it('a SERVER span names the caller and marks local replies as errors with their cause', async () => {
@@ -197,7 +199,7 @@ describe('request tracing', () => {
     assert.equal(s.attributes['sluice.local_reply.cause'], 'no_endpoint');
     assert.equal(s.attributes['error.type'], 'no_endpoint');
     assert.equal(s.status.code, SpanStatusCode.ERROR);
-    assert.equal(headers.traceparent, `00-${s.spanContext().traceId}-${s.spanContext().spanId}-01`);
+    assert.equal(headers.traceparent, `00-${s.traceId}-${s.spanId}-01`);
   });
 
   it('a gateway request: a SERVER span, its CLIENT child for the backend call, propagated to the backend', async () => {
@@ -224,10 +226,10 @@ describe('request tracing', () => {
     const server = all.find((s) => s.kind === SpanKind.SERVER);
     const client = all.find((s) => s.kind === SpanKind.CLIENT);
     assert.ok(server && client);
-    assert.equal(server.parentSpanContext?.spanId, SPAN);
-    assert.equal(client.parentSpanContext?.spanId, server.spanContext().spanId);
-    assert.equal(client.spanContext().traceId, TRACE);
-    assert.equal(upstream.headers.traceparent, `00-${TRACE}-${client.spanContext().spanId}-01`);
+    assert.equal(server.parentSpanId, SPAN);
+    assert.equal(client.parentSpanId, server.spanId);
+    assert.equal(client.traceId, TRACE);
+    assert.equal(upstream.headers.traceparent, `00-${TRACE}-${client.spanId}-01`);
     assert.equal(server.attributes['url.scheme'], 'https');
     assert.equal(server.attributes['server.address'], 'www.example.com');
     assert.equal(server.attributes['server.port'], 443);
@@ -284,9 +286,9 @@ describe('request tracing', () => {
   });
 
   it('bounds the spans held while the collector does not answer, and counts the dropped ones', async () => {
-    const pending: ((r: ExportResult) => void)[] = [];
+    const pending: ((ok: boolean) => void)[] = [];
     const stuck: SpanExporter = {
-      export: (_spans, done) => void pending.push(done),
+      export: () => new Promise<boolean>((done) => void pending.push(done)),
       shutdown: () => Promise.resolve(),
     };
     const t = await make({ ...ON, maxQueueSpans: 3, batchDelayMs: 1 }, { exporter: stuck });
@@ -296,7 +298,11 @@ describe('request tracing', () => {
       const check = (): void => (pending.length > 0 ? resolve() : void setImmediate(check));
       check();
     });
-    pending.shift()!({ code: ExportResultCode.FAILED });
+    pending.shift()!(false);
+    await new Promise<void>((resolve) => {
+      const check = (): void => (counts.has('dropped_export_failed') ? resolve() : void setImmediate(check));
+      check();
+    });
     assert.equal(counts.get('dropped_export_failed'), 3);
     // The budget is free again once the export ended.
     t.startOutbound(request({ 'x-sluice-force-trace': '1' }), {}, 'a')!.end(200);
