@@ -286,6 +286,9 @@ export interface UpstreamRequest {
   h2: boolean;
 }
 
+/** Error codes of a TLS handshake whose peer certificate or SPIFFE ID was refused. */
+const TRUST_FAILURE = /SPIFFE|CERT|TLS|SSL|SIGNATURE|ISSUER/;
+
 const DEFAULT_RETRY_ATTEMPTS = 1;
 const DEFAULT_RETRY_BACKOFF_MS = 25;
 
@@ -410,6 +413,21 @@ export function sendWithRetries(options: SendOptions): void {
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
   let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
+  /** A connection failed the peer's certificate or identity check: a misconfiguration, answered 502. */
+  let untrusted = false;
+  /**
+   * Every attempt failed: 502 when one may have reached the app or met an endpoint it could not trust
+   * (the cause then says which). When none did (refused, reset before the
+   * request was written, a peer sidecar's NOT_PROCESSED_HEADER), no endpoint could take the request: the
+   * same 503 as no endpoints at all (ADR 0015), or the connect timeout's own 503.
+   */
+  const failAttempts = (): void => {
+    if (reachedApp || untrusted)
+      return fail(lastFailure.code, lastError ?? 'upstream failed', lastFailure.cause, false, resetSeen);
+    if (lastFailure.cause === 'connect_timeout')
+      return fail(503, lastError ?? 'upstream connect timeout', 'connect_timeout', true);
+    fail(503, `no healthy endpoints for ${target.backendLabel}`, 'no_endpoint', true);
+  };
   // A bodyless request has nothing to count: no listener for it.
   const requestBytes = isBodyless(req) ? () => 0 : countFlowingBytes(req);
   const end = (): void => {
@@ -449,7 +467,7 @@ export function sendWithRetries(options: SendOptions): void {
     }
     if (!ep) {
       end();
-      if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp, resetSeen);
+      if (lastError) return failAttempts();
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
         if (deps.log) overflowLog(deps.log).report(target.backendLabel);
@@ -513,7 +531,9 @@ export function sendWithRetries(options: SendOptions): void {
         // the request: its app was not listening (ADR 0015).
         if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
           if (retried('refused', replayable(req, kept))) return body.discard();
-          reachedApp = false;
+          body.discard();
+          end();
+          return failAttempts();
         } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
           // Its app reset the connection before answering: an idempotent request may go elsewhere.
           if (retried('reset', replayable(req, kept))) return body.discard();
@@ -574,9 +594,10 @@ export function sendWithRetries(options: SendOptions): void {
           error: err.message,
         });
         if (kind === 'reset') resetSeen = true;
+        if (TRUST_FAILURE.test(code)) untrusted = true;
         if (retried(kind, replayable)) return;
         end();
-        fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp, resetSeen);
+        failAttempts();
       },
     };
     try {
