@@ -518,7 +518,7 @@ export function sendWithRetries(options: SendOptions): void {
     const settle = (failed = false): void => {
       if (!inFlight) return;
       inFlight = false;
-      if (failed) deps.lb.failed(stats);
+      if (failed) deps.lb.failed(stats, ep.terminating);
       else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
     };
     release = () => settle();
