@@ -598,6 +598,12 @@ export function sendWithRetries(options: SendOptions): void {
           () => {
             end();
             settle();
+            // After the response started nothing is sent again: the caller sees its stream cut.
+            deps.log?.warn('upstream response cut', {
+              backend: target.backendLabel,
+              endpoint: `${ep.address}:${ep.port}`,
+              status,
+            });
             res.destroy();
           },
         );
