@@ -286,6 +286,9 @@ export interface UpstreamRequest {
   h2: boolean;
 }
 
+/** Error codes of a TLS handshake whose peer certificate or SPIFFE ID was refused. */
+const TRUST_FAILURE = /SPIFFE|CERT|TLS|SSL|SIGNATURE|ISSUER/;
+
 const DEFAULT_RETRY_ATTEMPTS = 1;
 const DEFAULT_RETRY_BACKOFF_MS = 25;
 
@@ -300,23 +303,44 @@ function replayableLength(req: DownstreamRequest): number | undefined {
 }
 
 /**
- * Streamed HTTP/2 request bodies (gRPC sends no Content-Length) are copied as they flow upstream, up to
- * REPLAY_BODY_BYTES: a stream the peer refused (REFUSED_STREAM, GOAWAY, x-sluice-not-processed) after the
- * body went out can then be sent again once the body has ended.
+ * Streamed request bodies (gRPC and HTTP/2 ones without Content-Length, HTTP/1.1 chunked ones) are copied
+ * as they flow upstream, up to REPLAY_BODY_BYTES: an attempt that failed before the app got anything
+ * (REFUSED_STREAM, GOAWAY, x-sluice-not-processed, a stale keep-alive connection) after the body went out
+ * can then be sent again once the body has ended.
  */
 const streamedCopies = new WeakMap<Readable, { chunks: Buffer[]; bytes: number }>();
 
+/** The copy of `req`'s body, started empty on first use. */
+function copyOf(req: Readable): { chunks: Buffer[]; bytes: number } {
+  let copy = streamedCopies.get(req);
+  if (!copy) streamedCopies.set(req, (copy = { chunks: [], bytes: 0 }));
+  return copy;
+}
+
+function keep(copy: { chunks: Buffer[]; bytes: number }, chunk: Buffer): void {
+  copy.bytes += chunk.length;
+  if (copy.bytes > REPLAY_BODY_BYTES) copy.chunks = [];
+  else copy.chunks.push(chunk);
+}
+
 function pipeKeepingCopy(req: Readable, to: NodeJS.WritableStream): void {
   if (!streamedCopies.has(req)) {
-    const copy = { chunks: [] as Buffer[], bytes: 0 };
-    streamedCopies.set(req, copy);
-    req.on('data', (chunk: Buffer) => {
-      copy.bytes += chunk.length;
-      if (copy.bytes > REPLAY_BODY_BYTES) copy.chunks = [];
-      else copy.chunks.push(chunk);
-    });
+    const copy = copyOf(req);
+    req.on('data', (chunk: Buffer) => keep(copy, chunk));
   }
   req.pipe(to);
+}
+
+/**
+ * An HTTP/1.1 streamed body for undici, copied as undici reads it. Lazy: nothing is read from `req` until
+ * the request is written, so a connect failure leaves the body unread (sendable as it is).
+ */
+async function* readKeepingCopy(req: Readable): AsyncGenerator<Buffer> {
+  const copy = copyOf(req);
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    keep(copy, chunk);
+    yield chunk;
+  }
 }
 
 /** The whole body of a streamed request that has ended, if it was small enough to be copied. */
@@ -413,6 +437,21 @@ export function sendWithRetries(options: SendOptions): void {
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
   let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
+  /** A connection failed the peer's certificate or identity check: a misconfiguration, answered 502. */
+  let untrusted = false;
+  /**
+   * Every attempt failed: 502 when one may have reached the app or met an endpoint it could not trust
+   * (the cause then says which). When none did (refused, reset before the
+   * request was written, a peer sidecar's NOT_PROCESSED_HEADER), no endpoint could take the request: the
+   * same 503 as no endpoints at all (ADR 0015), or the connect timeout's own 503.
+   */
+  const failAttempts = (): void => {
+    if (reachedApp || untrusted)
+      return fail(lastFailure.code, lastError ?? 'upstream failed', lastFailure.cause, false, resetSeen);
+    if (lastFailure.cause === 'connect_timeout')
+      return fail(503, lastError ?? 'upstream connect timeout', 'connect_timeout', true);
+    fail(503, `no healthy endpoints for ${target.backendLabel}`, 'no_endpoint', true);
+  };
   // A bodyless request has nothing to count: no listener for it.
   const requestBytes = isBodyless(req) ? () => 0 : countFlowingBytes(req);
   const end = (): void => {
@@ -452,7 +491,7 @@ export function sendWithRetries(options: SendOptions): void {
     }
     if (!ep) {
       end();
-      if (lastError) return fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp, resetSeen);
+      if (lastError) return failAttempts();
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
         if (deps.log) overflowLog(deps.log).report(target.backendLabel);
@@ -482,7 +521,7 @@ export function sendWithRetries(options: SendOptions): void {
     const settle = (failed = false): void => {
       if (!inFlight) return;
       inFlight = false;
-      if (failed) deps.lb.failed(stats);
+      if (failed) deps.lb.failed(stats, ep.terminating);
       else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
     };
     release = () => settle();
@@ -515,8 +554,17 @@ export function sendWithRetries(options: SendOptions): void {
         // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
         // the request: its app was not listening (ADR 0015).
         if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
+          deps.log?.warn('upstream error', {
+            backend: target.backendLabel,
+            endpoint: `${ep.address}:${ep.port}`,
+            code: 'not_processed',
+            failure: 'refused',
+            error: `peer sidecar answered ${status}: its app did not get the request`,
+          });
           if (retried('refused', replayable(req, kept))) return body.discard();
-          reachedApp = false;
+          body.discard();
+          end();
+          return failAttempts();
         } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
           // Its app reset the connection before answering: an idempotent request may go elsewhere.
           if (retried('reset', replayable(req, kept))) return body.discard();
@@ -553,6 +601,12 @@ export function sendWithRetries(options: SendOptions): void {
           () => {
             end();
             settle();
+            // After the response started nothing is sent again: the caller sees its stream cut.
+            deps.log?.warn('upstream response cut', {
+              backend: target.backendLabel,
+              endpoint: `${ep.address}:${ep.port}`,
+              status,
+            });
             res.destroy();
           },
         );
@@ -577,9 +631,10 @@ export function sendWithRetries(options: SendOptions): void {
           error: err.message,
         });
         if (kind === 'reset') resetSeen = true;
+        if (TRUST_FAILURE.test(code)) untrusted = true;
         if (retried(kind, replayable)) return;
         end();
-        fail(lastFailure.code, lastError, lastFailure.cause, !reachedApp, resetSeen);
+        failAttempts();
       },
     };
     try {
@@ -826,6 +881,11 @@ function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
   return body;
 }
 
+function bodyOf(req: DownstreamRequest): Readable | AsyncGenerator<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  return declared > REPLAY_BODY_BYTES ? req : readKeepingCopy(req);
+}
+
 function sendH1(
   deps: ForwardDeps,
   ep: Endpoint,
@@ -837,6 +897,8 @@ function sendH1(
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
   const { expect: _expect, ...headers } = r.headers;
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
+  // A body declared larger than can be copied goes as it is; a smaller or chunked one is copied (see above).
+  const streamed = bodyless || kept !== undefined ? undefined : bodyOf(req);
   let controller: Dispatcher.DispatchController | undefined;
   let body: DispatchBody | undefined;
   let cancelled = false;
@@ -856,7 +918,8 @@ function sendH1(
         path: r.path,
         method: r.method,
         headers: headers as Record<string, string | string[]>,
-        body: kept ?? (bodyless ? null : req),
+        // undici writes any async iterable (its types name only streams).
+        body: kept ?? (streamed as Readable | undefined) ?? null,
       },
       {
         onRequestStart(c) {
@@ -886,7 +949,12 @@ function sendH1(
           settled = true;
           letGo();
           if (body) return body.error(err);
-          const bodyRead = kept === undefined && !bodyless && (req as Readable).readableDidRead;
+          // Read and not copied in full: it cannot be sent again.
+          const bodyRead =
+            kept === undefined &&
+            !bodyless &&
+            (req as Readable).readableDidRead &&
+            streamedBody(req) === undefined;
           const kind = classifyHttp1({
             code: (err as NodeJS.ErrnoException).code ?? '',
             connectFailed: isConnectFailure(err),

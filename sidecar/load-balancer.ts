@@ -19,6 +19,12 @@ export interface EndpointStats {
 const DECAY_NS = 10e9; // time constant: 10 s
 const INITIAL_NS = 1e6; // unknown endpoints start at 1 ms, so new ones get tried soon
 const FAILURE_BACKOFF_MS = 5000;
+/**
+ * A terminating endpoint whose connection failed does not come back (its pod is shutting down), and once
+ * its pod's network is gone a connect to it waits out the whole connect timeout: it sits out this long and
+ * is no last resort.
+ */
+const TERMINATING_FAILURE_BACKOFF_MS = 60_000;
 const scratch: Endpoint[] = [];
 
 export interface LoadBalancerOptions {
@@ -57,8 +63,8 @@ export class LoadBalancer {
 
   /**
    * Picks among the endpoints that take new requests (ready ones, or the terminating ones still serving
-   * when none is ready: isEligible) not in `exclude`, preferring those not in failure backoff; undefined
-   * when none is left.
+   * when none is ready: isEligible) not in `exclude`, preferring those not in failure backoff (a
+   * terminating one in backoff is not used at all); undefined when none is left.
    */
   pick(
     endpoints: readonly Endpoint[],
@@ -71,13 +77,14 @@ export class LoadBalancer {
     if (endpoints.length === 1 && !exclude?.has(endpoints[0]!)) {
       // The common case of one endpoint (and every inbound request): no choice to make.
       const only = endpoints[0]!;
-      return isEligible(only, only.ready) ? only : undefined;
+      if (!isEligible(only, only.ready)) return undefined;
+      return only.terminating && this.stats(only).failedUntil > now ? undefined : only;
     }
     const anyReady = endpoints.some((ep) => ep.ready);
     for (const ep of endpoints) {
       if (!isEligible(ep, anyReady) || exclude?.has(ep)) continue;
       if (this.stats(ep).failedUntil <= now) healthy.push(ep);
-      else fallback ??= ep;
+      else if (!ep.terminating) fallback ??= ep;
     }
     const n = healthy.length;
     if (n <= 1) return healthy[0] ?? fallback;
@@ -108,9 +115,9 @@ export class LoadBalancer {
   }
 
   /** A connect failure: the request is retried elsewhere and this endpoint sits out a backoff. */
-  failed(s: EndpointStats, now = Date.now()): void {
+  failed(s: EndpointStats, terminating = false, now = Date.now()): void {
     s.inFlight = Math.max(0, s.inFlight - 1);
-    s.failedUntil = now + FAILURE_BACKOFF_MS;
+    s.failedUntil = now + (terminating ? TERMINATING_FAILURE_BACKOFF_MS : FAILURE_BACKOFF_MS);
   }
 
   /** Drops statistics of endpoints that no longer exist. */

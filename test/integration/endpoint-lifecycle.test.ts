@@ -164,6 +164,32 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     assert.match(metrics, /sluice_upstream_retries_total\{direction="outbound",failure="refused"\} [1-9]/);
   });
 
+  it('a Service whose only endpoint refuses (its app gone, its sidecar serving): 503 no endpoint, not 502', async () => {
+    // `a`'s app was killed above; `a` is ready in the view. Both attempts get the peer sidecar's
+    // x-sluice-not-processed: nothing reached an app, so the answer is the one for no endpoints (ADR 0015).
+    await apply({ ready: true });
+    const noEndpoint = (): Promise<number> =>
+      mesh
+        .admin(client, '/metrics')
+        .then((m) =>
+          Number(
+            /^sluice_errors_total\{direction="outbound",cause="no_endpoint"\} (\d+)$/m.exec(m.body)?.[1] ?? 0,
+          ),
+        );
+    const before = await noEndpoint();
+    const url = `http://${VIP.onlyA}/`;
+    const [get] = await send(VIP.onlyA);
+    const [post] = await mesh.client('client', { kind: 'http1', url, method: 'POST', body: 'order' });
+    const [h2] = await mesh.client('client', { kind: 'h2', url, method: 'POST', body: 'order' });
+    for (const r of [get, post, h2]) {
+      assert.equal(r?.status, 503, JSON.stringify(r));
+      assert.equal(r.text, `no healthy endpoints for ${NS}/only-a:80\n`);
+    }
+    const [grpc] = await mesh.client('client', { kind: 'grpc', url: `http://${VIP.onlyA}/echo.Echo/Call` });
+    assert.equal(grpc?.grpcStatus, 14, JSON.stringify(grpc)); // UNAVAILABLE
+    assert.equal(await noEndpoint(), before + 4);
+  });
+
   it('SIGTERM with a drain delay: not ready at once, still serving new connections, then stops accepting', async () => {
     const b = mesh.pods.get('b')!;
     const exited = new Promise((r) => b.sidecar!.once('exit', r));
@@ -174,7 +200,9 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     assert.equal((await mesh.admin(b, '/ready')).status, 503);
     assert.deepEqual(countAnswers(await send(VIP.onlyB, '/', 5)), { '200:b': 5 });
     assert.equal(await exited, 0);
-    const after = await send(VIP.onlyB);
-    assert.notEqual(after[0]?.status, 200, JSON.stringify(after));
+    // Its sidecar gone, connections to `b` are refused: no endpoint took the request, 503 as for none.
+    const [after] = await send(VIP.onlyB);
+    assert.equal(after?.status, 503, JSON.stringify(after));
+    assert.equal(after.text, `no healthy endpoints for ${NS}/only-b:80\n`);
   });
 });

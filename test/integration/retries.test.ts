@@ -142,6 +142,38 @@ describe('upstream retries (loopback)', () => {
     ]);
   });
 
+  /** An HTTP/1.1 request whose body goes chunked (no Content-Length), in two writes. */
+  function sendChunked(url: string, body: string): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(url, { method: 'POST', agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      req.write(body.slice(0, body.length >> 1));
+      req.end(body.slice(body.length >> 1));
+    });
+  }
+
+  it('a chunked POST (up to 64 KiB) raced by the idle close is sent again from its copy; a larger one is not', async () => {
+    const up = await scripted('a', (n) => n > 1);
+    closers.push(() => up.close());
+    const { url, deps } = await proxyFor([up.port]);
+    assert.equal((await send(`${url}/`, 'GET')).status, 200); // leaves one idle pooled connection
+    assert.deepEqual(await sendChunked(`${url}/`, 'x'.repeat(60_000)), { status: 200, text: 'a' });
+    assert.deepEqual(up.processed, ['GET 0', 'POST 60000']);
+    assert.deepEqual(retries(deps), [
+      'sluice_upstream_retries_total{direction="outbound",failure="stale_connection"} 1',
+    ]);
+    assert.equal((await send(`${url}/`, 'GET')).status, 200);
+    const big = await sendChunked(`${url}/`, 'x'.repeat(100_000));
+    assert.equal(big.status, 502, JSON.stringify(big));
+    assert.deepEqual(up.processed, ['GET 0', 'POST 60000', 'GET 0']);
+    assert.equal(retries(deps).length, 1, 'no retry of the large body');
+  });
+
   it('a POST reset after it reached the app is not sent again; a GET is, once', async () => {
     const up = await scripted('a', () => true); // every request: the connection is cut
     closers.push(() => up.close());
@@ -192,7 +224,11 @@ describe('upstream retries (loopback)', () => {
       const { url } = await proxyFor([dead1.port, dead2.port, good.port]);
       const r = await send(`${url}/`, 'POST', `n${i}`);
       if (r.status === 200) ok++;
-      else failed++;
+      else {
+        // Both attempts refused: nothing reached an app, the answer is the one for no endpoints.
+        assert.deepEqual(r, { status: 503, text: 'no healthy endpoints for app/svc:80\n' });
+        failed++;
+      }
     }
     assert.equal(good.processed.length, ok);
     assert.ok(ok > 0 && ok + failed === 12, `${ok} ok, ${failed} failed`);

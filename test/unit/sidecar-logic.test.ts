@@ -130,6 +130,19 @@ describe('load balancer (P2C + peak EWMA)', () => {
     for (let i = 0; i < 50; i++) assert.equal(lb.pick(eps)?.address, '10.0.0.2');
     assert.equal(lb.pick([eps[0]!])?.address, '10.0.0.1');
   });
+
+  it('a terminating endpoint whose connection failed is no last resort, for a minute', () => {
+    const lb = new LoadBalancer({ random: seeded(1) });
+    const gone = (n: number): Endpoint => ({ ...ep(n, false), serving: true, terminating: true });
+    const eps = [gone(1), gone(2)];
+    const t0 = Date.now();
+    lb.failed(lb.start(eps[0]!), true, t0);
+    assert.equal(lb.pick(eps, undefined, t0 + 1)?.address, '10.0.0.2');
+    lb.failed(lb.start(eps[1]!), true, t0);
+    assert.equal(lb.pick(eps, undefined, t0 + 10_000), undefined);
+    assert.equal(lb.pick([eps[0]!], undefined, t0 + 10_000), undefined);
+    assert.equal(lb.pick([eps[0]!], undefined, t0 + 61_000)?.address, '10.0.0.1');
+  });
 });
 
 describe('hop-by-hop headers', () => {
