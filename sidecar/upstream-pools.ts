@@ -3,8 +3,8 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { createRequire } from 'node:module';
 import type { Pool } from 'undici';
+import { loadUndici } from './load-undici.ts';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ProxyLimits } from './limits.ts';
 import {
@@ -117,14 +117,6 @@ export function whenConnected(session: http2.ClientHttp2Session, fn: () => void)
     for (const f of list) f();
   });
 }
-
-/**
- * undici, loaded at the first HTTP/1.1 upstream pool: about 110 modules and 20-30 MB of RSS that a sidecar
- * whose app speaks only HTTP/2 or opaque TCP never needs (ADR 0016). Synchronous: pool() is.
- */
-let undici: typeof import('undici') | undefined;
-const loadUndici = (): typeof import('undici') =>
-  (undici ??= createRequire(import.meta.url)('undici') as typeof import('undici'));
 
 const keys = new WeakMap<Endpoint, string>();
 

@@ -4,8 +4,8 @@
 // The POST goes through undici, the client the proxy already runs for its HTTP/1.1 upstreams: at one export
 // every few seconds node:http's client code ran cold each time (~2 ms an export in a CPU profile of a
 // proxy at 1 % sampling), undici's is warm from the proxy's own traffic (ADR 0017).
-import { createRequire } from 'node:module';
 import type { Dispatcher, Pool } from 'undici';
+import { loadUndici } from '../load-undici.ts';
 import { encodeTraceRequest } from './otlp-encode.ts';
 import type { SpanExporter } from './span-pipeline.ts';
 import type { SpanRecord } from './span-record.ts';
@@ -68,11 +68,10 @@ export class OtlpHttpExporter implements SpanExporter {
 
   /** One POST: its status, or undefined for a network error or the time running out. */
   #post(body: Buffer, timeoutMs: number): Promise<number | undefined> {
-    // Loaded (and shared with the upstream pools, same module) at the first export, like those pools do.
-    this.#pool ??= new (createRequire(import.meta.url)('undici') as typeof import('undici')).Pool(
-      this.#url.origin,
-      { connections: 4, connect: { timeout: this.#timeoutMs } },
-    );
+    this.#pool ??= new (loadUndici().Pool)(this.#url.origin, {
+      connections: 4,
+      connect: { timeout: this.#timeoutMs },
+    });
     const pool = this.#pool;
     return new Promise((resolve) => {
       let controller: Dispatcher.DispatchController | undefined;
