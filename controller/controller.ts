@@ -18,6 +18,7 @@ import { countedHub, createConfigServer } from './config-distribution.ts';
 import type { ConfigHub } from './config-hub.ts';
 import type { ConfigServer } from './config-server.ts';
 import { controllerMetricsText, newCounters, PUSH_LATENCY_BUCKETS } from './controller-metrics.ts';
+import { CA_SECRET_NAME } from './ca-root-secret.ts';
 import { apiConfigMapStore } from './kube-adapters.ts';
 import { electionIdentity, LeaderElector } from './leader-election.ts';
 import { ControllerIdentity, loadMeshCa, watchMeshCa } from './mesh-identity.ts';
@@ -121,6 +122,7 @@ export class Controller {
   readonly #o: ControllerOptions;
   readonly #log: Logger;
   readonly #informers: Record<Watched, SupervisedInformer>;
+  #caWatch: { reloadNow(): void } | undefined;
   readonly #hub: ConfigHub;
   readonly #writer: StatusWriter;
   readonly #statusLoop: RouteStatusLoop;
@@ -327,6 +329,9 @@ export class Controller {
 
   #onChange(name: Watched, change: ChangeEvent<KubeObject>): void {
     const { type, object } = change;
+    const meta = object.metadata;
+    if (name === 'secrets' && meta?.namespace === this.#o.namespace && meta.name === CA_SECRET_NAME)
+      this.#caWatch?.reloadNow(); // a rotation step applies in seconds, not at the next 30 s poll
     if (type === 'delete') this.#hub.remove(object);
     else this.#hub.upsert(object);
     if (name === 'namespaces' && type === 'add' && object.metadata?.name)
@@ -380,7 +385,7 @@ export class Controller {
       this.#identity = new ControllerIdentity(issuer, namespace, log);
       const { identity, credentials } = await this.#identity.start();
       // CA rotation by Secret edits (docs/operations.md): the new bundle published, our certificate renewed.
-      watchMeshCa(issuer, {
+      this.#caWatch = watchMeshCa(issuer, {
         log,
         signal,
         changed: () => {

@@ -56,9 +56,10 @@ export async function loadMeshCa(
 }
 
 /**
- * Reads the CA Secret again every intervalMs until `signal` aborts; `changed` runs after each reload that
- * swapped the CA (a rotation step: docs/operations.md). A Secret that does not load is reported and the
- * CA in use kept; an API error is retried at the next tick.
+ * Reads the CA Secret again when told (`reloadNow`: the controller's Secret informer saw it change) and
+ * every intervalMs in case an event was missed, until `signal` aborts; `changed` runs after each reload that
+ * swapped the CA (a rotation step: docs/operations.md). A Secret that does not load is reported and the CA
+ * in use kept; an API error is retried at the next tick. A reload asked for while one runs follows it.
  */
 export function watchMeshCa(
   ca: ReloadableCa,
@@ -68,11 +69,13 @@ export function watchMeshCa(
     changed: () => void;
     intervalMs?: number;
   },
-): void {
+): { reloadNow(): void } {
   const { log, signal } = options;
   let busy = false;
-  const timer = setInterval(() => {
-    if (busy || signal.aborted) return;
+  let again = false;
+  const reloadNow = (): void => {
+    if (signal.aborted) return;
+    if (busy) return void (again = true);
     busy = true;
     void ca
       .reload()
@@ -90,10 +93,18 @@ export function watchMeshCa(
         },
         (error: unknown) => log.warn('mesh CA Secret not read', { error: describeApiError(error) }),
       )
-      .finally(() => (busy = false));
-  }, options.intervalMs ?? CA_RELOAD_INTERVAL_MS);
+      .finally(() => {
+        busy = false;
+        if (again) {
+          again = false;
+          reloadNow();
+        }
+      });
+  };
+  const timer = setInterval(reloadNow, options.intervalMs ?? CA_RELOAD_INTERVAL_MS);
   timer.unref();
   signal.addEventListener('abort', () => clearInterval(timer), { once: true });
+  return { reloadNow };
 }
 
 /** The controller's own SPIFFE identity (its service account), for the config port's TLS. */

@@ -11,6 +11,8 @@ import {
 } from '../../../controller/ca-root-secret.ts';
 import { ReloadableCa } from '../../../controller/ca-reload.ts';
 import type { IssuingCa } from '../../../controller/workload-ca.ts';
+import { watchMeshCa } from '../../../controller/mesh-identity.ts';
+import { jsonLogger } from '../../../lib/json-log.ts';
 
 // The three Secret edits of a CA rotation (docs/operations.md), applied to a running controller's CA:
 // what it signs with and the bundle it hands out follow the Secret, and every certificate issued on the
@@ -111,5 +113,48 @@ describe('controller: CA rotation by Secret edits, without restarts (ReloadableC
     store.secret = undefined;
     assert.deepEqual(await ca.reload(), { outcome: 'kept', error: `Secret ${NS}/${CA_SECRET_NAME} is gone` });
     assert.ok(trusted(await issue(ca), ca.trustBundlePem));
+  });
+
+  it('watchMeshCa: an edit seen by the informer applies at once; one asked for during a reload follows it', async () => {
+    const store = new SecretStore();
+    const [oldCa, newCa] = [await createCa({ trustDomain: TD }), await createCa({ trustDomain: TD })];
+    store.secret = buildCaSecret({ namespace: NS, ...oldCa });
+    const ca = new ReloadableCa(
+      await loadOrCreateCaSecret(store, { namespace: NS, trustDomain: TD }),
+      store,
+      {
+        namespace: NS,
+        trustDomain: TD,
+      },
+    );
+    const stop = new AbortController();
+    let changed: () => void = () => undefined;
+    /** Resolves once `holds` is true, checked after every reload that changed the CA. */
+    const until = (holds: () => boolean) =>
+      new Promise<void>((resolve) => {
+        const check = (): void => (holds() ? resolve() : void (changed = check));
+        check();
+      });
+    const watch = watchMeshCa(ca, {
+      log: jsonLogger('test', () => undefined),
+      signal: stop.signal,
+      intervalMs: 3_600_000, // the poll never fires here: only reloadNow does
+      changed: () => changed(),
+    });
+    const trusts = (c: CaPem) => ca.trustBundlePem.includes(c.certPem.trim());
+    try {
+      store.edit({ cert: oldCa, bundle: [oldCa, newCa] });
+      watch.reloadNow();
+      await until(() => trusts(newCa));
+
+      // The second ask comes while the first reload runs (it is synchronous after it): it must not be lost.
+      store.edit({ cert: newCa, bundle: [oldCa, newCa] });
+      watch.reloadNow();
+      store.edit({ cert: newCa, bundle: [newCa] });
+      watch.reloadNow();
+      await until(() => !trusts(oldCa));
+    } finally {
+      stop.abort();
+    }
   });
 });
