@@ -41,15 +41,18 @@ function firstLine(child: ChildProcess): Promise<string> {
   });
 }
 
-// The upstream and the collector sink: one small process, so the bench process itself stays idle.
+// The upstream and the collector sink: one small process, so the bench process itself stays idle. The sink
+// keeps idle connections 60 s, as the OpenTelemetry Collector's HTTP receiver does by default (Node's 5 s,
+// the export interval, made every export a new connection).
 const helpers = spawn(
   node,
   [
     '-e',
     `const http=require('http');
-     const up=http.createServer((q,s)=>{q.resume();s.end('ok')}).listen(0,'127.0.0.1');
-     const sink=http.createServer((q,s)=>{q.resume();q.on('end',()=>{s.writeHead(200,{'content-type':'application/x-protobuf'});s.end()})}).listen(0,'127.0.0.1');
-     setTimeout(()=>console.log(up.address().port+' '+sink.address().port),200);`,
+     const listen=(srv)=>new Promise((r)=>srv.listen(0,'127.0.0.1',()=>r(srv.address().port)));
+     const up=http.createServer((q,s)=>{q.resume();s.end('ok')});
+     const sink=http.createServer({keepAliveTimeout:60000},(q,s)=>{q.resume();q.on('end',()=>{s.writeHead(200,{'content-type':'application/x-protobuf'});s.end()})});
+     Promise.all([listen(up),listen(sink)]).then((ports)=>console.log(ports.join(' ')));`,
   ],
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );

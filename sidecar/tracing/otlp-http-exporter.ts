@@ -71,6 +71,10 @@ export class OtlpHttpExporter implements SpanExporter {
     this.#pool ??= new (loadUndici().Pool)(this.#url.origin, {
       connections: 4,
       connect: { timeout: this.#timeoutMs },
+      // Exports come every batch delay (5 s by default): undici's 4 s idle default closed the connection
+      // before each one, so every export paid a new connection. A collector's own idle limit (a Keep-Alive
+      // hint) still wins when shorter.
+      keepAliveTimeout: 30_000,
     });
     const pool = this.#pool;
     return new Promise((resolve) => {
