@@ -567,6 +567,14 @@ export function sendWithRetries(options: SendOptions): void {
           return failAttempts();
         } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
           // Its app reset the connection before answering: an idempotent request may go elsewhere.
+          // Logged here too: when it is not retried, the peer's 502 goes to the caller as it is.
+          deps.log?.warn('upstream error', {
+            backend: target.backendLabel,
+            endpoint: `${ep.address}:${ep.port}`,
+            code: 'reset_by_app',
+            failure: 'reset',
+            error: `peer sidecar answered ${status}: its app reset the request before answering`,
+          });
           if (retried('reset', replayable(req, kept))) return body.discard();
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
