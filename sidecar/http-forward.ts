@@ -437,6 +437,9 @@ export function sendWithRetries(options: SendOptions): void {
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
   let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
+  /** The endpoint of the current attempt. */
+  let current: Endpoint | undefined;
+  const started = performance.now();
   /** A connection failed the peer's certificate or identity check: a misconfiguration, answered 502. */
   let untrusted = false;
   /**
@@ -470,6 +473,14 @@ export function sendWithRetries(options: SendOptions): void {
     requestTimer = setTimeout(timedOut(p.requestTimeoutMs, 'request'), p.requestTimeoutMs);
   res.on('close', () => {
     if (!done) {
+      // Nothing is answered and no metric is counted: the caller gave up (its timeout) or went away.
+      deps.log?.warn('request cancelled by the client', {
+        backend: target.backendLabel,
+        endpoint: current === undefined ? null : `${current.address}:${current.port}`,
+        attempts: tried.size,
+        responseStarted: (res as http.ServerResponse).headersSent,
+        ms: Math.round(performance.now() - started),
+      });
       end();
       cancel?.(true);
       release?.();
@@ -505,6 +516,7 @@ export function sendWithRetries(options: SendOptions): void {
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
     tried.add(ep);
+    current = ep;
     if (retryingAfter !== undefined) {
       deps.metrics.retries.inc([options.direction ?? 'outbound', retryingAfter]);
       deps.log?.info('upstream retry', {
