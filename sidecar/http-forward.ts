@@ -1045,20 +1045,35 @@ function sendH2(
   };
   // One 'connect' listener per session however many requests wait for it (not one per request).
   whenConnected(session, start);
+  /** A response or an error was handed on: the stream's end concerns the handlers no more. */
+  let settled = false;
   stream.on('response', (headers) => {
+    settled = true;
     const status = headers[':status'] ?? 502;
     stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
       (stream as unknown as { sluiceTrailers: http2.IncomingHttpHeaders }).sluiceTrailers = trailers;
     });
     h.response(status, headers, streamBody(stream));
   });
-  stream.on('error', (err: Error) => {
+  const failed = (err: Error): void => {
+    settled = true;
     const kind = classifyHttp2({
       code: (err as NodeJS.ErrnoException).code ?? '',
       rstCode: stream.rstCode,
       started: sent,
     });
     h.error(err, kind, replayable(req, kept));
+  };
+  stream.on('error', failed);
+  // A session that ends without an error (the peer closed its connection, or destroyed its session)
+  // closes its open streams with no 'error' event: without this, such a request would wait for its
+  // caller to give up.
+  stream.on('close', () => {
+    if (settled) return;
+    const err = Object.assign(new Error(`stream closed without a response (rst ${stream.rstCode})`), {
+      code: 'ERR_HTTP2_STREAM_CLOSED',
+    });
+    failed(err);
   });
   return () => stream.close(http2.constants.NGHTTP2_CANCEL);
 }
