@@ -437,6 +437,9 @@ export function sendWithRetries(options: SendOptions): void {
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
   let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
+  /** The endpoint of the current attempt. */
+  let current: Endpoint | undefined;
+  const started = performance.now();
   /** A connection failed the peer's certificate or identity check: a misconfiguration, answered 502. */
   let untrusted = false;
   /**
@@ -470,6 +473,14 @@ export function sendWithRetries(options: SendOptions): void {
     requestTimer = setTimeout(timedOut(p.requestTimeoutMs, 'request'), p.requestTimeoutMs);
   res.on('close', () => {
     if (!done) {
+      // Nothing is answered and no metric is counted: the caller gave up (its timeout) or went away.
+      deps.log?.warn('request cancelled by the client', {
+        backend: target.backendLabel,
+        endpoint: current === undefined ? null : `${current.address}:${current.port}`,
+        attempts: tried.size,
+        responseStarted: (res as http.ServerResponse).headersSent,
+        ms: Math.round(performance.now() - started),
+      });
       end();
       cancel?.(true);
       release?.();
@@ -505,6 +516,7 @@ export function sendWithRetries(options: SendOptions): void {
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
     tried.add(ep);
+    current = ep;
     if (retryingAfter !== undefined) {
       deps.metrics.retries.inc([options.direction ?? 'outbound', retryingAfter]);
       deps.log?.info('upstream retry', {
@@ -567,6 +579,14 @@ export function sendWithRetries(options: SendOptions): void {
           return failAttempts();
         } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
           // Its app reset the connection before answering: an idempotent request may go elsewhere.
+          // Logged here too: when it is not retried, the peer's 502 goes to the caller as it is.
+          deps.log?.warn('upstream error', {
+            backend: target.backendLabel,
+            endpoint: `${ep.address}:${ep.port}`,
+            code: 'reset_by_app',
+            failure: 'reset',
+            error: `peer sidecar answered ${status}: its app reset the request before answering`,
+          });
           if (retried('reset', replayable(req, kept))) return body.discard();
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
@@ -1025,20 +1045,35 @@ function sendH2(
   };
   // One 'connect' listener per session however many requests wait for it (not one per request).
   whenConnected(session, start);
+  /** A response or an error was handed on: the stream's end concerns the handlers no more. */
+  let settled = false;
   stream.on('response', (headers) => {
+    settled = true;
     const status = headers[':status'] ?? 502;
     stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
       (stream as unknown as { sluiceTrailers: http2.IncomingHttpHeaders }).sluiceTrailers = trailers;
     });
     h.response(status, headers, streamBody(stream));
   });
-  stream.on('error', (err: Error) => {
+  const failed = (err: Error): void => {
+    settled = true;
     const kind = classifyHttp2({
       code: (err as NodeJS.ErrnoException).code ?? '',
       rstCode: stream.rstCode,
       started: sent,
     });
     h.error(err, kind, replayable(req, kept));
+  };
+  stream.on('error', failed);
+  // A session that ends without an error (the peer closed its connection, or destroyed its session)
+  // closes its open streams with no 'error' event: without this, such a request would wait for its
+  // caller to give up.
+  stream.on('close', () => {
+    if (settled) return;
+    const err = Object.assign(new Error(`stream closed without a response (rst ${stream.rstCode})`), {
+      code: 'ERR_HTTP2_STREAM_CLOSED',
+    });
+    failed(err);
   });
   return () => stream.close(http2.constants.NGHTTP2_CANCEL);
 }

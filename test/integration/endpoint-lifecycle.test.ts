@@ -143,6 +143,10 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     assert.deepEqual(countAnswers(await inflight), { '200:b': 8 });
     const metrics = (await mesh.admin(client, '/metrics')).body;
     assert.match(metrics, /sluice_upstream_retries_total\{direction="outbound",failure="reset"\} [1-9]/);
+    // The client sidecar logs the peer's answer, retried or not (a POST's 502 goes to the caller as is).
+    const logged = client.sidecarLog.filter((l) => l.msg === 'upstream error' && l.code === 'reset_by_app');
+    assert.ok(logged.length > 0, 'no reset_by_app line in the client sidecar log');
+    assert.equal(logged[0]?.failure, 'reset');
   });
 
   it('an endpoint whose app is gone while its sidecar serves: POSTs go to another endpoint, none fails', async () => {

@@ -102,6 +102,12 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     abort.abort();
     await cancelled;
     await waitFor('the sidecar to see its client go', async () => (await s.sidecarConnections()) === 1);
+    // Nothing was answered and no metric counts it: the log line is its only trace.
+    const gone = s.warnings.filter((w) => w.msg === 'request cancelled by the client');
+    assert.deepEqual(
+      gone.map((w) => [w.fields?.backend, w.fields?.attempts, w.fields?.responseStarted]),
+      [['app/svc:80', 1, false]],
+    );
     // Its place in the queue is free again: the next request waits instead of getting a 503.
     const next = fetch(`${s.base}/next`);
     await waitFor('the next request queued in the sidecar', async () => (await s.sidecarConnections()) === 2);

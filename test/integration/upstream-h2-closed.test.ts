@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import { buildProxyView } from '../../mesh-model/proxy-view.ts';
+import type { LogFields, Logger } from '../../lib/json-log.ts';
+import { LoadBalancer } from '../../sidecar/load-balancer.ts';
+import { ProxyMetrics } from '../../sidecar/metrics.ts';
+import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
+import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
+import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
+
+// An HTTP/2 upstream whose connection ends while a stream waits for its response (the peer closed it
+// cleanly, or destroyed its session): Node closes the stream without an 'error' event. The sidecar must
+// answer anyway instead of leaving the request to its caller's timeout.
+
+describe('upstream HTTP/2: a connection that ends under an open stream', function () {
+  this.timeout(30_000);
+  const closers: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of closers.splice(0).reverse()) c();
+  });
+
+  it('is a failure of the attempt: logged, and answered 502 rather than left waiting', async () => {
+    let streams = 0;
+    const app = http2.createServer();
+    const sockets = new Set<Socket>();
+    app.on('connection', (socket: Socket) => sockets.add(socket));
+    // Every stream is left unanswered and the connection ended under it (FIN, no RST_STREAM, no GOAWAY).
+    app.on('stream', () => {
+      streams++;
+      for (const socket of sockets) socket.end();
+      sockets.clear();
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const view = buildProxyView(
+      serviceWithEndpoints(
+        'app',
+        'svc',
+        '10.96.0.1',
+        [[80, (app.address() as AddressInfo).port]],
+        [{ name: 'a', namespace: 'app', ip: '127.0.0.1', serviceAccount: 'default', meshed: false }],
+      ),
+      'app',
+      'cluster.local',
+    );
+    const warnings: { msg: string; fields: LogFields | undefined }[] = [];
+    const log: Logger = {
+      info: () => undefined,
+      warn: (msg, fields) => warnings.push({ msg, fields }),
+      error: () => undefined,
+    };
+    const deps = {
+      pools: new UpstreamPools(() => undefined),
+      lb: new LoadBalancer(),
+      metrics: new ProxyMetrics(),
+      log,
+    };
+    const forwarder = await startLoopbackForwarder(
+      deps,
+      view,
+      { address: '10.96.0.1', port: 80 },
+      { h2: true },
+    );
+    const client = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
+    closers.push(() => {
+      client.destroy();
+      forwarder.close();
+      app.close();
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      const stream = client.request({ ':method': 'POST', ':path': '/', 'content-length': '2' });
+      stream.on('response', (headers) => resolve(Number(headers[':status'])));
+      stream.on('close', () => reject(new Error(`closed without a response (rst ${stream.rstCode})`)));
+      stream.resume();
+      stream.end('{}');
+    });
+    assert.equal(status, 502);
+    assert.equal(streams, 1, 'a POST that may have reached the app is not sent again');
+    assert.deepEqual(
+      warnings.map((w) => [w.msg, w.fields?.code, w.fields?.failure]),
+      [['upstream error', 'ERR_HTTP2_STREAM_CLOSED', 'reset']],
+    );
+  });
+});
