@@ -7,7 +7,8 @@
  * "gateway": a gateway listener (HTTP port, HTTPRoute to a Service with one endpoint).
  * mode "none": the tracing code is not loaded at all; "off": loaded, no endpoint (tracing disabled);
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
- * "1%/local": encoded but not sent, the export's HTTP client never runs).
+ * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
+ * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's).
  * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
  * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
  * module imported, nothing else. Prints its port, then serves;
@@ -139,7 +140,23 @@ if (spec.mode === 'hdr') {
             shutdown: () => Promise.resolve(),
           },
         }
-      : {}),
+      : variant === 'fetch'
+        ? {
+            exporter: {
+              export: (spans) =>
+                fetch(spec.collector, {
+                  method: 'POST',
+                  headers: { 'content-type': 'application/x-protobuf' },
+                  body: encodeTraceRequest(spans),
+                  signal: AbortSignal.timeout(10_000),
+                }).then(
+                  async (r) => (await r.arrayBuffer(), r.ok),
+                  () => false,
+                ),
+              shutdown: () => Promise.resolve(),
+            },
+          }
+        : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
   const [percent = '', delay] = mode.split('@');
