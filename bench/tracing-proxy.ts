@@ -6,7 +6,9 @@
  * proxy "sidecar": the sidecar's outbound forwarding path (routed by destination Service, one upstream);
  * "gateway": a gateway listener (HTTP port, HTTPRoute to a Service with one endpoint).
  * mode "none": the tracing code is not loaded at all; "off": loaded, no endpoint (tracing disabled);
- * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay).
+ * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
+ * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
+ * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's).
  * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
  * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
  * module imported, nothing else. Prints its port, then serves;
@@ -123,13 +125,41 @@ if (spec.mode === 'hdr') {
 } else if (spec.mode !== 'none') {
   const { RequestTracing } = await import('../sidecar/tracing/request-tracing.ts');
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
+  // "1%/local": spans sampled, batched and encoded as usual, but no export leaves the process (a
+  // diagnostic: the export's HTTP client shares undici's and node:net's code with the upstream traffic).
+  const [mode = '', variant] = spec.mode.split('/');
+  const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const tracing = new RequestTracing({
     resource: { 'service.name': 'bench' },
     identity: () => 'spiffe://cluster.local/ns/app/sa/bench',
     onSpans: (outcome, n) => metrics.spans.inc([outcome], n),
+    ...(variant === 'local'
+      ? {
+          exporter: {
+            export: (spans) => Promise.resolve(encodeTraceRequest(spans).length > 0),
+            shutdown: () => Promise.resolve(),
+          },
+        }
+      : variant === 'fetch'
+        ? {
+            exporter: {
+              export: (spans) =>
+                fetch(spec.collector, {
+                  method: 'POST',
+                  headers: { 'content-type': 'application/x-protobuf' },
+                  body: encodeTraceRequest(spans),
+                  signal: AbortSignal.timeout(10_000),
+                }).then(
+                  async (r) => (await r.arrayBuffer(), r.ok),
+                  () => false,
+                ),
+              shutdown: () => Promise.resolve(),
+            },
+          }
+        : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
-  const [percent = '', delay] = spec.mode.split('@');
+  const [percent = '', delay] = mode.split('@');
   const ratio = spec.mode === 'off' ? 0 : Number(percent.replace('%', '')) / 100;
   await tracing.apply(
     {
