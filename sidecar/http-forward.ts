@@ -43,7 +43,7 @@ import {
 import type { ProxyMetrics, RequestFacts } from './metrics.ts';
 import { countFlowingBytes, grpcStatusOf } from './body-bytes.ts';
 import type { RequestSpan, RequestTracing } from './tracing/request-tracing.ts';
-import { overflowLog } from './overflow-log.ts';
+import { throttledLog } from './throttled-log.ts';
 
 /** The error's code; a stream cancelled because its session's connection timed out says so. */
 function upstreamErrorCode(err: Error): string {
@@ -474,13 +474,14 @@ export function sendWithRetries(options: SendOptions): void {
   res.on('close', () => {
     if (!done) {
       // Nothing is answered and no metric is counted: the caller gave up (its timeout) or went away.
-      deps.log?.warn('request cancelled by the client', {
-        backend: target.backendLabel,
-        endpoint: current === undefined ? null : `${current.address}:${current.port}`,
-        attempts: tried.size,
-        responseStarted: (res as http.ServerResponse).headersSent,
-        ms: Math.round(performance.now() - started),
-      });
+      // Under overload clients give up by the hundred: throttled like the overflow line.
+      if (deps.log)
+        throttledLog(deps.log).warn('request cancelled by the client', target.backendLabel, {
+          endpoint: current === undefined ? null : `${current.address}:${current.port}`,
+          attempts: tried.size,
+          responseStarted: (res as http.ServerResponse).headersSent,
+          ms: Math.round(performance.now() - started),
+        });
       end();
       cancel?.(true);
       release?.();
@@ -505,7 +506,10 @@ export function sendWithRetries(options: SendOptions): void {
       if (lastError) return failAttempts();
       if (overflowed) {
         deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
-        if (deps.log) overflowLog(deps.log).report(target.backendLabel);
+        if (deps.log)
+          throttledLog(deps.log).warn('upstream overflow: 503', target.backendLabel, {
+            cause: 'upstream_overflow',
+          });
         return fail(
           503,
           `upstream connections and queue full for ${target.backendLabel}`,
