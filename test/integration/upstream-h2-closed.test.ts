@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
-import { buildProxyView } from '../../mesh-model/proxy-view.ts';
-import type { LogFields, Logger } from '../../lib/json-log.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
-import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
-import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
+import {
+  LOOPBACK_SERVICE,
+  loopbackServiceView,
+  startLoopbackForwarder,
+  warningLog,
+} from '../support/loopback-forwarder.ts';
 
 // An HTTP/2 upstream whose connection ends while a stream waits for its response (the peer closed it
 // cleanly, or destroyed its session): Node closes the stream without an 'error' event. The sidecar must
@@ -32,35 +34,15 @@ describe('upstream HTTP/2: a connection that ends under an open stream', functio
       sockets.clear();
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    const view = buildProxyView(
-      serviceWithEndpoints(
-        'app',
-        'svc',
-        '10.96.0.1',
-        [[80, (app.address() as AddressInfo).port]],
-        [{ name: 'a', namespace: 'app', ip: '127.0.0.1', serviceAccount: 'default', meshed: false }],
-      ),
-      'app',
-      'cluster.local',
-    );
-    const warnings: { msg: string; fields: LogFields | undefined }[] = [];
-    const log: Logger = {
-      info: () => undefined,
-      warn: (msg, fields) => warnings.push({ msg, fields }),
-      error: () => undefined,
-    };
+    const view = loopbackServiceView((app.address() as AddressInfo).port);
+    const { log, warnings } = warningLog();
     const deps = {
       pools: new UpstreamPools(() => undefined),
       lb: new LoadBalancer(),
       metrics: new ProxyMetrics(),
       log,
     };
-    const forwarder = await startLoopbackForwarder(
-      deps,
-      view,
-      { address: '10.96.0.1', port: 80 },
-      { h2: true },
-    );
+    const forwarder = await startLoopbackForwarder(deps, view, LOOPBACK_SERVICE, { h2: true });
     const client = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
     closers.push(() => {
       client.destroy();

@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
-import type { LogFields, Logger } from '../../lib/json-log.ts';
-import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
-import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
+import {
+  LOOPBACK_SERVICE,
+  loopbackServiceView,
+  startLoopbackForwarder,
+  warningLog,
+} from '../support/loopback-forwarder.ts';
 import { waitFor } from '../support/wait-for.ts';
 
 // Overload on loopback: one upstream connection per endpoint and a queue of one. The app holds every
@@ -26,30 +28,15 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     const app = http.createServer((req, res) => held.set(req.url!, res));
     app.on('connection', () => accepted++);
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    const view = buildProxyView(
-      serviceWithEndpoints(
-        'app',
-        'svc',
-        '10.96.0.1',
-        [[80, (app.address() as AddressInfo).port]],
-        [{ name: 'a', namespace: 'app', ip: '127.0.0.1', serviceAccount: 'default', meshed: false }],
-      ),
-      'app',
-      'cluster.local',
-    );
-    const warnings: { msg: string; fields: LogFields | undefined }[] = [];
-    const log: Logger = {
-      info: () => undefined,
-      warn: (msg, fields) => warnings.push({ msg, fields }),
-      error: () => undefined,
-    };
+    const view = loopbackServiceView((app.address() as AddressInfo).port);
+    const { log, warnings } = warningLog();
     const deps = {
       pools: new UpstreamPools(() => undefined, { maxConnections: 1, maxQueued: 1 }),
       lb: new LoadBalancer(),
       metrics: new ProxyMetrics(),
       log,
     };
-    const forwarder = await startLoopbackForwarder(deps, view, { address: '10.96.0.1', port: 80 });
+    const forwarder = await startLoopbackForwarder(deps, view, LOOPBACK_SERVICE);
     closers.push(() => {
       forwarder.close();
       app.closeAllConnections();

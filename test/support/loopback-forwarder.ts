@@ -2,12 +2,13 @@
 // each request handed to forwardOutbound with the destination the test names (what the original
 // destination would be under iptables).
 import type { AddressInfo } from 'node:net';
+import type { LogFields, Logger } from '../../lib/json-log.ts';
 import type { ProxyView } from '../../mesh-model/proxy-view.ts';
-import { destinationKey } from '../../mesh-model/proxy-view.ts';
+import { buildProxyView, destinationKey } from '../../mesh-model/proxy-view.ts';
 import { forwardOutbound, type ForwardDeps } from '../../sidecar/http-forward.ts';
 import { createHttpServers, type HttpServers } from '../../sidecar/http-servers.ts';
 import type { DownstreamRequest } from '../../sidecar/local-reply.ts';
-import type { PodRef } from './mesh-manifests.ts';
+import { serviceWithEndpoints, type PodRef } from './mesh-manifests.ts';
 
 /** An un-meshed pod on 127.0.0.1: endpoints for upstreams that listen on loopback. */
 export function loopbackPod(name: string, namespace: string): PodRef {
@@ -17,6 +18,35 @@ export function loopbackPod(name: string, namespace: string): PodRef {
 export interface Destination {
   readonly address: string;
   readonly port: number;
+}
+
+/** The address of the Service loopbackServiceView makes. */
+export const LOOPBACK_SERVICE: Destination = { address: '10.96.0.1', port: 80 };
+
+/** The view of one Service, app/svc at LOOPBACK_SERVICE, whose one endpoint is 127.0.0.1:`appPort`. */
+export function loopbackServiceView(appPort: number): ProxyView {
+  return buildProxyView(
+    serviceWithEndpoints(
+      'app',
+      'svc',
+      LOOPBACK_SERVICE.address,
+      [[LOOPBACK_SERVICE.port, appPort]],
+      [loopbackPod('a', 'app')],
+    ),
+    'app',
+    'cluster.local',
+  );
+}
+
+/** A logger that keeps its warnings, for tests that check what the sidecar logged. */
+export function warningLog(): { log: Logger; warnings: { msg: string; fields: LogFields | undefined }[] } {
+  const warnings: { msg: string; fields: LogFields | undefined }[] = [];
+  const log: Logger = {
+    info: () => undefined,
+    warn: (msg, fields) => warnings.push({ msg, fields }),
+    error: () => undefined,
+  };
+  return { log, warnings };
 }
 
 export interface LoopbackForwarder {
