@@ -488,6 +488,15 @@ export function sendWithRetries(options: SendOptions): void {
     }
   });
 
+  const upstreamError = (ep: Endpoint, code: string, failure: string, error: string): void =>
+    deps.log?.warn('upstream error', {
+      backend: target.backendLabel,
+      endpoint: `${ep.address}:${ep.port}`,
+      code,
+      failure,
+      error,
+    });
+
   const attempt = (): void => {
     let ep = deps.lb.pick(target.endpoints, tried);
     if (!ep && mayReuseTried) {
@@ -570,13 +579,12 @@ export function sendWithRetries(options: SendOptions): void {
         // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
         // the request: its app was not listening (ADR 0015).
         if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
-          deps.log?.warn('upstream error', {
-            backend: target.backendLabel,
-            endpoint: `${ep.address}:${ep.port}`,
-            code: 'not_processed',
-            failure: 'refused',
-            error: `peer sidecar answered ${status}: its app did not get the request`,
-          });
+          upstreamError(
+            ep,
+            'not_processed',
+            'refused',
+            `peer sidecar answered ${status}: its app did not get the request`,
+          );
           if (retried('refused', replayable(req, kept))) return body.discard();
           body.discard();
           end();
@@ -584,13 +592,12 @@ export function sendWithRetries(options: SendOptions): void {
         } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
           // Its app reset the connection before answering: an idempotent request may go elsewhere.
           // Logged here too: when it is not retried, the peer's 502 goes to the caller as it is.
-          deps.log?.warn('upstream error', {
-            backend: target.backendLabel,
-            endpoint: `${ep.address}:${ep.port}`,
-            code: 'reset_by_app',
-            failure: 'reset',
-            error: `peer sidecar answered ${status}: its app reset the request before answering`,
-          });
+          upstreamError(
+            ep,
+            'reset_by_app',
+            'reset',
+            `peer sidecar answered ${status}: its app reset the request before answering`,
+          );
           if (retried('reset', replayable(req, kept))) return body.discard();
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
@@ -647,13 +654,7 @@ export function sendWithRetries(options: SendOptions): void {
           code === CONNECT_TIMEOUT
             ? `upstream connect timeout (${target.backendLabel})`
             : `upstream ${code} (${target.backendLabel})`;
-        deps.log?.warn('upstream error', {
-          backend: target.backendLabel,
-          endpoint: `${ep.address}:${ep.port}`,
-          code,
-          failure: kind,
-          error: err.message,
-        });
+        upstreamError(ep, code, kind, err.message);
         if (kind === 'reset') resetSeen = true;
         if (TRUST_FAILURE.test(code)) untrusted = true;
         if (retried(kind, replayable)) return;
