@@ -69,9 +69,7 @@ export class SpanPipeline {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     while (this.#queue.length > 0) {
-      const batch =
-        this.#queue.length <= this.#batchSize ? this.#queue : this.#queue.slice(0, this.#batchSize);
-      this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#batchSize);
+      const batch = this.#queue.splice(0, this.#batchSize);
       const done = this.#exporter
         .export(batch)
         .catch(() => false)
