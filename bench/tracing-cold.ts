@@ -30,7 +30,7 @@ if (process.argv[2] === 'child') {
     identity: () => 'spiffe://cluster.local/ns/app/sa/bench',
     ...(exporter ? { exporter: exporter } : {}),
   });
-  await tracing.apply({ ...DEFAULT_TRACING, endpoint, samplingRatio: 0 }, 'app');
+  tracing.apply({ ...DEFAULT_TRACING, endpoint, samplingRatio: 0 }, 'app');
   const start = process.cpuUsage();
   let spans = 0;
   const timer = setInterval(() => {

@@ -47,7 +47,7 @@ async function run(mode: string): Promise<{ cpuUs: number; spans: number }> {
     },
   });
   const ratio = mode === 'off' ? 0 : Number(mode.replace('%', '')) / 100;
-  await tracing.apply(
+  tracing.apply(
     {
       ...DEFAULT_TRACING,
       endpoint: mode === 'off' ? undefined : endpoint,

@@ -161,7 +161,7 @@ if (spec.mode === 'hdr') {
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
   const [percent = '', delay] = mode.split('@');
   const ratio = spec.mode === 'off' ? 0 : Number(percent.replace('%', '')) / 100;
-  await tracing.apply(
+  tracing.apply(
     {
       ...DEFAULT_TRACING,
       endpoint: spec.mode === 'off' ? undefined : spec.collector,

@@ -35,16 +35,16 @@ export class MeshTracing {
     const { settings, warnings } = tracingFromData(meshConfig);
     for (const w of warnings) this.#log.warn('tracing setting ignored', { warning: w });
     const tracing = this.tracing;
-    void tracing.apply(settings, namespace).then(
-      () =>
-        this.#log.info('tracing settings applied', {
-          enabled: tracing.enabled,
-          endpoint: settings.endpoint ?? this.#endpointFlag ?? null,
-          samplingRatio: settings.samplingRatio,
-        }),
-      (err: unknown) =>
-        this.#log.warn('tracing not started', { error: err instanceof Error ? err : String(err) }),
-    );
+    try {
+      tracing.apply(settings, namespace);
+    } catch (err) {
+      return this.#log.warn('tracing not started', { error: err instanceof Error ? err : String(err) });
+    }
+    this.#log.info('tracing settings applied', {
+      enabled: tracing.enabled,
+      endpoint: settings.endpoint ?? this.#endpointFlag ?? null,
+      samplingRatio: settings.samplingRatio,
+    });
   }
 
   /** The last spans go out, for at most `ms` (a dead collector does not hold a drain). */

@@ -300,7 +300,7 @@ export class RequestTracing {
     this.#random = options.random ?? Math.random;
     this.#limiter = new RateLimiter(DEFAULT_TRACING.forcedTracesPerSecond, options.now);
     this.#ratio = samplingRatioFor(DEFAULT_TRACING, '', options.podSamplingRatio);
-    void this.apply(DEFAULT_TRACING, '');
+    this.apply(DEFAULT_TRACING, '');
   }
 
   get settings(): TracingSettings {
@@ -317,10 +317,9 @@ export class RequestTracing {
 
   /**
    * New settings, and the pod's namespace (known once the config names it); the export pipeline is rebuilt
-   * only when what it depends on changed. Resolves at once (the pipeline is in place when it returns); a
-   * promise for callers written when the SDK was loaded here lazily.
+   * only when what it depends on changed.
    */
-  apply(settings: TracingSettings, namespace: string): Promise<void> {
+  apply(settings: TracingSettings, namespace: string): void {
     this.#settings = settings;
     this.#namespace = namespace;
     this.#ratio = samplingRatioFor(settings, namespace, this.#o.podSamplingRatio);
@@ -338,13 +337,13 @@ export class RequestTracing {
           settings.batchDelayMs,
         ])
       : '';
-    if (key === this.#pipelineKey) return Promise.resolve();
+    if (key === this.#pipelineKey) return;
     const old = this.#pipeline;
     this.#pipelineKey = key;
     this.#pipeline = undefined;
     // Spans of the old pipeline still go out (to the old endpoint) in the background.
     void old?.shutdown().catch(() => undefined);
-    if (!endpoint) return Promise.resolve();
+    if (!endpoint) return;
     this.#pipeline = new SpanPipeline({
       endpoint,
       resource,
@@ -354,7 +353,6 @@ export class RequestTracing {
       onSpans: this.#o.onSpans ?? (() => undefined),
       ...(this.#o.exporter ? { exporter: this.#o.exporter } : {}),
     });
-    return Promise.resolve();
   }
 
   /** The sampling decision for a request: its parent's, a forced trace, or the ratio. */

@@ -16,17 +16,17 @@ export class MemorySpanExporter implements SpanExporter {
   }
 }
 
-export async function sampledTracing(
+export function sampledTracing(
   serviceName: string,
   namespace: string,
-): Promise<{ exporter: MemorySpanExporter; tracing: RequestTracing }> {
+): { exporter: MemorySpanExporter; tracing: RequestTracing } {
   const exporter = new MemorySpanExporter();
   const tracing = new RequestTracing({
     resource: { 'service.name': serviceName },
     identity: () => undefined,
     exporter,
   });
-  await tracing.apply(
+  tracing.apply(
     { ...DEFAULT_TRACING, endpoint: 'http://collector.invalid/v1/traces', samplingRatio: 1 },
     namespace,
   );

@@ -45,9 +45,9 @@ describe('gateway local replies', () => {
   let metrics: ProxyMetrics;
   let listener: GatewayListener | undefined;
 
-  beforeEach(async () => {
+  beforeEach(() => {
     metrics = new ProxyMetrics();
-    ({ exporter, tracing } = await sampledTracing('gw-sluice', 'infra'));
+    ({ exporter, tracing } = sampledTracing('gw-sluice', 'infra'));
   });
   afterEach(async () => {
     listener?.server.close();

@@ -25,9 +25,9 @@ describe('sidecar local replies', () => {
   let front: net.Server | undefined;
   let servers: HttpServers | undefined;
 
-  beforeEach(async () => {
+  beforeEach(() => {
     metrics = new ProxyMetrics();
-    ({ exporter, tracing } = await sampledTracing('app', 'ns'));
+    ({ exporter, tracing } = sampledTracing('app', 'ns'));
   });
   afterEach(async () => {
     front?.close();

@@ -36,10 +36,7 @@ describe('request tracing', () => {
   let exporter: MemorySpanExporter;
   let counts: Map<SpanOutcome, number>;
   let rolls: number[];
-  const make = async (
-    settings: TracingSettings = ON,
-    extra: { exporter?: SpanExporter } = {},
-  ): Promise<RequestTracing> => {
+  const make = (settings: TracingSettings = ON, extra: { exporter?: SpanExporter } = {}): RequestTracing => {
     const t = new RequestTracing({
       resource: { 'service.name': 'web' },
       identity: () => 'spiffe://cluster.local/ns/shop/sa/web',
@@ -47,7 +44,7 @@ describe('request tracing', () => {
       exporter: extra.exporter ?? exporter,
       onSpans: (o, n) => counts.set(o, (counts.get(o) ?? 0) + n),
     });
-    await t.apply(settings, 'shop');
+    t.apply(settings, 'shop');
     return t;
   };
   const spans = async (t: RequestTracing): Promise<SpanRecord[]> => {
@@ -61,8 +58,8 @@ describe('request tracing', () => {
     rolls = [];
   });
 
-  it('is off without an endpoint: no span and the headers untouched', async () => {
-    const t = await make(DEFAULT_TRACING);
+  it('is off without an endpoint: no span and the headers untouched', () => {
+    const t = make(DEFAULT_TRACING);
     const headers: HeaderMap = {};
     assert.equal(t.enabled, false);
     assert.equal(
@@ -73,7 +70,7 @@ describe('request tracing', () => {
   });
 
   it('an unsampled request makes no span, keeps its context, and gets one only if it had none', async () => {
-    const t = await make();
+    const t = make();
     const kept: HeaderMap = { traceparent: `00-${TRACE}-${SPAN}-00` };
     assert.equal(
       t.startOutbound(request({ traceparent: `00-${TRACE}-${SPAN}-00` }), kept, 'reviews.shop'),
@@ -93,7 +90,7 @@ describe('request tracing', () => {
   });
 
   it('a CLIENT span continues the caller trace, carries the mesh attributes and is propagated', async () => {
-    const t = await make();
+    const t = make();
     const headers: HeaderMap = {};
     const span = t.startOutbound(
       request({ traceparent: `00-${TRACE}-${SPAN}-01`, tracestate: 'v=1' }),
@@ -158,7 +155,7 @@ describe('request tracing', () => {
   });
 
   it('a B3 caller gets B3 back; a forced request starts a new trace', async () => {
-    const t = await make();
+    const t = make();
     const headers: HeaderMap = {};
     t.startOutbound(request({ b3: `${TRACE}-${SPAN}-1` }), headers, 'reviews.shop')!.end(200);
     assert.match(String(headers.b3), new RegExp(`^${TRACE}-[0-9a-f]{16}-1$`));
@@ -181,7 +178,7 @@ describe('request tracing', () => {
 
   it('a SERVER span names the caller and marks local replies as errors with their cause', async () => {
     rolls = [0]; // sampled by the ratio
-    const t = await make();
+    const t = make();
     const headers: HeaderMap = {};
     const span = t.startInbound(request(), headers, {
       address: '10.1.0.4',
@@ -203,7 +200,7 @@ describe('request tracing', () => {
   });
 
   it('a gateway request: a SERVER span, its CLIENT child for the backend call, propagated to the backend', async () => {
-    const t = await make();
+    const t = make();
     const upstream = { headers: {} as HeaderMap, authority: 'front.shop:8080' };
     const span = t.startGateway(
       request({ traceparent: `00-${TRACE}-${SPAN}-01`, host: 'www.example.com' }, '/cart?x=1'),
@@ -246,7 +243,7 @@ describe('request tracing', () => {
   });
 
   it('a gateway local reply has only the SERVER span; an unsampled request gets an unsampled context', async () => {
-    const t = await make();
+    const t = make();
     t.startGateway(
       request({ 'x-sluice-force-trace': '1' }),
       { address: '10.2.0.1', port: 80, scheme: 'http' },
@@ -265,7 +262,7 @@ describe('request tracing', () => {
   });
 
   it('a gRPC response carries its status; one other than OK is an error even with HTTP 200', async () => {
-    const t = await make();
+    const t = make();
     const grpc = request(
       { 'content-type': 'application/grpc', 'x-sluice-force-trace': '1' },
       '/shop.Cart/Add',
@@ -291,7 +288,7 @@ describe('request tracing', () => {
       export: () => new Promise<boolean>((done) => void pending.push(done)),
       shutdown: () => Promise.resolve(),
     };
-    const t = await make({ ...ON, maxQueueSpans: 3, batchDelayMs: 1 }, { exporter: stuck });
+    const t = make({ ...ON, maxQueueSpans: 3, batchDelayMs: 1 }, { exporter: stuck });
     for (let i = 0; i < 5; i++) t.startOutbound(request({ 'x-sluice-force-trace': '1' }), {}, 'a')!.end(200);
     assert.equal(counts.get('dropped_queue_full'), 2);
     await new Promise<void>((resolve) => {
