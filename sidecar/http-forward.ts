@@ -80,8 +80,23 @@ export type OutboundPlan =
   | { kind: 'reply'; code: number; message: string; cause: string; routeLabel: string; location?: string }
   | { kind: 'forward'; target: Target; request: UpstreamRequest };
 
+// Labels per route entry and backend object (both live as long as their config): the same string for every
+// request, so the metrics find their series without building or hashing a new one.
+const routeLabels = new WeakMap<MatchEntry, string>();
+const backendLabels = new WeakMap<object, string>();
+
 function routeLabelOf(entry: MatchEntry | undefined): string {
-  return entry ? `${entry.rule.route.namespace}/${entry.rule.route.name}` : 'none';
+  if (!entry) return 'none';
+  let label = routeLabels.get(entry);
+  if (label === undefined)
+    routeLabels.set(entry, (label = `${entry.rule.route.namespace}/${entry.rule.route.name}`));
+  return label;
+}
+
+function backendLabelOf(b: { namespace: string; name: string; port: number }): string {
+  let label = backendLabels.get(b);
+  if (label === undefined) backendLabels.set(b, (label = `${b.namespace}/${b.name}:${b.port}`));
+  return label;
 }
 
 /**
@@ -161,7 +176,7 @@ export function outboundPlanOf(
   const b = p.backend;
   const target: Target = {
     routeLabel,
-    backendLabel: `${b.namespace}/${b.name}:${b.port}`,
+    backendLabel: backendLabelOf(b),
     endpoints: endpointsFor(view, b.namespace, b.name, b.port),
     plan: p,
   };
@@ -358,6 +373,16 @@ function replayable(req: DownstreamRequest, kept: Buffer | undefined): boolean {
     !(req as Readable).readableDidRead ||
     streamedBody(req) !== undefined
   );
+}
+
+/**
+ * Nothing follows the request's head: an HTTP/2 stream that ended with its headers, an HTTP/1.1 request
+ * without Content-Length or Transfer-Encoding. Unlike isBodyless, an HTTP/2 GET with a body is not.
+ */
+function endedWithHeaders(req: DownstreamRequest): boolean {
+  if (req.httpVersionMajor === 2)
+    return (req as Partial<http2.Http2ServerRequest>).stream?.endAfterHeaders === true;
+  return req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
 }
 
 function isBodyless(req: DownstreamRequest): boolean {
@@ -877,7 +902,11 @@ class DispatchBody implements UpstreamBody {
   }
 }
 
-/** An HTTP/2 response body: the client stream, piped. */
+/**
+ * An HTTP/2 response body: the client stream's chunks written to the downstream response as they come
+ * (counted in the same listener; pipe() added seven listeners per response), pausing the stream while the
+ * response is full.
+ */
 function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
   const body = {
     bytes: 0,
@@ -886,10 +915,20 @@ function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
       done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
       failed: () => void,
     ): void {
+      const out = res as http.ServerResponse;
+      let waiting = false;
+      const resume = (): void => {
+        waiting = false;
+        stream.resume();
+      };
       stream.on('data', (chunk: Buffer) => {
         body.bytes += chunk.length;
+        if (out.write(chunk) || waiting || out.destroyed) return;
+        // Full: no more data until it drains (a response that closes instead cancels the stream).
+        waiting = true;
+        stream.pause();
+        out.once('drain', resume);
       });
-      stream.pipe(res as NodeJS.WritableStream, { end: false });
       stream.on('end', () => {
         const trailers = trailersOf(
           (stream as unknown as { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers,
@@ -1044,8 +1083,9 @@ function sendH2(
     if (stream.destroyed) return;
     sent = true;
     if (kept) stream.end(kept);
-    // A retry of a bodyless request finds the downstream request already ended.
-    else if ((req as Readable).readableEnded) stream.end();
+    // No body (or a retry of a bodyless request, which finds the downstream request already ended): no
+    // pipe, no copy.
+    else if (endedWithHeaders(req) || (req as Readable).readableEnded) stream.end();
     else pipeKeepingCopy(req, stream);
   };
   // One 'connect' listener per session however many requests wait for it (not one per request).

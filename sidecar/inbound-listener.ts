@@ -31,7 +31,7 @@ import { isSelfLoop, normalizeAddress, podAddressSet } from './self-loop.ts';
 import { relayUnlessHttp } from './opaque-relay.ts';
 import { normalizeTarget } from '../mesh-model/request-target.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
-import type { RequestFacts } from './metrics.ts';
+import type { RequestFacts, RequestSeriesGroup } from './metrics.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -125,6 +125,18 @@ export function createInboundListener(o: InboundOptions): {
     return list;
   };
 
+  // The app port's label and metric series, once per connection (not built and looked up per request).
+  const appSeries = new WeakMap<ConnectionInfo, { label: string; series: RequestSeriesGroup }>();
+  const appSeriesOf = (info: ConnectionInfo): { label: string; series: RequestSeriesGroup } => {
+    let s = appSeries.get(info);
+    if (!s) {
+      const label = `app:${info.port}`;
+      s = { label, series: o.deps.metrics.requestSeries('inbound', 'none', label) };
+      appSeries.set(info, s);
+    }
+    return s;
+  };
+
   const requestHeaders = (req: DownstreamRequest, info: ConnectionInfo) => {
     const headers = forwardHeaders(
       req.headers,
@@ -186,12 +198,13 @@ export function createInboundListener(o: InboundOptions): {
       );
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
-    const label = `app:${info.port}`;
+    const { label, series } = appSeriesOf(info);
     const span = o.deps.tracing?.startInbound(req, headers, info);
     const record = (code: number, facts: RequestFacts = {}): void => {
       span?.end(code);
-      o.deps.metrics.request('inbound', 'none', label, code, started, req.method, {
-        ...facts,
+      o.deps.metrics.recordIn(series, code, started, req.method, {
+        requestBytes: facts.requestBytes,
+        responseBytes: facts.responseBytes,
         peerIdentity: info.peerIdentity,
       });
     };

@@ -159,6 +159,71 @@ interface RequestSeries {
   responseSize?: HistogramSeries;
 }
 
+/** Raw (status, method, peer) values seen per group before the group stops remembering new ones. */
+const MAX_RAW_KEYS = 256;
+
+/**
+ * The series of one (direction, route, backend). A request finds its own by its status, method and peer
+ * as they come (the last one first: consecutive requests mostly share them), without building a key; the
+ * label values (OTel method, bounded peer) are worked out only for a combination not seen before.
+ */
+export class RequestSeriesGroup {
+  readonly direction: string;
+  readonly route: string;
+  readonly backend: string;
+  /** By the label values' key: shared by raw values that map to the same labels. */
+  readonly byLabels = new Map<string, RequestSeries>();
+  /** By status, then raw method, then raw peer (bounded by MAX_RAW_KEYS in all). */
+  readonly #byRaw = new Map<number, Map<string | undefined, Map<string | undefined, RequestSeries>>>();
+  #rawKeys = 0;
+  #lastCode = -1;
+  #lastMethod: string | undefined;
+  #lastPeer: string | undefined;
+  #last: RequestSeries | undefined;
+
+  constructor(direction: string, route: string, backend: string) {
+    this.direction = direction;
+    this.route = route;
+    this.backend = backend;
+  }
+
+  of(
+    code: number,
+    method: string | undefined,
+    peer: string | undefined,
+    create: (
+      group: RequestSeriesGroup,
+      code: number,
+      method: string | undefined,
+      peer: string | undefined,
+    ) => RequestSeries,
+  ): RequestSeries {
+    if (this.#last && code === this.#lastCode && method === this.#lastMethod && peer === this.#lastPeer)
+      return this.#last;
+    let byMethod = this.#byRaw.get(code);
+    let byPeer = byMethod?.get(method);
+    let s = byPeer?.get(peer);
+    if (!s) {
+      s = create(this, code, method, peer);
+      if (this.#rawKeys < MAX_RAW_KEYS) {
+        this.#rawKeys++;
+        if (!byMethod)
+          this.#byRaw.set(
+            code,
+            (byMethod = new Map<string | undefined, Map<string | undefined, RequestSeries>>()),
+          );
+        if (!byPeer) byMethod.set(method, (byPeer = new Map<string | undefined, RequestSeries>()));
+        byPeer.set(peer, s);
+      }
+    }
+    this.#lastCode = code;
+    this.#lastMethod = method;
+    this.#lastPeer = peer;
+    this.#last = s;
+    return s;
+  }
+}
+
 const SERVER_LABELS = [
   'http_request_method',
   'http_response_status_code',
@@ -272,17 +337,39 @@ export class ProxyMetrics {
     method?: string,
     facts: RequestFacts = {},
   ): void {
+    this.recordIn(this.requestSeries(direction, route, backend), code, startedMs, method, facts);
+  }
+
+  /**
+   * The series of one (direction, route, backend), for a caller that records many requests into them (the
+   * inbound listener keeps one per connection): no key is built per request.
+   */
+  requestSeries(direction: string, route: string, backend: string): RequestSeriesGroup {
+    // Nested by each label value: the label strings come from caches, so their hashes are, and nothing is
+    // joined per request.
+    let byRoute = this.#groups.get(direction);
+    if (!byRoute) this.#groups.set(direction, (byRoute = new Map<string, Map<string, RequestSeriesGroup>>()));
+    let byBackend = byRoute.get(route);
+    if (!byBackend) byRoute.set(route, (byBackend = new Map<string, RequestSeriesGroup>()));
+    let group = byBackend.get(backend);
+    if (!group) byBackend.set(backend, (group = new RequestSeriesGroup(direction, route, backend)));
+    return group;
+  }
+
+  /** request(), into series found with requestSeries(). */
+  recordIn(
+    group: RequestSeriesGroup,
+    code: number,
+    startedMs: number,
+    method: string | undefined,
+    facts: RequestFacts,
+  ): void {
     const seconds = (performance.now() - startedMs) / 1000;
-    const m = method === undefined ? undefined : otelMethod(method);
-    const peer = facts.peerIdentity === undefined ? 'none' : this.#peers.of(facts.peerIdentity);
-    // The series a request lands in, found with one key (label values are bounded, so is this cache).
-    const key = `${direction}\u0001${route}\u0001${backend}\u0001${code}\u0001${m}\u0001${peer}`;
-    let s = this.#bySeries.get(key);
-    if (!s) this.#bySeries.set(key, (s = this.#seriesOf(direction, route, backend, code, m, peer)));
+    const s = group.of(code, method, facts.peerIdentity, this.#seriesFor);
     s.requests.value++;
     this.latency.record(s.latency, seconds);
     if (!s.duration) return;
-    const server = direction === 'inbound';
+    const server = group.direction === 'inbound';
     (server ? this.httpServer : this.httpClient).record(s.duration, seconds);
     if (facts.requestBytes !== undefined) {
       const h = server ? this.httpServerRequestSize : this.httpClientRequestSize;
@@ -294,27 +381,34 @@ export class ProxyMetrics {
     }
   }
 
-  readonly #bySeries = new Map<string, RequestSeries>();
+  readonly #groups = new Map<string, Map<string, Map<string, RequestSeriesGroup>>>();
 
-  #seriesOf(
-    direction: string,
-    route: string,
-    backend: string,
+  /** The series of a request not seen before in its group (the peer still unbounded). */
+  readonly #seriesFor = (
+    group: RequestSeriesGroup,
     code: number,
-    m: string | undefined,
-    peer: string,
-  ): RequestSeries {
-    const s: RequestSeries = {
+    method: string | undefined,
+    peerIdentity: string | undefined,
+  ): RequestSeries => {
+    const { direction, route, backend } = group;
+    const m = method === undefined ? undefined : otelMethod(method);
+    const peer = peerIdentity === undefined ? 'none' : this.#peers.of(peerIdentity);
+    // Distinct raw values may share a series (methods outside the standard set, peers past the bound).
+    const key = `${code}\u0001${m}\u0001${peer}`;
+    let s = group.byLabels.get(key);
+    if (s) return s;
+    s = {
       requests: this.requests.series([direction, route, backend, String(code)]),
       latency: this.latency.series([direction, route, backend]),
     };
+    group.byLabels.set(key, s);
     if (m === undefined) return s;
     const server = direction === 'inbound';
     const labels = server ? [m, String(code), backend, peer] : [m, String(code), route, backend, peer];
     s.labels = labels;
     s.duration = (server ? this.httpServer : this.httpClient).series(labels);
     return s;
-  }
+  };
 
   render(): string {
     const out: string[] = [];
