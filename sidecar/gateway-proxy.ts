@@ -17,6 +17,7 @@ import { ProxyMetrics } from './metrics.ts';
 import { DEFAULT_LIMITS } from './limits.ts';
 import type { ProxyOptions } from './proxy.ts';
 import { listen } from './listen.ts';
+import { startIdleMemoryRelease } from './idle-memory.ts';
 import { MeshTracing } from './tracing/mesh-tracing.ts';
 import type { RequestTracing } from './tracing/request-tracing.ts';
 
@@ -56,6 +57,8 @@ export class GatewayProxy {
   /** Ports that could not be opened, with why (shown by /ready). */
   readonly #failedPorts = new Map<number, string>();
   readonly #meshTracing: MeshTracing | undefined;
+  /** Memory given back once idle after load, as the sidecar does (ADR 0016). */
+  #idleMemory: { stop(): void } | undefined;
 
   constructor(options: GatewayProxyOptions) {
     this.#o = options;
@@ -113,6 +116,7 @@ export class GatewayProxy {
       (err) =>
         o.log.warn('config not applied, keeping the previous one', { source: o.source.name, error: err }),
     );
+    this.#idleMemory = startIdleMemoryRelease(o.log);
   }
 
   #apply(config: GatewayConfig): void {
@@ -233,6 +237,7 @@ export class GatewayProxy {
 
   stop(): void {
     this.#stopped = true;
+    this.#idleMemory?.stop();
     this.#o.source.stop();
     this.#o.identity.stop();
     this.#pools.destroy();

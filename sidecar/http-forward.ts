@@ -139,7 +139,7 @@ export function planOutbound(
       method,
       path: received.path,
       query: received.query,
-      ...(received.authority === undefined ? { target: url } : {}),
+      target: received.authority === undefined ? url : undefined,
       // Apps talk plaintext HTTP to the sidecar: a redirect without a scheme keeps "http".
       scheme: 'http',
       authority,
@@ -275,7 +275,7 @@ export function executeOutbound(
     req,
     res,
     span,
-    editResponse: p ? (h) => void applyResponseEdits(p, h) : () => undefined,
+    editResponse: p && p.responseEdits.length > 0 ? (h) => void applyResponseEdits(p, h) : noEdits,
     finish: (code, facts) => {
       span?.end(code);
       record(target.routeLabel, target.backendLabel, code, facts);
@@ -292,6 +292,8 @@ export function executeOutbound(
     direction,
   });
 }
+
+const noEdits = (): void => undefined;
 
 export interface UpstreamRequest {
   method: string;

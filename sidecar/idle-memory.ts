@@ -10,6 +10,7 @@
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import koffi from 'koffi';
+import type { Logger } from '../lib/json-log.ts';
 
 export interface IdleMemoryOptions {
   /** CPU time the process has used, microseconds (process.cpuUsage() user + system). */
@@ -97,12 +98,17 @@ export function trimMalloc(): void {
 /**
  * The proxy's watcher: every 5 s; a release after load once idle for 15 s (under 0.5 % of a core: 25 ms of
  * CPU in 5 s, a fraction of what even a few requests take) and 64 MiB above the level after the last one.
+ * `tuning` shortens both (tests).
  */
-export function watchIdleMemory(onRelease: (beforeMb: number, afterMb: number) => void): {
+export function watchIdleMemory(
+  onRelease: (beforeMb: number, afterMb: number) => void,
+  tuning: { intervalMs?: number; slackBytes?: number } = {},
+): {
   stop(): void;
   idle: IdleMemory;
 } {
   const mb = (): number => Math.round(process.memoryUsage.rss() / 2 ** 20);
+  const intervalMs = tuning.intervalMs ?? 5000;
   const idle = new IdleMemory({
     cpuMicros: () => {
       const u = process.cpuUsage();
@@ -115,13 +121,37 @@ export function watchIdleMemory(onRelease: (beforeMb: number, afterMb: number) =
       trimMalloc();
       onRelease(before, mb());
     },
-    intervalMs: 5000,
+    intervalMs,
     idleCpuShare: 0.005,
     idleIntervals: 3,
     // Above what ordinary load leaves (RSS 120-130 MB after a benchmark phase, 82 idle): a release costs the
     // next load a regrown heap and arenas, worth it after an overload (270-340 MB), not after every busy spell.
-    slackBytes: 64 * 2 ** 20,
+    slackBytes: tuning.slackBytes ?? 64 * 2 ** 20,
   });
-  const timer = setInterval(() => idle.tick(), 5000).unref();
+  const timer = setInterval(() => idle.tick(), intervalMs).unref();
   return { stop: () => clearInterval(timer), idle };
+}
+
+/**
+ * The release as a proxy runs it (sidecar and gateway alike), logged. `SLUICE_IDLE_MEMORY_RELEASE=off`: none,
+ * the proxy keeps what the load grew (to measure the release's cost, ADR 0016).
+ * `SLUICE_IDLE_MEMORY_CHECK_MS` and `SLUICE_IDLE_MEMORY_SLACK_MB` shorten the interval and the threshold
+ * (tests of a proxy process).
+ */
+export function startIdleMemoryRelease(
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): { stop(): void; idle: IdleMemory } | undefined {
+  if (env.SLUICE_IDLE_MEMORY_RELEASE === 'off') return undefined;
+  const number = (v: string | undefined): number | undefined =>
+    v === undefined || !/^\d+$/.test(v) ? undefined : Number(v);
+  const slackMb = number(env.SLUICE_IDLE_MEMORY_SLACK_MB);
+  const intervalMs = number(env.SLUICE_IDLE_MEMORY_CHECK_MS);
+  return watchIdleMemory(
+    (beforeMb, afterMb) => log.info('idle after load, memory released', { rssMb: beforeMb, afterMb }),
+    {
+      ...(intervalMs ? { intervalMs } : {}),
+      ...(slackMb === undefined ? {} : { slackBytes: slackMb * 2 ** 20 }),
+    },
+  );
 }

@@ -8,7 +8,7 @@ import type { ConfigSource } from './config-source.ts';
 import { createOutboundListener } from './outbound-listener.ts';
 import { createInboundListener, type MtlsMode } from './inbound-listener.ts';
 import { createAdminServer } from './admin-server.ts';
-import { watchIdleMemory } from './idle-memory.ts';
+import { startIdleMemoryRelease } from './idle-memory.ts';
 import { LoadBalancer } from './load-balancer.ts';
 import { poolOptionsFor, UpstreamPools } from './upstream-pools.ts';
 import { handOffSource } from './inbound-listener.ts';
@@ -223,11 +223,7 @@ export class SidecarProxy {
       mode: o.mode,
       adminPort: o.adminPort,
     });
-    // SLUICE_IDLE_MEMORY_RELEASE=off: keep what the load grew (to measure the release's cost, ADR 0016).
-    if (process.env.SLUICE_IDLE_MEMORY_RELEASE !== 'off')
-      this.#idleMemory = watchIdleMemory((beforeMb, afterMb) =>
-        o.log.info('idle after load, memory released', { rssMb: beforeMb, afterMb }),
-      );
+    this.#idleMemory = startIdleMemoryRelease(o.log);
   }
 
   /**

@@ -2,7 +2,7 @@
 // Gateway with an HTTP listener and two HTTPS listeners on one port (SNI picks the certificate), HTTPRoutes
 // attached by sectionName, plaintext backends on 127.0.0.1. Covers HTTP/1.1, h2c, TLS with ALPN h2, SNI
 // with two certificates, a rotated certificate Secret picked up without a restart, the misdirected-request
-// guard and the stripping of the mesh identity header.
+// guard, the stripping of the mesh identity header and the idle memory release.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -274,7 +274,11 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
         '--bind',
         '127.0.0.1',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // The idle memory release checked every 200 ms with no threshold: due after any load (ADR 0016).
+        env: { ...process.env, SLUICE_IDLE_MEMORY_CHECK_MS: '200', SLUICE_IDLE_MEMORY_SLACK_MB: '0' },
+      },
     );
     child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
@@ -402,6 +406,16 @@ describe('gateway proxy (loopback, standalone manifests)', function () {
   it('answers 421 to a request for another listener on a connection SNI gave to one', async () => {
     const r = await httpsGet(httpsPort, 'a.example.com', 'b.example.com', caPem);
     assert.equal(r.status, 421);
+  });
+
+  it('gives memory back once idle after load, as the sidecar does', async () => {
+    for (let i = 0; i < 100; i++) assert.equal((await httpGet(httpPort, 'anything.test')).status, 200);
+    await waitFor('the idle memory release', () => output.includes('idle after load, memory released'), {
+      timeoutMs: 15_000,
+      intervalMs: 100,
+      detail: () => output.slice(-2000),
+    });
+    assert.equal(child!.exitCode, null);
   });
 
   it('serves a rotated certificate Secret from the next handshake, without a restart', async () => {
