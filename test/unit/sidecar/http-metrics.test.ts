@@ -66,6 +66,45 @@ describe('OTel HTTP metrics', () => {
     assert.ok(peers.has('_other'));
     assert.ok(peers.has('spiffe://cluster.local/ns/n0/sa/x'));
   });
+
+  it('counts into the same series through a kept series group as through request(), whatever the order', () => {
+    const m = new ProxyMetrics();
+    const group = m.requestSeries('inbound', 'none', 'app:9080');
+    assert.equal(m.requestSeries('inbound', 'none', 'app:9080'), group, 'one group per label values');
+    const started = performance.now();
+    // Alternating status, method and peer: the last-hit shortcut must not carry one request's series over.
+    m.recordIn(group, 200, started, 'GET', { peerIdentity: REVIEWS });
+    m.recordIn(group, 503, started, 'GET', { peerIdentity: REVIEWS });
+    m.request('inbound', 'none', 'app:9080', 200, started, 'GET', { peerIdentity: REVIEWS });
+    m.recordIn(group, 200, started, 'PURGE', { peerIdentity: REVIEWS });
+    m.recordIn(group, 200, started, 'BREW', { peerIdentity: REVIEWS });
+    m.recordIn(group, 200, started, 'GET', {});
+    const text = m.render();
+    const count = (method: string, code: number, peer: string): string =>
+      `http_server_request_duration_seconds_count{http_request_method="${method}",http_response_status_code="${code}",sluice_backend="app:9080",sluice_peer_identity="${peer}"}`;
+    assert.ok(text.includes(`${count('GET', 200, REVIEWS)} 2\n`));
+    assert.ok(text.includes(`${count('GET', 503, REVIEWS)} 1\n`));
+    assert.ok(text.includes(`${count('_OTHER', 200, REVIEWS)} 2\n`), 'two unknown methods, one series');
+    assert.ok(text.includes(`${count('GET', 200, 'none')} 1\n`));
+    assert.match(
+      text,
+      /^sluice_requests_total\{direction="inbound",route="none",backend="app:9080",code="200"\} 5$/m,
+    );
+    assert.equal(text.match(/^sluice_requests_total\{direction="inbound"/gm)?.length, 2);
+  });
+
+  it('keeps a peer first seen past the bound as _other through a kept series group', () => {
+    const m = new ProxyMetrics();
+    const group = m.requestSeries('inbound', 'none', 'app:9080');
+    for (let i = 0; i < MAX_PEER_IDENTITIES; i++)
+      m.request('outbound', 'r', 'b', 200, performance.now(), 'GET', { peerIdentity: `spiffe://td/p${i}` });
+    const late = 'spiffe://td/late';
+    m.recordIn(group, 200, performance.now(), 'GET', { peerIdentity: late });
+    m.recordIn(group, 200, performance.now(), 'GET', { peerIdentity: late });
+    const text = m.render();
+    assert.doesNotMatch(text, /spiffe:\/\/td\/late/);
+    assert.match(text, /sluice_backend="app:9080",sluice_peer_identity="_other"\} 2$/m);
+  });
 });
 
 describe('body bytes and gRPC status', () => {
