@@ -8,7 +8,8 @@ import { originalDestination } from './original-dst.ts';
 import { CONNECT_TIMEOUT } from './upstream-pools.ts';
 import { sniff } from './protocol-sniff.ts';
 import { inboundPortProtocol, servicePortProtocol } from '../mesh-model/port-protocol.ts';
-import { connectionInfo, setConnectionInfo } from './connection-info.ts';
+import { connectionInfo, setConnectionInfo, type ConnectionInfo } from './connection-info.ts';
+import type { PortRouting } from '../mesh-model/port-routing.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import {
@@ -50,6 +51,17 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
     cause: 'not_ready',
     routeLabel: 'none',
   };
+  // The routing of a connection's destination, looked up once per connection and view (a keep-alive
+  // connection's requests all go to one destination; a new view is looked up again).
+  const routings = new WeakMap<ConnectionInfo, { view: ProxyView; routing: PortRouting | undefined }>();
+  const routingOf = (view: ProxyView, info: ConnectionInfo): PortRouting | undefined => {
+    let r = routings.get(info);
+    if (r?.view !== view) {
+      r = { view, routing: view.byDestination.get(destinationKey(info.address, info.port)) };
+      routings.set(info, r);
+    }
+    return r.routing;
+  };
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const info = connectionInfo(req.socket);
     const view = o.view();
@@ -59,14 +71,7 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
       const span = o.deps.tracing?.startOutbound(req, undefined, authority);
       return executeOutbound(o.deps, 'outbound', NO_ENDPOINTS, notReady, req, res, started, span);
     }
-    forwardOutbound(
-      o.deps,
-      view,
-      view.byDestination.get(destinationKey(info.address, info.port)),
-      info,
-      req,
-      res,
-    );
+    forwardOutbound(o.deps, view, routingOf(view, info), info, req, res);
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const info = connectionInfo(req.socket);
