@@ -906,8 +906,8 @@ class DispatchBody implements UpstreamBody {
 
 /**
  * An HTTP/2 response body: the client stream's chunks written to the downstream response as they come
- * (counted in the same listener; pipe() added seven listeners per response), pausing the stream while the
- * response is full.
+ * (counted in the same listener; pipe() added and removed several listeners per response), pausing the stream
+ * while the response is full.
  */
 function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
   const body = {
