@@ -166,8 +166,10 @@ export class UpstreamPools {
 
   /** A connection to `ep`: mTLS with `alpn` when it is meshed, else plain; bounded by the connect timeout. */
   #connect(ep: Endpoint, tlsOptions: tls.ConnectionOptions | undefined): net.Socket {
+    // No Nagle on mTLS either, as on plain connections, HTTP/2 sessions and undici's own connector (which ours
+    // replaces): a request head and body written apart must not wait for the peer's delayed ACK.
     return tlsOptions
-      ? boundConnect(tls.connect(tlsOptions), 'secureConnect', this.#connectTimeoutMs)
+      ? boundConnect(tls.connect(tlsOptions).setNoDelay(true), 'secureConnect', this.#connectTimeoutMs)
       : boundConnect(this.#plainConnect(ep), 'connect', this.#connectTimeoutMs);
   }
 
