@@ -26,6 +26,14 @@ const MODES = (process.env.BENCH_MODES ?? 'none,off,1%,100%').split(',');
 const PROF = (process.env.BENCH_PROF ?? '').split(',');
 const PROF_DIR = process.env.BENCH_PROF_DIR ?? '/tmp/sluice-bench-profiles';
 const PROF_FLAGS = process.env.BENCH_PROF_FLAGS?.split(' ') ?? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
+// BENCH_BASELINE=<dir>: a checkout of another revision (its node_modules may be a link to this one's); a mode
+// written "base:<mode>" runs that revision's bench/tracing-proxy.ts, so a before/after pair shares one run.
+const BASELINE = process.env.BENCH_BASELINE;
+const proxyScript = (mode: string): [string, string] => {
+  if (!mode.startsWith('base:')) return ['bench/tracing-proxy.ts', mode];
+  if (!BASELINE) throw new Error(`mode ${mode} needs BENCH_BASELINE`);
+  return [`${BASELINE}/bench/tracing-proxy.ts`, mode.slice('base:'.length)];
+};
 const node = process.execPath;
 
 function firstLine(child: ChildProcess): Promise<string> {
@@ -61,12 +69,13 @@ const collector = `http://127.0.0.1:${sinkPort}/v1/traces`;
 
 const proxies = await Promise.all(
   MODES.map(async (mode) => {
+    const [script, proxyMode] = proxyScript(mode);
     const child = spawn(
       node,
       [
         ...(PROF.includes(mode) ? PROF_FLAGS : []),
-        'bench/tracing-proxy.ts',
-        JSON.stringify({ proxy: PROXY, mode, upstreamPort, collector }),
+        script,
+        JSON.stringify({ proxy: PROXY, mode: proxyMode, upstreamPort, collector }),
       ],
       { stdio: ['pipe', 'pipe', 'inherit'] },
     );
@@ -148,7 +157,7 @@ console.log(
     ` (node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`,
 );
 console.log(
-  'mode   CPU µs/req   vs none (IQR)              main thread vs none   p50 ms  Δp50 ms   p99 ms  Δp99 ms  errors',
+  'mode       CPU µs/req   vs none (IQR)              main thread vs none   p50 ms  Δp50 ms   p99 ms  Δp99 ms  errors',
 );
 for (const [mode, rs] of samples) {
   const ratios = base ? sorted(rs.map((r, i) => r.cpuUs / base[i]!.cpuUs - 1)) : [];
@@ -157,7 +166,7 @@ for (const [mode, rs] of samples) {
   const d99 = base ? rs.map((r, i) => r.p99Ms - base[i]!.p99Ms) : [NaN];
   console.log(
     [
-      mode.padEnd(5),
+      mode.padEnd(9),
       median(rs.map((r) => r.cpuUs))
         .toFixed(1)
         .padStart(11),

@@ -1,0 +1,91 @@
+/**
+ * What tracing costs an idle proxy in memory (npm run bench:tracing-rss; loopback only): one proxy per mode
+ * (bench/tracing-proxy.ts, modes as for bench:tracing, BENCH_MODES; "base:<mode>" with BENCH_BASELINE runs
+ * another revision's), their RSS read from /proc after they settle idle, then again idle after a short
+ * burst of requests whose sampled spans made an export (the OTLP export thread, for one, starts then).
+ * Prints a table; no assertions.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const PROXY = process.argv[2] === 'gateway' ? 'gateway' : 'sidecar';
+const MODES = (process.env.BENCH_MODES ?? 'none,off,0%,1%,100%').split(',');
+const BASELINE = process.env.BENCH_BASELINE;
+const BURST = Number(process.env.BENCH_BURST ?? 1000); // requests per proxy: ~10 sampled at 1 %
+const node = process.execPath;
+
+function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`exited ${code}`)));
+  });
+}
+
+const rssMb = (pid: number): number =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+const helpers = spawn(
+  node,
+  [
+    '-e',
+    `const http=require('http');
+     const listen=(srv)=>new Promise((r)=>srv.listen(0,'127.0.0.1',()=>r(srv.address().port)));
+     const up=http.createServer((q,s)=>{q.resume();s.end('ok')});
+     const sink=http.createServer({keepAliveTimeout:60000},(q,s)=>{q.resume();q.on('end',()=>{s.writeHead(200);s.end()})});
+     Promise.all([listen(up),listen(sink)]).then((ports)=>console.log(ports.join(' ')));`,
+  ],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
+const [upstreamPort, sinkPort] = (await firstLine(helpers)).split(' ').map(Number);
+const collector = `http://127.0.0.1:${sinkPort}/v1/traces`;
+
+const proxies = await Promise.all(
+  MODES.map(async (mode) => {
+    const base = mode.startsWith('base:');
+    if (base && !BASELINE) throw new Error(`mode ${mode} needs BENCH_BASELINE`);
+    const proxyMode = base ? mode.slice('base:'.length) : mode;
+    const child = spawn(
+      node,
+      [
+        `${base ? `${BASELINE}/` : ''}bench/tracing-proxy.ts`,
+        JSON.stringify({ proxy: PROXY, mode: proxyMode, upstreamPort, collector }),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    return { mode, child, port: Number(await firstLine(child)) };
+  }),
+);
+
+await sleep(3000);
+const idle = proxies.map((p) => rssMb(p.child.pid!));
+const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+const get = (port: number): Promise<void> =>
+  new Promise((resolve) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+        res.resume();
+        res.on('end', resolve);
+      })
+      .on('error', () => resolve());
+  });
+for (let i = 0; i < BURST; i += 4) {
+  await Promise.all(proxies.flatMap((p) => [0, 1, 2, 3].map(() => get(p.port))));
+}
+agent.destroy();
+await sleep(8000); // past the batch delay (5 s): the export has run, the proxies are idle again
+const after = proxies.map((p) => rssMb(p.child.pid!));
+for (const p of proxies) p.child.kill();
+helpers.kill();
+
+console.log(
+  `idle RSS, ${PROXY}: ${MODES.length} proxies; after ${BURST} requests each and their export ` +
+    `(node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`,
+);
+console.log('mode         idle MB   after MB');
+proxies.forEach((p, i) =>
+  console.log(`${p.mode.padEnd(12)} ${idle[i]!.toFixed(1).padStart(7)} ${after[i]!.toFixed(1).padStart(10)}`),
+);
