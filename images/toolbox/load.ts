@@ -3,10 +3,10 @@
  * load: a steady request load for the churn tests (sluice-toolbox image), counting every request.
  *   load --rate N [--concurrency C] [--http1 URLS] [--h2c URLS] [--grpc URLS] --stop-file F --out F
  * Sends N requests/s per protocol given (HTTP/1.1 on keep-alive connections and h2c on one connection per
- * host, GET and POST alternating; unary gRPC calls on another HTTP/2 connection per host), taking the
+ * host, GET and POST alternating for each URL; unary gRPC calls on another HTTP/2 connection per host), taking the
  * comma-separated URLS in turn, until the stop file exists; then waits for the requests in flight. Every
  * second, and once more at the end with "done": true, it replaces the out file with the counts so far:
- *   { "http1": { "total", "failed", "causes": { "echo: status 502": 1, "slow: ECONNRESET": 2 } }, ...,
+ *   { "http1": { "total", "failed", "causes": { "echo: POST status 502 (…)": 1, "slow: GET ECONNRESET": 2 } }, ...,
  *     "seconds", "done", "failures": [ { "at": ISO time, "protocol", "cause" } ] (the first 200) }
  * A request failed when it got no answer, an HTTP status other than 200 or a grpc-status other than 0;
  * a cause starts with the first label of the URL's host, then the method and the first line of the reply's
@@ -37,18 +37,23 @@ interface Counts {
 /** One request; resolves with undefined on success, else the cause of the failure. */
 type Send = (post: boolean) => Promise<string | undefined>;
 
-/** Takes the URLs in turn; a failure's cause is prefixed with the host's first label. */
-function roundRobin(urls: string, make: (url: string) => Send): Send {
+/**
+ * Takes the URLs in turn, each alternating GET and POST on its own (one counter for both would, with an
+ * even number of URLs, send every other URL only GETs); a failure's cause is prefixed with the host's
+ * first label.
+ */
+function roundRobin(urls: string, make: (url: string) => Send): () => Promise<string | undefined> {
   const senders = urls.split(',').map((url) => {
     const send = make(url);
     const label = new URL(url).hostname.split('.')[0] ?? '';
-    return async (post: boolean) => {
-      const cause = await send(post);
+    let n = 0;
+    return async () => {
+      const cause = await send(n++ % 2 === 1);
       return cause === undefined ? undefined : `${label}: ${cause}`;
     };
   });
   let i = 0;
-  return (post) => senders[i++ % senders.length]!(post);
+  return () => senders[i++ % senders.length]!();
 }
 
 /** Keeps the first REPLY_BYTES of a body as it flows. */
@@ -185,7 +190,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
-  const senders: [Protocol, Send][] = [];
+  const senders: [Protocol, () => Promise<string | undefined>][] = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   if (values.http1) senders.push(['http1', roundRobin(values.http1, (url) => http1Sender(url, agent))]);
   if (values.h2c) senders.push(['h2c', roundRobin(values.h2c, h2cSender)]);
@@ -198,11 +203,10 @@ async function main(argv: string[]): Promise<number> {
   const result: Partial<Record<Protocol, Counts>> = {};
   const interval = 1000 / rate;
 
-  async function run(protocol: Protocol, send: Send): Promise<void> {
+  async function run(protocol: Protocol, send: () => Promise<string | undefined>): Promise<void> {
     const counts: Counts = { total: 0, failed: 0, causes: {} };
     result[protocol] = counts;
     let next = performance.now();
-    let n = 0;
     const worker = async () => {
       while (!stopping()) {
         // After a stall (every worker busy) the schedule goes on from now, without a burst to catch up.
@@ -212,7 +216,7 @@ async function main(argv: string[]): Promise<number> {
         const wait = slot - performance.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         if (stopping()) return;
-        const cause = await send(n++ % 2 === 1);
+        const cause = await send();
         counts.total++;
         if (cause !== undefined) {
           counts.failed++;
