@@ -152,11 +152,12 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
    * unavoidable (`expected`). A GET reset by an app fails it (GETs are sent again); so do more than RARE
    * unexplained failures; one to RARE mark it pending with their list.
    */
-  function expectFailures(t: Mocha.Context, d: Diff, expected: Expected = {}): void {
+  async function expectFailures(t: Mocha.Context, d: Diff, expected: Expected = {}): Promise<void> {
     const j = judge(d.byProtocol, expected);
     const explained = Object.entries(j.expected).map(([v, n]) => `${v} x${n}`);
     if (explained.length > 0) console.log(`        expected causes: ${explained.join(', ')}`);
     const verdict = outcome(j, RARE);
+    if (verdict !== 'pass') await printSidecarErrors(d.seconds);
     assert.equal(j.bugs.length, 0, `the mesh's failures: ${j.bugs.join(', ')}`);
     assert.notEqual(
       verdict,
@@ -169,6 +170,22 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
       );
       t.skip();
     }
+  }
+
+  /** The client sidecar's upstream errors of the last `seconds`: evidence for failures nothing explains. */
+  async function printSidecarErrors(seconds: number): Promise<void> {
+    const since = `${Math.ceil(seconds) + 5}s`;
+    const { stdout } = await kubectl(
+      ['-n', nsName(), 'logs', 'deploy/client', '-c', 'sluice-proxy', `--since=${since}`],
+      { timeoutMs: 30_000 },
+    ).catch(() => ({ stdout: '' }));
+    const lines = stdout
+      .split('\n')
+      .filter((l) => /upstream error|cancelled|certificate|upstream response cut/.test(l));
+    console.log(
+      `        client sidecar, last ${since}: ${lines.length} upstream error lines, the last ones:`,
+    );
+    for (const l of lines.slice(-8)) console.log(`          ${l.slice(0, 400)}`);
   }
 
   async function retries(): Promise<string> {
@@ -275,17 +292,17 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
 
   it('rolling restart of a 3-replica backend', async function () {
     const d = await scenario('rolling restart of echo (3 replicas)', () => restartAndWait('echo'));
-    expectFailures(this, d, { appsExit: true });
+    await expectFailures(this, d, { appsExit: true });
   });
 
   it('rolling restart of a backend that serves 5 s after SIGTERM', async function () {
     const d = await scenario('rolling restart of slow (slow shutdown)', () => restartAndWait('slow'));
-    expectFailures(this, d, { appsExit: true });
+    await expectFailures(this, d, { appsExit: true });
   });
 
   it('rolling restart of a backend that closes its keep-alive connections on SIGTERM', async function () {
     const d = await scenario('rolling restart of closer (drains on SIGTERM)', () => restartAndWait('closer'));
-    expectFailures(this, d, { appsExit: true });
+    await expectFailures(this, d, { appsExit: true });
   });
 
   /** spare: 2 replicas to none (every pod gone), then 2 again, ready. */
@@ -311,7 +328,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
         (await splitReplies(10)).includes('spare') ? true : undefined,
       );
     });
-    expectFailures(this, d, { appsExit: true });
+    await expectFailures(this, d, { appsExit: true });
   });
 
   it("scale a route's backend to zero and back while it has weight: only its share fails", async function () {
@@ -327,7 +344,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
     // are refused, and nothing reached an app, so the answer is the same 503 (ADR 0015). Every failure is
     // that 503 (gRPC UNAVAILABLE) on the split Service; none on the others. The exiting spare apps may
     // reset a POST or gRPC call they were just sent.
-    expectFailures(this, d, { splitNoEndpoint: true, appsExit: true });
+    await expectFailures(this, d, { splitNoEndpoint: true, appsExit: true });
   });
 
   it('controller rollout', async function () {
@@ -335,7 +352,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
       await kubectl(['-n', CONTROL_NAMESPACE, 'rollout', 'restart', 'deployment/sluice-controller']);
       await controllerRollout();
     });
-    expectFailures(this, d);
+    await expectFailures(this, d);
   });
 
   /**
@@ -458,7 +475,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
    */
   async function outageScenario(t: Mocha.Context, component: 'kube-apiserver' | 'etcd'): Promise<void> {
     const d = await outage(component);
-    expectFailures(t, d, { nodeNotReady: d.nodeNotReady });
+    await expectFailures(t, d, { nodeNotReady: d.nodeNotReady });
   }
 
   it('API server restart', async function () {
@@ -512,7 +529,7 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
           (s) => s.trustRoots?.length === 1 && s.trustRoots[0] === newRoot,
         );
       });
-      expectFailures(this, d);
+      await expectFailures(this, d);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
