@@ -25,6 +25,7 @@ import {
 } from './http-headers.ts';
 import {
   declaredBodyBytes,
+  isGrpc,
   localReply,
   type DownstreamRequest,
   type DownstreamResponse,
@@ -38,6 +39,7 @@ import {
   classifyHttp2,
   DEFAULT_TRANSPORT_RETRIES,
   shouldRetry,
+  whyNotRetried,
   type FailureKind,
 } from './retry-rules.ts';
 import type { ProxyMetrics, RequestFacts } from './metrics.ts';
@@ -461,6 +463,9 @@ export function sendWithRetries(options: SendOptions): void {
   let requestTimer: NodeJS.Timeout | undefined;
   let attemptTimer: NodeJS.Timeout | undefined;
   let lastError: string | undefined;
+  /** The last failure's error code, and why it was not sent again (whyNotRetried), for the 502's body. */
+  let lastCode: string | undefined;
+  let notRetried: string | undefined;
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
   let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
   let overflowed = false;
@@ -476,6 +481,15 @@ export function sendWithRetries(options: SendOptions): void {
    * same 503 as no endpoints at all (ADR 0015), or the connect timeout's own 503.
    */
   const failAttempts = (): void => {
+    if (resetSeen && !untrusted && lastFailure.cause === 'upstream' && notRetried !== undefined) {
+      // Said plainly: the caller learns the request may have been processed and why it was not sent again.
+      const what =
+        options.direction === 'inbound'
+          ? 'the app reset the request before answering'
+          : 'the connection was reset before an answer';
+      const message = `${what} (${target.backendLabel}, ${lastCode ?? 'reset'}); not retried: ${notRetried}`;
+      return fail(502, message, 'upstream', false, true);
+    }
     if (reachedApp || untrusted)
       return fail(lastFailure.code, lastError ?? 'upstream failed', lastFailure.cause, false, resetSeen);
     if (lastFailure.cause === 'connect_timeout')
@@ -584,14 +598,17 @@ export function sendWithRetries(options: SendOptions): void {
     const retried = (kind: FailureKind, replayable: boolean): boolean => {
       settle(kind === 'connect' || kind === 'refused');
       if (kind === 'reset' || kind === 'other') reachedApp = true;
-      const again = shouldRetry({
+      const question = {
         kind,
         method: request.method,
         hasRetryPolicy: p?.retry !== undefined,
         replayable,
         retriesLeft: transportRetriesLeft,
-      });
-      if (!again) return false;
+      };
+      if (!shouldRetry(question)) {
+        notRetried = kind === 'reset' ? whyNotRetried({ ...question, grpc: isGrpc(req) }) : undefined;
+        return false;
+      }
       transportRetriesLeft--;
       if (kept === undefined && (req as Readable).readableDidRead) kept = streamedBody(req);
       mayReuseTried = kind !== 'connect';
@@ -626,6 +643,18 @@ export function sendWithRetries(options: SendOptions): void {
             `peer sidecar answered ${status}: its app reset the request before answering`,
           );
           if (retried('reset', replayable(req, kept))) return body.discard();
+          if (!(retry && retriesLeft > 0 && retry.codes.includes(status))) {
+            // This proxy's own 502: the peer's body names only the app's reset, not this retry decision.
+            body.discard();
+            end();
+            return fail(
+              502,
+              `the app reset the request before answering (${target.backendLabel}); not retried: ${notRetried ?? 'no retry left'}`,
+              'upstream',
+              false,
+              true,
+            );
+          }
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
           retriesLeft--;
@@ -672,6 +701,7 @@ export function sendWithRetries(options: SendOptions): void {
       error(err, kind, replayable) {
         if (done) return;
         const code = upstreamErrorCode(err);
+        lastCode = code;
         // A connection that never came up is "unavailable" (503, as Envoy answers a connect timeout).
         lastFailure =
           code === CONNECT_TIMEOUT

@@ -45,6 +45,20 @@ export function shouldRetry(q: RetryQuestion): boolean {
   return q.hasRetryPolicy || RETRIED_METHODS.has(q.method.toUpperCase());
 }
 
+/**
+ * Why a request that failed this way is not sent again, in words for the caller's 502 body (undefined
+ * when it is). A non-idempotent method comes first: it is the reason whatever else holds.
+ */
+export function whyNotRetried(q: RetryQuestion & { readonly grpc?: boolean }): string | undefined {
+  if (shouldRetry(q)) return undefined;
+  const method = q.method.toUpperCase();
+  if (q.kind === 'reset' && !q.hasRetryPolicy && !RETRIED_METHODS.has(method))
+    return `${q.grpc ? `a gRPC call (${method})` : method} is not idempotent`;
+  if (q.kind === 'other') return 'the failure is not one a request is sent again after';
+  if (q.retriesLeft <= 0) return 'its retry was already used';
+  return 'its body was streamed and cannot be sent again';
+}
+
 const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
 /**

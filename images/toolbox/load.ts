@@ -3,13 +3,14 @@
  * load: a steady request load for the churn tests (sluice-toolbox image), counting every request.
  *   load --rate N [--concurrency C] [--http1 URLS] [--h2c URLS] [--grpc URLS] --stop-file F --out F
  * Sends N requests/s per protocol given (HTTP/1.1 on keep-alive connections and h2c on one connection per
- * host, GET and POST alternating; unary gRPC calls on another HTTP/2 connection per host), taking the
+ * host, GET and POST alternating for each URL; unary gRPC calls on another HTTP/2 connection per host), taking the
  * comma-separated URLS in turn, until the stop file exists; then waits for the requests in flight. Every
  * second, and once more at the end with "done": true, it replaces the out file with the counts so far:
- *   { "http1": { "total", "failed", "causes": { "echo: status 502": 1, "slow: ECONNRESET": 2 } }, ...,
+ *   { "http1": { "total", "failed", "causes": { "echo: POST status 502 (…)": 1, "slow: GET ECONNRESET": 2 } }, ...,
  *     "seconds", "done", "failures": [ { "at": ISO time, "protocol", "cause" } ] (the first 200) }
  * A request failed when it got no answer, an HTTP status other than 200 or a grpc-status other than 0;
- * a cause starts with the first label of the URL's host.
+ * a cause starts with the first label of the URL's host, then the method and the first line of the reply's
+ * body or grpc-message (load-cause.ts): `echo: POST status 502 (the app reset the request …)`.
  */
 import { existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
@@ -17,11 +18,14 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { parseArgs } from 'node:util';
 import { grpcCall } from '../echo/echo-server.ts';
+import { decodeGrpcMessage, failureCause } from './load-cause.ts';
 
 const USAGE =
   'usage: load --rate N [--concurrency C] [--http1 URLS] [--h2c URLS] [--grpc URLS] --stop-file F --out F';
 const TIMEOUT_MS = 10_000;
 const BODY = 'order=1';
+/** The most of a failed reply's body kept to take its first line from. */
+const REPLY_BYTES = 1024;
 
 type Protocol = 'http1' | 'h2c' | 'grpc';
 interface Counts {
@@ -33,35 +37,60 @@ interface Counts {
 /** One request; resolves with undefined on success, else the cause of the failure. */
 type Send = (post: boolean) => Promise<string | undefined>;
 
-/** Takes the URLs in turn; a failure's cause is prefixed with the host's first label. */
-function roundRobin(urls: string, make: (url: string) => Send): Send {
+/**
+ * Takes the URLs in turn, each alternating GET and POST on its own (one counter for both would, with an
+ * even number of URLs, send every other URL only GETs); a failure's cause is prefixed with the host's
+ * first label.
+ */
+function roundRobin(urls: string, make: (url: string) => Send): () => Promise<string | undefined> {
   const senders = urls.split(',').map((url) => {
     const send = make(url);
     const label = new URL(url).hostname.split('.')[0] ?? '';
-    return async (post: boolean) => {
-      const cause = await send(post);
+    let n = 0;
+    return async () => {
+      const cause = await send(n++ % 2 === 1);
       return cause === undefined ? undefined : `${label}: ${cause}`;
     };
   });
   let i = 0;
-  return (post) => senders[i++ % senders.length]!(post);
+  return () => senders[i++ % senders.length]!();
+}
+
+/** Keeps the first REPLY_BYTES of a body as it flows. */
+function replyKeeper(): { add: (chunk: Buffer) => void; text: () => string } {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  return {
+    add: (chunk) => {
+      if (kept >= REPLY_BYTES) return;
+      chunks.push(chunk.subarray(0, REPLY_BYTES - kept));
+      kept += Math.min(chunk.length, REPLY_BYTES - kept);
+    },
+    text: () => Buffer.concat(chunks).toString('utf8'),
+  };
 }
 
 function http1Sender(url: string, agent: http.Agent): Send {
   return (post) =>
     new Promise((resolve) => {
+      const method = post ? 'POST' : 'GET';
+      const cause = (detail: string, reply?: string) => resolve(failureCause(method, detail, reply));
       const req = http.request(url, {
         agent,
-        method: post ? 'POST' : 'GET',
+        method,
         headers: post ? { 'content-type': 'text/plain', 'content-length': BODY.length } : {},
         timeout: TIMEOUT_MS,
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      req.on('error', (err: NodeJS.ErrnoException) => cause(err.code ?? err.message));
       req.on('response', (res) => {
-        res.resume();
-        res.on('error', (err: NodeJS.ErrnoException) => resolve(`body ${err.code ?? err.message}`));
-        res.on('end', () => resolve(res.statusCode === 200 ? undefined : `status ${res.statusCode}`));
+        const reply = replyKeeper();
+        if (res.statusCode === 200) res.resume();
+        else res.on('data', reply.add);
+        res.on('error', (err: NodeJS.ErrnoException) => cause(`body ${err.code ?? err.message}`));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(undefined) : cause(`status ${res.statusCode}`, reply.text()),
+        );
       });
       req.end(post ? BODY : undefined);
     });
@@ -89,26 +118,32 @@ function h2cSender(url: string): Send {
   const path = new URL(url).pathname;
   return (post) =>
     new Promise((resolve) => {
+      const method = post ? 'POST' : 'GET';
+      const cause = (detail: string, reply?: string) => resolve(failureCause(method, detail, reply));
       let stream: http2.ClientHttp2Stream;
       try {
         stream = session().request({
-          ':method': post ? 'POST' : 'GET',
+          ':method': method,
           ':path': path,
           ...(post ? { 'content-type': 'text/plain', 'content-length': BODY.length } : {}),
         });
       } catch (err) {
-        resolve(`request ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        cause(`request ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
         return;
       }
       let status = 0;
+      const reply = replyKeeper();
       stream.setTimeout(TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       stream.on('response', (headers) => (status = Number(headers[':status'])));
       stream.on('error', () => undefined);
-      stream.resume();
+      stream.on('data', (chunk: Buffer) => {
+        if (status !== 200) reply.add(chunk);
+      });
       stream.on('close', () => {
-        if (status === 0) resolve(`no response (rst ${stream.rstCode})`);
-        else if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) resolve(`rst ${stream.rstCode}`);
-        else resolve(status === 200 ? undefined : `status ${status}`);
+        if (status === 0) cause(`no response (rst ${stream.rstCode})`);
+        else if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) cause(`rst ${stream.rstCode}`);
+        else if (status === 200) resolve(undefined);
+        else cause(`status ${status}`, reply.text());
       });
       stream.end(post ? BODY : undefined);
     });
@@ -119,9 +154,11 @@ function grpcSender(url: string): Send {
   return async () => {
     try {
       const r = await grpcCall(session(), '/echo.Echo/Call', {}, TIMEOUT_MS);
-      return r.grpcStatus === 0 ? undefined : `grpc-status ${r.grpcStatus} (http ${r.status})`;
+      if (r.grpcStatus === 0) return undefined;
+      const message = r.grpcMessage === null ? undefined : decodeGrpcMessage(r.grpcMessage);
+      return failureCause('gRPC', `grpc-status ${r.grpcStatus} (http ${r.status})`, message);
     } catch (err) {
-      return err instanceof Error ? err.message : String(err);
+      return failureCause('gRPC', err instanceof Error ? err.message : String(err));
     }
   };
 }
@@ -153,7 +190,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
-  const senders: [Protocol, Send][] = [];
+  const senders: [Protocol, () => Promise<string | undefined>][] = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   if (values.http1) senders.push(['http1', roundRobin(values.http1, (url) => http1Sender(url, agent))]);
   if (values.h2c) senders.push(['h2c', roundRobin(values.h2c, h2cSender)]);
@@ -166,11 +203,10 @@ async function main(argv: string[]): Promise<number> {
   const result: Partial<Record<Protocol, Counts>> = {};
   const interval = 1000 / rate;
 
-  async function run(protocol: Protocol, send: Send): Promise<void> {
+  async function run(protocol: Protocol, send: () => Promise<string | undefined>): Promise<void> {
     const counts: Counts = { total: 0, failed: 0, causes: {} };
     result[protocol] = counts;
     let next = performance.now();
-    let n = 0;
     const worker = async () => {
       while (!stopping()) {
         // After a stall (every worker busy) the schedule goes on from now, without a burst to catch up.
@@ -180,7 +216,7 @@ async function main(argv: string[]): Promise<number> {
         const wait = slot - performance.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         if (stopping()) return;
-        const cause = await send(n++ % 2 === 1);
+        const cause = await send();
         counts.total++;
         if (cause !== undefined) {
           counts.failed++;

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
 import { MeshFixture, tearDownMesh, APP_PORT, type MeshPod } from '../support/mesh-fixture.ts';
 import { podObject, serviceWithEndpoints, type PodRef } from '../support/mesh-manifests.ts';
 import { netnsUnavailableReason } from '../support/netns.ts';
 import { waitFor } from '../support/wait-for.ts';
 import { addPods } from '../support/mesh-pods.ts';
 import { countAnswers } from '../support/answer-counts.ts';
+import { STALE_RACE_MS } from '../../sidecar/retry-rules.ts';
 import type { K8sObject } from '../../mesh-model/k8s-objects.ts';
 import type { ClientResult } from '../support/mesh-client.ts';
 
@@ -149,12 +151,36 @@ describe('endpoint lifecycle through sidecars in network namespaces', function (
     assert.equal(logged[0]?.failure, 'reset');
   });
 
-  it('an endpoint whose app is gone while its sidecar serves: POSTs go to another endpoint, none fails', async () => {
+  it('an app that dies holding a POST: the caller gets a 502 saying the app reset it and why it was not retried', async () => {
     await apply({ ready: true });
     const a = mesh.pods.get('a')!;
+    const path = '/?delay=4000&test=post-reset';
+    const inflight = mesh.client('client', {
+      kind: 'http1',
+      url: `http://${VIP.onlyA}${path}`,
+      method: 'POST',
+      body: 'order',
+    });
+    await waitFor('the POST to reach the app in a', () => a.logs.join('').includes(`holding POST ${path}`), {
+      timeoutMs: 30_000,
+    });
+    // A close within STALE_RACE_MS of the write on a reused connection is the keep-alive race (the app did
+    // not get it, retried as refused): the app dies later than that, as an app that exits holding it does.
+    await delay(STALE_RACE_MS + 200);
     const exited = new Promise((r) => a.app!.once('exit', r));
     a.app!.kill('SIGKILL');
     await exited;
+    const [r] = await inflight;
+    assert.equal(r?.status, 502, JSON.stringify(r));
+    assert.equal(
+      r.text,
+      `the app reset the request before answering (${NS}/only-a:80); not retried: POST is not idempotent\n`,
+    );
+  });
+
+  it('an endpoint whose app is gone while its sidecar serves: POSTs go to another endpoint, none fails', async () => {
+    await apply({ ready: true });
+    // `a`'s app was killed above, holding a POST.
     const results = await mesh.client('client', {
       kind: 'http1',
       url: `http://${VIP.backend}/`,

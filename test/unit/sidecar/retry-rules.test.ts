@@ -4,6 +4,7 @@ import {
   classifyHttp2,
   shouldRetry,
   STALE_RACE_MS,
+  whyNotRetried,
   type FailureKind,
 } from '../../../sidecar/retry-rules.ts';
 
@@ -30,6 +31,28 @@ describe('retry rules (ADR 0015)', () => {
     assert.equal(ask('connect', 'POST', { replayable: false }), false);
     assert.equal(ask('reset', 'GET', { replayable: false }), false);
     assert.equal(ask('other', 'GET', { hasRetryPolicy: true }), false);
+  });
+
+  it("why a request is not sent again, for the caller's 502", () => {
+    const why = (
+      kind: FailureKind,
+      method: string,
+      more: Partial<Parameters<typeof whyNotRetried>[0]> = {},
+    ) => whyNotRetried({ kind, method, hasRetryPolicy: false, replayable: true, retriesLeft: 1, ...more });
+    assert.equal(why('reset', 'GET'), undefined, 'a GET is retried');
+    assert.equal(why('reset', 'post'), 'POST is not idempotent');
+    assert.equal(why('reset', 'POST', { grpc: true }), 'a gRPC call (POST) is not idempotent');
+    assert.equal(why('reset', 'POST', { retriesLeft: 0 }), 'POST is not idempotent', 'the method first');
+    assert.equal(why('reset', 'GET', { retriesLeft: 0 }), 'its retry was already used');
+    assert.equal(
+      why('reset', 'POST', { hasRetryPolicy: true, retriesLeft: 0 }),
+      'its retry was already used',
+    );
+    assert.equal(
+      why('reset', 'GET', { replayable: false }),
+      'its body was streamed and cannot be sent again',
+    );
+    assert.match(why('other', 'GET') ?? '', /not one a request is sent again after/);
   });
 
   it('HTTP/1.1: the keep-alive race is a reset of a reused connection soon after writing, its body unread', () => {
