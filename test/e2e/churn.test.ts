@@ -4,7 +4,7 @@
 // zero and back, a controller rollout, API server and etcd restarts, a CA root rotation) and prints the
 // requests sent while it ran, by protocol, with every failure's cause; the target is 0 failed, and a
 // failure passes only when its cause is one the scenario makes unavoidable (test/support/churn-causes.ts). Workload
-// certificates live 2 minutes here, so every sidecar renews its certificate several times under load.
+// certificates live 6 minutes here, so sidecars renew theirs under load.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -55,7 +55,10 @@ const LOAD_OUT = '/tmp/churn-load.json';
 const STOP_FILE = '/tmp/churn-stop';
 /** The Services the load goes to, in turn. `split` routes half to echo, half to spare. */
 const TARGETS = ['echo', 'slow', 'closer', 'split'];
-const CERT_MINUTES = 2;
+// Short enough to be renewed during the run; long enough that a certificate due for renewal (at ~70 % of its
+// life) when the API server stops outlives the outage and a node NotReady after it (up to ~60 s seen, and the
+// renewal's retry backoff up to 30 s): with 2 minutes, one run in five saw a peer's certificate expire.
+const CERT_MINUTES = 6;
 /** How long the API server (or etcd) stays down: longer than the controller's watch timeouts take to fire. */
 const OUTAGE_MS = 15_000;
 
@@ -551,6 +554,6 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
         `(${rate} requests/s over ${end.seconds} s); client sidecar certificates issued: ${issued ?? '?'}`,
     );
     for (const s of suite) console.log(`        ${s.name}: ${s.failed}/${s.total}`);
-    assert.ok(Number(issued) >= 3, `the client sidecar got ${issued ?? 'no'} certificates`);
+    assert.ok(Number(issued) >= 2, `the client sidecar got ${issued ?? 'no'} certificates (none renewed)`);
   });
 });
