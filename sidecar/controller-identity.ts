@@ -102,6 +102,15 @@ export function retryDelayMs(attempt: number, minMs: number, maxMs: number, rand
 }
 
 /**
+ * A retry delay for a certificate that expires in `leftMs` (undefined: none yet): at most a tenth of the time
+ * left (not below `minMs`), so that a control plane back after a long outage is asked again within seconds
+ * while the certificate is still valid, not after a 30 s backoff that outlives it.
+ */
+export function capToLifeLeft(delayMs: number, leftMs: number | undefined, minMs: number): number {
+  return leftMs === undefined ? delayMs : Math.min(delayMs, Math.max(minMs, leftMs / 10));
+}
+
+/**
  * Turns the controller's answer into an identity with our key, or a one-line reason it is not one. The
  * certificate must chain to the bundle in the answer, match the key, and be in the controller's trust domain.
  */
@@ -306,13 +315,13 @@ export class ControllerIdentity implements IdentitySource {
       if (this.#stopped) return;
       this.#failures++;
       this.#lastError = (err as Error).message;
-      const delay = retryDelayMs(
-        this.#attempt++,
-        this.#o.backoffMinMs ?? 1000,
-        this.#o.backoffMaxMs ?? 30_000,
-        this.#o.random ?? Math.random,
-      );
+      const minMs = this.#o.backoffMinMs ?? 1000;
       const current = this.#current;
+      const delay = capToLifeLeft(
+        retryDelayMs(this.#attempt++, minMs, this.#o.backoffMaxMs ?? 30_000, this.#o.random ?? Math.random),
+        current && current.notAfter.getTime() - Date.now(),
+        minMs,
+      );
       this.#o.log.warn('workload certificate request failed', {
         error: this.#lastError,
         current: current ? (current.notAfter.getTime() > Date.now() ? 'kept' : 'expired') : 'none',

@@ -6,6 +6,7 @@ import {
   identityFromAnswer,
   renewalDelayMs,
   retryDelayMs,
+  capToLifeLeft,
 } from '../../sidecar/controller-identity.ts';
 
 describe('controller identity (pure parts)', function () {
@@ -24,6 +25,14 @@ describe('controller identity (pure parts)', function () {
     for (const bad of ['', 'a b', 'ctl:99999', 'ctl/path', 'user@ctl']) {
       assert.throws(() => controllerUrl(bad), /is not host\[:port\]/, bad);
     }
+  });
+
+  it('capToLifeLeft: a certificate near its end is asked for again within a tenth of its time left', function () {
+    assert.equal(capToLifeLeft(30_000, undefined, 1000), 30_000, 'no certificate yet: the backoff as it is');
+    assert.equal(capToLifeLeft(30_000, 7 * 3600_000, 1000), 30_000, 'hours left: the backoff as it is');
+    assert.equal(capToLifeLeft(30_000, 36_000, 1000), 3600);
+    assert.equal(capToLifeLeft(30_000, 2000, 1000), 1000, 'not below the minimum');
+    assert.equal(capToLifeLeft(30_000, -5000, 1000), 1000, 'expired: the minimum');
   });
 
   it('retryDelayMs doubles per attempt up to the cap, half of it jittered', function () {
