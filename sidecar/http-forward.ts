@@ -29,6 +29,7 @@ import {
   localReply,
   type DownstreamRequest,
   type DownstreamResponse,
+  cutResponse,
 } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
 import type { LoadBalancer } from './load-balancer.ts';
@@ -694,7 +695,7 @@ export function sendWithRetries(options: SendOptions): void {
               endpoint: `${ep.address}:${ep.port}`,
               status,
             });
-            res.destroy();
+            cutResponse(res);
           },
         );
       },
@@ -962,6 +963,9 @@ function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
         out.once('drain', resume);
       });
       stream.on('end', () => {
+        // A connection lost mid-body also ends the stream, closed with a code (CANCEL) and no END_STREAM:
+        // the response is cut, not complete.
+        if (stream.closed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) return failed();
         const trailers = trailersOf(
           (stream as unknown as { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers,
         );

@@ -1,5 +1,5 @@
 import type http from 'node:http';
-import type http2 from 'node:http2';
+import http2 from 'node:http2';
 
 export type DownstreamRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type DownstreamResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -49,7 +49,7 @@ export function localReply(
   // Both response classes share this API; TypeScript cannot call through the union.
   const res = downstream as http.ServerResponse;
   if (res.headersSent) {
-    res.destroy();
+    cutResponse(downstream);
     return 0;
   }
   if (isGrpc(req)) {
@@ -77,4 +77,16 @@ export function localReply(
   });
   res.end(body);
   return length;
+}
+
+/**
+ * Ends a response that has started but cannot finish, so that the caller sees it failed: HTTP/1.1 closes the
+ * connection (the body stops short of its length or last chunk); HTTP/2 resets the stream with INTERNAL_ERROR.
+ * destroy() alone sends RST_STREAM with NO_ERROR, which a client reads as a complete response (a truncated
+ * body taken as whole, a gRPC call ended without its status).
+ */
+export function cutResponse(downstream: DownstreamResponse): void {
+  const stream = (downstream as Partial<http2.Http2ServerResponse>).stream;
+  if (stream !== undefined && !stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  else (downstream as http.ServerResponse).destroy();
 }

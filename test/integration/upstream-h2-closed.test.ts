@@ -63,4 +63,51 @@ describe('upstream HTTP/2: a connection that ends under an open stream', functio
       [['upstream error', 'ERR_HTTP2_STREAM_CLOSED', 'reset']],
     );
   });
+
+  it('a response cut after it started reaches an HTTP/2 caller as a reset stream, not a clean end', async () => {
+    const app = http2.createServer();
+    const sockets = new Set<Socket>();
+    app.on('connection', (socket: Socket) => sockets.add(socket));
+    // Headers and part of the body, then the connection is destroyed (an app that dies mid-response).
+    app.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.write('part', () => {
+        for (const socket of sockets) socket.destroy();
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const view = loopbackServiceView((app.address() as AddressInfo).port);
+    const { log, warnings } = warningLog();
+    const deps = {
+      pools: new UpstreamPools(() => undefined),
+      lb: new LoadBalancer(),
+      metrics: new ProxyMetrics(),
+      log,
+    };
+    const forwarder = await startLoopbackForwarder(deps, view, LOOPBACK_SERVICE, { h2: true });
+    const client = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
+    closers.push(() => {
+      client.destroy();
+      forwarder.close();
+      app.close();
+    });
+    const seen = await new Promise<{ status: number; body: string; rstCode: number }>((resolve) => {
+      const stream = client.request({ ':path': '/' });
+      let status = 0;
+      let body = '';
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('data', (chunk: Buffer) => (body += String(chunk)));
+      stream.on('error', () => undefined);
+      stream.on('close', () => resolve({ status, body, rstCode: stream.rstCode }));
+      stream.end();
+    });
+    assert.equal(seen.status, 200);
+    assert.equal(seen.body, 'part');
+    // RST_STREAM(NO_ERROR) would read as a complete response: a truncated body, a gRPC call without status.
+    assert.equal(seen.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+    assert.deepEqual(
+      warnings.map((w) => w.msg),
+      ['upstream response cut'],
+    );
+  });
 });
