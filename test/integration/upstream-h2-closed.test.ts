@@ -22,17 +22,11 @@ describe('upstream HTTP/2: a connection that ends under an open stream', functio
     for (const c of closers.splice(0).reverse()) c();
   });
 
-  it('is a failure of the attempt: logged, and answered 502 rather than left waiting', async () => {
-    let streams = 0;
-    const app = http2.createServer();
-    const sockets = new Set<Socket>();
-    app.on('connection', (socket: Socket) => sockets.add(socket));
-    // Every stream is left unanswered and the connection ended under it (FIN, no RST_STREAM, no GOAWAY).
-    app.on('stream', () => {
-      streams++;
-      for (const socket of sockets) socket.end();
-      sockets.clear();
-    });
+  /** A forwarder in front of `app` (HTTP/2 both sides) and a client of it; closed after the test. */
+  async function forwardTo(app: http2.Http2Server): Promise<{
+    client: http2.ClientHttp2Session;
+    warnings: ReturnType<typeof warningLog>['warnings'];
+  }> {
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     const view = loopbackServiceView((app.address() as AddressInfo).port);
     const { log, warnings } = warningLog();
@@ -49,6 +43,21 @@ describe('upstream HTTP/2: a connection that ends under an open stream', functio
       forwarder.close();
       app.close();
     });
+    return { client, warnings };
+  }
+
+  it('is a failure of the attempt: logged, and answered 502 rather than left waiting', async () => {
+    let streams = 0;
+    const app = http2.createServer();
+    const sockets = new Set<Socket>();
+    app.on('connection', (socket: Socket) => sockets.add(socket));
+    // Every stream is left unanswered and the connection ended under it (FIN, no RST_STREAM, no GOAWAY).
+    app.on('stream', () => {
+      streams++;
+      for (const socket of sockets) socket.end();
+      sockets.clear();
+    });
+    const { client, warnings } = await forwardTo(app);
     const status = await new Promise<number>((resolve, reject) => {
       const stream = client.request({ ':method': 'POST', ':path': '/', 'content-length': '2' });
       stream.on('response', (headers) => resolve(Number(headers[':status'])));
@@ -75,22 +84,7 @@ describe('upstream HTTP/2: a connection that ends under an open stream', functio
         for (const socket of sockets) socket.destroy();
       });
     });
-    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    const view = loopbackServiceView((app.address() as AddressInfo).port);
-    const { log, warnings } = warningLog();
-    const deps = {
-      pools: new UpstreamPools(() => undefined),
-      lb: new LoadBalancer(),
-      metrics: new ProxyMetrics(),
-      log,
-    };
-    const forwarder = await startLoopbackForwarder(deps, view, LOOPBACK_SERVICE, { h2: true });
-    const client = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
-    closers.push(() => {
-      client.destroy();
-      forwarder.close();
-      app.close();
-    });
+    const { client, warnings } = await forwardTo(app);
     const seen = await new Promise<{ status: number; body: string; rstCode: number }>((resolve) => {
       const stream = client.request({ ':path': '/' });
       let status = 0;
