@@ -10,9 +10,10 @@
  * median over rounds of its ratio to "none" in the same round, with the spread (25th–75th percentile) of
  * those ratios. The first round warms up (JIT, connections) and is left out. Prints a table; no assertions.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { firstLine, startUpstreamAndSink } from './tracing-helpers.ts';
+import { readFileSync } from 'node:fs';
 import { percentile } from './stats.ts';
 
 const PROXY = process.argv[2] === 'gateway' ? 'gateway' : 'sidecar';
@@ -36,36 +37,7 @@ const proxyScript = (mode: string): [string, string] => {
 };
 const node = process.execPath;
 
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    // Lines that are not answers (a V8 trace flag's output) are skipped.
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      if (!/^(\d|\{|\[\{)/.test(line)) return;
-      lines.removeAllListeners('line');
-      resolve(line);
-    });
-    child.once('exit', (code) => reject(new Error(`exited ${code}`)));
-  });
-}
-
-// The upstream and the collector sink: one small process, so the bench process itself stays idle. The sink
-// keeps idle connections 60 s, as the OpenTelemetry Collector's HTTP receiver does by default (Node's 5 s,
-// the export interval, made every export a new connection).
-const helpers = spawn(
-  node,
-  [
-    '-e',
-    `const http=require('http');
-     const listen=(srv)=>new Promise((r)=>srv.listen(0,'127.0.0.1',()=>r(srv.address().port)));
-     const up=http.createServer((q,s)=>{q.resume();s.end('ok')});
-     const sink=http.createServer({keepAliveTimeout:60000},(q,s)=>{q.resume();q.on('end',()=>{s.writeHead(200,{'content-type':'application/x-protobuf'});s.end()})});
-     Promise.all([listen(up),listen(sink)]).then((ports)=>console.log(ports.join(' ')));`,
-  ],
-  { stdio: ['ignore', 'pipe', 'inherit'] },
-);
-const [upstreamPort, sinkPort] = (await firstLine(helpers)).split(' ').map(Number);
-const collector = `http://127.0.0.1:${sinkPort}/v1/traces`;
+const { helpers, upstreamPort, collector } = await startUpstreamAndSink();
 
 const proxies = await Promise.all(
   MODES.map(async (mode) => {

@@ -5,10 +5,10 @@
  * burst of requests whose sampled spans made an export (the OTLP export thread, for one, starts then).
  * Prints a table; no assertions.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { firstLine, startUpstreamAndSink } from './tracing-helpers.ts';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const PROXY = process.argv[2] === 'gateway' ? 'gateway' : 'sidecar';
@@ -17,31 +17,10 @@ const BASELINE = process.env.BENCH_BASELINE;
 const BURST = Number(process.env.BENCH_BURST ?? 1000); // requests per proxy: ~10 sampled at 1 %
 const node = process.execPath;
 
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`exited ${code}`)));
-  });
-}
-
 const rssMb = (pid: number): number =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
-const helpers = spawn(
-  node,
-  [
-    '-e',
-    `const http=require('http');
-     const listen=(srv)=>new Promise((r)=>srv.listen(0,'127.0.0.1',()=>r(srv.address().port)));
-     const up=http.createServer((q,s)=>{q.resume();s.end('ok')});
-     const sink=http.createServer({keepAliveTimeout:60000},(q,s)=>{q.resume();q.on('end',()=>{s.writeHead(200);s.end()})});
-     Promise.all([listen(up),listen(sink)]).then((ports)=>console.log(ports.join(' ')));`,
-  ],
-  { stdio: ['ignore', 'pipe', 'inherit'] },
-);
-const [upstreamPort, sinkPort] = (await firstLine(helpers)).split(' ').map(Number);
-const collector = `http://127.0.0.1:${sinkPort}/v1/traces`;
+const { helpers, upstreamPort, collector } = await startUpstreamAndSink();
 
 const proxies = await Promise.all(
   MODES.map(async (mode) => {
