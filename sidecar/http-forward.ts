@@ -380,6 +380,12 @@ function replayable(req: DownstreamRequest, kept: Buffer | undefined): boolean {
   );
 }
 
+const APP_RESET = 'the app reset the request before answering';
+
+/** The 502 of a reset request that was not sent again: what happened, where, and why not (whyNotRetried). */
+const resetNotRetried = (what: string, where: string, why: string): string =>
+  `${what} (${where}); not retried: ${why}`;
+
 /**
  * Nothing follows the request's head: an HTTP/2 stream that ended with its headers, an HTTP/1.1 request
  * without Content-Length or Transfer-Encoding. Unlike isBodyless, an HTTP/2 GET with a body is not.
@@ -484,12 +490,9 @@ export function sendWithRetries(options: SendOptions): void {
   const failAttempts = (): void => {
     if (resetSeen && !untrusted && lastFailure.cause === 'upstream' && notRetried !== undefined) {
       // Said plainly: the caller learns the request may have been processed and why it was not sent again.
-      const what =
-        options.direction === 'inbound'
-          ? 'the app reset the request before answering'
-          : 'the connection was reset before an answer';
-      const message = `${what} (${target.backendLabel}, ${lastCode ?? 'reset'}); not retried: ${notRetried}`;
-      return fail(502, message, 'upstream', false, true);
+      const what = options.direction === 'inbound' ? APP_RESET : 'the connection was reset before an answer';
+      const where = `${target.backendLabel}, ${lastCode ?? 'reset'}`;
+      return fail(502, resetNotRetried(what, where, notRetried), 'upstream', false, true);
     }
     if (reachedApp || untrusted)
       return fail(lastFailure.code, lastError ?? 'upstream failed', lastFailure.cause, false, resetSeen);
@@ -648,13 +651,8 @@ export function sendWithRetries(options: SendOptions): void {
             // This proxy's own 502: the peer's body names only the app's reset, not this retry decision.
             body.discard();
             end();
-            return fail(
-              502,
-              `the app reset the request before answering (${target.backendLabel}); not retried: ${notRetried ?? 'no retry left'}`,
-              'upstream',
-              false,
-              true,
-            );
+            const why = notRetried ?? 'no retry left';
+            return fail(502, resetNotRetried(APP_RESET, target.backendLabel, why), 'upstream', false, true);
           }
         } else reachedApp = true;
         if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
