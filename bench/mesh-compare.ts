@@ -15,6 +15,8 @@
  * the rounds, a table of ratios against the Node floor and nginx, and one summary line. No assertions.
  * `--overload S`: then S seconds of HTTP/1.1 at 2× the median max rps (256 connections, 2 s client timeout)
  * for Sluice and the Node floor: goodput, new upstream connections per 1,000 requests, RSS peak and 10 s after.
+ * Each round's line also has the CPU per 1,000 requests at max of the proxies and of the app behind them,
+ * and the idle line the anonymous part of each proxy's RSS.
  * nginx comes from Debian, installed here when missing (cluster/host-packages.ts).
  */
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -79,6 +81,8 @@ const SLUICE_ENV = Object.fromEntries(
     .filter(Boolean)
     .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
 ) as Record<string, string>;
+/** `--floor-h2`: the Node floor keeps h2c from the app HTTP/2 on every hop, as Sluice does (HTTP/1.1 else). */
+const FLOOR_H2 = args.includes('--floor-h2');
 /** Seconds after the overload before the "after" RSS reading. */
 const AFTER_SECONDS = Number(option('--after') ?? 30);
 
@@ -106,12 +110,15 @@ function tree(pid: number): number[] {
   return [pid, ...children.flatMap(tree)];
 }
 
-function procStats(pids: number[]): { rssMb: number; cpuMs: number } {
+function procStats(pids: number[]): { rssMb: number; anonMb: number; cpuMs: number } {
   let rssKb = 0;
+  let anonKb = 0;
   let ticks = 0;
   for (const pid of pids) {
     try {
-      rssKb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      rssKb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      anonKb += Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0);
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       ticks += Number(fields[11]) + Number(fields[12]); // utime + stime: the kernel's TCP/TLS path counts
@@ -119,7 +126,7 @@ function procStats(pids: number[]): { rssMb: number; cpuMs: number } {
       // the process exited between listing and reading
     }
   }
-  return { rssMb: rssKb / 1024, cpuMs: ticks * 10 };
+  return { rssMb: rssKb / 1024, anonMb: anonKb / 1024, cpuMs: ticks * 10 };
 }
 
 const median = (xs: number[]): number => {
@@ -277,12 +284,13 @@ async function main(): Promise<void> {
             h2cPort: PORTS.nodeH2,
             upstream: `https://${pserver.ip}:${PORTS.nodeServer}`,
             serverName: SERVER_NAME,
+            h2: FLOOR_H2,
           },
           dirs.client,
         ),
         floor(
           pserver,
-          { role: 'server', port: PORTS.nodeServer, upstream: `http://127.0.0.1:${APP_PORT}` },
+          { role: 'server', port: PORTS.nodeServer, upstream: `http://127.0.0.1:${APP_PORT}`, h2: FLOOR_H2 },
           dirs.server,
         ),
       ],
@@ -331,6 +339,10 @@ async function main(): Promise<void> {
     const idle = Object.fromEntries(
       PROXIES.map((v) => [v, pids[v as keyof typeof pids].map((pid) => procStats(tree(pid)).rssMb)]),
     ) as Record<string, number[]>;
+    // The rest of an idle RSS is mapped files, mostly the node binary's pages (shared between processes).
+    console.log(
+      `RSS idle, anonymous MB (c/s): ${PROXIES.map((v) => `${v} ${pids[v as keyof typeof pids].map((pid) => procStats(tree(pid)).anonMb.toFixed(1)).join(' / ')}`).join(', ')}`,
+    );
     const peak = Object.fromEntries(PROXIES.map((v) => [v, [0, 0]])) as Record<string, number[]>;
 
     const load = async (p: MeshPod, spec: Record<string, unknown>): Promise<LoadResult> => {
@@ -379,6 +391,10 @@ async function main(): Promise<void> {
             durationMs: RATE_SECONDS * 1000,
           });
           const cpu1 = procs.map((t) => procStats(t).cpuMs);
+          // At max every process shares the 2 cores: the proxies' and the app's CPU per request say what a
+          // max rps is bounded by (the app serves h2c behind Sluice, HTTP/1.1 behind the floor).
+          const app = counted.app?.pid ?? 0;
+          const atMax0 = { proxies: procs.map((t) => procStats(t).cpuMs), app: procStats([app]).cpuMs };
           const sampling = { on: true };
           const sampler = (async () => {
             while (sampling.on) {
@@ -393,6 +409,11 @@ async function main(): Promise<void> {
           const max = await load(from, { ...common, mode: 'max', durationMs: MAX_SECONDS * 1000 });
           sampling.on = false;
           await sampler;
+          const maxK = (max.sent + max.warmupSent) / 1000;
+          const proxiesAtMax =
+            (procs.reduce((a, t) => a + procStats(t).cpuMs, 0) - atMax0.proxies.reduce((a, b) => a + b, 0)) /
+            maxK;
+          const appAtMax = (procStats([app]).cpuMs - atMax0.app) / maxK;
           const syn1 = await syns(counted);
           const rateRequests = rate.sent + rate.warmupSent;
           const allRequests = rateRequests + max.sent + max.warmupSent;
@@ -413,7 +434,7 @@ async function main(): Promise<void> {
             },
           ]);
           process.stderr.write(
-            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k, errors ${rate.errors + max.errors}\n`,
+            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k, errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}\n`,
           );
         }
       }

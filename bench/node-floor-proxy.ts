@@ -9,6 +9,8 @@
  * client: node:http (and a node:http2 h2c server) → undici Pool over mTLS (HTTP/1.1) → the server role.
  * server: node:https with client certificates required → undici Pool → the app.
  * The upstream Pool has a connection cap and a long keep-alive, as any sane sidecar would.
+ * `"h2": true` (both roles): HTTP/2 requests stay HTTP/2 on every hop, like Sluice's: one h2 session over mTLS
+ * to the server role (an HTTP/2 server there, HTTP/1.1 too), one h2c session from it to the app.
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -28,6 +30,7 @@ interface Spec {
   ca: string;
   /** The name the server's certificate carries (client role). */
   serverName?: string;
+  h2?: boolean;
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as Spec;
@@ -94,9 +97,48 @@ function forward(
     );
 }
 
+let session: http2.ClientHttp2Session | undefined;
+function forwardH2(req: Http2ServerRequest, res: Http2ServerResponse): void {
+  if (!session || session.closed || session.destroyed)
+    session = http2.connect(
+      spec.upstream,
+      spec.role === 'client' ? { ...tls, servername: spec.serverName } : {},
+    );
+  const headers: http2.OutgoingHttpHeaders = requestHeaders(req.headers);
+  headers[':method'] = req.method;
+  headers[':path'] = req.url;
+  headers[':authority'] = req.headers[':authority'];
+  const upstream = session.request(headers, { endStream: req.stream.endAfterHeaders });
+  if (!req.stream.endAfterHeaders) req.pipe(upstream);
+  upstream.on('response', (h) => {
+    const out: http2.OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(h)) {
+      if (value !== undefined && !name.startsWith(':') && !HOP_BY_HOP.has(name)) out[name] = value;
+    }
+    res.writeHead(h[':status'] ?? 502, out);
+    upstream.pipe(res);
+  });
+  upstream.on('error', () => {
+    if (!res.headersSent) res.writeHead(502);
+    res.end();
+  });
+}
+const h2Or1 = (
+  req: http.IncomingMessage | Http2ServerRequest,
+  res: http.ServerResponse | Http2ServerResponse,
+): void =>
+  req.httpVersionMajor === 2
+    ? forwardH2(req as Http2ServerRequest, res as Http2ServerResponse)
+    : forward(req, res);
+
 if (spec.role === 'client') {
   http.createServer({ keepAliveTimeout: 60_000 }, forward).listen(spec.port, '127.0.0.1');
-  if (spec.h2cPort !== undefined) http2.createServer(forward).listen(spec.h2cPort, '127.0.0.1');
+  if (spec.h2cPort !== undefined)
+    http2.createServer(spec.h2 ? h2Or1 : forward).listen(spec.h2cPort, '127.0.0.1');
+} else if (spec.h2) {
+  http2
+    .createSecureServer({ ...tls, requestCert: true, rejectUnauthorized: true, allowHTTP1: true }, h2Or1)
+    .listen(spec.port, '0.0.0.0');
 } else {
   https
     .createServer({ ...tls, requestCert: true, rejectUnauthorized: true, keepAliveTimeout: 60_000 }, forward)
