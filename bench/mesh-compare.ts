@@ -81,7 +81,10 @@ const SLUICE_ENV = Object.fromEntries(
     .filter(Boolean)
     .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
 ) as Record<string, string>;
-/** `--floor-h2`: the Node floor keeps h2c from the app HTTP/2 on every hop, as Sluice does (HTTP/1.1 else). */
+/**
+ * `--floor-h2`: the Node floor keeps h2c from the app HTTP/2 on every hop, as Sluice does (HTTP/1.1 else). Its
+ * server role is then an HTTP/2 server that also takes HTTP/1.1: compare with `--protocols h2`.
+ */
 const FLOOR_H2 = args.includes('--floor-h2');
 /** Seconds after the overload before the "after" RSS reading. */
 const AFTER_SECONDS = Number(option('--after') ?? 30);
