@@ -1,9 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import http from 'node:http';
+import type * as http from 'node:http';
 import type { ProxyView } from '../mesh-model/proxy-view.ts';
 import { parseCertificates } from '../pki/pem.ts';
 import { fullGc } from './idle-memory.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { nodeHttp } from './node-http.ts';
 
 export interface AdminState {
   ready(): { ok: boolean; reason: string };
@@ -105,7 +106,7 @@ const PUBLIC_PATHS = new Set(['/live', '/ready', '/metrics']);
  * `kubectl port-forward`. Not captured by iptables.
  */
 export function createAdminServer(state: AdminState): http.Server {
-  return http.createServer((req, res) => {
+  return nodeHttp.createServer((req, res) => {
     const [path = '/', query] = (req.url ?? '/').split('?');
     const send = (status: number, type: string, body: string): void => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });

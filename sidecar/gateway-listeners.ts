@@ -2,7 +2,7 @@
 // (prior knowledge); HTTPS ports terminate TLS with the certificate SNI selects (gateway-tls.ts) and take
 // HTTP/1.1 or h2 by ALPN. Requests go through planGatewayRequest (the mesh's request plan) and the
 // sidecar's executor (http-forward.ts), with the sidecar's parsers, limits and timeouts (http-servers.ts).
-import http from 'node:http';
+import type * as http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -24,6 +24,7 @@ import { publicMessage, type DownstreamRequest, type DownstreamResponse } from '
 import { sniff } from './protocol-sniff.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
+import { nodeHttp } from './node-http.ts';
 
 export interface GatewayListenerOptions {
   readonly deps: ForwardDeps;
@@ -181,7 +182,7 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
     const config = o.config();
     const raw = (status: number, message: string, location?: string): void =>
       void socket.end(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\n${location ? `location: ${location}\r\n` : ''}` +
+        `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? ''}\r\n${location ? `location: ${location}\r\n` : ''}` +
           `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message) + 1}\r\nconnection: close\r\n\r\n${message}\n`,
       );
     if (!config?.view) {

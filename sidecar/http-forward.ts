@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type * as http from 'node:http';
 import http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type * as http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -12,6 +12,7 @@ import {
   parserLimits,
   type HeaderLimits,
 } from './header-limits.ts';
+import { nodeHttp } from './node-http.ts';
 
 /** After a client's FIN, how long streams in flight may take to finish before the connection is closed. */
 const HALF_CLOSED_DRAIN_MS = 5_000;
@@ -90,7 +91,7 @@ export function createHttpServers(
     onTimeout = () => undefined,
   } = options;
   const parsers = parserLimits(headerLimits);
-  const http1 = http.createServer(
+  const http1 = nodeHttp.createServer(
     {
       maxHeaderSize: parsers.http1.maxHeaderSize,
       requestTimeout: 0,

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type * as http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
@@ -6,16 +6,17 @@ import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ForwardDeps, UpstreamRequest } from './http-forward.ts';
 import { forwardResponseHeaders } from './http-headers.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { nodeHttp } from './node-http.ts';
 
 function rawReply(socket: Duplex, status: number, message: string): void {
   const body = `${message}\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
 
 function headBlock(status: number, headers: http.IncomingHttpHeaders): string {
-  let out = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\n`;
+  let out = `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? ''}\r\n`;
   for (const [k, v] of Object.entries(headers)) {
     for (const value of Array.isArray(v) ? v : [v]) if (value !== undefined) out += `${k}: ${value}\r\n`;
   }
@@ -40,7 +41,7 @@ export function forwardUpgrade(
     onDone(503);
     return rawReply(client, 503, 'no healthy endpoints');
   }
-  const upReq = (ep.identity ? https : http).request({
+  const upReq = (ep.identity ? https : nodeHttp).request({
     agent: deps.pools.agent(ep),
     host: ep.address,
     port: ep.port,

@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type * as http from 'node:http';
 import https from 'node:https';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -14,6 +14,7 @@ import {
   MESH_ALPN_TCP,
   type MeshTlsCredentials,
 } from '../pki/tls-options.ts';
+import { nodeHttp } from './node-http.ts';
 
 // One declared protocol per connection, which a current server sidecar selects (and then parses what is
 // declared HTTP); the older names after it let a sidecar of the previous version answer during an upgrade.
@@ -239,7 +240,7 @@ export class UpstreamPools {
       };
       agent = ep.identity
         ? new https.Agent({ ...common, ...this.#tlsOptions(ep, ALPN_HTTP1) })
-        : new http.Agent(common);
+        : new nodeHttp.Agent(common);
       this.#agents.set(key, agent);
     }
     return agent;

@@ -1,5 +1,6 @@
 // The import directions of README "Layout" hold: ESLint rejects a wrong one, and the sidecar's processes
-// never load @peculiar/x509 (ADR 0001), checked on the modules Node actually loads.
+// never load @peculiar/x509 (ADR 0001) nor Node's bundled undici (ADR 0016), checked on the modules Node
+// actually loads.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -69,14 +70,18 @@ describe('layout: import directions', () => {
   });
 });
 
-/** The module URLs a `sluice ARGS` process loaded (all of them: its static graph is loaded before it runs). */
+/**
+ * The module URLs a `sluice ARGS` process loaded (all of them: its static graph is loaded before it runs),
+ * then Node's own modules it loaded as `node:internal/...`.
+ */
 function loadedModules(args: string[]): string[] {
   const hook = [
     "import { registerHooks } from 'node:module';",
     "import { writeSync } from 'node:fs';",
     'const seen = [];',
     'registerHooks({ load(url, context, next) { seen.push(url); return next(url, context); } });',
-    "process.on('exit', () => writeSync(2, '\\nLOADED ' + JSON.stringify(seen) + '\\n'));",
+    "const internal = () => process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => 'node:' + m.slice(13));",
+    "process.on('exit', () => writeSync(2, '\\nLOADED ' + JSON.stringify([...seen, ...internal()]) + '\\n'));",
   ].join('\n');
   const run = spawnSync(
     process.execPath,
@@ -106,5 +111,30 @@ describe('layout: the sidecar never loads @peculiar/x509', function () {
 
   it('while the probe does see it where it is loaded (sluice ca)', () => {
     assert.notDeepEqual(peculiar(loadedModules(['ca', '--help'])), []);
+  });
+});
+
+// Importing node:http (not requiring it) reads its lazy WebSocket getters, which load Node's bundled undici:
+// about 3 MB of an idle sidecar's RSS (sidecar/node-http.ts).
+describe("layout: the sidecar does not load Node's bundled undici", function () {
+  this.timeout(30_000);
+  const bundled = (urls: string[]): string[] =>
+    urls.filter((url) => url === 'node:internal/deps/undici/undici');
+
+  it('sluice proxy', () => {
+    assert.deepEqual(bundled(loadedModules(['proxy', '--help'])), []);
+  });
+
+  it('while the probe does see it where node:http is imported', () => {
+    const hookless = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "await import('node:http'); console.log(process.moduleLoadList.includes('NativeModule internal/deps/undici/undici'))",
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(hookless.stdout.trim(), 'true');
   });
 });
