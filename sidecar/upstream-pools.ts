@@ -357,7 +357,10 @@ export class UpstreamPools {
    * sent as it comes up refuses them, each then a connect failure of a healthy endpoint (ADR 0020).
    */
   #closeSession(session: http2.ClientHttp2Session): void {
-    if (!session.connecting) return void session.close();
+    if (!session.connecting) {
+      session.close();
+      return;
+    }
     this.#closeWhenDone.add(session);
     whenConnected(session, () => {
       if ((this.#streamsOpen.get(session) ?? 0) === 0) session.close();
