@@ -57,6 +57,8 @@ limits (docs/security.md; 0 turns a timeout or cap off):
   --upstream-idle-timeout-ms N      a pooled upstream connection unused for N ms is closed, default 60000
   --upstream-connect-timeout-ms N   an upstream connection (TCP and mesh TLS) not up in N ms: another
                                     endpoint, else 503; default 10000
+  --upstream-tcp-connect-timeout-ms N  its TCP connect (SYN to established) not done in N ms: the same;
+                                    default 2000
   --tcp-idle-timeout-ms N           an opaque TCP connection silent for N ms is closed, default 3600000
   --max-downstream-connections N    open connections per listener, default 10000
   --max-upstream-connections N      HTTP/1.1 connections per upstream endpoint (then the queue), default 64
@@ -78,6 +80,7 @@ const LIMIT_FLAGS = {
   'idle-timeout-ms': 'idleTimeoutMs',
   'upstream-idle-timeout-ms': 'upstreamIdleTimeoutMs',
   'upstream-connect-timeout-ms': 'upstreamConnectTimeoutMs',
+  'upstream-tcp-connect-timeout-ms': 'upstreamTcpConnectTimeoutMs',
   'tcp-idle-timeout-ms': 'tcpIdleTimeoutMs',
   'max-downstream-connections': 'maxDownstreamConnections',
   'max-upstream-connections': 'maxUpstreamConnections',

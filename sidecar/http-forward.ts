@@ -684,7 +684,7 @@ export function sendWithRetries(options: SendOptions): void {
               responseBytes: body.bytes,
             });
           },
-          () => {
+          (cause) => {
             end();
             settle();
             // After the response started nothing is sent again: the caller sees its stream cut.
@@ -692,6 +692,8 @@ export function sendWithRetries(options: SendOptions): void {
               backend: target.backendLabel,
               endpoint: `${ep.address}:${ep.port}`,
               status,
+              cause,
+              bytes: body.bytes,
             });
             cutResponse(res);
           },
@@ -744,12 +746,14 @@ export function sendWithRetries(options: SendOptions): void {
 interface UpstreamBody {
   /**
    * Writes the body to `res` as it arrives, honouring `res`'s back-pressure, then its trailers, and ends
-   * `res`: `done` then, `failed` if the upstream fails first (`res` is left to the caller).
+   * `res`: `done` then, `failed` if the upstream fails first (`res` is left to the caller), with what ended
+   * it (an error code; for HTTP/2 the stream's RST code too: INTERNAL_ERROR from a peer sidecar is its own
+   * upstream's cut, CANCEL a lost connection).
    */
   forward(
     res: DownstreamResponse,
     done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
-    failed: () => void,
+    failed: (cause: string) => void,
   ): void;
   /** Read to its end and dropped: the connection serves the next request. */
   discard(): void;
@@ -794,7 +798,7 @@ class DispatchBody implements UpstreamBody {
   #res: http.ServerResponse | undefined;
   #held: Buffer | undefined;
   #done: ((trailers: http.OutgoingHttpHeaders | undefined) => void) | undefined;
-  #failed: (() => void) | undefined;
+  #failed: ((cause: string) => void) | undefined;
   #paused = false;
   /** Dropped for a client that went: given up past ORPHAN_BYTES. */
   #orphaned = false;
@@ -807,7 +811,7 @@ class DispatchBody implements UpstreamBody {
   forward(
     res: DownstreamResponse,
     done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
-    failed: () => void,
+    failed: (cause: string) => void,
   ): void {
     if (this.#state !== 'waiting') return;
     this.#state = 'forwarding';
@@ -923,7 +927,7 @@ class DispatchBody implements UpstreamBody {
       case 'forwarding':
         this.#state = 'gone';
         this.#held = undefined;
-        this.#failed!();
+        this.#failed!(upstreamErrorCode(err));
         return;
       case 'waiting':
         this.#earlyError = err;
@@ -944,7 +948,7 @@ function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
     forward(
       res: DownstreamResponse,
       done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
-      failed: () => void,
+      failed: (cause: string) => void,
     ): void {
       const out = res as http.ServerResponse;
       let waiting = false;
@@ -963,7 +967,8 @@ function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
       stream.on('end', () => {
         // A connection lost mid-body also ends the stream, closed with a code (CANCEL) and no END_STREAM:
         // the response is cut, not complete.
-        if (stream.closed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) return failed();
+        if (stream.closed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
+          return failed(`closed, rst ${stream.rstCode}`);
         const trailers = trailersOf(
           (stream as unknown as { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers,
         );
@@ -971,7 +976,9 @@ function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
         res.end();
         done(trailers);
       });
-      stream.on('error', failed);
+      stream.on('error', (err: NodeJS.ErrnoException) =>
+        failed(`${err.code ?? 'error'}, rst ${stream.rstCode}`),
+      );
     },
     discard: () => void stream.resume(),
     destroy: () => void stream.destroy(),

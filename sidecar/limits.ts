@@ -20,6 +20,11 @@ export interface ProxyLimits {
    * this is given up: the request tries another endpoint, else gets 503 (`cause="connect_timeout"`).
    */
   readonly upstreamConnectTimeoutMs: number;
+  /**
+   * An upstream TCP connection not established within this (the SYN unanswered: a pod address that is gone,
+   * a black hole) is given up the same way, without waiting for the whole bound above (ADR 0020).
+   */
+  readonly upstreamTcpConnectTimeoutMs: number;
   /** No byte in either direction on an opaque TCP connection. */
   readonly tcpIdleTimeoutMs: number;
   /** Open downstream connections per listener; more are closed at accept. */
@@ -45,6 +50,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   idleTimeoutMs: 60 * 60_000,
   upstreamIdleTimeoutMs: 60_000,
   upstreamConnectTimeoutMs: 10_000,
+  upstreamTcpConnectTimeoutMs: 2_000,
   tcpIdleTimeoutMs: 60 * 60_000,
   maxDownstreamConnections: 10_000,
   maxUpstreamConnections: 64,

@@ -25,20 +25,38 @@ export const ALPN_TCP = [MESH_ALPN_TCP, MESH_ALPN];
 /** The code of the error an upstream connection fails with when it is not up within the connect timeout. */
 export const CONNECT_TIMEOUT = 'ERR_UPSTREAM_CONNECT_TIMEOUT';
 
+/** How long an upstream connection may take to come up (ms; 0: no bound). */
+interface ConnectBounds {
+  /** From the SYN to the TCP connection established. */
+  readonly tcp: number;
+  /** From the SYN to the connection ready: established and, when meshed, its TLS handshake done. */
+  readonly ready: number;
+}
+
 /**
- * Destroys `socket` with a CONNECT_TIMEOUT error unless it is ready (`event`: connected, or its TLS
- * handshake done) within `ms` (0: no bound). Without one, a connection to an address that drops SYNs
- * waits for the kernel's retries (about 2 min) and the request for the stream idle timeout.
+ * Destroys `socket` with a CONNECT_TIMEOUT error unless its TCP connection is established within
+ * `bounds.tcp` and it is ready (`event`: connected, or its TLS handshake done) within `bounds.ready`.
+ * Without them, a connection to an address that drops SYNs (or no longer exists) waits for the kernel's
+ * retries (about 2 min) and the request for the stream idle timeout.
  */
-function boundConnect<S extends net.Socket>(socket: S, event: 'connect' | 'secureConnect', ms: number): S {
-  if (ms <= 0) return socket;
-  const timer = setTimeout(() => {
-    const err = new Error(`upstream connection not up within ${ms} ms`);
+function boundConnect<S extends net.Socket>(
+  socket: S,
+  event: 'connect' | 'secureConnect',
+  bounds: ConnectBounds,
+): S {
+  const giveUp = (what: string, ms: number) => (): void => {
+    const err = new Error(`upstream ${what} not done within ${ms} ms`);
     socket.destroy(Object.assign(err, { code: CONNECT_TIMEOUT }));
-  }, ms);
-  const clear = (): void => clearTimeout(timer);
-  socket.once(event, clear);
-  socket.once('close', clear);
+  };
+  const tcp = bounds.tcp > 0 ? setTimeout(giveUp('TCP connect', bounds.tcp), bounds.tcp) : undefined;
+  const what = event === 'connect' ? 'connect' : 'connect and TLS handshake';
+  const ready = bounds.ready > 0 ? setTimeout(giveUp(what, bounds.ready), bounds.ready) : undefined;
+  if (tcp) socket.once('connect', () => clearTimeout(tcp));
+  if (ready) socket.once(event, () => clearTimeout(ready));
+  socket.once('close', () => {
+    clearTimeout(tcp);
+    clearTimeout(ready);
+  });
   return socket;
 }
 
@@ -74,6 +92,8 @@ export interface UpstreamPoolOptions {
   idleMs?: number;
   /** An upstream connection (TCP and, if meshed, its TLS handshake) not up within this fails (default 10 s). */
   connectTimeoutMs?: number;
+  /** An upstream TCP connection not established within this fails (default 2 s; ADR 0020). */
+  tcpConnectTimeoutMs?: number;
 }
 
 /** The pool options a proxy's limits set (sidecar and gateway alike). */
@@ -85,6 +105,7 @@ export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
     streamIdleMs: limits.streamIdleTimeoutMs,
     idleMs: limits.upstreamIdleTimeoutMs,
     connectTimeoutMs: limits.upstreamConnectTimeoutMs,
+    tcpConnectTimeoutMs: limits.upstreamTcpConnectTimeoutMs,
   };
 }
 
@@ -133,6 +154,8 @@ export class UpstreamPools {
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #tcpOpen = new Map<string, number>();
   readonly #streamsOpen = new WeakMap<http2.Http2Session, number>();
+  /** Sessions asked to close while connecting: they close when their last stream does. */
+  readonly #closeWhenDone = new WeakSet<http2.Http2Session>();
   /**
    * HTTP/1.1 requests undici holds per endpoint (running or queued), counted by the forwarder: reading
    * undici's pool.stats instead walked every connection six times per request. One whose client went while
@@ -147,7 +170,7 @@ export class UpstreamPools {
   readonly #maxStreams: number;
   readonly #streamIdleMs: number;
   readonly #idleMs: number;
-  readonly #connectTimeoutMs: number;
+  readonly #connectBounds: ConnectBounds;
   /** Endpoints of the last view given to retain(). */
   #viewKeys = new Set<string>();
   /** The ready ones among them. */
@@ -162,16 +185,19 @@ export class UpstreamPools {
     this.#maxStreams = options.maxStreams ?? 1000;
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
     this.#idleMs = options.idleMs ?? 60_000;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#connectBounds = {
+      tcp: options.tcpConnectTimeoutMs ?? 2_000,
+      ready: options.connectTimeoutMs ?? 10_000,
+    };
   }
 
-  /** A connection to `ep`: mTLS with `alpn` when it is meshed, else plain; bounded by the connect timeout. */
+  /** A connection to `ep`: mTLS with `alpn` when it is meshed, else plain; bounded by the connect timeouts. */
   #connect(ep: Endpoint, tlsOptions: tls.ConnectionOptions | undefined): net.Socket {
     // No Nagle on mTLS either, as on plain connections, HTTP/2 sessions and undici's own connector (which ours
     // replaces): a request head and body written apart must not wait for the peer's delayed ACK.
     return tlsOptions
-      ? boundConnect(tls.connect(tlsOptions).setNoDelay(true), 'secureConnect', this.#connectTimeoutMs)
-      : boundConnect(this.#plainConnect(ep), 'connect', this.#connectTimeoutMs);
+      ? boundConnect(tls.connect(tlsOptions).setNoDelay(true), 'secureConnect', this.#connectBounds)
+      : boundConnect(this.#plainConnect(ep), 'connect', this.#connectBounds);
   }
 
   #plainConnect(ep: Endpoint): net.Socket {
@@ -319,7 +345,27 @@ export class UpstreamPools {
     const session = stream.session;
     if (!session) return;
     this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 0) + 1);
-    stream.once('close', () => this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 1) - 1));
+    stream.once('close', () => {
+      const n = (this.#streamsOpen.get(session) ?? 1) - 1;
+      this.#streamsOpen.set(session, n);
+      if (n === 0 && this.#closeWhenDone.has(session)) session.close();
+    });
+  }
+
+  /**
+   * Closes a session without failing its streams. One still connecting closes once the streams waiting for
+   * it have ended: Node fails them if it is closed before it is up (ERR_HTTP2_GOAWAY_SESSION), and a GOAWAY
+   * sent as it comes up refuses them, each then a connect failure of a healthy endpoint (ADR 0020).
+   */
+  #closeSession(session: http2.ClientHttp2Session): void {
+    if (!session.connecting) {
+      session.close();
+      return;
+    }
+    this.#closeWhenDone.add(session);
+    whenConnected(session, () => {
+      if ((this.#streamsOpen.get(session) ?? 0) === 0) session.close();
+    });
   }
 
   /** A raw connection for opaque TCP: mTLS with the mesh ALPN to meshed endpoints, plain otherwise. */
@@ -362,7 +408,8 @@ export class UpstreamPools {
     const pool = this.#pools.get(key);
     if (pool) void pool.close().catch(() => undefined);
     this.#pools.delete(key);
-    this.#sessions.get(key)?.close();
+    const session = this.#sessions.get(key);
+    if (session) this.#closeSession(session);
     this.#sessions.delete(key);
     const agent = this.#agents.get(key);
     if (agent) closeAgent(agent);
@@ -386,7 +433,7 @@ export class UpstreamPools {
     this.#agents.clear();
     for (const p of this.#pools.values()) void p.close().catch(() => undefined);
     this.#pools.clear();
-    for (const s of this.#sessions.values()) s.close();
+    for (const s of this.#sessions.values()) this.#closeSession(s);
     this.#sessions.clear();
   }
 

@@ -99,9 +99,11 @@ describe('upstream HTTP/2: a connection that ends under an open stream', functio
     assert.equal(seen.body, 'part');
     // RST_STREAM(NO_ERROR) would read as a complete response: a truncated body, a gRPC call without status.
     assert.equal(seen.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+    // What ended it, in the log: a lost connection (CANCEL), not a peer's reset (INTERNAL_ERROR, a peer
+    // sidecar passing on its app's cut).
     assert.deepEqual(
-      warnings.map((w) => w.msg),
-      ['upstream response cut'],
+      warnings.map((w) => [w.msg, w.fields?.cause, w.fields?.bytes]),
+      [['upstream response cut', `closed, rst ${http2.constants.NGHTTP2_CANCEL}`, 4]],
     );
   });
 });

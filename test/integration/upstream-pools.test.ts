@@ -442,6 +442,37 @@ describe('HTTP/2 upstream sessions (loopback, h2c)', function () {
     );
   });
 
+  it('a rotation or drain while a session is still connecting sends the streams waiting for it, then closes it', async () => {
+    const upstream = http2.createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    closers.push(() => void upstream.close());
+    const pools = new UpstreamPools(() => undefined);
+    closers.push(() => pools.destroy());
+    const ep: Endpoint = {
+      ...{ address: '127.0.0.1', port: (upstream.address() as AddressInfo).port },
+      ...{ ready: true, serving: true, terminating: false, identity: undefined, pod: undefined },
+    };
+    const answer = (stream: http2.ClientHttp2Stream): Promise<number> =>
+      new Promise((resolve, reject) => {
+        stream.on('response', (h) => resolve(Number(h[':status'])));
+        stream.on('error', reject);
+        stream.resume();
+        stream.end();
+      });
+    for (const close of [() => pools.reset(), () => pools.retain([])]) {
+      pools.retain([ep]);
+      const session = pools.session(ep);
+      // As the forwarder opens them: counted, so that the session closes when they have ended.
+      const waiting = ['/a', '/b'].map((path) => session.request({ ':path': path }));
+      for (const stream of waiting) pools.streamOpened(ep, stream);
+      assert.ok(session.connecting);
+      close(); // Node failed both with ERR_HTTP2_GOAWAY_SESSION: two connect failures of a healthy endpoint
+      assert.deepEqual(await Promise.all(waiting.map(answer)), [200, 200]);
+      await waitFor('the session to close', () => session.closed || undefined);
+      assert.notEqual(pools.session(ep), session, 'new requests get a new session');
+    }
+  });
+
   it('bounds the streams of a session: past the peer concurrency and the queue, a 503 at once', async () => {
     // The upstream lets 2 streams run at a time and answers none until told to.
     const held: http2.Http2ServerResponse[] = [];
