@@ -51,7 +51,12 @@ export class OtlpHttpExporter implements SpanExporter {
     } catch {
       return Promise.resolve(false);
     }
-    const thread = (this.#thread ??= this.#start());
+    let thread: ExportThread;
+    try {
+      thread = this.#thread ??= this.#start();
+    } catch {
+      return Promise.resolve(false); // no thread (out of memory, ...): this batch is lost, the next tries again
+    }
     const id = this.#nextId++;
     const done = new Promise<boolean>((resolve) => thread.waiting.set(id, resolve));
     // The encoder's buffer owns its ArrayBuffer (never Node's shared pool): moved, not copied.
