@@ -126,7 +126,7 @@ if (spec.mode === 'hdr') {
   const { RequestTracing } = await import('../sidecar/tracing/request-tracing.ts');
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
   // "1%/local": spans sampled, batched and encoded as usual, but no export leaves the process (a
-  // diagnostic: the export's HTTP client shares undici's and node:net's code with the upstream traffic).
+  // diagnostic: the export's own cost, its thread and HTTP client, against the spans').
   const [mode = '', variant] = spec.mode.split('/');
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const tracing = new RequestTracing({

@@ -7,15 +7,18 @@ import { parentPort, workerData } from 'node:worker_threads';
 
 export interface ExportWorkerData {
   readonly url: string;
-  /** One export, retries included. */
-  readonly timeoutMs: number;
   /** The delay before the first retry; it doubles per retry up to 16 times this, with jitter. */
   readonly backoffBaseMs: number;
 }
 
-/** A batch to send (its ArrayBuffer transferred, not copied), or the exporter shutting down. */
+/**
+ * A batch to send (its ArrayBuffer transferred, not copied) by `deadline` (retries included; wall-clock ms
+ * from the monotonic clock, `performance.timeOrigin + performance.now()`, which both threads share), or the
+ * exporter shutting down.
+ */
 export type ExportWorkerRequest =
-  { readonly id: number; readonly body: ArrayBuffer; readonly length: number } | { readonly close: true };
+  | { readonly id: number; readonly body: ArrayBuffer; readonly length: number; readonly deadline: number }
+  | { readonly close: true };
 
 export interface ExportWorkerResult {
   readonly id: number;
@@ -23,6 +26,9 @@ export interface ExportWorkerResult {
 }
 
 const RETRYABLE = new Set([429, 502, 503, 504]);
+
+// A thread's performance.now() counts from its own start; its timeOrigin makes the two threads' agree.
+const wallNow = (): number => performance.timeOrigin + performance.now();
 
 const port = parentPort;
 if (!port) throw new Error('otlp-export-worker runs as a worker thread');
@@ -36,16 +42,15 @@ let closed = false;
 const backoff = (attempt: number): number =>
   Math.min(data.backoffBaseMs * 2 ** (attempt - 1), data.backoffBaseMs * 16) * (0.5 + Math.random() / 2);
 
-async function send(body: Uint8Array): Promise<boolean> {
-  const deadline = performance.now() + data.timeoutMs;
+async function send(body: Uint8Array, deadline: number): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
-    const left = deadline - performance.now();
+    const left = deadline - wallNow();
     if (left <= 0) return false;
     const status = await post(body, left);
     if (status !== undefined && status >= 200 && status < 300) return true;
     if (status !== undefined && !RETRYABLE.has(status)) return false;
     const wait = backoff(attempt);
-    if (closed || performance.now() + wait >= deadline) return false;
+    if (closed || wallNow() + wait >= deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }
@@ -84,7 +89,7 @@ port.on('message', (m: ExportWorkerRequest) => {
     closed = true;
     return;
   }
-  void send(new Uint8Array(m.body, 0, m.length)).then(
+  void send(new Uint8Array(m.body, 0, m.length), m.deadline).then(
     (ok) => port.postMessage({ id: m.id, ok } satisfies ExportWorkerResult),
     () => port.postMessage({ id: m.id, ok: false } satisfies ExportWorkerResult),
   );

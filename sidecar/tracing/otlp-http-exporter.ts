@@ -33,6 +33,7 @@ interface ExportThread {
 
 export class OtlpHttpExporter implements SpanExporter {
   readonly #data: ExportWorkerData;
+  readonly #timeoutMs: number;
   #thread: ExportThread | undefined;
   #nextId = 1;
   readonly #pending = new Set<Promise<boolean>>();
@@ -40,7 +41,8 @@ export class OtlpHttpExporter implements SpanExporter {
 
   constructor(o: OtlpHttpOptions) {
     new URL(o.url); // an invalid endpoint fails here, when the settings are applied
-    this.#data = { url: o.url, timeoutMs: o.timeoutMs, backoffBaseMs: o.backoffBaseMs ?? 250 };
+    this.#data = { url: o.url, backoffBaseMs: o.backoffBaseMs ?? 250 };
+    this.#timeoutMs = o.timeoutMs;
   }
 
   export(spans: readonly SpanRecord[]): Promise<boolean> {
@@ -58,9 +60,25 @@ export class OtlpHttpExporter implements SpanExporter {
       return Promise.resolve(false); // no thread (out of memory, ...): this batch is lost, the next tries again
     }
     const id = this.#nextId++;
-    const done = new Promise<boolean>((resolve) => thread.waiting.set(id, resolve));
+    // The deadline runs from now: a thread that is slow to start (or stuck) does not stretch it.
+    const done = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => settle(false), this.#timeoutMs);
+      timer.unref();
+      const settle = (ok: boolean): void => {
+        clearTimeout(timer);
+        thread.waiting.delete(id);
+        resolve(ok);
+      };
+      thread.waiting.set(id, settle);
+    });
+    const deadline = performance.timeOrigin + performance.now() + this.#timeoutMs;
     // The encoder's buffer owns its ArrayBuffer (never Node's shared pool): moved, not copied.
-    const message: ExportWorkerRequest = { id, body: body.buffer as ArrayBuffer, length: body.length };
+    const message: ExportWorkerRequest = {
+      id,
+      body: body.buffer as ArrayBuffer,
+      length: body.length,
+      deadline,
+    };
     thread.worker.postMessage(message, [message.body]);
     this.#pending.add(done);
     void done.finally(() => this.#pending.delete(done));
@@ -82,15 +100,11 @@ export class OtlpHttpExporter implements SpanExporter {
     });
     worker.unref();
     const thread: ExportThread = { worker, waiting: new Map() };
-    worker.on('message', (r: ExportWorkerResult) => {
-      thread.waiting.get(r.id)?.(r.ok);
-      thread.waiting.delete(r.id);
-    });
+    worker.on('message', (r: ExportWorkerResult) => thread.waiting.get(r.id)?.(r.ok));
     worker.on('error', () => undefined); // its exit follows
     worker.on('exit', () => {
       if (this.#thread === thread) this.#thread = undefined;
-      for (const resolve of thread.waiting.values()) resolve(false);
-      thread.waiting.clear();
+      for (const settle of [...thread.waiting.values()]) settle(false);
     });
     return thread;
   }
