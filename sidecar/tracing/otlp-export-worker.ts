@@ -3,6 +3,7 @@
 // network errors until the export's deadline; the outcome goes back as { id, ok }. Its HTTP client, sockets
 // and streams live in this isolate, so the proxy's own request path never shares their code (ADR 0019).
 import http from 'node:http';
+import https from 'node:https';
 import { parentPort, workerData } from 'node:worker_threads';
 
 export interface ExportWorkerData {
@@ -36,7 +37,9 @@ const data = workerData as ExportWorkerData;
 const url = new URL(data.url);
 // Exports come every batch delay (5 s by default): the socket stays open longer than that, so each export
 // does not pay a new connection. A collector's own idle limit still wins when shorter.
-const agent = new http.Agent({ keepAlive: true, maxSockets: 4, timeout: 30_000 });
+// An https endpoint is verified against the system's CAs, as a collector's certificate would be anywhere.
+const client = url.protocol === 'https:' ? https : http;
+const agent = new client.Agent({ keepAlive: true, maxSockets: 4, timeout: 30_000 });
 let closed = false;
 
 const backoff = (attempt: number): number =>
@@ -65,7 +68,7 @@ function post(body: Uint8Array, timeoutMs: number): Promise<number | undefined> 
       clearTimeout(timer);
       resolve(status);
     };
-    const req = http.request(url, {
+    const req = client.request(url, {
       method: 'POST',
       agent,
       headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length },
