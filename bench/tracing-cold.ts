@@ -23,7 +23,7 @@ if (process.argv[2] === 'child') {
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
   const exporter =
     variant === 'discard'
-      ? { export: () => Promise.resolve(true), shutdown: () => Promise.resolve() }
+      ? { export: () => Promise.resolve(undefined), shutdown: () => Promise.resolve() }
       : undefined;
   const tracing = new RequestTracing({
     resource: { 'service.name': 'bench', 'k8s.namespace.name': 'app', 'k8s.pod.name': 'bench-1' },

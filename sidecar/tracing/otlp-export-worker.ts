@@ -1,10 +1,13 @@
 // The OTLP/HTTP export's own thread (started by OtlpHttpExporter at its first export): each message is
 // one encoded batch, POSTed on a keep-alive connection and retried with backoff on 429/502/503/504 and
-// network errors until the export's deadline; the outcome goes back as { id, ok }. Its HTTP client, sockets
-// and streams live in this isolate, so the proxy's own request path never shares their code (ADR 0019).
+// network errors within the export's time budget; the outcome goes back as { id, ok, failure }. Its HTTP
+// client, sockets and streams live in this isolate, so the proxy's own request path never shares their
+// code (ADR 0019).
 import http from 'node:http';
 import https from 'node:https';
 import { parentPort, workerData } from 'node:worker_threads';
+import { sendWithRetries, type PostResult } from './otlp-export-retries.ts';
+import type { ExportFailure } from './span-pipeline.ts';
 
 export interface ExportWorkerData {
   readonly url: string;
@@ -13,23 +16,17 @@ export interface ExportWorkerData {
 }
 
 /**
- * A batch to send (its ArrayBuffer transferred, not copied) by `deadline` (retries included; wall-clock ms
- * from the monotonic clock, `performance.timeOrigin + performance.now()`, which both threads share), or the
- * exporter shutting down.
+ * A batch to send (its ArrayBuffer transferred, not copied) within `budgetMs` of its receipt (retries
+ * included), or the exporter shutting down. Only a duration crosses threads, never a point in time
+ * (ADR 0019, "The flake and its cause").
  */
 export type ExportWorkerRequest =
-  | { readonly id: number; readonly body: ArrayBuffer; readonly length: number; readonly deadline: number }
+  | { readonly id: number; readonly body: ArrayBuffer; readonly length: number; readonly budgetMs: number }
   | { readonly close: true };
 
-export interface ExportWorkerResult {
-  readonly id: number;
-  readonly ok: boolean;
-}
-
-const RETRYABLE = new Set([429, 502, 503, 504]);
-
-// A thread's performance.now() counts from its own start; its timeOrigin makes the two threads' agree.
-const wallNow = (): number => performance.timeOrigin + performance.now();
+export type ExportWorkerResult =
+  | { readonly id: number; readonly ok: true }
+  | { readonly id: number; readonly ok: false; readonly failure: ExportFailure };
 
 const port = parentPort;
 if (!port) throw new Error('otlp-export-worker runs as a worker thread');
@@ -42,31 +39,15 @@ const client = url.protocol === 'https:' ? https : http;
 const agent = new client.Agent({ keepAlive: true, maxSockets: 4, timeout: 30_000 });
 let closed = false;
 
-const backoff = (attempt: number): number =>
-  Math.min(data.backoffBaseMs * 2 ** (attempt - 1), data.backoffBaseMs * 16) * (0.5 + Math.random() / 2);
-
-async function send(body: Uint8Array, deadline: number): Promise<boolean> {
-  for (let attempt = 1; ; attempt++) {
-    const left = deadline - wallNow();
-    if (left <= 0) return false;
-    const status = await post(body, left);
-    if (status !== undefined && status >= 200 && status < 300) return true;
-    if (status !== undefined && !RETRYABLE.has(status)) return false;
-    const wait = backoff(attempt);
-    if (closed || wallNow() + wait >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, wait));
-  }
-}
-
-/** One POST: its status, or undefined for a network error or the time running out. */
-function post(body: Uint8Array, timeoutMs: number): Promise<number | undefined> {
+/** One POST: its status, or the network error (its code) or the time running out. */
+function post(body: Uint8Array, timeoutMs: number): Promise<PostResult> {
   return new Promise((resolve) => {
     let settled = false;
-    const finish = (status: number | undefined): void => {
+    const finish = (result: PostResult): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve(status);
+      resolve(result);
     };
     const req = client.request(url, {
       method: 'POST',
@@ -75,14 +56,16 @@ function post(body: Uint8Array, timeoutMs: number): Promise<number | undefined> 
     });
     const timer = setTimeout(() => {
       req.destroy(new Error('export timed out'));
-      finish(undefined);
+      finish({ timedOut: true });
     }, timeoutMs);
+    const failed = (error: Error & { code?: unknown }): void =>
+      finish({ error: typeof error.code === 'string' ? error.code : error.message });
     req.on('response', (res) => {
       res.resume();
-      res.on('end', () => finish(res.statusCode));
-      res.on('error', () => finish(undefined));
+      res.on('end', () => finish({ status: res.statusCode ?? 0 }));
+      res.on('error', failed);
     });
-    req.on('error', () => finish(undefined));
+    req.on('error', failed);
     req.end(body);
   });
 }
@@ -92,8 +75,14 @@ port.on('message', (m: ExportWorkerRequest) => {
     closed = true;
     return;
   }
-  void send(new Uint8Array(m.body, 0, m.length), m.deadline).then(
-    (ok) => port.postMessage({ id: m.id, ok } satisfies ExportWorkerResult),
-    () => port.postMessage({ id: m.id, ok: false } satisfies ExportWorkerResult),
-  );
+  const answer = (failure: ExportFailure | undefined): void =>
+    port.postMessage(
+      (failure ? { id: m.id, ok: false, failure } : { id: m.id, ok: true }) satisfies ExportWorkerResult,
+    );
+  sendWithRetries(new Uint8Array(m.body, 0, m.length), m.budgetMs, {
+    post,
+    now: () => performance.now(),
+    closed: () => closed,
+    backoffBaseMs: data.backoffBaseMs,
+  }).then(answer, (error: unknown) => answer({ reason: 'internal_error', error: String(error) }));
 });

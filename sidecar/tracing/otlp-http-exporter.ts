@@ -5,9 +5,10 @@
 // own request path (undici, node:net, streams) went polymorphic from the first export on, and 1 % sampling
 // cost 2–5 points more than encoding the same batches without sending them (ADR 0017, ADR 0019).
 import { Worker } from 'node:worker_threads';
+import { errorText } from '../../lib/error-text.ts';
 import { encodeTraceRequest } from './otlp-encode.ts';
 import type { ExportWorkerData, ExportWorkerRequest, ExportWorkerResult } from './otlp-export-worker.ts';
-import type { SpanExporter } from './span-pipeline.ts';
+import type { ExportFailure, SpanExporter } from './span-pipeline.ts';
 import type { SpanRecord } from './span-record.ts';
 
 export interface OtlpHttpOptions {
@@ -28,15 +29,21 @@ const WORKER_URL = new URL(
 interface ExportThread {
   readonly worker: Worker;
   /** Exports sent to it and not answered yet. */
-  readonly waiting: Map<number, (ok: boolean) => void>;
+  readonly waiting: Map<number, (failure: ExportFailure | undefined) => void>;
 }
+
+/**
+ * The proxy gives up on an export this long after its budget: the thread's own answer (with its reason)
+ * normally comes first, since the thread's budget runs from its receipt, a little later than from export().
+ */
+const ANSWER_GRACE_MS = 1000;
 
 export class OtlpHttpExporter implements SpanExporter {
   readonly #data: ExportWorkerData;
   readonly #timeoutMs: number;
   #thread: ExportThread | undefined;
   #nextId = 1;
-  readonly #pending = new Set<Promise<boolean>>();
+  readonly #pending = new Set<Promise<ExportFailure | undefined>>();
   #closed = false;
 
   constructor(o: OtlpHttpOptions) {
@@ -45,41 +52,41 @@ export class OtlpHttpExporter implements SpanExporter {
     this.#timeoutMs = o.timeoutMs;
   }
 
-  export(spans: readonly SpanRecord[]): Promise<boolean> {
-    if (this.#closed) return Promise.resolve(false);
+  export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined> {
+    if (this.#closed) return Promise.resolve({ reason: 'shut_down' });
     let body: Buffer;
     try {
       body = encodeTraceRequest(spans);
-    } catch {
-      return Promise.resolve(false);
+    } catch (error) {
+      return Promise.resolve({ reason: 'encode_failed', error: errorText(error) });
     }
     let thread: ExportThread;
     try {
       thread = this.#thread ??= this.#start();
-    } catch {
-      return Promise.resolve(false); // no thread (out of memory, ...): this batch is lost, the next tries again
+    } catch (error) {
+      // no thread (out of memory, ...): this batch is lost, the next tries again
+      return Promise.resolve({ reason: 'thread_start_failed', error: errorText(error) });
     }
     const id = this.#nextId++;
-    // The deadline runs from now: a thread that is slow to start (or stuck) does not stretch it.
-    const done = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => settle(false), this.#timeoutMs);
+    // The proxy's own deadline runs from now: a thread that is slow to start (or stuck) does not stretch it.
+    const done = new Promise<ExportFailure | undefined>((resolve) => {
+      const timer = setTimeout(() => settle({ reason: 'no_answer' }), this.#timeoutMs + ANSWER_GRACE_MS);
       timer.unref();
-      const settle = (ok: boolean): void => {
+      const settle = (failure: ExportFailure | undefined): void => {
         clearTimeout(timer);
         thread.waiting.delete(id);
-        resolve(ok);
+        resolve(failure);
       };
       thread.waiting.set(id, settle);
     });
-    const deadline = performance.timeOrigin + performance.now() + this.#timeoutMs;
     // The encoder's buffer owns its ArrayBuffer (never Node's shared pool): moved, not copied.
-    const message: ExportWorkerRequest = {
+    const request: ExportWorkerRequest = {
       id,
       body: body.buffer as ArrayBuffer,
       length: body.length,
-      deadline,
+      budgetMs: this.#timeoutMs,
     };
-    thread.worker.postMessage(message, [message.body]);
+    thread.worker.postMessage(request, [request.body]);
     this.#pending.add(done);
     void done.finally(() => this.#pending.delete(done));
     return done;
@@ -87,8 +94,8 @@ export class OtlpHttpExporter implements SpanExporter {
 
   /**
    * The export thread, started at the first export (a proxy with tracing off or at 0 % never pays its
-   * isolate) and unref'd. One that dies fails its exports (counted as dropped) and is started again at
-   * the next one.
+   * isolate) and unref'd. One that dies fails its exports (counted as dropped, with its exit code and error)
+   * and is started again at the next one.
    */
   #start(): ExportThread {
     const worker = new Worker(WORKER_URL, {
@@ -100,11 +107,17 @@ export class OtlpHttpExporter implements SpanExporter {
     });
     worker.unref();
     const thread: ExportThread = { worker, waiting: new Map() };
-    worker.on('message', (r: ExportWorkerResult) => thread.waiting.get(r.id)?.(r.ok));
-    worker.on('error', () => undefined); // its exit follows
-    worker.on('exit', () => {
+    let online = false;
+    let error: string | undefined;
+    worker.on('online', () => (online = true));
+    worker.on('message', (r: ExportWorkerResult) => thread.waiting.get(r.id)?.(r.ok ? undefined : r.failure));
+    worker.on('error', (e) => (error = errorText(e))); // its exit follows
+    worker.on('exit', (exitCode) => {
       if (this.#thread === thread) this.#thread = undefined;
-      for (const settle of [...thread.waiting.values()]) settle(false);
+      const failure: ExportFailure = online
+        ? { reason: 'thread_exited', exitCode, ...(error === undefined ? {} : { error }) }
+        : { reason: 'thread_start_failed', exitCode, ...(error === undefined ? {} : { error }) };
+      for (const settle of [...thread.waiting.values()]) settle(failure);
     });
     return thread;
   }
