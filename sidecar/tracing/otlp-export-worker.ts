@@ -6,6 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { parentPort, workerData } from 'node:worker_threads';
+import { errorText } from '../../lib/error-text.ts';
 import { sendWithRetries, type PostResult } from './otlp-export-retries.ts';
 import type { ExportFailure } from './span-pipeline.ts';
 
@@ -84,5 +85,5 @@ port.on('message', (m: ExportWorkerRequest) => {
     now: () => performance.now(),
     closed: () => closed,
     backoffBaseMs: data.backoffBaseMs,
-  }).then(answer, (error: unknown) => answer({ reason: 'internal_error', error: String(error) }));
+  }).then(answer, (error: unknown) => answer({ reason: 'internal_error', error: errorText(error) }));
 });

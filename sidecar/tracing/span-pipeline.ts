@@ -1,6 +1,7 @@
 // From ended spans to the collector: a bounded batch of span records, sent every `batchDelayMs` (or as soon
 // as a full batch is queued) through Sluice's OTLP/HTTP protobuf sender (otlp-http-exporter.ts), with every
 // span's fate counted. Nothing here runs on a request's path except end(), which only appends to the batch.
+import { errorText } from '../../lib/error-text.ts';
 import { OtlpHttpExporter } from './otlp-http-exporter.ts';
 import type { SpanRecord, SpanResource } from './span-record.ts';
 
@@ -96,7 +97,7 @@ export class SpanPipeline {
       const batch = this.#queue.splice(0, this.#batchSize);
       const done = this.#exporter
         .export(batch)
-        .catch((error: unknown): ExportFailure => ({ reason: 'internal_error', error: String(error) }))
+        .catch((error: unknown): ExportFailure => ({ reason: 'internal_error', error: errorText(error) }))
         .then((failure) => {
           this.#held = Math.max(0, this.#held - batch.length);
           if (failure) this.#o.onSpans('dropped_export_failed', batch.length, failure);
