@@ -2,7 +2,7 @@
  * What tracing costs an idle proxy in memory (npm run bench:tracing-rss; loopback only): one proxy per mode
  * (bench/tracing-proxy.ts, modes as for bench:tracing, BENCH_MODES; "base:<mode>" with BENCH_BASELINE runs
  * another revision's), their RSS read from /proc after they settle idle, then again idle after a short
- * burst of requests whose sampled spans made an export (what the first export loads shows there).
+ * burst of requests whose sampled spans made an export (the OTLP export thread, for one, starts then).
  * Prints a table; no assertions.
  */
 import { spawn } from 'node:child_process';

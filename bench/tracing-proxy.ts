@@ -126,7 +126,7 @@ if (spec.mode === 'hdr') {
   const { RequestTracing } = await import('../sidecar/tracing/request-tracing.ts');
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
   // "1%/local": spans sampled, batched and encoded as usual, but no export leaves the process (a
-  // diagnostic: the export's HTTP client shares undici's and node:net's code with the upstream traffic).
+  // diagnostic: the export's own cost, its thread and HTTP client, against the spans').
   const [mode = '', variant] = spec.mode.split('/');
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const tracing = new RequestTracing({
@@ -136,7 +136,10 @@ if (spec.mode === 'hdr') {
     ...(variant === 'local'
       ? {
           exporter: {
-            export: (spans) => Promise.resolve(encodeTraceRequest(spans).length > 0),
+            export: (spans) => {
+              encodeTraceRequest(spans);
+              return Promise.resolve(undefined);
+            },
             shutdown: () => Promise.resolve(),
           },
         }
@@ -150,8 +153,14 @@ if (spec.mode === 'hdr') {
                   body: encodeTraceRequest(spans),
                   signal: AbortSignal.timeout(10_000),
                 }).then(
-                  async (r) => (await r.arrayBuffer(), r.ok),
-                  () => false,
+                  async (r) => {
+                    await r.arrayBuffer();
+                    return r.ok
+                      ? undefined
+                      : ({ reason: 'http_status', status: r.status, attempts: 1 } as const);
+                  },
+                  (error: unknown) =>
+                    ({ reason: 'network_error', error: String(error), attempts: 1 }) as const,
                 ),
               shutdown: () => Promise.resolve(),
             },

@@ -10,6 +10,7 @@ import type { Progress } from '../cluster/progress.ts';
 import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 import { gatewayParentStatus, gatewayState, meshParentStatus, sidecarRoute } from './cluster-state.ts';
 import type { DemoCluster } from './demo-cluster.ts';
+import { proxyAdminGet } from './proxy-admin.ts';
 import {
   describeWeights,
   formatSplitReport,
@@ -28,9 +29,19 @@ const DEPLOYMENTS = ['front', 'reviews-v1', 'reviews-v2', 'reviews-v3'];
 const REVIEWS_ROUTE = 'reviews';
 const REVIEWS_PORT = 9080;
 const REQUESTS = 200;
-const ADMIN_PORT = 15021;
 const FRONT_IDENTITY = `spiffe://cluster.local/ns/${NAMESPACE}/sa/front`;
 const CONTROL_NAMESPACE = 'sluice-system';
+
+/** The storefront's proxies along a request, and their container (a Gateway's: the controller's GATEWAY_CONTAINER). */
+export const STOREFRONT_PROXIES = [
+  {
+    namespace: NAMESPACE,
+    selector: `gateway.networking.k8s.io/gateway-name=${GATEWAY}`,
+    container: 'sluice-gateway',
+  },
+  { namespace: NAMESPACE, selector: 'app=front', container: PROXY_CONTAINER },
+  { namespace: NAMESPACE, selector: 'app=reviews', container: PROXY_CONTAINER },
+] as const;
 
 interface Phase {
   title: string;
@@ -141,16 +152,8 @@ async function applyReviewsRoute(k: DemoCluster, progress: Progress, weights: We
   );
 }
 
-/** /config_dump answers on the pod's loopback only: read it from inside the sidecar container. */
 async function configDump(k: DemoCluster, pod: string): Promise<unknown> {
-  const script = `fetch('http://127.0.0.1:${ADMIN_PORT}/config_dump').then((r) => r.text()).then((t) => process.stdout.write(t))`;
-  const { stdout } = await k.kubectl(
-    ['-n', NAMESPACE, 'exec', pod, '-c', PROXY_CONTAINER, '--', 'node', '-e', script],
-    {
-      timeoutMs: 20_000,
-    },
-  );
-  return JSON.parse(stdout) as unknown;
+  return JSON.parse(await proxyAdminGet(k, NAMESPACE, pod, PROXY_CONTAINER, '/config_dump')) as unknown;
 }
 
 async function send(progress: Progress, url: string, phase: Phase): Promise<void> {

@@ -8,6 +8,9 @@ import { JAEGER_IMAGE, loadJaegerImage } from '../cluster/jaeger-image.ts';
 import { clusterPaths, REPO_DIR } from '../cluster/paths.ts';
 import type { Progress } from '../cluster/progress.ts';
 import type { DemoCluster } from './demo-cluster.ts';
+import { exportReport } from './export-report.ts';
+import { proxyAdminGet } from './proxy-admin.ts';
+import { STOREFRONT_PROXIES } from './storefront.ts';
 import { chainProblem, formatTraceTree, STOREFRONT_CHAIN, type JaegerTrace } from './trace-tree.ts';
 import { waitForRollouts } from './waits.ts';
 
@@ -86,10 +89,36 @@ async function tracedRequest(k: DemoCluster, url: string, progress: Progress): P
     }
     progress.detail(`${last}; another request`);
   }
+  process.stdout.write(`\n${(await exportReports(k)).map((l) => `    ${l}`).join('\n')}\n\n`);
   throw new Error(
     `no complete trace in Jaeger after ${TRACE_TIMEOUT_MS / 1000} s: ${last}. Look at: kubectl -n ${NAMESPACE} logs deploy/jaeger; ` +
-      'kubectl -n sluice-demo logs deploy/front -c sluice-proxy | grep tracing; kubectl -n sluice-system get configmap sluice-mesh-config -o yaml',
+      'kubectl -n sluice-demo logs deploy/front -c sluice-proxy | grep -E "tracing|spans dropped"; kubectl -n sluice-system get configmap sluice-mesh-config -o yaml',
   );
+}
+
+/** Each storefront proxy's span counters and last export failures, read as the demo reads its other state. */
+async function exportReports(k: DemoCluster): Promise<string[]> {
+  const lines = ['What the storefront proxies say about their span exports:'];
+  const failed = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
+  for (const p of STOREFRONT_PROXIES) {
+    const pods = await k
+      .kubectl(['-n', p.namespace, 'get', 'pods', '-l', p.selector, '-o', 'name'], { timeoutMs: 20_000 })
+      .then(
+        (r) => r.stdout.split('\n').filter((n) => n !== ''),
+        () => [],
+      );
+    if (pods.length === 0) lines.push(`  no pod with ${p.selector}`);
+    for (const pod of pods.map((n) => n.replace(/^pod\//, ''))) {
+      const [metrics, log] = await Promise.all([
+        proxyAdminGet(k, p.namespace, pod, p.container, '/metrics').catch(failed),
+        k
+          .kubectl(['-n', p.namespace, 'logs', pod, '-c', p.container], { timeoutMs: 20_000 })
+          .then((r) => r.stdout, failed),
+      ]);
+      lines.push(`  ${pod}:`, ...exportReport(metrics, log).map((l) => `    ${l}`));
+    }
+  }
+  return lines;
 }
 
 export async function tracingWalkthrough(

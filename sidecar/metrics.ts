@@ -281,6 +281,11 @@ export class ProxyMetrics {
     'Spans by outcome: exported, or dropped (queue full, export failed after retries)',
     ['outcome'],
   );
+  readonly spansDropped = new Counter(
+    'sluice_trace_spans_dropped_total',
+    'Dropped spans by reason (queue_full, http_status, network_error, timed_out, thread_exited, ...)',
+    ['reason'],
+  );
 
   // OTel HTTP metrics in Prometheus form: http.server.* for requests to this pod's app, http.client.* for
   // requests the proxy sends on for a client (sidecar outbound, gateway). Label values come from config, the
@@ -422,6 +427,7 @@ export class ProxyMetrics {
       this.overflows,
       this.retries,
       this.spans,
+      this.spansDropped,
       this.httpServer,
       this.httpServerRequestSize,
       this.httpServerResponseSize,

@@ -3,7 +3,9 @@
 import { tracingFromData } from '../../protocol/tracing-config.ts';
 import type { Logger } from '../../lib/json-log.ts';
 import type { ProxyMetrics } from '../metrics.ts';
+import { throttledLog } from '../throttled-log.ts';
 import { RequestTracing, type TracingOptions } from './request-tracing.ts';
+import type { ExportFailure } from './span-pipeline.ts';
 
 /** The workload's own tracing options (flags); identity and span counting come from the proxy. */
 export type WorkloadTracingOptions = Omit<TracingOptions, 'identity' | 'onSpans'>;
@@ -11,6 +13,7 @@ export type WorkloadTracingOptions = Omit<TracingOptions, 'identity' | 'onSpans'
 export class MeshTracing {
   readonly tracing: RequestTracing;
   readonly #log: Logger;
+  readonly #metrics: ProxyMetrics;
   readonly #endpointFlag: string | undefined;
   #applied = '';
 
@@ -19,12 +22,23 @@ export class MeshTracing {
     deps: { identity: () => string | undefined; metrics: ProxyMetrics; log: Logger },
   ) {
     this.#log = deps.log;
+    this.#metrics = deps.metrics;
     this.#endpointFlag = options.endpoint;
     this.tracing = new RequestTracing({
       ...options,
       identity: deps.identity,
-      onSpans: (outcome, count) => deps.metrics.spans.inc([outcome], count),
+      onSpans: (outcome, count, failure) => {
+        deps.metrics.spans.inc([outcome], count);
+        if (failure) this.#dropped(failure, count);
+      },
     });
+  }
+
+  /** Every drop counted by reason and logged, throttled per reason (a dead collector fails every batch). */
+  #dropped(failure: ExportFailure, spans: number): void {
+    this.#metrics.spansDropped.inc([failure.reason], spans);
+    const endpoint = this.tracing.settings.endpoint ?? this.#endpointFlag ?? '';
+    throttledLog(this.#log).warn(`spans dropped: ${failure.reason}`, endpoint, { ...failure, spans });
   }
 
   /** Settings from a new config: applied when they (or the namespace) changed, warnings logged once. */

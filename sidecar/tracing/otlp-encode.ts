@@ -12,16 +12,19 @@ const LEN = 2;
 const FIXED32 = 5;
 const tag = (field: number, wire: number): number => (field << 3) | wire;
 
-/** An append-only protobuf writer; a nested message is written in place and its length inserted after. */
+/**
+ * An append-only protobuf writer; a nested message is written in place and its length inserted after. Its
+ * buffer is never a slice of Node's shared pool, so the exporter can transfer it to its thread.
+ */
 class Writer {
   buf: Buffer;
   pos = 0;
   constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+    this.buf = Buffer.allocUnsafeSlow(size);
   }
   #room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    const next = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.pos + n));
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
   }
@@ -185,7 +188,10 @@ function span(w: Writer, s: SpanRecord): void {
 
 const SCOPE_NAME = 'sluice-sidecar';
 
-/** The body of one export: spans grouped by resource, in their order, under Sluice's instrumentation scope. */
+/**
+ * The body of one export: spans grouped by resource, in their order, under Sluice's instrumentation scope.
+ * A view from offset 0 of an ArrayBuffer of its own (transferable).
+ */
 export function encodeTraceRequest(spans: readonly SpanRecord[]): Buffer {
   const w = new Writer(512 + spans.length * 768);
   // ExportTraceServiceRequest: 1 resource_spans; ResourceSpans: 1 resource, 2 scope_spans;

@@ -1,129 +1,138 @@
-// Sends encoded spans to an OTLP/HTTP endpoint: one POST per batch on a keep-alive connection, retried with
-// backoff on 429/502/503/504 and network errors until the export's deadline; the outcome goes back to the
-// pipeline. A collector that is slow or down costs spans, never a request.
-// The POST goes through undici, the client the proxy already runs for its HTTP/1.1 upstreams: at one export
-// every few seconds node:http's client code ran cold each time (~2 ms an export in a CPU profile of a
-// proxy at 1 % sampling), undici's is warm from the proxy's own traffic (ADR 0017).
-import type { Dispatcher, Pool } from 'undici';
-import { loadUndici } from '../load-undici.ts';
+// Sends encoded spans to an OTLP/HTTP endpoint from a worker thread of its own (otlp-export-worker.ts): the
+// batch is encoded here and its bytes transferred to the worker, which POSTs it, retries and backs off, and
+// answers with the outcome. A collector that is slow or down costs spans, never a request.
+// Why a thread: with the export's HTTP client in the proxy's isolate, ~95 inline-cache sites of the proxy's
+// own request path (undici, node:net, streams) went polymorphic from the first export on, and 1 % sampling
+// cost 2–5 points more than encoding the same batches without sending them (ADR 0017, ADR 0019).
+import { Worker } from 'node:worker_threads';
+import { errorText } from '../../lib/error-text.ts';
 import { encodeTraceRequest } from './otlp-encode.ts';
-import type { SpanExporter } from './span-pipeline.ts';
+import type { ExportWorkerData, ExportWorkerRequest, ExportWorkerResult } from './otlp-export-worker.ts';
+import type { ExportFailure, SpanExporter } from './span-pipeline.ts';
 import type { SpanRecord } from './span-record.ts';
 
 export interface OtlpHttpOptions {
   readonly url: string;
   /** One export, retries included. */
   readonly timeoutMs: number;
-  /** Tests: the delay before retry n (1, 2, …); default exponential from 250 ms with jitter. */
-  readonly backoffMs?: (attempt: number) => number;
+  /** The delay before the first retry (doubling per retry, with jitter); default 250 ms. */
+  readonly backoffBaseMs?: number;
 }
 
-const RETRYABLE = new Set([429, 502, 503, 504]);
+// The sources run as .ts (Node's type stripping), the image as compiled .js: the worker's file is this
+// module's sibling in either form.
+const WORKER_URL = new URL(
+  `./otlp-export-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`,
+  import.meta.url,
+);
 
-const defaultBackoff = (attempt: number): number =>
-  Math.min(250 * 2 ** (attempt - 1), 4000) * (0.5 + Math.random() / 2);
+interface ExportThread {
+  readonly worker: Worker;
+  /** Exports sent to it and not answered yet. */
+  readonly waiting: Map<number, (failure: ExportFailure | undefined) => void>;
+}
+
+/**
+ * The proxy gives up on an export this long after its budget: the thread's own answer (with its reason)
+ * normally comes first, since the thread's budget runs from its receipt, a little later than from export().
+ */
+const ANSWER_GRACE_MS = 1000;
 
 export class OtlpHttpExporter implements SpanExporter {
-  readonly #url: URL;
+  readonly #data: ExportWorkerData;
   readonly #timeoutMs: number;
-  readonly #backoff: (attempt: number) => number;
-  #pool: Pool | undefined;
-  readonly #pending = new Set<Promise<void>>();
+  #thread: ExportThread | undefined;
+  #nextId = 1;
+  readonly #pending = new Set<Promise<ExportFailure | undefined>>();
   #closed = false;
 
   constructor(o: OtlpHttpOptions) {
-    this.#url = new URL(o.url);
+    new URL(o.url); // an invalid endpoint fails here, when the settings are applied
+    this.#data = { url: o.url, backoffBaseMs: o.backoffBaseMs ?? 250 };
     this.#timeoutMs = o.timeoutMs;
-    this.#backoff = o.backoffMs ?? defaultBackoff;
   }
 
-  export(spans: readonly SpanRecord[]): Promise<boolean> {
-    if (this.#closed) return Promise.resolve(false);
+  export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined> {
+    if (this.#closed) return Promise.resolve({ reason: 'shut_down' });
     let body: Buffer;
     try {
       body = encodeTraceRequest(spans);
-    } catch {
-      return Promise.resolve(false);
+    } catch (error) {
+      return Promise.resolve({ reason: 'encode_failed', error: errorText(error) });
     }
-    const done = this.#send(body).catch(() => false);
-    const settled = done.then(() => undefined);
-    this.#pending.add(settled);
-    void settled.finally(() => this.#pending.delete(settled));
+    let thread: ExportThread;
+    try {
+      thread = this.#thread ??= this.#start();
+    } catch (error) {
+      // no thread (out of memory, ...): this batch is lost, the next tries again
+      return Promise.resolve({ reason: 'thread_start_failed', error: errorText(error) });
+    }
+    const id = this.#nextId++;
+    // The proxy's own deadline runs from now: a thread that is slow to start (or stuck) does not stretch it.
+    const done = new Promise<ExportFailure | undefined>((resolve) => {
+      const timer = setTimeout(() => settle({ reason: 'no_answer' }), this.#timeoutMs + ANSWER_GRACE_MS);
+      timer.unref();
+      const settle = (failure: ExportFailure | undefined): void => {
+        clearTimeout(timer);
+        thread.waiting.delete(id);
+        resolve(failure);
+      };
+      thread.waiting.set(id, settle);
+    });
+    // The encoder's buffer owns its ArrayBuffer (never Node's shared pool): moved, not copied.
+    const request: ExportWorkerRequest = {
+      id,
+      body: body.buffer as ArrayBuffer,
+      length: body.length,
+      budgetMs: this.#timeoutMs,
+    };
+    thread.worker.postMessage(request, [request.body]);
+    this.#pending.add(done);
+    void done.finally(() => this.#pending.delete(done));
     return done;
   }
 
-  async #send(body: Buffer): Promise<boolean> {
-    const deadline = performance.now() + this.#timeoutMs;
-    for (let attempt = 1; ; attempt++) {
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      const status = await this.#post(body, left);
-      if (status !== undefined && status >= 200 && status < 300) return true;
-      if (status !== undefined && !RETRYABLE.has(status)) return false;
-      const wait = this.#backoff(attempt);
-      if (this.#closed || performance.now() + wait >= deadline) return false;
-      await new Promise((resolve) => setTimeout(resolve, wait).unref());
-    }
+  /**
+   * The export thread, started at the first export (a proxy with tracing off or at 0 % never pays its
+   * isolate) and unref'd. One that dies fails its exports (counted as dropped, with its exit code and error)
+   * and is started again at the next one.
+   */
+  #start(): ExportThread {
+    const worker = new Worker(WORKER_URL, {
+      workerData: this.#data,
+      name: 'otlp-export',
+      // A small young generation: ~2 MB less RSS than the default, for a thread that allocates a little
+      // every batch delay. Past the old-generation bound the thread dies and is replaced (its batch lost).
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 },
+    });
+    worker.unref();
+    const thread: ExportThread = { worker, waiting: new Map() };
+    let online = false;
+    let error: string | undefined;
+    worker.on('online', () => (online = true));
+    worker.on('message', (r: ExportWorkerResult) => thread.waiting.get(r.id)?.(r.ok ? undefined : r.failure));
+    worker.on('error', (e) => (error = errorText(e))); // its exit follows
+    worker.on('exit', (exitCode) => {
+      if (this.#thread === thread) this.#thread = undefined;
+      const failure: ExportFailure = online
+        ? { reason: 'thread_exited', exitCode, ...(error === undefined ? {} : { error }) }
+        : { reason: 'thread_start_failed', exitCode, ...(error === undefined ? {} : { error }) };
+      for (const settle of [...thread.waiting.values()]) settle(failure);
+    });
+    return thread;
   }
 
-  /** One POST: its status, or undefined for a network error or the time running out. */
-  #post(body: Buffer, timeoutMs: number): Promise<number | undefined> {
-    this.#pool ??= new (loadUndici().Pool)(this.#url.origin, {
-      connections: 4,
-      connect: { timeout: this.#timeoutMs },
-      // Exports come every batch delay (5 s by default): undici's 4 s idle default closed the connection
-      // before each one, so every export paid a new connection. A collector's own idle limit (a Keep-Alive
-      // hint) still wins when shorter.
-      keepAliveTimeout: 30_000,
-    });
-    const pool = this.#pool;
-    return new Promise((resolve) => {
-      let controller: Dispatcher.DispatchController | undefined;
-      let status: number | undefined;
-      let timedOut = false;
-      const finish = (result: number | undefined): void => {
-        clearTimeout(timer);
-        resolve(result);
-      };
-      const timer = setTimeout(() => {
-        timedOut = true;
-        controller?.abort(new Error('export timed out'));
-        resolve(undefined);
-      }, timeoutMs);
-      timer.unref();
-      pool.dispatch(
-        {
-          path: this.#url.pathname + this.#url.search,
-          method: 'POST',
-          headers: { 'content-type': 'application/x-protobuf', 'content-length': String(body.length) },
-          body,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        },
-        {
-          onRequestStart(c) {
-            controller = c;
-            // Its time ran out while it waited for a connection: dropped before it is sent.
-            if (timedOut) throw new Error('export timed out');
-          },
-          onResponseStart(_c, statusCode) {
-            status = statusCode;
-          },
-          onResponseData() {},
-          onResponseEnd() {
-            finish(status);
-          },
-          onResponseError() {
-            finish(undefined);
-          },
-        },
-      );
-    });
+  /** Tests: the export thread, while one runs. */
+  get worker(): Worker | undefined {
+    return this.#thread?.worker;
   }
 
+  /** Waits for the exports under way (no new retry starts), then ends the thread. */
   async shutdown(): Promise<void> {
     this.#closed = true;
+    const thread = this.#thread;
+    thread?.worker.postMessage({ close: true } satisfies ExportWorkerRequest);
     await Promise.all(this.#pending);
-    await this.#pool?.destroy();
+    await thread?.worker.terminate();
   }
 }

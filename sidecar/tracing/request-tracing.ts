@@ -15,7 +15,7 @@ import {
 } from '../../protocol/tracing-config.ts';
 import { extractContext, injectContext, type ContextFormat, type RemoteContext } from './trace-context.ts';
 import { decide, RateLimiter, type SamplingReason } from './sampling.ts';
-import { SpanPipeline, type SpanExporter, type SpanOutcome } from './span-pipeline.ts';
+import { SpanPipeline, type PipelineOptions, type SpanExporter } from './span-pipeline.ts';
 import { hrNow, randomHex, SpanRecord } from './span-record.ts';
 
 /** The request fields tracing reads (http.IncomingMessage and Http2ServerRequest both have them). */
@@ -39,7 +39,7 @@ export interface TracingOptions {
   readonly podSamplingRatio?: number | undefined;
   /** Used when the mesh config names no endpoint (flag --tracing-endpoint). */
   readonly endpoint?: string | undefined;
-  readonly onSpans?: (outcome: SpanOutcome, count: number) => void;
+  readonly onSpans?: PipelineOptions['onSpans'];
   /** Tests: numbers in [0, 1), the clock (ms) of the forced-trace limiter, and the exporter. */
   readonly random?: () => number;
   readonly now?: () => number;

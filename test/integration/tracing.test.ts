@@ -277,7 +277,7 @@ describe('tracing through two sidecars into Jaeger', function () {
     assert.equal(await jaeger.trace(tp.slice(3, 35)), undefined);
   });
 
-  it('a collector that does not answer changes nothing for requests; lost spans are counted', async () => {
+  it('a collector that does not answer changes nothing for requests; lost spans are counted and logged with why', async () => {
     // 100 % sampling towards an address nobody owns on the bridge: connections hang until the export timeout.
     const blackhole = refs[0]!.ip.replace(/\.\d+$/, '.250');
     mesh.writeManifests(
@@ -312,10 +312,21 @@ describe('tracing through two sidecars into Jaeger', function () {
         const m = (await mesh.admin(client, '/metrics')).body;
         return (
           /sluice_trace_spans_total\{outcome="dropped_queue_full"\} [1-9]/.test(m) &&
-          /sluice_trace_spans_total\{outcome="dropped_export_failed"\} [1-9]/.test(m)
+          /sluice_trace_spans_total\{outcome="dropped_export_failed"\} [1-9]/.test(m) &&
+          /sluice_trace_spans_dropped_total\{reason="queue_full"\} [1-9]/.test(m) &&
+          /sluice_trace_spans_dropped_total\{reason="(timed_out|network_error)"\} [1-9]/.test(m)
         );
       },
       { timeoutMs: 30_000, intervalMs: 500 },
     );
+    await waitFor('the reasons in the sidecar log', () => {
+      const dropped = client.sidecarLog.filter((l) => String(l.msg).startsWith('spans dropped: '));
+      return (
+        dropped.some((l) => l.reason === 'queue_full') &&
+        dropped.some(
+          (l) => ['timed_out', 'network_error'].includes(String(l.reason)) && Number(l.attempts) >= 1,
+        )
+      );
+    });
   });
 });

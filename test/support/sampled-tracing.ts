@@ -7,9 +7,9 @@ import type { SpanRecord } from '../../sidecar/tracing/span-record.ts';
 /** Keeps every exported span record, in order. */
 export class MemorySpanExporter implements SpanExporter {
   readonly spans: SpanRecord[] = [];
-  export(spans: readonly SpanRecord[]): Promise<boolean> {
+  export(spans: readonly SpanRecord[]): Promise<undefined> {
     this.spans.push(...spans);
-    return Promise.resolve(true);
+    return Promise.resolve(undefined);
   }
   shutdown(): Promise<void> {
     return Promise.resolve();

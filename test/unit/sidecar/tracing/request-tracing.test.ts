@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { RequestTracing, type TracedRequest } from '../../../../sidecar/tracing/request-tracing.ts';
 import { DEFAULT_TRACING, type TracingSettings } from '../../../../protocol/tracing-config.ts';
-import type { SpanExporter, SpanOutcome } from '../../../../sidecar/tracing/span-pipeline.ts';
+import type { ExportFailure, SpanExporter, SpanOutcome } from '../../../../sidecar/tracing/span-pipeline.ts';
 import type { SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
 import { MemorySpanExporter } from '../../../support/sampled-tracing.ts';
 import type { HeaderMap } from '../../../../mesh-model/header-edits.ts';
@@ -35,6 +35,7 @@ const entry = {
 describe('request tracing', () => {
   let exporter: MemorySpanExporter;
   let counts: Map<SpanOutcome, number>;
+  let reasons: string[];
   let rolls: number[];
   const make = (settings: TracingSettings = ON, extra: { exporter?: SpanExporter } = {}): RequestTracing => {
     const t = new RequestTracing({
@@ -42,7 +43,10 @@ describe('request tracing', () => {
       identity: () => 'spiffe://cluster.local/ns/shop/sa/web',
       random: () => rolls.shift() ?? 0.99,
       exporter: extra.exporter ?? exporter,
-      onSpans: (o, n) => counts.set(o, (counts.get(o) ?? 0) + n),
+      onSpans: (o, n, failure) => {
+        counts.set(o, (counts.get(o) ?? 0) + n);
+        if (failure) reasons.push(failure.reason);
+      },
     });
     t.apply(settings, 'shop');
     return t;
@@ -55,6 +59,7 @@ describe('request tracing', () => {
   beforeEach(() => {
     exporter = new MemorySpanExporter();
     counts = new Map();
+    reasons = [];
     rolls = [];
   });
 
@@ -283,9 +288,9 @@ describe('request tracing', () => {
   });
 
   it('bounds the spans held while the collector does not answer, and counts the dropped ones', async () => {
-    const pending: ((ok: boolean) => void)[] = [];
+    const pending: ((failure: ExportFailure | undefined) => void)[] = [];
     const stuck: SpanExporter = {
-      export: () => new Promise<boolean>((done) => void pending.push(done)),
+      export: () => new Promise<ExportFailure | undefined>((done) => void pending.push(done)),
       shutdown: () => Promise.resolve(),
     };
     const t = make({ ...ON, maxQueueSpans: 3, batchDelayMs: 1 }, { exporter: stuck });
@@ -295,12 +300,13 @@ describe('request tracing', () => {
       const check = (): void => (pending.length > 0 ? resolve() : void setImmediate(check));
       check();
     });
-    pending.shift()!(false);
+    pending.shift()!({ reason: 'http_status', status: 400, attempts: 1 });
     await new Promise<void>((resolve) => {
       const check = (): void => (counts.has('dropped_export_failed') ? resolve() : void setImmediate(check));
       check();
     });
     assert.equal(counts.get('dropped_export_failed'), 3);
+    assert.deepEqual(reasons, ['queue_full', 'queue_full', 'http_status']);
     // The budget is free again once the export ended.
     t.startOutbound(request({ 'x-sluice-force-trace': '1' }), {}, 'a')!.end(200);
     assert.equal(counts.get('dropped_queue_full'), 2);
