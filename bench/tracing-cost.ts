@@ -39,31 +39,66 @@ const node = process.execPath;
 
 const { helpers, upstreamPort, collector } = await startUpstreamAndSink();
 
-const proxies = await Promise.all(
-  MODES.map(async (mode) => {
-    const [script, proxyMode] = proxyScript(mode);
-    const child = spawn(
-      node,
-      [
-        ...(PROF.includes(mode) ? PROF_FLAGS : []),
-        script,
-        JSON.stringify({ proxy: PROXY, mode: proxyMode, upstreamPort, collector }),
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
-    const port = Number(await firstLine(child));
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    /** The proxy's CPU time so far, µs (it answers each line on its stdin). */
-    const cpuUs = async (): Promise<number[]> => {
-      child.stdin.write('\n');
-      for (;;) {
-        const line = String((await lines.next()).value);
-        if (/^\d/.test(line)) return line.split(' ').map(Number);
-      }
-    };
-    return { mode, child, port, cpuUs };
-  }),
-);
+// BENCH_FRESH=1: new proxy processes every round (each warmed up for a round's length), so that what one
+// process happens to be (its JIT's choices, where its heap landed) is spread over the rounds, not carried by
+// one mode for the whole run: two processes of the same build differ by a few per cent.
+const FRESH = process.env.BENCH_FRESH === '1';
+
+const startProxies = () =>
+  Promise.all(
+    MODES.map(async (mode) => {
+      const [script, proxyMode] = proxyScript(mode);
+      const child = spawn(
+        node,
+        [
+          ...(PROF.includes(mode) ? PROF_FLAGS : []),
+          script,
+          JSON.stringify({ proxy: PROXY, mode: proxyMode, upstreamPort, collector }),
+        ],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      );
+      const port = Number(await firstLine(child));
+      const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+      /** The proxy's CPU time so far, µs (it answers each line on its stdin). */
+      const cpuUs = async (): Promise<number[]> => {
+        child.stdin.write('\n');
+        for (;;) {
+          const line = String((await lines.next()).value);
+          if (/^\d/.test(line)) return line.split(' ').map(Number);
+        }
+      };
+      return { mode, child, port, cpuUs };
+    }),
+  );
+type Proxy = Awaited<ReturnType<typeof startProxies>>[number];
+const stopProxies = (ps: readonly Proxy[]): void => {
+  for (const p of ps) p.child.kill(PROF.includes(p.mode) ? 'SIGINT' : 'SIGTERM');
+};
+
+/** Drives every proxy in lockstep for `durationMs`; the load process's result per proxy. */
+async function drive(ps: readonly Proxy[], durationMs: number) {
+  const load = spawn(
+    node,
+    [
+      'bench/paired-load.ts',
+      JSON.stringify({
+        urls: ps.map((p) => `http://127.0.0.1:${p.port}/`),
+        rps: RPS,
+        durationMs,
+        connections: 8,
+      }),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  return JSON.parse(await firstLine(load)) as {
+    sent: number;
+    errors: number;
+    p50Ms: number;
+    p99Ms: number;
+  }[];
+}
+
+let proxies = await startProxies();
 
 interface Sample {
   cpuUs: number;
@@ -78,26 +113,13 @@ const samples = new Map<string, Sample[]>(
   MODES.map((m, i) => [`${m}${MODES.indexOf(m) === i ? '' : `#${i}`}`, []]),
 );
 for (let round = 0; round <= ROUNDS; round++) {
+  if (FRESH && round > 1) {
+    stopProxies(proxies);
+    proxies = await startProxies();
+    await drive(proxies, SECONDS * 1000); // as long as a round: past the first exports, which run cold
+  }
   const before = await Promise.all(proxies.map((p) => p.cpuUs()));
-  const load = spawn(
-    node,
-    [
-      'bench/paired-load.ts',
-      JSON.stringify({
-        urls: proxies.map((p) => `http://127.0.0.1:${p.port}/`),
-        rps: RPS,
-        durationMs: round === 0 ? 3000 : SECONDS * 1000,
-        connections: 8,
-      }),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const results = JSON.parse(await firstLine(load)) as {
-    sent: number;
-    errors: number;
-    p50Ms: number;
-    p99Ms: number;
-  }[];
+  const results = await drive(proxies, round === 0 ? 3000 : SECONDS * 1000);
   if (round === 0) continue;
   const after = await Promise.all(proxies.map((p) => p.cpuUs()));
   const line: string[] = [];
@@ -117,7 +139,7 @@ for (let round = 0; round <= ROUNDS; round++) {
   });
   process.stderr.write(`round ${round}: ${line.join(', ')}\n`);
 }
-for (const p of proxies) p.child.kill(PROF.includes(p.mode) ? 'SIGINT' : 'SIGTERM');
+stopProxies(proxies);
 helpers.kill();
 
 const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
@@ -125,7 +147,7 @@ const median = (xs: number[]): number => percentile(sorted(xs), 50);
 const base = samples.get('none');
 const pct = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
 console.log(
-  `tracing cost, ${PROXY}: ${MODES.length} proxies at ${RPS} rps each in lockstep, ${ROUNDS} rounds of ${SECONDS} s` +
+  `tracing cost, ${PROXY}: ${MODES.length} proxies at ${RPS} rps each in lockstep, ${ROUNDS} rounds of ${SECONDS} s${FRESH ? ' (new processes each round)' : ''}` +
     ` (node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`,
 );
 console.log(
