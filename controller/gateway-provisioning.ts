@@ -5,13 +5,13 @@
 // Decisions: docs/adr/0010-gateway-provisioning.md.
 import { scrapeAnnotations } from '../protocol/prometheus-scrape.ts';
 import { createHash } from 'node:crypto';
+import { GATEWAY_CONTAINER } from '../mesh-model/endpoints.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import { containerResources, proxyResourcesFor, type ProxyResources } from '../protocol/proxy-resources.ts';
 
 export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 /** On the Gateway (or in spec.infrastructure.annotations): LoadBalancer (default), ClusterIP or NodePort. */
 export const SERVICE_TYPE_ANNOTATION = 'sluice.dev/service-type';
-export const GATEWAY_CONTAINER = 'sluice-gateway';
 export const GATEWAY_ADMIN_PORT = 15021;
 export const SERVICE_TYPES = ['LoadBalancer', 'ClusterIP', 'NodePort'] as const;
 export type ServiceType = (typeof SERVICE_TYPES)[number];

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { REPO_DIR } from '../cluster/paths.ts';
 import type { Progress } from '../cluster/progress.ts';
-import { PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
+import { GATEWAY_CONTAINER, PROXY_CONTAINER } from '../mesh-model/endpoints.ts';
 import { gatewayParentStatus, gatewayState, meshParentStatus, sidecarRoute } from './cluster-state.ts';
 import type { DemoCluster } from './demo-cluster.ts';
 import { proxyAdminGet } from './proxy-admin.ts';
@@ -32,12 +32,12 @@ const REQUESTS = 200;
 const FRONT_IDENTITY = `spiffe://cluster.local/ns/${NAMESPACE}/sa/front`;
 const CONTROL_NAMESPACE = 'sluice-system';
 
-/** The storefront's proxies along a request, and their container (a Gateway's: the controller's GATEWAY_CONTAINER). */
+/** The storefront's proxies along a request, and their container. */
 export const STOREFRONT_PROXIES = [
   {
     namespace: NAMESPACE,
     selector: `gateway.networking.k8s.io/gateway-name=${GATEWAY}`,
-    container: 'sluice-gateway',
+    container: GATEWAY_CONTAINER,
   },
   { namespace: NAMESPACE, selector: 'app=front', container: PROXY_CONTAINER },
   { namespace: NAMESPACE, selector: 'app=reviews', container: PROXY_CONTAINER },

@@ -21,6 +21,8 @@ export interface Endpoint {
 /** The container name the injector adds (a native sidecar in initContainers, or a classic one in
  * containers on clusters without native sidecars). */
 export const PROXY_CONTAINER = 'sluice-proxy';
+/** The proxy container of a Gateway's data-plane Deployment (the controller provisions it). */
+export const GATEWAY_CONTAINER = 'sluice-gateway';
 /** The capture init container the injector adds. */
 export const INIT_CONTAINER = 'sluice-init';
 /** The annotation the injector sets on every pod it injects, with the value INJECTED. */

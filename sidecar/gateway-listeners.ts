@@ -20,11 +20,10 @@ import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import { executeOutbound, outboundPlanOf, type ForwardDeps, type OutboundPlan } from './http-forward.ts';
 import { forwardHeaders } from './http-headers.ts';
-import { publicMessage, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
+import { publicMessage, rawReply, type DownstreamRequest, type DownstreamResponse } from './local-reply.ts';
 import { sniff } from './protocol-sniff.ts';
 import { forwardUpgrade } from './upgrade-forward.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
-import { nodeHttp } from './node-http.ts';
 
 export interface GatewayListenerOptions {
   readonly deps: ForwardDeps;
@@ -181,10 +180,7 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const config = o.config();
     const raw = (status: number, message: string, location?: string): void =>
-      void socket.end(
-        `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? ''}\r\n${location ? `location: ${location}\r\n` : ''}` +
-          `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message) + 1}\r\nconnection: close\r\n\r\n${message}\n`,
-      );
+      rawReply(socket, status, message, location);
     if (!config?.view) {
       o.deps.metrics.errors.inc(['gateway', 'not_ready']);
       return raw(503, NOT_READY);

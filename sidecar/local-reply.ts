@@ -1,5 +1,7 @@
 import type http from 'node:http';
 import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { nodeHttp } from './node-http.ts';
 
 export type DownstreamRequest = http.IncomingMessage | http2.Http2ServerRequest;
 export type DownstreamResponse = http.ServerResponse | http2.Http2ServerResponse;
@@ -89,4 +91,13 @@ export function cutResponse(downstream: DownstreamResponse): void {
   const stream = (downstream as Partial<http2.Http2ServerResponse>).stream;
   if (stream !== undefined && !stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   else (downstream as http.ServerResponse).destroy();
+}
+
+/** A plain-text reply written straight to a socket that is not (or no longer) an HTTP response: an Upgrade's. */
+export function rawReply(socket: Duplex, status: number, message: string, location?: string): void {
+  const body = `${message}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? ''}\r\n${location ? `location: ${location}\r\n` : ''}` +
+      `content-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }

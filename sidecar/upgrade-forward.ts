@@ -6,14 +6,8 @@ import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ForwardDeps, UpstreamRequest } from './http-forward.ts';
 import { forwardResponseHeaders } from './http-headers.ts';
 import { pipeSockets } from './tcp-pipe.ts';
+import { rawReply } from './local-reply.ts';
 import { nodeHttp } from './node-http.ts';
-
-function rawReply(socket: Duplex, status: number, message: string): void {
-  const body = `${message}\n`;
-  socket.end(
-    `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-}
 
 function headBlock(status: number, headers: http.IncomingHttpHeaders): string {
   let out = `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status] ?? ''}\r\n`;
