@@ -75,12 +75,16 @@ const PROFILE_DIR = option('--profile');
  * `--sluice-env 'NODE_OPTIONS=--max-semi-space-size=1 MALLOC_ARENA_MAX=2'`: environment of the measured
  * sidecars only (not the baseline's): V8 and allocator settings compared in one run.
  */
-const SLUICE_ENV = Object.fromEntries(
-  (option('--sluice-env') ?? '')
-    .split(/ (?=[A-Z_]+=)/)
-    .filter(Boolean)
-    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-) as Record<string, string>;
+const envOption = (name: string): Record<string, string> =>
+  Object.fromEntries(
+    (option(name) ?? '')
+      .split(/ (?=[A-Z_]+=)/)
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  ) as Record<string, string>;
+const SLUICE_ENV = envOption('--sluice-env');
+/** `--baseline-env '…'`: the same for the baseline's sidecars (two settings of one build in one run). */
+const BASELINE_ENV = envOption('--baseline-env');
 /**
  * `--floor-h2`: the Node floor keeps h2c from the app HTTP/2 on every hop, as Sluice does (HTTP/1.1 else). Its
  * server role is then an HTTP/2 server that also takes HTTP/1.1: compare with `--protocols h2`.
@@ -231,8 +235,8 @@ async function main(): Promise<void> {
       });
     const client = await pod('client', true, undefined, SLUICE_ENV);
     const server = await pod('server', true, undefined, SLUICE_ENV);
-    const baseClient = BASELINE ? await pod('bclient', true, BASELINE) : undefined;
-    const baseServer = BASELINE ? await pod('bserver', true, BASELINE) : undefined;
+    const baseClient = BASELINE ? await pod('bclient', true, BASELINE, BASELINE_ENV) : undefined;
+    const baseServer = BASELINE ? await pod('bserver', true, BASELINE, BASELINE_ENV) : undefined;
     const pclient = await pod('pclient', false); // direct, Node floor and nginx
     const pserver = await pod('pserver', false);
     if (PROFILE_DIR) {
