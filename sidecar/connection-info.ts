@@ -20,3 +20,17 @@ export function setConnectionInfo(socket: Socket, info: ConnectionInfo): void {
 export function connectionInfo(socket: Socket | null | undefined): ConnectionInfo | undefined {
   return socket ? (socket as unknown as Record<symbol, ConnectionInfo | undefined>)[INFO] : undefined;
 }
+
+/**
+ * The info of a request's connection. An HTTP/2 request's `socket` is a Proxy Node makes per stream, each
+ * read through its handler (about 1 µs a request): the info is read once per session and kept on it.
+ */
+export function requestConnectionInfo(req: {
+  readonly socket: Socket | null;
+  readonly stream?: { readonly session?: object };
+}): ConnectionInfo | undefined {
+  const session = req.stream?.session as
+    (Record<symbol, ConnectionInfo | undefined> & { socket?: Socket }) | undefined;
+  if (req.stream === undefined || session === undefined) return connectionInfo(req.socket);
+  return (session[INFO] ??= connectionInfo(session.socket));
+}

@@ -1118,7 +1118,7 @@ function sendH2(
     ':authority': r.authority,
     ':scheme': ep.identity ? 'https' : 'http',
   });
-  deps.pools.streamOpened(ep, stream);
+  deps.pools.streamOpened(session);
   let sent = false;
   const start = (): void => {
     if (stream.destroyed) return;
@@ -1155,6 +1155,7 @@ function sendH2(
   // closes its open streams with no 'error' event: without this, such a request would wait for its
   // caller to give up.
   stream.on('close', () => {
+    deps.pools.streamClosed(session);
     if (settled) return;
     const err = Object.assign(new Error(`stream closed without a response (rst ${stream.rstCode})`), {
       code: 'ERR_HTTP2_STREAM_CLOSED',

@@ -158,20 +158,23 @@ export function createHttpServers(
     limitHeaders(handler, headerLimits),
   );
   h2.on('sessionError', () => undefined);
+  // One listener function for every stream (its phase kept on the stream), not a closure per stream.
+  function streamTimedOut(this: TimedStream): void {
+    onTimeout(this.sluicePhase ?? 'stream_idle');
+    this.close(http2.constants.NGHTTP2_CANCEL);
+  }
   h2.on('request', (req: http2.Http2ServerRequest) => {
-    const stream = req.stream;
+    const stream = req.stream as TimedStream;
     const body = limits.requestBodyIdleTimeoutMs > 0 && hasBody(req);
-    let phase: TimeoutKind = body ? 'request_body_idle' : 'stream_idle';
     stream.setTimeout(body ? limits.requestBodyIdleTimeoutMs : limits.streamIdleTimeoutMs);
-    if (body)
+    if (body) {
+      stream.sluicePhase = 'request_body_idle';
       req.once('end', () => {
-        phase = 'stream_idle';
+        stream.sluicePhase = 'stream_idle';
         if (!stream.destroyed) stream.setTimeout(limits.streamIdleTimeoutMs);
       });
-    stream.on('timeout', () => {
-      onTimeout(phase);
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-    });
+    }
+    stream.on('timeout', streamTimedOut);
   });
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (s) => {
@@ -180,15 +183,24 @@ export function createHttpServers(
     // streams is idle. Either way it is closed with GOAWAY.
     let streams = 0;
     const open = new Set<http2.ServerHttp2Stream>();
+    // One timer per session, left running while streams are open (it does nothing then) and refreshed when
+    // the session goes idle again: at about one idle transition per request, a clear and a new timer each
+    // time cost more than a refresh.
     let timer: NodeJS.Timeout | undefined;
+    let timerMs = 0;
+    let timerKind: TimeoutKind = 'idle';
+    const fire = (): void => {
+      if (streams > 0) return;
+      onTimeout(timerKind);
+      s.close();
+      s.destroy();
+    };
     const arm = (ms: number, kind: TimeoutKind): void => {
+      timerKind = kind;
+      if (timer !== undefined && ms === timerMs) return void timer.refresh();
       clearTimeout(timer);
-      if (ms > 0)
-        timer = setTimeout(() => {
-          onTimeout(kind);
-          s.close();
-          s.destroy();
-        }, ms);
+      timerMs = ms;
+      timer = ms > 0 ? setTimeout(fire, ms) : undefined;
     };
     arm(limits.headerTimeoutMs || limits.idleTimeoutMs, limits.headerTimeoutMs ? 'header' : 'idle');
     let clientDone = false;
@@ -205,7 +217,6 @@ export function createHttpServers(
     s.on('stream', (stream: http2.ServerHttp2Stream) => {
       streams++;
       open.add(stream);
-      clearTimeout(timer);
       stream.once('close', () => {
         open.delete(stream);
         if (--streams === 0 && !s.closed) arm(limits.idleTimeoutMs, 'idle');
@@ -276,3 +287,4 @@ export function createHttpServers(
 }
 
 type SocketPhase = Duplex & { sluiceBody?: boolean };
+type TimedStream = http2.ServerHttp2Stream & { sluicePhase?: TimeoutKind };

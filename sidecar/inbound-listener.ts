@@ -9,7 +9,12 @@ import type { ProxyView } from '../mesh-model/proxy-view.ts';
 import { authenticatePeer } from '../pki/peer-identity.ts';
 import { originalDestination } from './original-dst.ts';
 import { clientHelloAlpn, sniff } from './protocol-sniff.ts';
-import { connectionInfo, setConnectionInfo, type ConnectionInfo } from './connection-info.ts';
+import {
+  connectionInfo,
+  requestConnectionInfo,
+  setConnectionInfo,
+  type ConnectionInfo,
+} from './connection-info.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
 import { sendWithRetries, type ForwardDeps } from './http-forward.ts';
@@ -175,7 +180,7 @@ export function createInboundListener(o: InboundOptions): {
 
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const started = performance.now();
-    const info = connectionInfo(req.socket);
+    const info = requestConnectionInfo(req);
     if (!info)
       return localFailure(
         req,

@@ -8,7 +8,12 @@ import { originalDestination } from './original-dst.ts';
 import { CONNECT_TIMEOUT } from './upstream-pools.ts';
 import { sniff } from './protocol-sniff.ts';
 import { inboundPortProtocol, servicePortProtocol } from '../mesh-model/port-protocol.ts';
-import { connectionInfo, setConnectionInfo, type ConnectionInfo } from './connection-info.ts';
+import {
+  connectionInfo,
+  requestConnectionInfo,
+  setConnectionInfo,
+  type ConnectionInfo,
+} from './connection-info.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
@@ -63,7 +68,7 @@ export function createOutboundListener(o: OutboundOptions): { server: net.Server
     return r.routing;
   };
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
-    const info = connectionInfo(req.socket);
+    const info = requestConnectionInfo(req);
     const view = o.view();
     if (!info || !view) {
       const started = performance.now();

@@ -340,16 +340,18 @@ export class UpstreamPools {
     return session;
   }
 
-  /** A stream opened on the endpoint's session: counted for hasCapacity until it closes. */
-  streamOpened(ep: Endpoint, stream: http2.ClientHttp2Stream): void {
-    const session = stream.session;
-    if (!session) return;
+  /**
+   * A stream opened on `session`: counted for hasCapacity until its caller calls streamClosed (from the
+   * 'close' listener it has anyway: no listener of our own per stream).
+   */
+  streamOpened(session: http2.ClientHttp2Session): void {
     this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 0) + 1);
-    stream.once('close', () => {
-      const n = (this.#streamsOpen.get(session) ?? 1) - 1;
-      this.#streamsOpen.set(session, n);
-      if (n === 0 && this.#closeWhenDone.has(session)) session.close();
-    });
+  }
+
+  streamClosed(session: http2.ClientHttp2Session): void {
+    const n = (this.#streamsOpen.get(session) ?? 1) - 1;
+    this.#streamsOpen.set(session, n);
+    if (n === 0 && this.#closeWhenDone.has(session)) session.close();
   }
 
   /**

@@ -464,7 +464,10 @@ describe('HTTP/2 upstream sessions (loopback, h2c)', function () {
       const session = pools.session(ep);
       // As the forwarder opens them: counted, so that the session closes when they have ended.
       const waiting = ['/a', '/b'].map((path) => session.request({ ':path': path }));
-      for (const stream of waiting) pools.streamOpened(ep, stream);
+      for (const stream of waiting) {
+        pools.streamOpened(session);
+        stream.once('close', () => pools.streamClosed(session));
+      }
       assert.ok(session.connecting);
       close(); // Node failed both with ERR_HTTP2_GOAWAY_SESSION: two connect failures of a healthy endpoint
       assert.deepEqual(await Promise.all(waiting.map(answer)), [200, 200]);
