@@ -81,7 +81,7 @@ const envOption = (name: string): Record<string, string> =>
       .split(/ (?=[A-Z_]+=)/)
       .filter(Boolean)
       .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-  ) as Record<string, string>;
+  );
 const SLUICE_ENV = envOption('--sluice-env');
 /** `--baseline-env '…'`: the same for the baseline's sidecars (two settings of one build in one run). */
 const BASELINE_ENV = envOption('--baseline-env');

@@ -241,6 +241,8 @@ function fieldEnv(name: string, fieldPath: string): Record<string, unknown> {
 
 /** See docs/operations.md, "Shutdown order". */
 const CLASSIC_DRAIN_DELAY_SECONDS = 5;
+/** The proxy's V8 settings (its container's NODE_OPTIONS). */
+const PROXY_NODE_OPTIONS = '--max-semi-space-size=4';
 
 function proxyContainer(
   settings: InjectionSettings,
@@ -283,6 +285,9 @@ function proxyContainer(
       fieldEnv('NODE_NAME', 'spec.nodeName'),
       // The workload's service.name on its spans (empty without an app label: then the pod name).
       fieldEnv('SLUICE_SERVICE_NAME', "metadata.labels['app']"),
+      // A 4 MiB semi-space instead of V8's default: peak RSS under load 0.65-0.70× with no measured CPU
+      // cost per request (ADR 0016, fifth session).
+      { name: 'NODE_OPTIONS', value: PROXY_NODE_OPTIONS },
     ],
     ports: [{ name: 'sluice-admin', containerPort: PORTS.admin, protocol: 'TCP' }],
     startupProbe: { ...ready, periodSeconds: 1, failureThreshold: 120 },

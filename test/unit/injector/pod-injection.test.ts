@@ -83,7 +83,7 @@ describe('injector: pod patch', () => {
     assert.equal(security.runAsNonRoot, true);
     assert.equal(security.readOnlyRootFilesystem, true);
     assert.deepEqual(
-      (proxy.env as Obj[]).map((e) => [e.name, ((e.valueFrom as Obj).fieldRef as Obj).fieldPath]),
+      (proxy.env as Obj[]).map((e) => [e.name, e.value ?? ((e.valueFrom as Obj).fieldRef as Obj).fieldPath]),
       [
         ['POD_NAME', 'metadata.name'],
         ['POD_NAMESPACE', 'metadata.namespace'],
@@ -91,6 +91,7 @@ describe('injector: pod patch', () => {
         ['SERVICE_ACCOUNT', 'spec.serviceAccountName'],
         ['NODE_NAME', 'spec.nodeName'],
         ['SLUICE_SERVICE_NAME', "metadata.labels['app']"],
+        ['NODE_OPTIONS', '--max-semi-space-size=4'],
       ],
     );
     assert.ok((proxy.resources as Obj).requests);
