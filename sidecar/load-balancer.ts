@@ -62,9 +62,9 @@ export class LoadBalancer {
   }
 
   /**
-   * Picks among the endpoints that take new requests (ready ones, or the terminating ones still serving
-   * when none is ready: isEligible) not in `exclude`, preferring those not in failure backoff (a
-   * terminating one in backoff is not used at all); undefined when none is left.
+   * Picks among the endpoints that take new requests (ready ones; when none is ready, the terminating ones
+   * still serving and those of unreachable nodes: isEligible) not in `exclude`, preferring those not in
+   * failure backoff (a terminating one in backoff is not used at all); undefined when none is left.
    */
   pick(endpoints: readonly Endpoint[], exclude?: ReadonlySet<Endpoint>, at?: number): Endpoint | undefined {
     if (
