@@ -227,4 +227,36 @@ describe('endpoint lifecycle: EndpointSlice conditions → proxy view → load b
       ]);
     });
   });
+
+  describe('a restarted kubelet: every container not ready until its first probe (ADR 0021)', () => {
+    const ep = (address: string, state: Partial<Endpoint>): Endpoint => ({
+      address,
+      port: 8080,
+      ready: false,
+      serving: false,
+      terminating: false,
+      kubeletReady: false,
+      identity: undefined,
+      pod: undefined,
+      ...state,
+    });
+
+    it("an endpoint used as an unreachable node's stays a last resort for 15 s", () => {
+      const lb = new LoadBalancer({ random: seeded(5) });
+      assert.equal(lb.pick([ep('10.0.0.1', { kubeletReady: true })], undefined, 1000)?.address, '10.0.0.1');
+      const dipped = [ep('10.0.0.1', {}), ep('10.0.0.2', {})]; // .2 was never used: starting
+      assert.equal(lb.pick(dipped, undefined, 15_999)?.address, '10.0.0.1');
+      assert.equal(lb.pick(dipped, undefined, 16_000), undefined);
+    });
+
+    it('not while another endpoint is eligible, nor when terminating', () => {
+      const lb = new LoadBalancer({ random: seeded(5) });
+      lb.pick([ep('10.0.0.1', { kubeletReady: true }), ep('10.0.0.2', { kubeletReady: true })], undefined, 0);
+      const serving = ep('10.0.0.2', { serving: true, terminating: true });
+      assert.equal(lb.pick([ep('10.0.0.1', {}), serving], undefined, 1000), serving);
+      assert.equal(lb.pick([ep('10.0.0.1', { terminating: true })], undefined, 1000), undefined);
+      const ready = ep('10.0.0.3', { ready: true, serving: true });
+      assert.equal(lb.pick([ep('10.0.0.1', {}), ready], undefined, 1000), ready);
+    });
+  });
 });
