@@ -20,7 +20,7 @@ export class NodeUnreachableNotice {
       this.#log.warn('no ready endpoint: sending to pods their kubelet last found ready (node not ready)', {
         services,
       });
-    else this.#log.info('ready endpoints again', { services: this.#last });
+    else this.#log.info('no longer sending to pods their kubelet last found ready', { services: this.#last });
     this.#last = services;
   }
 }
