@@ -361,8 +361,9 @@ describe('churn under load on the local cluster (target: 0 failed requests)', fu
   /**
    * When the node's kubelet last renewed its Lease, and when its Ready condition last changed. The node
    * lifecycle controller marks a node NotReady, and every pod on it not ready (EndpointSlices then have no
-   * ready endpoint, and every Service answers 503), when the Lease is older than its grace period (40 s):
-   * an outage that starts just before a renewal and a slow API server recovery come close to that.
+   * ready endpoint; the sidecars keep sending to those pods, ADR 0021), when the Lease is older than its
+   * grace period (50 s): an outage that starts just before a renewal and a slow API server recovery come
+   * close to that.
    */
   async function nodeHealth(): Promise<{ renewed: number; readySince: number }> {
     const node = await getJson(['get', 'nodes']).then(
