@@ -12,7 +12,7 @@ export interface EndpointStats {
   lastUpdate: number;
   inFlight: number;
   failedUntil: number;
-  /** When a pick last found it eligible as an unreachable node's endpoint (isEligible); 0: never. */
+  /** When a pick last found it eligible as an unreachable node's endpoint (isEligible); -Infinity: never. */
   nodeUnreachableAt: number;
   /** Dropped by retain(): no longer in the table. */
   dropped?: boolean;
@@ -58,7 +58,7 @@ export class LoadBalancer {
     const key = `${ep.address}:${ep.port}`;
     let s = this.#stats.get(key);
     if (!s) {
-      s = { ewmaNs: INITIAL_NS, lastUpdate: 0, inFlight: 0, failedUntil: 0, nodeUnreachableAt: 0 };
+      s = { ewmaNs: INITIAL_NS, lastUpdate: 0, inFlight: 0, failedUntil: 0, nodeUnreachableAt: -Infinity };
       this.#stats.set(key, s);
     }
     this.#byObject.set(ep, s);

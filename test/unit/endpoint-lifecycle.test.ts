@@ -246,6 +246,7 @@ describe('endpoint lifecycle: EndpointSlice conditions → proxy view → load b
       assert.equal(lb.pick([ep('10.0.0.1', { kubeletReady: true })], undefined, 1000)?.address, '10.0.0.1');
       const dipped = [ep('10.0.0.1', {}), ep('10.0.0.2', {})]; // .2 was never used: starting
       assert.equal(lb.pick(dipped, undefined, 15_999)?.address, '10.0.0.1');
+      assert.equal(lb.pick([ep('10.0.0.2', {})], undefined, 1000), undefined);
       assert.equal(lb.pick(dipped, undefined, 16_000), undefined);
     });
 
