@@ -31,6 +31,11 @@ export function formatExplanation(e: Explanation & { details: ExplanationDetails
       lines.push(`  ${b.namespace}/${b.name}:${b.port}  weight ${b.weight} (${share}%)`);
     }
   }
+  if (e.details.endpoints.length > 0) {
+    lines.push('Endpoints:');
+    for (const ep of e.details.endpoints)
+      lines.push(`  ${ep.backend}  ${ep.address}  ${ep.tier}${ep.pod ? ` (pod ${ep.pod})` : ''}`);
+  }
   if (e.route && e.backend && e.backends.length > 1) {
     lines.push(
       `Chosen:    ${e.backend.namespace}/${e.backend.name}:${e.backend.port} (the only one with weight)`,

@@ -3,6 +3,7 @@ import { stringify } from 'yaml';
 import { parseFlags, UsageError } from '../lib/usage-error.ts';
 import { ManifestError, readManifests } from '../io/manifest-files.ts';
 import { buildMeshModel } from '../mesh-model/translate.ts';
+import { buildEndpoints } from '../mesh-model/endpoints.ts';
 import { explain, ExplainInputError, explanationJson } from '../mesh-model/explain.ts';
 import { formatExplanation } from './format-explanation.ts';
 import { buildGatewayView, planGatewayRequest, selectListener } from '../mesh-model/gateway-view.ts';
@@ -62,8 +63,10 @@ function explainCommand(args: string[]): number {
   if (positionals.length !== 2) throw new UsageError('route explain needs METHOD and URL');
   const [method, url] = positionals as [string, string];
   try {
-    const model = buildMeshModel(readManifests(values.file));
+    const objects = readManifests(values.file);
+    const model = buildMeshModel(objects);
     const result = explain(model, {
+      endpoints: buildEndpoints(objects, model.services, 'cluster.local'),
       from: values.from,
       method,
       url,

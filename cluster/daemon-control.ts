@@ -1,5 +1,5 @@
 // Stopping and starting one control-plane daemon of a running local cluster, for tests of how the mesh
-// rides out an API server or etcd outage: `node cluster/main.ts stop kube-apiserver`, then `start`.
+// rides out an API server, etcd or kubelet outage: `node cluster/main.ts stop kube-apiserver`, then `start`.
 import { clusterFiles } from './components.ts';
 import { clusterComponents, type Component } from './control-plane.ts';
 import { findDaemons, isAlive, logFile, startDaemon, stopProcesses, waitUntil } from './daemons.ts';
@@ -8,8 +8,17 @@ import { requireRoot } from './host.ts';
 import { clusterPaths } from './paths.ts';
 import { readState } from './state.ts';
 
-/** The daemons that can be stopped alone: the node's own (containerd, kubelet) take the pods with them. */
-export const STOPPABLE = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const;
+/**
+ * The daemons that can be stopped alone. containerd takes the pods with it; the kubelet does not (each
+ * container runs under its containerd shim): stopping it makes the node go silent, as a partition would.
+ */
+export const STOPPABLE = [
+  'etcd',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kubelet',
+] as const;
 export type Stoppable = (typeof STOPPABLE)[number];
 
 function component(name: string): Component {

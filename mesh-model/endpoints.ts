@@ -13,6 +13,12 @@ export interface Endpoint {
   ready: boolean;
   serving: boolean;
   terminating: boolean;
+  /**
+   * Its pod's kubelet last found it ready: ContainersReady and every readiness gate True. When `ready` is
+   * false all the same (and it is not terminating), only the node lifecycle controller made it so: the
+   * node's kubelet went silent (ADR 0021). Unset: not known to be (not a pod's endpoint).
+   */
+  kubeletReady?: boolean;
   /** SPIFFE ID of the workload when its pod runs a Sluice sidecar; undefined → plaintext. */
   identity: string | undefined;
   pod: string | undefined;
@@ -52,6 +58,32 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
 
 interface PodInfo {
   identity: string | undefined;
+  kubeletReady: boolean;
+}
+
+/** The status of each of the pod's conditions, by type. */
+function conditionStatus(pod: K8sObject): Map<string, unknown> {
+  const status = isObject(pod.status) ? pod.status : {};
+  const conditions = Array.isArray(status.conditions) ? status.conditions.filter(isObject) : [];
+  return new Map(conditions.map((c) => [String(c.type), c.status]));
+}
+
+/** The condition types of the pod's readiness gates (spec.readinessGates). */
+export function readinessGateTypes(spec: Record<string, unknown>): string[] {
+  const gates = Array.isArray(spec.readinessGates) ? spec.readinessGates.filter(isObject) : [];
+  return gates.flatMap((g) => (typeof g.conditionType === 'string' ? [g.conditionType] : []));
+}
+
+/**
+ * The kubelet's verdict on a pod, which the node lifecycle controller's MarkPodsNotReady leaves alone when it
+ * sets only `Ready` to False: its containers ready, and every readiness gate met.
+ */
+function isKubeletReady(pod: K8sObject, spec: Record<string, unknown>): boolean {
+  const status = conditionStatus(pod);
+  return (
+    status.get('ContainersReady') === 'True' &&
+    readinessGateTypes(spec).every((type) => status.get(type) === 'True')
+  );
 }
 
 function readPods(objects: readonly K8sObject[], trustDomain: string): Map<string, PodInfo> {
@@ -67,6 +99,7 @@ function readPods(objects: readonly K8sObject[], trustDomain: string): Map<strin
         : 'default';
     pods.set(objectKey(namespace, obj.metadata.name), {
       identity: meshed ? spiffeId(trustDomain, namespace, sa) : undefined,
+      kubeletReady: isKubeletReady(obj, spec),
     });
   }
   return pods;
@@ -122,6 +155,7 @@ export function buildEndpoints(
             ready: readyCondition && !terminating,
             serving: typeof conditions.serving === 'boolean' ? conditions.serving : readyCondition,
             terminating,
+            kubeletReady: pod?.kubeletReady ?? false,
             identity: pod?.identity,
             pod: podKey,
           });
@@ -134,10 +168,33 @@ export function buildEndpoints(
 }
 
 /**
- * The endpoints that may take a new request, as kube-proxy chooses them: the ready ones; when none is
- * ready, those that are terminating but still serving (a Service whose every pod is shutting down keeps
- * answering until the pods stop). An endpoint outside this set still finishes the requests it has.
+ * The endpoints that may take a new request: the ready ones; when none is ready, those that are terminating
+ * but still serving (as kube-proxy does: a Service whose every pod is shutting down keeps answering until the
+ * pods stop), and those not terminating whose kubelet last found them ready (its node went NotReady because
+ * the kubelet went silent, e.g. through a control-plane outage: ADR 0021). An endpoint outside this set still
+ * finishes the requests it has.
  */
 export function isEligible(ep: Endpoint, anyReady: boolean): boolean {
-  return anyReady ? ep.ready : ep.serving && ep.terminating;
+  if (anyReady) return ep.ready;
+  return ep.terminating ? ep.serving : ep.kubeletReady === true;
+}
+
+/** Which tier of isEligible an endpoint is in (for `route explain` and the proxies' logs). */
+export type EndpointTier = 'ready' | 'terminating' | 'node-unreachable' | 'unused';
+
+export function endpointTier(ep: Endpoint, anyReady: boolean): EndpointTier {
+  if (!isEligible(ep, anyReady)) return 'unused';
+  return ep.ready ? 'ready' : ep.terminating ? 'terminating' : 'node-unreachable';
+}
+
+/**
+ * The Service ports (`namespace/name:port`) whose requests go to endpoints of the node-unreachable tier: none
+ * of their endpoints is ready, and some pod's kubelet last found it ready.
+ */
+export function nodeUnreachableServices(endpoints: ReadonlyMap<string, readonly Endpoint[]>): string[] {
+  const out: string[] = [];
+  for (const [key, list] of endpoints)
+    if (!list.some((ep) => ep.ready) && list.some((ep) => endpointTier(ep, false) === 'node-unreachable'))
+      out.push(key);
+  return out;
 }

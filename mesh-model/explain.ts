@@ -2,6 +2,8 @@ import { normalizePath, parseRequestTarget, type NormalizeOptions } from './requ
 import type { CompiledRule, HeaderEdit, MeshModel, MeshService, RouteKind, RouteType } from './model.ts';
 import { buildPortRouting } from './port-routing.ts';
 import type { HeaderMap } from './header-edits.ts';
+import { endpointTier, type Endpoint, type EndpointTier } from './endpoints.ts';
+import { servicePortKey } from './model.ts';
 import { summarizePlan, type PlanSummary } from './plan-summary.ts';
 import {
   applyRequestEdits,
@@ -22,6 +24,8 @@ export interface ExplainRequest {
   random?: number;
   /** As the proxy's --merge-slashes and --escaped-slashes. */
   normalize?: NormalizeOptions;
+  /** The endpoints per Service port (mesh-model buildEndpoints), to list each backend's with its tier. */
+  endpoints?: ReadonlyMap<string, readonly Endpoint[]>;
 }
 
 export interface BackendView {
@@ -63,6 +67,8 @@ export interface ExplanationDetails {
   plan: RequestPlan;
   /** The same plan as plain data (`route explain --output plan`, the golden files' format). */
   planSummary: PlanSummary;
+  /** Each backend's endpoints (when ExplainRequest.endpoints is given) with the tier they are in (isEligible). */
+  endpoints: { backend: string; address: string; pod: string | null; tier: EndpointTier }[];
 }
 
 /** Bad input to explain (unknown Service, malformed URL): the CLI exits 2 with this message. */
@@ -193,6 +199,7 @@ export function explain(
       backendFilters: [],
       plan: p,
       planSummary: summarizePlan(p, headers),
+      endpoints: [],
     },
   };
   const entry = p.entry;
@@ -220,6 +227,7 @@ export function explain(
     out.backend = out.backends[0]!;
     out.request.authority = authority;
     out.details.reason = 'no route attached to this Service port: traffic goes to the Service itself';
+    out.details.endpoints = endpointsOf(out.backends, input.endpoints);
     return out;
   }
   const rule = entry.rule;
@@ -257,11 +265,30 @@ export function explain(
       });
     }
   }
+  d.endpoints = endpointsOf(out.backends, input.endpoints);
   d.mirrors = rule.mirrors.map((m) => ({
     backend: { namespace: m.backend.namespace, name: m.backend.name, port: m.backend.port, weight: 1 },
     percent: Math.round(m.fraction * 10000) / 100,
   }));
   return out;
+}
+
+function endpointsOf(
+  backends: readonly BackendView[],
+  endpoints: ReadonlyMap<string, readonly Endpoint[]> | undefined,
+): ExplanationDetails['endpoints'] {
+  if (!endpoints) return [];
+  return backends.flatMap((b) => {
+    const backend = servicePortKey(b.namespace, b.name, b.port);
+    const list = endpoints.get(backend) ?? [];
+    const anyReady = list.some((ep) => ep.ready);
+    return list.map((ep) => ({
+      backend,
+      address: `${ep.address}:${ep.port}`,
+      pod: ep.pod ?? null,
+      tier: endpointTier(ep, anyReady),
+    }));
+  });
 }
 
 function addRuleDetails(d: ExplanationDetails, rule: CompiledRule): void {

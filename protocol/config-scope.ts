@@ -6,7 +6,7 @@
 // from stripped and unstripped objects to catch a drift.
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import { isMeshConfig } from '../mesh-model/mesh-config.ts';
-import { STATUS_ANNOTATION } from '../mesh-model/endpoints.ts';
+import { readinessGateTypes, STATUS_ANNOTATION } from '../mesh-model/endpoints.ts';
 
 export const STREAMED_KINDS: ReadonlySet<string> = new Set([
   'Service',
@@ -129,11 +129,21 @@ export function stripObject(input: unknown): K8sObject | undefined {
       });
     }
     case 'Pod': {
-      // Only what tells an injected Pod (mesh-model isInjectedPod): the injector's marker, container names.
+      // Only what tells an injected Pod (mesh-model isInjectedPod): the injector's marker, container names;
+      // and the kubelet's verdict (endpoints.ts isKubeletReady): its readiness gates' types, and the status
+      // (no timestamps) of ContainersReady and of those gates' conditions.
       const names = (list: unknown): Record<string, unknown>[] | undefined =>
         Array.isArray(list) ? list.filter(isObject).map((c) => pick(c, ['name'])) : undefined;
       const annotations = isObject(meta.annotations) ? meta.annotations : {};
       const status = annotations[STATUS_ANNOTATION];
+      const gates = readinessGateTypes(spec ?? {});
+      const kept = new Set(['ContainersReady', ...gates]);
+      const podStatus = isObject(input.status) ? input.status : {};
+      const conditions = Array.isArray(podStatus.conditions)
+        ? podStatus.conditions
+            .filter((c) => isObject(c) && kept.has(String(c.type)))
+            .map((c) => pick(c as Record<string, unknown>, ['type', 'status']))
+        : [];
       return withoutUndefined({
         ...base,
         metadata: withoutUndefined({
@@ -145,7 +155,9 @@ export function stripObject(input: unknown): K8sObject | undefined {
           serviceAccountName: spec?.serviceAccountName,
           initContainers: names(spec?.initContainers),
           containers: names(spec?.containers) ?? [],
+          readinessGates: gates.length > 0 ? gates.map((conditionType) => ({ conditionType })) : undefined,
         }),
+        status: conditions.length > 0 ? { conditions } : undefined,
       });
     }
     default:

@@ -12,6 +12,7 @@ import { GatewayCertificates } from './gateway-tls.ts';
 import { createGatewayListener, type GatewayListener } from './gateway-listeners.ts';
 import { createAdminServer } from './admin-server.ts';
 import { LoadBalancer } from './load-balancer.ts';
+import { NodeUnreachableNotice } from './node-unreachable-notice.ts';
 import { poolOptionsFor, UpstreamPools } from './upstream-pools.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { DEFAULT_LIMITS } from './limits.ts';
@@ -57,11 +58,13 @@ export class GatewayProxy {
   /** Ports that could not be opened, with why (shown by /ready). */
   readonly #failedPorts = new Map<number, string>();
   readonly #meshTracing: MeshTracing | undefined;
+  readonly #nodeUnreachable: NodeUnreachableNotice;
   /** Memory given back once idle after load, as the sidecar does (ADR 0016). */
   #idleMemory: { stop(): void } | undefined;
 
   constructor(options: GatewayProxyOptions) {
     this.#o = options;
+    this.#nodeUnreachable = new NodeUnreachableNotice(options.log);
     this.#meshTracing = options.tracing
       ? new MeshTracing(options.tracing, {
           identity: () => this.#credentials?.identity.spiffeId,
@@ -124,6 +127,7 @@ export class GatewayProxy {
     this.#config = config;
     for (const problem of this.certificates.update(config)) o.log.warn('certificate not loaded', { problem });
     this.lb.retain([...(config.view?.endpoints.values() ?? [])].flat());
+    if (config.view) this.#nodeUnreachable.update(config.view.endpoints);
     this.metrics.reloads.inc([o.source.name]);
     this.#meshTracing?.follow(config.gateway.split('/')[0]!, config.meshConfig);
     const view = config.view;

@@ -12,6 +12,8 @@ export interface EndpointStats {
   lastUpdate: number;
   inFlight: number;
   failedUntil: number;
+  /** When a pick last found it eligible as an unreachable node's endpoint (isEligible); -Infinity: never. */
+  nodeUnreachableAt: number;
   /** Dropped by retain(): no longer in the table. */
   dropped?: boolean;
 }
@@ -25,7 +27,14 @@ const FAILURE_BACKOFF_MS = 5000;
  * is no last resort.
  */
 const TERMINATING_FAILURE_BACKOFF_MS = 60_000;
+/**
+ * An endpoint of an unreachable node whose pod then turns not ready for its kubelet too stays a last resort
+ * this long, while nothing else is eligible: a restarted kubelet reports every container not ready until
+ * its first readiness probe, which waits up to a probe period (10 s by default) (ADR 0021).
+ */
+const NODE_UNREACHABLE_GRACE_MS = 15_000;
 const scratch: Endpoint[] = [];
+const lingering: Endpoint[] = [];
 
 export interface LoadBalancerOptions {
   /** Uniform in [0, 1), like Math.random (the default); tests pass a seeded or scripted source. */
@@ -49,7 +58,7 @@ export class LoadBalancer {
     const key = `${ep.address}:${ep.port}`;
     let s = this.#stats.get(key);
     if (!s) {
-      s = { ewmaNs: INITIAL_NS, lastUpdate: 0, inFlight: 0, failedUntil: 0 };
+      s = { ewmaNs: INITIAL_NS, lastUpdate: 0, inFlight: 0, failedUntil: 0, nodeUnreachableAt: -Infinity };
       this.#stats.set(key, s);
     }
     this.#byObject.set(ep, s);
@@ -62,38 +71,57 @@ export class LoadBalancer {
   }
 
   /**
-   * Picks among the endpoints that take new requests (ready ones, or the terminating ones still serving
-   * when none is ready: isEligible) not in `exclude`, preferring those not in failure backoff (a
-   * terminating one in backoff is not used at all); undefined when none is left.
+   * Picks among the endpoints that take new requests (ready ones; when none is ready, the terminating ones
+   * still serving and those of unreachable nodes: isEligible) not in `exclude`, preferring those not in
+   * failure backoff (a terminating one in backoff is not used at all); when none is left, one that was
+   * picked as an unreachable node's within NODE_UNREACHABLE_GRACE_MS; undefined when there is none either.
    */
   pick(endpoints: readonly Endpoint[], exclude?: ReadonlySet<Endpoint>, at?: number): Endpoint | undefined {
+    const first = endpoints[0];
     if (
       endpoints.length === 1 &&
-      (exclude === undefined || exclude.size === 0 || !exclude.has(endpoints[0]!))
+      first!.ready &&
+      (exclude === undefined || exclude.size === 0 || !exclude.has(first!))
     ) {
-      // The common case of one endpoint (and every inbound request): no choice to make, and no clock read or
-      // scratch array reset unless it is terminating (the profile showed both at 1,000 rps).
-      const only = endpoints[0]!;
-      if (!isEligible(only, only.ready)) return undefined;
-      return only.terminating && this.stats(only).failedUntil > (at ?? Date.now()) ? undefined : only;
+      // The common case of one ready endpoint (and every inbound request): no choice to make, and no clock
+      // read or scratch array reset (the profile showed both at 1,000 rps).
+      return first;
     }
     const now = at ?? Date.now();
     const healthy = scratch;
     if (healthy.length > 0) healthy.length = 0;
+    if (lingering.length > 0) lingering.length = 0;
     let fallback: Endpoint | undefined;
     const anyReady = endpoints.some((ep) => ep.ready);
     for (const ep of endpoints) {
-      if (!isEligible(ep, anyReady) || exclude?.has(ep)) continue;
-      if (this.stats(ep).failedUntil <= now) healthy.push(ep);
+      if (exclude?.has(ep)) continue;
+      if (!isEligible(ep, anyReady)) {
+        if (
+          !anyReady &&
+          !ep.terminating &&
+          now - this.stats(ep).nodeUnreachableAt < NODE_UNREACHABLE_GRACE_MS
+        )
+          lingering.push(ep);
+        continue;
+      }
+      const s = this.stats(ep);
+      if (!ep.ready && !ep.terminating) s.nodeUnreachableAt = now;
+      if (s.failedUntil <= now) healthy.push(ep);
       else if (!ep.terminating) fallback ??= ep;
     }
-    const n = healthy.length;
-    if (n <= 1) return healthy[0] ?? fallback;
+    if (healthy.length === 0 && fallback === undefined) return this.#choose(lingering);
+    return healthy.length === 0 ? fallback : this.#choose(healthy);
+  }
+
+  /** Power of two choices: the cheaper of two distinct random ones. */
+  #choose(list: readonly Endpoint[]): Endpoint | undefined {
+    const n = list.length;
+    if (n <= 1) return list[0];
     const i = Math.floor(this.#random() * n);
     let j = Math.floor(this.#random() * (n - 1));
     if (j >= i) j++;
-    const a = healthy[i]!;
-    const b = healthy[j]!;
+    const a = list[i]!;
+    const b = list[j]!;
     return this.#cost(a) <= this.#cost(b) ? a : b;
   }
 

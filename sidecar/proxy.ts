@@ -10,6 +10,7 @@ import { createInboundListener, type MtlsMode } from './inbound-listener.ts';
 import { createAdminServer } from './admin-server.ts';
 import { startIdleMemoryRelease } from './idle-memory.ts';
 import { LoadBalancer } from './load-balancer.ts';
+import { NodeUnreachableNotice } from './node-unreachable-notice.ts';
 import { poolOptionsFor, UpstreamPools } from './upstream-pools.ts';
 import { handOffSource } from './inbound-listener.ts';
 import { ProxyMetrics } from './metrics.ts';
@@ -97,9 +98,11 @@ export class SidecarProxy {
   #admin: http.Server | undefined;
   #idleMemory: { stop(): void } | undefined;
   readonly #meshTracing: MeshTracing | undefined;
+  readonly #nodeUnreachable: NodeUnreachableNotice;
 
   constructor(options: ProxyOptions) {
     this.#o = options;
+    this.#nodeUnreachable = new NodeUnreachableNotice(options.log);
     this.#meshTracing = options.tracing
       ? new MeshTracing(options.tracing, {
           identity: () => this.#credentials?.identity.spiffeId,
@@ -168,6 +171,7 @@ export class SidecarProxy {
         const endpoints = [...view.endpoints.values()].flat();
         this.lb.retain(endpoints);
         this.#pools.retain(endpoints);
+        this.#nodeUnreachable.update(view.endpoints);
         this.metrics.reloads.inc([o.source.name]);
         this.#meshTracing?.follow(view.namespace, view.meshConfig);
         o.log.info('config applied', {

@@ -7,18 +7,17 @@ export interface Expected {
   readonly splitNoEndpoint?: boolean;
   /** Apps exit: a POST or gRPC call an exiting app reset after receiving it may have been processed. */
   readonly appsExit?: boolean;
-  /** The node went NotReady: Kubernetes listed every endpoint not ready, every Service answers 503. */
-  readonly nodeNotReady?: boolean;
 }
+// A node marked NotReady is no expected cause: its pods' endpoints are not ready, but their kubelet's last
+// verdict was ready, and the mesh keeps sending to them when no other is ready (ADR 0021).
 
-export type Verdict = 'split_503' | 'app_reset' | 'node_not_ready' | 'mesh_bug' | 'unexplained';
+export type Verdict = 'split_503' | 'app_reset' | 'mesh_bug' | 'unexplained';
 
 /** The text of the sidecar's 502 when the app reset a request it had been sent (sidecar/http-forward.ts). */
 const APP_RESET = 'the app reset the request before answering';
-const NO_ENDPOINT = /^no (healthy )?endpoints for /;
 const CAUSE = /^(?<label>[^:]+): (?<method>GET|POST|gRPC) (?<detail>.*)$/;
 /** An HTTP 503 or a gRPC UNAVAILABLE, then the reply's first line if there was one. */
-const UNAVAILABLE = /^(status 503|grpc-status 14 \(http 200\))( \((?<line>.*)\))?$/;
+const UNAVAILABLE = /^(status 503|grpc-status 14 \(http 200\))( \(.*\))?$/;
 
 export function verdict(cause: string, expected: Expected): Verdict {
   const m = CAUSE.exec(cause)?.groups;
@@ -32,8 +31,6 @@ export function verdict(cause: string, expected: Expected): Verdict {
   const unavailable = UNAVAILABLE.exec(detail);
   if (unavailable === null) return 'unexplained';
   if (label === 'split' && expected.splitNoEndpoint) return 'split_503';
-  const line = unavailable.groups?.line ?? '';
-  if (expected.nodeNotReady && NO_ENDPOINT.test(line)) return 'node_not_ready';
   return 'unexplained';
 }
 

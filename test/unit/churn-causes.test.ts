@@ -34,7 +34,7 @@ describe('churn failure causes (issue 17)', () => {
     assert.equal(verdict(`echo: GET status 502 (${RESET})`, appsExit), 'mesh_bug');
   });
 
-  it("the split's 503s when its backend has no endpoints; every Service's when the node was NotReady", () => {
+  it("the split's 503s when its backend has no endpoints; no other Service's, even with the node NotReady", () => {
     const split = { splitNoEndpoint: true, appsExit: true };
     const noEndpoint = 'status 503 (no healthy endpoints for churn-1/spare:80)';
     assert.equal(verdict(`split: GET ${noEndpoint}`, split), 'split_503');
@@ -45,22 +45,17 @@ describe('churn failure causes (issue 17)', () => {
     assert.equal(verdict(`echo: GET ${noEndpoint}`, split), 'unexplained', 'not the split');
     assert.equal(verdict(`split: GET ${noEndpoint}`, {}), 'unexplained', 'not expected here');
     assert.equal(verdict('split: POST status 502 (upstream ECONNRESET (x/spare:80))', split), 'unexplained');
-    const notReady = { nodeNotReady: true };
-    assert.equal(verdict(`echo: POST ${noEndpoint}`, notReady), 'node_not_ready');
+    const noHealthy = 'status 503 (no healthy endpoints for c/closer:80)';
     assert.equal(
-      verdict('closer: gRPC grpc-status 14 (http 200) (no healthy endpoints for c/closer:80)', notReady),
-      'node_not_ready',
+      verdict(`closer: GET ${noHealthy}`, { appsExit: true }),
+      'unexplained',
+      'a NotReady node is none',
     );
-    assert.equal(verdict('echo: GET status 503 (upstream connect timeout (x))', notReady), 'unexplained');
-    assert.equal(verdict('echo: GET status 503', notReady), 'unexplained', 'no reply line: no evidence');
   });
 
   it('anything else, or an old-style cause, is unexplained', () => {
     for (const cause of ['echo: GET ECONNRESET', 'echo: status 502', 'h2c: gRPC stream closed (code 8)'])
-      assert.equal(
-        verdict(cause, { appsExit: true, nodeNotReady: true, splitNoEndpoint: true }),
-        'unexplained',
-      );
+      assert.equal(verdict(cause, { appsExit: true, splitNoEndpoint: true }), 'unexplained');
   });
 
   it('a scenario passes with explained failures, is pending with a few others, fails with a bug or more', () => {

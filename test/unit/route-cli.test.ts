@@ -76,6 +76,39 @@ spec:
       backendRefs: [{name: cart, port: 50051}]
 `,
     );
+    writeFileSync(
+      join(dir, 'not-ready.yaml'),
+      `apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: app}
+spec: {clusterIP: 10.96.0.10, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: app, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{port: 8080}]
+endpoints:
+- addresses: [10.0.0.1]
+  conditions: {ready: false, serving: false, terminating: false}
+  targetRef: {kind: Pod, name: echo-a, namespace: app}
+- addresses: [10.0.0.2]
+  conditions: {ready: false, serving: false, terminating: false}
+  targetRef: {kind: Pod, name: echo-b, namespace: app}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo-a, namespace: app}
+spec: {containers: [{name: echo}]}
+status: {conditions: [{type: Ready, status: "False"}, {type: ContainersReady, status: "True"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echo-b, namespace: app}
+spec: {containers: [{name: echo}]}
+status: {conditions: [{type: Ready, status: "False"}, {type: ContainersReady, status: "False"}]}
+`,
+    );
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -126,6 +159,26 @@ spec:
     const out = JSON.parse(r.stdout) as { route: { kind: string }; action: string };
     assert.equal(out.route.kind, 'GRPCRoute');
     assert.equal(out.action, 'forward');
+  });
+
+  it("lists each backend's endpoints with their tier (no ready one: the node-unreachable ones are used)", () => {
+    const r = sluice(
+      'route',
+      'explain',
+      '-f',
+      join(dir, 'not-ready.yaml'),
+      '--from',
+      'app',
+      'GET',
+      'http://echo/',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const endpoints = [
+      'Endpoints:',
+      '  app/echo:80  10.0.0.1:8080  node-unreachable (pod app/echo-a)',
+      '  app/echo:80  10.0.0.2:8080  unused (pod app/echo-b)',
+    ];
+    assert.ok(r.stdout.includes(`${endpoints.join('\n')}\n`), r.stdout);
   });
 
   it('a 404 is an explained request (exit 0)', () => {
