@@ -5,7 +5,7 @@
 // Decisions: docs/adr/0010-gateway-provisioning.md.
 import { scrapeAnnotations } from '../protocol/prometheus-scrape.ts';
 import { createHash } from 'node:crypto';
-import { GATEWAY_CONTAINER } from '../mesh-model/endpoints.ts';
+import { GATEWAY_CONTAINER, PROXY_NODE_OPTIONS } from '../mesh-model/endpoints.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import { containerResources, proxyResourcesFor, type ProxyResources } from '../protocol/proxy-resources.ts';
 
@@ -203,6 +203,7 @@ export function gatewayInfrastructure(
               env: [
                 { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
                 { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+                { name: 'NODE_OPTIONS', value: PROXY_NODE_OPTIONS },
               ],
               // Listener ports are not listed: a changed listener must not roll the pods (the proxy opens
               // and closes ports as its view changes, and the Service targets them by number).

@@ -2,7 +2,13 @@
 // init container, the proxy and their volumes. Pure: the AdmissionReview handling and I/O live elsewhere.
 import { TRACING_SAMPLING_ANNOTATION } from '../protocol/tracing-config.ts';
 import { SCRAPE_ANNOTATIONS, scrapeAnnotations } from '../protocol/prometheus-scrape.ts';
-import { INIT_CONTAINER, INJECTED, PROXY_CONTAINER, STATUS_ANNOTATION } from '../mesh-model/endpoints.ts';
+import {
+  INIT_CONTAINER,
+  INJECTED,
+  PROXY_CONTAINER,
+  PROXY_NODE_OPTIONS,
+  STATUS_ANNOTATION,
+} from '../mesh-model/endpoints.ts';
 import { isObject } from '../mesh-model/k8s-objects.ts';
 import {
   defaultCaptureConfig,
@@ -241,8 +247,6 @@ function fieldEnv(name: string, fieldPath: string): Record<string, unknown> {
 
 /** See docs/operations.md, "Shutdown order". */
 const CLASSIC_DRAIN_DELAY_SECONDS = 5;
-/** The proxy's V8 settings (its container's NODE_OPTIONS). */
-const PROXY_NODE_OPTIONS = '--max-semi-space-size=4';
 
 function proxyContainer(
   settings: InjectionSettings,
@@ -285,8 +289,6 @@ function proxyContainer(
       fieldEnv('NODE_NAME', 'spec.nodeName'),
       // The workload's service.name on its spans (empty without an app label: then the pod name).
       fieldEnv('SLUICE_SERVICE_NAME', "metadata.labels['app']"),
-      // A 4 MiB semi-space instead of V8's default: peak RSS under load 0.65-0.70× with no measured CPU
-      // cost per request (ADR 0016, fifth session).
       { name: 'NODE_OPTIONS', value: PROXY_NODE_OPTIONS },
     ],
     ports: [{ name: 'sluice-admin', containerPort: PORTS.admin, protocol: 'TCP' }],

@@ -29,6 +29,11 @@ export interface Endpoint {
 export const PROXY_CONTAINER = 'sluice-proxy';
 /** The proxy container of a Gateway's data-plane Deployment (the controller provisions it). */
 export const GATEWAY_CONTAINER = 'sluice-gateway';
+/**
+ * The V8 settings of both proxies' containers (NODE_OPTIONS): a 4 MiB semi-space instead of V8's default,
+ * peak RSS under load 0.65-0.70× with no measured CPU cost per request (ADR 0016, fifth session).
+ */
+export const PROXY_NODE_OPTIONS = '--max-semi-space-size=4';
 /** The capture init container the injector adds. */
 export const INIT_CONTAINER = 'sluice-init';
 /** The annotation the injector sets on every pod it injects, with the value INJECTED. */
