@@ -9,7 +9,8 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's).
- * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
+ * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request
+ * ("hdr-rand": with fresh random IDs each, as tracing makes them);
  * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
  * module imported, nothing else. Prints its port, then serves;
  * answers each line on stdin with its CPU time so far.
@@ -96,7 +97,21 @@ const gatewayObjects: K8sObject[] = [
 
 const metrics = new ProxyMetrics();
 const deps: ForwardDeps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics };
-if (spec.mode === 'hdr') {
+if (spec.mode === 'hdr-rand') {
+  // Diagnostic: as "hdr", but each traceparent made as an unsampled request's is (fresh random IDs).
+  const { randomHex } = await import('../sidecar/tracing/span-record.ts');
+  const fresh = (): string => `00-${randomHex(16)}-${randomHex(8)}-00`;
+  deps.tracing = {
+    startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
+      if (headers) headers.traceparent = fresh();
+      return undefined;
+    },
+    startGateway: (_req: unknown, _info: unknown, up: { headers: Record<string, string> } | undefined) => {
+      if (up) up.headers.traceparent = fresh();
+      return undefined;
+    },
+  } as never;
+} else if (spec.mode === 'hdr') {
   // Diagnostic: no tracing code, but an unsampled traceparent on every forwarded request.
   deps.tracing = {
     startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
