@@ -6,7 +6,8 @@
  *
  * Built for a busy machine: one proxy process per mode, all running at once, driven in lockstep by one
  * open-loop load process (bench/paired-load.ts), so every mode sees the same moments of contention. Each
- * round measures every proxy's CPU (user+system, all threads, as the proxy reports it) per request and its latency; a mode's cost is the
+ * round measures every proxy's CPU (user+system, all threads, as the proxy reports it; the main thread's and the export
+ * thread's shown apart) per request and its latency; a mode's cost is the
  * median over rounds of its ratio to "none" in the same round, with the spread (25th–75th percentile) of
  * those ratios. The first round warms up (JIT, connections) and is left out. Prints a table; no assertions.
  */
@@ -102,8 +103,9 @@ let proxies = await startProxies();
 
 interface Sample {
   cpuUs: number;
-  /** The main thread's share (the rest: GC and compiler threads). */
+  /** The main thread's share, and the export thread's (the rest: GC and compiler threads). */
   mainUs: number;
+  exportUs: number;
   p50Ms: number;
   p99Ms: number;
   errors: number;
@@ -128,6 +130,7 @@ for (let round = 0; round <= ROUNDS; round++) {
     const s = {
       cpuUs: (after[i]![0]! - before[i]![0]!) / r.sent,
       mainUs: (after[i]![1]! - before[i]![1]!) / r.sent,
+      exportUs: ((after[i]![2] ?? 0) - (before[i]![2] ?? 0)) / r.sent, // a base: proxy may not report it
       p50Ms: r.p50Ms,
       p99Ms: r.p99Ms,
       errors: r.errors,
@@ -151,7 +154,7 @@ console.log(
     ` (node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`,
 );
 console.log(
-  'mode       CPU µs/req   vs none (IQR)              main thread vs none   p50 ms  Δp50 ms   p99 ms  Δp99 ms  errors',
+  'mode       CPU µs/req   vs none (IQR)              main thread vs none   export thread   p50 ms  Δp50 ms   p99 ms  Δp99 ms  errors',
 );
 for (const [mode, rs] of samples) {
   const ratios = base ? sorted(rs.map((r, i) => r.cpuUs / base[i]!.cpuUs - 1)) : [];
@@ -166,6 +169,7 @@ for (const [mode, rs] of samples) {
         .padStart(11),
       `${pct(median(ratios))} (${pct(percentile(ratios, 25))} … ${pct(percentile(ratios, 75))})`.padEnd(26),
       `${median(rs.map((r) => r.mainUs)).toFixed(1)} ${pct(median(mainRatios))}`.padEnd(20),
+      `${median(rs.map((r) => r.exportUs)).toFixed(2)} µs/req`.padStart(14),
       median(rs.map((r) => r.p50Ms))
         .toFixed(2)
         .padStart(7),

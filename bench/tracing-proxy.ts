@@ -9,12 +9,13 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's).
- * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request;
+ * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request
+ * ("hdr-rand": with fresh random IDs each, as tracing makes them);
  * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
  * module imported, nothing else. Prints its port, then serves;
  * answers each line on stdin with its CPU time so far.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { buildProxyView } from '../mesh-model/proxy-view.ts';
@@ -96,7 +97,21 @@ const gatewayObjects: K8sObject[] = [
 
 const metrics = new ProxyMetrics();
 const deps: ForwardDeps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics };
-if (spec.mode === 'hdr') {
+if (spec.mode === 'hdr-rand') {
+  // Diagnostic: as "hdr", but each traceparent made as an unsampled request's is (fresh random IDs).
+  const { randomHex } = await import('../sidecar/tracing/span-record.ts');
+  const fresh = (): string => `00-${randomHex(16)}-${randomHex(8)}-00`;
+  deps.tracing = {
+    startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
+      if (headers) headers.traceparent = fresh();
+      return undefined;
+    },
+    startGateway: (_req: unknown, _info: unknown, up: { headers: Record<string, string> } | undefined) => {
+      if (up) up.headers.traceparent = fresh();
+      return undefined;
+    },
+  } as never;
+} else if (spec.mode === 'hdr') {
   // Diagnostic: no tracing code, but an unsampled traceparent on every forwarded request.
   deps.tracing = {
     startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
@@ -204,12 +219,20 @@ if (spec.proxy === 'gateway') {
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
 });
-// Each line on stdin asks for the CPU this process used so far (µs, all threads): finer than /proc's ticks.
+/** A thread's run time so far, µs (schedstat: ns). */
+const runUs = (task: string): number =>
+  Number(readFileSync(`${task}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+/** The export thread's run time (0 before it starts); a thread that ended takes its time with it. */
+const exportThreadUs = (): number =>
+  readdirSync('/proc/self/task')
+    .map((t) => `/proc/self/task/${t}`)
+    .filter((t) => readFileSync(`${t}/comm`, 'utf8').trim() === 'otlp-export')
+    .reduce((sum, t) => sum + runUs(t), 0);
+// Each line on stdin asks for the CPU this process used so far (µs, all threads): finer than /proc's ticks;
+// then the main thread's and the export thread's (the rest: V8's and libuv's helper threads, GC, compiler).
 createInterface({ input: process.stdin }).on('line', () => {
   const { user, system } = process.cpuUsage();
-  // The main thread alone (ns run time): the rest is V8's and libuv's helper threads (GC, compiler).
-  const main = Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1000;
-  process.stdout.write(`${user + system} ${main}\n`);
+  process.stdout.write(`${user + system} ${runUs('/proc/thread-self')} ${exportThreadUs()}\n`);
 });
 process.on('SIGUSR2', () => process.stderr.write(metrics.render()));
 process.on('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profile
