@@ -28,6 +28,7 @@ import { startSidecarPairs } from './sidecar-pair.ts';
 import type { LoadResult } from './load-generator.ts';
 import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
+import { PROXY_NODE_OPTIONS } from '../mesh-model/endpoints.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -71,17 +72,26 @@ const VARIANTS: Variant[] = (['direct', 'sluice', 'base', 'node', 'nginx'] as co
 const PROXIES: Variant[] = ['sluice', ...(BASELINE ? (['base'] as const) : []), 'node', 'nginx'];
 /** `--profile DIR`: the sidecars run with --cpu-prof into DIR (written when they exit, at the end). */
 const PROFILE_DIR = option('--profile');
+const PROFILING = PROFILE_DIR ? `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` : undefined;
+/** A sidecar's own NODE_OPTIONS replace the process's, so they carry the profiling flags too. */
+const withProfiling = (env: Record<string, string>): Record<string, string> =>
+  PROFILING && env.NODE_OPTIONS !== undefined
+    ? { ...env, NODE_OPTIONS: `${env.NODE_OPTIONS} ${PROFILING}` }
+    : env;
 /**
  * `--sluice-env 'NODE_OPTIONS=--max-semi-space-size=1 MALLOC_ARENA_MAX=2'`: environment of the measured
- * sidecars only (not the baseline's): V8 and allocator settings compared in one run.
+ * sidecars only (not the baseline's): V8 and allocator settings compared in one run. Without it they run with
+ * the NODE_OPTIONS injected pods and gateways get (PROXY_NODE_OPTIONS); `--sluice-env ''` for V8's defaults.
  */
 const envOption = (name: string): Record<string, string> =>
-  Object.fromEntries(
-    (option(name) ?? '')
-      .split(/ (?=[A-Z_]+=)/)
-      .filter(Boolean)
-      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-  );
+  option(name) === undefined
+    ? { NODE_OPTIONS: PROXY_NODE_OPTIONS }
+    : Object.fromEntries(
+        (option(name) ?? '')
+          .split(/ (?=[A-Z_]+=)/)
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      );
 const SLUICE_ENV = envOption('--sluice-env');
 /** `--baseline-env '…'`: the same for the baseline's sidecars (two settings of one build in one run). */
 const BASELINE_ENV = envOption('--baseline-env');
@@ -231,7 +241,7 @@ async function main(): Promise<void> {
         meshed,
         proxyArgs,
         ...(entry ? { entry } : {}),
-        ...(env && Object.keys(env).length > 0 ? { env } : {}),
+        ...(env && Object.keys(env).length > 0 ? { env: withProfiling(env) } : {}),
       });
     const client = await pod('client', true, undefined, SLUICE_ENV);
     const server = await pod('server', true, undefined, SLUICE_ENV);
@@ -242,7 +252,7 @@ async function main(): Promise<void> {
     if (PROFILE_DIR) {
       mkdirSync(PROFILE_DIR, { recursive: true, mode: 0o777 });
       chmodSync(PROFILE_DIR, 0o777);
-      process.env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}`;
+      process.env.NODE_OPTIONS = PROFILING;
     }
     await startSidecarPairs(mesh, [
       { client, server, service: 'server', vip: VIP },
