@@ -12,21 +12,15 @@
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdirSync, readFileSync } from 'node:fs';
+import { exportThreadUs, threadRunUs } from './thread-cpu.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
 const RATE = Number(process.env.BENCH_SPANS_PER_SECOND ?? 1);
 const WARM = Number(process.env.BENCH_WARM_SECONDS ?? 10);
 
-/** Run time so far, µs: the main thread's and the export thread's (schedstat, ns; 0 before it starts). */
+/** Run time so far, µs: the main thread's and the export thread's. */
 function threadsUs(): { main: number; exporter: number } {
-  const run = (task: string): number =>
-    Number(readFileSync(`${task}/schedstat`, 'utf8').split(' ')[0]) / 1000;
-  const exporter = readdirSync('/proc/self/task')
-    .map((t) => `/proc/self/task/${t}`)
-    .filter((t) => readFileSync(`${t}/comm`, 'utf8').trim() === 'otlp-export')
-    .reduce((sum, t) => sum + run(t), 0);
-  return { main: run('/proc/thread-self'), exporter };
+  return { main: threadRunUs('/proc/thread-self'), exporter: exportThreadUs() };
 }
 
 if (process.argv[2] === 'child') {

@@ -15,9 +15,9 @@
  * module imported, nothing else. Prints its port, then serves;
  * answers each line on stdin with its CPU time so far.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
+import { exportThreadUs, threadRunUs } from './thread-cpu.ts';
 import { buildProxyView } from '../mesh-model/proxy-view.ts';
 import { forwardOutbound, type ForwardDeps } from '../sidecar/http-forward.ts';
 import { createHttpServers } from '../sidecar/http-servers.ts';
@@ -97,29 +97,20 @@ const gatewayObjects: K8sObject[] = [
 
 const metrics = new ProxyMetrics();
 const deps: ForwardDeps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics };
-if (spec.mode === 'hdr-rand') {
-  // Diagnostic: as "hdr", but each traceparent made as an unsampled request's is (fresh random IDs).
-  const { randomHex } = await import('../sidecar/tracing/span-record.ts');
-  const fresh = (): string => `00-${randomHex(16)}-${randomHex(8)}-00`;
+if (spec.mode === 'hdr' || spec.mode === 'hdr-rand') {
+  // Diagnostic: no tracing code, but an unsampled traceparent on every forwarded request ("hdr-rand": with
+  // fresh random IDs each, as an unsampled request's is made).
+  const fixed = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
+  const randomHex =
+    spec.mode === 'hdr-rand' ? (await import('../sidecar/tracing/span-record.ts')).randomHex : undefined;
+  const traceparent = randomHex ? () => `00-${randomHex(16)}-${randomHex(8)}-00` : () => fixed;
   deps.tracing = {
     startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
-      if (headers) headers.traceparent = fresh();
+      if (headers) headers.traceparent = traceparent();
       return undefined;
     },
     startGateway: (_req: unknown, _info: unknown, up: { headers: Record<string, string> } | undefined) => {
-      if (up) up.headers.traceparent = fresh();
-      return undefined;
-    },
-  } as never;
-} else if (spec.mode === 'hdr') {
-  // Diagnostic: no tracing code, but an unsampled traceparent on every forwarded request.
-  deps.tracing = {
-    startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
-      if (headers) headers.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
-      return undefined;
-    },
-    startGateway: (_req: unknown, _info: unknown, up: { headers: Record<string, string> } | undefined) => {
-      if (up) up.headers.traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
+      if (up) up.headers.traceparent = traceparent();
       return undefined;
     },
   } as never;
@@ -219,20 +210,11 @@ if (spec.proxy === 'gateway') {
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
 });
-/** A thread's run time so far, µs (schedstat: ns). */
-const runUs = (task: string): number =>
-  Number(readFileSync(`${task}/schedstat`, 'utf8').split(' ')[0]) / 1000;
-/** The export thread's run time (0 before it starts); a thread that ended takes its time with it. */
-const exportThreadUs = (): number =>
-  readdirSync('/proc/self/task')
-    .map((t) => `/proc/self/task/${t}`)
-    .filter((t) => readFileSync(`${t}/comm`, 'utf8').trim() === 'otlp-export')
-    .reduce((sum, t) => sum + runUs(t), 0);
 // Each line on stdin asks for the CPU this process used so far (µs, all threads): finer than /proc's ticks;
 // then the main thread's and the export thread's (the rest: V8's and libuv's helper threads, GC, compiler).
 createInterface({ input: process.stdin }).on('line', () => {
   const { user, system } = process.cpuUsage();
-  process.stdout.write(`${user + system} ${runUs('/proc/thread-self')} ${exportThreadUs()}\n`);
+  process.stdout.write(`${user + system} ${threadRunUs('/proc/thread-self')} ${exportThreadUs()}\n`);
 });
 process.on('SIGUSR2', () => process.stderr.write(metrics.render()));
 process.on('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profile
