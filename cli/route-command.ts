@@ -13,6 +13,9 @@ import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import { runRouteTests } from './route-test.ts';
 
+/** Manifests carry no trust domain; identities in what explain prints use the default one. */
+const TRUST_DOMAIN = 'cluster.local';
+
 const USAGE = `usage:
   sluice route explain -f FILE_OR_DIR [-f ...] --from NAMESPACE [-H 'Name: value']... [--output text|json|plan]
                      [--random R] [--merge-slashes] [--escaped-slashes reject|keep] METHOD URL
@@ -66,7 +69,7 @@ function explainCommand(args: string[]): number {
     const objects = readManifests(values.file);
     const model = buildMeshModel(objects);
     const result = explain(model, {
-      endpoints: buildEndpoints(objects, model.services, 'cluster.local'),
+      endpoints: buildEndpoints(objects, model.services, TRUST_DOMAIN),
       from: values.from,
       method,
       url,
@@ -117,7 +120,7 @@ function explainGateway(
     if (err instanceof ManifestError) throw new UsageError(err.message);
     throw err;
   }
-  const view = buildGatewayView(objects, namespace, name, 'cluster.local');
+  const view = buildGatewayView(objects, namespace, name, TRUST_DOMAIN);
   if (!view)
     throw new UsageError(
       `Gateway ${gateway} not found, or not of a GatewayClass of sluice.dev/gateway-controller`,
