@@ -48,10 +48,14 @@ import { countFlowingBytes, grpcStatusOf } from './body-bytes.ts';
 import type { RequestSpan, RequestTracing } from './tracing/request-tracing.ts';
 import { throttledLog } from './throttled-log.ts';
 
-/** The error's code; a stream cancelled because its session's connection timed out says so. */
+/**
+ * The error's code (else its class, e.g. undici's HTTPParserError); a stream cancelled because its session's
+ * connection timed out says so.
+ */
 function upstreamErrorCode(err: Error): string {
   const { code, cause } = err as NodeJS.ErrnoException & { cause?: { code?: unknown } };
-  return cause?.code === CONNECT_TIMEOUT ? CONNECT_TIMEOUT : (code ?? 'EUNKNOWN');
+  if (cause?.code === CONNECT_TIMEOUT) return CONNECT_TIMEOUT;
+  return code ?? (err.name === 'Error' ? 'EUNKNOWN' : err.name);
 }
 
 export interface ForwardDeps {

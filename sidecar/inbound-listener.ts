@@ -37,6 +37,7 @@ import { relayUnlessHttp } from './opaque-relay.ts';
 import { normalizeTarget } from '../mesh-model/request-target.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import type { RequestFacts, RequestSeriesGroup } from './metrics.ts';
+import { refuseSelfConnect } from './tcp-self-connect.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -263,7 +264,9 @@ export function createInboundListener(o: InboundOptions): {
   const toApp = (socket: net.Socket, info: ConnectionInfo, watch = false): void => {
     const host = appAddress(info);
     const localAddress = o.appAddress === undefined ? handOffSource(host) : undefined;
-    const app = net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) });
+    const app = refuseSelfConnect(
+      net.connect({ host, port: info.port, ...(localAddress ? { localAddress } : {}) }),
+    );
     const relayed = (): void =>
       o.deps.metrics.tcp.track('inbound', `app:${info.port}`, socket, info.peerIdentity);
     if (watch)

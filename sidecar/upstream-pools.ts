@@ -15,6 +15,7 @@ import {
   type MeshTlsCredentials,
 } from '../pki/tls-options.ts';
 import { nodeHttp } from './node-http.ts';
+import { isSelfConnected, selfConnectRefusal } from './tcp-self-connect.ts';
 
 // One declared protocol per connection, which a current server sidecar selects (and then parses what is
 // declared HTTP); the older names after it let a sidecar of the previous version answer during an upgrade.
@@ -302,6 +303,11 @@ export class UpstreamPools {
             };
             socket.once('error', onError);
             socket.once(ready, () => {
+              if (isSelfConnected(socket)) {
+                const refused = selfConnectRefusal(socket);
+                socket.destroy();
+                return onError(refused);
+              }
               socket.off('error', onError);
               callback(null, socket);
             });
