@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
-import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
+import { servicePortKey, type MatchEntry, type Mirror } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import {
   applyRequestEdits,
@@ -96,9 +96,10 @@ function routeLabelOf(entry: MatchEntry | undefined): string {
   return label;
 }
 
+/** Also the key of the backend's endpoints in the view (servicePortKey), found without building it again. */
 function backendLabelOf(b: { namespace: string; name: string; port: number }): string {
   let label = backendLabels.get(b);
-  if (label === undefined) backendLabels.set(b, (label = `${b.namespace}/${b.name}:${b.port}`));
+  if (label === undefined) backendLabels.set(b, (label = servicePortKey(b.namespace, b.name, b.port)));
   return label;
 }
 
@@ -176,11 +177,11 @@ export function outboundPlanOf(
       ...(p.location === undefined ? {} : { location: p.location }),
     };
   }
-  const b = p.backend;
+  const backendLabel = backendLabelOf(p.backend);
   const target: Target = {
     routeLabel,
-    backendLabel: backendLabelOf(b),
-    endpoints: endpointsFor(view, b.namespace, b.name, b.port),
+    backendLabel,
+    endpoints: view.endpoints.get(backendLabel) ?? [],
     plan: p,
   };
   applyRequestEdits(p, headers, h2);
@@ -1000,7 +1001,8 @@ function sendH1(
   kept?: Buffer,
 ): (clientGone: boolean) => void {
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
-  const { expect: _expect, ...headers } = r.headers;
+  // Copied only then: a copy of every request's headers was measurable garbage.
+  const headers = r.headers.expect === undefined ? r.headers : withoutExpect(r.headers);
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
   // A body declared larger than can be copied goes as it is; a smaller or chunked one is copied (see above).
   const streamed = bodyless || kept !== undefined ? undefined : bodyOf(req);
@@ -1095,6 +1097,11 @@ function sendH1(
     }
     controller.abort(new Error('request cancelled'));
   };
+}
+
+function withoutExpect(headers: HeaderMap): HeaderMap {
+  const { expect: _expect, ...rest } = headers;
+  return rest;
 }
 
 /** How long the response of a request whose client went may take to be read and dropped (see sendH1). */
