@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
-import type { MatchEntry, Mirror } from '../mesh-model/model.ts';
+import { servicePortKey, type MatchEntry, type Mirror, type RetryPolicy } from '../mesh-model/model.ts';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
 import {
   applyRequestEdits,
@@ -32,7 +32,7 @@ import {
   cutResponse,
 } from './local-reply.ts';
 import type { Logger } from '../lib/json-log.ts';
-import type { LoadBalancer } from './load-balancer.ts';
+import type { EndpointStats, LoadBalancer } from './load-balancer.ts';
 import { CONNECT_TIMEOUT, isConnectFailure, whenConnected, type UpstreamPools } from './upstream-pools.ts';
 import { attemptStarting, type AttemptConnection } from './connection-reuse.ts';
 import {
@@ -100,9 +100,10 @@ function routeLabelOf(entry: MatchEntry | undefined): string {
   return label;
 }
 
+/** Also the key of the backend's endpoints in the view (servicePortKey), found without building it again. */
 function backendLabelOf(b: { namespace: string; name: string; port: number }): string {
   let label = backendLabels.get(b);
-  if (label === undefined) backendLabels.set(b, (label = `${b.namespace}/${b.name}:${b.port}`));
+  if (label === undefined) backendLabels.set(b, (label = servicePortKey(b.namespace, b.name, b.port)));
   return label;
 }
 
@@ -180,11 +181,11 @@ export function outboundPlanOf(
       ...(p.location === undefined ? {} : { location: p.location }),
     };
   }
-  const b = p.backend;
+  const backendLabel = backendLabelOf(p.backend);
   const target: Target = {
     routeLabel,
-    backendLabel: backendLabelOf(b),
-    endpoints: endpointsFor(view, b.namespace, b.name, b.port),
+    backendLabel,
+    endpoints: view.endpoints.get(backendLabel) ?? [],
     plan: p,
   };
   applyRequestEdits(p, headers, h2);
@@ -449,121 +450,163 @@ export interface SendOptions {
 }
 
 export function sendWithRetries(options: SendOptions): void {
-  const { deps, target, request, req, res, editResponse, finish, fail } = options;
-  const tried = new Set<Endpoint>();
-  const p = target.plan;
-  const keptLength = replayableLength(req);
+  new RetryingSend(options).start();
+}
+
+/**
+ * One request's attempts (sendWithRetries): its state in one object and each attempt's in another, not
+ * in closures and handler objects made per request and attempt (measurable garbage at thousands a second).
+ */
+class RetryingSend {
+  readonly o: SendOptions;
+  /** Endpoints already tried; made on the first retry (most requests take one attempt). */
+  tried: Set<Endpoint> | undefined;
+  readonly keptLength: number | undefined;
   /** The request body, once read, when it is small enough to keep for a retry. */
-  let kept: Buffer | undefined;
-  const retry = p?.retry && (isBodyless(req) || keptLength !== undefined) ? p.retry : undefined;
-  let retriesLeft = retry ? (retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
-  let transportRetriesLeft = deps.transportRetries ?? DEFAULT_TRANSPORT_RETRIES;
+  kept: Buffer | undefined;
+  readonly retry: RetryPolicy | undefined;
+  retriesLeft: number;
+  transportRetriesLeft: number;
   /** A retry may go back to an endpoint already tried (on a new connection) when no other is left. */
-  let mayReuseTried = false;
+  mayReuseTried = false;
   /** Some attempt may have reached the app (a failure after writing, or any response). */
-  let reachedApp = false;
+  reachedApp = false;
   /** An attempt was reset after the request (or part of it) went out, before any response byte. */
-  let resetSeen = false;
+  resetSeen = false;
   /** Set while a transport retry looks for its endpoint: counted once it has one. */
-  let retryingAfter: FailureKind | undefined;
+  retryingAfter: FailureKind | undefined;
   /** `clientGone`: the client went (its response may be drained, see sendH1), rather than a timeout. */
-  let cancel: ((clientGone: boolean) => void) | undefined;
-  /** Ends the current attempt's in-flight count at the load balancer, if nothing else has. */
-  let release: (() => void) | undefined;
-  let done = false;
-  let requestTimer: NodeJS.Timeout | undefined;
-  let attemptTimer: NodeJS.Timeout | undefined;
-  let lastError: string | undefined;
+  cancel: ((clientGone: boolean) => void) | undefined;
+  /** The current attempt: ends its in-flight count at the load balancer, if nothing else has. */
+  current: Attempt | undefined;
+  done = false;
+  requestTimer: NodeJS.Timeout | undefined;
+  attemptTimer: NodeJS.Timeout | undefined;
+  lastError: string | undefined;
   /** The last failure's error code, and why it was not sent again (whyNotRetried), for the 502's body. */
-  let lastCode: string | undefined;
-  let notRetried: string | undefined;
+  lastCode: string | undefined;
+  notRetried: string | undefined;
   /** What the last endpoint's failure answers: 502, or 503 when no connection came up in time. */
-  let lastFailure: { code: number; cause: string } = { code: 502, cause: 'upstream' };
-  let overflowed = false;
-  /** The endpoint of the current attempt. */
-  let current: Endpoint | undefined;
-  const started = performance.now();
+  lastFailure: { code: number; cause: string } = UPSTREAM_FAILURE;
+  overflowed = false;
+  readonly started = performance.now();
   /** A connection failed the peer's certificate or identity check: a misconfiguration, answered 502. */
-  let untrusted = false;
+  untrusted = false;
+  readonly requestBytes: () => number;
+
+  constructor(o: SendOptions) {
+    this.o = o;
+    const { req, deps } = o;
+    const p = o.target.plan;
+    this.keptLength = replayableLength(req);
+    this.retry = p?.retry && (isBodyless(req) || this.keptLength !== undefined) ? p.retry : undefined;
+    this.retriesLeft = this.retry ? (this.retry.attempts ?? DEFAULT_RETRY_ATTEMPTS) : 0;
+    this.transportRetriesLeft = deps.transportRetries ?? DEFAULT_TRANSPORT_RETRIES;
+    // A bodyless request has nothing to count: no listener for it.
+    this.requestBytes = isBodyless(req) ? noBytes : countFlowingBytes(req);
+  }
+
+  start(): void {
+    const { req, res } = this.o;
+    const ms = this.o.target.plan?.requestTimeoutMs;
+    if (ms) this.requestTimer = setTimeout(timedOut, ms, this, ms, 'request');
+    res.on('close', () => this.clientClosed());
+    if (this.keptLength === undefined) return this.attempt();
+    const chunks: Buffer[] = [];
+    (req as Readable).on('data', (chunk: Buffer) => chunks.push(chunk));
+    (req as Readable).once('end', () => {
+      this.kept = Buffer.concat(chunks);
+      if (!this.done) this.attempt();
+    });
+  }
+
+  clientClosed(): void {
+    if (this.done) return;
+    const { deps, target, res } = this.o;
+    // Nothing is answered and no metric is counted: the caller gave up (its timeout) or went away.
+    // Under overload clients give up by the hundred: throttled like the overflow line.
+    if (deps.log) {
+      const ep = this.current?.ep;
+      throttledLog(deps.log).warn('request cancelled by the client', target.backendLabel, {
+        endpoint: ep === undefined ? null : `${ep.address}:${ep.port}`,
+        attempts: this.tried?.size ?? (ep === undefined ? 0 : 1),
+        responseStarted: (res as http.ServerResponse).headersSent,
+        ms: Math.round(performance.now() - this.started),
+      });
+    }
+    this.end();
+    this.cancel?.(true);
+    this.current?.settle();
+  }
+
+  end(): void {
+    this.done = true;
+    clearTimeout(this.requestTimer);
+    clearTimeout(this.attemptTimer);
+  }
+
+  timedOut(ms: number, what: string): void {
+    if (this.done) return;
+    this.end();
+    this.cancel?.(false);
+    this.current?.settle();
+    this.o.fail(504, `upstream ${what} timeout after ${ms} ms (${this.o.target.backendLabel})`, 'timeout');
+  }
+
   /**
    * Every attempt failed: 502 when one may have reached the app or met an endpoint it could not trust
    * (the cause then says which). When none did (refused, reset before the
    * request was written, a peer sidecar's NOT_PROCESSED_HEADER), no endpoint could take the request: the
    * same 503 as no endpoints at all (ADR 0015), or the connect timeout's own 503.
    */
-  const failAttempts = (): void => {
-    if (resetSeen && !untrusted && lastFailure.cause === 'upstream' && notRetried !== undefined) {
+  failAttempts(): void {
+    const { target, fail } = this.o;
+    const { lastFailure, lastError, notRetried } = this;
+    if (this.resetSeen && !this.untrusted && lastFailure.cause === 'upstream' && notRetried !== undefined) {
       // Said plainly: the caller learns the request may have been processed and why it was not sent again.
-      const what = options.direction === 'inbound' ? APP_RESET : 'the connection was reset before an answer';
-      const where = `${target.backendLabel}, ${lastCode ?? 'reset'}`;
+      const what = this.o.direction === 'inbound' ? APP_RESET : 'the connection was reset before an answer';
+      const where = `${target.backendLabel}, ${this.lastCode ?? 'reset'}`;
       return fail(502, resetNotRetried(what, where, notRetried), 'upstream', false, true);
     }
-    if (reachedApp || untrusted)
-      return fail(lastFailure.code, lastError ?? 'upstream failed', lastFailure.cause, false, resetSeen);
+    if (this.reachedApp || this.untrusted)
+      return fail(lastFailure.code, lastError ?? 'upstream failed', lastFailure.cause, false, this.resetSeen);
     if (lastFailure.cause === 'connect_timeout')
       return fail(503, lastError ?? 'upstream connect timeout', 'connect_timeout', true);
     fail(503, `no healthy endpoints for ${target.backendLabel}`, 'no_endpoint', true);
-  };
-  // A bodyless request has nothing to count: no listener for it.
-  const requestBytes = isBodyless(req) ? () => 0 : countFlowingBytes(req);
-  const end = (): void => {
-    done = true;
-    clearTimeout(requestTimer);
-    clearTimeout(attemptTimer);
-  };
-  const timedOut = (ms: number, what: string) => (): void => {
-    if (done) return;
-    end();
-    cancel?.(false);
-    release?.();
-    fail(504, `upstream ${what} timeout after ${ms} ms (${target.backendLabel})`, 'timeout');
-  };
-  if (p?.requestTimeoutMs)
-    requestTimer = setTimeout(timedOut(p.requestTimeoutMs, 'request'), p.requestTimeoutMs);
-  res.on('close', () => {
-    if (!done) {
-      // Nothing is answered and no metric is counted: the caller gave up (its timeout) or went away.
-      // Under overload clients give up by the hundred: throttled like the overflow line.
-      if (deps.log)
-        throttledLog(deps.log).warn('request cancelled by the client', target.backendLabel, {
-          endpoint: current === undefined ? null : `${current.address}:${current.port}`,
-          attempts: tried.size,
-          responseStarted: (res as http.ServerResponse).headersSent,
-          ms: Math.round(performance.now() - started),
-        });
-      end();
-      cancel?.(true);
-      release?.();
-    }
-  });
+  }
 
-  const upstreamError = (ep: Endpoint, code: string, failure: string, error: string): void =>
-    deps.log?.warn('upstream error', {
-      backend: target.backendLabel,
+  upstreamError(ep: Endpoint, code: string, failure: string, error: string): void {
+    this.o.deps.log?.warn('upstream error', {
+      backend: this.o.target.backendLabel,
       endpoint: `${ep.address}:${ep.port}`,
       code,
       failure,
       error,
     });
+  }
 
-  const attempt = (): void => {
-    let ep = deps.lb.pick(target.endpoints, tried);
-    if (!ep && mayReuseTried) {
-      mayReuseTried = false;
-      tried.clear();
+  attempt(): void {
+    const { deps, target, request, req, fail } = this.o;
+    const direction = this.o.direction ?? 'outbound';
+    // The first attempt's endpoint is kept in `current` alone; the set is made once a second one comes.
+    if (this.current !== undefined) this.tried ??= new Set([this.current.ep]);
+    let ep = deps.lb.pick(target.endpoints, this.tried);
+    if (!ep && this.mayReuseTried) {
+      this.mayReuseTried = false;
+      this.tried?.clear();
       ep = deps.lb.pick(target.endpoints);
     }
     if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
       // Every connection to this endpoint is busy and its queue full: another endpoint, or a 503 now.
-      overflowed = true;
-      tried.add(ep);
-      return attempt();
+      this.overflowed = true;
+      (this.tried ??= new Set()).add(ep);
+      return this.attempt();
     }
     if (!ep) {
-      end();
-      if (lastError) return failAttempts();
-      if (overflowed) {
-        deps.metrics.overflows.inc([options.direction ?? 'outbound', 'upstream_connections']);
+      this.end();
+      if (this.lastError) return this.failAttempts();
+      if (this.overflowed) {
+        deps.metrics.overflows.inc([direction, 'upstream_connections']);
         if (deps.log)
           throttledLog(deps.log).warn('upstream overflow: 503', target.backendLabel, {
             cause: 'upstream_overflow',
@@ -577,169 +620,201 @@ export function sendWithRetries(options: SendOptions): void {
       const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
       return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
-    tried.add(ep);
-    current = ep;
-    if (retryingAfter !== undefined) {
-      deps.metrics.retries.inc([options.direction ?? 'outbound', retryingAfter]);
+    this.tried?.add(ep);
+    if (this.retryingAfter !== undefined) {
+      deps.metrics.retries.inc([direction, this.retryingAfter]);
       deps.log?.info('upstream retry', {
         backend: target.backendLabel,
         endpoint: `${ep.address}:${ep.port}`,
-        failure: retryingAfter,
+        failure: this.retryingAfter,
       });
-      retryingAfter = undefined;
+      this.retryingAfter = undefined;
     }
-    options.span?.attempt(ep);
-    const stats = deps.lb.start(ep);
-    const t0 = performance.now();
-    let inFlight = true;
-    const settle = (failed = false): void => {
-      if (!inFlight) return;
-      inFlight = false;
-      if (failed) deps.lb.failed(stats, ep.terminating);
-      else deps.lb.finish(stats, (performance.now() - t0) * 1e6);
-    };
-    release = () => settle();
-    const backendMs = p?.backendRequestTimeoutMs;
-    clearTimeout(attemptTimer);
-    if (backendMs) attemptTimer = setTimeout(timedOut(backendMs, 'backendRequest'), backendMs);
-    /** Sends the request again when retry-rules.ts allows it after this failure; false when it does not. */
-    const retried = (kind: FailureKind, replayable: boolean): boolean => {
-      settle(kind === 'connect' || kind === 'refused');
-      if (kind === 'reset' || kind === 'other') reachedApp = true;
-      const question = {
-        kind,
-        method: request.method,
-        hasRetryPolicy: p?.retry !== undefined,
-        replayable,
-        retriesLeft: transportRetriesLeft,
-      };
-      if (!shouldRetry(question)) {
-        notRetried = kind === 'reset' ? whyNotRetried({ ...question, grpc: isGrpc(req) }) : undefined;
-        return false;
-      }
-      transportRetriesLeft--;
-      if (kept === undefined && (req as Readable).readableDidRead) kept = streamedBody(req);
-      mayReuseTried = kind !== 'connect';
-      clearTimeout(attemptTimer);
-      retryingAfter = kind;
-      attempt();
-      return true;
-    };
-    const handlers: UpstreamHandlers = {
-      response(status, headers, body) {
-        if (done) return body.destroy();
-        // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
-        // the request: its app was not listening (ADR 0015).
-        if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
-          upstreamError(
-            ep,
-            'not_processed',
-            'refused',
-            `peer sidecar answered ${status}: its app did not get the request`,
-          );
-          if (retried('refused', replayable(req, kept))) return body.discard();
-          body.discard();
-          end();
-          return failAttempts();
-        } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
-          // Its app reset the connection before answering: an idempotent request may go elsewhere.
-          // Logged here too: when it is not retried, the peer's 502 goes to the caller as it is.
-          upstreamError(
-            ep,
-            'reset_by_app',
-            'reset',
-            `peer sidecar answered ${status}: its app reset the request before answering`,
-          );
-          if (retried('reset', replayable(req, kept))) return body.discard();
-          if (!(retry && retriesLeft > 0 && retry.codes.includes(status))) {
-            // This proxy's own 502: the peer's body names only the app's reset, not this retry decision.
-            body.discard();
-            end();
-            const why = notRetried ?? 'no retry left';
-            return fail(502, resetNotRetried(APP_RESET, target.backendLabel, why), 'upstream', false, true);
-          }
-        } else reachedApp = true;
-        if (retry && retriesLeft > 0 && retry.codes.includes(status)) {
-          retriesLeft--;
-          body.discard();
-          settle();
-          clearTimeout(attemptTimer);
-          tried.clear();
-          setTimeout(() => {
-            if (!done) attempt();
-          }, retry.backoffMs ?? DEFAULT_RETRY_BACKOFF_MS);
-          return;
-        }
-        const out = forwardResponseHeaders(headers);
-        editResponse(out);
-        (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
-        body.forward(
-          res,
-          (trailers) => {
-            end();
-            settle();
-            if (options.span) {
-              const grpc = grpcStatusOf(headers, trailers);
-              if (grpc !== undefined) options.span.grpcStatus(grpc);
-            }
-            finish(status, {
-              peerIdentity: ep.identity,
-              requestBytes: requestBytes(),
-              responseBytes: body.bytes,
-            });
-          },
-          (cause) => {
-            end();
-            settle();
-            // After the response started nothing is sent again: the caller sees its stream cut.
-            deps.log?.warn('upstream response cut', {
-              backend: target.backendLabel,
-              endpoint: `${ep.address}:${ep.port}`,
-              status,
-              cause,
-              bytes: body.bytes,
-            });
-            cutResponse(res);
-          },
-        );
-      },
-      error(err, kind, replayable) {
-        if (done) return;
-        const code = upstreamErrorCode(err);
-        lastCode = code;
-        // A connection that never came up is "unavailable" (503, as Envoy answers a connect timeout).
-        lastFailure =
-          code === CONNECT_TIMEOUT
-            ? { code: 503, cause: 'connect_timeout' }
-            : { code: 502, cause: 'upstream' };
-        lastError =
-          code === CONNECT_TIMEOUT
-            ? `upstream connect timeout (${target.backendLabel})`
-            : `upstream ${code} (${target.backendLabel})`;
-        upstreamError(ep, code, kind, err.message);
-        if (kind === 'reset') resetSeen = true;
-        if (TRUST_FAILURE.test(code)) untrusted = true;
-        if (retried(kind, replayable)) return;
-        end();
-        failAttempts();
-      },
-    };
+    this.o.span?.attempt(ep);
+    const attempt = (this.current = new Attempt(this, ep));
+    const backendMs = target.plan?.backendRequestTimeoutMs;
+    clearTimeout(this.attemptTimer);
+    if (backendMs) this.attemptTimer = setTimeout(timedOut, backendMs, this, backendMs, 'backendRequest');
     try {
-      cancel = request.h2
-        ? sendH2(deps, ep, request, req, handlers, kept)
-        : sendH1(deps, ep, request, req, handlers, kept);
+      this.cancel = request.h2
+        ? sendH2(deps, ep, request, req, attempt, this.kept)
+        : sendH1(deps, ep, request, req, attempt, this.kept);
     } catch (err) {
       // Thrown before anything was sent (no identity loaded, a session already closing).
-      handlers.error(err as Error, 'connect', true);
+      attempt.error(err as Error, 'connect', true);
     }
-  };
-  if (keptLength === undefined) return attempt();
-  const chunks: Buffer[] = [];
-  (req as Readable).on('data', (chunk: Buffer) => chunks.push(chunk));
-  (req as Readable).once('end', () => {
-    kept = Buffer.concat(chunks);
-    if (!done) attempt();
-  });
+  }
+}
+
+const UPSTREAM_FAILURE = { code: 502, cause: 'upstream' };
+const CONNECT_TIMEOUT_FAILURE = { code: 503, cause: 'connect_timeout' };
+const noBytes = (): number => 0;
+
+/** A request or backendRequest timer (setTimeout's arguments, so no closure is made per request). */
+function timedOut(send: RetryingSend, ms: number, what: string): void {
+  send.timedOut(ms, what);
+}
+
+/** One attempt of a RetryingSend at one endpoint: its upstream handlers and load-balancer bookkeeping. */
+class Attempt implements UpstreamHandlers, BodySink {
+  readonly send: RetryingSend;
+  readonly ep: Endpoint;
+  readonly stats: EndpointStats;
+  readonly t0 = performance.now();
+  inFlight = true;
+  status = 0;
+  headers: IncomingHttpHeaders | undefined;
+  body: UpstreamBody | undefined;
+
+  constructor(send: RetryingSend, ep: Endpoint) {
+    this.send = send;
+    this.ep = ep;
+    this.stats = send.o.deps.lb.start(ep);
+  }
+
+  settle(failed = false): void {
+    if (!this.inFlight) return;
+    this.inFlight = false;
+    const { lb } = this.send.o.deps;
+    if (failed) lb.failed(this.stats, this.ep.terminating);
+    else lb.finish(this.stats, (performance.now() - this.t0) * 1e6);
+  }
+
+  /** Sends the request again when retry-rules.ts allows it after this failure; false when it does not. */
+  retried(kind: FailureKind, replayable: boolean): boolean {
+    const s = this.send;
+    const { request, req } = s.o;
+    this.settle(kind === 'connect' || kind === 'refused');
+    if (kind === 'reset' || kind === 'other') s.reachedApp = true;
+    const question = {
+      kind,
+      method: request.method,
+      hasRetryPolicy: s.o.target.plan?.retry !== undefined,
+      replayable,
+      retriesLeft: s.transportRetriesLeft,
+    };
+    if (!shouldRetry(question)) {
+      s.notRetried = kind === 'reset' ? whyNotRetried({ ...question, grpc: isGrpc(req) }) : undefined;
+      return false;
+    }
+    s.transportRetriesLeft--;
+    if (s.kept === undefined && (req as Readable).readableDidRead) s.kept = streamedBody(req);
+    s.mayReuseTried = kind !== 'connect';
+    clearTimeout(s.attemptTimer);
+    s.retryingAfter = kind;
+    s.attempt();
+    return true;
+  }
+
+  response(status: number, headers: IncomingHttpHeaders, body: UpstreamBody): void {
+    const s = this.send;
+    const { ep } = this;
+    const { target, req, res, fail, editResponse } = s.o;
+    if (s.done) return body.destroy();
+    const retry = s.retry;
+    // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
+    // the request: its app was not listening (ADR 0015).
+    if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
+      s.upstreamError(
+        ep,
+        'not_processed',
+        'refused',
+        `peer sidecar answered ${status}: its app did not get the request`,
+      );
+      if (this.retried('refused', replayable(req, s.kept))) return body.discard();
+      body.discard();
+      s.end();
+      return s.failAttempts();
+    } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
+      // Its app reset the connection before answering: an idempotent request may go elsewhere.
+      // Logged here too: when it is not retried, the peer's 502 goes to the caller as it is.
+      s.upstreamError(
+        ep,
+        'reset_by_app',
+        'reset',
+        `peer sidecar answered ${status}: its app reset the request before answering`,
+      );
+      if (this.retried('reset', replayable(req, s.kept))) return body.discard();
+      if (!(retry && s.retriesLeft > 0 && retry.codes.includes(status))) {
+        // This proxy's own 502: the peer's body names only the app's reset, not this retry decision.
+        body.discard();
+        s.end();
+        const why = s.notRetried ?? 'no retry left';
+        return fail(502, resetNotRetried(APP_RESET, target.backendLabel, why), 'upstream', false, true);
+      }
+    } else s.reachedApp = true;
+    if (retry && s.retriesLeft > 0 && retry.codes.includes(status)) {
+      s.retriesLeft--;
+      body.discard();
+      this.settle();
+      clearTimeout(s.attemptTimer);
+      s.tried?.clear();
+      // The set is made here (empty) so the next attempt does not add this endpoint to it.
+      s.tried ??= new Set();
+      setTimeout(() => {
+        if (!s.done) s.attempt();
+      }, retry.backoffMs ?? DEFAULT_RETRY_BACKOFF_MS);
+      return;
+    }
+    const out = forwardResponseHeaders(headers);
+    editResponse(out);
+    (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+    body.forward(res, this);
+  }
+
+  bodyDone(trailers: http.OutgoingHttpHeaders | undefined): void {
+    const s = this.send;
+    s.end();
+    this.settle();
+    const { span } = s.o;
+    if (span) {
+      const grpc = grpcStatusOf(this.headers!, trailers);
+      if (grpc !== undefined) span.grpcStatus(grpc);
+    }
+    s.o.finish(this.status, {
+      peerIdentity: this.ep.identity,
+      requestBytes: s.requestBytes(),
+      responseBytes: this.body!.bytes,
+    });
+  }
+
+  bodyFailed(cause: string): void {
+    const s = this.send;
+    s.end();
+    this.settle();
+    // After the response started nothing is sent again: the caller sees its stream cut.
+    s.o.deps.log?.warn('upstream response cut', {
+      backend: s.o.target.backendLabel,
+      endpoint: `${this.ep.address}:${this.ep.port}`,
+      status: this.status,
+      cause,
+      bytes: this.body!.bytes,
+    });
+    cutResponse(s.o.res);
+  }
+
+  error(err: Error, kind: FailureKind, replayable: boolean): void {
+    const s = this.send;
+    if (s.done) return;
+    const { backendLabel } = s.o.target;
+    const code = upstreamErrorCode(err);
+    s.lastCode = code;
+    // A connection that never came up is "unavailable" (503, as Envoy answers a connect timeout).
+    s.lastFailure = code === CONNECT_TIMEOUT ? CONNECT_TIMEOUT_FAILURE : UPSTREAM_FAILURE;
+    s.lastError =
+      code === CONNECT_TIMEOUT
+        ? `upstream connect timeout (${backendLabel})`
+        : `upstream ${code} (${backendLabel})`;
+    s.upstreamError(this.ep, code, kind, err.message);
+    if (kind === 'reset') s.resetSeen = true;
+    if (TRUST_FAILURE.test(code)) s.untrusted = true;
+    if (this.retried(kind, replayable)) return;
+    s.end();
+    s.failAttempts();
+  }
 }
 
 /**
@@ -750,21 +825,23 @@ export function sendWithRetries(options: SendOptions): void {
 interface UpstreamBody {
   /**
    * Writes the body to `res` as it arrives, honouring `res`'s back-pressure, then its trailers, and ends
-   * `res`: `done` then, `failed` if the upstream fails first (`res` is left to the caller), with what ended
+   * `res`: `sink.bodyDone` then, `sink.bodyFailed` if the upstream fails first (`res` is left to the caller), with what ended
    * it (an error code; for HTTP/2 the stream's RST code too: INTERNAL_ERROR from a peer sidecar is its own
    * upstream's cut, CANCEL a lost connection).
    */
-  forward(
-    res: DownstreamResponse,
-    done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
-    failed: (cause: string) => void,
-  ): void;
+  forward(res: DownstreamResponse, sink: BodySink): void;
   /** Read to its end and dropped: the connection serves the next request. */
   discard(): void;
   /** Given up before its end: the connection is closed. */
   destroy(): void;
   /** Body bytes forwarded so far. */
   readonly bytes: number;
+}
+
+/** Told how a forwarded body ended (UpstreamBody.forward). */
+interface BodySink {
+  bodyDone(trailers: http.OutgoingHttpHeaders | undefined): void;
+  bodyFailed(cause: string): void;
 }
 
 interface UpstreamHandlers {
@@ -801,8 +878,7 @@ class DispatchBody implements UpstreamBody {
   #earlyError: Error | undefined;
   #res: http.ServerResponse | undefined;
   #held: Buffer | undefined;
-  #done: ((trailers: http.OutgoingHttpHeaders | undefined) => void) | undefined;
-  #failed: ((cause: string) => void) | undefined;
+  #sink: BodySink | undefined;
   #paused = false;
   /** Dropped for a client that went: given up past ORPHAN_BYTES. */
   #orphaned = false;
@@ -812,16 +888,11 @@ class DispatchBody implements UpstreamBody {
     this.#controller = controller;
   }
 
-  forward(
-    res: DownstreamResponse,
-    done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
-    failed: (cause: string) => void,
-  ): void {
+  forward(res: DownstreamResponse, sink: BodySink): void {
     if (this.#state !== 'waiting') return;
     this.#state = 'forwarding';
     this.#res = res as http.ServerResponse;
-    this.#done = done;
-    this.#failed = failed;
+    this.#sink = sink;
     this.#replay();
   }
 
@@ -915,7 +986,7 @@ class DispatchBody implements UpstreamBody {
         this.#held = undefined;
         if (held) res.end(held);
         else res.end();
-        this.#done!(t);
+        this.#sink!.bodyDone(t);
         return;
       }
       case 'waiting':
@@ -931,7 +1002,7 @@ class DispatchBody implements UpstreamBody {
       case 'forwarding':
         this.#state = 'gone';
         this.#held = undefined;
-        this.#failed!(upstreamErrorCode(err));
+        this.#sink!.bodyFailed(upstreamErrorCode(err));
         return;
       case 'waiting':
         this.#earlyError = err;
@@ -949,11 +1020,7 @@ class DispatchBody implements UpstreamBody {
 function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
   const body = {
     bytes: 0,
-    forward(
-      res: DownstreamResponse,
-      done: (trailers: http.OutgoingHttpHeaders | undefined) => void,
-      failed: (cause: string) => void,
-    ): void {
+    forward(res: DownstreamResponse, sink: BodySink): void {
       const out = res as http.ServerResponse;
       let waiting = false;
       const resume = (): void => {
@@ -972,16 +1039,16 @@ function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
         // A connection lost mid-body also ends the stream, closed with a code (CANCEL) and no END_STREAM:
         // the response is cut, not complete.
         if (stream.closed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
-          return failed(`closed, rst ${stream.rstCode}`);
+          return sink.bodyFailed(`closed, rst ${stream.rstCode}`);
         const trailers = trailersOf(
           (stream as unknown as { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers,
         );
         if (trailers) res.addTrailers(trailers);
         res.end();
-        done(trailers);
+        sink.bodyDone(trailers);
       });
       stream.on('error', (err: NodeJS.ErrnoException) =>
-        failed(`${err.code ?? 'error'}, rst ${stream.rstCode}`),
+        sink.bodyFailed(`${err.code ?? 'error'}, rst ${stream.rstCode}`),
       );
     },
     discard: () => void stream.resume(),
@@ -1004,7 +1071,8 @@ function sendH1(
   kept?: Buffer,
 ): (clientGone: boolean) => void {
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
-  const { expect: _expect, ...headers } = r.headers;
+  // Copied only then: a copy of every request's headers was measurable garbage.
+  const headers = r.headers.expect === undefined ? r.headers : withoutExpect(r.headers);
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
   // A body declared larger than can be copied goes as it is; a smaller or chunked one is copied (see above).
   const streamed = bodyless || kept !== undefined ? undefined : bodyOf(req);
@@ -1099,6 +1167,11 @@ function sendH1(
     }
     controller.abort(new Error('request cancelled'));
   };
+}
+
+function withoutExpect(headers: HeaderMap): HeaderMap {
+  const { expect: _expect, ...rest } = headers;
+  return rest;
 }
 
 /** How long the response of a request whose client went may take to be read and dropped (see sendH1). */
