@@ -9,7 +9,10 @@
  * Latency is measured from the moment a request was due (no coordinated omission: a stalled loop or a
  * request waiting for a free connection shows as latency).
  * mode "max": closed loop, `connections` requests in flight, as fast as they complete.
- * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent }.
+ * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent, outcomes,
+ * cpuMs, sendLagP99Ms }: where the requests went (a 200 within `timeoutMs` of its intended send time, a late
+ * 200, given up, a 503, another failure), the generator's own CPU, and how far behind its schedule it sent
+ * (a generator that cannot keep its schedule is the bound, not what it measures).
  */
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -40,7 +43,10 @@ if (spec.protocol === 'h2') {
 }
 let rr = 0;
 
-function send(): Promise<boolean> {
+/** How a request ended: a 200, given up by the client (timeoutMs), the status it got, or 0 (failed). */
+type Outcome = 'ok' | 'gaveUp' | number;
+
+function send(): Promise<Outcome> {
   return new Promise((resolve) => {
     if (spec.protocol === 'h1') {
       const req = http.get(
@@ -49,22 +55,27 @@ function send(): Promise<boolean> {
           res.on('data', () => undefined);
           res.on('end', () => {
             clearTimeout(deadline);
-            resolve(res.statusCode === 200);
+            resolve(res.statusCode === 200 ? 'ok' : (res.statusCode ?? 0));
           });
-          res.on('error', () => resolve(false));
+          res.on('error', () => resolve(gaveUp ? 'gaveUp' : 0));
         },
       );
       req.on('error', () => {
         clearTimeout(deadline);
-        resolve(false);
+        resolve(gaveUp ? 'gaveUp' : 0);
       });
       // Idle on its connection (req.setTimeout starts once the agent assigns one), or still waiting for
       // one after the same time: given up. Without the second, a machine slower than the max rps the
       // overload was sized by grew the agent's queue without bound (a 20 s overload took minutes).
-      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, () => req.destroy());
+      let gaveUp = false;
+      const giveUp = (): void => {
+        gaveUp = true;
+        req.destroy();
+      };
+      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, giveUp);
       const deadline = spec.timeoutMs
         ? setTimeout(() => {
-            if (!assigned) req.destroy();
+            if (!assigned) giveUp();
           }, spec.timeoutMs)
         : undefined;
       let assigned = false;
@@ -76,13 +87,17 @@ function send(): Promise<boolean> {
       const session = sessions[rr++ % sessions.length]!;
       const stream = session.request({ ':path': url.pathname + url.search });
       let status = 0;
+      let gaveUp = false;
       stream.on('response', (h) => (status = Number(h[':status'])));
       stream.on('data', () => undefined);
-      stream.on('end', () => resolve(status === 200));
-      stream.on('error', () => resolve(false));
-      stream.on('close', () => resolve(false)); // after 'end' this changes nothing
+      stream.on('end', () => resolve(status === 200 ? 'ok' : status));
+      stream.on('error', () => resolve(gaveUp ? 'gaveUp' : 0));
+      stream.on('close', () => resolve(gaveUp ? 'gaveUp' : 0)); // after 'end' this changes nothing
       if (spec.timeoutMs)
-        stream.setTimeout(spec.timeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+        stream.setTimeout(spec.timeoutMs, () => {
+          gaveUp = true;
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        });
       stream.end();
     }
   });
@@ -90,16 +105,28 @@ function send(): Promise<boolean> {
 
 async function run(durationMs: number, record: boolean) {
   const latencies: number[] = [];
+  const lags: number[] = [];
+  const outcomes = { inTime: 0, late: 0, gaveUp: 0, overloaded: 0, failed: 0 };
   let sent = 0;
   let ok = 0;
   let errors = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const end = start + durationMs;
-  const finish = (scheduled: number, good: boolean): void => {
+  const finish = (scheduled: number, outcome: Outcome): void => {
     if (!record) return;
-    if (good) ok++;
-    else errors++;
-    latencies.push(performance.now() - scheduled);
+    const latency = performance.now() - scheduled;
+    if (outcome === 'ok') {
+      ok++;
+      if (spec.timeoutMs && latency > spec.timeoutMs) outcomes.late++;
+      else outcomes.inTime++;
+    } else {
+      errors++;
+      if (outcome === 'gaveUp') outcomes.gaveUp++;
+      else if (outcome === 503) outcomes.overloaded++;
+      else outcomes.failed++;
+    }
+    latencies.push(latency);
   };
   if (spec.mode === 'max') {
     const worker = async (): Promise<void> => {
@@ -124,6 +151,7 @@ async function run(durationMs: number, record: boolean) {
           sent++;
           // From the intended send time: a late tick or a wait for a free connection counts.
           const intended = due;
+          if (record) lags.push(now - due);
           pending.push(send().then((good) => finish(intended, good)));
         }
         if (start + i * interval >= end) {
@@ -135,8 +163,13 @@ async function run(durationMs: number, record: boolean) {
     await Promise.all(pending);
   }
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   latencies.sort((a, b) => a - b);
+  lags.sort((a, b) => a - b);
   return {
+    outcomes,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    sendLagP99Ms: percentile(lags, 99),
     sent,
     ok,
     errors,
@@ -161,6 +194,12 @@ export interface LoadResult {
   p99Ms: number;
   maxMs: number;
   warmupSent: number;
+  /** inTime: a 200 within timeoutMs of its intended send time (all 200s without timeoutMs). */
+  outcomes: { inTime: number; late: number; gaveUp: number; overloaded: number; failed: number };
+  /** The generator's own CPU (user + system) over the measured run. */
+  cpuMs: number;
+  /** How late the open loop sent, 99th percentile (NaN in mode "max"). */
+  sendLagP99Ms: number;
 }
 
 const warmup = await run(spec.warmupMs ?? 1000, false);
