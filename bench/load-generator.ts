@@ -16,6 +16,7 @@
  */
 import http from 'node:http';
 import http2 from 'node:http2';
+import { DueQueue } from './due-queue.ts';
 import { percentile } from './stats.ts';
 
 interface Spec {
@@ -123,38 +124,27 @@ async function run(durationMs: number, record: boolean) {
     await Promise.all(Array.from({ length: spec.connections }, worker));
   } else {
     // A 1 ms ticker sends every request whose time has come; the event loop keeps running in between,
-    // so responses are read while the schedule is kept. HTTP/1.1: at most `connections` in flight; the
-    // rest wait here as intended send times, and one still waiting `timeoutMs` after it was due is given up
-    // without ever being built (an http.Agent queue builds and destroys a request each: at twice a proxy's
-    // maximum that made the generator the bound of what it measured).
+    // so responses are read while the schedule is kept. HTTP/1.1: at most `connections` in flight, the rest
+    // wait in the DueQueue (given up there after timeoutMs).
     const interval = 1000 / (spec.rps ?? 1000);
-    const cap = spec.protocol === 'h1' ? spec.connections : Infinity;
-    const waiting: number[] = [];
-    let head = 0;
-    let inFlight = 0;
+    const queue = new DueQueue(spec.protocol === 'h1' ? spec.connections : Infinity, spec.timeoutMs, () =>
+      performance.now(),
+    );
     let settled = 0;
     let ticking = true;
     let allSettled: () => void = () => undefined;
+    // From the intended send time: a late tick or a wait for a free connection counts.
     const settle = (intended: number, outcome: Outcome): void => {
       finish(intended, outcome);
       if (++settled === sent && !ticking) allSettled();
     };
-    const next = (): void => {
-      while (head < waiting.length && inFlight < cap) {
-        // From the intended send time: a late tick or a wait for a free connection counts.
-        const intended = waiting[head++]!;
-        if (spec.timeoutMs && performance.now() - intended > spec.timeoutMs) {
-          settle(intended, 'gaveUp');
-          continue;
-        }
-        inFlight++;
-        void send().then((outcome) => {
-          inFlight--;
-          next();
-          settle(intended, outcome);
-        });
-      }
-    };
+    const gaveUp = (intended: number): void => settle(intended, 'gaveUp');
+    const dispatch = (intended: number): void =>
+      void send().then((outcome) => {
+        queue.finished();
+        queue.take(dispatch, gaveUp);
+        settle(intended, outcome);
+      });
     let i = 0;
     await new Promise<void>((done) => {
       allSettled = done;
@@ -164,9 +154,9 @@ async function run(durationMs: number, record: boolean) {
           i++;
           sent++;
           if (record) lags.push(now - due);
-          waiting.push(due);
+          queue.push(due);
         }
-        next();
+        queue.take(dispatch, gaveUp);
         if (start + i * interval >= end) {
           clearInterval(timer);
           ticking = false;
