@@ -10,7 +10,7 @@
  * request waiting for a free connection shows as latency).
  * mode "max": closed loop, `connections` requests in flight, as fast as they complete.
  * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent, outcomes,
- * cpuMs, sendLagP99Ms }: where the requests went (a 200 within `timeoutMs` of its intended send time, a late
+ * cpuMs, sendLagP99Ms, serviceP50Ms, serviceP99Ms }: where the requests went (a 200 within `timeoutMs` of its intended send time, a late
  * 200, given up, a 503, another failure), the generator's own CPU, and how far behind its schedule it sent
  * (a generator that cannot keep its schedule is the bound, not what it measures).
  */
@@ -91,6 +91,8 @@ function send(): Promise<Outcome> {
 async function run(durationMs: number, record: boolean) {
   const latencies: number[] = [];
   const lags: number[] = [];
+  /** From the request's actual send to its outcome (open loop): the path's own time, without the wait here. */
+  const services: number[] = [];
   const outcomes = { inTime: 0, late: 0, gaveUp: 0, overloaded: 0, failed: 0 };
   let sent = 0;
   let ok = 0;
@@ -139,12 +141,15 @@ async function run(durationMs: number, record: boolean) {
       if (++settled === sent && !ticking) allSettled();
     };
     const gaveUp = (intended: number): void => settle(intended, 'gaveUp');
-    const dispatch = (intended: number): void =>
+    const dispatch = (intended: number): void => {
+      const sentAt = performance.now();
       void send().then((outcome) => {
+        if (record) services.push(performance.now() - sentAt);
         queue.finished();
         queue.take(dispatch, gaveUp);
         settle(intended, outcome);
       });
+    };
     let i = 0;
     await new Promise<void>((done) => {
       allSettled = done;
@@ -169,7 +174,10 @@ async function run(durationMs: number, record: boolean) {
   const cpu = process.cpuUsage(cpu0);
   latencies.sort((a, b) => a - b);
   lags.sort((a, b) => a - b);
+  services.sort((a, b) => a - b);
   return {
+    serviceP50Ms: percentile(services, 50),
+    serviceP99Ms: percentile(services, 99),
     outcomes,
     cpuMs: (cpu.user + cpu.system) / 1000,
     sendLagP99Ms: percentile(lags, 99),
@@ -203,6 +211,9 @@ export interface LoadResult {
   cpuMs: number;
   /** How late the open loop sent, 99th percentile (NaN in mode "max"). */
   sendLagP99Ms: number;
+  /** Open loop: from a request's actual send (a connection free) to its outcome. */
+  serviceP50Ms: number;
+  serviceP99Ms: number;
 }
 
 const warmup = await run(spec.warmupMs ?? 1000, false);

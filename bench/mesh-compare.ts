@@ -505,7 +505,7 @@ async function main(): Promise<void> {
         `in time ${o.inTime} (${((100 * o.inTime) / over.sent).toFixed(0)} %), late ${o.late}, given up ${o.gaveUp}, 503 ${o.overloaded}, failed ${o.failed} of ${over.sent}`,
         `cores: generator ${cores(over.cpuMs)} app ${cores(appCpu)} proxies ${proxyCpu.map(cores).join('/') || '-'}; send lag p99 ${over.sendLagP99Ms.toFixed(0)} ms`,
         `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
-        `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms`,
+        `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms (once sent ${over.serviceP50Ms.toFixed(0)}/${over.serviceP99Ms.toFixed(0)})`,
       ];
       if (v !== 'direct') {
         await new Promise((r) => setTimeout(r, AFTER_SECONDS * 1000)); // then: how far memory came back
