@@ -10,9 +10,10 @@
  * request waiting for a free connection shows as latency).
  * mode "max": closed loop, `connections` requests in flight, as fast as they complete.
  * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent, outcomes,
- * cpuMs, sendLagP99Ms, serviceP50Ms, serviceP99Ms }: where the requests went (a 200 within `timeoutMs` of its intended send time, a late
- * 200, given up, a 503, another failure), the generator's own CPU, and how far behind its schedule it sent
- * (a generator that cannot keep its schedule is the bound, not what it measures).
+ * cpuMs, sendLagP99Ms, serviceP50Ms, serviceP99Ms }: where the requests went (a 200 within `timeoutMs` of its
+ * intended send time, a late 200, given up, a 503, another failure), the generator's own CPU, how far behind
+ * its schedule it sent (a generator that cannot keep its schedule is the bound, not what it measures), and
+ * the time from a request's actual send to its outcome.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
