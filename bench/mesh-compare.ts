@@ -44,6 +44,8 @@ const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? (QUICK ? 2 : 6));
 const RPS = 1000;
 /** Seconds of overload (2× the variant's median max rps, 256 connections, 2 s client timeout); 0: none. */
 const OVERLOAD_SECONDS = Number(option('--overload') ?? 0);
+/** `--overload-connections N`: the client's connections under overload (the most requests a proxy holds). */
+const OVERLOAD_CONNECTIONS = Number(option('--overload-connections') ?? 256);
 const CONNECTIONS = 16;
 const VIP = '10.96.0.10';
 const BASE_VIP = '10.96.0.11';
@@ -484,7 +486,7 @@ async function main(): Promise<void> {
       const over = await load(from, {
         url,
         protocol: 'h1',
-        connections: 256,
+        connections: OVERLOAD_CONNECTIONS,
         mode: 'rate',
         rps: offered,
         durationMs: OVERLOAD_SECONDS * 1000,
@@ -599,7 +601,7 @@ async function main(): Promise<void> {
     }
     if (overloadRows.length > 0) {
       console.log(
-        `\nOverload, HTTP/1.1, ${OVERLOAD_SECONDS} s at 2x max rps, 256 connections, 2 s client timeout:`,
+        `\nOverload, HTTP/1.1, ${OVERLOAD_SECONDS} s at 2x max rps, ${OVERLOAD_CONNECTIONS} connections, 2 s client timeout:`,
       );
       for (const r of overloadRows) console.log(r);
     }
