@@ -13,7 +13,8 @@
  * 1,000 requests at the fixed rate), RSS idle and peak (process trees, so nginx counts master + worker), new
  * connections into the server pod per 1,000 requests (SYNs counted by an iptables rule there). Medians over
  * the rounds, a table of ratios against the Node floor and nginx, and one summary line. No assertions.
- * `--overload S`: then S seconds of HTTP/1.1 at 2× the median max rps (256 connections, 2 s client timeout)
+ * `--overload S`: then S seconds of HTTP/1.1 at 2× the median max rps (256 connections unless
+ * `--overload-connections N`, 2 s client timeout)
  * for Sluice and the Node floor, and for direct and nginx at Sluice's offered rate: goodput, where the
  * requests went (in time, late, given up, 503), the CPU of the generator, the app and the proxies, new
  * upstream connections per 1,000 requests, RSS peak and `--after` seconds after.
