@@ -9,10 +9,15 @@
  * Latency is measured from the moment a request was due (no coordinated omission: a stalled loop or a
  * request waiting for a free connection shows as latency).
  * mode "max": closed loop, `connections` requests in flight, as fast as they complete.
- * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent }.
+ * Prints one JSON line: { sent, ok, errors, seconds, rps, p50Ms, p90Ms, p99Ms, maxMs, warmupSent, outcomes,
+ * cpuMs, sendLagP99Ms, serviceP50Ms, serviceP99Ms }: where the requests went (a 200 within `timeoutMs` of its
+ * intended send time, a late 200, given up, a 503, another failure), the generator's own CPU, how far behind
+ * its schedule it sent (a generator that cannot keep its schedule is the bound, not what it measures), and
+ * the time from a request's actual send to its outcome.
  */
 import http from 'node:http';
 import http2 from 'node:http2';
+import { DueQueue } from './due-queue.ts';
 import { percentile } from './stats.ts';
 
 interface Spec {
@@ -40,7 +45,10 @@ if (spec.protocol === 'h2') {
 }
 let rr = 0;
 
-function send(): Promise<boolean> {
+/** How a request ended: a 200, given up by the client (timeoutMs), the status it got, or 0 (failed). */
+type Outcome = 'ok' | 'gaveUp' | number;
+
+function send(): Promise<Outcome> {
   return new Promise((resolve) => {
     if (spec.protocol === 'h1') {
       const req = http.get(
@@ -48,41 +56,34 @@ function send(): Promise<boolean> {
         (res) => {
           res.on('data', () => undefined);
           res.on('end', () => {
-            clearTimeout(deadline);
-            resolve(res.statusCode === 200);
+            resolve(res.statusCode === 200 ? 'ok' : (res.statusCode ?? 0));
           });
-          res.on('error', () => resolve(false));
+          res.on('error', () => resolve(gaveUp ? 'gaveUp' : 0));
         },
       );
-      req.on('error', () => {
-        clearTimeout(deadline);
-        resolve(false);
-      });
-      // Idle on its connection (req.setTimeout starts once the agent assigns one), or still waiting for
-      // one after the same time: given up. Without the second, a machine slower than the max rps the
-      // overload was sized by grew the agent's queue without bound (a 20 s overload took minutes).
-      if (spec.timeoutMs) req.setTimeout(spec.timeoutMs, () => req.destroy());
-      const deadline = spec.timeoutMs
-        ? setTimeout(() => {
-            if (!assigned) req.destroy();
-          }, spec.timeoutMs)
-        : undefined;
-      let assigned = false;
-      req.once('socket', () => {
-        assigned = true;
-        clearTimeout(deadline);
-      });
+      req.on('error', () => resolve(gaveUp ? 'gaveUp' : 0));
+      // Idle on its connection this long: given up (run() gives up a request waiting for a connection).
+      let gaveUp = false;
+      if (spec.timeoutMs)
+        req.setTimeout(spec.timeoutMs, () => {
+          gaveUp = true;
+          req.destroy();
+        });
     } else {
       const session = sessions[rr++ % sessions.length]!;
       const stream = session.request({ ':path': url.pathname + url.search });
       let status = 0;
+      let gaveUp = false;
       stream.on('response', (h) => (status = Number(h[':status'])));
       stream.on('data', () => undefined);
-      stream.on('end', () => resolve(status === 200));
-      stream.on('error', () => resolve(false));
-      stream.on('close', () => resolve(false)); // after 'end' this changes nothing
+      stream.on('end', () => resolve(status === 200 ? 'ok' : status));
+      stream.on('error', () => resolve(gaveUp ? 'gaveUp' : 0));
+      stream.on('close', () => resolve(gaveUp ? 'gaveUp' : 0)); // after 'end' this changes nothing
       if (spec.timeoutMs)
-        stream.setTimeout(spec.timeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+        stream.setTimeout(spec.timeoutMs, () => {
+          gaveUp = true;
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        });
       stream.end();
     }
   });
@@ -90,16 +91,30 @@ function send(): Promise<boolean> {
 
 async function run(durationMs: number, record: boolean) {
   const latencies: number[] = [];
+  const lags: number[] = [];
+  /** From the request's actual send to its outcome (open loop): the path's own time, without the wait here. */
+  const services: number[] = [];
+  const outcomes = { inTime: 0, late: 0, gaveUp: 0, overloaded: 0, failed: 0 };
   let sent = 0;
   let ok = 0;
   let errors = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const end = start + durationMs;
-  const finish = (scheduled: number, good: boolean): void => {
+  const finish = (scheduled: number, outcome: Outcome): void => {
     if (!record) return;
-    if (good) ok++;
-    else errors++;
-    latencies.push(performance.now() - scheduled);
+    const latency = performance.now() - scheduled;
+    if (outcome === 'ok') {
+      ok++;
+      if (spec.timeoutMs && latency > spec.timeoutMs) outcomes.late++;
+      else outcomes.inTime++;
+    } else {
+      errors++;
+      if (outcome === 'gaveUp') outcomes.gaveUp++;
+      else if (outcome === 503) outcomes.overloaded++;
+      else outcomes.failed++;
+    }
+    latencies.push(latency);
   };
   if (spec.mode === 'max') {
     const worker = async (): Promise<void> => {
@@ -112,31 +127,61 @@ async function run(durationMs: number, record: boolean) {
     await Promise.all(Array.from({ length: spec.connections }, worker));
   } else {
     // A 1 ms ticker sends every request whose time has come; the event loop keeps running in between,
-    // so responses are read while the schedule is kept.
+    // so responses are read while the schedule is kept. HTTP/1.1: at most `connections` in flight, the rest
+    // wait in the DueQueue (given up there after timeoutMs).
     const interval = 1000 / (spec.rps ?? 1000);
-    const pending: Promise<void>[] = [];
+    const queue = new DueQueue(spec.protocol === 'h1' ? spec.connections : Infinity, spec.timeoutMs, () =>
+      performance.now(),
+    );
+    let settled = 0;
+    let ticking = true;
+    let allSettled: () => void = () => undefined;
+    // From the intended send time: a late tick or a wait for a free connection counts.
+    const settle = (intended: number, outcome: Outcome): void => {
+      finish(intended, outcome);
+      if (++settled === sent && !ticking) allSettled();
+    };
+    const gaveUp = (intended: number): void => settle(intended, 'gaveUp');
+    const dispatch = (intended: number): void => {
+      const sentAt = performance.now();
+      void send().then((outcome) => {
+        if (record) services.push(performance.now() - sentAt);
+        queue.finished();
+        queue.take(dispatch, gaveUp);
+        settle(intended, outcome);
+      });
+    };
     let i = 0;
     await new Promise<void>((done) => {
+      allSettled = done;
       const timer = setInterval(() => {
         const now = performance.now();
         for (let due = start + i * interval; due <= now && due < end; due = start + i * interval) {
           i++;
           sent++;
-          // From the intended send time: a late tick or a wait for a free connection counts.
-          const intended = due;
-          pending.push(send().then((good) => finish(intended, good)));
+          if (record) lags.push(now - due);
+          queue.push(due);
         }
+        queue.take(dispatch, gaveUp);
         if (start + i * interval >= end) {
           clearInterval(timer);
-          done();
+          ticking = false;
+          if (settled === sent) done();
         }
       }, 1);
     });
-    await Promise.all(pending);
   }
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   latencies.sort((a, b) => a - b);
+  lags.sort((a, b) => a - b);
+  services.sort((a, b) => a - b);
   return {
+    serviceP50Ms: percentile(services, 50),
+    serviceP99Ms: percentile(services, 99),
+    outcomes,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    sendLagP99Ms: percentile(lags, 99),
     sent,
     ok,
     errors,
@@ -161,6 +206,15 @@ export interface LoadResult {
   p99Ms: number;
   maxMs: number;
   warmupSent: number;
+  /** inTime: a 200 within timeoutMs of its intended send time (all 200s without timeoutMs). */
+  outcomes: { inTime: number; late: number; gaveUp: number; overloaded: number; failed: number };
+  /** The generator's own CPU (user + system) over the measured run. */
+  cpuMs: number;
+  /** How late the open loop sent, 99th percentile (NaN in mode "max"). */
+  sendLagP99Ms: number;
+  /** Open loop: from a request's actual send (a connection free) to its outcome. */
+  serviceP50Ms: number;
+  serviceP99Ms: number;
 }
 
 const warmup = await run(spec.warmupMs ?? 1000, false);

@@ -13,8 +13,11 @@
  * 1,000 requests at the fixed rate), RSS idle and peak (process trees, so nginx counts master + worker), new
  * connections into the server pod per 1,000 requests (SYNs counted by an iptables rule there). Medians over
  * the rounds, a table of ratios against the Node floor and nginx, and one summary line. No assertions.
- * `--overload S`: then S seconds of HTTP/1.1 at 2× the median max rps (256 connections, 2 s client timeout)
- * for Sluice and the Node floor: goodput, new upstream connections per 1,000 requests, RSS peak and 10 s after.
+ * `--overload S`: then S seconds of HTTP/1.1 at 2× the median max rps (256 connections unless
+ * `--overload-connections N`, 2 s client timeout)
+ * for Sluice and the Node floor, and for direct and nginx at Sluice's offered rate: goodput, where the
+ * requests went (in time, late, given up, 503), the CPU of the generator, the app and the proxies, new
+ * upstream connections per 1,000 requests, RSS peak and `--after` seconds after.
  * Each round's line also has the CPU per 1,000 requests at max of the proxies and of the app behind them,
  * and the idle line the anonymous part of each proxy's RSS.
  * nginx comes from Debian, installed here when missing (cluster/host-packages.ts).
@@ -42,6 +45,8 @@ const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? (QUICK ? 2 : 6));
 const RPS = 1000;
 /** Seconds of overload (2× the variant's median max rps, 256 connections, 2 s client timeout); 0: none. */
 const OVERLOAD_SECONDS = Number(option('--overload') ?? 0);
+/** `--overload-connections N`: the client's connections under overload (the most requests a proxy holds). */
+const OVERLOAD_CONNECTIONS = Number(option('--overload-connections') ?? 256);
 const CONNECTIONS = 16;
 const VIP = '10.96.0.10';
 const BASE_VIP = '10.96.0.11';
@@ -457,17 +462,24 @@ async function main(): Promise<void> {
       }
     }
     const overloadRows: string[] = [];
+    // Direct and nginx get Sluice's offered rate: whether the generator and app keep up with it without
+    // Sluice in the way says whether Sluice or the machine is the bound.
+    const sluiceMax = median((samples.get('sluice/h1') ?? []).map((s) => s.maxRps));
     for (const v of OVERLOAD_SECONDS > 0
-      ? (['sluice', 'base', 'node'] as const).filter((x) => VARIANTS.includes(x))
+      ? (['direct', 'nginx', 'sluice', 'base', 'node'] as const).filter((x) => VARIANTS.includes(x))
       : []) {
       const { pod: from, url } = target(v, 'h1');
       const counted = v === 'sluice' ? server : v === 'base' ? baseServer! : pserver;
       const maxRps = median((samples.get(`${v}/h1`) ?? []).map((s) => s.maxRps));
+      const offered = Math.round(2 * (v === 'direct' || v === 'nginx' ? sluiceMax : maxRps));
+      const procs = v === 'direct' ? [] : pids[v].map(tree);
+      const app = counted.app?.pid ?? 0;
+      const cpu0 = { proxies: procs.map((t) => procStats(t).cpuMs), app: procStats([app]).cpuMs };
       const syn0 = await syns(counted);
       const peakRss = [0, 0];
       const sampling = { on: true };
       const sampler = (async () => {
-        while (sampling.on) {
+        while (sampling.on && v !== 'direct') {
           pids[v].forEach((pid, i) => (peakRss[i] = Math.max(peakRss[i]!, procStats(tree(pid)).rssMb)));
           await new Promise((r) => setTimeout(r, 200));
         }
@@ -475,41 +487,47 @@ async function main(): Promise<void> {
       const over = await load(from, {
         url,
         protocol: 'h1',
-        connections: 256,
+        connections: OVERLOAD_CONNECTIONS,
         mode: 'rate',
-        rps: Math.round(2 * maxRps),
+        rps: offered,
         durationMs: OVERLOAD_SECONDS * 1000,
         timeoutMs: 2000,
       });
       sampling.on = false;
       await sampler;
       const syn1 = await syns(counted);
-      await new Promise((r) => setTimeout(r, AFTER_SECONDS * 1000)); // then: how far memory came back
-      const after = pids[v].map((pid) => procStats(tree(pid)).rssMb);
-      // Sluice: what the memory is (V8 heap, buffers, the rest: malloc and code) before and after a full GC.
-      const meshPods = v === 'sluice' ? [client, server] : v === 'base' ? [baseClient!, baseServer!] : [];
-      const mb = (n: number): string => (n / 2 ** 20).toFixed(0);
-      const breakdown = (u: NodeJS.MemoryUsage): string =>
-        `rss ${mb(u.rss)} heap ${mb(u.heapUsed)}/${mb(u.heapTotal)} ext ${mb(u.external)} ab ${mb(u.arrayBuffers)} other ${mb(u.rss - u.heapTotal - u.external)}`;
-      const memory: string[] = [];
-      for (const p of meshPods) {
-        const raw = await mesh.admin(p, '/memory?gc=0');
-        const before = JSON.parse(raw.body) as NodeJS.MemoryUsage;
-        const gced = JSON.parse((await mesh.admin(p, '/memory')).body) as NodeJS.MemoryUsage;
-        memory.push(`${p.name}: ${breakdown(before)} → after GC ${breakdown(gced)}`);
-      }
-      overloadRows.push(
-        [
-          v,
-          `${Math.round(2 * maxRps)} rps offered`,
-          `goodput ${over.rps.toFixed(0)} rps (${((100 * over.rps) / maxRps).toFixed(0)} % of max)`,
-          `errors ${over.errors} of ${over.sent}`,
-          `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
-          `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms`,
+      // Cores used over the measured run (the proxies' and the app's include the generator's warm-up).
+      const cores = (ms: number): string => (ms / 1000 / over.seconds).toFixed(2);
+      const proxyCpu = procs.map((t, i) => procStats(t).cpuMs - cpu0.proxies[i]!);
+      const appCpu = procStats([app]).cpuMs - cpu0.app;
+      const o = over.outcomes;
+      const row = [
+        v,
+        `${offered} rps offered`,
+        `goodput ${over.rps.toFixed(0)} rps (${((100 * over.rps) / maxRps).toFixed(0)} % of max)`,
+        `in time ${o.inTime} (${((100 * o.inTime) / over.sent).toFixed(0)} %), late ${o.late}, given up ${o.gaveUp}, 503 ${o.overloaded}, failed ${o.failed} of ${over.sent}`,
+        `cores: generator ${cores(over.cpuMs)} app ${cores(appCpu)} proxies ${proxyCpu.map(cores).join('/') || '-'}; send lag p99 ${over.sendLagP99Ms.toFixed(0)} ms`,
+        `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
+        `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms (once sent ${over.serviceP50Ms.toFixed(0)}/${over.serviceP99Ms.toFixed(0)})`,
+      ];
+      if (v !== 'direct') {
+        await new Promise((r) => setTimeout(r, AFTER_SECONDS * 1000)); // then: how far memory came back
+        const after = pids[v].map((pid) => procStats(tree(pid)).rssMb);
+        // Sluice: what the memory is (V8 heap, buffers, the rest: malloc and code) before and after a full GC.
+        const meshPods = v === 'sluice' ? [client, server] : v === 'base' ? [baseClient!, baseServer!] : [];
+        const mb = (n: number): string => (n / 2 ** 20).toFixed(0);
+        const breakdown = (u: NodeJS.MemoryUsage): string =>
+          `rss ${mb(u.rss)} heap ${mb(u.heapUsed)}/${mb(u.heapTotal)} ext ${mb(u.external)} ab ${mb(u.arrayBuffers)} other ${mb(u.rss - u.heapTotal - u.external)}`;
+        row.push(
           `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')})`,
-          ...memory,
-        ].join(' | '),
-      );
+        );
+        for (const p of meshPods) {
+          const before = JSON.parse((await mesh.admin(p, '/memory?gc=0')).body) as NodeJS.MemoryUsage;
+          const gced = JSON.parse((await mesh.admin(p, '/memory')).body) as NodeJS.MemoryUsage;
+          row.push(`${p.name}: ${breakdown(before)} → after GC ${breakdown(gced)}`);
+        }
+      }
+      overloadRows.push(row.join(' | '));
       process.stderr.write(`overload ${overloadRows.at(-1)!}\n`);
     }
     const loadAfter = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -584,7 +602,7 @@ async function main(): Promise<void> {
     }
     if (overloadRows.length > 0) {
       console.log(
-        `\nOverload, HTTP/1.1, ${OVERLOAD_SECONDS} s at 2x max rps, 256 connections, 2 s client timeout:`,
+        `\nOverload, HTTP/1.1, ${OVERLOAD_SECONDS} s at 2x max rps, ${OVERLOAD_CONNECTIONS} connections, 2 s client timeout:`,
       );
       for (const r of overloadRows) console.log(r);
     }
