@@ -8,6 +8,8 @@
  * proxy pays them once). Runs them at once so they share the machine's contention.
  *
  *   node bench/tracing-cold.ts    (BENCH_SECONDS, default 30; BENCH_SPANS_PER_SECOND, default 1; BENCH_WARM_SECONDS)
+ *
+ * BENCH_BASELINE=<dir>, a checkout of another revision: its sender runs too ("base:sluice"), in the same run.
  */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -17,6 +19,7 @@ import { exportThreadUs, threadRunUs } from './thread-cpu.ts';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
 const RATE = Number(process.env.BENCH_SPANS_PER_SECOND ?? 1);
 const WARM = Number(process.env.BENCH_WARM_SECONDS ?? 10);
+const BASELINE = process.env.BENCH_BASELINE;
 
 /** Run time so far, µs: the main thread's and the export thread's. */
 function threadsUs(): { main: number; exporter: number } {
@@ -89,7 +92,13 @@ if (process.argv[2] === 'child') {
     new Promise((resolve, reject) => {
       const child = spawn(
         process.execPath,
-        [...process.execArgv, import.meta.filename, 'child', variant, endpoint],
+        [
+          ...process.execArgv,
+          variant.startsWith('base:') ? `${BASELINE}/bench/tracing-cold.ts` : import.meta.filename,
+          'child',
+          variant.replace('base:', ''),
+          endpoint,
+        ],
         {
           stdio: ['ignore', 'pipe', 'inherit'],
         },
@@ -97,12 +106,14 @@ if (process.argv[2] === 'child') {
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += String(d)));
       child.on('exit', (code) => {
-        const [name = '', cpu = '0', spans = '0', main = '0', exporter = '0'] = out.trim().split(' ');
+        const [, cpu = '0', spans = '0', main = '0', exporter = '0'] = out.trim().split(' ');
         if (code !== 0) reject(new Error(`${variant} exited ${code}`));
-        else resolve([name, Number(cpu), Number(spans), Number(main), Number(exporter)]);
+        else resolve([variant, Number(cpu), Number(spans), Number(main), Number(exporter)]);
       });
     });
-  const results = await Promise.all(['idle', 'sluice', 'discard'].map(run));
+  const results = await Promise.all(
+    ['idle', 'sluice', 'discard', ...(BASELINE ? ['base:sluice'] : [])].map(run),
+  );
   const [, idle, , idleMain] = results[0]!;
   const per = (us: number, spans: number): string => (us / spans).toFixed(0);
   for (const [name, cpu, spans, main, exporter] of results.slice(1))

@@ -9,8 +9,8 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's).
- * Diagnostics (ADR 0018): "hdr", no tracing code but an unsampled traceparent added to every request
- * ("hdr-rand": with fresh random IDs each, as tracing makes them);
+ * Diagnostics (ADR 0018, ADR 0022): "hdr", no tracing code but an unsampled traceparent added to every
+ * request ("hdr-rand", "hdr-seq", "hdr-gen", "hdr-none": variants of it, below);
  * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
  * module imported, nothing else. Prints its port, then serves;
  * answers each line on stdin with its CPU time so far.
@@ -97,20 +97,33 @@ const gatewayObjects: K8sObject[] = [
 
 const metrics = new ProxyMetrics();
 const deps: ForwardDeps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics };
-if (spec.mode === 'hdr' || spec.mode === 'hdr-rand') {
-  // Diagnostic: no tracing code, but an unsampled traceparent on every forwarded request ("hdr-rand": with
-  // fresh random IDs each, as an unsampled request's is made).
+const HDR_MODES = ['hdr-none', 'hdr', 'hdr-rand', 'hdr-seq', 'hdr-gen'];
+if (HDR_MODES.includes(spec.mode)) {
+  // Diagnostic: no tracing code, but an unsampled traceparent on every forwarded request: a fixed one
+  // ("hdr"); fresh random IDs each, as an unsampled request's are made ("hdr-rand"); unique by a counter,
+  // no random draw ("hdr-seq"); random IDs drawn but the fixed one sent ("hdr-gen"); the hook called but no
+  // header added ("hdr-none").
   const fixed = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00';
-  const randomHex =
-    spec.mode === 'hdr-rand' ? (await import('../sidecar/tracing/span-record.ts')).randomHex : undefined;
-  const traceparent = randomHex ? () => `00-${randomHex(16)}-${randomHex(8)}-00` : () => fixed;
+  const { randomHex } = await import('../sidecar/tracing/span-record.ts');
+  let n = 0;
+  const drawn: string[] = [''];
+  const traceparent = {
+    'hdr-none': undefined,
+    hdr: () => fixed,
+    'hdr-rand': () => `00-${randomHex(16)}-${randomHex(8)}-00`,
+    'hdr-seq': () => `00-0af7651916cd43dd${(n++).toString(16).padStart(16, '0')}-b7ad6b7169203331-00`,
+    'hdr-gen': () => {
+      drawn[0] = `00-${randomHex(16)}-${randomHex(8)}-00`;
+      return fixed;
+    },
+  }[spec.mode];
   deps.tracing = {
     startOutbound: (_req: unknown, headers: Record<string, string> | undefined) => {
-      if (headers) headers.traceparent = traceparent();
+      if (headers && traceparent) headers.traceparent = traceparent();
       return undefined;
     },
     startGateway: (_req: unknown, _info: unknown, up: { headers: Record<string, string> } | undefined) => {
-      if (up) up.headers.traceparent = traceparent();
+      if (up && traceparent) up.headers.traceparent = traceparent();
       return undefined;
     },
   } as never;
