@@ -105,6 +105,11 @@ const BASELINE_ENV = envOption('--baseline-env');
  * server role is then an HTTP/2 server that also takes HTTP/1.1: compare with `--protocols h2`.
  */
 const FLOOR_H2 = args.includes('--floor-h2');
+/**
+ * `--low-load RPS`: after the overload's memory reading, 60 s of HTTP/1.1 at that rate: whether the idle
+ * memory release runs again and again under steady light load.
+ */
+const LOW_LOAD_RPS = Number(option('--low-load') ?? 0);
 /** Seconds after the overload before the "after" RSS reading. */
 const AFTER_SECONDS = Number(option('--after') ?? 30);
 
@@ -339,6 +344,24 @@ async function main(): Promise<void> {
         '--syn',
       ]);
     }
+    /** A sidecar's failure and overflow counters (`sluice_errors_total` by cause, `sluice_overflow_total` by cap). */
+    const failureCounts = async (p: MeshPod): Promise<Map<string, number>> => {
+      const counts = new Map<string, number>();
+      for (const line of (await mesh.admin(p, '/metrics')).body.split('\n')) {
+        const m = /^sluice_(errors|overflow)_total\{(.*)\} (\d+)/.exec(line);
+        if (m) counts.set(`${m[1]}{${m[2]!.replace(/"/g, '')}}`, Number(m[3]));
+      }
+      return counts;
+    };
+    /** A sidecar's idle memory releases logged since `since` (ms since the epoch): "before→after MB in ms". */
+    const releases = (p: MeshPod, since: number): string[] =>
+      p.logs
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('memory released'))
+        .map((l) => JSON.parse(l.slice(l.indexOf('{'))) as Record<string, string | number>)
+        .filter((r) => Date.parse(String(r.time)) >= since)
+        .map((r) => `${r.rssMb}→${r.afterMb} MB in ${r.ms} ms`);
     const syns = async (p: MeshPod): Promise<number> => {
       const out = await mesh.harness.runIn(p, 'iptables', [
         '-t',
@@ -476,6 +499,9 @@ async function main(): Promise<void> {
       const app = counted.app?.pid ?? 0;
       const cpu0 = { proxies: procs.map((t) => procStats(t).cpuMs), app: procStats([app]).cpuMs };
       const syn0 = await syns(counted);
+      const meshPods = v === 'sluice' ? [client, server] : v === 'base' ? [baseClient!, baseServer!] : [];
+      const causes0 = await Promise.all(meshPods.map((p) => failureCounts(p)));
+      const overloadStarted = Date.now();
       const peakRss = [0, 0];
       const sampling = { on: true };
       const sampler = (async () => {
@@ -501,6 +527,14 @@ async function main(): Promise<void> {
       const proxyCpu = procs.map((t, i) => procStats(t).cpuMs - cpu0.proxies[i]!);
       const appCpu = procStats([app]).cpuMs - cpu0.app;
       const o = over.outcomes;
+      // Which cap answered the 503s (sidecars' own counters over the overload, client then server).
+      const causes = (await Promise.all(meshPods.map((p) => failureCounts(p)))).map((after, i) =>
+        [...after]
+          .map(([k, n]) => [k, n - (causes0[i]!.get(k) ?? 0)] as const)
+          .filter(([, n]) => n > 0)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', '),
+      );
       const row = [
         v,
         `${offered} rps offered`,
@@ -508,23 +542,50 @@ async function main(): Promise<void> {
         `in time ${o.inTime} (${((100 * o.inTime) / over.sent).toFixed(0)} %), late ${o.late}, given up ${o.gaveUp}, 503 ${o.overloaded}, failed ${o.failed} of ${over.sent}`,
         `cores: generator ${cores(over.cpuMs)} app ${cores(appCpu)} proxies ${proxyCpu.map(cores).join('/') || '-'}; send lag p99 ${over.sendLagP99Ms.toFixed(0)} ms`,
         `new upstream conns/1k ${((1000 * (syn1 - syn0)) / (over.sent + over.warmupSent)).toFixed(2)}`,
+        ...(meshPods.length > 0
+          ? [`failures in the sidecars: ${causes.map((c) => c || 'none').join(' / ')}`]
+          : []),
         `p50/p99 ${over.p50Ms.toFixed(0)}/${over.p99Ms.toFixed(0)} ms (once sent ${over.serviceP50Ms.toFixed(0)}/${over.serviceP99Ms.toFixed(0)})`,
       ];
       if (v !== 'direct') {
-        await new Promise((r) => setTimeout(r, AFTER_SECONDS * 1000)); // then: how far memory came back
+        // Then: how far memory came back, every 5 s (when the idle release ran) and its anonymous part at the end.
+        const series: string[] = [];
+        for (let t = 5; t <= AFTER_SECONDS; t += 5) {
+          await new Promise((r) => setTimeout(r, 5000));
+          series.push(pids[v].map((pid) => procStats(tree(pid)).rssMb.toFixed(0)).join('/'));
+        }
         const after = pids[v].map((pid) => procStats(tree(pid)).rssMb);
+        const afterAnon = pids[v].map((pid) => procStats(tree(pid)).anonMb.toFixed(0));
         // Sluice: what the memory is (V8 heap, buffers, the rest: malloc and code) before and after a full GC.
-        const meshPods = v === 'sluice' ? [client, server] : v === 'base' ? [baseClient!, baseServer!] : [];
         const mb = (n: number): string => (n / 2 ** 20).toFixed(0);
         const breakdown = (u: NodeJS.MemoryUsage): string =>
           `rss ${mb(u.rss)} heap ${mb(u.heapUsed)}/${mb(u.heapTotal)} ext ${mb(u.external)} ab ${mb(u.arrayBuffers)} other ${mb(u.rss - u.heapTotal - u.external)}`;
         row.push(
-          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')})`,
+          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')}; anonymous ${afterAnon.join('/')}; every 5 s ${series.join(', ')})`,
         );
         for (const p of meshPods) {
           const before = JSON.parse((await mesh.admin(p, '/memory?gc=0')).body) as NodeJS.MemoryUsage;
           const gced = JSON.parse((await mesh.admin(p, '/memory')).body) as NodeJS.MemoryUsage;
           row.push(`${p.name}: ${breakdown(before)} → after GC ${breakdown(gced)}`);
+        }
+        const released = (since: number): string =>
+          meshPods.map((p) => `${p.name} ${releases(p, since).join(', ') || 'none'}`).join('; ');
+        if (meshPods.length > 0) row.push(`idle releases: ${released(overloadStarted)}`);
+        if (LOW_LOAD_RPS > 0 && meshPods.length > 0) {
+          const lowStarted = Date.now();
+          const cpuBefore = pids[v].map((pid) => procStats(tree(pid)).cpuMs);
+          const low = await load(from, {
+            url,
+            protocol: 'h1',
+            connections: CONNECTIONS,
+            mode: 'rate',
+            rps: LOW_LOAD_RPS,
+            durationMs: 60_000,
+          });
+          const cpuMs = pids[v].map((pid, i) => (procStats(tree(pid)).cpuMs - cpuBefore[i]!).toFixed(0));
+          row.push(
+            `then 60 s at ${LOW_LOAD_RPS} rps (${low.ok} ok, sidecar CPU ${cpuMs.join('/')} ms, RSS after ${pids[v].map((pid) => procStats(tree(pid)).rssMb.toFixed(0)).join('/')} MB): idle releases ${released(lowStarted)}`,
+          );
         }
       }
       overloadRows.push(row.join(' | '));
