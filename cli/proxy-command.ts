@@ -63,7 +63,7 @@ limits (docs/security.md; 0 turns a timeout or cap off):
   --max-downstream-connections N    open connections per listener, default 10000
   --max-upstream-connections N      HTTP/1.1 connections per upstream endpoint (then the queue), default 64
   --max-upstream-tcp-connections N  opaque TCP connections per upstream endpoint (then closed), default 1024
-  --max-upstream-queue N            requests per endpoint waiting for a connection (then 503), default 1024
+  --max-upstream-queue N            requests per endpoint waiting for a connection (then 503), default 10000
   --merge-slashes                   merge runs of '/' in request paths before matching
   --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped
 tracing (docs/observability.md; mesh-wide settings come from the ConfigMap sluice-system/sluice-mesh-config):

@@ -39,9 +39,14 @@ export interface ProxyLimits {
   /**
    * HTTP/1.1 requests per endpoint waiting for one of its capped connections; one more gets a 503 at once
    * (`cause="upstream_overflow"`): a backlog waits for the open connections instead of opening new ones.
+   * By default as many as the downstream cap lets in: an app's own connections already bound its HTTP/1.1
+   * requests, and with 1,024 half the requests of 2,048 client connections got a 503 that its upstream would
+   * have answered in a fraction of a second (ADR 0023).
    */
   readonly maxUpstreamQueue: number;
 }
+
+const DOWNSTREAM_CONNECTIONS = 10_000;
 
 export const DEFAULT_LIMITS: ProxyLimits = {
   headerTimeoutMs: 10_000,
@@ -52,10 +57,10 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   upstreamConnectTimeoutMs: 10_000,
   upstreamTcpConnectTimeoutMs: 2_000,
   tcpIdleTimeoutMs: 60 * 60_000,
-  maxDownstreamConnections: 10_000,
+  maxDownstreamConnections: DOWNSTREAM_CONNECTIONS,
   maxUpstreamConnections: 64,
   maxUpstreamTcpConnections: 1024,
-  maxUpstreamQueue: 1024,
+  maxUpstreamQueue: DOWNSTREAM_CONNECTIONS,
 };
 
 /**
