@@ -24,6 +24,10 @@ export interface IdleMemoryOptions {
   idleIntervals: number;
   /** RSS above the level after the last release by more than this is worth a release. */
   slackBytes: number;
+  /** Monotonic milliseconds. */
+  nowMs(): number;
+  /** At least this long from one release to the next: load that stops and starts pays for a few at most. */
+  minSpacingMs: number;
 }
 
 export class IdleMemory {
@@ -32,6 +36,7 @@ export class IdleMemory {
   #floor: number;
   #busySinceRelease = false;
   #idleInARow = 0;
+  #releasedAt = -Infinity;
   releases = 0;
 
   constructor(options: IdleMemoryOptions) {
@@ -57,7 +62,10 @@ export class IdleMemory {
       if (rss < this.#floor) this.#floor = rss;
       return false;
     }
+    // Too soon after the last one: kept for the next idle interval past the spacing.
+    if (this.#o.nowMs() - this.#releasedAt < this.#o.minSpacingMs) return false;
     this.#o.release();
+    this.#releasedAt = this.#o.nowMs();
     this.releases++;
     this.#busySinceRelease = false;
     this.#floor = this.#o.rssBytes();
@@ -97,11 +105,11 @@ export function trimMalloc(): void {
 
 /**
  * The proxy's watcher: every 5 s; a release after load once idle for 15 s (under 0.5 % of a core: 25 ms of
- * CPU in 5 s, a fraction of what even a few requests take) and 64 MiB above the level after the last one.
- * `tuning` shortens both (tests).
+ * CPU in 5 s, a fraction of what even a few requests take), 8 MiB above the level after the last one and
+ * a minute or more after it. `tuning` shortens the interval and the threshold (tests).
  */
 export function watchIdleMemory(
-  onRelease: (beforeMb: number, afterMb: number) => void,
+  onRelease: (beforeMb: number, afterMb: number, ms: number) => void,
   tuning: { intervalMs?: number; slackBytes?: number } = {},
 ): {
   stop(): void;
@@ -117,16 +125,19 @@ export function watchIdleMemory(
     rssBytes: () => process.memoryUsage.rss(),
     release: () => {
       const before = mb();
+      const started = performance.now();
       fullGc(true);
       trimMalloc();
-      onRelease(before, mb());
+      // Synchronous: the time is both its CPU and the pause of the event loop.
+      onRelease(before, mb(), Math.round(performance.now() - started));
     },
     intervalMs,
     idleCpuShare: 0.005,
     idleIntervals: 3,
-    // Above what ordinary load leaves (RSS 120-130 MB after a benchmark phase, 82 idle): a release costs the
-    // next load a regrown heap and arenas, worth it after an overload (270-340 MB), not after every busy spell.
-    slackBytes: tuning.slackBytes ?? 64 * 2 ** 20,
+    // Idle + 10 MB after load is the target (issue 16); a release costs tens of ms once idle (ADR 0023).
+    slackBytes: tuning.slackBytes ?? 8 * 2 ** 20,
+    nowMs: () => performance.now(),
+    minSpacingMs: 60_000,
   });
   const timer = setInterval(() => idle.tick(), intervalMs).unref();
   return { stop: () => clearInterval(timer), idle };
@@ -148,7 +159,7 @@ export function startIdleMemoryRelease(
   const slackMb = number(env.SLUICE_IDLE_MEMORY_SLACK_MB);
   const intervalMs = number(env.SLUICE_IDLE_MEMORY_CHECK_MS);
   return watchIdleMemory(
-    (beforeMb, afterMb) => log.info('idle after load, memory released', { rssMb: beforeMb, afterMb }),
+    (beforeMb, afterMb, ms) => log.info('idle after load, memory released', { rssMb: beforeMb, afterMb, ms }),
     {
       ...(intervalMs ? { intervalMs } : {}),
       ...(slackMb === undefined ? {} : { slackBytes: slackMb * 2 ** 20 }),
