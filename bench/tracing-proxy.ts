@@ -8,7 +8,8 @@
  * mode "none": the tracing code is not loaded at all; "off": loaded, no endpoint (tracing disabled);
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
- * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's).
+ * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's; "1%/drop": batched,
+ * then dropped unencoded).
  * Diagnostics (ADR 0018, ADR 0022): "hdr", no tracing code but an unsampled traceparent added to every
  * request ("hdr-rand", "hdr-seq", "hdr-gen", "hdr-none": variants of it, below);
  * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
@@ -184,7 +185,9 @@ if (HDR_MODES.includes(spec.mode)) {
               shutdown: () => Promise.resolve(),
             },
           }
-        : {}),
+        : variant === 'drop'
+          ? { exporter: { export: () => Promise.resolve(undefined), shutdown: () => Promise.resolve() } }
+          : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
   const [percent = '', delay] = mode.split('@');

@@ -159,6 +159,7 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
     cause: 'misdirected',
     routeLabel: 'none',
   };
+  const traceInfo = { port: o.port, scheme } as const;
   const handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
     const started = performance.now();
     const config = o.config();
@@ -171,7 +172,7 @@ export function createGatewayListener(o: GatewayListenerOptions): GatewayListene
           : planGatewayForward(o.deps, config, o.port, scheme, req);
     const span = o.deps.tracing?.startGateway(
       req,
-      { address: req.socket.localAddress ?? '', port: o.port, scheme },
+      traceInfo,
       plan.kind === 'forward' ? plan.request : undefined,
     );
     executeOutbound(o.deps, 'gateway', view ?? NO_ENDPOINTS, plan, req, res, started, span);

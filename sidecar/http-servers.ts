@@ -157,6 +157,13 @@ export function createHttpServers(
     },
     limitHeaders(handler, headerLimits),
   );
+  // A socket Node accepted learns its peer's address at the first read of remoteAddress, as a new property
+  // (`_peername`). Read only for some requests (a sampled one's span), it gave the proxy's sockets two
+  // shapes and made the stream code every request runs polymorphic (ADR 0022); read here, before Node's
+  // own connection handling, every connection has the same shape.
+  const peerAddressFirst = (socket: net.Socket): string | undefined => socket.remoteAddress;
+  http1.prependListener('connection', peerAddressFirst);
+  h2.prependListener('connection', peerAddressFirst);
   h2.on('sessionError', () => undefined);
   // One listener function for every stream (its phase kept on the stream), not a closure per stream.
   function streamTimedOut(this: TimedStream): void {

@@ -104,6 +104,10 @@ export class OtlpHttpExporter implements SpanExporter {
       // A small young generation: ~2 MB less RSS than the default, for a thread that allocates a little
       // every batch delay. Past the old-generation bound the thread dies and is replaced (its batch lost).
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 },
+      // Not piped to the process's stdout and stderr (the thread writes nothing): piping ran the stream
+      // code every socket runs with the thread's stdio streams, making it megamorphic (ADR 0022).
+      stdout: true,
+      stderr: true,
     });
     worker.unref();
     const thread: ExportThread = { worker, waiting: new Map() };

@@ -25,6 +25,7 @@ export interface TracedRequest {
   readonly headers: IncomingHttpHeaders;
   readonly httpVersion: string;
   readonly socket: {
+    readonly localAddress?: string | undefined;
     readonly remoteAddress?: string | undefined;
     readonly remotePort?: number | undefined;
   } | null;
@@ -403,7 +404,7 @@ export class RequestTracing {
    */
   startGateway(
     req: TracedRequest,
-    info: { address: string; port: number; scheme: 'http' | 'https' },
+    info: { readonly port: number; readonly scheme: 'http' | 'https' },
     upstream: { headers: HeaderMap; authority: string } | undefined,
   ): RequestSpan | undefined {
     const pipeline = this.#pipeline;
@@ -414,7 +415,8 @@ export class RequestTracing {
       if (parent === undefined && upstream) upstream.headers.traceparent = unsampledTraceparent();
       return undefined;
     }
-    const serverAttrs = serverAttributes(req, info.address, info.port, info.scheme, d.reason);
+    const address = req.socket?.localAddress ?? '';
+    const serverAttrs = serverAttributes(req, address, info.port, info.scheme, d.reason);
     const server = this.#start(pipeline, SpanKind.SERVER, req, serverAttrs, parent, undefined);
     if (!upstream) return server;
     const child: RemoteContext = {

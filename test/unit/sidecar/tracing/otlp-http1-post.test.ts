@@ -1,11 +1,15 @@
 // The export thread's hand-written HTTP/1.1 POST: the response head and framing it reads, against a
 // node:http collector (kept-alive connections reused, closed ones replaced) and a raw one (answers
-// node:http would not give: split, chunked, unframed, malformed).
+// node:http would not give: split, chunked, unframed, malformed), and an https collector.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { createCa, loadCa } from '../../../../pki/ca.ts';
 import { Http1Poster, readResponseHead } from '../../../../sidecar/tracing/otlp-http1-post.ts';
+import { serverCert } from '../../../support/server-cert.ts';
 
 const head = (s: string) => readResponseHead(Buffer.from(s, 'latin1'));
 
@@ -38,7 +42,9 @@ describe('OTLP export: HTTP/1.1 POST', () => {
   });
 
   let server: http.Server | net.Server | undefined;
+  const defaultCas = tls.getCACertificates('default');
   afterEach(() => {
+    tls.setDefaultCACertificates(defaultCas);
     if (server instanceof http.Server) server.closeAllConnections();
     server?.close();
   });
@@ -115,5 +121,34 @@ describe('OTLP export: HTTP/1.1 POST', () => {
     server!.close();
     await once(server!, 'close');
     assert.deepEqual(await new Http1Poster(url).post(new Uint8Array(1), 5000), { error: 'ECONNREFUSED' });
+  });
+
+  it('POSTs to an https collector verified against the default CAs, on one kept-alive connection', async () => {
+    const ca = await loadCa(await createCa({ trustDomain: 'cluster.local' }));
+    const peers = new Set<number>();
+    const collector = https.createServer(await serverCert(ca, 'localhost'), (req, res) => {
+      peers.add(req.socket.remotePort!);
+      req.resume();
+      req.on('end', () => res.end());
+    });
+    const { port } = await listen(collector);
+    const at = (host: string) => new URL(`https://${host}:${port}/v1/traces`);
+    const body = new Uint8Array([1, 2, 3]);
+    // A collector whose certificate no CA of the process signed is refused.
+    assert.deepEqual(await new Http1Poster(at('localhost')).post(body, 5000), {
+      error: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    });
+    // Trusted as NODE_EXTRA_CA_CERTS would make it (in the proxy, for its export thread too).
+    tls.setDefaultCACertificates([...defaultCas, ca.certPem]);
+    assert.deepEqual(await new Http1Poster(at('127.0.0.1')).post(body, 5000), {
+      error: 'ERR_TLS_CERT_ALTNAME_INVALID',
+    });
+    assert.equal(peers.size, 0);
+    const poster = new Http1Poster(at('localhost'));
+    assert.deepEqual(await poster.post(body, 5000), { status: 200 });
+    assert.deepEqual(await poster.post(body, 5000), { status: 200 });
+    assert.equal(peers.size, 1);
+    collector.closeAllConnections();
+    poster.close();
   });
 });
