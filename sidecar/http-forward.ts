@@ -758,7 +758,7 @@ class Attempt implements UpstreamHandlers, BodySink {
     }
     const out = forwardResponseHeaders(headers);
     editResponse(out);
-    (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
+    writeResponseHead(req, res, status, out);
     this.status = status;
     this.headers = headers;
     this.body = body;
@@ -815,6 +815,42 @@ class Attempt implements UpstreamHandlers, BodySink {
     s.end();
     s.failAttempts();
   }
+}
+
+/** The request says it takes trailers (`te: trailers`, which gRPC clients send), or is gRPC. */
+function takesTrailers(req: DownstreamRequest): boolean {
+  return req.headers.te !== undefined || isGrpc(req);
+}
+
+/**
+ * Node's HTTP/2 compatibility response always asks for trailers (`waitForTrailers`): its last DATA frame never
+ * carries END_STREAM, which follows in an empty frame sent from a setImmediate, a second socket write (and
+ * TLS record, and read at the peer) for every response. A response with a content-length to a request that
+ * does not take trailers (no `te: trailers`, which gRPC clients send) and is not gRPC is started on the
+ * stream itself, without them: its head, body and end go out in one write. Only with a content-length: a
+ * response cut later (cutResponse) then still reads as cut (too short) to its caller, where without trailers
+ * to wait for the reset would follow an END_STREAM. Headers the compatibility layer would drop or refuse
+ * (a route filter's) fail that, and take its path as before.
+ */
+function writeResponseHead(
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  status: number,
+  headers: HeaderMap,
+): void {
+  if (
+    res instanceof http2.Http2ServerResponse &&
+    headers['content-length'] !== undefined &&
+    !takesTrailers(req)
+  ) {
+    headers[':status'] = String(status);
+    try {
+      return res.stream.respond(headers);
+    } catch {
+      delete headers[':status'];
+    }
+  }
+  (res as http.ServerResponse).writeHead(status, headers as http.OutgoingHttpHeaders);
 }
 
 /**
@@ -1212,6 +1248,14 @@ class H2Exchange implements UpstreamBody {
   #res: http.ServerResponse | undefined;
   #sink: BodySink | undefined;
   #waiting = false;
+  /**
+   * Body bytes still to come by the response's content-length, when its response takes no trailers: the
+   * chunk that completes it ends the downstream response at once (END_STREAM on its DATA frame, see
+   * writeResponseHead) rather than when the upstream's END_STREAM comes, often in a read of its own.
+   */
+  #remaining = -1;
+  /** The downstream response was ended that way. */
+  #ended = false;
 
   constructor(
     pools: UpstreamPools,
@@ -1242,6 +1286,8 @@ class H2Exchange implements UpstreamBody {
 
   response(headers: H2ResponseHeaders): void {
     this.#settled = true;
+    const length = Number(headers['content-length']);
+    if (length > 0 && !takesTrailers(this.#req)) this.#remaining = length;
     this.#h.response(headers[':status'] ?? 502, headers, this);
   }
 
@@ -1256,6 +1302,7 @@ class H2Exchange implements UpstreamBody {
   }
 
   error(err: NodeJS.ErrnoException): void {
+    if (this.#ended) return this.#sink!.bodyDone(undefined);
     // Once the body is forwarded the response has started: nothing can be sent again, the caller sees it cut.
     if (this.#sink) return this.#sink.bodyFailed(`${err.code ?? 'error'}, rst ${this.#stream.rstCode}`);
     this.#failed(err);
@@ -1280,6 +1327,10 @@ class H2Exchange implements UpstreamBody {
   data(chunk: Buffer): void {
     this.bytes += chunk.length;
     const out = this.#res!;
+    if (this.#remaining > 0 && (this.#remaining -= chunk.length) === 0) {
+      this.#ended = true;
+      return void out.end(chunk);
+    }
     if (out.write(chunk) || this.#waiting || out.destroyed) return;
     // Full: no more data until it drains (a response that closes instead cancels the stream).
     this.#waiting = true;
@@ -1291,6 +1342,7 @@ class H2Exchange implements UpstreamBody {
   }
 
   end(): void {
+    if (this.#ended) return this.#sink!.bodyDone(undefined);
     const stream = this.#stream;
     const res = this.#res!;
     // A connection lost mid-body also ends the stream, closed with a code (CANCEL) and no END_STREAM:
