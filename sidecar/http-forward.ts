@@ -1302,7 +1302,7 @@ class H2Exchange implements UpstreamBody {
   }
 
   error(err: NodeJS.ErrnoException): void {
-    if (this.#ended) return this.#sink!.bodyDone(undefined);
+    if (this.#ended) return;
     // Once the body is forwarded the response has started: nothing can be sent again, the caller sees it cut.
     if (this.#sink) return this.#sink.bodyFailed(`${err.code ?? 'error'}, rst ${this.#stream.rstCode}`);
     this.#failed(err);
@@ -1328,8 +1328,11 @@ class H2Exchange implements UpstreamBody {
     this.bytes += chunk.length;
     const out = this.#res!;
     if (this.#remaining > 0 && (this.#remaining -= chunk.length) === 0) {
+      // Done for the caller, whose stream may close before the upstream's END_STREAM comes: nothing is
+      // left to cancel then.
       this.#ended = true;
-      return void out.end(chunk);
+      out.end(chunk);
+      return this.#sink!.bodyDone(undefined);
     }
     if (out.write(chunk) || this.#waiting || out.destroyed) return;
     // Full: no more data until it drains (a response that closes instead cancels the stream).
@@ -1342,7 +1345,7 @@ class H2Exchange implements UpstreamBody {
   }
 
   end(): void {
-    if (this.#ended) return this.#sink!.bodyDone(undefined);
+    if (this.#ended) return;
     const stream = this.#stream;
     const res = this.#res!;
     // A connection lost mid-body also ends the stream, closed with a code (CANCEL) and no END_STREAM:

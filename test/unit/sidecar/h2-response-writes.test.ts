@@ -12,6 +12,7 @@ import { LoadBalancer } from '../../../sidecar/load-balancer.ts';
 import { ProxyMetrics } from '../../../sidecar/metrics.ts';
 import { UpstreamPools } from '../../../sidecar/upstream-pools.ts';
 import type { ProxyView } from '../../../mesh-model/proxy-view.ts';
+import { eventually } from '../../../lib/eventually.ts';
 
 describe('sidecar: HTTP/2 response writes', () => {
   const closers: (() => void)[] = [];
@@ -28,7 +29,11 @@ describe('sidecar: HTTP/2 response writes', () => {
   };
 
   /** An h2c app, the outbound listener forwarding to it as addressed, and a client session counting reads. */
-  async function setUp(): Promise<{ client: http2.ClientHttp2Session; reads: () => number }> {
+  async function setUp(): Promise<{
+    client: http2.ClientHttp2Session;
+    reads: () => number;
+    metrics: ProxyMetrics;
+  }> {
     const app = http2.createServer();
     app.on('stream', (stream, headers) => {
       // '/compat': as Node's compatibility API answers, its END_STREAM in a write of its own after the body.
@@ -46,8 +51,9 @@ describe('sidecar: HTTP/2 response writes', () => {
     const pools = new UpstreamPools(() => undefined);
     closers.push(() => pools.destroy());
     const view = { byDestination: new Map(), endpoints: new Map() } as unknown as ProxyView;
+    const metrics = new ProxyMetrics();
     const { http } = createOutboundListener({
-      deps: { pools, lb: new LoadBalancer(), metrics: new ProxyMetrics() },
+      deps: { pools, lb: new LoadBalancer(), metrics },
       view: () => view,
       detectTimeoutMs: 1000,
       ownPorts: new Set(),
@@ -72,7 +78,7 @@ describe('sidecar: HTTP/2 response writes', () => {
     const port = await listen(relay);
     const client = http2.connect(`http://127.0.0.1:${port}`);
     closers.push(() => client.close());
-    return { client, reads: () => reads };
+    return { client, reads: () => reads, metrics };
   }
 
   function get(client: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders = {}, path = '/') {
@@ -98,11 +104,14 @@ describe('sidecar: HTTP/2 response writes', () => {
   });
 
   it('so does one whose upstream ends it in a write of its own, by its content-length', async () => {
-    const { client, reads } = await setUp();
+    const { client, reads, metrics } = await setUp();
     await get(client, {}, '/compat');
     const before = reads();
     for (let i = 0; i < 10; i++) assert.equal((await get(client, {}, '/compat')).body.length, 1024);
     assert.equal(reads() - before, 10);
+    // Each one counted as answered, though its caller was done before the upstream's END_STREAM came.
+    const answered = /http_client_request_duration_seconds_count\{[^}]*"200"[^}]*\} 11\n/;
+    await eventually('each answer counted', () => answered.test(metrics.render()), 5000, 20);
   });
 
   it('forwards the trailers of a request with te: trailers', async () => {
