@@ -758,7 +758,7 @@ class Attempt implements UpstreamHandlers, BodySink {
     }
     const out = forwardResponseHeaders(headers);
     editResponse(out);
-    (res as http.ServerResponse).writeHead(status, out as http.OutgoingHttpHeaders);
+    writeResponseHead(req, res, status, out);
     this.status = status;
     this.headers = headers;
     this.body = body;
@@ -815,6 +815,42 @@ class Attempt implements UpstreamHandlers, BodySink {
     s.end();
     s.failAttempts();
   }
+}
+
+/** The request says it takes trailers (`te: trailers`, which gRPC clients send), or is gRPC. */
+function takesTrailers(req: DownstreamRequest): boolean {
+  return req.headers.te !== undefined || isGrpc(req);
+}
+
+/**
+ * Node's HTTP/2 compatibility response always asks for trailers (`waitForTrailers`): its last DATA frame never
+ * carries END_STREAM, which follows in an empty frame sent from a setImmediate, a second socket write (and
+ * TLS record, and read at the peer) for every response. A response with a content-length to a request that
+ * does not take trailers (no `te: trailers`, which gRPC clients send) and is not gRPC is started on the
+ * stream itself, without them: its head, body and end go out in one write. Only with a content-length: a
+ * response cut later (cutResponse) then still reads as cut (too short) to its caller, where without trailers
+ * to wait for the reset would follow an END_STREAM. Headers the compatibility layer would drop or refuse
+ * (a route filter's) fail that, and take its path as before.
+ */
+function writeResponseHead(
+  req: DownstreamRequest,
+  res: DownstreamResponse,
+  status: number,
+  headers: HeaderMap,
+): void {
+  if (
+    res instanceof http2.Http2ServerResponse &&
+    headers['content-length'] !== undefined &&
+    !takesTrailers(req)
+  ) {
+    headers[':status'] = String(status);
+    try {
+      return res.stream.respond(headers);
+    } catch {
+      delete headers[':status'];
+    }
+  }
+  (res as http.ServerResponse).writeHead(status, headers as http.OutgoingHttpHeaders);
 }
 
 /**
@@ -1012,51 +1048,6 @@ class DispatchBody implements UpstreamBody {
   }
 }
 
-/**
- * An HTTP/2 response body: the client stream's chunks written to the downstream response as they come
- * (counted in the same listener; pipe() added and removed several listeners per response), pausing the stream
- * while the response is full.
- */
-function streamBody(stream: http2.ClientHttp2Stream): UpstreamBody {
-  const body = {
-    bytes: 0,
-    forward(res: DownstreamResponse, sink: BodySink): void {
-      const out = res as http.ServerResponse;
-      let waiting = false;
-      const resume = (): void => {
-        waiting = false;
-        stream.resume();
-      };
-      stream.on('data', (chunk: Buffer) => {
-        body.bytes += chunk.length;
-        if (out.write(chunk) || waiting || out.destroyed) return;
-        // Full: no more data until it drains (a response that closes instead cancels the stream).
-        waiting = true;
-        stream.pause();
-        out.once('drain', resume);
-      });
-      stream.on('end', () => {
-        // A connection lost mid-body also ends the stream, closed with a code (CANCEL) and no END_STREAM:
-        // the response is cut, not complete.
-        if (stream.closed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
-          return sink.bodyFailed(`closed, rst ${stream.rstCode}`);
-        const trailers = trailersOf(
-          (stream as unknown as { sluiceTrailers?: IncomingHttpHeaders }).sluiceTrailers,
-        );
-        if (trailers) res.addTrailers(trailers);
-        res.end();
-        sink.bodyDone(trailers);
-      });
-      stream.on('error', (err: NodeJS.ErrnoException) =>
-        sink.bodyFailed(`${err.code ?? 'error'}, rst ${stream.rstCode}`),
-      );
-    },
-    discard: () => void stream.resume(),
-    destroy: () => void stream.destroy(),
-  };
-  return body;
-}
-
 function bodyOf(req: DownstreamRequest): Readable | AsyncGenerator<Buffer> {
   const declared = Number(req.headers['content-length']);
   return declared > REPLAY_BODY_BYTES ? req : readKeepingCopy(req);
@@ -1188,58 +1179,192 @@ function sendH2(
   kept?: Buffer,
 ): () => void {
   const session = deps.pools.session(ep);
-  const stream = session.request({
-    ...(r.headers as http2.OutgoingHttpHeaders),
-    ':method': r.method,
-    ':path': r.path,
-    ':authority': r.authority,
-    ':scheme': ep.identity ? 'https' : 'http',
-  });
+  // The request's headers are its own copy (forwardHeaders): the pseudo-headers go in it, set again by each
+  // attempt (the scheme is the endpoint's), rather than in one more copy per request (Node copies it anyway).
+  const headers = r.headers as http2.OutgoingHttpHeaders;
+  headers[':method'] = r.method;
+  headers[':path'] = r.path;
+  headers[':authority'] = r.authority;
+  headers[':scheme'] = ep.identity ? 'https' : 'http';
+  const stream = session.request(headers) as ExchangeStream;
   deps.pools.streamOpened(session);
-  let sent = false;
-  const start = (): void => {
-    if (stream.destroyed) return;
-    sent = true;
-    if (kept) stream.end(kept);
-    // No body (or a retry of a bodyless request, which finds the downstream request already ended): no
-    // pipe, no copy.
-    else if (endedWithHeaders(req) || (req as Readable).readableEnded) stream.end();
-    else pipeKeepingCopy(req, stream);
-  };
-  // One 'connect' listener per session however many requests wait for it (not one per request).
-  whenConnected(session, start);
-  /** A response or an error was handed on: the stream's end concerns the handlers no more. */
-  let settled = false;
-  stream.on('response', (headers) => {
-    settled = true;
-    const status = headers[':status'] ?? 502;
-    stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
-      (stream as unknown as { sluiceTrailers: http2.IncomingHttpHeaders }).sluiceTrailers = trailers;
-    });
-    h.response(status, headers, streamBody(stream));
-  });
-  const failed = (err: Error): void => {
-    settled = true;
-    const kind = classifyHttp2({
-      code: (err as NodeJS.ErrnoException).code ?? '',
-      rstCode: stream.rstCode,
-      started: sent,
-    });
-    h.error(err, kind, replayable(req, kept));
-  };
-  stream.on('error', failed);
+  const exchange = new H2Exchange(deps.pools, session, stream, req, h, kept);
+  stream.sluice = exchange;
+  stream.on('response', h2Response);
+  stream.on('trailers', h2Trailers);
+  stream.on('error', h2Error);
   // A session that ends without an error (the peer closed its connection, or destroyed its session)
   // closes its open streams with no 'error' event: without this, such a request would wait for its
   // caller to give up.
-  stream.on('close', () => {
-    deps.pools.streamClosed(session);
-    if (settled) return;
-    const err = Object.assign(new Error(`stream closed without a response (rst ${stream.rstCode})`), {
+  stream.on('close', h2Close);
+  // One 'connect' listener per session however many requests wait for it (not one per request).
+  if (session.connecting) whenConnected(session, () => exchange.start());
+  else exchange.start();
+  return () => stream.close(http2.constants.NGHTTP2_CANCEL);
+}
+
+type ExchangeStream = http2.ClientHttp2Stream & { sluice: H2Exchange };
+type H2ResponseHeaders = http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader;
+
+// The listeners of every upstream HTTP/2 stream: one function each, the stream's state in its H2Exchange.
+function h2Response(this: ExchangeStream, headers: H2ResponseHeaders): void {
+  this.sluice.response(headers);
+}
+function h2Trailers(this: ExchangeStream, trailers: http2.IncomingHttpHeaders): void {
+  this.sluice.trailers = trailers;
+}
+function h2Error(this: ExchangeStream, err: NodeJS.ErrnoException): void {
+  this.sluice.error(err);
+}
+function h2Close(this: ExchangeStream): void {
+  this.sluice.closed();
+}
+function h2Data(this: ExchangeStream, chunk: Buffer): void {
+  this.sluice.data(chunk);
+}
+function h2End(this: ExchangeStream): void {
+  this.sluice.end();
+}
+
+/**
+ * One upstream HTTP/2 stream (sendH2) and its response body: the state in one object and the listeners
+ * shared by every stream (see above), where about a dozen closures and listeners were made per stream.
+ * The body's chunks are written to the downstream response as they come, pausing the stream while the
+ * response is full.
+ */
+class H2Exchange implements UpstreamBody {
+  bytes = 0;
+  readonly #pools: UpstreamPools;
+  readonly #session: http2.ClientHttp2Session;
+  readonly #stream: ExchangeStream;
+  readonly #req: DownstreamRequest;
+  readonly #h: UpstreamHandlers;
+  readonly #kept: Buffer | undefined;
+  /** The request went out (the session was connected). */
+  #sent = false;
+  /** A response or an error was handed on: the stream's end concerns the handlers no more. */
+  #settled = false;
+  trailers: http2.IncomingHttpHeaders | undefined;
+  #res: http.ServerResponse | undefined;
+  #sink: BodySink | undefined;
+  #waiting = false;
+  /**
+   * Body bytes still to come by the response's content-length, when its response takes no trailers: the
+   * chunk that completes it ends the downstream response at once (END_STREAM on its DATA frame, see
+   * writeResponseHead) rather than when the upstream's END_STREAM comes, often in a read of its own.
+   */
+  #remaining = -1;
+  /** The downstream response was ended that way. */
+  #ended = false;
+
+  constructor(
+    pools: UpstreamPools,
+    session: http2.ClientHttp2Session,
+    stream: ExchangeStream,
+    req: DownstreamRequest,
+    h: UpstreamHandlers,
+    kept: Buffer | undefined,
+  ) {
+    this.#pools = pools;
+    this.#session = session;
+    this.#stream = stream;
+    this.#req = req;
+    this.#h = h;
+    this.#kept = kept;
+  }
+
+  start(): void {
+    const stream = this.#stream;
+    if (stream.destroyed) return;
+    this.#sent = true;
+    if (this.#kept) stream.end(this.#kept);
+    // No body (or a retry of a bodyless request, which finds the downstream request already ended): no
+    // pipe, no copy.
+    else if (endedWithHeaders(this.#req) || (this.#req as Readable).readableEnded) stream.end();
+    else pipeKeepingCopy(this.#req, stream);
+  }
+
+  response(headers: H2ResponseHeaders): void {
+    this.#settled = true;
+    const length = Number(headers['content-length']);
+    if (length > 0 && !takesTrailers(this.#req)) this.#remaining = length;
+    this.#h.response(headers[':status'] ?? 502, headers, this);
+  }
+
+  #failed(err: Error): void {
+    this.#settled = true;
+    const kind = classifyHttp2({
+      code: (err as NodeJS.ErrnoException).code ?? '',
+      rstCode: this.#stream.rstCode,
+      started: this.#sent,
+    });
+    this.#h.error(err, kind, replayable(this.#req, this.#kept));
+  }
+
+  error(err: NodeJS.ErrnoException): void {
+    if (this.#ended) return;
+    // Once the body is forwarded the response has started: nothing can be sent again, the caller sees it cut.
+    if (this.#sink) return this.#sink.bodyFailed(`${err.code ?? 'error'}, rst ${this.#stream.rstCode}`);
+    this.#failed(err);
+  }
+
+  closed(): void {
+    this.#pools.streamClosed(this.#session);
+    if (this.#settled) return;
+    const err = Object.assign(new Error(`stream closed without a response (rst ${this.#stream.rstCode})`), {
       code: 'ERR_HTTP2_STREAM_CLOSED',
     });
-    failed(err);
-  });
-  return () => stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.#failed(err);
+  }
+
+  forward(res: DownstreamResponse, sink: BodySink): void {
+    this.#res = res as http.ServerResponse;
+    this.#sink = sink;
+    this.#stream.on('data', h2Data);
+    this.#stream.on('end', h2End);
+  }
+
+  data(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    const out = this.#res!;
+    if (this.#remaining > 0 && (this.#remaining -= chunk.length) === 0) {
+      // Done for the caller, whose stream may close before the upstream's END_STREAM comes: nothing is
+      // left to cancel then.
+      this.#ended = true;
+      out.end(chunk);
+      return this.#sink!.bodyDone(undefined);
+    }
+    if (out.write(chunk) || this.#waiting || out.destroyed) return;
+    // Full: no more data until it drains (a response that closes instead cancels the stream).
+    this.#waiting = true;
+    this.#stream.pause();
+    out.once('drain', () => {
+      this.#waiting = false;
+      this.#stream.resume();
+    });
+  }
+
+  end(): void {
+    if (this.#ended) return;
+    const stream = this.#stream;
+    const res = this.#res!;
+    // A connection lost mid-body also ends the stream, closed with a code (CANCEL) and no END_STREAM:
+    // the response is cut, not complete.
+    if (stream.closed && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
+      return this.#sink!.bodyFailed(`closed, rst ${stream.rstCode}`);
+    const trailers = trailersOf(this.trailers);
+    if (trailers) res.addTrailers(trailers);
+    res.end();
+    this.#sink!.bodyDone(trailers);
+  }
+
+  discard(): void {
+    this.#stream.resume();
+  }
+
+  destroy(): void {
+    this.#stream.destroy();
+  }
 }
 
 /**
