@@ -161,8 +161,12 @@ export function createHttpServers(
   // (`_peername`). Read only for some requests (a sampled one's span), it gave the proxy's sockets two
   // shapes and made the stream code every request runs polymorphic (ADR 0022); read here, before Node's
   // own connection handling, every connection has the same shape.
+  // The body phase is set on every HTTP/1.1 socket at once for the same reason (not only on one carrying a body).
   const peerAddressFirst = (socket: net.Socket): string | undefined => socket.remoteAddress;
-  http1.prependListener('connection', peerAddressFirst);
+  http1.prependListener('connection', (socket: net.Socket) => {
+    peerAddressFirst(socket);
+    (socket as SocketPhase).sluiceBody = false;
+  });
   h2.prependListener('connection', peerAddressFirst);
   h2.on('sessionError', () => undefined);
   // One listener function for every stream (its phase kept on the stream), not a closure per stream.

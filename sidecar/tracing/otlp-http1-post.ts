@@ -20,6 +20,9 @@ export interface ResponseHead {
   readonly reuse: boolean;
 }
 
+/** More than this read without a whole response head is not a collector's answer. */
+const MAX_HEAD_BYTES = 64 * 1024;
+
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})/;
 
 /**
@@ -152,6 +155,7 @@ export class Http1Poster {
         return conn.done({ error: (error as Error).message }, false);
       }
       if (head) conn.done({ status: head.status }, head.reuse);
+      else if (conn.received.length > MAX_HEAD_BYTES) conn.done({ error: 'response head too large' }, false);
     });
     socket.on('timeout', () => socket.destroy()); // idle too long
     socket.on('error', (error: Error & { code?: unknown }) => {

@@ -89,17 +89,19 @@ describe('OTLP export: HTTP/1.1 POST', () => {
     poster.close();
   });
 
-  it('reads an answer split over packets, and fails on a cut, a garbled or a missing one', async () => {
+  it('reads an answer split over packets, and fails on a cut, a garbled, an endless or a missing one', async () => {
     const answers = [
       ['HTTP/1.1 202 Accepted\r\nContent-', 'Length: 0\r\n\r\n'],
       ['HTTP/1.1 2'], // then the connection is cut
       ['NOT HTTP\r\n\r\n'],
+      ['HTTP/1.1 200 OK\r\n', 'X: y\r\n'.repeat(20_000)], // a head that never ends
       [], // never answers
     ];
     let n = 0;
     const url = await listen(
       net.createServer((socket) => {
         const parts = answers[n++]!;
+        socket.on('error', () => undefined); // the poster gives up on the endless head by destroying
         socket.once('data', () => {
           parts.forEach((p, i) => setTimeout(() => socket.write(p), 10 * i));
           if (parts.length === 1) setTimeout(() => socket.destroy(), 50);
@@ -112,6 +114,7 @@ describe('OTLP export: HTTP/1.1 POST', () => {
     poster.close(); // the next ones each on a connection of their own
     assert.deepEqual(await poster.post(body, 5000), { error: 'ECONNRESET' });
     assert.deepEqual(await poster.post(body, 5000), { error: 'malformed response' });
+    assert.deepEqual(await poster.post(body, 5000), { error: 'response head too large' });
     assert.deepEqual(await poster.post(body, 100), { timedOut: true });
     poster.close();
   });
