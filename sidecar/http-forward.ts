@@ -1325,6 +1325,7 @@ class H2Exchange implements UpstreamBody {
   }
 
   data(chunk: Buffer): void {
+    if (this.#ended) return; // past its content-length: nghttp2 resets such a stream
     this.bytes += chunk.length;
     const out = this.#res!;
     if (this.#remaining > 0 && (this.#remaining -= chunk.length) === 0) {
