@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import http2 from 'node:http2';
 import { createHttpServers, type HttpServers } from '../../sidecar/http-servers.ts';
+import { listenForHttpServers } from '../support/http-servers-listener.ts';
 import { inboundPortProtocol, servicePortProtocol } from '../../mesh-model/port-protocol.ts';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
@@ -10,7 +11,7 @@ import { serviceWithEndpoints } from '../support/mesh-manifests.ts';
 // must hold there, not only on a server that listen()s.
 describe('request header limits on handed-over sockets', () => {
   let servers: HttpServers;
-  let tcp: net.Server;
+  let closeTcp: () => void;
   let port: number;
   const reached: string[] = [];
 
@@ -19,21 +20,12 @@ describe('request header limits on handed-over sockets', () => {
       reached.push(String(req.url));
       res.end('ok');
     });
-    tcp = net.createServer((socket) => {
-      socket.once('readable', () => {
-        const first = socket.read(1) as Buffer | null;
-        if (first) socket.unshift(first);
-        if (first?.[0] === 0x50 /* P: h2 preface */) servers.h2.emit('connection', socket);
-        else servers.http1.emit('connection', socket);
-      });
-    });
-    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
-    port = (tcp.address() as net.AddressInfo).port;
+    ({ port, close: closeTcp } = await listenForHttpServers(servers));
   });
   after(() => {
     servers.http1.closeAllConnections();
     servers.h2.close();
-    tcp.close();
+    closeTcp();
   });
   beforeEach(() => (reached.length = 0));
 

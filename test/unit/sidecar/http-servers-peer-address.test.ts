@@ -6,10 +6,11 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { createHttpServers, type HttpServers } from '../../../sidecar/http-servers.ts';
+import { listenForHttpServers } from '../../support/http-servers-listener.ts';
 
 describe('HTTP servers: the peer address is read on arrival', () => {
   let servers: HttpServers;
-  let tcp: net.Server;
+  let closeTcp: () => void;
   let port: number;
   /** Per request: whether its connection's socket (as handed over) had its peer address by then. */
   const learned: boolean[] = [];
@@ -20,22 +21,12 @@ describe('HTTP servers: the peer address is read on arrival', () => {
       learned.push(Object.hasOwn(handed!, '_peername'));
       res.end('ok');
     });
-    tcp = net.createServer((socket) => {
-      handed = socket;
-      socket.once('readable', () => {
-        const first = socket.read(1) as Buffer | null;
-        if (first) socket.unshift(first);
-        if (first?.[0] === 0x50 /* P: h2 preface */) servers.h2.emit('connection', socket);
-        else servers.http1.emit('connection', socket);
-      });
-    });
-    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
-    port = (tcp.address() as net.AddressInfo).port;
+    ({ port, close: closeTcp } = await listenForHttpServers(servers, (socket) => (handed = socket)));
   });
   after(() => {
     servers.http1.closeAllConnections();
     servers.h2.close();
-    tcp.close();
+    closeTcp();
   });
 
   it('before the first HTTP/1.1 or HTTP/2 request, without anyone asking for it', async () => {
