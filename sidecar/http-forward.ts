@@ -706,36 +706,33 @@ class Attempt implements UpstreamHandlers, BodySink {
     return true;
   }
 
+  /** What a peer sidecar said of its app, logged; whether the request went elsewhere for it. */
+  peerSaid(status: number, code: string, kind: 'refused' | 'reset', what: string): boolean {
+    const s = this.send;
+    s.upstreamError(this.ep, code, kind, `peer sidecar answered ${status}: its app ${what}`);
+    return this.retried(kind, replayable(s.o.req, s.kept));
+  }
+
   response(status: number, headers: IncomingHttpHeaders, body: UpstreamBody): void {
     const s = this.send;
     const { ep } = this;
     const { target, req, res, fail, editResponse } = s.o;
     if (s.done) return body.destroy();
     const retry = s.retry;
+    const retryStatus = retry !== undefined && s.retriesLeft > 0 && retry.codes.includes(status);
     // A peer sidecar (mTLS-verified, it strips the header from app responses) says its app never got
     // the request: its app was not listening (ADR 0015).
     if (ep.identity !== undefined && headers[NOT_PROCESSED_HEADER] !== undefined) {
-      s.upstreamError(
-        ep,
-        'not_processed',
-        'refused',
-        `peer sidecar answered ${status}: its app did not get the request`,
-      );
-      if (this.retried('refused', replayable(req, s.kept))) return body.discard();
+      if (this.peerSaid(status, 'not_processed', 'refused', 'did not get the request')) return body.discard();
       body.discard();
       s.end();
       return s.failAttempts();
     } else if (ep.identity !== undefined && headers[RESET_BY_APP_HEADER] !== undefined) {
       // Its app reset the connection before answering: an idempotent request may go elsewhere.
       // Logged here too: when it is not retried, the peer's 502 goes to the caller as it is.
-      s.upstreamError(
-        ep,
-        'reset_by_app',
-        'reset',
-        `peer sidecar answered ${status}: its app reset the request before answering`,
-      );
-      if (this.retried('reset', replayable(req, s.kept))) return body.discard();
-      if (!(retry && s.retriesLeft > 0 && retry.codes.includes(status))) {
+      if (this.peerSaid(status, 'reset_by_app', 'reset', 'reset the request before answering'))
+        return body.discard();
+      if (!retryStatus) {
         // This proxy's own 502: the peer's body names only the app's reset, not this retry decision.
         body.discard();
         s.end();
@@ -743,7 +740,7 @@ class Attempt implements UpstreamHandlers, BodySink {
         return fail(502, resetNotRetried(APP_RESET, target.backendLabel, why), 'upstream', false, true);
       }
     } else s.reachedApp = true;
-    if (retry && s.retriesLeft > 0 && retry.codes.includes(status)) {
+    if (retryStatus) {
       s.retriesLeft--;
       body.discard();
       this.settle();
