@@ -28,3 +28,9 @@ export async function startSidecarPairs(mesh: MeshFixture, pairs: SidecarPair[])
   );
   await mesh.startSidecars({ compiled: true });
 }
+
+/** A sidecar's idle memory releases logged since `since` (ms since the epoch): "before→after MB in ms". */
+export const releasesSince = (p: MeshPod, since: number): string[] =>
+  p.sidecarLog
+    .filter((r) => r.msg === 'idle after load, memory released' && Date.parse(String(r.time)) >= since)
+    .map((r) => `${String(r.rssMb)}→${String(r.afterMb)} MB in ${String(r.ms)} ms`);

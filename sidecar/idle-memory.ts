@@ -103,6 +103,9 @@ export function trimMalloc(): void {
   mallocTrim?.(0);
 }
 
+/** What a release runs: V8's last-resort full GC, a regular one, or none; `malloc_trim` in each. */
+export type ReleaseFlavour = 'last-resort' | 'gc' | 'trim';
+
 /**
  * The proxy's watcher: every 5 s; a release after load once idle for 15 s (under 0.5 % of a core: 25 ms of
  * CPU in 5 s, a fraction of what even a few requests take), 8 MiB above the level after the last one and
@@ -110,7 +113,7 @@ export function trimMalloc(): void {
  */
 export function watchIdleMemory(
   onRelease: (beforeMb: number, afterMb: number, ms: number) => void,
-  tuning: { intervalMs?: number; slackBytes?: number } = {},
+  tuning: { intervalMs?: number; slackBytes?: number; flavour?: ReleaseFlavour } = {},
 ): {
   stop(): void;
   idle: IdleMemory;
@@ -126,7 +129,8 @@ export function watchIdleMemory(
     release: () => {
       const before = mb();
       const started = performance.now();
-      fullGc(true);
+      const flavour = tuning.flavour ?? 'last-resort';
+      if (flavour !== 'trim') fullGc(flavour === 'last-resort');
       trimMalloc();
       // Synchronous: the time is both its CPU and the pause of the event loop.
       onRelease(before, mb(), Math.round(performance.now() - started));
@@ -145,7 +149,8 @@ export function watchIdleMemory(
 
 /**
  * The release as a proxy runs it (sidecar and gateway alike), logged. `SLUICE_IDLE_MEMORY_RELEASE=off`: none,
- * the proxy keeps what the load grew (to measure the release's cost, ADR 0016).
+ * the proxy keeps what the load grew (to measure the release's cost, ADR 0016); `gc` and `trim`: the other
+ * flavours (measured against each other in bench/idle-release-cost.ts).
  * `SLUICE_IDLE_MEMORY_CHECK_MS` and `SLUICE_IDLE_MEMORY_SLACK_MB` shorten the interval and the threshold
  * (tests of a proxy process).
  */
@@ -158,11 +163,13 @@ export function startIdleMemoryRelease(
     v === undefined || !/^\d+$/.test(v) ? undefined : Number(v);
   const slackMb = number(env.SLUICE_IDLE_MEMORY_SLACK_MB);
   const intervalMs = number(env.SLUICE_IDLE_MEMORY_CHECK_MS);
+  const flavour = env.SLUICE_IDLE_MEMORY_RELEASE;
   return watchIdleMemory(
     (beforeMb, afterMb, ms) => log.info('idle after load, memory released', { rssMb: beforeMb, afterMb, ms }),
     {
       ...(intervalMs ? { intervalMs } : {}),
       ...(slackMb === undefined ? {} : { slackBytes: slackMb * 2 ** 20 }),
+      ...(flavour === 'gc' || flavour === 'trim' ? { flavour } : {}),
     },
   );
 }
