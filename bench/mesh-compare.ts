@@ -7,8 +7,10 @@
  *   nginx:   app → nginx (1 worker) → mTLS, upstream keep-alive → nginx (1 worker) → app
  * Each proxy pair has one proxy in the client pod and one in the server pod, as sidecars do. HTTP/1.1 and
  * h2c from the app (every pair speaks HTTP/1.1 over mTLS between its proxies except Sluice, which picks its
- * own), 1 KiB replies, 16 connections. Each round visits every variant in a rotated order (noise from the
- * other work on the machine spreads over all of them): an open-loop fixed rate (latency from the intended
+ * own), 1 KiB replies, 16 connections. Each round visits direct, then the proxy pairs forward in even rounds
+ * and backward in odd ones (A B, B A: the idle gap before a pair's turn, and with it whether its sidecars
+ * released memory while idle, ADR 0016, alternates, so ordering cancels over two rounds; each round's line
+ * says whether a Sluice pair released before it): an open-loop fixed rate (latency from the intended
  * send time) and a closed-loop maximum. Per proxy pair: CPU from /proc (user + system, both proxies, per
  * 1,000 requests at the fixed rate), RSS idle and peak (process trees, so nginx counts master + worker), new
  * connections into the server pod per 1,000 requests (SYNs counted by an iptables rule there). Medians over
@@ -27,11 +29,12 @@ import { join } from 'node:path';
 import { ensureHostPackages } from '../cluster/host-packages.ts';
 import { MeshFixture, APP_PORT, type MeshPod } from '../test/support/mesh-fixture.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
-import { startSidecarPairs } from './sidecar-pair.ts';
+import { releasesSince, startSidecarPairs } from './sidecar-pair.ts';
 import type { LoadResult } from './load-generator.ts';
 import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 import { PROXY_NODE_OPTIONS } from '../mesh-model/endpoints.ts';
+import { procStats, tree } from './proc-stats.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -120,40 +123,6 @@ interface Sample {
   cpuMsPer1k: number;
   connsPer1k: number;
   errors: number;
-}
-
-/** A process and its descendants (nginx: master and worker). */
-function tree(pid: number): number[] {
-  let children: number[];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-  return [pid, ...children.flatMap(tree)];
-}
-
-function procStats(pids: number[]): { rssMb: number; anonMb: number; cpuMs: number } {
-  let rssKb = 0;
-  let anonKb = 0;
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      rssKb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      anonKb += Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime: the kernel's TCP/TLS path counts
-    } catch {
-      // the process exited between listing and reading
-    }
-  }
-  return { rssMb: rssKb / 1024, anonMb: anonKb / 1024, cpuMs: ticks * 10 };
 }
 
 const median = (xs: number[]): number => {
@@ -353,15 +322,6 @@ async function main(): Promise<void> {
       }
       return counts;
     };
-    /** A sidecar's idle memory releases logged since `since` (ms since the epoch): "before→after MB in ms". */
-    const releases = (p: MeshPod, since: number): string[] =>
-      p.logs
-        .join('')
-        .split('\n')
-        .filter((l) => l.includes('memory released'))
-        .map((l) => JSON.parse(l.slice(l.indexOf('{'))) as Record<string, string | number>)
-        .filter((r) => Date.parse(String(r.time)) >= since)
-        .map((r) => `${r.rssMb}→${r.afterMb} MB in ${r.ms} ms`);
     const syns = async (p: MeshPod): Promise<number> => {
       const out = await mesh.harness.runIn(p, 'iptables', [
         '-t',
@@ -419,10 +379,17 @@ async function main(): Promise<void> {
     };
     const samples = new Map<string, Sample[]>();
     const started = Date.now();
+    const proxyOrder = VARIANTS.filter((v) => v !== 'direct');
+    const sidecarsOf = (v: Variant): MeshPod[] =>
+      v === 'sluice' ? [client, server] : v === 'base' ? [baseClient!, baseServer!] : [];
+    const lastRun = new Map<Variant, number>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const protocol of PROTOCOLS) {
-        const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
+        const order = ['direct' as const, ...(round % 2 ? [...proxyOrder].reverse() : proxyOrder)];
         for (const v of order) {
+          const released = sidecarsOf(v)
+            .map((p) => releasesSince(p, lastRun.get(v) ?? started).join(', ') || 'none')
+            .join(' / ');
           const { pod: from, url } = target(v, protocol);
           const counted = v === 'sluice' ? server : v === 'base' ? baseServer! : pserver;
           const procs = v === 'direct' ? [] : pids[v].map(tree);
@@ -460,6 +427,7 @@ async function main(): Promise<void> {
             maxK;
           const appAtMax = (procStats([app]).cpuMs - atMax0.app) / maxK;
           const syn1 = await syns(counted);
+          lastRun.set(v, Date.now());
           const rateRequests = rate.sent + rate.warmupSent;
           const allRequests = rateRequests + max.sent + max.warmupSent;
           const key = `${v}/${protocol}`;
@@ -479,7 +447,7 @@ async function main(): Promise<void> {
             },
           ]);
           process.stderr.write(
-            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k, errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}\n`,
+            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k, errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}${released ? `; idle releases before it (c/s): ${released}` : ''}\n`,
           );
         }
       }
@@ -499,7 +467,7 @@ async function main(): Promise<void> {
       const app = counted.app?.pid ?? 0;
       const cpu0 = { proxies: procs.map((t) => procStats(t).cpuMs), app: procStats([app]).cpuMs };
       const syn0 = await syns(counted);
-      const meshPods = v === 'sluice' ? [client, server] : v === 'base' ? [baseClient!, baseServer!] : [];
+      const meshPods = sidecarsOf(v);
       const causes0 = await Promise.all(meshPods.map((p) => failureCounts(p)));
       const overloadStarted = Date.now();
       const peakRss = [0, 0];
@@ -569,7 +537,7 @@ async function main(): Promise<void> {
           row.push(`${p.name}: ${breakdown(before)} → after GC ${breakdown(gced)}`);
         }
         const released = (since: number): string =>
-          meshPods.map((p) => `${p.name} ${releases(p, since).join(', ') || 'none'}`).join('; ');
+          meshPods.map((p) => `${p.name} ${releasesSince(p, since).join(', ') || 'none'}`).join('; ');
         if (meshPods.length > 0) row.push(`idle releases: ${released(overloadStarted)}`);
         if (LOW_LOAD_RPS > 0 && meshPods.length > 0) {
           const lowStarted = Date.now();
