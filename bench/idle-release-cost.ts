@@ -4,7 +4,8 @@
  * flock /tmp/sluice-netns.lock). Flavours (SLUICE_IDLE_MEMORY_RELEASE): off, last-resort (V8's last-resort
  * full GC + malloc_trim), gc (a regular full GC + malloc_trim), trim (malloc_trim only).
  * Each round, in a rotated order, every pair resumes after an idle gap long enough to release: HTTP/1.1 at
- * 1,000 rps for 3 s ("resume": its first seconds, no warm-up), 3 s at max, 3 s at 1,000 rps again ("warm");
+ * 1,000 rps for 3 s ("resume": its first seconds, no warm-up), 3 s more ("then": whether it lasts), 3 s at
+ * max, 3 s at 1,000 rps again ("warm");
  * then all pairs idle 30 s or until each releasing pair logged its release, and RSS is read. CPU per 1,000
  * requests of both sidecars from /proc. Round 0 (start-up: undici and the code load for the first time) is
  * printed, not counted in the medians. "off" is the control: what an idle gap costs without a release
@@ -33,6 +34,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 interface Row {
   resumeCpu: number;
+  thenCpu: number;
   warmCpu: number;
   maxRps: number;
   rssAfter: number[];
@@ -98,10 +100,11 @@ async function main(): Promise<void> {
           ),
         );
         const resumeCpu = await perRequest(p);
+        const thenCpu = await perRequest(p);
         const max = await load(p, { mode: 'max', durationMs: 3000 });
         const warmCpu = await perRequest(p);
         loadEnded.set(p.flavour, Date.now());
-        partial.set(p.flavour, { resumeCpu, warmCpu, maxRps: max.rps });
+        partial.set(p.flavour, { resumeCpu, thenCpu, warmCpu, maxRps: max.rps });
       }
       const idleFrom = Date.now();
       await sleep(IDLE_SECONDS * 1000);
@@ -126,14 +129,16 @@ async function main(): Promise<void> {
         };
         if (round > 0) rows.get(p.flavour)!.push(row);
         console.log(
-          `  ${p.flavour}: released before (c/s) ${row.released.join(' / ')}; CPU ms/1k resume ${row.resumeCpu.toFixed(0)} warm ${row.warmCpu.toFixed(0)} (${(row.resumeCpu / row.warmCpu).toFixed(2)}x), max ${row.maxRps.toFixed(0)} rps; RSS ${((Date.now() - idleFrom) / 1000).toFixed(0)}+ s after ${row.rssAfter.join('/')} MB (idle ${idle.get(p.flavour)!.join('/')})`,
+          `  ${p.flavour}: released before (c/s) ${row.released.join(' / ')}; CPU ms/1k resume ${row.resumeCpu.toFixed(0)} then ${row.thenCpu.toFixed(0)} warm ${row.warmCpu.toFixed(0)} (${(row.resumeCpu / row.warmCpu).toFixed(2)}x, ${(row.thenCpu / row.warmCpu).toFixed(2)}x), max ${row.maxRps.toFixed(0)} rps; RSS ${((Date.now() - idleFrom) / 1000).toFixed(0)}+ s after ${row.rssAfter.join('/')} MB (idle ${idle.get(p.flavour)!.join('/')})`,
         );
       }
     }
     console.log(
       `\nmedians over ${ROUNDS} rounds (HTTP/1.1, 16 connections, 1 KiB replies; load average now ${loadAverage()}):`,
     );
-    console.log('flavour | CPU ms/1k resume | warm | resume/warm | max rps | RSS after MB (c/s) | idle');
+    console.log(
+      'flavour | CPU ms/1k resume | then | warm | resume/warm | then/warm | max rps | RSS after MB (c/s) | idle',
+    );
     for (const f of FLAVOURS) {
       const r = rows.get(f)!;
       const m = (get: (x: Row) => number): number => median(r.map(get));
@@ -141,8 +146,10 @@ async function main(): Promise<void> {
         [
           f,
           m((x) => x.resumeCpu).toFixed(0),
+          m((x) => x.thenCpu).toFixed(0),
           m((x) => x.warmCpu).toFixed(0),
           `${m((x) => x.resumeCpu / x.warmCpu).toFixed(2)}x`,
+          `${m((x) => x.thenCpu / x.warmCpu).toFixed(2)}x`,
           m((x) => x.maxRps).toFixed(0),
           [0, 1].map((i) => m((x) => x.rssAfter[i]!).toFixed(0)).join('/'),
           idle.get(f)!.join('/'),
