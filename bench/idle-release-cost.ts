@@ -1,6 +1,6 @@
 /**
  * What the idle memory release costs the load after it (ADR 0016), one sidecar pair per flavour in one run
- * (node bench/idle-release-cost.ts [--rounds N] after npm run build; needs root, one netns user at a time:
+ * (npm run bench:idle-release [-- --rounds N]; needs root, one netns user at a time:
  * flock /tmp/sluice-netns.lock). Flavours (SLUICE_IDLE_MEMORY_RELEASE): off, last-resort (V8's last-resort
  * full GC + malloc_trim), gc (a regular full GC + malloc_trim), trim (malloc_trim only).
  * Each round, in a rotated order, every pair resumes after an idle gap long enough to release: HTTP/1.1 at
