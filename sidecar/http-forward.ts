@@ -984,7 +984,7 @@ class DispatchBody implements UpstreamBody {
 
   /**
    * The client went while the body was being forwarded: the rest is read and dropped, so the connection
-   * survives (see sendH1's cancel). False when it is too late for that (already done or given up).
+   * survives (see H1Exchange.cancel). False when it is too late for that (already done or given up).
    */
   orphan(): boolean {
     if (this.#settled || this.#state === 'gone') return false;
@@ -1258,7 +1258,7 @@ function withoutExpect(headers: HeaderMap): HeaderMap {
   return rest;
 }
 
-/** How long the response of a request whose client went may take to be read and dropped (see sendH1). */
+/** How long the response of a request whose client went may take to be read and dropped (see H1Exchange.cancel). */
 const ORPHAN_MS = 30_000;
 /** And how many body bytes are dropped at most before the connection is closed instead. */
 const ORPHAN_BYTES = 1024 * 1024;
