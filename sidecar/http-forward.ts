@@ -254,54 +254,100 @@ export function executeOutbound(
   started: number,
   span?: RequestSpan,
 ): void {
-  const record = (routeLabel: string, backendLabel: string, code: number, facts?: RequestFacts): void =>
-    deps.metrics.request(direction, routeLabel, backendLabel, code, started, req.method, facts);
   if (outbound.kind === 'reply') {
     span?.routeLabel(outbound.routeLabel);
     span?.end(outbound.code, outbound.location === undefined ? outbound.cause : 'redirect');
     const requestBytes = declaredBodyBytes(req);
+    const { routeLabel, code } = outbound;
     if (outbound.location !== undefined) {
-      record(outbound.routeLabel, 'redirect', outbound.code, { requestBytes, responseBytes: 0 });
+      deps.metrics.request(direction, routeLabel, 'redirect', code, started, req.method, {
+        requestBytes,
+        responseBytes: 0,
+      });
       const out = res as http.ServerResponse;
-      out.writeHead(outbound.code, { location: outbound.location, 'content-length': 0 });
+      out.writeHead(code, { location: outbound.location, 'content-length': 0 });
       out.end();
       return;
     }
     deps.metrics.errors.inc([direction, outbound.cause]);
-    const responseBytes = localReply(req, res, outbound.code, outbound.message);
-    record(outbound.routeLabel, 'none', outbound.code, { requestBytes, responseBytes });
+    const responseBytes = localReply(req, res, code, outbound.message);
+    deps.metrics.request(direction, routeLabel, 'none', code, started, req.method, {
+      requestBytes,
+      responseBytes,
+    });
     return;
   }
   const { target, request } = outbound;
   const p = target.plan;
   span?.route(p?.entry, target.backendLabel);
   if (p && p.mirrors.length > 0 && isBodyless(req)) mirror(deps, view, p.mirrors, request, span);
-  sendWithRetries({
-    deps,
-    target,
-    request,
-    req,
-    res,
-    span,
-    editResponse: p && p.responseEdits.length > 0 ? (h) => void applyResponseEdits(p, h) : noEdits,
-    finish: (code, facts) => {
-      span?.end(code);
-      record(target.routeLabel, target.backendLabel, code, facts);
-    },
-    fail: (code, message, cause) => {
-      span?.end(code, cause);
-      deps.metrics.errors.inc([direction, cause]);
-      const responseBytes = localReply(req, res, code, message);
-      record(target.routeLabel, target.backendLabel, code, {
-        requestBytes: declaredBodyBytes(req),
-        responseBytes,
-      });
-    },
-    direction,
-  });
+  sendWithRetries(new OutboundSend(deps, direction, target, request, req, res, started, span));
 }
 
-const noEdits = (): void => undefined;
+/**
+ * The SendOptions of an outbound or gateway request: its outcome recorded by methods of one object, where
+ * the options, three closures and their context were made per request.
+ */
+class OutboundSend implements SendOptions {
+  readonly deps: ForwardDeps;
+  readonly direction: 'outbound' | 'gateway';
+  readonly target: Target;
+  readonly request: UpstreamRequest;
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
+  readonly started: number;
+  readonly span: RequestSpan | undefined;
+
+  constructor(
+    deps: ForwardDeps,
+    direction: 'outbound' | 'gateway',
+    target: Target,
+    request: UpstreamRequest,
+    req: DownstreamRequest,
+    res: DownstreamResponse,
+    started: number,
+    span: RequestSpan | undefined,
+  ) {
+    this.deps = deps;
+    this.direction = direction;
+    this.target = target;
+    this.request = request;
+    this.req = req;
+    this.res = res;
+    this.started = started;
+    this.span = span;
+  }
+
+  editResponse(headers: HeaderMap): void {
+    const p = this.target.plan;
+    if (p && p.responseEdits.length > 0) applyResponseEdits(p, headers);
+  }
+
+  finish(code: number, facts: RequestFacts): void {
+    this.span?.end(code);
+    this.#record(code, facts);
+  }
+
+  fail(code: number, message: string, cause: string): void {
+    this.span?.end(code, cause);
+    this.deps.metrics.errors.inc([this.direction, cause]);
+    const responseBytes = localReply(this.req, this.res, code, message);
+    this.#record(code, { requestBytes: declaredBodyBytes(this.req), responseBytes });
+  }
+
+  #record(code: number, facts: RequestFacts): void {
+    const { target } = this;
+    this.deps.metrics.request(
+      this.direction,
+      target.routeLabel,
+      target.backendLabel,
+      code,
+      this.started,
+      this.req.method,
+      facts,
+    );
+  }
+}
 
 export interface UpstreamRequest {
   method: string;
@@ -424,22 +470,17 @@ export interface SendOptions {
   readonly request: UpstreamRequest;
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
+  // The three methods are called as methods of the options: a class may implement them.
   /** Applied to the upstream response's headers before they are sent on. */
-  readonly editResponse: (headers: HeaderMap) => void;
+  editResponse(headers: HeaderMap): void;
   /** The response went out with this status; the peer that answered and the body sizes. */
-  readonly finish: (code: number, facts: RequestFacts) => void;
+  finish(code: number, facts: RequestFacts): void;
   /**
    * No upstream answered: reply locally with this status. `notProcessed`: every attempt failed before any
    * byte reached the app (the inbound sidecar tells the client sidecar so, with NOT_PROCESSED_HEADER).
    * `resetByApp`: an attempt was reset after the request went out, before any response byte (RESET_BY_APP_HEADER).
    */
-  readonly fail: (
-    code: number,
-    message: string,
-    cause: string,
-    notProcessed?: boolean,
-    resetByApp?: boolean,
-  ) => void;
+  fail(code: number, message: string, cause: string, notProcessed?: boolean, resetByApp?: boolean): void;
   /** For the overflow metric; outbound unless said. */
   readonly direction?: 'inbound' | 'outbound' | 'gateway';
   /**
@@ -475,8 +516,8 @@ class RetryingSend {
   resetSeen = false;
   /** Set while a transport retry looks for its endpoint: counted once it has one. */
   retryingAfter: FailureKind | undefined;
-  /** `clientGone`: the client went (its response may be drained, see sendH1), rather than a timeout. */
-  cancel: ((clientGone: boolean) => void) | undefined;
+  /** The current attempt's request, to cancel: its client went (its response may be drained, see H1Exchange) or a timeout. */
+  exchange: Cancellable | undefined;
   /** The current attempt: ends its in-flight count at the load balancer, if nothing else has. */
   current: Attempt | undefined;
   done = false;
@@ -535,7 +576,7 @@ class RetryingSend {
       });
     }
     this.end();
-    this.cancel?.(true);
+    this.exchange?.cancel(true);
     this.current?.settle();
   }
 
@@ -548,7 +589,7 @@ class RetryingSend {
   timedOut(ms: number, what: string): void {
     if (this.done) return;
     this.end();
-    this.cancel?.(false);
+    this.exchange?.cancel(false);
     this.current?.settle();
     this.o.fail(504, `upstream ${what} timeout after ${ms} ms (${this.o.target.backendLabel})`, 'timeout');
   }
@@ -560,19 +601,25 @@ class RetryingSend {
    * same 503 as no endpoints at all (ADR 0015), or the connect timeout's own 503.
    */
   failAttempts(): void {
-    const { target, fail } = this.o;
+    const { target } = this.o;
     const { lastFailure, lastError, notRetried } = this;
     if (this.resetSeen && !this.untrusted && lastFailure.cause === 'upstream' && notRetried !== undefined) {
       // Said plainly: the caller learns the request may have been processed and why it was not sent again.
       const what = this.o.direction === 'inbound' ? APP_RESET : 'the connection was reset before an answer';
       const where = `${target.backendLabel}, ${this.lastCode ?? 'reset'}`;
-      return fail(502, resetNotRetried(what, where, notRetried), 'upstream', false, true);
+      return this.o.fail(502, resetNotRetried(what, where, notRetried), 'upstream', false, true);
     }
     if (this.reachedApp || this.untrusted)
-      return fail(lastFailure.code, lastError ?? 'upstream failed', lastFailure.cause, false, this.resetSeen);
+      return this.o.fail(
+        lastFailure.code,
+        lastError ?? 'upstream failed',
+        lastFailure.cause,
+        false,
+        this.resetSeen,
+      );
     if (lastFailure.cause === 'connect_timeout')
-      return fail(503, lastError ?? 'upstream connect timeout', 'connect_timeout', true);
-    fail(503, `no healthy endpoints for ${target.backendLabel}`, 'no_endpoint', true);
+      return this.o.fail(503, lastError ?? 'upstream connect timeout', 'connect_timeout', true);
+    this.o.fail(503, `no healthy endpoints for ${target.backendLabel}`, 'no_endpoint', true);
   }
 
   upstreamError(ep: Endpoint, code: string, failure: string, error: string): void {
@@ -586,7 +633,7 @@ class RetryingSend {
   }
 
   attempt(): void {
-    const { deps, target, request, req, fail } = this.o;
+    const { deps, target, request, req } = this.o;
     const direction = this.o.direction ?? 'outbound';
     // The first attempt's endpoint is kept in `current` alone; the set is made once a second one comes.
     if (this.current !== undefined) this.tried ??= new Set([this.current.ep]);
@@ -611,14 +658,14 @@ class RetryingSend {
           throttledLog(deps.log).warn('upstream overflow: 503', target.backendLabel, {
             cause: 'upstream_overflow',
           });
-        return fail(
+        return this.o.fail(
           503,
           `upstream connections and queue full for ${target.backendLabel}`,
           'upstream_overflow',
         );
       }
       const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
-      return fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
+      return this.o.fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }
     this.tried?.add(ep);
     if (this.retryingAfter !== undefined) {
@@ -636,7 +683,7 @@ class RetryingSend {
     clearTimeout(this.attemptTimer);
     if (backendMs) this.attemptTimer = setTimeout(timedOut, backendMs, this, backendMs, 'backendRequest');
     try {
-      this.cancel = request.h2
+      this.exchange = request.h2
         ? sendH2(deps, ep, request, req, attempt, this.kept)
         : sendH1(deps, ep, request, req, attempt, this.kept);
     } catch (err) {
@@ -716,7 +763,7 @@ class Attempt implements UpstreamHandlers, BodySink {
   response(status: number, headers: IncomingHttpHeaders, body: UpstreamBody): void {
     const s = this.send;
     const { ep } = this;
-    const { target, req, res, fail, editResponse } = s.o;
+    const { target, req, res } = s.o;
     if (s.done) return body.destroy();
     const retry = s.retry;
     const retryStatus = retry !== undefined && s.retriesLeft > 0 && retry.codes.includes(status);
@@ -737,7 +784,7 @@ class Attempt implements UpstreamHandlers, BodySink {
         body.discard();
         s.end();
         const why = s.notRetried ?? 'no retry left';
-        return fail(502, resetNotRetried(APP_RESET, target.backendLabel, why), 'upstream', false, true);
+        return s.o.fail(502, resetNotRetried(APP_RESET, target.backendLabel, why), 'upstream', false, true);
       }
     } else s.reachedApp = true;
     if (retryStatus) {
@@ -754,7 +801,7 @@ class Attempt implements UpstreamHandlers, BodySink {
       return;
     }
     const out = forwardResponseHeaders(headers);
-    editResponse(out);
+    s.o.editResponse(out);
     writeResponseHead(req, res, status, out);
     this.status = status;
     this.headers = headers;
@@ -937,7 +984,7 @@ class DispatchBody implements UpstreamBody {
 
   /**
    * The client went while the body was being forwarded: the rest is read and dropped, so the connection
-   * survives (see sendH1's cancel). False when it is too late for that (already done or given up).
+   * survives (see H1Exchange.cancel). False when it is too late for that (already done or given up).
    */
   orphan(): boolean {
     if (this.#settled || this.#state === 'gone') return false;
@@ -1057,26 +1104,15 @@ function sendH1(
   req: DownstreamRequest,
   h: UpstreamHandlers,
   kept?: Buffer,
-): (clientGone: boolean) => void {
+): Cancellable {
   // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
   // Copied only then: a copy of every request's headers was measurable garbage.
   const headers = r.headers.expect === undefined ? r.headers : withoutExpect(r.headers);
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
   // A body declared larger than can be copied goes as it is; a smaller or chunked one is copied (see above).
   const streamed = bodyless || kept !== undefined ? undefined : bodyOf(req);
-  let controller: Dispatcher.DispatchController | undefined;
-  let body: DispatchBody | undefined;
-  let cancelled = false;
-  let settled = false;
-  const connection: AttemptConnection = { reused: undefined, writtenAt: undefined };
   const pool = deps.pools.pool(ep);
-  // Holds a place in the endpoint's queue bound until undici lets go of it or it is cancelled while queued.
-  let counted = true;
-  const letGo = (): void => {
-    if (counted) deps.pools.countOutstanding(ep, -1);
-    counted = false;
-  };
-  deps.pools.countOutstanding(ep, 1);
+  const exchange = new H1Exchange(deps.pools, ep, req, h, kept, bodyless);
   try {
     pool.dispatch(
       {
@@ -1086,75 +1122,135 @@ function sendH1(
         // undici writes any async iterable (its types name only streams).
         body: kept ?? (streamed as Readable | undefined) ?? null,
       },
-      {
-        onRequestStart(c) {
-          controller = c;
-          // Cancelled while it waited in undici's queue (no controller to abort then): drop it before a byte
-          // is sent, or its response would arrive for nobody. Thrown, not c.abort(): undici then errors the
-          // request alone and the connection serves the next one (abort would destroy the connection, and a
-          // backlog of cancelled requests would become a storm of new connections).
-          if (cancelled) throw new Error('request cancelled while queued');
-          attemptStarting(connection);
-        },
-        onResponseStart(c, status, responseHeaders) {
-          body = new DispatchBody(c);
-          // Its client went after it was sent: read and dropped (see the cancel below).
-          if (cancelled) return void body.orphan();
-          h.response(status, responseHeaders, body);
-        },
-        onResponseData(_c, chunk) {
-          body!.data(chunk);
-        },
-        onResponseEnd(_c, trailers) {
-          settled = true;
-          letGo();
-          body!.end(trailers);
-        },
-        onResponseError(_c, err) {
-          settled = true;
-          letGo();
-          if (body) return body.error(err);
-          // Read and not copied in full: it cannot be sent again.
-          const bodyRead =
-            kept === undefined &&
-            !bodyless &&
-            (req as Readable).readableDidRead &&
-            streamedBody(req) === undefined;
-          const kind = classifyHttp1({
-            code: (err as NodeJS.ErrnoException).code ?? '',
-            connectFailed: isConnectFailure(err),
-            reused: connection.reused,
-            sinceWrittenMs:
-              connection.writtenAt === undefined ? undefined : performance.now() - connection.writtenAt,
-            bodyRead,
-          });
-          h.error(err, kind, !bodyRead);
-        },
-      },
+      exchange,
     );
   } catch (err) {
-    letGo();
+    exchange.letGo();
     throw err;
   }
-  return (clientGone) => {
-    if (cancelled || settled) return;
-    cancelled = true;
-    if (!controller) return letGo();
+  return exchange;
+}
+
+/** An attempt's upstream request, cancelled when its client went (`clientGone`) or it timed out. */
+interface Cancellable {
+  cancel(clientGone: boolean): void;
+}
+
+/**
+ * One upstream HTTP/1.1 request (sendH1) as undici's dispatch handler: its state in one object, where a
+ * handler object, its five methods and three more closures and objects were made per request.
+ */
+class H1Exchange implements Dispatcher.DispatchHandler, AttemptConnection, Cancellable {
+  // Which connection it went out on (connection-reuse.ts).
+  reused: boolean | undefined = undefined;
+  writtenAt: number | undefined = undefined;
+  readonly #pools: UpstreamPools;
+  readonly #ep: Endpoint;
+  readonly #req: DownstreamRequest;
+  readonly #h: UpstreamHandlers;
+  readonly #kept: Buffer | undefined;
+  readonly #bodyless: boolean;
+  #controller: Dispatcher.DispatchController | undefined;
+  #body: DispatchBody | undefined;
+  #cancelled = false;
+  #settled = false;
+  // Holds a place in the endpoint's queue bound until undici lets go of it or it is cancelled while queued.
+  #counted = true;
+
+  constructor(
+    pools: UpstreamPools,
+    ep: Endpoint,
+    req: DownstreamRequest,
+    h: UpstreamHandlers,
+    kept: Buffer | undefined,
+    bodyless: boolean,
+  ) {
+    this.#pools = pools;
+    this.#ep = ep;
+    this.#req = req;
+    this.#h = h;
+    this.#kept = kept;
+    this.#bodyless = bodyless;
+    pools.countOutstanding(ep, 1);
+  }
+
+  letGo(): void {
+    if (this.#counted) this.#pools.countOutstanding(this.#ep, -1);
+    this.#counted = false;
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.#controller = c;
+    // Cancelled while it waited in undici's queue (no controller to abort then): drop it before a byte
+    // is sent, or its response would arrive for nobody. Thrown, not c.abort(): undici then errors the
+    // request alone and the connection serves the next one (abort would destroy the connection, and a
+    // backlog of cancelled requests would become a storm of new connections).
+    if (this.#cancelled) throw new Error('request cancelled while queued');
+    attemptStarting(this);
+  }
+
+  onResponseStart(
+    c: Dispatcher.DispatchController,
+    status: number,
+    responseHeaders: IncomingHttpHeaders,
+  ): void {
+    const body = (this.#body = new DispatchBody(c));
+    // Its client went after it was sent: read and dropped (see cancel).
+    if (this.#cancelled) return void body.orphan();
+    this.#h.response(status, responseHeaders, body);
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#body!.data(chunk);
+  }
+
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#settled = true;
+    this.letGo();
+    this.#body!.end(trailers);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.#settled = true;
+    this.letGo();
+    if (this.#body) return this.#body.error(err);
+    const req = this.#req;
+    // Read and not copied in full: it cannot be sent again.
+    const bodyRead =
+      this.#kept === undefined &&
+      !this.#bodyless &&
+      (req as Readable).readableDidRead &&
+      streamedBody(req) === undefined;
+    const kind = classifyHttp1({
+      code: (err as NodeJS.ErrnoException).code ?? '',
+      connectFailed: isConnectFailure(err),
+      reused: this.reused,
+      sinceWrittenMs: this.writtenAt === undefined ? undefined : performance.now() - this.writtenAt,
+      bodyRead,
+    });
+    this.#h.error(err, kind, !bodyRead);
+  }
+
+  cancel(clientGone: boolean): void {
+    if (this.#cancelled || this.#settled) return;
+    this.#cancelled = true;
+    const controller = this.#controller;
+    if (!controller) return this.letGo();
     // Sent, and its client gone (gave up, timed out on its side): HTTP/1.1 can only cancel by closing the
     // connection, and under overload, when clients give up by the hundred, that turned into a storm of new
     // mTLS connections deepening the backlog (the app has the request anyway). The response of a request
     // sent in full is read and dropped instead, for up to ORPHAN_MS and ORPHAN_BYTES; a request still
     // uploading its body, a longer or bigger response, or our own timeout end the connection as before.
-    const sentInFull = kept !== undefined || bodyless || (req as Readable).readableEnded;
+    const sentInFull = this.#kept !== undefined || this.#bodyless || (this.#req as Readable).readableEnded;
+    const body = this.#body;
     if (clientGone && sentInFull && (body === undefined || body.orphan())) {
-      const c = controller;
       setTimeout(() => {
-        if (!settled) c.abort(new Error('request cancelled'));
+        if (!this.#settled) controller.abort(new Error('request cancelled'));
       }, ORPHAN_MS).unref();
       return;
     }
     controller.abort(new Error('request cancelled'));
-  };
+  }
 }
 
 function withoutExpect(headers: HeaderMap): HeaderMap {
@@ -1162,7 +1258,7 @@ function withoutExpect(headers: HeaderMap): HeaderMap {
   return rest;
 }
 
-/** How long the response of a request whose client went may take to be read and dropped (see sendH1). */
+/** How long the response of a request whose client went may take to be read and dropped (see H1Exchange.cancel). */
 const ORPHAN_MS = 30_000;
 /** And how many body bytes are dropped at most before the connection is closed instead. */
 const ORPHAN_BYTES = 1024 * 1024;
@@ -1174,7 +1270,7 @@ function sendH2(
   req: DownstreamRequest,
   h: UpstreamHandlers,
   kept?: Buffer,
-): () => void {
+): Cancellable {
   const session = deps.pools.session(ep);
   // The request's headers are its own copy (forwardHeaders): the pseudo-headers go in it, set again by each
   // attempt (the scheme is the endpoint's), rather than in one more copy per request (Node copies it anyway).
@@ -1197,7 +1293,7 @@ function sendH2(
   // One 'connect' listener per session however many requests wait for it (not one per request).
   if (session.connecting) whenConnected(session, () => exchange.start());
   else exchange.start();
-  return () => stream.close(http2.constants.NGHTTP2_CANCEL);
+  return exchange;
 }
 
 type ExchangeStream = http2.ClientHttp2Stream & { sluice: H2Exchange };
@@ -1229,7 +1325,7 @@ function h2End(this: ExchangeStream): void {
  * The body's chunks are written to the downstream response as they come, pausing the stream while the
  * response is full.
  */
-class H2Exchange implements UpstreamBody {
+class H2Exchange implements UpstreamBody, Cancellable {
   bytes = 0;
   readonly #pools: UpstreamPools;
   readonly #session: http2.ClientHttp2Session;
@@ -1358,6 +1454,10 @@ class H2Exchange implements UpstreamBody {
 
   discard(): void {
     this.#stream.resume();
+  }
+
+  cancel(): void {
+    this.#stream.close(http2.constants.NGHTTP2_CANCEL);
   }
 
   destroy(): void {

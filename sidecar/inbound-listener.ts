@@ -17,7 +17,14 @@ import {
 } from './connection-info.ts';
 import { createHttpServers, type HttpServers } from './http-servers.ts';
 import type { HeaderLimits } from './header-limits.ts';
-import { sendWithRetries, type ForwardDeps } from './http-forward.ts';
+import {
+  sendWithRetries,
+  type ForwardDeps,
+  type SendOptions,
+  type Target,
+  type UpstreamRequest,
+} from './http-forward.ts';
+import type { RequestSpan } from './tracing/request-tracing.ts';
 import {
   forwardHeaders,
   NOT_PROCESSED_HEADER,
@@ -206,36 +213,19 @@ export function createInboundListener(o: InboundOptions): {
     if (!h2) headers.host = authority;
     const { label, series } = appSeriesOf(info);
     const span = o.deps.tracing?.startInbound(req, headers, info);
-    const record = (code: number, facts: RequestFacts = {}): void => {
-      span?.end(code);
-      o.deps.metrics.recordIn(series, code, started, req.method, {
-        requestBytes: facts.requestBytes,
-        responseBytes: facts.responseBytes,
-        peerIdentity: info.peerIdentity,
-      });
-    };
-    sendWithRetries({
-      deps: o.deps,
-      target: { endpoints: appEndpointList(info), backendLabel: label, plan: undefined },
-      request: { method: req.method ?? 'GET', path: target.target, authority, headers, h2 },
-      req,
-      res,
-      editResponse: () => undefined,
-      finish: record,
-      direction: 'inbound',
-      span,
-      fail: (code, message, cause, notProcessed, resetByApp) => {
-        span?.end(code, cause);
-        o.deps.metrics.errors.inc(['inbound', cause]);
-        const extra: Record<string, string> = notProcessed
-          ? { [NOT_PROCESSED_HEADER]: '1' }
-          : resetByApp
-            ? { [RESET_BY_APP_HEADER]: '1' }
-            : {};
-        const responseBytes = localReply(req, res, code, message, extra);
-        record(code, { requestBytes: declaredBodyBytes(req), responseBytes });
-      },
-    });
+    sendWithRetries(
+      new InboundSend(
+        o.deps,
+        { endpoints: appEndpointList(info), backendLabel: label, plan: undefined },
+        { method: req.method ?? 'GET', path: target.target, authority, headers, h2 },
+        req,
+        res,
+        span,
+        series,
+        started,
+        info.peerIdentity,
+      ),
+    );
   };
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
     const info = connectionInfo(req.socket);
@@ -363,4 +353,70 @@ export function createInboundListener(o: InboundOptions): {
     o.deps.metrics.overflows.inc(['inbound', 'downstream_connections']),
   );
   return { server, http: servers, tlsServer };
+}
+
+/**
+ * The SendOptions of an inbound request to its app: its outcome recorded by methods of one object, where
+ * the options, three closures and their context were made per request.
+ */
+class InboundSend implements SendOptions {
+  readonly direction = 'inbound';
+  readonly deps: ForwardDeps;
+  readonly target: Pick<Target, 'endpoints' | 'backendLabel' | 'plan'>;
+  readonly request: UpstreamRequest;
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
+  readonly span: RequestSpan | undefined;
+  readonly #series: RequestSeriesGroup;
+  readonly #started: number;
+  readonly #peerIdentity: string | undefined;
+
+  constructor(
+    deps: ForwardDeps,
+    target: Pick<Target, 'endpoints' | 'backendLabel' | 'plan'>,
+    request: UpstreamRequest,
+    req: DownstreamRequest,
+    res: DownstreamResponse,
+    span: RequestSpan | undefined,
+    series: RequestSeriesGroup,
+    started: number,
+    peerIdentity: string | undefined,
+  ) {
+    this.deps = deps;
+    this.target = target;
+    this.request = request;
+    this.req = req;
+    this.res = res;
+    this.span = span;
+    this.#series = series;
+    this.#started = started;
+    this.#peerIdentity = peerIdentity;
+  }
+
+  editResponse(): void {}
+
+  finish(code: number, facts: RequestFacts): void {
+    this.span?.end(code);
+    this.deps.metrics.recordIn(this.#series, code, this.#started, this.req.method, {
+      requestBytes: facts.requestBytes,
+      responseBytes: facts.responseBytes,
+      peerIdentity: this.#peerIdentity,
+    });
+  }
+
+  fail(code: number, message: string, cause: string, notProcessed?: boolean, resetByApp?: boolean): void {
+    this.span?.end(code, cause);
+    this.deps.metrics.errors.inc(['inbound', cause]);
+    const extra: Record<string, string> = notProcessed
+      ? { [NOT_PROCESSED_HEADER]: '1' }
+      : resetByApp
+        ? { [RESET_BY_APP_HEADER]: '1' }
+        : {};
+    const responseBytes = localReply(this.req, this.res, code, message, extra);
+    this.deps.metrics.recordIn(this.#series, code, this.#started, this.req.method, {
+      requestBytes: declaredBodyBytes(this.req),
+      responseBytes,
+      peerIdentity: this.#peerIdentity,
+    });
+  }
 }
