@@ -33,6 +33,7 @@ interface ProxyReport {
   externalMb: number;
   inFlight: number;
   overflows: string;
+  connections: number;
 }
 
 const mb = (n: number): number => n / 2 ** 20;
@@ -46,19 +47,23 @@ async function runProxy(appPort: number): Promise<void> {
   const forwarder = await startLoopbackForwarder(deps, loopbackServiceView(appPort), LOOPBACK_SERVICE, {
     h2: true,
   });
-  process.on('message', (m) => {
+  process.on('message', async (m) => {
     if (m === 'exit') {
       forwarder.close();
       process.exit(0);
     }
     (globalThis as { gc?: () => void }).gc?.();
     const u = process.memoryUsage();
+    const connections = await new Promise<number>((r) =>
+      forwarder.servers.h2.getConnections((_err, n) => r(n)),
+    );
     const report: ProxyReport = {
       rssMb: mb(u.rss),
       heapMb: mb(u.heapUsed),
       externalMb: mb(u.external),
       inFlight: pools.inFlight(),
       overflows: /^sluice_overflow_total\{.*$/m.exec(metrics.render())?.[0] ?? 'none',
+      connections,
     };
     process.send!(report);
   });
@@ -242,6 +247,11 @@ async function main(): Promise<void> {
   line(`released (${JSON.stringify([...statuses])})`, await report());
   assert.equal(proxy.exitCode, null, 'the proxy is still running');
   for (const c of closers) c();
+  await waitFor('the client connections closed', async () => (await report()).connections === 0, {
+    timeoutMs: 30_000,
+    intervalMs: 200,
+  });
+  line('client connections closed', await report());
   proxy.send('exit');
   app.close();
 }
