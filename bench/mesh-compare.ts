@@ -322,6 +322,24 @@ async function main(): Promise<void> {
       }
       return counts;
     };
+    /**
+     * Stuck connections in a pod once load has ended and settled: established TCP connections with bytes
+     * still queued unsent (Send-Q) or unread (Recv-Q), out of all open; for a sidecar also the upstream
+     * requests it still holds (sluice_upstream_requests_in_flight). Idle keep-alive connections are not stuck.
+     */
+    const stuck = async (p: MeshPod, sidecar: boolean): Promise<string> => {
+      const out = await mesh.harness.runIn(p, 'ss', ['-tnH', 'state', 'established']);
+      const rows = out.split('\n').filter((l) => l.trim() !== '');
+      const queued = rows.filter((l) => {
+        const [recvQ, sendQ] = l.trim().split(/\s+/).map(Number);
+        return recvQ! > 0 || sendQ! > 0;
+      });
+      for (const l of queued) process.stderr.write(`stuck in ${p.name}: ${l.trim()}\n`);
+      const held = sidecar
+        ? /^sluice_upstream_requests_in_flight (\d+)/m.exec((await mesh.admin(p, '/metrics')).body)?.[1]
+        : undefined;
+      return `${p.name} ${queued.length} of ${rows.length} open${held === undefined ? '' : `, ${held} in flight`}`;
+    };
     const syns = async (p: MeshPod): Promise<number> => {
       const out = await mesh.harness.runIn(p, 'iptables', [
         '-t',
@@ -453,6 +471,7 @@ async function main(): Promise<void> {
       }
     }
     const overloadRows: string[] = [];
+    let sluiceStuck: string | undefined;
     // Direct and nginx get Sluice's offered rate: whether the generator and app keep up with it without
     // Sluice in the way says whether Sluice or the machine is the bound.
     const sluiceMax = median((samples.get('sluice/h1') ?? []).map((s) => s.maxRps));
@@ -531,6 +550,10 @@ async function main(): Promise<void> {
         row.push(
           `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')}; anonymous ${afterAnon.join('/')}; every 5 s ${series.join(', ')})`,
         );
+        const stuckPods = meshPods.length > 0 ? meshPods : [from, counted];
+        const stuckCounts = await Promise.all(stuckPods.map((p) => stuck(p, meshPods.length > 0)));
+        row.push(`stuck connections (bytes queued) ${AFTER_SECONDS} s after: ${stuckCounts.join('; ')}`);
+        if (v === 'sluice') sluiceStuck = stuckCounts.join('; ');
         for (const p of meshPods) {
           const before = JSON.parse((await mesh.admin(p, '/memory?gc=0')).body) as NodeJS.MemoryUsage;
           const gced = JSON.parse((await mesh.admin(p, '/memory')).body) as NodeJS.MemoryUsage;
@@ -629,6 +652,7 @@ async function main(): Promise<void> {
           `, +${f1(added('sluice', 'p50Ms'), 2)}/+${f1(added('sluice', 'p99Ms'), 2)} ms p50/p99`,
       );
     }
+    if (sluiceStuck) summary.push(`stuck connections after overload (bytes queued of open): ${sluiceStuck}`);
     if (overloadRows.length > 0) {
       console.log(
         `\nOverload, HTTP/1.1, ${OVERLOAD_SECONDS} s at 2x max rps, ${OVERLOAD_CONNECTIONS} connections, 2 s client timeout:`,

@@ -415,8 +415,19 @@ export class ProxyMetrics {
     return s;
   };
 
+  /** Upstream requests the proxy holds now (read at scrape time, nothing on the request path). */
+  upstreamInFlight: () => number = () => 0;
+
   render(): string {
     const out: string[] = [];
+    out.push(
+      ...familyHeader(
+        'sluice_upstream_requests_in_flight',
+        'gauge',
+        'Requests held by the upstream pools now: running or queued on HTTP/1.1, streams on HTTP/2',
+      ),
+      sampleLine('sluice_upstream_requests_in_flight', '', this.upstreamInFlight()),
+    );
     for (const m of [
       this.requests,
       this.latency,

@@ -117,6 +117,7 @@ export class SidecarProxy {
       ...poolLimits,
       localAddress: (address) => (options.appAddress === undefined ? handOffSource(address) : undefined),
     });
+    this.metrics.upstreamInFlight = () => this.#pools.inFlight() + this.#appPools.inFlight();
   }
 
   get tracing(): RequestTracing | undefined {

@@ -432,6 +432,14 @@ export class UpstreamPools {
     return n;
   }
 
+  /** Requests held now: HTTP/1.1 ones handed to a pool (running or queued) and streams on HTTP/2 sessions. */
+  inFlight(): number {
+    let n = 0;
+    for (const count of this.#outstanding.values()) n += count;
+    for (const s of this.#sessions.values()) n += this.#streamsOpen.get(s) ?? 0;
+    return n;
+  }
+
   /**
    * Rotation: new requests open new connections with the new certificate; idle connections close now,
    * busy ones after their request (HTTP/2 sessions get GOAWAY, which lets open streams finish).

@@ -36,6 +36,7 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
       metrics: new ProxyMetrics(),
       log,
     };
+    deps.metrics.upstreamInFlight = () => deps.pools.inFlight();
     const forwarder = await startLoopbackForwarder(deps, view, LOOPBACK_SERVICE);
     closers.push(() => {
       forwarder.close();
@@ -60,6 +61,11 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
       'the second request queued in the sidecar',
       async () => (await s.sidecarConnections()) === 2,
     );
+    assert.match(
+      s.deps.metrics.render(),
+      /^sluice_upstream_requests_in_flight 2$/m,
+      'one running, one queued',
+    );
     const third = await fetch(`${s.base}/third`);
     assert.equal(third.status, 503);
     assert.match(await third.text(), /queue full/);
@@ -77,6 +83,7 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     s.held.get('/second')!.end('two');
     assert.equal(await (await second).text(), 'two');
     assert.equal(s.accepted(), 1, 'the backlog waited for the one connection instead of opening more');
+    await waitFor('nothing held in the sidecar', () => s.deps.pools.inFlight() === 0);
   });
 
   it('a queued request whose client goes frees its place and never reaches the app', async () => {
@@ -89,6 +96,7 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     abort.abort();
     await cancelled;
     await waitFor('the sidecar to see its client go', async () => (await s.sidecarConnections()) === 1);
+    assert.equal(s.deps.pools.inFlight(), 1, 'the cancelled request no longer counts');
     // Nothing was answered and no metric counts it: the log line is its only trace.
     const gone = s.warnings.filter((w) => w.msg === 'request cancelled by the client');
     assert.deepEqual(
@@ -107,6 +115,7 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     assert.equal((await next).status, 200);
     assert.equal(s.held.has('/cancelled'), false, 'the cancelled request never reached the app');
     assert.equal(s.accepted(), 1, 'one connection served all of it');
+    await waitFor('nothing held in the sidecar', () => s.deps.pools.inFlight() === 0);
     assert.doesNotMatch(s.deps.metrics.render(), /sluice_overflow_total\{[^}]*\} [1-9]/);
   });
 });
