@@ -47,11 +47,7 @@ async function runProxy(appPort: number): Promise<void> {
   const forwarder = await startLoopbackForwarder(deps, loopbackServiceView(appPort), LOOPBACK_SERVICE, {
     h2: true,
   });
-  process.on('message', async (m) => {
-    if (m === 'exit') {
-      forwarder.close();
-      process.exit(0);
-    }
+  const sendReport = async (): Promise<void> => {
     (globalThis as { gc?: () => void }).gc?.();
     const u = process.memoryUsage();
     const connections = await new Promise<number>((r) =>
@@ -66,6 +62,11 @@ async function runProxy(appPort: number): Promise<void> {
       connections,
     };
     process.send!(report);
+  };
+  process.on('message', (m) => {
+    if (m !== 'exit') return void sendReport();
+    forwarder.close();
+    process.exit(0);
   });
   process.send!({ h2Port: forwarder.h2Port });
 }
