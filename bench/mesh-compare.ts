@@ -395,6 +395,26 @@ async function main(): Promise<void> {
           };
       }
     };
+    // Idle again after a few requests through each proxy pair: what a sidecar that has carried traffic holds
+    // at rest (the client's undici, ~10 MB, loads at its first request). The overload's "back to idle" compares
+    // with this reading.
+    for (const v of PROXIES)
+      for (const protocol of PROTOCOLS)
+        await load(target(v, protocol).pod, {
+          url: target(v, protocol).url,
+          protocol,
+          mode: 'rate',
+          rps: 20,
+          durationMs: 1000,
+          connections: 1,
+        });
+    await new Promise((r) => setTimeout(r, 2000));
+    const idleWarm = Object.fromEntries(
+      PROXIES.map((v) => [v, pids[v as keyof typeof pids].map((pid) => procStats(tree(pid)).rssMb)]),
+    ) as Record<string, number[]>;
+    console.log(
+      `RSS idle after 20 requests per protocol, MB (c/s): ${PROXIES.map((v) => `${v} ${idleWarm[v]!.map((n) => n.toFixed(0)).join(' / ')}`).join(', ')}`,
+    );
     const samples = new Map<string, Sample[]>();
     const started = Date.now();
     const proxyOrder = VARIANTS.filter((v) => v !== 'direct');
@@ -548,7 +568,7 @@ async function main(): Promise<void> {
         const breakdown = (u: NodeJS.MemoryUsage): string =>
           `rss ${mb(u.rss)} heap ${mb(u.heapUsed)}/${mb(u.heapTotal)} ext ${mb(u.external)} ab ${mb(u.arrayBuffers)} other ${mb(u.rss - u.heapTotal - u.external)}`;
         row.push(
-          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')}; anonymous ${afterAnon.join('/')}; every 5 s ${series.join(', ')})`,
+          `RSS peak ${peakRss.map((n) => n.toFixed(0)).join('/')} MB, ${AFTER_SECONDS} s after ${after.map((n) => n.toFixed(0)).join('/')} MB (idle ${idle[v]!.map((n) => n.toFixed(0)).join('/')}, after the first requests ${idleWarm[v]!.map((n) => n.toFixed(0)).join('/')}; anonymous ${afterAnon.join('/')}; every 5 s ${series.join(', ')})`,
         );
         const stuckPods = meshPods.length > 0 ? meshPods : [from, counted];
         const stuckCounts = await Promise.all(stuckPods.map((p) => stuck(p, meshPods.length > 0)));
@@ -598,6 +618,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       samples: Object.fromEntries(samples),
       idle,
+      idleWarm,
       peak,
     };
     for (const p of PROTOCOLS) {
