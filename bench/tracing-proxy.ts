@@ -9,7 +9,7 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's; "1%/drop": batched,
- * then dropped unencoded).
+ * then dropped unencoded; "0%/thread": 0 % with an idle export thread, started at launch).
  * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
  * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
  * sums since the last such line, as one JSON line.
@@ -206,6 +206,12 @@ if (HDR_MODES.includes(spec.mode)) {
     'app',
   );
   deps.tracing = tracing;
+  if (variant === 'thread') {
+    // "0%/thread": an export thread started (by one empty export) and idle, in a proxy that never exports:
+    // what the thread's presence alone costs the proxy's requests (ADR 0019, fourth-session amendment).
+    const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
+    void new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 }).export([]);
+  }
   if (spec.split) {
     const startOutbound = tracing.startOutbound.bind(tracing);
     const startGateway = tracing.startGateway.bind(tracing);
