@@ -9,7 +9,10 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's; "1%/drop": batched,
- * then dropped unencoded).
+ * then dropped unencoded; "0%/thread": 0 % with an idle export thread, started at launch).
+ * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
+ * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
+ * sums since the last such line, as one JSON line.
  * Diagnostics (ADR 0018, ADR 0022): "hdr", no tracing code but an unsampled traceparent added to every
  * request ("hdr-rand", "hdr-seq", "hdr-gen", "hdr-none": variants of it, below);
  * "sdk", the span pipeline and exporter loaded and built, no request looked at; "imp:<module>", that
@@ -35,6 +38,7 @@ const spec = JSON.parse(process.argv[2] ?? '{}') as {
   mode: string;
   upstreamPort: number;
   collector: string;
+  split?: boolean;
 };
 const VIP = '10.96.0.1';
 const GATEWAY_PORT = 8080; // the listener's port in the Gateway; the process listens on a free one
@@ -202,33 +206,82 @@ if (HDR_MODES.includes(spec.mode)) {
     'app',
   );
   deps.tracing = tracing;
+  if (variant === 'thread') {
+    // "0%/thread": an export thread started (by one empty export) and idle, in a proxy that never exports:
+    // what the thread's presence alone costs the proxy's requests (ADR 0019, fourth-session amendment).
+    const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
+    void new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 }).export([]);
+  }
+  if (spec.split) {
+    const startOutbound = tracing.startOutbound.bind(tracing);
+    const startGateway = tracing.startGateway.bind(tracing);
+    tracing.startOutbound = (req, ...rest) => markSampled(req, startOutbound(req, ...rest));
+    tracing.startGateway = (req, ...rest) => markSampled(req, startGateway(req, ...rest));
+  }
 }
 
+/** Per class of request: how many ended, and their main-thread CPU (µs) in all and squared. */
+const splitSums = () => ({ sampled: [0, 0, 0], unsampled: [0, 0, 0], since: process.threadCpuUsage() });
+let split = splitSums();
+const sampledRequests = new WeakSet<object>();
+function markSampled<T>(req: object, span: T): T {
+  if (span) sampledRequests.add(req);
+  return span;
+}
+const cpuNowUs = (): number => {
+  const { user, system } = process.threadCpuUsage();
+  return user + system;
+};
+
 let server;
+let http1;
 if (spec.proxy === 'gateway') {
   const config = buildGatewayConfig([...service, ...gatewayObjects], 'infra', 'gw', 'cluster.local');
   if (!config.view) throw new Error('bench gateway not accepted');
-  server = createGatewayListener({
+  const listener = createGatewayListener({
     deps,
     port: GATEWAY_PORT,
     protocol: 'HTTP',
     config: () => config,
     certificates: new GatewayCertificates(),
     detectTimeoutMs: 1000,
-  }).server;
+  });
+  server = listener.server;
+  http1 = listener.http.http1;
 } else {
   const view = buildProxyView([...service, meshRoute], 'app', 'cluster.local');
   const routing = view.byDestination.get(`${VIP}:80`);
-  server = createHttpServers((req, res) =>
+  server = http1 = createHttpServers((req, res) =>
     forwardOutbound(deps, view, routing, { address: VIP, port: 80 }, req, res),
   ).http1;
+}
+if (spec.split) {
+  http1.prependListener('request', (req, res) => {
+    const start = cpuNowUs();
+    res.once('finish', () => {
+      const us = cpuNowUs() - start;
+      const sums = sampledRequests.has(req) ? split.sampled : split.unsampled;
+      sums[0]! += 1;
+      sums[1]! += us;
+      sums[2]! += us * us;
+    });
+  });
 }
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
 });
 // Each line on stdin asks for the CPU this process used so far (µs, all threads): finer than /proc's ticks;
 // then the main thread's and the export thread's (the rest: V8's and libuv's helper threads, GC, compiler).
-createInterface({ input: process.stdin }).on('line', () => {
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line === 'split') {
+    const { user, system } = process.threadCpuUsage();
+    const mainUs = user + system - split.since.user - split.since.system;
+    process.stdout.write(
+      `${JSON.stringify({ mainUs, sampled: split.sampled, unsampled: split.unsampled })}\n`,
+    );
+    split = splitSums();
+    return;
+  }
   const { user, system } = process.cpuUsage();
   process.stdout.write(`${user + system} ${threadRunUs('/proc/thread-self')} ${exportThreadUs()}\n`);
 });
