@@ -40,7 +40,8 @@ const mb = (n: number): number => n / 2 ** 20;
 
 /** The child: the sidecar's outbound HTTP path to the app at 127.0.0.1:`appPort`, reporting on request. */
 async function runProxy(appPort: number): Promise<void> {
-  const pools = new UpstreamPools(() => undefined, poolOptionsFor(DEFAULT_LIMITS));
+  // The cost of one endpoint's own bounds, so without the sidecar-wide one (4,096 held) that now caps them.
+  const pools = new UpstreamPools(() => undefined, poolOptionsFor({ ...DEFAULT_LIMITS, maxHeldRequests: 0 }));
   const metrics = new ProxyMetrics();
   metrics.upstreamInFlight = () => pools.inFlight();
   const deps = { pools, lb: new LoadBalancer(), metrics };

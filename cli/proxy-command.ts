@@ -64,6 +64,7 @@ limits (docs/security.md; 0 turns a timeout or cap off):
   --max-upstream-connections N      HTTP/1.1 connections per upstream endpoint (then the queue), default 64
   --max-upstream-tcp-connections N  opaque TCP connections per upstream endpoint (then closed), default 1024
   --max-upstream-queue N            requests per endpoint waiting for a connection (then 503), default 10000
+  --max-held-requests N             requests held upstream at once, all endpoints (then 503), default 4096
   --merge-slashes                   merge runs of '/' in request paths before matching
   --escaped-slashes reject|keep     %2F and %5C in a path: 400 (default) or kept escaped
 tracing (docs/observability.md; mesh-wide settings come from the ConfigMap sluice-system/sluice-mesh-config):
@@ -86,6 +87,7 @@ const LIMIT_FLAGS = {
   'max-upstream-connections': 'maxUpstreamConnections',
   'max-upstream-tcp-connections': 'maxUpstreamTcpConnections',
   'max-upstream-queue': 'maxUpstreamQueue',
+  'max-held-requests': 'maxHeldRequests',
 } as const satisfies Record<string, keyof ProxyLimits>;
 
 function limitsFrom(values: Partial<Record<keyof typeof LIMIT_FLAGS, string>>): ProxyLimits {

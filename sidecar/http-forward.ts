@@ -580,6 +580,17 @@ class RetryingSend {
     this.current?.settle();
   }
 
+  /** A 503 at once because a bound on held upstream requests is reached (`limit`: which one). */
+  overflow(limit: 'upstream_connections' | 'held_requests', message: string): void {
+    const { deps, target } = this.o;
+    deps.metrics.overflows.inc([this.o.direction ?? 'outbound', limit]);
+    if (deps.log)
+      throttledLog(deps.log).warn('upstream overflow: 503', target.backendLabel, {
+        cause: 'upstream_overflow',
+      });
+    this.o.fail(503, message, 'upstream_overflow');
+  }
+
   end(): void {
     this.done = true;
     clearTimeout(this.requestTimer);
@@ -643,6 +654,13 @@ class RetryingSend {
       this.tried?.clear();
       ep = deps.lb.pick(target.endpoints);
     }
+    if (ep && !deps.pools.mayHoldMore()) {
+      this.end();
+      return this.overflow(
+        'held_requests',
+        `upstream requests held at the limit, for ${target.backendLabel}`,
+      );
+    }
     if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
       // Every connection to this endpoint is busy and its queue full: another endpoint, or a 503 now.
       this.overflowed = true;
@@ -652,18 +670,11 @@ class RetryingSend {
     if (!ep) {
       this.end();
       if (this.lastError) return this.failAttempts();
-      if (this.overflowed) {
-        deps.metrics.overflows.inc([direction, 'upstream_connections']);
-        if (deps.log)
-          throttledLog(deps.log).warn('upstream overflow: 503', target.backendLabel, {
-            cause: 'upstream_overflow',
-          });
-        return this.o.fail(
-          503,
+      if (this.overflowed)
+        return this.overflow(
+          'upstream_connections',
           `upstream connections and queue full for ${target.backendLabel}`,
-          'upstream_overflow',
         );
-      }
       const none = target.endpoints.length === 0 ? 'no endpoints' : 'no healthy endpoints';
       return this.o.fail(503, `${none} for ${target.backendLabel}`, 'no_endpoint');
     }

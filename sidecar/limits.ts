@@ -44,6 +44,12 @@ export interface ProxyLimits {
    * have answered in a fraction of a second (ADR 0023).
    */
   readonly maxUpstreamQueue: number;
+  /**
+   * Requests the upstream pools hold at once across all endpoints (HTTP/1.1 running or queued, HTTP/2
+   * streams open or waiting); one more gets a 503 at once (`cause="upstream_overflow"`). About 16–26 KB each:
+   * 4,096 is ~100 MB over idle, under the proxy container's 256 MiB (ADR 0023).
+   */
+  readonly maxHeldRequests: number;
 }
 
 const DOWNSTREAM_CONNECTIONS = 10_000;
@@ -61,6 +67,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   maxUpstreamConnections: 64,
   maxUpstreamTcpConnections: 1024,
   maxUpstreamQueue: DOWNSTREAM_CONNECTIONS,
+  maxHeldRequests: 4096,
 };
 
 /**

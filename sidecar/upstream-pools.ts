@@ -7,6 +7,7 @@ import type { Pool } from 'undici';
 import { loadUndici } from './load-undici.ts';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ProxyLimits } from './limits.ts';
+import { HeldRequests } from './held-requests.ts';
 import {
   MESH_ALPN,
   MESH_ALPN_H2,
@@ -84,6 +85,8 @@ export interface UpstreamPoolOptions {
    * up to maxQueued more wait in nghttp2's queue, then requests get a 503 as on HTTP/1.1.
    */
   maxStreams?: number;
+  /** The bound on requests held across pools; pools given the same object share it (default: none). */
+  held?: HeldRequests;
   /** How long an upstream may stay silent while a response is awaited or streamed (default 5 min). */
   streamIdleMs?: number;
   /**
@@ -103,6 +106,7 @@ export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
     maxConnections: limits.maxUpstreamConnections,
     maxTcpConnections: limits.maxUpstreamTcpConnections,
     maxQueued: limits.maxUpstreamQueue,
+    held: new HeldRequests(limits.maxHeldRequests),
     streamIdleMs: limits.streamIdleTimeoutMs,
     idleMs: limits.upstreamIdleTimeoutMs,
     connectTimeoutMs: limits.upstreamConnectTimeoutMs,
@@ -169,6 +173,7 @@ export class UpstreamPools {
   readonly #maxTcpConnections: number;
   readonly #maxQueued: number;
   readonly #maxStreams: number;
+  readonly #held: HeldRequests;
   readonly #streamIdleMs: number;
   readonly #idleMs: number;
   readonly #connectBounds: ConnectBounds;
@@ -184,6 +189,7 @@ export class UpstreamPools {
     this.#maxTcpConnections = options.maxTcpConnections ?? this.#maxConnections;
     this.#maxQueued = options.maxQueued ?? 0;
     this.#maxStreams = options.maxStreams ?? 1000;
+    this.#held = options.held ?? new HeldRequests(0);
     this.#streamIdleMs = options.streamIdleMs ?? 300_000;
     this.#idleMs = options.idleMs ?? 60_000;
     this.#connectBounds = {
@@ -234,6 +240,11 @@ export class UpstreamPools {
     return (this.#outstanding.get(key) ?? 0) < max + this.#maxQueued;
   }
 
+  /** Whether the proxy-wide bound on held requests lets one more HTTP request in (`held` option). */
+  mayHoldMore(): boolean {
+    return this.#held.hasRoom();
+  }
+
   /**
    * An HTTP/1.1 request handed to the endpoint's pool (+1), or one that no longer takes a place (-1):
    * undici let go of it, or its client went while it was still queued.
@@ -241,6 +252,7 @@ export class UpstreamPools {
   countOutstanding(ep: Endpoint, delta: 1 | -1): void {
     const key = keyOf(ep);
     const n = (this.#outstanding.get(key) ?? 0) + delta;
+    this.#held.add(delta);
     if (n > 0) this.#outstanding.set(key, n);
     else this.#outstanding.delete(key);
   }
@@ -352,11 +364,13 @@ export class UpstreamPools {
    */
   streamOpened(session: http2.ClientHttp2Session): void {
     this.#streamsOpen.set(session, (this.#streamsOpen.get(session) ?? 0) + 1);
+    this.#held.add(1);
   }
 
   streamClosed(session: http2.ClientHttp2Session): void {
     const n = (this.#streamsOpen.get(session) ?? 1) - 1;
     this.#streamsOpen.set(session, n);
+    this.#held.add(-1);
     if (n === 0 && this.#closeWhenDone.has(session)) session.close();
   }
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
-import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
+import { UpstreamPools, type UpstreamPoolOptions } from '../../sidecar/upstream-pools.ts';
+import { HeldRequests } from '../../sidecar/held-requests.ts';
 import { ProxyMetrics } from '../../sidecar/metrics.ts';
 import {
   LOOPBACK_SERVICE,
@@ -22,7 +23,7 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     for (const c of closers.splice(0).reverse()) c();
   });
 
-  async function setUp() {
+  async function setUp(poolOptions: UpstreamPoolOptions = { maxConnections: 1, maxQueued: 1 }) {
     const held = new Map<string, http.ServerResponse>();
     let accepted = 0;
     const app = http.createServer((req, res) => held.set(req.url!, res));
@@ -31,7 +32,7 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     const view = loopbackServiceView((app.address() as AddressInfo).port);
     const { log, warnings } = warningLog();
     const deps = {
-      pools: new UpstreamPools(() => undefined, { maxConnections: 1, maxQueued: 1 }),
+      pools: new UpstreamPools(() => undefined, poolOptions),
       lb: new LoadBalancer(),
       metrics: new ProxyMetrics(),
       log,
@@ -117,5 +118,32 @@ describe('upstream overload: capped connections, a bounded queue, 503 past it', 
     assert.equal(s.accepted(), 1, 'one connection served all of it');
     await waitFor('nothing held in the sidecar', () => s.deps.pools.inFlight() === 0);
     assert.doesNotMatch(s.deps.metrics.render(), /sluice_overflow_total\{[^}]*\} [1-9]/);
+  });
+
+  it('past the sidecar-wide bound on held requests, 503 at once (its own limit label); a place again after', async () => {
+    const s = await setUp({ maxConnections: 4, maxQueued: 4, held: new HeldRequests(2) });
+    const first = fetch(`${s.base}/first`);
+    const second = fetch(`${s.base}/second`);
+    await waitFor('both requests at the app', () => s.held.has('/first') && s.held.has('/second'));
+    const third = await fetch(`${s.base}/third`);
+    assert.equal(third.status, 503);
+    assert.match(await third.text(), /held at the limit/);
+    assert.match(
+      s.deps.metrics.render(),
+      /sluice_overflow_total\{direction="outbound",limit="held_requests"\} 1/,
+    );
+    assert.deepEqual(
+      s.warnings.map((w) => [w.msg, w.fields?.cause]),
+      [['upstream overflow: 503', 'upstream_overflow']],
+    );
+    s.held.get('/first')!.end('one');
+    s.held.get('/second')!.end('two');
+    assert.equal(await (await first).text(), 'one');
+    assert.equal(await (await second).text(), 'two');
+    await waitFor('nothing held in the sidecar', () => s.deps.pools.inFlight() === 0);
+    const fourth = fetch(`${s.base}/fourth`);
+    await waitFor('the next request at the app', () => s.held.has('/fourth'));
+    s.held.get('/fourth')!.end('four');
+    assert.equal((await fourth).status, 200);
   });
 });

@@ -1,6 +1,7 @@
 // The default bound on an endpoint's HTTP/1.1 queue: every request the downstream cap lets in over HTTP/1.1
 // (one per client connection) gets a place; a 503 comes only past that. With a queue of 1,024, 2,048 client
-// connections to one endpoint got a 503 for about half their requests (ADR 0023).
+// connections to one endpoint got a 503 for about half their requests (ADR 0023). The sidecar-wide bound
+// on held requests (4,096 by default) comes first in the forwarder; held-requests.test.ts tests it.
 import assert from 'node:assert/strict';
 import { DEFAULT_LIMITS } from '../../../sidecar/limits.ts';
 import { UpstreamPools, poolOptionsFor } from '../../../sidecar/upstream-pools.ts';
