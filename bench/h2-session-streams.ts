@@ -25,6 +25,7 @@ import {
   loopbackServiceView,
   startLoopbackForwarder,
 } from '../test/support/loopback-forwarder.ts';
+import { frame, H2_PREFACE } from '../test/support/fuzz/h2-frames.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 
 interface ProxyReport {
@@ -82,14 +83,6 @@ async function rawStreams(
   readonly closed: boolean;
 }> {
   const socket = net.connect({ host: '127.0.0.1', port });
-  const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-    const head = Buffer.alloc(9);
-    head.writeUIntBE(payload.length, 0, 3);
-    head[3] = type;
-    head[4] = flags;
-    head.writeUInt32BE(stream, 5);
-    return Buffer.concat([head, payload]);
-  };
   // :method GET, :scheme http, :path / (static table), :authority "svc" (literal, not indexed).
   const block = Buffer.from([0x82, 0x86, 0x84, 0x01, 3, ...Buffer.from('svc')]);
   const resets = new Map<number, number>();
@@ -116,9 +109,7 @@ async function rawStreams(
   });
   socket.on('error', () => undefined);
   socket.on('close', () => (closed = true));
-  socket.write(
-    Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0))]),
-  );
+  socket.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0))]));
   closers.push(() => socket.destroy());
   await waitFor('the raw streams sent', () => sent);
   return {
