@@ -118,7 +118,7 @@ export class SidecarProxy {
       ...poolLimits,
       localAddress: (address) => (options.appAddress === undefined ? handOffSource(address) : undefined),
     });
-    this.metrics.upstreamInFlight = () => this.#pools.inFlight() + this.#appPools.inFlight();
+    this.metrics.upstreamInFlight = () => this.#pools.inFlight(); // shared with #appPools
   }
 
   get tracing(): RequestTracing | undefined {

@@ -446,12 +446,12 @@ export class UpstreamPools {
     return n;
   }
 
-  /** Requests held now: HTTP/1.1 ones handed to a pool (running or queued) and streams on HTTP/2 sessions. */
+  /**
+   * Requests held now: HTTP/1.1 ones handed to a pool (running or queued) and open HTTP/2 streams, by every
+   * pool set that shares this one's `held` count (a sidecar's two).
+   */
   inFlight(): number {
-    let n = 0;
-    for (const count of this.#outstanding.values()) n += count;
-    for (const s of this.#sessions.values()) n += this.#streamsOpen.get(s) ?? 0;
-    return n;
+    return this.#held.count;
   }
 
   /**
