@@ -9,7 +9,7 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's; "1%/drop": batched,
- * then dropped unencoded; "0%/thread": 0 % with an idle export thread, started at launch).
+ * then dropped unencoded; "100%/timed": each export's main-thread part timed, on stderr).
  * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
  * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
  * sums since the last such line, as one JSON line.
@@ -32,6 +32,7 @@ import { buildGatewayConfig } from '../sidecar/gateway-config.ts';
 import { createGatewayListener } from '../sidecar/gateway-listeners.ts';
 import { GatewayCertificates } from '../sidecar/gateway-tls.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
+import type { SpanExporter } from '../sidecar/tracing/span-pipeline.ts';
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as {
   proxy?: 'sidecar' | 'gateway';
@@ -150,9 +151,21 @@ if (HDR_MODES.includes(spec.mode)) {
   const { RequestTracing } = await import('../sidecar/tracing/request-tracing.ts');
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
   // "1%/local": spans sampled, batched and encoded as usual, but no export leaves the process (a
-  // diagnostic: the export's own cost, its thread and HTTP client, against the spans').
+  // diagnostic: the export's own cost, its HTTP client and sockets, against the spans').
   const [mode = '', variant] = spec.mode.split('/');
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
+  const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
+  // "100%/timed": the OTLP exporter, each export's part on the main thread (the batch's encode and its
+  // POST's write) timed and written to stderr: the pause a batch makes in the proxy's requests.
+  const timed = (e: SpanExporter): SpanExporter => ({
+    export: (spans) => {
+      const start = performance.now();
+      const done = e.export(spans);
+      process.stderr.write(`export of ${spans.length} spans: ${(performance.now() - start).toFixed(2)} ms\n`);
+      return done;
+    },
+    shutdown: () => e.shutdown(),
+  });
   const tracing = new RequestTracing({
     resource: { 'service.name': 'bench' },
     identity: () => 'spiffe://cluster.local/ns/app/sa/bench',
@@ -191,7 +204,9 @@ if (HDR_MODES.includes(spec.mode)) {
           }
         : variant === 'drop'
           ? { exporter: { export: () => Promise.resolve(undefined), shutdown: () => Promise.resolve() } }
-          : {}),
+          : variant === 'timed'
+            ? { exporter: timed(new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 })) }
+            : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
   const [percent = '', delay] = mode.split('@');
@@ -206,12 +221,6 @@ if (HDR_MODES.includes(spec.mode)) {
     'app',
   );
   deps.tracing = tracing;
-  if (variant === 'thread') {
-    // "0%/thread": an export thread started (by one empty export) and idle, in a proxy that never exports:
-    // what the thread's presence alone costs the proxy's requests (ADR 0019, fourth-session amendment).
-    const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
-    void new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 }).export([]);
-  }
   if (spec.split) {
     const startOutbound = tracing.startOutbound.bind(tracing);
     const startGateway = tracing.startGateway.bind(tracing);
