@@ -9,7 +9,9 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's; "1%/drop": batched,
- * then dropped unencoded; "100%/timed": each export's main-thread part timed, on stderr).
+ * then dropped unencoded; "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the
+ * export thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019's last
+ * amendment; "100%/timed": each export's part on the main thread timed, on stderr).
  * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
  * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
  * sums since the last such line, as one JSON line.
@@ -156,7 +158,7 @@ if (HDR_MODES.includes(spec.mode)) {
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
   // "100%/timed": the OTLP exporter, each export's part on the main thread (the batch's encode and its
-  // POST's write) timed and written to stderr: the pause a batch makes in the proxy's requests.
+  // hand-off to the export thread) timed and written to stderr: the pause a batch makes in the requests.
   const timed = (e: SpanExporter): SpanExporter => ({
     export: (spans) => {
       const start = performance.now();
@@ -206,7 +208,9 @@ if (HDR_MODES.includes(spec.mode)) {
           ? { exporter: { export: () => Promise.resolve(undefined), shutdown: () => Promise.resolve() } }
           : variant === 'timed'
             ? { exporter: timed(new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 })) }
-            : {}),
+            : variant === 'main'
+              ? { exporter: await mainThreadExporter(spec.collector) }
+              : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
   const [percent = '', delay] = mode.split('@');
@@ -221,12 +225,35 @@ if (HDR_MODES.includes(spec.mode)) {
     'app',
   );
   deps.tracing = tracing;
+  if (variant === 'thread') {
+    // "0%/thread": an export thread started (by one empty export) and idle, in a proxy that never exports:
+    // what the thread's presence alone costs the proxy's requests (ADR 0019, fourth-session amendment).
+    void new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 }).export([]);
+  }
   if (spec.split) {
     const startOutbound = tracing.startOutbound.bind(tracing);
     const startGateway = tracing.startGateway.bind(tracing);
     tracing.startOutbound = (req, ...rest) => markSampled(req, startOutbound(req, ...rest));
     tracing.startGateway = (req, ...rest) => markSampled(req, startGateway(req, ...rest));
   }
+}
+
+/** The export thread's work (encode, hand-written POST, retries) done on the main thread instead. */
+async function mainThreadExporter(url: string): Promise<SpanExporter> {
+  const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
+  const { Http1Poster } = await import('../sidecar/tracing/otlp-http1-post.ts');
+  const { sendWithRetries } = await import('../sidecar/tracing/otlp-export-retries.ts');
+  const poster = new Http1Poster(new URL(url));
+  return {
+    export: (spans) =>
+      sendWithRetries(encodeTraceRequest(spans), 10_000, {
+        post: (body, timeoutMs) => poster.post(body, timeoutMs),
+        now: () => performance.now(),
+        closed: () => false,
+        backoffBaseMs: 250,
+      }),
+    shutdown: () => Promise.resolve(poster.close()),
+  };
 }
 
 /** Per class of request: how many ended, and their main-thread CPU (µs) in all and squared. */

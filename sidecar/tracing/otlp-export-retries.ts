@@ -22,7 +22,7 @@ export interface RetryDeps {
 
 const RETRYABLE = new Set([429, 502, 503, 504]);
 
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Undefined when the collector took the batch (2xx); otherwise why it did not. */
 export async function sendWithRetries(

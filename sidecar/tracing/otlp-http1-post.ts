@@ -114,7 +114,6 @@ export class Http1Poster {
       const conn = this.#idle.pop() ?? this.#connect();
       conn.socket.setTimeout(0);
       const timer = setTimeout(() => conn.done?.({ timedOut: true }, false), timeoutMs);
-      timer.unref();
       conn.received = Buffer.alloc(0);
       conn.done = (result, reuse) => {
         conn.done = undefined;
@@ -141,7 +140,6 @@ export class Http1Poster {
       ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }) })
       : net.connect({ host, port });
     socket.setNoDelay(true);
-    socket.unref(); // an export never holds the process up
     const conn: Connection = { socket, received: Buffer.alloc(0), done: undefined };
     const gone = (): void => {
       const at = this.#idle.indexOf(conn);

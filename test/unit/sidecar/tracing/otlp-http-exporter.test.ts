@@ -1,6 +1,7 @@
-// The OTLP/HTTP sender against a loopback collector: protobuf POSTs, retries on 503, gives up at the
-// export's deadline when the collector does not answer, recovers when a collector that was down comes up,
-// and shuts down after the exports under way; every failure comes with its reason.
+// The OTLP/HTTP sender against a loopback collector: protobuf POSTs from its own thread, retries on 503,
+// gives up at the export's deadline when the collector does not answer, recovers when a collector that was
+// down comes up, and a thread that dies fails its exports and is replaced at the next one; every failure
+// comes with its reason.
 import assert from 'node:assert/strict';
 import { SpanKind } from '@opentelemetry/api';
 import { once } from 'node:events';
@@ -10,7 +11,6 @@ import { SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
 import { encodeTraceRequest } from '../../../../sidecar/tracing/otlp-encode.ts';
 import { OtlpHttpExporter } from '../../../../sidecar/tracing/otlp-http-exporter.ts';
 import type { ExportFailure } from '../../../../sidecar/tracing/span-pipeline.ts';
-import { waitFor } from '../../../support/wait-for.ts';
 
 describe('OTLP/HTTP exporter', () => {
   let server: http.Server | undefined;
@@ -70,10 +70,11 @@ describe('OTLP/HTTP exporter', () => {
     await e.shutdown();
   });
 
-  it('sends the encoded batch as it is', async () => {
+  it('starts its thread at the first export and sends the encoded batch as it is', async () => {
     const bodies: Buffer[] = [];
     const url = await collector((_n, _req, res) => res.end(), bodies);
     const e = new OtlpHttpExporter({ url, timeoutMs: 5000, backoffBaseMs: 1 });
+    assert.equal(e.worker, undefined);
     const span = new SpanRecord(
       { attributes: { 'service.name': 'bench' } },
       {
@@ -87,24 +88,29 @@ describe('OTLP/HTTP exporter', () => {
       SpanKind.CLIENT,
       { 'http.request.method': 'GET' },
     );
+    const pooled = Buffer.from('still here'); // a slice of Node's shared pool, which no export may detach
     assert.equal(await e.export([span]), undefined);
+    assert.ok(e.worker);
     assert.deepEqual(bodies, [encodeTraceRequest([span])]);
+    assert.equal(pooled.toString(), 'still here');
     await e.shutdown();
   });
 
-  it('shuts down after the exports under way, and takes no new one', async () => {
-    let answer: (() => void) | undefined;
-    const url = await collector((_n, _req, res) => (answer = () => res.end()));
-    const e = new OtlpHttpExporter({ url, timeoutMs: 5000, backoffBaseMs: 1 });
-    const underWay = run(e);
-    await waitFor('the POST arrives', () => answer !== undefined);
-    let closed = false;
-    const shutdown = e.shutdown().then(() => (closed = true));
-    assert.deepEqual(await run(e), { reason: 'shut_down' });
-    assert.equal(closed, false);
-    answer!();
-    assert.equal(await underWay, undefined);
-    await shutdown;
+  it('fails the exports of a thread that died, with its exit code, and starts another at the next export', async () => {
+    let answer = false;
+    const url = await collector((_n, _req, res) => {
+      if (answer) res.end();
+    });
+    const e = new OtlpHttpExporter({ url, timeoutMs: 10_000, backoffBaseMs: 1 });
+    const lost = run(e);
+    const first = e.worker!;
+    await once(first, 'online');
+    await first.terminate();
+    assert.deepEqual(await lost, { reason: 'thread_exited', exitCode: 1 });
+    answer = true;
+    assert.equal(await run(e), undefined);
+    assert.notEqual(e.worker, first);
+    await e.shutdown();
   });
 
   it('fails with the network error while the collector is down, and exports once it is up', async () => {
@@ -123,6 +129,26 @@ describe('OTLP/HTTP exporter', () => {
     server!.listen(port, '127.0.0.1');
     await once(server!, 'listening');
     assert.equal(await run(e), undefined);
+    await e.shutdown();
+  });
+
+  it('gives its thread a time budget, never a point in time (the threads’ clocks need not agree)', async () => {
+    const url = await collector((_n, _req, res) => res.end());
+    const e = new OtlpHttpExporter({ url, timeoutMs: 5000, backoffBaseMs: 1 });
+    assert.equal(await run(e), undefined);
+    const sent: unknown[] = [];
+    const worker = e.worker!;
+    const post = worker.postMessage.bind(worker);
+    worker.postMessage = (...args: Parameters<typeof post>) => {
+      sent.push(args[0]);
+      post(...args);
+    };
+    assert.equal(await run(e), undefined);
+    assert.deepEqual(
+      sent.map((m) => Object.keys(m as object).sort()),
+      [['body', 'budgetMs', 'id', 'length']],
+    );
+    assert.equal((sent[0] as { budgetMs: number }).budgetMs, 5000);
     await e.shutdown();
   });
 });
