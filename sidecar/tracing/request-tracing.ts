@@ -2,7 +2,7 @@
 // one (a gateway: both, see startGateway), parented on the caller's context and propagated to the next hop. The sampling decision comes first;
 // an unsampled request gets no span object and keeps its headers (see startOutbound for the one exception).
 // A sampled one gets a SpanRecord (span-record.ts), filled in place and queued when it ends (ADR 0017).
-import { SpanKind, SpanStatusCode, type Attributes } from '@opentelemetry/api';
+import type { Attributes } from '@opentelemetry/api';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderMap } from '../../mesh-model/header-edits.ts';
 import type { Endpoint } from '../../mesh-model/endpoints.ts';
@@ -16,7 +16,7 @@ import {
 import { extractContext, injectContext, type ContextFormat, type RemoteContext } from './trace-context.ts';
 import { decide, RateLimiter, type SamplingReason } from './sampling.ts';
 import { SpanPipeline, type PipelineOptions, type SpanExporter } from './span-pipeline.ts';
-import { hrNow, randomHex, SpanRecord } from './span-record.ts';
+import { hrNow, randomHex, SPAN_KIND, SPAN_STATUS, SpanRecord, type SpanKindValue } from './span-record.ts';
 
 /** The request fields tracing reads (http.IncomingMessage and Http2ServerRequest both have them). */
 export interface TracedRequest {
@@ -193,7 +193,7 @@ export class HttpSpan implements RequestSpan {
     a['network.peer.address'] = ep.address;
     a['network.peer.port'] = ep.port;
     a['sluice.endpoint'] = `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
-    if (this.#record.kind === SpanKind.CLIENT) {
+    if (this.#record.kind === SPAN_KIND.CLIENT) {
       if (ep.identity) a['sluice.callee.identity'] = ep.identity;
       if (ep.pod) a['sluice.endpoint.pod'] = ep.pod;
       if (this.#attempts > 1) {
@@ -234,15 +234,15 @@ export class HttpSpan implements RequestSpan {
       a['sluice.local_reply'] = true;
       a['sluice.local_reply.cause'] = cause;
     }
-    const failed = r.kind === SpanKind.SERVER ? status >= 500 : status >= 400;
+    const failed = r.kind === SPAN_KIND.SERVER ? status >= 500 : status >= 400;
     const grpc = this.#grpc;
     if (failed || (cause !== undefined && cause !== 'redirect')) {
       a['error.type'] = cause ?? String(status);
-      r.status = { code: SpanStatusCode.ERROR, message: cause ?? `HTTP ${status}` };
+      r.status = { code: SPAN_STATUS.ERROR, message: cause ?? `HTTP ${status}` };
     } else if (grpc !== undefined && grpc !== 0) {
       const name = GRPC_CODES[grpc] ?? String(grpc);
       a['error.type'] = name;
-      r.status = { code: SpanStatusCode.ERROR, message: `gRPC ${name}` };
+      r.status = { code: SPAN_STATUS.ERROR, message: `gRPC ${name}` };
     }
     r.endTime = hrNow();
     this.#pipeline.end(r);
@@ -377,7 +377,7 @@ export class RequestTracing {
       return undefined;
     }
     const attrs = clientAttributes(req, authority, d.reason);
-    return this.#start(pipeline, SpanKind.CLIENT, req, attrs, parent, headers);
+    return this.#start(pipeline, SPAN_KIND.CLIENT, req, attrs, parent, headers);
   }
 
   /** A SERVER span for a request a peer (or a client outside the mesh) sent to this pod's app. */
@@ -393,7 +393,7 @@ export class RequestTracing {
     if (!d.sampled) return undefined;
     const attrs = serverAttributes(req, info.address, info.port, 'http', d.reason);
     if (info.peerIdentity) attrs['sluice.caller.identity'] = info.peerIdentity;
-    return this.#start(pipeline, SpanKind.SERVER, req, attrs, parent, headers);
+    return this.#start(pipeline, SPAN_KIND.SERVER, req, attrs, parent, headers);
   }
 
   /**
@@ -417,7 +417,7 @@ export class RequestTracing {
     }
     const address = req.socket?.localAddress ?? '';
     const serverAttrs = serverAttributes(req, address, info.port, info.scheme, d.reason);
-    const server = this.#start(pipeline, SpanKind.SERVER, req, serverAttrs, parent, undefined);
+    const server = this.#start(pipeline, SPAN_KIND.SERVER, req, serverAttrs, parent, undefined);
     if (!upstream) return server;
     const child: RemoteContext = {
       traceId: server.traceId,
@@ -427,13 +427,13 @@ export class RequestTracing {
       format: 'w3c',
     };
     const clientAttrs = clientAttributes(req, upstream.authority, 'parent');
-    const client = this.#start(pipeline, SpanKind.CLIENT, req, clientAttrs, child, upstream.headers, false);
+    const client = this.#start(pipeline, SPAN_KIND.CLIENT, req, clientAttrs, child, upstream.headers, false);
     return new GatewaySpan(server, client);
   }
 
   #start(
     pipeline: SpanPipeline,
-    kind: SpanKind,
+    kind: SpanKindValue,
     req: TracedRequest,
     attrs: Attributes,
     parent: RemoteContext | 'deny' | undefined,
@@ -441,7 +441,7 @@ export class RequestTracing {
     parentIsRemote = true,
   ): HttpSpan {
     const own = this.#o.identity();
-    if (own) attrs[kind === SpanKind.CLIENT ? 'sluice.caller.identity' : 'sluice.callee.identity'] = own;
+    if (own) attrs[kind === SPAN_KIND.CLIENT ? 'sluice.caller.identity' : 'sluice.callee.identity'] = own;
     const ua = one(req.headers['user-agent']);
     if (ua) attrs['user_agent.original'] = ua;
     const method = req.method ?? 'GET';

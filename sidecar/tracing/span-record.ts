@@ -2,7 +2,14 @@
 // encoded as it is (otlp-encode.ts). No tracer, context or processor objects: at 1 % sampling a span is made
 // about once a second, its code runs cold, and every object and call on its way costs (ADR 0017).
 import { randomFillSync } from 'node:crypto';
-import { SpanStatusCode, type Attributes, type HrTime, type SpanKind } from '@opentelemetry/api';
+import type { Attributes, HrTime } from '@opentelemetry/api';
+
+// The values of @opentelemetry/api's SpanKind and SpanStatusCode, as plain numbers: with
+// only its types imported, a proxy never loads the package (issue 16; test/unit/layout.test.ts).
+export const SPAN_KIND = { INTERNAL: 0, SERVER: 1, CLIENT: 2, PRODUCER: 3, CONSUMER: 4 } as const;
+export const SPAN_STATUS = { UNSET: 0, OK: 1, ERROR: 2 } as const;
+export type SpanKindValue = (typeof SPAN_KIND)[keyof typeof SPAN_KIND];
+export type SpanStatusValue = (typeof SPAN_STATUS)[keyof typeof SPAN_STATUS];
 
 /** The attributes of the workload that made the spans (OTLP Resource); shared by a pipeline's spans. */
 export interface SpanResource {
@@ -25,14 +32,14 @@ export class SpanRecord {
   readonly parentIsRemote: boolean;
   readonly traceState: string | undefined;
   readonly name: string;
-  readonly kind: SpanKind;
+  readonly kind: SpanKindValue;
   /** Set as the request proceeds; values kept as they come (strings, numbers, booleans). */
   readonly attributes: Attributes;
   readonly startTime: HrTime;
   endTime: HrTime = [0, 0];
   events: SpanEvent[] | undefined = undefined;
-  status: { code: SpanStatusCode; message: string | undefined } = {
-    code: SpanStatusCode.UNSET,
+  status: { code: SpanStatusValue; message: string | undefined } = {
+    code: SPAN_STATUS.UNSET,
     message: undefined,
   };
 
@@ -41,7 +48,7 @@ export class SpanRecord {
     ids: { traceId: string; spanId: string; parentSpanId: string | undefined; parentIsRemote: boolean },
     traceState: string | undefined,
     name: string,
-    kind: SpanKind,
+    kind: SpanKindValue,
     attributes: Attributes,
     startTime: HrTime = hrNow(),
   ) {

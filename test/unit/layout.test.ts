@@ -1,6 +1,6 @@
 // The import directions of README "Layout" hold: ESLint rejects a wrong one, and the sidecar's processes
-// never load @peculiar/x509 (ADR 0001) nor Node's bundled undici (ADR 0016), checked on the modules Node
-// actually loads.
+// never load @peculiar/x509 (ADR 0001), Node's bundled undici (ADR 0016) nor @opentelemetry/api (its types
+// only: sidecar/tracing/span-record.ts), checked on the modules Node actually loads.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -136,5 +136,16 @@ describe("layout: the sidecar does not load Node's bundled undici", function () 
       { encoding: 'utf8' },
     );
     assert.equal(hookless.stdout.trim(), 'true');
+  });
+});
+
+// Tracing uses only @opentelemetry/api's types; its two enums' values are Sluice's own constants.
+describe('layout: the sidecar does not load @opentelemetry/api', function () {
+  this.timeout(30_000);
+  const api = (urls: string[]): string[] =>
+    urls.filter((url) => url.includes('/node_modules/@opentelemetry/'));
+
+  it('sluice proxy', () => {
+    assert.deepEqual(api(loadedModules(['proxy', '--help'])), []);
   });
 });

@@ -76,7 +76,7 @@ describe('gateway local replies', () => {
   async function onlySpan(): Promise<{
     attributes: Record<string, unknown>;
     status: { code: number; message?: string };
-    kind: SpanKind;
+    kind: number;
   }> {
     await tracing.flush();
     const spans = exporter.spans;

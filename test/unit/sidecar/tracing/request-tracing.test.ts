@@ -5,7 +5,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { RequestTracing, type TracedRequest } from '../../../../sidecar/tracing/request-tracing.ts';
 import { DEFAULT_TRACING, type TracingSettings } from '../../../../protocol/tracing-config.ts';
 import type { ExportFailure, SpanExporter, SpanOutcome } from '../../../../sidecar/tracing/span-pipeline.ts';
-import type { SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
+import { SPAN_KIND, SPAN_STATUS, type SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
 import { MemorySpanExporter } from '../../../support/sampled-tracing.ts';
 import type { HeaderMap } from '../../../../mesh-model/header-edits.ts';
 import type { MatchEntry } from '../../../../mesh-model/model.ts';
@@ -61,6 +61,19 @@ describe('request tracing', () => {
     counts = new Map();
     reasons = [];
     rolls = [];
+  });
+
+  it("records the span kinds and status codes as @opentelemetry/api's enums number them", () => {
+    assert.deepEqual(
+      { ...SPAN_KIND },
+      Object.fromEntries(Object.keys(SPAN_KIND).map((k) => [k, SpanKind[k as keyof typeof SpanKind]])),
+    );
+    assert.deepEqual(
+      { ...SPAN_STATUS },
+      Object.fromEntries(
+        Object.keys(SPAN_STATUS).map((k) => [k, SpanStatusCode[k as keyof typeof SpanStatusCode]]),
+      ),
+    );
   });
 
   it('is off without an endpoint: no span and the headers untouched', () => {
@@ -225,8 +238,8 @@ describe('request tracing', () => {
     span.end(502, 'upstream');
     const all = await spans(t);
     assert.equal(all.length, 2);
-    const server = all.find((s) => s.kind === SpanKind.SERVER);
-    const client = all.find((s) => s.kind === SpanKind.CLIENT);
+    const server = all.find((s) => s.kind === SPAN_KIND.SERVER);
+    const client = all.find((s) => s.kind === SPAN_KIND.CLIENT);
     assert.ok(server && client);
     assert.equal(server.parentSpanId, SPAN);
     assert.equal(client.parentSpanId, server.spanId);
