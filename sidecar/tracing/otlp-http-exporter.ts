@@ -3,7 +3,8 @@
 // answers with the outcome. A collector that is slow or down costs spans, never a request.
 // Why a thread: with the export's HTTP client in the proxy's isolate, ~95 inline-cache sites of the proxy's
 // own request path (undici, node:net, streams) went polymorphic from the first export on, and 1 % sampling
-// cost 2–5 points more than encoding the same batches without sending them (ADR 0017, ADR 0019).
+// cost 2–5 points more than encoding the same batches without sending them (ADR 0017, ADR 0019). The
+// hand-written POST on the main thread instead still cost 1.6–4.2 points more (ADR 0019, fifth session).
 import { Worker } from 'node:worker_threads';
 import { errorText } from '../../lib/error-text.ts';
 import { encodeTraceRequest } from './otlp-encode.ts';
