@@ -43,12 +43,12 @@ export function benchRoute(
   };
 }
 
-/** `services` Services with slices and meshed Pods; routes: one producer route per Service, except that 10% of
+/** 1,000 Services with slices and meshed Pods; routes: one producer route per Service, except that 10% of
  * the routes are consumer routes (a namespace's override for a Service elsewhere). Generation `g` marks a
  * mass change. */
-export function benchMesh(generation = 1, services = SERVICES): K8sObject[] {
+export function benchMesh(generation = 1): K8sObject[] {
   const objects: K8sObject[] = [];
-  for (let s = 0; s < services; s++) {
+  for (let s = 0; s < SERVICES; s++) {
     const ns = `ns-${s % NAMESPACES}`;
     const name = `svc-${s}`;
     const ip = (k: number): string => `10.${1 + (s >> 8)}.${s & 255}.${k}`;
