@@ -27,73 +27,27 @@ import { ConfigHub, type PushInfo } from '../controller/config-hub.ts';
 import { ConfigServer } from '../controller/config-server.ts';
 import { controllerSpiffeId } from '../protocol/config-protocol.ts';
 import { inScope, stripObject } from '../protocol/config-scope.ts';
-import type { K8sObject } from '../mesh-model/k8s-objects.ts';
 import { buildProxyView } from '../mesh-model/proxy-view.ts';
 import { createCa, issueWorkloadCert, loadCa, type CertificateAuthority } from '../pki/ca.ts';
 import { parseIdentity, type IdentityPem } from '../pki/identity.ts';
 import { generateKeyPair, privateKeyToPem } from '../pki/keys.ts';
 import { MeshTlsCredentials } from '../pki/tls-options.ts';
-import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.ts';
 import { controllerRuntimeEnv, startSubscribers, type FromSubscribers } from './config-subscribers.ts';
-import { canaryRule, CLIENTS, NAMESPACES, PROCS, ROUNDS, SERVICES, TD } from './config-bench-routes.ts';
+import {
+  benchMesh as mesh,
+  benchRoute as route,
+  CLIENTS,
+  NAMESPACES,
+  PROCS,
+  ROUNDS,
+  SERVICES,
+  TD,
+} from './config-bench-routes.ts';
 import { percentile } from './stats.ts';
 
 const MASS_ROUNDS = Number(process.env.BENCH_MASS_ROUNDS ?? 3);
 const MARKER = 'bench-marker';
 const REEXECUTED = 'SLUICE_BENCH_DEPLOYMENT_ENV_APPLIED';
-
-function route(
-  namespace: string,
-  name: string,
-  parent: [string, string],
-  path: string,
-  generation = 1,
-): K8sObject {
-  return {
-    apiVersion: 'gateway.networking.k8s.io/v1',
-    kind: 'HTTPRoute',
-    metadata: { namespace, name, generation, creationTimestamp: '2026-01-01T00:00:00Z' },
-    spec: {
-      parentRefs: [{ kind: 'Service', namespace: parent[0], name: parent[1] }],
-      rules: [canaryRule(parent, path)],
-    },
-  };
-}
-
-/** 1,000 Services with slices and meshed Pods; routes: one producer route per Service, except that 10% of
- * the routes are consumer routes (a namespace's override for a Service elsewhere). Generation `g` marks a
- * mass change. */
-function mesh(generation = 1): K8sObject[] {
-  const objects: K8sObject[] = [];
-  for (let s = 0; s < SERVICES; s++) {
-    const ns = `ns-${s % NAMESPACES}`;
-    const name = `svc-${s}`;
-    const ip = (k: number): string => `10.${1 + (s >> 8)}.${s & 255}.${k}`;
-    const pods = [1, 2].map((k) => ({
-      name: `${name}-${k}`,
-      namespace: ns,
-      ip: ip(k),
-      serviceAccount: name,
-      meshed: true,
-    }));
-    objects.push(
-      ...serviceWithEndpoints(ns, name, `10.96.${s >> 8}.${s & 255}`, [[80, 8080, 'http']], pods),
-      ...pods.map(podObject),
-    );
-    objects.push(
-      s % 10 === 9
-        ? route(
-            `ns-${(s + 1) % NAMESPACES}`,
-            `consumer-${s}`,
-            [ns, name],
-            `/c${s}/g${generation}`,
-            generation,
-          )
-        : route(ns, `route-${s}`, [ns, name], `/r${s}/g${generation}`, generation),
-    );
-  }
-  return objects;
-}
 
 function ms(n: number): string {
   return `${n.toFixed(1)} ms`;

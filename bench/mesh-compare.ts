@@ -22,6 +22,9 @@
  * upstream connections per 1,000 requests, RSS peak and `--after` seconds after.
  * Each round's line also has the CPU per 1,000 requests at max of the proxies and of the app behind them,
  * and the idle line the anonymous part of each proxy's RSS.
+ * `--memory-limit 256Mi`: every proxy runs in its own memory cgroup of that limit from its start, as a pod's
+ * container does (Node sizes V8's heap from it; bench/memory-cgroup.ts), and the end has each cgroup's peak
+ * usage, limit hits and OOM kills; `--baseline-memory-limit` the same for the baseline's pair.
  * nginx comes from Debian, installed here when missing (cluster/host-packages.ts).
  */
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,6 +38,8 @@ import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 import { PROXY_NODE_OPTIONS } from '../mesh-model/endpoints.ts';
 import { procStats, tree } from './proc-stats.ts';
+import { createMemoryCgroup, removeStaleMemoryCgroups, type MemoryCgroup } from './memory-cgroup.ts';
+import { parseMemoryQuantity } from '../protocol/proxy-resources.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -115,6 +120,15 @@ const FLOOR_H2 = args.includes('--floor-h2');
 const LOW_LOAD_RPS = Number(option('--low-load') ?? 0);
 /** Seconds after the overload before the "after" RSS reading. */
 const AFTER_SECONDS = Number(option('--after') ?? 30);
+const memoryLimit = (name: string): number | undefined => {
+  const text = option(name);
+  if (text === undefined) return undefined;
+  const bytes = parseMemoryQuantity(text, Infinity);
+  if (typeof bytes !== 'number') throw new Error(`${name} ${bytes.error}`);
+  return bytes;
+};
+const MEMORY_LIMIT = memoryLimit('--memory-limit');
+const BASELINE_MEMORY_LIMIT = memoryLimit('--baseline-memory-limit');
 
 interface Sample {
   p50Ms: number;
@@ -203,6 +217,16 @@ async function main(): Promise<void> {
   if (installed.length > 0) console.log(`installed ${installed.join(' ')}`);
   const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
+  removeStaleMemoryCgroups();
+  const cgroups = new Map<string, MemoryCgroup>();
+  /** The memory cgroup of one proxy (`variant-role`), when its pair runs with a limit. */
+  const cgroupOf = (variant: Variant, role: string): string | undefined => {
+    const limit = variant === 'base' ? BASELINE_MEMORY_LIMIT : MEMORY_LIMIT;
+    if (limit === undefined) return undefined;
+    const cgroup = createMemoryCgroup(`${variant}-${role}`, limit);
+    cgroups.set(`${variant}-${role}`, cgroup);
+    return cgroup.dir;
+  };
   const mesh = await MeshFixture.create();
   try {
     // --sluice-args '--max-upstream-connections 64': extra flags for both sidecars.
@@ -212,6 +236,7 @@ async function main(): Promise<void> {
       meshed: boolean,
       entry?: string,
       env?: Record<string, string>,
+      memoryCgroup?: string,
     ): Promise<MeshPod> =>
       mesh.addPod({
         name,
@@ -221,11 +246,16 @@ async function main(): Promise<void> {
         proxyArgs,
         ...(entry ? { entry } : {}),
         ...(env && Object.keys(env).length > 0 ? { env: withProfiling(env) } : {}),
+        ...(memoryCgroup ? { memoryCgroup } : {}),
       });
-    const client = await pod('client', true, undefined, SLUICE_ENV);
-    const server = await pod('server', true, undefined, SLUICE_ENV);
-    const baseClient = BASELINE ? await pod('bclient', true, BASELINE, BASELINE_ENV) : undefined;
-    const baseServer = BASELINE ? await pod('bserver', true, BASELINE, BASELINE_ENV) : undefined;
+    const client = await pod('client', true, undefined, SLUICE_ENV, cgroupOf('sluice', 'client'));
+    const server = await pod('server', true, undefined, SLUICE_ENV, cgroupOf('sluice', 'server'));
+    const baseClient = BASELINE
+      ? await pod('bclient', true, BASELINE, BASELINE_ENV, cgroupOf('base', 'client'))
+      : undefined;
+    const baseServer = BASELINE
+      ? await pod('bserver', true, BASELINE, BASELINE_ENV, cgroupOf('base', 'server'))
+      : undefined;
     const pclient = await pod('pclient', false); // direct, Node floor and nginx
     const pserver = await pod('pserver', false);
     if (PROFILE_DIR) {
@@ -251,20 +281,34 @@ async function main(): Promise<void> {
       writeFileSync(join(dir, 'ca.pem'), mesh.ca.certPem);
       writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, role as 'client' | 'server', pserver.ip));
     }
+    const inCgroup = (variant: Variant, p: MeshPod): { cgroup?: string } => {
+      const cgroup = cgroupOf(variant, p === pclient ? 'client' : 'server');
+      return cgroup ? { cgroup } : {};
+    };
     const floor = (p: MeshPod, spec: Record<string, unknown>, dir: string): number =>
-      mesh.harness.exec(p, nodeBin, [
-        // Profiled like the sidecars, to compare where each spends its time (written at SIGTERM).
-        ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
-        'bench/node-floor-proxy.ts',
-        JSON.stringify({
-          ...spec,
-          cert: join(dir, 'cert.pem'),
-          key: join(dir, 'key.pem'),
-          ca: join(dir, 'ca.pem'),
-        }),
-      ]).pid!;
+      mesh.harness.exec(
+        p,
+        nodeBin,
+        [
+          // Profiled like the sidecars, to compare where each spends its time (written at SIGTERM).
+          ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+          'bench/node-floor-proxy.ts',
+          JSON.stringify({
+            ...spec,
+            cert: join(dir, 'cert.pem'),
+            key: join(dir, 'key.pem'),
+            ca: join(dir, 'ca.pem'),
+          }),
+        ],
+        inCgroup('node', p),
+      ).pid!;
     const nginx = (p: MeshPod, dir: string): number => {
-      const child = mesh.harness.exec(p, 'nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')]);
+      const child = mesh.harness.exec(
+        p,
+        'nginx',
+        ['-p', dir, '-c', join(dir, 'nginx.conf')],
+        inCgroup('nginx', p),
+      );
       child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[nginx ${p.name}] ${d.toString()}`));
       return child.pid!;
     };
@@ -680,6 +724,21 @@ async function main(): Promise<void> {
       );
       for (const r of overloadRows) console.log(r);
     }
+    if (cgroups.size > 0) {
+      const readings = Object.fromEntries([...cgroups].map(([k, c]) => [k, c.readings()]));
+      json.memoryCgroups = readings;
+      const limit = (bytes: number | undefined): string =>
+        bytes === undefined ? 'none' : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+      console.log(
+        `\nmemory cgroups (limit ${limit(MEMORY_LIMIT)}${BASELINE ? `, baseline ${limit(BASELINE_MEMORY_LIMIT)}` : ''}), ` +
+          `over the whole run: ${Object.entries(readings)
+            .map(
+              ([k, r]) =>
+                `${k} peak ${r.peakMb.toFixed(0)} MB, limit hits ${r.limitHits}, OOM kills ${r.oomKills}`,
+            )
+            .join('; ')}`,
+      );
+    }
     console.log(`\nsummary: Sluice ${summary.join('; ')}; load average ${loadBefore} → ${loadAfter}`);
     const jsonFile = option('--json');
     if (jsonFile) writeFileSync(jsonFile, JSON.stringify(json, null, 2));
@@ -706,6 +765,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await mesh.destroy();
+    for (const cgroup of cgroups.values()) await cgroup.remove();
   }
 }
 

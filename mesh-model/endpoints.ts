@@ -31,7 +31,8 @@ export const PROXY_CONTAINER = 'sluice-proxy';
 export const GATEWAY_CONTAINER = 'sluice-gateway';
 /**
  * The V8 settings of both proxies' containers (NODE_OPTIONS): a 4 MiB semi-space instead of V8's default,
- * peak RSS under load 0.65-0.70× with no measured CPU cost per request (ADR 0016, fifth session).
+ * peak RSS under load 0.65-0.70× with no measured CPU cost per request (ADR 0016, fifth session). The old
+ * generation is left to V8, which sizes it from the container's memory limit (ninth session).
  */
 export const PROXY_NODE_OPTIONS = '--max-semi-space-size=4';
 /** The capture init container the injector adds. */

@@ -50,12 +50,15 @@ export function parseCpuQuantity(text: string): number | { error: string } {
   return millis;
 }
 
-/** A memory quantity in bytes, or a message. Plain bytes or a k/M/G/T or Ki/Mi/Gi/Ti suffix. */
-export function parseMemoryQuantity(text: string): number | { error: string } {
+/**
+ * A memory quantity in bytes, or a message. Plain bytes or a k/M/G/T or Ki/Mi/Gi/Ti suffix; at most the
+ * proxy's memory limit unless `max` says otherwise.
+ */
+export function parseMemoryQuantity(text: string, max = MEMORY_LIMIT_BYTES): number | { error: string } {
   const match = MEMORY.exec(text.trim());
   if (!match) return { error: `must be a memory quantity such as 64Mi or 100M, got '${text}'` };
   const bytes = Number(match[1]) * MEMORY_UNITS[match[2] ?? '']!;
-  if (bytes > MEMORY_LIMIT_BYTES) {
+  if (bytes > max) {
     return { error: `must not exceed the proxy's memory limit ${PROXY_MEMORY_LIMIT}, got '${text}'` };
   }
   return bytes;

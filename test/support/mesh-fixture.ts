@@ -37,6 +37,8 @@ export interface MeshPodSpec {
   entry?: string;
   /** More environment for the sidecar's process (e.g. NODE_OPTIONS). */
   env?: Record<string, string>;
+  /** The sidecar's cgroup v1 memory group (a benchmark's container memory limit). */
+  memoryCgroup?: string;
   /**
    * The pod is this Gateway's proxy (`sluice proxy --mode gateway`, not meshed: no capture): it gets an
    * identity and its proxy is started with the sidecars.
@@ -193,7 +195,11 @@ export class MeshFixture {
           '10',
           ...(pod.spec.proxyArgs ?? []),
         ],
-        { uid: PROXY_UID, ...(pod.spec.env ? { env: pod.spec.env } : {}) },
+        {
+          uid: PROXY_UID,
+          ...(pod.spec.env ? { env: pod.spec.env } : {}),
+          ...(pod.spec.memoryCgroup ? { cgroup: pod.spec.memoryCgroup } : {}),
+        },
       );
       pod.sidecar = child;
       this.capture(pod, child, 'sidecar');

@@ -60,6 +60,8 @@ export interface ExecOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
   stdio?: StdioOptions;
+  /** A cgroup v1 memory group (its directory under /sys/fs/cgroup/memory) to run in from the start. */
+  cgroup?: string;
 }
 
 export interface RunResult {
@@ -153,11 +155,15 @@ export class NetnsHarness {
 
   /** Starts a process inside the pod (optionally as another uid); it is killed by destroy() at the latest. */
   exec(pod: Pod, command: string, args: string[] = [], options: ExecOptions = {}): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', pod.ns, ...asUser(options), command, ...args], {
-      stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
-      env: childEnv(options),
-      cwd: options.cwd ?? repoRoot,
-    });
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', pod.ns, ...inCgroup(options), ...asUser(options), command, ...args],
+      {
+        stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
+        env: childEnv(options),
+        cwd: options.cwd ?? repoRoot,
+      },
+    );
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     child.on('error', () => this.children.delete(child));
@@ -297,6 +303,19 @@ function childEnv(options: ExecOptions): NodeJS.ProcessEnv {
     env.NODE_V8_COVERAGE = scratchCoverageDir;
   }
   return env;
+}
+
+/**
+ * Joins the cgroup before exec, so that the process starts inside it and Node sizes V8's heap from its limit.
+ * `ip netns exec` mounts a fresh /sys without the cgroup filesystems: the memory hierarchy is mounted again
+ * in the command's own mount namespace (as a container has it), where Node reads the limit.
+ */
+function inCgroup(options: ExecOptions): string[] {
+  if (options.cgroup === undefined) return [];
+  const mount =
+    'mount -t tmpfs none /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory && ' +
+    'mount -t cgroup -o memory none /sys/fs/cgroup/memory';
+  return ['sh', '-c', `${mount} && echo $$ > "$0/cgroup.procs" && exec "$@"`, options.cgroup];
 }
 
 function asUser(options: ExecOptions): string[] {

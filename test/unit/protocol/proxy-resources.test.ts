@@ -34,6 +34,7 @@ describe('proxy resources', () => {
     assert.equal(parseMemoryQuantity('1024'), 1024);
     assert.equal(parseMemoryQuantity('256Mi'), 256 * 2 ** 20);
     assert.match((parseMemoryQuantity('257Mi') as { error: string }).error, /memory limit 256Mi/);
+    assert.equal(parseMemoryQuantity('1Gi', Infinity), 2 ** 30); // a benchmark's own limit
     for (const bad of ['', '64mi', '64 Mi', '-1Mi', '1Pi', 'lots']) {
       assert.ok(typeof parseMemoryQuantity(bad) !== 'number', `${bad} refused`);
     }
