@@ -35,7 +35,7 @@ import type { LoadResult } from './load-generator.ts';
 import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 import { PROXY_NODE_OPTIONS } from '../mesh-model/endpoints.ts';
-import { procStats, tree } from './proc-stats.ts';
+import { procStats, threadCpuMs, tree } from './proc-stats.ts';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -132,6 +132,15 @@ interface Sample {
   connsPer1k: number;
   errors: number;
 }
+
+/** Per 1,000 requests, the threads that used CPU between two readings, most first. */
+const byThread = (before: Map<string, number>, after: Map<string, number>, requests: number): string =>
+  [...after]
+    .map(([name, ms]) => [name, ((ms - (before.get(name) ?? 0)) * 1000) / requests] as const)
+    .filter(([, ms]) => ms >= 1)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, ms]) => `${name} ${ms.toFixed(0)}`)
+    .join(', ') || '-';
 
 const median = (xs: number[]): number => {
   const s = [...xs].filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
@@ -444,6 +453,8 @@ async function main(): Promise<void> {
             await load(from, { ...common, mode: 'rate', rps: RPS, durationMs: WARM_SECONDS * 1000 });
           }
           const cpu0 = procs.map((t) => procStats(t).cpuMs);
+          const sys0 = procs.map((t) => procStats(t).sysMs);
+          const threads0 = threadCpuMs(procs.flat());
           const syn0 = await syns(counted);
           const rate = await load(from, {
             ...common,
@@ -452,6 +463,8 @@ async function main(): Promise<void> {
             durationMs: RATE_SECONDS * 1000,
           });
           const cpu1 = procs.map((t) => procStats(t).cpuMs);
+          const sys1 = procs.map((t) => procStats(t).sysMs);
+          const threads1 = threadCpuMs(procs.flat());
           // At max every process shares the 2 cores: the proxies' and the app's CPU per request say what a
           // max rps is bounded by (the app serves h2c behind Sluice, HTTP/1.1 behind the floor).
           const app = counted.app?.pid ?? 0;
@@ -496,7 +509,7 @@ async function main(): Promise<void> {
             },
           ]);
           process.stderr.write(
-            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k, errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}${released ? `; idle releases before it (c/s): ${released}` : ''}\n`,
+            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k (system ${((sys1.reduce((a, b) => a + b, 0) - sys0.reduce((a, b) => a + b, 0)) / (rateRequests / 1000)).toFixed(0)}; by thread ${byThread(threads0, threads1, rateRequests)}), errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}${released ? `; idle releases before it (c/s): ${released}` : ''}\n`,
           );
         }
       }
