@@ -10,7 +10,8 @@
  * own), 1 KiB replies, 16 connections. Each round visits direct, then the proxy pairs forward in even rounds
  * and backward in odd ones (A B, B A: the idle gap before a pair's turn, and with it whether its sidecars
  * released memory while idle, ADR 0016, alternates, so ordering cancels over two rounds; each round's line
- * says whether a Sluice pair released before it): an open-loop fixed rate (latency from the intended
+ * says whether a Sluice pair released before it): `--warm` seconds at the fixed rate, not measured (the
+ * re-optimisation after a release is paid there), then an open-loop fixed rate (latency from the intended
  * send time) and a closed-loop maximum. Per proxy pair: CPU from /proc (user + system, both proxies, per
  * 1,000 requests at the fixed rate), RSS idle and peak (process trees, so nginx counts master + worker), new
  * connections into the server pod per 1,000 requests (SYNs counted by an iptables rule there). Medians over
@@ -37,7 +38,7 @@ import type { LoadResult } from './load-generator.ts';
 import { serverCert } from '../test/support/server-cert.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 import { PROXY_NODE_OPTIONS } from '../mesh-model/endpoints.ts';
-import { procStats, tree } from './proc-stats.ts';
+import { procStats, threadCpuMs, tree } from './proc-stats.ts';
 import { createMemoryCgroup, removeStaleMemoryCgroups, type MemoryCgroup } from './memory-cgroup.ts';
 import { parseMemoryQuantity } from '../protocol/proxy-resources.ts';
 
@@ -50,6 +51,13 @@ const option = (name: string): string | undefined => {
 const ROUNDS = Number(option('--rounds') ?? (QUICK ? 1 : 3));
 const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 6));
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? (QUICK ? 2 : 6));
+/**
+ * `--warm S`: seconds at the fixed rate through a pair before its measured phases, not counted. A sidecar
+ * idle 15 s releases memory (ADR 0016) and its next 6–7 s of load pay V8's re-optimisation (~0.3 s of CPU,
+ * bench:idle-release measures it); the idle gaps between variants would otherwise put that once-a-minute
+ * cost into every round's CPU per request, which is meant as the steady state's. 0: no warm-up.
+ */
+const WARM_SECONDS = Number(option('--warm') ?? (QUICK ? 0 : 7));
 const RPS = 1000;
 /** Seconds of overload (2× the variant's median max rps, 256 connections, 2 s client timeout); 0: none. */
 const OVERLOAD_SECONDS = Number(option('--overload') ?? 0);
@@ -138,6 +146,15 @@ interface Sample {
   connsPer1k: number;
   errors: number;
 }
+
+/** Per 1,000 requests, the threads that used CPU between two readings, most first. */
+const byThread = (before: Map<string, number>, after: Map<string, number>, requests: number): string =>
+  [...after]
+    .map(([name, ms]) => [name, ((ms - (before.get(name) ?? 0)) * 1000) / requests] as const)
+    .filter(([, ms]) => ms >= 1)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, ms]) => `${name} ${ms.toFixed(0)}`)
+    .join(', ') || '-';
 
 const median = (xs: number[]): number => {
   const s = [...xs].filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
@@ -475,9 +492,14 @@ async function main(): Promise<void> {
           const { pod: from, url } = target(v, protocol);
           const counted = v === 'sluice' ? server : v === 'base' ? baseServer! : pserver;
           const procs = v === 'direct' ? [] : pids[v].map(tree);
-          const cpu0 = procs.map((t) => procStats(t).cpuMs);
-          const syn0 = await syns(counted);
           const common = { url, protocol, connections: CONNECTIONS };
+          if (WARM_SECONDS > 0) {
+            await load(from, { ...common, mode: 'rate', rps: RPS, durationMs: WARM_SECONDS * 1000 });
+          }
+          const cpu0 = procs.map((t) => procStats(t).cpuMs);
+          const sys0 = procs.map((t) => procStats(t).sysMs);
+          const threads0 = threadCpuMs(procs.flat());
+          const syn0 = await syns(counted);
           const rate = await load(from, {
             ...common,
             mode: 'rate',
@@ -485,6 +507,8 @@ async function main(): Promise<void> {
             durationMs: RATE_SECONDS * 1000,
           });
           const cpu1 = procs.map((t) => procStats(t).cpuMs);
+          const sys1 = procs.map((t) => procStats(t).sysMs);
+          const threads1 = threadCpuMs(procs.flat());
           // At max every process shares the 2 cores: the proxies' and the app's CPU per request say what a
           // max rps is bounded by (the app serves h2c behind Sluice, HTTP/1.1 behind the floor).
           const app = counted.app?.pid ?? 0;
@@ -529,7 +553,7 @@ async function main(): Promise<void> {
             },
           ]);
           process.stderr.write(
-            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k, errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}${released ? `; idle releases before it (c/s): ${released}` : ''}\n`,
+            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k (system ${((sys1.reduce((a, b) => a + b, 0) - sys0.reduce((a, b) => a + b, 0)) / (rateRequests / 1000)).toFixed(0)}; by thread ${byThread(threads0, threads1, rateRequests)}), errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}${released ? `; idle releases before it (c/s): ${released}` : ''}\n`,
           );
         }
       }
@@ -652,7 +676,7 @@ async function main(): Promise<void> {
       median((samples.get(`${v}/${p}`) ?? []).map((s) => s[f]));
     const f1 = (n: number, d = 1): string => (Number.isNaN(n) ? '-' : n.toFixed(d));
     console.log(
-      `Sluice vs Node floor vs nginx, node ${process.version}, ${ROUNDS} round(s) of ${RATE_SECONDS}s at ${RPS} rps + ${MAX_SECONDS}s max, ` +
+      `Sluice vs Node floor vs nginx, node ${process.version}, ${ROUNDS} round(s) of ${WARM_SECONDS}s warm-up + ${RATE_SECONDS}s at ${RPS} rps + ${MAX_SECONDS}s max, ` +
         `${CONNECTIONS} connections, 1 KiB replies, ${((Date.now() - started) / 1000).toFixed(0)} s; load average before ${loadBefore}, after ${loadAfter} (2 cores)`,
     );
     const summary: string[] = [];
