@@ -18,8 +18,8 @@ import { waitFor } from '../support/wait-for.ts';
 import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
 
 // The upstream half of a sidecar with real sockets on loopback: the sidecar's outbound HTTP server and
-// its undici pool over mesh mTLS to an upstream whose TLS handshake a gate holds back, so a request can be
-// left waiting in undici's queue (as it is while any new mesh connection is set up) when its client goes.
+// its HTTP/1.1 pool over mesh mTLS to an upstream whose TLS handshake a gate holds back, so a request can be
+// left waiting in the pool's queue (as it is while any new mesh connection is set up) when its client goes.
 
 const TD = 'cluster.local';
 const SERVER_ID = `spiffe://${TD}/ns/app/sa/server`;
@@ -143,7 +143,7 @@ function rawRequest(port: number, path: string): net.Socket {
   return socket;
 }
 
-describe('upstream requests cancelled while queued in undici (loopback, mesh mTLS)', function () {
+describe('upstream requests cancelled while queued in the pool (loopback, mesh mTLS)', function () {
   this.timeout(30_000);
   const closers: (() => Promise<void> | void)[] = [];
   let serverIdentity: Identity;
@@ -331,9 +331,25 @@ describe('upstream pools shrink (loopback)', function () {
     };
   }
 
+  /** A GET through the endpoint's pool: the response body's text. */
+  function get(pools: UpstreamPools, ep: Endpoint, path: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      pools.pool(ep).request(
+        { path, method: 'GET', headers: {}, body: null },
+        {
+          onRequestStart: () => undefined,
+          onResponseStart: () => undefined,
+          onResponseData: (_c, chunk) => void chunks.push(chunk),
+          onResponseEnd: () => resolve(Buffer.concat(chunks).toString()),
+          onResponseError: (_c, err) => reject(err),
+        },
+      );
+    });
+  }
+
   async function request(pools: UpstreamPools, ep: Endpoint): Promise<void> {
-    const res = await pools.pool(ep).request({ path: '/', method: 'GET' });
-    assert.equal(await res.body.text(), 'ok');
+    assert.equal(await get(pools, ep, '/'), 'ok');
   }
 
   it('closes a pooled connection idle for --upstream-idle-timeout-ms, on both ends', async () => {
@@ -375,12 +391,12 @@ describe('upstream pools shrink (loopback)', function () {
     const ep = endpoint(port);
     pools.retain([ep]);
     await request(pools, ep); // one idle connection
-    const held = pools.pool(ep).request({ path: '/hold', method: 'GET' }); // and one busy
+    const held = get(pools, ep, '/hold'); // and one busy
     await waitFor('two connections', async () => (await open()) === 2);
     pools.retain([{ ...ep, ready: false, terminating: true }]);
     await waitFor('the idle connection to close', async () => (await open()) === 1);
     release();
-    assert.equal(await (await held).body.text(), 'ok');
+    assert.equal(await held, 'ok');
     await waitFor('the busy one to close after its request', async () => (await open()) === 0);
   });
 });
