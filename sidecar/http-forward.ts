@@ -1104,14 +1104,10 @@ function sendH1(
 ): Cancellable {
   // The client does not send Expect: the downstream server has already answered 100-continue if it was asked.
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
+  const pool = deps.pools.pool(ep); // throws before anything is counted when no identity is loaded
   const exchange = new H1Exchange(deps.pools, ep, req, h, kept, bodyless);
-  exchange.controller = deps.pools.pool(ep).request(
-    {
-      path: r.path,
-      method: r.method,
-      headers: r.headers,
-      body: kept ?? (bodyless ? null : (req as Readable)),
-    },
+  exchange.controller = pool.request(
+    { path: r.path, method: r.method, headers: r.headers, body: kept ?? (bodyless ? null : req) },
     exchange,
   );
   return exchange;
@@ -1166,8 +1162,12 @@ class H1Exchange implements H1Handler, Cancellable {
     this.reused = reused;
     this.writtenAt = performance.now();
     // A streamed body small enough is copied as it goes, for a retry (see streamedCopies).
-    if (this.#kept === undefined && !this.#bodyless && !(Number(this.#req.headers['content-length']) > REPLAY_BODY_BYTES))
-      keepCopying(this.#req as Readable);
+    if (
+      this.#kept === undefined &&
+      !this.#bodyless &&
+      !(Number(this.#req.headers['content-length']) > REPLAY_BODY_BYTES)
+    )
+      keepCopying(this.#req);
   }
 
   onResponseStart(c: H1Controller, status: number, responseHeaders: IncomingHttpHeaders): void {

@@ -111,6 +111,9 @@ class Connection implements ResponseEvents {
   /** A request body still being written (a stream): its source. */
   #body: Readable | undefined;
   #chunked = false;
+  /** A response ended in the read being parsed; whether the connection may carry the next request. */
+  #ended = false;
+  #reusable = false;
 
   constructor(pool: H1Pool, maxHeadBytes: number) {
     this.pool = pool;
@@ -216,14 +219,20 @@ class Connection implements ResponseEvents {
     if (!r) return;
     this.current = undefined;
     // The response came before the request's body was all written: the connection cannot be reused.
-    const reusable = this.parser.keepAlive && this.#body === undefined;
+    this.#reusable = this.parser.keepAlive && this.#body === undefined;
+    this.#ended = true;
     this.#detachBody();
     if (!r.settled) {
       r.settled = true;
       r.handler.onResponseEnd(r, trailers);
     }
+  }
+
+  /** After the read that ended a response was parsed in full (nothing followed it): reused or closed. */
+  #afterEnd(): void {
+    this.#ended = false;
     if (this.closed) return;
-    if (!reusable) return this.destroy(undefined);
+    if (!this.#reusable) return this.destroy(undefined);
     const socket = this.socket!;
     const hint = this.parser.keepAliveHintMs;
     const keep =
@@ -241,8 +250,9 @@ class Connection implements ResponseEvents {
     try {
       this.parser.execute(chunk);
     } catch (err) {
-      this.destroy(err as Error);
+      return this.destroy(err as Error);
     }
+    if (this.#ended) this.#afterEnd();
   };
 
   readonly #onEnd = (): void => {

@@ -106,6 +106,7 @@ export class ResponseParser {
     let buf = chunk;
     let at = 0;
     while (at < buf.length) {
+      if (this.#state === DONE) this.#done();
       switch (this.#state) {
         case IDLE:
         case DONE:
@@ -177,7 +178,8 @@ export class ResponseParser {
   #trailers: IncomingHttpHeaders | undefined;
 
   #checkPending(): void {
-    const limit = this.#state === CHUNK_SIZE || this.#state === CHUNK_DATA_END ? MAX_CHUNK_LINE : this.#maxHeadBytes;
+    const limit =
+      this.#state === CHUNK_SIZE || this.#state === CHUNK_DATA_END ? MAX_CHUNK_LINE : this.#maxHeadBytes;
     if (this.#pending!.length > limit)
       fail(this.#state === HEAD || this.#state === TRAILERS ? 'head too large' : 'chunk size line too long');
   }
@@ -268,7 +270,8 @@ export class ResponseParser {
     let length = -1;
     if (te !== undefined) {
       if (cl !== undefined) fail('both Content-Length and Transfer-Encoding');
-      if (typeof te !== 'string' || te.toLowerCase() !== 'chunked') fail('a transfer coding other than chunked');
+      if (typeof te !== 'string' || te.toLowerCase() !== 'chunked')
+        fail('a transfer coding other than chunked');
       if (http10) fail('Transfer-Encoding in an HTTP/1.0 response');
     } else if (cl !== undefined) {
       length = contentLength(cl);

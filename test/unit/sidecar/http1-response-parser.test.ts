@@ -62,7 +62,8 @@ describe('HTTP/1.1 response parser (strict)', () => {
   });
 
   it('reads chunked bodies split anywhere, with extensions and trailers', () => {
-    const text = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\ngrpc-status: 0\r\n\r\n';
+    const text =
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\ngrpc-status: 0\r\n\r\n';
     for (let i = 1; i < text.length; i++) {
       const r = parse([text.slice(0, i), text.slice(i)]);
       assert.equal(r.error, undefined, `split at ${i}`);
@@ -72,7 +73,9 @@ describe('HTTP/1.1 response parser (strict)', () => {
   });
 
   it('skips 102/103 interim responses; HEAD, 204 and 304 have no body', () => {
-    const r = ok('HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    const r = ok(
+      'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+    );
     assert.equal(r.status, 200);
     assert.equal(ok('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n', 'HEAD').body, '');
     assert.equal(ok('HTTP/1.1 204 No Content\r\n\r\n').status, 204);
@@ -96,7 +99,10 @@ describe('HTTP/1.1 response parser (strict)', () => {
       ['HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\na', /bad Content-Length/],
       ['HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /both/],
       ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', /transfer coding/],
-      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /transfer coding/],
+      [
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        /transfer coding/,
+      ],
       ['HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n', /transfer coding/],
       ['HTTP/1.1 200 OK\r\nFoo: a\r\n b\r\nContent-Length: 0\r\n\r\n', /bad header line/],
       ['HTTP/1.1 200 OK\r\nFoo : a\r\nContent-Length: 0\r\n\r\n', /bad header line/],
@@ -111,15 +117,28 @@ describe('HTTP/1.1 response parser (strict)', () => {
       ['HTTP/1.1 101 Switching\r\nUpgrade: x\r\n\r\n', /unexpected 101/],
       ['HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n', /204/],
       ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n', /bad chunk size/],
-      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0000000000001\r\na\r\n0\r\n\r\n', /bad chunk size/],
+      [
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0000000000001\r\na\r\n0\r\n\r\n',
+        /bad chunk size/,
+      ],
       ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\na\r\n0\r\n\r\n', /bad chunk size/],
       ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\na\r\n0\r\n\r\n', /without CRLF/],
       ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n', /not followed by CRLF/],
-      ['HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab', /bytes after a complete response/],
-      ['HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n\r\n', /bytes after a complete response/],
       [`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(1100)}\r\n\r\n`, /head too large/],
     ];
     for (const [text, why] of cases) refused(text, why);
+  });
+
+  it('bytes after a complete response are refused (the connection closes), in the same read or later', () => {
+    for (const parts of [
+      ['HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab'],
+      ['HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na', 'b'],
+      ['HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n\r\n'],
+    ]) {
+      const r = parse(parts);
+      assert.equal(r.ended, true);
+      assert.match(r.error ?? '', /bytes after a complete response/);
+    }
   });
 
   it('a head over the limit is refused before its end arrives', () => {
