@@ -164,7 +164,9 @@ describe('upstream requests cancelled while queued in the pool (loopback, mesh m
   }
 
   /** A sidecar's outbound HTTP server whose Service svc has one meshed endpoint: the gated upstream. */
-  async function sidecarTo(upstreamPort: number): Promise<{ port: number; open: () => Promise<number> }> {
+  async function sidecarTo(
+    upstreamPort: number,
+  ): Promise<{ port: number; open: () => Promise<number>; pools: UpstreamPools }> {
     const server = {
       name: 'server',
       namespace: 'app',
@@ -188,23 +190,24 @@ describe('upstream requests cancelled while queued in the pool (loopback, mesh m
       new Promise((resolve, reject) =>
         forwarder.servers.http1.getConnections((err, n) => (err ? reject(err) : resolve(n))),
       );
-    return { port: forwarder.port, open };
+    return { port: forwarder.port, open, pools };
   }
 
   /** A client sends a request, the sidecar queues it on a connection still in its handshake, the client goes. */
   async function cancelWhileQueued(
     up: GatedUpstream,
-    sidecar: { port: number; open: () => Promise<number> },
+    sidecar: { port: number; open: () => Promise<number>; pools: UpstreamPools },
   ) {
     const client = rawRequest(sidecar.port, '/cancelled');
     await waitFor('the sidecar to open its upstream connection', () => up.accepted === 1);
     client.destroy();
     await waitFor('the sidecar to see its client go', async () => (await sidecar.open()) === 0);
     up.open();
-    // Once the handshake is done the request is either sent (and answered) or dropped with its connection.
+    // The request left the pool's queue with its client; once the handshake is done the connection waits
+    // idle (were the request sent, it would be answered, or dropped with its connection).
     await waitFor(
-      'the cancelled request to be sent or dropped',
-      () => up.requests.length > 0 || up.closed > 0,
+      'the connection up, or the cancelled request sent or dropped',
+      () => sidecar.pools.connectionCount() === 1 || up.requests.length > 0 || up.closed > 0,
     );
   }
 
@@ -390,8 +393,8 @@ describe('upstream pools shrink (loopback)', function () {
     closers.push(() => pools.destroy());
     const ep = endpoint(port);
     pools.retain([ep]);
-    await request(pools, ep); // one idle connection
-    const held = get(pools, ep, '/hold'); // and one busy
+    const held = get(pools, ep, '/hold'); // one busy connection
+    await request(pools, ep); // and one idle
     await waitFor('two connections', async () => (await open()) === 2);
     pools.retain([{ ...ep, ready: false, terminating: true }]);
     await waitFor('the idle connection to close', async () => (await open()) === 1);
