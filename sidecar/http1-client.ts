@@ -179,19 +179,25 @@ class Connection implements ResponseEvents {
 
   readonly #onBodyEnd = (): void => {
     if (this.#chunked) this.socket!.write('0\r\n\r\n', 'latin1');
-    this.#detachBody();
+    this.#detachBody(false);
   };
 
   readonly #onDrain = (): void => {
     this.#body?.resume();
   };
 
-  #detachBody(): void {
+  /**
+   * Stops sending the request body. `dump`: the response came first, the rest is read and dropped so the
+   * downstream connection can go on; else (a failure) it is paused, unread, for a retry to send if it may.
+   */
+  #detachBody(dump: boolean): void {
     const body = this.#body;
     if (!body) return;
     this.#body = undefined;
     body.off('data', this.#onBodyData);
     body.off('end', this.#onBodyEnd);
+    if (dump) body.resume();
+    else body.pause();
   }
 
   pause(): void {
@@ -221,7 +227,7 @@ class Connection implements ResponseEvents {
     // The response came before the request's body was all written: the connection cannot be reused.
     this.#reusable = this.parser.keepAlive && this.#body === undefined;
     this.#ended = true;
-    this.#detachBody();
+    this.#detachBody(true);
     if (!r.settled) {
       r.settled = true;
       r.handler.onResponseEnd(r, trailers);
@@ -284,7 +290,7 @@ class Connection implements ResponseEvents {
   destroy(err: Error | undefined): void {
     if (this.closed) return;
     this.closed = true;
-    this.#detachBody();
+    this.#detachBody(false);
     this.socket?.destroy();
     this.pool.forget(this);
     const r = this.current;
