@@ -246,6 +246,8 @@ class Connection implements ResponseEvents {
         ? this.pool.keepAliveMs
         : Math.min(hint - KEEP_ALIVE_THRESHOLD_MS, this.pool.keepAliveMaxMs);
     if (keep <= 0) return this.destroy(undefined);
+    // Paused by a slow reader in the read that ended the response: its resume() no longer reaches us.
+    if (socket.isPaused()) socket.resume();
     socket.setTimeout(keep);
     socket.unref();
     this.pool.release(this);

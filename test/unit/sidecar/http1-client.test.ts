@@ -164,6 +164,26 @@ describe('HTTP/1.1 upstream client (loopback)', function () {
     assert.equal(pool.connected, 1);
   });
 
+  it('a connection paused by its reader in the read that ended the response serves the next request', async () => {
+    const port = await nodeServer((_req, res) => res.end('ok'));
+    const pool = poolTo(port, 1);
+    await new Promise<void>((resolve, reject) =>
+      pool.request(
+        { method: 'GET', path: '/', headers: {}, body: null },
+        {
+          onRequestStart: () => undefined,
+          onResponseStart: () => undefined,
+          onResponseData: (c) => c.pause(), // and never resumes: the response ends in this read
+          onResponseEnd: () => resolve(),
+          onResponseError: (_c, err) => reject(err),
+        },
+      ),
+    );
+    const next = await send(pool, { path: '/' });
+    assert.equal(next.body, 'ok');
+    assert.equal(next.reused, true);
+  });
+
   it('refuses header values that would break the framing, before writing anything', async () => {
     const port = await nodeServer((_req, res) => res.end('ok'));
     const pool = poolTo(port);
