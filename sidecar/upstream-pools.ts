@@ -4,7 +4,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { H1Pool } from './http1-client.ts';
-import { DEFAULT_HEADER_LIMITS } from './header-limits.ts';
+import { DEFAULT_HEADER_LIMITS, type HeaderLimits } from './header-limits.ts';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ProxyLimits } from './limits.ts';
 import { HeldRequests } from './held-requests.ts';
@@ -102,9 +102,10 @@ export interface UpstreamPoolOptions {
   maxResponseHeadBytes?: number;
 }
 
-/** The pool options a proxy's limits set (sidecar and gateway alike). */
-export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
+/** The pool options a proxy's limits set (sidecar and gateway alike); response heads bounded as requests'. */
+export function poolOptionsFor(limits: ProxyLimits, headerLimits?: HeaderLimits): UpstreamPoolOptions {
   return {
+    ...(headerLimits ? { maxResponseHeadBytes: headerLimits.maxHeaderBytes } : {}),
     maxConnections: limits.maxUpstreamConnections,
     maxTcpConnections: limits.maxUpstreamTcpConnections,
     maxQueued: limits.maxUpstreamQueue,
