@@ -73,7 +73,7 @@ export class GatewayProxy {
         })
       : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
-    this.#pools = new UpstreamPools(() => this.#credentials, poolOptionsFor(limits));
+    this.#pools = new UpstreamPools(() => this.#credentials, poolOptionsFor(limits, options.headerLimits));
   }
 
   get config(): GatewayConfig | undefined {

@@ -2,7 +2,6 @@ import type * as http from 'node:http';
 import http2 from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import { endpointsFor, type ProxyView } from '../mesh-model/proxy-view.ts';
 import type { PortRouting } from '../mesh-model/port-routing.ts';
@@ -34,7 +33,7 @@ import {
 import type { Logger } from '../lib/json-log.ts';
 import type { EndpointStats, LoadBalancer } from './load-balancer.ts';
 import { CONNECT_TIMEOUT, isConnectFailure, whenConnected, type UpstreamPools } from './upstream-pools.ts';
-import { attemptStarting, type AttemptConnection } from './connection-reuse.ts';
+import type { H1Controller, H1Handler } from './http1-client.ts';
 import {
   classifyHttp1,
   classifyHttp2,
@@ -49,7 +48,7 @@ import type { RequestSpan, RequestTracing } from './tracing/request-tracing.ts';
 import { throttledLog } from './throttled-log.ts';
 
 /**
- * The error's code (else its class, e.g. undici's HTTPParserError); a stream cancelled because its session's
+ * The error's code (else its class); a stream cancelled because its session's
  * connection timed out says so.
  */
 function upstreamErrorCode(err: Error): string {
@@ -394,24 +393,16 @@ function keep(copy: { chunks: Buffer[]; bytes: number }, chunk: Buffer): void {
   else copy.chunks.push(chunk);
 }
 
-function pipeKeepingCopy(req: Readable, to: NodeJS.WritableStream): void {
-  if (!streamedCopies.has(req)) {
-    const copy = copyOf(req);
-    req.on('data', (chunk: Buffer) => keep(copy, chunk));
-  }
-  req.pipe(to);
+/** Starts copying `req`'s body as it flows (once: a retry finds it copying already). */
+function keepCopying(req: Readable): void {
+  if (streamedCopies.has(req)) return;
+  const copy = copyOf(req);
+  req.on('data', (chunk: Buffer) => keep(copy, chunk));
 }
 
-/**
- * An HTTP/1.1 streamed body for undici, copied as undici reads it. Lazy: nothing is read from `req` until
- * the request is written, so a connect failure leaves the body unread (sendable as it is).
- */
-async function* readKeepingCopy(req: Readable): AsyncGenerator<Buffer> {
-  const copy = copyOf(req);
-  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    keep(copy, chunk);
-    yield chunk;
-  }
+function pipeKeepingCopy(req: Readable, to: NodeJS.WritableStream): void {
+  keepCopying(req);
+  req.pipe(to);
 }
 
 /** The whole body of a streamed request that has ended, if it was small enough to be copied. */
@@ -910,7 +901,7 @@ function writeResponseHead(
 
 /**
  * An upstream response's body, handed to the response handler: forwarded, discarded or given up.
- * HTTP/1.1 bodies come straight from undici's dispatch callbacks (no stream in between), HTTP/2 ones
+ * HTTP/1.1 bodies come straight from the pool's handler callbacks (no stream in between), HTTP/2 ones
  * from the client stream.
  */
 interface UpstreamBody {
@@ -953,19 +944,19 @@ function trailersOf(t: IncomingHttpHeaders | undefined): http.OutgoingHttpHeader
 type BodyState = 'waiting' | 'forwarding' | 'discarding' | 'gone';
 
 /**
- * The body of an HTTP/1.1 response as undici's dispatch callbacks deliver it. Chunks are written to the
+ * The body of an HTTP/1.1 response as the pool's handler callbacks deliver it. Chunks are written to the
  * downstream response directly; the last chunk of a read is held for a microtask so that a response
  * whose body ends in the same read goes out with res.end(chunk): head, body and end in one write.
  */
 class DispatchBody implements UpstreamBody {
   bytes = 0;
   #state: BodyState = 'waiting';
-  readonly #controller: Dispatcher.DispatchController;
-  /** Whether undici is done with the response (ended or failed): nothing to abort. */
+  readonly #controller: H1Controller;
+  /** Whether the pool is done with the response (ended or failed): nothing to abort. */
   #settled = false;
   /** Chunks that came before the handler chose what to do (normally none). */
   #early: Buffer[] | undefined;
-  #earlyEnd: { trailers: IncomingHttpHeaders } | undefined;
+  #earlyEnd: { trailers: IncomingHttpHeaders | undefined } | undefined;
   #earlyError: Error | undefined;
   #res: http.ServerResponse | undefined;
   #held: Buffer | undefined;
@@ -975,7 +966,7 @@ class DispatchBody implements UpstreamBody {
   #orphaned = false;
   #dropped = 0;
 
-  constructor(controller: Dispatcher.DispatchController) {
+  constructor(controller: H1Controller) {
     this.#controller = controller;
   }
 
@@ -1065,7 +1056,7 @@ class DispatchBody implements UpstreamBody {
     });
   }
 
-  end(trailers: IncomingHttpHeaders): void {
+  end(trailers: IncomingHttpHeaders | undefined): void {
     this.#settled = true;
     switch (this.#state) {
       case 'forwarding': {
@@ -1103,11 +1094,6 @@ class DispatchBody implements UpstreamBody {
   }
 }
 
-function bodyOf(req: DownstreamRequest): Readable | AsyncGenerator<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  return declared > REPLAY_BODY_BYTES ? req : readKeepingCopy(req);
-}
-
 function sendH1(
   deps: ForwardDeps,
   ep: Endpoint,
@@ -1116,29 +1102,14 @@ function sendH1(
   h: UpstreamHandlers,
   kept?: Buffer,
 ): Cancellable {
-  // undici refuses Expect; the downstream server has already answered 100-continue if it was asked.
-  // Copied only then: a copy of every request's headers was measurable garbage.
-  const headers = r.headers.expect === undefined ? r.headers : withoutExpect(r.headers);
+  // The client does not send Expect: the downstream server has already answered 100-continue if it was asked.
   const bodyless = kept === undefined && (isBodyless(req) || (req as Readable).readableEnded);
-  // A body declared larger than can be copied goes as it is; a smaller or chunked one is copied (see above).
-  const streamed = bodyless || kept !== undefined ? undefined : bodyOf(req);
-  const pool = deps.pools.pool(ep);
+  const pool = deps.pools.pool(ep); // throws before anything is counted when no identity is loaded
   const exchange = new H1Exchange(deps.pools, ep, req, h, kept, bodyless);
-  try {
-    pool.dispatch(
-      {
-        path: r.path,
-        method: r.method,
-        headers: headers as Record<string, string | string[]>,
-        // undici writes any async iterable (its types name only streams).
-        body: kept ?? (streamed as Readable | undefined) ?? null,
-      },
-      exchange,
-    );
-  } catch (err) {
-    exchange.letGo();
-    throw err;
-  }
+  exchange.controller = pool.request(
+    { path: r.path, method: r.method, headers: r.headers, body: kept ?? (bodyless ? null : req) },
+    exchange,
+  );
   return exchange;
 }
 
@@ -1147,25 +1118,22 @@ interface Cancellable {
   cancel(clientGone: boolean): void;
 }
 
-/**
- * One upstream HTTP/1.1 request (sendH1) as undici's dispatch handler: its state in one object, where a
- * handler object, its five methods and three more closures and objects were made per request.
- */
-class H1Exchange implements Dispatcher.DispatchHandler, AttemptConnection, Cancellable {
-  // Which connection it went out on (connection-reuse.ts).
+/** One upstream HTTP/1.1 request (sendH1) as the pool's handler (http1-client.ts): its state in one object. */
+class H1Exchange implements H1Handler, Cancellable {
+  // Which connection it went out on, for retry-rules.ts's classifyHttp1.
   reused: boolean | undefined = undefined;
   writtenAt: number | undefined = undefined;
+  controller: H1Controller | undefined;
   readonly #pools: UpstreamPools;
   readonly #ep: Endpoint;
   readonly #req: DownstreamRequest;
   readonly #h: UpstreamHandlers;
   readonly #kept: Buffer | undefined;
   readonly #bodyless: boolean;
-  #controller: Dispatcher.DispatchController | undefined;
   #body: DispatchBody | undefined;
   #cancelled = false;
   #settled = false;
-  // Holds a place in the endpoint's queue bound until undici lets go of it or it is cancelled while queued.
+  // Holds a place in the endpoint's queue bound until the pool lets go of it.
   #counted = true;
 
   constructor(
@@ -1190,40 +1158,39 @@ class H1Exchange implements Dispatcher.DispatchHandler, AttemptConnection, Cance
     this.#counted = false;
   }
 
-  onRequestStart(c: Dispatcher.DispatchController): void {
-    this.#controller = c;
-    // Cancelled while it waited in undici's queue (no controller to abort then): drop it before a byte
-    // is sent, or its response would arrive for nobody. Thrown, not c.abort(): undici then errors the
-    // request alone and the connection serves the next one (abort would destroy the connection, and a
-    // backlog of cancelled requests would become a storm of new connections).
-    if (this.#cancelled) throw new Error('request cancelled while queued');
-    attemptStarting(this);
+  onRequestStart(_c: H1Controller, reused: boolean): void {
+    this.reused = reused;
+    this.writtenAt = performance.now();
+    // A streamed body small enough is copied as it goes, for a retry (see streamedCopies).
+    if (
+      this.#kept === undefined &&
+      !this.#bodyless &&
+      !(Number(this.#req.headers['content-length']) > REPLAY_BODY_BYTES)
+    )
+      keepCopying(this.#req);
   }
 
-  onResponseStart(
-    c: Dispatcher.DispatchController,
-    status: number,
-    responseHeaders: IncomingHttpHeaders,
-  ): void {
+  onResponseStart(c: H1Controller, status: number, responseHeaders: IncomingHttpHeaders): void {
     const body = (this.#body = new DispatchBody(c));
     // Its client went after it was sent: read and dropped (see cancel).
     if (this.#cancelled) return void body.orphan();
     this.#h.response(status, responseHeaders, body);
   }
 
-  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(_c: H1Controller, chunk: Buffer): void {
     this.#body!.data(chunk);
   }
 
-  onResponseEnd(_c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+  onResponseEnd(_c: H1Controller, trailers: IncomingHttpHeaders | undefined): void {
     this.#settled = true;
     this.letGo();
     this.#body!.end(trailers);
   }
 
-  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_c: H1Controller, err: Error): void {
     this.#settled = true;
     this.letGo();
+    if (this.#cancelled && this.#body === undefined) return;
     if (this.#body) return this.#body.error(err);
     const req = this.#req;
     // Read and not copied in full: it cannot be sent again.
@@ -1245,8 +1212,9 @@ class H1Exchange implements Dispatcher.DispatchHandler, AttemptConnection, Cance
   cancel(clientGone: boolean): void {
     if (this.#cancelled || this.#settled) return;
     this.#cancelled = true;
-    const controller = this.#controller;
-    if (!controller) return this.letGo();
+    const controller = this.controller!;
+    // Still queued: the pool drops it, and no byte of it is sent.
+    if (this.writtenAt === undefined) return controller.abort(new Error('request cancelled while queued'));
     // Sent, and its client gone (gave up, timed out on its side): HTTP/1.1 can only cancel by closing the
     // connection, and under overload, when clients give up by the hundred, that turned into a storm of new
     // mTLS connections deepening the backlog (the app has the request anyway). The response of a request
@@ -1262,11 +1230,6 @@ class H1Exchange implements Dispatcher.DispatchHandler, AttemptConnection, Cance
     }
     controller.abort(new Error('request cancelled'));
   }
-}
-
-function withoutExpect(headers: HeaderMap): HeaderMap {
-  const { expect: _expect, ...rest } = headers;
-  return rest;
 }
 
 /** How long the response of a request whose client went may take to be read and dropped (see H1Exchange.cancel). */

@@ -112,7 +112,7 @@ export class SidecarProxy {
       : undefined;
     const limits = options.limits ?? DEFAULT_LIMITS;
     // Both pool sets share poolLimits.held: one bound on the requests this sidecar holds upstream.
-    const poolLimits = poolOptionsFor(limits);
+    const poolLimits = poolOptionsFor(limits, options.headerLimits);
     this.#pools = new UpstreamPools(() => this.#credentials, poolLimits);
     this.#appPools = new UpstreamPools(() => this.#credentials, {
       ...poolLimits,

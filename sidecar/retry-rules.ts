@@ -59,7 +59,7 @@ export function whyNotRetried(q: RetryQuestion & { readonly grpc?: boolean }): s
   return 'its body was streamed and cannot be sent again';
 }
 
-const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE']);
 
 /**
  * An HTTP/1.1 attempt's failure (no response byte arrived): a failed connect; a reused connection the

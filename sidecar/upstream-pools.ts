@@ -3,8 +3,8 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { Pool } from 'undici';
-import { loadUndici } from './load-undici.ts';
+import { H1Pool } from './http1-client.ts';
+import { DEFAULT_HEADER_LIMITS, type HeaderLimits } from './header-limits.ts';
 import type { Endpoint } from '../mesh-model/endpoints.ts';
 import type { ProxyLimits } from './limits.ts';
 import { HeldRequests } from './held-requests.ts';
@@ -90,7 +90,7 @@ export interface UpstreamPoolOptions {
   /** How long an upstream may stay silent while a response is awaited or streamed (default 5 min). */
   streamIdleMs?: number;
   /**
-   * A pooled connection with no request in flight is closed after this long (default 60 s; 0: undici's own
+   * A pooled connection with no request in flight is closed after this long (default 60 s; 0: the pool's own
    * keep-alive, i.e. the upstream's Keep-Alive hint capped at 10 min, and HTTP/2 sessions kept while open).
    */
   idleMs?: number;
@@ -98,11 +98,14 @@ export interface UpstreamPoolOptions {
   connectTimeoutMs?: number;
   /** An upstream TCP connection not established within this fails (default 2 s; ADR 0020). */
   tcpConnectTimeoutMs?: number;
+  /** Bytes an HTTP/1.1 response head may take (default: the request header limit's default). */
+  maxResponseHeadBytes?: number;
 }
 
-/** The pool options a proxy's limits set (sidecar and gateway alike). */
-export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
+/** The pool options a proxy's limits set (sidecar and gateway alike); response heads bounded as requests'. */
+export function poolOptionsFor(limits: ProxyLimits, headerLimits?: HeaderLimits): UpstreamPoolOptions {
   return {
+    ...(headerLimits ? { maxResponseHeadBytes: headerLimits.maxHeaderBytes } : {}),
     maxConnections: limits.maxUpstreamConnections,
     maxTcpConnections: limits.maxUpstreamTcpConnections,
     maxQueued: limits.maxUpstreamQueue,
@@ -117,6 +120,8 @@ export function poolOptionsFor(limits: ProxyLimits): UpstreamPoolOptions {
 /** Without a Keep-Alive hint from the upstream, an idle HTTP/1.1 connection is kept at most this long: an
  * app server may close its end sooner without saying so (Node's default is 5 s). */
 const UNHINTED_KEEP_ALIVE_MS = 4_000;
+/** With --upstream-idle-timeout-ms 0, a Keep-Alive hint is followed up to this. */
+const MAX_HINTED_KEEP_ALIVE_MS = 600_000;
 
 /** Errors of connections that never became ready: no byte of any request went out on them. */
 const connectFailures = new WeakSet<Error>();
@@ -155,16 +160,15 @@ function keyOf(ep: Endpoint): string {
 
 export class UpstreamPools {
   readonly #agents = new Map<string, http.Agent>();
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, H1Pool>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #tcpOpen = new Map<string, number>();
   readonly #streamsOpen = new WeakMap<http2.Http2Session, number>();
   /** Sessions asked to close while connecting: they close when their last stream does. */
   readonly #closeWhenDone = new WeakSet<http2.Http2Session>();
   /**
-   * HTTP/1.1 requests undici holds per endpoint (running or queued), counted by the forwarder: reading
-   * undici's pool.stats instead walked every connection six times per request. One whose client went while
-   * it waited in the queue no longer counts, though undici drops it only at its turn.
+   * HTTP/1.1 requests a pool holds per endpoint (running or queued), counted by the forwarder. One whose
+   * client went while it waited in the queue no longer counts.
    */
   readonly #outstanding = new Map<string, number>();
   readonly #credentials: () => MeshTlsCredentials | undefined;
@@ -177,6 +181,7 @@ export class UpstreamPools {
   readonly #streamIdleMs: number;
   readonly #idleMs: number;
   readonly #connectBounds: ConnectBounds;
+  readonly #maxHeadBytes: number;
   /** Endpoints of the last view given to retain(). */
   #viewKeys = new Set<string>();
   /** The ready ones among them. */
@@ -196,12 +201,12 @@ export class UpstreamPools {
       tcp: options.tcpConnectTimeoutMs ?? 2_000,
       ready: options.connectTimeoutMs ?? 10_000,
     };
+    this.#maxHeadBytes = options.maxResponseHeadBytes ?? DEFAULT_HEADER_LIMITS.maxHeaderBytes;
   }
 
   /** A connection to `ep`: mTLS with `alpn` when it is meshed, else plain; bounded by the connect timeouts. */
   #connect(ep: Endpoint, tlsOptions: tls.ConnectionOptions | undefined): net.Socket {
-    // No Nagle on mTLS either, as on plain connections, HTTP/2 sessions and undici's own connector (which ours
-    // replaces): a request head and body written apart must not wait for the peer's delayed ACK.
+    // No Nagle on mTLS either, as on plain connections and HTTP/2 sessions: a request head and body written apart must not wait for the peer's delayed ACK.
     return tlsOptions
       ? boundConnect(tls.connect(tlsOptions).setNoDelay(true), 'secureConnect', this.#connectBounds)
       : boundConnect(this.#plainConnect(ep), 'connect', this.#connectBounds);
@@ -247,7 +252,7 @@ export class UpstreamPools {
 
   /**
    * An HTTP/1.1 request handed to the endpoint's pool (+1), or one that no longer takes a place (-1):
-   * undici let go of it, or its client went while it was still queued.
+   * the pool let go of it, or its client went while it was still queued.
    */
   countOutstanding(ep: Endpoint, delta: 1 | -1): void {
     const key = keyOf(ep);
@@ -285,8 +290,8 @@ export class UpstreamPools {
     return agent;
   }
 
-  /** The HTTP/1.1 connection pool for an endpoint (undici; mTLS through our own connector). */
-  pool(ep: Endpoint): Pool {
+  /** The HTTP/1.1 connection pool for an endpoint (http1-client.ts; mTLS with the mesh ALPN when meshed). */
+  pool(ep: Endpoint): H1Pool {
     const key = keyOf(ep);
     let pool = this.#pools.get(key);
     if (!pool) {
@@ -294,38 +299,34 @@ export class UpstreamPools {
         ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_HTTP1) }
         : undefined;
       const idle = this.#idleMs;
-      pool = new (loadUndici().Pool)(
-        `${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`,
-        {
-          pipelining: 1,
-          // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
-          // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
-          keepAliveTimeout: idle > 0 ? Math.min(UNHINTED_KEEP_ALIVE_MS, idle) : UNHINTED_KEEP_ALIVE_MS,
-          ...(idle > 0 ? { keepAliveMaxTimeout: idle } : {}),
-          headersTimeout: this.#streamIdleMs,
-          bodyTimeout: this.#streamIdleMs,
-          ...(this.#maxConnections > 0 ? { connections: this.#maxConnections } : {}),
-          connect: (_opts, callback) => {
-            // Our own connector: undici's would replace the ALPN list, dropping the mesh marker.
-            const socket = this.#connect(ep, tlsOptions);
-            const ready = tlsOptions ? 'secureConnect' : 'connect';
-            const onError = (err: Error): void => {
-              connectFailures.add(err);
-              callback(err, null);
-            };
-            socket.once('error', onError);
-            socket.once(ready, () => {
-              if (isSelfConnected(socket)) {
-                const refused = selfConnectRefusal(socket);
-                socket.destroy();
-                return onError(refused);
-              }
-              socket.off('error', onError);
-              callback(null, socket);
-            });
-          },
+      pool = new H1Pool({
+        host: `${hostFor(ep.address)}:${ep.port}`,
+        maxConnections: this.#maxConnections,
+        // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
+        // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
+        keepAliveMs: idle > 0 ? Math.min(UNHINTED_KEEP_ALIVE_MS, idle) : UNHINTED_KEEP_ALIVE_MS,
+        keepAliveMaxMs: idle > 0 ? idle : MAX_HINTED_KEEP_ALIVE_MS,
+        streamIdleMs: this.#streamIdleMs,
+        maxHeadBytes: this.#maxHeadBytes,
+        connect: (callback) => {
+          const socket = this.#connect(ep, tlsOptions);
+          const ready = tlsOptions ? 'secureConnect' : 'connect';
+          const onError = (err: Error): void => {
+            connectFailures.add(err);
+            callback(err, null);
+          };
+          socket.once('error', onError);
+          socket.once(ready, () => {
+            if (isSelfConnected(socket)) {
+              const refused = selfConnectRefusal(socket);
+              socket.destroy();
+              return onError(refused);
+            }
+            socket.off('error', onError);
+            callback(null, socket);
+          });
         },
-      );
+      });
       this.#pools.set(key, pool);
     }
     return pool;
@@ -428,7 +429,7 @@ export class UpstreamPools {
   /** Closes an endpoint's pools without cutting what is in flight (HTTP/2: GOAWAY, open streams finish). */
   #drain(key: string): void {
     const pool = this.#pools.get(key);
-    if (pool) void pool.close().catch(() => undefined);
+    pool?.close();
     this.#pools.delete(key);
     const session = this.#sessions.get(key);
     if (session) this.#closeSession(session);
@@ -441,7 +442,7 @@ export class UpstreamPools {
   /** Connections to each endpoint, for tests and the admin view: HTTP/1.1 pooled + HTTP/2 sessions. */
   connectionCount(): number {
     let n = 0;
-    for (const p of this.#pools.values()) n += p.stats.connected;
+    for (const p of this.#pools.values()) n += p.connected;
     for (const s of this.#sessions.values()) if (!s.closed && !s.destroyed) n++;
     return n;
   }
@@ -461,7 +462,7 @@ export class UpstreamPools {
   reset(): void {
     for (const a of this.#agents.values()) closeAgent(a);
     this.#agents.clear();
-    for (const p of this.#pools.values()) void p.close().catch(() => undefined);
+    for (const p of this.#pools.values()) p.close();
     this.#pools.clear();
     for (const s of this.#sessions.values()) this.#closeSession(s);
     this.#sessions.clear();
@@ -470,7 +471,7 @@ export class UpstreamPools {
   /** Shutdown: close everything. */
   destroy(): void {
     for (const a of this.#agents.values()) a.destroy();
-    for (const p of this.#pools.values()) void p.destroy().catch(() => undefined);
+    for (const p of this.#pools.values()) p.destroy();
     this.reset();
   }
 }

@@ -18,8 +18,8 @@ import { waitFor } from '../support/wait-for.ts';
 import { startLoopbackForwarder } from '../support/loopback-forwarder.ts';
 
 // The upstream half of a sidecar with real sockets on loopback: the sidecar's outbound HTTP server and
-// its undici pool over mesh mTLS to an upstream whose TLS handshake a gate holds back, so a request can be
-// left waiting in undici's queue (as it is while any new mesh connection is set up) when its client goes.
+// its HTTP/1.1 pool over mesh mTLS to an upstream whose TLS handshake a gate holds back, so a request can be
+// left waiting in the pool's queue (as it is while any new mesh connection is set up) when its client goes.
 
 const TD = 'cluster.local';
 const SERVER_ID = `spiffe://${TD}/ns/app/sa/server`;
@@ -143,7 +143,7 @@ function rawRequest(port: number, path: string): net.Socket {
   return socket;
 }
 
-describe('upstream requests cancelled while queued in undici (loopback, mesh mTLS)', function () {
+describe('upstream requests cancelled while queued in the pool (loopback, mesh mTLS)', function () {
   this.timeout(30_000);
   const closers: (() => Promise<void> | void)[] = [];
   let serverIdentity: Identity;
@@ -164,7 +164,9 @@ describe('upstream requests cancelled while queued in undici (loopback, mesh mTL
   }
 
   /** A sidecar's outbound HTTP server whose Service svc has one meshed endpoint: the gated upstream. */
-  async function sidecarTo(upstreamPort: number): Promise<{ port: number; open: () => Promise<number> }> {
+  async function sidecarTo(
+    upstreamPort: number,
+  ): Promise<{ port: number; open: () => Promise<number>; pools: UpstreamPools }> {
     const server = {
       name: 'server',
       namespace: 'app',
@@ -188,23 +190,24 @@ describe('upstream requests cancelled while queued in undici (loopback, mesh mTL
       new Promise((resolve, reject) =>
         forwarder.servers.http1.getConnections((err, n) => (err ? reject(err) : resolve(n))),
       );
-    return { port: forwarder.port, open };
+    return { port: forwarder.port, open, pools };
   }
 
   /** A client sends a request, the sidecar queues it on a connection still in its handshake, the client goes. */
   async function cancelWhileQueued(
     up: GatedUpstream,
-    sidecar: { port: number; open: () => Promise<number> },
+    sidecar: { port: number; open: () => Promise<number>; pools: UpstreamPools },
   ) {
     const client = rawRequest(sidecar.port, '/cancelled');
     await waitFor('the sidecar to open its upstream connection', () => up.accepted === 1);
     client.destroy();
     await waitFor('the sidecar to see its client go', async () => (await sidecar.open()) === 0);
     up.open();
-    // Once the handshake is done the request is either sent (and answered) or dropped with its connection.
+    // The request left the pool's queue with its client; once the handshake is done the connection waits
+    // idle (were the request sent, it would be answered, or dropped with its connection).
     await waitFor(
-      'the cancelled request to be sent or dropped',
-      () => up.requests.length > 0 || up.closed > 0,
+      'the connection up, or the cancelled request sent or dropped',
+      () => sidecar.pools.connectionCount() === 1 || up.requests.length > 0 || up.closed > 0,
     );
   }
 
@@ -331,9 +334,25 @@ describe('upstream pools shrink (loopback)', function () {
     };
   }
 
+  /** A GET through the endpoint's pool: the response body's text. */
+  function get(pools: UpstreamPools, ep: Endpoint, path: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      pools.pool(ep).request(
+        { path, method: 'GET', headers: {}, body: null },
+        {
+          onRequestStart: () => undefined,
+          onResponseStart: () => undefined,
+          onResponseData: (_c, chunk) => void chunks.push(chunk),
+          onResponseEnd: () => resolve(Buffer.concat(chunks).toString()),
+          onResponseError: (_c, err) => reject(err),
+        },
+      );
+    });
+  }
+
   async function request(pools: UpstreamPools, ep: Endpoint): Promise<void> {
-    const res = await pools.pool(ep).request({ path: '/', method: 'GET' });
-    assert.equal(await res.body.text(), 'ok');
+    assert.equal(await get(pools, ep, '/'), 'ok');
   }
 
   it('closes a pooled connection idle for --upstream-idle-timeout-ms, on both ends', async () => {
@@ -374,13 +393,13 @@ describe('upstream pools shrink (loopback)', function () {
     closers.push(() => pools.destroy());
     const ep = endpoint(port);
     pools.retain([ep]);
-    await request(pools, ep); // one idle connection
-    const held = pools.pool(ep).request({ path: '/hold', method: 'GET' }); // and one busy
+    const held = get(pools, ep, '/hold'); // one busy connection
+    await request(pools, ep); // and one idle
     await waitFor('two connections', async () => (await open()) === 2);
     pools.retain([{ ...ep, ready: false, terminating: true }]);
     await waitFor('the idle connection to close', async () => (await open()) === 1);
     release();
-    assert.equal(await (await held).body.text(), 'ok');
+    assert.equal(await held, 'ok');
     await waitFor('the busy one to close after its request', async () => (await open()) === 0);
   });
 });

@@ -57,14 +57,14 @@ describe('retry rules (ADR 0015)', () => {
 
   it('HTTP/1.1: the keep-alive race is a reset of a reused connection soon after writing, its body unread', () => {
     const base = {
-      code: 'UND_ERR_SOCKET',
+      code: 'ECONNRESET',
       connectFailed: false,
       reused: true,
       sinceWrittenMs: 3,
       bodyRead: false,
     };
     assert.equal(classifyHttp1(base), 'stale_connection');
-    assert.equal(classifyHttp1({ ...base, code: 'ECONNRESET' }), 'stale_connection');
+    assert.equal(classifyHttp1({ ...base, code: 'EPIPE' }), 'stale_connection');
     assert.equal(classifyHttp1({ ...base, reused: false }), 'reset', 'a fresh connection');
     assert.equal(classifyHttp1({ ...base, bodyRead: true }), 'reset', 'part of the body went out');
     assert.equal(
@@ -73,7 +73,8 @@ describe('retry rules (ADR 0015)', () => {
       'too late for a race',
     );
     assert.equal(classifyHttp1({ ...base, connectFailed: true, code: 'ECONNREFUSED' }), 'connect');
-    assert.equal(classifyHttp1({ ...base, code: 'UND_ERR_HEADERS_TIMEOUT' }), 'other');
+    assert.equal(classifyHttp1({ ...base, code: 'ERR_UPSTREAM_HEADERS_TIMEOUT' }), 'other');
+    assert.equal(classifyHttp1({ ...base, code: 'ERR_UPSTREAM_PARSE' }), 'other', 'a misframed response');
   });
 
   it('HTTP/2: not started is a connect failure, REFUSED_STREAM and GOAWAY are refusals', () => {
