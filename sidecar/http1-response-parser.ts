@@ -60,6 +60,8 @@ const fail = (why: string): never => {
   throw new ResponseParseError(`invalid upstream response: ${why}`);
 };
 
+const EMPTY = Buffer.alloc(0);
+
 /**
  * One connection's parser: start() for each request written, then execute() with every chunk read and
  * finish() at the connection's end. Events go to the `ResponseEvents` given to start(). Throws a
@@ -74,8 +76,14 @@ export class ResponseParser {
   #state: number = IDLE;
   #events: ResponseEvents | undefined;
   #bodyless = false;
-  /** Bytes of a head, chunk-size line or trailer section not yet complete. */
-  #pending: Buffer | undefined;
+  /**
+   * Bytes of a head, chunk-size line or trailer section not yet complete, as read (joined once the section
+   * can be complete: a head trickled a byte per read is not copied again at every read).
+   */
+  #pending: Buffer[] | undefined;
+  #pendingBytes = 0;
+  /** The last (up to 3) pending bytes: with a read's first 3, where a head's end may straddle two reads. */
+  #pendingTail = EMPTY;
   #remaining = 0;
 
   constructor(maxHeadBytes: number) {
@@ -136,16 +144,15 @@ export class ResponseParser {
         default: {
           // Line-oriented states: the head, a chunk-size line, the CRLF after chunk data, trailers.
           if (this.#pending) {
-            buf = Buffer.concat([this.#pending, buf.subarray(at)]);
+            if (!this.#mayEndSection(buf, at)) return this.#hold(buf.subarray(at));
+            buf = Buffer.concat([...this.#pending, buf.subarray(at)]);
             at = 0;
             this.#pending = undefined;
+            this.#pendingBytes = 0;
+            this.#pendingTail = EMPTY;
           }
           const next = this.#lines(buf, at);
-          if (next < 0) {
-            this.#pending = buf.subarray(at);
-            this.#checkPending();
-            return;
-          }
+          if (next < 0) return this.#hold(buf.subarray(at));
           at = next;
         }
       }
@@ -177,11 +184,21 @@ export class ResponseParser {
 
   #trailers: IncomingHttpHeaders | undefined;
 
-  #checkPending(): void {
+  #hold(bytes: Buffer): void {
+    (this.#pending ??= []).push(bytes);
+    this.#pendingBytes += bytes.length;
+    this.#pendingTail = Buffer.concat([this.#pendingTail, bytes]).subarray(-3);
     const limit =
       this.#state === CHUNK_SIZE || this.#state === CHUNK_DATA_END ? MAX_CHUNK_LINE : this.#maxHeadBytes;
-    if (this.#pending!.length > limit)
+    if (this.#pendingBytes > limit)
       fail(this.#state === HEAD || this.#state === TRAILERS ? 'head too large' : 'chunk size line too long');
+  }
+
+  /** Whether the pending head or trailer section may end in `buf` from `at` (other lines are short). */
+  #mayEndSection(buf: Buffer, at: number): boolean {
+    if ((this.#state !== HEAD && this.#state !== TRAILERS) || this.#pendingBytes < 4) return true;
+    const seam = Buffer.concat([this.#pendingTail, buf.subarray(at, at + 3)]);
+    return seam.includes('\r\n\r\n', 0, 'latin1') || buf.includes('\r\n\r\n', at, 'latin1');
   }
 
   /** Parses what `buf` from `at` completes in a line-oriented state; -1 when more bytes are needed. */

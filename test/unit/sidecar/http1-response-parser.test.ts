@@ -72,6 +72,20 @@ describe('HTTP/1.1 response parser (strict)', () => {
     }
   });
 
+  it('reads a response fed one byte per read (a trickled head is kept as read, joined once complete)', () => {
+    const text =
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\nx: y\r\n\r\n';
+    const r = parse([...text]);
+    assert.equal(r.error, undefined);
+    assert.equal(r.headers?.['x-a'], 'b');
+    assert.equal(r.body, 'hello');
+    assert.deepEqual(r.trailers, { 'grpc-status': '0', x: 'y' });
+    assert.match(
+      parse(['HTTP/1.1 200 OK\r\n', ...'X: '.concat('a'.repeat(2000))]).error ?? '',
+      /head too large/,
+    );
+  });
+
   it('skips 102/103 interim responses; HEAD, 204 and 304 have no body', () => {
     const r = ok(
       'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
