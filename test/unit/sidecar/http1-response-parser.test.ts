@@ -75,13 +75,14 @@ describe('HTTP/1.1 response parser (strict)', () => {
   it('reads a response fed one byte per read (a trickled head is kept as read, joined once complete)', () => {
     const text =
       'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\nx: y\r\n\r\n';
-    const r = parse([...text]);
+    const bytes = (t: string): Buffer[] => [...Buffer.from(t, 'latin1')].map((b) => Buffer.of(b));
+    const r = parse(bytes(text));
     assert.equal(r.error, undefined);
     assert.equal(r.headers?.['x-a'], 'b');
     assert.equal(r.body, 'hello');
     assert.deepEqual(r.trailers, { 'grpc-status': '0', x: 'y' });
     assert.match(
-      parse(['HTTP/1.1 200 OK\r\n', ...'X: '.concat('a'.repeat(2000))]).error ?? '',
+      parse(['HTTP/1.1 200 OK\r\n', ...bytes(`X: ${'a'.repeat(2000)}`)]).error ?? '',
       /head too large/,
     );
   });
