@@ -28,9 +28,7 @@ function threadsUs(): { main: number; exporter: number } {
 
 if (process.argv[2] === 'child') {
   const [, , , variant = '', endpoint = ''] = process.argv;
-  // A proxy has undici loaded for its HTTP/1.1 upstreams: loaded here before the measurement, as in a
-  // proxy (the exporter posts from a thread of its own, whose start is counted with the first spans).
-  (await import('node:module')).createRequire(import.meta.url)('undici');
+  // The exporter posts from a thread of its own, whose start is counted with the first spans.
   const { RequestTracing } = await import('../sidecar/tracing/request-tracing.ts');
   const { DEFAULT_TRACING } = await import('../protocol/tracing-config.ts');
   const exporter =
