@@ -168,6 +168,8 @@ class Connection implements ResponseEvents {
     const socket = this.socket!;
     let ok: boolean;
     if (this.#chunked) {
+      // An empty chunk would be the body's last: what followed it would reach the upstream as a request.
+      if (chunk.length === 0) return;
       socket.cork();
       socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
       socket.write(chunk);
