@@ -4,8 +4,8 @@
  *   node bench/idle-reopt.ts sluice|floor keep|close [IDLE_S]   (V8 flags after `--`, e.g. -- --trace-deopt)
  *
  * A proxy child (Sluice's outbound path as in bench/request-garbage.ts, or the floor's undici Pool forwarder)
- * in front of a node:http app with 1 KiB replies: 10 s at 1,000 rps, IDLE_S (default 40) idle, 10 s at
- * 1,000 rps. `keep`: no connection closes during the gap; `close`: the client's and the app's connections
+ * in front of a node:http app with 1 KiB replies: 10 s at 1,000 rps, then twice: IDLE_S (default 40) idle,
+ * 2 × 10 s at 1,000 rps. `keep`: no connection closes during the gap; `close`: the client's and the app's connections
  * close at its start, as keep-alive timeouts do. The child prints `### PHASE` markers into its stdout (where
  * V8's traces go) with its threads' CPU since the last marker; the parent prints them per phase.
  */
@@ -247,21 +247,24 @@ async function main(kind: string, mode: string, idleS: number, v8Flags: string[]
   await mark('start');
   await load();
   await mark('load1');
-  if (mode === 'close') {
-    agent.destroy();
-    agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-    app.closeIdleConnections();
+  // Two gaps: whether what the first one threw away is thrown away again.
+  for (const gap of [1, 2]) {
+    if (mode === 'close') {
+      agent.destroy();
+      agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+      app.closeIdleConnections();
+    }
+    if (mode === 'gc') {
+      await sleep((idleS * 1000) / 2);
+      child.stdin.write('gc\n');
+      await sleep((idleS * 1000) / 2);
+    } else await sleep(idleS * 1000);
+    await mark(`idle${gap}`);
+    await load();
+    await mark(`after${gap}`);
+    await load();
+    await mark(`then${gap}`);
   }
-  if (mode === 'gc') {
-    await sleep((idleS * 1000) / 2);
-    child.stdin.write('gc\n');
-    await sleep((idleS * 1000) / 2);
-  } else await sleep(idleS * 1000);
-  await mark('idle');
-  await load();
-  await mark('load2');
-  await load();
-  await mark('load3');
   console.log(`load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   child.kill();
   agent.destroy();
