@@ -189,8 +189,9 @@ async function main(kind: string, mode: string, idleS: number, v8Flags: string[]
   const functions = new Map<string, number>();
   lines.on('line', (line) => {
     if (port === 0 && /^\d+$/.test(line)) return void (port = Number(line));
-    if (line.startsWith('### ')) {
-      const [, phase, cpu] = /^### (\S+) (.*)$/.exec(line)!;
+    // V8 writes its traces to the same descriptor unbuffered: a marker can land in the middle of one.
+    if (line.includes('### ')) {
+      const [, phase, cpu] = /### (\S+) (.*)$/.exec(line)!;
       console.log(`${phase}: cpu ms ${cpu}`);
       console.log(`  ${JSON.stringify(Object.fromEntries(counts))}`);
       const top = [...functions].sort((a, b) => b[1] - a[1]).slice(0, 25);
