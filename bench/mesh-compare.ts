@@ -52,10 +52,10 @@ const ROUNDS = Number(option('--rounds') ?? (QUICK ? 1 : 3));
 const RATE_SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 2 : 6));
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? (QUICK ? 2 : 6));
 /**
- * `--warm S`: seconds at the fixed rate through a pair before its measured phases, not counted. A sidecar
- * idle 15 s releases memory (ADR 0016) and its next 6–7 s of load pay V8's re-optimisation (~0.3 s of CPU,
- * bench:idle-release measures it); the idle gaps between variants would otherwise put that once-a-minute
- * cost into every round's CPU per request, which is meant as the steady state's. 0: no warm-up.
+ * `--warm S`: seconds at the fixed rate through a pair before its measured phases, not counted; 4× that in
+ * the first round. A fresh proxy needs 20–30 s at 1,000 rps before V8 is done compiling, and one idle 15 s
+ * releases memory and pays re-optimisation in its next seconds of load (ADR 0016): the CPU per request of a
+ * round is meant as the steady state's. 0: no warm-up.
  */
 const WARM_SECONDS = Number(option('--warm') ?? (QUICK ? 0 : 7));
 const RPS = 1000;
@@ -494,7 +494,8 @@ async function main(): Promise<void> {
           const procs = v === 'direct' ? [] : pids[v].map(tree);
           const common = { url, protocol, connections: CONNECTIONS };
           if (WARM_SECONDS > 0) {
-            await load(from, { ...common, mode: 'rate', rps: RPS, durationMs: WARM_SECONDS * 1000 });
+            const durationMs = (round === 0 ? 4 : 1) * WARM_SECONDS * 1000;
+            await load(from, { ...common, mode: 'rate', rps: RPS, durationMs });
           }
           const cpu0 = procs.map((t) => procStats(t).cpuMs);
           const sys0 = procs.map((t) => procStats(t).sysMs);
