@@ -69,7 +69,7 @@ function variants(tag: string): Variant[] {
 /** Exactly what the app must receive: the request the sidecar parsed, with the real identity or none. */
 function expectedHead(v: Variant, identity: string | undefined): string {
   const who = identity === undefined ? '' : `x-sluice-peer-identity: ${identity}\r\n`;
-  return `${v.method} ${v.path} HTTP/1.1\r\nhost: app\r\nconnection: keep-alive\r\n${who}\r\n`;
+  return `${v.method} ${v.path} HTTP/1.1\r\nhost: app\r\n${who}\r\n`;
 }
 
 describe('identity an app can trust (netns, attacker)', function () {
