@@ -493,7 +493,7 @@ async function main(): Promise<void> {
           const counted = v === 'sluice' ? server : v === 'base' ? baseServer! : pserver;
           const procs = v === 'direct' ? [] : pids[v].map(tree);
           const common = { url, protocol, connections: CONNECTIONS };
-          if (WARM_SECONDS > 0) {
+          if (WARM_SECONDS > 0 && v !== 'direct') {
             const durationMs = (round === 0 ? 4 : 1) * WARM_SECONDS * 1000;
             await load(from, { ...common, mode: 'rate', rps: RPS, durationMs });
           }
