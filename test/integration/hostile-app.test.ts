@@ -85,7 +85,6 @@ describe('the upstream client against a hostile app, through real sidecars', fun
     results: ClientResult[][],
     expect: { ok?: boolean; refused?: boolean; status?: number },
   ): Promise<void> {
-    if (process.env.DEBUG_HOSTILE) console.log(kase, JSON.stringify(results).slice(0, 2000));
     results.forEach((answers, i) => {
       const own = CALLERS[i]!;
       const other = CALLERS[1 - i]!;
