@@ -5,6 +5,7 @@ import type net from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { HeaderMap } from '../mesh-model/header-edits.ts';
+import { realClock, type Clock } from '../lib/clock.ts';
 import { isFieldValue, isToken, ResponseParser, type ResponseEvents } from './http1-response-parser.ts';
 
 export interface H1Request {
@@ -51,6 +52,8 @@ export interface H1PoolOptions {
   readonly streamIdleMs: number;
   /** Bytes a response head (or trailer section) may take. */
   readonly maxHeadBytes: number;
+  /** For the head's deadline (tests pass a manual one). */
+  readonly clock?: Clock;
 }
 
 /** A Keep-Alive hint is taken this much shorter: the upstream's own timer may fire first. */
@@ -114,6 +117,8 @@ class Connection implements ResponseEvents {
   /** A response ended in the read being parsed; whether the connection may carry the next request. */
   #ended = false;
   #reusable = false;
+  /** When the current response's head (with any interim heads) must be complete: silence alone resets. */
+  #headBy = 0;
 
   constructor(pool: H1Pool, maxHeadBytes: number) {
     this.pool = pool;
@@ -149,6 +154,7 @@ class Connection implements ResponseEvents {
     if (r.settled || this.current !== r) return;
     socket.ref();
     socket.setTimeout(this.pool.streamIdleMs);
+    this.#headBy = this.pool.clock.now() + this.pool.streamIdleMs;
     if (body === null) socket.write(head, 'latin1');
     else if (Buffer.isBuffer(body)) {
       socket.cork();
@@ -226,8 +232,9 @@ class Connection implements ResponseEvents {
     const r = this.current;
     if (!r) return;
     this.current = undefined;
-    // The response came before the request's body was all written: the connection cannot be reused.
-    this.#reusable = this.parser.keepAlive && this.#body === undefined;
+    // The response came before the request's body was all written (read or still buffered): the upstream
+    // may take the rest for a request, so the connection cannot be reused.
+    this.#reusable = this.parser.keepAlive && this.#body === undefined && this.socket!.writableLength === 0;
     this.#ended = true;
     this.#detachBody(true);
     if (!r.settled) {
@@ -263,6 +270,9 @@ class Connection implements ResponseEvents {
       return this.destroy(err as Error);
     }
     if (this.#ended) this.#afterEnd();
+    // A head trickled a byte per read (or endless interim heads) is never silent: it gets streamIdleMs in all.
+    else if (!this.parser.headDone && this.pool.streamIdleMs > 0 && this.pool.clock.now() > this.#headBy)
+      this.#timedOut(`response head not complete in ${this.pool.streamIdleMs} ms`);
   };
 
   readonly #onEnd = (): void => {
@@ -286,9 +296,13 @@ class Connection implements ResponseEvents {
 
   readonly #onTimeout = (): void => {
     if (this.current === undefined) return this.destroy(undefined);
-    const code = this.parser.headDone ? 'ERR_UPSTREAM_BODY_TIMEOUT' : 'ERR_UPSTREAM_HEADERS_TIMEOUT';
-    this.destroy(Object.assign(new Error(`upstream silent for ${this.pool.streamIdleMs} ms`), { code }));
+    this.#timedOut(`upstream silent for ${this.pool.streamIdleMs} ms`);
   };
+
+  #timedOut(message: string): void {
+    const code = this.parser.headDone ? 'ERR_UPSTREAM_BODY_TIMEOUT' : 'ERR_UPSTREAM_HEADERS_TIMEOUT';
+    this.destroy(Object.assign(new Error(message), { code }));
+  }
 
   /** Closes the connection; a request on it fails with `err` (a plain close if none). */
   destroy(err: Error | undefined): void {
@@ -350,6 +364,7 @@ export class H1Pool {
   readonly keepAliveMs: number;
   readonly keepAliveMaxMs: number;
   readonly streamIdleMs: number;
+  readonly clock: Clock;
   readonly #options: H1PoolOptions;
   readonly #queue: PoolRequest[] = [];
   /** Idle connections, the most recently used last (reused first). */
@@ -366,6 +381,7 @@ export class H1Pool {
     this.keepAliveMs = options.keepAliveMs;
     this.keepAliveMaxMs = options.keepAliveMaxMs;
     this.streamIdleMs = options.streamIdleMs;
+    this.clock = options.clock ?? realClock;
   }
 
   /** Connections up now (not counting those still connecting). */

@@ -85,6 +85,8 @@ export class ResponseParser {
   /** The last (up to 3) pending bytes: with a read's first 3, where a head's end may straddle two reads. */
   #pendingTail = EMPTY;
   #remaining = 0;
+  /** Bytes of interim (1xx) heads already read for this request: they count against the head limit. */
+  #interimBytes = 0;
 
   constructor(maxHeadBytes: number) {
     this.#maxHeadBytes = maxHeadBytes;
@@ -96,6 +98,7 @@ export class ResponseParser {
     this.#events = events;
     this.#bodyless = method === 'HEAD';
     this.#state = HEAD;
+    this.#interimBytes = 0;
     this.keepAlive = false;
     this.keepAliveHintMs = undefined;
   }
@@ -189,7 +192,9 @@ export class ResponseParser {
     this.#pendingBytes += bytes.length;
     this.#pendingTail = Buffer.concat([this.#pendingTail, bytes]).subarray(-3);
     const limit =
-      this.#state === CHUNK_SIZE || this.#state === CHUNK_DATA_END ? MAX_CHUNK_LINE : this.#maxHeadBytes;
+      this.#state === CHUNK_SIZE || this.#state === CHUNK_DATA_END
+        ? MAX_CHUNK_LINE
+        : this.#maxHeadBytes - (this.#state === HEAD ? this.#interimBytes : 0);
     if (this.#pendingBytes > limit)
       fail(this.#state === HEAD || this.#state === TRAILERS ? 'head too large' : 'chunk size line too long');
   }
@@ -213,7 +218,8 @@ export class ResponseParser {
         }
         const end = buf.indexOf('\r\n\r\n', at, 'latin1');
         if (end < 0) return -1;
-        if (end + 4 - at > this.#maxHeadBytes) fail('head too large');
+        const interim = this.#state === HEAD ? this.#interimBytes : 0;
+        if (end + 4 - at + interim > this.#maxHeadBytes) fail('head too large');
         const text = buf.toString('latin1', at, end + 2);
         if (this.#state === HEAD) this.#head(text);
         else this.#trailers = parseFields(text, 0, {});
@@ -280,6 +286,8 @@ export class ResponseParser {
       // 100 was never asked for (Expect is not forwarded) and 101 never offered (no Upgrade through a pool);
       // other interim responses (102, 103) are read and dropped: the final response follows.
       if (status === 100 || status === 101) fail(`unexpected ${status} response`);
+      // Endless interim heads would hold the connection and its caller: together they get one head's limit.
+      this.#interimBytes += text.length + 2;
       return;
     }
     const te = headers['transfer-encoding'];

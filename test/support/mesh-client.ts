@@ -79,6 +79,10 @@ function http1(): Promise<ClientResult> {
         let body = '';
         res.setEncoding('utf8').on('data', (c: string) => (body += c));
         res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, ...parse(body) }));
+        // A response cut part way: its status and what came, with the error.
+        res.on('error', (err: NodeJS.ErrnoException) =>
+          resolve({ status: res.statusCode, text: body, error: err.code ?? err.message }),
+        );
       },
     );
     req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));

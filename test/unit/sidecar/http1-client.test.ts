@@ -6,6 +6,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { H1Pool, type H1Request } from '../../../sidecar/http1-client.ts';
 import { waitFor } from '../../support/wait-for.ts';
+import { ManualClock } from '../../support/manual-clock.ts';
+import type { Clock } from '../../../lib/clock.ts';
 
 interface Answer {
   status: number;
@@ -41,14 +43,15 @@ describe('HTTP/1.1 upstream client (loopback)', function () {
     for (const c of closers.splice(0)) c();
   });
 
-  function poolTo(port: number, maxConnections = 2): H1Pool {
+  function poolTo(port: number, maxConnections = 2, clock?: Clock, streamIdleMs = 2_000): H1Pool {
     const pool = new H1Pool({
       host: `127.0.0.1:${port}`,
       maxConnections,
       keepAliveMs: 4_000,
       keepAliveMaxMs: 60_000,
-      streamIdleMs: 2_000,
+      streamIdleMs,
       maxHeadBytes: 8 * 1024,
+      ...(clock ? { clock } : {}),
       connect: (callback) => {
         const socket = net.connect(port, '127.0.0.1');
         socket.once('error', (err) => callback(err, null));
@@ -185,6 +188,22 @@ describe('HTTP/1.1 upstream client (loopback)', function () {
     const next = await send(pool, { path: '/' });
     assert.equal(next.body, 'ok');
     assert.equal(next.reused, true);
+  });
+
+  it('a head still incomplete streamIdleMs after the request fails, though never silent that long', async () => {
+    const clock = new ManualClock();
+    let server: net.Socket | undefined;
+    const listener = net.createServer((s) => void (server = s.on('error', () => undefined)));
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    closers.push(() => listener.close());
+    // Silence alone would take a minute (the test's timeout is 10 s): the head's deadline ends it.
+    const pool = poolTo((listener.address() as AddressInfo).port, 1, clock, 60_000);
+    const answer = send(pool, { path: '/' });
+    await waitFor('the request to arrive', () => server !== undefined);
+    server!.write('HTTP/1.1 2');
+    clock.advance(60_001);
+    server!.write('00 OK\r\n');
+    await assert.rejects(answer, { code: 'ERR_UPSTREAM_HEADERS_TIMEOUT' });
   });
 
   it('refuses header values that would break the framing, before writing anything', async () => {

@@ -97,6 +97,19 @@ describe('HTTP/1.1 response parser (strict)', () => {
     assert.equal(ok('HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n').status, 304);
   });
 
+  it('interim heads count together against the head limit: endless 103s are refused', () => {
+    const hint = 'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n';
+    const final = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n';
+    assert.equal(ok(hint.repeat(10) + final).status, 200);
+    assert.match(parse([hint.repeat(40) + final]).error ?? '', /head too large/);
+    // Also when they come a read at a time, and with the final head pending.
+    assert.match(parse([...Array<string>(40).fill(hint), final]).error ?? '', /head too large/);
+    assert.match(
+      parse([hint.repeat(30), `HTTP/1.1 200 OK\r\nX: ${'a'.repeat(200)}`]).error ?? '',
+      /head too large/,
+    );
+  });
+
   it('a body without length is delimited by the close and never reused', () => {
     const r = parse(['HTTP/1.1 200 OK\r\n\r\nsome', ' more'], 'GET', true);
     assert.equal(r.error, undefined);
