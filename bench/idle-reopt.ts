@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { threadRunUs } from './thread-cpu.ts';
+import { loopbackService } from './loopback-service.ts';
 
 const VIP = '10.96.0.1';
 const LOAD_S = 10;
@@ -52,30 +53,8 @@ async function sluiceHandler(appPort: number): Promise<http.RequestListener> {
   const { ProxyMetrics } = await import('../sidecar/metrics.ts');
   // Read from a manifest directory as a sidecar does, which also polls it every 5 s when idle.
   const dir = mkdtempSync(join(tmpdir(), 'idle-reopt-'));
-  const manifests = [
-    {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'svc', namespace: 'app' },
-      spec: { clusterIP: VIP, ports: [{ name: 'http', port: 80, targetPort: appPort }] },
-    },
-    {
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { name: 'svc-1', namespace: 'app', labels: { 'kubernetes.io/service-name': 'svc' } },
-      ports: [{ name: 'http', port: appPort }],
-      endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
-    },
-    {
-      apiVersion: 'gateway.networking.k8s.io/v1',
-      kind: 'HTTPRoute',
-      metadata: { name: 'svc', namespace: 'app' },
-      spec: {
-        parentRefs: [{ group: '', kind: 'Service', name: 'svc', port: 80 }],
-        rules: [{ backendRefs: [{ name: 'svc', port: 80 }] }],
-      },
-    },
-  ];
+  const { service, route } = loopbackService(VIP, appPort);
+  const manifests = [...service, route];
   writeFileSync(join(dir, 'svc.yaml'), manifests.map((m) => JSON.stringify(m)).join('\n---\n'));
   const view = await new Promise<ProxyView>((resolve, reject) =>
     new StandaloneConfigSource({ dir, namespace: 'app', trustDomain: 'cluster.local' }).start(

@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { loopbackService } from './loopback-service.ts';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 30_000);
 const TOP = Number(process.env.BENCH_TOP ?? 25);
@@ -53,34 +54,8 @@ async function proxy(tree: string, appPort: number): Promise<void> {
   const { ProxyMetrics } = (await import(
     `${tree}/sidecar/metrics.ts`
   )) as typeof import('../sidecar/metrics.ts');
-  const view = buildProxyView(
-    [
-      {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: 'svc', namespace: 'app' },
-        spec: { clusterIP: VIP, ports: [{ name: 'http', port: 80, targetPort: appPort }] },
-      },
-      {
-        apiVersion: 'discovery.k8s.io/v1',
-        kind: 'EndpointSlice',
-        metadata: { name: 'svc-1', namespace: 'app', labels: { 'kubernetes.io/service-name': 'svc' } },
-        ports: [{ name: 'http', port: appPort }],
-        endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
-      },
-      {
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'HTTPRoute',
-        metadata: { name: 'svc', namespace: 'app' },
-        spec: {
-          parentRefs: [{ group: '', kind: 'Service', name: 'svc', port: 80 }],
-          rules: [{ backendRefs: [{ name: 'svc', port: 80 }] }],
-        },
-      },
-    ] as Parameters<typeof buildProxyView>[0],
-    'app',
-    'cluster.local',
-  );
+  const { service, route } = loopbackService(VIP, appPort);
+  const view = buildProxyView([...service, route], 'app', 'cluster.local');
   const deps = {
     pools: new UpstreamPools(() => undefined),
     lb: new LoadBalancer(),

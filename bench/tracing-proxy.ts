@@ -34,6 +34,7 @@ import { buildGatewayConfig } from '../sidecar/gateway-config.ts';
 import { createGatewayListener } from '../sidecar/gateway-listeners.ts';
 import { GatewayCertificates } from '../sidecar/gateway-tls.ts';
 import type { K8sObject } from '../mesh-model/k8s-objects.ts';
+import { loopbackService } from './loopback-service.ts';
 import type { SpanExporter } from '../sidecar/tracing/span-pipeline.ts';
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as {
@@ -45,30 +46,7 @@ const spec = JSON.parse(process.argv[2] ?? '{}') as {
 };
 const VIP = '10.96.0.1';
 const GATEWAY_PORT = 8080; // the listener's port in the Gateway; the process listens on a free one
-const service: K8sObject[] = [
-  {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: 'svc', namespace: 'app' },
-    spec: { clusterIP: VIP, ports: [{ name: 'http', port: 80, targetPort: spec.upstreamPort }] },
-  },
-  {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: 'svc-1', namespace: 'app', labels: { 'kubernetes.io/service-name': 'svc' } },
-    ports: [{ name: 'http', port: spec.upstreamPort }],
-    endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
-  } as K8sObject,
-];
-const meshRoute: K8sObject = {
-  apiVersion: 'gateway.networking.k8s.io/v1',
-  kind: 'HTTPRoute',
-  metadata: { name: 'svc', namespace: 'app' },
-  spec: {
-    parentRefs: [{ group: '', kind: 'Service', name: 'svc', port: 80 }],
-    rules: [{ backendRefs: [{ name: 'svc', port: 80 }] }],
-  },
-};
+const { service, route: meshRoute } = loopbackService(VIP, spec.upstreamPort);
 const gatewayObjects: K8sObject[] = [
   {
     apiVersion: 'gateway.networking.k8s.io/v1',
