@@ -20,7 +20,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { threadRunUs } from './thread-cpu.ts';
-import { loopbackService } from './loopback-service.ts';
+import { loopbackService, startLoopbackApp } from './loopback-service.ts';
 
 const VIP = '10.96.0.1';
 const LOAD_S = 10;
@@ -139,13 +139,7 @@ function traceKind(line: string): string | undefined {
 }
 
 async function main(kind: string, mode: string, idleS: number, v8Flags: string[]): Promise<void> {
-  const body = Buffer.alloc(1024, 'x');
-  const app = http.createServer({ keepAliveTimeout: HOUR }, (req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
-    res.end(body);
-  });
-  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const { app, port: appPort } = await startLoopbackApp({ keepAliveTimeout: HOUR });
   const child = spawn(
     process.execPath,
     [
@@ -155,7 +149,7 @@ async function main(kind: string, mode: string, idleS: number, v8Flags: string[]
       fileURLToPath(import.meta.url),
       '--proxy',
       kind,
-      String((app.address() as AddressInfo).port),
+      String(appPort),
     ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );

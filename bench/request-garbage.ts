@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { loopbackService } from './loopback-service.ts';
+import { loopbackService, startLoopbackApp } from './loopback-service.ts';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 30_000);
 const TOP = Number(process.env.BENCH_TOP ?? 25);
@@ -117,13 +117,7 @@ async function proxy(tree: string, appPort: number): Promise<void> {
 }
 
 async function measure(tree: string): Promise<Result> {
-  const body = Buffer.alloc(1024, 'x');
-  const app = http.createServer((req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
-    res.end(body);
-  });
-  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const { app, port: appPort } = await startLoopbackApp();
   const child = spawn(
     process.execPath,
     [
@@ -132,7 +126,7 @@ async function measure(tree: string): Promise<Result> {
       fileURLToPath(import.meta.url),
       '--proxy',
       tree,
-      String((app.address() as AddressInfo).port),
+      String(appPort),
     ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
