@@ -5,17 +5,7 @@ import { EventEmitter } from 'node:events';
 import type http2 from 'node:http2';
 import { DEFAULT_LIMITS } from '../../../sidecar/limits.ts';
 import { UpstreamPools, poolOptionsFor } from '../../../sidecar/upstream-pools.ts';
-import type { Endpoint } from '../../../mesh-model/endpoints.ts';
-
-const endpoint = (address: string): Endpoint => ({
-  address,
-  port: 8080,
-  ready: true,
-  serving: true,
-  terminating: false,
-  identity: undefined,
-  pod: undefined,
-});
+import { testEndpoint as endpoint } from '../../support/endpoint.ts';
 
 describe('held upstream requests bound', () => {
   it('counts HTTP/1.1 and HTTP/2 requests across endpoints and pool sets, and frees a place as one ends', () => {

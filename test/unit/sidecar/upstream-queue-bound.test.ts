@@ -5,17 +5,9 @@
 import assert from 'node:assert/strict';
 import { DEFAULT_LIMITS } from '../../../sidecar/limits.ts';
 import { UpstreamPools, poolOptionsFor } from '../../../sidecar/upstream-pools.ts';
-import type { Endpoint } from '../../../mesh-model/endpoints.ts';
+import { testEndpoint } from '../../support/endpoint.ts';
 
-const endpoint: Endpoint = {
-  address: '10.0.0.1',
-  port: 8080,
-  ready: true,
-  serving: true,
-  terminating: false,
-  identity: undefined,
-  pod: undefined,
-};
+const endpoint = testEndpoint();
 
 describe('upstream queue bound (defaults)', () => {
   it('takes one request from every client connection the listener accepts, and 503s past the queue', () => {
