@@ -62,8 +62,8 @@ const KEEP_ALIVE_THRESHOLD_MS = 2_000;
 /** Methods that expect a body: sent with `content-length: 0` when they have none (as most clients do). */
 const EXPECTS_BODY = new Set(['POST', 'PUT', 'PATCH']);
 
-const closedError = (): Error =>
-  Object.assign(new Error('upstream closed the connection'), { code: 'ECONNRESET' });
+const resetError = (message: string): Error => Object.assign(new Error(message), { code: 'ECONNRESET' });
+const closedError = (): Error => resetError('upstream closed the connection');
 
 /** A request in a pool: queued, then written on a connection. Also its controller. */
 class PoolRequest implements H1Controller {
@@ -120,9 +120,9 @@ class Connection implements ResponseEvents {
   /** When the current response's head (with any interim heads) must be complete: silence alone resets. */
   #headBy = 0;
 
-  constructor(pool: H1Pool, maxHeadBytes: number) {
+  constructor(pool: H1Pool) {
     this.pool = pool;
-    this.parser = new ResponseParser(maxHeadBytes);
+    this.parser = new ResponseParser(pool.options.maxHeadBytes);
   }
 
   attach(socket: net.Socket): void {
@@ -142,7 +142,7 @@ class Connection implements ResponseEvents {
     const { method, path, headers, body } = r.request;
     let head: string;
     try {
-      head = requestHead(method, path, headers, body, this.pool.host);
+      head = requestHead(method, path, headers, body, this.pool.options.host);
     } catch (err) {
       this.current = undefined;
       r.conn = undefined;
@@ -153,8 +153,8 @@ class Connection implements ResponseEvents {
     r.handler.onRequestStart(r, this.requests++ > 0);
     if (r.settled || this.current !== r) return;
     socket.ref();
-    socket.setTimeout(this.pool.streamIdleMs);
-    this.#headBy = this.pool.clock.now() + this.pool.streamIdleMs;
+    socket.setTimeout(this.pool.options.streamIdleMs);
+    this.#headBy = this.pool.clock.now() + this.pool.options.streamIdleMs;
     if (body === null) socket.write(head, 'latin1');
     else if (Buffer.isBuffer(body)) {
       socket.cork();
@@ -215,7 +215,7 @@ class Connection implements ResponseEvents {
 
   resume(): void {
     this.socket!.resume();
-    this.socket!.setTimeout(this.pool.streamIdleMs);
+    this.socket!.setTimeout(this.pool.options.streamIdleMs);
   }
 
   head(status: number, headers: IncomingHttpHeaders): void {
@@ -252,8 +252,8 @@ class Connection implements ResponseEvents {
     const hint = this.parser.keepAliveHintMs;
     const keep =
       hint === undefined
-        ? this.pool.keepAliveMs
-        : Math.min(hint - KEEP_ALIVE_THRESHOLD_MS, this.pool.keepAliveMaxMs);
+        ? this.pool.options.keepAliveMs
+        : Math.min(hint - KEEP_ALIVE_THRESHOLD_MS, this.pool.options.keepAliveMaxMs);
     if (keep <= 0) return this.destroy(undefined);
     // Paused by a slow reader in the read that ended the response: its resume() no longer reaches us.
     if (socket.isPaused()) socket.resume();
@@ -271,8 +271,12 @@ class Connection implements ResponseEvents {
     }
     if (this.#ended) this.#afterEnd();
     // A head trickled a byte per read (or endless interim heads) is never silent: it gets streamIdleMs in all.
-    else if (!this.parser.headDone && this.pool.streamIdleMs > 0 && this.pool.clock.now() > this.#headBy)
-      this.#timedOut(`response head not complete in ${this.pool.streamIdleMs} ms`);
+    else if (
+      !this.parser.headDone &&
+      this.pool.options.streamIdleMs > 0 &&
+      this.pool.clock.now() > this.#headBy
+    )
+      this.#timedOut(`response head not complete in ${this.pool.options.streamIdleMs} ms`);
   };
 
   readonly #onEnd = (): void => {
@@ -296,7 +300,7 @@ class Connection implements ResponseEvents {
 
   readonly #onTimeout = (): void => {
     if (this.current === undefined) return this.destroy(undefined);
-    this.#timedOut(`upstream silent for ${this.pool.streamIdleMs} ms`);
+    this.#timedOut(`upstream silent for ${this.pool.options.streamIdleMs} ms`);
   };
 
   #timedOut(message: string): void {
@@ -360,12 +364,8 @@ function requestHead(
 
 /** An endpoint's connections and the requests waiting for one. */
 export class H1Pool {
-  readonly host: string;
-  readonly keepAliveMs: number;
-  readonly keepAliveMaxMs: number;
-  readonly streamIdleMs: number;
+  readonly options: H1PoolOptions;
   readonly clock: Clock;
-  readonly #options: H1PoolOptions;
   readonly #queue: PoolRequest[] = [];
   /** Idle connections, the most recently used last (reused first). */
   readonly #idle: Connection[] = [];
@@ -376,11 +376,7 @@ export class H1Pool {
   #destroyed = false;
 
   constructor(options: H1PoolOptions) {
-    this.#options = options;
-    this.host = options.host;
-    this.keepAliveMs = options.keepAliveMs;
-    this.keepAliveMaxMs = options.keepAliveMaxMs;
-    this.streamIdleMs = options.streamIdleMs;
+    this.options = options;
     this.clock = options.clock ?? realClock;
   }
 
@@ -393,7 +389,7 @@ export class H1Pool {
   request(request: H1Request, handler: H1Handler): H1Controller {
     const r = new PoolRequest(this, request, handler);
     if (this.#destroyed) {
-      r.fail(Object.assign(new Error('upstream pool closed'), { code: 'ECONNRESET' }));
+      r.fail(resetError('upstream pool closed'));
       return r;
     }
     const idle = this.#idle.pop();
@@ -407,13 +403,13 @@ export class H1Pool {
 
   /** Opens a connection when requests wait for more than those coming up, under the cap. */
   #grow(): void {
-    const max = this.#options.maxConnections;
+    const max = this.options.maxConnections;
     if (this.#queue.length <= this.#connecting) return;
     if (max > 0 && this.#all.size >= max) return;
-    const conn = new Connection(this, this.#options.maxHeadBytes);
+    const conn = new Connection(this);
     this.#all.add(conn);
     this.#connecting++;
-    this.#options.connect((err, socket) => {
+    this.options.connect((err, socket) => {
       this.#connecting--;
       if (err || !socket) {
         this.#all.delete(conn);
@@ -461,7 +457,7 @@ export class H1Pool {
   /** Everything closes now: requests queued or in flight fail. */
   destroy(): void {
     this.#destroyed = true;
-    const err = Object.assign(new Error('upstream pool closed'), { code: 'ECONNRESET' });
+    const err = resetError('upstream pool closed');
     for (const r of this.#queue.splice(0)) r.fail(err);
     for (const conn of [...this.#all]) conn.destroy(err);
   }

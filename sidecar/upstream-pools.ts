@@ -206,7 +206,8 @@ export class UpstreamPools {
 
   /** A connection to `ep`: mTLS with `alpn` when it is meshed, else plain; bounded by the connect timeouts. */
   #connect(ep: Endpoint, tlsOptions: tls.ConnectionOptions | undefined): net.Socket {
-    // No Nagle on mTLS either, as on plain connections and HTTP/2 sessions: a request head and body written apart must not wait for the peer's delayed ACK.
+    // No Nagle on mTLS either, as on plain connections and HTTP/2 sessions: a request head and body written
+    // apart must not wait for the peer's delayed ACK.
     return tlsOptions
       ? boundConnect(tls.connect(tlsOptions).setNoDelay(true), 'secureConnect', this.#connectBounds)
       : boundConnect(this.#plainConnect(ep), 'connect', this.#connectBounds);
