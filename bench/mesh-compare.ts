@@ -497,8 +497,12 @@ async function main(): Promise<void> {
             const durationMs = (round === 0 ? 4 : 1) * WARM_SECONDS * 1000;
             await load(from, { ...common, mode: 'rate', rps: RPS, durationMs });
           }
-          const cpu0 = procs.map((t) => procStats(t).cpuMs);
-          const sys0 = procs.map((t) => procStats(t).sysMs);
+          // CPU and its system part, both proxies, from one reading of each process tree.
+          const cpuOf = (): { cpu: number; sys: number } =>
+            procs
+              .map(procStats)
+              .reduce((a, p) => ({ cpu: a.cpu + p.cpuMs, sys: a.sys + p.sysMs }), { cpu: 0, sys: 0 });
+          const at0 = cpuOf();
           const threads0 = threadCpuMs(procs.flat());
           const syn0 = await syns(counted);
           const rate = await load(from, {
@@ -507,8 +511,7 @@ async function main(): Promise<void> {
             rps: RPS,
             durationMs: RATE_SECONDS * 1000,
           });
-          const cpu1 = procs.map((t) => procStats(t).cpuMs);
-          const sys1 = procs.map((t) => procStats(t).sysMs);
+          const at1 = cpuOf();
           const threads1 = threadCpuMs(procs.flat());
           // At max every process shares the 2 cores: the proxies' and the app's CPU per request say what a
           // max rps is bounded by (the app serves h2c behind Sluice, HTTP/1.1 behind the floor).
@@ -544,17 +547,13 @@ async function main(): Promise<void> {
               p50Ms: rate.p50Ms,
               p99Ms: rate.p99Ms,
               maxRps: max.rps,
-              cpuMsPer1k:
-                procs.length === 0
-                  ? NaN
-                  : (cpu1.reduce((a, b) => a + b, 0) - cpu0.reduce((a, b) => a + b, 0)) /
-                    (rateRequests / 1000),
+              cpuMsPer1k: procs.length === 0 ? NaN : (at1.cpu - at0.cpu) / (rateRequests / 1000),
               connsPer1k: (syn1 - syn0) / (allRequests / 1000),
               errors: rate.errors + max.errors,
             },
           ]);
           process.stderr.write(
-            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k (system ${((sys1.reduce((a, b) => a + b, 0) - sys0.reduce((a, b) => a + b, 0)) / (rateRequests / 1000)).toFixed(0)}; by thread ${byThread(threads0, threads1, rateRequests)}), errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}${released ? `; idle releases before it (c/s): ${released}` : ''}\n`,
+            `round ${round + 1}/${ROUNDS} ${key}: p50 ${rate.p50Ms.toFixed(2)} p99 ${rate.p99Ms.toFixed(2)} ms, max ${max.rps.toFixed(0)} rps, CPU ${samples.get(key)!.at(-1)!.cpuMsPer1k.toFixed(0)} ms/1k (system ${((at1.sys - at0.sys) / (rateRequests / 1000)).toFixed(0)}; by thread ${byThread(threads0, threads1, rateRequests)}), errors ${rate.errors + max.errors}; CPU ms/1k at max: proxies ${proxiesAtMax.toFixed(0)} app ${appAtMax.toFixed(0)}${released ? `; idle releases before it (c/s): ${released}` : ''}\n`,
           );
         }
       }
