@@ -58,6 +58,11 @@ const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? (QUICK ? 2 : 6));
  * round is meant as the steady state's. 0: no warm-up.
  */
 const WARM_SECONDS = Number(option('--warm') ?? (QUICK ? 0 : 7));
+/**
+ * `--idle-wait S`: seconds from start-up to the idle RSS reading (default 2). 20 lets a sidecar's start-up
+ * release run (15 s idle after start, ADR 0016, tenth session); 2 is the reading of earlier runs.
+ */
+const IDLE_WAIT_SECONDS = Number(option('--idle-wait') ?? 2);
 const RPS = 1000;
 /** Seconds of overload (2× the variant's median max rps, 256 connections, 2 s client timeout); 0: none. */
 const OVERLOAD_SECONDS = Number(option('--overload') ?? 0);
@@ -419,7 +424,7 @@ async function main(): Promise<void> {
       timeoutMs: 30_000,
       intervalMs: 100,
     });
-    await new Promise((r) => setTimeout(r, 2000)); // let start-up garbage be collected before the idle reading
+    await new Promise((r) => setTimeout(r, IDLE_WAIT_SECONDS * 1000)); // start-up settled before the reading
     const idle = Object.fromEntries(
       PROXIES.map((v) => [v, pids[v as keyof typeof pids].map((pid) => procStats(tree(pid)).rssMb)]),
     ) as Record<string, number[]>;

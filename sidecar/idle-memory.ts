@@ -16,7 +16,8 @@ export interface IdleMemoryOptions {
   /** CPU time the process has used, microseconds (process.cpuUsage() user + system). */
   cpuMicros(): number;
   rssBytes(): number;
-  release(): void;
+  /** `after`: what the release follows, load or start-up (see releaseAfterStart). */
+  release(after: 'load' | 'start'): void;
   intervalMs: number;
   /** An interval using less than this share of one core is idle. */
   idleCpuShare: number;
@@ -28,6 +29,12 @@ export interface IdleMemoryOptions {
   nowMs(): number;
   /** At least this long from one release to the next: load that stops and starts pays for a few at most. */
   minSpacingMs: number;
+  /**
+   * Start-up counts as a busy period whose growth no slack covers: the first idle streak releases once
+   * whatever RSS is (the young generation start-up grew into, the configuration's parse garbage: 76.7 →
+   * 69.5 MB in an idle sidecar, which V8 does not give back by itself in 30 s; ADR 0016, tenth session).
+   */
+  releaseAfterStart: boolean;
 }
 
 export class IdleMemory {
@@ -35,6 +42,7 @@ export class IdleMemory {
   #lastCpu: number;
   #floor: number;
   #busySinceRelease = false;
+  #startPending: boolean;
   #idleInARow = 0;
   #releasedAt = -Infinity;
   releases = 0;
@@ -43,6 +51,7 @@ export class IdleMemory {
     this.#o = options;
     this.#lastCpu = options.cpuMicros();
     this.#floor = options.rssBytes();
+    this.#startPending = options.releaseAfterStart;
   }
 
   /** One interval has passed; true when it released memory. */
@@ -57,15 +66,18 @@ export class IdleMemory {
     }
     if (++this.#idleInARow < this.#o.idleIntervals) return false;
     const rss = this.#o.rssBytes();
+    const startPending = this.#startPending;
     // Idle and nothing grew: the floor follows RSS down (and up by lazy loads that did not come back).
-    if (!this.#busySinceRelease || rss <= this.#floor + this.#o.slackBytes) {
+    if (!startPending && (!this.#busySinceRelease || rss <= this.#floor + this.#o.slackBytes)) {
       if (rss < this.#floor) this.#floor = rss;
       return false;
     }
     // Too soon after the last one: kept for the next idle interval past the spacing.
     if (this.#o.nowMs() - this.#releasedAt < this.#o.minSpacingMs) return false;
-    this.#o.release();
-    this.#releasedAt = this.#o.nowMs();
+    this.#o.release(this.#busySinceRelease ? 'load' : 'start');
+    // The start-up release is once per process: it does not delay the first one after load.
+    if (!startPending) this.#releasedAt = this.#o.nowMs();
+    this.#startPending = false;
     this.releases++;
     this.#busySinceRelease = false;
     this.#floor = this.#o.rssBytes();
@@ -107,12 +119,12 @@ export function trimMalloc(): void {
 export type ReleaseFlavour = 'last-resort' | 'gc' | 'trim';
 
 /**
- * The proxy's watcher: every 5 s; a release after load once idle for 15 s (under 0.5 % of a core: 25 ms of
- * CPU in 5 s, a fraction of what even a few requests take), 8 MiB above the level after the last one and
- * a minute or more after it. `tuning` shortens the interval and the threshold (tests).
+ * The proxy's watcher: every 5 s; a release once idle for 15 s (under 0.5 % of a core: 25 ms of CPU in 5 s,
+ * a fraction of what even a few requests take) after start-up, and after load when 8 MiB above the level
+ * after the last one and a minute or more after it. `tuning` shortens the interval and the threshold (tests).
  */
 export function watchIdleMemory(
-  onRelease: (beforeMb: number, afterMb: number, ms: number) => void,
+  onRelease: (beforeMb: number, afterMb: number, ms: number, after: 'load' | 'start') => void,
   tuning: { intervalMs?: number; slackBytes?: number; flavour?: ReleaseFlavour } = {},
 ): {
   stop(): void;
@@ -126,14 +138,14 @@ export function watchIdleMemory(
       return u.user + u.system;
     },
     rssBytes: () => process.memoryUsage.rss(),
-    release: () => {
+    release: (after) => {
       const before = mb();
       const started = performance.now();
       const flavour = tuning.flavour ?? 'last-resort';
       if (flavour !== 'trim') fullGc(flavour === 'last-resort');
       trimMalloc();
       // Synchronous: the time is both its CPU and the pause of the event loop.
-      onRelease(before, mb(), Math.round(performance.now() - started));
+      onRelease(before, mb(), Math.round(performance.now() - started), after);
     },
     intervalMs,
     idleCpuShare: 0.005,
@@ -142,6 +154,7 @@ export function watchIdleMemory(
     slackBytes: tuning.slackBytes ?? 8 * 2 ** 20,
     nowMs: () => performance.now(),
     minSpacingMs: 60_000,
+    releaseAfterStart: true,
   });
   const timer = setInterval(() => idle.tick(), intervalMs).unref();
   return { stop: () => clearInterval(timer), idle };
@@ -165,7 +178,8 @@ export function startIdleMemoryRelease(
   const intervalMs = number(env.SLUICE_IDLE_MEMORY_CHECK_MS);
   const flavour = env.SLUICE_IDLE_MEMORY_RELEASE;
   return watchIdleMemory(
-    (beforeMb, afterMb, ms) => log.info('idle after load, memory released', { rssMb: beforeMb, afterMb, ms }),
+    (beforeMb, afterMb, ms, after) =>
+      log.info(`idle after ${after}, memory released`, { rssMb: beforeMb, afterMb, ms }),
     {
       ...(intervalMs ? { intervalMs } : {}),
       ...(slackMb === undefined ? {} : { slackBytes: slackMb * 2 ** 20 }),

@@ -7,25 +7,28 @@ import { IdleMemory, fullGc, trimMalloc } from '../../../sidecar/idle-memory.ts'
 const MB = 2 ** 20;
 const INTERVAL_MS = 5000;
 
-function subject(): {
+function subject(releaseAfterStart = false): {
   idle: IdleMemory;
   tick: () => boolean;
   clock: { ms: number };
   cpu: { us: number };
   rss: { bytes: number };
   released: number[];
+  after: string[];
   releasedAt: number[];
 } {
   const cpu = { us: 0 };
   const rss = { bytes: 80 * MB };
   const clock = { ms: 0 };
   const released: number[] = [];
+  const after: string[] = [];
   const releasedAt: number[] = [];
   const idle = new IdleMemory({
     cpuMicros: () => cpu.us,
     rssBytes: () => rss.bytes,
-    release: () => {
+    release: (what) => {
       released.push(rss.bytes);
+      after.push(what);
       releasedAt.push(clock.ms);
       rss.bytes = 90 * MB; // what a release gets back to
     },
@@ -35,13 +38,14 @@ function subject(): {
     slackBytes: 16 * MB,
     nowMs: () => clock.ms,
     minSpacingMs: 60_000,
+    releaseAfterStart,
   });
   // One interval passes, then the watcher looks.
   const tick = (): boolean => {
     clock.ms += INTERVAL_MS;
     return idle.tick();
   };
-  return { idle, tick, clock, cpu, rss, released, releasedAt };
+  return { idle, tick, clock, cpu, rss, released, after, releasedAt };
 }
 
 describe('idle memory release', () => {
@@ -115,6 +119,23 @@ describe('idle memory release', () => {
     // Every cycle would release without the spacing (30); with it, one a minute.
     assert.equal(releasedAt.length, 10);
     for (let i = 1; i < releasedAt.length; i++) assert.ok(releasedAt[i]! - releasedAt[i - 1]! >= 60_000);
+  });
+
+  it('with releaseAfterStart, releases once at the first idle streak whatever RSS is, and that one does not delay the next', () => {
+    const { tick, cpu, rss, released, after, releasedAt } = subject(true);
+    assert.equal(tick(), false, 'one idle interval is a pause');
+    assert.equal(tick(), true, 'start-up garbage, below any slack');
+    cpu.us += 10_000;
+    assert.equal(tick(), false);
+    assert.equal(tick(), false, 'idle without load: once only');
+    cpu.us += 3_000_000;
+    rss.bytes = 280 * MB;
+    assert.equal(tick(), false, 'busy');
+    assert.equal(tick(), false);
+    assert.equal(tick(), true, 'after load, seconds after the start-up one');
+    assert.deepEqual(after, ['start', 'load']);
+    assert.deepEqual(released, [80 * MB, 280 * MB]);
+    assert.deepEqual(releasedAt, [2 * INTERVAL_MS, 7 * INTERVAL_MS]);
   });
 
   it('runs a full collection and trims malloc on this process', () => {
