@@ -9,11 +9,27 @@ const { writeFileSync } = require('node:fs');
 function mallinfo() {
   try {
     const koffi = require('koffi');
-    const fields = ['arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost'];
+    const fields = [
+      'arena',
+      'ordblks',
+      'smblks',
+      'hblks',
+      'hblkhd',
+      'usmblks',
+      'fsmblks',
+      'uordblks',
+      'fordblks',
+      'keepcost',
+    ];
     const Mallinfo2 = koffi.struct('mallinfo2', Object.fromEntries(fields.map((f) => [f, 'size_t'])));
     const i = koffi.load('libc.so.6').func('mallinfo2', Mallinfo2, [])();
     const n = (f) => Number(i[f]);
-    return { arena: n('arena'), mmapped: n('hblkhd'), inUse: n('uordblks') + n('hblkhd'), free: n('fordblks') };
+    return {
+      arena: n('arena'),
+      mmapped: n('hblkhd'),
+      inUse: n('uordblks') + n('hblkhd'),
+      free: n('fordblks'),
+    };
   } catch (err) {
     return { error: String(err) };
   }
@@ -34,7 +50,10 @@ process.on('SIGUSR2', () => {
   const out = process.env.IDLE_PROBE_OUT;
   if (!out) return;
   const spaces = Object.fromEntries(
-    getHeapSpaceStatistics().map((s) => [s.space_name, { physical: s.physical_space_size, used: s.space_used_size }]),
+    getHeapSpaceStatistics().map((s) => [
+      s.space_name,
+      { physical: s.physical_space_size, used: s.space_used_size },
+    ]),
   );
   const heap = getHeapStatistics();
   const usage = process.memoryUsage();

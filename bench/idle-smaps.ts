@@ -2,7 +2,7 @@
  * What an idle sidecar's RSS is made of (npm run bench:idle-smaps; loopback only, no netns, no lock).
  *
  * Starts, per round and in alternating order, each target under each setting, lets it settle idle, reads
- * /proc/PID/smaps (then the preload bench/idle-probe.cjs reports V8's heap spaces and glibc's malloc totals),
+ * /proc/PID/smaps and which of the node binary's symbols its resident pages hold (bench/binary-pages.ts), (then the preload bench/idle-probe.cjs reports V8's heap spaces and glibc's malloc totals),
  * and prints the medians in MB. Targets: `empty` (a script that only waits), `builtins` (requires node:http,
  * https, http2, tls), `graph` (imports the sidecar's module graph, dist/cli/proxy-command.js, and waits),
  * `sidecar` (`dist/cli/main.js proxy` with standalone manifests on loopback ports, as bench:compare runs it,
@@ -13,7 +13,7 @@
  *     (label=words; a word NAME=VALUE with an upper-case name is environment, any other a node flag)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,7 @@ import { podObject, serviceWithEndpoints } from '../test/support/mesh-manifests.
 import { freePort } from '../test/support/free-port.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 import { percentile } from './stats.ts';
+import { binaryPages } from './binary-pages.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,6 +38,7 @@ const { values } = parseArgs({
 });
 const ROOT = new URL('..', import.meta.url).pathname;
 const PROBE = join(ROOT, 'bench/idle-probe.cjs');
+const NODE_BINARY = realpathSync(process.execPath);
 const KEEP_ALIVE = 'setInterval(() => {}, 1 << 30)';
 
 interface Setting {
@@ -75,7 +77,10 @@ mkdirSync(manifests);
     bundlePem: ca.certPem,
   });
   const pod = { name: 'server', namespace: 'bench', ip: '10.0.0.2', serviceAccount: 'server', meshed: true };
-  const objects = [podObject(pod), ...serviceWithEndpoints('bench', 'app', '10.96.0.10', [[80, 9080, 'http']], [pod])];
+  const objects = [
+    podObject(pod),
+    ...serviceWithEndpoints('bench', 'app', '10.96.0.10', [[80, 9080, 'http']], [pod]),
+  ];
   writeFileSync(join(manifests, 'mesh.yaml'), objects.map((o) => stringify(o)).join('---\n'));
 }
 
@@ -145,7 +150,7 @@ function smaps(pid: number): Record<string, number> {
     if (!field) continue;
     const kb = Number(field[2]);
     if (field[1] === 'Rss') add('rss', kb);
-    if (name === process.execPath || name.endsWith('/bin/node')) {
+    if (name === NODE_BINARY) {
       if (field[1] === 'Rss') add(`node ${perms}`, kb);
     } else if (name.startsWith('/')) {
       if (field[1] === 'Rss') add('libraries', kb);
@@ -157,7 +162,16 @@ function smaps(pid: number): Record<string, number> {
         perms === 'rw-p' &&
         next?.perms === '---p' &&
         sizeKb + next.sizeKb === 65536;
-      add(name === '[heap]' ? 'malloc main' : name === '[stack]' ? 'main stack' : arena ? 'malloc thread' : 'anon other', kb);
+      add(
+        name === '[heap]'
+          ? 'malloc main'
+          : name === '[stack]'
+            ? 'main stack'
+            : arena
+              ? 'malloc thread'
+              : 'anon other',
+        kb,
+      );
     }
   }
   return kinds;
@@ -172,18 +186,26 @@ interface ProbeReport {
 async function measure(target: string, setting: Setting): Promise<Record<string, number>> {
   const out = join(work, 'probe.json');
   rmSync(out, { force: true });
-  const child: ChildProcess = spawn(process.execPath, [...setting.flags, '--require', PROBE, ...(await targetArgs(target))], {
-    env: { PATH: process.env.PATH, ...setting.env, IDLE_PROBE_OUT: out },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...setting.flags, '--require', PROBE, ...(await targetArgs(target))],
+    {
+      env: { PATH: process.env.PATH, ...setting.env, IDLE_PROBE_OUT: out },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   try {
-    if (target === 'sidecar') await waitFor('the sidecar to listen', () => output.includes('"listening"'), { timeoutMs: 30_000 });
+    if (target === 'sidecar')
+      await waitFor('the sidecar to listen', () => output.includes('"listening"'), { timeoutMs: 30_000 });
     await sleep(settleMs);
     const kinds = smaps(child.pid!);
+    for (const [group, kb] of Object.entries(binaryPages(child.pid!, NODE_BINARY)))
+      kinds[`node: ${group}`] = kb;
     // Printed in MB like the rest: the thread count.
-    kinds.threads = 1024 * Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid!}/status`, 'utf8'))![1]);
+    kinds.threads =
+      1024 * Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid!}/status`, 'utf8'))![1]);
     child.kill('SIGUSR2');
     const report = await waitFor('the probe report', () => {
       try {
@@ -221,21 +243,29 @@ for (let round = 0; round < rounds; round++) {
 rmSync(work, { recursive: true, force: true });
 
 const keys = [...results.keys()];
-const rows = [...new Set(keys.flatMap((k) => results.get(k)!.flatMap((r) => Object.keys(r))))].sort((a, b) =>
-  a === 'rss' ? -1 : b === 'rss' ? 1 : 0,
+const median = (xs: number[]): number =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
+const medianOf = (key: string, row: string): number =>
+  median(results.get(key)!.map((r) => r[row] ?? 0)) / 1024;
+// RSS first, then the node binary's pages by part (largest first), then the rest; rows of zeros left out.
+const all = [...new Set(keys.flatMap((k) => results.get(k)!.flatMap((r) => Object.keys(r))))].filter((row) =>
+  keys.some((k) => medianOf(k, row) >= 0.05),
 );
-const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);
+const binary = all
+  .filter((r) => r.startsWith('node: '))
+  .sort((a, b) => medianOf(keys.at(-1)!, b) - medianOf(keys.at(-1)!, a));
+const rows = ['rss', ...all.filter((r) => r !== 'rss' && !r.startsWith('node: ')), ...binary];
 console.log(
   `idle RSS by kind, MB, median of ${rounds} (node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')})`,
 );
-console.log(['kind'.padEnd(22), ...keys.map((k) => k.padStart(Math.max(12, k.length)))].join(' '));
+console.log(['kind'.padEnd(32), ...keys.map((k) => k.padStart(Math.max(12, k.length)))].join(' '));
 for (const row of rows) {
   console.log(
-    [
-      row.padEnd(22),
-      ...keys.map((k) =>
-        (median(results.get(k)!.map((r) => r[row] ?? 0)) / 1024).toFixed(1).padStart(Math.max(12, k.length)),
-      ),
-    ].join(' '),
+    [row.padEnd(32), ...keys.map((k) => medianOf(k, row).toFixed(1).padStart(Math.max(12, k.length)))].join(
+      ' ',
+    ),
   );
 }
