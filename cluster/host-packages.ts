@@ -51,6 +51,8 @@ export const HOST_REQUIREMENTS: readonly HostRequirement[] = [
   { what: 'debootstrap', pkg: 'debootstrap', neededBy: ['cluster'] },
   // The reference proxy pair of bench/mesh-compare.ts (which also needs the tests' packages).
   { what: 'nginx', pkg: 'nginx', neededBy: ['bench'] },
+  // bench/idle-smaps.ts: the node binary's symbols, to name its resident pages.
+  { what: 'readelf', pkg: 'binutils', neededBy: ['bench'] },
 ];
 
 /**
