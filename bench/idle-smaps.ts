@@ -117,63 +117,52 @@ async function targetArgs(target: string): Promise<string[]> {
   }
 }
 
-/** kB of each kind in /proc/PID/smaps. */
-function smaps(pid: number): Record<string, number> {
-  const kinds: Record<string, number> = {};
-  const add = (kind: string, kb: number): void => void (kinds[kind] = (kinds[kind] ?? 0) + kb);
-  const lines = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n');
-  let name = '';
-  let perms = '';
-  let start = 0n;
-  let sizeKb = 0;
-  let next: { perms: string; sizeKb: number } | undefined;
-  const headers = lines.filter((l) => /^[0-9a-f]+-[0-9a-f]+ /.test(l));
-  let index = -1;
-  for (const line of lines) {
+interface Mapping {
+  start: bigint;
+  sizeKb: number;
+  perms: string;
+  name: string;
+  rssKb: number;
+  anonKb: number;
+}
+
+function mappings(pid: number): Mapping[] {
+  const list: Mapping[] = [];
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const header = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (header) {
-      index++;
-      start = BigInt(`0x${header[1]!}`);
-      sizeKb = Number((BigInt(`0x${header[2]!}`) - start) / 1024n);
-      perms = header[3]!;
-      name = header[4]!;
-      const following = headers[index + 1]?.split(' ');
-      next = following && {
-        perms: following[1]!,
-        sizeKb: Number(
-          (BigInt(`0x${following[0]!.split('-')[1]!}`) - BigInt(`0x${following[0]!.split('-')[0]!}`)) / 1024n,
-        ),
-      };
+      const start = BigInt(`0x${header[1]!}`);
+      const sizeKb = Number((BigInt(`0x${header[2]!}`) - start) / 1024n);
+      list.push({ start, sizeKb, perms: header[3]!, name: header[4]!, rssKb: 0, anonKb: 0 });
       continue;
     }
     const field = /^(Rss|Anonymous):\s+(\d+) kB/.exec(line);
-    if (!field) continue;
-    const kb = Number(field[2]);
-    if (field[1] === 'Rss') add('rss', kb);
-    if (name === NODE_BINARY) {
-      if (field[1] === 'Rss') add(`node ${perms}`, kb);
-    } else if (name.startsWith('/')) {
-      if (field[1] === 'Rss') add('libraries', kb);
-    } else if (field[1] === 'Anonymous') {
-      // glibc's per-thread arenas reserve 64 MiB aligned to 64 MiB: a rw-p part and the ---p rest.
-      const arena =
-        name === '' &&
-        start % (64n << 20n) === 0n &&
-        perms === 'rw-p' &&
-        next?.perms === '---p' &&
-        sizeKb + next.sizeKb === 65536;
-      add(
-        name === '[heap]'
-          ? 'malloc main'
-          : name === '[stack]'
-            ? 'main stack'
-            : arena
-              ? 'malloc thread'
-              : 'anon other',
-        kb,
-      );
-    }
+    if (field) list.at(-1)![field[1] === 'Rss' ? 'rssKb' : 'anonKb'] = Number(field[2]);
   }
+  return list;
+}
+
+/** kB of each kind in /proc/PID/smaps: the node binary's by permissions, libraries, anonymous by origin. */
+function smaps(pid: number): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  const add = (kind: string, kb: number): void => void (kinds[kind] = (kinds[kind] ?? 0) + kb);
+  const list = mappings(pid);
+  list.forEach((m, i) => {
+    add('rss', m.rssKb);
+    if (m.name === NODE_BINARY) return add(`node ${m.perms}`, m.rssKb);
+    if (m.name.startsWith('/')) return add('libraries', m.rssKb);
+    if (m.name === '[heap]') return add('malloc main', m.anonKb);
+    if (m.name === '[stack]') return add('main stack', m.anonKb);
+    // glibc's per-thread arenas reserve 64 MiB aligned to 64 MiB: a rw-p part and the ---p rest.
+    const next = list[i + 1];
+    const arena =
+      m.name === '' &&
+      m.start % (64n << 20n) === 0n &&
+      m.perms === 'rw-p' &&
+      next?.perms === '---p' &&
+      m.sizeKb + next.sizeKb === 65536;
+    add(arena ? 'malloc thread' : 'anon other', m.anonKb);
+  });
   return kinds;
 }
 
