@@ -29,8 +29,18 @@ export async function startSidecarPairs(mesh: MeshFixture, pairs: SidecarPair[])
   await mesh.startSidecars({ compiled: true });
 }
 
-/** A sidecar's idle memory releases logged since `since` (ms since the epoch): "before→after MB in ms". */
+/**
+ * A sidecar's idle memory releases logged since `since` (ms since the epoch): "before→after MB in ms", the
+ * one after start-up marked "start".
+ */
 export const releasesSince = (p: MeshPod, since: number): string[] =>
   p.sidecarLog
-    .filter((r) => r.msg === 'idle after load, memory released' && Date.parse(String(r.time)) >= since)
-    .map((r) => `${String(r.rssMb)}→${String(r.afterMb)} MB in ${String(r.ms)} ms`);
+    .filter(
+      (r) =>
+        /^idle after (load|start), memory released$/.test(String(r.msg)) &&
+        Date.parse(String(r.time)) >= since,
+    )
+    .map(
+      (r) =>
+        `${String(r.msg).includes('start') ? 'start ' : ''}${String(r.rssMb)}→${String(r.afterMb)} MB in ${String(r.ms)} ms`,
+    );
