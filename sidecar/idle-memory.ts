@@ -31,8 +31,8 @@ export interface IdleMemoryOptions {
   minSpacingMs: number;
   /**
    * Start-up counts as a busy period whose growth no slack covers: the first idle streak releases once
-   * whatever RSS is (the young generation start-up grew into, the configuration's parse garbage: 76.7 →
-   * 69.5 MB in an idle sidecar, which V8 does not give back by itself in 30 s; ADR 0016, tenth session).
+   * whatever RSS is (the young generation start-up grew into, the configuration's parse garbage: 77.0 →
+   * 69.2 MB in an idle sidecar, which V8 does not give back by itself in 30 s; ADR 0016, tenth session).
    */
   releaseAfterStart: boolean;
 }
