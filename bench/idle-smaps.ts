@@ -1,16 +1,19 @@
 /**
- * What an idle sidecar's RSS is made of (npm run bench:idle-smaps; loopback only, no netns, no lock).
+ * What an idle sidecar's RSS is made of (npm run bench:idle-smaps; loopback only, no netns, no lock; root, for
+ * /proc/PID/pagemap). ADR 0016 (tenth session) has its figures.
  *
  * Starts, per round and in alternating order, each target under each setting, lets it settle idle, reads
- * /proc/PID/smaps and which of the node binary's symbols its resident pages hold (bench/binary-pages.ts), (then the preload bench/idle-probe.cjs reports V8's heap spaces and glibc's malloc totals),
- * and prints the medians in MB. Targets: `empty` (a script that only waits), `builtins` (requires node:http,
- * https, http2, tls), `graph` (imports the sidecar's module graph, dist/cli/proxy-command.js, and waits),
- * `sidecar` (`dist/cli/main.js proxy` with standalone manifests on loopback ports, as bench:compare runs it,
- * before any request), `import:a+b` (the builtins and modules a, b: package names or paths under dist/). Run `npm run build` first (the npm script does).
+ * /proc/PID/smaps and which of the node binary's symbols its resident pages hold (bench/binary-pages.ts),
+ * then the preload bench/idle-probe.cjs reports V8's heap spaces and glibc's malloc totals; prints medians in
+ * MB. Targets: `empty` (a script that only waits), `builtins` (requires node:http, https, http2, tls), `graph`
+ * (imports the sidecar's module graph, dist/cli/proxy-command.js), `sidecar` (`dist/cli/main.js proxy` with
+ * standalone manifests on loopback ports, as bench:compare runs it, before any request), `import:a+b` (the
+ * builtins, then modules a and b: package names or paths under dist/ without .js).
  *
  *   --targets empty,builtins,graph,sidecar   --rounds 3   --settle-ms 4000
- *   --settings 'default=;semi4=--max-semi-space-size=4;arena2=--max-semi-space-size=4 MALLOC_ARENA_MAX=2'
- *     (label=words; a word NAME=VALUE with an upper-case name is environment, any other a node flag)
+ *   --settings 'now=--max-semi-space-size=4 SLUICE_IDLE_MEMORY_RELEASE=off;arena2=--max-semi-space-size=4 MALLOC_ARENA_MAX=2'
+ *     (label=words; a word NAME=VALUE with an upper-case name is environment, any other a node flag; the
+ *     start-up release comes 15 s after start, SLUICE_IDLE_MEMORY_CHECK_MS=1000 brings it within the settle time)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -169,7 +172,7 @@ function smaps(pid: number): Record<string, number> {
 interface ProbeReport {
   spaces: Record<string, { physical: number; used: number }>;
   usage: NodeJS.MemoryUsage;
-  malloc: { arena?: number; mmapped?: number; inUse?: number; free?: number; error?: string };
+  malloc: { inUse?: number; free?: number; error?: string };
 }
 
 async function measure(target: string, setting: Setting): Promise<Record<string, number>> {
