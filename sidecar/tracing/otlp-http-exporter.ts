@@ -53,6 +53,21 @@ export class OtlpHttpExporter implements SpanExporter {
     this.#timeoutMs = o.timeoutMs;
   }
 
+  /**
+   * Starts the export thread now rather than at the first export: made while the proxy's request path
+   * is still cold, the thread's objects in this isolate (its stdio streams, its port) are in the feedback
+   * the request path is first optimised with, instead of deoptimising it mid-traffic (ADR 0018,
+   * amendment of 2026-12-04 evening). A thread that cannot start now is tried again at the first export.
+   */
+  start(): void {
+    if (this.#closed || this.#thread) return;
+    try {
+      this.#thread = this.#start();
+    } catch {
+      // the first export tries again and counts the failure
+    }
+  }
+
   export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined> {
     if (this.#closed) return Promise.resolve({ reason: 'shut_down' });
     let body: Buffer;
