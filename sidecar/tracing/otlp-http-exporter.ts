@@ -110,8 +110,8 @@ export class OtlpHttpExporter implements SpanExporter {
 
   /**
    * The export thread, started by start() or else at the first export (a proxy with tracing off or at 0 %
-   * never pays its isolate) and unref'd. One that dies fails its exports (counted as dropped, with its exit code and error)
-   * and is started again at the next one.
+   * never pays its isolate) and unref'd. One that dies fails its exports (counted as dropped, with its exit
+   * code and error) and is started again at the next one.
    */
   #start(): ExportThread {
     const worker = new Worker(WORKER_URL, {
