@@ -1,8 +1,8 @@
-// The OTLP/HTTP export's own thread (started by OtlpHttpExporter when the settings sample, or at its first
-// export): each message is one encoded batch, POSTed on a keep-alive connection and retried with backoff on
-// 429/502/503/504 and network errors within the export's time budget; the outcome goes back as
-// { id, ok, failure }. Its HTTP client (otlp-http1-post.ts) and sockets live in this isolate, so the proxy's
-// own request path never shares their code (ADR 0019).
+// The OTLP/HTTP export's own thread (started by OtlpHttpExporter at its first export): each message is
+// one encoded batch, POSTed on a keep-alive connection and retried with backoff on 429/502/503/504 and
+// network errors within the export's time budget; the outcome goes back as { id, ok, failure }. Its HTTP
+// client (otlp-http1-post.ts) and sockets live in this isolate, so the proxy's own request path never shares their
+// code (ADR 0019).
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorText } from '../../lib/error-text.ts';
 import { Http1Poster } from './otlp-http1-post.ts';

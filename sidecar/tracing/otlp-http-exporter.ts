@@ -53,21 +53,6 @@ export class OtlpHttpExporter implements SpanExporter {
     this.#timeoutMs = o.timeoutMs;
   }
 
-  /**
-   * Starts the export thread now rather than at the first export: made while the proxy's request path
-   * is still cold, the thread's objects in this isolate (its stdio streams, its port) are in the feedback
-   * the request path is first optimised with, instead of deoptimising it mid-traffic (ADR 0018,
-   * amendment of 2026-12-04 evening). A thread that cannot start now is tried again at the first export.
-   */
-  start(): void {
-    if (this.#closed || this.#thread) return;
-    try {
-      this.#thread = this.#start();
-    } catch {
-      // the first export tries again and counts the failure
-    }
-  }
-
   export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined> {
     if (this.#closed) return Promise.resolve({ reason: 'shut_down' });
     let body: Buffer;
@@ -109,9 +94,9 @@ export class OtlpHttpExporter implements SpanExporter {
   }
 
   /**
-   * The export thread, started by start() or else at the first export (a proxy with tracing off or at 0 %
-   * never pays its isolate) and unref'd. One that dies fails its exports (counted as dropped, with its exit
-   * code and error) and is started again at the next one.
+   * The export thread, started at the first export (a proxy with tracing off or at 0 % never pays its
+   * isolate) and unref'd. One that dies fails its exports (counted as dropped, with its exit code and error)
+   * and is started again at the next one.
    */
   #start(): ExportThread {
     const worker = new Worker(WORKER_URL, {

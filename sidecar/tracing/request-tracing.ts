@@ -338,7 +338,7 @@ export class RequestTracing {
           settings.batchDelayMs,
         ])
       : '';
-    if (key === this.#pipelineKey) return this.#startExport();
+    if (key === this.#pipelineKey) return;
     const old = this.#pipeline;
     this.#pipelineKey = key;
     this.#pipeline = undefined;
@@ -354,16 +354,6 @@ export class RequestTracing {
       onSpans: this.#o.onSpans ?? (() => undefined),
       ...(this.#o.exporter ? { exporter: this.#o.exporter } : {}),
     });
-    this.#startExport();
-  }
-
-  /**
-   * A pipeline whose ratio samples requests starts its export thread now, before the traffic, not at its
-   * first batch (span-pipeline.ts, otlp-http-exporter.ts): a thread started mid-traffic cost every later
-   * request of the proxy ~1 % of CPU (ADR 0018). At 0 % the thread still waits for a span to export.
-   */
-  #startExport(): void {
-    if (this.#ratio > 0) this.#pipeline?.start();
   }
 
   /** The sampling decision for a request: its parent's, a forced trace, or the ratio. */

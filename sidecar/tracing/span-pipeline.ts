@@ -35,8 +35,6 @@ export interface SpanExporter {
   /** Undefined when the collector took the spans; otherwise why they are lost. Never rejects. */
   export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined>;
   shutdown(): Promise<void>;
-  /** Gets ready to export (OTLP/HTTP: starts its thread) before the first batch. */
-  start?(): void;
 }
 
 export interface PipelineOptions {
@@ -73,11 +71,6 @@ export class SpanPipeline {
     this.resource = { attributes: o.resource };
     this.#exporter = o.exporter ?? new OtlpHttpExporter({ url: o.endpoint, timeoutMs: o.exportTimeoutMs });
     this.#batchSize = Math.max(1, Math.min(BATCH_SIZE, o.maxQueueSpans));
-  }
-
-  /** Readies the exporter now, ahead of the first batch (RequestTracing: when requests may be sampled). */
-  start(): void {
-    if (!this.#closed) this.#exporter.start?.();
   }
 
   /** An ended span: queued for the next batch, or dropped (and counted) when the bound is reached. */

@@ -96,21 +96,6 @@ describe('OTLP/HTTP exporter', () => {
     await e.shutdown();
   });
 
-  it('starts its thread on start(), before any export, and keeps that one for the exports', async () => {
-    const bodies: Buffer[] = [];
-    const url = await collector((_n, _req, res) => res.end(), bodies);
-    const e = new OtlpHttpExporter({ url, timeoutMs: 5000, backoffBaseMs: 1 });
-    e.start();
-    const thread = e.worker;
-    assert.ok(thread);
-    e.start();
-    assert.equal(e.worker, thread);
-    assert.equal(await e.export([]), undefined);
-    assert.equal(e.worker, thread);
-    assert.equal(bodies.length, 1);
-    await e.shutdown();
-  });
-
   it('fails the exports of a thread that died, with its exit code, and starts another at the next export', async () => {
     let answer = false;
     const url = await collector((_n, _req, res) => {
