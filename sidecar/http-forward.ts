@@ -655,7 +655,7 @@ class RetryingSend {
         `upstream requests held at the limit, for ${target.backendLabel}`,
       );
     }
-    const h2 = ep !== undefined && request.h2 && !http1ToPeer(ep, req);
+    const h2 = ep !== undefined && request.h2 && !http1ToPeer(deps.pools, ep, req);
     if (ep && !deps.pools.hasCapacity(ep, h2 ? 'h2' : 'http1')) {
       // Every connection to this endpoint is busy and its queue full: another endpoint, or a 503 now.
       this.overflowed = true;
@@ -713,8 +713,8 @@ class RetryingSend {
  * connection. Not a request that needs what only HTTP/2 carries between the sidecars: gRPC and any that asks
  * for trailers (`te`), a CONNECT.
  */
-function http1ToPeer(ep: Endpoint, req: DownstreamRequest): boolean {
-  return ep.identity !== undefined && !takesTrailers(req) && req.method !== 'CONNECT';
+function http1ToPeer(pools: UpstreamPools, ep: Endpoint, req: DownstreamRequest): boolean {
+  return ep.identity !== undefined && !takesTrailers(req) && req.method !== 'CONNECT' && pools.takesAppH2(ep);
 }
 
 function asHttp1(r: UpstreamRequest): UpstreamRequest {

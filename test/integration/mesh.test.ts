@@ -255,10 +255,30 @@ describe('sidecar data plane in network namespaces', function () {
     assert.equal(echo.peerIdentity, `spiffe://${TRUST_DOMAIN}/ns/${NS}/sa/client`);
   });
 
-  it('HTTP/2 (h2c) through the mesh', async () => {
+  it('HTTP/2 (h2c) through the mesh: HTTP/1.1 between the sidecars, HTTP/2 to the app; the mark is not forged', async () => {
+    const v1 = mesh.pods.get('v1') as MeshPod;
+    const h2Sessions = async (): Promise<number> =>
+      Number(
+        /sluice_connections_total\{direction="inbound",protocol="mtls-sluice\/h2"\} (\d+)/.exec(
+          (await mesh.admin(v1, '/metrics')).body,
+        )?.[1] ?? 0,
+      );
+    const before = await h2Sessions();
     const [r] = await mesh.client('client', { kind: 'h2', url: `http://${VIP.reviews}/v1-only` });
     assert.equal(r!.status, 200);
-    assert.equal((r!.json as { protocol: string; name: string }).protocol, 'HTTP/2');
+    const echo = r!.json as { protocol: string; name: string; headers: Record<string, string> };
+    assert.equal(echo.protocol, 'HTTP/2');
+    assert.equal(echo.headers['x-sluice-app-h2'], undefined);
+    assert.equal(await h2Sessions(), before);
+    // An app cannot ask for HTTP/2 to its peer's app: the client sidecar drops the mark.
+    const [forged] = await mesh.client('client', {
+      kind: 'http1',
+      url: `http://${VIP.reviews}/v1-only`,
+      headers: { 'x-sluice-app-h2': '1' },
+    });
+    const forgedEcho = forged!.json as { protocol: string; headers: Record<string, string> };
+    assert.equal(forgedEcho.protocol, 'HTTP/1.1');
+    assert.equal(forgedEcho.headers['x-sluice-app-h2'], undefined);
   });
 
   it('gRPC through the mesh with GRPCRoute method matching and trailers', async () => {
