@@ -21,14 +21,6 @@ export const MESH_ALPN_HTTP1 = 'sluice/http1';
 export const MESH_ALPN_H2 = 'sluice/h2';
 export const MESH_ALPN_TCP = 'sluice/tcp';
 /**
- * MESH_ALPN_HTTP1 and MESH_ALPN_H2 from a server sidecar that sends HTTP/1.1 requests marked with
- * `x-sluice-app-h2` to its app as HTTP/2 (ADR 0016, h2c amendment). A client sidecar offers them first and
- * sends HTTP/2 requests to a peer as HTTP/1.1 only once a connection to it has negotiated one: a sidecar of
- * the previous version would send them to its app as HTTP/1.1.
- */
-export const MESH_ALPN_HTTP1_APP_H2 = 'sluice/http1+app-h2';
-export const MESH_ALPN_H2_APP_H2 = 'sluice/h2+app-h2';
-/**
  * The first marker, offered after `h2`/`http/1.1` by earlier sidecars (opaque TCP when offered alone).
  * Still accepted, with the same rules: `h2` and `http/1.1` are parsed as HTTP.
  */
@@ -36,8 +28,6 @@ export const MESH_ALPN = 'sluice/1';
 export const MESH_ALPN_PROTOCOLS: readonly string[] = ['h2', 'http/1.1', MESH_ALPN];
 /** What a sidecar's mTLS server accepts, in its order of preference. */
 export const MESH_SERVER_ALPN_PROTOCOLS: readonly string[] = [
-  MESH_ALPN_H2_APP_H2,
-  MESH_ALPN_HTTP1_APP_H2,
   MESH_ALPN_H2,
   MESH_ALPN_HTTP1,
   MESH_ALPN_TCP,
@@ -46,22 +36,15 @@ export const MESH_SERVER_ALPN_PROTOCOLS: readonly string[] = [
 
 /** Whether an ALPN name offered in a ClientHello marks sidecar-to-sidecar mTLS. */
 export function isMeshAlpn(name: string): boolean {
-  return (
-    name === MESH_ALPN ||
-    name === MESH_ALPN_HTTP1 ||
-    name === MESH_ALPN_H2 ||
-    name === MESH_ALPN_TCP ||
-    name === MESH_ALPN_HTTP1_APP_H2 ||
-    name === MESH_ALPN_H2_APP_H2
-  );
+  return name === MESH_ALPN || name === MESH_ALPN_HTTP1 || name === MESH_ALPN_H2 || name === MESH_ALPN_TCP;
 }
 
 /** The protocol a negotiated ALPN name declares: HTTP/1.1, HTTP/2 or opaque bytes; undefined if not ours. */
 export function declaredProtocol(
   alpn: string | false | null | undefined,
 ): 'http1' | 'h2' | 'tcp' | undefined {
-  if (alpn === MESH_ALPN_H2 || alpn === MESH_ALPN_H2_APP_H2 || alpn === 'h2') return 'h2';
-  if (alpn === MESH_ALPN_HTTP1 || alpn === MESH_ALPN_HTTP1_APP_H2 || alpn === 'http/1.1') return 'http1';
+  if (alpn === MESH_ALPN_H2 || alpn === 'h2') return 'h2';
+  if (alpn === MESH_ALPN_HTTP1 || alpn === 'http/1.1') return 'http1';
   if (alpn === MESH_ALPN_TCP || alpn === MESH_ALPN) return 'tcp';
   return undefined;
 }

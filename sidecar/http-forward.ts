@@ -16,7 +16,6 @@ import {
 } from '../mesh-model/request-plan.ts';
 import { normalizeTarget, parseRequestTarget, type NormalizeOptions } from '../mesh-model/request-target.ts';
 import {
-  APP_H2_HEADER,
   forwardHeaders,
   forwardResponseHeaders,
   NOT_PROCESSED_HEADER,
@@ -526,8 +525,6 @@ class RetryingSend {
   /** A connection failed the peer's certificate or identity check: a misconfiguration, answered 502. */
   untrusted = false;
   readonly requestBytes: () => number;
-  /** An HTTP/2 request as it goes to peer sidecars over HTTP/1.1 (http1ToPeer), made at its first such attempt. */
-  asHttp1: UpstreamRequest | undefined;
 
   constructor(o: SendOptions) {
     this.o = o;
@@ -655,8 +652,7 @@ class RetryingSend {
         `upstream requests held at the limit, for ${target.backendLabel}`,
       );
     }
-    const h2 = ep !== undefined && request.h2 && !http1ToPeer(deps.pools, ep, req);
-    if (ep && !deps.pools.hasCapacity(ep, h2 ? 'h2' : 'http1')) {
+    if (ep && !deps.pools.hasCapacity(ep, request.h2 ? 'h2' : 'http1')) {
       // Every connection to this endpoint is busy and its queue full: another endpoint, or a 503 now.
       this.overflowed = true;
       (this.tried ??= new Set()).add(ep);
@@ -689,42 +685,14 @@ class RetryingSend {
     clearTimeout(this.attemptTimer);
     if (backendMs) this.attemptTimer = setTimeout(timedOut, backendMs, this, backendMs, 'backendRequest');
     try {
-      this.exchange = h2
+      this.exchange = request.h2
         ? sendH2(deps, ep, request, req, attempt, this.kept)
-        : sendH1(
-            deps,
-            ep,
-            request.h2 ? (this.asHttp1 ??= asHttp1(request)) : request,
-            req,
-            attempt,
-            this.kept,
-          );
+        : sendH1(deps, ep, request, req, attempt, this.kept);
     } catch (err) {
       // Thrown before anything was sent (no identity loaded, a session already closing).
       attempt.error(err as Error, 'connect', true);
     }
   }
-}
-
-/**
- * An HTTP/2 request goes to a peer sidecar (mTLS) as HTTP/1.1, marked so that the peer sends it to its app
- * as HTTP/2 again (ADR 0016, h2c amendment): Node's HTTP/2 client and server cost more per request than
- * Sluice's HTTP/1.1 client and node:http, and one session per endpoint serialises every stream on one
- * connection. Not a request that needs what only HTTP/2 carries between the sidecars: gRPC and any that asks
- * for trailers (`te`), a CONNECT.
- */
-function http1ToPeer(pools: UpstreamPools, ep: Endpoint, req: DownstreamRequest): boolean {
-  return ep.identity !== undefined && !takesTrailers(req) && req.method !== 'CONNECT' && pools.takesAppH2(ep);
-}
-
-function asHttp1(r: UpstreamRequest): UpstreamRequest {
-  return {
-    method: r.method,
-    path: r.path,
-    authority: r.authority,
-    headers: { ...r.headers, host: r.authority, [APP_H2_HEADER]: '1' },
-    h2: false,
-  };
 }
 
 const UPSTREAM_FAILURE = { code: 502, cause: 'upstream' };

@@ -21,17 +21,9 @@ export const NOT_PROCESSED_HEADER = 'x-sluice-not-processed';
  */
 export const RESET_BY_APP_HEADER = 'x-sluice-reset-by-app';
 
-/**
- * Set by a client sidecar on an HTTP/2 request it sends to a peer sidecar as HTTP/1.1 (ADR 0016, h2c
- * amendment): the server sidecar sends it to its app as HTTP/2, as the caller spoke. Never passed on, so an
- * app cannot set it.
- */
-export const APP_H2_HEADER = 'x-sluice-app-h2';
-
 const HOP_BY_HOP = new Set([
   NOT_PROCESSED_HEADER,
   RESET_BY_APP_HEADER,
-  APP_H2_HEADER,
   'connection',
   'keep-alive',
   'proxy-connection',

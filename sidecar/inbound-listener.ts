@@ -26,7 +26,6 @@ import {
 } from './http-forward.ts';
 import type { RequestSpan } from './tracing/request-tracing.ts';
 import {
-  APP_H2_HEADER,
   forwardHeaders,
   NOT_PROCESSED_HEADER,
   PEER_IDENTITY_HEADER,
@@ -200,10 +199,7 @@ export function createInboundListener(o: InboundOptions): {
         'no_destination',
         'connection without destination',
       );
-    // A peer sidecar sends HTTP/2 requests as HTTP/1.1, marked: the app gets them as HTTP/2, as sent.
-    const h2 =
-      req.httpVersionMajor === 2 ||
-      (info.peerIdentity !== undefined && req.headers[APP_H2_HEADER] !== undefined);
+    const h2 = req.httpVersionMajor === 2;
     // The app receives the normalised request, as it would from a client sidecar.
     const target = normalizeTarget(req.url || '/', o.deps.normalize);
     if (!target.ok)
@@ -211,12 +207,10 @@ export function createInboundListener(o: InboundOptions): {
     const authority =
       target.authority ??
       String(
-        (req.httpVersionMajor === 2 ? req.headers[':authority'] : req.headers.host) ??
-          `${hostText(appAddress(info))}:${info.port}`,
+        (h2 ? req.headers[':authority'] : req.headers.host) ?? `${hostText(appAddress(info))}:${info.port}`,
       );
     const headers = requestHeaders(req, info);
     if (!h2) headers.host = authority;
-    else delete headers.host; // sent as :authority
     const { label, series } = appSeriesOf(info);
     const span = o.deps.tracing?.startInbound(req, headers, info);
     sendWithRetries(

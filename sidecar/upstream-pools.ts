@@ -11,9 +11,7 @@ import { HeldRequests } from './held-requests.ts';
 import {
   MESH_ALPN,
   MESH_ALPN_H2,
-  MESH_ALPN_H2_APP_H2,
   MESH_ALPN_HTTP1,
-  MESH_ALPN_HTTP1_APP_H2,
   MESH_ALPN_TCP,
   type MeshTlsCredentials,
 } from '../pki/tls-options.ts';
@@ -22,8 +20,8 @@ import { isSelfConnected, selfConnectRefusal } from './tcp-self-connect.ts';
 
 // One declared protocol per connection, which a current server sidecar selects (and then parses what is
 // declared HTTP); the older names after it let a sidecar of the previous version answer during an upgrade.
-export const ALPN_HTTP1 = [MESH_ALPN_HTTP1_APP_H2, MESH_ALPN_HTTP1, 'http/1.1', MESH_ALPN];
-export const ALPN_H2 = [MESH_ALPN_H2_APP_H2, MESH_ALPN_H2, 'h2', MESH_ALPN];
+export const ALPN_HTTP1 = [MESH_ALPN_HTTP1, 'http/1.1', MESH_ALPN];
+export const ALPN_H2 = [MESH_ALPN_H2, 'h2', MESH_ALPN];
 export const ALPN_TCP = [MESH_ALPN_TCP, MESH_ALPN];
 
 /** The code of the error an upstream connection fails with when it is not up within the connect timeout. */
@@ -184,8 +182,6 @@ export class UpstreamPools {
   readonly #idleMs: number;
   readonly #connectBounds: ConnectBounds;
   readonly #maxHeadBytes: number;
-  /** Peer sidecars that send marked HTTP/1.1 requests to their app as HTTP/2 (takesAppH2). */
-  readonly #appH2 = new Set<string>();
   /** Endpoints of the last view given to retain(). */
   #viewKeys = new Set<string>();
   /** The ready ones among them. */
@@ -212,21 +208,9 @@ export class UpstreamPools {
   #connect(ep: Endpoint, tlsOptions: tls.ConnectionOptions | undefined): net.Socket {
     // No Nagle on mTLS either, as on plain connections and HTTP/2 sessions: a request head and body written
     // apart must not wait for the peer's delayed ACK.
-    if (!tlsOptions) return boundConnect(this.#plainConnect(ep), 'connect', this.#connectBounds);
-    const socket = tls.connect(tlsOptions).setNoDelay(true);
-    socket.once('secureConnect', () => {
-      const alpn = socket.alpnProtocol;
-      if (alpn === MESH_ALPN_H2_APP_H2 || alpn === MESH_ALPN_HTTP1_APP_H2) this.#appH2.add(keyOf(ep));
-    });
-    return boundConnect(socket, 'secureConnect', this.#connectBounds);
-  }
-
-  /**
-   * Whether the peer sidecar at `ep` sends HTTP/1.1 requests marked `x-sluice-app-h2` to its app as HTTP/2:
-   * a connection to it negotiated the ALPN name that says so.
-   */
-  takesAppH2(ep: Endpoint): boolean {
-    return this.#appH2.has(keyOf(ep));
+    return tlsOptions
+      ? boundConnect(tls.connect(tlsOptions).setNoDelay(true), 'secureConnect', this.#connectBounds)
+      : boundConnect(this.#plainConnect(ep), 'connect', this.#connectBounds);
   }
 
   #plainConnect(ep: Endpoint): net.Socket {
@@ -454,7 +438,6 @@ export class UpstreamPools {
     const agent = this.#agents.get(key);
     if (agent) closeAgent(agent);
     this.#agents.delete(key);
-    this.#appH2.delete(key);
   }
 
   /** Connections to each endpoint, for tests and the admin view: HTTP/1.1 pooled + HTTP/2 sessions. */

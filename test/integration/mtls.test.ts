@@ -16,9 +16,7 @@ import {
   createMeshSecureContext,
   MESH_ALPN,
   MESH_ALPN_H2,
-  MESH_ALPN_H2_APP_H2,
   MESH_ALPN_HTTP1,
-  MESH_ALPN_HTTP1_APP_H2,
   MESH_ALPN_TCP,
   MeshTlsCredentials,
   serverTlsOptions,
@@ -268,8 +266,6 @@ describe('pki: mTLS between sidecars (loopback)', () => {
 
   it('negotiates ALPN by server preference: the declared mesh protocols, then h2, http/1.1, the old marker only alone', async () => {
     const cases: [string[], string][] = [
-      [[MESH_ALPN_HTTP1_APP_H2, MESH_ALPN_HTTP1, 'http/1.1', MESH_ALPN], MESH_ALPN_HTTP1_APP_H2],
-      [[MESH_ALPN_H2_APP_H2, MESH_ALPN_H2, 'h2', MESH_ALPN], MESH_ALPN_H2_APP_H2],
       [[MESH_ALPN_HTTP1, 'http/1.1', MESH_ALPN], MESH_ALPN_HTTP1],
       [[MESH_ALPN_H2, 'h2', MESH_ALPN], MESH_ALPN_H2],
       [[MESH_ALPN_TCP, MESH_ALPN], MESH_ALPN_TCP],
