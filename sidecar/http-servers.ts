@@ -13,6 +13,7 @@ import {
   type HeaderLimits,
 } from './header-limits.ts';
 import { nodeHttp } from './node-http.ts';
+import { EarlyClosingResponse } from './early-response.ts';
 
 /** After a client's FIN, how long streams in flight may take to finish before the connection is closed. */
 const HALF_CLOSED_DRAIN_MS = 5_000;
@@ -66,7 +67,12 @@ function oneAtATime(handler: RequestHandler): RequestHandler {
     // Node gives a pipelined request's response the socket only once the one before it has finished
     // ('socket' event); until then the response has none. The usual, unpipelined request has it at once:
     // no listener, no bookkeeping. A request parsed behind one whose connection closed never gets it.
-    if ((res as http.ServerResponse).socket) return handler(req, res);
+    const socket = (res as http.ServerResponse).socket;
+    if (socket) {
+      // After a `Connection: close` response (EarlyClosingResponse), what still comes is not served.
+      if (!socket.writable) return void socket.destroy();
+      return handler(req, res);
+    }
     res.once('socket', () => {
       if (!req.socket.destroyed) handler(req, res);
     });
@@ -94,6 +100,7 @@ export function createHttpServers(
   const http1 = nodeHttp.createServer(
     {
       maxHeaderSize: parsers.http1.maxHeaderSize,
+      ServerResponse: EarlyClosingResponse,
       requestTimeout: 0,
       headersTimeout: limits.headerTimeoutMs,
       keepAliveTimeout: limits.idleTimeoutMs,

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
@@ -255,6 +257,24 @@ describe('HTTP forwarding (loopback)', () => {
     assert.deepEqual(ok.hits, []);
   });
 
+  // Node's HTTP client stops listening for its socket's 'drain' once a complete response has come: a request
+  // whose body write was waiting for it then never ends, and its keep-alive socket never goes back to the
+  // agent, so the next request waits for it forever (ADR 0024: the hostile app's early 413 through the mesh).
+  it('an answer before the request body was read says Connection: close; a Node client sends the next request', async () => {
+    const app = await earlyAnswering();
+    closers.push(() => app.close());
+    const url = await proxyFor(
+      mesh([{ backendRefs: [{ name: 'app', port: 80 }] }], { svc: app.port, app: app.port }),
+      '10.96.0.1',
+    );
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(() => agent.destroy());
+    for (const n of [1, 2]) {
+      const answer = await postUntilAnswered(`${url}/upload/${n}`, agent, () => app.answer());
+      assert.deepEqual(answer, { status: 413, connection: 'close' }, `request ${n}`);
+    }
+  });
+
   it('pipelined requests are forwarded one at a time, not on a connection each, and answered in order', async () => {
     let inFlight = 0;
     let most = 0;
@@ -276,7 +296,6 @@ describe('HTTP forwarding (loopback)', () => {
     );
     const paths = ['/1', '/2', '/3', '/4', '/5', '/6'];
     // Not half-closed: a client's FIN aborts the requests it has not been answered yet (Node's default).
-    const net = await import('node:net');
     const s = net.connect(Number(url.port), '127.0.0.1');
     closers.push(() => void s.destroy());
     let out = '';
@@ -296,3 +315,73 @@ describe('HTTP forwarding (loopback)', () => {
     assert.ok(sockets.size <= 2, `${sockets.size} upstream connections for ${paths.length} requests`);
   });
 });
+
+/**
+ * An app that reads a request's head and stops reading; `answer()` then sends the oldest waiting request a
+ * 413 and reads and drops the rest of its connection (an app answering before it read the body).
+ */
+async function earlyAnswering(): Promise<{ port: number; answer(): Promise<void>; close(): Promise<void> }> {
+  const waiting: net.Socket[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    let head = '';
+    const onData = (d: Buffer): void => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      socket.pause();
+      waiting.push(socket);
+    };
+    socket.on('data', onData);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    async answer() {
+      const socket = await waitFor('a request head at the app', () => waiting.shift());
+      socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n');
+      socket.resume();
+    },
+    close: () =>
+      new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/**
+ * A POST whose chunked body is written as fast as the connection takes it; when a write first has to wait
+ * (everything between the client and the app is full), `blocked()` has the app answer. Then more is sent
+ * after each 'drain', up to a few chunks. Resolves with the response's status and Connection header.
+ */
+function postUntilAnswered(
+  url: string,
+  agent: http.Agent,
+  blocked: () => Promise<void>,
+): Promise<{ status: number | undefined; connection: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection }));
+    });
+    req.on('error', () => undefined); // the connection closing under the body's rest, after the answer
+    const chunk = Buffer.alloc(64 * 1024, 'y');
+    let answered = false;
+    let after = 4;
+    const pump = (): void => {
+      for (;;) {
+        if (answered && after-- === 0) return void req.end();
+        if (req.write(chunk)) continue;
+        if (!answered) {
+          answered = true;
+          blocked().catch(reject);
+        }
+        return void req.once('drain', pump);
+      }
+    };
+    pump();
+  });
+}
