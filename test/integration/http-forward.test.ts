@@ -269,8 +269,9 @@ describe('HTTP forwarding (loopback)', () => {
     );
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     closers.push(() => agent.destroy());
+    const body = Buffer.alloc(64 * 1024 * 1024, 'y');
     for (const n of [1, 2]) {
-      const answer = await postUntilAnswered(`${url}/upload/${n}`, agent, () => app.answer());
+      const answer = await postBlocked(`${url}/upload/${n}`, agent, body);
       assert.deepEqual(answer, { status: 413, connection: 'close' }, `request ${n}`);
     }
   });
@@ -316,12 +317,8 @@ describe('HTTP forwarding (loopback)', () => {
   });
 });
 
-/**
- * An app that reads a request's head and stops reading; `answer()` then sends the oldest waiting request a
- * 413 and reads and drops the rest of its connection (an app answering before it read the body).
- */
-async function earlyAnswering(): Promise<{ port: number; answer(): Promise<void>; close(): Promise<void> }> {
-  const waiting: net.Socket[] = [];
+/** An app that answers 413 as soon as a request's head has come, then reads and drops the rest. */
+async function earlyAnswering(): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
@@ -331,19 +328,14 @@ async function earlyAnswering(): Promise<{ port: number; answer(): Promise<void>
       head += d.toString('latin1');
       if (!head.includes('\r\n\r\n')) return;
       socket.off('data', onData);
-      socket.pause();
-      waiting.push(socket);
+      socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n');
+      socket.resume();
     };
     socket.on('data', onData);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as net.AddressInfo).port,
-    async answer() {
-      const socket = await waitFor('a request head at the app', () => waiting.shift());
-      socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n');
-      socket.resume();
-    },
     close: () =>
       new Promise((r) => {
         for (const s of sockets) s.destroy();
@@ -353,35 +345,22 @@ async function earlyAnswering(): Promise<{ port: number; answer(): Promise<void>
 }
 
 /**
- * A POST whose chunked body is written as fast as the connection takes it; when a write first has to wait
- * (everything between the client and the app is full), `blocked()` has the app answer. Then more is sent
- * after each 'drain', up to a few chunks. Resolves with the response's status and Connection header.
+ * A POST whose body is one write bigger than every buffer between the client and the app together, then
+ * (as a client honouring back-pressure does) its end after that write's 'drain': the answer comes while
+ * the client waits for it. Resolves with the response's status and Connection header.
  */
-function postUntilAnswered(
+function postBlocked(
   url: string,
   agent: http.Agent,
-  blocked: () => Promise<void>,
+  body: Buffer,
 ): Promise<{ status: number | undefined; connection: string | undefined }> {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const req = http.request(url, { method: 'POST', agent }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection }));
     });
     req.on('error', () => undefined); // the connection closing under the body's rest, after the answer
-    const chunk = Buffer.alloc(64 * 1024, 'y');
-    let answered = false;
-    let after = 4;
-    const pump = (): void => {
-      for (;;) {
-        if (answered && after-- === 0) return void req.end();
-        if (req.write(chunk)) continue;
-        if (!answered) {
-          answered = true;
-          blocked().catch(reject);
-        }
-        return void req.once('drain', pump);
-      }
-    };
-    pump();
+    if (req.write(body)) req.end();
+    else req.once('drain', () => req.end());
   });
 }

@@ -1,6 +1,7 @@
 // An HTTP/1.1 response written while its request's body is still arriving closes the connection, in stages
 // (sidecar/early-response.ts, ADR 0024).
 import assert from 'node:assert/strict';
+import type http from 'node:http';
 import net from 'node:net';
 import { createHttpServers, type HttpServers } from '../../../sidecar/http-servers.ts';
 import { LINGER_BYTES } from '../../../sidecar/early-response.ts';
@@ -14,7 +15,8 @@ describe('HTTP/1.1 server: an answer before the request body was read', () => {
 
   before(async () => {
     // /early answers at once, reading nothing; anything else once its body has ended.
-    servers = createHttpServers((req, res) => {
+    servers = createHttpServers((req, downstream) => {
+      const res = downstream as http.ServerResponse;
       served.push(req.url!);
       if (req.url === '/early') return void res.writeHead(413, { 'content-length': 0 }).end();
       req.resume().on('end', () => res.end('done'));
@@ -30,7 +32,12 @@ describe('HTTP/1.1 server: an answer before the request body was read', () => {
   beforeEach(() => served.splice(0));
 
   /** A raw connection and everything it read; `ended` once the server's FIN came, `closed` at close. */
-  function connect(): { socket: net.Socket; text: () => string; ended: () => boolean; closed: () => boolean } {
+  function connect(): {
+    socket: net.Socket;
+    text: () => string;
+    ended: () => boolean;
+    closed: () => boolean;
+  } {
     const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     let text = '';
     let ended = false;
