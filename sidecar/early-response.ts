@@ -25,14 +25,15 @@ function bodyStillArriving(req: http.IncomingMessage): boolean {
  * keep-alive connection instead would let a client upload without end.
  */
 export class EarlyClosingResponse extends nodeHttp.ServerResponse {
-  override writeHead(statusCode: number, ...rest: unknown[]): this {
+  // Named arguments, not a rest array: this runs for every response.
+  override writeHead(statusCode: number, reason?: unknown, headers?: unknown): this {
     const socket = this.socket;
     if (socket && this.shouldKeepAlive && bodyStillArriving(this.req)) {
       this.shouldKeepAlive = false;
       // Node closes a `Connection: close` response's socket with destroySoon() once it is written.
       socket.destroySoon = () => lingeringClose(socket, this.req);
     }
-    return (super.writeHead as (code: number, ...r: unknown[]) => this).call(this, statusCode, ...rest);
+    return super.writeHead(statusCode, reason as string | undefined, headers as http.OutgoingHttpHeaders);
   }
 }
 
