@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
@@ -274,6 +275,51 @@ describe('HTTP forwarding (loopback)', () => {
       const answer = await postBlocked(`${url}/upload/${n}`, agent, body);
       assert.deepEqual(answer, { status: 413, connection: 'close' }, `request ${n}`);
     }
+  });
+
+  it('HTTP/2: the rest of a body after its response ended (a 502) is read, so the client can finish', async () => {
+    const resetting = net.createServer((s) => s.on('error', () => undefined).on('data', () => s.destroy()));
+    await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', r));
+    closers.push(() => void resetting.close());
+    const view = buildProxyView(
+      mesh([{ backendRefs: [{ name: 'app', port: 80 }] }], {
+        svc: (resetting.address() as net.AddressInfo).port,
+        app: (resetting.address() as net.AddressInfo).port,
+      }),
+      'app',
+      'cluster.local',
+    );
+    const deps = {
+      pools: new UpstreamPools(() => undefined),
+      lb: new LoadBalancer(),
+      metrics: new ProxyMetrics(),
+    };
+    const forwarder = await startLoopbackForwarder(
+      deps,
+      view,
+      { address: '10.96.0.1', port: 80 },
+      { h2: true },
+    );
+    closers.push(() => forwarder.close());
+    const session = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
+    closers.push(() => session.destroy());
+    // Before: the body no longer read once the 502 went out, the client waited out of window until the
+    // stream's body idle timeout (60 s).
+    const stream = session.request({ ':method': 'POST', ':path': '/upload' });
+    let status = 0;
+    stream.on('response', (h) => (status = Number(h[':status'])));
+    stream.resume();
+    const closed = new Promise<number>((r) => stream.on('close', () => r(stream.rstCode)));
+    stream.on('error', () => undefined);
+    const chunk = Buffer.alloc(64 * 1024, 'y');
+    let left = 256; // 16 MiB, past the session's and stream's windows
+    const pump = (): void => {
+      while (left-- > 0) if (!stream.write(chunk)) return void stream.once('drain', pump);
+      stream.end();
+    };
+    pump();
+    assert.equal(await closed, http2.constants.NGHTTP2_NO_ERROR);
+    assert.equal(status, 502);
   });
 
   it('pipelined requests are forwarded one at a time, not on a connection each, and answered in order', async () => {
