@@ -9,9 +9,8 @@ export const LINGER_MS = 2_000;
 /** And how many of them at most. */
 export const LINGER_BYTES = 1024 * 1024;
 
-/** The request declares a body and its end has not been parsed yet. */
-function bodyStillArriving(req: http.IncomingMessage): boolean {
-  if (req.complete) return false;
+/** An HTTP/1.1 request that declares a body. */
+export function declaresBody(req: http.IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
@@ -28,7 +27,7 @@ export class EarlyClosingResponse extends nodeHttp.ServerResponse {
   // Named arguments, not a rest array: this runs for every response.
   override writeHead(statusCode: number, reason?: unknown, headers?: unknown): this {
     const socket = this.socket;
-    if (socket && this.shouldKeepAlive && bodyStillArriving(this.req)) {
+    if (socket && this.shouldKeepAlive && !this.req.complete && declaresBody(this.req)) {
       this.shouldKeepAlive = false;
       // Node closes a `Connection: close` response's socket with destroySoon() once it is written.
       socket.destroySoon = () => lingeringClose(socket, this.req);

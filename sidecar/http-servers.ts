@@ -13,7 +13,7 @@ import {
   type HeaderLimits,
 } from './header-limits.ts';
 import { nodeHttp } from './node-http.ts';
-import { EarlyClosingResponse } from './early-response.ts';
+import { declaresBody, EarlyClosingResponse } from './early-response.ts';
 
 /** After a client's FIN, how long streams in flight may take to finish before the connection is closed. */
 const HALF_CLOSED_DRAIN_MS = 5_000;
@@ -40,8 +40,7 @@ export interface HttpServers {
 function hasBody(req: DownstreamRequest): boolean {
   // By type, not httpVersionMajor: an HTTP/1.1 parser also takes a request line that says HTTP/2.0.
   if (req instanceof http2.Http2ServerRequest) return !req.stream.endAfterHeaders;
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  return declaresBody(req);
 }
 
 /**
