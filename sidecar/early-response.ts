@@ -19,9 +19,8 @@ export function declaresBody(req: http.IncomingMessage): boolean {
  * The HTTP/1.1 server's response class. Its head says `Connection: close` when the request's body is
  * still arriving: the client may be blocked writing it (Node's HTTP client stops listening for its
  * socket's 'drain' once a complete response came, so such a request never ends and its keep-alive socket
- * never goes back to its agent: the next request waits for it forever), and whatever it sends after the
- * response cannot be told from a next request by anyone who did not read it all. Draining it on a
- * keep-alive connection instead would let a client upload without end.
+ * never goes back to its agent: the next request waits for it forever). Draining the rest on a keep-alive
+ * connection instead does not unblock such a client, and lets any client upload without end.
  */
 export class EarlyClosingResponse extends nodeHttp.ServerResponse {
   // Named arguments, not a rest array: this runs for every response.
