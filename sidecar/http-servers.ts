@@ -13,6 +13,7 @@ import {
   type HeaderLimits,
 } from './header-limits.ts';
 import { nodeHttp } from './node-http.ts';
+import { declaresBody, EarlyClosingResponse } from './early-response.ts';
 
 /** After a client's FIN, how long streams in flight may take to finish before the connection is closed. */
 const HALF_CLOSED_DRAIN_MS = 5_000;
@@ -39,8 +40,7 @@ export interface HttpServers {
 function hasBody(req: DownstreamRequest): boolean {
   // By type, not httpVersionMajor: an HTTP/1.1 parser also takes a request line that says HTTP/2.0.
   if (req instanceof http2.Http2ServerRequest) return !req.stream.endAfterHeaders;
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  return declaresBody(req);
 }
 
 /**
@@ -66,7 +66,12 @@ function oneAtATime(handler: RequestHandler): RequestHandler {
     // Node gives a pipelined request's response the socket only once the one before it has finished
     // ('socket' event); until then the response has none. The usual, unpipelined request has it at once:
     // no listener, no bookkeeping. A request parsed behind one whose connection closed never gets it.
-    if ((res as http.ServerResponse).socket) return handler(req, res);
+    const socket = (res as http.ServerResponse).socket;
+    if (socket) {
+      // After a `Connection: close` response (EarlyClosingResponse), what still comes is not served.
+      if (!socket.writable) return void socket.destroy();
+      return handler(req, res);
+    }
     res.once('socket', () => {
       if (!req.socket.destroyed) handler(req, res);
     });
@@ -94,6 +99,7 @@ export function createHttpServers(
   const http1 = nodeHttp.createServer(
     {
       maxHeaderSize: parsers.http1.maxHeaderSize,
+      ServerResponse: EarlyClosingResponse,
       requestTimeout: 0,
       headersTimeout: limits.headerTimeoutMs,
       keepAliveTimeout: limits.idleTimeoutMs,
@@ -178,6 +184,10 @@ export function createHttpServers(
     const stream = req.stream as TimedStream;
     const body = limits.requestBodyIdleTimeoutMs > 0 && hasBody(req);
     stream.setTimeout(body ? limits.requestBodyIdleTimeoutMs : limits.streamIdleTimeoutMs);
+    // A response that ended before its request (an early answer, a local 502 after the upstream failed)
+    // leaves the rest of the body unread where nothing reads it any more: the client, out of flow-control
+    // window, would wait for the stream idle timeout. It is read and dropped instead (ADR 0024).
+    if (hasBody(req)) stream.once('finish', () => req.readableEnded || req.resume());
     if (body) {
       stream.sluicePhase = 'request_body_idle';
       req.once('end', () => {

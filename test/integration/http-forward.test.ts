@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
 import { buildProxyView } from '../../mesh-model/proxy-view.ts';
 import { LoadBalancer } from '../../sidecar/load-balancer.ts';
 import { UpstreamPools } from '../../sidecar/upstream-pools.ts';
@@ -255,6 +258,70 @@ describe('HTTP forwarding (loopback)', () => {
     assert.deepEqual(ok.hits, []);
   });
 
+  // Node's HTTP client stops listening for its socket's 'drain' once a complete response has come: a request
+  // whose body write was waiting for it then never ends, and its keep-alive socket never goes back to the
+  // agent, so the next request waits for it forever (ADR 0024: the hostile app's early 413 through the mesh).
+  it('an answer before the request body was read says Connection: close; a Node client sends the next request', async () => {
+    const app = await earlyAnswering();
+    closers.push(() => app.close());
+    const url = await proxyFor(
+      mesh([{ backendRefs: [{ name: 'app', port: 80 }] }], { svc: app.port, app: app.port }),
+      '10.96.0.1',
+    );
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    closers.push(() => agent.destroy());
+    const body = Buffer.alloc(64 * 1024 * 1024, 'y');
+    for (const n of [1, 2]) {
+      const answer = await postBlocked(`${url}/upload/${n}`, agent, body);
+      assert.deepEqual(answer, { status: 413, connection: 'close' }, `request ${n}`);
+    }
+  });
+
+  it('HTTP/2: the rest of a body after its response ended (a 502) is read, so the client can finish', async () => {
+    const resetting = net.createServer((s) => s.on('error', () => undefined).on('data', () => s.destroy()));
+    await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', r));
+    closers.push(() => void resetting.close());
+    const view = buildProxyView(
+      mesh([{ backendRefs: [{ name: 'app', port: 80 }] }], {
+        svc: (resetting.address() as net.AddressInfo).port,
+        app: (resetting.address() as net.AddressInfo).port,
+      }),
+      'app',
+      'cluster.local',
+    );
+    const deps = {
+      pools: new UpstreamPools(() => undefined),
+      lb: new LoadBalancer(),
+      metrics: new ProxyMetrics(),
+    };
+    const forwarder = await startLoopbackForwarder(
+      deps,
+      view,
+      { address: '10.96.0.1', port: 80 },
+      { h2: true },
+    );
+    closers.push(() => forwarder.close());
+    const session = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
+    closers.push(() => session.destroy());
+    // Before: the body no longer read once the 502 went out, the client waited out of window until the
+    // stream's body idle timeout (60 s).
+    const stream = session.request({ ':method': 'POST', ':path': '/upload' });
+    let status = 0;
+    stream.on('response', (h) => (status = Number(h[':status'])));
+    stream.resume();
+    const closed = new Promise<number>((r) => stream.on('close', () => r(stream.rstCode)));
+    stream.on('error', () => undefined);
+    const chunk = Buffer.alloc(64 * 1024, 'y');
+    let left = 256; // 16 MiB, past the session's and stream's windows
+    const pump = (): void => {
+      while (left-- > 0) if (!stream.write(chunk)) return void stream.once('drain', pump);
+      stream.end();
+    };
+    pump();
+    assert.equal(await closed, http2.constants.NGHTTP2_NO_ERROR);
+    assert.equal(status, 502);
+  });
+
   it('pipelined requests are forwarded one at a time, not on a connection each, and answered in order', async () => {
     let inFlight = 0;
     let most = 0;
@@ -276,7 +343,6 @@ describe('HTTP forwarding (loopback)', () => {
     );
     const paths = ['/1', '/2', '/3', '/4', '/5', '/6'];
     // Not half-closed: a client's FIN aborts the requests it has not been answered yet (Node's default).
-    const net = await import('node:net');
     const s = net.connect(Number(url.port), '127.0.0.1');
     closers.push(() => void s.destroy());
     let out = '';
@@ -296,3 +362,51 @@ describe('HTTP forwarding (loopback)', () => {
     assert.ok(sockets.size <= 2, `${sockets.size} upstream connections for ${paths.length} requests`);
   });
 });
+
+/** An app that answers 413 as soon as a request's head has come, then reads and drops the rest. */
+async function earlyAnswering(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    let head = '';
+    const onData = (d: Buffer): void => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      socket.off('data', onData);
+      socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n');
+      socket.resume();
+    };
+    socket.on('data', onData);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/**
+ * A POST whose body is one write bigger than every buffer between the client and the app together, then
+ * (as a client honouring back-pressure does) its end after that write's 'drain': the answer comes while
+ * the client waits for it. Resolves with the response's status and Connection header.
+ */
+function postBlocked(
+  url: string,
+  agent: http.Agent,
+  body: Buffer,
+): Promise<{ status: number | undefined; connection: string | undefined }> {
+  return new Promise((resolve) => {
+    const req = http.request(url, { method: 'POST', agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode, connection: res.headers.connection }));
+    });
+    req.on('error', () => undefined); // the connection closing under the body's rest, after the answer
+    if (req.write(body)) req.end();
+    else req.once('drain', () => req.end());
+  });
+}
