@@ -1,44 +1,128 @@
 /**
  * What the idle memory release costs the load after it (ADR 0016), one sidecar pair per flavour in one run
- * (npm run bench:idle-release [-- --rounds N]; needs root, one netns user at a time:
- * flock /tmp/sluice-netns.lock). Flavours (SLUICE_IDLE_MEMORY_RELEASE): off, last-resort (V8's last-resort
- * full GC + malloc_trim), gc (a regular full GC + malloc_trim), trim (malloc_trim only).
- * Each round, in a rotated order, every pair resumes after an idle gap long enough to release: HTTP/1.1 at
- * 1,000 rps for 3 s ("resume": its first seconds, no warm-up), 3 s more ("then": whether it lasts), 3 s at
- * max, 3 s at 1,000 rps again ("warm");
- * then all pairs idle 30 s or until each releasing pair logged its release, and RSS is read. CPU per 1,000
- * requests of both sidecars from /proc. Round 0 (start-up: undici and the code load for the first time) is
- * printed, not counted in the medians. "off" is the control: what an idle gap costs without a release
- * (pooled upstream connections closed by keep-alive, CPU caches).
+ * (npm run bench:idle-release [-- --rounds N] [-- --flavours 'off,last-resort,gc,trim,last-resort
+ * --min-semi-space-size=4']; needs root, one netns user at a time: flock /tmp/sluice-netns.lock).
+ * A flavour is a SLUICE_IDLE_MEMORY_RELEASE value (off; last-resort: V8's last-resort full GC + malloc_trim;
+ * gc: a regular full GC + malloc_trim; trim: malloc_trim only), optionally followed by V8 flags for that pair.
+ * Each round, in a rotated order, every pair resumes after an idle gap long enough to release (the others'
+ * turns): 3 × 10 s at 1,000 rps (HTTP/1.1, 16 connections, 1 KiB replies; each segment measured apart), then
+ * 3 s at max so that the next gap has memory to release. Per segment and per pair (both sidecars): CPU per
+ * 1,000 requests by thread (main, V8's workers), scavenges and mark-compacts (perf_hooks, bench/gc-probe.ts),
+ * TurboFan/Maglev compilations and deopts (--trace-opt --trace-deopt), V8's young generation (new_space
+ * committed); per gap: the release logged, RSS and the young generation after it. Round 0 follows the
+ * start-up release and the code's first warm-up: printed, not counted in the medians. "off" is the control:
+ * what the same idle gap costs without a release.
  */
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { MeshFixture, type MeshPod } from '../test/support/mesh-fixture.ts';
 import { netnsUnavailableReason, nodeBin } from '../test/support/netns.ts';
 import { waitFor } from '../test/support/wait-for.ts';
 import { ensureHostPackages } from '../cluster/host-packages.ts';
 import { PROXY_NODE_OPTIONS } from '../mesh-model/endpoints.ts';
 import { releasesSince, startSidecarPairs, type SidecarPair } from './sidecar-pair.ts';
-import { procStats } from './proc-stats.ts';
+import { procStats, threadCpuMs } from './proc-stats.ts';
 import type { LoadResult } from './load-generator.ts';
 
 const args = process.argv.slice(2);
-const ROUNDS = Number(args[args.indexOf('--rounds') + 1] ?? 4) || 4;
-const FLAVOURS = ['off', 'last-resort', 'gc', 'trim'] as const;
-const IDLE_SECONDS = 30;
+const arg = (name: string): string | undefined =>
+  args.includes(name) ? args[args.indexOf(name) + 1] : undefined;
+const ROUNDS = Number(arg('--rounds') ?? 2) || 2;
+const FLAVOURS = (arg('--flavours') ?? 'off,last-resort,gc,trim').split(',');
+const SEGMENTS = 3;
+const SEGMENT_MS = 10_000;
+const preload = (file: string): string => `--import ${fileURLToPath(new URL(file, import.meta.url))}`;
 const loadAverage = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Row {
-  resumeCpu: number;
-  thenCpu: number;
-  warmCpu: number;
-  maxRps: number;
-  rssAfter: number[];
+type Pair = SidecarPair & { flavour: string };
+/** Cumulative counters of both sidecars of a pair. */
+type Counts = Record<string, number>;
+interface Probe {
+  gc: Counts;
+  spaces: Record<string, number>;
+  rssMb: number;
+}
+
+/** --trace-opt / --trace-deopt lines counted per pod. */
+const traces = new Map<MeshPod, Counts>();
+function countTraces(pod: MeshPod): void {
+  const c: Counts = {};
+  traces.set(pod, c);
+  createInterface({ input: pod.sidecar!.stdout! }).on('line', (line) => {
+    const key = line.startsWith('[completed compiling')
+      ? /target (\w+)/.exec(line)?.[1] === 'TURBOFAN_JS'
+        ? 'turbofan'
+        : 'maglev'
+      : line.startsWith('[bailout')
+        ? 'deopts'
+        : line.startsWith('[marking dependent code')
+          ? 'dependent'
+          : undefined;
+    if (key) c[key] = (c[key] ?? 0) + 1;
+    // Why code was thrown away, kept apart: a full GC's "embedded weak objects cleared" against the rest.
+    const why = key === 'dependent' ? /reason: (.*)\]$/.exec(line)?.[1] : undefined;
+    if (why) c[`why ${why}`] = (c[`why ${why}`] ?? 0) + 1;
+  });
+}
+
+async function probe(pod: MeshPod): Promise<Probe> {
+  const seen = pod.sidecarLog.length;
+  process.kill(pod.sidecar!.pid!, 'SIGUSR2');
+  return waitFor(
+    `a gc probe of ${pod.name}`,
+    () => pod.sidecarLog.slice(seen).find((r) => r.msg === 'gc probe') as unknown as Probe | undefined,
+    { timeoutMs: 5000, intervalMs: 20 },
+  );
+}
+
+/** Everything counted so far in a pair's sidecars, summed. */
+async function snapshot(p: Pair): Promise<{ counts: Counts; young: number[]; heap: number[] }> {
+  const counts: Counts = {};
+  const add = (k: string, v: number): void => void (counts[k] = (counts[k] ?? 0) + v);
+  const young: number[] = [];
+  const heap: number[] = [];
+  for (const pod of [p.client, p.server]) {
+    const pr = await probe(pod);
+    heap.push(Math.round(Object.values(pr.spaces).reduce((a, b) => a + b, 0)));
+    for (const [k, v] of Object.entries(pr.gc)) add(k, v);
+    young.push(pr.spaces.new_space ?? NaN);
+    for (const [k, v] of Object.entries(traces.get(pod)!)) add(k, v);
+    for (const [name, ms] of threadCpuMs([pod.sidecar!.pid!]))
+      add(name === 'main' ? 'main' : name.startsWith('V8') ? 'v8' : 'otherThreads', ms);
+  }
+  return { counts, young, heap };
+}
+
+interface Segment {
+  /** Per 1,000 requests: CPU ms (all, main thread, V8 workers), scavenges, mark-compacts; counts in it. */
+  cpu: number;
+  main: number;
+  v8: number;
+  scavenges: number;
+  markCompacts: number;
+  turbofan: number;
+  maglev: number;
+  deopts: number;
+  young: number[];
+}
+interface Turn {
   released: string[];
+  /** RSS (c/s), young generation and V8's whole heap (committed) at the turn's start, after the gap. */
+  rss: number[];
+  young: number[];
+  heap: number[];
+  /** V8's heap (committed, c/s) and RSS at the end of the turn, before the gap. */
+  heapBefore: number[];
+  rssBefore: number[];
+  /** What the gap itself did: mark-compacts, deopts and code marked for deopt. */
+  gap: Counts;
+  segments: Segment[];
+  maxRps: number;
 }
 
 async function main(): Promise<void> {
@@ -47,9 +131,16 @@ async function main(): Promise<void> {
   await ensureHostPackages('tests');
   const mesh = await MeshFixture.create();
   try {
-    const pairs: (SidecarPair & { flavour: string })[] = [];
+    const pairs: Pair[] = [];
     for (const [i, flavour] of FLAVOURS.entries()) {
-      const env = { NODE_OPTIONS: PROXY_NODE_OPTIONS, SLUICE_IDLE_MEMORY_RELEASE: flavour };
+      const [release, ...v8] = flavour.split(' ');
+      const env = {
+        NODE_OPTIONS: [PROXY_NODE_OPTIONS, ...v8, preload('v8-trace-flags.ts'), preload('gc-probe.ts')].join(
+          ' ',
+        ),
+        BENCH_V8_FLAGS: '--trace-opt --trace-deopt',
+        SLUICE_IDLE_MEMORY_RELEASE: release!,
+      };
       const pod = (name: string): Promise<MeshPod> =>
         mesh.addPod({ name, namespace: 'bench', serviceAccount: name, meshed: true, env });
       const client = await pod(`c${i}`);
@@ -57,102 +148,116 @@ async function main(): Promise<void> {
       pairs.push({ flavour, client, server, service: `s${i}`, vip: `10.96.0.${20 + i}` });
     }
     await startSidecarPairs(mesh, pairs);
-    const rss = (p: SidecarPair & { flavour: string }): number[] =>
+    for (const p of pairs) for (const pod of [p.client, p.server]) countTraces(pod);
+    const rss = (p: Pair): number[] =>
       [p.client, p.server].map((pod) => Math.round(procStats([pod.sidecar!.pid!]).rssMb));
-    const cpu = (p: SidecarPair & { flavour: string }): number =>
-      procStats([p.client.sidecar!.pid!, p.server.sidecar!.pid!]).cpuMs;
-    await sleep(2000);
-    const idle = new Map(pairs.map((p) => [p.flavour, rss(p)]));
-    console.log(
-      `RSS idle MB (c/s, before the first request: undici not loaded yet): ${pairs.map((p) => `${p.flavour} ${idle.get(p.flavour)!.join('/')}`).join(', ')}`,
-    );
-    const load = async (
-      p: SidecarPair & { flavour: string },
-      spec: Record<string, unknown>,
-    ): Promise<LoadResult> => {
+    const load = async (p: Pair, spec: Record<string, unknown>): Promise<LoadResult> => {
       const full = { url: `http://${p.vip}/?size=1024`, protocol: 'h1', connections: 16, ...spec };
       const out = await mesh.harness.runIn(
         p.client,
         nodeBin,
         ['bench/load-generator.ts', JSON.stringify(full)],
-        {
-          timeoutMs: 60_000,
-        },
+        { timeoutMs: 60_000 },
       );
       return JSON.parse(out) as LoadResult;
     };
-    const perRequest = async (p: SidecarPair & { flavour: string }): Promise<number> => {
-      const before = cpu(p);
-      const r = await load(p, { mode: 'rate', rps: 1000, durationMs: 3000, warmupMs: 0 });
-      return (cpu(p) - before) / ((r.sent + r.warmupSent) / 1000);
-    };
-    const rows = new Map<string, Row[]>(FLAVOURS.map((f) => [f, []]));
-    const loadEnded = new Map<string, number>(pairs.map((p) => [p.flavour, Date.now()]));
+    // Round 0 resumes after the start-up release (15 s idle after start), like the others after a load's.
+    const started = Date.now();
+    await waitFor(
+      'the start-up releases',
+      () =>
+        pairs.every(
+          (p) =>
+            p.flavour === 'off' ||
+            [p.client, p.server].every((pod) => releasesSince(pod, started - 60_000).length > 0),
+        ),
+      { timeoutMs: 40_000, intervalMs: 500 },
+    ).catch(() => console.log('(a start-up release did not come within 40 s)'));
+    const turns = new Map<string, Turn[]>(FLAVOURS.map((f) => [f, []]));
+    const loadEnded = new Map<string, { at: number; counts: Counts; heap: number[]; rss: number[] }>();
+    for (const p of pairs)
+      loadEnded.set(p.flavour, { at: started - 60_000, counts: (await snapshot(p)).counts });
     for (let round = 0; round <= ROUNDS; round++) {
       const order = pairs.map((_, i) => pairs[(i + round) % pairs.length]!);
-      const partial = new Map<string, Omit<Row, 'rssAfter' | 'released'>>();
-      const released = new Map<string, string[]>();
+      console.log(`round ${round}${round === 0 ? ' (after start-up, not counted)' : ''}:`);
       for (const p of order) {
-        released.set(
-          p.flavour,
-          [p.client, p.server].map(
-            (pod) => releasesSince(pod, loadEnded.get(p.flavour)!).join(', ') || 'none',
-          ),
+        const ended = loadEnded.get(p.flavour)!;
+        const released = [p.client, p.server].map((pod) => releasesSince(pod, ended.at).join(', ') || 'none');
+        let last = await snapshot(p);
+        const gap = Object.fromEntries(
+          Object.keys(last.counts)
+            .filter((k) => ['markCompact', 'deopts', 'dependent'].includes(k) || k.startsWith('why '))
+            .map((k) => [k, last.counts[k]! - (ended.counts[k] ?? 0)]),
         );
-        const resumeCpu = await perRequest(p);
-        const thenCpu = await perRequest(p);
-        const max = await load(p, { mode: 'max', durationMs: 3000 });
-        const warmCpu = await perRequest(p);
-        loadEnded.set(p.flavour, Date.now());
-        partial.set(p.flavour, { resumeCpu, thenCpu, warmCpu, maxRps: max.rps });
-      }
-      const idleFrom = Date.now();
-      await sleep(IDLE_SECONDS * 1000);
-      // A releasing pair's sidecars release 15–20 s after their load (three idle 5 s checks): wait for both.
-      await waitFor(
-        'the releases',
-        () =>
-          pairs.every(
-            (p) =>
-              p.flavour === 'off' ||
-              [p.client, p.server].every((pod) => releasesSince(pod, loadEnded.get(p.flavour)!).length > 0),
-          ),
-        { timeoutMs: 20_000, intervalMs: 500 },
-      ).catch(() => console.log('(a release did not come within 50 s of the load)'));
-      const loadAvg = loadAverage();
-      console.log(`round ${round}${round === 0 ? ' (start-up, not counted)' : ''}, load average ${loadAvg}:`);
-      for (const p of pairs) {
-        const row: Row = {
-          ...partial.get(p.flavour)!,
-          rssAfter: rss(p),
-          released: released.get(p.flavour)!,
+        const turn: Turn = {
+          released,
+          rss: rss(p),
+          young: last.young,
+          heap: last.heap,
+          heapBefore: ended.heap,
+          rssBefore: ended.rss,
+          gap,
+          segments: [],
+          maxRps: 0,
         };
-        if (round > 0) rows.get(p.flavour)!.push(row);
+        for (let s = 0; s < SEGMENTS; s++) {
+          const r = await load(p, { mode: 'rate', rps: 1000, durationMs: SEGMENT_MS, warmupMs: 0 });
+          const now = await snapshot(p);
+          const d = (k: string): number => (now.counts[k] ?? 0) - (last.counts[k] ?? 0);
+          const per1k = (k: string): number => d(k) / (r.sent / 1000);
+          turn.segments.push({
+            cpu: per1k('main') + per1k('v8') + per1k('otherThreads'),
+            main: per1k('main'),
+            v8: per1k('v8'),
+            scavenges: per1k('scavenge'),
+            markCompacts: per1k('markCompact'),
+            turbofan: d('turbofan'),
+            maglev: d('maglev'),
+            deopts: d('deopts') + d('dependent'),
+            young: now.young,
+          });
+          last = now;
+        }
+        turn.maxRps = (await load(p, { mode: 'max', durationMs: 3000 })).rps;
+        await ending(p, Date.now());
+        if (round > 0) turns.get(p.flavour)!.push(turn);
+        const seg = turn.segments
+          .map(
+            (x, i) =>
+              `  ${i * 10}-${i * 10 + 10} s: CPU/1k ${x.cpu.toFixed(0)} (main ${x.main.toFixed(0)}, V8 workers ${x.v8.toFixed(0)}), scavenges/1k ${x.scavenges.toFixed(2)}, mark-compacts/1k ${x.markCompacts.toFixed(2)}, TurboFan ${x.turbofan}, Maglev ${x.maglev}, deopts ${x.deopts}, young MB ${x.young.join('/')}`,
+          )
+          .join('\n  ');
         console.log(
-          `  ${p.flavour}: released before (c/s) ${row.released.join(' / ')}; CPU ms/1k resume ${row.resumeCpu.toFixed(0)} then ${row.thenCpu.toFixed(0)} warm ${row.warmCpu.toFixed(0)} (${(row.resumeCpu / row.warmCpu).toFixed(2)}x, ${(row.thenCpu / row.warmCpu).toFixed(2)}x), max ${row.maxRps.toFixed(0)} rps; RSS ${((Date.now() - idleFrom) / 1000).toFixed(0)}+ s after ${row.rssAfter.join('/')} MB (idle ${idle.get(p.flavour)!.join('/')})`,
+          ` ${p.flavour} (load average ${loadAverage()}): released (c/s) ${released.join(' / ')}; RSS ${turn.rssBefore.join('/')} → ${turn.rss.join('/')} MB over the gap, V8 heap ${turn.heapBefore.join('/')} → ${turn.heap.join('/')}, young after ${turn.young.join('/')} MB, the gap's mark-compacts ${gap.markCompact ?? 0}, deopts ${(gap.deopts ?? 0) + (gap.dependent ?? 0)} (${Object.entries(
+            gap,
+          )
+            .filter(([k, n]) => k.startsWith('why ') && n > 0)
+            .map(([k, n]) => `${n} ${k.slice(4)}`)
+            .join(', ')}); max ${turn.maxRps.toFixed(0)} rps\n  ${seg}`,
         );
       }
     }
     console.log(
-      `\nmedians over ${ROUNDS} rounds (HTTP/1.1, 16 connections, 1 KiB replies; load average now ${loadAverage()}):`,
+      `\nmedians over ${ROUNDS} rounds, both sidecars (HTTP/1.1 at 1,000 rps; load average now ${loadAverage()}):`,
     );
     console.log(
-      'flavour | CPU ms/1k resume | then | warm | resume/warm | then/warm | max rps | RSS after MB (c/s) | idle',
+      'flavour | CPU ms/1k 0-10 s | 10-20 | 20-30 | 0-10 main / V8 workers | scavenges/1k 0-10 / 20-30 | mark-compacts/1k 0-10 | TurboFan+Maglev 0-10 | deopts gap + 0-10 | young MB after gap (c/s) | V8 heap MB before → after gap | RSS MB before → after gap',
     );
     for (const f of FLAVOURS) {
-      const r = rows.get(f)!;
-      const m = (get: (x: Row) => number): number => median(r.map(get));
+      const t = turns.get(f)!;
+      const m = (get: (x: Turn) => number, digits = 0): string => median(t.map(get)).toFixed(digits);
       console.log(
         [
           f,
-          m((x) => x.resumeCpu).toFixed(0),
-          m((x) => x.thenCpu).toFixed(0),
-          m((x) => x.warmCpu).toFixed(0),
-          `${m((x) => x.resumeCpu / x.warmCpu).toFixed(2)}x`,
-          `${m((x) => x.thenCpu / x.warmCpu).toFixed(2)}x`,
-          m((x) => x.maxRps).toFixed(0),
-          [0, 1].map((i) => m((x) => x.rssAfter[i]!).toFixed(0)).join('/'),
-          idle.get(f)!.join('/'),
+          ...[0, 1, 2].map((i) => m((x) => x.segments[i]!.cpu)),
+          `${m((x) => x.segments[0]!.main)} / ${m((x) => x.segments[0]!.v8)}`,
+          `${m((x) => x.segments[0]!.scavenges, 2)} / ${m((x) => x.segments[2]!.scavenges, 2)}`,
+          m((x) => x.segments[0]!.markCompacts, 2),
+          m((x) => x.segments[0]!.turbofan + x.segments[0]!.maglev),
+          m((x) => (x.gap.deopts ?? 0) + (x.gap.dependent ?? 0) + x.segments[0]!.deopts),
+          [0, 1].map((i) => m((x) => x.young[i]!, 1)).join('/'),
+          `${[0, 1].map((i) => m((x) => x.heapBefore[i]!)).join('/')} → ${[0, 1].map((i) => m((x) => x.heap[i]!)).join('/')}`,
+          `${[0, 1].map((i) => m((x) => x.rssBefore[i]!)).join('/')} → ${[0, 1].map((i) => m((x) => x.rss[i]!)).join('/')}`,
         ].join(' | '),
       );
     }
