@@ -175,8 +175,11 @@ async function main(): Promise<void> {
     ).catch(() => console.log('(a start-up release did not come within 40 s)'));
     const turns = new Map<string, Turn[]>(FLAVOURS.map((f) => [f, []]));
     const loadEnded = new Map<string, { at: number; counts: Counts; heap: number[]; rss: number[] }>();
-    for (const p of pairs)
-      loadEnded.set(p.flavour, { at: started - 60_000, counts: (await snapshot(p)).counts });
+    const ending = async (p: Pair, at: number): Promise<void> => {
+      const { counts, heap } = await snapshot(p);
+      loadEnded.set(p.flavour, { at, counts, heap, rss: rss(p) });
+    };
+    for (const p of pairs) await ending(p, started - 60_000);
     for (let round = 0; round <= ROUNDS; round++) {
       const order = pairs.map((_, i) => pairs[(i + round) % pairs.length]!);
       console.log(`round ${round}${round === 0 ? ' (after start-up, not counted)' : ''}:`);
