@@ -64,8 +64,13 @@ function countTraces(pod: MeshPod): void {
           ? 'dependent'
           : undefined;
     if (key) c[key] = (c[key] ?? 0) + 1;
-    // Why code was thrown away, kept apart: a full GC's "embedded weak objects cleared" against the rest.
-    const why = key === 'dependent' ? /reason: (.*)\]$/.exec(line)?.[1] : undefined;
+    // Why code was thrown away: a full GC's "embedded weak objects cleared", pretenuring changes, the rest.
+    const why =
+      key === 'dependent'
+        ? /reason: (.*)\]$/.exec(line)?.[1]
+        : key === 'deopts'
+          ? /reason: ([^)]*)\)/.exec(line)?.[1]
+          : undefined;
     if (why) c[`why ${why}`] = (c[`why ${why}`] ?? 0) + 1;
   });
 }
@@ -108,8 +113,19 @@ interface Segment {
   turbofan: number;
   maglev: number;
   deopts: number;
+  /** The deopts' reasons, most frequent first. */
+  why: string;
   young: number[];
 }
+
+/** "n reason, ..." of the `why` counters that grew from `from` to `to`. */
+const reasons = (from: Counts, to: Counts): string =>
+  Object.keys(to)
+    .filter((k) => k.startsWith('why ') && to[k]! > (from[k] ?? 0))
+    .map((k) => [to[k]! - (from[k] ?? 0), k.slice(4)] as const)
+    .sort((a, b) => b[0] - a[0])
+    .map(([n, k]) => `${n} ${k}`)
+    .join(', ');
 interface Turn {
   released: string[];
   /** RSS (c/s), young generation and V8's whole heap (committed) at the turn's start, after the gap. */
@@ -119,8 +135,8 @@ interface Turn {
   /** V8's heap (committed, c/s) and RSS at the end of the turn, before the gap. */
   heapBefore: number[];
   rssBefore: number[];
-  /** What the gap itself did: mark-compacts, deopts and code marked for deopt. */
-  gap: Counts;
+  /** What the gap itself did (the release): mark-compacts, deopts and code marked for deopt, and why. */
+  gap: { markCompacts: number; deopts: number; why: string };
   segments: Segment[];
   maxRps: number;
 }
@@ -187,11 +203,12 @@ async function main(): Promise<void> {
         const ended = loadEnded.get(p.flavour)!;
         const released = [p.client, p.server].map((pod) => releasesSince(pod, ended.at).join(', ') || 'none');
         let last = await snapshot(p);
-        const gap = Object.fromEntries(
-          Object.keys(last.counts)
-            .filter((k) => ['markCompact', 'deopts', 'dependent'].includes(k) || k.startsWith('why '))
-            .map((k) => [k, last.counts[k]! - (ended.counts[k] ?? 0)]),
-        );
+        const gapOf = (k: string): number => (last.counts[k] ?? 0) - (ended.counts[k] ?? 0);
+        const gap = {
+          markCompacts: gapOf('markCompact'),
+          deopts: gapOf('deopts') + gapOf('dependent'),
+          why: reasons(ended.counts, last.counts),
+        };
         const turn: Turn = {
           released,
           rss: rss(p),
@@ -217,6 +234,7 @@ async function main(): Promise<void> {
             turbofan: d('turbofan'),
             maglev: d('maglev'),
             deopts: d('deopts') + d('dependent'),
+            why: reasons(last.counts, now.counts),
             young: now.young,
           });
           last = now;
@@ -227,16 +245,11 @@ async function main(): Promise<void> {
         const seg = turn.segments
           .map(
             (x, i) =>
-              `  ${i * 10}-${i * 10 + 10} s: CPU/1k ${x.cpu.toFixed(0)} (main ${x.main.toFixed(0)}, V8 workers ${x.v8.toFixed(0)}), scavenges/1k ${x.scavenges.toFixed(2)}, mark-compacts/1k ${x.markCompacts.toFixed(2)}, TurboFan ${x.turbofan}, Maglev ${x.maglev}, deopts ${x.deopts}, young MB ${x.young.join('/')}`,
+              `  ${i * 10}-${i * 10 + 10} s: CPU/1k ${x.cpu.toFixed(0)} (main ${x.main.toFixed(0)}, V8 workers ${x.v8.toFixed(0)}), scavenges/1k ${x.scavenges.toFixed(2)}, mark-compacts/1k ${x.markCompacts.toFixed(2)}, TurboFan ${x.turbofan}, Maglev ${x.maglev}, deopts ${x.deopts} (${x.why}), young MB ${x.young.join('/')}`,
           )
           .join('\n  ');
         console.log(
-          ` ${p.flavour} (load average ${loadAverage()}): released (c/s) ${released.join(' / ')}; RSS ${turn.rssBefore.join('/')} → ${turn.rss.join('/')} MB over the gap, V8 heap ${turn.heapBefore.join('/')} → ${turn.heap.join('/')}, young after ${turn.young.join('/')} MB, the gap's mark-compacts ${gap.markCompact ?? 0}, deopts ${(gap.deopts ?? 0) + (gap.dependent ?? 0)} (${Object.entries(
-            gap,
-          )
-            .filter(([k, n]) => k.startsWith('why ') && n > 0)
-            .map(([k, n]) => `${n} ${k.slice(4)}`)
-            .join(', ')}); max ${turn.maxRps.toFixed(0)} rps\n  ${seg}`,
+          ` ${p.flavour} (load average ${loadAverage()}): released (c/s) ${released.join(' / ')}; RSS ${turn.rssBefore.join('/')} → ${turn.rss.join('/')} MB over the gap, V8 heap ${turn.heapBefore.join('/')} → ${turn.heap.join('/')}, young after ${turn.young.join('/')} MB, the gap's mark-compacts ${gap.markCompacts}, deopts ${gap.deopts} (${gap.why}); max ${turn.maxRps.toFixed(0)} rps\n  ${seg}`,
         );
       }
     }
@@ -257,7 +270,7 @@ async function main(): Promise<void> {
           `${m((x) => x.segments[0]!.scavenges, 2)} / ${m((x) => x.segments[2]!.scavenges, 2)}`,
           m((x) => x.segments[0]!.markCompacts, 2),
           m((x) => x.segments[0]!.turbofan + x.segments[0]!.maglev),
-          m((x) => (x.gap.deopts ?? 0) + (x.gap.dependent ?? 0) + x.segments[0]!.deopts),
+          m((x) => x.gap.deopts + x.segments[0]!.deopts),
           [0, 1].map((i) => m((x) => x.young[i]!, 1)).join('/'),
           `${[0, 1].map((i) => m((x) => x.heapBefore[i]!)).join('/')} → ${[0, 1].map((i) => m((x) => x.heap[i]!)).join('/')}`,
           `${[0, 1].map((i) => m((x) => x.rssBefore[i]!)).join('/')} → ${[0, 1].map((i) => m((x) => x.rss[i]!)).join('/')}`,
