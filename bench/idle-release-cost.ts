@@ -1,9 +1,10 @@
 /**
  * What the idle memory release costs the load after it (ADR 0016), one sidecar pair per flavour in one run
  * (npm run bench:idle-release [-- --rounds N] [-- --flavours 'off,last-resort,gc,trim,last-resort
- * --min-semi-space-size=4']; needs root, one netns user at a time: flock /tmp/sluice-netns.lock).
+ * --no-allocation-site-pretenuring']; needs root, one netns user at a time: flock /tmp/sluice-netns.lock).
  * A flavour is a SLUICE_IDLE_MEMORY_RELEASE value (off; last-resort: V8's last-resort full GC + malloc_trim;
- * gc: a regular full GC + malloc_trim; trim: malloc_trim only), optionally followed by V8 flags for that pair.
+ * gc: a regular full GC + malloc_trim; trim: malloc_trim only), optionally followed by V8 flags for that pair
+ * (set at start-up by bench/v8-trace-flags.ts: only those V8 reads at run time take effect).
  * Each round, in a rotated order, every pair resumes after an idle gap long enough to release (the others'
  * turns): 3 × 10 s at 1,000 rps (HTTP/1.1, 16 connections, 1 KiB replies; each segment measured apart), then
  * 3 s at max so that the next gap has memory to release. Per segment and per pair (both sidecars): CPU per
@@ -151,10 +152,8 @@ async function main(): Promise<void> {
     for (const [i, flavour] of FLAVOURS.entries()) {
       const [release, ...v8] = flavour.split(' ');
       const env = {
-        NODE_OPTIONS: [PROXY_NODE_OPTIONS, ...v8, preload('v8-trace-flags.ts'), preload('gc-probe.ts')].join(
-          ' ',
-        ),
-        BENCH_V8_FLAGS: '--trace-opt --trace-deopt',
+        NODE_OPTIONS: [PROXY_NODE_OPTIONS, preload('v8-trace-flags.ts'), preload('gc-probe.ts')].join(' '),
+        BENCH_V8_FLAGS: ['--trace-opt', '--trace-deopt', ...v8].join(' '),
         SLUICE_IDLE_MEMORY_RELEASE: release!,
       };
       const pod = (name: string): Promise<MeshPod> =>
