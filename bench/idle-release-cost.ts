@@ -76,14 +76,17 @@ function countTraces(pod: MeshPod): void {
   });
 }
 
-async function probe(pod: MeshPod): Promise<Probe> {
+async function probe(pod: MeshPod, attempts = 3): Promise<Probe> {
   const seen = pod.sidecarLog.length;
   process.kill(pod.sidecar!.pid!, 'SIGUSR2');
   return waitFor(
     `a gc probe of ${pod.name}`,
     () => pod.sidecarLog.slice(seen).find((r) => r.msg === 'gc probe') as unknown as Probe | undefined,
-    { timeoutMs: 5000, intervalMs: 20 },
-  );
+    { timeoutMs: 3000, intervalMs: 20 },
+  ).catch((err: unknown) => {
+    if (attempts > 1) return probe(pod, attempts - 1);
+    throw err;
+  });
 }
 
 /** Everything counted so far in a pair's sidecars, summed. */
