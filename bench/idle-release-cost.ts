@@ -31,6 +31,7 @@ const arg = (name: string): string | undefined =>
   args.includes(name) ? args[args.indexOf(name) + 1] : undefined;
 const ROUNDS = Number(arg('--rounds') ?? 2) || 2;
 const FLAVOURS = (arg('--flavours') ?? 'off,last-resort,gc,trim').split(',');
+const GAP_WATCH_S = Number(arg('--gap-watch') ?? 0);
 const SEGMENTS = 3;
 const SEGMENT_MS = 10_000;
 const preload = (file: string): string => `--import ${fileURLToPath(new URL(file, import.meta.url))}`;
@@ -145,6 +146,40 @@ interface Turn {
   maxRps: number;
 }
 
+/**
+ * `--gap-watch S` instead of the rounds: when the collections of an idle gap come, with and without a release.
+ * Each pair in turn 20 s at 1,000 rps and 3 s at max, then all of them watched every 2 s for S s from their own
+ * load's end: mark-compacts so far, the young generation, V8's heap, RSS, the releases logged.
+ */
+async function watchGaps(
+  pairs: Pair[],
+  load: (p: Pair, spec: Record<string, unknown>) => Promise<LoadResult>,
+): Promise<void> {
+  const ended = new Map<Pair, { at: number; counts: Counts }>();
+  for (const p of pairs) {
+    await load(p, { mode: 'rate', rps: 1000, durationMs: 20_000, warmupMs: 0 });
+    await load(p, { mode: 'max', durationMs: 3000 });
+    ended.set(p, { at: Date.now(), counts: (await snapshot(p)).counts });
+  }
+  const seen = new Map<Pair, string>();
+  for (;;) {
+    const now = Date.now();
+    const open = pairs.filter((p) => now - ended.get(p)!.at < GAP_WATCH_S * 1000);
+    if (!open.length) return;
+    for (const p of open) {
+      const e = ended.get(p)!;
+      const s = await snapshot(p);
+      const state = `mark-compacts ${(s.counts.markCompact ?? 0) - (e.counts.markCompact ?? 0)}, deopts ${(s.counts.dependent ?? 0) - (e.counts.dependent ?? 0)}, young ${s.young.join('/')} MB, heap ${s.heap.join('/')} MB, releases ${[p.client, p.server].map((pod) => releasesSince(pod, e.at).length).join('/')}`;
+      if (seen.get(p) !== state)
+        console.log(
+          `${p.flavour} +${((Date.now() - e.at) / 1000).toFixed(0)} s idle: ${state}, RSS ${[p.client, p.server].map((pod) => Math.round(procStats([pod.sidecar!.pid!]).rssMb)).join('/')} MB`,
+        );
+      seen.set(p, state);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
 async function main(): Promise<void> {
   const reason = netnsUnavailableReason();
   if (reason) throw new Error(reason);
@@ -191,6 +226,7 @@ async function main(): Promise<void> {
         ),
       { timeoutMs: 40_000, intervalMs: 500 },
     ).catch(() => console.log('(a start-up release did not come within 40 s)'));
+    if (GAP_WATCH_S) return await watchGaps(pairs, load);
     const turns = new Map<string, Turn[]>(FLAVOURS.map((f) => [f, []]));
     const loadEnded = new Map<string, { at: number; counts: Counts; heap: number[]; rss: number[] }>();
     const ending = async (p: Pair, at: number): Promise<void> => {
