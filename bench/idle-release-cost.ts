@@ -12,7 +12,9 @@
  * TurboFan/Maglev compilations and deopts (--trace-opt --trace-deopt), V8's young generation (new_space
  * committed); per gap: the release logged, RSS and the young generation after it. Round 0 follows the
  * start-up release and the code's first warm-up: printed, not counted in the medians. "off" is the control:
- * what the same idle gap costs without a release.
+ * what the same idle gap costs without a release (V8's memory reducer may run full GCs of its own in it).
+ * The preloads are TypeScript, so every sidecar also holds Node's type stripper (about +21 MB RSS): compare the
+ * pairs' RSS with each other, not with a sidecar's.
  */
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
