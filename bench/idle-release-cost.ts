@@ -105,7 +105,7 @@ async function snapshot(p: Pair): Promise<{ counts: Counts; young: number[]; hea
     young.push(pr.spaces.new_space ?? NaN);
     for (const [k, v] of Object.entries(traces.get(pod)!)) add(k, v);
     for (const [name, ms] of threadCpuMs([pod.sidecar!.pid!]))
-      add(name === 'main' ? 'main' : name === 'VWorker' ? 'v8' : 'otherThreads', ms);
+      add(name === 'main' ? 'main' : name === 'VWorker' ? 'v8' : 'otherThreads', ms); // V8Worker, digits dropped
   }
   return { counts, young, heap };
 }
