@@ -27,7 +27,7 @@ const WORKER_URL = new URL(
   import.meta.url,
 );
 
-/** The export thread's options but its data (exported for the benchmark's hand-off diagnostics). */
+/** The export thread's options, all but its data (exported for the benchmark's hand-off diagnostics). */
 export const EXPORT_THREAD_OPTIONS = {
   name: 'otlp-export',
   // A small young generation: ~2 MB less RSS than the default, for a thread that allocates a little
