@@ -10,8 +10,9 @@
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's; "1%/drop": batched,
  * then dropped unencoded; "1%/post", "1%/mute", "1%/echo": batches handed to a thread, no answer awaited
- * (below); "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the export thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019,
- * fifth session; "100%/timed": each export's part on the main thread timed, on stderr).
+ * (below); "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the export
+ * thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019, fifth session;
+ * "100%/timed": each export's part on the main thread timed, on stderr).
  * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
  * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
  * sums since the last such line, as one JSON line.
