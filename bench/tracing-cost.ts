@@ -23,11 +23,16 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const MODES = (process.env.BENCH_MODES ?? 'none,off,1%,100%').split(',');
 // BENCH_PROF=<mode>[,<mode>...] [BENCH_PROF_DIR]: those modes' proxies run under --cpu-prof (profiles
-// written at the end, one file per process), or with the Node flags in BENCH_PROF_FLAGS instead
+// written at the end, one file per process and thread), or with the Node flags in BENCH_PROF_FLAGS instead
 // (e.g. "--log-deopt --logfile=/tmp/deopt.log": one V8 log per process).
 const PROF = (process.env.BENCH_PROF ?? '').split(',');
 const PROF_DIR = process.env.BENCH_PROF_DIR ?? '/tmp/sluice-bench-profiles';
-const PROF_FLAGS = process.env.BENCH_PROF_FLAGS?.split(' ') ?? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
+// Each mode's profiles go to a directory of their own under BENCH_PROF_DIR ("1%/local" → "1%-local").
+const profFlags = (mode: string): string[] =>
+  process.env.BENCH_PROF_FLAGS?.split(' ') ?? [
+    '--cpu-prof',
+    `--cpu-prof-dir=${PROF_DIR}/${mode.replaceAll('/', '-')}`,
+  ];
 // BENCH_BASELINE=<dir>: a checkout of another revision (its node_modules may be a link to this one's); a mode
 // written "base:<mode>" runs that revision's bench/tracing-proxy.ts, so a before/after pair shares one run.
 const BASELINE = process.env.BENCH_BASELINE;
@@ -52,7 +57,7 @@ const startProxies = () =>
       const child = spawn(
         node,
         [
-          ...(PROF.includes(mode) ? PROF_FLAGS : []),
+          ...(PROF.includes(mode) ? profFlags(mode) : []),
           script,
           JSON.stringify({ proxy: PROXY, mode: proxyMode, upstreamPort, collector }),
         ],

@@ -9,9 +9,10 @@
  * "0%", "1%", "100%": exporting to `collector` at that sampling ratio ("1%@5000": with that batch delay;
  * "1%/local": encoded but not sent, the export's HTTP client never runs; "1%/fetch": sent with Node's
  * built-in fetch, whose bundled undici is code of its own, not the upstream traffic's; "1%/drop": batched,
- * then dropped unencoded; "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the
- * export thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019,
- * fifth session; "100%/timed": each export's part on the main thread timed, on stderr).
+ * then dropped unencoded; "1%/post", "1%/mute", "1%/echo": batches handed to a thread, no answer awaited
+ * (below); "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the export
+ * thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019, fifth session;
+ * "100%/timed": each export's part on the main thread timed, on stderr).
  * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
  * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
  * sums since the last such line, as one JSON line.
@@ -188,7 +189,9 @@ if (HDR_MODES.includes(spec.mode)) {
             ? { exporter: timed(new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 })) }
             : variant === 'main'
               ? { exporter: await mainThreadExporter(spec.collector) }
-              : {}),
+              : variant === 'post' || variant === 'mute' || variant === 'echo'
+                ? { exporter: await handOffOnly(variant) }
+                : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
   const [percent = '', delay] = mode.split('@');
@@ -231,6 +234,48 @@ async function mainThreadExporter(url: string): Promise<SpanExporter> {
         backoffBaseMs: 250,
       }),
     shutdown: () => Promise.resolve(poster.close()),
+  };
+}
+
+/**
+ * Diagnostics (ADR 0018, 2026-12-04 night amendment): the hand-off to an export thread without the rest.
+ * Each batch encoded and posted (its ArrayBuffer transferred) to a thread started at the first export, as
+ * the OTLP exporter does, but reported sent at once: no answer awaited, no timer, no waiting map.
+ * "post": the real export thread (it POSTs and answers; the answer is not listened for);
+ * "mute": a thread that takes each batch and does nothing (no HTTP client, no answer);
+ * "echo": a thread that answers each batch at once, as the real one does after its POST (no HTTP client).
+ */
+const MUTE_THREAD = "require('node:worker_threads').parentPort.on('message', () => {});";
+const ECHO_THREAD =
+  "const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage({ id: m.id, ok: true }));";
+async function handOffOnly(variant: 'post' | 'mute' | 'echo'): Promise<SpanExporter> {
+  const { Worker } = await import('node:worker_threads');
+  const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
+  const { EXPORT_THREAD_OPTIONS } = await import('../sidecar/tracing/otlp-http-exporter.ts');
+  let worker: InstanceType<typeof Worker> | undefined;
+  const start = () => {
+    const w =
+      variant === 'post'
+        ? new Worker(new URL('../sidecar/tracing/otlp-export-worker.ts', import.meta.url), {
+            ...EXPORT_THREAD_OPTIONS,
+            workerData: { url: spec.collector, backoffBaseMs: 250 },
+          })
+        : new Worker(variant === 'mute' ? MUTE_THREAD : ECHO_THREAD, {
+            ...EXPORT_THREAD_OPTIONS,
+            eval: true,
+          });
+    w.unref();
+    return w;
+  };
+  return {
+    export: (spans) => {
+      const body = encodeTraceRequest(spans);
+      (worker ??= start()).postMessage({ id: 0, body: body.buffer, length: body.length, budgetMs: 10_000 }, [
+        body.buffer as ArrayBuffer,
+      ]);
+      return Promise.resolve(undefined);
+    },
+    shutdown: () => Promise.resolve(void worker?.terminate()),
   };
 }
 

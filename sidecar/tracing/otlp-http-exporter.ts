@@ -5,7 +5,7 @@
 // own request path (undici, node:net, streams) went polymorphic from the first export on, and 1 % sampling
 // cost 2–5 points more than encoding the same batches without sending them (ADR 0017, ADR 0019). The
 // hand-written POST on the main thread instead still cost 1.6–4.2 points more (ADR 0019, fifth session).
-import { Worker } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { errorText } from '../../lib/error-text.ts';
 import { encodeTraceRequest } from './otlp-encode.ts';
 import type { ExportWorkerData, ExportWorkerRequest, ExportWorkerResult } from './otlp-export-worker.ts';
@@ -26,6 +26,18 @@ const WORKER_URL = new URL(
   `./otlp-export-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`,
   import.meta.url,
 );
+
+/** The export thread's options, all but its data (exported for the benchmark's hand-off diagnostics). */
+export const EXPORT_THREAD_OPTIONS = {
+  name: 'otlp-export',
+  // A small young generation: ~2 MB less RSS than the default, for a thread that allocates a little
+  // every batch delay. Past the old-generation bound the thread dies and is replaced (its batch lost).
+  resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 },
+  // Not piped to the process's stdout and stderr (the thread writes nothing): piping ran the stream
+  // code every socket runs with the thread's stdio streams, making it megamorphic (ADR 0022).
+  stdout: true,
+  stderr: true,
+} as const satisfies WorkerOptions;
 
 interface ExportThread {
   readonly worker: Worker;
@@ -99,17 +111,7 @@ export class OtlpHttpExporter implements SpanExporter {
    * and is started again at the next one.
    */
   #start(): ExportThread {
-    const worker = new Worker(WORKER_URL, {
-      workerData: this.#data,
-      name: 'otlp-export',
-      // A small young generation: ~2 MB less RSS than the default, for a thread that allocates a little
-      // every batch delay. Past the old-generation bound the thread dies and is replaced (its batch lost).
-      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 },
-      // Not piped to the process's stdout and stderr (the thread writes nothing): piping ran the stream
-      // code every socket runs with the thread's stdio streams, making it megamorphic (ADR 0022).
-      stdout: true,
-      stderr: true,
-    });
+    const worker = new Worker(WORKER_URL, { ...EXPORT_THREAD_OPTIONS, workerData: this.#data });
     worker.unref();
     const thread: ExportThread = { worker, waiting: new Map() };
     let online = false;
