@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import koffi from 'koffi';
+import { createRequire } from 'node:module';
 import { ConfigHub, type PushInfo } from '../controller/config-hub.ts';
 import { ConfigServer } from '../controller/config-server.ts';
 import { controllerSpiffeId } from '../protocol/config-protocol.ts';
@@ -87,29 +88,18 @@ function space(name: string): number {
 }
 
 /** BENCH_MALLOC=1: glibc's malloc in use / free (mallinfo2), and RSS after malloc_trim(0) gave free pages back. */
+const { loadMallinfo2 } = createRequire(import.meta.url)('./mallinfo.cjs') as {
+  loadMallinfo2: (k: typeof koffi) => () => Record<string, number>;
+};
 const glibc = process.env.BENCH_MALLOC === '1' ? loadMallocStats() : undefined;
 
 function loadMallocStats(): { info: () => number[]; trim: () => void } {
-  const libc = koffi.load('libc.so.6');
-  const fields = [
-    'arena',
-    'ordblks',
-    'smblks',
-    'hblks',
-    'hblkhd',
-    'usmblks',
-    'fsmblks',
-    'uordblks',
-    'fordblks',
-    'keepcost',
-  ];
-  const Mallinfo2 = koffi.struct('mallinfo2', Object.fromEntries(fields.map((f) => [f, 'size_t'])));
-  const mallinfo2 = libc.func('mallinfo2', Mallinfo2, []) as () => Record<string, number | bigint>;
-  const mallocTrim = libc.func('int malloc_trim(size_t)') as (pad: number) => number;
+  const mallinfo2 = loadMallinfo2(koffi);
+  const mallocTrim = koffi.load('libc.so.6').func('int malloc_trim(size_t)') as (pad: number) => number;
   return {
     info: () => {
       const i = mallinfo2();
-      return ['arena', 'hblkhd', 'uordblks', 'fordblks'].map((f) => Number(i[f]));
+      return ['arena', 'hblkhd', 'uordblks', 'fordblks'].map((f) => i[f]!);
     },
     trim: () => void mallocTrim(0),
   };

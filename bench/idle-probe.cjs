@@ -8,23 +8,8 @@ const { writeFileSync } = require('node:fs');
 
 function mallinfo() {
   try {
-    const koffi = require('koffi');
-    const fields = [
-      'arena',
-      'ordblks',
-      'smblks',
-      'hblks',
-      'hblkhd',
-      'usmblks',
-      'fsmblks',
-      'uordblks',
-      'fordblks',
-      'keepcost',
-    ];
-    const Mallinfo2 = koffi.struct('mallinfo2', Object.fromEntries(fields.map((f) => [f, 'size_t'])));
-    const i = koffi.load('libc.so.6').func('mallinfo2', Mallinfo2, [])();
-    const n = (f) => Number(i[f]);
-    return { inUse: n('uordblks') + n('hblkhd'), free: n('fordblks') };
+    const i = require('./mallinfo.cjs').loadMallinfo2(require('koffi'))();
+    return { inUse: i.uordblks + i.hblkhd, free: i.fordblks };
   } catch (err) {
     return { error: String(err) };
   }
