@@ -182,12 +182,13 @@ export function createHttpServers(
   }
   h2.on('request', (req: http2.Http2ServerRequest) => {
     const stream = req.stream as TimedStream;
-    const body = limits.requestBodyIdleTimeoutMs > 0 && hasBody(req);
+    const declared = hasBody(req);
+    const body = limits.requestBodyIdleTimeoutMs > 0 && declared;
     stream.setTimeout(body ? limits.requestBodyIdleTimeoutMs : limits.streamIdleTimeoutMs);
     // A response that ended before its request (an early answer, a local 502 after the upstream failed)
     // leaves the rest of the body unread where nothing reads it any more: the client, out of flow-control
     // window, would wait for the stream idle timeout. It is read and dropped instead (ADR 0024).
-    if (hasBody(req)) stream.once('finish', () => req.readableEnded || req.resume());
+    if (declared) stream.once('finish', () => req.readableEnded || req.resume());
     if (body) {
       stream.sluicePhase = 'request_body_idle';
       req.once('end', () => {
