@@ -23,7 +23,7 @@ describe('HTTP forwarding (loopback)', () => {
     for (const c of closers.splice(0)) await c();
   });
 
-  async function proxyFor(objects: K8sObject[], vip: string): Promise<string> {
+  async function forwarderFor(objects: K8sObject[], vip: string, options: { h2?: boolean } = {}) {
     const view = buildProxyView(objects, 'app', 'cluster.local');
     const deps = {
       pools: new UpstreamPools(() => undefined),
@@ -31,9 +31,13 @@ describe('HTTP forwarding (loopback)', () => {
       metrics: new ProxyMetrics(),
     };
     metrics = deps.metrics;
-    const forwarder = await startLoopbackForwarder(deps, view, { address: vip, port: 80 });
+    const forwarder = await startLoopbackForwarder(deps, view, { address: vip, port: 80 }, options);
     closers.push(() => forwarder.close());
-    return `http://127.0.0.1:${forwarder.port}`;
+    return forwarder;
+  }
+
+  async function proxyFor(objects: K8sObject[], vip: string): Promise<string> {
+    return `http://127.0.0.1:${(await forwarderFor(objects, vip)).port}`;
   }
 
   const pod = (name: string) => loopbackPod(name, 'app');
@@ -281,26 +285,12 @@ describe('HTTP forwarding (loopback)', () => {
     const resetting = net.createServer((s) => s.on('error', () => undefined).on('data', () => s.destroy()));
     await new Promise<void>((r) => resetting.listen(0, '127.0.0.1', r));
     closers.push(() => void resetting.close());
-    const view = buildProxyView(
-      mesh([{ backendRefs: [{ name: 'app', port: 80 }] }], {
-        svc: (resetting.address() as net.AddressInfo).port,
-        app: (resetting.address() as net.AddressInfo).port,
-      }),
-      'app',
-      'cluster.local',
-    );
-    const deps = {
-      pools: new UpstreamPools(() => undefined),
-      lb: new LoadBalancer(),
-      metrics: new ProxyMetrics(),
-    };
-    const forwarder = await startLoopbackForwarder(
-      deps,
-      view,
-      { address: '10.96.0.1', port: 80 },
+    const port = (resetting.address() as net.AddressInfo).port;
+    const forwarder = await forwarderFor(
+      mesh([{ backendRefs: [{ name: 'app', port: 80 }] }], { svc: port, app: port }),
+      '10.96.0.1',
       { h2: true },
     );
-    closers.push(() => forwarder.close());
     const session = http2.connect(`http://127.0.0.1:${forwarder.h2Port}`);
     closers.push(() => session.destroy());
     // Before: the body no longer read once the 502 went out, the client waited out of window until the
