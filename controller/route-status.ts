@@ -25,6 +25,7 @@ import type {
 } from '../mesh-model/gateway-status.ts';
 import { MESH_CONTROLLER_NAME } from '../mesh-model/controller-name.ts';
 import { compileRoute } from '../mesh-model/compile-route.ts';
+import { echoParentRef } from '../mesh-model/gateway-routes.ts';
 import { isObject, isShaped, type K8sObject, type ParentReference } from '../mesh-model/k8s-objects.ts';
 import type { CompiledRoute, MeshModel, RouteKind, RouteProblem } from '../mesh-model/model.ts';
 
@@ -68,19 +69,6 @@ export function readParentStatuses(routeObject: RouteObject): RouteParentStatus[
 function isServiceParent(ref: ParentReference | null | undefined): ref is ParentReference {
   if (!isShaped(ref) || ref.kind !== 'Service') return false;
   return ref.group === undefined || ref.group === '' || ref.group === 'core';
-}
-
-/** The parentRef as written in spec (only the fields the status schema has); undefined without a name. */
-function echoParentRef(ref: ParentReference): StatusParentRef | undefined {
-  if (typeof ref.name !== 'string' || ref.name === '') return undefined;
-  const out: Partial<StatusParentRef> = {};
-  if (typeof ref.group === 'string') out.group = ref.group;
-  if (typeof ref.kind === 'string') out.kind = ref.kind;
-  if (typeof ref.namespace === 'string') out.namespace = ref.namespace;
-  out.name = ref.name;
-  if (typeof ref.sectionName === 'string') out.sectionName = ref.sectionName;
-  if (typeof ref.port === 'number') out.port = ref.port;
-  return out as StatusParentRef;
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   isShaped,
   objectKey,
   type K8sObject,
+  type ParentReference,
   type RouteSpec,
 } from './k8s-objects.ts';
 import type { CompiledRoute, MeshService } from './model.ts';
@@ -51,13 +52,20 @@ function cond(type: string, ok: boolean, reason: string, message: string): Condi
   return { type, status: ok ? 'True' : 'False', reason, message };
 }
 
-/** The parentRef as written (only the fields the status schema has). */
-function echo(ref: Record<string, unknown>): StatusParentRef {
+/**
+ * The parentRef as written in spec (only the fields the status schema has); undefined without a name, as
+ * the API rejects a status entry without one. Both controllers' route statuses echo parentRefs this way.
+ */
+export function echoParentRef(ref: {
+  readonly [field in keyof ParentReference]?: unknown;
+}): StatusParentRef | undefined {
+  if (typeof ref.name !== 'string' || ref.name === '') return undefined;
+  // In the schema's order, as written to the API and printed in golden files.
   const out: Partial<StatusParentRef> = {};
   if (typeof ref.group === 'string') out.group = ref.group;
   if (typeof ref.kind === 'string') out.kind = ref.kind;
   if (typeof ref.namespace === 'string') out.namespace = ref.namespace;
-  out.name = ref.name as string;
+  out.name = ref.name;
   if (typeof ref.sectionName === 'string') out.sectionName = ref.sectionName;
   if (typeof ref.port === 'number') out.port = ref.port;
   return out as StatusParentRef;
@@ -113,7 +121,8 @@ function matchParent(
   const pending: PendingParent = {
     route,
     parentIndex,
-    parentRef: echo(ref),
+    // The gateway was found by this ref's name, so it has one.
+    parentRef: echoParentRef(ref)!,
     gateway,
     failure: undefined,
     candidates: [],
