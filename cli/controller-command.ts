@@ -2,7 +2,7 @@
 // steps down (releasing the Lease), ends the config streams and exits 0.
 import { parseArgs } from 'node:util';
 import { parseFlags, portFlag, UsageError } from '../lib/usage-error.ts';
-import { validateTrustDomain } from '../pki/spiffe-id.ts';
+import { ownPodImage, trustDomainFlag, type ContainerImage } from './control-plane-flags.ts';
 import {
   CONFIG_PORT,
   DEFAULT_CONTROL_PLANE_NAMESPACE,
@@ -71,13 +71,7 @@ export function parseControllerFlags(
     }),
   );
   if (positionals.length > 0) throw new UsageError(`controller takes no arguments, got '${positionals[0]}'`);
-  const trustDomainText = values['trust-domain'] ?? (env.SLUICE_TRUST_DOMAIN || DEFAULT_TRUST_DOMAIN);
-  let trustDomain: string;
-  try {
-    trustDomain = validateTrustDomain(trustDomainText);
-  } catch (err) {
-    throw new UsageError(`--trust-domain: ${(err as Error).message}`);
-  }
+  const trustDomain = trustDomainFlag(values['trust-domain'], env);
   const namespace = values.namespace ?? (env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE);
   if (!DNS_LABEL.test(namespace)) {
     throw new UsageError(`--namespace must be a Kubernetes namespace name, got '${namespace}'`);
@@ -165,27 +159,18 @@ export async function main(args: string[]): Promise<number | undefined> {
   return undefined;
 }
 
-interface OwnPod {
-  spec?: { containers?: { args?: string[]; image?: string; imagePullPolicy?: string }[] };
-}
-
 /** The image Gateway proxies run: --proxy-image, else this pod's own (the same image runs both). */
 async function gatewayImage(
   api: KubeApi,
   flags: ControllerFlags,
   log: Logger,
-): Promise<{ image: string; pullPolicy: string } | undefined> {
+): Promise<ContainerImage | undefined> {
   if (flags.proxyImage) return { image: flags.proxyImage, pullPolicy: 'IfNotPresent' };
   const podName = process.env.POD_NAME;
   if (podName) {
     try {
-      const pod = await api.request<OwnPod>('GET', `/api/v1/namespaces/${flags.namespace}/pods/${podName}`, {
-        timeoutMs: 10_000,
-      });
-      const containers = pod.spec?.containers ?? [];
-      const container = containers.find((c) => c.args?.[0] === 'controller') ?? containers[0];
-      if (container?.image)
-        return { image: container.image, pullPolicy: container.imagePullPolicy ?? 'IfNotPresent' };
+      const image = await ownPodImage(api, flags.namespace, podName, 'controller');
+      if (image) return image;
     } catch (err) {
       log.warn('cannot read this pod for its image', { error: (err as Error).message });
     }

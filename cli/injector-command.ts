@@ -10,7 +10,7 @@ import {
 } from '../protocol/config-protocol.ts';
 import { jsonLogger, type Logger } from '../lib/json-log.ts';
 import { loadKubeConfig } from '../lib/kube/kube-config.ts';
-import { validateTrustDomain } from '../pki/spiffe-id.ts';
+import { ownPodImage, trustDomainFlag, type ContainerImage } from './control-plane-flags.ts';
 import type { InjectionSettings } from '../injector/pod-injection.ts';
 import {
   DEFAULT_PROXY_RESOURCES,
@@ -68,10 +68,6 @@ interface ServerVersion {
   gitVersion?: string;
 }
 
-interface OwnPod {
-  spec?: { containers?: { args?: string[]; image?: string; imagePullPolicy?: string }[] };
-}
-
 async function nativeSidecars(api: KubeApi, log: Logger): Promise<boolean> {
   const version = await api.request<ServerVersion>('GET', '/version', { timeoutMs: REQUEST_TIMEOUT_MS });
   const minor = serverMinorVersion(version);
@@ -84,17 +80,13 @@ async function nativeSidecars(api: KubeApi, log: Logger): Promise<boolean> {
 }
 
 /** The image (and pull policy) of this pod's injector container: what the injected containers run. */
-async function ownImage(api: KubeApi, namespace: string): Promise<{ image: string; pullPolicy: string }> {
+async function ownImage(api: KubeApi, namespace: string): Promise<ContainerImage> {
   const podName = process.env.POD_NAME;
   if (!podName)
     throw new UsageError('--proxy-image (or SLUICE_PROXY_IMAGE) is needed outside a pod (no POD_NAME)');
-  const pod = await api.request<OwnPod>('GET', `/api/v1/namespaces/${namespace}/pods/${podName}`, {
-    timeoutMs: REQUEST_TIMEOUT_MS,
-  });
-  const containers = pod.spec?.containers ?? [];
-  const container = containers.find((c) => c.args?.[0] === 'injector') ?? containers[0];
-  if (!container?.image) throw new Error(`pod ${namespace}/${podName} has no container image`);
-  return { image: container.image, pullPolicy: container.imagePullPolicy ?? 'IfNotPresent' };
+  const image = await ownPodImage(api, namespace, podName, 'injector');
+  if (!image) throw new Error(`pod ${namespace}/${podName} has no container image`);
+  return image;
 }
 
 export async function main(args: string[]): Promise<number | undefined> {
@@ -123,14 +115,7 @@ export async function main(args: string[]): Promise<number | undefined> {
     return 0;
   }
   if (positionals.length > 0) throw new UsageError(`injector takes no arguments, got '${positionals[0]}'`);
-  let trustDomain: string;
-  try {
-    trustDomain = validateTrustDomain(
-      values['trust-domain'] ?? (process.env.SLUICE_TRUST_DOMAIN || DEFAULT_TRUST_DOMAIN),
-    );
-  } catch (err) {
-    throw new UsageError(`--trust-domain: ${(err as Error).message}`);
-  }
+  const trustDomain = trustDomainFlag(values['trust-domain'], process.env);
   const namespace = values.namespace ?? (process.env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE);
   const sidecarMode = choice(values['sidecar-mode'], ['auto', 'native', 'classic'], 'sidecar-mode') ?? 'auto';
   const mtlsMode = choice(values['mtls-mode'], ['PERMISSIVE', 'STRICT'], 'mtls-mode') ?? 'PERMISSIVE';
