@@ -17,6 +17,7 @@ import {
   workloadSpiffeId,
 } from '../../pki/spiffe-id.ts';
 import { x509 } from '../../pki/x509-lib.ts';
+import { intermediateCa } from '../support/intermediate-ca.ts';
 
 const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/default/sa/web`;
@@ -30,28 +31,6 @@ async function issue(ca: CertificateAuthority, spiffeId = WEB) {
   const keys = await generateKeyPair();
   const certPem = await issueWorkloadCert({ ca, spiffeId, publicKey: keys.publicKey });
   return { keys, certPem, cert: new X509Certificate(certPem) };
-}
-
-/** A CA certificate signed by `parent` (the library offers no intermediates yet; tests need one). */
-async function intermediateCa(parent: CertificateAuthority): Promise<CertificateAuthority> {
-  const keys = await generateKeyPair();
-  const cert = await x509.X509CertificateGenerator.create({
-    subject: 'O=sluice, CN=intermediate',
-    issuer: parent.issuerName,
-    notBefore: new Date(Date.now() - HOUR),
-    notAfter: new Date(Date.now() + 48 * HOUR),
-    publicKey: keys.publicKey,
-    signingKey: parent.signingKey,
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      new x509.AuthorityKeyIdentifierExtension(parent.authorityKeyId),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${parent.trustDomain}` }]),
-    ],
-  });
-  return loadCa({ certPem: cert.toString('pem'), keyPem: await privateKeyToPem(keys.privateKey) });
 }
 
 describe('pki: SPIFFE IDs', () => {
@@ -389,7 +368,7 @@ describe('pki: identity check', () => {
   });
 
   it('follows intermediates in cert.pem to the bundle', async () => {
-    const intermediate = await intermediateCa(ca);
+    const intermediate = await loadCa(await intermediateCa(ca));
     const { keys, certPem } = await issue(intermediate);
     const keyPem = await privateKeyToPem(keys.privateKey);
     const identity = parseIdentity({

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { createCa, issueWorkloadCert, loadCa, type CaPem } from '../../../pki/ca.ts';
 import { parseIdentity } from '../../../pki/identity.ts';
-import { generateKeyPair, privateKeyToPem, SIGNING_ALGORITHM } from '../../../pki/keys.ts';
-import { x509 } from '../../../pki/x509-lib.ts';
+import { generateKeyPair, privateKeyToPem } from '../../../pki/keys.ts';
 import {
   buildCaSecret,
   CA_SECRET_NAME,
@@ -14,35 +13,13 @@ import {
   type CaSecretStore,
 } from '../../../controller/ca-root-secret.ts';
 import type { IssuingCa } from '../../../controller/workload-ca.ts';
+import { intermediateCa } from '../../support/intermediate-ca.ts';
 
 const TD = 'cluster.local';
 const NS = 'sluice-system';
 const HOUR = 3600_000;
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
-
-/** A CA certificate signed by `parent` (createCa only makes roots). */
-async function intermediate(parent: CaPem): Promise<CaPem> {
-  const ca = await loadCa(parent);
-  const keys = await generateKeyPair();
-  const cert = await x509.X509CertificateGenerator.create({
-    subject: 'O=sluice, CN=intermediate',
-    issuer: ca.issuerName,
-    notBefore: new Date(Date.now() - HOUR),
-    notAfter: new Date(Date.now() + 48 * HOUR),
-    publicKey: keys.publicKey,
-    signingKey: ca.signingKey,
-    signingAlgorithm: SIGNING_ALGORITHM,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      new x509.AuthorityKeyIdentifierExtension(ca.authorityKeyId),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${TD}` }]),
-    ],
-  });
-  return { certPem: cert.toString('pem') + '\n', keyPem: await privateKeyToPem(keys.privateKey) };
-}
 
 /** Issues a leaf from `issuer` and checks it as a sidecar would (chain to the bundle, key, SAN). */
 async function checkIssues(issuer: IssuingCa): Promise<void> {
@@ -110,7 +87,7 @@ describe('controller/ca-root-secret: building and loading', () => {
   });
 
   it('loads an intermediate CA: the chain goes with every leaf, the bundle holds the root', async () => {
-    const mid = await intermediate(root);
+    const mid = await intermediateCa(await loadCa(root));
     for (const tlsCrt of [mid.certPem, mid.certPem + root.certPem]) {
       const issuer = await loadCaSecret(
         secret({ 'tls.crt': b64(tlsCrt), 'tls.key': b64(mid.keyPem), 'ca.crt': b64(root.certPem) }),
@@ -206,7 +183,7 @@ describe('controller/ca-root-secret: bad Secrets', () => {
   });
 
   it('refuses chains that do not hold together', async () => {
-    const mid = await intermediate(root);
+    const mid = await intermediateCa(await loadCa(root));
     const other = await createCa({ trustDomain: TD });
     assert.match(
       await loadError(secret({ 'tls.crt': b64(mid.certPem), 'tls.key': b64(mid.keyPem) })),
