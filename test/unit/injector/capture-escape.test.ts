@@ -2,14 +2,12 @@
 // step around capture, containers that only carry the sidecar's name, STRICT with nothing captured. Fixture
 // AdmissionReviews through answerReview, and the counts through the real webhook server.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { answerReview } from '../../../injector/admission-review.ts';
 import {
   captureEscapes,
   coversEveryInboundPort,
   decideInjection,
-  type InjectionSettings,
   type JsonPatchOp,
 } from '../../../injector/pod-injection.ts';
 import { InjectorServer } from '../../../injector/webhook-server.ts';
@@ -17,24 +15,8 @@ import { createWebhookCa, issueServingCert } from '../../../injector/webhook-tls
 import { jsonLogger } from '../../../lib/json-log.ts';
 import { isInjectedPod } from '../../../mesh-model/endpoints.ts';
 import type { K8sObject } from '../../../mesh-model/k8s-objects.ts';
-import { DEFAULT_PROXY_RESOURCES } from '../../../protocol/proxy-resources.ts';
+import { fixture, settings, type Obj } from './review-fixtures.ts';
 import { waitFor } from '../../support/wait-for.ts';
-
-type Obj = Record<string, unknown>;
-
-const settings: InjectionSettings = {
-  image: 'registry.example.com/sluice:1.0',
-  imagePullPolicy: 'IfNotPresent',
-  controllerAddress: 'sluice-controller.sluice-system.svc:15012',
-  trustDomain: 'cluster.local',
-  proxyResources: DEFAULT_PROXY_RESOURCES,
-  nativeSidecars: true,
-  mtlsMode: 'PERMISSIVE',
-};
-
-function fixture(name: string): Obj {
-  return JSON.parse(readFileSync(new URL(`fixtures/${name}`, import.meta.url), 'utf8')) as Obj;
-}
 
 const podOf = (review: Obj): Obj => (review.request as Obj).object as Obj;
 

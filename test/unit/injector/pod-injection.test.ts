@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { answerReview } from '../../../injector/admission-review.ts';
 import {
   decideInjection,
@@ -7,23 +6,7 @@ import {
   type InjectionSettings,
   type JsonPatchOp,
 } from '../../../injector/pod-injection.ts';
-import { DEFAULT_PROXY_RESOURCES } from '../../../protocol/proxy-resources.ts';
-
-const settings: InjectionSettings = {
-  image: 'registry.example.com/sluice:1.0',
-  imagePullPolicy: 'IfNotPresent',
-  controllerAddress: 'sluice-controller.sluice-system.svc:15012',
-  trustDomain: 'cluster.local',
-  proxyResources: DEFAULT_PROXY_RESOURCES,
-  nativeSidecars: true,
-  mtlsMode: 'PERMISSIVE',
-};
-
-type Obj = Record<string, unknown>;
-
-function fixture(name: string): Obj {
-  return JSON.parse(readFileSync(new URL(`fixtures/${name}`, import.meta.url), 'utf8')) as Obj;
-}
+import { fixture, settings, type Obj } from './review-fixtures.ts';
 
 function podOf(review: Obj): Obj {
   return structuredClone((review.request as Obj).object as Obj);
