@@ -188,31 +188,14 @@ status: {conditions: [{type: Ready, status: "False"}, {type: ContainersReady, st
   });
 
   it('explains a request entering a Gateway (--gateway): listener and plan as YAML', () => {
-    const gw = join(dir, 'gateway.yaml');
-    const r = sluice(
-      'route',
-      'explain',
-      '-f',
-      gw,
-      '--gateway',
-      'infra/gw',
-      'GET',
-      'http://shop.example.com:8080/a?b=1',
-    );
+    const explainAtGateway = (url: string) =>
+      sluice('route', 'explain', '-f', join(dir, 'gateway.yaml'), '--gateway', 'infra/gw', 'GET', url);
+    const r = explainAtGateway('http://shop.example.com:8080/a?b=1');
     assert.equal(r.code, 0, r.stderr);
     const out = parse(r.stdout) as { listener: string; forward: { backend: string; path: string } };
     assert.equal(out.listener, 'web');
     assert.deepEqual([out.forward.backend, out.forward.path], ['shop/front:80', '/a?b=1']);
-    const miss = sluice(
-      'route',
-      'explain',
-      '-f',
-      gw,
-      '--gateway',
-      'infra/gw',
-      'GET',
-      'http://other.test:8080/',
-    );
+    const miss = explainAtGateway('http://other.test:8080/');
     assert.equal((parse(miss.stdout) as { reply: { status: number } }).reply.status, 404);
   });
 
