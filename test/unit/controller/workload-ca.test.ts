@@ -84,6 +84,19 @@ function refused(result: IssueResult, code: Refusal['code'], message?: RegExp): 
   return result;
 }
 
+/** The request is refused with `code` (and `message`) before any TokenReview. */
+async function refusedUnreviewed(
+  request: { token: unknown; csrPem: unknown },
+  code: Refusal['code'],
+  message: RegExp,
+  what?: string,
+): Promise<void> {
+  const reviewer = new FakeReviewer(saReview('shop', 'web'));
+  const refusal = refused(await workloadCa(reviewer).issue(request), code);
+  assert.match(refusal.message, message, what);
+  assert.equal(reviewer.calls.length, 0, what);
+}
+
 async function csrWith(
   extensions: x509.Extension[],
   keys?: webcrypto.CryptoKeyPair,
@@ -304,14 +317,8 @@ describe('controller/workload-ca: refusals', () => {
       ['SAN twice', [sans({ type: 'url', value: WEB }), sans({ type: 'url', value: WEB })], /twice/],
     ];
     for (const [what, extensions, message] of cases) {
-      const reviewer = new FakeReviewer(saReview('shop', 'web'));
       const csr = await csrWith(extensions);
-      const refusal = refused(
-        await workloadCa(reviewer).issue({ token: TOKEN, csrPem: csr }),
-        'InvalidArgument',
-      );
-      assert.match(refusal.message, message, what);
-      assert.equal(reviewer.calls.length, 0, what);
+      await refusedUnreviewed({ token: TOKEN, csrPem: csr }, 'InvalidArgument', message, what);
     }
   });
 
@@ -342,13 +349,7 @@ describe('controller/workload-ca: refusals', () => {
       ['a number', 42, /no CSR/],
     ];
     for (const [what, csr, message] of cases) {
-      const reviewer = new FakeReviewer(saReview('shop', 'web'));
-      const refusal = refused(
-        await workloadCa(reviewer).issue({ token: TOKEN, csrPem: csr }),
-        'InvalidArgument',
-      );
-      assert.match(refusal.message, message, what);
-      assert.equal(reviewer.calls.length, 0, what);
+      await refusedUnreviewed({ token: TOKEN, csrPem: csr }, 'InvalidArgument', message, what);
     }
   });
 
@@ -363,9 +364,7 @@ describe('controller/workload-ca: refusals', () => {
       [{ token: TOKEN }, csrPem, 'Unauthenticated', /no token/],
     ];
     for (const [token, csr, code, message] of cases) {
-      const reviewer = new FakeReviewer(saReview('shop', 'web'));
-      refused(await workloadCa(reviewer).issue({ token, csrPem: csr }), code, message);
-      assert.equal(reviewer.calls.length, 0);
+      await refusedUnreviewed({ token, csrPem: csr }, code, message);
     }
     // A token of exactly the limit is reviewed.
     const reviewer = new FakeReviewer(saReview('shop', 'web'));
