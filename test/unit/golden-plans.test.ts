@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { format, resolveConfig } from 'prettier';
-import { parse, stringify } from 'yaml';
+import { checkGoldenFile } from '../support/golden-file.ts';
 import { goldenCaseNames, goldenOutput, outFile, readGoldenCase } from '../support/golden-plans.ts';
 
 // Pure request plans against the golden corpus. `UPDATE_GOLDEN=1 npm run --silent test:unit` rewrites the
@@ -17,16 +15,7 @@ describe('golden request plans', () => {
   });
   for (const name of goldenCaseNames()) {
     it(name, async () => {
-      const got = goldenOutput(readGoldenCase(name));
-      const file = outFile(name);
-      if (process.env.UPDATE_GOLDEN === '1') {
-        // Formatted as `npm run lint` wants it, so a rewrite never fails the lint.
-        const text = HEADER + stringify(got, { lineWidth: 0 });
-        writeFileSync(file, await format(text, { ...(await resolveConfig(file)), filepath: file }));
-        return;
-      }
-      assert.ok(existsSync(file), `${file} missing: run with UPDATE_GOLDEN=1`);
-      assert.deepEqual(got, parse(readFileSync(file, 'utf8')));
+      await checkGoldenFile(outFile(name), goldenOutput(readGoldenCase(name)), HEADER);
     });
   }
 });
