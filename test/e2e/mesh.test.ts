@@ -13,42 +13,26 @@ import {
   requireCluster,
   testNamespace,
 } from '../support/kube.ts';
+import {
+  backendRef,
+  deployment,
+  echoContainer,
+  execIn,
+  INJECT,
+  rolloutStatus,
+  service,
+  serviceAccount,
+  serviceRoute,
+  toolboxContainer,
+  type Obj,
+} from '../support/mesh-e2e.ts';
 
-const INJECT = { 'sluice.dev/inject': 'enabled' };
-const ECHO_PORT = 8080;
 const TRUST_DOMAIN = 'cluster.local';
 
-type Obj = Record<string, unknown>;
 interface Reply {
   name: string;
   peerIdentity: string | null;
   headers: Record<string, unknown>;
-}
-
-function deployment(name: string, labels: Record<string, string>, pod: Obj): object {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name, labels },
-    spec: {
-      replicas: 1,
-      selector: { matchLabels: labels },
-      template: { metadata: { labels }, spec: { terminationGracePeriodSeconds: 2, ...pod } },
-    },
-  };
-}
-
-function serviceAccount(name: string): object {
-  return { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name } };
-}
-
-function service(name: string, selector: Record<string, string>): object {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name },
-    spec: { selector, ports: [{ name: 'http', port: 80, targetPort: ECHO_PORT }] },
-  };
 }
 
 /** echo (both versions), echo-v1, echo-v2: the servers. */
@@ -56,19 +40,8 @@ function echoServers(): object[] {
   const version = (v: string): object =>
     deployment(
       `echo-${v}`,
-      { app: 'echo', version: v },
-      {
-        serviceAccountName: 'echo',
-        containers: [
-          {
-            name: 'echo',
-            image: 'sluice-echo:dev',
-            imagePullPolicy: 'Never',
-            args: ['--name', `echo-${v}`, '--ports', String(ECHO_PORT)],
-            readinessProbe: { httpGet: { path: '/ready', port: ECHO_PORT }, periodSeconds: 1 },
-          },
-        ],
-      },
+      { serviceAccountName: 'echo', containers: [echoContainer(`echo-${v}`)] },
+      { labels: { app: 'echo', version: v } },
     );
   return [
     serviceAccount('echo'),
@@ -81,46 +54,13 @@ function echoServers(): object[] {
 }
 
 function client(name = 'client', pod: Obj = {}, annotations: Record<string, string> = {}): object {
-  const d = deployment(
-    name,
-    { app: name },
-    {
-      serviceAccountName: 'client',
-      containers: [
-        {
-          name: 'app',
-          image: 'sluice-toolbox:dev',
-          imagePullPolicy: 'Never',
-          command: ['sleep', 'infinity'],
-        },
-      ],
-      ...pod,
-    },
-  ) as { spec: { template: { metadata: Obj } } };
+  const d = deployment(name, {
+    serviceAccountName: 'client',
+    containers: [toolboxContainer],
+    ...pod,
+  }) as { spec: { template: { metadata: Obj } } };
   d.spec.template.metadata.annotations = annotations;
   return [serviceAccount('client'), d];
-}
-
-function route(name: string, parent: { namespace?: string; name: string }, rules: Obj[]): object {
-  return {
-    apiVersion: 'gateway.networking.k8s.io/v1',
-    kind: 'HTTPRoute',
-    metadata: { name },
-    spec: { parentRefs: [{ group: '', kind: 'Service', port: 80, ...parent }], rules },
-  };
-}
-
-const backend = (name: string, weight?: number, namespace?: string): Obj => ({
-  name,
-  port: 80,
-  ...(weight === undefined ? {} : { weight }),
-  ...(namespace === undefined ? {} : { namespace }),
-});
-
-async function rollout(namespace: string, name: string): Promise<void> {
-  await kubectl(['-n', namespace, 'rollout', 'status', `deployment/${name}`, '--timeout=180s'], {
-    timeoutMs: 190_000,
-  });
 }
 
 async function podOf(namespace: string, app: string): Promise<Obj> {
@@ -142,20 +82,12 @@ async function send(
   from = 'client',
 ): Promise<Reply[]> {
   const args = ['-sS', '--max-time', '30', '-w', '\\n', ...headers.flatMap((h) => ['-H', h])];
-  const { stdout } = await kubectl(
-    [
-      '-n',
-      namespace,
-      'exec',
-      `deploy/${from}`,
-      '-c',
-      'app',
-      '--',
-      'curl',
-      ...args,
-      ...Array<string>(count).fill(url),
-    ],
-    { timeoutMs: 60_000 },
+  const stdout = await execIn(
+    namespace,
+    from,
+    'app',
+    ['curl', ...args, ...Array<string>(count).fill(url)],
+    60_000,
   );
   const replies = stdout
     .split('\n')
@@ -197,9 +129,9 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
     await apply([...echoServers(), ...(client() as object[])], server.name);
     await apply(client() as object[], consumer.name);
     await apply(client() as object[], plain.name);
-    for (const name of ['echo-v1', 'echo-v2', 'client']) await rollout(server.name, name);
-    await rollout(consumer.name, 'client');
-    await rollout(plain.name, 'client');
+    for (const name of ['echo-v1', 'echo-v2', 'client']) await rolloutStatus(server.name, name);
+    await rolloutStatus(consumer.name, 'client');
+    await rolloutStatus(plain.name, 'client');
   });
 
   after(async function () {
@@ -227,8 +159,8 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
       ],
       server.name,
     );
-    await rollout(server.name, 'opted-out');
-    await rollout(server.name, 'host');
+    await rolloutStatus(server.name, 'opted-out');
+    await rolloutStatus(server.name, 'host');
     for (const [namespace, app] of [
       [server.name, 'opted-out'],
       [server.name, 'host'],
@@ -263,7 +195,11 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
 
   it('splits by weight (90/10) within tolerance', async () => {
     await apply(
-      [route('echo', { name: 'echo' }, [{ backendRefs: [backend('echo-v1', 90), backend('echo-v2', 10)] }])],
+      [
+        serviceRoute('echo', { name: 'echo' }, [
+          { backendRefs: [backendRef('echo-v1', 90), backendRef('echo-v2', 10)] },
+        ]),
+      ],
       server.name,
     );
     await eventually('the 90/10 route reached the client', async () => {
@@ -278,12 +214,12 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
 
   /** The producer route: header x-canary: true → v2, else v1. */
   const canaryRoute = () =>
-    route('echo', { name: 'echo' }, [
+    serviceRoute('echo', { name: 'echo' }, [
       {
         matches: [{ headers: [{ name: 'x-canary', value: 'true' }] }],
-        backendRefs: [backend('echo-v2')],
+        backendRefs: [backendRef('echo-v2')],
       },
-      { backendRefs: [backend('echo-v1')] },
+      { backendRefs: [backendRef('echo-v1')] },
     ]);
 
   /** Whether the server namespace's client sidecar has the producer route echo. */
@@ -328,8 +264,8 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
     );
     await apply(
       [
-        route('echo-override', { namespace: server.name, name: 'echo' }, [
-          { backendRefs: [backend('echo-v2', 1, server.name)] },
+        serviceRoute('echo-override', { namespace: server.name, name: 'echo' }, [
+          { backendRefs: [backendRef('echo-v2', 1, server.name)] },
         ]),
       ],
       consumer.name,
@@ -349,7 +285,10 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
       (await clientHasRoute()) ? undefined : true,
     );
     const started = Date.now();
-    await apply([route('echo', { name: 'echo' }, [{ backendRefs: [backend('echo-v2')] }])], server.name);
+    await apply(
+      [serviceRoute('echo', { name: 'echo' }, [{ backendRefs: [backendRef('echo-v2')] }])],
+      server.name,
+    );
     await until(server.name, serverUrl, 'echo-v2');
     const seconds = (Date.now() - started) / 1000;
     assert.ok(seconds < 20, `converged after ${seconds} s`);
@@ -388,7 +327,7 @@ describe('the mesh on the local cluster (injector + controller + sidecars)', fun
       assert.match(refused.stderr, /sluice-injector|inject\.sluice\.dev/);
     } finally {
       await kubectl(['-n', CONTROL_NAMESPACE, 'scale', 'deployment/sluice-injector', '--replicas=2']);
-      await rollout(CONTROL_NAMESPACE, 'sluice-injector');
+      await rolloutStatus(CONTROL_NAMESPACE, 'sluice-injector');
     }
   });
 });
