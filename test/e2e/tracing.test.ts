@@ -20,46 +20,18 @@ import {
   requireCluster,
   testNamespace,
 } from '../support/kube.ts';
+import { deployment, echoContainer, INJECT, service, serviceAccount } from '../support/mesh-e2e.ts';
 
-const INJECT = { 'sluice.dev/inject': 'enabled' };
-const ECHO_PORT = 8080;
-
-function deployment(name: string, container: object): object[] {
-  const labels = { app: name };
-  return [
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name } },
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name, labels },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: { serviceAccountName: name, terminationGracePeriodSeconds: 2, containers: [container] },
-        },
-      },
-    },
-  ];
+/** A ServiceAccount of its own and a Deployment running `container` as it. */
+function workload(name: string, container: object): object[] {
+  return [serviceAccount(name), deployment(name, { serviceAccountName: name, containers: [container] })];
 }
 
 function objects(): object[] {
   return [
-    ...deployment('echo', {
-      name: 'echo',
-      image: 'sluice-echo:dev',
-      imagePullPolicy: 'Never',
-      args: ['--name', 'echo', '--ports', String(ECHO_PORT)],
-      readinessProbe: { httpGet: { path: '/ready', port: ECHO_PORT }, periodSeconds: 1 },
-    }),
-    {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'echo' },
-      spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 80, targetPort: ECHO_PORT }] },
-    },
-    ...deployment('client', {
+    ...workload('echo', echoContainer('echo')),
+    service('echo', { app: 'echo' }),
+    ...workload('client', {
       name: 'client',
       image: 'sluice-toolbox:dev',
       imagePullPolicy: 'Never',
