@@ -16,6 +16,7 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
+import { processAlive } from '../lib/process-alive.ts';
 import { ClusterError } from './errors.ts';
 import type { ClusterPaths } from './paths.ts';
 import type { Progress } from './progress.ts';
@@ -341,15 +342,6 @@ async function prune(binRoot: string, name: string, current: string): Promise<vo
   }
   builds.sort((a, b) => b.mtimeMs - a.mtimeMs);
   for (const old of builds.slice(KEEP_PER_NAME)) await rm(old.path, { recursive: true, force: true });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function escapeRegExp(text: string): string {

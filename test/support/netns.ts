@@ -37,6 +37,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processAlive } from '../../lib/process-alive.ts';
 import { waitFor } from './wait-for.ts';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -369,15 +370,6 @@ function untrackBridge(bridge: string, add: boolean): void {
       spawnSync(cmd, ['-w', '-t', 'raw', op, ...rule, '-j', 'CT', '--notrack'], { stdio: 'ignore' }).status;
     if (add) run('-I');
     else for (let i = 0; i < 10 && run('-D') === 0; i++);
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
