@@ -9,7 +9,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { createCa, loadCa } from '../pki/ca.ts';
 import { PkiError } from '../pki/errors.ts';
-import { parseCertificates } from '../pki/pem.ts';
+import { issuedBy, parseCertificates } from '../pki/pem.ts';
 import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 import type { IssuingCa } from './workload-ca.ts';
 import { isRecord } from '../lib/is-record.ts';
@@ -66,10 +66,6 @@ export function buildCaSecret(params: {
       [CA_SECRET_KEYS.bundle]: base64(params.certPem),
     },
   };
-}
-
-function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  return issuer.ca && cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
 }
 
 function sameCert(a: X509Certificate, b: X509Certificate): boolean {

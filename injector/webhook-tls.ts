@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { MANAGED_BY_LABEL, PART_OF_LABEL } from '../protocol/labels.ts';
 import { issueCertificate, issuerOf, selfSignedCaCertificate } from '../pki/certificates.ts';
 import { generateKeyPair, importPrivateKeyPem, privateKeyToPem, readPrivateKeyPem } from '../pki/keys.ts';
-import { parseCertificates } from '../pki/pem.ts';
+import { issuedBy, parseCertificates } from '../pki/pem.ts';
 import { x509 } from '../pki/x509-lib.ts';
 import { isRecord } from '../lib/is-record.ts';
 
@@ -107,10 +107,6 @@ function decode(data: Record<string, unknown>, key: string): string {
 
 function spki(cert: X509Certificate): Buffer {
   return cert.publicKey.export({ type: 'spki', format: 'der' });
-}
-
-function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  return issuer.ca && cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
 }
 
 function lifetimeLeft(cert: X509Certificate, now: Date): { expired: boolean; underAThird: boolean } {

@@ -1,7 +1,6 @@
-import type { X509Certificate } from 'node:crypto';
 import { PkiError } from './errors.ts';
 import { readPrivateKeyPem } from './keys.ts';
-import { parseCertificates } from './pem.ts';
+import { issuedBy, parseCertificates } from './pem.ts';
 import { spiffeIdFromCertificate } from './peer-identity.ts';
 import { parseSpiffeId } from './spiffe-id.ts';
 
@@ -24,10 +23,6 @@ export interface Identity extends IdentityPem {
 }
 
 const MAX_CHAIN_DEPTH = 8;
-
-function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  return issuer.ca && cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
-}
 
 /**
  * Checks that the three PEMs form a usable identity: the leaf is not a CA, has exactly one URI SAN that is

@@ -47,3 +47,8 @@ export function parseCertificates(text: string, what: string): X509Certificate[]
     }
   });
 }
+
+/** Whether `issuer` is a CA certificate that issued `cert` and whose key signed it. */
+export function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
+  return issuer.ca && cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+}
