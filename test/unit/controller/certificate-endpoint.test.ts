@@ -114,18 +114,25 @@ describe('CA certificate endpoint under attack', function () {
 
   after(() => server.close());
 
-  /** One session from `localAddress`; `post` sends a certificate request and resolves with the status. */
-  function client(localAddress: string) {
+  /** An HTTP/2 session to the endpoint from `localAddress`, presenting `clientCert` if given. */
+  function connect(localAddress: string, clientCert?: { cert: string; key: string }) {
     const session = http2.connect(`https://127.0.0.1:${port}`, {
       createConnection: () =>
         tls.connect({
           socket: net.connect({ host: '127.0.0.1', port, localAddress }),
           ca: bundlePem,
+          ...clientCert,
           ALPNProtocols: ['h2'],
           checkServerIdentity: () => undefined,
         }),
     });
     session.on('error', () => undefined);
+    return session;
+  }
+
+  /** One session from `localAddress`; `post` sends a certificate request and resolves with the status. */
+  function client(localAddress: string) {
+    const session = connect(localAddress);
     const post = (token: string | undefined, body = JSON.stringify({ csr })): Promise<number> =>
       new Promise((resolve, reject) => {
         const req = session.request({
@@ -206,17 +213,7 @@ describe('CA certificate endpoint under attack', function () {
     csrPem: string,
     localAddress: string,
   ): Promise<{ status: number; body: Record<string, unknown> }> {
-    const session = http2.connect(`https://127.0.0.1:${port}`, {
-      createConnection: () =>
-        tls.connect({
-          socket: net.connect({ host: '127.0.0.1', port, localAddress }),
-          ca: bundlePem,
-          ...clientCert,
-          ALPNProtocols: ['h2'],
-          checkServerIdentity: () => undefined,
-        }),
-    });
-    session.on('error', () => undefined);
+    const session = connect(localAddress, clientCert);
     try {
       return await new Promise((resolve, reject) => {
         const req = session.request({ ':method': 'POST', ':path': CERTIFICATE_PATH });
