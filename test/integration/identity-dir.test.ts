@@ -122,14 +122,17 @@ describe('pki: identity directory', () => {
     await writeIdentityDir(dir, await freshPem(ca));
     const other = await mkdtemp(join(tmpdir(), 'sluice-identity-other-'));
     const changes: Identity[] = [];
+    /** A watcher that polls every 50 ms besides fs.watch, recording what it reports in `seen`. */
+    const pollingWatcher = async (seen: Identity[]) =>
+      watchIdentityDir(dir, {
+        initial: await loadIdentityDir(dir),
+        debounceMs: 10,
+        pollMs: 50,
+        onChange: (identity) => seen.push(identity),
+        onError: () => undefined,
+      });
     // Watch a directory that is replaced as a whole: the fs.watch handle then watches the old inode.
-    const watcher = watchIdentityDir(dir, {
-      initial: await loadIdentityDir(dir),
-      debounceMs: 10,
-      pollMs: 50,
-      onChange: (identity) => changes.push(identity),
-      onError: () => undefined,
-    });
+    const watcher = await pollingWatcher(changes);
     try {
       await writeIdentityDir(other, await freshPem(ca));
       await rm(dir, { recursive: true });
@@ -142,13 +145,7 @@ describe('pki: identity directory', () => {
       const count = changes.length;
       // A second watcher, started like the first, sees the next change: by then the closed one would have.
       const witnessed: Identity[] = [];
-      const witness = watchIdentityDir(dir, {
-        initial: await loadIdentityDir(dir),
-        debounceMs: 10,
-        pollMs: 50,
-        onChange: (identity) => witnessed.push(identity),
-        onError: () => undefined,
-      });
+      const witness = await pollingWatcher(witnessed);
       try {
         await writeIdentityDir(dir, await freshPem(ca));
         await waitFor('the witness to see the change', () => witnessed.length > 0);
