@@ -19,6 +19,7 @@ import {
   type RouteParentStatus,
 } from '../../../controller/route-status.ts';
 import { MESH_CONTROLLER_NAME } from '../../../mesh-model/controller-name.ts';
+import { service as manifestService } from '../../support/manifests.ts';
 
 // Expectations come from the Gateway API v1.6.1 standard CRDs (RouteParentStatus schema) and the condition
 // types and reasons documented in the v1.6.1 API (apis/v1/shared_types.go), not from another mesh.
@@ -27,17 +28,8 @@ const NOW = '2026-03-01T10:00:00Z';
 const LATER = '2026-03-01T10:05:00Z';
 const GATEWAY_CONTROLLER = 'example.net/gateway-controller';
 
-function service(namespace: string, name: string, ports: (number | [number, string])[]): K8sObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { namespace, name },
-    spec: {
-      clusterIP: '10.96.0.10',
-      ports: ports.map((p) => (Array.isArray(p) ? { port: p[0], name: p[1] } : { port: p })),
-    },
-  };
-}
+const service = (namespace: string, name: string, ports: (number | [number, string])[]): K8sObject =>
+  manifestService(namespace, name, ports, '10.96.0.10');
 
 const SERVICES: K8sObject[] = [
   service('app', 'svc', [
