@@ -1,7 +1,8 @@
-// Before a Gateway is reported Programmed, its advertised address must accept connections on every listener
-// port. A Ready pod is not enough: kube-proxy programs the Service's endpoint later (measured 0.6–0.7 s on the
-// local cluster, seconds under load), and a client that connects in between is refused — a gRPC client then
-// backs off (1 s, 1.6x) and may not recover within its caller's window (ADR 0010, amendment 2026-12-04).
+// Before a Gateway is reported Programmed, its advertised address must accept connections on every
+// listener port. A Ready pod is not enough: kube-proxy programs the Service's endpoint later (up to 0.74 s
+// measured on the local cluster, seconds under load), and a client that connects in between is refused; a
+// gRPC client then backs off (1 s, 1.6x) and may not recover within its caller's window (ADR 0010,
+// amendment 2026-12-04).
 import net from 'node:net';
 
 /** What the controller knows about a Gateway's address, from its own connections. */
@@ -12,11 +13,11 @@ export type AddressCheck =
   /** Gave up after the deadline (e.g. a NetworkPolicy keeps the controller out): not verified. */
   | { readonly state: 'unverified'; readonly detail: string };
 
-/** One TCP connect: undefined when it connected, else why not (an error code). */
-export type Connect = (host: string, port: number, timeoutMs: number) => Promise<string | undefined>;
+const CONNECT_TIMEOUT_MS = 1000;
 
-export const tcpConnect: Connect = (host, port, timeoutMs) =>
-  new Promise((resolve) => {
+/** One TCP connect: undefined when it connected, else why not (an error code). */
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
     const socket = net.connect({ host, port });
     const done = (why: string | undefined): void => {
       clearTimeout(timer);
@@ -27,15 +28,13 @@ export const tcpConnect: Connect = (host, port, timeoutMs) =>
     socket.once('connect', () => done(undefined));
     socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
   });
+}
 
 export interface AddressProbeOptions {
   /** Called when a check changes state (the status loop recomputes). */
   readonly onChange: () => void;
-  readonly connect?: Connect;
   /** Between rounds of attempts (250 ms). */
   readonly intervalMs?: number;
-  /** Per connection attempt (1 s). */
-  readonly connectTimeoutMs?: number;
   /** After this long without an answer the check ends `unverified` (30 s). */
   readonly giveUpMs?: number;
 }
@@ -82,13 +81,12 @@ export class GatewayAddressProbes {
   }
 
   async #probe(key: string, entry: Entry, address: string, ports: readonly number[]): Promise<void> {
-    const connect = this.#o.connect ?? tcpConnect;
     const deadline = performance.now() + (this.#o.giveUpMs ?? 30_000);
     const live = (): boolean => !this.#stopped && this.#entries.get(key) === entry;
     for (;;) {
       let failure: string | undefined;
       for (const port of ports) {
-        const why = await connect(address, port, this.#o.connectTimeoutMs ?? 1000);
+        const why = await tcpConnect(address, port, CONNECT_TIMEOUT_MS);
         if (why !== undefined) {
           failure = `${hostPort(address, port)}: ${why}`;
           break;

@@ -1,8 +1,9 @@
 // Status of GatewayClasses and Gateways of our controller: what computeGatewayStatuses() says (pure,
 // mesh-model/gateway-status.ts) plus what only the controller knows: Programmed (the Gateway's pods are
-// ready, it has an address and the address accepts connections), status.addresses (from its Service) and the supported features of the
-// class. Written by the leader through the StatusWriter, with lastTransitionTime kept while a condition's
-// status holds and observedGeneration set to the object's generation.
+// ready, it has an address and the address accepts connections), status.addresses (from its Service) and
+// the supported features of the class. Written by the leader through the StatusWriter, with
+// lastTransitionTime kept while a condition's status holds and observedGeneration set to the object's
+// generation.
 import type { Logger } from '../lib/json-log.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import {
