@@ -31,6 +31,7 @@ import { GatewayFeed, type GatewayFeedInputs } from './gateway-feed.ts';
 import { GatewayProvisioner, ourGateways } from './gateway-provisioner.ts';
 import { gatewayOfServiceAccount, type ProvisioningSettings } from './gateway-provisioning.ts';
 import { GatewayStatusCache, GatewayStatusLoop } from './gateway-status-loop.ts';
+import { GatewayAddressProbes } from './gateway-address-probe.ts';
 import { errorText } from '../lib/error-text.ts';
 
 export { ADMIN_PORT };
@@ -201,6 +202,7 @@ export class Controller {
       problems: () => this.#provisioner?.problems ?? new Map(),
       active: () => this.#synced && !this.#stopping.signal.aborted,
       ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
+      probes: new GatewayAddressProbes({ onChange: () => this.#gatewayStatus.schedule() }),
     });
     this.#gatewayFeed = new GatewayFeed({
       trustDomain: options.trustDomain,

@@ -1,8 +1,9 @@
 // Status of GatewayClasses and Gateways of our controller: what computeGatewayStatuses() says (pure,
 // mesh-model/gateway-status.ts) plus what only the controller knows: Programmed (the Gateway's pods are
-// ready and it has an address), status.addresses (from its Service) and the supported features of the
-// class. Written by the leader through the StatusWriter, with lastTransitionTime kept while a condition's
-// status holds and observedGeneration set to the object's generation.
+// ready, it has an address and the address accepts connections), status.addresses (from its Service) and
+// the supported features of the class. Written by the leader through the StatusWriter, with
+// lastTransitionTime kept while a condition's status holds and observedGeneration set to the object's
+// generation.
 import type { Logger } from '../lib/json-log.ts';
 import { isObject, type K8sObject } from '../mesh-model/k8s-objects.ts';
 import {
@@ -16,6 +17,7 @@ import { errorText } from '../lib/error-text.ts';
 import { capText, conditionTime, sameJson, type Condition } from './route-status.ts';
 import type { StatusWriter } from './status-writer.ts';
 import { GATEWAY_NAME_LABEL, infrastructureName } from './gateway-provisioning.ts';
+import type { AddressCheck, GatewayAddressProbes } from './gateway-address-probe.ts';
 
 export interface GatewayAddress {
   type: 'IPAddress' | 'Hostname';
@@ -27,8 +29,12 @@ export interface DataPlaneState {
   /** Pods of the Gateway that are Ready. */
   readyPods: number;
   addresses: GatewayAddress[];
+  /** The ports of its Service (its listener ports). */
+  ports: number[];
   /** Why it could not be provisioned, if so. */
   problem: string | undefined;
+  /** Whether the first address accepts connections on every port; undefined when not checked. */
+  address?: AddressCheck;
 }
 
 function generationOf(obj: K8sObject): number | undefined {
@@ -90,11 +96,22 @@ export function gatewayProgrammed(accepted: boolean, state: DataPlaneState): Pur
       reason: 'AddressNotAssigned',
       message: 'the gateway Service has no address yet',
     };
+  if (state.address?.state === 'waiting')
+    return {
+      type: 'Programmed',
+      status: 'False',
+      reason: 'Pending',
+      message: `waiting for the address to accept connections (${state.address.detail})`,
+    };
+  const pods = `${state.readyPods} ready gateway pod${state.readyPods === 1 ? '' : 's'}`;
   return {
     type: 'Programmed',
     status: 'True',
     reason: 'Programmed',
-    message: `${state.readyPods} ready gateway pod${state.readyPods === 1 ? '' : 's'}`,
+    message:
+      state.address?.state === 'unverified'
+        ? `${pods}; the address was not verified from the controller (${state.address.detail})`
+        : pods,
   };
 }
 
@@ -213,7 +230,16 @@ export function dataPlaneState(
   const service = services.find(
     (s) => s.metadata?.name === svcName && (s.metadata.namespace ?? 'default') === namespace,
   );
-  return { readyPods: labelled.filter(podReady).length, addresses: serviceAddresses(service), problem };
+  const spec = service && isObject(service.spec) ? service.spec : {};
+  const ports = (Array.isArray(spec.ports) ? spec.ports : []).flatMap((p) =>
+    isObject(p) && typeof p.port === 'number' ? [p.port] : [],
+  );
+  return {
+    readyPods: labelled.filter(podReady).length,
+    addresses: serviceAddresses(service),
+    ports,
+    problem,
+  };
 }
 
 /**
@@ -252,6 +278,8 @@ export interface GatewayStatusLoopOptions {
   readonly problems: () => ReadonlyMap<string, string>;
   readonly active: () => boolean;
   readonly debounceMs?: number;
+  /** Checks each Gateway's address before it is Programmed; absent: a ready pod and an address suffice. */
+  readonly probes?: Pick<GatewayAddressProbes, 'check' | 'forget' | 'retain' | 'stop'>;
 }
 
 export class GatewayStatusLoop {
@@ -289,19 +317,38 @@ export class GatewayStatusLoop {
     const pods = this.#o.pods();
     const services = this.#o.services();
     const problems = this.#o.problems();
+    const seen = new Set<string>();
     for (const gw of this.#o.gateways()) {
       const namespace = gw.metadata?.namespace ?? 'default';
       const name = gw.metadata?.name ?? '';
       const key = `${namespace}/${name}`;
       const computed = statuses.gateways.get(key);
       if (!computed) continue;
-      const state = dataPlaneState(namespace, name, pods, services, problems.get(key));
+      seen.add(key);
+      const state = this.#withAddressCheck(
+        key,
+        dataPlaneState(namespace, name, pods, services, problems.get(key)),
+      );
       if (gatewayStatusUpdate(gw, computed, state, conditionTime()) === undefined) continue;
       void writer.write(gw, (current) => gatewayStatusUpdate(current, computed, state, conditionTime()));
     }
+    this.#o.probes?.retain(seen);
+  }
+
+  /** Checks the address once the rest of Programmed holds, and forgets the check when it no longer does. */
+  #withAddressCheck(key: string, state: DataPlaneState): DataPlaneState {
+    const probes = this.#o.probes;
+    if (!probes) return state;
+    const first = state.addresses[0];
+    if (state.problem || state.readyPods === 0 || !first) {
+      probes.forget(key);
+      return state;
+    }
+    return { ...state, address: probes.check(key, first.value, state.ports) };
   }
 
   stop(): void {
     clearTimeout(this.#timer);
+    this.#o.probes?.stop();
   }
 }

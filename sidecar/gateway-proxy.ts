@@ -41,6 +41,8 @@ interface OpenPort {
   readonly protocol: 'HTTP' | 'HTTPS';
   readonly listener: GatewayListener;
   readonly ready: Promise<void>;
+  /** Bound: until then the port is not ready (a /ready probe may come while listen() is pending). */
+  listening: boolean;
 }
 
 export class GatewayProxy {
@@ -90,7 +92,7 @@ export class GatewayProxy {
 
   /** Ports listening now. */
   get ports(): number[] {
-    return [...this.#ports.keys()].sort((a, b) => a - b);
+    return [...this.#ports].flatMap(([port, open]) => (open.listening ? [port] : [])).sort((a, b) => a - b);
   }
 
   async start(): Promise<void> {
@@ -174,10 +176,16 @@ export class GatewayProxy {
         ...(this.#o.headerLimits ? { headerLimits: this.#o.headerLimits } : {}),
         limits: this.#o.limits ?? DEFAULT_LIMITS,
       });
-      const ready = listen(listener.server, port, this.#o.bind);
-      this.#ports.set(port, { protocol: portView.protocol, listener, ready });
+      const open: OpenPort = {
+        protocol: portView.protocol,
+        listener,
+        ready: listen(listener.server, port, this.#o.bind),
+        listening: false,
+      };
+      this.#ports.set(port, open);
       try {
-        await ready;
+        await open.ready;
+        open.listening = true;
         this.#failedPorts.delete(port);
         this.#o.log.info('listening', { port, protocol: portView.protocol });
       } catch (err) {
@@ -197,7 +205,7 @@ export class GatewayProxy {
       const ports = [...this.#failedPorts].map(([p, why]) => `${p} (${why})`).join(', ');
       return { ok: false, reason: `cannot listen on ${ports}` };
     }
-    const missing = [...this.#config.view.ports.keys()].filter((p) => !this.#ports.has(p));
+    const missing = [...this.#config.view.ports.keys()].filter((p) => !this.#ports.get(p)?.listening);
     if (missing.length > 0) return { ok: false, reason: `opening ports ${missing.join(', ')}` };
     return { ok: true, reason: `ready (config version ${this.#config.version})` };
   }
@@ -212,7 +220,7 @@ export class GatewayProxy {
         ? [...view.ports.values()].map((p) => ({
             port: p.port,
             protocol: p.protocol,
-            listening: this.#ports.has(p.port),
+            listening: this.#ports.get(p.port)?.listening === true,
             listeners: p.listeners.map((l) => ({
               name: l.name,
               hostname: l.hostname ?? null,

@@ -3,9 +3,11 @@ import {
   dataPlaneState,
   GatewayStatusCache,
   gatewayClassStatusUpdate,
+  gatewayProgrammed,
   gatewayStatusUpdate,
   serviceAddresses,
 } from '../../../controller/gateway-status-loop.ts';
+import type { AddressCheck } from '../../../controller/gateway-address-probe.ts';
 import { routeStatusUpdate } from '../../../controller/route-status-loop.ts';
 import type { RouteParentStatus } from '../../../controller/route-status.ts';
 import { MESH_CONTROLLER_NAME } from '../../../mesh-model/controller-name.ts';
@@ -55,6 +57,7 @@ describe('gateway status (controller side)', () => {
   const ready = {
     readyPods: 1,
     addresses: [{ type: 'IPAddress' as const, value: '10.96.0.5' }],
+    ports: [80],
     problem: undefined,
   };
 
@@ -76,6 +79,18 @@ describe('gateway status (controller side)', () => {
     assert.equal(done.conditions[0]!.observedGeneration, 3);
     // Nothing changes: nothing to write.
     assert.equal(gatewayStatusUpdate(gatewayObject(done), computed, ready, T1), undefined);
+  });
+
+  it('is Programmed only once the address accepts connections, when the controller checks it', () => {
+    const programmed = (address: AddressCheck) => gatewayProgrammed(true, { ...ready, address });
+    const waiting = programmed({ state: 'waiting', detail: '10.96.0.5:80: ECONNREFUSED' });
+    assert.deepEqual([waiting.status, waiting.reason], ['False', 'Pending']);
+    assert.match(waiting.message, /accept connections \(10\.96\.0\.5:80: ECONNREFUSED\)/);
+    assert.equal(programmed({ state: 'answering' }).status, 'True');
+    // Given up (a NetworkPolicy may keep the controller out): Programmed, and the message says so.
+    const unverified = programmed({ state: 'unverified', detail: '10.96.0.5:80: ETIMEDOUT' });
+    assert.equal(unverified.status, 'True');
+    assert.match(unverified.message, /not verified from the controller \(10\.96\.0\.5:80: ETIMEDOUT\)/);
   });
 
   it('reports a provisioning problem as Programmed False/Invalid', () => {
@@ -105,6 +120,11 @@ describe('gateway status (controller side)', () => {
     const state = dataPlaneState('edge', 'web', [pod('True'), pod('False')], [svc], undefined);
     assert.equal(state.readyPods, 1);
     assert.equal(state.addresses.length, 1);
+    const withPorts = { ...svc, spec: { ...(svc.spec as object), ports: [{ port: 80 }, { port: 8443 }] } };
+    assert.deepEqual(
+      dataPlaneState('edge', 'web', [], [withPorts as K8sObject], undefined).ports,
+      [80, 8443],
+    );
   });
 
   it('writes the class conditions with the supported features', () => {
