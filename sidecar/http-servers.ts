@@ -203,6 +203,7 @@ export function createHttpServers(
     sessions.add(s);
     // A new session must open its first stream within the header timeout; later, a session without
     // streams is idle. Either way it is closed with GOAWAY.
+    let streams = 0;
     const open = new Set<http2.ServerHttp2Stream>();
     // One timer per session, left running while streams are open (it does nothing then) and refreshed when
     // the session goes idle again: at about one idle transition per request, a clear and a new timer each
@@ -211,7 +212,7 @@ export function createHttpServers(
     let timerMs = 0;
     let timerKind: TimeoutKind = 'idle';
     const fire = (): void => {
-      if (open.size > 0) return;
+      if (streams > 0) return;
       onTimeout(timerKind);
       s.close();
       s.destroy();
@@ -235,17 +236,14 @@ export function createHttpServers(
         if (!s.destroyed) s.destroy();
       });
     };
-    const tracked: SessionStreams = {
-      open,
-      closed() {
-        if (open.size === 0 && !s.closed) arm(limits.idleTimeoutMs, 'idle');
-        endIfIdle();
-      },
-    };
-    s.on('stream', (stream: TrackedStream) => {
+    s.on('stream', (stream: http2.ServerHttp2Stream) => {
+      streams++;
       open.add(stream);
-      stream.sluiceStreams = tracked;
-      stream.on('close', streamClosed);
+      stream.once('close', () => {
+        open.delete(stream);
+        if (--streams === 0 && !s.closed) arm(limits.idleTimeoutMs, 'idle');
+        endIfIdle();
+      });
     });
     // The client half-closed (FIN; sockets are handed over half-open): no byte can follow. A stream still
     // waiting for its request can never complete and is cancelled; the others finish and their responses
@@ -312,17 +310,3 @@ export function createHttpServers(
 
 type SocketPhase = Duplex & { sluiceBody?: boolean };
 type TimedStream = http2.ServerHttp2Stream & { sluicePhase?: TimeoutKind };
-
-/** A session's open streams and what it does when one closes (its idle timer, its end once the client is done). */
-interface SessionStreams {
-  readonly open: Set<http2.ServerHttp2Stream>;
-  closed(): void;
-}
-type TrackedStream = http2.ServerHttp2Stream & { sluiceStreams: SessionStreams };
-
-// One 'close' listener function for every stream (its session's state kept on the stream), not a closure and a
-// once() wrapper per stream. A stream emits 'close' once.
-function streamClosed(this: TrackedStream): void {
-  this.sluiceStreams.open.delete(this);
-  this.sluiceStreams.closed();
-}
