@@ -46,7 +46,6 @@ interface ProfileNode {
   children: ProfileNode[];
 }
 
-/** The proxy process: `request-garbage.ts --proxy TREE APP_PORT`; "start" and "stop N" on stdin. */
 /** The floor's HTTP/2 hop (as bench/node-floor-proxy.ts forwardH2): one h2c session to the app, pipes. */
 function floorH2(appPort: number): http2.Http2Server {
   const HOP_BY_HOP = new Set([
