@@ -14,6 +14,8 @@
  * thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019, fifth session;
  * "1%/proc": the export in a child process (otlp-process-exporter.ts), its CPU counted as the proxy's and
  * shown as the export thread's; "0%/proc": 0 % with an idle export process, started at launch;
+ * "1%/sibling", "0%/sibling": the same, the process started by bench/tracing-cost.ts and its socket handed
+ * over as fd 3 (no child process or stream object in the proxy's isolate);
  * "100%/timed": each export's part on the main thread timed, on stderr).
  * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
  * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
@@ -141,8 +143,12 @@ if (HDR_MODES.includes(spec.mode)) {
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
   const { OtlpProcessExporter } = await import('../sidecar/tracing/otlp-process-exporter.ts');
-  if (variant === 'proc') {
-    exportProcess = new OtlpProcessExporter({ url: spec.collector, timeoutMs: 10_000 });
+  if (variant === 'proc' || variant === 'sibling') {
+    exportProcess = new OtlpProcessExporter({
+      url: spec.collector,
+      timeoutMs: 10_000,
+      ...(variant === 'sibling' ? { channelFd: 3 } : {}),
+    });
     // "0%/proc": the process started (by one empty export) and idle, as "0%/thread" does for the thread.
     if (mode === '0%') void exportProcess.export([]);
   }
@@ -199,7 +205,7 @@ if (HDR_MODES.includes(spec.mode)) {
             ? { exporter: timed(new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 })) }
             : variant === 'main'
               ? { exporter: await mainThreadExporter(spec.collector) }
-              : variant === 'proc'
+              : variant === 'proc' || variant === 'sibling'
                 ? { exporter: exportProcess! }
                 : variant === 'post' || variant === 'mute' || variant === 'echo'
                   ? { exporter: await handOffOnly(variant) }

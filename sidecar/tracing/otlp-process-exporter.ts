@@ -36,8 +36,16 @@ interface Waiting {
   readonly deadline: number;
 }
 
+export interface OtlpProcessOptions extends OtlpHttpOptions {
+  /**
+   * Benchmarks: the proxy's end of a socket to an export process someone else started (bench/tracing-cost.ts,
+   * "/sibling" modes): no child process object in this isolate at all. Not restarted when it ends.
+   */
+  readonly channelFd?: number;
+}
+
 interface ExportProcess {
-  readonly child: ChildProcess;
+  readonly child: ChildProcess | undefined;
   /** Our end of the child's stdin socket (non-blocking); Node closes it when the child exits. */
   readonly fd: number;
   readonly waiting: Map<number, Waiting>;
@@ -51,6 +59,7 @@ export class OtlpProcessExporter implements SpanExporter {
   readonly #url: string;
   readonly #backoffBaseMs: number;
   readonly #timeoutMs: number;
+  #channelFd: number | undefined;
   #proc: ExportProcess | undefined;
   #nextId = 1;
   readonly #pending = new Set<Promise<ExportFailure | undefined>>();
@@ -61,11 +70,12 @@ export class OtlpProcessExporter implements SpanExporter {
   #pollMs = POLL_FIRST_MS;
   readonly #readBuf = Buffer.allocUnsafe(4096);
 
-  constructor(o: OtlpHttpOptions) {
+  constructor(o: OtlpProcessOptions) {
     new URL(o.url); // an invalid endpoint fails here, when the settings are applied
     this.#url = o.url;
     this.#backoffBaseMs = o.backoffBaseMs ?? 250;
     this.#timeoutMs = o.timeoutMs;
+    this.#channelFd = o.channelFd;
   }
 
   export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined> {
@@ -118,6 +128,12 @@ export class OtlpProcessExporter implements SpanExporter {
 
   /** The export process, started at the first export and unref'd; its stderr is the proxy's. */
   #start(): ExportProcess {
+    if (this.#channelFd !== undefined) {
+      const fd = this.#channelFd;
+      this.#channelFd = -1; // one process only
+      if (fd < 0) throw new Error('the export process is gone');
+      return { child: undefined, fd, waiting: new Map(), unsent: undefined, lines: '' };
+    }
     const child = spawn(process.execPath, [...CHILD_FLAGS, CHILD_PATH, this.#url, `${this.#backoffBaseMs}`], {
       stdio: ['pipe', 'ignore', 'inherit'],
     });
@@ -130,17 +146,12 @@ export class OtlpProcessExporter implements SpanExporter {
     const proc: ExportProcess = { child, fd, waiting: new Map(), unsent: undefined, lines: '' };
     let error: string | undefined;
     const ended = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
-      if (this.#proc !== proc) return;
-      this.#proc = undefined; // its fd is closed now: never touched again
-      this.#died();
-      const failure: ExportFailure = {
+      this.#ended(proc, {
         reason: 'process_exited',
         ...(exitCode === null ? {} : { exitCode }),
         ...(signal === null ? {} : { signal }),
         ...(error === undefined ? {} : { error }),
-      };
-      for (const w of proc.waiting.values()) w.settle(failure);
-      proc.waiting.clear();
+      });
     };
     child.on('error', (e) => {
       error = errorText(e);
@@ -148,6 +159,15 @@ export class OtlpProcessExporter implements SpanExporter {
     });
     child.on('exit', ended);
     return proc;
+  }
+
+  /** The process is gone (its fd closed by Node, never touched again): its exports fail. */
+  #ended(proc: ExportProcess, failure: ExportFailure): void {
+    if (this.#proc !== proc) return;
+    this.#proc = undefined;
+    this.#died();
+    for (const w of proc.waiting.values()) w.settle(failure);
+    proc.waiting.clear();
   }
 
   #died(): void {
@@ -189,7 +209,11 @@ export class OtlpProcessExporter implements SpanExporter {
       } catch {
         break; // EAGAIN: nothing more now
       }
-      if (n === 0) break; // the child's end closed: its exit follows
+      if (n === 0) {
+        // the child's end closed: its exit follows (a sibling's, in a benchmark, does not)
+        if (!proc.child) this.#ended(proc, { reason: 'process_exited' });
+        return;
+      }
       proc.lines += this.#readBuf.toString('utf8', 0, n);
     }
     let eol: number;
@@ -224,6 +248,6 @@ export class OtlpProcessExporter implements SpanExporter {
     this.#closed = true;
     await Promise.all(this.#pending);
     clearTimeout(this.#poll);
-    this.#proc?.child.kill();
+    this.#proc?.child?.kill();
   }
 }
