@@ -58,7 +58,7 @@ const startProxies = () =>
       // "…/sibling" modes: the export process is started here and its socket handed to the proxy as fd 3,
       // so that the proxy's isolate holds no child process or stream object for it; its CPU is the proxy's.
       const sibling = mode.endsWith('/sibling')
-        ? spawn(node, ['sidecar/tracing/otlp-export-child.ts', collector], {
+        ? spawn(node, ['bench/export-process-child.ts', collector], {
             stdio: ['pipe', 'ignore', 'inherit'],
           })
         : undefined;

@@ -12,7 +12,7 @@
  * then dropped unencoded; "1%/post", "1%/mute", "1%/echo": batches handed to a thread, no answer awaited
  * (below); "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the export
  * thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019, fifth session;
- * "1%/proc": the export in a child process (otlp-process-exporter.ts), its CPU counted as the proxy's and
+ * "1%/proc": the export in a child process (bench/export-process.ts), its CPU counted as the proxy's and
  * shown as the export thread's; "0%/proc": 0 % with an idle export process, started at launch;
  * "1%/sibling", "0%/sibling": the same, the process started by bench/tracing-cost.ts and its socket handed
  * over as fd 3 (no child process or stream object in the proxy's isolate);
@@ -88,7 +88,7 @@ const gatewayObjects: K8sObject[] = [
 
 const metrics = new ProxyMetrics();
 /** "1%/proc", "0%/proc": the export process, whose CPU this proxy reports with its own. */
-let exportProcess: import('../sidecar/tracing/otlp-process-exporter.ts').OtlpProcessExporter | undefined;
+let exportProcess: import('./export-process.ts').OtlpProcessExporter | undefined;
 const deps: ForwardDeps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics };
 const HDR_MODES = ['hdr-none', 'hdr', 'hdr-rand', 'hdr-seq', 'hdr-gen'];
 if (HDR_MODES.includes(spec.mode)) {
@@ -142,7 +142,7 @@ if (HDR_MODES.includes(spec.mode)) {
   const [mode = '', variant] = spec.mode.split('/');
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
-  const { OtlpProcessExporter } = await import('../sidecar/tracing/otlp-process-exporter.ts');
+  const { OtlpProcessExporter } = await import('./export-process.ts');
   if (variant === 'proc' || variant === 'sibling') {
     exportProcess = new OtlpProcessExporter({
       url: spec.collector,

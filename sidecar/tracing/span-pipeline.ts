@@ -27,16 +27,6 @@ export type ExportFailure =
   | { readonly reason: 'no_answer' }
   | { readonly reason: 'thread_start_failed'; readonly exitCode?: number; readonly error?: string }
   | { readonly reason: 'thread_exited'; readonly exitCode: number; readonly error?: string }
-  /** The export process (otlp-process-exporter.ts): it died, or could not start, or is not restarted yet. */
-  | {
-      readonly reason: 'process_exited';
-      readonly exitCode?: number;
-      readonly signal?: string;
-      readonly error?: string;
-    }
-  | { readonly reason: 'process_start_failed' | 'pipe_error'; readonly error: string }
-  /** The socket to the export process was full (it has not taken the batches before), or it is restarting. */
-  | { readonly reason: 'pipe_full' | 'process_restarting' }
   | { readonly reason: 'encode_failed' | 'internal_error'; readonly error: string }
   | { readonly reason: 'shut_down' };
 

@@ -1,14 +1,14 @@
-// The OTLP/HTTP export's own process (started by OtlpProcessExporter, otlp-process-exporter.ts, at its first
-// export): its stdin is one socket shared with the proxy. In: frames of a 12-byte head (id,
+// The OTLP/HTTP export's own process (bench modes "/proc", "/sibling"; started by OtlpProcessExporter,
+// export-process.ts, at its first export, or by bench/tracing-cost.ts): its stdin is one socket shared with the proxy. In: frames of a 12-byte head (id,
 // budget in ms, body length: u32 big-endian) and the encoded batch. Out: one JSON line per batch,
 // { id, ok, failure? }, as the export thread answers. The POST, retries and backoff are the thread's
 // (Http1Poster, sendWithRetries). Stdin's end (the proxy gone) ends this process.
 import net from 'node:net';
-import { errorText } from '../../lib/error-text.ts';
-import { Http1Poster } from './otlp-http1-post.ts';
-import { sendWithRetries } from './otlp-export-retries.ts';
-import { FRAME_HEAD_BYTES } from './otlp-process-exporter.ts';
-import type { ExportFailure } from './span-pipeline.ts';
+import { errorText } from '../lib/error-text.ts';
+import { Http1Poster } from '../sidecar/tracing/otlp-http1-post.ts';
+import { sendWithRetries } from '../sidecar/tracing/otlp-export-retries.ts';
+import { FRAME_HEAD_BYTES } from './export-process.ts';
+import type { ExportFailure } from '../sidecar/tracing/span-pipeline.ts';
 
 const [url = '', backoff = '250'] = process.argv.slice(2);
 const backoffBaseMs = Number(backoff);

@@ -1,5 +1,7 @@
-// Sends encoded spans to an OTLP/HTTP endpoint from a process of its own (otlp-export-child.ts), the
-// experiment of ADR 0019's "export process" amendment: a Worker makes its stdio streams and a MessagePort in
+// Bench modes "1%/proc", "0%/proc", "…/sibling" (bench/tracing-proxy.ts): an OTLP/HTTP exporter that sends
+// encoded spans from a process of its own (export-process-child.ts), the experiment of ADR 0019's "export
+// process" amendment, measured no cheaper than the export thread and so not the proxy's.
+// Why it was tried: a Worker makes its stdio streams and a MessagePort in
 // the proxy's isolate, which leaves the constructors every request runs (IncomingMessage, Readable,
 // EventEmitter) polymorphic. Here the proxy holds one child process object and one socket (the child's
 // stdin, never read or written as a stream): each batch goes out as a frame with a plain write on its fd,
@@ -8,19 +10,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { backoffDelay } from '../../lib/backoff.ts';
-import { errorText } from '../../lib/error-text.ts';
-import { encodeTraceRequest } from './otlp-encode.ts';
-import type { OtlpHttpOptions } from './otlp-http-exporter.ts';
-import type { ExportFailure, SpanExporter } from './span-pipeline.ts';
-import type { SpanRecord } from './span-record.ts';
+import { backoffDelay } from '../lib/backoff.ts';
+import { errorText } from '../lib/error-text.ts';
+import { encodeTraceRequest } from '../sidecar/tracing/otlp-encode.ts';
+import type { OtlpHttpOptions } from '../sidecar/tracing/otlp-http-exporter.ts';
+import type { ExportFailure, SpanExporter } from '../sidecar/tracing/span-pipeline.ts';
+import type { SpanRecord } from '../sidecar/tracing/span-record.ts';
 
 /** A frame's head: the export's id, its budget (ms) and the body's length, u32 big-endian each. */
 export const FRAME_HEAD_BYTES = 12;
 
-const CHILD_PATH = fileURLToPath(
-  new URL(`./otlp-export-child.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url),
-);
+const CHILD_PATH = fileURLToPath(new URL('./export-process-child.ts', import.meta.url));
 /** The child's heap bounds, as the export thread's resourceLimits (past them it dies and is restarted). */
 const CHILD_FLAGS = ['--max-old-space-size=64', '--max-semi-space-size=1'];
 /** The proxy gives up on an export this long after its budget (as the thread exporter does). */
@@ -30,6 +30,11 @@ const POLL_FIRST_MS = 10;
 const POLL_MAX_MS = 500;
 /** After the child dies, the next one starts no sooner than this (doubling per death, with jitter). */
 const RESTART_BACKOFF = { initialMs: 1000, maxMs: 60_000 };
+
+// The proxy's failure reasons (span-pipeline.ts) stand for the process's: a thread's start or exit for the
+// process's, a full queue for a full socket.
+const RESTARTING: ExportFailure = { reason: 'thread_start_failed', error: 'restarting' };
+const PIPE_FULL: ExportFailure = { reason: 'queue_full' };
 
 interface Waiting {
   readonly settle: (failure: ExportFailure | undefined) => void;
@@ -87,17 +92,17 @@ export class OtlpProcessExporter implements SpanExporter {
       return Promise.resolve({ reason: 'encode_failed', error: errorText(error) });
     }
     if (!this.#proc && performance.now() < this.#restartAt) {
-      return Promise.resolve({ reason: 'process_restarting' });
+      return Promise.resolve(RESTARTING);
     }
     let proc: ExportProcess;
     try {
       proc = this.#proc ??= this.#start();
     } catch (error) {
       this.#died();
-      return Promise.resolve({ reason: 'process_start_failed', error: errorText(error) });
+      return Promise.resolve({ reason: 'thread_start_failed', error: errorText(error) });
     }
     this.#writeUnsent(proc);
-    if (proc.unsent) return Promise.resolve({ reason: 'pipe_full' });
+    if (proc.unsent) return Promise.resolve(PIPE_FULL);
     const id = this.#nextId;
     this.#nextId = (this.#nextId % 0xffff_ffff) + 1;
     const frame = Buffer.allocUnsafe(FRAME_HEAD_BYTES + body.length);
@@ -112,7 +117,7 @@ export class OtlpProcessExporter implements SpanExporter {
       const code = (error as { code?: unknown }).code;
       // EAGAIN: the child has not taken the frames before (the bound on what is queued for it).
       return Promise.resolve(
-        code === 'EAGAIN' ? { reason: 'pipe_full' } : { reason: 'pipe_error', error: errorText(error) },
+        code === 'EAGAIN' ? PIPE_FULL : { reason: 'internal_error', error: errorText(error) },
       );
     }
     if (written < frame.length) proc.unsent = frame.subarray(written);
@@ -146,12 +151,7 @@ export class OtlpProcessExporter implements SpanExporter {
     const proc: ExportProcess = { child, fd, waiting: new Map(), unsent: undefined, lines: '' };
     let error: string | undefined;
     const ended = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
-      this.#ended(proc, {
-        reason: 'process_exited',
-        ...(exitCode === null ? {} : { exitCode }),
-        ...(signal === null ? {} : { signal }),
-        ...(error === undefined ? {} : { error }),
-      });
+      this.#ended(proc, { reason: 'thread_exited', exitCode: exitCode ?? -1, error: error ?? signal ?? '' });
     };
     child.on('error', (e) => {
       error = errorText(e);
@@ -211,7 +211,7 @@ export class OtlpProcessExporter implements SpanExporter {
       }
       if (n === 0) {
         // the child's end closed: its exit follows (a sibling's, in a benchmark, does not)
-        if (!proc.child) this.#ended(proc, { reason: 'process_exited' });
+        if (!proc.child) this.#ended(proc, { reason: 'thread_exited', exitCode: -1, error: 'EOF' });
         return;
       }
       proc.lines += this.#readBuf.toString('utf8', 0, n);

@@ -1,4 +1,4 @@
-// The OTLP/HTTP sender in a process of its own (ADR 0019, "export process"): the same POSTs, retries and
+// The bench's OTLP/HTTP sender in a process of its own (ADR 0019, "export process"): the same POSTs, retries and
 // deadlines as the export thread, the batch's bytes sent as they were encoded, a child that dies fails its
 // exports and is replaced after a backoff, and a child whose proxy is gone (stdin's end) exits.
 import assert from 'node:assert/strict';
@@ -7,9 +7,9 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { SPAN_KIND, SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
-import { encodeTraceRequest } from '../../../../sidecar/tracing/otlp-encode.ts';
-import { OtlpProcessExporter } from '../../../../sidecar/tracing/otlp-process-exporter.ts';
+import { SPAN_KIND, SpanRecord } from '../../../sidecar/tracing/span-record.ts';
+import { encodeTraceRequest } from '../../../sidecar/tracing/otlp-encode.ts';
+import { OtlpProcessExporter } from '../../../bench/export-process.ts';
 
 describe('OTLP/HTTP export process', () => {
   let server: http.Server | undefined;
@@ -93,13 +93,13 @@ describe('OTLP/HTTP export process', () => {
     const lost = e.export([]);
     const first = e.child!;
     first.kill('SIGKILL');
-    assert.deepEqual(await lost, { reason: 'process_exited', signal: 'SIGKILL' });
-    assert.deepEqual(await e.export([]), { reason: 'process_restarting' });
+    assert.deepEqual(await lost, { reason: 'thread_exited', exitCode: -1, error: 'SIGKILL' });
+    assert.deepEqual(await e.export([]), { reason: 'thread_start_failed', error: 'restarting' });
     answer = true;
     for (;;) {
       const failure = await e.export([]);
       if (failure === undefined) break;
-      assert.deepEqual(failure, { reason: 'process_restarting' });
+      assert.deepEqual(failure, { reason: 'thread_start_failed', error: 'restarting' });
       await new Promise((resolve) => setImmediate(resolve));
     }
     assert.notEqual(e.child, first);
@@ -110,7 +110,7 @@ describe('OTLP/HTTP export process', () => {
     const child = spawn(
       process.execPath,
       [
-        fileURLToPath(new URL('../../../../sidecar/tracing/otlp-export-child.ts', import.meta.url)),
+        fileURLToPath(new URL('../../../bench/export-process-child.ts', import.meta.url)),
         'http://127.0.0.1:9/v1/traces',
       ],
       { stdio: ['pipe', 'ignore', 'inherit'] },
