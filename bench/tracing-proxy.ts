@@ -142,8 +142,8 @@ if (HDR_MODES.includes(spec.mode)) {
   const [mode = '', variant] = spec.mode.split('/');
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
-  const { OtlpProcessExporter } = await import('./export-process.ts');
   if (variant === 'proc' || variant === 'sibling') {
+    const { OtlpProcessExporter } = await import('./export-process.ts');
     exportProcess = new OtlpProcessExporter({
       url: spec.collector,
       timeoutMs: 10_000,
