@@ -211,8 +211,8 @@ export class OtlpProcessExporter implements SpanExporter {
       }
       if (n === 0) {
         // the child's end closed: its exit follows (a sibling's, in a benchmark, does not)
-        if (!proc.child) this.#ended(proc, { reason: 'thread_exited', exitCode: -1, error: 'EOF' });
-        return;
+        if (proc.child) break;
+        return this.#ended(proc, { reason: 'thread_exited', exitCode: -1, error: 'EOF' });
       }
       proc.lines += this.#readBuf.toString('utf8', 0, n);
     }
