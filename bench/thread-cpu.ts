@@ -13,3 +13,16 @@ export function exportThreadUs(): number {
     .filter((t) => readFileSync(`${t}/comm`, 'utf8').trim() === 'otlp-export')
     .reduce((sum, t) => sum + threadRunUs(t), 0);
 }
+
+/** A process's run time so far over all its threads, µs (0 once it is gone). */
+export function processRunUs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    return readdirSync(`/proc/${pid}/task`).reduce(
+      (sum, t) => sum + threadRunUs(`/proc/${pid}/task/${t}`),
+      0,
+    );
+  } catch {
+    return 0;
+  }
+}

@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { firstLine, startUpstreamAndSink } from './tracing-helpers.ts';
 import { readFileSync } from 'node:fs';
 import { percentile } from './stats.ts';
+import { processRunUs } from './thread-cpu.ts';
 
 const PROXY = process.argv[2] === 'gateway' ? 'gateway' : 'sidecar';
 const RPS = Number(process.env.BENCH_RPS ?? 200); // per mode
@@ -54,6 +55,13 @@ const startProxies = () =>
   Promise.all(
     MODES.map(async (mode) => {
       const [script, proxyMode] = proxyScript(mode);
+      // "…/sibling" modes: the export process is started here and its socket handed to the proxy as fd 3,
+      // so that the proxy's isolate holds no child process or stream object for it; its CPU is the proxy's.
+      const sibling = mode.endsWith('/sibling')
+        ? spawn(node, ['bench/export-process-child.ts', collector], {
+            stdio: ['pipe', 'ignore', 'inherit'],
+          })
+        : undefined;
       const child = spawn(
         node,
         [
@@ -61,24 +69,30 @@ const startProxies = () =>
           script,
           JSON.stringify({ proxy: PROXY, mode: proxyMode, upstreamPort, collector }),
         ],
-        { stdio: ['pipe', 'pipe', 'inherit'] },
+        { stdio: ['pipe', 'pipe', 'inherit', ...(sibling ? [sibling.stdin] : [])] },
       );
       const port = Number(await firstLine(child));
-      const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+      const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
       /** The proxy's CPU time so far, µs (it answers each line on its stdin). */
       const cpuUs = async (): Promise<number[]> => {
-        child.stdin.write('\n');
+        child.stdin!.write('\n');
         for (;;) {
           const line = String((await lines.next()).value);
-          if (/^\d/.test(line)) return line.split(' ').map(Number);
+          if (!/^\d/.test(line)) continue;
+          const [all = 0, main = 0, exporter = 0] = line.split(' ').map(Number);
+          const siblingUs = processRunUs(sibling?.pid);
+          return [all + siblingUs, main, exporter + siblingUs];
         }
       };
-      return { mode, child, port, cpuUs };
+      return { mode, child, sibling, port, cpuUs };
     }),
   );
 type Proxy = Awaited<ReturnType<typeof startProxies>>[number];
 const stopProxies = (ps: readonly Proxy[]): void => {
-  for (const p of ps) p.child.kill(PROF.includes(p.mode) ? 'SIGINT' : 'SIGTERM');
+  for (const p of ps) {
+    p.child.kill(PROF.includes(p.mode) ? 'SIGINT' : 'SIGTERM');
+    p.sibling?.kill();
+  }
 };
 
 /** Drives every proxy in lockstep for `durationMs`; the load process's result per proxy. */

@@ -12,6 +12,10 @@
  * then dropped unencoded; "1%/post", "1%/mute", "1%/echo": batches handed to a thread, no answer awaited
  * (below); "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the export
  * thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019, fifth session;
+ * "1%/proc": the export in a child process (bench/export-process.ts), its CPU counted as the proxy's and
+ * shown as the export thread's; "0%/proc": 0 % with an idle export process, started at launch;
+ * "1%/sibling", "0%/sibling": the same, the process started by bench/tracing-cost.ts and its socket handed
+ * over as fd 3 (no child process or stream object in the proxy's isolate);
  * "100%/timed": each export's part on the main thread timed, on stderr).
  * `"split":true` (bench/tracing-sampled-cpu.ts): the main thread's CPU from each request's arrival to its
  * response's end, summed apart for sampled and unsampled requests; a stdin line "split" answers with those
@@ -24,7 +28,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
-import { exportThreadUs, threadRunUs } from './thread-cpu.ts';
+import { exportThreadUs, processRunUs, threadRunUs } from './thread-cpu.ts';
 import { buildProxyView } from '../mesh-model/proxy-view.ts';
 import { forwardOutbound, type ForwardDeps } from '../sidecar/http-forward.ts';
 import { createHttpServers } from '../sidecar/http-servers.ts';
@@ -83,6 +87,8 @@ const gatewayObjects: K8sObject[] = [
 ];
 
 const metrics = new ProxyMetrics();
+/** "1%/proc", "0%/proc": the export process, whose CPU this proxy reports with its own. */
+let exportProcess: import('./export-process.ts').OtlpProcessExporter | undefined;
 const deps: ForwardDeps = { pools: new UpstreamPools(() => undefined), lb: new LoadBalancer(), metrics };
 const HDR_MODES = ['hdr-none', 'hdr', 'hdr-rand', 'hdr-seq', 'hdr-gen'];
 if (HDR_MODES.includes(spec.mode)) {
@@ -136,6 +142,16 @@ if (HDR_MODES.includes(spec.mode)) {
   const [mode = '', variant] = spec.mode.split('/');
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
   const { OtlpHttpExporter } = await import('../sidecar/tracing/otlp-http-exporter.ts');
+  if (variant === 'proc' || variant === 'sibling') {
+    const { OtlpProcessExporter } = await import('./export-process.ts');
+    exportProcess = new OtlpProcessExporter({
+      url: spec.collector,
+      timeoutMs: 10_000,
+      ...(variant === 'sibling' ? { channelFd: 3 } : {}),
+    });
+    // "0%/proc": the process started (by one empty export) and idle, as "0%/thread" does for the thread.
+    if (mode === '0%') void exportProcess.export([]);
+  }
   // "100%/timed": the OTLP exporter, each export's part on the main thread (the batch's encode and its
   // hand-off to the export thread) timed and written to stderr: the pause a batch makes in the requests.
   const timed = (e: SpanExporter): SpanExporter => ({
@@ -189,9 +205,11 @@ if (HDR_MODES.includes(spec.mode)) {
             ? { exporter: timed(new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 })) }
             : variant === 'main'
               ? { exporter: await mainThreadExporter(spec.collector) }
-              : variant === 'post' || variant === 'mute' || variant === 'echo'
-                ? { exporter: await handOffOnly(variant) }
-                : {}),
+              : variant === 'proc' || variant === 'sibling'
+                ? { exporter: exportProcess! }
+                : variant === 'post' || variant === 'mute' || variant === 'echo'
+                  ? { exporter: await handOffOnly(variant) }
+                  : {}),
   });
   // "1%@5000": 1 % with a batch delay of 5,000 ms (else the default).
   const [percent = '', delay] = mode.split('@');
@@ -342,7 +360,10 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     return;
   }
   const { user, system } = process.cpuUsage();
-  process.stdout.write(`${user + system} ${threadRunUs('/proc/thread-self')} ${exportThreadUs()}\n`);
+  const childUs = processRunUs(exportProcess?.child?.pid);
+  process.stdout.write(
+    `${user + system + childUs} ${threadRunUs('/proc/thread-self')} ${exportThreadUs() + childUs}\n`,
+  );
 });
 process.on('SIGUSR2', () => process.stderr.write(metrics.render()));
 process.on('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profile
