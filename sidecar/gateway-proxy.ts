@@ -41,8 +41,11 @@ interface OpenPort {
   readonly protocol: 'HTTP' | 'HTTPS';
   readonly listener: GatewayListener;
   readonly ready: Promise<void>;
-  /** Bound: until then the port is not ready (a /ready probe may come while listen() is pending). */
-  listening: boolean;
+}
+
+/** Bound: until then the port is not ready (/ready may ask while listen() is still pending). */
+function bound(open: OpenPort | undefined): boolean {
+  return open?.listener.server.listening === true;
 }
 
 export class GatewayProxy {
@@ -92,7 +95,7 @@ export class GatewayProxy {
 
   /** Ports listening now. */
   get ports(): number[] {
-    return [...this.#ports].flatMap(([port, open]) => (open.listening ? [port] : [])).sort((a, b) => a - b);
+    return [...this.#ports].flatMap(([port, open]) => (bound(open) ? [port] : [])).sort((a, b) => a - b);
   }
 
   async start(): Promise<void> {
@@ -180,12 +183,10 @@ export class GatewayProxy {
         protocol: portView.protocol,
         listener,
         ready: listen(listener.server, port, this.#o.bind),
-        listening: false,
       };
       this.#ports.set(port, open);
       try {
         await open.ready;
-        open.listening = true;
         this.#failedPorts.delete(port);
         this.#o.log.info('listening', { port, protocol: portView.protocol });
       } catch (err) {
@@ -205,7 +206,7 @@ export class GatewayProxy {
       const ports = [...this.#failedPorts].map(([p, why]) => `${p} (${why})`).join(', ');
       return { ok: false, reason: `cannot listen on ${ports}` };
     }
-    const missing = [...this.#config.view.ports.keys()].filter((p) => !this.#ports.get(p)?.listening);
+    const missing = [...this.#config.view.ports.keys()].filter((p) => !bound(this.#ports.get(p)));
     if (missing.length > 0) return { ok: false, reason: `opening ports ${missing.join(', ')}` };
     return { ok: true, reason: `ready (config version ${this.#config.version})` };
   }
@@ -220,7 +221,7 @@ export class GatewayProxy {
         ? [...view.ports.values()].map((p) => ({
             port: p.port,
             protocol: p.protocol,
-            listening: this.#ports.get(p.port)?.listening === true,
+            listening: bound(this.#ports.get(p.port)),
             listeners: p.listeners.map((l) => ({
               name: l.name,
               hostname: l.hostname ?? null,
