@@ -16,9 +16,9 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Pool } from 'undici';
+import { endToEnd, h2Forwarder } from './node-floor-h2.ts';
 
 interface Spec {
   role: 'client' | 'server';
@@ -46,30 +46,11 @@ const pool = new Pool(spec.upstream, {
   ...(spec.role === 'client' ? { connect: { ...tls, servername: spec.serverName } } : {}),
 });
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'http2-settings',
-]);
-
-function requestHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name.startsWith(':') || HOP_BY_HOP.has(name)) continue;
-    out[name] = value;
-  }
-  return out;
-}
-
 function forward(
   req: http.IncomingMessage | Http2ServerRequest,
   res: http.ServerResponse | Http2ServerResponse,
 ): void {
-  const headers = requestHeaders(req.headers);
+  const headers = endToEnd(req.headers);
   if (headers.host === undefined && req.headers[':authority'] !== undefined) {
     headers.host = req.headers[':authority'];
   }
@@ -83,11 +64,7 @@ function forward(
     })
     .then(
       (upstream) => {
-        const out: Record<string, string | string[]> = {};
-        for (const [name, value] of Object.entries(upstream.headers)) {
-          if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-        }
-        (res as http.ServerResponse).writeHead(upstream.statusCode, out);
+        (res as http.ServerResponse).writeHead(upstream.statusCode, endToEnd(upstream.headers));
         upstream.body.pipe(res as http.ServerResponse);
       },
       () => {
@@ -97,32 +74,9 @@ function forward(
     );
 }
 
-let session: http2.ClientHttp2Session | undefined;
-function forwardH2(req: Http2ServerRequest, res: Http2ServerResponse): void {
-  if (!session || session.closed || session.destroyed)
-    session = http2.connect(
-      spec.upstream,
-      spec.role === 'client' ? { ...tls, servername: spec.serverName } : {},
-    );
-  const headers: http2.OutgoingHttpHeaders = requestHeaders(req.headers);
-  headers[':method'] = req.method;
-  headers[':path'] = req.url;
-  headers[':authority'] = req.headers[':authority'];
-  const upstream = session.request(headers, { endStream: req.stream.endAfterHeaders });
-  if (!req.stream.endAfterHeaders) req.pipe(upstream);
-  upstream.on('response', (h) => {
-    const out: http2.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(h)) {
-      if (value !== undefined && !name.startsWith(':') && !HOP_BY_HOP.has(name)) out[name] = value;
-    }
-    res.writeHead(h[':status'] ?? 502, out);
-    upstream.pipe(res);
-  });
-  upstream.on('error', () => {
-    if (!res.headersSent) res.writeHead(502);
-    res.end();
-  });
-}
+const forwardH2 = h2Forwarder(() =>
+  http2.connect(spec.upstream, spec.role === 'client' ? { ...tls, servername: spec.serverName } : {}),
+);
 const h2Or1 = (
   req: http.IncomingMessage | Http2ServerRequest,
   res: http.ServerResponse | Http2ServerResponse,

@@ -4,7 +4,7 @@
  *   node bench/request-garbage.ts [TREE...]   (BENCH_REQUESTS, default 30000; BENCH_TOP, default 25)
  *
  * `BENCH_PROTOCOL=h2`: h2c from the client, through the proxy's HTTP/2 server, h2c to a node:http2 app; the
- * TREE `floor` is then a bare node:http2 forwarder (bench/node-floor-proxy.ts's HTTP/2 hop) in the same
+ * TREE `floor` is then a bare node:http2 forwarder (bench/node-floor-h2.ts, the floor pair's HTTP/2 hop) in the same
  * process shape. `BENCH_CPU=1`: no heap profiler; the proxy process's CPU per request instead (µs),
  * `BENCH_ROUNDS` rounds with the trees alternating, medians at the end.
  *
@@ -24,6 +24,7 @@ import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { loopbackService, startLoopbackApp } from './loopback-service.ts';
+import { h2Forwarder } from './node-floor-h2.ts';
 import { percentile } from './stats.ts';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 30_000);
@@ -46,41 +47,9 @@ interface ProfileNode {
   children: ProfileNode[];
 }
 
-/** The floor's HTTP/2 hop (as bench/node-floor-proxy.ts forwardH2): one h2c session to the app, pipes. */
+/** The floor's HTTP/2 hop (bench/node-floor-h2.ts): one h2c session to the app, pipes. */
 function floorH2(appPort: number): http2.Http2Server {
-  const HOP_BY_HOP = new Set([
-    'connection',
-    'keep-alive',
-    'proxy-connection',
-    'transfer-encoding',
-    'upgrade',
-    'te',
-  ]);
-  const copy = (h: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders => {
-    const out: http2.OutgoingHttpHeaders = {};
-    for (const [n, v] of Object.entries(h))
-      if (v !== undefined && !n.startsWith(':') && !HOP_BY_HOP.has(n)) out[n] = v;
-    return out;
-  };
-  let session: http2.ClientHttp2Session | undefined;
-  return http2.createServer((req, res) => {
-    if (!session || session.closed || session.destroyed)
-      session = http2.connect(`http://127.0.0.1:${appPort}`);
-    const headers = copy(req.headers);
-    headers[':method'] = req.method;
-    headers[':path'] = req.url;
-    headers[':authority'] = req.headers[':authority'];
-    const upstream = session.request(headers, { endStream: req.stream.endAfterHeaders });
-    if (!req.stream.endAfterHeaders) req.pipe(upstream);
-    upstream.on('response', (h) => {
-      res.writeHead(h[':status'] ?? 502, copy(h));
-      upstream.pipe(res);
-    });
-    upstream.on('error', () => {
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    });
-  });
+  return http2.createServer(h2Forwarder(() => http2.connect(`http://127.0.0.1:${appPort}`)));
 }
 
 async function sidecarServer(tree: string, appPort: number): Promise<http.Server | http2.Http2Server> {
