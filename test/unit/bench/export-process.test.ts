@@ -5,9 +5,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { SPAN_KIND, SpanRecord } from '../../../sidecar/tracing/span-record.ts';
+import { clientSpan, startCollector } from '../../support/otlp-collector.ts';
 import { encodeTraceRequest } from '../../../sidecar/tracing/otlp-encode.ts';
 import { OtlpProcessExporter } from '../../../bench/export-process.ts';
 
@@ -19,34 +18,10 @@ describe('OTLP/HTTP export process', () => {
   });
 
   async function collector(answer: (n: number, res: http.ServerResponse) => void, bodies: Buffer[] = []) {
-    let n = 0;
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        bodies.push(Buffer.concat(chunks));
-        answer(++n, res);
-      });
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
+    let url: string;
+    ({ server, url } = await startCollector((n, _req, res) => answer(n, res), bodies));
+    return url;
   }
-
-  const span = (name: string): SpanRecord =>
-    new SpanRecord(
-      { attributes: { 'service.name': 'bench' } },
-      {
-        traceId: '0af7651916cd43dd8448eb211c80319c',
-        spanId: 'b7ad6b7169203331',
-        parentSpanId: undefined,
-        parentIsRemote: false,
-      },
-      undefined,
-      name,
-      SPAN_KIND.CLIENT,
-      { 'http.request.method': 'GET' },
-    );
 
   it('starts its process at the first export and sends each encoded batch as it is, retrying a 503', async () => {
     const bodies: Buffer[] = [];
@@ -56,8 +31,8 @@ describe('OTLP/HTTP export process', () => {
     }, bodies);
     const e = new OtlpProcessExporter({ url, timeoutMs: 5000, backoffBaseMs: 1 });
     assert.equal(e.child, undefined);
-    const big = Array.from({ length: 2000 }, (_, i) => span(`GET ${i}`)); // more than a socket's buffer
-    const small = [span('GET')];
+    const big = Array.from({ length: 2000 }, (_, i) => clientSpan(`GET ${i}`)); // more than a socket's buffer
+    const small = [clientSpan('GET')];
     const results = await Promise.all([e.export(small), e.export(big)]);
     assert.deepEqual(results, [undefined, undefined]);
     assert.ok(e.child);

@@ -3,11 +3,10 @@
 // down comes up, and a thread that dies fails its exports and is replaced at the next one; every failure
 // comes with its reason.
 import assert from 'node:assert/strict';
-import { SpanKind } from '@opentelemetry/api';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
+import { clientSpan, startCollector } from '../../../support/otlp-collector.ts';
 import { encodeTraceRequest } from '../../../../sidecar/tracing/otlp-encode.ts';
 import { OtlpHttpExporter } from '../../../../sidecar/tracing/otlp-http-exporter.ts';
 import type { ExportFailure } from '../../../../sidecar/tracing/span-pipeline.ts';
@@ -20,22 +19,10 @@ describe('OTLP/HTTP exporter', () => {
   });
 
   /** A loopback collector; `bodies` gets every request's body. */
-  async function collector(
-    answer: (n: number, req: http.IncomingMessage, res: http.ServerResponse) => void,
-    bodies: Buffer[] = [],
-  ) {
-    let n = 0;
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        bodies.push(Buffer.concat(chunks));
-        answer(++n, req, res);
-      });
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
+  async function collector(...args: Parameters<typeof startCollector>) {
+    let url: string;
+    ({ server, url } = await startCollector(...args));
+    return url;
   }
 
   const run = (e: OtlpHttpExporter): Promise<ExportFailure | undefined> => e.export([]);
@@ -75,19 +62,7 @@ describe('OTLP/HTTP exporter', () => {
     const url = await collector((_n, _req, res) => res.end(), bodies);
     const e = new OtlpHttpExporter({ url, timeoutMs: 5000, backoffBaseMs: 1 });
     assert.equal(e.worker, undefined);
-    const span = new SpanRecord(
-      { attributes: { 'service.name': 'bench' } },
-      {
-        traceId: '0af7651916cd43dd8448eb211c80319c',
-        spanId: 'b7ad6b7169203331',
-        parentSpanId: undefined,
-        parentIsRemote: false,
-      },
-      undefined,
-      'GET',
-      SpanKind.CLIENT,
-      { 'http.request.method': 'GET' },
-    );
+    const span = clientSpan('GET');
     const pooled = Buffer.from('still here'); // a slice of Node's shared pool, which no export may detach
     assert.equal(await e.export([span]), undefined);
     assert.ok(e.worker);
