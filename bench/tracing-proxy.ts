@@ -12,6 +12,7 @@
  * then dropped unencoded; "1%/post", "1%/mute", "1%/echo": batches handed to a thread, no answer awaited
  * (below); "0%/thread": 0 % with an idle export thread, started at launch; "1%/main": the export
  * thread's encode, hand-written POST and retries on the proxy's main thread, ADR 0019, fifth session;
+ * "1%/pool": the same, the POST through the data plane's own HTTP/1.1 client (bench/export-pool-post.ts);
  * "1%/proc": the export in a child process (bench/export-process.ts), its CPU counted as the proxy's and
  * shown as the export thread's; "0%/proc": 0 % with an idle export process, started at launch;
  * "1%/sibling", "0%/sibling": the same, the process started by bench/tracing-cost.ts and its socket handed
@@ -203,8 +204,8 @@ if (HDR_MODES.includes(spec.mode)) {
           ? { exporter: { export: () => Promise.resolve(undefined), shutdown: () => Promise.resolve() } }
           : variant === 'timed'
             ? { exporter: timed(new OtlpHttpExporter({ url: spec.collector, timeoutMs: 10_000 })) }
-            : variant === 'main'
-              ? { exporter: await mainThreadExporter(spec.collector) }
+            : variant === 'main' || variant === 'pool'
+              ? { exporter: await mainThreadExporter(spec.collector, variant === 'pool' ? 'pool' : 'post') }
               : variant === 'proc' || variant === 'sibling'
                 ? { exporter: exportProcess! }
                 : variant === 'post' || variant === 'mute' || variant === 'echo'
@@ -238,11 +239,13 @@ if (HDR_MODES.includes(spec.mode)) {
 }
 
 /** The export thread's work (encode, hand-written POST, retries) done on the main thread instead. */
-async function mainThreadExporter(url: string): Promise<SpanExporter> {
+async function mainThreadExporter(url: string, client: 'post' | 'pool'): Promise<SpanExporter> {
   const { encodeTraceRequest } = await import('../sidecar/tracing/otlp-encode.ts');
-  const { Http1Poster } = await import('../sidecar/tracing/otlp-http1-post.ts');
   const { sendWithRetries } = await import('../sidecar/tracing/otlp-export-retries.ts');
-  const poster = new Http1Poster(new URL(url));
+  const poster =
+    client === 'pool'
+      ? new (await import('./export-pool-post.ts')).PoolPoster(new URL(url))
+      : new (await import('../sidecar/tracing/otlp-http1-post.ts')).Http1Poster(new URL(url));
   return {
     export: (spans) =>
       sendWithRetries(encodeTraceRequest(spans), 10_000, {
