@@ -2,6 +2,8 @@
 // Callers keep label values to their own names (resource types, outcomes, route names, status codes), never
 // request data, so series stay bounded.
 
+import { otelMethod } from './otel-method.ts';
+
 export function escapeLabel(value: string): string {
   return value.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }
@@ -189,24 +191,6 @@ export class LabelledHistogram {
       out.push(...histogramLines(this.name, s.labels, this.#buckets, s.counts, s.sum, s.count));
     }
   }
-}
-
-// OTel HTTP semantic conventions: methods outside the standard set are reported as _OTHER (bounded labels).
-const KNOWN_METHODS = new Set([
-  'CONNECT',
-  'DELETE',
-  'GET',
-  'HEAD',
-  'OPTIONS',
-  'PATCH',
-  'POST',
-  'PUT',
-  'TRACE',
-]);
-
-/** The http.request.method label value: the method, or _OTHER for one outside the standard nine. */
-export function otelMethod(method: string | undefined): string {
-  return method !== undefined && KNOWN_METHODS.has(method) ? method : '_OTHER';
 }
 
 /**

@@ -7,9 +7,9 @@ import {
   familyHeader,
   LabelledHistogram as Histogram,
   labelPairs,
-  otelMethod,
   sampleLine,
 } from '../lib/prometheus-text.ts';
+import { otelMethod } from '../lib/otel-method.ts';
 /** Body sizes, bytes: empty, small JSON, pages, uploads. */
 const SIZE_BUCKETS = [0, 64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216];
 /** Distinct peer identities kept as label values; later ones are reported as _other (bounded series). */

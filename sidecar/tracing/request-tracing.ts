@@ -14,7 +14,9 @@ import {
   type TracingSettings,
 } from '../../protocol/tracing-config.ts';
 import { extractContext, injectContext, type ContextFormat, type RemoteContext } from './trace-context.ts';
+import { otelMethod } from '../../lib/otel-method.ts';
 import { decide, RateLimiter, type SamplingReason } from './sampling.ts';
+import { bounded, recordedTraceState } from './span-limits.ts';
 import { SpanPipeline, type PipelineOptions, type SpanExporter } from './span-pipeline.ts';
 import { hrNow, randomHex, SPAN_KIND, SPAN_STATUS, SpanRecord, type SpanKindValue } from './span-record.ts';
 
@@ -73,17 +75,30 @@ function protocolVersion(req: TracedRequest): string {
   return req.httpVersion === '2.0' ? '2' : req.httpVersion;
 }
 
+/** The request's path, without the query, as a span keeps it (bounded). */
+function spanPath(req: TracedRequest): string {
+  const url = req.url ?? '/';
+  return bounded(pathOnly(url), url);
+}
+
+/** http.request.method_original, for a method OTel reports as _OTHER. */
+function addMethodOriginal(attrs: Attributes, method: string): void {
+  if (otelMethod(method) === '_OTHER') attrs['http.request.method_original'] = bounded(method);
+}
+
 /** The OTel HTTP client attributes of a request sent to `authority`. */
 function clientAttributes(req: TracedRequest, authority: string, reason: SamplingReason): Attributes {
   const { host, port } = splitAuthority(authority);
+  const method = req.method ?? 'GET';
   const attrs: Attributes = {
-    'http.request.method': req.method ?? 'GET',
-    'url.full': `http://${authority}${pathOnly(req.url ?? '/')}`,
-    'server.address': host,
+    'http.request.method': otelMethod(method),
+    'url.full': bounded(`http://${authority}${spanPath(req)}`),
+    'server.address': bounded(host, authority),
     'network.protocol.version': protocolVersion(req),
     'sluice.sampling.reason': reason,
   };
   if (port !== undefined) attrs['server.port'] = port;
+  addMethodOriginal(attrs, method);
   return attrs;
 }
 
@@ -96,17 +111,19 @@ function serverAttributes(
   reason: SamplingReason,
 ): Attributes {
   const authority = one(req.headers[':authority']) ?? req.headers.host ?? '';
+  const method = req.method ?? 'GET';
   const attrs: Attributes = {
-    'http.request.method': req.method ?? 'GET',
-    'url.path': pathOnly(req.url ?? '/'),
+    'http.request.method': otelMethod(method),
+    'url.path': spanPath(req),
     'url.scheme': scheme,
-    'server.address': splitAuthority(authority).host || address,
+    'server.address': bounded(splitAuthority(authority).host, authority) || address,
     'server.port': port,
     'network.protocol.version': protocolVersion(req),
     'sluice.sampling.reason': reason,
   };
   const remote = req.socket?.remoteAddress;
   if (remote) attrs['client.address'] = remote;
+  addMethodOriginal(attrs, method);
   return attrs;
 }
 
@@ -443,14 +460,17 @@ export class RequestTracing {
     const own = this.#o.identity();
     if (own) attrs[kind === SPAN_KIND.CLIENT ? 'sluice.caller.identity' : 'sluice.callee.identity'] = own;
     const ua = one(req.headers['user-agent']);
-    if (ua) attrs['user_agent.original'] = ua;
-    const method = req.method ?? 'GET';
+    if (ua) attrs['user_agent.original'] = bounded(ua);
     if (req.headers['content-type']?.startsWith('application/grpc')) {
-      const [, service, rpc] = pathOnly(req.url ?? '').split('/');
+      const url = req.url ?? '';
+      const [, service, rpc] = pathOnly(url).split('/');
       attrs['rpc.system'] = 'grpc';
-      if (service) attrs['rpc.service'] = service;
-      if (rpc) attrs['rpc.method'] = rpc;
+      if (service) attrs['rpc.service'] = bounded(service, url);
+      if (rpc) attrs['rpc.method'] = bounded(rpc, url);
     }
+    // OTel's span name for a method it does not know is "HTTP".
+    const method = req.method ?? 'GET';
+    const name = otelMethod(method) === '_OTHER' ? 'HTTP' : method;
     const remote = typeof parent === 'object' ? parent : undefined;
     const record = new SpanRecord(
       pipeline.resource,
@@ -460,8 +480,8 @@ export class RequestTracing {
         parentSpanId: remote?.spanId,
         parentIsRemote: remote !== undefined && parentIsRemote,
       },
-      remote?.traceState,
-      method,
+      recordedTraceState(remote?.traceState),
+      name,
       kind,
       attrs,
     );

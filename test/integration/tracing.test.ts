@@ -261,6 +261,48 @@ describe('tracing through two sidecars into Jaeger', function () {
     });
   });
 
+  it("a caller's huge path, user agent and tracestate and an unknown method are cut in its spans, not in its request", async () => {
+    const traceId = randomBytes(16).toString('hex');
+    // Within the echo app's 16 KiB of head (Node's default); the sidecars take up to 60 KiB.
+    const path = `/${'p'.repeat(6_000)}`;
+    const [r] = await mesh.client('client', {
+      kind: 'http1',
+      method: 'PROPFIND',
+      url: `http://${VIP}${path}?${'q'.repeat(3_000)}`,
+      headers: {
+        traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`,
+        tracestate: `v=${'s'.repeat(600)}`,
+        'user-agent': 'u'.repeat(4_000),
+      },
+    });
+    assert.ok(r);
+    assert.equal(r.status, 200, JSON.stringify(r).slice(0, 500));
+    const seen = r.json as { method: string; path: string; headers: Record<string, string | undefined> };
+    assert.equal(seen.method, 'PROPFIND');
+    assert.equal(seen.path.length, path.length + 1 + 3_000, 'the app gets the whole request');
+    assert.equal(seen.headers['user-agent']?.length, 4_000);
+
+    let trace: JaegerTrace | undefined;
+    await waitFor(
+      'both spans in Jaeger',
+      async () => {
+        trace = await jaeger.trace(traceId);
+        return trace?.spans.length === 2;
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+    const client = trace!.spans.find((s) => tag(s, 'span.kind') === 'client')!;
+    const server = trace!.spans.find((s) => tag(s, 'span.kind') === 'server')!;
+    assert.equal(tag(client, 'url.full'), `http://${VIP}${path}`.slice(0, 1024));
+    assert.equal(tag(server, 'url.path'), path.slice(0, 1024));
+    for (const span of [client, server]) {
+      assert.equal(span.operationName, 'HTTP');
+      assert.equal(tag(span, 'http.request.method'), '_OTHER');
+      assert.equal(tag(span, 'http.request.method_original'), 'PROPFIND');
+      assert.equal(tag(span, 'user_agent.original'), 'u'.repeat(1024));
+    }
+  });
+
   it('an unsampled request gets no span but still carries an unsampled context', async () => {
     const [r] = await get({});
     assert.ok(r);

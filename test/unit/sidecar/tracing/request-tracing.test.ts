@@ -7,6 +7,8 @@ import { DEFAULT_TRACING, type TracingSettings } from '../../../../protocol/trac
 import type { ExportFailure, SpanExporter, SpanOutcome } from '../../../../sidecar/tracing/span-pipeline.ts';
 import { SPAN_KIND, SPAN_STATUS, type SpanRecord } from '../../../../sidecar/tracing/span-record.ts';
 import { MemorySpanExporter } from '../../../support/sampled-tracing.ts';
+import { encodeTraceRequest } from '../../../../sidecar/tracing/otlp-encode.ts';
+import { bounded, MAX_ATTRIBUTE_LENGTH } from '../../../../sidecar/tracing/span-limits.ts';
 import type { HeaderMap } from '../../../../mesh-model/header-edits.ts';
 import type { MatchEntry } from '../../../../mesh-model/model.ts';
 
@@ -296,6 +298,53 @@ describe('request tracing', () => {
     assert.equal(b?.attributes['rpc.grpc.status_code'], 14);
     assert.equal(b.attributes['error.type'], 'UNAVAILABLE');
     assert.equal(b.status.code, SpanStatusCode.ERROR);
+  });
+
+  it('keeps what a caller controls bounded: path, Host, user agent, method and tracestate', async () => {
+    const t = make();
+    const path = `/${'p'.repeat(20_000)}`;
+    const traceState = `v=${'s'.repeat(600)}`;
+    const upstream = { headers: {} as HeaderMap, authority: 'front.shop:8080' };
+    const req = {
+      ...request(
+        {
+          traceparent: `00-${TRACE}-${SPAN}-01`,
+          tracestate: traceState,
+          host: `${'h'.repeat(20_000)}:80`,
+          'user-agent': 'u'.repeat(20_000),
+        },
+        `${path}?${'q'.repeat(20_000)}`,
+      ),
+      method: 'PROPFIND',
+    };
+    t.startGateway(req, { port: 80, scheme: 'http' }, upstream)!.end(207);
+    const all = await spans(t);
+    const server = all.find((s) => s.kind === SPAN_KIND.SERVER)!;
+    const client = all.find((s) => s.kind === SPAN_KIND.CLIENT)!;
+    assert.equal(server.attributes['url.path'], path.slice(0, MAX_ATTRIBUTE_LENGTH));
+    assert.equal(server.attributes['server.address'], 'h'.repeat(MAX_ATTRIBUTE_LENGTH));
+    assert.equal(
+      client.attributes['url.full'],
+      `http://front.shop:8080${path}`.slice(0, MAX_ATTRIBUTE_LENGTH),
+    );
+    for (const s of [server, client]) {
+      assert.equal(s.attributes['user_agent.original'], 'u'.repeat(MAX_ATTRIBUTE_LENGTH));
+      assert.equal(s.attributes['http.request.method'], '_OTHER');
+      assert.equal(s.attributes['http.request.method_original'], 'PROPFIND');
+      assert.equal(s.name, 'HTTP');
+      assert.equal(s.traceState, undefined, 'a tracestate over 512 characters is not recorded');
+    }
+    assert.equal(upstream.headers.tracestate, traceState, 'but it is passed on as it came');
+    assert.ok(encodeTraceRequest(all).length < 8 * 1024);
+  });
+
+  it('cuts a long value on a character boundary, and leaves a short one alone', () => {
+    const short = 'x'.repeat(MAX_ATTRIBUTE_LENGTH);
+    assert.equal(bounded(short), short);
+    const pairs = '😀'.repeat(MAX_ATTRIBUTE_LENGTH); // two UTF-16 units each
+    assert.equal(bounded(pairs), '😀'.repeat(MAX_ATTRIBUTE_LENGTH / 2));
+    assert.equal(bounded(`a${pairs}`), `a${'😀'.repeat(MAX_ATTRIBUTE_LENGTH / 2 - 1)}`);
+    assert.equal(bounded('/a', `/a?${'q'.repeat(5000)}`), '/a');
   });
 
   it('bounds the spans held while the collector does not answer, and counts the dropped ones', async () => {
