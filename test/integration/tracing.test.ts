@@ -113,6 +113,17 @@ describe('tracing through two sidecars into Jaeger', function () {
     if (this.currentTest?.state === 'failed') console.log(jaeger.logs.join('').slice(-5000));
   });
 
+  /** The trace once Jaeger has all `count` of its spans. */
+  const traceWith = async (traceId: string, count: number): Promise<JaegerTrace> => {
+    let trace: JaegerTrace | undefined;
+    await waitFor(
+      `${count} spans of trace ${traceId} in Jaeger`,
+      async () => (trace = await jaeger.trace(traceId))?.spans.length === count,
+      { timeoutMs: 30_000, intervalMs: 300, detail: () => JSON.stringify(trace?.spans ?? []) },
+    );
+    return trace!;
+  };
+
   const get = (headers: Record<string, string>, count = 1) =>
     mesh.client('client', { kind: 'http1', url: `http://${VIP}/items?id=1`, headers, count });
 
@@ -126,16 +137,8 @@ describe('tracing through two sidecars into Jaeger', function () {
     const seenByApp = (r.json as { headers: Record<string, string | undefined> }).headers.traceparent;
     assert.match(seenByApp ?? '', new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
 
-    let trace: JaegerTrace | undefined;
-    await waitFor(
-      'both spans in Jaeger',
-      async () => {
-        trace = await jaeger.trace(traceId);
-        return trace?.spans.length === 2;
-      },
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
-    const spans = trace!.spans;
+    const trace = await traceWith(traceId, 2);
+    const spans = trace.spans;
     const client = spans.find((s) => tag(s, 'span.kind') === 'client');
     const server = spans.find((s) => tag(s, 'span.kind') === 'server');
     assert.ok(client && server, JSON.stringify(spans));
@@ -149,8 +152,8 @@ describe('tracing through two sidecars into Jaeger', function () {
       [['CHILD_OF', client.spanID]],
     );
     assert.equal(seenByApp, `00-${traceId}-${server.spanID}-01`);
-    assert.equal(trace!.processes[client.processID]?.serviceName, 'client');
-    assert.equal(trace!.processes[server.processID]?.serviceName, 'server');
+    assert.equal(trace.processes[client.processID]?.serviceName, 'client');
+    assert.equal(trace.processes[server.processID]?.serviceName, 'server');
 
     assert.equal(tag(client, 'http.request.method'), 'GET');
     assert.equal(tag(client, 'http.response.status_code'), 200);
@@ -181,19 +184,11 @@ describe('tracing through two sidecars into Jaeger', function () {
       headers: { traceparent: `00-${traceId}-${appSpan}-01` },
     });
     assert.equal(r?.status, 200, JSON.stringify(r));
-    let trace: JaegerTrace | undefined;
-    await waitFor(
-      'four spans in Jaeger',
-      async () => {
-        trace = await jaeger.trace(traceId);
-        return trace?.spans.length === 4;
-      },
-      { timeoutMs: 30_000, intervalMs: 300, detail: () => JSON.stringify(trace?.spans ?? []) },
-    );
-    const service = (s: { processID: string }) => trace!.processes[s.processID]?.serviceName;
+    const trace = await traceWith(traceId, 4);
+    const service = (s: { processID: string }) => trace.processes[s.processID]?.serviceName;
     const find = (name: string, kind: string) => {
-      const span = trace!.spans.find((s) => service(s) === name && tag(s, 'span.kind') === kind);
-      assert.ok(span, `${kind} span of ${name} in ${JSON.stringify(trace!.spans)}`);
+      const span = trace.spans.find((s) => service(s) === name && tag(s, 'span.kind') === kind);
+      assert.ok(span, `${kind} span of ${name} in ${JSON.stringify(trace.spans)}`);
       return span;
     };
     const clientSide = find('client', 'client');
@@ -229,16 +224,8 @@ describe('tracing through two sidecars into Jaeger', function () {
       },
     });
     assert.equal(r?.grpcStatus, 14, JSON.stringify(r));
-    let trace: JaegerTrace | undefined;
-    await waitFor(
-      'both gRPC spans in Jaeger',
-      async () => {
-        trace = await jaeger.trace(traceId);
-        return trace?.spans.length === 2;
-      },
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
-    for (const span of trace!.spans) {
+    const trace = await traceWith(traceId, 2);
+    for (const span of trace.spans) {
       assert.equal(tag(span, 'rpc.system'), 'grpc');
       assert.equal(tag(span, 'rpc.service'), 'shop.Cart');
       assert.equal(tag(span, 'rpc.grpc.status_code'), 14);
@@ -255,10 +242,7 @@ describe('tracing through two sidecars into Jaeger', function () {
     const headers = (r.json as { headers: Record<string, string | undefined> }).headers;
     assert.match(headers.b3 ?? '', new RegExp(`^${traceId}-[0-9a-f]{16}-1$`));
     assert.equal(headers.traceparent, `00-${traceId}-${headers.b3!.split('-')[1]}-01`);
-    await waitFor('the B3 trace in Jaeger', async () => (await jaeger.trace(traceId))?.spans.length === 2, {
-      timeoutMs: 30_000,
-      intervalMs: 300,
-    });
+    await traceWith(traceId, 2);
   });
 
   it("a caller's huge path, user agent and tracestate and an unknown method are cut in its spans, not in its request", async () => {
@@ -282,17 +266,9 @@ describe('tracing through two sidecars into Jaeger', function () {
     assert.equal(seen.path.length, path.length + 1 + 3_000, 'the app gets the whole request');
     assert.equal(seen.headers['user-agent']?.length, 4_000);
 
-    let trace: JaegerTrace | undefined;
-    await waitFor(
-      'both spans in Jaeger',
-      async () => {
-        trace = await jaeger.trace(traceId);
-        return trace?.spans.length === 2;
-      },
-      { timeoutMs: 30_000, intervalMs: 300 },
-    );
-    const client = trace!.spans.find((s) => tag(s, 'span.kind') === 'client')!;
-    const server = trace!.spans.find((s) => tag(s, 'span.kind') === 'server')!;
+    const trace = await traceWith(traceId, 2);
+    const client = trace.spans.find((s) => tag(s, 'span.kind') === 'client')!;
+    const server = trace.spans.find((s) => tag(s, 'span.kind') === 'server')!;
     assert.equal(tag(client, 'url.full'), `http://${VIP}${path}`.slice(0, 1024));
     assert.equal(tag(server, 'url.path'), path.slice(0, 1024));
     for (const span of [client, server]) {
