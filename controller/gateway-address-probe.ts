@@ -4,6 +4,7 @@
 // gRPC client then backs off (1 s, 1.6x) and may not recover within its caller's window (ADR 0010,
 // amendment 2026-12-04).
 import net from 'node:net';
+import { hostText } from '../lib/host-text.ts';
 
 /** What the controller knows about a Gateway's address, from its own connections. */
 export type AddressCheck =
@@ -88,7 +89,7 @@ export class GatewayAddressProbes {
       for (const port of ports) {
         const why = await tcpConnect(address, port, CONNECT_TIMEOUT_MS);
         if (why !== undefined) {
-          failure = `${hostPort(address, port)}: ${why}`;
+          failure = `${hostText(address)}:${port}: ${why}`;
           break;
         }
       }
@@ -105,8 +106,4 @@ export class GatewayAddressProbes {
     entry.check = check;
     this.#o.onChange();
   }
-}
-
-function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }

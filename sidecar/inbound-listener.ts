@@ -45,6 +45,7 @@ import { normalizeTarget } from '../mesh-model/request-target.ts';
 import { capConnections, DEFAULT_LIMITS, type ProxyLimits } from './limits.ts';
 import type { RequestFacts, RequestSeriesGroup } from './metrics.ts';
 import { refuseSelfConnect } from './tcp-self-connect.ts';
+import { hostText } from '../lib/host-text.ts';
 
 export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 
@@ -78,10 +79,6 @@ export function handOffSource(address: string): string | undefined {
   if (isIPv4(a)) return a.startsWith('127.') ? undefined : '127.0.0.6';
   if (isIPv6(a)) return a === '::1' ? undefined : '::1';
   return undefined;
-}
-
-function hostText(address: string): string {
-  return address.includes(':') ? `[${address}]` : address;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
 } from '../pki/tls-options.ts';
 import { nodeHttp } from './node-http.ts';
 import { isSelfConnected, selfConnectRefusal } from './tcp-self-connect.ts';
+import { hostText } from '../lib/host-text.ts';
 
 // One declared protocol per connection, which a current server sidecar selects (and then parses what is
 // declared HTTP); the older names after it let a sidecar of the previous version answer during an upgrade.
@@ -60,10 +61,6 @@ function boundConnect<S extends net.Socket>(
     clearTimeout(ready);
   });
   return socket;
-}
-
-function hostFor(address: string): string {
-  return address.includes(':') ? `[${address}]` : address;
 }
 
 /**
@@ -301,7 +298,7 @@ export class UpstreamPools {
         : undefined;
       const idle = this.#idleMs;
       pool = new H1Pool({
-        host: `${hostFor(ep.address)}:${ep.port}`,
+        host: `${hostText(ep.address)}:${ep.port}`,
         maxConnections: this.#maxConnections,
         // Idle connections close after min(the upstream's Keep-Alive hint, idle): a peer sidecar hints its
         // own 1 h idle timeout, and pools that never shrink hold a descriptor on both sides per connection.
@@ -338,7 +335,7 @@ export class UpstreamPools {
     const key = keyOf(ep);
     const existing = this.#sessions.get(key);
     if (existing && !existing.closed && !existing.destroyed) return existing;
-    const authority = `${ep.identity ? 'https' : 'http'}://${hostFor(ep.address)}:${ep.port}`;
+    const authority = `${ep.identity ? 'https' : 'http'}://${hostText(ep.address)}:${ep.port}`;
     // Our own TLS connection: http2.connect would replace the ALPN list, dropping the mesh marker.
     const tlsOptions = ep.identity
       ? { host: ep.address, port: ep.port, ...this.#tlsOptions(ep, ALPN_H2) }

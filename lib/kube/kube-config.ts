@@ -21,6 +21,7 @@ import {
   type CredentialSource,
   type ExecConfig,
 } from './kube-credentials.ts';
+import { hostText } from '../host-text.ts';
 
 /** Where the kubelet mounts the service account. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -190,7 +191,7 @@ function inClusterApi(prefix: string, userAgent: string | undefined): { api: Kub
     }
   }
   const host = process.env.KUBERNETES_SERVICE_HOST ?? '';
-  const server = `https://${host.includes(':') ? `[${host}]` : host}:${process.env.KUBERNETES_SERVICE_PORT ?? ''}`;
+  const server = `https://${hostText(host)}:${process.env.KUBERNETES_SERVICE_PORT ?? ''}`;
   const api = new KubeApi({
     server,
     caPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),

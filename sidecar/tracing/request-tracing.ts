@@ -19,6 +19,7 @@ import { decide, RateLimiter, type SamplingReason } from './sampling.ts';
 import { bounded, recordedTraceState } from './span-limits.ts';
 import { SpanPipeline, type PipelineOptions, type SpanExporter } from './span-pipeline.ts';
 import { hrNow, randomHex, SPAN_KIND, SPAN_STATUS, SpanRecord, type SpanKindValue } from './span-record.ts';
+import { hostText } from '../../lib/host-text.ts';
 
 /** The request fields tracing reads (http.IncomingMessage and Http2ServerRequest both have them). */
 export interface TracedRequest {
@@ -209,7 +210,7 @@ export class HttpSpan implements RequestSpan {
     const a = this.#record.attributes;
     a['network.peer.address'] = ep.address;
     a['network.peer.port'] = ep.port;
-    a['sluice.endpoint'] = `${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`;
+    a['sluice.endpoint'] = `${hostText(ep.address)}:${ep.port}`;
     if (this.#record.kind === SPAN_KIND.CLIENT) {
       if (ep.identity) a['sluice.callee.identity'] = ep.identity;
       if (ep.pod) a['sluice.endpoint.pod'] = ep.pod;
