@@ -18,6 +18,7 @@ import { capText, conditionTime, sameJson, type Condition } from './route-status
 import type { StatusWriter } from './status-writer.ts';
 import { GATEWAY_NAME_LABEL, infrastructureName } from './gateway-provisioning.ts';
 import type { AddressCheck, GatewayAddressProbes } from './gateway-address-probe.ts';
+import { readService } from '../mesh-model/services.ts';
 
 export interface GatewayAddress {
   type: 'IPAddress' | 'Hostname';
@@ -230,14 +231,10 @@ export function dataPlaneState(
   const service = services.find(
     (s) => s.metadata?.name === svcName && (s.metadata.namespace ?? 'default') === namespace,
   );
-  const spec = service && isObject(service.spec) ? service.spec : {};
-  const ports = (Array.isArray(spec.ports) ? spec.ports : []).flatMap((p) =>
-    isObject(p) && typeof p.port === 'number' ? [p.port] : [],
-  );
   return {
     readyPods: labelled.filter(podReady).length,
     addresses: serviceAddresses(service),
-    ports,
+    ports: (service ? readService(service, [])?.ports : undefined)?.map((p) => p.port) ?? [],
     problem,
   };
 }
