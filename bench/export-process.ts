@@ -12,7 +12,7 @@ import { readSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { backoffDelay } from '../lib/backoff.ts';
 import { errorText } from '../lib/error-text.ts';
-import { encodeTraceRequest } from '../sidecar/tracing/otlp-encode.ts';
+import { encodeBatch } from '../sidecar/tracing/otlp-encode.ts';
 import type { OtlpHttpOptions } from '../sidecar/tracing/otlp-http-exporter.ts';
 import type { ExportFailure, SpanExporter } from '../sidecar/tracing/span-pipeline.ts';
 import type { SpanRecord } from '../sidecar/tracing/span-record.ts';
@@ -85,12 +85,8 @@ export class OtlpProcessExporter implements SpanExporter {
 
   export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined> {
     if (this.#closed) return Promise.resolve({ reason: 'shut_down' });
-    let body: Buffer;
-    try {
-      body = encodeTraceRequest(spans);
-    } catch (error) {
-      return Promise.resolve({ reason: 'encode_failed', error: errorText(error) });
-    }
+    const body = encodeBatch(spans);
+    if (!Buffer.isBuffer(body)) return Promise.resolve(body);
     if (!this.#proc && performance.now() < this.#restartAt) {
       return Promise.resolve(RESTARTING);
     }

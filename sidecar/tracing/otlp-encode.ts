@@ -3,6 +3,8 @@
 // flat on purpose: at one span a second the generic transformer and serializer run cold and cost more than
 // the span itself (ADR 0018, ADR 0017).
 import type { Attributes, HrTime } from '@opentelemetry/api';
+import { errorText } from '../../lib/error-text.ts';
+import type { ExportFailure } from './span-pipeline.ts';
 import type { SpanRecord, SpanResource } from './span-record.ts';
 
 // Wire types.
@@ -216,4 +218,13 @@ export function encodeTraceRequest(spans: readonly SpanRecord[]): Buffer {
     w.end(rs);
   }
   return w.buf.subarray(0, w.pos);
+}
+
+/** An exporter's batch as its request body, or why it could not be encoded (the batch is then dropped). */
+export function encodeBatch(spans: readonly SpanRecord[]): Buffer | ExportFailure {
+  try {
+    return encodeTraceRequest(spans);
+  } catch (error) {
+    return { reason: 'encode_failed', error: errorText(error) };
+  }
 }

@@ -7,7 +7,7 @@
 // hand-written POST on the main thread instead still cost 1.6–4.2 points more (ADR 0019, fifth session).
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { errorText } from '../../lib/error-text.ts';
-import { encodeTraceRequest } from './otlp-encode.ts';
+import { encodeBatch } from './otlp-encode.ts';
 import type { ExportWorkerData, ExportWorkerRequest, ExportWorkerResult } from './otlp-export-worker.ts';
 import type { ExportFailure, SpanExporter } from './span-pipeline.ts';
 import type { SpanRecord } from './span-record.ts';
@@ -67,12 +67,8 @@ export class OtlpHttpExporter implements SpanExporter {
 
   export(spans: readonly SpanRecord[]): Promise<ExportFailure | undefined> {
     if (this.#closed) return Promise.resolve({ reason: 'shut_down' });
-    let body: Buffer;
-    try {
-      body = encodeTraceRequest(spans);
-    } catch (error) {
-      return Promise.resolve({ reason: 'encode_failed', error: errorText(error) });
-    }
+    const body = encodeBatch(spans);
+    if (!Buffer.isBuffer(body)) return Promise.resolve(body);
     let thread: ExportThread;
     try {
       thread = this.#thread ??= this.#start();
